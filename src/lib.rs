@@ -1,0 +1,38 @@
+//! Composable [Tower] middleware that makes any hyper or axum service fast
+//! and observable.
+//!
+//! `tower-perf` is built as five layers, each usable alone or stacked, each
+//! behind its own cargo feature, plus the header parsers they share:
+//!
+//! | feature         | what it gives                                                        | status      |
+//! |-----------------|----------------------------------------------------------------------|-------------|
+//! | (always)        | [`headers`]: Cache-Control, Accept-Encoding, entity tags, HTTP dates | available   |
+//! | `cache`         | RFC 9111 shared response cache, coalescing, purge                    | in progress |
+//! | `compression`   | streaming gzip/deflate with q-value negotiation                      | in progress |
+//! | `cache-control` | Cache-Control policies by route, ETags, 304/412                      | in progress |
+//! | `timing`        | per-route latency percentiles, sub-timings, Server-Timing            | in progress |
+//! | `rate-limit`    | GCRA quotas per route and key, IETF RateLimit headers                | in progress |
+//! | `redis`         | Redis stores for the cache and the limiter (several replicas)        | in progress |
+//! | `full`          | everything above                                                     |             |
+//!
+//! The five in-memory layers are default features; `redis` is opt-in.
+//!
+//! # Stacking order
+//!
+//! ```text
+//! request ─▶ Timing ─▶ RateLimit ─▶ Cache ─▶ CacheControl ─▶ Compression ─▶ your service
+//! ```
+//!
+//! - Timing is outermost so it sees every request (429s and cache hits too)
+//!   and stops its clock when the response body ends.
+//! - Rate limiting comes before the cache: a client over its quota gets 429
+//!   even for cached content.
+//! - The cache sits outside compression, so it stores encoded bytes and a
+//!   hit never compresses again; it keys on the negotiated coding.
+//! - CacheControl sits inside the cache, so the policies it writes are what
+//!   the cache reads, and its ETag covers the bytes that leave.
+//!
+//! [Tower]: https://docs.rs/tower
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod headers;
