@@ -25,7 +25,13 @@ pub enum ContentCoding {
 
 impl ContentCoding {
     /// Every coding, in a fixed order.
-    pub const ALL: [Self; 5] = [Self::Gzip, Self::Deflate, Self::Br, Self::Zstd, Self::Identity];
+    pub const ALL: [Self; 5] = [
+        Self::Gzip,
+        Self::Deflate,
+        Self::Br,
+        Self::Zstd,
+        Self::Identity,
+    ];
 
     /// The registered name, lowercase.
     pub const fn as_str(self) -> &'static str {
@@ -195,12 +201,18 @@ impl Default for AcceptEncoding {
 impl AcceptEncoding {
     /// The value for a request that carries no Accept-Encoding field.
     pub const fn absent() -> Self {
-        Self { present: false, weights: [None; 6] }
+        Self {
+            present: false,
+            weights: [None; 6],
+        }
     }
 
     /// Parses one field value.
     pub fn parse(value: &[u8]) -> Self {
-        let mut ae = Self { present: true, weights: [None; 6] };
+        let mut ae = Self {
+            present: true,
+            weights: [None; 6],
+        };
         ae.parse_into(value);
         ae
     }
@@ -373,13 +385,22 @@ mod tests {
     #[test]
     fn qvalues() {
         let ok: [(&str, u16); 9] = [
-            ("0", 0), ("0.", 0), ("0.5", 500), ("0.25", 250), ("0.125", 125),
-            ("1", 1000), ("1.", 1000), ("1.0", 1000), ("1.000", 1000),
+            ("0", 0),
+            ("0.", 0),
+            ("0.5", 500),
+            ("0.25", 250),
+            ("0.125", 125),
+            ("1", 1000),
+            ("1.", 1000),
+            ("1.0", 1000),
+            ("1.000", 1000),
         ];
         for (s, t) in ok {
             assert_eq!(QValue::parse(s.as_bytes()), Some(QValue(t)), "{s}");
         }
-        for bad in ["", ".5", "1.5", "2", "0.1234", "-0", "0.5x", "01", "1.001", " 1"] {
+        for bad in [
+            "", ".5", "1.5", "2", "0.1234", "-0", "0.5x", "01", "1.001", " 1",
+        ] {
             assert_eq!(QValue::parse(bad.as_bytes()), None, "{bad}");
         }
         assert_eq!(QValue(250).to_string(), "0.25");
@@ -441,7 +462,15 @@ mod tests {
         assert_eq!(ae("gzip;level=9;q=0.2").quality(Gzip).thousandths(), 200);
         // First occurrence wins.
         assert_eq!(ae("gzip;q=0, gzip").quality(Gzip), QValue::ZERO);
-        for junk in [&b"\xff\xfe"[..], b";;;", b",,", b"q=1", b"*;q", b"gzip;q=\"", b";q=1"] {
+        for junk in [
+            &b"\xff\xfe"[..],
+            b";;;",
+            b",,",
+            b"q=1",
+            b"*;q",
+            b"gzip;q=\"",
+            b";q=1",
+        ] {
             let parsed = AcceptEncoding::parse(junk);
             let _ = parsed.negotiate(&ALL);
             let _ = parsed.to_header_value();

@@ -452,7 +452,10 @@ impl CacheControl {
     /// any, printable ASCII (it is quoted when it isn't a token).
     pub fn with_extension(mut self, name: &str, value: Option<&str>) -> Result<Self, ParseError> {
         if !util::is_token(name.as_bytes()) {
-            return Err(ParseError::new("cache-control", "extension name is not a token"));
+            return Err(ParseError::new(
+                "cache-control",
+                "extension name is not a token",
+            ));
         }
         if let Some(v) = value {
             if !v.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b)) {
@@ -509,10 +512,7 @@ impl fmt::Display for CacheControl {
         if self.no_store {
             push("no-store");
         }
-        for (name, v) in [
-            ("max-age", self.max_age),
-            ("s-maxage", self.s_maxage),
-        ] {
+        for (name, v) in [("max-age", self.max_age), ("s-maxage", self.s_maxage)] {
             if let Some(v) = v {
                 push(&format!("{name}={v}"));
             }
@@ -601,12 +601,17 @@ mod tests {
 
     #[test]
     fn every_directive() {
-        let all = cc("max-age=1, s-maxage=2, max-stale=3, min-fresh=4, no-cache, no-store, \
+        let all = cc(
+            "max-age=1, s-maxage=2, max-stale=3, min-fresh=4, no-cache, no-store, \
              no-transform, only-if-cached, must-revalidate, proxy-revalidate, must-understand, \
-             public, private, immutable, stale-while-revalidate=5, stale-if-error=6");
+             public, private, immutable, stale-while-revalidate=5, stale-if-error=6",
+        );
         assert_eq!(all.max_age(), s(1));
         assert_eq!(all.s_maxage(), s(2));
-        assert_eq!(all.max_stale(), Some(MaxStale::Limit(Duration::from_secs(3))));
+        assert_eq!(
+            all.max_stale(),
+            Some(MaxStale::Limit(Duration::from_secs(3)))
+        );
         assert_eq!(all.min_fresh(), s(4));
         assert!(all.no_cache() && all.no_cache_fields().is_empty());
         assert!(all.no_store() && all.no_transform() && all.only_if_cached());
@@ -639,22 +644,42 @@ mod tests {
         assert_eq!(cc("max-age=10, max-age=20").max_age(), s(10));
         let mut h = HeaderMap::new();
         h.append(CACHE_CONTROL, HeaderValue::from_static("max-age=60"));
-        h.append(CACHE_CONTROL, HeaderValue::from_static("max-age=3600, public"));
+        h.append(
+            CACHE_CONTROL,
+            HeaderValue::from_static("max-age=3600, public"),
+        );
         let c = CacheControl::from_headers(&h).unwrap();
         assert_eq!(c.max_age(), s(60));
         assert!(c.public());
-        assert_eq!(cc("x=1, X=2").extensions().collect::<Vec<_>>(), [("x", Some("1"))]);
+        assert_eq!(
+            cc("x=1, X=2").extensions().collect::<Vec<_>>(),
+            [("x", Some("1"))]
+        );
     }
 
     #[test]
     fn invalid_freshness_is_stale() {
-        for bad in ["max-age=-1", "max-age=abc", "max-age=1.5", "max-age=", "max-age=\"5", "max-age=5x"] {
+        for bad in [
+            "max-age=-1",
+            "max-age=abc",
+            "max-age=1.5",
+            "max-age=",
+            "max-age=\"5",
+            "max-age=5x",
+        ] {
             assert_eq!(cc(bad).max_age(), s(0), "{bad}");
         }
         assert_eq!(cc("s-maxage=oops").s_maxage(), s(0));
         // Other delta directives are dropped instead.
         let c = cc("min-fresh=x, stale-while-revalidate=-3, stale-if-error=1e3");
-        assert_eq!((c.min_fresh(), c.stale_while_revalidate(), c.stale_if_error()), (None, None, None));
+        assert_eq!(
+            (
+                c.min_fresh(),
+                c.stale_while_revalidate(),
+                c.stale_if_error()
+            ),
+            (None, None, None)
+        );
     }
 
     #[test]
@@ -664,7 +689,9 @@ mod tests {
         assert_eq!(cc("max-age=2147483648").max_age(), s(big));
         assert_eq!(cc("max-age=2147483647").max_age(), s(big - 1));
         assert_eq!(
-            CacheControl::new().with_max_age(Duration::from_secs(u64::MAX)).to_string(),
+            CacheControl::new()
+                .with_max_age(Duration::from_secs(u64::MAX))
+                .to_string(),
             "max-age=2147483648"
         );
     }
@@ -681,7 +708,10 @@ mod tests {
         assert!(cc("no-cache=\"x\", no-cache").no_cache_fields().is_empty());
         assert!(cc("no-cache, no-cache=\"x\"").no_cache_fields().is_empty());
         // Two qualified lists merge.
-        assert_eq!(cc("private=a, private=\"b, a\"").private_fields(), ["a", "b"]);
+        assert_eq!(
+            cc("private=a, private=\"b, a\"").private_fields(),
+            ["a", "b"]
+        );
     }
 
     #[test]
@@ -726,7 +756,11 @@ mod tests {
             "private=\"set-cookie\", max-age=0, must-revalidate, x-note=\"two words\""
         );
         assert_eq!(cc(&c.to_string()), c);
-        assert!(CacheControl::new().with_extension("bad name", None).is_err());
+        assert!(
+            CacheControl::new()
+                .with_extension("bad name", None)
+                .is_err()
+        );
         assert!(CacheControl::new().with_extension("x", Some("é")).is_err());
         assert_eq!(
             CacheControl::new().with_no_store().to_header_value(),

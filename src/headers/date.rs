@@ -50,7 +50,9 @@ impl HttpDate {
 
     /// From seconds since the Unix epoch (clamped to year 9999).
     pub const fn from_unix_secs(secs: u64) -> Self {
-        Self { secs: if secs > MAX_SECS { MAX_SECS } else { secs } }
+        Self {
+            secs: if secs > MAX_SECS { MAX_SECS } else { secs },
+        }
     }
 
     /// This date as a `SystemTime`.
@@ -79,7 +81,10 @@ impl HttpDate {
     /// `Last-Modified`, `If-Modified-Since`…): `None` when absent, an error
     /// when invalid. RFC 9110 defines a single value for each; later lines
     /// are ignored.
-    pub fn from_headers(headers: &HeaderMap, name: &HeaderName) -> Option<Result<Self, ParseError>> {
+    pub fn from_headers(
+        headers: &HeaderMap,
+        name: &HeaderName,
+    ) -> Option<Result<Self, ParseError>> {
         headers.get(name).map(|v| Self::parse(v.as_bytes()))
     }
 
@@ -127,7 +132,15 @@ impl std::str::FromStr for HttpDate {
 /// IMF-fixdate with the year RFC 9110 §5.6.7 prescribes. `None` when `s` is
 /// not in RFC 850 form.
 fn rfc850_to_imf(s: &str, now_year: u16) -> Option<String> {
-    const DAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+    const DAYS: [&str; 7] = [
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+    ];
     let (day, rest) = s.split_once(", ")?;
     if !DAYS.contains(&day) {
         return None;
@@ -161,10 +174,21 @@ mod tests {
     #[test]
     fn rfc_9110_examples() {
         // RFC 9110 §5.6.7: the same instant in all three formats.
-        for s in ["Sun, 06 Nov 1994 08:49:37 GMT", "Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994"] {
-            assert_eq!(HttpDate::parse(s.as_bytes()).unwrap().as_unix_secs(), SUNDAY_1994, "{s}");
+        for s in [
+            "Sun, 06 Nov 1994 08:49:37 GMT",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+        ] {
+            assert_eq!(
+                HttpDate::parse(s.as_bytes()).unwrap().as_unix_secs(),
+                SUNDAY_1994,
+                "{s}"
+            );
         }
-        assert_eq!(HttpDate::from_unix_secs(SUNDAY_1994).to_string(), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(
+            HttpDate::from_unix_secs(SUNDAY_1994).to_string(),
+            "Sun, 06 Nov 1994 08:49:37 GMT"
+        );
     }
 
     #[test]
@@ -197,7 +221,11 @@ mod tests {
             "Sunday, 06-Nov-é 08:49:37 GMT".as_bytes(),
             b"Sunday, 06-Nov-94 08:49:37 GMT trailing",
         ] {
-            assert!(HttpDate::parse(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                HttpDate::parse(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
@@ -215,9 +243,18 @@ mod tests {
         let mut h = HeaderMap::new();
         assert!(HttpDate::from_headers(&h, &http::header::EXPIRES).is_none());
         h.insert(http::header::EXPIRES, HeaderValue::from_static("0"));
-        assert!(HttpDate::from_headers(&h, &http::header::EXPIRES).unwrap().is_err());
+        assert!(
+            HttpDate::from_headers(&h, &http::header::EXPIRES)
+                .unwrap()
+                .is_err()
+        );
         let now = HttpDate::now();
         h.insert(http::header::DATE, now.to_header_value());
-        assert_eq!(HttpDate::from_headers(&h, &http::header::DATE).unwrap().unwrap(), now);
+        assert_eq!(
+            HttpDate::from_headers(&h, &http::header::DATE)
+                .unwrap()
+                .unwrap(),
+            now
+        );
     }
 }

@@ -48,9 +48,15 @@ impl EntityTag {
 
     fn new(weak: bool, tag: &[u8]) -> Result<Self, ParseError> {
         if tag.iter().all(|&b| is_etagc(b)) {
-            Ok(Self { weak, tag: tag.into() })
+            Ok(Self {
+                weak,
+                tag: tag.into(),
+            })
         } else {
-            Err(ParseError::new("etag", "opaque tag holds a character etagc excludes"))
+            Err(ParseError::new(
+                "etag",
+                "opaque tag holds a character etagc excludes",
+            ))
         }
     }
 
@@ -185,7 +191,10 @@ impl EntityTagList {
 
     /// Parses every line of field `name` (`IF_MATCH` or `IF_NONE_MATCH`) as
     /// one list. `None` when the field is absent.
-    pub fn from_headers(headers: &HeaderMap, name: &HeaderName) -> Option<Result<Self, ParseError>> {
+    pub fn from_headers(
+        headers: &HeaderMap,
+        name: &HeaderName,
+    ) -> Option<Result<Self, ParseError>> {
         let mut lines = headers.get_all(name).iter().peekable();
         lines.peek()?;
         let mut list = None;
@@ -205,7 +214,9 @@ impl EntityTagList {
                     *list = Some(Self::Any);
                     Ok(())
                 }
-                Some(Self::Tags(_)) => Err(ParseError::new("entity-tag list", "`*` mixed with tags")),
+                Some(Self::Tags(_)) => {
+                    Err(ParseError::new("entity-tag list", "`*` mixed with tags"))
+                }
             };
         }
         let mut rest = value;
@@ -340,16 +351,31 @@ mod tests {
         assert!(tag(r#"W/"xyzzy""#).is_weak());
         assert_eq!(tag(r#""""#).tag(), b"");
         let l = EntityTagList::parse(br#""xyzzy", "r2d2xxxx", "c3piozzzz""#).unwrap();
-        assert_eq!(l, EntityTagList::Tags(vec![tag(r#""xyzzy""#), tag(r#""r2d2xxxx""#), tag(r#""c3piozzzz""#)]));
+        assert_eq!(
+            l,
+            EntityTagList::Tags(vec![
+                tag(r#""xyzzy""#),
+                tag(r#""r2d2xxxx""#),
+                tag(r#""c3piozzzz""#)
+            ])
+        );
         let w = EntityTagList::parse(br#"W/"xyzzy", W/"r2d2xxxx", W/"c3piozzzz""#).unwrap();
-        assert!(matches!(&w, EntityTagList::Tags(t) if t.len() == 3 && t.iter().all(EntityTag::is_weak)));
+        assert!(
+            matches!(&w, EntityTagList::Tags(t) if t.len() == 3 && t.iter().all(EntityTag::is_weak))
+        );
         assert_eq!(EntityTagList::parse(b"*").unwrap(), EntityTagList::Any);
     }
 
     #[test]
     fn tags_may_hold_commas_and_backslashes() {
         let l = EntityTagList::parse(br#""a,b", "c\""#).unwrap();
-        assert_eq!(l, EntityTagList::Tags(vec![EntityTag::strong("a,b").unwrap(), EntityTag::strong("c\\").unwrap()]));
+        assert_eq!(
+            l,
+            EntityTagList::Tags(vec![
+                EntityTag::strong("a,b").unwrap(),
+                EntityTag::strong("c\\").unwrap()
+            ])
+        );
         // obs-text is allowed and kept exactly.
         let t = EntityTag::parse(b"\"\xc3\xa9\"").unwrap();
         assert_eq!(t.tag(), "é".as_bytes());
@@ -359,14 +385,39 @@ mod tests {
     #[test]
     fn malformed_tags() {
         for bad in [
-            &b""[..], b"abc", b"\"abc", b"w/\"a\"", b"W/abc", b"\"a\"b", b"\"a b\"", b"\"a\x7f\"", b"W/", b"\"",
+            &b""[..],
+            b"abc",
+            b"\"abc",
+            b"w/\"a\"",
+            b"W/abc",
+            b"\"a\"b",
+            b"\"a b\"",
+            b"\"a\x7f\"",
+            b"W/",
+            b"\"",
         ] {
-            assert!(EntityTag::parse(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                EntityTag::parse(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
         for bad in [
-            &b""[..], b",", b"abc", b"\"a\" \"b\"", b"*, \"a\"", b"\"a\", *", b"\"a\",,x", b"\"a", b"**",
+            &b""[..],
+            b",",
+            b"abc",
+            b"\"a\" \"b\"",
+            b"*, \"a\"",
+            b"\"a\", *",
+            b"\"a\",,x",
+            b"\"a",
+            b"**",
         ] {
-            assert!(EntityTagList::parse(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                EntityTagList::parse(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
         assert!(EntityTag::strong("a\"b").is_err());
         assert!(EntityTag::weak(" ").is_err());
@@ -375,17 +426,25 @@ mod tests {
     #[test]
     fn lists_with_empty_elements_and_lines() {
         assert_eq!(
-            EntityTagList::parse(br#" , "a" ,, W/"b" , "#).unwrap().to_string(),
+            EntityTagList::parse(br#" , "a" ,, W/"b" , "#)
+                .unwrap()
+                .to_string(),
             r#""a", W/"b""#
         );
         let mut h = HeaderMap::new();
         h.append(IF_NONE_MATCH, HeaderValue::from_static("\"a\""));
         h.append(IF_NONE_MATCH, HeaderValue::from_static("W/\"b\""));
-        let l = EntityTagList::from_headers(&h, &IF_NONE_MATCH).unwrap().unwrap();
+        let l = EntityTagList::from_headers(&h, &IF_NONE_MATCH)
+            .unwrap()
+            .unwrap();
         assert!(l.contains_weak(&tag("\"b\"")));
         assert!(EntityTagList::from_headers(&h, &IF_MATCH).is_none());
         h.append(IF_NONE_MATCH, HeaderValue::from_static("*"));
-        assert!(EntityTagList::from_headers(&h, &IF_NONE_MATCH).unwrap().is_err());
+        assert!(
+            EntityTagList::from_headers(&h, &IF_NONE_MATCH)
+                .unwrap()
+                .is_err()
+        );
     }
 
     #[test]

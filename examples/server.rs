@@ -1,0 +1,349 @@
+//! The tower-perf demo server.
+//!
+//! ```text
+//! cargo run --release --example server                   # 127.0.0.1:3000
+//! cargo run --release --example server -- --addr 0.0.0.0:8080
+//! ```
+//!
+//! Routes:
+//!
+//! | route                    | answer                                               |
+//! |--------------------------|------------------------------------------------------|
+//! | `GET /health`            | `ok`                                                 |
+//! | `GET /api/v1/items`      | a deterministic JSON list of about 8 KiB             |
+//! | `GET /api/v1/items/{id}` | one item, or 404                                     |
+//! | `POST /api/v1/items`     | adds an item (`{"name": "…", "price_cents": 100}`)   |
+//! | `GET /api/v1/slow`       | answers after 50–150 ms                              |
+//! | `GET /static/app.js`     | a JavaScript asset of about 30 KiB                   |
+//! | `GET /api/v1/stream`     | 20 NDJSON lines, 50 ms apart, chunked                |
+//!
+//! It needs nothing else running: everything is in memory. The tower-perf
+//! layers are wired around `app()` as they land.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, RwLock};
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// Items the demo keeps at most, so POSTs can't grow memory without bound.
+pub(crate) const MAX_ITEMS: usize = 10_000;
+
+/// Timings of the demo routes; tests shorten them.
+#[derive(Debug, Clone)]
+pub(crate) struct DemoConfig {
+    /// `/api/v1/slow` waits between these two.
+    pub(crate) slow: (Duration, Duration),
+    /// The pause between `/api/v1/stream` lines.
+    pub(crate) stream_interval: Duration,
+    /// Lines `/api/v1/stream` sends.
+    pub(crate) stream_lines: u32,
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        Self {
+            slow: (Duration::from_millis(50), Duration::from_millis(150)),
+            stream_interval: Duration::from_millis(50),
+            stream_lines: 20,
+        }
+    }
+}
+
+/// One item of the demo catalogue.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub(crate) struct Item {
+    pub(crate) id: u64,
+    pub(crate) name: String,
+    pub(crate) description: String,
+    pub(crate) price_cents: u64,
+    pub(crate) tags: Vec<String>,
+}
+
+/// The body of `POST /api/v1/items`.
+#[derive(Debug, Deserialize)]
+struct NewItem {
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    price_cents: u64,
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+#[derive(Debug)]
+struct AppState {
+    config: DemoConfig,
+    items: RwLock<Vec<Item>>,
+    next_id: AtomicU64,
+    jitter: AtomicU64,
+}
+
+/// The catalogue the server starts with: 55 items, about 8 KiB of JSON.
+pub(crate) fn seed_items() -> Vec<Item> {
+    const WORDS: [&str; 8] = [
+        "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel",
+    ];
+    (1..=55u64)
+        .map(|id| {
+            let w = |k: u64| WORDS[((id * 7 + k * 3) % 8) as usize];
+            Item {
+                id,
+                name: format!("Item {id:03} {}", w(0)),
+                description: format!(
+                    "A {} {} for {} use; ships from warehouse {}.",
+                    w(1),
+                    w(2),
+                    w(3),
+                    id % 5 + 1
+                ),
+                price_cents: 199 + id * 137 % 9_000,
+                tags: vec![w(4).to_owned(), w(5).to_owned()],
+            }
+        })
+        .collect()
+}
+
+/// The demo app with the default timings.
+pub(crate) fn app() -> Router {
+    app_with(DemoConfig::default())
+}
+
+/// The demo app with the given timings.
+pub(crate) fn app_with(config: DemoConfig) -> Router {
+    let items = seed_items();
+    let next_id = items.len() as u64 + 1;
+    let state = Arc::new(AppState {
+        config,
+        items: RwLock::new(items),
+        next_id: AtomicU64::new(next_id),
+        jitter: AtomicU64::new(0x9E37_79B9_7F4A_7C15),
+    });
+    Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route("/api/v1/items", get(list_items).post(add_item))
+        .route("/api/v1/items/{id}", get(get_item))
+        .route("/api/v1/slow", get(slow))
+        .route("/static/app.js", get(app_js))
+        .route("/api/v1/stream", get(stream))
+        .with_state(state)
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+async fn list_items(State(state): State<Arc<AppState>>) -> Response {
+    // Serialize under the read lock (no await inside), answer after.
+    let body = match state.items.read() {
+        Ok(items) => serde_json::to_vec(&*items),
+        Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "item store poisoned"),
+    };
+    match body {
+        Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "serialization failed"),
+    }
+}
+
+async fn get_item(State(state): State<Arc<AppState>>, Path(id): Path<u64>) -> Response {
+    let found = match state.items.read() {
+        Ok(items) => items.iter().find(|i| i.id == id).cloned(),
+        Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "item store poisoned"),
+    };
+    match found {
+        Some(item) => Json(item).into_response(),
+        None => error(StatusCode::NOT_FOUND, "no such item"),
+    }
+}
+
+async fn add_item(State(state): State<Arc<AppState>>, Json(new): Json<NewItem>) -> Response {
+    let name = new.name.trim();
+    if name.is_empty() || name.len() > 200 {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "name must be 1 to 200 bytes",
+        );
+    }
+    if new.description.len() > 2_000 || new.tags.len() > 16 || new.tags.iter().any(|t| t.len() > 50)
+    {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "description or tags too long",
+        );
+    }
+    let mut items = match state.items.write() {
+        Ok(items) => items,
+        Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "item store poisoned"),
+    };
+    if items.len() >= MAX_ITEMS {
+        return error(StatusCode::INSUFFICIENT_STORAGE, "item limit reached");
+    }
+    let item = Item {
+        id: state.next_id.fetch_add(1, Ordering::Relaxed),
+        name: name.to_owned(),
+        description: new.description,
+        price_cents: new.price_cents,
+        tags: new.tags,
+    };
+    items.push(item.clone());
+    drop(items);
+    (
+        StatusCode::CREATED,
+        [(header::LOCATION, format!("/api/v1/items/{}", item.id))],
+        Json(item),
+    )
+        .into_response()
+}
+
+/// A pseudo-random delay in the configured range (splitmix64 over a shared
+/// counter: no dependency, no lock).
+fn jitter(state: &AppState) -> Duration {
+    let mut z = state
+        .jitter
+        .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    let (lo, hi) = state.config.slow;
+    let span = hi.saturating_sub(lo).as_micros() as u64;
+    lo + Duration::from_micros(if span == 0 { 0 } else { z % (span + 1) })
+}
+
+async fn slow(State(state): State<Arc<AppState>>) -> Response {
+    let delay = jitter(&state);
+    tokio::time::sleep(delay).await;
+    Json(serde_json::json!({ "waited_ms": delay.as_millis() as u64 })).into_response()
+}
+
+/// About 30 KiB of JavaScript, built once.
+pub(crate) static APP_JS: LazyLock<Bytes> = LazyLock::new(|| {
+    let mut js =
+        String::from("// tower-perf demo asset\n\"use strict\";\nconst registry = new Map();\n");
+    let mut n = 0;
+    while js.len() < 30 * 1024 {
+        js.push_str(&format!(
+            "export function widget{n}(root, options = {{}}) {{\n  const el = document.createElement(\"div\");\n  \
+             el.className = \"widget widget-{n}\";\n  el.textContent = options.label ?? \"Widget {n}\";\n  \
+             registry.set({n}, el);\n  root.appendChild(el);\n  return el;\n}}\n"
+        ));
+        n += 1;
+    }
+    Bytes::from(js)
+});
+
+async fn app_js() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        APP_JS.clone(),
+    )
+        .into_response()
+}
+
+async fn stream(State(state): State<Arc<AppState>>) -> Response {
+    let interval = state.config.stream_interval;
+    let lines = state.config.stream_lines;
+    let body = futures_util::stream::unfold(0u32, move |i| async move {
+        if i >= lines {
+            return None;
+        }
+        if i > 0 {
+            tokio::time::sleep(interval).await;
+        }
+        let line = format!("{{\"seq\":{i},\"of\":{lines}}}\n");
+        Some((Ok::<_, std::convert::Infallible>(Bytes::from(line)), i + 1))
+    });
+    (
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(body),
+    )
+        .into_response()
+}
+
+const USAGE: &str = "usage: server [--addr HOST:PORT]\n\n  --addr HOST:PORT  listen address (default 127.0.0.1:3000)\n";
+
+pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<SocketAddr, String> {
+    let mut addr: SocketAddr = ([127, 0, 0, 1], 3000).into();
+    let mut args = args.peekable();
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) => (f.to_owned(), Some(v.to_owned())),
+            None => (arg.clone(), None),
+        };
+        match flag.as_str() {
+            "--addr" => {
+                let v = inline
+                    .or_else(|| args.next())
+                    .ok_or("--addr needs a value")?;
+                addr = v.parse().map_err(|e| format!("--addr {v}: {e}"))?;
+            }
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(addr)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    eprintln!("shutting down");
+}
+
+#[tokio::main]
+async fn main() {
+    let addr = match parse_args(std::env::args().skip(1)) {
+        Ok(addr) => addr,
+        Err(msg) if msg.is_empty() => {
+            print!("{USAGE}");
+            return;
+        }
+        Err(msg) => {
+            eprint!("error: {msg}\n\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {addr}: {e}");
+            std::process::exit(1);
+        }
+    };
+    eprintln!("tower-perf demo listening on http://{addr}");
+    if let Err(e) = axum::serve(
+        listener,
+        app().into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}

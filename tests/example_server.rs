@@ -1,0 +1,214 @@
+//! Every route of `examples/server.rs` answers over real HTTP.
+
+mod support;
+
+#[allow(dead_code)]
+#[path = "../examples/server.rs"]
+mod server;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use http_body::Body as _;
+use http_body_util::{BodyExt, Full};
+use server::{DemoConfig, Item};
+use support::TestServer;
+
+fn fast() -> DemoConfig {
+    DemoConfig {
+        slow: (Duration::from_millis(2), Duration::from_millis(4)),
+        stream_interval: Duration::from_millis(2),
+        stream_lines: 20,
+    }
+}
+
+async fn start() -> TestServer {
+    TestServer::serve(server::app_with(fast())).await
+}
+
+#[tokio::test]
+async fn health() {
+    let res = start().await.get("/health").await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.text(), "ok");
+}
+
+#[tokio::test]
+async fn items_list_is_deterministic_and_about_8_kib() {
+    let a = start().await.get("/api/v1/items").await;
+    let b = start().await.get("/api/v1/items").await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.header("content-type"), Some("application/json"));
+    assert_eq!(a.body, b.body, "two servers answer byte for byte the same");
+    assert!(
+        (7 * 1024..=9 * 1024).contains(&a.body.len()),
+        "{} bytes",
+        a.body.len()
+    );
+    let items: Vec<Item> = a.json();
+    assert_eq!(items.len(), 55);
+    assert_eq!(items, server::seed_items());
+}
+
+#[tokio::test]
+async fn one_item_and_missing_items() {
+    let server = start().await;
+    let res = server.get("/api/v1/items/7").await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.json::<Item>().id, 7);
+    assert_eq!(
+        server.get("/api/v1/items/4000").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        server.get("/api/v1/items/abc").await.status,
+        StatusCode::BAD_REQUEST
+    );
+}
+
+#[tokio::test]
+async fn post_adds_an_item_and_the_list_changes() {
+    let server = start().await;
+    let before = server.get("/api/v1/items").await;
+    let req = server
+        .request(Method::POST, "/api/v1/items")
+        .header("content-type", "application/json")
+        .body(Full::from(r#"{"name":"new thing","price_cents":500}"#))
+        .unwrap();
+    let res = server.send(req).await;
+    assert_eq!(res.status, StatusCode::CREATED);
+    let item: Item = res.json();
+    assert_eq!(
+        (item.id, item.name.as_str(), item.price_cents),
+        (56, "new thing", 500)
+    );
+    assert_eq!(res.header("location"), Some("/api/v1/items/56"));
+
+    let after = server.get("/api/v1/items").await;
+    assert_ne!(before.body, after.body);
+    assert_eq!(after.json::<Vec<Item>>().len(), 56);
+    assert_eq!(server.get("/api/v1/items/56").await.json::<Item>(), item);
+}
+
+#[tokio::test]
+async fn post_rejects_bad_input() {
+    let server = start().await;
+    for (body, ctype) in [
+        (r#"{"name":""}"#, "application/json"),
+        (r#"{"name":"   "}"#, "application/json"),
+        (r#"{"price_cents":1}"#, "application/json"),
+        ("not json", "application/json"),
+        (r#"{"name":"x"}"#, "text/plain"),
+    ] {
+        let req = server
+            .request(Method::POST, "/api/v1/items")
+            .header("content-type", ctype)
+            .body(Full::from(body))
+            .unwrap();
+        let status = server.send(req).await.status;
+        assert!(status.is_client_error(), "{body} / {ctype}: {status}");
+    }
+    assert_eq!(
+        server.get("/api/v1/items").await.json::<Vec<Item>>().len(),
+        55
+    );
+}
+
+#[tokio::test]
+async fn slow_waits_within_its_range() {
+    let server = start().await;
+    for _ in 0..5 {
+        let res = server.get("/api/v1/slow").await;
+        assert_eq!(res.status, StatusCode::OK);
+        let waited = res.json::<serde_json::Value>()["waited_ms"]
+            .as_u64()
+            .unwrap();
+        assert!((2..=4).contains(&waited), "{waited}");
+    }
+}
+
+#[test]
+fn default_slow_range_is_50_to_150_ms() {
+    let c = DemoConfig::default();
+    assert_eq!(
+        c.slow,
+        (Duration::from_millis(50), Duration::from_millis(150))
+    );
+    assert_eq!(
+        (c.stream_interval, c.stream_lines),
+        (Duration::from_millis(50), 20)
+    );
+}
+
+#[tokio::test]
+async fn static_asset_is_about_30_kib_of_javascript() {
+    let res = start().await.get("/static/app.js").await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(
+        res.header("content-type"),
+        Some("text/javascript; charset=utf-8")
+    );
+    assert!(
+        (30 * 1024..=32 * 1024).contains(&res.body.len()),
+        "{}",
+        res.body.len()
+    );
+    assert!(res.text().contains("export function widget0"));
+}
+
+#[tokio::test]
+async fn stream_sends_twenty_lines_as_separate_chunks() {
+    let server = start().await;
+    let req = server
+        .request(Method::GET, "/api/v1/stream")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let res = server.send_streaming(req).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-type"], "application/x-ndjson");
+    assert!(
+        res.headers().get("content-length").is_none(),
+        "chunked, no length"
+    );
+    let mut body = res.into_body();
+    assert_eq!(body.size_hint().exact(), None);
+    let mut frames = 0;
+    let mut text = Vec::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.unwrap().into_data() {
+            frames += 1;
+            text.extend_from_slice(&data);
+        }
+    }
+    let text = String::from_utf8(text).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 20);
+    for (i, line) in lines.iter().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["seq"], i);
+    }
+    // Lines are produced over time, so they can't all arrive in one frame.
+    assert!(frames >= 2, "{frames} frames");
+}
+
+#[test]
+fn args() {
+    let parse = |a: &[&str]| server_args(a);
+    assert_eq!(parse(&[]).unwrap().to_string(), "127.0.0.1:3000");
+    assert_eq!(
+        parse(&["--addr", "0.0.0.0:8080"]).unwrap().to_string(),
+        "0.0.0.0:8080"
+    );
+    assert_eq!(
+        parse(&["--addr=127.0.0.1:1"]).unwrap().to_string(),
+        "127.0.0.1:1"
+    );
+    assert!(parse(&["--addr"]).is_err());
+    assert!(parse(&["--addr", "nope"]).is_err());
+    assert!(parse(&["--bogus"]).is_err());
+}
+
+fn server_args(a: &[&str]) -> Result<std::net::SocketAddr, String> {
+    server::parse_args(a.iter().map(|s| (*s).to_owned()))
+}

@@ -1,0 +1,238 @@
+//! Shared helpers for the integration tests: serve any tower `Service` or
+//! axum `Router` on `127.0.0.1:0` with hyper-util and talk to it with
+//! hyper-util's client.
+//!
+//! ```ignore
+//! mod support;
+//! let server = support::TestServer::serve(app()).await;
+//! let res = server.get("/health").await;
+//! assert_eq!(res.status, 200);
+//! assert_eq!(res.text(), "ok");
+//! ```
+#![allow(dead_code, unreachable_pub)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use axum::extract::ConnectInfo;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, Method, Request, Response, StatusCode, Uri};
+use http_body::Body;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::{Client, connect::HttpConnector};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tower::{Service, ServiceExt};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A server on an ephemeral loopback port, stopped when dropped.
+#[derive(Debug)]
+pub struct TestServer {
+    addr: SocketAddr,
+    client: Client<HttpConnector, Full<Bytes>>,
+    accept: JoinHandle<()>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+impl TestServer {
+    /// Serves `svc` (a tower `Service`, or an axum `Router`) over HTTP/1.1
+    /// and HTTP/2. Every request carries the peer address as axum's
+    /// `ConnectInfo<SocketAddr>` extension.
+    pub async fn serve<S, B>(svc: S) -> Self
+    where
+        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((stream, peer)) = listener.accept().await else {
+                    continue;
+                };
+                let svc = svc.clone().map_request(move |mut req: Request<Incoming>| {
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    req
+                });
+                tokio::spawn(async move {
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc))
+                        .await;
+                });
+            }
+        });
+        let client = Client::builder(TokioExecutor::new()).build_http();
+        Self {
+            addr,
+            client,
+            accept,
+        }
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// An absolute URI for `path_and_query` on this server.
+    pub fn uri(&self, path_and_query: &str) -> Uri {
+        format!("http://{}{}", self.addr, path_and_query)
+            .parse()
+            .expect("valid uri")
+    }
+
+    /// The pooled hyper-util client the helpers use.
+    pub fn client(&self) -> &Client<HttpConnector, Full<Bytes>> {
+        &self.client
+    }
+
+    /// A request builder for `method` and `path_and_query` on this server.
+    pub fn request(&self, method: Method, path_and_query: &str) -> http::request::Builder {
+        Request::builder()
+            .method(method)
+            .uri(self.uri(path_and_query))
+    }
+
+    /// `GET path_and_query`, body collected.
+    pub async fn get(&self, path_and_query: &str) -> TestResponse {
+        self.get_with(path_and_query, &[]).await
+    }
+
+    /// `GET` with extra request headers.
+    pub async fn get_with(&self, path_and_query: &str, headers: &[(&str, &str)]) -> TestResponse {
+        let mut req = self.request(Method::GET, path_and_query);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        self.send(req.body(Full::default()).expect("valid request"))
+            .await
+    }
+
+    /// Sends `req` (a relative URI gets this server's authority) and
+    /// collects the response.
+    pub async fn send(&self, mut req: Request<Full<Bytes>>) -> TestResponse {
+        if req.uri().authority().is_none() {
+            let pq = req
+                .uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_owned();
+            *req.uri_mut() = self.uri(&pq);
+        }
+        let res = self.client.request(req).await.expect("request failed");
+        TestResponse::collect(res).await
+    }
+
+    /// Sends `req` and returns the response with its body unread, to test
+    /// streaming.
+    pub async fn send_streaming(&self, req: Request<Full<Bytes>>) -> Response<Incoming> {
+        self.client.request(req).await.expect("request failed")
+    }
+
+    /// Writes `raw` bytes on a fresh TCP connection and reads until the
+    /// server closes it; for malformed requests no client would send.
+    /// Ask for `Connection: close` in `raw` so the server closes.
+    pub async fn send_raw(&self, raw: &[u8]) -> Vec<u8> {
+        let mut stream = TcpStream::connect(self.addr).await.expect("connect");
+        stream.write_all(raw).await.expect("write");
+        let mut out = Vec::new();
+        let _ = stream.read_to_end(&mut out).await;
+        out
+    }
+}
+
+/// A response with its body and trailers collected.
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub trailers: Option<HeaderMap>,
+}
+
+impl TestResponse {
+    /// Collects any response.
+    pub async fn collect<B>(res: Response<B>) -> Self
+    where
+        B: Body,
+        B::Error: std::fmt::Debug,
+    {
+        let (parts, body) = res.into_parts();
+        let collected = body.collect().await.expect("body failed");
+        let trailers = collected.trailers().cloned();
+        Self {
+            status: parts.status,
+            headers: parts.headers,
+            body: collected.to_bytes(),
+            trailers,
+        }
+    }
+
+    /// The first value of header `name` as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Every value of header `name` as text.
+    pub fn header_all(&self, name: &str) -> Vec<&str> {
+        let name = HeaderName::try_from(name).expect("valid header name");
+        self.headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect()
+    }
+
+    /// The body as UTF-8 text.
+    pub fn text(&self) -> &str {
+        std::str::from_utf8(&self.body).expect("body is UTF-8")
+    }
+
+    /// The body as JSON.
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> T {
+        serde_json::from_slice(&self.body).expect("body is JSON")
+    }
+}
+
+/// Collects any body to bytes (for `oneshot` tests without a server).
+pub async fn body_bytes<B>(body: B) -> Bytes
+where
+    B: Body,
+    B::Error: std::fmt::Debug,
+{
+    body.collect().await.expect("body failed").to_bytes()
+}
+
+/// A `service_fn` that answers every request with `res()`; the usual inner
+/// service of layer tests.
+pub fn respond_with<F>(
+    res: F,
+) -> impl Service<Request<Incoming>, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send>
++ Clone
++ Send
++ 'static
+where
+    F: Fn() -> Response<Full<Bytes>> + Clone + Send + Sync + 'static,
+{
+    tower::service_fn(move |_req: Request<Incoming>| {
+        let res = res.clone();
+        async move { Ok::<_, Infallible>(res()) }
+    })
+}
