@@ -65,3 +65,116 @@ impl fmt::Display for ParseError {
 }
 
 impl std::error::Error for ParseError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic inputs: half random bytes from the characters the
+    /// grammars care about, half sequences of grammar fragments.
+    fn inputs() -> impl Iterator<Item = Vec<u8>> {
+        const BYTES: &[u8] =
+            b"\"\\,;=/*W 0123456789.-qmax-agegzipnostore\t\x00\x7f\xff\xc3\xa9\r\nGMTSun";
+        const FRAGMENTS: &[&[u8]] = &[
+            b"\"",
+            b"W/",
+            b"\"v1\"",
+            b"W/\"a,b\"",
+            b",",
+            b", ",
+            b" ",
+            b"*",
+            b"gzip",
+            b"x-gzip",
+            b"br",
+            b"identity",
+            b";q=",
+            b"0.5",
+            b"1",
+            b"0",
+            b"2",
+            b"max-age",
+            b"s-maxage",
+            b"=",
+            b"10",
+            b"99999999999",
+            b"-1",
+            b"no-cache",
+            b"private",
+            b"max-stale",
+            b"\\",
+            b"\xff",
+            b"\x00",
+            b"abc",
+            b"Sun, 06 Nov 1994 08:49:37 GMT",
+            b"Sunday, 06-Nov-94 ",
+            b"08:49:37 GMT",
+            b"Nov  6",
+            b"\t",
+        ];
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        (0..20_000u32).map(move |n| {
+            let mut next = || {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state
+            };
+            let len = (next() % 12) as usize;
+            let mut out = Vec::new();
+            for _ in 0..len {
+                let r = next();
+                if n % 2 == 0 {
+                    for i in 0..4u32 {
+                        let b = (r >> (i * 8)) as usize % BYTES.len();
+                        out.push(BYTES[b]);
+                    }
+                } else {
+                    out.extend_from_slice(FRAGMENTS[(r % FRAGMENTS.len() as u64) as usize]);
+                }
+            }
+            out
+        })
+    }
+
+    #[test]
+    fn no_parser_panics_and_writers_round_trip() {
+        let (mut directives, mut codings, mut tags, mut lists) = (0, 0, 0, 0);
+        for input in inputs() {
+            let cc = CacheControl::parse(&input);
+            directives += usize::from(!cc.is_empty());
+            let again = CacheControl::parse(cc.to_header_value().as_bytes());
+            assert_eq!(
+                again,
+                cc,
+                "cache-control {:?}",
+                String::from_utf8_lossy(&input)
+            );
+
+            let ae = AcceptEncoding::parse(&input);
+            codings += usize::from(!ae.to_string().is_empty());
+            let again = AcceptEncoding::parse(ae.to_header_value().as_bytes());
+            assert_eq!(again.to_string(), ae.to_string());
+
+            if let Ok(tag) = EntityTag::parse(&input) {
+                tags += 1;
+                assert_eq!(EntityTag::parse(tag.to_header_value().as_bytes()), Ok(tag));
+            }
+            if let Ok(list) = EntityTagList::parse(&input) {
+                lists += 1;
+                assert_eq!(
+                    EntityTagList::parse(list.to_header_value().as_bytes()),
+                    Ok(list)
+                );
+            }
+            if let Ok(date) = HttpDate::parse(&input) {
+                assert_eq!(HttpDate::parse(date.to_header_value().as_bytes()), Ok(date));
+            }
+        }
+        // The generator must reach the parsers' interesting paths.
+        eprintln!(
+            "non-empty: {directives} cache-control, {codings} accept-encoding, {tags} tags, {lists} lists"
+        );
+        assert!(directives > 100 && codings > 10 && tags > 10 && lists > 10);
+    }
+}
