@@ -8,7 +8,7 @@
 //! |-----------------|----------------------------------------------------------------------|-------------|
 //! | (always)        | [`headers`]: Cache-Control, Accept-Encoding, entity tags, HTTP dates | available   |
 //! | `cache`         | RFC 9111 shared response cache, coalescing, purge                    | in progress |
-//! | `compression`   | streaming gzip/deflate with q-value negotiation                      | in progress |
+//! | `compression`   | [`compression`]: streaming gzip/deflate with q-value negotiation     | available   |
 //! | `cache-control` | Cache-Control policies by route, ETags, 304/412                      | in progress |
 //! | `timing`        | per-route latency percentiles, sub-timings, Server-Timing            | in progress |
 //! | `rate-limit`    | GCRA quotas per route and key, IETF RateLimit headers                | in progress |
@@ -35,4 +35,16 @@
 //! [Tower]: https://docs.rs/tower
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[macro_use]
+mod macros;
+
+mod builder;
+#[cfg(feature = "compression")]
+#[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
+pub mod compression;
 pub mod headers;
+
+pub use builder::ServiceBuilderExt;
+
+/// The boxed error type bodies of this crate return.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -32,6 +32,8 @@ mod util;
 
 use std::fmt;
 
+pub(crate) use self::util::{is_tchar, split_list};
+
 #[doc(inline)]
 pub use self::{
     accept_encoding::{AcceptEncoding, ContentCoding, QValue},

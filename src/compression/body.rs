@@ -1,0 +1,416 @@
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Buf, Bytes};
+use http::HeaderMap;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+
+use super::encoder::{Encoder, Flush};
+use super::stats::CompressionStats;
+use crate::BoxError;
+use crate::headers::ContentCoding;
+
+/// Input compressed in one poll at most, so that a large body never holds
+/// the executor for long: 32 KiB take about 0.1 ms at level 4 and 0.4 ms at
+/// level 9 on this class of machine. After that the body yields (returns the
+/// output so far, or wakes itself and returns `Pending`).
+pub(crate) const WORK_PER_POLL: usize = 32 * 1024;
+
+/// Output is handed on once this much is ready, without waiting for more
+/// input.
+const FRAME_TARGET: usize = 16 * 1024;
+
+pin_project! {
+    #[project = InnerProj]
+    enum Inner<B> {
+        Plain { #[pin] body: B },
+        // Bodies the response future had to poll before answering (to see
+        // whether a body of unknown length reaches the minimum size) are
+        // pinned on the heap: they can't move once polled.
+        Boxed { body: Pin<Box<B>> },
+        Empty,
+    }
+}
+
+impl<B: Body> Inner<B> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        match self.project() {
+            InnerProj::Plain { body } => body.poll_frame(cx),
+            InnerProj::Boxed { body } => body.as_mut().poll_frame(cx),
+            InnerProj::Empty => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Plain { body } => body.is_end_stream(),
+            Self::Boxed { body } => body.is_end_stream(),
+            Self::Empty => true,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Plain { body } => body.size_hint(),
+            Self::Boxed { body } => body.size_hint(),
+            Self::Empty => SizeHint::with_exact(0),
+        }
+    }
+}
+
+/// What the body has already taken from the inner body before it was
+/// handed out.
+#[derive(Debug, Default)]
+pub(crate) struct Buffered {
+    pub(crate) prefix: VecDeque<Bytes>,
+    pub(crate) trailers: Option<HeaderMap>,
+    pub(crate) inner_done: bool,
+    pub(crate) error: Option<BoxError>,
+}
+
+struct EncodeState {
+    encoder: Encoder,
+    coding: ContentCoding,
+    input: Bytes,
+    out: Vec<u8>,
+    unflushed: bool,
+    finished: bool,
+    failed: bool,
+    bytes_in: u64,
+    bytes_out: u64,
+    stats: CompressionStats,
+}
+
+impl EncodeState {
+    fn take_frame(&mut self) -> Frame<Bytes> {
+        self.bytes_out += self.out.len() as u64;
+        Frame::data(Bytes::from(std::mem::take(&mut self.out)))
+    }
+}
+
+impl Drop for EncodeState {
+    fn drop(&mut self) {
+        // Counted on drop, so aborted responses count what was sent.
+        self.stats
+            .record_bytes(self.coding, self.bytes_in, self.bytes_out);
+    }
+}
+
+pin_project! {
+    /// The response body of [`Compression`](super::Compression): the inner
+    /// body as it is, or compressed as it streams.
+    pub struct ResponseBody<B> {
+        #[pin]
+        inner: Inner<B>,
+        buffered: Buffered,
+        encode: Option<Box<EncodeState>>,
+    }
+}
+
+impl<B> std::fmt::Debug for ResponseBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseBody")
+            .field("compressed", &self.encode.as_ref().map(|e| e.coding))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B: Body + Default> Default for ResponseBody<B> {
+    fn default() -> Self {
+        Self::identity(B::default())
+    }
+}
+
+impl<B> ResponseBody<B> {
+    pub(crate) fn identity(body: B) -> Self {
+        Self {
+            inner: Inner::Plain { body },
+            buffered: Buffered::default(),
+            encode: None,
+        }
+    }
+
+    pub(crate) fn empty_with(text: &'static str) -> Self {
+        let mut buffered = Buffered {
+            inner_done: true,
+            ..Buffered::default()
+        };
+        buffered
+            .prefix
+            .push_back(Bytes::from_static(text.as_bytes()));
+        Self {
+            inner: Inner::Empty,
+            buffered,
+            encode: None,
+        }
+    }
+
+    pub(crate) fn identity_boxed(body: Pin<Box<B>>, buffered: Buffered) -> Self {
+        Self {
+            inner: Inner::Boxed { body },
+            buffered,
+            encode: None,
+        }
+    }
+
+    pub(crate) fn encoded(
+        body: B,
+        coding: ContentCoding,
+        level: u32,
+        stats: CompressionStats,
+    ) -> Self {
+        Self {
+            inner: Inner::Plain { body },
+            buffered: Buffered::default(),
+            encode: Some(encode_state(coding, level, stats)),
+        }
+    }
+
+    pub(crate) fn encoded_boxed(
+        body: Pin<Box<B>>,
+        buffered: Buffered,
+        coding: ContentCoding,
+        level: u32,
+        stats: CompressionStats,
+    ) -> Self {
+        Self {
+            inner: Inner::Boxed { body },
+            buffered,
+            encode: Some(encode_state(coding, level, stats)),
+        }
+    }
+}
+
+fn encode_state(coding: ContentCoding, level: u32, stats: CompressionStats) -> Box<EncodeState> {
+    Box::new(EncodeState {
+        encoder: Encoder::new(coding, level),
+        coding,
+        input: Bytes::new(),
+        out: Vec::new(),
+        unflushed: false,
+        finished: false,
+        failed: false,
+        bytes_in: 0,
+        bytes_out: 0,
+        stats,
+    })
+}
+
+fn to_bytes<D: Buf>(mut d: D) -> Bytes {
+    d.copy_to_bytes(d.remaining())
+}
+
+impl<B> Body for ResponseBody<B>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        match this.encode.as_deref_mut() {
+            None => poll_identity(this.inner, this.buffered, cx),
+            Some(enc) => poll_encoded(this.inner, this.buffered, enc, cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.encode {
+            None => {
+                self.buffered.prefix.is_empty()
+                    && self.buffered.error.is_none()
+                    && if self.buffered.inner_done {
+                        self.buffered.trailers.is_none()
+                    } else {
+                        self.inner.is_end_stream()
+                    }
+            }
+            Some(enc) => {
+                enc.failed
+                    || (enc.finished && enc.out.is_empty() && self.buffered.trailers.is_none())
+            }
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.encode.is_some() {
+            return SizeHint::new();
+        }
+        let prefix: u64 = self.buffered.prefix.iter().map(|b| b.len() as u64).sum();
+        if self.buffered.inner_done {
+            return SizeHint::with_exact(prefix);
+        }
+        let inner = self.inner.size_hint();
+        let mut hint = SizeHint::new();
+        hint.set_lower(inner.lower().saturating_add(prefix));
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper.saturating_add(prefix));
+        }
+        hint
+    }
+}
+
+fn poll_identity<B>(
+    inner: Pin<&mut Inner<B>>,
+    st: &mut Buffered,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<Frame<Bytes>, BoxError>>>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    if let Some(b) = st.prefix.pop_front() {
+        return Poll::Ready(Some(Ok(Frame::data(b))));
+    }
+    if let Some(e) = st.error.take() {
+        st.inner_done = true;
+        return Poll::Ready(Some(Err(e)));
+    }
+    if st.inner_done {
+        return Poll::Ready(st.trailers.take().map(|t| Ok(Frame::trailers(t))));
+    }
+    match ready!(inner.poll_frame(cx)) {
+        Some(Ok(frame)) => Poll::Ready(Some(Ok(frame.map_data(to_bytes)))),
+        Some(Err(e)) => {
+            st.inner_done = true;
+            Poll::Ready(Some(Err(e.into())))
+        }
+        None => {
+            st.inner_done = true;
+            Poll::Ready(None)
+        }
+    }
+}
+
+fn poll_encoded<B>(
+    mut inner: Pin<&mut Inner<B>>,
+    st: &mut Buffered,
+    enc: &mut EncodeState,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<Frame<Bytes>, BoxError>>>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    if enc.failed {
+        return Poll::Ready(None);
+    }
+    let mut budget = WORK_PER_POLL;
+    loop {
+        if enc.finished {
+            if !enc.out.is_empty() {
+                return Poll::Ready(Some(Ok(enc.take_frame())));
+            }
+            return Poll::Ready(st.trailers.take().map(|t| Ok(Frame::trailers(t))));
+        }
+        if enc.out.len() >= FRAME_TARGET {
+            return Poll::Ready(Some(Ok(enc.take_frame())));
+        }
+        if enc.input.is_empty() {
+            if let Some(b) = st.prefix.pop_front() {
+                enc.input = b;
+                continue;
+            }
+            if let Some(e) = st.error.take() {
+                return fail(enc, e);
+            }
+            if st.inner_done {
+                if enc
+                    .encoder
+                    .encode(&[], &mut enc.out, Flush::Finish)
+                    .is_err()
+                {
+                    return fail(enc, encode_error());
+                }
+                enc.finished = true;
+                continue;
+            }
+            match inner.as_mut().poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => enc.input = to_bytes(data),
+                    Err(frame) => {
+                        // Trailers end the body; they are sent after the
+                        // compressed data.
+                        if let Ok(t) = frame.into_trailers() {
+                            st.trailers = Some(t);
+                            st.inner_done = true;
+                        }
+                    }
+                },
+                Poll::Ready(Some(Err(e))) => return fail(enc, e.into()),
+                Poll::Ready(None) => st.inner_done = true,
+                Poll::Pending => {
+                    // The inner body is waiting: send what we have now, so
+                    // streams reach the client without waiting for the end.
+                    if enc.unflushed {
+                        if enc.encoder.encode(&[], &mut enc.out, Flush::Sync).is_err() {
+                            return fail(enc, encode_error());
+                        }
+                        enc.unflushed = false;
+                    }
+                    if !enc.out.is_empty() {
+                        return Poll::Ready(Some(Ok(enc.take_frame())));
+                    }
+                    return Poll::Pending;
+                }
+            }
+            continue;
+        }
+        if budget == 0 {
+            if !enc.out.is_empty() {
+                return Poll::Ready(Some(Ok(enc.take_frame())));
+            }
+            // Yield to the executor; we have more to do right away.
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        let n = enc.input.len().min(budget);
+        let chunk = enc.input.split_to(n);
+        if enc
+            .encoder
+            .encode(&chunk, &mut enc.out, Flush::None)
+            .is_err()
+        {
+            return fail(enc, encode_error());
+        }
+        enc.bytes_in += n as u64;
+        enc.unflushed = true;
+        budget -= n;
+    }
+}
+
+/// The inner body failed (or, by a bug, the encoder did): report the error
+/// and never finish the stream, so the client sees a truncated body rather
+/// than a well-formed but incomplete one.
+fn fail(enc: &mut EncodeState, e: BoxError) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    enc.failed = true;
+    enc.out.clear();
+    enc.input.clear();
+    Poll::Ready(Some(Err(e)))
+}
+
+fn encode_error() -> BoxError {
+    Box::new(CompressionError(()))
+}
+
+/// The compressor failed: an internal error, never caused by input.
+#[derive(Debug)]
+pub struct CompressionError(pub(super) ());
+
+impl std::fmt::Display for CompressionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("response compression failed")
+    }
+}
+
+impl std::error::Error for CompressionError {}

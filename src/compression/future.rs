@@ -1,0 +1,373 @@
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Buf, Bytes};
+use http::header::{
+    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE,
+    ETAG, HeaderMap, HeaderValue, VARY,
+};
+use http::response::Parts;
+use http::{Response, StatusCode};
+use http_body::Body;
+use pin_project_lite::pin_project;
+
+use super::body::{Buffered, ResponseBody};
+use super::layer::Config;
+use super::predicate;
+use super::service::etag_suffix;
+use super::stats::{CompressionStats, SkipReason};
+use crate::BoxError;
+use crate::headers::{self, CacheControl, ContentCoding, EntityTag};
+
+/// What the request told the response future.
+#[derive(Debug)]
+pub(crate) struct Ctx {
+    pub(crate) coding: ContentCoding,
+    pub(crate) is_head: bool,
+    /// Base tags of If-None-Match entries the client had from us with a
+    /// coding suffix.
+    pub(crate) stripped: Vec<EntityTag>,
+    pub(crate) config: Arc<Config>,
+    pub(crate) stats: CompressionStats,
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, B> {
+        Inner { #[pin] fut: F },
+        Buffering {
+            parts: Option<Parts>,
+            body: Option<Pin<Box<B>>>,
+            buffered: Buffered,
+            len: u64,
+        },
+        NotAcceptable,
+        Done,
+    }
+}
+
+pin_project! {
+    /// The response future of [`Compression`](super::Compression).
+    pub struct ResponseFuture<F, B> {
+        #[pin]
+        state: State<F, B>,
+        ctx: Option<Ctx>,
+    }
+}
+
+impl<F, B> std::fmt::Debug for ResponseFuture<F, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("ctx", &self.ctx)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, B> ResponseFuture<F, B> {
+    pub(crate) fn new(fut: F, ctx: Ctx) -> Self {
+        Self {
+            state: State::Inner { fut },
+            ctx: Some(ctx),
+        }
+    }
+
+    pub(crate) fn not_acceptable() -> Self {
+        Self {
+            state: State::NotAcceptable,
+            ctx: None,
+        }
+    }
+}
+
+enum Decision {
+    Identity,
+    Compress,
+    Buffer,
+}
+
+impl<F, B, E> Future for ResponseFuture<F, B>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    type Output = Result<Response<ResponseBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Inner { fut } => {
+                    let res = ready!(fut.poll(cx))?;
+                    let Some(ctx) = this.ctx.as_ref() else {
+                        this.state.set(State::Done);
+                        continue;
+                    };
+                    let (mut parts, body) = res.into_parts();
+                    let hint = body.size_hint();
+                    match decide(&mut parts, hint, ctx) {
+                        Decision::Identity => {
+                            this.state.set(State::Done);
+                            return Poll::Ready(Ok(Response::from_parts(
+                                parts,
+                                ResponseBody::identity(body),
+                            )));
+                        }
+                        Decision::Compress => {
+                            apply_compressed_headers(&mut parts.headers, ctx);
+                            this.state.set(State::Done);
+                            let body = if ctx.is_head {
+                                ResponseBody::identity(body)
+                            } else {
+                                let level = ctx.config.level(ctx.coding);
+                                ResponseBody::encoded(body, ctx.coding, level, ctx.stats.clone())
+                            };
+                            return Poll::Ready(Ok(Response::from_parts(parts, body)));
+                        }
+                        Decision::Buffer => {
+                            this.state.set(State::Buffering {
+                                parts: Some(parts),
+                                body: Some(Box::pin(body)),
+                                buffered: Buffered::default(),
+                                len: 0,
+                            });
+                        }
+                    }
+                }
+                StateProj::Buffering {
+                    parts,
+                    body,
+                    buffered,
+                    len,
+                } => {
+                    let (Some(ctx), Some(b)) = (this.ctx.as_ref(), body.as_mut()) else {
+                        this.state.set(State::Done);
+                        continue;
+                    };
+                    let min = ctx.config.min_size;
+                    // Hold back up to `min` bytes while the body has them
+                    // ready; decide at `min`, at the end, or when it waits.
+                    let live = loop {
+                        match b.as_mut().poll_frame(cx) {
+                            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                                Ok(mut data) => {
+                                    let bytes: Bytes = data.copy_to_bytes(data.remaining());
+                                    *len += bytes.len() as u64;
+                                    if !bytes.is_empty() {
+                                        buffered.prefix.push_back(bytes);
+                                    }
+                                    if *len >= min {
+                                        break false;
+                                    }
+                                }
+                                Err(frame) => {
+                                    if let Ok(t) = frame.into_trailers() {
+                                        buffered.trailers = Some(t);
+                                        buffered.inner_done = true;
+                                        break false;
+                                    }
+                                }
+                            },
+                            Poll::Ready(Some(Err(e))) => {
+                                buffered.error = Some(e.into());
+                                buffered.inner_done = true;
+                                break false;
+                            }
+                            Poll::Ready(None) => {
+                                buffered.inner_done = true;
+                                break false;
+                            }
+                            Poll::Pending => break true,
+                        }
+                    };
+                    let (Some(mut parts), Some(body)) = (parts.take(), body.take()) else {
+                        this.state.set(State::Done);
+                        continue;
+                    };
+                    let buffered = std::mem::take(buffered);
+                    let len = *len;
+                    this.state.set(State::Done);
+                    let ended_small = buffered.inner_done && len < min;
+                    let res = if buffered.error.is_some() || (ended_small && !live) {
+                        if buffered.error.is_none() {
+                            ctx.stats.record_skip(SkipReason::TooSmall);
+                            // The whole body is known now: say how long it is.
+                            parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+                        }
+                        Response::from_parts(parts, ResponseBody::identity_boxed(body, buffered))
+                    } else {
+                        apply_compressed_headers(&mut parts.headers, ctx);
+                        let level = ctx.config.level(ctx.coding);
+                        let body = ResponseBody::encoded_boxed(
+                            body,
+                            buffered,
+                            ctx.coding,
+                            level,
+                            ctx.stats.clone(),
+                        );
+                        Response::from_parts(parts, body)
+                    };
+                    return Poll::Ready(Ok(res));
+                }
+                StateProj::NotAcceptable => {
+                    this.state.set(State::Done);
+                    let mut res = Response::new(ResponseBody::empty_with(
+                        "none of the content codings this request accepts is available\n",
+                    ));
+                    *res.status_mut() = StatusCode::NOT_ACCEPTABLE;
+                    let h = res.headers_mut();
+                    h.insert(
+                        CONTENT_TYPE,
+                        HeaderValue::from_static("text/plain; charset=utf-8"),
+                    );
+                    h.insert(VARY, HeaderValue::from_static("accept-encoding"));
+                    return Poll::Ready(Ok(res));
+                }
+                StateProj::Done => panic!("ResponseFuture polled after completion"),
+            }
+        }
+    }
+}
+
+/// Decides from the response head (and the body's size hint) whether to
+/// compress, and sets the headers that don't depend on the outcome.
+fn decide(parts: &mut Parts, hint: http_body::SizeHint, ctx: &Ctx) -> Decision {
+    let status = parts.status;
+    let headers = &mut parts.headers;
+    let skip = |reason| {
+        ctx.stats.record_skip(reason);
+        Decision::Identity
+    };
+    if status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        if status == StatusCode::NOT_MODIFIED && !already_encoded(headers) {
+            // A 304 must carry the Vary (and the validator) of the 200 it
+            // stands for (RFC 9110 §15.4.5).
+            add_vary(headers);
+            if ctx.coding != ContentCoding::Identity {
+                suffix_etag_if(headers, ctx, |base| {
+                    ctx.stripped.iter().any(|s| s.strong_eq(base))
+                });
+            }
+        }
+        return skip(SkipReason::NoBody);
+    }
+    if already_encoded(headers) {
+        return skip(SkipReason::AlreadyEncoded);
+    }
+    if headers.contains_key(CACHE_CONTROL)
+        && CacheControl::from_headers(headers).is_some_and(|c| c.no_transform())
+    {
+        return skip(SkipReason::NoTransform);
+    }
+    if !content_type_allowed(headers, &ctx.config) {
+        return skip(SkipReason::ContentType);
+    }
+    // From here on the representation depends on Accept-Encoding.
+    add_vary(headers);
+    if status == StatusCode::PARTIAL_CONTENT || headers.contains_key(CONTENT_RANGE) {
+        return skip(SkipReason::Range);
+    }
+    if ctx.coding == ContentCoding::Identity {
+        return skip(SkipReason::NotAccepted);
+    }
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    let size = if ctx.is_head {
+        declared
+    } else {
+        declared.or(hint.exact())
+    };
+    match size {
+        Some(n) if n < ctx.config.min_size => skip(SkipReason::TooSmall),
+        Some(_) => Decision::Compress,
+        None if ctx.is_head => Decision::Compress,
+        None if ctx.config.min_size == 0 => Decision::Compress,
+        None => Decision::Buffer,
+    }
+}
+
+fn already_encoded(headers: &HeaderMap) -> bool {
+    headers.get_all(CONTENT_ENCODING).iter().any(|v| {
+        let v = v.as_bytes();
+        headers::split_list(v).any(|c| !c.eq_ignore_ascii_case(b"identity"))
+    })
+}
+
+fn content_type_allowed(headers: &HeaderMap, config: &Config) -> bool {
+    let Some(essence) = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| predicate::essence(v.as_bytes()))
+    else {
+        return false;
+    };
+    if predicate::is_grpc(&essence) {
+        return config.grpc;
+    }
+    if essence == "text/event-stream" {
+        return config.event_stream;
+    }
+    match &config.filter {
+        Some(f) => f(&essence),
+        None => predicate::default_compressible(&essence),
+    }
+}
+
+fn apply_compressed_headers(headers: &mut HeaderMap, ctx: &Ctx) {
+    headers.insert(CONTENT_ENCODING, ctx.coding.to_header_value());
+    headers.remove(CONTENT_LENGTH);
+    headers.remove(ACCEPT_RANGES);
+    suffix_etag_if(headers, ctx, |_| true);
+    ctx.stats.record_compressed(ctx.coding);
+}
+
+/// Gives a strong ETag the coding suffix (`"abc"` → `"abc-gzip"`) when
+/// `when` says so. Weak tags stay: they may be shared by every coding of a
+/// representation (RFC 9110 §8.8.3.3 forbids that only for strong ones).
+fn suffix_etag_if(headers: &mut HeaderMap, ctx: &Ctx, when: impl Fn(&EntityTag) -> bool) {
+    let Some(tag) = EntityTag::from_headers(headers) else {
+        return;
+    };
+    if tag.is_weak() || !when(&tag) {
+        return;
+    }
+    let mut suffixed = tag.tag().to_vec();
+    suffixed.extend_from_slice(etag_suffix(ctx.coding));
+    if let Ok(t) = EntityTag::strong(suffixed) {
+        headers.insert(ETAG, t.to_header_value());
+    }
+}
+
+/// Adds `accept-encoding` to Vary, merged into the existing field, unless
+/// it (or `*`) is already there.
+fn add_vary(headers: &mut HeaderMap) {
+    let mut existing: VecDeque<&[u8]> = VecDeque::new();
+    for v in headers.get_all(VARY) {
+        for elem in headers::split_list(v.as_bytes()) {
+            if elem == b"*" || elem.eq_ignore_ascii_case(b"accept-encoding") {
+                return;
+            }
+            existing.push_back(elem);
+        }
+    }
+    if existing.is_empty() {
+        headers.insert(VARY, HeaderValue::from_static("accept-encoding"));
+        return;
+    }
+    let mut merged = Vec::new();
+    for e in existing {
+        merged.extend_from_slice(e);
+        merged.extend_from_slice(b", ");
+    }
+    merged.extend_from_slice(b"accept-encoding");
+    if let Ok(v) = HeaderValue::from_bytes(&merged) {
+        headers.insert(VARY, v);
+    }
+}

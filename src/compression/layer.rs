@@ -1,0 +1,183 @@
+use std::fmt;
+use std::sync::Arc;
+
+use tower_layer::Layer;
+
+use super::Compression;
+use super::encoder;
+use super::stats::CompressionStats;
+use crate::headers::ContentCoding;
+
+/// Default minimum size in bytes. Below about 1 KiB the gzip header and
+/// trailer (18 bytes), the deflate block overhead and the encoder's CPU buy
+/// little: see BENCHMARKS.md for the measurement.
+pub const DEFAULT_MIN_SIZE: u64 = 1024;
+
+/// Default gzip and deflate level for dynamic responses, chosen by
+/// measurement (BENCHMARKS.md): level 4 costs about half of level 6 and its
+/// output is within a few percent on JSON and JavaScript.
+pub const DEFAULT_LEVEL: u32 = 4;
+
+pub(crate) type ContentTypeFilter = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) codings: Vec<ContentCoding>,
+    pub(crate) gzip_level: u32,
+    pub(crate) deflate_level: u32,
+    pub(crate) min_size: u64,
+    pub(crate) event_stream: bool,
+    pub(crate) grpc: bool,
+    pub(crate) filter: Option<ContentTypeFilter>,
+    pub(crate) reject_unacceptable: bool,
+}
+
+impl Config {
+    pub(crate) fn level(&self, coding: ContentCoding) -> u32 {
+        match coding {
+            ContentCoding::Deflate => self.deflate_level,
+            _ => self.gzip_level,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            codings: vec![ContentCoding::Gzip, ContentCoding::Deflate],
+            gzip_level: DEFAULT_LEVEL,
+            deflate_level: DEFAULT_LEVEL,
+            min_size: DEFAULT_MIN_SIZE,
+            event_stream: false,
+            grpc: false,
+            filter: None,
+            reject_unacceptable: false,
+        }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("codings", &self.codings)
+            .field("gzip_level", &self.gzip_level)
+            .field("deflate_level", &self.deflate_level)
+            .field("min_size", &self.min_size)
+            .field("event_stream", &self.event_stream)
+            .field("grpc", &self.grpc)
+            .field("filter", &self.filter.as_ref().map(|_| "custom"))
+            .field("reject_unacceptable", &self.reject_unacceptable)
+            .finish()
+    }
+}
+
+/// Compresses response bodies with gzip or deflate, as negotiated.
+///
+/// See the [module docs](crate::compression) for what it does and an
+/// example.
+#[derive(Debug, Clone, Default)]
+pub struct CompressionLayer {
+    pub(crate) config: Arc<Config>,
+    pub(crate) stats: CompressionStats,
+}
+
+impl CompressionLayer {
+    /// gzip and deflate (in that order of preference) at level
+    /// [`DEFAULT_LEVEL`], for compressible content types of at least
+    /// [`DEFAULT_MIN_SIZE`] bytes.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn config(&mut self) -> &mut Config {
+        Arc::make_mut(&mut self.config)
+    }
+
+    /// The codings to offer, in the server's order of preference among
+    /// codings the client weighs equally. Codings this build can't produce
+    /// (and `identity`) are ignored; an empty list turns compression off
+    /// while `Vary` is still maintained.
+    pub fn codings<I: IntoIterator<Item = ContentCoding>>(mut self, codings: I) -> Self {
+        let mut list: Vec<ContentCoding> = Vec::new();
+        for c in codings {
+            if encoder::supported(c) && !list.contains(&c) {
+                list.push(c);
+            }
+        }
+        self.config().codings = list;
+        self
+    }
+
+    /// The level (0 = store, 1 = fastest … 9 = smallest) for one coding.
+    pub fn level(mut self, coding: ContentCoding, level: u32) -> Self {
+        let level = level.min(9);
+        match coding {
+            ContentCoding::Gzip => self.config().gzip_level = level,
+            ContentCoding::Deflate => self.config().deflate_level = level,
+            _ => {}
+        }
+        self
+    }
+
+    /// Responses smaller than this are sent as they are. For bodies of
+    /// unknown length the layer holds back up to this many bytes to decide.
+    pub fn min_size(mut self, bytes: u64) -> Self {
+        self.config().min_size = bytes;
+        self
+    }
+
+    /// Compress `text/event-stream` too (off by default: events must not
+    /// wait in an encoder, and some proxies mishandle compressed SSE; the
+    /// layer does flush on every pause, so turning it on is safe).
+    pub fn compress_event_stream(mut self, on: bool) -> Self {
+        self.config().event_stream = on;
+        self
+    }
+
+    /// Compress gRPC responses too (off by default: gRPC compresses its
+    /// messages itself).
+    pub fn compress_grpc(mut self, on: bool) -> Self {
+        self.config().grpc = on;
+        self
+    }
+
+    /// Replaces the default content-type rule
+    /// ([`default_compressible`](super::default_compressible)). The filter
+    /// gets the media type's lowercase essence (`type/subtype`); responses
+    /// without a valid Content-Type are never compressed.
+    pub fn content_type_filter<F>(mut self, filter: F) -> Self
+    where
+        F: Fn(&str) -> bool + Send + Sync + 'static,
+    {
+        self.config().filter = Some(Arc::new(filter));
+        self
+    }
+
+    /// When the client rules out every coding we have *and* identity
+    /// (`identity;q=0` or `*;q=0`), answer `406 Not Acceptable` instead of
+    /// sending identity anyway. Off by default: RFC 9110 §12.5.3 lets a
+    /// server disregard the field, and a readable answer serves a confused
+    /// client better than an error.
+    pub fn reject_unacceptable(mut self, on: bool) -> Self {
+        self.config().reject_unacceptable = on;
+        self
+    }
+
+    /// A handle to this layer's live statistics, shared by every service it
+    /// builds.
+    pub fn stats(&self) -> CompressionStats {
+        self.stats.clone()
+    }
+}
+
+impl<S> Layer<S> for CompressionLayer {
+    type Service = Compression<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Compression {
+            inner,
+            config: self.config.clone(),
+            stats: self.stats.clone(),
+        }
+    }
+}

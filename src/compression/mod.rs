@@ -1,0 +1,150 @@
+//! Response compression: streaming gzip and deflate, negotiated from
+//! `Accept-Encoding`, correct with caches.
+//!
+//! [`CompressionLayer`] compresses the bodies of the responses of any
+//! service whose body implements [`http_body::Body`], alone or in the
+//! tower-perf stack.
+//!
+//! # What it does
+//!
+//! - **Negotiation**: every `Accept-Encoding` line, with q-values, `*`,
+//!   `identity` and `x-gzip` ([`AcceptEncoding`](crate::headers::AcceptEncoding)).
+//!   Among codings the client weighs equally, the server's order wins
+//!   ([`CompressionLayer::codings`]; gzip before deflate by default).
+//!   When the client rules out every coding *and* identity, the response is
+//!   sent as identity anyway (RFC 9110 §12.5.3 allows disregarding the
+//!   field), or answered with 406 if
+//!   [`reject_unacceptable`](CompressionLayer::reject_unacceptable) is on.
+//!   A request without `Accept-Encoding` gets identity.
+//! - **Only when it pays**: compressible content types
+//!   ([`default_compressible`]) of at least [`DEFAULT_MIN_SIZE`] bytes. For a
+//!   body of unknown length the layer holds back up to that many bytes
+//!   before deciding, and decides at once if the body pauses (a live
+//!   stream). Never for a response that already has a Content-Encoding, a 206
+//!   or Content-Range, 1xx/204/304, or `Cache-Control: no-transform`.
+//! - **Headers**: sets Content-Encoding, drops Content-Length and
+//!   Accept-Ranges when compressing, and adds `Vary: accept-encoding`
+//!   (merged, never duplicated) to every response whose representation
+//!   depends on it: compressible types whatever the outcome (identity, too
+//!   small, 206, HEAD) and every 304. A HEAD response gets the headers a GET
+//!   would get, with no body.
+//! - **ETags**: a strong `ETag: "abc"` becomes `"abc-gzip"` (or
+//!   `"abc-deflate"`) on compressed responses, so each coding has its own
+//!   strong validator (RFC 9110 §8.8.3.3) and `If-Match`/`If-Range` keep
+//!   working. When a client revalidates with the suffixed tag, the layer
+//!   maps it back to `"abc"` in `If-None-Match`/`If-Match` before the inner
+//!   service compares it, and a 304 carries the suffixed tag back. Weak tags
+//!   are left as they are: a weak validator may be shared by codings.
+//!   (Weakening instead, as nginx does, would break `If-Match` for every
+//!   compressed response.)
+//! - **Streaming**: bodies are never buffered whole. Compressed frames go
+//!   out as input arrives; when the inner body waits, what is pending is
+//!   flushed (a zlib sync flush), so event streams and logs reach the client
+//!   without waiting for the end. At most 32 KiB are compressed in one poll,
+//!   so a large body never holds the executor long. Trailers are kept. An
+//!   error from the inner body ends the stream with an error, never with a
+//!   well-formed truncated gzip.
+//! - **Levels** per coding ([`CompressionLayer::level`], default
+//!   [`DEFAULT_LEVEL`]), and encoders are pooled per thread and reset rather
+//!   than rebuilt.
+//! - **Statistics**: [`CompressionLayer::stats`] returns a cheap handle with
+//!   responses compressed per coding, bytes in and out, and skipped
+//!   responses by [`SkipReason`].
+//!
+//! # Example
+//!
+//! With the defaults:
+//!
+//! ```
+//! use bytes::Bytes;
+//! use http::{Request, Response, header};
+//! use http_body_util::{BodyExt, Full};
+//! use std::convert::Infallible;
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//! use tower_perf::compression::CompressionLayer;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let json = format!("[{}]", vec!["{\"id\":1,\"name\":\"alpha\"}"; 200].join(","));
+//! let handler = service_fn(move |_req: Request<Full<Bytes>>| {
+//!     let json = json.clone();
+//!     async move {
+//!         Ok::<_, Infallible>(
+//!             Response::builder()
+//!                 .header(header::CONTENT_TYPE, "application/json")
+//!                 .body(Full::<Bytes>::from(json))
+//!                 .unwrap(),
+//!         )
+//!     }
+//! });
+//! let layer = CompressionLayer::new();
+//! let stats = layer.stats();
+//! let svc = ServiceBuilder::new().layer(layer).service(handler);
+//!
+//! let req = Request::get("/items").header(header::ACCEPT_ENCODING, "gzip, deflate").body(Full::<Bytes>::default())?;
+//! let res = svc.oneshot(req).await?;
+//! assert_eq!(res.headers()[header::CONTENT_ENCODING], "gzip");
+//! assert_eq!(res.headers()[header::VARY], "accept-encoding");
+//! assert!(res.headers().get(header::CONTENT_LENGTH).is_none());
+//!
+//! let compressed = res.into_body().collect().await?.to_bytes();
+//! let mut plain = String::new();
+//! std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&compressed[..]), &mut plain)?;
+//! assert!(plain.starts_with("[{\"id\":1"));
+//! assert_eq!(stats.snapshot().gzip.responses, 1);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Customized: deflate preferred, level 6 for gzip, a 256-byte threshold,
+//! and a content-type filter that adds a vendor type to the defaults:
+//!
+//! ```
+//! use bytes::Bytes;
+//! use http::{Request, Response, header};
+//! use http_body_util::Full;
+//! use std::convert::Infallible;
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//! use tower_perf::compression::{CompressionLayer, default_compressible};
+//! use tower_perf::headers::ContentCoding;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let layer = CompressionLayer::new()
+//!     .codings([ContentCoding::Deflate, ContentCoding::Gzip])
+//!     .level(ContentCoding::Gzip, 6)
+//!     .min_size(256)
+//!     .content_type_filter(|t| t == "application/x-custom-log" || default_compressible(t));
+//! let handler = service_fn(|_req: Request<Full<Bytes>>| async {
+//!     Ok::<_, Infallible>(
+//!         Response::builder()
+//!             .header(header::CONTENT_TYPE, "application/x-custom-log")
+//!             .body(Full::<Bytes>::from("log line\n".repeat(64)))
+//!             .unwrap(),
+//!     )
+//! });
+//! let svc = ServiceBuilder::new().layer(layer).service(handler);
+//! let req = Request::get("/log").header(header::ACCEPT_ENCODING, "gzip, deflate").body(Full::<Bytes>::default())?;
+//! let res = svc.oneshot(req).await?;
+//! assert_eq!(res.headers()[header::CONTENT_ENCODING], "deflate");
+//! # Ok(())
+//! # }
+//! ```
+
+mod body;
+mod encoder;
+mod future;
+mod layer;
+mod predicate;
+mod service;
+mod stats;
+
+#[doc(inline)]
+pub use self::{
+    body::{CompressionError, ResponseBody},
+    future::ResponseFuture,
+    layer::{CompressionLayer, DEFAULT_LEVEL, DEFAULT_MIN_SIZE},
+    predicate::default_compressible,
+    service::Compression,
+    stats::{CodingSnapshot, CompressionSnapshot, CompressionStats, SkipReason},
+};

@@ -1,0 +1,190 @@
+//! Live statistics of a compression layer: atomics behind an `Arc`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::headers::ContentCoding;
+
+/// Why a response went out uncompressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SkipReason {
+    /// The client accepts none of our codings (identity was negotiated).
+    NotAccepted,
+    /// The response already had a Content-Encoding.
+    AlreadyEncoded,
+    /// 1xx, 204 or 304: no body to compress.
+    NoBody,
+    /// A 206, or a response with Content-Range.
+    Range,
+    /// `Cache-Control: no-transform`.
+    NoTransform,
+    /// The content type is excluded (or missing).
+    ContentType,
+    /// Smaller than the minimum size.
+    TooSmall,
+}
+
+impl SkipReason {
+    /// Every reason, in a fixed order.
+    pub const ALL: [Self; 7] = [
+        Self::NotAccepted,
+        Self::AlreadyEncoded,
+        Self::NoBody,
+        Self::Range,
+        Self::NoTransform,
+        Self::ContentType,
+        Self::TooSmall,
+    ];
+
+    /// A stable snake_case name, for metrics labels.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::NotAccepted => "not_accepted",
+            Self::AlreadyEncoded => "already_encoded",
+            Self::NoBody => "no_body",
+            Self::Range => "range",
+            Self::NoTransform => "no_transform",
+            Self::ContentType => "content_type",
+            Self::TooSmall => "too_small",
+        }
+    }
+
+    const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+#[derive(Debug, Default)]
+struct CodingCounters {
+    responses: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    gzip: CodingCounters,
+    deflate: CodingCounters,
+    skipped: [AtomicU64; 7],
+    not_acceptable: AtomicU64,
+}
+
+/// A cheap, cloneable handle to a compression layer's live statistics.
+///
+/// Clones share the counters; reading never blocks the request path.
+#[derive(Debug, Clone, Default)]
+pub struct CompressionStats {
+    inner: Arc<Inner>,
+}
+
+/// Per-coding figures in a [`CompressionSnapshot`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CodingSnapshot {
+    /// Responses sent with this coding.
+    pub responses: u64,
+    /// Body bytes before compression.
+    pub bytes_in: u64,
+    /// Body bytes after compression.
+    pub bytes_out: u64,
+}
+
+impl CodingSnapshot {
+    /// `bytes_out / bytes_in`, or `None` before any byte went through.
+    pub fn ratio(&self) -> Option<f64> {
+        (self.bytes_in > 0).then(|| self.bytes_out as f64 / self.bytes_in as f64)
+    }
+}
+
+/// A point-in-time copy of [`CompressionStats`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompressionSnapshot {
+    /// gzip responses and bytes.
+    pub gzip: CodingSnapshot,
+    /// deflate responses and bytes.
+    pub deflate: CodingSnapshot,
+    /// Uncompressed responses by reason, in [`SkipReason::ALL`] order.
+    pub skipped: Vec<(SkipReason, u64)>,
+    /// 406 answers (only when the layer is configured to send them).
+    pub not_acceptable: u64,
+}
+
+impl CompressionSnapshot {
+    /// Responses compressed, all codings.
+    pub fn compressed(&self) -> u64 {
+        self.gzip.responses + self.deflate.responses
+    }
+    /// Responses skipped, all reasons.
+    pub fn skipped_total(&self) -> u64 {
+        self.skipped.iter().map(|(_, n)| n).sum()
+    }
+    /// Skipped responses for one reason.
+    pub fn skipped(&self, reason: SkipReason) -> u64 {
+        self.skipped
+            .iter()
+            .find(|(r, _)| *r == reason)
+            .map_or(0, |(_, n)| *n)
+    }
+    /// Bytes saved over every coding.
+    pub fn bytes_saved(&self) -> u64 {
+        let (i, o) = (
+            self.gzip.bytes_in + self.deflate.bytes_in,
+            self.gzip.bytes_out + self.deflate.bytes_out,
+        );
+        i.saturating_sub(o)
+    }
+}
+
+impl CompressionStats {
+    /// A fresh set of counters.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn coding(&self, coding: ContentCoding) -> Option<&CodingCounters> {
+        match coding {
+            ContentCoding::Gzip => Some(&self.inner.gzip),
+            ContentCoding::Deflate => Some(&self.inner.deflate),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn record_compressed(&self, coding: ContentCoding) {
+        if let Some(c) = self.coding(coding) {
+            c.responses.fetch_add(1, Relaxed);
+        }
+    }
+
+    pub(crate) fn record_bytes(&self, coding: ContentCoding, bytes_in: u64, bytes_out: u64) {
+        if let Some(c) = self.coding(coding) {
+            c.bytes_in.fetch_add(bytes_in, Relaxed);
+            c.bytes_out.fetch_add(bytes_out, Relaxed);
+        }
+    }
+
+    pub(crate) fn record_skip(&self, reason: SkipReason) {
+        self.inner.skipped[reason.index()].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn record_not_acceptable(&self) {
+        self.inner.not_acceptable.fetch_add(1, Relaxed);
+    }
+
+    /// Reads every counter.
+    pub fn snapshot(&self) -> CompressionSnapshot {
+        let coding = |c: &CodingCounters| CodingSnapshot {
+            responses: c.responses.load(Relaxed),
+            bytes_in: c.bytes_in.load(Relaxed),
+            bytes_out: c.bytes_out.load(Relaxed),
+        };
+        CompressionSnapshot {
+            gzip: coding(&self.inner.gzip),
+            deflate: coding(&self.inner.deflate),
+            skipped: SkipReason::ALL
+                .iter()
+                .map(|r| (*r, self.inner.skipped[r.index()].load(Relaxed)))
+                .collect(),
+            not_acceptable: self.inner.not_acceptable.load(Relaxed),
+        }
+    }
+}
