@@ -109,6 +109,10 @@ pin_project! {
         inner: Inner<B>,
         buffered: Buffered,
         encode: Option<Box<EncodeState>>,
+        // A HEAD response that says it is compressed: its (empty) body must
+        // not advertise the identity length, or a server would put it in
+        // Content-Length.
+        hide_size: bool,
     }
 }
 
@@ -132,6 +136,16 @@ impl<B> ResponseBody<B> {
             inner: Inner::Plain { body },
             buffered: Buffered::default(),
             encode: None,
+            hide_size: false,
+        }
+    }
+
+    pub(crate) fn head_compressed(body: B) -> Self {
+        Self {
+            inner: Inner::Plain { body },
+            buffered: Buffered::default(),
+            encode: None,
+            hide_size: true,
         }
     }
 
@@ -147,6 +161,7 @@ impl<B> ResponseBody<B> {
             inner: Inner::Empty,
             buffered,
             encode: None,
+            hide_size: false,
         }
     }
 
@@ -155,6 +170,7 @@ impl<B> ResponseBody<B> {
             inner: Inner::Boxed { body },
             buffered,
             encode: None,
+            hide_size: false,
         }
     }
 
@@ -168,6 +184,7 @@ impl<B> ResponseBody<B> {
             inner: Inner::Plain { body },
             buffered: Buffered::default(),
             encode: Some(encode_state(coding, level, stats)),
+            hide_size: false,
         }
     }
 
@@ -182,6 +199,7 @@ impl<B> ResponseBody<B> {
             inner: Inner::Boxed { body },
             buffered,
             encode: Some(encode_state(coding, level, stats)),
+            hide_size: false,
         }
     }
 }
@@ -243,7 +261,7 @@ where
     }
 
     fn size_hint(&self) -> SizeHint {
-        if self.encode.is_some() {
+        if self.encode.is_some() || self.hide_size {
             return SizeHint::new();
         }
         let prefix: u64 = self.buffered.prefix.iter().map(|b| b.len() as u64).sum();

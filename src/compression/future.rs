@@ -120,7 +120,7 @@ where
                             apply_compressed_headers(&mut parts.headers, ctx);
                             this.state.set(State::Done);
                             let body = if ctx.is_head {
-                                ResponseBody::identity(body)
+                                ResponseBody::head_compressed(body)
                             } else {
                                 let level = ctx.config.level(ctx.coding);
                                 ResponseBody::encoded(body, ctx.coding, level, ctx.stats.clone())
