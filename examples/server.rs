@@ -17,8 +17,11 @@
 //! | `GET /static/app.js`     | a JavaScript asset of about 30 KiB                   |
 //! | `GET /api/v1/stream`     | 20 NDJSON lines, 50 ms apart, chunked                |
 //!
-//! It needs nothing else running: everything is in memory. The tower-perf
-//! layers are wired around `app()` as they land.
+//! It needs nothing else running: everything is in memory.
+//!
+//! The tower-perf layers wrap every route, in the order the crate docs
+//! explain (Timing → RateLimit → Cache → CacheControl → Compression →
+//! handlers). Wired so far: compression (gzip and deflate, negotiated).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,6 +37,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use tower_perf::compression::CompressionLayer;
 
 /// Items the demo keeps at most, so POSTs can't grow memory without bound.
 pub(crate) const MAX_ITEMS: usize = 10_000;
@@ -137,6 +141,7 @@ pub(crate) fn app_with(config: DemoConfig) -> Router {
         .route("/static/app.js", get(app_js))
         .route("/api/v1/stream", get(stream))
         .with_state(state)
+        .layer(CompressionLayer::new())
 }
 
 fn error(status: StatusCode, message: &str) -> Response {

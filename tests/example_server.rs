@@ -212,3 +212,66 @@ fn args() {
 fn server_args(a: &[&str]) -> Result<std::net::SocketAddr, String> {
     server::parse_args(a.iter().map(|s| (*s).to_owned()))
 }
+
+#[tokio::test]
+async fn responses_are_compressed_when_asked() {
+    let server = start().await;
+    let plain = server.get("/api/v1/items").await;
+    let gz = server
+        .get_with("/api/v1/items", &[("accept-encoding", "gzip, deflate, br")])
+        .await;
+    assert_eq!(gz.header("content-encoding"), Some("gzip"));
+    assert_eq!(gz.header("vary"), Some("accept-encoding"));
+    let mut unzipped = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(&gz.body[..]),
+        &mut unzipped,
+    )
+    .unwrap();
+    assert_eq!(unzipped, plain.body);
+    assert!(
+        gz.body.len() * 4 < plain.body.len(),
+        "{} -> {}",
+        plain.body.len(),
+        gz.body.len()
+    );
+    // Tiny bodies are left alone.
+    assert_eq!(
+        server
+            .get_with("/health", &[("accept-encoding", "gzip")])
+            .await
+            .header("content-encoding"),
+        None
+    );
+    let js = server
+        .get_with("/static/app.js", &[("accept-encoding", "deflate")])
+        .await;
+    assert_eq!(js.header("content-encoding"), Some("deflate"));
+}
+
+#[tokio::test]
+async fn compressed_stream_still_streams() {
+    let server = start().await;
+    let req = server
+        .request(Method::GET, "/api/v1/stream")
+        .header("accept-encoding", "gzip")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let res = server.send_streaming(req).await;
+    assert_eq!(res.headers()["content-encoding"], "gzip");
+    let mut body = res.into_body();
+    let (mut frames, mut all) = (0, Vec::new());
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.unwrap().into_data() {
+            frames += 1;
+            all.extend_from_slice(&data);
+        }
+    }
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&all[..]), &mut text).unwrap();
+    assert_eq!(text.lines().count(), 20);
+    assert!(
+        frames >= 2,
+        "flushed as lines are produced: {frames} frames"
+    );
+}

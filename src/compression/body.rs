@@ -13,10 +13,17 @@ use crate::BoxError;
 use crate::headers::ContentCoding;
 
 /// Input compressed in one poll at most, so that a large body never holds
-/// the executor for long: 32 KiB take about 0.1 ms at level 4 and 0.4 ms at
-/// level 9 on this class of machine. After that the body yields (returns the
-/// output so far, or wakes itself and returns `Pending`).
-pub(crate) const WORK_PER_POLL: usize = 32 * 1024;
+/// the executor for long (about 0.2–0.3 ms per poll on this class of
+/// machine, BENCHMARKS.md): 32 KiB up to level 4, 16 KiB up to level 6,
+/// 8 KiB above. After that the body yields (returns the output so far, or
+/// wakes itself and returns `Pending`).
+pub(crate) const fn work_per_poll(level: u32) -> usize {
+    match level {
+        0..=4 => 32 * 1024,
+        5..=6 => 16 * 1024,
+        _ => 8 * 1024,
+    }
+}
 
 /// Output is handed on once this much is ready, without waiting for more
 /// input.
@@ -76,6 +83,7 @@ pub(crate) struct Buffered {
 struct EncodeState {
     encoder: Encoder,
     coding: ContentCoding,
+    level: u32,
     input: Bytes,
     out: Vec<u8>,
     unflushed: bool,
@@ -208,6 +216,7 @@ fn encode_state(coding: ContentCoding, level: u32, stats: CompressionStats) -> B
     Box::new(EncodeState {
         encoder: Encoder::new(coding, level),
         coding,
+        level,
         input: Bytes::new(),
         out: Vec::new(),
         unflushed: false,
@@ -323,7 +332,7 @@ where
     if enc.failed {
         return Poll::Ready(None);
     }
-    let mut budget = WORK_PER_POLL;
+    let mut budget = work_per_poll(enc.level);
     loop {
         if enc.finished {
             if !enc.out.is_empty() {

@@ -40,8 +40,8 @@
 //! - **Streaming**: bodies are never buffered whole. Compressed frames go
 //!   out as input arrives; when the inner body waits, what is pending is
 //!   flushed (a zlib sync flush), so event streams and logs reach the client
-//!   without waiting for the end. At most 32 KiB are compressed in one poll,
-//!   so a large body never holds the executor long. Trailers are kept. An
+//!   without waiting for the end. At most 32 KiB are compressed in one poll
+//!   (less at high levels), so a large body never holds the executor long. Trailers are kept. An
 //!   error from the inner body ends the stream with an error, never with a
 //!   well-formed truncated gzip.
 //! - **Levels** per coding ([`CompressionLayer::level`], default
