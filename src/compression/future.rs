@@ -15,6 +15,7 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 
 use super::body::{Buffered, ResponseBody};
+use super::encoder::{Encoder, Flush};
 use super::layer::Config;
 use super::predicate;
 use super::service::etag_suffix;
@@ -43,6 +44,9 @@ pin_project! {
             body: Option<Pin<Box<B>>>,
             buffered: Buffered,
             len: u64,
+            // Compressing a small body of known length whole: read it all,
+            // then compress it in one go and send its exact length.
+            eager: bool,
         },
         NotAcceptable,
         Done,
@@ -116,6 +120,18 @@ where
                                 ResponseBody::identity(body),
                             )));
                         }
+                        Decision::Compress
+                            if !ctx.is_head
+                                && hint.exact().is_some_and(|n| n <= eager_max(ctx)) =>
+                        {
+                            this.state.set(State::Buffering {
+                                parts: Some(parts),
+                                body: Some(Box::pin(body)),
+                                buffered: Buffered::default(),
+                                len: 0,
+                                eager: true,
+                            });
+                        }
                         Decision::Compress => {
                             apply_compressed_headers(&mut parts.headers, ctx);
                             this.state.set(State::Done);
@@ -133,6 +149,7 @@ where
                                 body: Some(Box::pin(body)),
                                 buffered: Buffered::default(),
                                 len: 0,
+                                eager: false,
                             });
                         }
                     }
@@ -142,6 +159,7 @@ where
                     body,
                     buffered,
                     len,
+                    eager,
                 } => {
                     let (Some(ctx), Some(b)) = (this.ctx.as_ref(), body.as_mut()) else {
                         this.state.set(State::Done);
@@ -159,7 +177,7 @@ where
                                     if !bytes.is_empty() {
                                         buffered.prefix.push_back(bytes);
                                     }
-                                    if *len >= min {
+                                    if (!*eager && *len >= min) || *len > eager_max(ctx) {
                                         break false;
                                     }
                                 }
@@ -187,10 +205,23 @@ where
                         this.state.set(State::Done);
                         continue;
                     };
-                    let buffered = std::mem::take(buffered);
-                    let len = *len;
+                    let mut buffered = std::mem::take(buffered);
+                    let (len, eager) = (*len, *eager);
                     this.state.set(State::Done);
-                    let ended_small = buffered.inner_done && len < min;
+                    if eager && !live && buffered.inner_done && buffered.error.is_none() {
+                        if let Some(out) = compress_whole(&buffered.prefix, ctx) {
+                            apply_compressed_headers(&mut parts.headers, ctx);
+                            parts
+                                .headers
+                                .insert(CONTENT_LENGTH, HeaderValue::from(out.len()));
+                            ctx.stats.record_bytes(ctx.coding, len, out.len() as u64);
+                            buffered.prefix.clear();
+                            buffered.prefix.push_back(Bytes::from(out));
+                            let body = ResponseBody::identity_boxed(body, buffered);
+                            return Poll::Ready(Ok(Response::from_parts(parts, body)));
+                        }
+                    }
+                    let ended_small = !eager && buffered.inner_done && len < min;
                     let res = if buffered.error.is_some() || (ended_small && !live) {
                         if buffered.error.is_none() {
                             ctx.stats.record_skip(SkipReason::TooSmall);
@@ -230,6 +261,27 @@ where
             }
         }
     }
+}
+
+/// Bodies of known length up to this size are compressed whole, in the
+/// response future, so the response carries its exact Content-Length (and a
+/// layer outside, such as `CacheControlLayer`, can hash it). It is the
+/// per-poll work budget, so this never holds the executor longer than
+/// streaming would.
+fn eager_max(ctx: &Ctx) -> u64 {
+    super::body::work_per_poll(ctx.config.level(ctx.coding)) as u64
+}
+
+/// Compresses a whole small body; `None` if the encoder failed.
+fn compress_whole(chunks: &VecDeque<Bytes>, ctx: &Ctx) -> Option<Vec<u8>> {
+    let total: usize = chunks.iter().map(Bytes::len).sum();
+    let mut enc = Encoder::new(ctx.coding, ctx.config.level(ctx.coding));
+    let mut out = Vec::with_capacity(total / 2 + 64);
+    for chunk in chunks {
+        enc.encode(chunk, &mut out, Flush::None).ok()?;
+    }
+    enc.encode(&[], &mut out, Flush::Finish).ok()?;
+    Some(out)
 }
 
 /// Decides from the response head (and the body's size hint) whether to

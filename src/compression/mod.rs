@@ -22,11 +22,13 @@
 //!   before deciding, and decides at once if the body pauses (a live
 //!   stream). Never for a response that already has a Content-Encoding, a 206
 //!   or Content-Range, 1xx/204/304, or `Cache-Control: no-transform`.
-//! - **Headers**: sets Content-Encoding, drops Content-Length and
-//!   Accept-Ranges when compressing, and adds `Vary: accept-encoding`
-//!   (merged, never duplicated) to every response whose representation
-//!   depends on it: compressible types whatever the outcome (identity, too
-//!   small, 206, HEAD) and every 304. A HEAD response gets the headers a GET
+//! - **Headers**: sets Content-Encoding and drops Accept-Ranges when
+//!   compressing. A body of known length up to 32 KiB (less at high levels)
+//!   is compressed whole and sent with its exact Content-Length, so layers
+//!   outside can hash it; larger or streamed bodies drop Content-Length.
+//!   The layer adds `Vary: accept-encoding` (merged, never duplicated) to
+//!   every response whose representation depends on it: compressible types
+//!   whatever the outcome (identity, too small, 206, HEAD) and every 304. A HEAD response gets the headers a GET
 //!   would get, with no body.
 //! - **ETags**: a strong `ETag: "abc"` becomes `"abc-gzip"` (or
 //!   `"abc-deflate"`) on compressed responses, so each coding has its own
@@ -85,9 +87,11 @@
 //! let res = svc.oneshot(req).await?;
 //! assert_eq!(res.headers()[header::CONTENT_ENCODING], "gzip");
 //! assert_eq!(res.headers()[header::VARY], "accept-encoding");
-//! assert!(res.headers().get(header::CONTENT_LENGTH).is_none());
+//! // Small bodies are compressed whole and keep an exact Content-Length.
+//! let length: usize = res.headers()[header::CONTENT_LENGTH].to_str()?.parse()?;
 //!
 //! let compressed = res.into_body().collect().await?.to_bytes();
+//! assert_eq!(compressed.len(), length);
 //! let mut plain = String::new();
 //! std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&compressed[..]), &mut plain)?;
 //! assert!(plain.starts_with("[{\"id\":1"));
