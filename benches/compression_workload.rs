@@ -1,0 +1,127 @@
+//! A fixed compression workload, for instruction counting under callgrind:
+//! on a shared, noisy machine, instructions are repeatable where wall-clock
+//! time is not. `benches/callgrind.sh` runs it and prints the table of
+//! BENCHMARKS.md.
+//!
+//! ```text
+//! cargo bench --bench compression_workload --no-run
+//! valgrind --tool=callgrind target/release/deps/compression_workload-* ours 2048 2 2000
+//! ```
+//!
+//! Arguments: contender (`none`, `ours`, `tower-http`, `flate2`), body size in
+//! bytes, gzip level, iterations. `none` runs the same loop without any
+//! compression, to subtract the setup.
+#![allow(missing_docs)]
+
+use std::convert::Infallible;
+use std::io::Write;
+
+use bytes::Bytes;
+use http::{Request, Response, header};
+use http_body_util::{BodyExt, Full};
+use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+use tower_perf::compression::CompressionLayer;
+use tower_perf::headers::ContentCoding;
+
+fn json(n: usize) -> Bytes {
+    let mut s = String::from("[");
+    let mut i: u64 = 0;
+    while s.len() < n {
+        let h = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+        s.push_str(&format!(
+            "{{\"id\":{i},\"sku\":\"SKU-{h:06X}\",\"name\":\"Product {i}\",\"price\":{}.{:02},\"stock\":{},\"active\":{}}},",
+            h % 500,
+            h % 100,
+            h % 73,
+            h % 3 != 0
+        ));
+        i += 1;
+    }
+    s.truncate(n - 1);
+    s.push(']');
+    Bytes::from(s)
+}
+
+fn handler(
+    body: Bytes,
+) -> impl Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = Infallible> + Clone
+{
+    service_fn(move |_req: Request<Full<Bytes>>| {
+        let body = body.clone();
+        async move {
+            Ok::<_, Infallible>(
+                Response::builder()
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Full::new(body))
+                    .unwrap(),
+            )
+        }
+    })
+}
+
+async fn run<S, B>(svc: &S) -> usize
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>, Error = Infallible> + Clone,
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::fmt::Debug,
+{
+    let req = Request::get("/")
+        .header(header::ACCEPT_ENCODING, "gzip")
+        .body(Full::default())
+        .unwrap();
+    let res = svc.clone().oneshot(req).await.unwrap();
+    res.into_body().collect().await.unwrap().to_bytes().len()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let [who, size, level, iters] = args.as_slice() else {
+        // `cargo bench` runs every bench target without arguments: nothing to do.
+        eprintln!("usage: compression_workload none|ours|tower-http|flate2 SIZE LEVEL ITERS");
+        return;
+    };
+    let (size, level, iters): (usize, u32, usize) = (
+        size.parse().unwrap(),
+        level.parse().unwrap(),
+        iters.parse().unwrap(),
+    );
+    let data = json(size);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let bare = handler(data.clone());
+    let ours = ServiceBuilder::new()
+        .layer(CompressionLayer::new().level(ContentCoding::Gzip, level))
+        .service(handler(data.clone()));
+    let theirs = ServiceBuilder::new()
+        .layer(
+            tower_http::compression::CompressionLayer::new()
+                .no_deflate()
+                .quality(tower_http::CompressionLevel::Precise(level as i32)),
+        )
+        .service(handler(data.clone()));
+    let mut out = 0;
+    rt.block_on(async {
+        for _ in 0..iters {
+            out += match who.as_str() {
+                "none" => run(&bare).await,
+                "ours" => run(&ours).await,
+                "tower-http" => run(&theirs).await,
+                "flate2" => {
+                    let mut e =
+                        flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
+                    e.write_all(&data).unwrap();
+                    e.finish().unwrap().len()
+                }
+                other => panic!("unknown contender {other}"),
+            };
+        }
+    });
+    println!(
+        "{who} {size} B L{level} x{iters}: {} B out per response",
+        out / iters.max(1)
+    );
+}
