@@ -13,81 +13,22 @@
 
 #![allow(missing_docs)]
 
-use std::convert::Infallible;
+mod common;
+
 use std::hint::black_box;
 use std::io::{Read, Write};
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::{handler, json, run};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use http::{Request, Response, header};
-use http_body::Body;
-use http_body_util::{BodyExt, Full};
-use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+use tower::ServiceBuilder;
 use tower_perf::compression::{CompressionLayer, DEFAULT_LEVEL};
 use tower_perf::headers::ContentCoding;
 
 #[allow(dead_code)]
 #[path = "../examples/server.rs"]
 mod server;
-
-/// JSON of about `n` bytes, with the variety real API output has.
-fn json(n: usize) -> Bytes {
-    let mut s = String::from("[");
-    let mut i: u64 = 0;
-    while s.len() < n {
-        let h = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
-        s.push_str(&format!(
-            "{{\"id\":{i},\"sku\":\"SKU-{h:06X}\",\"name\":\"Product {i}\",\"price\":{}.{:02},\"stock\":{},\"active\":{}}},",
-            h % 500,
-            h % 100,
-            h % 73,
-            h % 3 != 0
-        ));
-        i += 1;
-    }
-    s.truncate(n - 1);
-    s.push(']');
-    Bytes::from(s)
-}
-
-fn handler(
-    body: Bytes,
-) -> impl Service<
-    Request<Full<Bytes>>,
-    Response = Response<Full<Bytes>>,
-    Error = Infallible,
-    Future: Send,
-> + Clone {
-    service_fn(move |_req: Request<Full<Bytes>>| {
-        let body = body.clone();
-        async move {
-            Ok::<_, Infallible>(
-                Response::builder()
-                    .header(header::CONTENT_TYPE, "application/json")
-                    .body(Full::new(body))
-                    .unwrap(),
-            )
-        }
-    })
-}
-
-fn request() -> Request<Full<Bytes>> {
-    Request::get("/items")
-        .header(header::ACCEPT_ENCODING, "gzip")
-        .body(Full::default())
-        .unwrap()
-}
-
-async fn run<S, B>(svc: &S) -> Bytes
-where
-    S: Service<Request<Full<Bytes>>, Response = Response<B>, Error = Infallible> + Clone,
-    B: Body<Data = Bytes>,
-    B::Error: std::fmt::Debug,
-{
-    let res = svc.clone().oneshot(request()).await.unwrap();
-    res.into_body().collect().await.unwrap().to_bytes()
-}
 
 fn gzip_fresh(data: &[u8], level: u32) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(

@@ -13,65 +13,14 @@
 //! compression, to subtract the setup.
 #![allow(missing_docs)]
 
-use std::convert::Infallible;
+mod common;
+
 use std::io::Write;
 
-use bytes::Bytes;
-use http::{Request, Response, header};
-use http_body_util::{BodyExt, Full};
-use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+use common::{handler, json, run};
+use tower::ServiceBuilder;
 use tower_perf::compression::CompressionLayer;
 use tower_perf::headers::ContentCoding;
-
-fn json(n: usize) -> Bytes {
-    let mut s = String::from("[");
-    let mut i: u64 = 0;
-    while s.len() < n {
-        let h = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
-        s.push_str(&format!(
-            "{{\"id\":{i},\"sku\":\"SKU-{h:06X}\",\"name\":\"Product {i}\",\"price\":{}.{:02},\"stock\":{},\"active\":{}}},",
-            h % 500,
-            h % 100,
-            h % 73,
-            h % 3 != 0
-        ));
-        i += 1;
-    }
-    s.truncate(n - 1);
-    s.push(']');
-    Bytes::from(s)
-}
-
-fn handler(
-    body: Bytes,
-) -> impl Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = Infallible> + Clone
-{
-    service_fn(move |_req: Request<Full<Bytes>>| {
-        let body = body.clone();
-        async move {
-            Ok::<_, Infallible>(
-                Response::builder()
-                    .header(header::CONTENT_TYPE, "application/json")
-                    .body(Full::new(body))
-                    .unwrap(),
-            )
-        }
-    })
-}
-
-async fn run<S, B>(svc: &S) -> usize
-where
-    S: Service<Request<Full<Bytes>>, Response = Response<B>, Error = Infallible> + Clone,
-    B: http_body::Body<Data = Bytes>,
-    B::Error: std::fmt::Debug,
-{
-    let req = Request::get("/")
-        .header(header::ACCEPT_ENCODING, "gzip")
-        .body(Full::default())
-        .unwrap();
-    let res = svc.clone().oneshot(req).await.unwrap();
-    res.into_body().collect().await.unwrap().to_bytes().len()
-}
 
 fn main() {
     let args: Vec<String> = std::env::args()
@@ -107,9 +56,9 @@ fn main() {
     rt.block_on(async {
         for _ in 0..iters {
             out += match who.as_str() {
-                "none" => run(&bare).await,
-                "ours" => run(&ours).await,
-                "tower-http" => run(&theirs).await,
+                "none" => run(&bare).await.len(),
+                "ours" => run(&ours).await.len(),
+                "tower-http" => run(&theirs).await.len(),
                 "flate2" => {
                     let mut e =
                         flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));

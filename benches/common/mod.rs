@@ -1,0 +1,66 @@
+//! What the compression benches share: the payload and the service.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use http::{Request, Response, header};
+use http_body_util::{BodyExt, Full};
+use tower::{Service, ServiceExt, service_fn};
+
+/// JSON of exactly `n` bytes, with the variety real API output has.
+pub(crate) fn json(n: usize) -> Bytes {
+    let mut s = String::from("[");
+    let mut i: u64 = 0;
+    while s.len() < n {
+        let h = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+        s.push_str(&format!(
+            "{{\"id\":{i},\"sku\":\"SKU-{h:06X}\",\"name\":\"Product {i}\",\"price\":{}.{:02},\"stock\":{},\"active\":{}}},",
+            h % 500,
+            h % 100,
+            h % 73,
+            h % 3 != 0
+        ));
+        i += 1;
+    }
+    s.truncate(n - 1);
+    s.push(']');
+    Bytes::from(s)
+}
+
+/// A handler that answers every request with `body` as JSON.
+pub(crate) fn handler(
+    body: Bytes,
+) -> impl Service<
+    Request<Full<Bytes>>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future: Send,
+> + Clone {
+    service_fn(move |_req: Request<Full<Bytes>>| {
+        let body = body.clone();
+        async move {
+            Ok::<_, Infallible>(
+                Response::builder()
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Full::new(body))
+                    .unwrap(),
+            )
+        }
+    })
+}
+
+/// One `Accept-Encoding: gzip` request through `svc`, body collected.
+pub(crate) async fn run<S, B>(svc: &S) -> Bytes
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>, Error = Infallible> + Clone,
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::fmt::Debug,
+{
+    let req = Request::get("/items")
+        .header(header::ACCEPT_ENCODING, "gzip")
+        .body(Full::default())
+        .unwrap();
+    let res = svc.clone().oneshot(req).await.unwrap();
+    res.into_body().collect().await.unwrap().to_bytes()
+}
