@@ -9,7 +9,7 @@
 //! | (always)        | [`headers`]: Cache-Control, Accept-Encoding, entity tags, HTTP dates | available   |
 //! | `cache`         | RFC 9111 shared response cache, coalescing, purge                    | in progress |
 //! | `compression`   | [`compression`]: streaming gzip/deflate with q-value negotiation     | available   |
-//! | `cache-control` | Cache-Control policies by route, ETags, 304/412                      | in progress |
+//! | `cache-control` | [`cache_control`]: policies by route, ETags, 304/412                 | available   |
 //! | `timing`        | per-route latency percentiles, sub-timings, Server-Timing            | in progress |
 //! | `rate-limit`    | GCRA quotas per route and key, IETF RateLimit headers                | in progress |
 //! | `redis`         | Redis stores for the cache and the limiter (several replicas)        | in progress |
@@ -39,6 +39,9 @@
 mod macros;
 
 mod builder;
+#[cfg(feature = "cache-control")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache-control")))]
+pub mod cache_control;
 #[cfg(feature = "compression")]
 #[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
 pub mod compression;

@@ -1,0 +1,244 @@
+//! The preconditions of RFC 9110 §13, evaluated in §13.2.2's order.
+
+use http::header::{IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_UNMODIFIED_SINCE};
+use http::{HeaderMap, Method};
+
+use crate::headers::{EntityTag, EntityTagList, HttpDate, ParseError};
+
+/// The conditional header fields of one request, parsed.
+#[derive(Debug, Default)]
+pub(crate) struct Conditions {
+    if_match: Option<Result<EntityTagList, ParseError>>,
+    if_none_match: Option<Result<EntityTagList, ParseError>>,
+    if_modified_since: Option<HttpDate>,
+    if_unmodified_since: Option<HttpDate>,
+}
+
+/// What the preconditions decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Perform the request (or send the response) as usual.
+    Proceed,
+    /// 304 Not Modified.
+    NotModified,
+    /// 412 Precondition Failed.
+    Failed,
+}
+
+/// One date field: absent, invalid (RFC 9110 says to ignore it) or a list
+/// of dates (also ignored) all read as `None`.
+fn date(headers: &HeaderMap, name: &http::HeaderName) -> Option<HttpDate> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    HttpDate::parse(first.as_bytes()).ok()
+}
+
+impl Conditions {
+    pub(crate) fn from_headers(headers: &HeaderMap) -> Self {
+        let any = headers.contains_key(IF_MATCH)
+            || headers.contains_key(IF_NONE_MATCH)
+            || headers.contains_key(IF_MODIFIED_SINCE)
+            || headers.contains_key(IF_UNMODIFIED_SINCE);
+        if !any {
+            return Self::default();
+        }
+        Self {
+            if_match: EntityTagList::from_headers(headers, &IF_MATCH),
+            if_none_match: EntityTagList::from_headers(headers, &IF_NONE_MATCH),
+            if_modified_since: date(headers, &IF_MODIFIED_SINCE),
+            if_unmodified_since: date(headers, &IF_UNMODIFIED_SINCE),
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.if_match.is_none()
+            && self.if_none_match.is_none()
+            && self.if_modified_since.is_none()
+            && self.if_unmodified_since.is_none()
+    }
+
+    /// Evaluates the preconditions against the selected representation's
+    /// validators, in RFC 9110 §13.2.2's order. `exists` is false when
+    /// there is no current representation (the resource would answer
+    /// 404), which is what `If-Match: *` and `If-None-Match: *` ask about.
+    pub(crate) fn evaluate(
+        &self,
+        method: &Method,
+        exists: bool,
+        etag: Option<&EntityTag>,
+        last_modified: Option<HttpDate>,
+    ) -> Outcome {
+        let get_or_head = method == Method::GET || method == Method::HEAD;
+        // 1. If-Match: strong comparison; an unreadable field fails.
+        if let Some(im) = &self.if_match {
+            let passes = match im {
+                Ok(EntityTagList::Any) => exists,
+                Ok(list) => exists && list.if_match_passes(etag),
+                Err(_) => false,
+            };
+            if !passes {
+                return Outcome::Failed;
+            }
+        } else if let (Some(ius), Some(lm)) = (self.if_unmodified_since, last_modified) {
+            // 2. If-Unmodified-Since, only without If-Match and when the
+            //    representation has a modification date.
+            if exists && lm > ius {
+                return Outcome::Failed;
+            }
+        }
+        // 3. If-None-Match: weak comparison; an unreadable field is ignored
+        //    (the full response is always a safe answer).
+        match &self.if_none_match {
+            Some(Ok(inm)) => {
+                let passes = match inm {
+                    EntityTagList::Any => !exists,
+                    list => !exists || list.if_none_match_passes(etag),
+                };
+                if !passes {
+                    return if get_or_head {
+                        Outcome::NotModified
+                    } else {
+                        Outcome::Failed
+                    };
+                }
+            }
+            Some(Err(_)) => {}
+            // 4. If-Modified-Since, only for GET/HEAD without If-None-Match.
+            None => {
+                if let (true, true, Some(ims), Some(lm)) =
+                    (get_or_head, exists, self.if_modified_since, last_modified)
+                {
+                    if lm <= ims {
+                        return Outcome::NotModified;
+                    }
+                }
+            }
+        }
+        Outcome::Proceed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn conds(pairs: &[(&'static str, &'static str)]) -> Conditions {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        Conditions::from_headers(&h)
+    }
+
+    const T0: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
+    const T1: &str = "Mon, 07 Nov 1994 08:49:37 GMT";
+
+    fn t(s: &str) -> Option<HttpDate> {
+        HttpDate::parse(s.as_bytes()).ok()
+    }
+
+    #[test]
+    fn order_of_rfc_9110_13_2_2() {
+        let tag = EntityTag::strong("v1").unwrap();
+        let e = Some(&tag);
+        let get = Method::GET;
+        let put = Method::PUT;
+        // If-Match failing wins over a matching If-None-Match.
+        let c = conds(&[("if-match", "\"v2\""), ("if-none-match", "\"v1\"")]);
+        assert_eq!(c.evaluate(&get, true, e, None), Outcome::Failed);
+        // If-Match present: If-Unmodified-Since is not evaluated.
+        let c = conds(&[("if-match", "\"v1\""), ("if-unmodified-since", T0)]);
+        assert_eq!(c.evaluate(&put, true, e, t(T1)), Outcome::Proceed);
+        // If-Unmodified-Since alone: modified after → 412.
+        let c = conds(&[("if-unmodified-since", T0)]);
+        assert_eq!(c.evaluate(&put, true, e, t(T1)), Outcome::Failed);
+        assert_eq!(c.evaluate(&put, true, e, t(T0)), Outcome::Proceed);
+        // …ignored without Last-Modified.
+        assert_eq!(c.evaluate(&put, true, e, None), Outcome::Proceed);
+        // If-None-Match present: If-Modified-Since is not evaluated.
+        let c = conds(&[("if-none-match", "\"other\""), ("if-modified-since", T1)]);
+        assert_eq!(c.evaluate(&get, true, e, t(T0)), Outcome::Proceed);
+        // If-None-Match matching: 304 for GET/HEAD, 412 otherwise.
+        let c = conds(&[("if-none-match", "W/\"v1\"")]);
+        assert_eq!(c.evaluate(&get, true, e, None), Outcome::NotModified);
+        assert_eq!(
+            c.evaluate(&Method::HEAD, true, e, None),
+            Outcome::NotModified
+        );
+        assert_eq!(c.evaluate(&put, true, e, None), Outcome::Failed);
+        // If-Modified-Since: not modified since → 304, only for GET/HEAD.
+        let c = conds(&[("if-modified-since", T1)]);
+        assert_eq!(c.evaluate(&get, true, e, t(T0)), Outcome::NotModified);
+        assert_eq!(c.evaluate(&get, true, e, t(T1)), Outcome::NotModified);
+        assert_eq!(
+            c.evaluate(&get, true, e, t("Tue, 08 Nov 1994 08:49:37 GMT")),
+            Outcome::Proceed
+        );
+        assert_eq!(c.evaluate(&put, true, e, t(T0)), Outcome::Proceed);
+        assert_eq!(c.evaluate(&get, true, e, None), Outcome::Proceed);
+    }
+
+    #[test]
+    fn stars_ask_whether_a_representation_exists() {
+        let c = conds(&[("if-match", "*")]);
+        assert_eq!(c.evaluate(&Method::PUT, true, None, None), Outcome::Proceed);
+        assert_eq!(c.evaluate(&Method::PUT, false, None, None), Outcome::Failed);
+        let c = conds(&[("if-none-match", "*")]);
+        assert_eq!(
+            c.evaluate(&Method::PUT, false, None, None),
+            Outcome::Proceed
+        );
+        assert_eq!(c.evaluate(&Method::PUT, true, None, None), Outcome::Failed);
+        assert_eq!(
+            c.evaluate(&Method::GET, true, None, None),
+            Outcome::NotModified
+        );
+    }
+
+    #[test]
+    fn strong_for_if_match_weak_for_if_none_match() {
+        let weak = EntityTag::weak("v1").unwrap();
+        let c = conds(&[("if-match", "W/\"v1\"")]);
+        assert_eq!(
+            c.evaluate(&Method::PUT, true, Some(&weak), None),
+            Outcome::Failed
+        );
+        let c = conds(&[("if-match", "\"v1\"")]);
+        assert_eq!(
+            c.evaluate(&Method::PUT, true, Some(&weak), None),
+            Outcome::Failed
+        );
+        let c = conds(&[("if-none-match", "\"v1\"")]);
+        assert_eq!(
+            c.evaluate(&Method::GET, true, Some(&weak), None),
+            Outcome::NotModified
+        );
+    }
+
+    #[test]
+    fn malformed_fields() {
+        let tag = EntityTag::strong("v1").unwrap();
+        // An unreadable If-Match fails; an unreadable If-None-Match is ignored.
+        assert_eq!(
+            conds(&[("if-match", "v1")]).evaluate(&Method::PUT, true, Some(&tag), None),
+            Outcome::Failed
+        );
+        assert_eq!(
+            conds(&[("if-none-match", "v1")]).evaluate(&Method::GET, true, Some(&tag), None),
+            Outcome::Proceed
+        );
+        // Invalid dates and lists of dates are ignored.
+        let c = conds(&[("if-modified-since", "yesterday")]);
+        assert!(c.is_empty());
+        let c = conds(&[("if-modified-since", T1), ("if-modified-since", T1)]);
+        assert_eq!(
+            c.evaluate(&Method::GET, true, None, t(T0)),
+            Outcome::Proceed
+        );
+        assert!(conds(&[]).is_empty());
+    }
+}

@@ -1,0 +1,110 @@
+use std::sync::Arc;
+
+use tower_layer::Layer;
+
+use super::policy::{Policy, Rule};
+use super::service::CacheControlService;
+use super::stats::CacheControlStats;
+
+/// Whether and how the layer generates ETags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EtagMode {
+    /// Never generate one (preconditions still use the handler's).
+    Off,
+    /// `"…"`: the hash covers every byte sent, so it is a strong validator.
+    #[default]
+    Strong,
+    /// `W/"…"`, for applications that want to reserve strong validators.
+    Weak,
+}
+
+/// Default for [`CacheControlLayer::max_hash_size`]: bodies up to 1 MiB of
+/// known length are hashed.
+pub const DEFAULT_MAX_HASH_SIZE: u64 = 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) rules: Vec<Rule>,
+    pub(crate) etags: EtagMode,
+    pub(crate) max_hash_size: u64,
+    pub(crate) preconditions: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            rules: Vec::new(),
+            etags: EtagMode::Strong,
+            max_hash_size: DEFAULT_MAX_HASH_SIZE,
+            preconditions: true,
+        }
+    }
+}
+
+/// Cache-Control policies by route, generated ETags and conditional
+/// requests (304/412).
+///
+/// See the [module docs](crate::cache_control).
+#[derive(Debug, Clone, Default)]
+pub struct CacheControlLayer {
+    pub(crate) config: Arc<Config>,
+    pub(crate) stats: CacheControlStats,
+}
+
+impl CacheControlLayer {
+    /// No rules, strong ETags for bodies up to [`DEFAULT_MAX_HASH_SIZE`],
+    /// preconditions evaluated.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a rule: `pattern` (see [`Rule::new`]) gets `policy`. Rules are
+    /// tried in the order they were added; the first that matches applies.
+    pub fn route(self, pattern: &str, policy: Policy) -> Self {
+        self.rule(Rule::new(pattern).policy(policy))
+    }
+
+    /// Adds a rule built with [`Rule`].
+    pub fn rule(mut self, rule: Rule) -> Self {
+        Arc::make_mut(&mut self.config).rules.push(rule);
+        self
+    }
+
+    /// Strong, weak or no generated ETags.
+    pub fn etags(mut self, mode: EtagMode) -> Self {
+        Arc::make_mut(&mut self.config).etags = mode;
+        self
+    }
+
+    /// Bodies of known length up to this many bytes are hashed for an ETag
+    /// (they are read whole before the response head is sent); larger or
+    /// streamed bodies pass through untouched.
+    pub fn max_hash_size(mut self, bytes: u64) -> Self {
+        Arc::make_mut(&mut self.config).max_hash_size = bytes;
+        self
+    }
+
+    /// Whether to evaluate preconditions (on by default).
+    pub fn preconditions(mut self, on: bool) -> Self {
+        Arc::make_mut(&mut self.config).preconditions = on;
+        self
+    }
+
+    /// A handle to this layer's statistics, shared by every service it
+    /// builds.
+    pub fn stats(&self) -> CacheControlStats {
+        self.stats.clone()
+    }
+}
+
+impl<S> Layer<S> for CacheControlLayer {
+    type Service = CacheControlService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CacheControlService {
+            inner,
+            config: self.config.clone(),
+            stats: self.stats.clone(),
+        }
+    }
+}
