@@ -5,18 +5,42 @@ use http::{HeaderMap, Method};
 
 use crate::headers::{EntityTag, EntityTagList, HttpDate, ParseError};
 
-/// The conditional header fields of one request, parsed.
-#[derive(Debug, Default)]
-pub(crate) struct Conditions {
+/// The conditional header fields of one request (`If-Match`,
+/// `If-None-Match`, `If-Modified-Since`, `If-Unmodified-Since`), parsed.
+///
+/// [`CacheControlLayer`](super::CacheControlLayer) inserts it into the
+/// extensions of every request that carries any of them, so a handler of an
+/// unsafe method can check them against its current version *before* it
+/// acts, in RFC 9110 §13.2.2's order:
+///
+/// ```
+/// use axum::{Extension, http::StatusCode};
+/// use tower_perf::cache_control::{Precondition, Preconditions};
+/// use tower_perf::headers::EntityTag;
+///
+/// async fn update(pre: Option<Extension<Preconditions>>) -> StatusCode {
+///     let current = EntityTag::strong("v3").unwrap(); // read under the same lock as the write
+///     if let Some(Extension(pre)) = pre {
+///         if pre.evaluate(&http::Method::PUT, true, Some(&current), None) != Precondition::Proceed {
+///             return StatusCode::PRECONDITION_FAILED;
+///         }
+///     }
+///     // … write …
+///     StatusCode::NO_CONTENT
+/// }
+/// # let _ = update;
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Preconditions {
     if_match: Option<Result<EntityTagList, ParseError>>,
     if_none_match: Option<Result<EntityTagList, ParseError>>,
     if_modified_since: Option<HttpDate>,
     if_unmodified_since: Option<HttpDate>,
 }
 
-/// What the preconditions decide.
+/// What [`Preconditions::evaluate`] decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Outcome {
+pub enum Precondition {
     /// Perform the request (or send the response) as usual.
     Proceed,
     /// 304 Not Modified.
@@ -36,8 +60,9 @@ fn date(headers: &HeaderMap, name: &http::HeaderName) -> Option<HttpDate> {
     HttpDate::parse(first.as_bytes()).ok()
 }
 
-impl Conditions {
-    pub(crate) fn from_headers(headers: &HeaderMap) -> Self {
+impl Preconditions {
+    /// Parses the conditional fields of a request's headers.
+    pub fn from_headers(headers: &HeaderMap) -> Self {
         let any = headers.contains_key(IF_MATCH)
             || headers.contains_key(IF_NONE_MATCH)
             || headers.contains_key(IF_MODIFIED_SINCE)
@@ -53,7 +78,8 @@ impl Conditions {
         }
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
+    /// True when the request carried no (readable) precondition.
+    pub fn is_empty(&self) -> bool {
         self.if_match.is_none()
             && self.if_none_match.is_none()
             && self.if_modified_since.is_none()
@@ -64,13 +90,13 @@ impl Conditions {
     /// validators, in RFC 9110 §13.2.2's order. `exists` is false when
     /// there is no current representation (the resource would answer
     /// 404), which is what `If-Match: *` and `If-None-Match: *` ask about.
-    pub(crate) fn evaluate(
+    pub fn evaluate(
         &self,
         method: &Method,
         exists: bool,
         etag: Option<&EntityTag>,
         last_modified: Option<HttpDate>,
-    ) -> Outcome {
+    ) -> Precondition {
         let get_or_head = method == Method::GET || method == Method::HEAD;
         // 1. If-Match: strong comparison; an unreadable field fails.
         if let Some(im) = &self.if_match {
@@ -80,13 +106,13 @@ impl Conditions {
                 Err(_) => false,
             };
             if !passes {
-                return Outcome::Failed;
+                return Precondition::Failed;
             }
         } else if let (Some(ius), Some(lm)) = (self.if_unmodified_since, last_modified) {
             // 2. If-Unmodified-Since, only without If-Match and when the
             //    representation has a modification date.
             if exists && lm > ius {
-                return Outcome::Failed;
+                return Precondition::Failed;
             }
         }
         // 3. If-None-Match: weak comparison; an unreadable field is ignored
@@ -99,9 +125,9 @@ impl Conditions {
                 };
                 if !passes {
                     return if get_or_head {
-                        Outcome::NotModified
+                        Precondition::NotModified
                     } else {
-                        Outcome::Failed
+                        Precondition::Failed
                     };
                 }
             }
@@ -112,12 +138,12 @@ impl Conditions {
                     (get_or_head, exists, self.if_modified_since, last_modified)
                 {
                     if lm <= ims {
-                        return Outcome::NotModified;
+                        return Precondition::NotModified;
                     }
                 }
             }
         }
-        Outcome::Proceed
+        Precondition::Proceed
     }
 }
 
@@ -126,12 +152,12 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
-    fn conds(pairs: &[(&'static str, &'static str)]) -> Conditions {
+    fn conds(pairs: &[(&'static str, &'static str)]) -> Preconditions {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
             h.append(*k, HeaderValue::from_static(v));
         }
-        Conditions::from_headers(&h)
+        Preconditions::from_headers(&h)
     }
 
     const T0: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
@@ -149,53 +175,62 @@ mod tests {
         let put = Method::PUT;
         // If-Match failing wins over a matching If-None-Match.
         let c = conds(&[("if-match", "\"v2\""), ("if-none-match", "\"v1\"")]);
-        assert_eq!(c.evaluate(&get, true, e, None), Outcome::Failed);
+        assert_eq!(c.evaluate(&get, true, e, None), Precondition::Failed);
         // If-Match present: If-Unmodified-Since is not evaluated.
         let c = conds(&[("if-match", "\"v1\""), ("if-unmodified-since", T0)]);
-        assert_eq!(c.evaluate(&put, true, e, t(T1)), Outcome::Proceed);
+        assert_eq!(c.evaluate(&put, true, e, t(T1)), Precondition::Proceed);
         // If-Unmodified-Since alone: modified after → 412.
         let c = conds(&[("if-unmodified-since", T0)]);
-        assert_eq!(c.evaluate(&put, true, e, t(T1)), Outcome::Failed);
-        assert_eq!(c.evaluate(&put, true, e, t(T0)), Outcome::Proceed);
+        assert_eq!(c.evaluate(&put, true, e, t(T1)), Precondition::Failed);
+        assert_eq!(c.evaluate(&put, true, e, t(T0)), Precondition::Proceed);
         // …ignored without Last-Modified.
-        assert_eq!(c.evaluate(&put, true, e, None), Outcome::Proceed);
+        assert_eq!(c.evaluate(&put, true, e, None), Precondition::Proceed);
         // If-None-Match present: If-Modified-Since is not evaluated.
         let c = conds(&[("if-none-match", "\"other\""), ("if-modified-since", T1)]);
-        assert_eq!(c.evaluate(&get, true, e, t(T0)), Outcome::Proceed);
+        assert_eq!(c.evaluate(&get, true, e, t(T0)), Precondition::Proceed);
         // If-None-Match matching: 304 for GET/HEAD, 412 otherwise.
         let c = conds(&[("if-none-match", "W/\"v1\"")]);
-        assert_eq!(c.evaluate(&get, true, e, None), Outcome::NotModified);
+        assert_eq!(c.evaluate(&get, true, e, None), Precondition::NotModified);
         assert_eq!(
             c.evaluate(&Method::HEAD, true, e, None),
-            Outcome::NotModified
+            Precondition::NotModified
         );
-        assert_eq!(c.evaluate(&put, true, e, None), Outcome::Failed);
+        assert_eq!(c.evaluate(&put, true, e, None), Precondition::Failed);
         // If-Modified-Since: not modified since → 304, only for GET/HEAD.
         let c = conds(&[("if-modified-since", T1)]);
-        assert_eq!(c.evaluate(&get, true, e, t(T0)), Outcome::NotModified);
-        assert_eq!(c.evaluate(&get, true, e, t(T1)), Outcome::NotModified);
+        assert_eq!(c.evaluate(&get, true, e, t(T0)), Precondition::NotModified);
+        assert_eq!(c.evaluate(&get, true, e, t(T1)), Precondition::NotModified);
         assert_eq!(
             c.evaluate(&get, true, e, t("Tue, 08 Nov 1994 08:49:37 GMT")),
-            Outcome::Proceed
+            Precondition::Proceed
         );
-        assert_eq!(c.evaluate(&put, true, e, t(T0)), Outcome::Proceed);
-        assert_eq!(c.evaluate(&get, true, e, None), Outcome::Proceed);
+        assert_eq!(c.evaluate(&put, true, e, t(T0)), Precondition::Proceed);
+        assert_eq!(c.evaluate(&get, true, e, None), Precondition::Proceed);
     }
 
     #[test]
     fn stars_ask_whether_a_representation_exists() {
         let c = conds(&[("if-match", "*")]);
-        assert_eq!(c.evaluate(&Method::PUT, true, None, None), Outcome::Proceed);
-        assert_eq!(c.evaluate(&Method::PUT, false, None, None), Outcome::Failed);
+        assert_eq!(
+            c.evaluate(&Method::PUT, true, None, None),
+            Precondition::Proceed
+        );
+        assert_eq!(
+            c.evaluate(&Method::PUT, false, None, None),
+            Precondition::Failed
+        );
         let c = conds(&[("if-none-match", "*")]);
         assert_eq!(
             c.evaluate(&Method::PUT, false, None, None),
-            Outcome::Proceed
+            Precondition::Proceed
         );
-        assert_eq!(c.evaluate(&Method::PUT, true, None, None), Outcome::Failed);
+        assert_eq!(
+            c.evaluate(&Method::PUT, true, None, None),
+            Precondition::Failed
+        );
         assert_eq!(
             c.evaluate(&Method::GET, true, None, None),
-            Outcome::NotModified
+            Precondition::NotModified
         );
     }
 
@@ -205,17 +240,17 @@ mod tests {
         let c = conds(&[("if-match", "W/\"v1\"")]);
         assert_eq!(
             c.evaluate(&Method::PUT, true, Some(&weak), None),
-            Outcome::Failed
+            Precondition::Failed
         );
         let c = conds(&[("if-match", "\"v1\"")]);
         assert_eq!(
             c.evaluate(&Method::PUT, true, Some(&weak), None),
-            Outcome::Failed
+            Precondition::Failed
         );
         let c = conds(&[("if-none-match", "\"v1\"")]);
         assert_eq!(
             c.evaluate(&Method::GET, true, Some(&weak), None),
-            Outcome::NotModified
+            Precondition::NotModified
         );
     }
 
@@ -225,11 +260,11 @@ mod tests {
         // An unreadable If-Match fails; an unreadable If-None-Match is ignored.
         assert_eq!(
             conds(&[("if-match", "v1")]).evaluate(&Method::PUT, true, Some(&tag), None),
-            Outcome::Failed
+            Precondition::Failed
         );
         assert_eq!(
             conds(&[("if-none-match", "v1")]).evaluate(&Method::GET, true, Some(&tag), None),
-            Outcome::Proceed
+            Precondition::Proceed
         );
         // Invalid dates and lists of dates are ignored.
         let c = conds(&[("if-modified-since", "yesterday")]);
@@ -237,7 +272,7 @@ mod tests {
         let c = conds(&[("if-modified-since", T1), ("if-modified-since", T1)]);
         assert_eq!(
             c.evaluate(&Method::GET, true, None, t(T0)),
-            Outcome::Proceed
+            Precondition::Proceed
         );
         assert!(conds(&[]).is_empty());
     }

@@ -14,7 +14,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::body::{Collected, ResponseBody};
-use super::conditional::{Conditions, Outcome};
+use super::conditional::{Precondition as Outcome, Preconditions as Conditions};
 use super::layer::{Config, EtagMode};
 use super::stats::CacheControlStats;
 use crate::BoxError;

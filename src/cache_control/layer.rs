@@ -28,6 +28,7 @@ pub(crate) struct Config {
     pub(crate) etags: EtagMode,
     pub(crate) max_hash_size: u64,
     pub(crate) preconditions: bool,
+    pub(crate) probe_unsafe: bool,
 }
 
 impl Default for Config {
@@ -37,6 +38,7 @@ impl Default for Config {
             etags: EtagMode::Strong,
             max_hash_size: DEFAULT_MAX_HASH_SIZE,
             preconditions: true,
+            probe_unsafe: false,
         }
     }
 }
@@ -87,6 +89,23 @@ impl CacheControlLayer {
     /// Whether to evaluate preconditions (on by default).
     pub fn preconditions(mut self, on: bool) -> Self {
         Arc::make_mut(&mut self.config).preconditions = on;
+        self
+    }
+
+    /// Evaluate the preconditions of unsafe requests (PUT, POST, DELETE…)
+    /// in the layer, before the handler runs: the layer first sends a `GET`
+    /// of the same URI through the inner service to learn the current
+    /// validators, then forwards the request or answers 412.
+    ///
+    /// Off by default, because it is only safe when the inner service
+    /// routes by method itself, i.e. when this layer wraps a whole router
+    /// (`ServiceBuilder::new().layer(cache_control).service(router)`). Behind
+    /// axum's `Router::layer` or `MethodRouter::layer` the inner service is
+    /// the handler of the request's own method, and the "GET" would run the
+    /// PUT handler. Off, unsafe requests reach the handler with a
+    /// [`Preconditions`](super::Preconditions) extension to check.
+    pub fn probe_unsafe_methods(mut self, on: bool) -> Self {
+        Arc::make_mut(&mut self.config).probe_unsafe = on;
         self
     }
 

@@ -33,15 +33,24 @@
 //!   ignored.
 //!
 //! For an unsafe method (PUT, POST, DELETE…) the preconditions must hold
-//! *before* the handler acts, so the layer first sends a `GET` of the same
-//! URI (same headers, no preconditions, empty body) through the inner
-//! service, evaluates the preconditions against that representation (`If-
-//! None-Match: *` on a resource that answers 404 passes: create-only PUT),
-//! and only then forwards the request, or answers 412 without calling the
-//! handler. This is why the service needs `S: Clone` and a request body that
+//! *before* the handler acts; judging them on its response would be too
+//! late. Two ways, by configuration:
+//!
+//! - by default the request reaches the handler with a [`Preconditions`]
+//!   extension, which the handler evaluates against its current version
+//!   under the same lock as its write (the only race-free way);
+//! - with [`probe_unsafe_methods`](CacheControlLayer::probe_unsafe_methods),
+//!   the layer first sends a `GET` of the same URI (same headers, no
+//!   preconditions, empty body) through the inner service, evaluates the
+//!   preconditions against that representation (`If-None-Match: *` on a
+//!   resource that answers 404 passes: create-only PUT), and forwards the
+//!   request or answers 412 without calling the handler. Only when the layer
+//!   wraps a whole router: behind axum's `Router::layer` the inner service is
+//!   the handler of the request's own method.
+//!
+//! The probe is why the service needs `S: Clone` and a request body that
 //! implements `Default` (axum's does; wrap hyper's `Incoming` if you use it
-//! bare). A handler that must be atomic against concurrent writers should
-//! still check its own version under its own lock.
+//! bare).
 //!
 //! # Which order with compression
 //!
@@ -132,6 +141,7 @@ mod stats;
 #[doc(inline)]
 pub use self::{
     body::ResponseBody,
+    conditional::{Precondition, Preconditions},
     future::ResponseFuture,
     layer::{CacheControlLayer, DEFAULT_MAX_HASH_SIZE, EtagMode},
     policy::{Policy, Rule},

@@ -6,7 +6,7 @@ use http::{Method, Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
-use super::conditional::Conditions;
+use super::conditional::Preconditions as Conditions;
 use super::future::{Ctx, ResponseFuture};
 use super::layer::{CacheControlLayer, Config};
 use super::stats::CacheControlStats;
@@ -69,7 +69,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let method = req.method().clone();
         let path = req.uri().path();
         let rule = self
@@ -88,17 +88,23 @@ where
             Conditions::default()
         };
         let safe = method == Method::GET || method == Method::HEAD;
-        let probe = !safe && !conds.is_empty();
+        let unsafe_conditional = !safe && !conds.is_empty();
+        if !conds.is_empty() {
+            req.extensions_mut().insert(conds.clone());
+        }
         let ctx = Ctx {
             method,
             rule,
             authorized: req.headers().contains_key(AUTHORIZATION),
             conds,
-            evaluated: false,
+            // Without a probe, an unsafe request's preconditions are the
+            // handler's to check (before it acts); judging them on its
+            // response would come too late.
+            evaluated: unsafe_conditional && !self.config.probe_unsafe,
             config: self.config.clone(),
             stats: self.stats.clone(),
         };
-        if !probe {
+        if !unsafe_conditional || !self.config.probe_unsafe {
             return ResponseFuture::new(self.inner.call(req), ctx);
         }
         // An unsafe request with preconditions: they must hold *before* the
