@@ -19,9 +19,19 @@
 //!
 //! It needs nothing else running: everything is in memory.
 //!
-//! The tower-perf layers wrap every route, in the order the crate docs
-//! explain (Timing → RateLimit → Cache → CacheControl → Compression →
-//! handlers). Wired so far: compression (gzip and deflate, negotiated).
+//! The tower-perf layers wrap every route, in the order the README
+//! explains (Timing → RateLimit → Cache → Compression → CacheControl →
+//! handlers). Wired so far: compression (gzip and deflate, negotiated) and
+//! cache-control (policies by route, ETags, 304/412):
+//!
+//! | routes | Cache-Control |
+//! |---|---|
+//! | `/static/**` | `public, max-age=31536000, immutable` |
+//! | `/api/**` | `public, max-age=300` (`private` with Authorization) |
+//! | `/performance/**` | `max-age=60` |
+//! | `/health` | `no-cache` |
+//!
+//! Every GET route answers a revalidation with 304.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,6 +47,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use tower::ServiceBuilder;
+use tower_perf::cache_control::{CacheControlLayer, Policy};
 use tower_perf::compression::CompressionLayer;
 
 /// Items the demo keeps at most, so POSTs can't grow memory without bound.
@@ -141,7 +153,20 @@ pub(crate) fn app_with(config: DemoConfig) -> Router {
         .route("/static/app.js", get(app_js))
         .route("/api/v1/stream", get(stream))
         .with_state(state)
-        .layer(CompressionLayer::new())
+        .layer(
+            ServiceBuilder::new()
+                .layer(CompressionLayer::new())
+                .layer(cache_control()),
+        )
+}
+
+/// The demo's Cache-Control policies.
+pub(crate) fn cache_control() -> CacheControlLayer {
+    CacheControlLayer::new()
+        .route("/static/**", Policy::static_assets())
+        .route("/api/**", Policy::api(Duration::from_secs(300)))
+        .route("/performance/**", Policy::monitoring())
+        .route("/health", Policy::no_cache())
 }
 
 fn error(status: StatusCode, message: &str) -> Response {
@@ -227,7 +252,14 @@ fn jitter(state: &AppState) -> Duration {
 async fn slow(State(state): State<Arc<AppState>>) -> Response {
     let delay = jitter(&state);
     tokio::time::sleep(delay).await;
-    Json(serde_json::json!({ "waited_ms": delay.as_millis() as u64 })).into_response()
+    // The wait goes in a header, so the body (and its ETag) is the same
+    // every time and revalidation can answer 304.
+    let waited = delay.as_millis().to_string();
+    (
+        [("x-waited-ms", waited)],
+        Json(serde_json::json!({ "slow": true })),
+    )
+        .into_response()
 }
 
 /// About 30 KiB of JavaScript, built once.
@@ -268,7 +300,15 @@ async fn stream(State(state): State<Arc<AppState>>) -> Response {
         Some((Ok::<_, std::convert::Infallible>(Bytes::from(line)), i + 1))
     });
     (
-        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        [
+            (header::CONTENT_TYPE, "application/x-ndjson".to_owned()),
+            // The stream is the same every time for a given configuration,
+            // so its version is a strong validator a client can revalidate.
+            (
+                header::ETAG,
+                format!("\"stream-{lines}-{}ms\"", interval.as_millis()),
+            ),
+        ],
         Body::from_stream(body),
     )
         .into_response()
