@@ -20,7 +20,7 @@
 //! # Stacking order
 //!
 //! ```text
-//! request ─▶ Timing ─▶ RateLimit ─▶ Cache ─▶ CacheControl ─▶ Compression ─▶ your service
+//! request ─▶ Timing ─▶ RateLimit ─▶ Cache ─▶ Compression ─▶ CacheControl ─▶ your service
 //! ```
 //!
 //! - Timing is outermost so it sees every request (429s and cache hits too)
@@ -30,7 +30,9 @@
 //! - The cache sits outside compression, so it stores encoded bytes and a
 //!   hit never compresses again; it keys on the negotiated coding.
 //! - CacheControl sits inside the cache, so the policies it writes are what
-//!   the cache reads, and its ETag covers the bytes that leave.
+//!   the cache reads, and inside compression, so it hashes identity bytes
+//!   (lengths known up to its limit) while compression gives each coding its
+//!   own validator; see [`cache_control`] for the other order.
 //!
 //! [Tower]: https://docs.rs/tower
 #![cfg_attr(docsrs, feature(doc_cfg))]
