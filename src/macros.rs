@@ -1,5 +1,6 @@
 /// Generates `get_ref`, `get_mut` and `into_inner` for a service with an
 /// `inner` field.
+#[allow(unused_macros)]
 macro_rules! define_inner_service_accessors {
     () => {
         /// The inner service.

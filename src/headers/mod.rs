@@ -32,6 +32,7 @@ mod util;
 
 use std::fmt;
 
+#[cfg(feature = "compression")]
 pub(crate) use self::util::{is_tchar, split_list};
 
 #[doc(inline)]
