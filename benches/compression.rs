@@ -16,36 +16,16 @@
 mod common;
 
 use std::hint::black_box;
-use std::io::{Read, Write};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{handler, json, run};
+use common::{contenders, gunzip, gzip_fresh, json, run};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use tower::ServiceBuilder;
-use tower_perf::compression::{CompressionLayer, DEFAULT_LEVEL};
-use tower_perf::headers::ContentCoding;
+use tower_perf::compression::DEFAULT_LEVEL;
 
 #[allow(dead_code)]
 #[path = "../examples/server.rs"]
 mod server;
-
-fn gzip_fresh(data: &[u8], level: u32) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(
-        Vec::with_capacity(data.len() / 3),
-        flate2::Compression::new(level),
-    );
-    e.write_all(data).unwrap();
-    e.finish().unwrap()
-}
-
-fn gunzip(b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    flate2::read::GzDecoder::new(b)
-        .read_to_end(&mut out)
-        .unwrap();
-    out
-}
 
 fn peers(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -60,17 +40,7 @@ fn peers(c: &mut Criterion) {
             let name = format!("{size}-L{level}");
             group.throughput(Throughput::Bytes(data.len() as u64));
             group.sample_size(if data.len() > 100_000 { 20 } else { 100 });
-            let bare = handler(data.clone());
-            let ours = ServiceBuilder::new()
-                .layer(CompressionLayer::new().level(ContentCoding::Gzip, level))
-                .service(handler(data.clone()));
-            let theirs = ServiceBuilder::new()
-                .layer(
-                    tower_http::compression::CompressionLayer::new()
-                        .no_deflate()
-                        .quality(tower_http::CompressionLevel::Precise(level as i32)),
-                )
-                .service(handler(data.clone()));
+            let (bare, ours, theirs) = contenders(&data, level);
 
             // Each contender must really compress, to the same bytes.
             let (o, t) = rt.block_on(async { (run(&ours).await, run(&theirs).await) });

@@ -15,12 +15,7 @@
 
 mod common;
 
-use std::io::Write;
-
-use common::{handler, json, run};
-use tower::ServiceBuilder;
-use tower_perf::compression::CompressionLayer;
-use tower_perf::headers::ContentCoding;
+use common::{contenders, gzip_fresh, json, run};
 
 fn main() {
     let args: Vec<String> = std::env::args()
@@ -41,17 +36,7 @@ fn main() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let bare = handler(data.clone());
-    let ours = ServiceBuilder::new()
-        .layer(CompressionLayer::new().level(ContentCoding::Gzip, level))
-        .service(handler(data.clone()));
-    let theirs = ServiceBuilder::new()
-        .layer(
-            tower_http::compression::CompressionLayer::new()
-                .no_deflate()
-                .quality(tower_http::CompressionLevel::Precise(level as i32)),
-        )
-        .service(handler(data.clone()));
+    let (bare, ours, theirs) = contenders(&data, level);
     let mut out = 0;
     rt.block_on(async {
         for _ in 0..iters {
@@ -59,12 +44,7 @@ fn main() {
                 "none" => run(&bare).await.len(),
                 "ours" => run(&ours).await.len(),
                 "tower-http" => run(&theirs).await.len(),
-                "flate2" => {
-                    let mut e =
-                        flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
-                    e.write_all(&data).unwrap();
-                    e.finish().unwrap().len()
-                }
+                "flate2" => gzip_fresh(&data, level).len(),
                 other => panic!("unknown contender {other}"),
             };
         }

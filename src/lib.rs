@@ -40,6 +40,7 @@
 #[macro_use]
 mod macros;
 
+mod body_util;
 mod builder;
 #[cfg(feature = "cache-control")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache-control")))]

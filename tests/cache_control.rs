@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::io::Read;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -16,7 +15,7 @@ use axum::http::{HeaderValue, Method, Response, StatusCode, header};
 use axum::routing::get;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use support::{TestResponse, TestServer};
+use support::{TestResponse, TestServer, gunzip};
 use tower::ServiceBuilder;
 use tower_perf::cache_control::{CacheControlLayer, EtagMode, Policy, Rule};
 use tower_perf::compression::CompressionLayer;
@@ -673,14 +672,6 @@ async fn stats_count() {
     assert_eq!(snap.probes, 1);
     assert!(snap.etags_generated >= 2);
     assert!(snap.policies_applied >= 2);
-}
-
-fn gunzip(b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    flate2::read::GzDecoder::new(b)
-        .read_to_end(&mut out)
-        .unwrap();
-    out
 }
 
 /// Revalidation through both stacking orders of CacheControl and Compression.

@@ -4,7 +4,7 @@
 mod support;
 
 use std::convert::Infallible;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -17,7 +17,7 @@ use axum::routing::{get, put};
 use bytes::Bytes;
 use http_body::{Body as _, Frame};
 use http_body_util::{BodyExt, Full, StreamBody};
-use support::TestServer;
+use support::{TestServer, gunzip, inflate};
 use tokio::sync::mpsc;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_perf::compression::{CompressionLayer, SkipReason};
@@ -34,22 +34,6 @@ fn json_body(n: usize) -> String {
     }
     s.push(']');
     s
-}
-
-fn gunzip(b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    flate2::read::GzDecoder::new(b)
-        .read_to_end(&mut out)
-        .expect("complete gzip stream");
-    out
-}
-
-fn inflate(b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    flate2::read::ZlibDecoder::new(b)
-        .read_to_end(&mut out)
-        .expect("complete zlib stream");
-    out
 }
 
 /// A channel-fed streaming body and its sender.

@@ -64,3 +64,56 @@ where
     let res = svc.clone().oneshot(req).await.unwrap();
     res.into_body().collect().await.unwrap().to_bytes()
 }
+
+/// gzip with a raw flate2 encoder created for this call.
+pub(crate) fn gzip_fresh(data: &[u8], level: u32) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(
+        Vec::with_capacity(data.len() / 3),
+        flate2::Compression::new(level),
+    );
+    std::io::Write::write_all(&mut e, data).unwrap();
+    e.finish().unwrap()
+}
+
+/// Decompresses a whole gzip stream.
+pub(crate) fn gunzip(b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(b), &mut out).unwrap();
+    out
+}
+
+/// The bare handler, tower-perf's and tower-http's compression around it,
+/// all serving `data` at gzip `level`.
+#[cfg(feature = "compression")]
+pub(crate) fn contenders(
+    data: &Bytes,
+    level: u32,
+) -> (
+    impl Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = Infallible> + Clone,
+    impl Service<
+        Request<Full<Bytes>>,
+        Response = Response<tower_perf::compression::ResponseBody<Full<Bytes>>>,
+        Error = Infallible,
+    > + Clone,
+    impl Service<
+        Request<Full<Bytes>>,
+        Response = Response<tower_http::compression::CompressionBody<Full<Bytes>>>,
+        Error = Infallible,
+    > + Clone,
+) {
+    use tower::ServiceBuilder;
+    let ours = ServiceBuilder::new()
+        .layer(
+            tower_perf::compression::CompressionLayer::new()
+                .level(tower_perf::headers::ContentCoding::Gzip, level),
+        )
+        .service(handler(data.clone()));
+    let theirs = ServiceBuilder::new()
+        .layer(
+            tower_http::compression::CompressionLayer::new()
+                .no_deflate()
+                .quality(tower_http::CompressionLevel::Precise(level as i32)),
+        )
+        .service(handler(data.clone()));
+    (handler(data.clone()), ours, theirs)
+}

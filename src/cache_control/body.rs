@@ -8,6 +8,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 use crate::BoxError;
+use crate::body_util::poll_bytes_frame;
 
 /// A body the layer read whole (to hash it), replayed as it was.
 #[derive(Debug, Default)]
@@ -134,13 +135,7 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project().kind.project() {
-            KindProj::Plain { body } => match ready!(body.poll_frame(cx)) {
-                Some(Ok(frame)) => Poll::Ready(Some(Ok(
-                    frame.map_data(|mut d| d.copy_to_bytes(d.remaining()))
-                ))),
-                Some(Err(e)) => Poll::Ready(Some(Err(e.into()))),
-                None => Poll::Ready(None),
-            },
+            KindProj::Plain { body } => poll_bytes_frame(body, cx),
             KindProj::Collected { collected, rest } => {
                 if let Some(chunk) = collected.chunks.pop_front() {
                     return Poll::Ready(Some(Ok(Frame::data(chunk))));
@@ -156,19 +151,11 @@ where
                 let Some(body) = rest.as_mut() else {
                     return Poll::Ready(None);
                 };
-                match ready!(body.as_mut().poll_frame(cx)) {
-                    Some(Ok(frame)) => Poll::Ready(Some(Ok(
-                        frame.map_data(|mut d| d.copy_to_bytes(d.remaining()))
-                    ))),
-                    Some(Err(e)) => {
-                        *rest = None;
-                        Poll::Ready(Some(Err(e.into())))
-                    }
-                    None => {
-                        *rest = None;
-                        Poll::Ready(None)
-                    }
+                let next = ready!(poll_bytes_frame(body.as_mut(), cx));
+                if !matches!(next, Some(Ok(_))) {
+                    *rest = None;
                 }
+                Poll::Ready(next)
             }
             KindProj::Empty => Poll::Ready(None),
         }

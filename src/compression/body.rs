@@ -10,6 +10,7 @@ use pin_project_lite::pin_project;
 use super::encoder::{Encoder, Flush};
 use super::stats::CompressionStats;
 use crate::BoxError;
+use crate::body_util::poll_bytes_frame;
 use crate::headers::ContentCoding;
 
 /// Input compressed in one poll at most, so that a large body never holds
@@ -41,7 +42,10 @@ pin_project! {
     }
 }
 
-impl<B: Body> Inner<B> {
+impl<B: Body> Body for Inner<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -306,17 +310,11 @@ where
     if st.inner_done {
         return Poll::Ready(st.trailers.take().map(|t| Ok(Frame::trailers(t))));
     }
-    match ready!(inner.poll_frame(cx)) {
-        Some(Ok(frame)) => Poll::Ready(Some(Ok(frame.map_data(to_bytes)))),
-        Some(Err(e)) => {
-            st.inner_done = true;
-            Poll::Ready(Some(Err(e.into())))
-        }
-        None => {
-            st.inner_done = true;
-            Poll::Ready(None)
-        }
+    let next = ready!(poll_bytes_frame(inner, cx));
+    if !matches!(next, Some(Ok(_))) {
+        st.inner_done = true;
     }
+    Poll::Ready(next)
 }
 
 fn poll_encoded<B>(

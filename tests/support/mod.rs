@@ -236,3 +236,19 @@ where
         async move { Ok::<_, Infallible>(res()) }
     })
 }
+
+/// Decompresses a whole gzip stream; panics unless it is complete.
+pub fn gunzip(b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(b), &mut out)
+        .expect("complete gzip stream");
+    out
+}
+
+/// Decompresses a whole zlib (`deflate` coding) stream.
+pub fn inflate(b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::ZlibDecoder::new(b), &mut out)
+        .expect("complete zlib stream");
+    out
+}
