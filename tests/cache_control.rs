@@ -346,6 +346,13 @@ async fn if_none_match_gives_304_with_the_right_headers() {
             .status,
         StatusCode::OK
     );
+    // HEAD revalidates like GET.
+    let head = s
+        .request(Method::HEAD, "/tagged")
+        .header("if-none-match", "\"v7\"")
+        .body(Full::default())
+        .unwrap();
+    assert_eq!(s.send(head).await.status, StatusCode::NOT_MODIFIED);
     // With a generated tag, and keeping the route policy on the 304.
     let tag = s
         .get("/static/app.js")
