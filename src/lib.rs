@@ -10,7 +10,7 @@
 //! | `cache`         | RFC 9111 shared response cache, coalescing, purge                    | in progress |
 //! | `compression`   | [`compression`]: streaming gzip/deflate with q-value negotiation     | available   |
 //! | `cache-control` | [`cache_control`]: policies by route, ETags, 304/412                 | available   |
-//! | `timing`        | per-route latency percentiles, sub-timings, Server-Timing            | in progress |
+//! | `timing`        | [`timing`]: per-route latency percentiles over a rolling window      | in progress |
 //! | `rate-limit`    | GCRA quotas per route and key, IETF RateLimit headers                | in progress |
 //! | `redis`         | Redis stores for the cache and the limiter (several replicas)        | in progress |
 //! | `full`          | everything above                                                     |             |
@@ -49,6 +49,9 @@ pub mod cache_control;
 #[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
 pub mod compression;
 pub mod headers;
+#[cfg(feature = "timing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "timing")))]
+pub mod timing;
 
 pub use builder::ServiceBuilderExt;
 

@@ -1,0 +1,345 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+
+use http::{Extensions, Method, Request, Response, StatusCode, Uri};
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::registry::{Clock, Registry, RegistryConfig, Route, SystemClock, UNMATCHED};
+use super::snapshot::TimingStats;
+
+/// Maps a request to a route label when axum's `MatchedPath` is absent.
+pub type Classifier = Arc<dyn Fn(&Method, &Uri, &Extensions) -> Option<String> + Send + Sync>;
+
+/// Records how long each request takes, per route, until its response body
+/// ends.
+///
+/// See the [module docs](crate::timing).
+#[derive(Clone)]
+pub struct TimingLayer {
+    config: RegistryConfig,
+    classifier: Option<Classifier>,
+    registry: Arc<Registry>,
+}
+
+impl std::fmt::Debug for TimingLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TimingLayer")
+            .field("registry", &self.registry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for TimingLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TimingLayer {
+    /// A 24-hour window in 96 slots of 15 minutes, at most 200 routes, slow
+    /// requests from 1 s (the last 100 kept).
+    pub fn new() -> Self {
+        let config = RegistryConfig {
+            clock: Arc::new(SystemClock),
+            window: Duration::from_secs(24 * 3600),
+            slots: 96,
+            max_routes: 200,
+            slow_threshold: Some(Duration::from_secs(1)),
+            slow_cap: 100,
+        };
+        Self {
+            registry: Arc::new(Registry::new(config.clone())),
+            config,
+            classifier: None,
+        }
+    }
+
+    fn rebuild(mut self) -> Self {
+        self.registry = Arc::new(Registry::new(self.config.clone()));
+        self
+    }
+
+    /// The rolling window and how many slots it is kept in (it rolls one
+    /// slot at a time).
+    pub fn window(mut self, window: Duration, slots: u32) -> Self {
+        self.config.window = window;
+        self.config.slots = slots.max(1);
+        self.rebuild()
+    }
+
+    /// At most this many (method, route) pairs are tracked; later ones fold
+    /// into the label `other`.
+    pub fn max_routes(mut self, n: usize) -> Self {
+        self.config.max_routes = n;
+        self.rebuild()
+    }
+
+    /// Requests at least this slow are kept in the slow-request ring (`None`
+    /// turns it off).
+    pub fn slow_threshold(mut self, threshold: Option<Duration>) -> Self {
+        self.config.slow_threshold = threshold;
+        self.rebuild()
+    }
+
+    /// How many slow requests are kept.
+    pub fn slow_requests_kept(mut self, n: usize) -> Self {
+        self.config.slow_cap = n;
+        self.rebuild()
+    }
+
+    /// Labels requests that carry no axum `MatchedPath`. Return a route
+    /// template, never the raw path: every distinct label is a series.
+    pub fn classifier<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&Method, &Uri, &Extensions) -> Option<String> + Send + Sync + 'static,
+    {
+        self.classifier = Some(Arc::new(f));
+        self
+    }
+
+    /// Replaces the clock (tests move time with it).
+    pub fn clock<C: Clock>(mut self, clock: C) -> Self {
+        self.config.clock = Arc::new(clock);
+        self.rebuild()
+    }
+
+    /// A handle to the statistics, shared by every service this layer
+    /// builds.
+    pub fn stats(&self) -> TimingStats {
+        TimingStats {
+            registry: self.registry.clone(),
+        }
+    }
+}
+
+impl<S> Layer<S> for TimingLayer {
+    type Service = Timing<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Timing {
+            inner,
+            registry: self.registry.clone(),
+            classifier: self.classifier.clone(),
+        }
+    }
+}
+
+/// The service [`TimingLayer`] builds.
+#[derive(Clone)]
+pub struct Timing<S> {
+    inner: S,
+    registry: Arc<Registry>,
+    classifier: Option<Classifier>,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for Timing<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Timing")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Timing<S> {
+    crate::macros::define_inner_service_accessors!();
+}
+
+fn label<'a, B>(req: &'a Request<B>, classifier: Option<&Classifier>) -> std::borrow::Cow<'a, str> {
+    #[cfg(feature = "axum")]
+    if let Some(p) = req.extensions().get::<axum::extract::MatchedPath>() {
+        return std::borrow::Cow::Borrowed(p.as_str());
+    }
+    if let Some(c) = classifier {
+        if let Some(l) = c(req.method(), req.uri(), req.extensions()) {
+            return std::borrow::Cow::Owned(l);
+        }
+    }
+    std::borrow::Cow::Borrowed(UNMATCHED)
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Timing<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Body,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let start = self.registry.now();
+        let route = self
+            .registry
+            .route(req.method(), &label(&req, self.classifier.as_ref()));
+        let head = req.method() == Method::HEAD;
+        let guard = Guard {
+            registry: self.registry.clone(),
+            route,
+            start,
+            status: 0,
+            done: false,
+        };
+        ResponseFuture {
+            inner: self.inner.call(req),
+            guard: Some(guard),
+            head,
+        }
+    }
+}
+
+/// Records the request when it ends; as an abort if dropped before that.
+struct Guard {
+    registry: Arc<Registry>,
+    route: Arc<Route>,
+    start: Instant,
+    status: u16,
+    done: bool,
+}
+
+impl Guard {
+    fn finish(&mut self) {
+        if !self.done {
+            self.done = true;
+            let end = self.registry.now();
+            self.registry.record(
+                &self.route,
+                end,
+                end.saturating_duration_since(self.start),
+                self.status,
+            );
+        }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if !self.done {
+            self.done = true;
+            self.registry.record_abort(&self.route, self.registry.now());
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`Timing`].
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        guard: Option<Guard>,
+        head: bool,
+    }
+}
+
+impl<F> std::fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: Body,
+{
+    type Output = Result<Response<ResponseBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = ready!(this.inner.poll(cx));
+        let mut guard = this.guard.take();
+        match result {
+            Ok(res) => {
+                let status = res.status();
+                if let Some(g) = guard.as_mut() {
+                    g.status = status.as_u16();
+                }
+                let bodyless = *this.head
+                    || status.is_informational()
+                    || status == StatusCode::NO_CONTENT
+                    || status == StatusCode::NOT_MODIFIED
+                    || res.body().is_end_stream();
+                if bodyless {
+                    // No body will be polled: the request ends with its head.
+                    if let Some(g) = guard.as_mut() {
+                        g.finish();
+                    }
+                }
+                Poll::Ready(Ok(res.map(|body| ResponseBody { inner: body, guard })))
+            }
+            Err(e) => {
+                if let Some(g) = guard.as_mut() {
+                    g.status = 500;
+                    g.finish();
+                }
+                Poll::Ready(Err(e))
+            }
+        }
+    }
+}
+
+pin_project! {
+    /// The response body of [`Timing`]: the inner body, timed until its end.
+    pub struct ResponseBody<B> {
+        #[pin]
+        inner: B,
+        guard: Option<Guard>,
+    }
+}
+
+impl<B> std::fmt::Debug for ResponseBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseBody").finish_non_exhaustive()
+    }
+}
+
+impl<B: Body> Body for ResponseBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let mut this = self.project();
+        let frame = ready!(this.inner.as_mut().poll_frame(cx));
+        match &frame {
+            None => {
+                if let Some(g) = this.guard.as_mut() {
+                    g.finish();
+                }
+            }
+            Some(Err(_)) => {
+                // A body that fails midway is an aborted response.
+            }
+            Some(Ok(_)) => {
+                if this.inner.is_end_stream() {
+                    if let Some(g) = this.guard.as_mut() {
+                        g.finish();
+                    }
+                }
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    #[inline]
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    #[inline]
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

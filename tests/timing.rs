@@ -1,0 +1,363 @@
+//! TimingLayer: body-end timing, aborts, route labels and their cap, the
+//! rolling window with a controlled clock, slow requests.
+
+mod support;
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::routing::get;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody};
+use support::TestServer;
+use tower::{ServiceBuilder, ServiceExt, service_fn};
+use tower_perf::timing::{Clock, TimingLayer};
+
+/// A clock tests move by hand.
+#[derive(Clone)]
+struct ManualClock(Arc<Mutex<Instant>>);
+
+impl ManualClock {
+    fn new() -> Self {
+        Self(Arc::new(Mutex::new(Instant::now())))
+    }
+    fn advance(&self, d: Duration) {
+        *self.0.lock().unwrap() += d;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Instant {
+        *self.0.lock().unwrap()
+    }
+}
+
+fn ok() -> Response<Full<Bytes>> {
+    Response::new(Full::from("ok"))
+}
+
+fn get_req(path: &str) -> Request<Full<Bytes>> {
+    Request::get(path).body(Full::default()).unwrap()
+}
+
+fn by_path() -> TimingLayer {
+    TimingLayer::new().classifier(|_, uri, _| Some(uri.path().to_owned()))
+}
+
+#[tokio::test]
+async fn timing_stops_when_the_body_ends() {
+    let clock = ManualClock::new();
+    let layer = by_path().clock(clock.clone());
+    let stats = layer.stats();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, Infallible>>(4);
+    let rx = Arc::new(Mutex::new(Some(rx)));
+    let svc = ServiceBuilder::new().layer(layer).service(service_fn(
+        move |_req: Request<Full<Bytes>>| {
+            let rx = rx.lock().unwrap().take().unwrap();
+            let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|f| (f, rx))
+            });
+            async move { Ok::<_, Infallible>(Response::new(StreamBody::new(stream))) }
+        },
+    ));
+    let res = svc.oneshot(get_req("/stream")).await.unwrap();
+    // Headers are out, the body is not: nothing recorded yet.
+    clock.advance(Duration::from_millis(40));
+    tx.send(Ok(http_body::Frame::data(Bytes::from_static(b"a"))))
+        .await
+        .unwrap();
+    clock.advance(Duration::from_millis(60));
+    drop(tx);
+    assert_eq!(stats.snapshot().overall.count, 0);
+    res.into_body().collect().await.unwrap();
+    let snap = stats.snapshot();
+    let r = snap.route("GET", "/stream").unwrap();
+    assert_eq!(r.window.count, 1);
+    let ms = r.window.max_ms.unwrap();
+    assert!(
+        (ms - 100.0).abs() < 1e-6,
+        "timed to the body's end: {ms} ms"
+    );
+}
+
+#[tokio::test]
+async fn aborted_bodies_are_counted_apart() {
+    let layer = by_path();
+    let stats = layer.stats();
+    let svc = ServiceBuilder::new().layer(layer).service(service_fn(
+        |_req: Request<Full<Bytes>>| async {
+            let stream =
+                futures_util::stream::pending::<Result<http_body::Frame<Bytes>, Infallible>>();
+            Ok::<_, Infallible>(Response::new(StreamBody::new(stream)))
+        },
+    ));
+    let res = svc.oneshot(get_req("/hang")).await.unwrap();
+    drop(res); // the client went away mid-body
+    // A request dropped before its response (the handler stalls) too.
+    let stalled_layer = TimingLayer::new();
+    let stalled_stats = stalled_layer.stats();
+    let stalled = ServiceBuilder::new()
+        .layer(stalled_layer)
+        .service(service_fn(|_req: Request<Full<Bytes>>| {
+            std::future::pending::<Result<Response<Full<Bytes>>, Infallible>>()
+        }));
+    let fut = stalled.oneshot(get_req("/stall"));
+    assert!(
+        futures_util::FutureExt::now_or_never(fut).is_none(),
+        "polled once, then dropped"
+    );
+    assert_eq!(stalled_stats.snapshot().overall.aborted, 1);
+    let snap = stats.snapshot();
+    let r = snap.route("GET", "/hang").unwrap();
+    assert_eq!(r.window.aborted, 1);
+    assert_eq!(r.window.count, 0);
+    assert_eq!(r.window.p99_ms, None);
+}
+
+#[tokio::test]
+async fn bodyless_responses_end_with_their_head() {
+    let layer = by_path();
+    let stats = layer.stats();
+    let svc = ServiceBuilder::new().layer(layer).service(service_fn(
+        |req: Request<Full<Bytes>>| async move {
+            let status = if req.uri().path() == "/none" {
+                StatusCode::NO_CONTENT
+            } else {
+                StatusCode::OK
+            };
+            Ok::<_, Infallible>(
+                Response::builder()
+                    .status(status)
+                    .body(Full::<Bytes>::from("x"))
+                    .unwrap(),
+            )
+        },
+    ));
+    // Neither body is ever polled (as hyper does for 204 and HEAD).
+    drop(svc.clone().oneshot(get_req("/none")).await.unwrap());
+    drop(
+        svc.oneshot(Request::head("/h").body(Full::default()).unwrap())
+            .await
+            .unwrap(),
+    );
+    let snap = stats.snapshot();
+    assert_eq!(snap.route("GET", "/none").unwrap().window.count, 1);
+    assert_eq!(snap.route("HEAD", "/h").unwrap().window.count, 1);
+    assert_eq!(snap.overall.aborted, 0);
+}
+
+#[tokio::test]
+async fn status_classes_and_error_rate() {
+    let layer = by_path();
+    let stats = layer.stats();
+    let svc = ServiceBuilder::new().layer(layer).service(service_fn(
+        |req: Request<Full<Bytes>>| async move {
+            let code: u16 = req
+                .uri()
+                .query()
+                .and_then(|q| q.parse().ok())
+                .unwrap_or(200);
+            Ok::<_, Infallible>(
+                Response::builder()
+                    .status(code)
+                    .body(Full::<Bytes>::from("x"))
+                    .unwrap(),
+            )
+        },
+    ));
+    for code in [200, 200, 404, 503] {
+        let res = svc
+            .clone()
+            .oneshot(get_req(&format!("/s?{code}")))
+            .await
+            .unwrap();
+        res.into_body().collect().await.unwrap();
+    }
+    let w = stats.snapshot().route("GET", "/s").unwrap().window.clone();
+    assert_eq!((w.count, w.client_errors, w.server_errors), (4, 1, 1));
+    assert!((w.error_rate - 0.5).abs() < 1e-9);
+}
+
+#[tokio::test]
+async fn the_window_rolls_and_totals_stay() {
+    let clock = ManualClock::new();
+    // A 60 s window in 6 slots of 10 s.
+    let layer = by_path()
+        .clock(clock.clone())
+        .window(Duration::from_secs(60), 6);
+    let stats = layer.stats();
+    let svc = ServiceBuilder::new().layer(layer).service(service_fn(
+        |_req: Request<Full<Bytes>>| async { Ok::<_, Infallible>(ok()) },
+    ));
+    let hit = || async {
+        let res = svc.clone().oneshot(get_req("/w")).await.unwrap();
+        res.into_body().collect().await.unwrap();
+    };
+    hit().await;
+    hit().await;
+    clock.advance(Duration::from_secs(35));
+    hit().await;
+    let snap = stats.snapshot();
+    assert_eq!(snap.route("GET", "/w").unwrap().window.count, 3);
+    assert_eq!(snap.window_secs, 60.0);
+    // 70 s after the first two: they left the window, the third has not.
+    clock.advance(Duration::from_secs(35));
+    let snap = stats.snapshot();
+    let r = snap.route("GET", "/w").unwrap();
+    assert_eq!(r.window.count, 1);
+    assert_eq!(r.total.count, 3);
+    assert_eq!(snap.overall_total.count, 3);
+    // Far later, the window is empty and the totals remain.
+    clock.advance(Duration::from_secs(3600));
+    let r = stats.snapshot().route("GET", "/w").unwrap().clone();
+    assert_eq!((r.window.count, r.total.count), (0, 3));
+}
+
+#[tokio::test]
+async fn routes_are_capped_and_never_raw_paths() {
+    let layer = by_path().max_routes(3);
+    let stats = layer.stats();
+    let svc = ServiceBuilder::new().layer(layer).service(service_fn(
+        |_req: Request<Full<Bytes>>| async { Ok::<_, Infallible>(ok()) },
+    ));
+    for i in 0..50 {
+        let res = svc
+            .clone()
+            .oneshot(get_req(&format!("/scan/{i}")))
+            .await
+            .unwrap();
+        res.into_body().collect().await.unwrap();
+    }
+    let snap = stats.snapshot();
+    assert_eq!(snap.routes.len(), 4, "three routes and `other`");
+    assert_eq!(snap.route("GET", "other").unwrap().window.count, 47);
+    // Without a classifier or MatchedPath: one constant label.
+    let layer = TimingLayer::new();
+    let stats = layer.stats();
+    let svc = ServiceBuilder::new().layer(layer).service(service_fn(
+        |_req: Request<Full<Bytes>>| async { Ok::<_, Infallible>(ok()) },
+    ));
+    for i in 0..10 {
+        let res = svc
+            .clone()
+            .oneshot(get_req(&format!("/x/{i}")))
+            .await
+            .unwrap();
+        res.into_body().collect().await.unwrap();
+    }
+    let snap = stats.snapshot();
+    assert_eq!(snap.routes.len(), 1);
+    assert_eq!(snap.route("GET", "unmatched").unwrap().window.count, 10);
+}
+
+#[tokio::test]
+async fn axum_matched_path_labels_routes_over_http() {
+    let layer = TimingLayer::new();
+    let stats = layer.stats();
+    let app = Router::new()
+        .route("/items/{id}", get(|| async { "item" }))
+        .route("/health", get(|| async { "ok" }))
+        .layer(layer);
+    let s = TestServer::serve(app).await;
+    for path in ["/items/1", "/items/2", "/items/3", "/health", "/nope"] {
+        s.get(path).await;
+    }
+    let snap = stats.snapshot();
+    assert_eq!(snap.route("GET", "/items/{id}").unwrap().window.count, 3);
+    assert_eq!(snap.route("GET", "/health").unwrap().window.count, 1);
+    assert_eq!(
+        snap.route("GET", "unmatched").unwrap().window.client_errors,
+        1
+    );
+    assert!(snap.routes.iter().all(|r| !r.route.starts_with("/items/1")));
+    let json = serde_json::to_value(&snap).unwrap();
+    assert_eq!(json["overall"]["count"], 5);
+}
+
+#[tokio::test]
+async fn slow_requests_are_kept_in_a_bounded_ring() {
+    let clock = ManualClock::new();
+    let layer = by_path()
+        .clock(clock.clone())
+        .slow_threshold(Some(Duration::from_millis(100)))
+        .slow_requests_kept(2);
+    let stats = layer.stats();
+    let c = clock.clone();
+    let svc =
+        ServiceBuilder::new()
+            .layer(layer)
+            .service(service_fn(move |req: Request<Full<Bytes>>| {
+                let c = c.clone();
+                async move {
+                    let ms: u64 = req.uri().query().and_then(|q| q.parse().ok()).unwrap_or(0);
+                    c.advance(Duration::from_millis(ms));
+                    Ok::<_, Infallible>(ok())
+                }
+            }));
+    for ms in [150, 10, 200, 300] {
+        let res = svc
+            .clone()
+            .oneshot(get_req(&format!("/slow?{ms}")))
+            .await
+            .unwrap();
+        res.into_body().collect().await.unwrap();
+    }
+    let snap = stats.snapshot();
+    let slow: Vec<f64> = snap.slow_requests.iter().map(|s| s.duration_ms).collect();
+    assert_eq!(slow, [200.0, 300.0], "the last two slow ones");
+    assert_eq!(snap.slowest(1)[0].route, "/slow");
+    assert_eq!(snap.by_error_rate(5).len(), 1);
+}
+
+#[tokio::test]
+async fn many_threads_record_without_losing_counts() {
+    let layer = by_path();
+    let stats = layer.stats();
+    let svc = ServiceBuilder::new().layer(layer).service(service_fn(
+        |_req: Request<Full<Bytes>>| async { Ok::<_, Infallible>(ok()) },
+    ));
+    let mut handles = Vec::new();
+    for t in 0..4 {
+        let svc = svc.clone();
+        handles.push(std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                for _ in 0..500 {
+                    let res = svc
+                        .clone()
+                        .oneshot(get_req(if t % 2 == 0 { "/a" } else { "/b" }))
+                        .await
+                        .unwrap();
+                    res.into_body().collect().await.unwrap();
+                }
+            });
+        }));
+    }
+    for h in handles {
+        h.join().unwrap();
+    }
+    let snap = stats.snapshot();
+    assert_eq!(snap.overall.count, 2000);
+    assert_eq!(snap.route("GET", "/a").unwrap().window.count, 1000);
+}
+
+#[test]
+fn services_futures_and_bodies_are_send_and_sync() {
+    fn assert_send<T: Send>() {}
+    fn assert_sync<T: Sync>() {}
+    assert_send::<tower_perf::timing::ResponseBody<Full<Bytes>>>();
+    assert_sync::<tower_perf::timing::ResponseBody<Full<Bytes>>>();
+    assert_send::<
+        tower_perf::timing::ResponseFuture<
+            std::future::Ready<Result<Response<Full<Bytes>>, Infallible>>,
+        >,
+    >();
+    assert_send::<TimingLayer>();
+    assert_sync::<TimingLayer>();
+    let _ = Method::GET;
+}
