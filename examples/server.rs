@@ -21,7 +21,8 @@
 //!
 //! The tower-perf layers wrap every route, in the order the README
 //! explains (Timing → RateLimit → Cache → Compression → CacheControl →
-//! handlers). Wired so far: compression (gzip and deflate, negotiated) and
+//! handlers). Wired so far: timing (outermost; per-route latency, slow
+//! requests from 100 ms), compression (gzip and deflate, negotiated) and
 //! cache-control (policies by route, ETags, 304/412):
 //!
 //! | routes | Cache-Control |
@@ -50,6 +51,7 @@ use serde::{Deserialize, Serialize};
 use tower::ServiceBuilder;
 use tower_perf::cache_control::{CacheControlLayer, Policy};
 use tower_perf::compression::CompressionLayer;
+use tower_perf::timing::{TimingLayer, TimingStats};
 
 /// Items the demo keeps at most, so POSTs can't grow memory without bound.
 pub(crate) const MAX_ITEMS: usize = 10_000;
@@ -137,6 +139,13 @@ pub(crate) fn app() -> Router {
 
 /// The demo app with the given timings.
 pub(crate) fn app_with(config: DemoConfig) -> Router {
+    app_with_stats(config).0
+}
+
+/// The demo app and its timing statistics.
+pub(crate) fn app_with_stats(config: DemoConfig) -> (Router, TimingStats) {
+    let timing = TimingLayer::new().slow_threshold(Some(Duration::from_millis(100)));
+    let stats = timing.stats();
     let items = seed_items();
     let next_id = items.len() as u64 + 1;
     let state = Arc::new(AppState {
@@ -145,7 +154,7 @@ pub(crate) fn app_with(config: DemoConfig) -> Router {
         next_id: AtomicU64::new(next_id),
         jitter: AtomicU64::new(0x9E37_79B9_7F4A_7C15),
     });
-    Router::new()
+    let router = Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/api/v1/items", get(list_items).post(add_item))
         .route("/api/v1/items/{id}", get(get_item))
@@ -155,9 +164,11 @@ pub(crate) fn app_with(config: DemoConfig) -> Router {
         .with_state(state)
         .layer(
             ServiceBuilder::new()
+                .layer(timing)
                 .layer(CompressionLayer::new())
                 .layer(cache_control()),
-        )
+        );
+    (router, stats)
 }
 
 /// The demo's Cache-Control policies.

@@ -330,3 +330,25 @@ async fn every_get_route_revalidates_to_304() {
         }
     }
 }
+
+#[tokio::test]
+async fn timing_sees_every_route_by_its_template() {
+    let (app, stats) = server::app_with_stats(fast());
+    let server = TestServer::serve(app).await;
+    for path in ["/api/v1/items/1", "/api/v1/items/2", "/health", "/nope"] {
+        server.get(path).await;
+    }
+    let snap = stats.snapshot();
+    assert_eq!(
+        snap.route("GET", "/api/v1/items/{id}")
+            .unwrap()
+            .window
+            .count,
+        2
+    );
+    assert_eq!(snap.route("GET", "/health").unwrap().window.count, 1);
+    assert_eq!(
+        snap.route("GET", "unmatched").unwrap().window.client_errors,
+        1
+    );
+}

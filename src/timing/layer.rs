@@ -10,7 +10,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::registry::{Clock, Registry, RegistryConfig, Route, SystemClock, UNMATCHED};
+use super::registry::{Cell, Clock, Registry, RegistryConfig, SystemClock, UNMATCHED};
 use super::snapshot::TimingStats;
 
 /// Maps a request to a route label when axum's `MatchedPath` is absent.
@@ -179,13 +179,12 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let start = self.registry.now();
-        let route = self
+        let cell = self
             .registry
-            .route(req.method(), &label(&req, self.classifier.as_ref()));
+            .cell(req.method(), &label(&req, self.classifier.as_ref()));
         let head = req.method() == Method::HEAD;
         let guard = Guard {
-            registry: self.registry.clone(),
-            route,
+            cell,
             start,
             status: 0,
             done: false,
@@ -200,8 +199,7 @@ where
 
 /// Records the request when it ends; as an abort if dropped before that.
 struct Guard {
-    registry: Arc<Registry>,
-    route: Arc<Route>,
+    cell: Arc<Cell>,
     start: Instant,
     status: u16,
     done: bool,
@@ -211,13 +209,7 @@ impl Guard {
     fn finish(&mut self) {
         if !self.done {
             self.done = true;
-            let end = self.registry.now();
-            self.registry.record(
-                &self.route,
-                end,
-                end.saturating_duration_since(self.start),
-                self.status,
-            );
+            self.cell.record(self.start, self.status);
         }
     }
 }
@@ -226,7 +218,7 @@ impl Drop for Guard {
     fn drop(&mut self) {
         if !self.done {
             self.done = true;
-            self.registry.record_abort(&self.route, self.registry.now());
+            self.cell.record_abort();
         }
     }
 }

@@ -1,14 +1,16 @@
-//! Where timings go: routes (capped), per-route shards for the current
-//! window slot, and a ring of finished slots.
+//! Where timings go: routes (capped), per-thread cells holding the current
+//! window slot, and a ring of finished slots per route.
 //!
-//! Recording takes one lock that only the recording thread uses in the
-//! common case: each thread writes to its own shard of the route (picked by
-//! a per-thread index), and route lookups hit a per-thread cache, so no
-//! lock or counter is shared by all requests. Readers lock each shard
-//! briefly to merge it.
+//! The hot path shares nothing between threads in the common case: a
+//! thread finds its route through a per-thread cache and records into its
+//! own cell of that route (one of [`SHARDS`], picked per thread, each cell
+//! its own allocation aligned to 128 bytes, so neither its lock nor its
+//! reference count shares a cache line with another thread's). Readers lock
+//! each cell briefly to merge it.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -17,7 +19,7 @@ use http::Method;
 
 use super::hist::Hist;
 
-/// Shards per route. More than the threads that record at once on this
+/// Cells per route. More than the threads that record at once on this
 /// class of machine, so two threads rarely share one.
 const SHARDS: usize = 8;
 
@@ -43,123 +45,6 @@ pub const UNMATCHED: &str = "unmatched";
 /// The label routes fold into once the cap is reached.
 pub const OTHER: &str = "other";
 
-#[derive(Debug, Default)]
-struct Shard {
-    slot: u64,
-    hist: Hist,
-}
-
-#[derive(Debug, Default)]
-struct Ring {
-    /// Finished slots, oldest first.
-    slots: VecDeque<(u64, Hist)>,
-    /// Every finished slot since start.
-    total: Hist,
-}
-
-/// One (method, route) pair's statistics.
-#[derive(Debug)]
-pub(crate) struct Route {
-    pub(crate) method: Method,
-    pub(crate) label: Arc<str>,
-    shards: Vec<Mutex<Shard>>,
-    ring: Mutex<Ring>,
-}
-
-static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
-static NEXT_REGISTRY: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    static SHARD: usize = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
-    /// (registry id, method) → label → route, so the hot path never touches
-    /// the registry's lock (and looks up by `&str`, without allocating).
-    static CACHE: RefCell<HashMap<(u64, Method), HashMap<Box<str>, Arc<Route>>>> = RefCell::new(HashMap::new());
-}
-
-/// Entries the per-thread cache keeps at most (over all registries).
-const CACHE_CAP: usize = 4096;
-
-impl Route {
-    fn new(method: Method, label: Arc<str>) -> Self {
-        Self {
-            method,
-            label,
-            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
-            ring: Mutex::new(Ring::default()),
-        }
-    }
-
-    /// Moves a shard's finished slot into the ring.
-    fn flush(&self, shard: &mut Shard, keep: usize) {
-        if shard.hist.is_empty() {
-            return;
-        }
-        let finished = std::mem::take(&mut shard.hist);
-        let Ok(mut ring) = self.ring.lock() else {
-            return;
-        };
-        ring.total.merge(&finished);
-        match ring.slots.iter_mut().find(|(s, _)| *s == shard.slot) {
-            Some((_, h)) => h.merge(&finished),
-            None => {
-                let at = ring
-                    .slots
-                    .iter()
-                    .position(|(s, _)| *s > shard.slot)
-                    .unwrap_or(ring.slots.len());
-                ring.slots.insert(at, (shard.slot, finished));
-            }
-        }
-        while ring.slots.len() > keep {
-            ring.slots.pop_front();
-        }
-    }
-
-    fn with_shard(&self, slot: u64, keep: usize, f: impl FnOnce(&mut Hist)) {
-        let i = SHARD.with(|s| *s);
-        let Some(lock) = self.shards.get(i) else {
-            return;
-        };
-        let Ok(mut shard) = lock.lock() else { return };
-        if shard.slot != slot {
-            self.flush(&mut shard, keep);
-            shard.slot = slot;
-        }
-        f(&mut shard.hist);
-    }
-
-    /// The route's statistics over the window ending at `slot`, and since
-    /// start.
-    fn read(&self, slot: u64, slots: u64, keep: usize) -> (Hist, Hist) {
-        for lock in &self.shards {
-            if let Ok(mut shard) = lock.lock() {
-                // Finished slots still held by an idle thread's shard.
-                if shard.slot != slot {
-                    self.flush(&mut shard, keep);
-                    shard.slot = slot;
-                }
-            }
-        }
-        let mut window = Hist::default();
-        let mut total = Hist::default();
-        if let Ok(ring) = self.ring.lock() {
-            total.merge(&ring.total);
-            for (s, h) in &ring.slots {
-                if s + slots > slot {
-                    window.merge(h);
-                }
-            }
-        }
-        for lock in &self.shards {
-            if let Ok(shard) = lock.lock() {
-                window.merge(&shard.hist);
-                total.merge(&shard.hist);
-            }
-        }
-        (window, total)
-    }
-}
-
 /// One slow request.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct SlowRequest {
@@ -175,26 +60,258 @@ pub struct SlowRequest {
     pub at_secs: f64,
 }
 
-pub(crate) struct Registry {
-    id: u64,
+/// What every cell needs to know, shared and never cloned per request.
+pub(crate) struct Shared {
     clock: Arc<dyn Clock>,
     start: Instant,
     slot_len: Duration,
     slots: u64,
-    max_routes: usize,
-    routes: RwLock<HashMap<(Method, Arc<str>), Arc<Route>>>,
-    pub(crate) slow_threshold: Option<Duration>,
+    slow_threshold: Option<Duration>,
     slow_cap: usize,
     slow: Mutex<VecDeque<SlowRequest>>,
 }
 
-impl std::fmt::Debug for Registry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry")
-            .field("slot_len", &self.slot_len)
-            .field("slots", &self.slots)
-            .finish_non_exhaustive()
+impl Shared {
+    #[inline]
+    pub(crate) fn now(&self) -> Instant {
+        self.clock.now()
     }
+
+    fn slot_at(&self, at: Instant) -> u64 {
+        let since = at.saturating_duration_since(self.start);
+        u64::try_from(since.as_nanos() / self.slot_len.as_nanos().max(1)).unwrap_or(u64::MAX)
+    }
+
+    fn slot_end(&self, slot: u64) -> Instant {
+        let end = self
+            .slot_len
+            .saturating_mul(u32::try_from(slot.saturating_add(1)).unwrap_or(u32::MAX));
+        self.start + end
+    }
+
+    fn keep(&self) -> usize {
+        usize::try_from(self.slots)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Ring {
+    /// Finished slots, oldest first.
+    slots: VecDeque<(u64, Hist)>,
+    /// Every finished slot since start.
+    total: Hist,
+}
+
+/// One (method, route) pair.
+pub(crate) struct Route {
+    pub(crate) method: Method,
+    pub(crate) label: Arc<str>,
+    ring: Mutex<Ring>,
+    cells: Vec<Arc<Cell>>,
+}
+
+struct Current {
+    slot: u64,
+    /// The current slot ends here; recording compares against it.
+    slot_end: Instant,
+    hist: Hist,
+}
+
+/// A thread's share of a route: the current slot's histogram.
+#[repr(align(128))]
+pub(crate) struct Cell {
+    current: Mutex<Current>,
+    route: std::sync::Weak<Route>,
+    shared: Arc<Shared>,
+}
+
+impl Route {
+    fn new(method: Method, label: Arc<str>, shared: &Arc<Shared>) -> Arc<Self> {
+        Arc::new_cyclic(|weak| Self {
+            method,
+            label,
+            ring: Mutex::new(Ring::default()),
+            cells: (0..SHARDS)
+                .map(|_| {
+                    Arc::new(Cell {
+                        current: Mutex::new(Current {
+                            slot: 0,
+                            slot_end: shared.slot_end(0),
+                            hist: Hist::default(),
+                        }),
+                        route: weak.clone(),
+                        shared: shared.clone(),
+                    })
+                })
+                .collect(),
+        })
+    }
+
+    fn flush(&self, cur: &mut Current, keep: usize) {
+        if cur.hist.is_empty() {
+            return;
+        }
+        let finished = std::mem::take(&mut cur.hist);
+        let Ok(mut ring) = self.ring.lock() else {
+            return;
+        };
+        ring.total.merge(&finished);
+        match ring.slots.iter_mut().find(|(s, _)| *s == cur.slot) {
+            Some((_, h)) => h.merge(&finished),
+            None => {
+                let at = ring
+                    .slots
+                    .iter()
+                    .position(|(s, _)| *s > cur.slot)
+                    .unwrap_or(ring.slots.len());
+                ring.slots.insert(at, (cur.slot, finished));
+            }
+        }
+        while ring.slots.len() > keep {
+            ring.slots.pop_front();
+        }
+    }
+
+    /// (window ending at `slot`, since start).
+    fn read(&self, shared: &Shared, slot: u64) -> (Hist, Hist) {
+        let keep = shared.keep();
+        let mut window = Hist::default();
+        let mut total = Hist::default();
+        let mut currents = Vec::with_capacity(SHARDS);
+        for cell in &self.cells {
+            if let Ok(mut cur) = cell.current.lock() {
+                if cur.slot != slot {
+                    self.flush(&mut cur, keep);
+                    cur.slot = slot;
+                    cur.slot_end = shared.slot_end(slot);
+                }
+                currents.push(cur.hist.clone());
+            }
+        }
+        if let Ok(ring) = self.ring.lock() {
+            total.merge(&ring.total);
+            for (s, h) in &ring.slots {
+                if s + shared.slots > slot {
+                    window.merge(h);
+                }
+            }
+        }
+        for h in &currents {
+            window.merge(h);
+            total.merge(h);
+        }
+        (window, total)
+    }
+}
+
+impl Cell {
+    #[inline]
+    pub(crate) fn now(&self) -> Instant {
+        self.shared.now()
+    }
+
+    fn with_current(&self, at: Instant, f: impl FnOnce(&mut Hist)) {
+        let Ok(mut cur) = self.current.lock() else {
+            return;
+        };
+        if at >= cur.slot_end {
+            let slot = self.shared.slot_at(at);
+            if let Some(route) = self.route.upgrade() {
+                route.flush(&mut cur, self.shared.keep());
+            }
+            cur.slot = slot;
+            cur.slot_end = self.shared.slot_end(slot);
+        }
+        f(&mut cur.hist);
+    }
+
+    pub(crate) fn record(&self, start: Instant, status: u16) {
+        let end = self.now();
+        let duration = end.saturating_duration_since(start);
+        let ns = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+        self.with_current(end, |h| h.record(ns, status));
+        if let Some(threshold) = self.shared.slow_threshold {
+            if duration >= threshold {
+                self.push_slow(status, duration, end);
+            }
+        }
+    }
+
+    pub(crate) fn record_abort(&self) {
+        self.with_current(self.now(), Hist::record_abort);
+    }
+
+    fn push_slow(&self, status: u16, duration: Duration, end: Instant) {
+        let Some(route) = self.route.upgrade() else {
+            return;
+        };
+        if self.shared.slow_cap == 0 {
+            return;
+        }
+        let Ok(mut ring) = self.shared.slow.lock() else {
+            return;
+        };
+        if ring.len() >= self.shared.slow_cap {
+            ring.pop_front();
+        }
+        ring.push_back(SlowRequest {
+            method: route.method.to_string(),
+            route: route.label.to_string(),
+            status,
+            duration_ms: duration.as_secs_f64() * 1000.0,
+            at_secs: end
+                .saturating_duration_since(self.shared.start)
+                .as_secs_f64(),
+        });
+    }
+}
+
+/// FxHash: the per-thread cache hashes short, trusted labels (route
+/// templates), where SipHash's DoS resistance buys nothing and costs most
+/// of the lookup.
+#[derive(Default)]
+struct Fx(u64);
+
+impl Hasher for Fx {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(w));
+        }
+    }
+    fn write_u64(&mut self, w: u64) {
+        self.add(w);
+    }
+    fn write_usize(&mut self, w: usize) {
+        self.add(w as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl Fx {
+    #[inline]
+    fn add(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
+
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+static NEXT_REGISTRY: AtomicU64 = AtomicU64::new(0);
+
+/// Entries the per-thread cache keeps at most (over all registries).
+const CACHE_CAP: usize = 4096;
+
+thread_local! {
+    static SHARD: usize = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    /// (registry id, method) → label → this thread's cell of the route.
+    static CACHE: RefCell<FxMap<(u64, Method), FxMap<Box<str>, Arc<Cell>>>> = RefCell::new(FxMap::default());
 }
 
 /// How the registry is configured.
@@ -208,51 +325,65 @@ pub(crate) struct RegistryConfig {
     pub(crate) slow_cap: usize,
 }
 
+pub(crate) struct Registry {
+    id: u64,
+    shared: Arc<Shared>,
+    max_routes: usize,
+    routes: RwLock<HashMap<(Method, Arc<str>), Arc<Route>>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("slot_len", &self.shared.slot_len)
+            .field("slots", &self.shared.slots)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Registry {
     pub(crate) fn new(c: RegistryConfig) -> Self {
-        let slots = u64::from(c.slots.max(1));
-        let slot_len = (c.window / c.slots.max(1)).max(Duration::from_millis(1));
+        let slots = c.slots.max(1);
+        let slot_len = (c.window / slots).max(Duration::from_millis(1));
         Self {
             id: NEXT_REGISTRY.fetch_add(1, Ordering::Relaxed),
-            start: c.clock.now(),
-            clock: c.clock,
-            slot_len,
-            slots,
+            shared: Arc::new(Shared {
+                start: c.clock.now(),
+                clock: c.clock,
+                slot_len,
+                slots: u64::from(slots),
+                slow_threshold: c.slow_threshold,
+                slow_cap: c.slow_cap,
+                slow: Mutex::new(VecDeque::new()),
+            }),
             max_routes: c.max_routes.max(1),
             routes: RwLock::new(HashMap::new()),
-            slow_threshold: c.slow_threshold,
-            slow_cap: c.slow_cap,
-            slow: Mutex::new(VecDeque::new()),
         }
     }
 
     #[inline]
     pub(crate) fn now(&self) -> Instant {
-        self.clock.now()
+        self.shared.now()
     }
 
-    fn slot_at(&self, at: Instant) -> u64 {
-        let since = at.saturating_duration_since(self.start);
-        (since.as_nanos() / self.slot_len.as_nanos().max(1)) as u64
-    }
-
-    fn keep(&self) -> usize {
-        self.slots as usize + 1
-    }
-
-    /// The route for (method, label), created on first use; past the cap,
-    /// new routes fold into [`OTHER`].
-    pub(crate) fn route(&self, method: &Method, label: &str) -> Arc<Route> {
+    /// This thread's cell of the route for (method, label), created on
+    /// first use; past the cap, new routes fold into [`OTHER`].
+    pub(crate) fn cell(&self, method: &Method, label: &str) -> Arc<Cell> {
         let cached = CACHE.with(|c| {
             c.borrow()
                 .get(&(self.id, method.clone()))
                 .and_then(|m| m.get(label))
                 .cloned()
         });
-        if let Some(r) = cached {
-            return r;
+        if let Some(cell) = cached {
+            return cell;
         }
-        let route = self.route_slow(method, label);
+        let route = self.route(method, label);
+        let shard = SHARD.with(|s| *s);
+        let cell = match route.cells.get(shard) {
+            Some(c) => c.clone(),
+            None => Route::new(method.clone(), Arc::from(OTHER), &self.shared).cells[0].clone(),
+        };
         CACHE.with(|c| {
             let mut c = c.borrow_mut();
             let entries: usize = c.values().map(HashMap::len).sum();
@@ -261,12 +392,12 @@ impl Registry {
             }
             c.entry((self.id, method.clone()))
                 .or_default()
-                .insert(label.into(), route.clone());
+                .insert(label.into(), cell.clone());
         });
-        route
+        cell
     }
 
-    fn route_slow(&self, method: &Method, label: &str) -> Arc<Route> {
+    fn route(&self, method: &Method, label: &str) -> Arc<Route> {
         let key: (Method, Arc<str>) = (method.clone(), Arc::from(label));
         if let Ok(routes) = self.routes.read() {
             if let Some(r) = routes.get(&key) {
@@ -274,62 +405,28 @@ impl Registry {
             }
         }
         let Ok(mut routes) = self.routes.write() else {
-            return Arc::new(Route::new(method.clone(), Arc::from(OTHER)));
+            return Route::new(method.clone(), Arc::from(OTHER), &self.shared);
         };
         if let Some(r) = routes.get(&key) {
             return r.clone();
         }
-        // The cap counts distinct labels' routes; `other` and `unmatched`
-        // are always allowed.
+        // `other` and `unmatched` are always allowed past the cap.
         let reserved = label == OTHER || label == UNMATCHED;
         let key = if routes.len() >= self.max_routes && !reserved {
             (method.clone(), Arc::from(OTHER))
         } else {
             key
         };
+        let shared = &self.shared;
         routes
             .entry(key.clone())
-            .or_insert_with(|| Arc::new(Route::new(key.0, key.1)))
+            .or_insert_with(|| Route::new(key.0, key.1, shared))
             .clone()
     }
 
-    pub(crate) fn record(&self, route: &Route, end: Instant, duration: Duration, status: u16) {
-        let ns = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
-        let slot = self.slot_at(end);
-        route.with_shard(slot, self.keep(), |h| h.record(ns, status));
-        if let Some(threshold) = self.slow_threshold {
-            if duration >= threshold {
-                self.push_slow(route, status, duration, end);
-            }
-        }
-    }
-
-    pub(crate) fn record_abort(&self, route: &Route, end: Instant) {
-        let slot = self.slot_at(end);
-        route.with_shard(slot, self.keep(), Hist::record_abort);
-    }
-
-    fn push_slow(&self, route: &Route, status: u16, duration: Duration, end: Instant) {
-        if self.slow_cap == 0 {
-            return;
-        }
-        let Ok(mut ring) = self.slow.lock() else {
-            return;
-        };
-        if ring.len() >= self.slow_cap {
-            ring.pop_front();
-        }
-        ring.push_back(SlowRequest {
-            method: route.method.to_string(),
-            route: route.label.to_string(),
-            status,
-            duration_ms: duration.as_secs_f64() * 1000.0,
-            at_secs: end.saturating_duration_since(self.start).as_secs_f64(),
-        });
-    }
-
     pub(crate) fn slow_requests(&self) -> Vec<SlowRequest> {
-        self.slow
+        self.shared
+            .slow
             .lock()
             .map(|r| r.iter().cloned().collect())
             .unwrap_or_default()
@@ -337,7 +434,7 @@ impl Registry {
 
     /// Every route's (window, total) statistics, read now.
     pub(crate) fn read(&self) -> Vec<(Arc<Route>, Hist, Hist)> {
-        let slot = self.slot_at(self.clock.now());
+        let slot = self.shared.slot_at(self.shared.now());
         let routes: Vec<Arc<Route>> = self
             .routes
             .read()
@@ -346,17 +443,21 @@ impl Registry {
         routes
             .into_iter()
             .map(|r| {
-                let (w, t) = r.read(slot, self.slots, self.keep());
+                let (w, t) = r.read(&self.shared, slot);
                 (r, w, t)
             })
             .collect()
     }
 
     pub(crate) fn window(&self) -> Duration {
-        self.slot_len * u32::try_from(self.slots).unwrap_or(u32::MAX)
+        self.shared
+            .slot_len
+            .saturating_mul(u32::try_from(self.shared.slots).unwrap_or(u32::MAX))
     }
 
     pub(crate) fn uptime(&self) -> Duration {
-        self.clock.now().saturating_duration_since(self.start)
+        self.shared
+            .now()
+            .saturating_duration_since(self.shared.start)
     }
 }
