@@ -361,3 +361,153 @@ fn services_futures_and_bodies_are_send_and_sync() {
     assert_sync::<TimingLayer>();
     let _ = Method::GET;
 }
+
+/// A handler that records one `db` span per item: an N+1 on purpose.
+fn n_plus_one_app(layer: TimingLayer) -> Router {
+    use axum::Extension;
+    use tower_perf::timing::Timings;
+    Router::new()
+        .route(
+            "/report",
+            get(|t: Option<Extension<Timings>>| async move {
+                if let Some(Extension(t)) = t {
+                    for _ in 0..12 {
+                        t.record("db", Duration::from_millis(2));
+                    }
+                    t.record("render", Duration::from_millis(1));
+                }
+                "report"
+            }),
+        )
+        .route(
+            "/item",
+            get(|t: Option<Extension<Timings>>| async move {
+                if let Some(Extension(t)) = t {
+                    let _span = t.start("db");
+                }
+                "item"
+            }),
+        )
+        .layer(layer)
+}
+
+#[tokio::test]
+async fn sub_timings_and_n_plus_one() {
+    let layer = TimingLayer::new();
+    let stats = layer.stats();
+    let s = TestServer::serve(n_plus_one_app(layer)).await;
+    s.get("/report").await;
+    s.get("/report").await;
+    s.get("/item").await;
+    let snap = stats.snapshot();
+    let report = snap.route("GET", "/report").unwrap();
+    let db = report.spans.iter().find(|x| x.name == "db").unwrap();
+    assert_eq!(
+        (
+            db.requests,
+            db.spans,
+            db.max_per_request,
+            db.suspect_requests
+        ),
+        (2, 24, 12, 2)
+    );
+    assert!((db.mean_ms - 2.0).abs() < 1e-9 && (db.ms_per_request - 24.0).abs() < 1e-9);
+    let item = snap.route("GET", "/item").unwrap();
+    assert_eq!(item.spans[0].spans, 1);
+    assert_eq!(snap.n_plus_one.len(), 1, "{:?}", snap.n_plus_one);
+    let n1 = &snap.n_plus_one[0];
+    assert_eq!(
+        (
+            n1.route.as_str(),
+            n1.span.as_str(),
+            n1.max_per_request,
+            n1.threshold
+        ),
+        ("/report", "db", 12, 10)
+    );
+    // Sub-timings can be turned off; no extension then, nothing recorded.
+    let layer = TimingLayer::new().sub_timings(false);
+    let stats = layer.stats();
+    let s = TestServer::serve(n_plus_one_app(layer)).await;
+    s.get("/report").await;
+    assert!(
+        stats
+            .snapshot()
+            .route("GET", "/report")
+            .unwrap()
+            .spans
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn server_timing_is_off_by_default_and_allow_listed() {
+    let s = TestServer::serve(n_plus_one_app(TimingLayer::new())).await;
+    assert_eq!(s.get("/report").await.header("server-timing"), None);
+    let s = TestServer::serve(n_plus_one_app(TimingLayer::new().server_timing(["db"]))).await;
+    let res = s.get("/report").await;
+    let v = res.header("server-timing").unwrap().to_owned();
+    // W3C syntax: metric *( ";" param ) list; only allowed names appear.
+    let parts: Vec<&str> = v.split(", ").collect();
+    assert_eq!(parts.len(), 2, "{v}");
+    assert!(parts[0].starts_with("total;dur="), "{v}");
+    assert_eq!(parts[1], "db;dur=24.000;desc=\"12\"");
+    assert!(!v.contains("render"));
+    for p in parts {
+        let dur = p.split(";dur=").nth(1).unwrap().split(';').next().unwrap();
+        assert!(dur.parse::<f64>().unwrap() >= 0.0);
+    }
+}
+
+#[tokio::test]
+async fn prometheus_text() {
+    let layer = TimingLayer::new();
+    let stats = layer.stats();
+    let app = Router::new()
+        .route("/a/{id}", get(|| async { "a" }))
+        .route(
+            "/b",
+            get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "b") }),
+        )
+        .layer(layer);
+    let s = TestServer::serve(app).await;
+    s.get("/a/1").await;
+    s.get("/a/2").await;
+    s.get("/b").await;
+    let text = stats.prometheus();
+    assert!(text.contains("# TYPE http_server_request_duration_seconds histogram\n"));
+    let a = "http_request_method=\"GET\",http_route=\"/a/{id}\",http_response_status_code=\"200\"";
+    assert!(
+        text.contains(&format!(
+            "http_server_request_duration_seconds_bucket{{{a},le=\"10\"}} 2\n"
+        )),
+        "{text}"
+    );
+    assert!(text.contains(&format!(
+        "http_server_request_duration_seconds_bucket{{{a},le=\"+Inf\"}} 2\n"
+    )));
+    assert!(text.contains(&format!(
+        "http_server_request_duration_seconds_count{{{a}}} 2\n"
+    )));
+    assert!(text.contains("http_response_status_code=\"503\""));
+    // Every sample line: name{labels} value, buckets cumulative.
+    let mut last: Option<(String, u64)> = None;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        assert!(value.parse::<f64>().is_ok(), "{line}");
+        assert!(series.contains('{') && series.ends_with('}'), "{line}");
+        if let Some(prefix) = series
+            .split(",le=")
+            .next()
+            .filter(|_| series.contains(",le="))
+        {
+            let v: u64 = value.parse().unwrap();
+            if let Some((p, lv)) = &last {
+                if p == prefix {
+                    assert!(v >= *lv, "cumulative: {line}");
+                }
+            }
+            last = Some((prefix.to_owned(), v));
+        }
+    }
+}

@@ -32,8 +32,10 @@ mod util;
 
 use std::fmt;
 
+#[cfg(any(feature = "compression", feature = "timing"))]
+pub(crate) use self::util::is_tchar;
 #[cfg(feature = "compression")]
-pub(crate) use self::util::{is_tchar, split_list};
+pub(crate) use self::util::split_list;
 
 #[doc(inline)]
 pub use self::{

@@ -11,6 +11,33 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::registry::{Cell, Clock, Registry, RegistryConfig, SystemClock, UNMATCHED};
+use super::spans::Timings;
+
+const SERVER_TIMING: http::HeaderName = http::HeaderName::from_static("server-timing");
+
+/// The W3C Server-Timing value: `total` (arrival to response head) and the
+/// allowed sub-timings (`db;dur=4.2;desc="3"`, the count as description).
+fn server_timing(g: &Guard, allow: &[Box<str>]) -> Option<http::HeaderValue> {
+    use std::fmt::Write;
+    let total = g.cell.now().saturating_duration_since(g.start);
+    let mut v = format!("total;dur={:.3}", total.as_secs_f64() * 1000.0);
+    if let Some(t) = &g.timings {
+        for agg in t.aggregates() {
+            let allowed = allow.iter().any(|a| **a == *agg.name);
+            let token = !agg.name.is_empty() && agg.name.bytes().all(crate::headers::is_tchar);
+            if allowed && token {
+                let _ = write!(
+                    v,
+                    ", {};dur={:.3};desc=\"{}\"",
+                    agg.name,
+                    agg.total.as_secs_f64() * 1000.0,
+                    agg.count
+                );
+            }
+        }
+    }
+    http::HeaderValue::try_from(v).ok()
+}
 use super::snapshot::TimingStats;
 
 /// Maps a request to a route label when axum's `MatchedPath` is absent.
@@ -25,6 +52,8 @@ pub struct TimingLayer {
     config: RegistryConfig,
     classifier: Option<Classifier>,
     registry: Arc<Registry>,
+    sub_timings: bool,
+    server_timing: Option<Arc<[Box<str>]>>,
 }
 
 impl std::fmt::Debug for TimingLayer {
@@ -52,11 +81,14 @@ impl TimingLayer {
             max_routes: 200,
             slow_threshold: Some(Duration::from_secs(1)),
             slow_cap: 100,
+            n_plus_one: 10,
         };
         Self {
             registry: Arc::new(Registry::new(config.clone())),
             config,
             classifier: None,
+            sub_timings: true,
+            server_timing: None,
         }
     }
 
@@ -103,6 +135,36 @@ impl TimingLayer {
         self
     }
 
+    /// A route whose requests record at least this many spans of one name
+    /// (default 10) is reported as an N+1 suspect.
+    pub fn n_plus_one_threshold(mut self, spans: u32) -> Self {
+        self.config.n_plus_one = spans;
+        self.rebuild()
+    }
+
+    /// Whether handlers get a [`Timings`] extension to record sub-timings
+    /// (on by default).
+    pub fn sub_timings(mut self, on: bool) -> Self {
+        self.sub_timings = on;
+        self
+    }
+
+    /// Sends a W3C `Server-Timing` header with `total` (the time to the
+    /// response head) and the sub-timings whose names are in `allow`. Off by
+    /// default: it tells clients about internals.
+    pub fn server_timing<I, N>(mut self, allow: I) -> Self
+    where
+        I: IntoIterator<Item = N>,
+        N: Into<String>,
+    {
+        let names: Vec<Box<str>> = allow
+            .into_iter()
+            .map(|n| n.into().into_boxed_str())
+            .collect();
+        self.server_timing = Some(names.into());
+        self
+    }
+
     /// Replaces the clock (tests move time with it).
     pub fn clock<C: Clock>(mut self, clock: C) -> Self {
         self.config.clock = Arc::new(clock);
@@ -126,6 +188,8 @@ impl<S> Layer<S> for TimingLayer {
             inner,
             registry: self.registry.clone(),
             classifier: self.classifier.clone(),
+            sub_timings: self.sub_timings,
+            server_timing: self.server_timing.clone(),
         }
     }
 }
@@ -136,6 +200,8 @@ pub struct Timing<S> {
     inner: S,
     registry: Arc<Registry>,
     classifier: Option<Classifier>,
+    sub_timings: bool,
+    server_timing: Option<Arc<[Box<str>]>>,
 }
 
 impl<S: std::fmt::Debug> std::fmt::Debug for Timing<S> {
@@ -177,22 +243,29 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let start = self.registry.now();
         let cell = self
             .registry
             .cell(req.method(), &label(&req, self.classifier.as_ref()));
         let head = req.method() == Method::HEAD;
+        let timings = self.sub_timings.then(|| {
+            let t = Timings::default();
+            req.extensions_mut().insert(t.clone());
+            t
+        });
         let guard = Guard {
             cell,
             start,
             status: 0,
             done: false,
+            timings,
         };
         ResponseFuture {
             inner: self.inner.call(req),
             guard: Some(guard),
             head,
+            server_timing: self.server_timing.clone(),
         }
     }
 }
@@ -203,13 +276,19 @@ struct Guard {
     start: Instant,
     status: u16,
     done: bool,
+    timings: Option<Timings>,
 }
 
 impl Guard {
     fn finish(&mut self) {
         if !self.done {
             self.done = true;
-            self.cell.record(self.start, self.status);
+            let spans = self
+                .timings
+                .as_ref()
+                .map(Timings::aggregates)
+                .unwrap_or_default();
+            self.cell.record(self.start, self.status, &spans);
         }
     }
 }
@@ -230,6 +309,7 @@ pin_project! {
         inner: F,
         guard: Option<Guard>,
         head: bool,
+        server_timing: Option<Arc<[Box<str>]>>,
     }
 }
 
@@ -251,7 +331,12 @@ where
         let result = ready!(this.inner.poll(cx));
         let mut guard = this.guard.take();
         match result {
-            Ok(res) => {
+            Ok(mut res) => {
+                if let (Some(allow), Some(g)) = (this.server_timing.as_ref(), guard.as_ref()) {
+                    if let Some(v) = server_timing(g, allow) {
+                        res.headers_mut().append(SERVER_TIMING, v);
+                    }
+                }
                 let status = res.status();
                 if let Some(g) = guard.as_mut() {
                     g.status = status.as_u16();

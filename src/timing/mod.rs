@@ -61,10 +61,12 @@ mod hist;
 mod layer;
 mod registry;
 mod snapshot;
+mod spans;
 
 #[doc(inline)]
 pub use self::{
     layer::{Classifier, ResponseBody, ResponseFuture, Timing, TimingLayer},
     registry::{Clock, OTHER, SlowRequest, SystemClock, UNMATCHED},
-    snapshot::{RouteStats, Stats, TimingSnapshot, TimingStats},
+    snapshot::{NPlusOne, RouteStats, SpanSummary, Stats, TimingSnapshot, TimingStats},
+    spans::{SpanGuard, Timings},
 };

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use http::Method;
 
 use super::hist::Hist;
+use super::spans::{SpanAgg, SpanStats};
 
 /// Cells per route. More than the threads that record at once on this
 /// class of machine, so two threads rarely share one.
@@ -69,6 +70,7 @@ pub(crate) struct Shared {
     slow_threshold: Option<Duration>,
     slow_cap: usize,
     slow: Mutex<VecDeque<SlowRequest>>,
+    n_plus_one: u32,
 }
 
 impl Shared {
@@ -117,6 +119,56 @@ struct Current {
     /// The current slot ends here; recording compares against it.
     slot_end: Instant,
     hist: Hist,
+    /// Since start (never flushed): sub-timings by name.
+    spans: Vec<(Box<str>, SpanStats)>,
+    /// Since start (never flushed): Prometheus buckets by status code.
+    by_status: Vec<(u16, PromHist)>,
+}
+
+/// Cumulative buckets at OpenTelemetry's advised bounds.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PromHist {
+    pub(crate) buckets: [u64; PROM_BOUNDS.len()],
+    pub(crate) count: u64,
+    pub(crate) sum_ns: u128,
+}
+
+/// OpenTelemetry's advised bucket bounds for `http.server.request.duration`,
+/// in seconds.
+pub(crate) const PROM_BOUNDS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
+impl PromHist {
+    fn record(&mut self, ns: u64) {
+        let secs = ns as f64 / 1e9;
+        for (b, bound) in self.buckets.iter_mut().zip(PROM_BOUNDS) {
+            if secs <= bound {
+                *b += 1;
+            }
+        }
+        self.count += 1;
+        self.sum_ns += u128::from(ns);
+    }
+
+    pub(crate) fn merge(&mut self, o: &Self) {
+        for (a, b) in self.buckets.iter_mut().zip(o.buckets) {
+            *a += b;
+        }
+        self.count += o.count;
+        self.sum_ns += o.sum_ns;
+    }
+}
+
+/// Distinct span names and status codes a route keeps; more fold together.
+const MAX_SPAN_NAMES: usize = 32;
+const MAX_STATUSES: usize = 64;
+
+/// What one route's cells hold since start, merged.
+#[derive(Debug, Default)]
+pub(crate) struct RouteTotals {
+    pub(crate) spans: Vec<(Box<str>, SpanStats)>,
+    pub(crate) by_status: Vec<(u16, PromHist)>,
 }
 
 /// A thread's share of a route: the current slot's histogram.
@@ -140,6 +192,8 @@ impl Route {
                             slot: 0,
                             slot_end: shared.slot_end(0),
                             hist: Hist::default(),
+                            spans: Vec::new(),
+                            by_status: Vec::new(),
                         }),
                         route: weak.clone(),
                         shared: shared.clone(),
@@ -172,6 +226,31 @@ impl Route {
         while ring.slots.len() > keep {
             ring.slots.pop_front();
         }
+    }
+
+    /// Sub-timings and per-status buckets since start, over every cell.
+    fn totals(&self) -> RouteTotals {
+        let mut t = RouteTotals::default();
+        for cell in &self.cells {
+            let Ok(cur) = cell.current.lock() else {
+                continue;
+            };
+            for (name, st) in &cur.spans {
+                match t.spans.iter_mut().find(|(n, _)| n == name) {
+                    Some((_, acc)) => acc.merge(st),
+                    None => t.spans.push((name.clone(), st.clone())),
+                }
+            }
+            for (code, ph) in &cur.by_status {
+                match t.by_status.iter_mut().find(|(c, _)| c == code) {
+                    Some((_, acc)) => acc.merge(ph),
+                    None => t.by_status.push((*code, ph.clone())),
+                }
+            }
+        }
+        t.spans.sort_by(|a, b| a.0.cmp(&b.0));
+        t.by_status.sort_by_key(|(c, _)| *c);
+        t
     }
 
     /// (window ending at `slot`, since start).
@@ -212,7 +291,7 @@ impl Cell {
         self.shared.now()
     }
 
-    fn with_current(&self, at: Instant, f: impl FnOnce(&mut Hist)) {
+    fn with_current(&self, at: Instant, f: impl FnOnce(&mut Current)) {
         let Ok(mut cur) = self.current.lock() else {
             return;
         };
@@ -224,14 +303,48 @@ impl Cell {
             cur.slot = slot;
             cur.slot_end = self.shared.slot_end(slot);
         }
-        f(&mut cur.hist);
+        f(&mut cur);
     }
 
-    pub(crate) fn record(&self, start: Instant, status: u16) {
+    pub(crate) fn record(&self, start: Instant, status: u16, spans: &[SpanAgg]) {
         let end = self.now();
         let duration = end.saturating_duration_since(start);
         let ns = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
-        self.with_current(end, |h| h.record(ns, status));
+        let threshold = self.shared.n_plus_one;
+        self.with_current(end, |cur| {
+            cur.hist.record(ns, status);
+            let code = if cur.by_status.len() >= MAX_STATUSES
+                && !cur.by_status.iter().any(|(c, _)| *c == status)
+            {
+                0
+            } else {
+                status
+            };
+            match cur.by_status.iter_mut().find(|(c, _)| *c == code) {
+                Some((_, ph)) => ph.record(ns),
+                None => {
+                    let mut ph = PromHist::default();
+                    ph.record(ns);
+                    cur.by_status.push((code, ph));
+                }
+            }
+            for agg in spans {
+                let full = cur.spans.len() >= MAX_SPAN_NAMES;
+                let name: &str = if full && !cur.spans.iter().any(|(n, _)| **n == *agg.name) {
+                    OTHER
+                } else {
+                    &agg.name
+                };
+                match cur.spans.iter_mut().find(|(n, _)| **n == *name) {
+                    Some((_, st)) => st.add(agg, threshold),
+                    None => {
+                        let mut st = SpanStats::default();
+                        st.add(agg, threshold);
+                        cur.spans.push((name.into(), st));
+                    }
+                }
+            }
+        });
         if let Some(threshold) = self.shared.slow_threshold {
             if duration >= threshold {
                 self.push_slow(status, duration, end);
@@ -240,7 +353,7 @@ impl Cell {
     }
 
     pub(crate) fn record_abort(&self) {
-        self.with_current(self.now(), Hist::record_abort);
+        self.with_current(self.now(), |cur| cur.hist.record_abort());
     }
 
     fn push_slow(&self, status: u16, duration: Duration, end: Instant) {
@@ -323,6 +436,7 @@ pub(crate) struct RegistryConfig {
     pub(crate) max_routes: usize,
     pub(crate) slow_threshold: Option<Duration>,
     pub(crate) slow_cap: usize,
+    pub(crate) n_plus_one: u32,
 }
 
 pub(crate) struct Registry {
@@ -355,6 +469,7 @@ impl Registry {
                 slow_threshold: c.slow_threshold,
                 slow_cap: c.slow_cap,
                 slow: Mutex::new(VecDeque::new()),
+                n_plus_one: c.n_plus_one.max(2),
             }),
             max_routes: c.max_routes.max(1),
             routes: RwLock::new(HashMap::new()),
@@ -432,8 +547,8 @@ impl Registry {
             .unwrap_or_default()
     }
 
-    /// Every route's (window, total) statistics, read now.
-    pub(crate) fn read(&self) -> Vec<(Arc<Route>, Hist, Hist)> {
+    /// Every route's (window, total, since-start extras), read now.
+    pub(crate) fn read(&self) -> Vec<(Arc<Route>, Hist, Hist, RouteTotals)> {
         let slot = self.shared.slot_at(self.shared.now());
         let routes: Vec<Arc<Route>> = self
             .routes
@@ -444,9 +559,14 @@ impl Registry {
             .into_iter()
             .map(|r| {
                 let (w, t) = r.read(&self.shared, slot);
-                (r, w, t)
+                let extras = r.totals();
+                (r, w, t, extras)
             })
             .collect()
+    }
+
+    pub(crate) fn n_plus_one(&self) -> u32 {
+        self.shared.n_plus_one
     }
 
     pub(crate) fn window(&self) -> Duration {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::hist::Hist;
-use super::registry::{Registry, SlowRequest};
+use super::registry::{PROM_BOUNDS, Registry, RouteTotals, SlowRequest};
 
 /// A cheap, cloneable handle to a [`TimingLayer`](super::TimingLayer)'s
 /// statistics.
@@ -90,6 +90,53 @@ pub struct RouteStats {
     pub window: Stats,
     /// Since the layer started.
     pub total: Stats,
+    /// Sub-timings handlers recorded, by name, since start.
+    pub spans: Vec<SpanSummary>,
+}
+
+/// A route's sub-timings of one name, since start.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SpanSummary {
+    /// The span name (`db`, `cache`…).
+    pub name: String,
+    /// Requests that recorded this name.
+    pub requests: u64,
+    /// Spans recorded.
+    pub spans: u64,
+    /// Spans per request that recorded it.
+    pub mean_per_request: f64,
+    /// Most spans one request recorded.
+    pub max_per_request: u32,
+    /// Mean span duration.
+    pub mean_ms: f64,
+    /// Longest span.
+    pub max_ms: f64,
+    /// Time in these spans per request that recorded it.
+    pub ms_per_request: f64,
+    /// Requests at or over the N+1 threshold.
+    pub suspect_requests: u64,
+}
+
+/// A route whose requests record many spans of one name: likely a query per
+/// item (N+1) where one query would do.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NPlusOne {
+    /// Request method.
+    pub method: String,
+    /// Route label.
+    pub route: String,
+    /// The repeated span.
+    pub span: String,
+    /// Requests at or over the threshold.
+    pub suspect_requests: u64,
+    /// Requests that recorded the span.
+    pub requests: u64,
+    /// Most spans one request recorded.
+    pub max_per_request: u32,
+    /// Spans per request that recorded it.
+    pub mean_per_request: f64,
+    /// The threshold in force.
+    pub threshold: u32,
 }
 
 /// Everything at one moment.
@@ -107,6 +154,8 @@ pub struct TimingSnapshot {
     pub routes: Vec<RouteStats>,
     /// The most recent slow requests, oldest first.
     pub slow_requests: Vec<SlowRequest>,
+    /// Routes whose requests repeat a span at least the threshold's times.
+    pub n_plus_one: Vec<NPlusOne>,
 }
 
 impl TimingSnapshot {
@@ -144,27 +193,92 @@ impl TimingSnapshot {
     }
 }
 
+fn span_summaries(totals: &RouteTotals) -> Vec<SpanSummary> {
+    totals
+        .spans
+        .iter()
+        .map(|(name, st)| {
+            let per = |x: f64| {
+                if st.requests == 0 {
+                    0.0
+                } else {
+                    x / st.requests as f64
+                }
+            };
+            SpanSummary {
+                name: name.to_string(),
+                requests: st.requests,
+                spans: st.spans,
+                mean_per_request: per(st.spans as f64),
+                max_per_request: st.max_per_request,
+                mean_ms: if st.spans == 0 {
+                    0.0
+                } else {
+                    st.total_ns as f64 / st.spans as f64 / 1e6
+                },
+                max_ms: st.max_ns as f64 / 1e6,
+                ms_per_request: per(st.total_ns as f64 / 1e6),
+                suspect_requests: st.suspects,
+            }
+        })
+        .collect()
+}
+
+/// OpenTelemetry's method values: the known methods, else `_OTHER`.
+fn otel_method(m: &str) -> &str {
+    match m {
+        "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "CONNECT" | "OPTIONS" | "TRACE" | "PATCH" => m,
+        _ => "_OTHER",
+    }
+}
+
+/// Escapes a Prometheus label value.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 impl TimingStats {
     /// Reads every route now.
     pub fn snapshot(&self) -> TimingSnapshot {
+        let threshold = self.registry.n_plus_one();
         let mut overall = Hist::default();
         let mut overall_total = Hist::default();
+        let mut n_plus_one = Vec::new();
         let mut routes: Vec<RouteStats> = self
             .registry
             .read()
             .into_iter()
-            .map(|(route, window, total)| {
+            .map(|(route, window, total, extras)| {
                 overall.merge(&window);
                 overall_total.merge(&total);
+                let spans = span_summaries(&extras);
+                for s in &spans {
+                    if s.suspect_requests > 0 {
+                        n_plus_one.push(NPlusOne {
+                            method: route.method.to_string(),
+                            route: route.label.to_string(),
+                            span: s.name.clone(),
+                            suspect_requests: s.suspect_requests,
+                            requests: s.requests,
+                            max_per_request: s.max_per_request,
+                            mean_per_request: s.mean_per_request,
+                            threshold,
+                        });
+                    }
+                }
                 RouteStats {
                     method: route.method.to_string(),
                     route: route.label.to_string(),
                     window: Stats::from_hist(&window),
                     total: Stats::from_hist(&total),
+                    spans,
                 }
             })
             .collect();
         routes.sort_by(|a, b| (&a.route, &a.method).cmp(&(&b.route, &b.method)));
+        n_plus_one.sort_by_key(|n| std::cmp::Reverse(n.suspect_requests));
         TimingSnapshot {
             window_secs: self.registry.window().as_secs_f64(),
             uptime_secs: self.registry.uptime().as_secs_f64(),
@@ -172,6 +286,67 @@ impl TimingStats {
             overall_total: Stats::from_hist(&overall_total),
             routes,
             slow_requests: self.registry.slow_requests(),
+            n_plus_one,
         }
+    }
+
+    /// Prometheus text exposition (format 0.0.4): the
+    /// `http_server_request_duration_seconds` histogram named and labelled
+    /// as OpenTelemetry's HTTP semantic conventions advise
+    /// (`http_request_method`, `http_route`, `http_response_status_code`;
+    /// buckets 0.005 s … 10 s), cumulative since start, and
+    /// `http_server_request_aborted_total` for responses dropped before
+    /// their end.
+    pub fn prometheus(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        out.push_str("# HELP http_server_request_duration_seconds Duration of HTTP server requests, until the response body ends.\n");
+        out.push_str("# TYPE http_server_request_duration_seconds histogram\n");
+        let mut rows = self.registry.read();
+        rows.sort_by(|a, b| {
+            (&a.0.label, a.0.method.as_str()).cmp(&(&b.0.label, b.0.method.as_str()))
+        });
+        for (route, _, _, extras) in &rows {
+            let method = otel_method(route.method.as_str());
+            let label = escape(&route.label);
+            for (code, ph) in &extras.by_status {
+                let labels = format!(
+                    "http_request_method=\"{method}\",http_route=\"{label}\",http_response_status_code=\"{code}\""
+                );
+                for (bound, count) in PROM_BOUNDS.iter().zip(ph.buckets) {
+                    let _ = writeln!(
+                        out,
+                        "http_server_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {count}"
+                    );
+                }
+                let _ = writeln!(
+                    out,
+                    "http_server_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+                    ph.count
+                );
+                let _ = writeln!(
+                    out,
+                    "http_server_request_duration_seconds_sum{{{labels}}} {}",
+                    ph.sum_ns as f64 / 1e9
+                );
+                let _ = writeln!(
+                    out,
+                    "http_server_request_duration_seconds_count{{{labels}}} {}",
+                    ph.count
+                );
+            }
+        }
+        out.push_str("# HELP http_server_request_aborted_total Responses whose body was dropped before its end.\n");
+        out.push_str("# TYPE http_server_request_aborted_total counter\n");
+        for (route, _, total, _) in &rows {
+            let _ = writeln!(
+                out,
+                "http_server_request_aborted_total{{http_request_method=\"{}\",http_route=\"{}\"}} {}",
+                otel_method(route.method.as_str()),
+                escape(&route.label),
+                total.aborted
+            );
+        }
+        out
     }
 }
