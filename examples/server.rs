@@ -16,6 +16,8 @@
 //! | `GET /api/v1/slow`       | answers after 50–150 ms                              |
 //! | `GET /static/app.js`     | a JavaScript asset of about 30 KiB                   |
 //! | `GET /api/v1/stream`     | 20 NDJSON lines, 50 ms apart, chunked                |
+//! | `GET /api/v1/report`     | a summary that reads the items one by one (an N+1)   |
+//! | `GET /metrics`           | Prometheus text from the timing layer                |
 //!
 //! It needs nothing else running: everything is in memory.
 //!
@@ -39,6 +41,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, RwLock};
 use std::time::Duration;
 
+use axum::Extension;
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
@@ -51,7 +54,7 @@ use serde::{Deserialize, Serialize};
 use tower::ServiceBuilder;
 use tower_perf::cache_control::{CacheControlLayer, Policy};
 use tower_perf::compression::CompressionLayer;
-use tower_perf::timing::{TimingLayer, TimingStats};
+use tower_perf::timing::{SpanGuard, TimingLayer, TimingStats, Timings};
 
 /// Items the demo keeps at most, so POSTs can't grow memory without bound.
 pub(crate) const MAX_ITEMS: usize = 10_000;
@@ -146,6 +149,7 @@ pub(crate) fn app_with(config: DemoConfig) -> Router {
 pub(crate) fn app_with_stats(config: DemoConfig) -> (Router, TimingStats) {
     let timing = TimingLayer::new().slow_threshold(Some(Duration::from_millis(100)));
     let stats = timing.stats();
+    let metrics = stats.clone();
     let items = seed_items();
     let next_id = items.len() as u64 + 1;
     let state = Arc::new(AppState {
@@ -158,9 +162,17 @@ pub(crate) fn app_with_stats(config: DemoConfig) -> (Router, TimingStats) {
         .route("/health", get(|| async { "ok" }))
         .route("/api/v1/items", get(list_items).post(add_item))
         .route("/api/v1/items/{id}", get(get_item))
+        .route("/api/v1/report", get(report))
         .route("/api/v1/slow", get(slow))
         .route("/static/app.js", get(app_js))
         .route("/api/v1/stream", get(stream))
+        .route(
+            "/metrics",
+            get(move || {
+                let text = metrics.prometheus();
+                async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text) }
+            }),
+        )
         .with_state(state)
         .layer(
             ServiceBuilder::new()
@@ -184,19 +196,35 @@ fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(serde_json::json!({ "error": message }))).into_response()
 }
 
-async fn list_items(State(state): State<Arc<AppState>>) -> Response {
+/// The demo's "database" is a `Vec` behind a lock; reads are recorded as
+/// `db` sub-timings, as a real query would be.
+fn db_span(timings: &Option<Extension<Timings>>) -> Option<SpanGuard> {
+    timings.as_ref().map(|Extension(t)| t.start("db"))
+}
+
+async fn list_items(
+    State(state): State<Arc<AppState>>,
+    timings: Option<Extension<Timings>>,
+) -> Response {
+    let span = db_span(&timings);
     // Serialize under the read lock (no await inside), answer after.
     let body = match state.items.read() {
         Ok(items) => serde_json::to_vec(&*items),
         Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "item store poisoned"),
     };
+    drop(span);
     match body {
         Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
         Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "serialization failed"),
     }
 }
 
-async fn get_item(State(state): State<Arc<AppState>>, Path(id): Path<u64>) -> Response {
+async fn get_item(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<u64>,
+    timings: Option<Extension<Timings>>,
+) -> Response {
+    let _span = db_span(&timings);
     let found = match state.items.read() {
         Ok(items) => items.iter().find(|i| i.id == id).cloned(),
         Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "item store poisoned"),
@@ -205,6 +233,33 @@ async fn get_item(State(state): State<Arc<AppState>>, Path(id): Path<u64>) -> Re
         Some(item) => Json(item).into_response(),
         None => error(StatusCode::NOT_FOUND, "no such item"),
     }
+}
+
+/// A report over every item that fetches them one query at a time: an N+1
+/// on purpose, for the timing layer to flag.
+async fn report(
+    State(state): State<Arc<AppState>>,
+    timings: Option<Extension<Timings>>,
+) -> Response {
+    let ids: Vec<u64> = {
+        let _span = db_span(&timings);
+        match state.items.read() {
+            Ok(items) => items.iter().map(|i| i.id).collect(),
+            Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "item store poisoned"),
+        }
+    };
+    let mut total_price_cents = 0u64;
+    for id in &ids {
+        let _span = db_span(&timings); // one query per item
+        if let Ok(items) = state.items.read() {
+            total_price_cents += items
+                .iter()
+                .find(|i| i.id == *id)
+                .map_or(0, |i| i.price_cents);
+        }
+    }
+    Json(serde_json::json!({ "items": ids.len(), "total_price_cents": total_price_cents }))
+        .into_response()
 }
 
 async fn add_item(State(state): State<Arc<AppState>>, Json(new): Json<NewItem>) -> Response {

@@ -352,3 +352,33 @@ async fn timing_sees_every_route_by_its_template() {
         1
     );
 }
+
+#[tokio::test]
+async fn report_is_flagged_as_n_plus_one_and_metrics_are_served() {
+    let (app, stats) = server::app_with_stats(fast());
+    let server = TestServer::serve(app).await;
+    let report = server.get("/api/v1/report").await;
+    assert_eq!(report.status, StatusCode::OK);
+    assert_eq!(report.json::<serde_json::Value>()["items"], 55);
+    server.get("/api/v1/items/3").await;
+    let snap = stats.snapshot();
+    let n1 = snap
+        .n_plus_one
+        .iter()
+        .find(|n| n.route == "/api/v1/report")
+        .expect("N+1 flagged");
+    assert_eq!((n1.span.as_str(), n1.max_per_request), ("db", 56));
+    let item = snap.route("GET", "/api/v1/items/{id}").unwrap();
+    assert_eq!(item.spans[0].name, "db");
+    assert!(
+        snap.n_plus_one
+            .iter()
+            .all(|n| n.route != "/api/v1/items/{id}")
+    );
+    let metrics = server.get("/metrics").await;
+    assert_eq!(
+        metrics.header("content-type"),
+        Some("text/plain; version=0.0.4")
+    );
+    assert!(metrics.text().contains("http_route=\"/api/v1/report\""));
+}

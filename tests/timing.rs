@@ -511,3 +511,95 @@ async fn prometheus_text() {
         }
     }
 }
+
+#[tokio::test]
+async fn insights_name_the_problem_and_the_fix() {
+    use tower_perf::timing::Severity;
+    let clock = ManualClock::new();
+    let layer = by_path().clock(clock.clone()).slow_threshold(None);
+    let stats = layer.stats();
+    let c = clock.clone();
+    let svc =
+        ServiceBuilder::new()
+            .layer(layer)
+            .service(service_fn(move |req: Request<Full<Bytes>>| {
+                let c = c.clone();
+                async move {
+                    let path = req.uri().path().to_owned();
+                    let status = match path.as_str() {
+                        "/slow" => {
+                            c.advance(Duration::from_millis(148));
+                            200
+                        }
+                        "/glacial" => {
+                            c.advance(Duration::from_millis(900));
+                            200
+                        }
+                        "/flaky" => 500,
+                        _ => 200,
+                    };
+                    Ok::<_, Infallible>(
+                        Response::builder()
+                            .status(status)
+                            .body(Full::<Bytes>::from("x"))
+                            .unwrap(),
+                    )
+                }
+            }));
+    for path in ["/slow", "/glacial", "/flaky", "/fine"] {
+        for _ in 0..20 {
+            let res = svc.clone().oneshot(get_req(path)).await.unwrap();
+            res.into_body().collect().await.unwrap();
+        }
+    }
+    let snap = stats.snapshot();
+    let by_route = |r: &str| {
+        snap.insights
+            .iter()
+            .filter(|i| i.route.as_deref() == Some(r))
+            .collect::<Vec<_>>()
+    };
+    let slow = by_route("GET /slow");
+    assert_eq!(slow.len(), 1);
+    assert_eq!(slow[0].severity, Severity::Warning);
+    assert_eq!(
+        slow[0].message,
+        "p99 of GET /slow is 148 ms, over the 100 ms target"
+    );
+    assert!(!slow[0].recommendation.is_empty());
+    assert_eq!(by_route("GET /glacial")[0].severity, Severity::Critical);
+    let flaky = by_route("GET /flaky");
+    assert_eq!(
+        (flaky[0].kind, flaky[0].severity),
+        ("errors", Severity::Critical)
+    );
+    assert!(by_route("GET /fine").is_empty());
+    // Most severe first.
+    assert!(
+        snap.insights
+            .windows(2)
+            .all(|w| w[0].severity >= w[1].severity)
+    );
+    let json = serde_json::to_value(&snap.insights[0]).unwrap();
+    assert_eq!(json["severity"], "critical");
+}
+
+#[tokio::test]
+async fn n_plus_one_becomes_an_insight() {
+    let layer = TimingLayer::new();
+    let stats = layer.stats();
+    let s = TestServer::serve(n_plus_one_app(layer)).await;
+    s.get("/report").await;
+    let snap = stats.snapshot();
+    let i = snap
+        .insights
+        .iter()
+        .find(|i| i.kind == "n_plus_one")
+        .unwrap();
+    assert!(
+        i.message.contains("up to 12 'db' spans per request"),
+        "{}",
+        i.message
+    );
+    assert!(i.recommendation.contains("one call"));
+}

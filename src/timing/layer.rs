@@ -82,6 +82,8 @@ impl TimingLayer {
             slow_threshold: Some(Duration::from_secs(1)),
             slow_cap: 100,
             n_plus_one: 10,
+            p99_target: Duration::from_millis(100),
+            error_rate_target: 0.01,
         };
         Self {
             registry: Arc::new(Registry::new(config.clone())),
@@ -139,6 +141,20 @@ impl TimingLayer {
     /// (default 10) is reported as an N+1 suspect.
     pub fn n_plus_one_threshold(mut self, spans: u32) -> Self {
         self.config.n_plus_one = spans;
+        self.rebuild()
+    }
+
+    /// The p99 a route should stay under (default 100 ms); routes over it
+    /// get an insight.
+    pub fn p99_target(mut self, target: Duration) -> Self {
+        self.config.p99_target = target;
+        self.rebuild()
+    }
+
+    /// The error rate (4xx and 5xx over requests) a route should stay under
+    /// (default 0.01, i.e. 1%).
+    pub fn error_rate_target(mut self, rate: f64) -> Self {
+        self.config.error_rate_target = rate;
         self.rebuild()
     }
 

@@ -67,6 +67,8 @@ mod spans;
 pub use self::{
     layer::{Classifier, ResponseBody, ResponseFuture, Timing, TimingLayer},
     registry::{Clock, OTHER, SlowRequest, SystemClock, UNMATCHED},
-    snapshot::{NPlusOne, RouteStats, SpanSummary, Stats, TimingSnapshot, TimingStats},
+    snapshot::{
+        Insight, NPlusOne, RouteStats, Severity, SpanSummary, Stats, TimingSnapshot, TimingStats,
+    },
     spans::{SpanGuard, Timings},
 };

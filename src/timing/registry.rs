@@ -71,6 +71,8 @@ pub(crate) struct Shared {
     slow_cap: usize,
     slow: Mutex<VecDeque<SlowRequest>>,
     n_plus_one: u32,
+    p99_target: Duration,
+    error_rate_target: f64,
 }
 
 impl Shared {
@@ -437,6 +439,8 @@ pub(crate) struct RegistryConfig {
     pub(crate) slow_threshold: Option<Duration>,
     pub(crate) slow_cap: usize,
     pub(crate) n_plus_one: u32,
+    pub(crate) p99_target: Duration,
+    pub(crate) error_rate_target: f64,
 }
 
 pub(crate) struct Registry {
@@ -470,6 +474,8 @@ impl Registry {
                 slow_cap: c.slow_cap,
                 slow: Mutex::new(VecDeque::new()),
                 n_plus_one: c.n_plus_one.max(2),
+                p99_target: c.p99_target,
+                error_rate_target: c.error_rate_target,
             }),
             max_routes: c.max_routes.max(1),
             routes: RwLock::new(HashMap::new()),
@@ -567,6 +573,10 @@ impl Registry {
 
     pub(crate) fn n_plus_one(&self) -> u32 {
         self.shared.n_plus_one
+    }
+
+    pub(crate) fn targets(&self) -> (Duration, f64) {
+        (self.shared.p99_target, self.shared.error_rate_target)
     }
 
     pub(crate) fn window(&self) -> Duration {

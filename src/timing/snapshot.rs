@@ -156,6 +156,122 @@ pub struct TimingSnapshot {
     pub slow_requests: Vec<SlowRequest>,
     /// Routes whose requests repeat a span at least the threshold's times.
     pub n_plus_one: Vec<NPlusOne>,
+    /// What stands out, most severe first, each with a recommendation.
+    pub insights: Vec<Insight>,
+}
+
+/// How much an [`Insight`] matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Worth knowing.
+    Info,
+    /// Worth fixing.
+    Warning,
+    /// Hurting users now.
+    Critical,
+}
+
+/// One finding about the timings, with what to do about it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Insight {
+    /// How much it matters.
+    pub severity: Severity,
+    /// What kind of finding: `latency`, `errors`, `n_plus_one`, `aborts`.
+    pub kind: &'static str,
+    /// `METHOD route`, when the finding is about one route.
+    pub route: Option<String>,
+    /// What was seen, with the numbers.
+    pub message: String,
+    /// What to do about it.
+    pub recommendation: String,
+}
+
+/// Routes with fewer requests in the window are not judged.
+const MIN_SAMPLES: u64 = 10;
+
+fn insights(
+    routes: &[RouteStats],
+    n_plus_one: &[NPlusOne],
+    p99_target: Duration,
+    error_target: f64,
+) -> Vec<Insight> {
+    let target_ms = p99_target.as_secs_f64() * 1000.0;
+    let mut out = Vec::new();
+    for r in routes.iter().filter(|r| r.window.count >= MIN_SAMPLES) {
+        let name = format!("{} {}", r.method, r.route);
+        if let Some(p99) = r.window.p99_ms.filter(|p| *p > target_ms) {
+            let top = r
+                .spans
+                .iter()
+                .max_by(|a, b| a.ms_per_request.total_cmp(&b.ms_per_request));
+            let recommendation = match top {
+                Some(s) => format!(
+                    "'{}' takes {:.1} ms per request ({:.1} spans): start there, or cache the response",
+                    s.name, s.ms_per_request, s.mean_per_request
+                ),
+                None => "record sub-timings in the handler to see where the time goes, or cache the response".to_owned(),
+            };
+            out.push(Insight {
+                severity: if p99 > 5.0 * target_ms {
+                    Severity::Critical
+                } else {
+                    Severity::Warning
+                },
+                kind: "latency",
+                route: Some(name.clone()),
+                message: format!("p99 of {name} is {p99:.0} ms, over the {target_ms:.0} ms target"),
+                recommendation,
+            });
+        }
+        if r.window.error_rate > error_target {
+            let w = &r.window;
+            out.push(Insight {
+                severity: if w.error_rate > 5.0 * error_target { Severity::Critical } else { Severity::Warning },
+                kind: "errors",
+                route: Some(name.clone()),
+                message: format!(
+                    "{:.1}% of {name} responses are errors ({} 5xx, {} 4xx of {})",
+                    w.error_rate * 100.0,
+                    w.server_errors,
+                    w.client_errors,
+                    w.count
+                ),
+                recommendation: if w.server_errors >= w.client_errors {
+                    "server errors dominate: check the handler's logs and its dependencies".to_owned()
+                } else {
+                    "client errors dominate: check what clients send (validation, auth, stale links)".to_owned()
+                },
+            });
+        }
+        let finished = r.window.count + r.window.aborted;
+        if r.window.aborted * 20 > finished {
+            out.push(Insight {
+                severity: Severity::Info,
+                kind: "aborts",
+                route: Some(name.clone()),
+                message: format!("{} of {finished} {name} responses were abandoned by the client", r.window.aborted),
+                recommendation: "check client timeouts against this route's latency, or stream smaller responses".to_owned(),
+            });
+        }
+    }
+    for n in n_plus_one {
+        out.push(Insight {
+            severity: Severity::Warning,
+            kind: "n_plus_one",
+            route: Some(format!("{} {}", n.method, n.route)),
+            message: format!(
+                "{} {} records up to {} '{}' spans per request ({:.1} on average; {} of {} requests at or over {})",
+                n.method, n.route, n.max_per_request, n.span, n.mean_per_request, n.suspect_requests, n.requests, n.threshold
+            ),
+            recommendation: format!(
+                "likely one '{}' call per item: fetch the items in one call (a join, or WHERE id IN (…)) or batch them",
+                n.span
+            ),
+        });
+    }
+    out.sort_by(|a, b| b.severity.cmp(&a.severity));
+    out
 }
 
 impl TimingSnapshot {
@@ -279,6 +395,8 @@ impl TimingStats {
             .collect();
         routes.sort_by(|a, b| (&a.route, &a.method).cmp(&(&b.route, &b.method)));
         n_plus_one.sort_by_key(|n| std::cmp::Reverse(n.suspect_requests));
+        let (p99_target, error_target) = self.registry.targets();
+        let insights = insights(&routes, &n_plus_one, p99_target, error_target);
         TimingSnapshot {
             window_secs: self.registry.window().as_secs_f64(),
             uptime_secs: self.registry.uptime().as_secs_f64(),
@@ -287,6 +405,7 @@ impl TimingStats {
             routes,
             slow_requests: self.registry.slow_requests(),
             n_plus_one,
+            insights,
         }
     }
 
