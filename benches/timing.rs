@@ -93,6 +93,9 @@ fn bench(c: &mut Criterion) {
     let unmatched = ServiceBuilder::new()
         .layer(TimingLayer::new())
         .service(inner());
+    let lean = ServiceBuilder::new()
+        .layer(TimingLayer::new().sub_timings(false))
+        .service(inner());
 
     let mut group = c.benchmark_group("timing");
     group
@@ -106,6 +109,10 @@ fn bench(c: &mut Criterion) {
         b.to_async(&rt)
             .iter(|| async { black_box(one(&unmatched).await) })
     });
+    group.bench_function("timed-no-sub-timings", |b| {
+        b.to_async(&rt)
+            .iter(|| async { black_box(one(&lean).await) })
+    });
     group.bench_function("timed-classifier", |b| {
         b.to_async(&rt)
             .iter(|| async { black_box(one(&timed).await) })
@@ -115,6 +122,9 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("timed-2-threads", |b| {
         b.iter_custom(|iters| parallel(&unmatched, 2, iters))
+    });
+    group.bench_function("timed-no-sub-timings-2-threads", |b| {
+        b.iter_custom(|iters| parallel(&lean, 2, iters))
     });
     group.finish();
 }

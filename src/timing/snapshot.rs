@@ -270,7 +270,7 @@ fn insights(
             ),
         });
     }
-    out.sort_by(|a, b| b.severity.cmp(&a.severity));
+    out.sort_by_key(|i| std::cmp::Reverse(i.severity));
     out
 }
 
