@@ -432,7 +432,7 @@ impl TimingStats {
                 let labels = format!(
                     "http_request_method=\"{method}\",http_route=\"{label}\",http_response_status_code=\"{code}\""
                 );
-                for (bound, count) in PROM_BOUNDS.iter().zip(ph.buckets) {
+                for (bound, count) in PROM_BOUNDS.iter().zip(ph.cumulative()) {
                     let _ = writeln!(
                         out,
                         "http_server_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {count}"
