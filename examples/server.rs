@@ -147,7 +147,9 @@ pub(crate) fn app_with(config: DemoConfig) -> Router {
 
 /// The demo app and its timing statistics.
 pub(crate) fn app_with_stats(config: DemoConfig) -> (Router, TimingStats) {
-    let timing = TimingLayer::new().slow_threshold(Some(Duration::from_millis(100)));
+    let timing = TimingLayer::new()
+        .slow_threshold(Some(Duration::from_millis(100)))
+        .sub_timings(true);
     let stats = timing.stats();
     let metrics = stats.clone();
     let items = seed_items();

@@ -393,7 +393,7 @@ fn n_plus_one_app(layer: TimingLayer) -> Router {
 
 #[tokio::test]
 async fn sub_timings_and_n_plus_one() {
-    let layer = TimingLayer::new();
+    let layer = TimingLayer::new().sub_timings(true);
     let stats = layer.stats();
     let s = TestServer::serve(n_plus_one_app(layer)).await;
     s.get("/report").await;
@@ -425,8 +425,8 @@ async fn sub_timings_and_n_plus_one() {
         ),
         ("/report", "db", 12, 10)
     );
-    // Sub-timings can be turned off; no extension then, nothing recorded.
-    let layer = TimingLayer::new().sub_timings(false);
+    // Sub-timings are off by default; no extension then, nothing recorded.
+    let layer = TimingLayer::new();
     let stats = layer.stats();
     let s = TestServer::serve(n_plus_one_app(layer)).await;
     s.get("/report").await;
@@ -444,7 +444,10 @@ async fn sub_timings_and_n_plus_one() {
 async fn server_timing_is_off_by_default_and_allow_listed() {
     let s = TestServer::serve(n_plus_one_app(TimingLayer::new())).await;
     assert_eq!(s.get("/report").await.header("server-timing"), None);
-    let s = TestServer::serve(n_plus_one_app(TimingLayer::new().server_timing(["db"]))).await;
+    let s = TestServer::serve(n_plus_one_app(
+        TimingLayer::new().sub_timings(true).server_timing(["db"]),
+    ))
+    .await;
     let res = s.get("/report").await;
     let v = res.header("server-timing").unwrap().to_owned();
     // W3C syntax: metric *( ";" param ) list; only allowed names appear.
@@ -586,7 +589,7 @@ async fn insights_name_the_problem_and_the_fix() {
 
 #[tokio::test]
 async fn n_plus_one_becomes_an_insight() {
-    let layer = TimingLayer::new();
+    let layer = TimingLayer::new().sub_timings(true);
     let stats = layer.stats();
     let s = TestServer::serve(n_plus_one_app(layer)).await;
     s.get("/report").await;

@@ -91,7 +91,7 @@ impl TimingLayer {
             registry: Arc::new(Registry::new(config.clone())),
             config,
             classifier: None,
-            sub_timings: true,
+            sub_timings: false,
             server_timing: None,
         }
     }
@@ -160,8 +160,9 @@ impl TimingLayer {
         self.rebuild()
     }
 
-    /// Whether handlers get a [`Timings`] extension to record sub-timings
-    /// (on by default).
+    /// Whether handlers get a [`Timings`] extension to record sub-timings.
+    /// Off by default: the extension costs about as much as the rest of the
+    /// layer together (two allocations a request; BENCHMARKS.md).
     pub fn sub_timings(mut self, on: bool) -> Self {
         self.sub_timings = on;
         self

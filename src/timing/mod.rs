@@ -22,11 +22,13 @@
 //! (merged when read) and finds the route through a per-thread cache.
 //! Latencies go into a log-linear histogram (16 buckets per power of two:
 //! percentiles within ±3.2%). `benches/timing.rs` measures the overhead:
-//! about 0.26 µs per request on one thread without sub-timings and 0.36 µs
-//! with them, more than the 150 ns this layer aims at (BENCHMARKS.md says
-//! where it goes).
+//! about 1,150 instructions per request (0.25–0.4 µs here), twice that with
+//! sub-timings on, still more than the 150 ns this layer aims at
+//! (BENCHMARKS.md says where it goes).
 //!
-//! **Sub-timings**: handlers find a [`Timings`] extension and record named
+//! **Sub-timings** (turn them on with
+//! [`sub_timings(true)`](TimingLayer::sub_timings)): handlers find a
+//! [`Timings`] extension and record named
 //! spans (`timings.start("db")` returns a guard; `record(name, duration)`
 //! takes a measured one). They are aggregated per route and name since
 //! start; a route whose requests record [`n_plus_one_threshold`]

@@ -16,7 +16,8 @@ pub(crate) struct SpanAgg {
 }
 
 /// A request's sub-timings, found in its extensions when
-/// [`TimingLayer`](super::TimingLayer) wraps the handler.
+/// [`TimingLayer`](super::TimingLayer) wraps the handler with
+/// [`sub_timings(true)`](super::TimingLayer::sub_timings).
 ///
 /// ```
 /// use axum::Extension;
