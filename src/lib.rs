@@ -11,7 +11,7 @@
 //! | `compression`   | [`compression`]: streaming gzip/deflate with q-value negotiation     | available   |
 //! | `cache-control` | [`cache_control`]: policies by route, ETags, 304/412                 | available   |
 //! | `timing`        | [`timing`]: per-route latency percentiles over a rolling window      | in progress |
-//! | `rate-limit`    | GCRA quotas per route and key, IETF RateLimit headers                | in progress |
+//! | `rate-limit`    | [`rate_limit`]: GCRA quotas per route and key, IETF RateLimit fields | in progress |
 //! | `redis`         | Redis stores for the cache and the limiter (several replicas)        | in progress |
 //! | `full`          | everything above                                                     |             |
 //!
@@ -45,10 +45,17 @@ mod builder;
 #[cfg(feature = "cache-control")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache-control")))]
 pub mod cache_control;
+#[cfg(any(feature = "timing", feature = "rate-limit"))]
+pub mod clock;
 #[cfg(feature = "compression")]
 #[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
 pub mod compression;
 pub mod headers;
+#[cfg(feature = "rate-limit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
+pub mod rate_limit;
+#[cfg(any(feature = "cache-control", feature = "rate-limit"))]
+mod route_pattern;
 #[cfg(feature = "timing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "timing")))]
 pub mod timing;

@@ -24,22 +24,7 @@ use super::spans::{SpanAgg, SpanStats};
 /// class of machine, so two threads rarely share one.
 const SHARDS: usize = 8;
 
-/// A source of `Instant`s, so tests can move time.
-pub trait Clock: Send + Sync + 'static {
-    /// The current instant.
-    fn now(&self) -> Instant;
-}
-
-/// The real clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    #[inline]
-    fn now(&self) -> Instant {
-        Instant::now()
-    }
-}
+pub use crate::clock::{Clock, SystemClock};
 
 /// The label of requests no route matched.
 pub const UNMATCHED: &str = "unmatched";

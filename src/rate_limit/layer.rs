@@ -1,0 +1,660 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::key::{Key, KeySource};
+use super::quota::{Decision, Quota};
+use super::store::{MemoryStore, PolicyRef, RateLimitStore};
+use crate::route_pattern::Pattern;
+
+/// One entry of the rule table: which requests, counted how, against what
+/// quota.
+///
+/// ```
+/// use http::Method;
+/// use tower_perf::rate_limit::{KeySource, Quota, RateRule};
+///
+/// let writes = RateRule::new("writes", Quota::per_minute(10))
+///     .path("/api/**")
+///     .methods([Method::POST, Method::PUT, Method::DELETE])
+///     .key(KeySource::PeerIp);
+/// # let _ = writes;
+/// ```
+#[derive(Debug, Clone)]
+pub struct RateRule {
+    name: Arc<str>,
+    quota: Quota,
+    pattern: Option<Pattern>,
+    methods: Option<Vec<Method>>,
+    key: KeySource,
+    cost: u32,
+}
+
+impl RateRule {
+    /// A rule named `name` (shown in the `RateLimit` fields) with `quota`,
+    /// for every path and method, keyed by the peer IP.
+    pub fn new(name: &str, quota: Quota) -> Self {
+        Self {
+            name: sf_name(name).into(),
+            quota,
+            pattern: None,
+            methods: None,
+            key: KeySource::PeerIp,
+            cost: 1,
+        }
+    }
+
+    /// Only for paths matching `pattern` (exact, or a glob with `*`/`**`).
+    pub fn path(mut self, pattern: &str) -> Self {
+        self.pattern = Some(Pattern::parse(pattern));
+        self
+    }
+
+    /// Only for these methods.
+    pub fn methods<I: IntoIterator<Item = Method>>(mut self, methods: I) -> Self {
+        self.methods = Some(methods.into_iter().collect());
+        self
+    }
+
+    /// How the key is found (default: the peer IP).
+    pub fn key(mut self, key: KeySource) -> Self {
+        self.key = key;
+        self
+    }
+
+    /// Units one request costs (default 1).
+    pub fn cost(mut self, cost: u32) -> Self {
+        self.cost = cost.max(1);
+        self
+    }
+
+    fn matches(&self, method: &Method, path: &str) -> bool {
+        self.methods.as_ref().is_none_or(|m| m.contains(method))
+            && self.pattern.as_ref().is_none_or(|p| p.matches(path))
+    }
+}
+
+/// A policy name fit for a Structured Fields string: printable ASCII, no
+/// quote or backslash.
+fn sf_name(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .filter(|c| c.is_ascii_graphic() && *c != '"' && *c != '\\')
+        .collect();
+    if cleaned.is_empty() {
+        "default".to_owned()
+    } else {
+        cleaned
+    }
+}
+
+/// What to do with a request no key can be found for (no peer address, no
+/// API-key header…).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MissingKey {
+    /// Count all such requests together under one key (the default: they
+    /// are limited, but cannot starve identified clients).
+    #[default]
+    Shared,
+    /// Let them through unlimited.
+    Allow,
+    /// Reject them with 429.
+    Deny,
+}
+
+#[derive(Debug, Default)]
+struct PolicyCounters {
+    allowed: AtomicU64,
+    limited: AtomicU64,
+}
+
+/// Allowed and limited requests of one policy.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PolicyStats {
+    /// The policy's name.
+    pub name: String,
+    /// Requests let through.
+    pub allowed: u64,
+    /// Requests over the quota (rejected, or only counted in shadow mode).
+    pub limited: u64,
+}
+
+/// A cheap, cloneable handle to a [`RateLimitLayer`]'s counters.
+#[derive(Debug, Clone)]
+pub struct RateLimitStats {
+    names: Arc<[Arc<str>]>,
+    counters: Arc<[PolicyCounters]>,
+}
+
+impl RateLimitStats {
+    /// Per policy, in rule order.
+    pub fn snapshot(&self) -> Vec<PolicyStats> {
+        self.names
+            .iter()
+            .zip(self.counters.iter())
+            .map(|(n, c)| PolicyStats {
+                name: n.to_string(),
+                allowed: c.allowed.load(Relaxed),
+                limited: c.limited.load(Relaxed),
+            })
+            .collect()
+    }
+}
+
+struct Config {
+    rules: Vec<(RateRule, PolicyRef)>,
+    ipv6_prefix: u8,
+    missing_key: MissingKey,
+    headers: bool,
+    shadow: bool,
+}
+
+/// Rate limiting per route and key with GCRA, answering 429 with
+/// `Retry-After` and the IETF `RateLimit` fields.
+///
+/// See the [module docs](crate::rate_limit).
+pub struct RateLimitLayer<St = MemoryStore> {
+    store: Arc<St>,
+    rules: Vec<RateRule>,
+    ipv6_prefix: u8,
+    missing_key: MissingKey,
+    headers: bool,
+    shadow: bool,
+    built: std::sync::OnceLock<(Arc<Config>, RateLimitStats)>,
+}
+
+impl<St> std::fmt::Debug for RateLimitLayer<St> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimitLayer")
+            .field("rules", &self.rules)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<St> Clone for RateLimitLayer<St> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            rules: self.rules.clone(),
+            ipv6_prefix: self.ipv6_prefix,
+            missing_key: self.missing_key,
+            headers: self.headers,
+            shadow: self.shadow,
+            built: self.built.clone(),
+        }
+    }
+}
+
+impl Default for RateLimitLayer<MemoryStore> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RateLimitLayer<MemoryStore> {
+    /// No rules yet, an in-memory store.
+    pub fn new() -> Self {
+        Self::with_store(MemoryStore::new())
+    }
+}
+
+impl<St: RateLimitStore> RateLimitLayer<St> {
+    /// No rules yet, counting in `store`.
+    pub fn with_store(store: St) -> Self {
+        Self {
+            store: Arc::new(store),
+            rules: Vec::new(),
+            ipv6_prefix: 64,
+            missing_key: MissingKey::default(),
+            headers: true,
+            shadow: false,
+            built: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn changed(mut self) -> Self {
+        self.built = std::sync::OnceLock::new();
+        self
+    }
+
+    /// Adds a rule; the first rule that matches a request applies.
+    pub fn rule(mut self, rule: RateRule) -> Self {
+        self.rules.push(rule);
+        self.changed()
+    }
+
+    /// IPv6 clients are grouped by this prefix (default /64).
+    pub fn ipv6_prefix(mut self, bits: u8) -> Self {
+        self.ipv6_prefix = bits.min(128);
+        self.changed()
+    }
+
+    /// What to do when a rule's key can't be found.
+    pub fn on_missing_key(mut self, m: MissingKey) -> Self {
+        self.missing_key = m;
+        self.changed()
+    }
+
+    /// Whether to send `RateLimit-Policy` and `RateLimit` (on by default),
+    /// on allowed and limited responses.
+    pub fn headers(mut self, on: bool) -> Self {
+        self.headers = on;
+        self.changed()
+    }
+
+    /// Count, never reject: limited requests go through and are counted as
+    /// limited.
+    pub fn shadow(mut self, on: bool) -> Self {
+        self.shadow = on;
+        self.changed()
+    }
+
+    fn build(&self) -> &(Arc<Config>, RateLimitStats) {
+        self.built.get_or_init(|| {
+            let rules: Vec<(RateRule, PolicyRef)> = self
+                .rules
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let policy = PolicyRef {
+                        index: u16::try_from(i).unwrap_or(u16::MAX),
+                        name: r.name.clone(),
+                        quota: r.quota,
+                    };
+                    (r.clone(), policy)
+                })
+                .collect();
+            let stats = RateLimitStats {
+                names: rules.iter().map(|(r, _)| r.name.clone()).collect(),
+                counters: rules.iter().map(|_| PolicyCounters::default()).collect(),
+            };
+            let config = Config {
+                rules,
+                ipv6_prefix: self.ipv6_prefix,
+                missing_key: self.missing_key,
+                headers: self.headers,
+                shadow: self.shadow,
+            };
+            (Arc::new(config), stats)
+        })
+    }
+
+    /// A handle to the counters (per policy, in rule order).
+    pub fn stats(&self) -> RateLimitStats {
+        self.build().1.clone()
+    }
+}
+
+impl<S, St: RateLimitStore> Layer<S> for RateLimitLayer<St> {
+    type Service = RateLimit<S, St>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        let (config, stats) = self.build().clone();
+        RateLimit {
+            inner,
+            store: self.store.clone(),
+            config,
+            stats,
+        }
+    }
+}
+
+/// The service [`RateLimitLayer`] builds.
+pub struct RateLimit<S, St = MemoryStore> {
+    inner: S,
+    store: Arc<St>,
+    config: Arc<Config>,
+    stats: RateLimitStats,
+}
+
+impl<S: Clone, St> Clone for RateLimit<S, St> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            store: self.store.clone(),
+            config: self.config.clone(),
+            stats: self.stats.clone(),
+        }
+    }
+}
+
+impl<S: std::fmt::Debug, St> std::fmt::Debug for RateLimit<S, St> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimit")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, St> RateLimit<S, St> {
+    crate::macros::define_inner_service_accessors!();
+}
+
+impl<S, St, ReqBody, ResBody> Service<Request<ReqBody>> for RateLimit<S, St>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    St: RateLimitStore,
+    ResBody: Body<Data = Bytes>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, St::Future, S, ReqBody>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let found = self
+            .config
+            .rules
+            .iter()
+            .position(|(r, _)| r.matches(req.method(), req.uri().path()));
+        let Some(i) = found else {
+            return ResponseFuture::inner(self.inner.call(req), None);
+        };
+        let (rule, policy) = &self.config.rules[i];
+        let key = match rule.key.extract(&req, self.config.ipv6_prefix) {
+            Some(k) => k,
+            None => match self.config.missing_key {
+                MissingKey::Shared => Key::Text("unknown".into()),
+                MissingKey::Allow => return ResponseFuture::inner(self.inner.call(req), None),
+                MissingKey::Deny => {
+                    let decision = Decision {
+                        allowed: false,
+                        remaining: 0,
+                        reset: Duration::ZERO,
+                        retry_after: Duration::from_secs(1),
+                    };
+                    self.stats.counters[i].limited.fetch_add(1, Relaxed);
+                    return ResponseFuture::rejected(too_many(
+                        policy,
+                        &decision,
+                        self.config.headers,
+                    ));
+                }
+            },
+        };
+        let check = self.store.check(policy, &key, rule.cost);
+        // The inner service was polled ready: move that one into the future,
+        // keep a fresh clone here.
+        let clone = self.inner.clone();
+        let ready_svc = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture::checking(
+            check,
+            ready_svc,
+            req,
+            i,
+            self.config.clone(),
+            self.stats.clone(),
+        )
+    }
+}
+
+fn policy_header(p: &PolicyRef) -> Option<HeaderValue> {
+    let w = p.quota.period().as_secs().max(1);
+    HeaderValue::try_from(format!("\"{}\";q={};w={}", p.name, p.quota.burst(), w)).ok()
+}
+
+fn ceil_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+fn limit_header(p: &PolicyRef, d: &Decision) -> Option<HeaderValue> {
+    let t = if d.allowed {
+        ceil_secs(d.reset)
+    } else {
+        ceil_secs(d.retry_after).max(1)
+    };
+    HeaderValue::try_from(format!("\"{}\";r={};t={}", p.name, d.remaining, t)).ok()
+}
+
+fn add_headers(h: &mut HeaderMap, p: &PolicyRef, d: &Decision) {
+    if let Some(v) = policy_header(p) {
+        h.insert(HeaderName::from_static("ratelimit-policy"), v);
+    }
+    if let Some(v) = limit_header(p, d) {
+        h.insert(HeaderName::from_static("ratelimit"), v);
+    }
+}
+
+fn too_many<B>(p: &PolicyRef, d: &Decision, headers: bool) -> Response<ResponseBody<B>> {
+    let mut res = Response::new(ResponseBody::text("rate limit exceeded\n"));
+    *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+    let h = res.headers_mut();
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    // Whole seconds, rounded up, never 0.
+    h.insert(
+        RETRY_AFTER,
+        HeaderValue::from(ceil_secs(d.retry_after).max(1)),
+    );
+    if headers {
+        add_headers(h, p, d);
+    }
+    res
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, C, S, R> {
+        Checking { #[pin] check: C, next: Option<(S, Request<R>)>, rule: usize },
+        Inner { #[pin] fut: F },
+        Rejected,
+        Done,
+    }
+}
+
+pin_project! {
+    /// The response future of [`RateLimit`].
+    pub struct ResponseFuture<F, C, S, R> {
+        #[pin]
+        state: State<F, C, S, R>,
+        decision: Option<(usize, Decision)>,
+        config: Option<Arc<Config>>,
+        stats: Option<RateLimitStats>,
+        rejected: Option<Response<ResponseBody<()>>>,
+    }
+}
+
+impl<F, C, S, R> std::fmt::Debug for ResponseFuture<F, C, S, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, C, S, R> ResponseFuture<F, C, S, R> {
+    fn inner(fut: F, config: Option<Arc<Config>>) -> Self {
+        Self {
+            state: State::Inner { fut },
+            decision: None,
+            config,
+            stats: None,
+            rejected: None,
+        }
+    }
+
+    fn rejected(res: Response<ResponseBody<()>>) -> Self {
+        Self {
+            state: State::Rejected,
+            decision: None,
+            config: None,
+            stats: None,
+            rejected: Some(res),
+        }
+    }
+
+    fn checking(
+        check: C,
+        svc: S,
+        req: Request<R>,
+        rule: usize,
+        config: Arc<Config>,
+        stats: RateLimitStats,
+    ) -> Self {
+        Self {
+            state: State::Checking {
+                check,
+                next: Some((svc, req)),
+                rule,
+            },
+            decision: None,
+            config: Some(config),
+            stats: Some(stats),
+            rejected: None,
+        }
+    }
+}
+
+impl<F, C, S, R, B, E> Future for ResponseFuture<F, C, S, R>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    C: Future<Output = Result<Decision, super::store::StoreError>>,
+    S: Service<Request<R>, Response = Response<B>, Error = E, Future = F>,
+    B: Body<Data = Bytes>,
+{
+    type Output = Result<Response<ResponseBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Checking { check, next, rule } => {
+                    let rule = *rule;
+                    // A store that fails lets the request through (fail
+                    // open): rate limiting must not take the service down.
+                    let decision = ready!(check.poll(cx)).ok();
+                    let (Some(config), Some(stats)) = (this.config.as_ref(), this.stats.as_ref())
+                    else {
+                        this.state.set(State::Done);
+                        continue;
+                    };
+                    if let Some(d) = decision {
+                        let c = &stats.counters[rule];
+                        if d.allowed {
+                            c.allowed.fetch_add(1, Relaxed)
+                        } else {
+                            c.limited.fetch_add(1, Relaxed)
+                        };
+                        if !d.allowed && !config.shadow {
+                            let policy = &config.rules[rule].1;
+                            let res = too_many(policy, &d, config.headers);
+                            this.state.set(State::Done);
+                            return Poll::Ready(Ok(res.map(ResponseBody::retype)));
+                        }
+                        *this.decision = Some((rule, d));
+                    }
+                    let Some((mut svc, req)) = next.take() else {
+                        this.state.set(State::Done);
+                        continue;
+                    };
+                    let fut = svc.call(req);
+                    this.state.set(State::Inner { fut });
+                }
+                StateProj::Inner { fut } => {
+                    let mut res = ready!(fut.poll(cx))?;
+                    if let (Some((rule, d)), Some(config)) =
+                        (this.decision.as_ref(), this.config.as_ref())
+                    {
+                        if config.headers {
+                            add_headers(res.headers_mut(), &config.rules[*rule].1, d);
+                        }
+                    }
+                    this.state.set(State::Done);
+                    return Poll::Ready(Ok(res.map(ResponseBody::inner)));
+                }
+                StateProj::Rejected => {
+                    this.state.set(State::Done);
+                    if let Some(res) = this.rejected.take() {
+                        return Poll::Ready(Ok(res.map(ResponseBody::retype)));
+                    }
+                }
+                StateProj::Done => panic!("ResponseFuture polled after completion"),
+            }
+        }
+    }
+}
+
+pin_project! {
+    /// The response body of [`RateLimit`]: the inner body, or the 429 text.
+    pub struct ResponseBody<B> {
+        #[pin]
+        inner: Option<B>,
+        text: Option<Bytes>,
+    }
+}
+
+impl<B> std::fmt::Debug for ResponseBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseBody").finish_non_exhaustive()
+    }
+}
+
+impl<B> ResponseBody<B> {
+    fn inner(b: B) -> Self {
+        Self {
+            inner: Some(b),
+            text: None,
+        }
+    }
+    fn text(t: &'static str) -> Self {
+        Self {
+            inner: None,
+            text: Some(Bytes::from_static(t.as_bytes())),
+        }
+    }
+}
+
+impl ResponseBody<()> {
+    fn retype<B>(self) -> ResponseBody<B> {
+        ResponseBody {
+            inner: None,
+            text: self.text,
+        }
+    }
+}
+
+impl<B: Body<Data = Bytes>> Body for ResponseBody<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.project();
+        if let Some(t) = this.text.take() {
+            return Poll::Ready(Some(Ok(Frame::data(t))));
+        }
+        match this.inner.as_pin_mut() {
+            Some(b) => b.poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.text.is_none() && self.inner.as_ref().is_none_or(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match (&self.text, &self.inner) {
+            (Some(t), _) => SizeHint::with_exact(t.len() as u64),
+            (None, Some(b)) => b.size_hint(),
+            (None, None) => SizeHint::with_exact(0),
+        }
+    }
+}

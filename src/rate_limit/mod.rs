@@ -1,0 +1,79 @@
+//! Rate limiting: GCRA quotas per route and key, answered with 429,
+//! `Retry-After` and the IETF `RateLimit` fields.
+//!
+//! [`RateLimitLayer`] carries a table of [`RateRule`]s (path pattern,
+//! methods, [`Quota`], [`KeySource`]); the first rule that matches a request
+//! counts it. Requests no rule matches pass untouched.
+//!
+//! - **Quotas** read as they sound: [`Quota::per_minute(100)`](Quota::per_minute)
+//!   is 100 a minute, spread evenly, with a burst (default: the limit).
+//! - **Keys**: the peer IP ([`PeerAddr`] or axum's `ConnectInfo`); the
+//!   client IP behind trusted proxies ([`KeySource::client_ip`] with their
+//!   CIDRs: the rightmost `X-Forwarded-For`/`Forwarded` address that isn't a
+//!   trusted proxy; headers from an untrusted peer are ignored, so they
+//!   can't be spoofed); a header (an API key, at most 256 bytes); one global
+//!   key; or a closure. IPv6 clients are grouped by /64. When no key can be
+//!   found, [`MissingKey`] decides (default: all such requests share one
+//!   key).
+//! - **Responses**: over the quota, `429 Too Many Requests` with
+//!   `Retry-After` in whole seconds rounded up (never 0); on every counted
+//!   response, `RateLimit-Policy: "name";q=100;w=60` and
+//!   `RateLimit: "name";r=42;t=18` (draft-ietf-httpapi-ratelimit-headers-10,
+//!   Structured Fields; `t` equals `Retry-After` on a 429). A
+//!   [`shadow`](RateLimitLayer::shadow) mode counts without rejecting.
+//! - **Store**: [`MemoryStore`] (one atomic word per key in sharded tables,
+//!   at most 100,000 keys by default, idle keys evicted automatically), or
+//!   any [`RateLimitStore`]. A store that fails lets requests through.
+//! - **Statistics**: allowed and limited per policy ([`RateLimitLayer::stats`]).
+//!
+//! Not yet here (issue #7 continues): several policies on one request, a
+//! check that doesn't consume, problem+json and custom rejections, the
+//! legacy `X-RateLimit-*` fields, the most limited keys, the benchmark
+//! against governor.
+//!
+//! # Example
+//!
+//! ```
+//! use std::net::SocketAddr;
+//! use bytes::Bytes;
+//! use http::{Request, Response, StatusCode};
+//! use http_body_util::Full;
+//! use std::convert::Infallible;
+//! use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+//! use tower_perf::rate_limit::{PeerAddr, Quota, RateLimitLayer, RateRule};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let layer = RateLimitLayer::new().rule(RateRule::new("api", Quota::per_minute(2)).path("/api/**"));
+//! let mut svc = ServiceBuilder::new().layer(layer).service(service_fn(|_req: Request<Full<Bytes>>| async {
+//!     Ok::<_, Infallible>(Response::new(Full::<Bytes>::from("ok")))
+//! }));
+//! let peer = PeerAddr(SocketAddr::from(([203, 0, 113, 7], 5000)));
+//! for expected in [StatusCode::OK, StatusCode::OK, StatusCode::TOO_MANY_REQUESTS] {
+//!     let mut req = Request::get("/api/items").body(Full::default())?;
+//!     req.extensions_mut().insert(peer);
+//!     let res = svc.ready().await?.call(req).await?;
+//!     assert_eq!(res.status(), expected);
+//!     assert!(res.headers().contains_key("ratelimit"));
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+mod key;
+mod layer;
+mod quota;
+mod store;
+
+pub use crate::clock::{Clock, SystemClock};
+
+#[doc(inline)]
+pub use self::{
+    key::{Cidr, CidrError, Key, KeyFn, KeySource, PeerAddr, RequestHead},
+    layer::{
+        MissingKey, PolicyStats, RateLimit, RateLimitLayer, RateLimitStats, RateRule, ResponseBody,
+        ResponseFuture,
+    },
+    quota::{Decision, Quota},
+    store::{DEFAULT_MAX_KEYS, MemoryStore, PolicyRef, RateLimitStore, StoreError},
+};

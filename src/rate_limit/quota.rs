@@ -1,0 +1,203 @@
+//! Quotas and the GCRA arithmetic.
+
+use std::time::Duration;
+
+/// How many requests a key may make: `n` per `period`, with a burst.
+///
+/// The names read as they sound: `Quota::per_minute(100)` is 100 requests a
+/// minute (tower_governor's `per_second(n)` means one request every `n`
+/// seconds, which users trip on). Requests are spread evenly (one every
+/// `period / n`); the burst is how many may come at once after a quiet
+/// spell, `n` unless set.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_perf::rate_limit::Quota;
+///
+/// let q = Quota::per_minute(100);
+/// assert_eq!(q.emission_interval(), Duration::from_millis(600));
+/// assert_eq!(q.burst(), 100);
+/// let q = Quota::per_second(10).with_burst(2);
+/// assert_eq!((q.limit(), q.burst()), (10, 2));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Quota {
+    limit: u32,
+    period: Duration,
+    burst: u32,
+}
+
+impl Quota {
+    /// `n` requests per `period` (at least one request, at least 1 ms).
+    pub fn per(period: Duration, n: u32) -> Self {
+        let n = n.max(1);
+        Self {
+            limit: n,
+            period: period.max(Duration::from_millis(1)),
+            burst: n,
+        }
+    }
+
+    /// `n` requests a second.
+    pub fn per_second(n: u32) -> Self {
+        Self::per(Duration::from_secs(1), n)
+    }
+
+    /// `n` requests a minute.
+    pub fn per_minute(n: u32) -> Self {
+        Self::per(Duration::from_secs(60), n)
+    }
+
+    /// `n` requests an hour.
+    pub fn per_hour(n: u32) -> Self {
+        Self::per(Duration::from_secs(3600), n)
+    }
+
+    /// `n` requests a day.
+    pub fn per_day(n: u32) -> Self {
+        Self::per(Duration::from_secs(86_400), n)
+    }
+
+    /// At most `burst` requests at once (at least 1).
+    pub fn with_burst(mut self, burst: u32) -> Self {
+        self.burst = burst.max(1);
+        self
+    }
+
+    /// Requests per period.
+    pub const fn limit(&self) -> u32 {
+        self.limit
+    }
+
+    /// The period.
+    pub const fn period(&self) -> Duration {
+        self.period
+    }
+
+    /// Requests allowed at once.
+    pub const fn burst(&self) -> u32 {
+        self.burst
+    }
+
+    /// The time one request "costs": `period / limit`.
+    pub fn emission_interval(&self) -> Duration {
+        self.period / self.limit
+    }
+
+    pub(crate) fn interval_ns(&self) -> u64 {
+        u64::try_from(self.emission_interval().as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+
+    pub(crate) fn tolerance_ns(&self) -> u64 {
+        self.interval_ns().saturating_mul(u64::from(self.burst))
+    }
+}
+
+/// The outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// Whether the request may go on.
+    pub allowed: bool,
+    /// Requests still allowed right now.
+    pub remaining: u32,
+    /// Until the quota is whole again (`t` of the RateLimit field).
+    pub reset: Duration,
+    /// When denied: until one request would be allowed.
+    pub retry_after: Duration,
+}
+
+/// One GCRA step: `tat` is the key's theoretical arrival time (0 for a new
+/// key), `now` the current time, both in nanoseconds on the store's clock.
+/// Returns the decision and the TAT to store (unchanged when denied).
+pub(crate) fn gcra(tat: u64, now: u64, quota: &Quota, cost: u32) -> (Decision, u64) {
+    let t = quota.interval_ns();
+    let tau = quota.tolerance_ns();
+    let base = tat.max(now);
+    let new_tat = base.saturating_add(t.saturating_mul(u64::from(cost.max(1))));
+    let limit_at = now.saturating_add(tau);
+    if new_tat <= limit_at {
+        let remaining = (limit_at - new_tat) / t;
+        let decision = Decision {
+            allowed: true,
+            remaining: u32::try_from(remaining)
+                .unwrap_or(u32::MAX)
+                .min(quota.burst),
+            reset: Duration::from_nanos(new_tat - now),
+            retry_after: Duration::ZERO,
+        };
+        (decision, new_tat)
+    } else {
+        let wait = new_tat - limit_at;
+        let decision = Decision {
+            allowed: false,
+            remaining: 0,
+            reset: Duration::from_nanos(base - now),
+            retry_after: Duration::from_nanos(wait),
+        };
+        (decision, tat)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn burst_then_steady_rate() {
+        let q = Quota::per_second(10).with_burst(3);
+        let (mut tat, now) = (0, 1_000 * S);
+        let mut allowed = 0;
+        for _ in 0..5 {
+            let (d, t) = gcra(tat, now, &q, 1);
+            tat = t;
+            allowed += usize::from(d.allowed);
+        }
+        assert_eq!(allowed, 3, "the burst");
+        // Denied: one more allowed after exactly one interval (100 ms).
+        let (d, _) = gcra(tat, now, &q, 1);
+        assert!(!d.allowed);
+        assert_eq!(d.retry_after, Duration::from_millis(100));
+        let (d, t) = gcra(tat, now + S / 10, &q, 1);
+        assert!(d.allowed);
+        tat = t;
+        // Steady: one every 100 ms passes, faster does not.
+        let mut now = now + S / 10;
+        for _ in 0..20 {
+            now += S / 10;
+            let (d, t) = gcra(tat, now, &q, 1);
+            assert!(d.allowed);
+            tat = t;
+        }
+        assert!(!gcra(tat, now + S / 20, &q, 1).0.allowed);
+    }
+
+    #[test]
+    fn remaining_and_reset() {
+        let q = Quota::per_minute(60); // one a second, burst 60
+        let now = 5 * S;
+        let (d, tat) = gcra(0, now, &q, 1);
+        assert_eq!((d.remaining, d.reset), (59, Duration::from_secs(1)));
+        let (d, _) = gcra(tat, now, &q, 1);
+        assert_eq!((d.remaining, d.reset), (58, Duration::from_secs(2)));
+        // A long idle key is as good as new.
+        let (d, _) = gcra(tat, now + 3600 * S, &q, 1);
+        assert_eq!(d.remaining, 59);
+    }
+
+    #[test]
+    fn costs_and_extremes() {
+        let q = Quota::per_second(10);
+        let (d, _) = gcra(0, S, &q, 10);
+        assert!(d.allowed && d.remaining == 0);
+        let (d, _) = gcra(0, S, &q, 11);
+        assert!(!d.allowed);
+        // Saturating arithmetic: no panic on absurd values.
+        let huge = Quota::per(Duration::MAX, u32::MAX);
+        let _ = gcra(u64::MAX, u64::MAX, &huge, u32::MAX);
+        let _ = gcra(0, 0, &Quota::per_second(0), 0);
+    }
+}

@@ -1,0 +1,285 @@
+//! Where quotas are counted: the store trait and the in-memory store.
+
+use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::future::Future;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use super::key::Key;
+use super::quota::{Decision, Quota, gcra};
+use crate::clock::{Clock, SystemClock};
+
+/// A policy as a store sees it.
+#[derive(Debug, Clone)]
+pub struct PolicyRef {
+    /// Index of the policy in its layer (stable for the layer's life).
+    pub index: u16,
+    /// The policy's name (`RateLimit-Policy`'s key).
+    pub name: Arc<str>,
+    /// Its quota.
+    pub quota: Quota,
+}
+
+/// A store failed (a Redis store, say); the layer applies its failure
+/// policy.
+#[derive(Debug)]
+pub struct StoreError(pub(crate) String);
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "rate-limit store: {}", self.0)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// Counts requests against quotas. The memory store answers at once; a
+/// shared store (Redis) answers asynchronously.
+pub trait RateLimitStore: Send + Sync + 'static {
+    /// What [`check`](Self::check) returns.
+    type Future: Future<Output = Result<Decision, StoreError>> + Send + 'static;
+
+    /// Counts `cost` requests of `key` under `policy` and says whether they
+    /// may go on.
+    fn check(&self, policy: &PolicyRef, key: &Key, cost: u32) -> Self::Future;
+}
+
+/// Shards of the key table: enough that two threads rarely meet.
+const SHARDS: usize = 16;
+
+/// Default cap on tracked keys.
+pub const DEFAULT_MAX_KEYS: usize = 100_000;
+
+type Table = HashMap<(u16, Key), AtomicU64>;
+
+/// GCRA in memory: one atomic word (the theoretical arrival time) per key,
+/// in sharded tables. Checking an existing key takes a shared read lock and
+/// one compare-and-swap; only a new key takes its shard's write lock.
+///
+/// At most `max_keys` keys are tracked. When a shard is full, keys whose
+/// quota is whole again are dropped (with GCRA such a key is exactly a key
+/// never seen, so nothing is lost); if none is, the least constrained key
+/// goes. No cleanup call to remember.
+pub struct MemoryStore {
+    shards: Box<[RwLock<Table>]>,
+    hasher: RandomState,
+    per_shard: usize,
+    clock: Arc<dyn Clock>,
+    start: Instant,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("keys", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    /// A store for at most [`DEFAULT_MAX_KEYS`] keys.
+    pub fn new() -> Self {
+        Self::with_clock(DEFAULT_MAX_KEYS, SystemClock)
+    }
+
+    /// A store for at most `max_keys` keys.
+    pub fn with_max_keys(max_keys: usize) -> Self {
+        Self::with_clock(max_keys, SystemClock)
+    }
+
+    /// A store on `clock` (tests move time with it).
+    pub fn with_clock<C: Clock>(max_keys: usize, clock: C) -> Self {
+        let start = clock.now();
+        Self {
+            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            hasher: RandomState::new(),
+            per_shard: max_keys.div_ceil(SHARDS).max(1),
+            clock: Arc::new(clock),
+            start,
+        }
+    }
+
+    /// Keys tracked now.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.read().map_or(0, |t| t.len()))
+            .sum()
+    }
+
+    /// Whether no key is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Nanoseconds on the store's clock; never 0, which means "new key".
+    fn now(&self) -> u64 {
+        let ns = self
+            .clock
+            .now()
+            .saturating_duration_since(self.start)
+            .as_nanos();
+        u64::try_from(ns).unwrap_or(u64::MAX - 1).saturating_add(1)
+    }
+
+    /// Checks synchronously (what [`RateLimitStore::check`] does).
+    pub fn check_now(&self, policy: &PolicyRef, key: &Key, cost: u32) -> Decision {
+        let k = (policy.index, key.clone());
+        let shard = &self.shards[(self.hasher.hash_one(&k) as usize) % SHARDS];
+        let now = self.now();
+        if let Ok(table) = shard.read() {
+            if let Some(cell) = table.get(&k) {
+                return step(cell, now, &policy.quota, cost);
+            }
+        }
+        let Ok(mut table) = shard.write() else {
+            // A poisoned shard: judge as a new key rather than fail.
+            return gcra(0, now, &policy.quota, cost).0;
+        };
+        if !table.contains_key(&k) && table.len() >= self.per_shard {
+            evict(&mut table, now, self.per_shard);
+        }
+        let cell = table.entry(k).or_insert_with(|| AtomicU64::new(0));
+        step(cell, now, &policy.quota, cost)
+    }
+}
+
+/// One GCRA step on an atomic TAT (compare-and-swap until it sticks).
+fn step(cell: &AtomicU64, now: u64, quota: &Quota, cost: u32) -> Decision {
+    let mut tat = cell.load(Ordering::Acquire);
+    loop {
+        let (decision, new_tat) = gcra(tat, now, quota, cost);
+        if !decision.allowed {
+            return decision;
+        }
+        match cell.compare_exchange_weak(tat, new_tat, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return decision,
+            Err(actual) => tat = actual,
+        }
+    }
+}
+
+fn evict(table: &mut Table, now: u64, cap: usize) {
+    // Whole quotas are free to forget.
+    table.retain(|_, tat| tat.load(Ordering::Relaxed) > now);
+    if table.len() < cap {
+        return;
+    }
+    // Still full: forget the key closest to whole.
+    if let Some(k) = table
+        .iter()
+        .min_by_key(|(_, t)| t.load(Ordering::Relaxed))
+        .map(|(k, _)| k.clone())
+    {
+        table.remove(&k);
+    }
+}
+
+impl RateLimitStore for MemoryStore {
+    type Future = std::future::Ready<Result<Decision, StoreError>>;
+
+    fn check(&self, policy: &PolicyRef, key: &Key, cost: u32) -> Self::Future {
+        std::future::ready(Ok(self.check_now(policy, key, cost)))
+    }
+}
+
+impl<S: RateLimitStore> RateLimitStore for Arc<S> {
+    type Future = S::Future;
+
+    fn check(&self, policy: &PolicyRef, key: &Key, cost: u32) -> Self::Future {
+        (**self).check(policy, key, cost)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    #[derive(Clone)]
+    struct Manual(Arc<Mutex<Instant>>);
+    impl Clock for Manual {
+        fn now(&self) -> Instant {
+            *self.0.lock().unwrap()
+        }
+    }
+
+    fn policy(q: Quota) -> PolicyRef {
+        PolicyRef {
+            index: 0,
+            name: "p".into(),
+            quota: q,
+        }
+    }
+
+    #[test]
+    fn keys_and_policies_are_separate() {
+        let store = MemoryStore::new();
+        let p = policy(Quota::per_minute(2));
+        let p2 = PolicyRef {
+            index: 1,
+            ..policy(Quota::per_minute(2))
+        };
+        let a = Key::Text("a".into());
+        assert!(store.check_now(&p, &a, 1).allowed);
+        assert!(store.check_now(&p, &a, 1).allowed);
+        assert!(!store.check_now(&p, &a, 1).allowed);
+        assert!(store.check_now(&p, &Key::Text("b".into()), 1).allowed);
+        assert!(
+            store.check_now(&p2, &a, 1).allowed,
+            "another policy has its own count"
+        );
+    }
+
+    #[test]
+    fn the_key_cap_evicts_idle_keys_first() {
+        let clock = Manual(Arc::new(Mutex::new(Instant::now())));
+        let store = MemoryStore::with_clock(64, clock.clone());
+        let p = policy(Quota::per_second(1));
+        for i in 0..10_000u32 {
+            store.check_now(&p, &Key::Text(i.to_string().into()), 1);
+            if i % 100 == 0 {
+                *clock.0.lock().unwrap() += Duration::from_millis(300);
+            }
+        }
+        assert!(store.len() <= 64 + SHARDS, "bounded: {}", store.len());
+        // A key that is still limited survives while idle ones go.
+        let hot = Key::Text("hot".into());
+        assert!(store.check_now(&p, &hot, 1).allowed);
+        assert!(!store.check_now(&p, &hot, 1).allowed);
+    }
+
+    #[test]
+    fn threads_share_one_count() {
+        // A frozen clock: no token comes back while the threads run.
+        let store = Arc::new(MemoryStore::with_clock(
+            1000,
+            Manual(Arc::new(Mutex::new(Instant::now()))),
+        ));
+        let p = policy(Quota::per_minute(1000));
+        let allowed: usize = (0..4)
+            .map(|_| {
+                let (store, p) = (store.clone(), p.clone());
+                std::thread::spawn(move || {
+                    (0..500)
+                        .filter(|_| store.check_now(&p, &Key::Global, 1).allowed)
+                        .count()
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .sum();
+        assert_eq!(allowed, 1000, "exactly the burst, no lost updates");
+    }
+}

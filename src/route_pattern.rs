@@ -1,0 +1,128 @@
+//! Request-path patterns shared by the layers' rule tables: exact paths,
+//! prefixes, and globs where `*` matches within a segment and `**` across
+//! segments.
+
+/// A request-path pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Pattern {
+    Exact(String),
+    Prefix(String),
+    Glob(Vec<String>),
+}
+
+/// Splits a path into segments, ignoring the leading slash.
+fn segments(path: &str) -> impl Iterator<Item = &str> {
+    path.strip_prefix('/').unwrap_or(path).split('/')
+}
+
+impl Pattern {
+    /// An exact path, or a glob when it contains `*`.
+    pub(crate) fn parse(pattern: &str) -> Self {
+        if pattern.contains('*') {
+            let mut globs: Vec<String> = Vec::new();
+            for seg in segments(pattern) {
+                // `**/**` means no more than `**`; collapsing keeps matching
+                // polynomial whatever the pattern.
+                if seg == "**" && globs.last().is_some_and(|g| g == "**") {
+                    continue;
+                }
+                globs.push(seg.to_owned());
+            }
+            Self::Glob(globs)
+        } else {
+            Self::Exact(pattern.to_owned())
+        }
+    }
+
+    /// Whether `path` matches.
+    pub(crate) fn matches(&self, path: &str) -> bool {
+        match self {
+            Self::Exact(p) => p == path,
+            Self::Prefix(p) => path.starts_with(p.as_str()),
+            Self::Glob(globs) => {
+                let segs: Vec<&str> = segments(path).collect();
+                glob_segments(globs, &segs)
+            }
+        }
+    }
+}
+
+/// `**` matches any number of segments (none included); other segments
+/// match one path segment, where `*` stands for any run of characters.
+fn glob_segments(globs: &[String], segs: &[&str]) -> bool {
+    match globs.split_first() {
+        None => segs.is_empty(),
+        Some((g, rest)) if g == "**" => {
+            (0..=segs.len()).any(|skip| glob_segments(rest, &segs[skip..]))
+        }
+        Some((g, rest)) => match segs.split_first() {
+            Some((s, srest)) => wildcard(g.as_bytes(), s.as_bytes()) && glob_segments(rest, srest),
+            None => false,
+        },
+    }
+}
+
+/// `*` wildcard matching within one segment, linear-time greedy algorithm.
+fn wildcard(p: &[u8], s: &[u8]) -> bool {
+    let (mut pi, mut si) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, si));
+            pi += 1;
+        } else if pi < p.len() && p[pi] == s[si] {
+            pi += 1;
+            si += 1;
+        } else if let Some((sp, ss)) = star {
+            pi = sp + 1;
+            si = ss + 1;
+            star = Some((sp, ss + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&b| b == b'*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns() {
+        let cases: [(&str, &str, bool); 17] = [
+            ("/health", "/health", true),
+            ("/health", "/health/", false),
+            ("/health", "/healthz", false),
+            ("/static/**", "/static/app.js", true),
+            ("/static/**", "/static/a/b/c.css", true),
+            ("/static/**", "/static", true),
+            ("/static/**", "/staticx/app.js", false),
+            ("/api/*/items", "/api/v1/items", true),
+            ("/api/*/items", "/api/v1/v2/items", false),
+            ("/assets/*.js", "/assets/app.js", true),
+            ("/assets/*.js", "/assets/app.css", false),
+            ("/assets/*.js", "/assets/a/app.js", false),
+            ("/**/*.png", "/img/deep/x.png", true),
+            ("/**/*.png", "/x.png", true),
+            ("/a*b*c", "/aXXbYYc", true),
+            ("/a*b*c", "/aXXbYY", false),
+            ("/**", "/anything/at/all", true),
+        ];
+        for (p, path, expected) in cases {
+            assert_eq!(Pattern::parse(p).matches(path), expected, "{p} ~ {path}");
+        }
+        assert!(Pattern::Prefix("/api".into()).matches("/api/v1"));
+        assert!(Pattern::Prefix("/api".into()).matches("/apix"));
+        assert!(!Pattern::Prefix("/api".into()).matches("/ap"));
+    }
+
+    #[test]
+    fn pathological_paths_stay_fast() {
+        let p = Pattern::parse("/**/**/**/**/*a*a*a*a*b");
+        let path = format!("/{}", ["aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"; 12].join("/"));
+        let t = std::time::Instant::now();
+        assert!(!p.matches(&path));
+        assert!(t.elapsed() < std::time::Duration::from_secs(1));
+    }
+}
