@@ -1,0 +1,355 @@
+//! RateLimitLayer over real HTTP and with a controlled clock.
+
+mod support;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::routing::get;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use support::{TestResponse, TestServer};
+use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+use tower_perf::clock::Clock;
+use tower_perf::rate_limit::{
+    KeySource, MemoryStore, MissingKey, PeerAddr, Quota, RateLimitLayer, RateRule,
+};
+
+#[derive(Clone)]
+struct Manual(Arc<Mutex<Instant>>);
+
+impl Manual {
+    fn new() -> Self {
+        Self(Arc::new(Mutex::new(Instant::now())))
+    }
+    fn advance(&self, d: Duration) {
+        *self.0.lock().unwrap() += d;
+    }
+}
+
+impl Clock for Manual {
+    fn now(&self) -> Instant {
+        *self.0.lock().unwrap()
+    }
+}
+
+fn app(layer: RateLimitLayer) -> Router {
+    Router::new()
+        .route(
+            "/api/items",
+            get(|| async { "items" }).post(|| async { "created" }),
+        )
+        .route("/health", get(|| async { "ok" }))
+        .layer(layer)
+}
+
+fn rules() -> RateLimitLayer {
+    RateLimitLayer::new()
+        .rule(
+            RateRule::new("writes", Quota::per_minute(2))
+                .path("/api/**")
+                .methods([Method::POST]),
+        )
+        .rule(RateRule::new("api", Quota::per_minute(5)).path("/api/**"))
+}
+
+async fn post(s: &TestServer, path: &str) -> TestResponse {
+    s.send(s.request(Method::POST, path).body(Full::default()).unwrap())
+        .await
+}
+
+#[tokio::test]
+async fn per_route_rules_over_http() {
+    let layer = rules();
+    let stats = layer.stats();
+    let s = TestServer::serve(app(layer)).await;
+    // Writes: 2 a minute.
+    assert_eq!(post(&s, "/api/items").await.status, StatusCode::OK);
+    assert_eq!(post(&s, "/api/items").await.status, StatusCode::OK);
+    let denied = post(&s, "/api/items").await;
+    assert_eq!(denied.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(denied.text(), "rate limit exceeded\n");
+    // Reads have their own quota of 5.
+    for _ in 0..5 {
+        assert_eq!(s.get("/api/items").await.status, StatusCode::OK);
+    }
+    assert_eq!(
+        s.get("/api/items").await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // No rule, no limit, no fields.
+    for _ in 0..20 {
+        let r = s.get("/health").await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.header("ratelimit"), None);
+    }
+    let snap = stats.snapshot();
+    assert_eq!(
+        (snap[0].name.as_str(), snap[0].allowed, snap[0].limited),
+        ("writes", 2, 1)
+    );
+    assert_eq!(
+        (snap[1].name.as_str(), snap[1].allowed, snap[1].limited),
+        ("api", 5, 1)
+    );
+}
+
+#[tokio::test]
+async fn ietf_fields_and_retry_after() {
+    let s = TestServer::serve(app(rules())).await;
+    let r = s.get("/api/items").await;
+    assert_eq!(r.header("ratelimit-policy"), Some("\"api\";q=5;w=60"));
+    // One used of five; the quota is whole again in 12 s (one interval).
+    assert_eq!(r.header("ratelimit"), Some("\"api\";r=4;t=12"));
+    for _ in 0..4 {
+        s.get("/api/items").await;
+    }
+    let denied = s.get("/api/items").await;
+    assert_eq!(denied.status, StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = denied.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=12).contains(&retry), "{retry}");
+    // Retry-After and t agree on a 429.
+    assert_eq!(
+        denied.header("ratelimit"),
+        Some(format!("\"api\";r=0;t={retry}").as_str())
+    );
+    // Structured Fields: a quoted string, then ;key=integer parameters.
+    for v in [
+        denied.header("ratelimit").unwrap(),
+        denied.header("ratelimit-policy").unwrap(),
+    ] {
+        let (name, params) = v.split_once(';').unwrap();
+        assert!(name.starts_with('"') && name.ends_with('"'), "{v}");
+        for p in params.split(';') {
+            let (k, n) = p.split_once('=').unwrap();
+            assert!(k.chars().all(|c| c.is_ascii_lowercase()), "{v}");
+            assert!(n.parse::<u64>().is_ok(), "{v}");
+        }
+    }
+}
+
+fn svc_with_clock(
+    quota: Quota,
+    clock: Manual,
+) -> impl Service<
+    Request<Full<Bytes>>,
+    Response = Response<tower_perf::rate_limit::ResponseBody<Full<Bytes>>>,
+    Error = Infallible,
+> + Clone {
+    let layer = RateLimitLayer::with_store(MemoryStore::with_clock(1000, clock))
+        .rule(RateRule::new("q", quota));
+    ServiceBuilder::new()
+        .layer(layer)
+        .service(service_fn(|_req: Request<Full<Bytes>>| async {
+            Ok::<_, Infallible>(Response::new(Full::<Bytes>::from("ok")))
+        }))
+}
+
+fn req_from(ip: [u8; 4]) -> Request<Full<Bytes>> {
+    let mut req = Request::get("/").body(Full::default()).unwrap();
+    req.extensions_mut()
+        .insert(PeerAddr(SocketAddr::from((ip, 1234))));
+    req
+}
+
+#[tokio::test]
+async fn retry_after_rounds_up_and_is_never_zero() {
+    let clock = Manual::new();
+    let svc = svc_with_clock(Quota::per_second(10).with_burst(1), clock.clone());
+    assert_eq!(
+        svc.clone()
+            .oneshot(req_from([1, 1, 1, 1]))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    // 100 ms until the next request: Retry-After says 1, never 0.
+    let denied = svc.clone().oneshot(req_from([1, 1, 1, 1])).await.unwrap();
+    assert_eq!(denied.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(denied.headers()["retry-after"], "1");
+    assert_eq!(denied.headers()["ratelimit"], "\"q\";r=0;t=1");
+    clock.advance(Duration::from_millis(100));
+    assert_eq!(
+        svc.clone()
+            .oneshot(req_from([1, 1, 1, 1]))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    // 1 per minute: after one, Retry-After is 60.
+    let svc = svc_with_clock(Quota::per_minute(1), clock.clone());
+    svc.clone().oneshot(req_from([2, 2, 2, 2])).await.unwrap();
+    clock.advance(Duration::from_millis(500));
+    let denied = svc.clone().oneshot(req_from([2, 2, 2, 2])).await.unwrap();
+    assert_eq!(denied.headers()["retry-after"], "60", "59.5 s rounded up");
+}
+
+#[tokio::test]
+async fn burst_then_steady_rate_per_client() {
+    let clock = Manual::new();
+    let svc = svc_with_clock(Quota::per_second(2).with_burst(4), clock.clone());
+    let mut ok = 0;
+    for _ in 0..10 {
+        ok += usize::from(
+            svc.clone()
+                .oneshot(req_from([9, 9, 9, 9]))
+                .await
+                .unwrap()
+                .status()
+                == StatusCode::OK,
+        );
+    }
+    assert_eq!(ok, 4, "the burst");
+    // Another client is not affected.
+    assert_eq!(
+        svc.clone()
+            .oneshot(req_from([8, 8, 8, 8]))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    // Then two a second.
+    let mut ok = 0;
+    for _ in 0..20 {
+        clock.advance(Duration::from_millis(250));
+        ok += usize::from(
+            svc.clone()
+                .oneshot(req_from([9, 9, 9, 9]))
+                .await
+                .unwrap()
+                .status()
+                == StatusCode::OK,
+        );
+    }
+    assert_eq!(ok, 10, "5 s at 2 per second");
+}
+
+#[tokio::test]
+async fn trusted_proxies_over_http() {
+    // The test server's peer is 127.0.0.1: trusted here.
+    let layer = RateLimitLayer::new().rule(
+        RateRule::new("api", Quota::per_minute(1))
+            .key(KeySource::client_ip(["127.0.0.0/8"]).unwrap()),
+    );
+    let s = TestServer::serve(app(layer)).await;
+    let from = |ip: &'static str| [("x-forwarded-for", ip)];
+    assert_eq!(
+        s.get_with("/api/items", &from("198.51.100.1")).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        s.get_with("/api/items", &from("198.51.100.2")).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        s.get_with("/api/items", &from("198.51.100.1")).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // A client can't escape by prepending addresses: the rightmost untrusted counts.
+    assert_eq!(
+        s.get_with(
+            "/api/items",
+            &[("x-forwarded-for", "6.6.6.6, 198.51.100.2")]
+        )
+        .await
+        .status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Without trusted proxies the header is ignored: everyone is 127.0.0.1.
+    let layer = RateLimitLayer::new()
+        .rule(RateRule::new("api", Quota::per_minute(1)).key(KeySource::PeerIp));
+    let s = TestServer::serve(app(layer)).await;
+    assert_eq!(
+        s.get_with("/api/items", &from("198.51.100.1")).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        s.get_with("/api/items", &from("198.51.100.2")).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[tokio::test]
+async fn api_key_header_and_missing_keys() {
+    let rule = || {
+        RateRule::new("key", Quota::per_minute(1)).key(KeySource::Header(
+            http::HeaderName::from_static("x-api-key"),
+        ))
+    };
+    for (mode, second_anonymous) in [
+        (MissingKey::Shared, StatusCode::TOO_MANY_REQUESTS),
+        (MissingKey::Allow, StatusCode::OK),
+    ] {
+        let s =
+            TestServer::serve(app(RateLimitLayer::new().rule(rule()).on_missing_key(mode))).await;
+        assert_eq!(
+            s.get_with("/api/items", &[("x-api-key", "a")]).await.status,
+            StatusCode::OK
+        );
+        assert_eq!(
+            s.get_with("/api/items", &[("x-api-key", "b")]).await.status,
+            StatusCode::OK
+        );
+        assert_eq!(
+            s.get_with("/api/items", &[("x-api-key", "a")]).await.status,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        assert_eq!(s.get("/api/items").await.status, StatusCode::OK, "{mode:?}");
+        assert_eq!(
+            s.get("/api/items").await.status,
+            second_anonymous,
+            "{mode:?}"
+        );
+    }
+    let s = TestServer::serve(app(RateLimitLayer::new()
+        .rule(rule())
+        .on_missing_key(MissingKey::Deny)))
+    .await;
+    let r = s.get("/api/items").await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.header("retry-after"), Some("1"));
+}
+
+#[tokio::test]
+async fn shadow_mode_counts_but_never_rejects() {
+    let layer = RateLimitLayer::new()
+        .rule(RateRule::new("api", Quota::per_minute(1)))
+        .shadow(true);
+    let stats = layer.stats();
+    let s = TestServer::serve(app(layer)).await;
+    for _ in 0..5 {
+        assert_eq!(s.get("/api/items").await.status, StatusCode::OK);
+    }
+    let snap = stats.snapshot();
+    assert_eq!((snap[0].allowed, snap[0].limited), (1, 4));
+}
+
+#[tokio::test]
+async fn headers_can_be_turned_off() {
+    let layer = RateLimitLayer::new()
+        .rule(RateRule::new("api", Quota::per_minute(1)))
+        .headers(false);
+    let s = TestServer::serve(app(layer)).await;
+    assert_eq!(s.get("/api/items").await.header("ratelimit"), None);
+    let denied = s.get("/api/items").await;
+    assert_eq!(denied.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(denied.header("ratelimit"), None);
+    assert!(denied.header("retry-after").is_some(), "Retry-After always");
+}
+
+#[test]
+fn services_futures_and_bodies_are_send() {
+    fn assert_send<T: Send>() {}
+    fn assert_sync<T: Sync>() {}
+    assert_send::<tower_perf::rate_limit::ResponseBody<Full<Bytes>>>();
+    assert_send::<RateLimitLayer>();
+    assert_sync::<RateLimitLayer>();
+    assert_sync::<MemoryStore>();
+}
