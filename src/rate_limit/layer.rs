@@ -61,6 +61,12 @@ impl RateRule {
         self
     }
 
+    /// Only for paths starting with `prefix` (byte-wise).
+    pub fn prefix(mut self, prefix: &str) -> Self {
+        self.pattern = Some(Pattern::Prefix(prefix.to_owned()));
+        self
+    }
+
     /// Only for these methods.
     pub fn methods<I: IntoIterator<Item = Method>>(mut self, methods: I) -> Self {
         self.methods = Some(methods.into_iter().collect());
