@@ -24,7 +24,8 @@
 //! The tower-perf layers wrap every route, in the order the README
 //! explains (Timing → RateLimit → Cache → Compression → CacheControl →
 //! handlers). Wired so far: timing (outermost; per-route latency, slow
-//! requests from 100 ms), compression (gzip and deflate, negotiated) and
+//! requests from 100 ms), rate limiting (`/api/**`, 100 a minute per client,
+//! writes 10; `--rate-limit-per-min N`, `--no-rate-limit`), compression (gzip and deflate, negotiated) and
 //! cache-control (policies by route, ETags, 304/412):
 //!
 //! | routes | Cache-Control |
@@ -46,6 +47,7 @@ use axum::Json;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
+use axum::http::Method;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -54,6 +56,7 @@ use serde::{Deserialize, Serialize};
 use tower::ServiceBuilder;
 use tower_perf::cache_control::{CacheControlLayer, Policy};
 use tower_perf::compression::CompressionLayer;
+use tower_perf::rate_limit::{Quota, RateLimitLayer, RateRule};
 use tower_perf::timing::{SpanGuard, TimingLayer, TimingStats, Timings};
 
 /// Items the demo keeps at most, so POSTs can't grow memory without bound.
@@ -68,6 +71,9 @@ pub(crate) struct DemoConfig {
     pub(crate) stream_interval: Duration,
     /// Lines `/api/v1/stream` sends.
     pub(crate) stream_lines: u32,
+    /// Requests a minute per client on `/api/**` (writes get a tenth);
+    /// `None` turns rate limiting off.
+    pub(crate) rate_limit_per_min: Option<u32>,
 }
 
 impl Default for DemoConfig {
@@ -76,8 +82,28 @@ impl Default for DemoConfig {
             slow: (Duration::from_millis(50), Duration::from_millis(150)),
             stream_interval: Duration::from_millis(50),
             stream_lines: 20,
+            rate_limit_per_min: Some(100),
         }
     }
+}
+
+/// What the command line says.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ServerArgs {
+    pub(crate) addr: SocketAddr,
+    pub(crate) rate_limit_per_min: Option<u32>,
+}
+
+/// The demo's rate limits: per client, on `/api/**`; writes tighter.
+pub(crate) fn rate_limit(per_min: u32) -> RateLimitLayer {
+    let per_min = per_min.max(1);
+    RateLimitLayer::new()
+        .rule(
+            RateRule::new("api-writes", Quota::per_minute((per_min / 10).max(1)))
+                .path("/api/**")
+                .methods([Method::POST, Method::PUT, Method::PATCH, Method::DELETE]),
+        )
+        .rule(RateRule::new("api", Quota::per_minute(per_min)).path("/api/**"))
 }
 
 /// One item of the demo catalogue.
@@ -147,6 +173,10 @@ pub(crate) fn app_with(config: DemoConfig) -> Router {
 
 /// The demo app and its timing statistics.
 pub(crate) fn app_with_stats(config: DemoConfig) -> (Router, TimingStats) {
+    // No rules (nothing limited) when rate limiting is off.
+    let limits = config
+        .rate_limit_per_min
+        .map_or_else(RateLimitLayer::new, rate_limit);
     let timing = TimingLayer::new()
         .slow_threshold(Some(Duration::from_millis(100)))
         .sub_timings(true);
@@ -179,6 +209,7 @@ pub(crate) fn app_with_stats(config: DemoConfig) -> (Router, TimingStats) {
         .layer(
             ServiceBuilder::new()
                 .layer(timing)
+                .layer(limits)
                 .layer(CompressionLayer::new())
                 .layer(cache_control()),
         );
@@ -382,28 +413,52 @@ async fn stream(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-const USAGE: &str = "usage: server [--addr HOST:PORT]\n\n  --addr HOST:PORT  listen address (default 127.0.0.1:3000)\n";
+const USAGE: &str = "usage: server [--addr HOST:PORT] [--rate-limit-per-min N | --no-rate-limit]\n\n  \
+--addr HOST:PORT         listen address (default 127.0.0.1:3000)\n  \
+--rate-limit-per-min N   requests a minute per client on /api/** (default 100; writes get N/10)\n  \
+--no-rate-limit          no rate limiting (for throughput benchmarks)\n";
 
-pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<SocketAddr, String> {
-    let mut addr: SocketAddr = ([127, 0, 0, 1], 3000).into();
+pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<ServerArgs, String> {
+    let mut parsed = ServerArgs {
+        addr: ([127, 0, 0, 1], 3000).into(),
+        rate_limit_per_min: Some(100),
+    };
     let mut args = args.peekable();
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
             Some((f, v)) => (f.to_owned(), Some(v.to_owned())),
             None => (arg.clone(), None),
         };
+        let mut value = |name: &str| {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or(format!("{name} needs a value"))
+        };
         match flag.as_str() {
             "--addr" => {
-                let v = inline
-                    .or_else(|| args.next())
-                    .ok_or("--addr needs a value")?;
-                addr = v.parse().map_err(|e| format!("--addr {v}: {e}"))?;
+                let v = value("--addr")?;
+                parsed.addr = v.parse().map_err(|e| format!("--addr {v}: {e}"))?;
             }
+            "--rate-limit-per-min" => {
+                let v = value("--rate-limit-per-min")?;
+                let n: u32 = v
+                    .parse()
+                    .map_err(|e| format!("--rate-limit-per-min {v}: {e}"))?;
+                if n == 0 {
+                    return Err(
+                        "--rate-limit-per-min must be at least 1 (or use --no-rate-limit)"
+                            .to_owned(),
+                    );
+                }
+                parsed.rate_limit_per_min = Some(n);
+            }
+            "--no-rate-limit" => parsed.rate_limit_per_min = None,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other}")),
         }
     }
-    Ok(addr)
+    Ok(parsed)
 }
 
 async fn shutdown_signal() {
@@ -430,8 +485,8 @@ async fn shutdown_signal() {
 
 #[tokio::main]
 async fn main() {
-    let addr = match parse_args(std::env::args().skip(1)) {
-        Ok(addr) => addr,
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(args) => args,
         Err(msg) if msg.is_empty() => {
             print!("{USAGE}");
             return;
@@ -440,6 +495,11 @@ async fn main() {
             eprint!("error: {msg}\n\n{USAGE}");
             std::process::exit(2);
         }
+    };
+    let addr = args.addr;
+    let config = DemoConfig {
+        rate_limit_per_min: args.rate_limit_per_min,
+        ..DemoConfig::default()
     };
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,
@@ -451,7 +511,7 @@ async fn main() {
     eprintln!("tower-perf demo listening on http://{addr}");
     if let Err(e) = axum::serve(
         listener,
-        app().into_make_service_with_connect_info::<SocketAddr>(),
+        app_with(config).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown_signal())
     .await

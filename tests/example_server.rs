@@ -20,6 +20,7 @@ fn fast() -> DemoConfig {
         slow: (Duration::from_millis(2), Duration::from_millis(4)),
         stream_interval: Duration::from_millis(2),
         stream_lines: 20,
+        rate_limit_per_min: Some(100),
     }
 }
 
@@ -193,21 +194,34 @@ async fn stream_sends_twenty_lines_as_separate_chunks() {
 #[test]
 fn args() {
     let parse = |a: &[&str]| server_args(a);
-    assert_eq!(parse(&[]).unwrap().to_string(), "127.0.0.1:3000");
+    assert_eq!(parse(&[]).unwrap().addr.to_string(), "127.0.0.1:3000");
+    assert_eq!(parse(&[]).unwrap().rate_limit_per_min, Some(100));
     assert_eq!(
-        parse(&["--addr", "0.0.0.0:8080"]).unwrap().to_string(),
+        parse(&["--addr", "0.0.0.0:8080"]).unwrap().addr.to_string(),
         "0.0.0.0:8080"
     );
     assert_eq!(
-        parse(&["--addr=127.0.0.1:1"]).unwrap().to_string(),
+        parse(&["--addr=127.0.0.1:1"]).unwrap().addr.to_string(),
         "127.0.0.1:1"
     );
+    assert_eq!(
+        parse(&["--rate-limit-per-min", "500"])
+            .unwrap()
+            .rate_limit_per_min,
+        Some(500)
+    );
+    assert_eq!(
+        parse(&["--no-rate-limit"]).unwrap().rate_limit_per_min,
+        None
+    );
+    assert!(parse(&["--rate-limit-per-min", "0"]).is_err());
+    assert!(parse(&["--rate-limit-per-min", "x"]).is_err());
     assert!(parse(&["--addr"]).is_err());
     assert!(parse(&["--addr", "nope"]).is_err());
     assert!(parse(&["--bogus"]).is_err());
 }
 
-fn server_args(a: &[&str]) -> Result<std::net::SocketAddr, String> {
+fn server_args(a: &[&str]) -> Result<server::ServerArgs, String> {
     server::parse_args(a.iter().map(|s| (*s).to_owned()))
 }
 
@@ -381,4 +395,50 @@ async fn report_is_flagged_as_n_plus_one_and_metrics_are_served() {
         Some("text/plain; version=0.0.4")
     );
     assert!(metrics.text().contains("http_route=\"/api/v1/report\""));
+}
+
+#[tokio::test]
+async fn api_is_rate_limited_per_client_and_can_be_turned_off() {
+    let server = TestServer::serve(server::app_with(DemoConfig {
+        rate_limit_per_min: Some(20),
+        ..fast()
+    }))
+    .await;
+    let first = server.get("/api/v1/items/1").await;
+    assert_eq!(first.header("ratelimit-policy"), Some("\"api\";q=20;w=60"));
+    let mut statuses = Vec::new();
+    for _ in 0..25 {
+        statuses.push(server.get("/api/v1/items/1").await.status);
+    }
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+            .count(),
+        6
+    );
+    // Writes are tighter: 2 a minute here.
+    let post = || {
+        server
+            .request(Method::POST, "/api/v1/items")
+            .header("content-type", "application/json")
+            .body(Full::from(r#"{"name":"n"}"#))
+            .unwrap()
+    };
+    assert_eq!(server.send(post()).await.status, StatusCode::CREATED);
+    assert_eq!(server.send(post()).await.status, StatusCode::CREATED);
+    assert_eq!(
+        server.send(post()).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // /health is not limited.
+    assert_eq!(server.get("/health").await.header("ratelimit"), None);
+    let open = TestServer::serve(server::app_with(DemoConfig {
+        rate_limit_per_min: None,
+        ..fast()
+    }))
+    .await;
+    for _ in 0..50 {
+        assert_eq!(open.get("/api/v1/items/1").await.status, StatusCode::OK);
+    }
 }
