@@ -161,10 +161,6 @@ pub(crate) fn seed_items() -> Vec<Item> {
         .collect()
 }
 
-/// The demo app with the default timings.
-pub(crate) fn app() -> Router {
-    app_with(DemoConfig::default())
-}
 
 /// The demo app with the given timings.
 pub(crate) fn app_with(config: DemoConfig) -> Router {
