@@ -161,7 +161,6 @@ pub(crate) fn seed_items() -> Vec<Item> {
         .collect()
 }
 
-
 /// The demo app with the given timings.
 pub(crate) fn app_with(config: DemoConfig) -> Router {
     app_with_stats(config).0
