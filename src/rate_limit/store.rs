@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::future::Future;
 use std::hash::BuildHasher;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
@@ -53,7 +54,11 @@ const SHARDS: usize = 16;
 /// Default cap on tracked keys.
 pub const DEFAULT_MAX_KEYS: usize = 100_000;
 
-type Table = HashMap<(u16, Key), AtomicU64>;
+type Table = HashMap<Key, AtomicU64>;
+
+/// One shard: a table per policy (by policy index), so a lookup borrows the
+/// key instead of building a (policy, key) pair.
+type Shard = Vec<Table>;
 
 /// GCRA in memory: one atomic word (the theoretical arrival time) per key,
 /// in sharded tables. Checking an existing key takes a shared read lock and
@@ -64,8 +69,9 @@ type Table = HashMap<(u16, Key), AtomicU64>;
 /// never seen, so nothing is lost); if none is, the least constrained key
 /// goes. No cleanup call to remember.
 pub struct MemoryStore {
-    shards: Box<[RwLock<Table>]>,
+    shards: Box<[RwLock<Shard>]>,
     hasher: RandomState,
+    seed: u64,
     per_shard: usize,
     clock: Arc<dyn Clock>,
     start: Instant,
@@ -99,9 +105,11 @@ impl MemoryStore {
     /// A store on `clock` (tests move time with it).
     pub fn with_clock<C: Clock>(max_keys: usize, clock: C) -> Self {
         let start = clock.now();
+        let hasher = RandomState::new();
         Self {
-            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
-            hasher: RandomState::new(),
+            shards: (0..SHARDS).map(|_| RwLock::new(Vec::new())).collect(),
+            seed: hasher.hash_one(0x5eed_u64) | 1,
+            hasher,
             per_shard: max_keys.div_ceil(SHARDS).max(1),
             clock: Arc::new(clock),
             start,
@@ -131,24 +139,52 @@ impl MemoryStore {
         u64::try_from(ns).unwrap_or(u64::MAX - 1).saturating_add(1)
     }
 
+    /// Which shard a key lives in: a seeded multiply over the address
+    /// bits for IP keys (no second SipHash per check; the table itself still
+    /// hashes with a random SipHash key, so clients can't aim at a bucket).
+    fn shard_of(&self, policy: u16, key: &Key) -> usize {
+        let bits = match key {
+            Key::Ip(IpAddr::V4(v4)) => u64::from(u32::from(*v4)),
+            Key::Ip(IpAddr::V6(v6)) => {
+                let b = u128::from(*v6);
+                (b as u64) ^ ((b >> 64) as u64)
+            }
+            Key::Text(t) => self.hasher.hash_one(t),
+            Key::Global => 0,
+        };
+        let h = (bits ^ u64::from(policy).rotate_left(32)).wrapping_mul(self.seed);
+        (h >> 59) as usize % SHARDS
+    }
+
     /// Checks synchronously (what [`RateLimitStore::check`] does).
     pub fn check_now(&self, policy: &PolicyRef, key: &Key, cost: u32) -> Decision {
-        let k = (policy.index, key.clone());
-        let shard = &self.shards[(self.hasher.hash_one(&k) as usize) % SHARDS];
+        let shard = &self.shards[self.shard_of(policy.index, key)];
+        let p = usize::from(policy.index);
         let now = self.now();
-        if let Ok(table) = shard.read() {
-            if let Some(cell) = table.get(&k) {
+        if let Ok(tables) = shard.read() {
+            if let Some(cell) = tables.get(p).and_then(|t| t.get(key)) {
                 return step(cell, now, &policy.quota, cost);
             }
         }
-        let Ok(mut table) = shard.write() else {
+        let Ok(mut tables) = shard.write() else {
             // A poisoned shard: judge as a new key rather than fail.
             return gcra(0, now, &policy.quota, cost).0;
         };
-        if !table.contains_key(&k) && table.len() >= self.per_shard {
-            evict(&mut table, now, self.per_shard);
+        if tables.len() <= p {
+            tables.resize_with(p + 1, HashMap::new);
         }
-        let cell = table.entry(k).or_insert_with(|| AtomicU64::new(0));
+        let total: usize = tables.iter().map(HashMap::len).sum();
+        let table = &mut tables[p];
+        if !table.contains_key(key) && total >= self.per_shard {
+            evict(
+                table,
+                now,
+                self.per_shard.saturating_sub(total - table.len()).max(1),
+            );
+        }
+        let cell = table
+            .entry(key.clone())
+            .or_insert_with(|| AtomicU64::new(0));
         step(cell, now, &policy.quota, cost)
     }
 }

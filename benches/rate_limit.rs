@@ -1,0 +1,159 @@
+//! The rate limiter's store beside governor's keyed limiter, same quota:
+//! cost per check with one key and with 100,000 keys, on one and two
+//! threads, and memory per tracked key.
+//!
+//! Run: `cargo bench --bench rate_limit`.
+#![allow(missing_docs)]
+
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use governor::{Quota as GQuota, RateLimiter};
+use tower_perf::rate_limit::{Key, MemoryStore, PolicyRef, Quota};
+
+const KEYS: u32 = 100_000;
+
+fn ip(i: u32) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::from(0x0A00_0000 + i))
+}
+
+/// A quota no benchmark loop exhausts, so every check takes the
+/// "allowed" path in both.
+fn quotas() -> (PolicyRef, GQuota) {
+    let n = 1_000_000_000;
+    let ours = PolicyRef {
+        index: 0,
+        name: "bench".into(),
+        quota: Quota::per_second(n),
+    };
+    let theirs = GQuota::per_second(NonZeroU32::new(n).unwrap());
+    (ours, theirs)
+}
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+fn bytes_per_key() {
+    const N: u32 = 1_000_000;
+    let (policy, gq) = quotas();
+    let before = rss_bytes();
+    let ours = MemoryStore::with_max_keys(N as usize);
+    for i in 0..N {
+        ours.check_now(&policy, &Key::Ip(ip(i)), 1);
+    }
+    let mid = rss_bytes();
+    let theirs = RateLimiter::keyed(gq);
+    for i in 0..N {
+        let _ = theirs.check_key(&ip(i));
+    }
+    let after = rss_bytes();
+    eprintln!(
+        "bytes per tracked key (RSS growth over {N} IPv4 keys): tower-perf {:.1}, governor {:.1}",
+        (mid - before) as f64 / f64::from(N),
+        (after - mid) as f64 / f64::from(N)
+    );
+    drop((ours, theirs));
+}
+
+fn parallel(threads: usize, iters: u64, f: impl Fn(u64) + Send + Sync + 'static) -> Duration {
+    let f = Arc::new(f);
+    let barrier = Arc::new(std::sync::Barrier::new(threads));
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let (f, barrier) = (f.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                let start = Instant::now();
+                for i in 0..iters {
+                    f(i + t as u64 * 7919);
+                }
+                start.elapsed()
+            })
+        })
+        .collect();
+    handles
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .max()
+        .unwrap_or_default()
+}
+
+fn bench(c: &mut Criterion) {
+    bytes_per_key();
+    let (policy, gq) = quotas();
+    let policy = Arc::new(policy);
+    let mut group = c.benchmark_group("rate-limit");
+    group
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    for keys in [1u32, KEYS] {
+        let ours = Arc::new(MemoryStore::with_max_keys(KEYS as usize * 2));
+        let theirs = Arc::new(RateLimiter::keyed(gq));
+        for i in 0..keys {
+            ours.check_now(&policy, &Key::Ip(ip(i)), 1);
+            let _ = theirs.check_key(&ip(i));
+        }
+        let name = if keys == 1 { "1-key" } else { "100k-keys" };
+        {
+            let (ours, policy) = (ours.clone(), policy.clone());
+            let mut i = 0u32;
+            group.bench_function(BenchmarkId::new("tower-perf", name), |b| {
+                b.iter(|| {
+                    i = (i + 1) % keys;
+                    black_box(ours.check_now(&policy, &Key::Ip(ip(i)), 1))
+                })
+            });
+        }
+        {
+            let theirs = theirs.clone();
+            let mut i = 0u32;
+            group.bench_function(BenchmarkId::new("governor", name), |b| {
+                b.iter(|| {
+                    i = (i + 1) % keys;
+                    black_box(theirs.check_key(&ip(i)).is_ok())
+                })
+            });
+        }
+        {
+            let (ours, policy) = (ours.clone(), policy.clone());
+            group.bench_function(BenchmarkId::new("tower-perf-2-threads", name), |b| {
+                b.iter_custom(|iters| {
+                    let (ours, policy) = (ours.clone(), policy.clone());
+                    parallel(2, iters, move |i| {
+                        black_box(ours.check_now(
+                            &policy,
+                            &Key::Ip(ip((i % u64::from(keys)) as u32)),
+                            1,
+                        ));
+                    })
+                })
+            });
+        }
+        {
+            let theirs = theirs.clone();
+            group.bench_function(BenchmarkId::new("governor-2-threads", name), |b| {
+                b.iter_custom(|iters| {
+                    let theirs = theirs.clone();
+                    parallel(2, iters, move |i| {
+                        black_box(theirs.check_key(&ip((i % u64::from(keys)) as u32)).is_ok());
+                    })
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
