@@ -353,3 +353,74 @@ fn services_futures_and_bodies_are_send() {
     assert_sync::<RateLimitLayer>();
     assert_sync::<MemoryStore>();
 }
+
+#[tokio::test]
+async fn problem_json_legacy_fields_and_custom_rejections() {
+    let layer = RateLimitLayer::new()
+        .rule(RateRule::new("api", Quota::per_minute(1)))
+        .problem_json(true)
+        .legacy_headers(true);
+    let s = TestServer::serve(app(layer)).await;
+    let ok = s.get("/api/items").await;
+    assert_eq!(
+        (
+            ok.header("x-ratelimit-limit"),
+            ok.header("x-ratelimit-remaining"),
+            ok.header("x-ratelimit-reset")
+        ),
+        (Some("1"), Some("0"), Some("60"))
+    );
+    let denied = s.get("/api/items").await;
+    assert_eq!(denied.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        denied.header("content-type"),
+        Some("application/problem+json")
+    );
+    let body: serde_json::Value = denied.json();
+    assert_eq!(body["status"], 429);
+    assert_eq!(body["title"], "Too Many Requests");
+    assert_eq!(
+        body["retry_after"].as_u64(),
+        denied.header("retry-after").and_then(|r| r.parse().ok())
+    );
+    assert_eq!(denied.header("x-ratelimit-remaining"), Some("0"));
+
+    let layer = RateLimitLayer::new()
+        .rule(RateRule::new("api", Quota::per_minute(1)))
+        .on_reject(|r| {
+            Response::builder()
+                .status(StatusCode::SERVICE_UNAVAILABLE)
+                .header("x-policy", r.policy.clone())
+                .body(Bytes::from(format!("slow down, {}", r.key)))
+                .unwrap()
+        });
+    let s = TestServer::serve(app(layer)).await;
+    s.get("/api/items").await;
+    let denied = s.get("/api/items").await;
+    assert_eq!(denied.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(denied.header("x-policy"), Some("api"));
+    assert_eq!(denied.text(), "slow down, 127.0.0.1");
+    assert!(
+        denied.header("retry-after").is_some(),
+        "added when the custom answer has none"
+    );
+    assert!(denied.header("ratelimit").is_some());
+}
+
+#[tokio::test]
+async fn the_most_limited_keys_are_reported() {
+    let layer = RateLimitLayer::new().rule(RateRule::new("key", Quota::per_minute(1)).key(
+        KeySource::Header(http::HeaderName::from_static("x-api-key")),
+    ));
+    let stats = layer.stats();
+    let s = TestServer::serve(app(layer)).await;
+    for (key, n) in [("a", 5), ("b", 3), ("c", 1)] {
+        for _ in 0..n {
+            s.get_with("/api/items", &[("x-api-key", key)]).await;
+        }
+    }
+    let top = stats.most_limited(2);
+    let got: Vec<(&str, u64)> = top.iter().map(|k| (k.key.as_str(), k.limited)).collect();
+    assert_eq!(got, [("a", 4), ("b", 2)]);
+    assert_eq!(top[0].policy, "key");
+}

@@ -141,9 +141,62 @@ pub struct PolicyStats {
 pub struct RateLimitStats {
     names: Arc<[Arc<str>]>,
     counters: Arc<[PolicyCounters]>,
+    /// Limited requests by (policy, key); touched only when a request is
+    /// limited, bounded to [`LIMITED_KEYS_KEPT`] entries.
+    limited_keys: Arc<std::sync::Mutex<std::collections::HashMap<(usize, String), u64>>>,
+}
+
+/// Keys the statistics keep limited counts for; the smallest count goes
+/// when a new key comes past this.
+pub const LIMITED_KEYS_KEPT: usize = 1024;
+
+/// A key that hit its quota, and how often.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LimitedKey {
+    /// The policy.
+    pub policy: String,
+    /// The key (an IP, an API key…).
+    pub key: String,
+    /// Requests limited.
+    pub limited: u64,
 }
 
 impl RateLimitStats {
+    fn record_limited(&self, rule: usize, key: &Key) {
+        let Ok(mut m) = self.limited_keys.lock() else {
+            return;
+        };
+        let k = (rule, key.to_string());
+        if !m.contains_key(&k) && m.len() >= LIMITED_KEYS_KEPT {
+            if let Some(smallest) = m.iter().min_by_key(|(_, n)| **n).map(|(k, _)| k.clone()) {
+                m.remove(&smallest);
+            }
+        }
+        *m.entry(k).or_insert(0) += 1;
+    }
+
+    /// The `n` most limited keys, most limited first.
+    pub fn most_limited(&self, n: usize) -> Vec<LimitedKey> {
+        let Ok(m) = self.limited_keys.lock() else {
+            return Vec::new();
+        };
+        let mut v: Vec<LimitedKey> = m
+            .iter()
+            .map(|((rule, key), count)| LimitedKey {
+                policy: self
+                    .names
+                    .get(*rule)
+                    .map(|s| s.to_string())
+                    .unwrap_or_default(),
+                key: key.clone(),
+                limited: *count,
+            })
+            .collect();
+        v.sort_by(|a, b| b.limited.cmp(&a.limited).then_with(|| a.key.cmp(&b.key)));
+        v.truncate(n);
+        v
+    }
+
     /// Per policy, in rule order.
     pub fn snapshot(&self) -> Vec<PolicyStats> {
         self.names
@@ -163,8 +216,28 @@ struct Config {
     ipv6_prefix: u8,
     missing_key: MissingKey,
     headers: bool,
+    legacy_headers: bool,
+    problem_json: bool,
+    reject: Option<RejectFn>,
     shadow: bool,
 }
+
+/// What a custom rejection sees.
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    /// The policy that said no.
+    pub policy: String,
+    /// The key it counted (an IP, an API key, `global`, `unknown`).
+    pub key: String,
+    /// Until one request would be allowed.
+    pub retry_after: Duration,
+    /// The policy's quota (requests at once).
+    pub limit: u32,
+}
+
+/// Builds the answer to a limited request; the layer adds `Retry-After`
+/// (and the RateLimit fields, if on) unless the response has them.
+pub type RejectFn = Arc<dyn Fn(&Rejection) -> Response<Bytes> + Send + Sync>;
 
 /// Rate limiting per route and key with GCRA, answering 429 with
 /// `Retry-After` and the IETF `RateLimit` fields.
@@ -176,6 +249,9 @@ pub struct RateLimitLayer<St = MemoryStore> {
     ipv6_prefix: u8,
     missing_key: MissingKey,
     headers: bool,
+    legacy_headers: bool,
+    problem_json: bool,
+    reject: Option<RejectFn>,
     shadow: bool,
     built: std::sync::OnceLock<(Arc<Config>, RateLimitStats)>,
 }
@@ -196,6 +272,9 @@ impl<St> Clone for RateLimitLayer<St> {
             ipv6_prefix: self.ipv6_prefix,
             missing_key: self.missing_key,
             headers: self.headers,
+            legacy_headers: self.legacy_headers,
+            problem_json: self.problem_json,
+            reject: self.reject.clone(),
             shadow: self.shadow,
             built: self.built.clone(),
         }
@@ -224,6 +303,9 @@ impl<St: RateLimitStore> RateLimitLayer<St> {
             ipv6_prefix: 64,
             missing_key: MissingKey::default(),
             headers: true,
+            legacy_headers: false,
+            problem_json: false,
+            reject: None,
             shadow: false,
             built: std::sync::OnceLock::new(),
         }
@@ -259,6 +341,30 @@ impl<St: RateLimitStore> RateLimitLayer<St> {
         self.changed()
     }
 
+    /// Also send the legacy `X-RateLimit-Limit`, `X-RateLimit-Remaining`
+    /// and `X-RateLimit-Reset` (seconds) fields.
+    pub fn legacy_headers(mut self, on: bool) -> Self {
+        self.legacy_headers = on;
+        self.changed()
+    }
+
+    /// Answer 429 with an RFC 9457 `application/problem+json` body instead
+    /// of a line of text.
+    pub fn problem_json(mut self, on: bool) -> Self {
+        self.problem_json = on;
+        self.changed()
+    }
+
+    /// Build the 429 yourself (status, headers, body). `Retry-After` and
+    /// the RateLimit fields are added unless your response has them.
+    pub fn on_reject<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&Rejection) -> Response<Bytes> + Send + Sync + 'static,
+    {
+        self.reject = Some(Arc::new(f));
+        self.changed()
+    }
+
     /// Count, never reject: limited requests go through and are counted as
     /// limited.
     pub fn shadow(mut self, on: bool) -> Self {
@@ -284,12 +390,16 @@ impl<St: RateLimitStore> RateLimitLayer<St> {
             let stats = RateLimitStats {
                 names: rules.iter().map(|(r, _)| r.name.clone()).collect(),
                 counters: rules.iter().map(|_| PolicyCounters::default()).collect(),
+                limited_keys: Arc::default(),
             };
             let config = Config {
                 rules,
                 ipv6_prefix: self.ipv6_prefix,
                 missing_key: self.missing_key,
                 headers: self.headers,
+                legacy_headers: self.legacy_headers,
+                problem_json: self.problem_json,
+                reject: self.reject.clone(),
                 shadow: self.shadow,
             };
             (Arc::new(config), stats)
@@ -385,10 +495,13 @@ where
                         retry_after: Duration::from_secs(1),
                     };
                     self.stats.counters[i].limited.fetch_add(1, Relaxed);
+                    let unknown = Key::Text("unknown".into());
+                    self.stats.record_limited(i, &unknown);
                     return ResponseFuture::rejected(too_many(
-                        policy,
+                        &self.config,
+                        i,
+                        &unknown,
                         &decision,
-                        self.config.headers,
                     ));
                 }
             },
@@ -403,6 +516,7 @@ where
             ready_svc,
             req,
             i,
+            key,
             self.config.clone(),
             self.stats.clone(),
         )
@@ -436,21 +550,74 @@ fn add_headers(h: &mut HeaderMap, p: &PolicyRef, d: &Decision) {
     }
 }
 
-fn too_many<B>(p: &PolicyRef, d: &Decision, headers: bool) -> Response<ResponseBody<B>> {
-    let mut res = Response::new(ResponseBody::text("rate limit exceeded\n"));
-    *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-    let h = res.headers_mut();
-    h.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    // Whole seconds, rounded up, never 0.
-    h.insert(
-        RETRY_AFTER,
-        HeaderValue::from(ceil_secs(d.retry_after).max(1)),
-    );
-    if headers {
+fn add_all_headers(h: &mut HeaderMap, config: &Config, p: &PolicyRef, d: &Decision) {
+    if config.headers {
         add_headers(h, p, d);
+    }
+    if config.legacy_headers {
+        let t = if d.allowed {
+            ceil_secs(d.reset)
+        } else {
+            ceil_secs(d.retry_after).max(1)
+        };
+        h.insert(
+            HeaderName::from_static("x-ratelimit-limit"),
+            HeaderValue::from(p.quota.burst()),
+        );
+        h.insert(
+            HeaderName::from_static("x-ratelimit-remaining"),
+            HeaderValue::from(d.remaining),
+        );
+        h.insert(
+            HeaderName::from_static("x-ratelimit-reset"),
+            HeaderValue::from(t),
+        );
+    }
+}
+
+fn too_many<B>(config: &Config, rule: usize, key: &Key, d: &Decision) -> Response<ResponseBody<B>> {
+    let Some((_, p)) = config.rules.get(rule) else {
+        let mut res = Response::new(ResponseBody::text("rate limit exceeded\n"));
+        *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        return res;
+    };
+    let retry = ceil_secs(d.retry_after).max(1);
+    let mut res = if let Some(f) = &config.reject {
+        let rejection = Rejection {
+            policy: p.name.to_string(),
+            key: key.to_string(),
+            retry_after: d.retry_after,
+            limit: p.quota.burst(),
+        };
+        f(&rejection).map(ResponseBody::bytes)
+    } else if config.problem_json {
+        let body = format!(
+            "{{\"type\":\"about:blank\",\"title\":\"Too Many Requests\",\"status\":429,\"detail\":\"Quota '{}' exceeded; retry in {} s.\",\"retry_after\":{}}}",
+            p.name, retry, retry
+        );
+        let mut res = Response::new(ResponseBody::bytes(Bytes::from(body)));
+        *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        res.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        res
+    } else {
+        let mut res = Response::new(ResponseBody::text("rate limit exceeded\n"));
+        *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        res.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        res
+    };
+    let h = res.headers_mut();
+    if !h.contains_key(RETRY_AFTER) {
+        // Whole seconds, rounded up, never 0.
+        h.insert(RETRY_AFTER, HeaderValue::from(retry));
+    }
+    if !h.contains_key("ratelimit") {
+        add_all_headers(h, config, p, d);
     }
     res
 }
@@ -458,7 +625,7 @@ fn too_many<B>(p: &PolicyRef, d: &Decision, headers: bool) -> Response<ResponseB
 pin_project! {
     #[project = StateProj]
     enum State<F, C, S, R> {
-        Checking { #[pin] check: C, next: Option<(S, Request<R>)>, rule: usize },
+        Checking { #[pin] check: C, next: Option<(S, Request<R>)>, rule: usize, key: Option<Key> },
         Inner { #[pin] fut: F },
         Rejected,
         Done,
@@ -509,6 +676,7 @@ impl<F, C, S, R> ResponseFuture<F, C, S, R> {
         svc: S,
         req: Request<R>,
         rule: usize,
+        key: Key,
         config: Arc<Config>,
         stats: RateLimitStats,
     ) -> Self {
@@ -517,6 +685,7 @@ impl<F, C, S, R> ResponseFuture<F, C, S, R> {
                 check,
                 next: Some((svc, req)),
                 rule,
+                key: Some(key),
             },
             decision: None,
             config: Some(config),
@@ -539,7 +708,12 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Checking { check, next, rule } => {
+                StateProj::Checking {
+                    check,
+                    next,
+                    rule,
+                    key,
+                } => {
                     let rule = *rule;
                     // A store that fails lets the request through (fail
                     // open): rate limiting must not take the service down.
@@ -556,9 +730,14 @@ where
                         } else {
                             c.limited.fetch_add(1, Relaxed)
                         };
+                        if !d.allowed {
+                            if let Some(k) = key.as_ref() {
+                                stats.record_limited(rule, k);
+                            }
+                        }
                         if !d.allowed && !config.shadow {
-                            let policy = &config.rules[rule].1;
-                            let res = too_many(policy, &d, config.headers);
+                            let k = key.take().unwrap_or(Key::Global);
+                            let res = too_many(config, rule, &k, &d);
                             this.state.set(State::Done);
                             return Poll::Ready(Ok(res.map(ResponseBody::retype)));
                         }
@@ -576,9 +755,7 @@ where
                     if let (Some((rule, d)), Some(config)) =
                         (this.decision.as_ref(), this.config.as_ref())
                     {
-                        if config.headers {
-                            add_headers(res.headers_mut(), &config.rules[*rule].1, d);
-                        }
+                        add_all_headers(res.headers_mut(), config, &config.rules[*rule].1, d);
                     }
                     this.state.set(State::Done);
                     return Poll::Ready(Ok(res.map(ResponseBody::inner)));
@@ -621,6 +798,12 @@ impl<B> ResponseBody<B> {
         Self {
             inner: None,
             text: Some(Bytes::from_static(t.as_bytes())),
+        }
+    }
+    fn bytes(b: Bytes) -> Self {
+        Self {
+            inner: None,
+            text: Some(b),
         }
     }
 }

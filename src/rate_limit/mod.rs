@@ -24,12 +24,16 @@
 //! - **Store**: [`MemoryStore`] (one atomic word per key in sharded tables,
 //!   at most 100,000 keys by default, idle keys evicted automatically), or
 //!   any [`RateLimitStore`]. A store that fails lets requests through.
-//! - **Statistics**: allowed and limited per policy ([`RateLimitLayer::stats`]).
+//! - **Statistics**: allowed and limited per policy, and the most limited
+//!   keys (bounded) ([`RateLimitLayer::stats`]).
 //!
-//! Not yet here (issue #7 continues): several policies on one request, a
-//! check that doesn't consume, problem+json and custom rejections, the
-//! legacy `X-RateLimit-*` fields, the most limited keys, the benchmark
-//! against governor.
+//!   Optionally an RFC 9457 problem+json body
+//!   ([`problem_json`](RateLimitLayer::problem_json)), your own rejection
+//!   ([`on_reject`](RateLimitLayer::on_reject)) and the legacy
+//!   `X-RateLimit-*` trio ([`legacy_headers`](RateLimitLayer::legacy_headers)).
+//!
+//! Not yet here (issue #7 continues): several policies on one request and
+//! a check that doesn't consume.
 //!
 //! # Example
 //!
@@ -71,8 +75,8 @@ pub use crate::clock::{Clock, SystemClock};
 pub use self::{
     key::{Cidr, CidrError, Key, KeyFn, KeySource, PeerAddr, RequestHead},
     layer::{
-        MissingKey, PolicyStats, RateLimit, RateLimitLayer, RateLimitStats, RateRule, ResponseBody,
-        ResponseFuture,
+        LIMITED_KEYS_KEPT, LimitedKey, MissingKey, PolicyStats, RateLimit, RateLimitLayer,
+        RateLimitStats, RateRule, RejectFn, Rejection, ResponseBody, ResponseFuture,
     },
     quota::{Decision, Quota},
     store::{DEFAULT_MAX_KEYS, MemoryStore, PolicyRef, RateLimitStore, StoreError},
