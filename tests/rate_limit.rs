@@ -424,3 +424,106 @@ async fn the_most_limited_keys_are_reported() {
     assert_eq!(got, [("a", 4), ("b", 2)]);
     assert_eq!(top[0].policy, "key");
 }
+
+#[tokio::test]
+async fn several_policies_on_one_request() {
+    let api_key = || KeySource::Header(http::HeaderName::from_static("x-api-key"));
+    let layer = RateLimitLayer::new().rule(
+        RateRule::new("per-client", Quota::per_minute(5))
+            .key(api_key())
+            .and_policy("global", Quota::per_minute(8), KeySource::Global),
+    );
+    let stats = layer.stats();
+    let s = TestServer::serve(app(layer)).await;
+    let first = s.get_with("/api/items", &[("x-api-key", "a")]).await;
+    assert_eq!(
+        first.header("ratelimit-policy"),
+        Some("\"per-client\";q=5;w=60, \"global\";q=8;w=60")
+    );
+    assert_eq!(
+        first.header("ratelimit"),
+        Some("\"per-client\";r=4;t=12, \"global\";r=7;t=8")
+    );
+    for _ in 0..4 {
+        assert_eq!(
+            s.get_with("/api/items", &[("x-api-key", "a")]).await.status,
+            StatusCode::OK
+        );
+    }
+    // Client a is out; its refused requests don't eat the global quota.
+    for _ in 0..3 {
+        let r = s.get_with("/api/items", &[("x-api-key", "a")]).await;
+        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+        assert!(
+            r.header("ratelimit")
+                .unwrap()
+                .starts_with("\"per-client\";r=0;"),
+            "{:?}",
+            r.header("ratelimit")
+        );
+    }
+    // Client b has its own 5, but only 3 are left globally.
+    let b: Vec<StatusCode> = {
+        let mut v = Vec::new();
+        for _ in 0..5 {
+            v.push(s.get_with("/api/items", &[("x-api-key", "b")]).await.status);
+        }
+        v
+    };
+    assert_eq!(
+        b.iter().filter(|s| **s == StatusCode::OK).count(),
+        3,
+        "{b:?}"
+    );
+    let snap = stats.snapshot();
+    assert_eq!(snap.len(), 2);
+    assert_eq!(
+        (snap[0].name.as_str(), snap[0].allowed, snap[0].limited),
+        ("per-client", 8, 3)
+    );
+    assert_eq!(
+        (snap[1].name.as_str(), snap[1].allowed, snap[1].limited),
+        ("global", 8, 2)
+    );
+}
+
+/// A store that always fails, as Redis does when it is down.
+struct Broken;
+
+impl tower_perf::rate_limit::RateLimitStore for Broken {
+    type Future = std::future::Ready<
+        Result<tower_perf::rate_limit::Decision, tower_perf::rate_limit::StoreError>,
+    >;
+    fn check(
+        &self,
+        _: &tower_perf::rate_limit::PolicyRef,
+        _: &tower_perf::rate_limit::Key,
+        _: u32,
+    ) -> Self::Future {
+        std::future::ready(Err(tower_perf::rate_limit::StoreError::new(
+            "connection refused",
+        )))
+    }
+    fn peek(
+        &self,
+        p: &tower_perf::rate_limit::PolicyRef,
+        k: &tower_perf::rate_limit::Key,
+        c: u32,
+    ) -> Self::Future {
+        self.check(p, k, c)
+    }
+}
+
+#[tokio::test]
+async fn a_failing_store_lets_requests_through() {
+    let layer = RateLimitLayer::with_store(Broken).rule(RateRule::new("api", Quota::per_minute(1)));
+    let s = TestServer::serve(
+        Router::new()
+            .route("/api/items", get(|| async { "items" }))
+            .layer(layer),
+    )
+    .await;
+    for _ in 0..5 {
+        assert_eq!(s.get("/api/items").await.status, StatusCode::OK);
+    }
+}

@@ -39,6 +39,9 @@ pub struct RateRule {
     methods: Option<Vec<Method>>,
     key: KeySource,
     cost: u32,
+    /// More policies counted on the same requests (a daily cap beside a
+    /// per-minute one, a global one beside a per-client one).
+    extra: Vec<(Arc<str>, Quota, KeySource)>,
 }
 
 impl RateRule {
@@ -52,7 +55,21 @@ impl RateRule {
             methods: None,
             key: KeySource::PeerIp,
             cost: 1,
+            extra: Vec::new(),
         }
+    }
+
+    /// Counts the same requests against another policy too: a request goes
+    /// on only when every policy of the rule allows it, and then counts in
+    /// all of them.
+    pub fn and_policy(mut self, name: &str, quota: Quota, key: KeySource) -> Self {
+        self.extra.push((sf_name(name).into(), quota, key));
+        self
+    }
+
+    fn policies(&self) -> impl Iterator<Item = (&Arc<str>, &Quota, &KeySource)> {
+        std::iter::once((&self.name, &self.quota, &self.key))
+            .chain(self.extra.iter().map(|(n, q, k)| (n, q, k)))
     }
 
     /// Only for paths matching `pattern` (exact, or a glob with `*`/`**`).
@@ -212,7 +229,8 @@ impl RateLimitStats {
 }
 
 struct Config {
-    rules: Vec<(RateRule, PolicyRef)>,
+    /// Each rule with its policies (the rule's own first).
+    rules: Vec<(RateRule, Vec<PolicyRef>)>,
     ipv6_prefix: u8,
     missing_key: MissingKey,
     headers: bool,
@@ -374,22 +392,30 @@ impl<St: RateLimitStore> RateLimitLayer<St> {
 
     fn build(&self) -> &(Arc<Config>, RateLimitStats) {
         self.built.get_or_init(|| {
-            let rules: Vec<(RateRule, PolicyRef)> = self
+            let mut next = 0u16;
+            let rules: Vec<(RateRule, Vec<PolicyRef>)> = self
                 .rules
                 .iter()
-                .enumerate()
-                .map(|(i, r)| {
-                    let policy = PolicyRef {
-                        index: u16::try_from(i).unwrap_or(u16::MAX),
-                        name: r.name.clone(),
-                        quota: r.quota,
-                    };
-                    (r.clone(), policy)
+                .map(|r| {
+                    let policies = r
+                        .policies()
+                        .map(|(name, quota, _)| {
+                            let p = PolicyRef {
+                                index: next,
+                                name: name.clone(),
+                                quota: *quota,
+                            };
+                            next = next.saturating_add(1);
+                            p
+                        })
+                        .collect();
+                    (r.clone(), policies)
                 })
                 .collect();
+            let all: Vec<&PolicyRef> = rules.iter().flat_map(|(_, ps)| ps.iter()).collect();
             let stats = RateLimitStats {
-                names: rules.iter().map(|(r, _)| r.name.clone()).collect(),
-                counters: rules.iter().map(|_| PolicyCounters::default()).collect(),
+                names: all.iter().map(|p| p.name.clone()).collect(),
+                counters: all.iter().map(|_| PolicyCounters::default()).collect(),
                 limited_keys: Arc::default(),
             };
             let config = Config {
@@ -406,7 +432,8 @@ impl<St: RateLimitStore> RateLimitLayer<St> {
         })
     }
 
-    /// A handle to the counters (per policy, in rule order).
+    /// A handle to the counters (per policy, in rule order, a rule's own
+    /// policy before its [`and_policy`](RateRule::and_policy) ones).
     pub fn stats(&self) -> RateLimitStats {
         self.build().1.clone()
     }
@@ -461,11 +488,12 @@ impl<S, St, ReqBody, ResBody> Service<Request<ReqBody>> for RateLimit<S, St>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
     St: RateLimitStore,
+    St::Future: Unpin,
     ResBody: Body<Data = Bytes>,
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, St::Future, S, ReqBody>;
+    type Future = ResponseFuture<S::Future, St, S, ReqBody>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -479,121 +507,162 @@ where
             .iter()
             .position(|(r, _)| r.matches(req.method(), req.uri().path()));
         let Some(i) = found else {
-            return ResponseFuture::inner(self.inner.call(req), None);
+            return ResponseFuture::inner(self.inner.call(req));
         };
-        let (rule, policy) = &self.config.rules[i];
-        let key = match rule.key.extract(&req, self.config.ipv6_prefix) {
-            Some(k) => k,
-            None => match self.config.missing_key {
-                MissingKey::Shared => Key::Text("unknown".into()),
-                MissingKey::Allow => return ResponseFuture::inner(self.inner.call(req), None),
-                MissingKey::Deny => {
-                    let decision = Decision {
-                        allowed: false,
-                        remaining: 0,
-                        reset: Duration::ZERO,
-                        retry_after: Duration::from_secs(1),
-                    };
-                    self.stats.counters[i].limited.fetch_add(1, Relaxed);
-                    let unknown = Key::Text("unknown".into());
-                    self.stats.record_limited(i, &unknown);
-                    return ResponseFuture::rejected(too_many(
-                        &self.config,
-                        i,
-                        &unknown,
-                        &decision,
-                    ));
+        let (rule, policies) = &self.config.rules[i];
+        let mut keys = Vec::with_capacity(policies.len());
+        for ((_, _, source), policy) in rule.policies().zip(policies) {
+            let key = match source.extract(&req, self.config.ipv6_prefix) {
+                Some(k) => k,
+                None => match self.config.missing_key {
+                    MissingKey::Shared => Key::Text("unknown".into()),
+                    MissingKey::Allow => continue,
+                    MissingKey::Deny => {
+                        let decision = Decision {
+                            allowed: false,
+                            remaining: 0,
+                            reset: Duration::ZERO,
+                            retry_after: Duration::from_secs(1),
+                        };
+                        let unknown = Key::Text("unknown".into());
+                        self.stats.counters[usize::from(policy.index)]
+                            .limited
+                            .fetch_add(1, Relaxed);
+                        self.stats
+                            .record_limited(usize::from(policy.index), &unknown);
+                        return ResponseFuture::rejected(too_many(
+                            &self.config,
+                            policy,
+                            &unknown,
+                            &decision,
+                            &[],
+                        ));
+                    }
+                },
+            };
+            keys.push((policy.clone(), key));
+        }
+        if keys.is_empty() {
+            return ResponseFuture::inner(self.inner.call(req));
+        }
+        // One policy: count it at once. Several: look first, and count in
+        // all of them only when all allow the request.
+        let peek = keys.len() > 1;
+        let checks: Vec<St::Future> = keys
+            .iter()
+            .map(|(p, k)| {
+                if peek {
+                    self.store.peek(p, k, rule.cost)
+                } else {
+                    self.store.check(p, k, rule.cost)
                 }
-            },
-        };
-        let check = self.store.check(policy, &key, rule.cost);
+            })
+            .collect();
         // The inner service was polled ready: move that one into the future,
         // keep a fresh clone here.
         let clone = self.inner.clone();
         let ready_svc = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::checking(
-            check,
-            ready_svc,
-            req,
-            i,
-            key,
-            self.config.clone(),
-            self.stats.clone(),
-        )
+        ResponseFuture {
+            state: State::Checking {
+                checks,
+                results: Vec::new(),
+                peeking: peek,
+                keys,
+                cost: rule.cost,
+                next: Some((ready_svc, req)),
+            },
+            decisions: Vec::new(),
+            ctx: Some((self.config.clone(), self.stats.clone(), self.store.clone())),
+            rejected: None,
+        }
     }
-}
-
-fn policy_header(p: &PolicyRef) -> Option<HeaderValue> {
-    let w = p.quota.period().as_secs().max(1);
-    HeaderValue::try_from(format!("\"{}\";q={};w={}", p.name, p.quota.burst(), w)).ok()
 }
 
 fn ceil_secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
-fn limit_header(p: &PolicyRef, d: &Decision) -> Option<HeaderValue> {
-    let t = if d.allowed {
+/// `t` of the RateLimit field: until the quota is whole again, or, on a
+/// 429, until the next request may go (the same as `Retry-After`).
+fn t_secs(d: &Decision) -> u64 {
+    if d.allowed {
         ceil_secs(d.reset)
     } else {
         ceil_secs(d.retry_after).max(1)
-    };
-    HeaderValue::try_from(format!("\"{}\";r={};t={}", p.name, d.remaining, t)).ok()
-}
-
-fn add_headers(h: &mut HeaderMap, p: &PolicyRef, d: &Decision) {
-    if let Some(v) = policy_header(p) {
-        h.insert(HeaderName::from_static("ratelimit-policy"), v);
-    }
-    if let Some(v) = limit_header(p, d) {
-        h.insert(HeaderName::from_static("ratelimit"), v);
     }
 }
 
-fn add_all_headers(h: &mut HeaderMap, config: &Config, p: &PolicyRef, d: &Decision) {
+/// Writes the RateLimit fields (Structured Fields lists, one member per
+/// policy) and, if asked, the legacy trio for the most constrained policy.
+fn add_all_headers(h: &mut HeaderMap, config: &Config, decisions: &[(PolicyRef, Decision)]) {
+    if decisions.is_empty() {
+        return;
+    }
     if config.headers {
-        add_headers(h, p, d);
+        let policy: Vec<String> = decisions
+            .iter()
+            .map(|(p, _)| {
+                format!(
+                    "\"{}\";q={};w={}",
+                    p.name,
+                    p.quota.burst(),
+                    p.quota.period().as_secs().max(1)
+                )
+            })
+            .collect();
+        let limit: Vec<String> = decisions
+            .iter()
+            .map(|(p, d)| format!("\"{}\";r={};t={}", p.name, d.remaining, t_secs(d)))
+            .collect();
+        if let Ok(v) = HeaderValue::try_from(policy.join(", ")) {
+            h.insert(HeaderName::from_static("ratelimit-policy"), v);
+        }
+        if let Ok(v) = HeaderValue::try_from(limit.join(", ")) {
+            h.insert(HeaderName::from_static("ratelimit"), v);
+        }
     }
     if config.legacy_headers {
-        let t = if d.allowed {
-            ceil_secs(d.reset)
-        } else {
-            ceil_secs(d.retry_after).max(1)
-        };
-        h.insert(
-            HeaderName::from_static("x-ratelimit-limit"),
-            HeaderValue::from(p.quota.burst()),
-        );
-        h.insert(
-            HeaderName::from_static("x-ratelimit-remaining"),
-            HeaderValue::from(d.remaining),
-        );
-        h.insert(
-            HeaderName::from_static("x-ratelimit-reset"),
-            HeaderValue::from(t),
-        );
+        if let Some((p, d)) = decisions
+            .iter()
+            .min_by_key(|(_, d)| (d.allowed, d.remaining))
+        {
+            h.insert(
+                HeaderName::from_static("x-ratelimit-limit"),
+                HeaderValue::from(p.quota.burst()),
+            );
+            h.insert(
+                HeaderName::from_static("x-ratelimit-remaining"),
+                HeaderValue::from(d.remaining),
+            );
+            h.insert(
+                HeaderName::from_static("x-ratelimit-reset"),
+                HeaderValue::from(t_secs(d)),
+            );
+        }
     }
 }
 
-fn too_many<B>(config: &Config, rule: usize, key: &Key, d: &Decision) -> Response<ResponseBody<B>> {
-    let Some((_, p)) = config.rules.get(rule) else {
-        let mut res = Response::new(ResponseBody::text("rate limit exceeded\n"));
-        *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-        return res;
-    };
+/// The 429 for `policy` (the one that said no), with every policy's fields.
+fn too_many<B>(
+    config: &Config,
+    policy: &PolicyRef,
+    key: &Key,
+    d: &Decision,
+    others: &[(PolicyRef, Decision)],
+) -> Response<ResponseBody<B>> {
     let retry = ceil_secs(d.retry_after).max(1);
     let mut res = if let Some(f) = &config.reject {
         let rejection = Rejection {
-            policy: p.name.to_string(),
+            policy: policy.name.to_string(),
             key: key.to_string(),
             retry_after: d.retry_after,
-            limit: p.quota.burst(),
+            limit: policy.quota.burst(),
         };
         f(&rejection).map(ResponseBody::bytes)
     } else if config.problem_json {
         let body = format!(
             "{{\"type\":\"about:blank\",\"title\":\"Too Many Requests\",\"status\":429,\"detail\":\"Quota '{}' exceeded; retry in {} s.\",\"retry_after\":{}}}",
-            p.name, retry, retry
+            policy.name, retry, retry
         );
         let mut res = Response::new(ResponseBody::bytes(Bytes::from(body)));
         *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
@@ -617,15 +686,26 @@ fn too_many<B>(config: &Config, rule: usize, key: &Key, d: &Decision) -> Respons
         h.insert(RETRY_AFTER, HeaderValue::from(retry));
     }
     if !h.contains_key("ratelimit") {
-        add_all_headers(h, config, p, d);
+        let mut all: Vec<(PolicyRef, Decision)> = others.to_vec();
+        if !all.iter().any(|(p, _)| p.index == policy.index) {
+            all.push((policy.clone(), *d));
+        }
+        add_all_headers(h, config, &all);
     }
     res
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<F, C, S, R> {
-        Checking { #[pin] check: C, next: Option<(S, Request<R>)>, rule: usize, key: Option<Key> },
+    enum State<F, St: RateLimitStore, S, R> {
+        Checking {
+            checks: Vec<St::Future>,
+            results: Vec<Decision>,
+            peeking: bool,
+            keys: Vec<(PolicyRef, Key)>,
+            cost: u32,
+            next: Option<(S, Request<R>)>,
+        },
         Inner { #[pin] fut: F },
         Rejected,
         Done,
@@ -634,29 +714,27 @@ pin_project! {
 
 pin_project! {
     /// The response future of [`RateLimit`].
-    pub struct ResponseFuture<F, C, S, R> {
+    pub struct ResponseFuture<F, St: RateLimitStore, S, R> {
         #[pin]
-        state: State<F, C, S, R>,
-        decision: Option<(usize, Decision)>,
-        config: Option<Arc<Config>>,
-        stats: Option<RateLimitStats>,
+        state: State<F, St, S, R>,
+        decisions: Vec<(PolicyRef, Decision)>,
+        ctx: Option<(Arc<Config>, RateLimitStats, Arc<St>)>,
         rejected: Option<Response<ResponseBody<()>>>,
     }
 }
 
-impl<F, C, S, R> std::fmt::Debug for ResponseFuture<F, C, S, R> {
+impl<F, St: RateLimitStore, S, R> std::fmt::Debug for ResponseFuture<F, St, S, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }
 
-impl<F, C, S, R> ResponseFuture<F, C, S, R> {
-    fn inner(fut: F, config: Option<Arc<Config>>) -> Self {
+impl<F, St: RateLimitStore, S, R> ResponseFuture<F, St, S, R> {
+    fn inner(fut: F) -> Self {
         Self {
             state: State::Inner { fut },
-            decision: None,
-            config,
-            stats: None,
+            decisions: Vec::new(),
+            ctx: None,
             rejected: None,
         }
     }
@@ -664,41 +742,18 @@ impl<F, C, S, R> ResponseFuture<F, C, S, R> {
     fn rejected(res: Response<ResponseBody<()>>) -> Self {
         Self {
             state: State::Rejected,
-            decision: None,
-            config: None,
-            stats: None,
+            decisions: Vec::new(),
+            ctx: None,
             rejected: Some(res),
-        }
-    }
-
-    fn checking(
-        check: C,
-        svc: S,
-        req: Request<R>,
-        rule: usize,
-        key: Key,
-        config: Arc<Config>,
-        stats: RateLimitStats,
-    ) -> Self {
-        Self {
-            state: State::Checking {
-                check,
-                next: Some((svc, req)),
-                rule,
-                key: Some(key),
-            },
-            decision: None,
-            config: Some(config),
-            stats: Some(stats),
-            rejected: None,
         }
     }
 }
 
-impl<F, C, S, R, B, E> Future for ResponseFuture<F, C, S, R>
+impl<F, St, S, R, B, E> Future for ResponseFuture<F, St, S, R>
 where
     F: Future<Output = Result<Response<B>, E>>,
-    C: Future<Output = Result<Decision, super::store::StoreError>>,
+    St: RateLimitStore,
+    St::Future: Unpin,
     S: Service<Request<R>, Response = Response<B>, Error = E, Future = F>,
     B: Body<Data = Bytes>,
 {
@@ -709,40 +764,68 @@ where
         loop {
             match this.state.as_mut().project() {
                 StateProj::Checking {
-                    check,
+                    checks,
+                    results,
+                    peeking,
+                    keys,
+                    cost,
                     next,
-                    rule,
-                    key,
                 } => {
-                    let rule = *rule;
-                    // A store that fails lets the request through (fail
-                    // open): rate limiting must not take the service down.
-                    let decision = ready!(check.poll(cx)).ok();
-                    let (Some(config), Some(stats)) = (this.config.as_ref(), this.stats.as_ref())
-                    else {
+                    let Some((config, stats, store)) = this.ctx.as_ref() else {
                         this.state.set(State::Done);
                         continue;
                     };
-                    if let Some(d) = decision {
-                        let c = &stats.counters[rule];
-                        if d.allowed {
-                            c.allowed.fetch_add(1, Relaxed)
-                        } else {
-                            c.limited.fetch_add(1, Relaxed)
+                    // Answers in order; a store that fails lets the request
+                    // through (fail open): rate limiting must not take the
+                    // service down.
+                    while results.len() < checks.len() {
+                        let i = results.len();
+                        let fail_open = Decision {
+                            allowed: true,
+                            remaining: keys[i].0.quota.burst(),
+                            reset: Duration::ZERO,
+                            retry_after: Duration::ZERO,
                         };
+                        let d = ready!(Pin::new(&mut checks[i]).poll(cx)).unwrap_or(fail_open);
+                        results.push(d);
+                    }
+                    let denied = results
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, d)| !d.allowed)
+                        .max_by_key(|(_, d)| d.retry_after)
+                        .map(|(i, d)| (i, *d));
+                    if denied.is_none() && *peeking {
+                        // Every policy allows it: now count it in all.
+                        *checks = keys.iter().map(|(p, k)| store.check(p, k, *cost)).collect();
+                        results.clear();
+                        *peeking = false;
+                        continue;
+                    }
+                    // A refused request counts as limited in the policies
+                    // that refused it, and in no other.
+                    for ((p, k), d) in keys.iter().zip(results.iter()) {
+                        let c = &stats.counters[usize::from(p.index)];
                         if !d.allowed {
-                            if let Some(k) = key.as_ref() {
-                                stats.record_limited(rule, k);
-                            }
+                            c.limited.fetch_add(1, Relaxed);
+                            stats.record_limited(usize::from(p.index), k);
+                        } else if denied.is_none() {
+                            c.allowed.fetch_add(1, Relaxed);
                         }
-                        if !d.allowed && !config.shadow {
-                            let k = key.take().unwrap_or(Key::Global);
-                            let res = too_many(config, rule, &k, &d);
+                    }
+                    let decided: Vec<(PolicyRef, Decision)> = keys
+                        .iter()
+                        .map(|(p, _)| p.clone())
+                        .zip(results.iter().copied())
+                        .collect();
+                    if let Some((i, d)) = denied {
+                        if !config.shadow {
+                            let res = too_many(config, &keys[i].0, &keys[i].1, &d, &decided);
                             this.state.set(State::Done);
                             return Poll::Ready(Ok(res.map(ResponseBody::retype)));
                         }
-                        *this.decision = Some((rule, d));
                     }
+                    *this.decisions = decided;
                     let Some((mut svc, req)) = next.take() else {
                         this.state.set(State::Done);
                         continue;
@@ -752,10 +835,8 @@ where
                 }
                 StateProj::Inner { fut } => {
                     let mut res = ready!(fut.poll(cx))?;
-                    if let (Some((rule, d)), Some(config)) =
-                        (this.decision.as_ref(), this.config.as_ref())
-                    {
-                        add_all_headers(res.headers_mut(), config, &config.rules[*rule].1, d);
+                    if let Some((config, _, _)) = this.ctx.as_ref() {
+                        add_all_headers(res.headers_mut(), config, this.decisions);
                     }
                     this.state.set(State::Done);
                     return Poll::Ready(Ok(res.map(ResponseBody::inner)));

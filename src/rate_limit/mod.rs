@@ -23,7 +23,8 @@
 //!   [`shadow`](RateLimitLayer::shadow) mode counts without rejecting.
 //! - **Store**: [`MemoryStore`] (one atomic word per key in sharded tables,
 //!   at most 100,000 keys by default, idle keys evicted automatically), or
-//!   any [`RateLimitStore`]. A store that fails lets requests through.
+//!   any [`RateLimitStore`] whose future is `Unpin` (a boxed one is). A
+//!   store that fails lets requests through.
 //! - **Statistics**: allowed and limited per policy, and the most limited
 //!   keys (bounded) ([`RateLimitLayer::stats`]).
 //!
@@ -32,8 +33,12 @@
 //!   ([`on_reject`](RateLimitLayer::on_reject)) and the legacy
 //!   `X-RateLimit-*` trio ([`legacy_headers`](RateLimitLayer::legacy_headers)).
 //!
-//! Not yet here (issue #7 continues): several policies on one request and
-//! a check that doesn't consume.
+//! - **Several policies** on one request
+//!   ([`RateRule::and_policy`]: a daily cap beside a per-minute one, a
+//!   global one beside a per-client one): the store is asked first without
+//!   counting ([`RateLimitStore::peek`]), and only when every policy allows
+//!   the request is it counted in all of them; the fields list every
+//!   policy.
 //!
 //! # Example
 //!

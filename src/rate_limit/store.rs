@@ -37,6 +37,13 @@ impl std::fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
+impl StoreError {
+    /// An error with this message.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
 /// Counts requests against quotas. The memory store answers at once; a
 /// shared store (Redis) answers asynchronously.
 pub trait RateLimitStore: Send + Sync + 'static {
@@ -46,6 +53,9 @@ pub trait RateLimitStore: Send + Sync + 'static {
     /// Counts `cost` requests of `key` under `policy` and says whether they
     /// may go on.
     fn check(&self, policy: &PolicyRef, key: &Key, cost: u32) -> Self::Future;
+
+    /// Says whether `cost` requests would go on, without counting them.
+    fn peek(&self, policy: &PolicyRef, key: &Key, cost: u32) -> Self::Future;
 }
 
 /// Shards of the key table: enough that two threads rarely meet.
@@ -156,6 +166,22 @@ impl MemoryStore {
         (h >> 59) as usize % SHARDS
     }
 
+    /// Peeks synchronously (what [`RateLimitStore::peek`] does).
+    pub fn peek_now(&self, policy: &PolicyRef, key: &Key, cost: u32) -> Decision {
+        let shard = &self.shards[self.shard_of(policy.index, key)];
+        let now = self.now();
+        let tat = shard
+            .read()
+            .ok()
+            .and_then(|t| {
+                t.get(usize::from(policy.index))
+                    .and_then(|t| t.get(key))
+                    .map(|c| c.load(Ordering::Acquire))
+            })
+            .unwrap_or(0);
+        gcra(tat, now, &policy.quota, cost).0
+    }
+
     /// Checks synchronously (what [`RateLimitStore::check`] does).
     pub fn check_now(&self, policy: &PolicyRef, key: &Key, cost: u32) -> Decision {
         let shard = &self.shards[self.shard_of(policy.index, key)];
@@ -226,6 +252,10 @@ impl RateLimitStore for MemoryStore {
     fn check(&self, policy: &PolicyRef, key: &Key, cost: u32) -> Self::Future {
         std::future::ready(Ok(self.check_now(policy, key, cost)))
     }
+
+    fn peek(&self, policy: &PolicyRef, key: &Key, cost: u32) -> Self::Future {
+        std::future::ready(Ok(self.peek_now(policy, key, cost)))
+    }
 }
 
 impl<S: RateLimitStore> RateLimitStore for Arc<S> {
@@ -233,6 +263,10 @@ impl<S: RateLimitStore> RateLimitStore for Arc<S> {
 
     fn check(&self, policy: &PolicyRef, key: &Key, cost: u32) -> Self::Future {
         (**self).check(policy, key, cost)
+    }
+
+    fn peek(&self, policy: &PolicyRef, key: &Key, cost: u32) -> Self::Future {
+        (**self).peek(policy, key, cost)
     }
 }
 
@@ -275,6 +309,18 @@ mod tests {
             store.check_now(&p2, &a, 1).allowed,
             "another policy has its own count"
         );
+    }
+
+    #[test]
+    fn peeking_does_not_count() {
+        let store = MemoryStore::new();
+        let p = policy(Quota::per_minute(1));
+        for _ in 0..5 {
+            assert!(store.peek_now(&p, &Key::Global, 1).allowed);
+        }
+        assert!(store.check_now(&p, &Key::Global, 1).allowed);
+        assert!(!store.peek_now(&p, &Key::Global, 1).allowed);
+        assert!(!store.check_now(&p, &Key::Global, 1).allowed);
     }
 
     #[test]
