@@ -1,6 +1,7 @@
 //! The rate limiter's store beside governor's keyed limiter, same quota:
 //! cost per check with one key and with 100,000 keys, on one and two
-//! threads, and memory per tracked key.
+//! threads, and memory per tracked key; and the whole layer beside
+//! tower_governor's, per request, around the same handler.
 //!
 //! Run: `cargo bench --bench rate_limit`.
 #![allow(missing_docs)]
@@ -155,5 +156,109 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+fn layers(c: &mut Criterion) {
+    use axum::body::Body;
+    use axum::extract::ConnectInfo;
+    use http::{Request, Response};
+    use std::convert::Infallible;
+    use std::net::SocketAddr;
+    use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+
+    fn handler()
+    -> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send> + Clone
+    {
+        service_fn(|_req: Request<Body>| async {
+            Ok::<_, Infallible>(Response::new(Body::from("ok")))
+        })
+    }
+    fn request(i: u32) -> Request<Body> {
+        let mut req = Request::get("/api/items").body(Body::empty()).unwrap();
+        req.extensions_mut()
+            .insert(ConnectInfo(SocketAddr::new(ip(i % 1000), 4000)));
+        req
+    }
+    async fn run<S>(svc: &S, i: u32) -> u16
+    where
+        S: Service<Request<Body>, Error = Infallible> + Clone,
+        S::Response: Into<Response<Body>>,
+    {
+        let res: Response<Body> = svc.clone().oneshot(request(i)).await.unwrap().into();
+        res.status().as_u16()
+    }
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let ours = ServiceBuilder::new()
+        .layer(tower_perf::rate_limit::RateLimitLayer::new().rule(
+            tower_perf::rate_limit::RateRule::new("api", Quota::per_second(1_000_000_000)),
+        ))
+        .service(handler())
+        .map_response(|r: Response<tower_perf::rate_limit::ResponseBody<Body>>| r.map(Body::new));
+    let quiet = ServiceBuilder::new()
+        .layer(
+            tower_perf::rate_limit::RateLimitLayer::new()
+                .rule(tower_perf::rate_limit::RateRule::new(
+                    "api",
+                    Quota::per_second(1_000_000_000),
+                ))
+                .headers(false),
+        )
+        .service(handler())
+        .map_response(|r: Response<tower_perf::rate_limit::ResponseBody<Body>>| r.map(Body::new));
+    let config = tower_governor::governor::GovernorConfigBuilder::default()
+        .per_nanosecond(1)
+        .burst_size(1_000_000_000)
+        .finish()
+        .unwrap();
+    let theirs = ServiceBuilder::new()
+        .layer(tower_governor::GovernorLayer::new(config))
+        .service(handler());
+    let bare = handler();
+    // Both let every request through with this quota.
+    assert_eq!(rt.block_on(run(&ours, 1)), 200);
+    assert_eq!(rt.block_on(run(&theirs, 1)), 200);
+
+    let mut group = c.benchmark_group("rate-limit-layer");
+    group
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    let mut i = 0u32;
+    group.bench_function("bare", |b| {
+        b.to_async(&rt).iter(|| {
+            i = i.wrapping_add(1);
+            let n = i;
+            let svc = &bare;
+            async move { black_box(run(svc, n).await) }
+        })
+    });
+    group.bench_function("tower-perf", |b| {
+        b.to_async(&rt).iter(|| {
+            i = i.wrapping_add(1);
+            let n = i;
+            let svc = &ours;
+            async move { black_box(run(svc, n).await) }
+        })
+    });
+    // tower_governor sends no fields by default: compare with ours off too.
+    group.bench_function("tower-perf-no-fields", |b| {
+        b.to_async(&rt).iter(|| {
+            i = i.wrapping_add(1);
+            let n = i;
+            let svc = &quiet;
+            async move { black_box(run(svc, n).await) }
+        })
+    });
+    group.bench_function("tower_governor", |b| {
+        b.to_async(&rt).iter(|| {
+            i = i.wrapping_add(1);
+            let n = i;
+            let svc = &theirs;
+            async move { black_box(run(svc, n).await) }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench, layers);
 criterion_main!(benches);

@@ -231,6 +231,9 @@ impl RateLimitStats {
 struct Config {
     /// Each rule with its policies (the rule's own first).
     rules: Vec<(RateRule, Vec<PolicyRef>)>,
+    /// The `RateLimit-Policy` value of each rule, written once, found by
+    /// the index of the rule's first policy.
+    policy_fields: Vec<Option<HeaderValue>>,
     ipv6_prefix: u8,
     missing_key: MissingKey,
     headers: bool,
@@ -418,8 +421,29 @@ impl<St: RateLimitStore> RateLimitLayer<St> {
                 counters: all.iter().map(|_| PolicyCounters::default()).collect(),
                 limited_keys: Arc::default(),
             };
+            let mut policy_fields = vec![None; all.len()];
+            for (_, ps) in &rules {
+                let mut v = String::new();
+                for (i, p) in ps.iter().enumerate() {
+                    if i > 0 {
+                        v.push_str(", ");
+                    }
+                    v.push('"');
+                    v.push_str(&p.name);
+                    v.push_str("\";q=");
+                    push_num(&mut v, u64::from(p.quota.burst()));
+                    v.push_str(";w=");
+                    push_num(&mut v, p.quota.period().as_secs().max(1));
+                }
+                if let (Some(first), Ok(hv)) = (ps.first(), HeaderValue::try_from(v)) {
+                    if let Some(slot) = policy_fields.get_mut(usize::from(first.index)) {
+                        *slot = Some(hv);
+                    }
+                }
+            }
             let config = Config {
                 rules,
+                policy_fields,
                 ipv6_prefix: self.ipv6_prefix,
                 missing_key: self.missing_key,
                 headers: self.headers,
@@ -446,28 +470,34 @@ impl<S, St: RateLimitStore> Layer<S> for RateLimitLayer<St> {
         let (config, stats) = self.build().clone();
         RateLimit {
             inner,
-            store: self.store.clone(),
-            config,
-            stats,
+            shared: Arc::new(Shared {
+                store: self.store.clone(),
+                config,
+                stats,
+            }),
         }
     }
+}
+
+/// What every clone of a [`RateLimit`] service shares: one reference
+/// count per request, not three.
+struct Shared<St> {
+    store: Arc<St>,
+    config: Arc<Config>,
+    stats: RateLimitStats,
 }
 
 /// The service [`RateLimitLayer`] builds.
 pub struct RateLimit<S, St = MemoryStore> {
     inner: S,
-    store: Arc<St>,
-    config: Arc<Config>,
-    stats: RateLimitStats,
+    shared: Arc<Shared<St>>,
 }
 
 impl<S: Clone, St> Clone for RateLimit<S, St> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            store: self.store.clone(),
-            config: self.config.clone(),
-            stats: self.stats.clone(),
+            shared: self.shared.clone(),
         }
     }
 }
@@ -502,6 +532,7 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let found = self
+            .shared
             .config
             .rules
             .iter()
@@ -509,12 +540,12 @@ where
         let Some(i) = found else {
             return ResponseFuture::inner(self.inner.call(req));
         };
-        let (rule, policies) = &self.config.rules[i];
+        let (rule, policies) = &self.shared.config.rules[i];
         let mut keys = Vec::with_capacity(policies.len());
         for ((_, _, source), policy) in rule.policies().zip(policies) {
-            let key = match source.extract(&req, self.config.ipv6_prefix) {
+            let key = match source.extract(&req, self.shared.config.ipv6_prefix) {
                 Some(k) => k,
-                None => match self.config.missing_key {
+                None => match self.shared.config.missing_key {
                     MissingKey::Shared => Key::Text("unknown".into()),
                     MissingKey::Allow => continue,
                     MissingKey::Deny => {
@@ -525,13 +556,14 @@ where
                             retry_after: Duration::from_secs(1),
                         };
                         let unknown = Key::Text("unknown".into());
-                        self.stats.counters[usize::from(policy.index)]
+                        self.shared.stats.counters[usize::from(policy.index)]
                             .limited
                             .fetch_add(1, Relaxed);
-                        self.stats
+                        self.shared
+                            .stats
                             .record_limited(usize::from(policy.index), &unknown);
                         return ResponseFuture::rejected(too_many(
-                            &self.config,
+                            &self.shared.config,
                             policy,
                             &unknown,
                             &decision,
@@ -552,9 +584,9 @@ where
             .iter()
             .map(|(p, k)| {
                 if peek {
-                    self.store.peek(p, k, rule.cost)
+                    self.shared.store.peek(p, k, rule.cost)
                 } else {
-                    self.store.check(p, k, rule.cost)
+                    self.shared.store.check(p, k, rule.cost)
                 }
             })
             .collect();
@@ -572,7 +604,7 @@ where
                 next: Some((ready_svc, req)),
             },
             decisions: Vec::new(),
-            ctx: Some((self.config.clone(), self.stats.clone(), self.store.clone())),
+            ctx: Some(self.shared.clone()),
             rejected: None,
         }
     }
@@ -595,30 +627,31 @@ fn t_secs(d: &Decision) -> u64 {
 /// Writes the RateLimit fields (Structured Fields lists, one member per
 /// policy) and, if asked, the legacy trio for the most constrained policy.
 fn add_all_headers(h: &mut HeaderMap, config: &Config, decisions: &[(PolicyRef, Decision)]) {
-    if decisions.is_empty() {
+    let Some((first, _)) = decisions.first() else {
         return;
-    }
+    };
     if config.headers {
-        let policy: Vec<String> = decisions
-            .iter()
-            .map(|(p, _)| {
-                format!(
-                    "\"{}\";q={};w={}",
-                    p.name,
-                    p.quota.burst(),
-                    p.quota.period().as_secs().max(1)
-                )
-            })
-            .collect();
-        let limit: Vec<String> = decisions
-            .iter()
-            .map(|(p, d)| format!("\"{}\";r={};t={}", p.name, d.remaining, t_secs(d)))
-            .collect();
-        if let Ok(v) = HeaderValue::try_from(policy.join(", ")) {
-            h.insert(HeaderName::from_static("ratelimit-policy"), v);
+        let policy = config
+            .policy_fields
+            .get(usize::from(first.index))
+            .and_then(Option::as_ref);
+        if let Some(v) = policy {
+            h.insert(RATELIMIT_POLICY, v.clone());
         }
-        if let Ok(v) = HeaderValue::try_from(limit.join(", ")) {
-            h.insert(HeaderName::from_static("ratelimit"), v);
+        let mut v = String::with_capacity(40 * decisions.len());
+        for (i, (p, d)) in decisions.iter().enumerate() {
+            if i > 0 {
+                v.push_str(", ");
+            }
+            v.push('"');
+            v.push_str(&p.name);
+            v.push_str("\";r=");
+            push_num(&mut v, u64::from(d.remaining));
+            v.push_str(";t=");
+            push_num(&mut v, t_secs(d));
+        }
+        if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(v)) {
+            h.insert(RATELIMIT, v);
         }
     }
     if config.legacy_headers {
@@ -626,21 +659,34 @@ fn add_all_headers(h: &mut HeaderMap, config: &Config, decisions: &[(PolicyRef, 
             .iter()
             .min_by_key(|(_, d)| (d.allowed, d.remaining))
         {
-            h.insert(
-                HeaderName::from_static("x-ratelimit-limit"),
-                HeaderValue::from(p.quota.burst()),
-            );
-            h.insert(
-                HeaderName::from_static("x-ratelimit-remaining"),
-                HeaderValue::from(d.remaining),
-            );
-            h.insert(
-                HeaderName::from_static("x-ratelimit-reset"),
-                HeaderValue::from(t_secs(d)),
-            );
+            h.insert(X_LIMIT, HeaderValue::from(p.quota.burst()));
+            h.insert(X_REMAINING, HeaderValue::from(d.remaining));
+            h.insert(X_RESET, HeaderValue::from(t_secs(d)));
         }
     }
 }
+
+/// Appends `n` in decimal, without the formatting machinery.
+fn push_num(s: &mut String, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // ASCII digits: always UTF-8.
+    s.push_str(std::str::from_utf8(&buf[i..]).unwrap_or("0"));
+}
+
+const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+const X_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+const X_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+const X_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
 
 /// The 429 for `policy` (the one that said no), with every policy's fields.
 fn too_many<B>(
@@ -718,7 +764,7 @@ pin_project! {
         #[pin]
         state: State<F, St, S, R>,
         decisions: Vec<(PolicyRef, Decision)>,
-        ctx: Option<(Arc<Config>, RateLimitStats, Arc<St>)>,
+        ctx: Option<Arc<Shared<St>>>,
         rejected: Option<Response<ResponseBody<()>>>,
     }
 }
@@ -771,10 +817,11 @@ where
                     cost,
                     next,
                 } => {
-                    let Some((config, stats, store)) = this.ctx.as_ref() else {
+                    let Some(shared) = this.ctx.as_ref() else {
                         this.state.set(State::Done);
                         continue;
                     };
+                    let (config, stats, store) = (&shared.config, &shared.stats, &shared.store);
                     // Answers in order; a store that fails lets the request
                     // through (fail open): rate limiting must not take the
                     // service down.
@@ -835,8 +882,8 @@ where
                 }
                 StateProj::Inner { fut } => {
                     let mut res = ready!(fut.poll(cx))?;
-                    if let Some((config, _, _)) = this.ctx.as_ref() {
-                        add_all_headers(res.headers_mut(), config, this.decisions);
+                    if let Some(shared) = this.ctx.as_ref() {
+                        add_all_headers(res.headers_mut(), &shared.config, this.decisions);
                     }
                     this.state.set(State::Done);
                     return Poll::Ready(Ok(res.map(ResponseBody::inner)));
