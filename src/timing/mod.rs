@@ -22,7 +22,7 @@
 //! (merged when read) and finds the route through a per-thread cache.
 //! Latencies go into a log-linear histogram (16 buckets per power of two:
 //! percentiles within ±3.2%). `benches/timing.rs` measures the overhead:
-//! about 1,150 instructions per request (0.25–0.4 µs here), twice that with
+//! about 1,000 instructions per request (0.2–0.4 µs here), twice that with
 //! sub-timings on, still more than the 150 ns this layer aims at
 //! (BENCHMARKS.md says where it goes).
 //!

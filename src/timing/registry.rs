@@ -441,6 +441,24 @@ thread_local! {
     static SHARD: usize = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
     /// (registry id, method) → label → this thread's cell of the route.
     static CACHE: RefCell<FxMap<(u64, Method), FxMap<Box<str>, Arc<Cell>>>> = RefCell::new(FxMap::default());
+    /// A few recent lookups, slotted by where the label lives: route
+    /// templates (axum's `MatchedPath`, constant labels) keep their address
+    /// from request to request, so most lookups end here without hashing.
+    static MEMO: RefCell<[Option<Memo>; MEMO_SLOTS]> = const { RefCell::new([const { None }; MEMO_SLOTS]) };
+}
+
+const MEMO_SLOTS: usize = 16;
+
+struct Memo {
+    registry: u64,
+    method: Method,
+    label: Box<str>,
+    cell: Arc<Cell>,
+}
+
+fn memo_slot(registry: u64, label: &str) -> usize {
+    let addr = label.as_ptr() as usize as u64;
+    ((addr >> 3) ^ registry.wrapping_mul(0x9E37_79B9)) as usize % MEMO_SLOTS
 }
 
 /// How the registry is configured.
@@ -504,6 +522,32 @@ impl Registry {
     /// This thread's cell of the route for (method, label), created on
     /// first use; past the cap, new routes fold into [`OTHER`].
     pub(crate) fn cell(&self, method: &Method, label: &str) -> Arc<Cell> {
+        let slot = memo_slot(self.id, label);
+        let memo = MEMO.with(|m| {
+            let m = m.borrow();
+            let e = m.get(slot)?.as_ref()?;
+            // The content decides; the address only picked the slot.
+            (e.registry == self.id && e.method == *method && *e.label == *label)
+                .then(|| e.cell.clone())
+        });
+        if let Some(cell) = memo {
+            return cell;
+        }
+        let cell = self.cell_slow(method, label);
+        MEMO.with(|m| {
+            if let Some(e) = m.borrow_mut().get_mut(slot) {
+                *e = Some(Memo {
+                    registry: self.id,
+                    method: method.clone(),
+                    label: label.into(),
+                    cell: cell.clone(),
+                });
+            }
+        });
+        cell
+    }
+
+    fn cell_slow(&self, method: &Method, label: &str) -> Arc<Cell> {
         let cached = CACHE.with(|c| {
             c.borrow()
                 .get(&(self.id, method.clone()))
