@@ -568,6 +568,7 @@ where
                             &unknown,
                             &decision,
                             &[],
+                            &[],
                         ));
                     }
                 },
@@ -580,6 +581,7 @@ where
         // One policy: count it at once. Several: look first, and count in
         // all of them only when all allow the request.
         let peek = keys.len() > 1;
+        let keys_len = keys.len();
         let checks: Vec<St::Future> = keys
             .iter()
             .map(|(p, k)| {
@@ -597,13 +599,13 @@ where
         ResponseFuture {
             state: State::Checking {
                 checks,
-                results: Vec::new(),
+                results: Vec::with_capacity(keys_len),
                 peeking: peek,
                 keys,
                 cost: rule.cost,
                 next: Some((ready_svc, req)),
             },
-            decisions: Vec::new(),
+            done: (Vec::new(), Vec::new()),
             ctx: Some(self.shared.clone()),
             rejected: None,
         }
@@ -626,8 +628,13 @@ fn t_secs(d: &Decision) -> u64 {
 
 /// Writes the RateLimit fields (Structured Fields lists, one member per
 /// policy) and, if asked, the legacy trio for the most constrained policy.
-fn add_all_headers(h: &mut HeaderMap, config: &Config, decisions: &[(PolicyRef, Decision)]) {
-    let Some((first, _)) = decisions.first() else {
+fn add_all_headers(
+    h: &mut HeaderMap,
+    config: &Config,
+    keys: &[(PolicyRef, Key)],
+    results: &[Decision],
+) {
+    let Some((first, _)) = keys.first() else {
         return;
     };
     if config.headers {
@@ -638,8 +645,8 @@ fn add_all_headers(h: &mut HeaderMap, config: &Config, decisions: &[(PolicyRef, 
         if let Some(v) = policy {
             h.insert(RATELIMIT_POLICY, v.clone());
         }
-        let mut v = String::with_capacity(40 * decisions.len());
-        for (i, (p, d)) in decisions.iter().enumerate() {
+        let mut v = String::with_capacity(40 * keys.len());
+        for (i, ((p, _), d)) in keys.iter().zip(results).enumerate() {
             if i > 0 {
                 v.push_str(", ");
             }
@@ -655,10 +662,11 @@ fn add_all_headers(h: &mut HeaderMap, config: &Config, decisions: &[(PolicyRef, 
         }
     }
     if config.legacy_headers {
-        if let Some((p, d)) = decisions
+        let most = keys
             .iter()
-            .min_by_key(|(_, d)| (d.allowed, d.remaining))
-        {
+            .zip(results)
+            .min_by_key(|(_, d)| (d.allowed, d.remaining));
+        if let Some(((p, _), d)) = most {
             h.insert(X_LIMIT, HeaderValue::from(p.quota.burst()));
             h.insert(X_REMAINING, HeaderValue::from(d.remaining));
             h.insert(X_RESET, HeaderValue::from(t_secs(d)));
@@ -694,7 +702,8 @@ fn too_many<B>(
     policy: &PolicyRef,
     key: &Key,
     d: &Decision,
-    others: &[(PolicyRef, Decision)],
+    keys: &[(PolicyRef, Key)],
+    results: &[Decision],
 ) -> Response<ResponseBody<B>> {
     let retry = ceil_secs(d.retry_after).max(1);
     let mut res = if let Some(f) = &config.reject {
@@ -732,11 +741,17 @@ fn too_many<B>(
         h.insert(RETRY_AFTER, HeaderValue::from(retry));
     }
     if !h.contains_key("ratelimit") {
-        let mut all: Vec<(PolicyRef, Decision)> = others.to_vec();
-        if !all.iter().any(|(p, _)| p.index == policy.index) {
-            all.push((policy.clone(), *d));
+        if keys.is_empty() {
+            // Refused before any store was asked (no key): this policy alone.
+            add_all_headers(
+                h,
+                config,
+                &[(policy.clone(), key.clone())],
+                std::slice::from_ref(d),
+            );
+        } else {
+            add_all_headers(h, config, keys, results);
         }
-        add_all_headers(h, config, &all);
     }
     res
 }
@@ -763,7 +778,8 @@ pin_project! {
     pub struct ResponseFuture<F, St: RateLimitStore, S, R> {
         #[pin]
         state: State<F, St, S, R>,
-        decisions: Vec<(PolicyRef, Decision)>,
+        // The policies and what they said, for the response's fields.
+        done: (Vec<(PolicyRef, Key)>, Vec<Decision>),
         ctx: Option<Arc<Shared<St>>>,
         rejected: Option<Response<ResponseBody<()>>>,
     }
@@ -779,7 +795,7 @@ impl<F, St: RateLimitStore, S, R> ResponseFuture<F, St, S, R> {
     fn inner(fut: F) -> Self {
         Self {
             state: State::Inner { fut },
-            decisions: Vec::new(),
+            done: (Vec::new(), Vec::new()),
             ctx: None,
             rejected: None,
         }
@@ -788,7 +804,7 @@ impl<F, St: RateLimitStore, S, R> ResponseFuture<F, St, S, R> {
     fn rejected(res: Response<ResponseBody<()>>) -> Self {
         Self {
             state: State::Rejected,
-            decisions: Vec::new(),
+            done: (Vec::new(), Vec::new()),
             ctx: None,
             rejected: Some(res),
         }
@@ -860,19 +876,14 @@ where
                             c.allowed.fetch_add(1, Relaxed);
                         }
                     }
-                    let decided: Vec<(PolicyRef, Decision)> = keys
-                        .iter()
-                        .map(|(p, _)| p.clone())
-                        .zip(results.iter().copied())
-                        .collect();
                     if let Some((i, d)) = denied {
                         if !config.shadow {
-                            let res = too_many(config, &keys[i].0, &keys[i].1, &d, &decided);
+                            let res = too_many(config, &keys[i].0, &keys[i].1, &d, keys, results);
                             this.state.set(State::Done);
                             return Poll::Ready(Ok(res.map(ResponseBody::retype)));
                         }
                     }
-                    *this.decisions = decided;
+                    *this.done = (std::mem::take(keys), std::mem::take(results));
                     let Some((mut svc, req)) = next.take() else {
                         this.state.set(State::Done);
                         continue;
@@ -883,7 +894,12 @@ where
                 StateProj::Inner { fut } => {
                     let mut res = ready!(fut.poll(cx))?;
                     if let Some(shared) = this.ctx.as_ref() {
-                        add_all_headers(res.headers_mut(), &shared.config, this.decisions);
+                        add_all_headers(
+                            res.headers_mut(),
+                            &shared.config,
+                            &this.done.0,
+                            &this.done.1,
+                        );
                     }
                     this.state.set(State::Done);
                     return Poll::Ready(Ok(res.map(ResponseBody::inner)));
