@@ -7,15 +7,17 @@
 //! | feature         | what it gives                                                        | status      |
 //! |-----------------|----------------------------------------------------------------------|-------------|
 //! | (always)        | [`headers`]: Cache-Control, Accept-Encoding, entity tags, HTTP dates | available   |
-//! | `cache`         | RFC 9111 shared response cache, coalescing, purge                    | in progress |
+//! | `cache`         | RFC 9111 shared response cache, coalescing, purge                    | not yet     |
 //! | `compression`   | [`compression`]: streaming gzip/deflate with q-value negotiation     | available   |
 //! | `cache-control` | [`cache_control`]: policies by route, ETags, 304/412                 | available   |
-//! | `timing`        | [`timing`]: per-route latency percentiles over a rolling window      | in progress |
-//! | `rate-limit`    | [`rate_limit`]: GCRA quotas per route and key, IETF RateLimit fields | in progress |
-//! | `redis`         | Redis stores for the cache and the limiter (several replicas)        | in progress |
+//! | `timing`        | [`timing`]: per-route latency, sub-timings, Server-Timing, Prometheus | available   |
+//! | `rate-limit`    | [`rate_limit`]: GCRA quotas per route and key, IETF RateLimit fields | available   |
+//! | `redis`         | Redis stores for the cache and the limiter (several replicas)        | not yet     |
+//! | `axum`          | route labels from `MatchedPath`, peer address from `ConnectInfo`     | available   |
 //! | `full`          | everything above                                                     |             |
 //!
-//! The five in-memory layers are default features; `redis` is opt-in.
+//! The in-memory layers and `axum` are default features; `redis` is
+//! opt-in.
 //!
 //! # Stacking order
 //!
