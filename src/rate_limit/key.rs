@@ -7,7 +7,7 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderName, Request};
 
 /// What a quota is counted against.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Key {
     /// A client address (IPv6 already grouped by prefix).
     Ip(IpAddr),
@@ -15,6 +15,22 @@ pub enum Key {
     Text(Box<str>),
     /// Everybody together.
     Global,
+}
+
+impl std::hash::Hash for Key {
+    /// Addresses hash as one integer (so a store's hasher can mix them
+    /// cheaply); text as its bytes.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        match self {
+            Self::Ip(IpAddr::V4(v4)) => state.write_u64(u64::from(u32::from(*v4)) | (4 << 40)),
+            Self::Ip(IpAddr::V6(v6)) => state.write_u128(u128::from(*v6)),
+            Self::Text(t) => {
+                state.write(t.as_bytes());
+                state.write_u8(0xff);
+            }
+            Self::Global => state.write_u8(0),
+        }
+    }
 }
 
 impl std::fmt::Display for Key {

@@ -64,7 +64,67 @@ const SHARDS: usize = 16;
 /// Default cap on tracked keys.
 pub const DEFAULT_MAX_KEYS: usize = 100_000;
 
-type Table = HashMap<Key, AtomicU64>;
+type Table = HashMap<Key, AtomicU64, KeyHasherBuilder>;
+
+/// Hashes keys for the tables: addresses with a seeded multiply-mix (a
+/// client can't pick its address freely, and IPv6 is grouped by /64), text
+/// keys (API keys, which a client does pick) with SipHash under a random
+/// key, as `HashMap` does by default.
+#[derive(Clone)]
+struct KeyHasherBuilder {
+    sip: RandomState,
+    seed: u64,
+}
+
+impl BuildHasher for KeyHasherBuilder {
+    type Hasher = KeyHasher;
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher {
+            sip: None,
+            builder: self.sip.clone(),
+            acc: self.seed,
+        }
+    }
+}
+
+struct KeyHasher {
+    sip: Option<std::collections::hash_map::DefaultHasher>,
+    builder: RandomState,
+    acc: u64,
+}
+
+impl KeyHasher {
+    #[inline]
+    fn mix(&mut self, w: u64) {
+        let x = (self.acc ^ w).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.acc = x ^ (x >> 29);
+    }
+}
+
+impl std::hash::Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let builder = &self.builder;
+        self.sip
+            .get_or_insert_with(|| builder.build_hasher())
+            .write(bytes);
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.mix(u64::from(i));
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.mix(i);
+    }
+    fn write_u128(&mut self, i: u128) {
+        self.mix(i as u64);
+        self.mix((i >> 64) as u64);
+    }
+    fn finish(&self) -> u64 {
+        match &self.sip {
+            Some(s) => s.finish() ^ self.acc,
+            None => self.acc,
+        }
+    }
+}
 
 /// One shard: a table per policy (by policy index), so a lookup borrows the
 /// key instead of building a (policy, key) pair.
@@ -82,6 +142,7 @@ pub struct MemoryStore {
     shards: Box<[RwLock<Shard>]>,
     hasher: RandomState,
     seed: u64,
+    table_hasher: KeyHasherBuilder,
     per_shard: usize,
     clock: Arc<dyn Clock>,
     start: Instant,
@@ -119,6 +180,10 @@ impl MemoryStore {
         Self {
             shards: (0..SHARDS).map(|_| RwLock::new(Vec::new())).collect(),
             seed: hasher.hash_one(0x5eed_u64) | 1,
+            table_hasher: KeyHasherBuilder {
+                sip: RandomState::new(),
+                seed: hasher.hash_one(0xfeed_u64),
+            },
             hasher,
             per_shard: max_keys.div_ceil(SHARDS).max(1),
             clock: Arc::new(clock),
@@ -197,7 +262,8 @@ impl MemoryStore {
             return gcra(0, now, &policy.quota, cost).0;
         };
         if tables.len() <= p {
-            tables.resize_with(p + 1, HashMap::new);
+            let builder = &self.table_hasher;
+            tables.resize_with(p + 1, || HashMap::with_hasher(builder.clone()));
         }
         let total: usize = tables.iter().map(HashMap::len).sum();
         let table = &mut tables[p];
