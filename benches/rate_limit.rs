@@ -6,11 +6,13 @@
 //! Run: `cargo bench --bench rate_limit`.
 #![allow(missing_docs)]
 
+mod common;
+
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use governor::{Quota as GQuota, RateLimiter};
@@ -67,29 +69,6 @@ fn bytes_per_key() {
     drop((ours, theirs));
 }
 
-fn parallel(threads: usize, iters: u64, f: impl Fn(u64) + Send + Sync + 'static) -> Duration {
-    let f = Arc::new(f);
-    let barrier = Arc::new(std::sync::Barrier::new(threads));
-    let handles: Vec<_> = (0..threads)
-        .map(|t| {
-            let (f, barrier) = (f.clone(), barrier.clone());
-            std::thread::spawn(move || {
-                barrier.wait();
-                let start = Instant::now();
-                for i in 0..iters {
-                    f(i + t as u64 * 7919);
-                }
-                start.elapsed()
-            })
-        })
-        .collect();
-    handles
-        .into_iter()
-        .map(|h| h.join().unwrap())
-        .max()
-        .unwrap_or_default()
-}
-
 fn bench(c: &mut Criterion) {
     bytes_per_key();
     let (policy, gq) = quotas();
@@ -130,13 +109,15 @@ fn bench(c: &mut Criterion) {
             let (ours, policy) = (ours.clone(), policy.clone());
             group.bench_function(BenchmarkId::new("tower-perf-2-threads", name), |b| {
                 b.iter_custom(|iters| {
-                    let (ours, policy) = (ours.clone(), policy.clone());
-                    parallel(2, iters, move |i| {
-                        black_box(ours.check_now(
-                            &policy,
-                            &Key::Ip(ip((i % u64::from(keys)) as u32)),
-                            1,
-                        ));
+                    common::parallel(2, |t| {
+                        let (ours, policy) = (ours.clone(), policy.clone());
+                        move || {
+                            for i in 0..iters {
+                                let i = i + t as u64 * 7919;
+                                let key = Key::Ip(ip((i % u64::from(keys)) as u32));
+                                black_box(ours.check_now(&policy, &key, 1));
+                            }
+                        }
                     })
                 })
             });
@@ -145,9 +126,16 @@ fn bench(c: &mut Criterion) {
             let theirs = theirs.clone();
             group.bench_function(BenchmarkId::new("governor-2-threads", name), |b| {
                 b.iter_custom(|iters| {
-                    let theirs = theirs.clone();
-                    parallel(2, iters, move |i| {
-                        black_box(theirs.check_key(&ip((i % u64::from(keys)) as u32)).is_ok());
+                    common::parallel(2, |t| {
+                        let theirs = theirs.clone();
+                        move || {
+                            for i in 0..iters {
+                                let i = i + t as u64 * 7919;
+                                black_box(
+                                    theirs.check_key(&ip((i % u64::from(keys)) as u32)).is_ok(),
+                                );
+                            }
+                        }
                     })
                 })
             });

@@ -5,9 +5,11 @@
 //! Run: `cargo bench --bench timing`.
 #![allow(missing_docs)]
 
+mod common;
+
 use std::convert::Infallible;
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -38,43 +40,31 @@ where
 }
 
 /// Runs `iters` requests on each of `threads` threads at once; returns the
-/// wall time divided by the requests of one thread (time per request per
-/// thread).
+/// slowest thread's time (time per request per thread, once divided).
 fn parallel<S, B>(svc: &S, threads: usize, iters: u64) -> Duration
 where
     S: Service<Request<Full<Bytes>>, Response = Response<B>, Error = Infallible>
         + Clone
         + Send
+        + Sync
         + 'static,
     S::Future: Send,
     B: http_body::Body<Data = Bytes> + Send,
     B::Error: std::fmt::Debug,
 {
-    let barrier = std::sync::Arc::new(std::sync::Barrier::new(threads));
-    let handles: Vec<_> = (0..threads)
-        .map(|_| {
-            let svc = svc.clone();
-            let barrier = barrier.clone();
-            std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .build()
-                    .unwrap();
-                barrier.wait();
-                let start = Instant::now();
-                rt.block_on(async {
-                    for _ in 0..iters {
-                        black_box(one(&svc).await);
-                    }
-                });
-                start.elapsed()
+    common::parallel(threads, |_| {
+        let svc = svc.clone();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        move || {
+            rt.block_on(async {
+                for _ in 0..iters {
+                    black_box(one(&svc).await);
+                }
             })
-        })
-        .collect();
-    handles
-        .into_iter()
-        .map(|h| h.join().unwrap())
-        .max()
-        .unwrap_or_default()
+        }
+    })
 }
 
 fn bench(c: &mut Criterion) {

@@ -117,3 +117,32 @@ pub(crate) fn contenders(
         .service(handler(data.clone()));
     (handler(data.clone()), ours, theirs)
 }
+
+/// Runs one worker per thread, all started together; returns the slowest
+/// worker's time. `make` prepares a thread's work (runtime, clones) before
+/// the start, so only the work itself is timed.
+pub(crate) fn parallel<W>(threads: usize, make: impl Fn(usize) -> W + Sync) -> std::time::Duration
+where
+    W: FnOnce() + Send,
+{
+    let barrier = std::sync::Barrier::new(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (make, barrier) = (&make, &barrier);
+                s.spawn(move || {
+                    let work = make(t);
+                    barrier.wait();
+                    let start = std::time::Instant::now();
+                    work();
+                    start.elapsed()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .max()
+            .unwrap_or_default()
+    })
+}
