@@ -4,8 +4,8 @@ mod support;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+
+use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
@@ -14,28 +14,10 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use support::{TestResponse, TestServer};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
-use tower_perf::clock::Clock;
+use tower_perf::clock::ManualClock;
 use tower_perf::rate_limit::{
     KeySource, MemoryStore, MissingKey, PeerAddr, Quota, RateLimitLayer, RateRule,
 };
-
-#[derive(Clone)]
-struct Manual(Arc<Mutex<Instant>>);
-
-impl Manual {
-    fn new() -> Self {
-        Self(Arc::new(Mutex::new(Instant::now())))
-    }
-    fn advance(&self, d: Duration) {
-        *self.0.lock().unwrap() += d;
-    }
-}
-
-impl Clock for Manual {
-    fn now(&self) -> Instant {
-        *self.0.lock().unwrap()
-    }
-}
 
 fn app(layer: RateLimitLayer) -> Router {
     Router::new()
@@ -134,7 +116,7 @@ async fn ietf_fields_and_retry_after() {
 
 fn svc_with_clock(
     quota: Quota,
-    clock: Manual,
+    clock: ManualClock,
 ) -> impl Service<
     Request<Full<Bytes>>,
     Response = Response<tower_perf::rate_limit::ResponseBody<Full<Bytes>>>,
@@ -158,7 +140,7 @@ fn req_from(ip: [u8; 4]) -> Request<Full<Bytes>> {
 
 #[tokio::test]
 async fn retry_after_rounds_up_and_is_never_zero() {
-    let clock = Manual::new();
+    let clock = ManualClock::new();
     let svc = svc_with_clock(Quota::per_second(10).with_burst(1), clock.clone());
     assert_eq!(
         svc.clone()
@@ -192,7 +174,7 @@ async fn retry_after_rounds_up_and_is_never_zero() {
 
 #[tokio::test]
 async fn burst_then_steady_rate_per_client() {
-    let clock = Manual::new();
+    let clock = ManualClock::new();
     let svc = svc_with_clock(Quota::per_second(2).with_burst(4), clock.clone());
     let mut ok = 0;
     for _ in 0..10 {

@@ -5,7 +5,7 @@ mod support;
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
@@ -14,26 +14,8 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, StreamBody};
 use support::TestServer;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
-use tower_perf::timing::{Clock, TimingLayer};
-
-/// A clock tests move by hand.
-#[derive(Clone)]
-struct ManualClock(Arc<Mutex<Instant>>);
-
-impl ManualClock {
-    fn new() -> Self {
-        Self(Arc::new(Mutex::new(Instant::now())))
-    }
-    fn advance(&self, d: Duration) {
-        *self.0.lock().unwrap() += d;
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> Instant {
-        *self.0.lock().unwrap()
-    }
-}
+use tower_perf::clock::ManualClock;
+use tower_perf::timing::TimingLayer;
 
 fn ok() -> Response<Full<Bytes>> {
     Response::new(Full::from("ok"))

@@ -339,16 +339,9 @@ impl<S: RateLimitStore> RateLimitStore for Arc<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
     use std::time::Duration;
 
-    #[derive(Clone)]
-    struct Manual(Arc<Mutex<Instant>>);
-    impl Clock for Manual {
-        fn now(&self) -> Instant {
-            *self.0.lock().unwrap()
-        }
-    }
+    use crate::clock::ManualClock;
 
     fn policy(q: Quota) -> PolicyRef {
         PolicyRef {
@@ -391,13 +384,13 @@ mod tests {
 
     #[test]
     fn the_key_cap_evicts_idle_keys_first() {
-        let clock = Manual(Arc::new(Mutex::new(Instant::now())));
+        let clock = ManualClock::new();
         let store = MemoryStore::with_clock(64, clock.clone());
         let p = policy(Quota::per_second(1));
         for i in 0..10_000u32 {
             store.check_now(&p, &Key::Text(i.to_string().into()), 1);
             if i % 100 == 0 {
-                *clock.0.lock().unwrap() += Duration::from_millis(300);
+                clock.advance(Duration::from_millis(300));
             }
         }
         assert!(store.len() <= 64 + SHARDS, "bounded: {}", store.len());
@@ -410,10 +403,7 @@ mod tests {
     #[test]
     fn threads_share_one_count() {
         // A frozen clock: no token comes back while the threads run.
-        let store = Arc::new(MemoryStore::with_clock(
-            1000,
-            Manual(Arc::new(Mutex::new(Instant::now()))),
-        ));
+        let store = Arc::new(MemoryStore::with_clock(1000, ManualClock::new()));
         let p = policy(Quota::per_minute(1000));
         let allowed: usize = (0..4)
             .map(|_| {
