@@ -363,7 +363,7 @@ fn content_type_allowed(headers: &HeaderMap, config: &Config) -> bool {
     if predicate::is_grpc(&essence) {
         return config.grpc;
     }
-    if essence == "text/event-stream" {
+    if &*essence == "text/event-stream" {
         return config.event_stream;
     }
     match &config.filter {

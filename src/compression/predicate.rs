@@ -67,17 +67,44 @@ pub fn default_compressible(essence: &str) -> bool {
     }
 }
 
+/// Longest essence read; longer ones are not compressed (no registered
+/// media type comes close).
+const ESSENCE_MAX: usize = 127;
+
+/// A lowercased `type/subtype`, on the stack: read for every response, so
+/// it allocates nothing.
+pub(crate) struct Essence {
+    buf: [u8; ESSENCE_MAX],
+    len: usize,
+}
+
+impl std::ops::Deref for Essence {
+    type Target = str;
+    fn deref(&self) -> &str {
+        // Only tchar bytes (ASCII) are ever copied in.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+}
+
 /// The lowercase essence of a Content-Type value; `None` when it isn't
-/// `type/subtype` or isn't ASCII.
-pub(crate) fn essence(content_type: &[u8]) -> Option<String> {
+/// `type/subtype` of tokens, or is longer than 127 bytes.
+pub(crate) fn essence(content_type: &[u8]) -> Option<Essence> {
     let main = content_type.split(|&b| b == b';').next()?;
-    let s = std::str::from_utf8(main).ok()?.trim();
-    let (ty, sub) = s.split_once('/')?;
-    let valid = |p: &str| !p.is_empty() && p.bytes().all(crate::headers::is_tchar);
-    if !valid(ty) || !valid(sub) {
+    let main = crate::headers::trim_ows(main);
+    let slash = main.iter().position(|&b| b == b'/')?;
+    let (ty, sub) = (&main[..slash], &main[slash + 1..]);
+    let valid = |p: &[u8]| !p.is_empty() && p.iter().all(|&b| crate::headers::is_tchar(b));
+    if !valid(ty) || !valid(sub) || main.len() > ESSENCE_MAX {
         return None;
     }
-    Some(s.to_ascii_lowercase())
+    let mut e = Essence {
+        buf: [0; ESSENCE_MAX],
+        len: main.len(),
+    };
+    for (d, s) in e.buf.iter_mut().zip(main) {
+        *d = s.to_ascii_lowercase();
+    }
+    Some(e)
 }
 
 /// Whether this essence is gRPC (`application/grpc`, `application/grpc+proto`…).
@@ -107,8 +134,13 @@ mod tests {
             b"\xff/x",
             b";",
         ] {
-            assert_eq!(essence(bad), None, "{:?}", String::from_utf8_lossy(bad));
+            assert!(essence(bad).is_none(), "{:?}", String::from_utf8_lossy(bad));
         }
+        // Longer than any real media type: not read (and never compressed).
+        let long = format!("application/{}", "x".repeat(200));
+        assert!(essence(long.as_bytes()).is_none());
+        let max = format!("a/{}", "x".repeat(ESSENCE_MAX - 2));
+        assert_eq!(essence(max.as_bytes()).as_deref(), Some(max.as_str()));
     }
 
     #[test]

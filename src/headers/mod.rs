@@ -35,7 +35,7 @@ use std::fmt;
 #[cfg(any(feature = "compression", feature = "timing"))]
 pub(crate) use self::util::is_tchar;
 #[cfg(feature = "compression")]
-pub(crate) use self::util::split_list;
+pub(crate) use self::util::{split_list, trim_ows};
 
 #[doc(inline)]
 pub use self::{
