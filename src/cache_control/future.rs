@@ -179,7 +179,7 @@ where
                         continue;
                     }
                     this.state.set(State::Done);
-                    return Poll::Ready(Ok(finish(parts, ResponseBody::plain(body), ctx)));
+                    return Poll::Ready(Ok(finish(parts, ResponseBody::plain(body), ctx, None)));
                 }
                 StateProj::Hash {
                     parts,
@@ -195,17 +195,24 @@ where
                         this.state.set(State::Done);
                         continue;
                     };
-                    if let Some(tag) = (complete && collected.error.is_none())
-                        .then(|| hash_etag(collected, ctx))
-                        .flatten()
-                    {
-                        parts.headers.insert(ETAG, tag.to_header_value());
-                        ctx.stats.etag_generated();
+                    let mut known = None;
+                    if complete && collected.error.is_none() {
+                        let weak = ctx.config.etags == EtagMode::Weak;
+                        let (buf, len) = etag_bytes(digest(collected), weak);
+                        if let Ok(v) = HeaderValue::from_bytes(&buf[..len]) {
+                            parts.headers.insert(ETAG, v);
+                            ctx.stats.etag_generated();
+                            // Handed to the preconditions, so they don't
+                            // parse back the header just written.
+                            if !ctx.conds.is_empty() {
+                                known = EntityTag::parse(&buf[..len]).ok();
+                            }
+                        }
                     }
                     let rest = if complete { None } else { body.take() };
                     let res_body = ResponseBody::collected(std::mem::take(collected), rest);
                     this.state.set(State::Done);
-                    return Poll::Ready(Ok(finish(parts, res_body, ctx)));
+                    return Poll::Ready(Ok(finish(parts, res_body, ctx, known)));
                 }
                 StateProj::Done => panic!("ResponseFuture polled after completion"),
             }
@@ -240,17 +247,33 @@ fn hashable<B: Body>(parts: &Parts, body: &B, method: &Method, config: &Config) 
 
 /// XXH3-128 of the body (benches/etag.rs compares it with other hashes).
 fn hash_etag(collected: &Collected, ctx: &Ctx) -> Option<EntityTag> {
+    let (buf, len) = etag_bytes(digest(collected), ctx.config.etags == EtagMode::Weak);
+    EntityTag::parse(&buf[..len]).ok()
+}
+
+fn digest(collected: &Collected) -> u128 {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
     for chunk in &collected.chunks {
         h.update(chunk);
     }
-    // Hex digits are always valid etagc, so this never fails.
-    let tag = EntityTag::strong(format!("{:032x}", h.digest128())).ok()?;
-    Some(if ctx.config.etags == EtagMode::Weak {
-        tag.into_weak()
-    } else {
-        tag
-    })
+    h.digest128()
+}
+
+/// `"<32 hex digits>"` (or `W/"…"`), written on the stack.
+fn etag_bytes(digest: u128, weak: bool) -> ([u8; 36], usize) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 36];
+    let mut n = 0;
+    if weak {
+        out[..2].copy_from_slice(b"W/");
+        n = 2;
+    }
+    out[n] = b'"';
+    for i in 0..32 {
+        out[n + 1 + i] = HEX[((digest >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    out[n + 33] = b'"';
+    (out, n + 34)
 }
 
 fn apply_policy(parts: &mut Parts, ctx: &Ctx) {
@@ -294,12 +317,17 @@ fn probe_outcome<B>(
 
 /// Applies the preconditions to a response (the selected representation)
 /// and answers 304 or 412 when they say so.
-fn finish<B>(mut parts: Parts, body: ResponseBody<B>, ctx: &Ctx) -> Response<ResponseBody<B>> {
+fn finish<B>(
+    mut parts: Parts,
+    body: ResponseBody<B>,
+    ctx: &Ctx,
+    known: Option<EntityTag>,
+) -> Response<ResponseBody<B>> {
     // RFC 9110 §13.2.1: preconditions only apply to what would be a 2xx.
     if ctx.evaluated || ctx.conds.is_empty() || !parts.status.is_success() {
         return Response::from_parts(parts, body);
     }
-    let etag = EntityTag::from_headers(&parts.headers);
+    let etag = known.or_else(|| EntityTag::from_headers(&parts.headers));
     let lm = last_modified(&parts);
     match ctx.conds.evaluate(&ctx.method, true, etag.as_ref(), lm) {
         Outcome::Proceed => Response::from_parts(parts, body),
@@ -353,4 +381,20 @@ fn precondition_failed<B>(
         h.insert(VARY, v);
     }
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etag_bytes_are_the_hex_digest() {
+        let d = 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210_u128;
+        let (b, n) = etag_bytes(d, false);
+        assert_eq!(&b[..n], b"\"0123456789abcdeffedcba9876543210\"");
+        let (b, n) = etag_bytes(d, true);
+        assert_eq!(&b[..n], b"W/\"0123456789abcdeffedcba9876543210\"");
+        assert_eq!(&etag_bytes(0, false).0[..34], b"\"00000000000000000000000000000000\"");
+        assert_eq!(format!("{d:032x}").as_bytes(), &etag_bytes(d, false).0[1..33]);
+    }
 }
