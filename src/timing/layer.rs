@@ -368,7 +368,7 @@ impl Guard {
             let spans = self
                 .timings
                 .as_ref()
-                .map(Timings::aggregates)
+                .map(Timings::take_aggregates)
                 .unwrap_or_default();
             self.cell.record(self.start, self.status, &spans);
         }
