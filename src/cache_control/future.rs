@@ -394,7 +394,13 @@ mod tests {
         assert_eq!(&b[..n], b"\"0123456789abcdeffedcba9876543210\"");
         let (b, n) = etag_bytes(d, true);
         assert_eq!(&b[..n], b"W/\"0123456789abcdeffedcba9876543210\"");
-        assert_eq!(&etag_bytes(0, false).0[..34], b"\"00000000000000000000000000000000\"");
-        assert_eq!(format!("{d:032x}").as_bytes(), &etag_bytes(d, false).0[1..33]);
+        assert_eq!(
+            &etag_bytes(0, false).0[..34],
+            b"\"00000000000000000000000000000000\""
+        );
+        assert_eq!(
+            format!("{d:032x}").as_bytes(),
+            &etag_bytes(d, false).0[1..33]
+        );
     }
 }

@@ -140,8 +140,6 @@ type Shard = Vec<Table>;
 /// goes. No cleanup call to remember.
 pub struct MemoryStore {
     shards: Box<[RwLock<Shard>]>,
-    hasher: RandomState,
-    seed: u64,
     table_hasher: KeyHasherBuilder,
     per_shard: usize,
     clock: Arc<dyn Clock>,
@@ -176,15 +174,13 @@ impl MemoryStore {
     /// A store on `clock` (tests move time with it).
     pub fn with_clock<C: Clock>(max_keys: usize, clock: C) -> Self {
         let start = clock.now();
-        let hasher = RandomState::new();
+        let sip = RandomState::new();
         Self {
             shards: (0..SHARDS).map(|_| RwLock::new(Vec::new())).collect(),
-            seed: hasher.hash_one(0x5eed_u64) | 1,
             table_hasher: KeyHasherBuilder {
-                sip: RandomState::new(),
-                seed: hasher.hash_one(0xfeed_u64),
+                seed: sip.hash_one(0xfeed_u64),
+                sip,
             },
-            hasher,
             per_shard: max_keys.div_ceil(SHARDS).max(1),
             clock: Arc::new(clock),
             start,
@@ -214,9 +210,9 @@ impl MemoryStore {
         u64::try_from(ns).unwrap_or(u64::MAX - 1).saturating_add(1)
     }
 
-    /// Which shard a key lives in: a seeded multiply over the address
-    /// bits for IP keys (no second SipHash per check; the table itself still
-    /// hashes with a random SipHash key, so clients can't aim at a bucket).
+    /// Which shard a key lives in: a seeded multiply over the address bits
+    /// for IP keys (cheaper than going through the hasher), the table's own
+    /// hash for text keys.
     fn shard_of(&self, policy: u16, key: &Key) -> usize {
         let bits = match key {
             Key::Ip(IpAddr::V4(v4)) => u64::from(u32::from(*v4)),
@@ -224,10 +220,10 @@ impl MemoryStore {
                 let b = u128::from(*v6);
                 (b as u64) ^ ((b >> 64) as u64)
             }
-            Key::Text(t) => self.hasher.hash_one(t),
+            Key::Text(_) => self.table_hasher.hash_one(key),
             Key::Global => 0,
         };
-        let h = (bits ^ u64::from(policy).rotate_left(32)).wrapping_mul(self.seed);
+        let h = (bits ^ u64::from(policy).rotate_left(32)).wrapping_mul(self.table_hasher.seed | 1);
         (h >> 59) as usize % SHARDS
     }
 
@@ -367,6 +363,22 @@ mod tests {
         assert!(
             store.check_now(&p2, &a, 1).allowed,
             "another policy has its own count"
+        );
+    }
+
+    #[test]
+    fn keys_spread_over_the_shards() {
+        let store = MemoryStore::new();
+        let mut per_shard = [0usize; SHARDS];
+        for i in 0..1600u32 {
+            let ip = std::net::IpAddr::V4(std::net::Ipv4Addr::from(0x0A00_0000 + i));
+            per_shard[store.shard_of(0, &Key::Ip(ip))] += 1;
+            per_shard[store.shard_of(1, &Key::Text(i.to_string().into()))] += 1;
+        }
+        // 3,200 keys over 16 shards: 200 each on average; none starved or flooded.
+        assert!(
+            per_shard.iter().all(|n| (100..=300).contains(n)),
+            "{per_shard:?}"
         );
     }
 

@@ -103,7 +103,10 @@ impl Timings {
 
     /// Takes the spans out (the request is over): no copy.
     pub(crate) fn take_aggregates(&self) -> Vec<SpanAgg> {
-        self.inner.lock().map(|mut s| std::mem::take(&mut *s)).unwrap_or_default()
+        self.inner
+            .lock()
+            .map(|mut s| std::mem::take(&mut *s))
+            .unwrap_or_default()
     }
 
     pub(crate) fn aggregates(&self) -> Vec<SpanAgg> {
