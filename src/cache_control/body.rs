@@ -177,21 +177,10 @@ where
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Plain { body } => body.size_hint(),
-            Kind::Collected { collected, rest } => {
-                let buffered: u64 = collected.chunks.iter().map(|c| c.len() as u64).sum();
-                match rest {
-                    None => SizeHint::with_exact(buffered),
-                    Some(b) => {
-                        let inner = b.size_hint();
-                        let mut hint = SizeHint::new();
-                        hint.set_lower(inner.lower().saturating_add(buffered));
-                        if let Some(u) = inner.upper() {
-                            hint.set_upper(u.saturating_add(buffered));
-                        }
-                        hint
-                    }
-                }
-            }
+            Kind::Collected { collected, rest } => crate::body_util::size_hint_after(
+                &collected.chunks,
+                rest.as_ref().map(|b| b.size_hint()),
+            ),
             Kind::Empty => SizeHint::with_exact(0),
         }
     }

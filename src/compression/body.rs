@@ -277,17 +277,8 @@ where
         if self.encode.is_some() || self.hide_size {
             return SizeHint::new();
         }
-        let prefix: u64 = self.buffered.prefix.iter().map(|b| b.len() as u64).sum();
-        if self.buffered.inner_done {
-            return SizeHint::with_exact(prefix);
-        }
-        let inner = self.inner.size_hint();
-        let mut hint = SizeHint::new();
-        hint.set_lower(inner.lower().saturating_add(prefix));
-        if let Some(upper) = inner.upper() {
-            hint.set_upper(upper.saturating_add(prefix));
-        }
-        hint
+        let rest = (!self.buffered.inner_done).then(|| self.inner.size_hint());
+        crate::body_util::size_hint_after(&self.buffered.prefix, rest)
     }
 }
 
