@@ -679,7 +679,10 @@ async fn stats_count() {
     assert_eq!(snap.probes, 1);
     // Two hashed 200s of app.js (the second answered 304); /tagged has its own tag.
     assert_eq!(snap.etags_generated, 2);
-    assert_eq!(snap.policies_applied, 2, "/static/** twice; /tagged and /doc have no rule");
+    assert_eq!(
+        snap.policies_applied, 2,
+        "/static/** twice; /tagged and /doc have no rule"
+    );
 }
 
 /// Revalidation through both stacking orders of CacheControl and Compression.

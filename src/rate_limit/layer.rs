@@ -231,6 +231,8 @@ impl RateLimitStats {
 struct Config {
     /// Each rule with its policies (the rule's own first).
     rules: Vec<(RateRule, Vec<PolicyRef>)>,
+    /// Every policy, by its index (requests carry indices, not clones).
+    policies: Vec<PolicyRef>,
     /// The `RateLimit-Policy` value of each rule, written once, found by
     /// the index of the rule's first policy.
     policy_fields: Vec<Option<HeaderValue>>,
@@ -441,8 +443,13 @@ impl<St: RateLimitStore> RateLimitLayer<St> {
                     }
                 }
             }
+            let policies: Vec<PolicyRef> = rules
+                .iter()
+                .flat_map(|(_, ps)| ps.iter().cloned())
+                .collect();
             let config = Config {
                 rules,
+                policies,
                 policy_fields,
                 ipv6_prefix: self.ipv6_prefix,
                 missing_key: self.missing_key,
@@ -573,7 +580,7 @@ where
                     }
                 },
             };
-            keys.push((policy.clone(), key));
+            keys.push((policy.index, key));
         }
         if keys.is_empty() {
             return ResponseFuture::inner(self.inner.call(req));
@@ -584,7 +591,8 @@ where
         let keys_len = keys.len();
         let checks: Vec<St::Future> = keys
             .iter()
-            .map(|(p, k)| {
+            .map(|(i, k)| {
+                let p = &self.shared.config.policies[usize::from(*i)];
                 if peek {
                     self.shared.store.peek(p, k, rule.cost)
                 } else {
@@ -628,25 +636,21 @@ fn t_secs(d: &Decision) -> u64 {
 
 /// Writes the RateLimit fields (Structured Fields lists, one member per
 /// policy) and, if asked, the legacy trio for the most constrained policy.
-fn add_all_headers(
-    h: &mut HeaderMap,
-    config: &Config,
-    keys: &[(PolicyRef, Key)],
-    results: &[Decision],
-) {
+fn add_all_headers(h: &mut HeaderMap, config: &Config, keys: &[(u16, Key)], results: &[Decision]) {
     let Some((first, _)) = keys.first() else {
         return;
     };
     if config.headers {
         let policy = config
             .policy_fields
-            .get(usize::from(first.index))
+            .get(usize::from(*first))
             .and_then(Option::as_ref);
         if let Some(v) = policy {
             h.insert(RATELIMIT_POLICY, v.clone());
         }
         let mut v = String::with_capacity(40 * keys.len());
         for (i, ((p, _), d)) in keys.iter().zip(results).enumerate() {
+            let p = &config.policies[usize::from(*p)];
             if i > 0 {
                 v.push_str(", ");
             }
@@ -667,6 +671,7 @@ fn add_all_headers(
             .zip(results)
             .min_by_key(|(_, d)| (d.allowed, d.remaining));
         if let Some(((p, _), d)) = most {
+            let p = &config.policies[usize::from(*p)];
             h.insert(X_LIMIT, HeaderValue::from(p.quota.burst()));
             h.insert(X_REMAINING, HeaderValue::from(d.remaining));
             h.insert(X_RESET, HeaderValue::from(t_secs(d)));
@@ -702,7 +707,7 @@ fn too_many<B>(
     policy: &PolicyRef,
     key: &Key,
     d: &Decision,
-    keys: &[(PolicyRef, Key)],
+    keys: &[(u16, Key)],
     results: &[Decision],
 ) -> Response<ResponseBody<B>> {
     let retry = ceil_secs(d.retry_after).max(1);
@@ -746,7 +751,7 @@ fn too_many<B>(
             add_all_headers(
                 h,
                 config,
-                &[(policy.clone(), key.clone())],
+                &[(policy.index, key.clone())],
                 std::slice::from_ref(d),
             );
         } else {
@@ -763,7 +768,7 @@ pin_project! {
             checks: Vec<St::Future>,
             results: Vec<Decision>,
             peeking: bool,
-            keys: Vec<(PolicyRef, Key)>,
+            keys: Vec<(u16, Key)>,
             cost: u32,
             next: Option<(S, Request<R>)>,
         },
@@ -779,7 +784,7 @@ pin_project! {
         #[pin]
         state: State<F, St, S, R>,
         // The policies and what they said, for the response's fields.
-        done: (Vec<(PolicyRef, Key)>, Vec<Decision>),
+        done: (Vec<(u16, Key)>, Vec<Decision>),
         ctx: Option<Arc<Shared<St>>>,
         rejected: Option<Response<ResponseBody<()>>>,
     }
@@ -845,7 +850,7 @@ where
                         let i = results.len();
                         let fail_open = Decision {
                             allowed: true,
-                            remaining: keys[i].0.quota.burst(),
+                            remaining: config.policies[usize::from(keys[i].0)].quota.burst(),
                             reset: Duration::ZERO,
                             retry_after: Duration::ZERO,
                         };
@@ -860,7 +865,10 @@ where
                         .map(|(i, d)| (i, *d));
                     if denied.is_none() && *peeking {
                         // Every policy allows it: now count it in all.
-                        *checks = keys.iter().map(|(p, k)| store.check(p, k, *cost)).collect();
+                        *checks = keys
+                            .iter()
+                            .map(|(i, k)| store.check(&config.policies[usize::from(*i)], k, *cost))
+                            .collect();
                         results.clear();
                         *peeking = false;
                         continue;
@@ -868,17 +876,24 @@ where
                     // A refused request counts as limited in the policies
                     // that refused it, and in no other.
                     for ((p, k), d) in keys.iter().zip(results.iter()) {
-                        let c = &stats.counters[usize::from(p.index)];
+                        let c = &stats.counters[usize::from(*p)];
                         if !d.allowed {
                             c.limited.fetch_add(1, Relaxed);
-                            stats.record_limited(usize::from(p.index), k);
+                            stats.record_limited(usize::from(*p), k);
                         } else if denied.is_none() {
                             c.allowed.fetch_add(1, Relaxed);
                         }
                     }
                     if let Some((i, d)) = denied {
                         if !config.shadow {
-                            let res = too_many(config, &keys[i].0, &keys[i].1, &d, keys, results);
+                            let res = too_many(
+                                config,
+                                &config.policies[usize::from(keys[i].0)],
+                                &keys[i].1,
+                                &d,
+                                keys,
+                                results,
+                            );
                             this.state.set(State::Done);
                             return Poll::Ready(Ok(res.map(ResponseBody::retype)));
                         }
