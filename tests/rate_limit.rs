@@ -131,6 +131,14 @@ fn svc_with_clock(
         }))
 }
 
+/// The status a request from `ip` gets.
+async fn status_from<S, B>(svc: &S, ip: [u8; 4]) -> StatusCode
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>, Error = Infallible> + Clone,
+{
+    svc.clone().oneshot(req_from(ip)).await.unwrap().status()
+}
+
 fn req_from(ip: [u8; 4]) -> Request<Full<Bytes>> {
     let mut req = Request::get("/").body(Full::default()).unwrap();
     req.extensions_mut()
@@ -142,28 +150,14 @@ fn req_from(ip: [u8; 4]) -> Request<Full<Bytes>> {
 async fn retry_after_rounds_up_and_is_never_zero() {
     let clock = ManualClock::new();
     let svc = svc_with_clock(Quota::per_second(10).with_burst(1), clock.clone());
-    assert_eq!(
-        svc.clone()
-            .oneshot(req_from([1, 1, 1, 1]))
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(status_from(&svc, [1, 1, 1, 1]).await, StatusCode::OK);
     // 100 ms until the next request: Retry-After says 1, never 0.
     let denied = svc.clone().oneshot(req_from([1, 1, 1, 1])).await.unwrap();
     assert_eq!(denied.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(denied.headers()["retry-after"], "1");
     assert_eq!(denied.headers()["ratelimit"], "\"q\";r=0;t=1");
     clock.advance(Duration::from_millis(100));
-    assert_eq!(
-        svc.clone()
-            .oneshot(req_from([1, 1, 1, 1]))
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(status_from(&svc, [1, 1, 1, 1]).await, StatusCode::OK);
     // 1 per minute: after one, Retry-After is 60.
     let svc = svc_with_clock(Quota::per_minute(1), clock.clone());
     svc.clone().oneshot(req_from([2, 2, 2, 2])).await.unwrap();
@@ -178,37 +172,16 @@ async fn burst_then_steady_rate_per_client() {
     let svc = svc_with_clock(Quota::per_second(2).with_burst(4), clock.clone());
     let mut ok = 0;
     for _ in 0..10 {
-        ok += usize::from(
-            svc.clone()
-                .oneshot(req_from([9, 9, 9, 9]))
-                .await
-                .unwrap()
-                .status()
-                == StatusCode::OK,
-        );
+        ok += usize::from(status_from(&svc, [9, 9, 9, 9]).await == StatusCode::OK);
     }
     assert_eq!(ok, 4, "the burst");
     // Another client is not affected.
-    assert_eq!(
-        svc.clone()
-            .oneshot(req_from([8, 8, 8, 8]))
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(status_from(&svc, [8, 8, 8, 8]).await, StatusCode::OK);
     // Then two a second.
     let mut ok = 0;
     for _ in 0..20 {
         clock.advance(Duration::from_millis(250));
-        ok += usize::from(
-            svc.clone()
-                .oneshot(req_from([9, 9, 9, 9]))
-                .await
-                .unwrap()
-                .status()
-                == StatusCode::OK,
-        );
+        ok += usize::from(status_from(&svc, [9, 9, 9, 9]).await == StatusCode::OK);
     }
     assert_eq!(ok, 10, "5 s at 2 per second");
 }

@@ -25,6 +25,17 @@ fn get_req(path: &str) -> Request<Full<Bytes>> {
     Request::get(path).body(Full::default()).unwrap()
 }
 
+/// One request through `svc`, read to the end of its body.
+async fn hit<S, B>(svc: &S, path: &str)
+where
+    S: tower::Service<Request<Full<Bytes>>, Response = Response<B>, Error = Infallible> + Clone,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    let res = svc.clone().oneshot(get_req(path)).await.unwrap();
+    res.into_body().collect().await.unwrap();
+}
+
 fn by_path() -> TimingLayer {
     TimingLayer::new().classifier(|_, uri, _| Some(uri.path().to_owned()))
 }
@@ -151,12 +162,7 @@ async fn status_classes_and_error_rate() {
         },
     ));
     for code in [200, 200, 404, 503] {
-        let res = svc
-            .clone()
-            .oneshot(get_req(&format!("/s?{code}")))
-            .await
-            .unwrap();
-        res.into_body().collect().await.unwrap();
+        hit(&svc, &format!("/s?{code}")).await;
     }
     let w = stats.snapshot().route("GET", "/s").unwrap().window.clone();
     assert_eq!((w.count, w.client_errors, w.server_errors), (4, 1, 1));
@@ -175,8 +181,7 @@ async fn the_window_rolls_and_totals_stay() {
         |_req: Request<Full<Bytes>>| async { Ok::<_, Infallible>(ok()) },
     ));
     let hit = || async {
-        let res = svc.clone().oneshot(get_req("/w")).await.unwrap();
-        res.into_body().collect().await.unwrap();
+        hit(&svc, "/w").await;
     };
     hit().await;
     hit().await;
@@ -206,12 +211,7 @@ async fn routes_are_capped_and_never_raw_paths() {
         |_req: Request<Full<Bytes>>| async { Ok::<_, Infallible>(ok()) },
     ));
     for i in 0..50 {
-        let res = svc
-            .clone()
-            .oneshot(get_req(&format!("/scan/{i}")))
-            .await
-            .unwrap();
-        res.into_body().collect().await.unwrap();
+        hit(&svc, &format!("/scan/{i}")).await;
     }
     let snap = stats.snapshot();
     assert_eq!(snap.routes.len(), 4, "three routes and `other`");
@@ -223,12 +223,7 @@ async fn routes_are_capped_and_never_raw_paths() {
         |_req: Request<Full<Bytes>>| async { Ok::<_, Infallible>(ok()) },
     ));
     for i in 0..10 {
-        let res = svc
-            .clone()
-            .oneshot(get_req(&format!("/x/{i}")))
-            .await
-            .unwrap();
-        res.into_body().collect().await.unwrap();
+        hit(&svc, &format!("/x/{i}")).await;
     }
     let snap = stats.snapshot();
     assert_eq!(snap.routes.len(), 1);
@@ -280,12 +275,7 @@ async fn slow_requests_are_kept_in_a_bounded_ring() {
                 }
             }));
     for ms in [150, 10, 200, 300] {
-        let res = svc
-            .clone()
-            .oneshot(get_req(&format!("/slow?{ms}")))
-            .await
-            .unwrap();
-        res.into_body().collect().await.unwrap();
+        hit(&svc, &format!("/slow?{ms}")).await;
     }
     let snap = stats.snapshot();
     let slow: Vec<f64> = snap.slow_requests.iter().map(|s| s.duration_ms).collect();
@@ -310,12 +300,7 @@ async fn many_threads_record_without_losing_counts() {
                 .unwrap();
             rt.block_on(async {
                 for _ in 0..500 {
-                    let res = svc
-                        .clone()
-                        .oneshot(get_req(if t % 2 == 0 { "/a" } else { "/b" }))
-                        .await
-                        .unwrap();
-                    res.into_body().collect().await.unwrap();
+                    hit(&svc, if t % 2 == 0 { "/a" } else { "/b" }).await;
                 }
             });
         }));
@@ -533,8 +518,7 @@ async fn insights_name_the_problem_and_the_fix() {
             }));
     for path in ["/slow", "/glacial", "/flaky", "/fine"] {
         for _ in 0..20 {
-            let res = svc.clone().oneshot(get_req(path)).await.unwrap();
-            res.into_body().collect().await.unwrap();
+            hit(&svc, path).await;
         }
     }
     let snap = stats.snapshot();
