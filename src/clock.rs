@@ -1,11 +1,17 @@
 //! A source of `Instant`s that tests can move.
 
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 /// A source of `Instant`s, so tests can move time instead of sleeping.
 pub trait Clock: Send + Sync + 'static {
     /// The current instant.
     fn now(&self) -> Instant;
+
+    /// The current wall-clock time (the cache compares it with `Date` and
+    /// `Expires`). Defaults to `SystemTime::now()`.
+    fn system_time(&self) -> SystemTime {
+        SystemTime::now()
+    }
 }
 
 /// The real clock: `Instant::now()`.
@@ -29,10 +35,15 @@ impl Clock for SystemClock {
 /// let t0 = clock.now();
 /// clock.advance(Duration::from_secs(5));
 /// assert_eq!(clock.now() - t0, Duration::from_secs(5));
+/// let wall = clock.system_time();
+/// clock.advance(Duration::from_secs(1));
+/// assert_eq!(clock.system_time().duration_since(wall).unwrap(), Duration::from_secs(1));
 /// ```
 #[derive(Debug, Clone)]
 pub struct ManualClock {
     now: std::sync::Arc<std::sync::Mutex<Instant>>,
+    start: Instant,
+    wall_start: SystemTime,
 }
 
 impl Default for ManualClock {
@@ -44,8 +55,11 @@ impl Default for ManualClock {
 impl ManualClock {
     /// A clock stopped at the current instant.
     pub fn new() -> Self {
+        let start = Instant::now();
         Self {
-            now: std::sync::Arc::new(std::sync::Mutex::new(Instant::now())),
+            now: std::sync::Arc::new(std::sync::Mutex::new(start)),
+            start,
+            wall_start: SystemTime::now(),
         }
     }
 
@@ -63,5 +77,11 @@ impl Clock for ManualClock {
             .lock()
             .map(|n| *n)
             .unwrap_or_else(|p| *p.into_inner())
+    }
+
+    /// The wall-clock time when the clock was made, moved by as much as
+    /// [`advance`](Self::advance) moved it since.
+    fn system_time(&self) -> SystemTime {
+        self.wall_start + (self.now() - self.start)
     }
 }

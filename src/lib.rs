@@ -44,10 +44,13 @@ mod macros;
 
 mod body_util;
 mod builder;
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+pub mod cache;
 #[cfg(feature = "cache-control")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache-control")))]
 pub mod cache_control;
-#[cfg(any(feature = "timing", feature = "rate-limit"))]
+#[cfg(any(feature = "cache", feature = "timing", feature = "rate-limit"))]
 pub mod clock;
 #[cfg(feature = "compression")]
 #[cfg_attr(docsrs, doc(cfg(feature = "compression")))]

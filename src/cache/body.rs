@@ -1,0 +1,217 @@
+//! The response body of a cache layer: a stored body, or the origin's body
+//! passed through (and copied into the store as it streams, when the
+//! response is to be stored).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::SystemTime;
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+
+use super::entry::CachedResponse;
+use super::flight::FlightGuard;
+use super::key::{CacheKey, VaryKey};
+use super::service::Shared;
+use super::stats::Counters;
+
+pin_project! {
+    /// The body of responses from [`CacheService`](super::CacheService).
+    pub struct CacheBody<B> {
+        #[pin]
+        kind: Kind<B>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<B> {
+        Stored { data: Option<Bytes>, trailers: Option<HeaderMap> },
+        Origin { #[pin] body: B, tee: Option<Box<Tee>> },
+    }
+}
+
+impl<B> std::fmt::Debug for CacheBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.kind {
+            Kind::Stored { .. } => "CacheBody::Stored",
+            Kind::Origin { .. } => "CacheBody::Origin",
+        })
+    }
+}
+
+impl<B> CacheBody<B> {
+    pub(crate) fn stored(data: Bytes, trailers: Option<HeaderMap>) -> Self {
+        Self {
+            kind: Kind::Stored {
+                data: (!data.is_empty()).then_some(data),
+                trailers,
+            },
+        }
+    }
+
+    pub(crate) fn empty() -> Self {
+        Self::stored(Bytes::new(), None)
+    }
+
+    pub(crate) fn origin(body: B, tee: Option<Box<Tee>>) -> Self {
+        Self {
+            kind: Kind::Origin { body, tee },
+        }
+    }
+}
+
+/// A response being copied into the store while it streams.
+pub(crate) struct Tee {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) key: CacheKey,
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) times: (SystemTime, SystemTime),
+    pub(crate) vary: VaryKey,
+    pub(crate) tags: Vec<Box<str>>,
+    pub(crate) chunks: Vec<Bytes>,
+    pub(crate) size: usize,
+    pub(crate) trailers: Option<HeaderMap>,
+    /// Released (waiters woken) once the response is stored or abandoned.
+    pub(crate) flight: Option<FlightGuard>,
+    pub(crate) finished: bool,
+}
+
+impl std::fmt::Debug for Tee {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tee")
+            .field("key", &self.key)
+            .field("size", &self.size)
+            .finish()
+    }
+}
+
+impl Tee {
+    /// Takes a data chunk; `false` when the response outgrew the maximum
+    /// entry size and is no longer to be stored.
+    fn push(&mut self, chunk: &Bytes) -> bool {
+        self.size += chunk.len();
+        if self.size > self.shared.config.max_entry_size {
+            Counters::add(&self.shared.counters.not_stored);
+            self.finished = true;
+            return false;
+        }
+        if !chunk.is_empty() {
+            self.chunks.push(chunk.clone());
+        }
+        true
+    }
+
+    /// The body ended: store the response, then release the waiters.
+    pub(crate) fn finish(mut self: Box<Self>) {
+        self.finished = true;
+        let body = match self.chunks.len() {
+            0 => Bytes::new(),
+            1 => self.chunks.pop().unwrap_or_default(),
+            _ => {
+                let mut all = BytesMut::with_capacity(self.size);
+                for c in &self.chunks {
+                    all.extend_from_slice(c);
+                }
+                all.freeze()
+            }
+        };
+        let entry = CachedResponse::new(
+            self.status,
+            std::mem::take(&mut self.headers),
+            body,
+            self.trailers.take(),
+            self.times,
+            std::mem::take(&mut self.vary),
+            std::mem::take(&mut self.tags),
+            self.shared.config.heuristic,
+        );
+        let key = self.key.clone();
+        self.shared.store_entry(key, entry);
+        // Waiters now find the entry.
+        drop(self.flight.take());
+    }
+}
+
+impl Drop for Tee {
+    fn drop(&mut self) {
+        if !self.finished {
+            Counters::add(&self.shared.counters.aborted);
+        }
+    }
+}
+
+impl<B> Body for CacheBody<B>
+where
+    B: Body<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        match self.project().kind.project() {
+            KindProj::Stored { data, trailers } => Poll::Ready(
+                data.take()
+                    .map(|d| Ok(Frame::data(d)))
+                    .or_else(|| trailers.take().map(|t| Ok(Frame::trailers(t)))),
+            ),
+            KindProj::Origin { mut body, tee } => {
+                let frame = ready!(body.as_mut().poll_frame(cx));
+                match &frame {
+                    Some(Ok(f)) => {
+                        if let Some(t) = tee.as_mut() {
+                            let keep = if let Some(d) = f.data_ref() {
+                                t.push(d)
+                            } else if let Some(tr) = f.trailers_ref() {
+                                t.trailers = Some(tr.clone());
+                                true
+                            } else {
+                                true
+                            };
+                            if !keep {
+                                *tee = None;
+                            } else if body.is_end_stream() {
+                                // hyper stops polling a body that says it
+                                // has ended: store now.
+                                if let Some(t) = tee.take() {
+                                    t.finish();
+                                }
+                            }
+                        }
+                    }
+                    // An error midway: nothing is stored.
+                    Some(Err(_)) => *tee = None,
+                    None => {
+                        if let Some(t) = tee.take() {
+                            t.finish();
+                        }
+                    }
+                }
+                Poll::Ready(frame)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Stored { data, trailers } => data.is_none() && trailers.is_none(),
+            Kind::Origin { body, .. } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Stored { data, .. } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+            Kind::Origin { body, .. } => body.size_hint(),
+        }
+    }
+}

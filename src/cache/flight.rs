@@ -1,0 +1,132 @@
+//! Request coalescing: one origin fetch per key at a time, the others wait.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::key::CacheKey;
+
+/// The fetches in flight, by primary key.
+#[derive(Debug, Default)]
+pub(crate) struct Flights {
+    map: Mutex<HashMap<CacheKey, Arc<watch::Sender<bool>>>>,
+}
+
+/// Held by the request that fetches for everyone; dropping it (stored,
+/// found uncacheable, failed or aborted) releases the waiters.
+#[derive(Debug)]
+pub(crate) struct FlightGuard {
+    flights: Arc<Flights>,
+    key: CacheKey,
+    done: Arc<watch::Sender<bool>>,
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        if let Ok(mut map) = self.flights.map.lock() {
+            if map
+                .get(&self.key)
+                .is_some_and(|d| Arc::ptr_eq(d, &self.done))
+            {
+                map.remove(&self.key);
+            }
+        }
+        self.done.send_replace(true);
+    }
+}
+
+/// A request that found a fetch in flight.
+#[derive(Debug)]
+pub(crate) struct Waiter {
+    done: watch::Receiver<bool>,
+}
+
+impl Waiter {
+    /// Waits for the leader to finish, at most `timeout`; `false` on
+    /// timeout.
+    pub(crate) async fn wait(mut self, timeout: Duration) -> bool {
+        // A leader dropped without sending counts as done.
+        let wait = async {
+            let _ = self.done.wait_for(|d| *d).await;
+        };
+        tokio::time::timeout(timeout, wait).await.is_ok()
+    }
+}
+
+pub(crate) enum Join {
+    Leader(FlightGuard),
+    Waiter(Waiter),
+}
+
+impl Flights {
+    /// Becomes the leader for `key`, or a waiter if a fetch is in flight.
+    pub(crate) fn join(self: &Arc<Self>, key: &CacheKey) -> Join {
+        let mut map = match self.map.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(done) = map.get(key) {
+            return Join::Waiter(Waiter {
+                done: done.subscribe(),
+            });
+        }
+        let done = Arc::new(watch::Sender::new(false));
+        map.insert(key.clone(), Arc::clone(&done));
+        Join::Leader(FlightGuard {
+            flights: Arc::clone(self),
+            key: key.clone(),
+            done,
+        })
+    }
+
+    /// Becomes the leader for `key` only if nothing is in flight for it
+    /// (a background refresh runs once).
+    pub(crate) fn try_lead(self: &Arc<Self>, key: &CacheKey) -> Option<FlightGuard> {
+        match self.join(key) {
+            Join::Leader(g) => Some(g),
+            Join::Waiter(_) => None,
+        }
+    }
+
+    /// Fetches in flight now.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.map.lock().map_or(0, |m| m.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn leader_then_waiters_released_on_drop() {
+        let flights = Arc::new(Flights::default());
+        let key = CacheKey::new(b"h", &http::Uri::from_static("/a"));
+        let Join::Leader(guard) = flights.join(&key) else {
+            panic!("first is the leader")
+        };
+        let Join::Waiter(w) = flights.join(&key) else {
+            panic!("second waits")
+        };
+        assert!(flights.try_lead(&key).is_none());
+        let t = tokio::spawn(w.wait(Duration::from_secs(5)));
+        drop(guard);
+        assert!(t.await.unwrap());
+        assert_eq!(flights.len(), 0);
+        assert!(flights.try_lead(&key).is_some());
+    }
+
+    #[tokio::test]
+    async fn waiters_time_out() {
+        let flights = Arc::new(Flights::default());
+        let key = CacheKey::new(b"h", &http::Uri::from_static("/a"));
+        let _guard = flights.try_lead(&key).unwrap();
+        let Join::Waiter(w) = flights.join(&key) else {
+            panic!("waits")
+        };
+        assert!(!w.wait(Duration::from_millis(20)).await);
+    }
+}

@@ -1,0 +1,288 @@
+//! [`CacheLayer`]: configuration, and the [`CacheHandle`] for purges.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, Uri};
+
+use super::entry::Heuristic;
+use super::flight::Flights;
+use super::key::CacheKey;
+use super::service::{CacheService, Shared};
+use super::stats::{CacheStats, Counters};
+use super::store::{CacheStore, MemoryStore, Purge, StoreError};
+use crate::clock::{Clock, SystemClock};
+use crate::headers::ContentCoding;
+
+/// Settings of a cache layer (shared by its services).
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) codings: Vec<ContentCoding>,
+    pub(crate) max_entry_size: usize,
+    pub(crate) coalesce: bool,
+    pub(crate) coalesce_timeout: Duration,
+    pub(crate) heuristic: Option<Heuristic>,
+    pub(crate) store_set_cookie: bool,
+    pub(crate) status_name: Option<Box<str>>,
+    pub(crate) tag_header: Option<HeaderName>,
+    pub(crate) strip_tag_header: bool,
+    pub(crate) validator_grace: Duration,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("codings", &self.codings)
+            .field("max_entry_size", &self.max_entry_size)
+            .field("coalesce", &self.coalesce)
+            .field("coalesce_timeout", &self.coalesce_timeout)
+            .field("heuristic", &self.heuristic)
+            .field("store_set_cookie", &self.store_set_cookie)
+            .field("status_name", &self.status_name)
+            .field("tag_header", &self.tag_header)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Default [`CacheLayer::max_entry_size`]: 1 MiB.
+pub const DEFAULT_MAX_ENTRY_SIZE: usize = 1024 * 1024;
+
+/// A shared HTTP cache (RFC 9111) as a Tower layer.
+///
+/// See the [module docs](crate::cache) for what it does. Every service the
+/// layer builds shares one store, one set of in-flight fetches and one set
+/// of statistics; [`handle`](Self::handle) purges them.
+#[derive(Debug, Clone)]
+pub struct CacheLayer {
+    pub(crate) config: Config,
+    pub(crate) store: Arc<dyn CacheStore>,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) flights: Arc<Flights>,
+}
+
+impl Default for CacheLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CacheLayer {
+    /// A cache with a 64 MiB [`MemoryStore`], coalescing on (5 s wait),
+    /// entries up to 1 MiB, no heuristic freshness, `Cache-Status` as
+    /// `tower-perf`, tags from `Surrogate-Key`, Accept-Encoding reduced to
+    /// gzip/deflate/identity.
+    pub fn new() -> Self {
+        Self {
+            config: Config {
+                codings: vec![ContentCoding::Gzip, ContentCoding::Deflate],
+                max_entry_size: DEFAULT_MAX_ENTRY_SIZE,
+                coalesce: true,
+                coalesce_timeout: Duration::from_secs(5),
+                heuristic: None,
+                store_set_cookie: false,
+                status_name: Some("tower-perf".into()),
+                tag_header: Some(HeaderName::from_static("surrogate-key")),
+                strip_tag_header: true,
+                validator_grace: Duration::from_secs(3600),
+                clock: Arc::new(SystemClock),
+            },
+            store: Arc::new(MemoryStore::default()),
+            counters: Arc::default(),
+            flights: Arc::default(),
+        }
+    }
+
+    /// Keeps responses in `store` instead of the default 64 MiB memory
+    /// store.
+    pub fn store<T: CacheStore>(mut self, store: T) -> Self {
+        self.store = Arc::new(store);
+        self
+    }
+
+    /// Keeps responses in a shared store.
+    pub fn shared_store(mut self, store: Arc<dyn CacheStore>) -> Self {
+        self.store = store;
+        self
+    }
+
+    /// The largest body stored (default 1 MiB). Larger responses stream
+    /// through untouched.
+    pub fn max_entry_size(mut self, bytes: usize) -> Self {
+        self.config.max_entry_size = bytes;
+        self
+    }
+
+    /// The codings the compression layer behind this cache offers, in its
+    /// order of preference (default gzip, deflate). `Vary: Accept-Encoding`
+    /// variants are keyed on the coding these select, not on the raw
+    /// header.
+    pub fn codings<I: IntoIterator<Item = ContentCoding>>(mut self, codings: I) -> Self {
+        self.config.codings = codings.into_iter().collect();
+        self
+    }
+
+    /// Concurrent misses and revalidations of one URL make one origin
+    /// request (default on); the others wait at most `timeout` and then go
+    /// to the origin themselves.
+    pub fn coalesce(mut self, on: bool, timeout: Duration) -> Self {
+        self.config.coalesce = on;
+        self.config.coalesce_timeout = timeout;
+        self
+    }
+
+    /// Heuristic freshness (RFC 9111 §4.2.2) for responses without explicit
+    /// freshness but with `Last-Modified`: `fraction` of the time since the
+    /// last modification (0.1 is usual), at most `max`. Off by default.
+    pub fn heuristic_freshness(mut self, fraction: f64, max: Duration) -> Self {
+        self.config.heuristic = Some(Heuristic {
+            fraction: fraction.clamp(0.0, 1.0),
+            max,
+        });
+        self
+    }
+
+    /// Stores responses that carry `Set-Cookie` (off by default: a cookie
+    /// meant for one client would be replayed to all).
+    pub fn store_set_cookie(mut self, on: bool) -> Self {
+        self.config.store_set_cookie = on;
+        self
+    }
+
+    /// The cache's name in `Cache-Status` (RFC 9211), or `None` to send no
+    /// `Cache-Status`. Default `tower-perf`.
+    pub fn cache_status(mut self, name: Option<&str>) -> Self {
+        self.config.status_name = name.map(Into::into);
+        self
+    }
+
+    /// The response field that lists a response's purge tags, separated by
+    /// spaces or commas (default `Surrogate-Key`), or `None`; and whether
+    /// to remove it from responses sent to clients (default yes: it is
+    /// meant for the cache).
+    pub fn tag_header(mut self, name: Option<HeaderName>, strip: bool) -> Self {
+        self.config.tag_header = name;
+        self.config.strip_tag_header = strip;
+        self
+    }
+
+    /// How long a stale response with a validator is kept for revalidation
+    /// after its freshness and stale windows end (default 1 hour).
+    pub fn validator_grace(mut self, d: Duration) -> Self {
+        self.config.validator_grace = d;
+        self
+    }
+
+    /// The clock that ages responses (tests use a
+    /// [`ManualClock`](crate::clock::ManualClock)).
+    pub fn clock<C: Clock>(mut self, clock: C) -> Self {
+        self.config.clock = Arc::new(clock);
+        self
+    }
+
+    /// A handle that purges this layer's store.
+    pub fn handle(&self) -> CacheHandle {
+        CacheHandle {
+            store: Arc::clone(&self.store),
+            counters: Arc::clone(&self.counters),
+        }
+    }
+
+    /// This layer's statistics.
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            counters: Arc::clone(&self.counters),
+            store: Arc::clone(&self.store),
+        }
+    }
+}
+
+impl<S> tower_layer::Layer<S> for CacheLayer {
+    type Service = CacheService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CacheService {
+            inner,
+            shared: Arc::new(Shared {
+                config: self.config.clone(),
+                store: Arc::clone(&self.store),
+                counters: Arc::clone(&self.counters),
+                flights: Arc::clone(&self.flights),
+            }),
+        }
+    }
+}
+
+/// Purges a cache's store; cheap to clone.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use tower_perf::cache::CacheLayer;
+///
+/// let layer = CacheLayer::new();
+/// let handle = layer.handle();
+/// assert_eq!(handle.purge_tag("product-42").await.unwrap(), 0);
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct CacheHandle {
+    store: Arc<dyn CacheStore>,
+    counters: Arc<Counters>,
+}
+
+impl CacheHandle {
+    /// Drops what `purge` selects; returns how many URLs went.
+    pub async fn purge(&self, purge: Purge) -> Result<u64, StoreError> {
+        let n = self.store.purge(&purge).await?;
+        self.counters
+            .purged
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
+
+    /// Purges one URL. An absolute URL (`https://example.com/a?b`) purges
+    /// it on its host; a path (`/a?b`) purges it on every host.
+    pub async fn purge_url(&self, url: &str) -> Result<u64, StoreError> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| StoreError::new(format!("not a URL or path: {e}")))?;
+        let purge = match uri.authority() {
+            Some(a) => Purge::Key(CacheKey::new(a.as_str().as_bytes(), &uri)),
+            None if url.starts_with('/') => {
+                Purge::PathAndQuery(uri.path_and_query().map_or("/", |p| p.as_str()).to_owned())
+            }
+            None => return Err(StoreError::new("a URL to purge starts with / or a scheme")),
+        };
+        self.purge(purge).await
+    }
+
+    /// Purges every URL whose path starts with `prefix` (which must start
+    /// with `/`), on every host.
+    pub async fn purge_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
+        if !prefix.starts_with('/') {
+            return Err(StoreError::new("a prefix to purge starts with /"));
+        }
+        self.purge(Purge::Prefix(prefix.to_owned())).await
+    }
+
+    /// Purges every response tagged `tag`.
+    pub async fn purge_tag(&self, tag: &str) -> Result<u64, StoreError> {
+        if tag.is_empty() || tag.bytes().any(|b| b.is_ascii_whitespace() || b == b',') {
+            return Err(StoreError::new("a tag is one non-empty word"));
+        }
+        self.purge(Purge::Tag(tag.to_owned())).await
+    }
+
+    /// Empties the store.
+    pub async fn clear(&self) -> Result<u64, StoreError> {
+        self.purge(Purge::All).await
+    }
+
+    /// The statistics of the cache this handle purges.
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            counters: Arc::clone(&self.counters),
+            store: Arc::clone(&self.store),
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! A shared HTTP cache (RFC 9111) as a Tower layer, with request
+//! coalescing, stale serving and purge.
+//!
+//! [`CacheLayer`] stores responses to GET requests in a [`CacheStore`]
+//! (by default a [`MemoryStore`] bounded in bytes) and answers later GET
+//! and HEAD requests from it while RFC 9111 allows:
+//!
+//! - **Storing (§3)**: final statuses cacheable by default (200, 203, 204,
+//!   300, 301, 308, 404, 405, 410, 414, 501) or any status with explicit
+//!   freshness; never `no-store` (request or response), `private`,
+//!   `Vary: *`, a response to a request with `Authorization` unless
+//!   `public`, `s-maxage` or `must-revalidate` allow it (§3.5), a response
+//!   with `Set-Cookie` unless [configured](CacheLayer::store_set_cookie),
+//!   206 or 304, or a body larger than [`CacheLayer::max_entry_size`]
+//!   (those stream through untouched). A body is copied into the store
+//!   while it streams to the first client and stored only when it ends
+//!   cleanly: a body that errors or is dropped midway is never stored.
+//!   Hop-by-hop fields are not stored; a missing `Date` is added.
+//! - **Freshness (§4.2)**: `s-maxage`, then `max-age`, then `Expires`
+//!   minus `Date` (an invalid `Expires` means stale); heuristic freshness
+//!   from `Last-Modified` only when [enabled](CacheLayer::heuristic_freshness)
+//!   and only for the statuses above. Age per §4.2.3 (upstream `Age`
+//!   included); every response from the cache carries `Age`.
+//! - **Vary (§4.1)**: several variants per URL, request values
+//!   normalized (lists folded, whitespace collapsed, case folded for
+//!   `Accept`, `Accept-Language`, `Accept-Charset`); `Accept-Encoding` is
+//!   reduced to the coding the compression layer would choose (see
+//!   [`CacheLayer::codings`]); `Vary: *` is never stored.
+//! - **Request directives**: `no-cache` (and `Pragma: no-cache`),
+//!   `no-store`, `max-age`, `max-stale`, `min-fresh`, `only-if-cached`
+//!   (504 when nothing fits).
+//! - **Response directives**: `no-cache` (stored, validated before each
+//!   reuse), `must-revalidate`, `proxy-revalidate` and `s-maxage` (never
+//!   served stale; 504 when the origin can't be reached).
+//! - **Validation (§4.3)**: a stale entry is revalidated with
+//!   `If-None-Match` / `If-Modified-Since` from its validators; a 304
+//!   freshens it (§3.2). On a miss the cache asks the origin
+//!   unconditionally and answers the client's own `If-None-Match` /
+//!   `If-Modified-Since` itself; a fresh hit answers them with 304.
+//! - **Invalidation (§4.4)**: a 2xx or 3xx answer to an unsafe method
+//!   (anything but GET, HEAD, OPTIONS, TRACE, extension methods included)
+//!   drops the target URI and a same-origin `Location` or
+//!   `Content-Location`.
+//! - **RFC 5861**: `stale-while-revalidate` serves stale at once and
+//!   refreshes once in the background; `stale-if-error` serves stale when
+//!   the origin errors (`Err` or 5xx).
+//! - HEAD is answered from a stored GET response. HEAD responses
+//!   themselves are not stored (they have no content to reuse).
+//! - Requests with `Range`, `If-Match`, `If-Unmodified-Since` or `If-Range`
+//!   go straight to the origin: this cache stores whole responses only.
+//!
+//! Beyond the RFC:
+//!
+//! - **Coalescing**: concurrent misses and revalidations of one URL make
+//!   one origin request; the others wait for it (at most
+//!   [a timeout](CacheLayer::coalesce), then go themselves) and are
+//!   answered from the store. An uncacheable answer releases them at once.
+//! - **Purge** by URL, path prefix, tag (from `Surrogate-Key` by default)
+//!   or everything, through a cloneable [`CacheHandle`].
+//! - **`Cache-Status`** (RFC 9211) on every response, e.g.
+//!   `tower-perf; hit; ttl=42` or `tower-perf; fwd=uri-miss; stored`.
+//! - **Statistics** through [`CacheStats`].
+//!
+//! # Where it goes in a stack
+//!
+//! Outside compression (it stores encoded bytes, so a hit never compresses
+//! again) and outside [`cache_control`](crate::cache_control) (it reads the
+//! policies that layer writes). Coalescing and `stale-while-revalidate`
+//! need a Tokio runtime with timers (any `#[tokio::main]`); without a
+//! runtime the cache neither coalesces nor refreshes in the background.
+//!
+//! # Example
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! use std::convert::Infallible;
+//! use http::{Request, Response, header};
+//! use http_body_util::{BodyExt, Full};
+//! use bytes::Bytes;
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use tower_perf::cache::CacheLayer;
+//!
+//! let cache = CacheLayer::new();
+//! let stats = cache.stats();
+//! let svc = ServiceBuilder::new().layer(cache).service_fn(|_req: Request<()>| async {
+//!     Ok::<_, Infallible>(
+//!         Response::builder()
+//!             .header(header::CACHE_CONTROL, "max-age=60")
+//!             .body(Full::new(Bytes::from_static(b"hello")))
+//!             .unwrap(),
+//!     )
+//! });
+//!
+//! for _ in 0..2 {
+//!     let resp = svc.clone().oneshot(Request::get("/").body(()).unwrap()).await.unwrap();
+//!     let status = resp.headers()["cache-status"].to_str().unwrap().to_owned();
+//!     let body = resp.into_body().collect().await.unwrap().to_bytes();
+//!     assert_eq!(body, "hello");
+//!     println!("{status}"); // "tower-perf; fwd=uri-miss; stored", then "tower-perf; hit; ttl=60"
+//! }
+//! let s = stats.snapshot();
+//! assert_eq!((s.misses, s.hits, s.stores), (1, 1, 1));
+//! # }
+//! ```
+
+mod body;
+mod entry;
+mod flight;
+mod key;
+mod layer;
+mod service;
+mod stats;
+mod store;
+
+pub use self::body::CacheBody;
+pub use self::entry::CachedResponse;
+pub use self::key::{CacheKey, VaryKey};
+pub use self::layer::{CacheHandle, CacheLayer, DEFAULT_MAX_ENTRY_SIZE};
+pub use self::service::{CacheService, ResponseFuture};
+pub use self::stats::{CacheSnapshot, CacheStats};
+pub use self::store::{
+    CacheStore, MemoryStore, Purge, StoreError, StoreFuture, StoreUsage, Variants,
+};
