@@ -120,6 +120,14 @@ impl Tee {
                 all.freeze()
             }
         };
+        // The stored body's length is known: HEAD answers from the cache
+        // carry it even when the origin's framing didn't.
+        if !self.headers.contains_key(http::header::CONTENT_LENGTH) {
+            self.headers.insert(
+                http::header::CONTENT_LENGTH,
+                http::HeaderValue::from(body.len()),
+            );
+        }
         let entry = CachedResponse::new(
             self.status,
             std::mem::take(&mut self.headers),

@@ -246,12 +246,12 @@ impl CacheHandle {
         let uri: Uri = url
             .parse()
             .map_err(|e| StoreError::new(format!("not a URL or path: {e}")))?;
-        let purge = match uri.authority() {
-            Some(a) => Purge::Key(CacheKey::new(a.as_str().as_bytes(), &uri)),
-            None if url.starts_with('/') => {
+        let purge = match (uri.scheme(), uri.authority()) {
+            (Some(_), Some(a)) => Purge::Key(CacheKey::new(a.as_str().as_bytes(), &uri)),
+            (None, None) if url.starts_with('/') => {
                 Purge::PathAndQuery(uri.path_and_query().map_or("/", |p| p.as_str()).to_owned())
             }
-            None => return Err(StoreError::new("a URL to purge starts with / or a scheme")),
+            _ => return Err(StoreError::new("a URL to purge starts with / or a scheme")),
         };
         self.purge(purge).await
     }

@@ -306,6 +306,7 @@ impl CacheStore for MemoryStore {
         if let Purge::Key(k) = purge {
             n = u64::from(self.cache.remove(k).is_some());
         } else if *purge == Purge::All {
+            self.cache.run_pending_tasks();
             n = self.cache.entry_count();
             self.cache.invalidate_all();
             self.cache.run_pending_tasks();
@@ -321,6 +322,9 @@ impl CacheStore for MemoryStore {
     }
 
     fn usage(&self) -> StoreUsage {
+        // Counts lag behind until moka's pending work runs; statistics are
+        // read rarely, so make them exact.
+        self.cache.run_pending_tasks();
         StoreUsage {
             entries: self.cache.entry_count(),
             bytes: self.cache.weighted_size(),
