@@ -356,11 +356,12 @@ impl Shared {
 
     fn status_value(&self, rest: std::fmt::Arguments<'_>) -> Option<HeaderValue> {
         let name = self.config.status_name.as_deref()?;
-        let mut s = String::with_capacity(48);
+        let mut s = String::with_capacity(64);
         s.push_str(name);
         s.push_str("; ");
         std::fmt::Write::write_fmt(&mut s, rest).ok()?;
-        HeaderValue::from_str(&s).ok()
+        // Hands the buffer over instead of copying it.
+        HeaderValue::from_maybe_shared(Bytes::from(s)).ok()
     }
 
     fn set_status(&self, headers: &mut HeaderMap, rest: std::fmt::Arguments<'_>) {

@@ -1,0 +1,98 @@
+//! Serving a cache hit of a 10 KiB entry, beside calling a trivial inner
+//! service directly (the bare cost of a tower call and a body) and beside
+//! a moka lookup alone (the store's floor).
+//!
+//! Run: `cargo bench --bench cache`.
+#![allow(missing_docs)]
+
+mod common;
+
+use std::convert::Infallible;
+use std::hint::black_box;
+use std::time::Duration;
+
+use bytes::Bytes;
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::{Request, Response, header};
+use http_body_util::{BodyExt, Full};
+use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+use tower_perf::cache::CacheLayer;
+
+fn origin(
+    body: Bytes,
+) -> impl Service<
+    Request<Full<Bytes>>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future: Send,
+> + Clone
++ Send
++ 'static {
+    service_fn(move |_req: Request<Full<Bytes>>| {
+        let body = body.clone();
+        async move {
+            Ok::<_, Infallible>(
+                Response::builder()
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .header(header::CACHE_CONTROL, "public, max-age=3600")
+                    .header(header::ETAG, "\"v1\"")
+                    .body(Full::new(body))
+                    .unwrap(),
+            )
+        }
+    })
+}
+
+async fn get<S, B>(svc: &S) -> Bytes
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>, Error = Infallible> + Clone,
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::fmt::Debug,
+{
+    let req = Request::get("/api/v1/items")
+        .header(header::HOST, "example.com")
+        .header(header::ACCEPT_ENCODING, "gzip")
+        .body(Full::default())
+        .unwrap();
+    let res = svc.clone().oneshot(req).await.unwrap();
+    res.into_body().collect().await.unwrap().to_bytes()
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let body = common::json(10 * 1024);
+    let bare = origin(body.clone());
+    let cached = ServiceBuilder::new()
+        .layer(CacheLayer::new())
+        .service(origin(body.clone()));
+    // Fill the cache, and check the hit serves the very bytes stored.
+    let first = rt.block_on(get(&cached));
+    let hit = rt.block_on(get(&cached));
+    assert_eq!(first.as_ptr(), hit.as_ptr(), "a hit must not copy the body");
+
+    let moka: moka::sync::Cache<String, Bytes> = moka::sync::Cache::new(1024);
+    moka.insert("example.com/api/v1/items".to_owned(), body.clone());
+
+    let mut group = c.benchmark_group("cache-hit-10KiB");
+    group
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    group.bench_function("bare inner service", |b| {
+        b.to_async(&rt)
+            .iter(|| async { black_box(get(&bare).await) })
+    });
+    group.bench_function("tower-perf hit", |b| {
+        b.to_async(&rt)
+            .iter(|| async { black_box(get(&cached).await) })
+    });
+    group.bench_function("moka get alone", |b| {
+        b.iter(|| black_box(moka.get(black_box("example.com/api/v1/items"))))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
