@@ -25,8 +25,10 @@
 //! explains (Timing → RateLimit → Cache → Compression → CacheControl →
 //! handlers). Wired so far: timing (outermost; per-route latency, slow
 //! requests from 100 ms), rate limiting (`/api/**`, 100 a minute per client,
-//! writes 10; `--rate-limit-per-min N`, `--no-rate-limit`), compression (gzip and deflate, negotiated) and
-//! cache-control (policies by route, ETags, 304/412):
+//! writes 10; `--rate-limit-per-min N`, `--no-rate-limit`), the response
+//! cache (32 MiB in memory, keyed on the negotiated coding; `--no-cache`),
+//! compression (gzip and deflate, negotiated) and cache-control (policies
+//! by route, ETags, 304/412), which the cache obeys:
 //!
 //! | routes | Cache-Control |
 //! |---|---|
@@ -54,8 +56,10 @@ use axum::routing::get;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tower::ServiceBuilder;
+use tower_perf::cache::{CacheLayer, MemoryStore};
 use tower_perf::cache_control::{CacheControlLayer, Policy};
 use tower_perf::compression::CompressionLayer;
+use tower_perf::headers::ContentCoding;
 use tower_perf::rate_limit::{Quota, RateLimitLayer, RateRule};
 use tower_perf::timing::{SpanGuard, TimingLayer, TimingStats, Timings};
 
@@ -74,6 +78,8 @@ pub(crate) struct DemoConfig {
     /// Requests a minute per client on `/api/**` (writes get a tenth);
     /// `None` turns rate limiting off.
     pub(crate) rate_limit_per_min: Option<u32>,
+    /// The response cache (on unless `--no-cache`).
+    pub(crate) cache: bool,
 }
 
 impl Default for DemoConfig {
@@ -83,6 +89,7 @@ impl Default for DemoConfig {
             stream_interval: Duration::from_millis(50),
             stream_lines: 20,
             rate_limit_per_min: Some(100),
+            cache: true,
         }
     }
 }
@@ -92,6 +99,7 @@ impl Default for DemoConfig {
 pub(crate) struct ServerArgs {
     pub(crate) addr: SocketAddr,
     pub(crate) rate_limit_per_min: Option<u32>,
+    pub(crate) cache: bool,
 }
 
 /// The demo's rate limits: per client, on `/api/**`; writes tighter.
@@ -175,6 +183,13 @@ pub(crate) fn app_with_stats(config: DemoConfig) -> (Router, TimingStats) {
     let timing = TimingLayer::new()
         .slow_threshold(Some(Duration::from_millis(100)))
         .sub_timings(true);
+    // 32 MiB of responses, keyed on the coding the compression layer below
+    // picks.
+    let cache = config.cache.then(|| {
+        CacheLayer::new()
+            .store(MemoryStore::new(32 * 1024 * 1024))
+            .codings([ContentCoding::Gzip, ContentCoding::Deflate])
+    });
     let stats = timing.stats();
     let metrics = stats.clone();
     let items = seed_items();
@@ -200,14 +215,24 @@ pub(crate) fn app_with_stats(config: DemoConfig) -> (Router, TimingStats) {
                 async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text) }
             }),
         )
-        .with_state(state)
-        .layer(
+        .with_state(state);
+    let router = match cache {
+        Some(cache) => router.layer(
+            ServiceBuilder::new()
+                .layer(timing)
+                .layer(limits)
+                .layer(cache)
+                .layer(CompressionLayer::new())
+                .layer(cache_control()),
+        ),
+        None => router.layer(
             ServiceBuilder::new()
                 .layer(timing)
                 .layer(limits)
                 .layer(CompressionLayer::new())
                 .layer(cache_control()),
-        );
+        ),
+    };
     (router, stats)
 }
 
@@ -408,15 +433,17 @@ async fn stream(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-const USAGE: &str = "usage: server [--addr HOST:PORT] [--rate-limit-per-min N | --no-rate-limit]\n\n  \
+const USAGE: &str = "usage: server [--addr HOST:PORT] [--rate-limit-per-min N | --no-rate-limit] [--no-cache]\n\n  \
 --addr HOST:PORT         listen address (default 127.0.0.1:3000)\n  \
 --rate-limit-per-min N   requests a minute per client on /api/** (default 100; writes get N/10)\n  \
---no-rate-limit          no rate limiting (for throughput benchmarks)\n";
+--no-rate-limit          no rate limiting (for throughput benchmarks)\n  \
+--no-cache               no response cache\n";
 
 pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<ServerArgs, String> {
     let mut parsed = ServerArgs {
         addr: ([127, 0, 0, 1], 3000).into(),
         rate_limit_per_min: Some(100),
+        cache: true,
     };
     let mut args = args.peekable();
     while let Some(arg) = args.next() {
@@ -449,6 +476,7 @@ pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<ServerArg
                 parsed.rate_limit_per_min = Some(n);
             }
             "--no-rate-limit" => parsed.rate_limit_per_min = None,
+            "--no-cache" => parsed.cache = false,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -494,6 +522,7 @@ async fn main() {
     let addr = args.addr;
     let config = DemoConfig {
         rate_limit_per_min: args.rate_limit_per_min,
+        cache: args.cache,
         ..DemoConfig::default()
     };
     let listener = match tokio::net::TcpListener::bind(addr).await {

@@ -216,6 +216,22 @@ async fn authorization_needs_public_or_s_maxage() {
     let hit = server.get("/public").await;
     assert_eq!(origin.calls(), 3);
     assert!(status(&hit).contains("hit"));
+    // A stored response is not handed to an authorized request...
+    let authed = server.get_with("/public", &auth).await;
+    assert_eq!(status(&authed), "tower-perf; fwd=request; stored");
+    assert_eq!(origin.calls(), 4);
+}
+
+#[tokio::test]
+async fn authorized_requests_served_when_configured() {
+    let (server, origin) = serve(CacheLayer::new().serve_authorized(true), |_, _| {
+        ok(&[("cache-control", "public, max-age=60")], "x")
+    })
+    .await;
+    server.get("/").await;
+    let r = server.get_with("/", &[("authorization", "Bearer a")]).await;
+    assert!(status(&r).contains("hit"));
+    assert_eq!(origin.calls(), 1);
 }
 
 #[tokio::test]

@@ -21,6 +21,7 @@ fn fast() -> DemoConfig {
         stream_interval: Duration::from_millis(2),
         stream_lines: 20,
         rate_limit_per_min: Some(100),
+        cache: true,
     }
 }
 
@@ -219,6 +220,65 @@ fn args() {
     assert!(parse(&["--addr"]).is_err());
     assert!(parse(&["--addr", "nope"]).is_err());
     assert!(parse(&["--bogus"]).is_err());
+    assert!(parse(&[]).unwrap().cache);
+    assert!(!parse(&["--no-cache"]).unwrap().cache);
+}
+
+#[tokio::test]
+async fn the_cache_serves_compressed_hits_and_unsafe_methods_invalidate() {
+    let server = start().await;
+    let gz = [("accept-encoding", "gzip")];
+    let first = server.get_with("/api/v1/items", &gz).await;
+    assert_eq!(
+        first.header("cache-status"),
+        Some("tower-perf; fwd=uri-miss; stored")
+    );
+    let hit = server.get_with("/api/v1/items", &gz).await;
+    assert!(
+        hit.header("cache-status")
+            .unwrap()
+            .starts_with("tower-perf; hit; ttl=")
+    );
+    assert_eq!(hit.header("content-encoding"), Some("gzip"));
+    assert_eq!(hit.body, first.body, "the stored encoded bytes");
+    assert!(hit.header("age").is_some());
+    // Identity is another variant.
+    let plain = server.get("/api/v1/items").await;
+    assert_eq!(
+        plain.header("cache-status"),
+        Some("tower-perf; fwd=vary-miss; stored")
+    );
+    let items: Vec<Item> = plain.json();
+    // A POST invalidates the list: the next GET sees the new item.
+    let created = server
+        .send(
+            server
+                .request(Method::POST, "/api/v1/items")
+                .header("content-type", "application/json")
+                .body(Full::from(r#"{"name":"fresh"}"#))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let after = server.get("/api/v1/items").await;
+    assert!(
+        after
+            .header("cache-status")
+            .unwrap()
+            .contains("fwd=uri-miss")
+    );
+    let after: Vec<Item> = after.json();
+    assert_eq!(after.len(), items.len() + 1);
+    // /health is no-cache without a validator: never stored.
+    server.get("/health").await;
+    assert!(
+        !server
+            .get("/health")
+            .await
+            .header("cache-status")
+            .unwrap()
+            .contains("hit")
+    );
 }
 
 fn server_args(a: &[&str]) -> Result<server::ServerArgs, String> {

@@ -23,6 +23,7 @@ pub(crate) struct Config {
     pub(crate) coalesce_timeout: Duration,
     pub(crate) heuristic: Option<Heuristic>,
     pub(crate) store_set_cookie: bool,
+    pub(crate) serve_authorized: bool,
     pub(crate) status_name: Option<Box<str>>,
     pub(crate) tag_header: Option<HeaderName>,
     pub(crate) strip_tag_header: bool,
@@ -81,6 +82,7 @@ impl CacheLayer {
                 coalesce_timeout: Duration::from_secs(5),
                 heuristic: None,
                 store_set_cookie: false,
+                serve_authorized: false,
                 status_name: Some("tower-perf".into()),
                 tag_header: Some(HeaderName::from_static("surrogate-key")),
                 strip_tag_header: true,
@@ -146,6 +148,17 @@ impl CacheLayer {
     /// meant for one client would be replayed to all).
     pub fn store_set_cookie(mut self, on: bool) -> Self {
         self.config.store_set_cookie = on;
+        self
+    }
+
+    /// Answers requests that carry `Authorization` from the cache (off by
+    /// default: they go to the origin, because an origin's answer often
+    /// depends on who asks without saying `Vary: Authorization`, and a
+    /// cached public answer would hide that). Their responses are stored
+    /// either way when RFC 9111 §3.5 allows (`public`, `s-maxage`,
+    /// `must-revalidate`).
+    pub fn serve_authorized(mut self, on: bool) -> Self {
+        self.config.serve_authorized = on;
         self
     }
 

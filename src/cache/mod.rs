@@ -44,6 +44,9 @@
 //! - **RFC 5861**: `stale-while-revalidate` serves stale at once and
 //!   refreshes once in the background; `stale-if-error` serves stale when
 //!   the origin errors (`Err` or 5xx).
+//! - Requests with `Authorization` are not answered from the cache unless
+//!   [configured](CacheLayer::serve_authorized): the origin's answer may
+//!   depend on who asks.
 //! - HEAD is answered from a stored GET response. HEAD responses
 //!   themselves are not stored (they have no content to reuse).
 //! - Requests with `Range`, `If-Match`, `If-Unmodified-Since` or `If-Range`

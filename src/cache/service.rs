@@ -516,6 +516,13 @@ where
         }
         let key = CacheKey::from_request(&req);
         let req_cc = request_directives(req.headers());
+        if !shared.config.serve_authorized && req.headers().contains_key(header::AUTHORIZATION) {
+            // Its answer may depend on who asks (an origin seldom says
+            // `Vary: Authorization`): ask the origin. What it answers may
+            // still be stored when §3.5 allows.
+            let decision = Decision::Miss { vary_miss: false };
+            return ResponseFuture::boxed(respond(shared, inner, req, key, req_cc, decision));
+        }
         let mut lookup = shared.store.get(&key);
         let Some(found) = lookup.take_ready() else {
             return ResponseFuture::boxed(async move {
@@ -640,13 +647,25 @@ where
             };
             (Some(e), fwd)
         }
-        Decision::Miss { vary_miss } => (None, if vary_miss { "vary-miss" } else { "uri-miss" }),
+        Decision::Miss { vary_miss } => {
+            let fwd = if req.headers().contains_key(header::AUTHORIZATION)
+                && !shared.config.serve_authorized
+            {
+                "request"
+            } else if vary_miss {
+                "vary-miss"
+            } else {
+                "uri-miss"
+            };
+            (None, fwd)
+        }
     };
 
     // Coalescing: one fetch per key; the others wait, then look again.
     let mut flight = None;
     let coalesces = shared.config.coalesce
         && req.method() == Method::GET
+        && !req.headers().contains_key(header::AUTHORIZATION)
         && !req_cc.no_store()
         && tokio::runtime::Handle::try_current().is_ok();
     if coalesces {
