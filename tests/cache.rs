@@ -1011,3 +1011,58 @@ async fn malformed_request_headers_never_poison() {
     assert_eq!(same.text(), "v1");
     assert_eq!(origin.calls(), 2);
 }
+
+#[tokio::test]
+async fn warming_fills_the_cache_and_reports() {
+    let layer = CacheLayer::new();
+    let handle = layer.handle();
+    let (server, origin) = serve(layer.clone(), |parts, _| match parts.uri.path() {
+        "/private" => ok(&[("cache-control", "private")], "mine"),
+        "/down" => Reply::Fail,
+        _ => Reply::Slow(
+            Duration::from_millis(50),
+            resp(&[("cache-control", "max-age=60")], "hot"),
+        ),
+    })
+    .await;
+    // Warm through a service that shares the layer's store (a second
+    // stack over the same origin, as a router would be).
+    let o = origin.clone();
+    let svc = ServiceBuilder::new()
+        .layer(layer)
+        .service(tower::service_fn(move |req: Request<()>| {
+            o.calls.fetch_add(1, Ordering::SeqCst);
+            let path = req.uri().path().to_owned();
+            async move {
+                match path.as_str() {
+                    "/private" => Ok(resp(&[("cache-control", "private")], "mine")),
+                    "/down" => Err::<_, BoxError>("origin down".into()),
+                    _ => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        Ok(resp(&[("cache-control", "max-age=60")], "hot"))
+                    }
+                }
+            }
+        }));
+    let host = server.addr().to_string();
+    let req = |p: &str| Request::get(p).header("host", &host).body(()).unwrap();
+    let started = std::time::Instant::now();
+    let urls = ["/h1", "/h2", "/h3", "/h4", "/private", "/down"];
+    let report = handle.warm(svc.clone(), urls.map(req), 4).await;
+    // Four slow fetches at once: about one delay, not four.
+    assert!(
+        started.elapsed() < Duration::from_millis(180),
+        "{:?}",
+        started.elapsed()
+    );
+    let h = |p: &str| format!("{host}{p}");
+    assert_eq!(report.stored, ["/h1", "/h2", "/h3", "/h4"].map(h));
+    assert_eq!(report.not_stored, [(h("/private"), 200)]);
+    assert_eq!(report.failed, [(h("/down"), "origin down".to_owned())]);
+    // Over HTTP, the warmed URLs are hits.
+    let calls = origin.calls();
+    assert!(status(&server.get("/h3").await).contains("hit"));
+    assert_eq!(origin.calls(), calls);
+    let again = handle.warm(svc, ["/h1"].map(req), 1).await;
+    assert_eq!(again.already_cached, [h("/h1")]);
+}

@@ -56,7 +56,7 @@ pub const DEFAULT_MAX_ENTRY_SIZE: usize = 1024 * 1024;
 /// of statistics; [`handle`](Self::handle) purges them.
 #[derive(Debug, Clone)]
 pub struct CacheLayer {
-    pub(crate) config: Config,
+    pub(crate) config: Arc<Config>,
     pub(crate) store: Arc<dyn CacheStore>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) flights: Arc<Flights>,
@@ -75,7 +75,7 @@ impl CacheLayer {
     /// gzip/deflate/identity.
     pub fn new() -> Self {
         Self {
-            config: Config {
+            config: Arc::new(Config {
                 codings: vec![ContentCoding::Gzip, ContentCoding::Deflate],
                 max_entry_size: DEFAULT_MAX_ENTRY_SIZE,
                 coalesce: true,
@@ -88,7 +88,7 @@ impl CacheLayer {
                 strip_tag_header: true,
                 validator_grace: Duration::from_secs(3600),
                 clock: Arc::new(SystemClock),
-            },
+            }),
             store: Arc::new(MemoryStore::default()),
             counters: Arc::default(),
             flights: Arc::default(),
@@ -111,7 +111,7 @@ impl CacheLayer {
     /// The largest body stored (default 1 MiB). Larger responses stream
     /// through untouched.
     pub fn max_entry_size(mut self, bytes: usize) -> Self {
-        self.config.max_entry_size = bytes;
+        Arc::make_mut(&mut self.config).max_entry_size = bytes;
         self
     }
 
@@ -120,7 +120,7 @@ impl CacheLayer {
     /// variants are keyed on the coding these select, not on the raw
     /// header.
     pub fn codings<I: IntoIterator<Item = ContentCoding>>(mut self, codings: I) -> Self {
-        self.config.codings = codings.into_iter().collect();
+        Arc::make_mut(&mut self.config).codings = codings.into_iter().collect();
         self
     }
 
@@ -128,8 +128,8 @@ impl CacheLayer {
     /// request (default on); the others wait at most `timeout` and then go
     /// to the origin themselves.
     pub fn coalesce(mut self, on: bool, timeout: Duration) -> Self {
-        self.config.coalesce = on;
-        self.config.coalesce_timeout = timeout;
+        Arc::make_mut(&mut self.config).coalesce = on;
+        Arc::make_mut(&mut self.config).coalesce_timeout = timeout;
         self
     }
 
@@ -137,7 +137,7 @@ impl CacheLayer {
     /// freshness but with `Last-Modified`: `fraction` of the time since the
     /// last modification (0.1 is usual), at most `max`. Off by default.
     pub fn heuristic_freshness(mut self, fraction: f64, max: Duration) -> Self {
-        self.config.heuristic = Some(Heuristic {
+        Arc::make_mut(&mut self.config).heuristic = Some(Heuristic {
             fraction: fraction.clamp(0.0, 1.0),
             max,
         });
@@ -147,7 +147,7 @@ impl CacheLayer {
     /// Stores responses that carry `Set-Cookie` (off by default: a cookie
     /// meant for one client would be replayed to all).
     pub fn store_set_cookie(mut self, on: bool) -> Self {
-        self.config.store_set_cookie = on;
+        Arc::make_mut(&mut self.config).store_set_cookie = on;
         self
     }
 
@@ -158,14 +158,14 @@ impl CacheLayer {
     /// either way when RFC 9111 §3.5 allows (`public`, `s-maxage`,
     /// `must-revalidate`).
     pub fn serve_authorized(mut self, on: bool) -> Self {
-        self.config.serve_authorized = on;
+        Arc::make_mut(&mut self.config).serve_authorized = on;
         self
     }
 
     /// The cache's name in `Cache-Status` (RFC 9211), or `None` to send no
     /// `Cache-Status`. Default `tower-perf`.
     pub fn cache_status(mut self, name: Option<&str>) -> Self {
-        self.config.status_name = name.map(Into::into);
+        Arc::make_mut(&mut self.config).status_name = name.map(Into::into);
         self
     }
 
@@ -174,30 +174,32 @@ impl CacheLayer {
     /// to remove it from responses sent to clients (default yes: it is
     /// meant for the cache).
     pub fn tag_header(mut self, name: Option<HeaderName>, strip: bool) -> Self {
-        self.config.tag_header = name;
-        self.config.strip_tag_header = strip;
+        Arc::make_mut(&mut self.config).tag_header = name;
+        Arc::make_mut(&mut self.config).strip_tag_header = strip;
         self
     }
 
     /// How long a stale response with a validator is kept for revalidation
     /// after its freshness and stale windows end (default 1 hour).
     pub fn validator_grace(mut self, d: Duration) -> Self {
-        self.config.validator_grace = d;
+        Arc::make_mut(&mut self.config).validator_grace = d;
         self
     }
 
     /// The clock that ages responses (tests use a
     /// [`ManualClock`](crate::clock::ManualClock)).
     pub fn clock<C: Clock>(mut self, clock: C) -> Self {
-        self.config.clock = Arc::new(clock);
+        Arc::make_mut(&mut self.config).clock = Arc::new(clock);
         self
     }
 
-    /// A handle that purges this layer's store.
+    /// A handle that purges and warms this layer's store. Make it after
+    /// configuring the layer: it keeps the settings of that moment.
     pub fn handle(&self) -> CacheHandle {
         CacheHandle {
             store: Arc::clone(&self.store),
             counters: Arc::clone(&self.counters),
+            config: Arc::clone(&self.config),
         }
     }
 
@@ -217,7 +219,7 @@ impl<S> tower_layer::Layer<S> for CacheLayer {
         CacheService {
             inner,
             shared: Arc::new(Shared {
-                config: self.config.clone(),
+                config: Arc::clone(&self.config),
                 store: Arc::clone(&self.store),
                 counters: Arc::clone(&self.counters),
                 flights: Arc::clone(&self.flights),
@@ -239,8 +241,11 @@ impl<S> tower_layer::Layer<S> for CacheLayer {
 /// ```
 #[derive(Debug, Clone)]
 pub struct CacheHandle {
-    store: Arc<dyn CacheStore>,
-    counters: Arc<Counters>,
+    pub(crate) store: Arc<dyn CacheStore>,
+    pub(crate) counters: Arc<Counters>,
+    /// The layer's settings when the handle was made (warming reads the
+    /// clock and the codings).
+    pub(crate) config: Arc<Config>,
 }
 
 impl CacheHandle {

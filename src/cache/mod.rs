@@ -62,6 +62,9 @@
 //!   or everything, through a cloneable [`CacheHandle`].
 //! - **`Cache-Status`** (RFC 9211) on every response, e.g.
 //!   `tower-perf; hit; ttl=42` or `tower-perf; fwd=uri-miss; stored`.
+//! - **Warming**: [`CacheHandle::warm`] sends a list of requests (the
+//!   hottest URLs) through the service, bounded in concurrency, and
+//!   reports what was stored.
 //! - **Statistics** through [`CacheStats`].
 //!
 //! # Where it goes in a stack
@@ -114,6 +117,7 @@ mod layer;
 mod service;
 mod stats;
 mod store;
+mod warm;
 
 pub use self::body::CacheBody;
 pub use self::entry::CachedResponse;
@@ -124,3 +128,4 @@ pub use self::stats::{CacheSnapshot, CacheStats};
 pub use self::store::{
     CacheStore, MemoryStore, Purge, StoreError, StoreFuture, StoreUsage, Variants,
 };
+pub use self::warm::WarmReport;

@@ -25,7 +25,7 @@ use crate::headers::{CacheControl, EntityTagList, HttpDate};
 /// State shared by every service of one [`CacheLayer`].
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub(crate) config: Config,
+    pub(crate) config: Arc<Config>,
     pub(crate) store: Arc<dyn CacheStore>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) flights: Arc<Flights>,
