@@ -7,7 +7,7 @@
 //! | feature         | what it gives                                                        | status      |
 //! |-----------------|----------------------------------------------------------------------|-------------|
 //! | (always)        | [`headers`]: Cache-Control, Accept-Encoding, entity tags, HTTP dates | available   |
-//! | `cache`         | RFC 9111 shared response cache, coalescing, purge                    | not yet     |
+//! | `cache`         | [`cache`]: RFC 9111 shared response cache, coalescing, purge         | available   |
 //! | `compression`   | [`compression`]: streaming gzip/deflate with q-value negotiation     | available   |
 //! | `cache-control` | [`cache_control`]: policies by route, ETags, 304/412                 | available   |
 //! | `timing`        | [`timing`]: per-route latency, sub-timings, Server-Timing, Prometheus | available   |
