@@ -44,6 +44,9 @@ pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
 pub struct CachedResponse {
     pub(crate) status: StatusCode,
     pub(crate) headers: HeaderMap,
+    /// `headers` plus placeholders for `Age` and `Cache-Status`: a hit
+    /// clones it and overwrites them in place, and the map never grows.
+    pub(crate) template: HeaderMap,
     pub(crate) body: Bytes,
     pub(crate) trailers: Option<HeaderMap>,
     /// When the request that produced this response was sent.
@@ -96,6 +99,7 @@ impl CachedResponse {
         let facts = Facts::derive(status, &headers, request_time, response_time, heuristic);
         Self {
             status,
+            template: template(&headers),
             headers,
             body,
             trailers,
@@ -176,6 +180,7 @@ impl CachedResponse {
         };
         self.body.len()
             + fields(&self.headers)
+            + fields(&self.template)
             + self.trailers.as_ref().map_or(0, fields)
             + self.vary.weight()
             + self.tags.iter().map(|t| t.len() + 16).sum::<usize>()
@@ -218,6 +223,7 @@ impl CachedResponse {
         let facts = Facts::derive(self.status, &headers, times.0, times.1, heuristic);
         Self {
             status: self.status,
+            template: template(&headers),
             headers,
             body: self.body.clone(),
             trailers: self.trailers.clone(),
@@ -228,6 +234,24 @@ impl CachedResponse {
             facts,
         }
     }
+}
+
+/// The `Cache-Status` field.
+pub(crate) static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+
+/// `headers` with room for, and placeholders of, the two fields each
+/// answer from the cache sets. A `Cache-Status` from an upstream cache
+/// stays (this cache appends its own after it); no placeholder then.
+fn template(headers: &HeaderMap) -> HeaderMap {
+    let mut t = HeaderMap::with_capacity(headers.len() + 2);
+    for (k, v) in headers {
+        t.append(k.clone(), v.clone());
+    }
+    t.insert(header::AGE, HeaderValue::from_static("0"));
+    if !t.contains_key(&CACHE_STATUS) {
+        t.insert(CACHE_STATUS.clone(), HeaderValue::from_static(""));
+    }
+    t
 }
 
 trait RetainExt {
@@ -444,19 +468,32 @@ pub(crate) fn not_modified_headers(stored: &HeaderMap) -> HeaderMap {
 
 /// An `Age` value in whole seconds.
 pub(crate) fn age_value(age: Duration) -> HeaderValue {
-    let mut buf = itoa_buf(age.as_secs());
-    HeaderValue::from_bytes(buf.as_bytes_mut()).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    HeaderValue::from(age.as_secs())
+}
+
+/// `Cache-Status` of a fresh hit, `NAME; hit; ttl=N`, written without the
+/// formatting machinery (it is on every hit).
+pub(crate) fn hit_status(name: &str, ttl: i64) -> Option<HeaderValue> {
+    const MID: &[u8] = b"; hit; ttl=";
+    let mut buf = [0u8; 128];
+    let digits = itoa_buf(ttl.unsigned_abs());
+    let digits = &digits.buf[digits.start..];
+    let sign = usize::from(ttl < 0);
+    let len = name.len() + MID.len() + sign + digits.len();
+    let out = buf.get_mut(..len)?;
+    let (n, rest) = out.split_at_mut(name.len());
+    n.copy_from_slice(name.as_bytes());
+    let (m, rest) = rest.split_at_mut(MID.len());
+    m.copy_from_slice(MID);
+    let (s, d) = rest.split_at_mut(sign);
+    s.fill(b'-');
+    d.copy_from_slice(digits);
+    HeaderValue::from_bytes(out).ok()
 }
 
 struct DigitBuf {
     buf: [u8; 20],
     start: usize,
-}
-
-impl DigitBuf {
-    fn as_bytes_mut(&mut self) -> &[u8] {
-        &self.buf[self.start..]
-    }
 }
 
 fn itoa_buf(mut n: u64) -> DigitBuf {
@@ -544,6 +581,7 @@ mod tests {
         assert_eq!(facts.initial_age, Duration::from_secs(12));
         let stored = CachedResponse {
             status: StatusCode::OK,
+            template: template(&h),
             headers: h,
             body: Bytes::new(),
             trailers: None,
@@ -644,6 +682,30 @@ mod tests {
         );
         assert_eq!(r.headers().len(), 1);
         assert!(r.headers().contains_key("etag"));
+    }
+
+    #[test]
+    fn hit_status_values() {
+        assert_eq!(
+            hit_status("tower-perf", 42).unwrap(),
+            "tower-perf; hit; ttl=42"
+        );
+        assert_eq!(hit_status("c", -7).unwrap(), "c; hit; ttl=-7");
+        assert_eq!(hit_status("c", 0).unwrap(), "c; hit; ttl=0");
+        assert_eq!(
+            hit_status("c", i64::MIN).unwrap(),
+            "c; hit; ttl=-9223372036854775808"
+        );
+        assert!(hit_status(&"x".repeat(200), 1).is_none());
+    }
+
+    #[test]
+    fn templates_hold_placeholders() {
+        let t = template(&headers(&[("etag", "\"a\""), ("vary", "a"), ("vary", "b")]));
+        assert_eq!(t.len(), 5);
+        assert_eq!(t.get_all("vary").iter().count(), 2);
+        let upstream = template(&headers(&[("cache-status", "origin-cache; hit")]));
+        assert_eq!(upstream.get_all("cache-status").iter().count(), 1);
     }
 
     #[test]

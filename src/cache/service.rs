@@ -146,28 +146,56 @@ enum Via {
     Revalidated,
 }
 
-fn request_directives(headers: &HeaderMap) -> CacheControl {
-    match CacheControl::from_headers(headers) {
-        Some(cc) => cc,
-        // RFC 9111 §5.4: Pragma: no-cache when there is no Cache-Control.
-        None if headers
-            .get_all(header::PRAGMA)
-            .iter()
-            .any(|v| v.as_bytes().eq_ignore_ascii_case(b"no-cache")) =>
-        {
-            CacheControl::new().with_no_cache()
-        }
-        None => CacheControl::new(),
-    }
+/// What the cache needs to know of a GET or HEAD's fields, read in one
+/// pass over the field names (a request has few; hashing each name the
+/// cache asks about would cost more).
+struct RequestFields {
+    /// `Range`, `If-Match`, `If-Unmodified-Since` or `If-Range`: the
+    /// cache stores whole responses only and evaluates only the two other
+    /// preconditions, so such requests go straight through.
+    bypass: bool,
+    authorization: bool,
+    directives: CacheControl,
 }
 
-/// Requests the cache passes straight through: ranges (it stores whole
-/// responses only) and preconditions other than the two it evaluates.
-fn bypasses(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::RANGE)
-        || headers.contains_key(header::IF_MATCH)
-        || headers.contains_key(header::IF_UNMODIFIED_SINCE)
-        || headers.contains_key(header::IF_RANGE)
+impl RequestFields {
+    fn read(headers: &HeaderMap) -> Self {
+        let (mut bypass, mut authorization, mut cc, mut pragma) = (false, false, false, false);
+        for name in headers.keys() {
+            if name == header::RANGE
+                || name == header::IF_MATCH
+                || name == header::IF_UNMODIFIED_SINCE
+                || name == header::IF_RANGE
+            {
+                bypass = true;
+            } else if name == header::AUTHORIZATION {
+                authorization = true;
+            } else if name == header::CACHE_CONTROL {
+                cc = true;
+            } else if name == header::PRAGMA {
+                pragma = true;
+            }
+        }
+        let directives = if cc {
+            CacheControl::from_headers(headers).unwrap_or_default()
+        } else if pragma
+            && headers
+                .get_all(header::PRAGMA)
+                .iter()
+                .any(|v| v.as_bytes().eq_ignore_ascii_case(b"no-cache"))
+        {
+            // RFC 9111 §5.4: Pragma: no-cache when there is no
+            // Cache-Control.
+            CacheControl::new().with_no_cache()
+        } else {
+            CacheControl::new()
+        };
+        Self {
+            bypass,
+            authorization,
+            directives,
+        }
+    }
 }
 
 /// The client's `If-None-Match` / `If-Modified-Since`, kept aside while the
@@ -366,7 +394,7 @@ impl Shared {
 
     fn set_status(&self, headers: &mut HeaderMap, rest: std::fmt::Arguments<'_>) {
         if let Some(v) = self.status_value(rest) {
-            headers.append(HeaderName::from_static("cache-status"), v);
+            headers.append(entry::CACHE_STATUS.clone(), v);
         }
     }
 
@@ -390,15 +418,37 @@ impl Shared {
                 CacheBody::empty(),
             )
         } else if method == Method::HEAD {
-            (e.status, e.headers.clone(), CacheBody::empty())
+            (e.status, e.template.clone(), CacheBody::empty())
         } else {
             (
                 e.status,
-                e.headers.clone(),
+                e.template.clone(),
                 CacheBody::stored(e.body.clone(), e.trailers.clone()),
             )
         };
         headers.insert(header::AGE, entry::age_value(age));
+        // The template's placeholder is the last Cache-Status value; an
+        // upstream cache's values (no placeholder then) come first.
+        let placeholder = !is_304
+            && headers
+                .get(&entry::CACHE_STATUS)
+                .is_some_and(|v| v.is_empty());
+        if placeholder {
+            let value = match (via, self.config.status_name.as_deref()) {
+                (_, None) => None,
+                (Via::Hit, Some(name)) => entry::hit_status(name, ttl),
+                (_, Some(_)) => None,
+            };
+            match value {
+                Some(v) => {
+                    headers.insert(entry::CACHE_STATUS.clone(), v);
+                    return respond_with(status, headers, body);
+                }
+                None => {
+                    headers.remove(&entry::CACHE_STATUS);
+                }
+            }
+        }
         match via {
             Via::Hit => self.set_status(&mut headers, format_args!("hit; ttl={ttl}")),
             Via::Collapsed => {
@@ -428,10 +478,7 @@ impl Shared {
                 format_args!("fwd=stale; fwd-status=304; ttl={ttl}"),
             ),
         }
-        let mut resp = Response::new(body);
-        *resp.status_mut() = status;
-        *resp.headers_mut() = headers;
-        resp
+        respond_with(status, headers, body)
     }
 
     fn gateway_timeout<B>(&self, detail: &str) -> Resp<B> {
@@ -466,6 +513,13 @@ impl Shared {
         }
         tags
     }
+}
+
+fn respond_with<B>(status: StatusCode, headers: HeaderMap, body: CacheBody<B>) -> Resp<B> {
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    resp
 }
 
 /// A request that found `stale` (or nothing) and goes to the origin.
@@ -507,7 +561,8 @@ where
             let invalidates = !matches!(*method, Method::OPTIONS | Method::TRACE);
             return ResponseFuture::boxed(other_method(shared, inner, req, invalidates));
         }
-        if bypasses(req.headers()) {
+        let fields = RequestFields::read(req.headers());
+        if fields.bypass {
             Counters::add(&shared.counters.bypassed);
             return ResponseFuture::boxed(async move {
                 let resp = call_inner(inner, req).await?;
@@ -515,8 +570,8 @@ where
             });
         }
         let key = CacheKey::from_request(&req);
-        let req_cc = request_directives(req.headers());
-        if !shared.config.serve_authorized && req.headers().contains_key(header::AUTHORIZATION) {
+        let req_cc = fields.directives;
+        if !shared.config.serve_authorized && fields.authorization {
             // Its answer may depend on who asks (an origin seldom says
             // `Vary: Authorization`): ask the origin. What it answers may
             // still be stored when §3.5 allows.
