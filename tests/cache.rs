@@ -784,6 +784,63 @@ async fn an_uncacheable_answer_releases_waiters_at_once() {
 }
 
 #[tokio::test]
+async fn uncacheable_urls_skip_coalescing_afterwards() {
+    let (server, origin) = serve(CacheLayer::new(), |_, n| {
+        Reply::Slow(
+            Duration::from_millis(200),
+            resp(&[("cache-control", "private")], format!("v{n}")),
+        )
+    })
+    .await;
+    let server = Arc::new(server);
+    let burst = |server: Arc<TestServer>| async move {
+        let started = std::time::Instant::now();
+        let tasks: Vec<_> = (0..5)
+            .map(|_| {
+                let s = server.clone();
+                tokio::spawn(async move { s.get("/private").await })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        started.elapsed()
+    };
+    // The first burst learns the URL is uncacheable (its waiters queue
+    // behind the leader once: about two delays).
+    let first = burst(server.clone()).await;
+    assert!(first >= Duration::from_millis(380), "{first:?}");
+    // The second goes to the origin in parallel: about one delay.
+    let second = burst(server.clone()).await;
+    assert!(second < Duration::from_millis(380), "{second:?}");
+    assert_eq!(origin.calls(), 10);
+}
+
+#[tokio::test]
+async fn waiters_go_to_the_origin_after_the_coalescing_timeout() {
+    let layer = CacheLayer::new().coalesce(true, Duration::from_millis(100));
+    let stats = layer.stats();
+    let (server, origin) = serve(layer, |_, n| {
+        Reply::Slow(
+            Duration::from_millis(400),
+            resp(&[("cache-control", "max-age=60")], format!("v{n}")),
+        )
+    })
+    .await;
+    let server = Arc::new(server);
+    let a = tokio::spawn({
+        let s = server.clone();
+        async move { s.get("/slow").await }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let b = server.get("/slow").await;
+    assert_eq!(b.text(), "v2", "gave up waiting and fetched itself");
+    assert_eq!(a.await.unwrap().text(), "v1");
+    assert_eq!(origin.calls(), 2);
+    assert_eq!(stats.snapshot().coalesce_timeouts, 1);
+}
+
+#[tokio::test]
 async fn purge_by_url_prefix_tag_and_all() {
     let layer = CacheLayer::new();
     let handle = layer.handle();

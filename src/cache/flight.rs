@@ -8,11 +8,23 @@ use tokio::sync::watch;
 
 use super::key::CacheKey;
 
-/// The fetches in flight, by primary key.
-#[derive(Debug, Default)]
+/// The fetches in flight, by primary key, and the URLs recently found
+/// uncacheable ("hit-for-miss": requests for them don't wait for each
+/// other, since the answer could not be shared anyway).
+#[derive(Debug)]
 pub(crate) struct Flights {
     map: Mutex<HashMap<CacheKey, Arc<watch::Sender<bool>>>>,
+    uncacheable: moka::sync::Cache<CacheKey, ()>,
 }
+
+impl Default for Flights {
+    fn default() -> Self {
+        Self::new(Duration::from_secs(30))
+    }
+}
+
+/// URLs remembered as uncacheable at most (the oldest are forgotten first).
+const UNCACHEABLE_MAX: u64 = 10_000;
 
 /// Held by the request that fetches for everyone; dropping it (stored,
 /// found uncacheable, failed or aborted) releases the waiters.
@@ -61,6 +73,32 @@ pub(crate) enum Join {
 }
 
 impl Flights {
+    /// Remembers uncacheable URLs for `hit_for_miss`.
+    pub(crate) fn new(hit_for_miss: Duration) -> Self {
+        Self {
+            map: Mutex::default(),
+            uncacheable: moka::sync::Cache::builder()
+                .max_capacity(UNCACHEABLE_MAX)
+                .time_to_live(hit_for_miss.max(Duration::from_millis(1)))
+                .build(),
+        }
+    }
+
+    /// The origin's last answer for `key` could not be stored.
+    pub(crate) fn mark_uncacheable(&self, key: &CacheKey) {
+        self.uncacheable.insert(key.clone(), ());
+    }
+
+    /// An answer for `key` was stored.
+    pub(crate) fn mark_cacheable(&self, key: &CacheKey) {
+        self.uncacheable.invalidate(key);
+    }
+
+    /// Whether `key` was found uncacheable lately.
+    pub(crate) fn is_uncacheable(&self, key: &CacheKey) -> bool {
+        self.uncacheable.contains_key(key)
+    }
+
     /// Becomes the leader for `key`, or a waiter if a fetch is in flight.
     pub(crate) fn join(self: &Arc<Self>, key: &CacheKey) -> Join {
         let mut map = match self.map.lock() {
@@ -117,6 +155,20 @@ mod tests {
         assert!(t.await.unwrap());
         assert_eq!(flights.len(), 0);
         assert!(flights.try_lead(&key).is_some());
+    }
+
+    #[test]
+    fn uncacheable_urls_are_remembered_for_a_while() {
+        let flights = Flights::new(Duration::from_millis(50));
+        let key = CacheKey::new(b"h", &http::Uri::from_static("/a"));
+        assert!(!flights.is_uncacheable(&key));
+        flights.mark_uncacheable(&key);
+        assert!(flights.is_uncacheable(&key));
+        flights.mark_cacheable(&key);
+        assert!(!flights.is_uncacheable(&key));
+        flights.mark_uncacheable(&key);
+        std::thread::sleep(Duration::from_millis(80));
+        assert!(!flights.is_uncacheable(&key));
     }
 
     #[tokio::test]

@@ -133,6 +133,15 @@ impl CacheLayer {
         self
     }
 
+    /// How long a URL whose answer could not be stored (`no-store`,
+    /// `private`, too large…) is remembered as such (default 30 s): its
+    /// requests skip coalescing meanwhile, so they don't queue behind each
+    /// other for an answer that can't be shared ("hit-for-miss").
+    pub fn hit_for_miss(mut self, d: Duration) -> Self {
+        self.flights = Arc::new(Flights::new(d));
+        self
+    }
+
     /// Heuristic freshness (RFC 9111 §4.2.2) for responses without explicit
     /// freshness but with `Last-Modified`: `fraction` of the time since the
     /// last modification (0.1 is usual), at most `max`. Off by default.

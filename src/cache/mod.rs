@@ -57,7 +57,10 @@
 //! - **Coalescing**: concurrent misses and revalidations of one URL make
 //!   one origin request; the others wait for it (at most
 //!   [a timeout](CacheLayer::coalesce), then go themselves) and are
-//!   answered from the store. An uncacheable answer releases them at once.
+//!   answered from the store. An uncacheable answer releases them at once,
+//!   and the URL is remembered as uncacheable for a while
+//!   ([hit-for-miss](CacheLayer::hit_for_miss)) so later requests for it
+//!   don't queue.
 //! - **Purge** by URL, path prefix, tag (from `Surrogate-Key` by default)
 //!   or everything, through a cloneable [`CacheHandle`].
 //! - **`Cache-Status`** (RFC 9211) on every response, e.g.

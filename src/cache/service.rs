@@ -289,6 +289,7 @@ impl Shared {
 
     /// Stores `entry` under `key` for as long as it can be used.
     pub(crate) fn store_entry(&self, key: CacheKey, entry: CachedResponse) {
+        self.flights.mark_cacheable(&key);
         let ttl = entry.retention(self.now(), self.config.validator_grace);
         let fut = self.store.put(key, Arc::new(entry), ttl);
         self.drive(fut, true);
@@ -721,6 +722,7 @@ where
     let coalesces = shared.config.coalesce
         && req.method() == Method::GET
         && !req.headers().contains_key(header::AUTHORIZATION)
+        && !shared.flights.is_uncacheable(&key)
         && !req_cc.no_store()
         && tokio::runtime::Handle::try_current().is_ok();
     if coalesces {
@@ -960,9 +962,16 @@ where
             flight: fetch.flight,
             finished: false,
         })),
-        Err(_) => {
+        Err(reason) => {
             if *method == Method::GET {
                 Counters::add(&shared.counters.not_stored);
+                // Remember the URL when the response, not this request,
+                // made it uncacheable.
+                let request_made_it =
+                    fetch.req_cc.no_store() || (authorized && reason == NotStorable::Authorization);
+                if !request_made_it {
+                    shared.flights.mark_uncacheable(&fetch.key);
+                }
             }
             // Uncacheable: the waiters go to the origin at once.
             drop(fetch.flight);
