@@ -23,8 +23,10 @@
 //!   [`shadow`](RateLimitLayer::shadow) mode counts without rejecting.
 //! - **Store**: [`MemoryStore`] (one atomic word per key in sharded tables,
 //!   at most 100,000 keys by default, idle keys evicted automatically), or
-//!   any [`RateLimitStore`] whose future is `Unpin` (a boxed one is). A
-//!   store that fails lets requests through.
+//!   any [`RateLimitStore`] whose future is `Unpin` (a boxed one is), such
+//!   as `RedisStore` (feature `redis`: one quota shared by every replica,
+//!   GCRA on the Redis server's clock). A store that fails lets requests
+//!   through.
 //! - **Statistics**: allowed and limited per policy, and the most limited
 //!   keys (bounded) ([`RateLimitLayer::stats`]).
 //!
@@ -72,6 +74,8 @@
 mod key;
 mod layer;
 mod quota;
+#[cfg(feature = "redis")]
+mod redis_store;
 mod store;
 
 pub use crate::clock::{Clock, SystemClock};
@@ -85,4 +89,10 @@ pub use self::{
     },
     quota::{Decision, Quota},
     store::{DEFAULT_MAX_KEYS, MemoryStore, PolicyRef, RateLimitStore, StoreError},
+};
+
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use self::redis_store::{
+    FailurePolicy, RedisCheck, RedisStore, RedisStoreSnapshot, RedisStoreStats,
 };

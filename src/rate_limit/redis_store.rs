@@ -1,0 +1,327 @@
+//! [`RedisStore`]: one quota per key shared by every replica, GCRA in a
+//! Lua script on the Redis server's clock.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use super::key::Key;
+use super::quota::Decision;
+use super::store::{PolicyRef, RateLimitStore, StoreError};
+
+/// GCRA, as [`gcra`](super::quota) does in memory, on the server's clock
+/// (`TIME`), so replicas with skewed clocks agree. Times in microseconds
+/// (a double holds them exactly). One round trip; the key expires when its
+/// quota is whole again, so idle keys cost nothing.
+///
+/// KEYS[1]: the key. ARGV: emission interval (µs), tolerance (µs), cost,
+/// 1 to only peek. Returns {allowed, remaining, reset µs, retry-after µs}.
+const GCRA: &str = r"
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local tau = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+local base = math.max(tat, now)
+local new_tat = base + interval * cost
+local limit_at = now + tau
+if new_tat <= limit_at then
+  if ARGV[4] ~= '1' then
+    redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.floor((new_tat - now) / 1000) + 1)
+  end
+  return {1, math.floor((limit_at - new_tat) / interval), new_tat - now, 0}
+end
+return {0, 0, base - now, new_tat - limit_at}
+";
+
+/// What a [`RedisStore`] does when Redis fails or is slower than its
+/// timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailurePolicy {
+    /// Let the request through (the default; Envoy's choice: a limiter
+    /// must not take the service down).
+    Open,
+    /// Refuse it with 429 and `Retry-After: 1` (express-rate-limit's
+    /// choice: for quotas that protect something costly).
+    Closed,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    checks: AtomicU64,
+    local_denials: AtomicU64,
+    errors: AtomicU64,
+    timeouts: AtomicU64,
+    fallbacks: AtomicU64,
+}
+
+/// Counters of a [`RedisStore`]; clones share them.
+#[derive(Debug, Clone, Default)]
+pub struct RedisStoreStats {
+    inner: Arc<Counters>,
+}
+
+/// A point-in-time copy of [`RedisStoreStats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RedisStoreSnapshot {
+    /// Checks (and peeks) sent to Redis.
+    pub checks: u64,
+    /// Requests refused from the local deny cache, without a round trip.
+    pub local_denials: u64,
+    /// Redis answered with an error or the connection failed.
+    pub errors: u64,
+    /// Redis answered later than the store's timeout.
+    pub timeouts: u64,
+    /// Decisions taken by the failure policy instead of Redis.
+    pub fallbacks: u64,
+}
+
+impl RedisStoreStats {
+    /// Reads every counter.
+    pub fn snapshot(&self) -> RedisStoreSnapshot {
+        let c = &self.inner;
+        RedisStoreSnapshot {
+            checks: c.checks.load(Relaxed),
+            local_denials: c.local_denials.load(Relaxed),
+            errors: c.errors.load(Relaxed),
+            timeouts: c.timeouts.load(Relaxed),
+            fallbacks: c.fallbacks.load(Relaxed),
+        }
+    }
+}
+
+/// A [`RateLimitStore`] in Redis: every replica that points at the same
+/// Redis (and prefix) shares one quota per key.
+///
+/// - GCRA in one Lua script, loaded once and run with `EVALSHA` (loaded
+///   again after `NOSCRIPT`, e.g. after a Redis restart), on the Redis
+///   server's clock: one round trip per check, replicas' clocks don't
+///   matter. Keys expire when their quota is whole again.
+/// - Redis's async connection manager reconnects by itself; the store is
+///   created without connecting, so a service starts even while Redis is
+///   down.
+/// - Each call waits at most [`timeout`](Self::timeout) (default 50 ms);
+///   on an error or a timeout the [`FailurePolicy`] decides (default: let
+///   the request through), and [`stats`](Self::stats) count it.
+/// - An optional local deny cache ([`deny_cache`](Self::deny_cache)): a key
+///   known to be limited until T is refused locally until T, without a
+///   round trip (Envoy's over-limit cache).
+///
+/// Keys are `PREFIX:POLICY:KEY` (an address in its text form, an API key
+/// as sent, `*` for the global key).
+///
+/// ```no_run
+/// use tower_perf::rate_limit::{Quota, RateLimitLayer, RateRule, RedisStore};
+///
+/// # fn main() -> Result<(), tower_perf::rate_limit::StoreError> {
+/// let store = RedisStore::new("redis://127.0.0.1:6379", "myapp:rl")?;
+/// let layer = RateLimitLayer::with_store(store)
+///     .rule(RateRule::new("api", Quota::per_minute(100)).path("/api/**"));
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    script: Arc<redis::Script>,
+    prefix: Arc<str>,
+    timeout: Duration,
+    failure: FailurePolicy,
+    deny: Option<moka::sync::Cache<(u16, Key), Instant>>,
+    stats: RedisStoreStats,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .field("failure", &self.failure)
+            .field("deny_cache", &self.deny.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Keys the local deny cache holds at most.
+const DENY_CACHE_MAX: u64 = 100_000;
+
+impl RedisStore {
+    /// A store on the Redis at `url` (`redis://host:port/db`), its keys
+    /// under `prefix`. Does not connect yet (the first check does, and the
+    /// connection comes back by itself after a failure); fails only on a
+    /// malformed URL. Must be called inside a Tokio runtime.
+    pub fn new(url: &str, prefix: &str) -> Result<Self, StoreError> {
+        let client =
+            redis::Client::open(url).map_err(|e| StoreError::new(format!("redis url: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_millis(500)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(1));
+        let conn = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|e| StoreError::new(format!("redis: {e}")))?;
+        Ok(Self {
+            conn,
+            script: Arc::new(redis::Script::new(GCRA)),
+            prefix: prefix.into(),
+            timeout: Duration::from_millis(50),
+            failure: FailurePolicy::Open,
+            deny: None,
+            stats: RedisStoreStats::default(),
+        })
+    }
+
+    /// The longest a check waits for Redis (default 50 ms).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// What happens when Redis fails or times out (default
+    /// [`FailurePolicy::Open`]).
+    pub fn failure_policy(mut self, policy: FailurePolicy) -> Self {
+        self.failure = policy;
+        self
+    }
+
+    /// Refuses keys known to be limited locally, until their
+    /// `Retry-After`, without asking Redis (at most 100,000 keys
+    /// remembered). Off by default: while a key is denied locally, another
+    /// replica's view of it isn't consulted, which is the point.
+    pub fn deny_cache(mut self, on: bool) -> Self {
+        self.deny = on.then(|| {
+            moka::sync::Cache::builder()
+                .max_capacity(DENY_CACHE_MAX)
+                .time_to_live(Duration::from_secs(3600))
+                .build()
+        });
+        self
+    }
+
+    /// This store's counters.
+    pub fn stats(&self) -> RedisStoreStats {
+        self.stats.clone()
+    }
+
+    fn redis_key(&self, policy: &PolicyRef, key: &Key) -> String {
+        let k = match key {
+            Key::Ip(ip) => ip.to_string(),
+            Key::Text(t) => t.to_string(),
+            Key::Global => "*".to_owned(),
+        };
+        format!("{}:{}:{}", self.prefix, policy.name, k)
+    }
+
+    fn call(&self, policy: &PolicyRef, key: &Key, cost: u32, peek: bool) -> RedisCheck {
+        // The local deny cache first.
+        if let Some(deny) = &self.deny {
+            if let Some(until) = deny.get(&(policy.index, key.clone())) {
+                let now = Instant::now();
+                if until > now {
+                    self.stats.inner.local_denials.fetch_add(1, Relaxed);
+                    let wait = until - now;
+                    return RedisCheck(Box::pin(std::future::ready(Ok(Decision {
+                        allowed: false,
+                        remaining: 0,
+                        reset: wait,
+                        retry_after: wait,
+                    }))));
+                }
+            }
+        }
+        let redis_key = self.redis_key(policy, key);
+        let quota = policy.quota;
+        let interval_us = (quota.interval_ns() / 1000).max(1);
+        let tau_us = (quota.tolerance_ns() / 1000).max(1);
+        let mut conn = self.conn.clone();
+        let script = Arc::clone(&self.script);
+        let (timeout, failure, stats) = (self.timeout, self.failure, self.stats.clone());
+        let deny = self.deny.clone().map(|d| (d, (policy.index, key.clone())));
+        let burst = quota.burst();
+        RedisCheck(Box::pin(async move {
+            stats.inner.checks.fetch_add(1, Relaxed);
+            let mut invocation = script.key(redis_key);
+            invocation
+                .arg(interval_us)
+                .arg(tau_us)
+                .arg(cost.max(1))
+                .arg(u8::from(peek));
+            let answer: Result<Result<(i64, i64, i64, i64), _>, _> =
+                tokio::time::timeout(timeout, invocation.invoke_async(&mut conn)).await;
+            let failed = match answer {
+                Ok(Ok((allowed, remaining, reset_us, retry_us))) => {
+                    let us = |v: i64| Duration::from_micros(u64::try_from(v).unwrap_or(0));
+                    let decision = Decision {
+                        allowed: allowed == 1,
+                        remaining: u32::try_from(remaining.max(0))
+                            .unwrap_or(u32::MAX)
+                            .min(burst),
+                        reset: us(reset_us),
+                        retry_after: us(retry_us),
+                    };
+                    if let (false, Some((d, k))) = (decision.allowed, deny) {
+                        if !peek {
+                            d.insert(k, Instant::now() + decision.retry_after);
+                        }
+                    }
+                    return Ok(decision);
+                }
+                Ok(Err(e)) => {
+                    stats.inner.errors.fetch_add(1, Relaxed);
+                    format!("redis: {e}")
+                }
+                Err(_) => {
+                    stats.inner.timeouts.fetch_add(1, Relaxed);
+                    format!("redis: no answer within {timeout:?}")
+                }
+            };
+            stats.inner.fallbacks.fetch_add(1, Relaxed);
+            match failure {
+                // The layer lets a request through when its store fails.
+                FailurePolicy::Open => Err(StoreError::new(failed)),
+                FailurePolicy::Closed => Ok(Decision {
+                    allowed: false,
+                    remaining: 0,
+                    reset: Duration::from_secs(1),
+                    retry_after: Duration::from_secs(1),
+                }),
+            }
+        }))
+    }
+}
+
+/// The future of a [`RedisStore`] check.
+#[must_use = "futures do nothing unless polled"]
+pub struct RedisCheck(Pin<Box<dyn Future<Output = Result<Decision, StoreError>> + Send>>);
+
+impl std::fmt::Debug for RedisCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RedisCheck")
+    }
+}
+
+impl Future for RedisCheck {
+    type Output = Result<Decision, StoreError>;
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        self.0.as_mut().poll(cx)
+    }
+}
+
+impl RateLimitStore for RedisStore {
+    type Future = RedisCheck;
+
+    fn check(&self, policy: &PolicyRef, key: &Key, cost: u32) -> RedisCheck {
+        self.call(policy, key, cost, false)
+    }
+
+    fn peek(&self, policy: &PolicyRef, key: &Key, cost: u32) -> RedisCheck {
+        self.call(policy, key, cost, true)
+    }
+}

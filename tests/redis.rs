@@ -1,0 +1,284 @@
+//! The Redis stores against a real Redis: the one at `REDIS_URL` (default
+//! `redis://127.0.0.1:6379`), each test under its own key prefix, and, for
+//! the outage tests, a `redis-server` each test starts on its own port.
+#![cfg(feature = "redis")]
+
+mod support;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+use tower_perf::rate_limit::{
+    FailurePolicy, KeySource, PeerAddr, Quota, RateLimitLayer, RateRule, RedisStore,
+};
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A key prefix no other test (or run) uses.
+fn prefix(test: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "tower-perf-test:{test}:{}:{nanos}:{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+async fn admin(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("a Redis at REDIS_URL")
+}
+
+type Svc = tower::util::BoxCloneService<
+    Request<Full<Bytes>>,
+    Response<tower_perf::rate_limit::ResponseBody<Full<Bytes>>>,
+    Infallible,
+>;
+
+fn limited(store: RedisStore, quota: Quota) -> Svc {
+    let layer = RateLimitLayer::with_store(store).rule(
+        RateRule::new("api", quota)
+            .path("/api/**")
+            .key(KeySource::PeerIp),
+    );
+    tower::util::BoxCloneService::new(ServiceBuilder::new().layer(layer).service(service_fn(
+        |_req: Request<Full<Bytes>>| async { Ok::<_, Infallible>(Response::new(Full::from("ok"))) },
+    )))
+}
+
+async fn get(
+    svc: &mut Svc,
+    peer: [u8; 4],
+) -> Response<tower_perf::rate_limit::ResponseBody<Full<Bytes>>> {
+    let mut req = Request::get("/api/items").body(Full::default()).unwrap();
+    req.extensions_mut()
+        .insert(PeerAddr(SocketAddr::from((peer, 4000))));
+    svc.ready().await.unwrap().call(req).await.unwrap()
+}
+
+#[tokio::test]
+async fn two_replicas_share_one_quota() {
+    let p = prefix("share");
+    let quota = Quota::per_minute(4);
+    let mut a = limited(RedisStore::new(&redis_url(), &p).unwrap(), quota);
+    let mut b = limited(RedisStore::new(&redis_url(), &p).unwrap(), quota);
+    let client = [198, 51, 100, 7];
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let svc = if i % 2 == 0 { &mut a } else { &mut b };
+        statuses.push(get(svc, client).await.status());
+    }
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 200, 429, 429].map(|s| StatusCode::from_u16(s).unwrap())
+    );
+    let denied = get(&mut a, client).await;
+    let retry: u64 = denied.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=15).contains(&retry), "{retry}");
+    // Another client has its own quota.
+    assert_eq!(
+        get(&mut b, [198, 51, 100, 8]).await.status(),
+        StatusCode::OK
+    );
+    // The key lives while the quota refills, no longer.
+    let mut conn = admin(&redis_url()).await;
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg(format!("{p}:api:198.51.100.7"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(pttl > 0 && pttl <= 60_001, "{pttl}");
+}
+
+#[tokio::test]
+async fn the_script_is_loaded_again_after_noscript() {
+    let p = prefix("noscript");
+    let mut svc = limited(
+        RedisStore::new(&redis_url(), &p).unwrap(),
+        Quota::per_minute(100),
+    );
+    assert_eq!(get(&mut svc, [192, 0, 2, 1]).await.status(), StatusCode::OK);
+    let mut conn = admin(&redis_url()).await;
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let r = get(&mut svc, [192, 0, 2, 1]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    // Counted in Redis, not let through by the failure policy.
+    let remaining = r.headers()["ratelimit"].to_str().unwrap().to_owned();
+    assert!(remaining.contains("r=98"), "{remaining}");
+}
+
+#[tokio::test]
+async fn the_deny_cache_spares_round_trips() {
+    let p = prefix("deny");
+    let store = RedisStore::new(&redis_url(), &p).unwrap().deny_cache(true);
+    let stats = store.stats();
+    let mut svc = limited(store, Quota::per_minute(2));
+    for _ in 0..2 {
+        assert_eq!(get(&mut svc, [192, 0, 2, 9]).await.status(), StatusCode::OK);
+    }
+    assert_eq!(
+        get(&mut svc, [192, 0, 2, 9]).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let checks = stats.snapshot().checks;
+    for _ in 0..5 {
+        assert_eq!(
+            get(&mut svc, [192, 0, 2, 9]).await.status(),
+            StatusCode::TOO_MANY_REQUESTS
+        );
+    }
+    let s = stats.snapshot();
+    assert_eq!(s.checks, checks, "no round trip while denied locally");
+    assert_eq!(s.local_denials, 5);
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_fails_open_or_closed_as_configured() {
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let open = RedisStore::new(&url, "x").unwrap();
+    let stats = open.stats();
+    let mut svc = limited(open, Quota::per_minute(1));
+    for _ in 0..3 {
+        assert_eq!(get(&mut svc, [192, 0, 2, 3]).await.status(), StatusCode::OK);
+    }
+    let s = stats.snapshot();
+    assert_eq!(s.fallbacks, 3);
+    assert_eq!(s.errors + s.timeouts, 3);
+
+    let closed = RedisStore::new(&url, "x")
+        .unwrap()
+        .failure_policy(FailurePolicy::Closed);
+    let mut svc = limited(closed, Quota::per_minute(1000));
+    let r = get(&mut svc, [192, 0, 2, 3]).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.headers()["retry-after"], "1");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A redis-server of this test's own, on `port`; killed when dropped.
+struct OwnRedis {
+    child: Child,
+}
+
+impl OwnRedis {
+    async fn start(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH");
+        let url = format!("redis://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(c) = redis::Client::open(url.as_str()) {
+                if let Ok(mut conn) = c.get_multiplexed_async_connection().await {
+                    let pong: Result<String, _> = redis::cmd("PING").query_async(&mut conn).await;
+                    if pong.is_ok() {
+                        break;
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not start on {port}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Self { child }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limiting_survives_a_redis_restart() {
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let server = OwnRedis::start(port).await;
+    let store = RedisStore::new(&url, &prefix("restart")).unwrap();
+    let stats = store.stats();
+    let mut svc = limited(store, Quota::per_minute(1000));
+    for _ in 0..20 {
+        assert_eq!(get(&mut svc, [192, 0, 2, 4]).await.status(), StatusCode::OK);
+    }
+    assert_eq!(stats.snapshot().fallbacks, 0);
+    // Redis goes away mid-traffic: fail open, no request fails.
+    drop(server);
+    for _ in 0..20 {
+        assert_eq!(get(&mut svc, [192, 0, 2, 4]).await.status(), StatusCode::OK);
+    }
+    assert!(stats.snapshot().fallbacks > 0);
+    // It comes back (empty: it keeps nothing on disk); the store
+    // reconnects by itself and counts in Redis again.
+    let _server = OwnRedis::start(port).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let before = stats.snapshot().fallbacks;
+        let r = get(&mut svc, [192, 0, 2, 4]).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        if stats.snapshot().fallbacks == before {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the store never reconnected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut limited_again = limited(
+        RedisStore::new(&url, &prefix("restart2")).unwrap(),
+        Quota::per_minute(1),
+    );
+    assert_eq!(
+        get(&mut limited_again, [192, 0, 2, 5]).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        get(&mut limited_again, [192, 0, 2, 5]).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
