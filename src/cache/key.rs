@@ -51,6 +51,16 @@ impl CacheKey {
         }
     }
 
+    /// A key from its text form ([`as_str`](Self::as_str)): the path
+    /// starts at the first `/`.
+    pub fn from_text(text: &str) -> Self {
+        let path_at = text.find('/').unwrap_or(text.len());
+        Self {
+            text: text.into(),
+            path_at,
+        }
+    }
+
     /// The host part (lowercase; may be empty).
     pub fn host(&self) -> &str {
         &self.text[..self.path_at]
@@ -148,6 +158,16 @@ impl VaryKey {
         self.fields
             .iter()
             .all(|(name, stored)| normalize(name, request_headers, codings) == *stored)
+    }
+
+    #[cfg(feature = "redis")]
+    pub(crate) fn fields(&self) -> &[(HeaderName, Option<Box<[u8]>>)] {
+        &self.fields
+    }
+
+    #[cfg(feature = "redis")]
+    pub(crate) fn from_fields(fields: Vec<(HeaderName, Option<Box<[u8]>>)>) -> Self {
+        Self { fields }
     }
 
     /// Whether the stored response had a `Vary` naming any field.

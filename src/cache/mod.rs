@@ -69,6 +69,10 @@
 //!   hottest URLs) through the service, bounded in concurrency, and
 //!   reports what was stored.
 //! - **Statistics** through [`CacheStats`].
+//! - **Several replicas** (feature `redis`): `RedisCacheStore` keeps
+//!   responses in Redis, and `TieredStore` puts a memory store in front of
+//!   it, with purges and invalidations published so every replica drops
+//!   its memory copy.
 //!
 //! # Where it goes in a stack
 //!
@@ -113,10 +117,14 @@
 //! ```
 
 mod body;
+#[cfg(feature = "redis")]
+mod codec;
 mod entry;
 mod flight;
 mod key;
 mod layer;
+#[cfg(feature = "redis")]
+mod redis_store;
 mod service;
 mod stats;
 mod store;
@@ -126,6 +134,9 @@ pub use self::body::CacheBody;
 pub use self::entry::CachedResponse;
 pub use self::key::{CacheKey, VaryKey};
 pub use self::layer::{CacheHandle, CacheLayer, DEFAULT_MAX_ENTRY_SIZE};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use self::redis_store::{RedisCacheSnapshot, RedisCacheStats, RedisCacheStore, TieredStore};
 pub use self::service::{CacheService, ResponseFuture};
 pub use self::stats::{CacheSnapshot, CacheStats};
 pub use self::store::{

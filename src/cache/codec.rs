@@ -1,0 +1,255 @@
+//! A compact binary form of stored responses, for stores outside the
+//! process (Redis). Decoding never panics and rejects anything malformed.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+
+use super::entry::{CachedResponse, Facts};
+use super::key::VaryKey;
+
+const VERSION: u8 = 1;
+
+fn micros(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+    out.extend_from_slice(b);
+}
+
+fn put_headers(out: &mut Vec<u8>, h: &HeaderMap) {
+    out.extend_from_slice(&(h.len() as u32).to_le_bytes());
+    for (n, v) in h {
+        put_bytes(out, n.as_str().as_bytes());
+        put_bytes(out, v.as_bytes());
+    }
+}
+
+/// The `Vary` values alone: the field under which a variant is kept.
+pub(crate) fn encode_vary(vary: &VaryKey) -> Vec<u8> {
+    let mut out = Vec::new();
+    let fields = vary.fields();
+    out.extend_from_slice(&(fields.len() as u32).to_le_bytes());
+    for (n, v) in fields {
+        put_bytes(&mut out, n.as_str().as_bytes());
+        match v {
+            Some(v) => {
+                out.push(1);
+                put_bytes(&mut out, v);
+            }
+            None => out.push(0),
+        }
+    }
+    out
+}
+
+/// Encodes a stored response.
+pub(crate) fn encode(r: &CachedResponse) -> Vec<u8> {
+    let mut out = Vec::with_capacity(r.body.len() + 512);
+    out.push(VERSION);
+    out.extend_from_slice(&r.status.as_u16().to_le_bytes());
+    out.extend_from_slice(&micros(r.request_time).to_le_bytes());
+    out.extend_from_slice(&micros(r.response_time).to_le_bytes());
+    out.extend_from_slice(
+        &u64::try_from(r.facts.lifetime.as_micros())
+            .unwrap_or(u64::MAX)
+            .to_le_bytes(),
+    );
+    put_headers(&mut out, &r.headers);
+    match &r.trailers {
+        Some(t) => {
+            out.push(1);
+            put_headers(&mut out, t);
+        }
+        None => out.push(0),
+    }
+    put_bytes(&mut out, &encode_vary(&r.vary));
+    out.extend_from_slice(&(r.tags.len() as u32).to_le_bytes());
+    for t in &r.tags {
+        put_bytes(&mut out, t.as_bytes());
+    }
+    put_bytes(&mut out, &r.body);
+    out
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.buf.len() < n {
+            return None;
+        }
+        let (a, b) = self.buf.split_at(n);
+        self.buf = b;
+        Some(a)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+    fn u16(&mut self) -> Option<u16> {
+        self.take(2)?.try_into().ok().map(u16::from_le_bytes)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take(4)?.try_into().ok().map(u32::from_le_bytes)
+    }
+    fn u64(&mut self) -> Option<u64> {
+        self.take(8)?.try_into().ok().map(u64::from_le_bytes)
+    }
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+    fn headers(&mut self) -> Option<HeaderMap> {
+        let n = self.u32()? as usize;
+        // Each field needs at least 8 bytes: a count beyond that is a lie.
+        if n > self.buf.len() / 8 {
+            return None;
+        }
+        let mut h = HeaderMap::with_capacity(n);
+        for _ in 0..n {
+            let name = HeaderName::from_bytes(self.bytes()?).ok()?;
+            let value = HeaderValue::from_bytes(self.bytes()?).ok()?;
+            h.append(name, value);
+        }
+        Some(h)
+    }
+}
+
+fn decode_vary(r: &mut Reader<'_>) -> Option<VaryKey> {
+    let n = r.u32()? as usize;
+    if n > r.buf.len() / 5 {
+        return None;
+    }
+    let mut fields = Vec::with_capacity(n);
+    for _ in 0..n {
+        let name = HeaderName::from_bytes(r.bytes()?).ok()?;
+        let value = match r.u8()? {
+            0 => None,
+            1 => Some(r.bytes()?.into()),
+            _ => return None,
+        };
+        fields.push((name, value));
+    }
+    Some(VaryKey::from_fields(fields))
+}
+
+/// Decodes what [`encode`] wrote; `None` for anything else.
+pub(crate) fn decode(buf: &[u8]) -> Option<CachedResponse> {
+    let mut r = Reader { buf };
+    if r.u8()? != VERSION {
+        return None;
+    }
+    let status = StatusCode::from_u16(r.u16()?).ok()?;
+    let at = |m: u64| UNIX_EPOCH.checked_add(Duration::from_micros(m));
+    let request_time = at(r.u64()?)?;
+    let response_time = at(r.u64()?)?;
+    let lifetime = Duration::from_micros(r.u64()?);
+    let headers = r.headers()?;
+    let trailers = match r.u8()? {
+        0 => None,
+        1 => Some(r.headers()?),
+        _ => return None,
+    };
+    let vary_bytes = r.bytes()?;
+    let vary = decode_vary(&mut Reader { buf: vary_bytes })?;
+    let n_tags = r.u32()? as usize;
+    if n_tags > r.buf.len() / 4 {
+        return None;
+    }
+    let mut tags = Vec::with_capacity(n_tags);
+    for _ in 0..n_tags {
+        tags.push(std::str::from_utf8(r.bytes()?).ok()?.into());
+    }
+    let body = Bytes::copy_from_slice(r.bytes()?);
+    if !r.buf.is_empty() {
+        return None;
+    }
+    let mut entry = CachedResponse::new(
+        status,
+        headers,
+        body,
+        trailers,
+        (request_time, response_time),
+        vary,
+        tags,
+        None,
+    );
+    // The lifetime as computed when stored (a heuristic one included).
+    entry.facts = Facts {
+        lifetime,
+        ..entry.facts
+    };
+    Some(entry)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::headers::ContentCoding;
+
+    fn sample() -> CachedResponse {
+        let mut h = HeaderMap::new();
+        h.insert("cache-control", HeaderValue::from_static("max-age=60"));
+        h.append("vary", HeaderValue::from_static("accept-encoding"));
+        h.append("x-multi", HeaderValue::from_static("a"));
+        h.append("x-multi", HeaderValue::from_static("b"));
+        let mut req = HeaderMap::new();
+        req.insert("accept-encoding", HeaderValue::from_static("gzip"));
+        let vary = VaryKey::build(&h, &req, &[ContentCoding::Gzip]).unwrap();
+        let mut t = HeaderMap::new();
+        t.insert("grpc-status", HeaderValue::from_static("0"));
+        let now = UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456);
+        CachedResponse::new(
+            StatusCode::OK,
+            h,
+            Bytes::from_static(b"hello body"),
+            Some(t),
+            (now, now + Duration::from_millis(3)),
+            vary,
+            vec!["a".into(), "b-2".into()],
+            None,
+        )
+    }
+
+    #[test]
+    fn round_trip() {
+        let r = sample();
+        let back = decode(&encode(&r)).unwrap();
+        assert_eq!(back.status, r.status);
+        assert_eq!(back.headers, r.headers);
+        assert_eq!(back.body, r.body);
+        assert_eq!(back.trailers, r.trailers);
+        assert_eq!(back.vary, r.vary);
+        assert_eq!(back.tags, r.tags);
+        assert_eq!(back.request_time, r.request_time);
+        assert_eq!(back.response_time, r.response_time);
+        assert_eq!(back.facts.lifetime, Duration::from_secs(60));
+        assert_eq!(encode_vary(&back.vary), encode_vary(&r.vary));
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let good = encode(&sample());
+        assert!(decode(&[]).is_none());
+        assert!(decode(&[9, 9, 9]).is_none());
+        // Every truncation and every single-byte corruption is rejected or
+        // decodes to something; none panics.
+        for n in 0..good.len() {
+            assert!(decode(&good[..n]).is_none(), "truncated at {n}");
+        }
+        for i in 0..good.len() {
+            let mut bad = good.clone();
+            bad[i] ^= 0xff;
+            let _ = decode(&bad);
+        }
+        let mut long = good.clone();
+        long.push(0);
+        assert!(decode(&long).is_none());
+    }
+}

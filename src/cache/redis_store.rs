@@ -1,0 +1,599 @@
+//! Cache stores in Redis: [`RedisCacheStore`] (shared by replicas) and
+//! [`TieredStore`] (a memory store in front of it, kept coherent across
+//! replicas by invalidations published on a Redis channel).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use super::codec;
+use super::entry::CachedResponse;
+use super::key::CacheKey;
+use super::store::{CacheStore, MemoryStore, Purge, StoreError, StoreFuture, StoreUsage, Variants};
+
+/// Stores a variant, keeps the longest expiry on the URL's hash and on its
+/// tag sets, and caps the variants per URL. KEYS: the URL's hash, then one
+/// set per tag. ARGV: variant field, encoded response, TTL (ms), the URL
+/// key (member of the tag sets), the variant cap.
+const PUT: &str = r"
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local ttl = tonumber(ARGV[3])
+if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+if redis.call('HLEN', KEYS[1]) > tonumber(ARGV[5]) then
+  for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
+    if f ~= ARGV[1] then redis.call('HDEL', KEYS[1], f) break end
+  end
+end
+for i = 2, #KEYS do
+  redis.call('SADD', KEYS[i], ARGV[4])
+  if redis.call('PTTL', KEYS[i]) < ttl then redis.call('PEXPIRE', KEYS[i], ttl) end
+end
+return 1
+";
+
+/// Drops every URL in a tag's set, then the set. KEYS[1]: the set.
+/// ARGV[1]: the prefix of URL hashes.
+const PURGE_TAG: &str = r"
+local n = 0
+for _, k in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  n = n + redis.call('DEL', ARGV[1] .. k)
+end
+redis.call('DEL', KEYS[1])
+return n
+";
+
+#[derive(Debug, Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    errors: AtomicU64,
+    timeouts: AtomicU64,
+    undecodable: AtomicU64,
+    published: AtomicU64,
+    received: AtomicU64,
+    l1_hits: AtomicU64,
+}
+
+/// Counters of the Redis cache stores; clones share them.
+#[derive(Debug, Clone, Default)]
+pub struct RedisCacheStats {
+    inner: Arc<Counters>,
+}
+
+/// A point-in-time copy of [`RedisCacheStats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RedisCacheSnapshot {
+    /// Lookups Redis answered with a stored response.
+    pub l2_hits: u64,
+    /// Lookups Redis answered with nothing.
+    pub l2_misses: u64,
+    /// Lookups the memory tier answered ([`TieredStore`] only).
+    pub l1_hits: u64,
+    /// Redis errors (connection refused or lost, error replies).
+    pub errors: u64,
+    /// Operations Redis didn't answer within the timeout.
+    pub timeouts: u64,
+    /// Stored values that could not be read back (dropped).
+    pub undecodable: u64,
+    /// Invalidations published to the other replicas.
+    pub invalidations_published: u64,
+    /// Invalidations received from the other replicas.
+    pub invalidations_received: u64,
+}
+
+impl RedisCacheStats {
+    /// Reads every counter.
+    pub fn snapshot(&self) -> RedisCacheSnapshot {
+        let c = &self.inner;
+        RedisCacheSnapshot {
+            l2_hits: c.hits.load(Relaxed),
+            l2_misses: c.misses.load(Relaxed),
+            l1_hits: c.l1_hits.load(Relaxed),
+            errors: c.errors.load(Relaxed),
+            timeouts: c.timeouts.load(Relaxed),
+            undecodable: c.undecodable.load(Relaxed),
+            invalidations_published: c.published.load(Relaxed),
+            invalidations_received: c.received.load(Relaxed),
+        }
+    }
+}
+
+/// A [`CacheStore`] in Redis, shared by every replica that points at the
+/// same Redis and prefix.
+///
+/// Each URL is a Redis hash (`PREFIX:e:HOST/PATH?QUERY`) with one field per
+/// variant, holding the response in a compact binary form, expiring when
+/// the last of its variants can no longer be used; each tag is a set of
+/// URLs (`PREFIX:t:TAG`), so purge by tag works from any replica. Every
+/// operation waits at most [`timeout`](Self::timeout) (default 50 ms);
+/// a failed or slow Redis reads as "nothing stored" (the cache then asks
+/// the origin) and is counted. The connection is made lazily and comes
+/// back by itself.
+///
+/// [`usage`](CacheStore::usage) reports nothing for Redis (it would cost a
+/// round trip); Redis's own `INFO memory` tells.
+#[derive(Clone)]
+pub struct RedisCacheStore {
+    client: redis::Client,
+    conn: ConnectionManager,
+    prefix: Arc<str>,
+    timeout: Duration,
+    max_variants: usize,
+    put: Arc<redis::Script>,
+    purge_tag: Arc<redis::Script>,
+    stats: RedisCacheStats,
+}
+
+impl std::fmt::Debug for RedisCacheStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisCacheStore")
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisCacheStore {
+    /// A store on the Redis at `url`, its keys under `prefix`. Does not
+    /// connect yet; fails only on a malformed URL. Must be called inside a
+    /// Tokio runtime.
+    pub fn new(url: &str, prefix: &str) -> Result<Self, StoreError> {
+        let client =
+            redis::Client::open(url).map_err(|e| StoreError::new(format!("redis url: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_millis(500)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(1));
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)
+            .map_err(|e| StoreError::new(format!("redis: {e}")))?;
+        Ok(Self {
+            client,
+            conn,
+            prefix: prefix.into(),
+            timeout: Duration::from_millis(50),
+            max_variants: 16,
+            put: Arc::new(redis::Script::new(PUT)),
+            purge_tag: Arc::new(redis::Script::new(PURGE_TAG)),
+            stats: RedisCacheStats::default(),
+        })
+    }
+
+    /// The longest an operation waits for Redis (default 50 ms).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// This store's counters.
+    pub fn stats(&self) -> RedisCacheStats {
+        self.stats.clone()
+    }
+
+    fn entry_key(&self, key: &str) -> String {
+        format!("{}:e:{key}", self.prefix)
+    }
+
+    /// Runs `op` with the timeout, counting failures.
+    async fn run<T>(
+        stats: &RedisCacheStats,
+        timeout: Duration,
+        op: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(timeout, op).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                stats.inner.errors.fetch_add(1, Relaxed);
+                Err(StoreError::new(format!("redis: {e}")))
+            }
+            Err(_) => {
+                stats.inner.timeouts.fetch_add(1, Relaxed);
+                Err(StoreError::new(format!(
+                    "redis: no answer within {timeout:?}"
+                )))
+            }
+        }
+    }
+
+    /// Deletes every URL hash `purge` selects by scanning (prefix, path,
+    /// all): rare operations, done in batches.
+    async fn purge_scan(&self, purge: Purge) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        let pattern = format!("{}:e:*", self.prefix);
+        let skip = self.prefix.len() + 3;
+        let mut cursor: u64 = 0;
+        let mut n = 0;
+        // Scans take longer than one lookup: a generous timeout per batch.
+        let timeout = self.timeout.max(Duration::from_secs(2));
+        loop {
+            let (next, keys): (u64, Vec<String>) = Self::run(
+                &self.stats,
+                timeout,
+                redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(500)
+                    .query_async(&mut conn),
+            )
+            .await?;
+            let doomed: Vec<&String> = keys
+                .iter()
+                .filter(|k| {
+                    k.get(skip..)
+                        .is_some_and(|text| purge.matches(&CacheKey::from_text(text), &[]))
+                })
+                .collect();
+            if !doomed.is_empty() {
+                let deleted: u64 = Self::run(
+                    &self.stats,
+                    timeout,
+                    redis::cmd("DEL").arg(&doomed).query_async(&mut conn),
+                )
+                .await?;
+                n += deleted;
+            }
+            cursor = next;
+            if cursor == 0 {
+                return Ok(n);
+            }
+        }
+    }
+}
+
+impl CacheStore for RedisCacheStore {
+    fn get(&self, key: &CacheKey) -> StoreFuture<Option<Variants>> {
+        let mut conn = self.conn.clone();
+        let k = self.entry_key(key.as_str());
+        let (stats, timeout) = (self.stats.clone(), self.timeout);
+        StoreFuture::new(async move {
+            let fields: Vec<(Vec<u8>, Vec<u8>)> = Self::run(
+                &stats,
+                timeout,
+                redis::cmd("HGETALL").arg(&k).query_async(&mut conn),
+            )
+            .await?;
+            let mut variants: Vec<Arc<CachedResponse>> = Vec::with_capacity(fields.len());
+            for (_, value) in fields {
+                match codec::decode(&value) {
+                    Some(r) => variants.push(Arc::new(r)),
+                    None => {
+                        stats.inner.undecodable.fetch_add(1, Relaxed);
+                    }
+                }
+            }
+            if variants.is_empty() {
+                stats.inner.misses.fetch_add(1, Relaxed);
+                return Ok(None);
+            }
+            stats.inner.hits.fetch_add(1, Relaxed);
+            // Most recent first (RFC 9111 §4.1).
+            variants.sort_by_key(|v| std::cmp::Reverse(v.response_time));
+            Ok(Some(variants.into()))
+        })
+    }
+
+    fn put(&self, key: CacheKey, response: Arc<CachedResponse>, ttl: Duration) -> StoreFuture<()> {
+        let mut conn = self.conn.clone();
+        let entry_key = self.entry_key(key.as_str());
+        let tag_keys: Vec<String> = response
+            .tags()
+            .map(|t| format!("{}:t:{t}", self.prefix))
+            .collect();
+        let field = codec::encode_vary(&response.vary);
+        let value = codec::encode(&response);
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let (script, stats, timeout) = (Arc::clone(&self.put), self.stats.clone(), self.timeout);
+        let max_variants = self.max_variants;
+        StoreFuture::new(async move {
+            let mut inv = script.key(entry_key);
+            for t in tag_keys {
+                inv.key(t);
+            }
+            inv.arg(field)
+                .arg(value)
+                .arg(ttl_ms)
+                .arg(key.as_str())
+                .arg(max_variants);
+            let _: i64 = Self::run(&stats, timeout, inv.invoke_async(&mut conn)).await?;
+            Ok(())
+        })
+    }
+
+    fn remove(&self, key: &CacheKey) -> StoreFuture<bool> {
+        let mut conn = self.conn.clone();
+        let k = self.entry_key(key.as_str());
+        let (stats, timeout) = (self.stats.clone(), self.timeout);
+        StoreFuture::new(async move {
+            let n: u64 = Self::run(
+                &stats,
+                timeout,
+                redis::cmd("DEL").arg(&k).query_async(&mut conn),
+            )
+            .await?;
+            Ok(n > 0)
+        })
+    }
+
+    fn purge(&self, purge: &Purge) -> StoreFuture<u64> {
+        let this = self.clone();
+        let purge = purge.clone();
+        StoreFuture::new(async move {
+            match &purge {
+                Purge::Key(k) => {
+                    let mut conn = this.conn.clone();
+                    let k = this.entry_key(k.as_str());
+                    Self::run(
+                        &this.stats,
+                        this.timeout,
+                        redis::cmd("DEL").arg(&k).query_async(&mut conn),
+                    )
+                    .await
+                }
+                Purge::Tag(t) => {
+                    let mut conn = this.conn.clone();
+                    let mut inv = this.purge_tag.key(format!("{}:t:{t}", this.prefix));
+                    inv.arg(format!("{}:e:", this.prefix));
+                    let timeout = this.timeout.max(Duration::from_secs(2));
+                    Self::run(&this.stats, timeout, inv.invoke_async(&mut conn)).await
+                }
+                _ => this.purge_scan(purge.clone()).await,
+            }
+        })
+    }
+
+    fn usage(&self) -> StoreUsage {
+        StoreUsage::default()
+    }
+}
+
+/// A memory store (L1) in front of a [`RedisCacheStore`] (L2), for services
+/// that run as several replicas.
+///
+/// - Lookups try L1 first (no round trip on a local hit), then L2; an L2
+///   hit is copied into L1.
+/// - Stores go to both (the L2 write runs in the background, so a slow
+///   Redis never delays the response).
+/// - Removals and purges go to both, and are published on a Redis channel
+///   (`PREFIX:invalidate`) so that every other replica drops its L1 copy.
+///   A subscriber task per store listens (and re-subscribes after a lost
+///   connection) until the last clone of the store is dropped.
+/// - Redis down or slow: L1 keeps answering, misses go to the origin, and
+///   [`stats`](Self::stats) count the errors and timeouts.
+#[derive(Clone)]
+pub struct TieredStore {
+    l1: MemoryStore,
+    l2: RedisCacheStore,
+    channel: Arc<str>,
+    id: u64,
+    _alive: Arc<Alive>,
+}
+
+impl std::fmt::Debug for TieredStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TieredStore")
+            .field("l1", &self.l1)
+            .field("l2", &self.l2)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Stops the subscriber task when the last clone of a store goes.
+#[derive(Debug)]
+struct Alive(tokio::sync::watch::Sender<bool>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.send_replace(true);
+    }
+}
+
+fn encode_purge(id: u64, purge: &Purge) -> String {
+    let (kind, arg) = match purge {
+        Purge::Key(k) => ("k", k.as_str()),
+        Purge::PathAndQuery(p) => ("q", p.as_str()),
+        Purge::Prefix(p) => ("p", p.as_str()),
+        Purge::Tag(t) => ("t", t.as_str()),
+        Purge::All => ("a", ""),
+    };
+    format!("{id:x}|{kind}|{arg}")
+}
+
+fn decode_purge(msg: &str) -> Option<(u64, Purge)> {
+    let mut parts = msg.splitn(3, '|');
+    let id = u64::from_str_radix(parts.next()?, 16).ok()?;
+    let kind = parts.next()?;
+    let arg = parts.next()?.to_owned();
+    let purge = match kind {
+        "k" => Purge::Key(CacheKey::from_text(&arg)),
+        "q" => Purge::PathAndQuery(arg),
+        "p" => Purge::Prefix(arg),
+        "t" => Purge::Tag(arg),
+        "a" => Purge::All,
+        _ => return None,
+    };
+    Some((id, purge))
+}
+
+impl TieredStore {
+    /// `l1` in front of `l2`. Starts the subscriber task and waits (at most
+    /// one second) for its subscription, so invalidations from other
+    /// replicas are seen from the start; if Redis is down it keeps trying
+    /// in the background. Must be called inside a Tokio runtime.
+    pub async fn new(l1: MemoryStore, l2: RedisCacheStore) -> Self {
+        let channel: Arc<str> = format!("{}:invalidate", l2.prefix).into();
+        let id = {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u128(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos()),
+            );
+            h.finish()
+        };
+        let (alive, mut stop) = tokio::sync::watch::channel(false);
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
+        let client = l2.client.clone();
+        let (l1_sub, stats, ch) = (l1.clone(), l2.stats.clone(), Arc::clone(&channel));
+        tokio::spawn(async move {
+            let mut ready = Some(ready_tx);
+            let mut backoff = Duration::from_millis(50);
+            loop {
+                let session = async {
+                    let mut pubsub = client.get_async_pubsub().await?;
+                    pubsub.subscribe(&*ch).await?;
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(());
+                    }
+                    let mut messages = pubsub.into_on_message();
+                    while let Some(msg) = messages.next().await {
+                        let Ok(text) = std::str::from_utf8(msg.get_payload_bytes()) else {
+                            continue;
+                        };
+                        if let Some((from, purge)) = decode_purge(text) {
+                            if from != id {
+                                stats.inner.received.fetch_add(1, Relaxed);
+                                let _ = l1_sub.purge(&purge).take_ready();
+                            }
+                        }
+                    }
+                    redis::RedisResult::Ok(())
+                };
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => return,
+                    r = session => {
+                        if r.is_err() {
+                            stats.inner.errors.fetch_add(1, Relaxed);
+                        }
+                    }
+                }
+                // The connection went: everything missed meanwhile may be
+                // stale in L1. Drop it all, then listen again.
+                let _ = l1_sub.purge(&Purge::All).take_ready();
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => return,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        });
+        let _ = tokio::time::timeout(Duration::from_secs(1), ready_rx).await;
+        Self {
+            l1,
+            l2,
+            channel,
+            id,
+            _alive: Arc::new(Alive(alive)),
+        }
+    }
+
+    /// The counters of the Redis tier and of the invalidations.
+    pub fn stats(&self) -> RedisCacheStats {
+        self.l2.stats()
+    }
+
+    /// Publishes `purge` to the other replicas, in the background.
+    fn publish(&self, purge: &Purge) {
+        let mut conn = self.l2.conn.clone();
+        let (channel, msg) = (Arc::clone(&self.channel), encode_purge(self.id, purge));
+        let (stats, timeout) = (self.l2.stats.clone(), self.l2.timeout);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let sent: Result<i64, _> = RedisCacheStore::run(
+                    &stats,
+                    timeout,
+                    redis::cmd("PUBLISH")
+                        .arg(&*channel)
+                        .arg(msg)
+                        .query_async(&mut conn),
+                )
+                .await;
+                if sent.is_ok() {
+                    stats.inner.published.fetch_add(1, Relaxed);
+                }
+            });
+        }
+    }
+}
+
+impl CacheStore for TieredStore {
+    fn get(&self, key: &CacheKey) -> StoreFuture<Option<Variants>> {
+        if let Some(Ok(Some(v))) = self.l1.get(key).take_ready() {
+            self.l2.stats.inner.l1_hits.fetch_add(1, Relaxed);
+            return StoreFuture::ready(Ok(Some(v)));
+        }
+        let mut l2 = self.l2.get(key);
+        let l1 = self.l1.clone();
+        let key = key.clone();
+        StoreFuture::new(async move {
+            let found = (&mut l2).await?;
+            if let Some(vs) = &found {
+                // Copy into L1 for as long as the longest-lived variant
+                // may be used (its age is counted from its own times).
+                let now = std::time::SystemTime::now();
+                for v in vs.iter().rev() {
+                    let ttl = v.retention(now, Duration::from_secs(3600));
+                    let _ = l1.put(key.clone(), Arc::clone(v), ttl).take_ready();
+                }
+            }
+            Ok(found)
+        })
+    }
+
+    fn put(&self, key: CacheKey, response: Arc<CachedResponse>, ttl: Duration) -> StoreFuture<()> {
+        let _ = self
+            .l1
+            .put(key.clone(), Arc::clone(&response), ttl)
+            .take_ready();
+        let l2 = self.l2.put(key, response, ttl);
+        // L1 has it: the L2 write finishes in the background (the cache
+        // layer spawns what isn't ready).
+        StoreFuture::new(l2)
+    }
+
+    fn remove(&self, key: &CacheKey) -> StoreFuture<bool> {
+        let local = matches!(self.l1.remove(key).take_ready(), Some(Ok(true)));
+        self.publish(&Purge::Key(key.clone()));
+        let l2 = self.l2.remove(key);
+        StoreFuture::new(async move { Ok(l2.await.unwrap_or(false) || local) })
+    }
+
+    fn purge(&self, purge: &Purge) -> StoreFuture<u64> {
+        let local = match self.l1.purge(purge).take_ready() {
+            Some(Ok(n)) => n,
+            _ => 0,
+        };
+        self.publish(purge);
+        let l2 = self.l2.purge(purge);
+        StoreFuture::new(async move { Ok(l2.await.map_or(local, |n| n.max(local))) })
+    }
+
+    fn usage(&self) -> StoreUsage {
+        self.l1.usage()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn purge_messages_round_trip() {
+        for p in [
+            Purge::Key(CacheKey::from_text("example.com/a?b|c")),
+            Purge::PathAndQuery("/a?x=1".into()),
+            Purge::Prefix("/static/".into()),
+            Purge::Tag("product-1".into()),
+            Purge::All,
+        ] {
+            assert_eq!(decode_purge(&encode_purge(0xabc, &p)), Some((0xabc, p)));
+        }
+        assert_eq!(decode_purge("zz|k|x"), None);
+        assert_eq!(decode_purge("1|?|x"), None);
+        assert_eq!(decode_purge("1"), None);
+    }
+}
