@@ -282,3 +282,192 @@ async fn rate_limiting_survives_a_redis_restart() {
         StatusCode::TOO_MANY_REQUESTS
     );
 }
+
+// ---------------------------------------------------------------- cache
+
+mod cache {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
+    use tower_perf::cache::{
+        CacheBody, CacheHandle, CacheKey, CacheLayer, CacheStore, MemoryStore, RedisCacheStore,
+        TieredStore,
+    };
+
+    type CacheSvc = tower::util::BoxCloneService<
+        Request<Full<Bytes>>,
+        Response<CacheBody<Full<Bytes>>>,
+        Infallible,
+    >;
+
+    /// One replica: a tiered store on `url` under `prefix`, in front of an
+    /// origin whose calls `calls` counts.
+    async fn replica(
+        url: &str,
+        prefix: &str,
+        calls: Arc<AtomicUsize>,
+    ) -> (CacheSvc, CacheHandle, TieredStore) {
+        let l2 = RedisCacheStore::new(url, prefix)
+            .unwrap()
+            .timeout(Duration::from_millis(100));
+        let store = TieredStore::new(MemoryStore::new(8 << 20), l2).await;
+        let layer = CacheLayer::new().store(store.clone());
+        let handle = layer.handle();
+        let svc = ServiceBuilder::new().layer(layer).service(service_fn(
+            move |req: Request<Full<Bytes>>| {
+                let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+                let path = req.uri().path().to_owned();
+                async move {
+                    Ok::<_, Infallible>(
+                        Response::builder()
+                            .header("cache-control", "max-age=600")
+                            .header("surrogate-key", "all products")
+                            .body(Full::from(format!("{path} #{n}")))
+                            .unwrap(),
+                    )
+                }
+            },
+        ));
+        (tower::util::BoxCloneService::new(svc), handle, store)
+    }
+
+    async fn fetch(svc: &CacheSvc, method: http::Method, path: &str) -> (String, String) {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "shop.test")
+            .body(Full::default())
+            .unwrap();
+        let resp = svc.clone().oneshot(req).await.unwrap();
+        let status = resp
+            .headers()
+            .get("cache-status")
+            .map_or(String::new(), |v| v.to_str().unwrap().to_owned());
+        let body = support::body_bytes(resp.into_body()).await;
+        (String::from_utf8(body.to_vec()).unwrap(), status)
+    }
+
+    /// Waits until `store` holds `path` (or not), at most `limit`; how
+    /// long it took, or `None` (a failing store reads as "absent").
+    async fn wait_stored(
+        store: &impl CacheStore,
+        path: &str,
+        present: bool,
+        limit: Duration,
+    ) -> Option<Duration> {
+        let key = CacheKey::from_text(&format!("shop.test{path}"));
+        let started = Instant::now();
+        loop {
+            let found = store.get(&key).await.ok().flatten().is_some();
+            if found == present {
+                return Some(started.elapsed());
+            }
+            if started.elapsed() > limit {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    async fn until_stored(
+        store: &impl CacheStore,
+        path: &str,
+        present: bool,
+        limit: Duration,
+    ) -> Duration {
+        wait_stored(store, path, present, limit)
+            .await
+            .unwrap_or_else(|| {
+                panic!(
+                    "{path}: still {}",
+                    if present { "absent" } else { "present" }
+                )
+            })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_replicas_share_one_cache_and_purges_reach_both() {
+        let (url, p) = (redis_url(), prefix("cache-share"));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (a, handle_a, _store_a) = replica(&url, &p, calls.clone()).await;
+        let (b, _handle_b, store_b) = replica(&url, &p, calls.clone()).await;
+        let l2 = RedisCacheStore::new(&url, &p).unwrap();
+
+        let (body, status) = fetch(&a, http::Method::GET, "/products/1").await;
+        assert_eq!(
+            (body.as_str(), status.as_str()),
+            ("/products/1 #1", "tower-perf; fwd=uri-miss; stored")
+        );
+        until_stored(&l2, "/products/1", true, Duration::from_secs(2)).await;
+        // Replica B answers from Redis, then from its own memory.
+        let (body, status) = fetch(&b, http::Method::GET, "/products/1").await;
+        assert_eq!(body, "/products/1 #1");
+        assert!(status.contains("hit"), "{status}");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        let s = store_b.stats().snapshot();
+        assert_eq!(s.l2_hits, 1);
+        fetch(&b, http::Method::GET, "/products/1").await;
+        assert_eq!(store_b.stats().snapshot().l1_hits, 1);
+
+        // A purge by tag on A reaches B's memory tier within 100 ms.
+        let started = Instant::now();
+        assert!(handle_a.purge_tag("products").await.unwrap() >= 1);
+        let took = started.elapsed()
+            + until_stored(&store_b, "/products/1", false, Duration::from_millis(500)).await;
+        assert!(took < Duration::from_millis(100), "{took:?}");
+        let (body, _) = fetch(&b, http::Method::GET, "/products/1").await;
+        assert_eq!(body, "/products/1 #2");
+
+        // An unsafe method on B invalidates A's copy too.
+        until_stored(&l2, "/products/1", true, Duration::from_secs(2)).await;
+        let (_, status) = fetch(&a, http::Method::GET, "/products/1").await;
+        assert!(status.contains("hit"), "{status}");
+        fetch(&b, http::Method::POST, "/products/1").await;
+        until_stored(&_store_a, "/products/1", false, Duration::from_millis(500)).await;
+        let (body, _) = fetch(&a, http::Method::GET, "/products/1").await;
+        assert!(body.ends_with("#4"), "{body}");
+        assert!(store_b.stats().snapshot().invalidations_received >= 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_cache_keeps_serving_while_redis_restarts() {
+        let port = free_port();
+        let url = format!("redis://127.0.0.1:{port}");
+        let server = OwnRedis::start(port).await;
+        let calls = Arc::new(AtomicUsize::new(0));
+        let p = prefix("cache-restart");
+        let (a, _h, store) = replica(&url, &p, calls.clone()).await;
+        fetch(&a, http::Method::GET, "/warm").await;
+        drop(server);
+        // No request fails: L1 answers what it has, the origin the rest.
+        for i in 0..20 {
+            let (body, _) = fetch(&a, http::Method::GET, &format!("/cold/{}", i % 5)).await;
+            assert!(body.starts_with("/cold/"));
+            let (body, status) = fetch(&a, http::Method::GET, "/warm").await;
+            assert_eq!(body, "/warm #1");
+            assert!(status.contains("hit"));
+        }
+        let s = store.stats().snapshot();
+        assert!(s.errors + s.timeouts > 0, "{s:?}");
+        // Redis comes back (empty): the tier works again by itself. A
+        // second replica, with nothing in memory, answers from Redis what
+        // the first stored after the restart.
+        let _server = OwnRedis::start(port).await;
+        let (b, _hb, _sb) = replica(&url, &p, calls.clone()).await;
+        let l2 = RedisCacheStore::new(&url, &p).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for i in 0.. {
+            let path = format!("/after/{i}");
+            fetch(&a, http::Method::GET, &path).await;
+            if wait_stored(&l2, &path, true, Duration::from_millis(300))
+                .await
+                .is_some()
+            {
+                let (_, status) = fetch(&b, http::Method::GET, &path).await;
+                assert!(status.contains("hit"), "{status}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "the Redis tier never came back");
+        }
+    }
+}

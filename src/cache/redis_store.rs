@@ -362,7 +362,10 @@ impl CacheStore for RedisCacheStore {
 ///   A subscriber task per store listens (and re-subscribes after a lost
 ///   connection) until the last clone of the store is dropped.
 /// - Redis down or slow: L1 keeps answering, misses go to the origin, and
-///   [`stats`](Self::stats) count the errors and timeouts.
+///   [`stats`](Self::stats) count the errors and timeouts. Purges made
+///   while Redis is unreachable can't reach other replicas; when a
+///   replica's subscription comes back after a gap, it empties its L1, so
+///   nothing it missed outlives the gap.
 #[derive(Clone)]
 pub struct TieredStore {
     l1: MemoryStore,
@@ -442,12 +445,19 @@ impl TieredStore {
         tokio::spawn(async move {
             let mut ready = Some(ready_tx);
             let mut backoff = Duration::from_millis(50);
+            let mut reconnecting = false;
             loop {
                 let session = async {
                     let mut pubsub = client.get_async_pubsub().await?;
                     pubsub.subscribe(&*ch).await?;
                     if let Some(r) = ready.take() {
                         let _ = r.send(());
+                    }
+                    if reconnecting {
+                        // Invalidations published while this replica
+                        // wasn't listening are lost: drop what L1 holds
+                        // (while Redis was unreachable, L1 kept serving).
+                        let _ = l1_sub.purge(&Purge::All).take_ready();
                     }
                     let mut messages = pubsub.into_on_message();
                     while let Some(msg) = messages.next().await {
@@ -471,9 +481,7 @@ impl TieredStore {
                         }
                     }
                 }
-                // The connection went: everything missed meanwhile may be
-                // stale in L1. Drop it all, then listen again.
-                let _ = l1_sub.purge(&Purge::All).take_ready();
+                reconnecting = true;
                 tokio::select! {
                     _ = stop.wait_for(|s| *s) => return,
                     () = tokio::time::sleep(backoff) => {}
