@@ -28,7 +28,9 @@
 //! writes 10; `--rate-limit-per-min N`, `--no-rate-limit`), the response
 //! cache (32 MiB in memory, keyed on the negotiated coding; `--no-cache`),
 //! compression (gzip and deflate, negotiated) and cache-control (policies
-//! by route, ETags, 304/412), which the cache obeys:
+//! by route, ETags, 304/412), which the cache obeys. With `--redis URL`
+//! (feature `redis`) the rate limits and the cache are shared through
+//! Redis by every replica pointed at it:
 //!
 //! | routes | Cache-Control |
 //! |---|---|
@@ -60,7 +62,7 @@ use tower_perf::cache::{CacheLayer, MemoryStore};
 use tower_perf::cache_control::{CacheControlLayer, Policy};
 use tower_perf::compression::CompressionLayer;
 use tower_perf::headers::ContentCoding;
-use tower_perf::rate_limit::{Quota, RateLimitLayer, RateRule};
+use tower_perf::rate_limit::{Quota, RateLimitLayer, RateLimitStore, RateRule};
 use tower_perf::timing::{SpanGuard, TimingLayer, TimingStats, Timings};
 
 /// Items the demo keeps at most, so POSTs can't grow memory without bound.
@@ -100,12 +102,22 @@ pub(crate) struct ServerArgs {
     pub(crate) addr: SocketAddr,
     pub(crate) rate_limit_per_min: Option<u32>,
     pub(crate) cache: bool,
+    /// `--redis URL`: both layers in Redis.
+    pub(crate) redis: Option<String>,
 }
 
 /// The demo's rate limits: per client, on `/api/**`; writes tighter.
 pub(crate) fn rate_limit(per_min: u32) -> RateLimitLayer {
+    rate_limit_rules(RateLimitLayer::new(), per_min)
+}
+
+/// The demo's rules on a layer with any store.
+pub(crate) fn rate_limit_rules<St: RateLimitStore>(
+    layer: RateLimitLayer<St>,
+    per_min: u32,
+) -> RateLimitLayer<St> {
     let per_min = per_min.max(1);
-    RateLimitLayer::new()
+    layer
         .rule(
             RateRule::new("api-writes", Quota::per_minute((per_min / 10).max(1)))
                 .path("/api/**")
@@ -180,16 +192,58 @@ pub(crate) fn app_with_stats(config: DemoConfig) -> (Router, TimingStats) {
     let limits = config
         .rate_limit_per_min
         .map_or_else(RateLimitLayer::new, rate_limit);
+    // 32 MiB of responses, keyed on the coding the compression layer below
+    // picks.
+    let cache = config
+        .cache
+        .then(|| demo_cache().store(MemoryStore::new(32 * 1024 * 1024)));
+    build(config, limits, cache)
+}
+
+/// The demo's cache settings (without its store).
+pub(crate) fn demo_cache() -> CacheLayer {
+    CacheLayer::new().codings([ContentCoding::Gzip, ContentCoding::Deflate])
+}
+
+/// The demo app with both layers in Redis at `url` (`--redis`): the rate
+/// limits shared by every replica, the cache in memory in front of Redis.
+/// Starts even when Redis is down (the layers fall back and reconnect).
+#[cfg(feature = "redis")]
+pub(crate) async fn app_with_redis(
+    config: DemoConfig,
+    url: &str,
+    prefix: &str,
+) -> Result<(Router, TimingStats), String> {
+    use tower_perf::cache::{RedisCacheStore, TieredStore};
+    use tower_perf::rate_limit::RedisStore;
+    let store = RedisStore::new(url, &format!("{prefix}:rl")).map_err(|e| e.to_string())?;
+    let limits = rate_limit_rules(
+        RateLimitLayer::with_store(store),
+        config.rate_limit_per_min.unwrap_or(u32::MAX),
+    );
+    let l2 = RedisCacheStore::new(url, &format!("{prefix}:cache")).map_err(|e| e.to_string())?;
+    let tiered = TieredStore::new(MemoryStore::new(32 * 1024 * 1024), l2).await;
+    let cache = config.cache.then(|| demo_cache().store(tiered));
+    Ok(if config.rate_limit_per_min.is_some() {
+        build(config, limits, cache)
+    } else {
+        build(config, RateLimitLayer::new(), cache)
+    })
+}
+
+/// The demo's routes under the full stack.
+fn build<St>(
+    config: DemoConfig,
+    limits: RateLimitLayer<St>,
+    cache: Option<CacheLayer>,
+) -> (Router, TimingStats)
+where
+    St: RateLimitStore,
+    St::Future: Unpin,
+{
     let timing = TimingLayer::new()
         .slow_threshold(Some(Duration::from_millis(100)))
         .sub_timings(true);
-    // 32 MiB of responses, keyed on the coding the compression layer below
-    // picks.
-    let cache = config.cache.then(|| {
-        CacheLayer::new()
-            .store(MemoryStore::new(32 * 1024 * 1024))
-            .codings([ContentCoding::Gzip, ContentCoding::Deflate])
-    });
     let stats = timing.stats();
     let metrics = stats.clone();
     let items = seed_items();
@@ -433,17 +487,19 @@ async fn stream(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-const USAGE: &str = "usage: server [--addr HOST:PORT] [--rate-limit-per-min N | --no-rate-limit] [--no-cache]\n\n  \
+const USAGE: &str = "usage: server [--addr HOST:PORT] [--rate-limit-per-min N | --no-rate-limit] [--no-cache] [--redis URL]\n\n  \
 --addr HOST:PORT         listen address (default 127.0.0.1:3000)\n  \
 --rate-limit-per-min N   requests a minute per client on /api/** (default 100; writes get N/10)\n  \
 --no-rate-limit          no rate limiting (for throughput benchmarks)\n  \
---no-cache               no response cache\n";
+--no-cache               no response cache\n  \
+--redis URL              rate limits and cache shared through Redis (feature `redis`)\n";
 
 pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<ServerArgs, String> {
     let mut parsed = ServerArgs {
         addr: ([127, 0, 0, 1], 3000).into(),
         rate_limit_per_min: Some(100),
         cache: true,
+        redis: None,
     };
     let mut args = args.peekable();
     while let Some(arg) = args.next() {
@@ -477,6 +533,16 @@ pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<ServerArg
             }
             "--no-rate-limit" => parsed.rate_limit_per_min = None,
             "--no-cache" => parsed.cache = false,
+            "--redis" => {
+                let v = value("--redis")?;
+                if !v.starts_with("redis://") && !v.starts_with("rediss://") {
+                    return Err(format!("--redis {v}: a redis:// URL"));
+                }
+                if cfg!(not(feature = "redis")) {
+                    return Err("--redis needs the `redis` feature: cargo run --example server --features redis -- --redis URL".to_owned());
+                }
+                parsed.redis = Some(v);
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -532,10 +598,24 @@ async fn main() {
             std::process::exit(1);
         }
     };
+    let app = match args.redis.as_deref() {
+        None => app_with(config),
+        #[cfg(feature = "redis")]
+        Some(url) => match app_with_redis(config, url, "tower-perf-demo").await {
+            Ok((app, _)) => app,
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::exit(2);
+            }
+        },
+        // parse_args refuses --redis without the feature.
+        #[cfg(not(feature = "redis"))]
+        Some(_) => std::process::exit(2),
+    };
     eprintln!("tower-perf demo listening on http://{addr}");
     if let Err(e) = axum::serve(
         listener,
-        app_with(config).into_make_service_with_connect_info::<SocketAddr>(),
+        app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown_signal())
     .await

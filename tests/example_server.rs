@@ -220,6 +220,14 @@ fn args() {
     assert!(parse(&["--addr"]).is_err());
     assert!(parse(&["--addr", "nope"]).is_err());
     assert!(parse(&["--bogus"]).is_err());
+    assert_eq!(
+        parse(&["--redis", "redis://127.0.0.1:6379"])
+            .unwrap()
+            .redis
+            .as_deref(),
+        Some("redis://127.0.0.1:6379")
+    );
+    assert!(parse(&["--redis", "127.0.0.1:6379"]).is_err());
     assert!(parse(&[]).unwrap().cache);
     assert!(!parse(&["--no-cache"]).unwrap().cache);
 }
@@ -501,4 +509,49 @@ async fn api_is_rate_limited_per_client_and_can_be_turned_off() {
     for _ in 0..50 {
         assert_eq!(open.get("/api/v1/items/1").await.status, StatusCode::OK);
     }
+}
+
+/// Two replicas of the demo on one Redis (`--redis`): one quota, one cache.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_limits_and_cache_through_redis() {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let prefix = format!(
+        "tower-perf-test:demo:{}:{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let config = DemoConfig {
+        rate_limit_per_min: Some(6),
+        ..fast()
+    };
+    let (a, _) = server::app_with_redis(config.clone(), &url, &prefix)
+        .await
+        .unwrap();
+    let (b, _) = server::app_with_redis(config, &url, &prefix).await.unwrap();
+    let (a, b) = (TestServer::serve(a).await, TestServer::serve(b).await);
+    // /static is not rate limited: the cache part doesn't touch the quota.
+    let first = a.get("/static/app.js").await;
+    assert!(first.header("cache-status").unwrap().contains("stored"));
+    // B answers from the shared cache once A's write reached Redis.
+    let mut hit = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let r = b.get("/static/app.js").await;
+        if r.header("cache-status").unwrap().contains("hit") {
+            hit = true;
+            break;
+        }
+    }
+    assert!(hit, "replica B never saw A's cached response");
+    // One quota of 6 a minute for this client across both replicas.
+    let mut statuses = Vec::new();
+    for i in 0..8 {
+        let s = if i % 2 == 0 { &a } else { &b };
+        statuses.push(s.get("/api/v1/items/4").await.status.as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 200, 429, 429]);
 }
