@@ -151,6 +151,10 @@ impl std::fmt::Debug for RedisStore {
 const DENY_CACHE_MAX: u64 = 100_000;
 
 impl RedisStore {
+    /// The Lua source of the GCRA script this store runs (for inspection,
+    /// and as the baseline of `benches/redis.rs`).
+    pub const GCRA_LUA: &'static str = GCRA;
+
     /// A store on the Redis at `url` (`redis://host:port/db`), its keys
     /// under `prefix`. Does not connect yet (the first check does, and the
     /// connection comes back by itself after a failure); fails only on a
