@@ -12,7 +12,7 @@
 //! | `cache-control` | [`cache_control`]: policies by route, ETags, 304/412                 | available   |
 //! | `timing`        | [`timing`]: per-route latency, sub-timings, Server-Timing, Prometheus | available   |
 //! | `rate-limit`    | [`rate_limit`]: GCRA quotas per route and key, IETF RateLimit fields | available   |
-//! | `redis`         | Redis stores for the cache and the limiter (several replicas)        | not yet     |
+//! | `redis`         | Redis stores for the cache and the limiter (several replicas)        | available   |
 //! | `axum`          | route labels from `MatchedPath`, peer address from `ConnectInfo`     | available   |
 //! | `full`          | everything above                                                     |             |
 //!

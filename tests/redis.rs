@@ -449,6 +449,9 @@ mod cache {
         }
         let s = store.stats().snapshot();
         assert!(s.errors + s.timeouts > 0, "{s:?}");
+        // Five distinct cold URLs fell back to the origin once each, then
+        // came from memory.
+        assert_eq!(s.fallbacks, 5, "{s:?}");
         // Redis comes back (empty): the tier works again by itself. A
         // second replica, with nothing in memory, answers from Redis what
         // the first stored after the restart.

@@ -55,6 +55,7 @@ struct Counters {
     published: AtomicU64,
     received: AtomicU64,
     l1_hits: AtomicU64,
+    fallbacks: AtomicU64,
 }
 
 /// Counters of the Redis cache stores; clones share them.
@@ -78,6 +79,9 @@ pub struct RedisCacheSnapshot {
     pub timeouts: u64,
     /// Stored values that could not be read back (dropped).
     pub undecodable: u64,
+    /// Lookups Redis failed to answer (error or timeout), so the cache
+    /// answered without it (from the origin).
+    pub fallbacks: u64,
     /// Invalidations published to the other replicas.
     pub invalidations_published: u64,
     /// Invalidations received from the other replicas.
@@ -95,6 +99,7 @@ impl RedisCacheStats {
             errors: c.errors.load(Relaxed),
             timeouts: c.timeouts.load(Relaxed),
             undecodable: c.undecodable.load(Relaxed),
+            fallbacks: c.fallbacks.load(Relaxed),
             invalidations_published: c.published.load(Relaxed),
             invalidations_received: c.received.load(Relaxed),
         }
@@ -255,7 +260,10 @@ impl CacheStore for RedisCacheStore {
                 timeout,
                 redis::cmd("HGETALL").arg(&k).query_async(&mut conn),
             )
-            .await?;
+            .await
+            .inspect_err(|_| {
+                stats.inner.fallbacks.fetch_add(1, Relaxed);
+            })?;
             let mut variants: Vec<Arc<CachedResponse>> = Vec::with_capacity(fields.len());
             for (_, value) in fields {
                 match codec::decode(&value) {
