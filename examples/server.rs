@@ -17,7 +17,8 @@
 //! | `GET /static/app.js`     | a JavaScript asset of about 30 KiB                   |
 //! | `GET /api/v1/stream`     | 20 NDJSON lines, 50 ms apart, chunked                |
 //! | `GET /api/v1/report`     | a summary that reads the items one by one (an N+1)   |
-//! | `GET /metrics`           | Prometheus text from the timing layer                |
+//! | `GET /metrics`           | Prometheus text for every layer                      |
+//! | `/performance/*`         | statistics, purge, profile, live dashboard (`tower_perf::report`) |
 //!
 //! It needs nothing else running: everything is in memory.
 //!
@@ -63,6 +64,7 @@ use tower_perf::cache_control::{CacheControlLayer, Policy};
 use tower_perf::compression::CompressionLayer;
 use tower_perf::headers::ContentCoding;
 use tower_perf::rate_limit::{Quota, RateLimitLayer, RateLimitStore, RateRule};
+use tower_perf::report::Report;
 use tower_perf::timing::{SpanGuard, TimingLayer, TimingStats, Timings};
 
 /// Items the demo keeps at most, so POSTs can't grow memory without bound.
@@ -82,6 +84,9 @@ pub(crate) struct DemoConfig {
     pub(crate) rate_limit_per_min: Option<u32>,
     /// The response cache (on unless `--no-cache`).
     pub(crate) cache: bool,
+    /// The bearer token of `/performance/cache/*` (`--token`); none
+    /// disables them.
+    pub(crate) token: Option<String>,
 }
 
 impl Default for DemoConfig {
@@ -92,6 +97,7 @@ impl Default for DemoConfig {
             stream_lines: 20,
             rate_limit_per_min: Some(100),
             cache: true,
+            token: None,
         }
     }
 }
@@ -102,6 +108,8 @@ pub(crate) struct ServerArgs {
     pub(crate) addr: SocketAddr,
     pub(crate) rate_limit_per_min: Option<u32>,
     pub(crate) cache: bool,
+    /// `--token T` (or `TOWER_PERF_TOKEN`): enables the cache endpoints.
+    pub(crate) token: Option<String>,
     /// `--redis URL`: both layers in Redis.
     pub(crate) redis: Option<String>,
 }
@@ -118,6 +126,14 @@ pub(crate) fn rate_limit_rules<St: RateLimitStore>(
 ) -> RateLimitLayer<St> {
     let per_min = per_min.max(1);
     layer
+        // The performance endpoints, per client.
+        .rule(
+            RateRule::new("perf-cache-writes", Quota::per_minute(10))
+                .path("/performance/cache/**")
+                .methods([Method::POST]),
+        )
+        .rule(RateRule::new("perf-dashboard", Quota::per_minute(30)).path("/performance/dashboard"))
+        .rule(RateRule::new("perf-stats", Quota::per_minute(100)).path("/performance/**"))
         .rule(
             RateRule::new("api-writes", Quota::per_minute((per_min / 10).max(1)))
                 .path("/api/**")
@@ -245,7 +261,20 @@ where
         .slow_threshold(Some(Duration::from_millis(100)))
         .sub_timings(true);
     let stats = timing.stats();
-    let metrics = stats.clone();
+    let compression = CompressionLayer::new();
+    let cache_control = cache_control();
+    let mut report = Report::builder()
+        .timing(stats.clone())
+        .rate_limit(limits.stats())
+        .compression(compression.stats())
+        .cache_control(cache_control.stats());
+    if let Some(cache) = &cache {
+        report = report.cache(cache.handle());
+    }
+    if let Some(token) = &config.token {
+        report = report.token(token.clone());
+    }
+    let report = report.build();
     let items = seed_items();
     let next_id = items.len() as u64 + 1;
     let state = Arc::new(AppState {
@@ -258,17 +287,12 @@ where
         .route("/health", get(|| async { "ok" }))
         .route("/api/v1/items", get(list_items).post(add_item))
         .route("/api/v1/items/{id}", get(get_item))
-        .route("/api/v1/report", get(report))
+        .route("/api/v1/report", get(report_items))
         .route("/api/v1/slow", get(slow))
         .route("/static/app.js", get(app_js))
         .route("/api/v1/stream", get(stream))
-        .route(
-            "/metrics",
-            get(move || {
-                let text = metrics.prometheus();
-                async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text) }
-            }),
-        )
+        .route_service("/metrics", report.clone())
+        .nest_service("/performance", report)
         .with_state(state);
     let router = match cache {
         Some(cache) => router.layer(
@@ -276,15 +300,15 @@ where
                 .layer(timing)
                 .layer(limits)
                 .layer(cache)
-                .layer(CompressionLayer::new())
-                .layer(cache_control()),
+                .layer(compression)
+                .layer(cache_control),
         ),
         None => router.layer(
             ServiceBuilder::new()
                 .layer(timing)
                 .layer(limits)
-                .layer(CompressionLayer::new())
-                .layer(cache_control()),
+                .layer(compression)
+                .layer(cache_control),
         ),
     };
     (router, stats)
@@ -344,7 +368,7 @@ async fn get_item(
 
 /// A report over every item that fetches them one query at a time: an N+1
 /// on purpose, for the timing layer to flag.
-async fn report(
+async fn report_items(
     State(state): State<Arc<AppState>>,
     timings: Option<Extension<Timings>>,
 ) -> Response {
@@ -487,11 +511,12 @@ async fn stream(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-const USAGE: &str = "usage: server [--addr HOST:PORT] [--rate-limit-per-min N | --no-rate-limit] [--no-cache] [--redis URL]\n\n  \
+const USAGE: &str = "usage: server [--addr HOST:PORT] [--rate-limit-per-min N | --no-rate-limit] [--no-cache] [--token T] [--redis URL]\n\n  \
 --addr HOST:PORT         listen address (default 127.0.0.1:3000)\n  \
 --rate-limit-per-min N   requests a minute per client on /api/** (default 100; writes get N/10)\n  \
 --no-rate-limit          no rate limiting (for throughput benchmarks)\n  \
 --no-cache               no response cache\n  \
+--token T                bearer token for POST /performance/cache/* (or TOWER_PERF_TOKEN)\n  \
 --redis URL              rate limits and cache shared through Redis (feature `redis`)\n";
 
 pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<ServerArgs, String> {
@@ -499,6 +524,7 @@ pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<ServerArg
         addr: ([127, 0, 0, 1], 3000).into(),
         rate_limit_per_min: Some(100),
         cache: true,
+        token: None,
         redis: None,
     };
     let mut args = args.peekable();
@@ -533,6 +559,13 @@ pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<ServerArg
             }
             "--no-rate-limit" => parsed.rate_limit_per_min = None,
             "--no-cache" => parsed.cache = false,
+            "--token" => {
+                let v = value("--token")?;
+                if v.is_empty() || v.bytes().any(|b| !b.is_ascii_graphic()) {
+                    return Err("--token: visible ASCII, not empty".to_owned());
+                }
+                parsed.token = Some(v);
+            }
             "--redis" => {
                 let v = value("--redis")?;
                 if !v.starts_with("redis://") && !v.starts_with("rediss://") {
@@ -589,6 +622,9 @@ async fn main() {
     let config = DemoConfig {
         rate_limit_per_min: args.rate_limit_per_min,
         cache: args.cache,
+        token: args
+            .token
+            .or_else(|| std::env::var("TOWER_PERF_TOKEN").ok().filter(|t| !t.is_empty())),
         ..DemoConfig::default()
     };
     let listener = match tokio::net::TcpListener::bind(addr).await {

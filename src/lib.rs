@@ -12,6 +12,7 @@
 //! | `cache-control` | [`cache_control`]: policies by route, ETags, 304/412                 | available   |
 //! | `timing`        | [`timing`]: per-route latency, sub-timings, Server-Timing, Prometheus | available   |
 //! | `rate-limit`    | [`rate_limit`]: GCRA quotas per route and key, IETF RateLimit fields | available   |
+//! | `report`        | [`report`]: `/performance/*` endpoints, Prometheus, live dashboard    | available   |
 //! | `redis`         | Redis stores for the cache and the limiter (several replicas)        | available   |
 //! | `axum`          | route labels from `MatchedPath`, peer address from `ConnectInfo`     | available   |
 //! | `full`          | everything above                                                     |             |
@@ -59,6 +60,9 @@ pub mod headers;
 #[cfg(feature = "rate-limit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
 pub mod rate_limit;
+#[cfg(feature = "report")]
+#[cfg_attr(docsrs, doc(cfg(feature = "report")))]
+pub mod report;
 #[cfg(any(feature = "cache-control", feature = "rate-limit"))]
 mod route_pattern;
 #[cfg(feature = "timing")]

@@ -22,6 +22,7 @@ fn fast() -> DemoConfig {
         stream_lines: 20,
         rate_limit_per_min: Some(100),
         cache: true,
+        token: None,
     }
 }
 
@@ -460,7 +461,7 @@ async fn report_is_flagged_as_n_plus_one_and_metrics_are_served() {
     let metrics = server.get("/metrics").await;
     assert_eq!(
         metrics.header("content-type"),
-        Some("text/plain; version=0.0.4")
+        Some("text/plain; version=0.0.4; charset=utf-8")
     );
     assert!(metrics.text().contains("http_route=\"/api/v1/report\""));
 }
