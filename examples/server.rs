@@ -259,7 +259,13 @@ where
 {
     let timing = TimingLayer::new()
         .slow_threshold(Some(Duration::from_millis(100)))
-        .sub_timings(true);
+        .sub_timings(true)
+        // The nested performance endpoints carry no MatchedPath: one label.
+        .classifier(|_, uri, _| {
+            uri.path()
+                .starts_with("/performance/")
+                .then(|| "/performance/*".to_owned())
+        });
     let stats = timing.stats();
     let compression = CompressionLayer::new();
     let cache_control = cache_control();
@@ -622,9 +628,11 @@ async fn main() {
     let config = DemoConfig {
         rate_limit_per_min: args.rate_limit_per_min,
         cache: args.cache,
-        token: args
-            .token
-            .or_else(|| std::env::var("TOWER_PERF_TOKEN").ok().filter(|t| !t.is_empty())),
+        token: args.token.or_else(|| {
+            std::env::var("TOWER_PERF_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty())
+        }),
         ..DemoConfig::default()
     };
     let listener = match tokio::net::TcpListener::bind(addr).await {
