@@ -64,7 +64,7 @@ use tower_perf::cache_control::{CacheControlLayer, Policy};
 use tower_perf::compression::CompressionLayer;
 use tower_perf::headers::ContentCoding;
 use tower_perf::rate_limit::{Quota, RateLimitLayer, RateLimitStore, RateRule};
-use tower_perf::report::Report;
+use tower_perf::report::{Report, ReportBuilder};
 use tower_perf::timing::{SpanGuard, TimingLayer, TimingStats, Timings};
 
 /// Items the demo keeps at most, so POSTs can't grow memory without bound.
@@ -213,7 +213,7 @@ pub(crate) fn app_with_stats(config: DemoConfig) -> (Router, TimingStats) {
     let cache = config
         .cache
         .then(|| demo_cache().store(MemoryStore::new(32 * 1024 * 1024)));
-    build(config, limits, cache)
+    build(config, limits, cache, |r| r)
 }
 
 /// The demo's cache settings (without its store).
@@ -233,17 +233,21 @@ pub(crate) async fn app_with_redis(
     use tower_perf::cache::{RedisCacheStore, TieredStore};
     use tower_perf::rate_limit::RedisStore;
     let store = RedisStore::new(url, &format!("{prefix}:rl")).map_err(|e| e.to_string())?;
+    let rl_stats = store.stats();
     let limits = rate_limit_rules(
         RateLimitLayer::with_store(store),
         config.rate_limit_per_min.unwrap_or(u32::MAX),
     );
     let l2 = RedisCacheStore::new(url, &format!("{prefix}:cache")).map_err(|e| e.to_string())?;
     let tiered = TieredStore::new(MemoryStore::new(32 * 1024 * 1024), l2).await;
-    let cache = config.cache.then(|| demo_cache().store(tiered));
+    let cache = config.cache.then(|| demo_cache().store(tiered.clone()));
+    // The report shows the Redis stores' errors, timeouts and fallbacks.
+    let (rl_stats, cache_stats) = (rl_stats, tiered.stats());
+    let extra = move |r: ReportBuilder| r.redis_rate_limit(rl_stats).redis_cache(cache_stats);
     Ok(if config.rate_limit_per_min.is_some() {
-        build(config, limits, cache)
+        build(config, limits, cache, extra)
     } else {
-        build(config, RateLimitLayer::new(), cache)
+        build(config, RateLimitLayer::new(), cache, extra)
     })
 }
 
@@ -252,6 +256,7 @@ fn build<St>(
     config: DemoConfig,
     limits: RateLimitLayer<St>,
     cache: Option<CacheLayer>,
+    extra: impl FnOnce(ReportBuilder) -> ReportBuilder,
 ) -> (Router, TimingStats)
 where
     St: RateLimitStore,
@@ -280,7 +285,7 @@ where
     if let Some(token) = &config.token {
         report = report.token(token.clone());
     }
-    let report = report.build();
+    let report = extra(report).build();
     let items = seed_items();
     let next_id = items.len() as u64 + 1;
     let state = Arc::new(AppState {

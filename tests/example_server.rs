@@ -555,4 +555,11 @@ async fn two_replicas_share_limits_and_cache_through_redis() {
         statuses.push(s.get("/api/v1/items/4").await.status.as_u16());
     }
     assert_eq!(statuses, [200, 200, 200, 200, 200, 200, 429, 429]);
+    // The report shows the Redis stores.
+    let summary: serde_json::Value = a.get("/performance/summary").await.json();
+    assert!(
+        summary["redis"]["rate_limit"]["checks"].as_u64().unwrap() >= 4,
+        "{summary}"
+    );
+    assert!(summary["redis"]["cache"]["l1_hits"].is_u64(), "{summary}");
 }

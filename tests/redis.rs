@@ -474,3 +474,32 @@ mod cache {
         }
     }
 }
+
+#[tokio::test]
+async fn the_report_flags_redis_fallbacks() {
+    let url = format!("redis://127.0.0.1:{}", free_port());
+    let store = RedisStore::new(&url, "x").unwrap();
+    let report = tower_perf::report::Report::builder()
+        .redis_rate_limit(store.stats())
+        .build();
+    assert_eq!(report.summary().status, tower_perf::report::Status::Healthy);
+    let mut svc = limited(store, Quota::per_minute(10));
+    assert_eq!(
+        get(&mut svc, [192, 0, 2, 77]).await.status(),
+        StatusCode::OK
+    );
+    let summary = report.summary();
+    assert_eq!(summary.status, tower_perf::report::Status::Warning);
+    let rec = &summary.recommendations[0];
+    assert_eq!(rec.area, "redis");
+    assert!(
+        rec.message.starts_with("1 operations fell back"),
+        "{}",
+        rec.message
+    );
+    assert!(
+        report
+            .prometheus()
+            .contains("tower_perf_redis_rate_limit_operations_total{outcome=\"fallback\"} 1")
+    );
+}
