@@ -87,6 +87,9 @@ pub(crate) struct DemoConfig {
     /// The bearer token of `/performance/cache/*` (`--token`); none
     /// disables them.
     pub(crate) token: Option<String>,
+    /// `--bare`: the handlers without any tower-perf layer (the baseline
+    /// of benches/run.sh).
+    pub(crate) bare: bool,
 }
 
 impl Default for DemoConfig {
@@ -98,6 +101,7 @@ impl Default for DemoConfig {
             rate_limit_per_min: Some(100),
             cache: true,
             token: None,
+            bare: false,
         }
     }
 }
@@ -110,6 +114,8 @@ pub(crate) struct ServerArgs {
     pub(crate) cache: bool,
     /// `--token T` (or `TOWER_PERF_TOKEN`): enables the cache endpoints.
     pub(crate) token: Option<String>,
+    /// `--bare`: no tower-perf layer at all.
+    pub(crate) bare: bool,
     /// `--redis URL`: both layers in Redis.
     pub(crate) redis: Option<String>,
 }
@@ -288,6 +294,7 @@ where
     let report = extra(report).build();
     let items = seed_items();
     let next_id = items.len() as u64 + 1;
+    let bare = config.bare;
     let state = Arc::new(AppState {
         config,
         items: RwLock::new(items),
@@ -305,6 +312,9 @@ where
         .route_service("/metrics", report.clone())
         .nest_service("/performance", report)
         .with_state(state);
+    if bare {
+        return (router, stats);
+    }
     let router = match cache {
         Some(cache) => router.layer(
             ServiceBuilder::new()
@@ -522,11 +532,12 @@ async fn stream(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-const USAGE: &str = "usage: server [--addr HOST:PORT] [--rate-limit-per-min N | --no-rate-limit] [--no-cache] [--token T] [--redis URL]\n\n  \
+const USAGE: &str = "usage: server [--addr HOST:PORT] [--rate-limit-per-min N | --no-rate-limit] [--no-cache] [--bare] [--token T] [--redis URL]\n\n  \
 --addr HOST:PORT         listen address (default 127.0.0.1:3000)\n  \
 --rate-limit-per-min N   requests a minute per client on /api/** (default 100; writes get N/10)\n  \
 --no-rate-limit          no rate limiting (for throughput benchmarks)\n  \
 --no-cache               no response cache\n  \
+--bare                   the handlers alone, without any tower-perf layer (a baseline)\n  \
 --token T                bearer token for POST /performance/cache/* (or TOWER_PERF_TOKEN)\n  \
 --redis URL              rate limits and cache shared through Redis (feature `redis`)\n";
 
@@ -536,6 +547,7 @@ pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<ServerArg
         rate_limit_per_min: Some(100),
         cache: true,
         token: None,
+        bare: false,
         redis: None,
     };
     let mut args = args.peekable();
@@ -570,6 +582,7 @@ pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<ServerArg
             }
             "--no-rate-limit" => parsed.rate_limit_per_min = None,
             "--no-cache" => parsed.cache = false,
+            "--bare" => parsed.bare = true,
             "--token" => {
                 let v = value("--token")?;
                 if v.is_empty() || v.bytes().any(|b| !b.is_ascii_graphic()) {
@@ -633,6 +646,7 @@ async fn main() {
     let config = DemoConfig {
         rate_limit_per_min: args.rate_limit_per_min,
         cache: args.cache,
+        bare: args.bare,
         token: args.token.or_else(|| {
             std::env::var("TOWER_PERF_TOKEN")
                 .ok()

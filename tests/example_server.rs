@@ -23,6 +23,7 @@ fn fast() -> DemoConfig {
         rate_limit_per_min: Some(100),
         cache: true,
         token: None,
+        bare: false,
     }
 }
 
@@ -231,6 +232,7 @@ fn args() {
     assert!(parse(&["--redis", "127.0.0.1:6379"]).is_err());
     assert!(parse(&[]).unwrap().cache);
     assert!(!parse(&["--no-cache"]).unwrap().cache);
+    assert!(parse(&["--bare"]).unwrap().bare);
 }
 
 #[tokio::test]
@@ -562,4 +564,26 @@ async fn two_replicas_share_limits_and_cache_through_redis() {
         "{summary}"
     );
     assert!(summary["redis"]["cache"]["l1_hits"].is_u64(), "{summary}");
+}
+
+#[tokio::test]
+async fn bare_mode_has_no_layers() {
+    let server = TestServer::serve(server::app_with(DemoConfig {
+        bare: true,
+        ..fast()
+    }))
+    .await;
+    let r = server
+        .get_with("/api/v1/items", &[("accept-encoding", "gzip")])
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    for h in [
+        "cache-status",
+        "ratelimit",
+        "content-encoding",
+        "etag",
+        "cache-control",
+    ] {
+        assert!(r.header(h).is_none(), "{h} in bare mode");
+    }
 }

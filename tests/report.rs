@@ -27,6 +27,7 @@ fn config(token: Option<&str>) -> DemoConfig {
         rate_limit_per_min: Some(1000),
         cache: true,
         token: token.map(str::to_owned),
+        bare: false,
     }
 }
 

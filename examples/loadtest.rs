@@ -1,0 +1,856 @@
+//! A load-test runner for HTTP services (the example server, or anything
+//! else).
+//!
+//! ```text
+//! cargo run --release --example loadtest -- [options] [WEIGHT*]URL...
+//!
+//!   --scenario baseline|sustained|spike   (default sustained)
+//!   --duration 30s        sustained and spike: how long (s, ms, m)
+//!   --concurrency N       workers (requests in flight), default 16
+//!   --rate R              sustained: R requests/s in total (open loop,
+//!                         latencies corrected for coordinated omission)
+//!   --requests N          baseline: requests per endpoint per worker (100)
+//!   --spike-factor K      spike: K times the workers in the middle third (5)
+//!   --header "name: v"    sent with every request (repeatable)
+//!   --timeout 10s         per request
+//!   --json FILE           results for machines
+//!   --quiet               no progress bar
+//! ```
+//!
+//! Endpoints are weighted (`50*http://…/api/v1/items`) and may hold random
+//! path parameters drawn from a range (`http://…/api/v1/items/{1..55}`):
+//!
+//! ```text
+//! cargo run --release --example loadtest -- --duration 20s --concurrency 32 \
+//!   '50*http://127.0.0.1:3000/api/v1/items' \
+//!   '30*http://127.0.0.1:3000/api/v1/items/{1..55}' \
+//!   '20*http://127.0.0.1:3000/health'
+//! ```
+//!
+//! Per endpoint it reports requests, success rate (2xx and 3xx), status
+//! codes, throughput, and min / mean / p50 / p95 / p99 / max latency from an
+//! HDR histogram; the spike scenario also reports how much p99 and
+//! throughput degraded during the spike and how long p99 took to recover.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use http::{HeaderName, HeaderValue, Request, Uri};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::{Client, connect::HttpConnector};
+use hyper_util::rt::TokioExecutor;
+use serde::Serialize;
+
+/// Which load to apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Scenario {
+    Baseline,
+    Sustained,
+    Spike,
+}
+
+/// One piece of a URL template.
+#[derive(Debug, Clone, PartialEq)]
+enum Part {
+    Lit(String),
+    Range(u64, u64),
+}
+
+/// A weighted endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Endpoint {
+    pub(crate) label: String,
+    parts: Vec<Part>,
+    pub(crate) weight: u32,
+}
+
+impl Endpoint {
+    /// `[WEIGHT*]URL` with `{a..b}` ranges.
+    pub(crate) fn parse(spec: &str) -> Result<Self, String> {
+        let (weight, url) = match spec.split_once('*') {
+            Some((w, rest)) if w.chars().all(|c| c.is_ascii_digit()) && !w.is_empty() => (
+                w.parse::<u32>()
+                    .map_err(|e| format!("{spec}: weight: {e}"))?,
+                rest,
+            ),
+            _ => (1, spec),
+        };
+        if weight == 0 {
+            return Err(format!("{spec}: a weight of 0 never runs"));
+        }
+        let mut parts = Vec::new();
+        let mut rest = url;
+        while let Some(open) = rest.find('{') {
+            let close = rest[open..]
+                .find('}')
+                .map(|c| c + open)
+                .ok_or_else(|| format!("{spec}: unclosed {{"))?;
+            parts.push(Part::Lit(rest[..open].to_owned()));
+            let inner = &rest[open + 1..close];
+            let (a, b) = inner
+                .split_once("..")
+                .ok_or_else(|| format!("{spec}: expected {{a..b}}, got {{{inner}}}"))?;
+            let a: u64 = a.trim().parse().map_err(|e| format!("{spec}: {e}"))?;
+            let b: u64 = b.trim().parse().map_err(|e| format!("{spec}: {e}"))?;
+            if a > b {
+                return Err(format!("{spec}: empty range {a}..{b}"));
+            }
+            parts.push(Part::Range(a, b));
+            rest = &rest[close + 1..];
+        }
+        parts.push(Part::Lit(rest.to_owned()));
+        let e = Self {
+            label: url.to_owned(),
+            parts,
+            weight,
+        };
+        // Check the template makes a valid absolute http URL.
+        let sample: Uri = e
+            .url(&mut Rng(1))
+            .parse()
+            .map_err(|err| format!("{spec}: {err}"))?;
+        if sample.scheme_str() != Some("http") || sample.authority().is_none() {
+            return Err(format!("{spec}: an http://host:port/... URL"));
+        }
+        Ok(e)
+    }
+
+    fn url(&self, rng: &mut Rng) -> String {
+        let mut s = String::new();
+        for p in &self.parts {
+            match p {
+                Part::Lit(l) => s.push_str(l),
+                Part::Range(a, b) => {
+                    let _ = write!(s, "{}", a + rng.below(b - a + 1));
+                }
+            }
+        }
+        s
+    }
+}
+
+/// xorshift64*: fast and good enough to spread requests.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.next() % n }
+    }
+}
+
+/// The command line.
+#[derive(Debug, Clone)]
+pub(crate) struct Args {
+    pub(crate) scenario: Scenario,
+    pub(crate) duration: Duration,
+    pub(crate) concurrency: usize,
+    pub(crate) rate: Option<f64>,
+    pub(crate) requests: u64,
+    pub(crate) spike_factor: usize,
+    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
+    pub(crate) timeout: Duration,
+    pub(crate) json: Option<String>,
+    pub(crate) quiet: bool,
+    pub(crate) endpoints: Vec<Endpoint>,
+}
+
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((s, "s"), |i| (&s[..i], &s[i..]));
+    let n: f64 = num.parse().map_err(|_| format!("not a duration: {s}"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("not a duration: {s} (use ms, s or m)")),
+    };
+    if !(secs > 0.0 && secs < 86_400.0) {
+        return Err(format!("duration out of range: {s}"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, String> {
+    let mut a = Args {
+        scenario: Scenario::Sustained,
+        duration: Duration::from_secs(30),
+        concurrency: 16,
+        rate: None,
+        requests: 100,
+        spike_factor: 5,
+        headers: Vec::new(),
+        timeout: Duration::from_secs(10),
+        json: None,
+        quiet: false,
+        endpoints: Vec::new(),
+    };
+    let mut args = args.peekable();
+    while let Some(arg) = args.next() {
+        if !arg.starts_with("--") {
+            a.endpoints.push(Endpoint::parse(&arg)?);
+            continue;
+        }
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) => (f.to_owned(), Some(v.to_owned())),
+            None => (arg.clone(), None),
+        };
+        let mut value = |name: &str| {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or(format!("{name} needs a value"))
+        };
+        let number =
+            |name: &str, v: String| v.parse::<u64>().map_err(|e| format!("{name} {v}: {e}"));
+        match flag.as_str() {
+            "--scenario" => {
+                a.scenario = match value("--scenario")?.as_str() {
+                    "baseline" => Scenario::Baseline,
+                    "sustained" => Scenario::Sustained,
+                    "spike" => Scenario::Spike,
+                    other => {
+                        return Err(format!("--scenario {other}: baseline, sustained or spike"));
+                    }
+                }
+            }
+            "--duration" => a.duration = parse_duration(&value("--duration")?)?,
+            "--concurrency" => {
+                a.concurrency = usize::try_from(number("--concurrency", value("--concurrency")?)?)
+                    .map_err(|e| e.to_string())?;
+            }
+            "--rate" => {
+                let v = value("--rate")?;
+                let r: f64 = v.parse().map_err(|e| format!("--rate {v}: {e}"))?;
+                if !(r > 0.0 && r.is_finite()) {
+                    return Err(format!("--rate {v}: requests per second, above 0"));
+                }
+                a.rate = Some(r);
+            }
+            "--requests" => a.requests = number("--requests", value("--requests")?)?,
+            "--spike-factor" => {
+                a.spike_factor =
+                    usize::try_from(number("--spike-factor", value("--spike-factor")?)?)
+                        .map_err(|e| e.to_string())?;
+            }
+            "--header" => {
+                let v = value("--header")?;
+                let (n, val) = v
+                    .split_once(':')
+                    .ok_or(format!("--header {v}: name: value"))?;
+                let n = HeaderName::from_bytes(n.trim().as_bytes())
+                    .map_err(|e| format!("--header {v}: {e}"))?;
+                let val =
+                    HeaderValue::from_str(val.trim()).map_err(|e| format!("--header {v}: {e}"))?;
+                a.headers.push((n, val));
+            }
+            "--timeout" => a.timeout = parse_duration(&value("--timeout")?)?,
+            "--json" => a.json = Some(value("--json")?),
+            "--quiet" => a.quiet = true,
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    if a.endpoints.is_empty() {
+        return Err("give at least one URL".to_owned());
+    }
+    if a.concurrency == 0 || a.concurrency > 10_000 {
+        return Err("--concurrency: 1 to 10000".to_owned());
+    }
+    if a.spike_factor < 2 || a.concurrency * a.spike_factor > 20_000 {
+        return Err("--spike-factor: at least 2, and at most 20000 workers in all".to_owned());
+    }
+    if a.rate.is_some() && a.scenario != Scenario::Sustained {
+        return Err("--rate applies to the sustained scenario".to_owned());
+    }
+    Ok(a)
+}
+
+/// What one endpoint saw.
+struct EndpointStats {
+    hist: Histogram<u64>,
+    statuses: BTreeMap<u16, u64>,
+    transport_errors: u64,
+}
+
+impl EndpointStats {
+    fn new() -> Self {
+        Self {
+            hist: hist(3),
+            statuses: BTreeMap::new(),
+            transport_errors: 0,
+        }
+    }
+}
+
+/// Microseconds, 1 µs to 10 min, with `sigfig` significant figures.
+fn hist(sigfig: u8) -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, sigfig).expect("constant, valid bounds")
+}
+
+/// Everything the workers record into.
+struct Recorder {
+    start: Instant,
+    endpoints: Vec<Mutex<EndpointStats>>,
+    /// Per time bucket since start, all endpoints: for the spike's phases.
+    per_second: Mutex<Vec<Histogram<u64>>>,
+    /// The length of those buckets.
+    bucket: Duration,
+    done: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl Recorder {
+    fn record(&self, ep: usize, latency: Duration, outcome: Result<u16, ()>) {
+        let us = u64::try_from(latency.as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        if let Ok(mut s) = self.endpoints[ep].lock() {
+            let _ = s.hist.record(us.min(600_000_000));
+            match outcome {
+                Ok(code) => *s.statuses.entry(code).or_insert(0) += 1,
+                Err(()) => s.transport_errors += 1,
+            }
+        }
+        let sec =
+            usize::try_from(self.start.elapsed().as_millis() / self.bucket.as_millis().max(1))
+                .unwrap_or(usize::MAX);
+        if let Ok(mut v) = self.per_second.lock() {
+            while v.len() <= sec && v.len() < 100_000 {
+                v.push(hist(2));
+            }
+            if let Some(h) = v.get_mut(sec) {
+                let _ = h.record(us.min(600_000_000));
+            }
+        }
+        self.done.fetch_add(1, Ordering::Relaxed);
+        if !matches!(outcome, Ok(c) if c < 400) {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+
+/// Sends one request and reads the whole answer.
+async fn send(client: &HttpClient, url: &str, args: &Args) -> Result<u16, ()> {
+    let mut req = Request::get(url);
+    for (n, v) in &args.headers {
+        req = req.header(n, v);
+    }
+    let req = req.body(Empty::<Bytes>::new()).map_err(|_| ())?;
+    let fut = async {
+        let resp = client.request(req).await.map_err(|_| ())?;
+        let status = resp.status().as_u16();
+        resp.into_body().collect().await.map_err(|_| ())?;
+        Ok(status)
+    };
+    tokio::time::timeout(args.timeout, fut)
+        .await
+        .map_err(|_| ())?
+}
+
+/// The weighted endpoint picker.
+struct Picker {
+    cumulative: Vec<u64>,
+}
+
+impl Picker {
+    fn new(eps: &[Endpoint]) -> Self {
+        let mut total = 0;
+        Self {
+            cumulative: eps
+                .iter()
+                .map(|e| {
+                    total += u64::from(e.weight);
+                    total
+                })
+                .collect(),
+        }
+    }
+    fn pick(&self, rng: &mut Rng) -> usize {
+        let total = self.cumulative.last().copied().unwrap_or(1);
+        let x = rng.below(total);
+        self.cumulative.partition_point(|c| *c <= x)
+    }
+}
+
+/// Closed loop: a worker sends, waits for the answer, sends again, until
+/// `stop` says so.
+async fn closed_worker(
+    id: u64,
+    client: HttpClient,
+    args: Arc<Args>,
+    rec: Arc<Recorder>,
+    stop: impl Fn(&Recorder) -> bool,
+) {
+    let picker = Picker::new(&args.endpoints);
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (id + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9));
+    while !stop(&rec) {
+        let ep = picker.pick(&mut rng);
+        let url = args.endpoints[ep].url(&mut rng);
+        let started = Instant::now();
+        let outcome = send(&client, &url, &args).await;
+        rec.record(ep, started.elapsed(), outcome);
+    }
+}
+
+/// The results of one run.
+#[derive(Debug, Serialize)]
+pub(crate) struct Results {
+    scenario: Scenario,
+    duration_secs: f64,
+    concurrency: usize,
+    rate: Option<f64>,
+    total_requests: u64,
+    throughput: f64,
+    endpoints: Vec<EndpointResult>,
+    spike: Option<SpikeResult>,
+}
+
+#[derive(Debug, Serialize)]
+struct EndpointResult {
+    endpoint: String,
+    weight: u32,
+    requests: u64,
+    success_rate: f64,
+    status_codes: BTreeMap<String, u64>,
+    transport_errors: u64,
+    throughput: f64,
+    min_ms: f64,
+    mean_ms: f64,
+    p50_ms: f64,
+    p95_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct SpikeResult {
+    normal_workers: usize,
+    spike_workers: usize,
+    normal_p99_ms: f64,
+    spike_p99_ms: f64,
+    p99_degradation_pct: f64,
+    normal_throughput: f64,
+    spike_throughput: f64,
+    throughput_change_pct: f64,
+    /// Seconds after the spike until a time bucket's p99 (100 ms buckets,
+    /// 1 s for runs over a minute) is back within 20% of the normal p99;
+    /// `None` if it never was before the end.
+    recovery_secs: Option<f64>,
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+/// Merges the bucket histograms of `[from, to)`; with the mean count per
+/// bucket.
+fn window(per_second: &[Histogram<u64>], from: usize, to: usize) -> (Histogram<u64>, f64) {
+    let mut h = hist(2);
+    let to = to.min(per_second.len());
+    for s in per_second.iter().take(to).skip(from) {
+        let _ = h.add(s);
+    }
+    let buckets = to.saturating_sub(from).max(1) as f64;
+    let per_bucket = h.len() as f64 / buckets;
+    (h, per_bucket)
+}
+
+async fn progress(
+    rec: Arc<Recorder>,
+    total: Option<u64>,
+    deadline: Option<Duration>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut last = 0;
+    while !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let done = rec.done.load(Ordering::Relaxed);
+        let el = rec.start.elapsed();
+        let frac = match (total, deadline) {
+            (Some(t), _) if t > 0 => done as f64 / t as f64,
+            (_, Some(d)) => el.as_secs_f64() / d.as_secs_f64(),
+            _ => 0.0,
+        }
+        .clamp(0.0, 1.0);
+        let width = 30;
+        let filled = (frac * width as f64) as usize;
+        let rate = (done - last) as f64 * 4.0;
+        last = done;
+        eprint!(
+            "\r[{}{}] {:>3.0}%  {done} requests  {:.0} req/s  {} failed   ",
+            "#".repeat(filled),
+            ".".repeat(width - filled),
+            frac * 100.0,
+            rate,
+            rec.failed.load(Ordering::Relaxed)
+        );
+        let _ = std::io::stderr().flush();
+    }
+    eprintln!();
+}
+
+/// Runs the scenario and gathers the results.
+pub(crate) async fn run(args: Args) -> Results {
+    let args = Arc::new(args);
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let client: HttpClient = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(args.concurrency * args.spike_factor.max(1))
+        .build(connector);
+    let rec = Arc::new(Recorder {
+        start: Instant::now(),
+        endpoints: args
+            .endpoints
+            .iter()
+            .map(|_| Mutex::new(EndpointStats::new()))
+            .collect(),
+        per_second: Mutex::new(Vec::new()),
+        // 100 ms buckets, 1 s ones for runs over a minute.
+        bucket: if args.duration > Duration::from_secs(60) {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_millis(100)
+        },
+        done: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+    });
+    let stop_bar = Arc::new(AtomicBool::new(false));
+    let (total, deadline) = match args.scenario {
+        Scenario::Baseline => (
+            Some(args.requests * args.endpoints.len() as u64 * args.concurrency as u64),
+            None,
+        ),
+        _ => (None, Some(args.duration)),
+    };
+    let bar = (!args.quiet)
+        .then(|| tokio::spawn(progress(rec.clone(), total, deadline, stop_bar.clone())));
+    let c = args.concurrency;
+    let mut tasks = Vec::new();
+    match (args.scenario, args.rate) {
+        (Scenario::Baseline, _) => {
+            // Each worker: every endpoint, N times, in turn.
+            for id in 0..c as u64 {
+                let (client, args, rec) = (client.clone(), args.clone(), rec.clone());
+                tasks.push(tokio::spawn(async move {
+                    let mut rng = Rng(0x1234_5678 ^ (id + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                    for _ in 0..args.requests {
+                        for (ep, e) in args.endpoints.iter().enumerate() {
+                            let url = e.url(&mut rng);
+                            let started = Instant::now();
+                            let outcome = send(&client, &url, &args).await;
+                            rec.record(ep, started.elapsed(), outcome);
+                        }
+                    }
+                }));
+            }
+        }
+        (Scenario::Sustained, None) => {
+            let d = args.duration;
+            for id in 0..c as u64 {
+                let stop = move |r: &Recorder| r.start.elapsed() >= d;
+                tasks.push(tokio::spawn(closed_worker(
+                    id,
+                    client.clone(),
+                    args.clone(),
+                    rec.clone(),
+                    stop,
+                )));
+            }
+        }
+        (Scenario::Sustained, Some(rate)) => {
+            // Open loop: request i is due at start + i / rate; its latency
+            // counts from then, so a stalled server can't hide its queue
+            // (coordinated omission).
+            let next = Arc::new(AtomicU64::new(0));
+            let slots = (rate * args.duration.as_secs_f64()) as u64;
+            for id in 0..c as u64 {
+                let (client, args, rec, next) =
+                    (client.clone(), args.clone(), rec.clone(), next.clone());
+                tasks.push(tokio::spawn(async move {
+                    let picker = Picker::new(&args.endpoints);
+                    let mut rng = Rng(0xDEAD_BEEF ^ (id + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= slots {
+                            break;
+                        }
+                        let due = rec.start + Duration::from_secs_f64(i as f64 / rate);
+                        // A worker that is idle waits for the slot; its
+                        // timer's lateness (up to a millisecond) is the
+                        // generator's, not the server's, so it counts from
+                        // when it woke. A worker that is late because all
+                        // were busy counts from the due time.
+                        let from = if due > Instant::now() {
+                            tokio::time::sleep_until(due.into()).await;
+                            Instant::now()
+                        } else {
+                            due
+                        };
+                        let ep = picker.pick(&mut rng);
+                        let url = args.endpoints[ep].url(&mut rng);
+                        let outcome = send(&client, &url, &args).await;
+                        rec.record(ep, from.elapsed(), outcome);
+                    }
+                }));
+            }
+        }
+        (Scenario::Spike, _) => {
+            let d = args.duration;
+            let (third, two_thirds) = (d / 3, d * 2 / 3);
+            for id in 0..c as u64 {
+                let stop = move |r: &Recorder| r.start.elapsed() >= d;
+                tasks.push(tokio::spawn(closed_worker(
+                    id,
+                    client.clone(),
+                    args.clone(),
+                    rec.clone(),
+                    stop,
+                )));
+            }
+            // The extra workers join all at once for the middle third.
+            let extra = c * (args.spike_factor - 1);
+            let (client2, args2, rec2) = (client.clone(), args.clone(), rec.clone());
+            tasks.push(tokio::spawn(async move {
+                tokio::time::sleep_until((rec2.start + third).into()).await;
+                let mut spike = Vec::new();
+                for id in 0..extra as u64 {
+                    let stop = move |r: &Recorder| r.start.elapsed() >= two_thirds;
+                    spike.push(tokio::spawn(closed_worker(
+                        1_000_000 + id,
+                        client2.clone(),
+                        args2.clone(),
+                        rec2.clone(),
+                        stop,
+                    )));
+                }
+                for t in spike {
+                    let _ = t.await;
+                }
+            }));
+        }
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let elapsed = rec.start.elapsed();
+    stop_bar.store(true, Ordering::Relaxed);
+    if let Some(b) = bar {
+        let _ = b.await;
+    }
+    summarize(&args, &rec, elapsed)
+}
+
+fn summarize(args: &Args, rec: &Recorder, elapsed: Duration) -> Results {
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    let mut endpoints = Vec::new();
+    let mut total = 0;
+    for (e, s) in args.endpoints.iter().zip(&rec.endpoints) {
+        let Ok(s) = s.lock() else { continue };
+        let n = s.hist.len();
+        total += n;
+        let ok: u64 = s
+            .statuses
+            .iter()
+            .filter(|(c, _)| **c < 400)
+            .map(|(_, n)| n)
+            .sum();
+        let q = |p: f64| {
+            if n == 0 {
+                0.0
+            } else {
+                ms(s.hist.value_at_quantile(p))
+            }
+        };
+        endpoints.push(EndpointResult {
+            endpoint: e.label.clone(),
+            weight: e.weight,
+            requests: n,
+            success_rate: if n == 0 { 0.0 } else { ok as f64 / n as f64 },
+            status_codes: s
+                .statuses
+                .iter()
+                .map(|(c, n)| (c.to_string(), *n))
+                .collect(),
+            transport_errors: s.transport_errors,
+            throughput: n as f64 / secs,
+            min_ms: if n == 0 { 0.0 } else { ms(s.hist.min()) },
+            mean_ms: if n == 0 { 0.0 } else { s.hist.mean() / 1000.0 },
+            p50_ms: q(0.50),
+            p95_ms: q(0.95),
+            p99_ms: q(0.99),
+            max_ms: if n == 0 { 0.0 } else { ms(s.hist.max()) },
+        });
+    }
+    let spike = (args.scenario == Scenario::Spike).then(|| {
+        let per = rec.per_second.lock().map(|v| v.clone()).unwrap_or_default();
+        let bucket = rec.bucket.as_secs_f64();
+        let d = (args.duration.as_secs_f64() / bucket).round().max(3.0) as usize;
+        let (a, b) = (d / 3, d * 2 / 3);
+        // Skip the first tenth of each phase (connections warming up).
+        let skip = (a / 10).max(1).min(a.saturating_sub(1));
+        let (normal, normal_n) = window(&per, skip, a);
+        let (spiked, spike_n) = window(&per, a + skip, b);
+        let per_sec = |n: f64| n / bucket;
+        let (normal_rps, spike_rps) = (per_sec(normal_n), per_sec(spike_n));
+        let normal_p99 = ms(normal.value_at_quantile(0.99));
+        let spike_p99 = ms(spiked.value_at_quantile(0.99));
+        let recovery = (b..per.len())
+            .find(|s| per[*s].len() > 0 && ms(per[*s].value_at_quantile(0.99)) <= normal_p99 * 1.2)
+            .map(|s| (s - b) as f64 * bucket);
+        SpikeResult {
+            normal_workers: args.concurrency,
+            spike_workers: args.concurrency * args.spike_factor,
+            normal_p99_ms: normal_p99,
+            spike_p99_ms: spike_p99,
+            p99_degradation_pct: if normal_p99 > 0.0 {
+                (spike_p99 / normal_p99 - 1.0) * 100.0
+            } else {
+                0.0
+            },
+            normal_throughput: normal_rps,
+            spike_throughput: spike_rps,
+            throughput_change_pct: if normal_rps > 0.0 {
+                (spike_rps / normal_rps - 1.0) * 100.0
+            } else {
+                0.0
+            },
+            recovery_secs: recovery,
+        }
+    });
+    Results {
+        scenario: args.scenario,
+        duration_secs: secs,
+        concurrency: args.concurrency,
+        rate: args.rate,
+        total_requests: total,
+        throughput: total as f64 / secs,
+        endpoints,
+        spike,
+    }
+}
+
+impl Results {
+    /// Requests sent, all endpoints.
+    pub(crate) fn total_requests(&self) -> u64 {
+        self.total_requests
+    }
+}
+
+/// The readable table.
+pub(crate) fn table(r: &Results) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:?}: {} requests in {:.1} s, {:.0} req/s, concurrency {}{}",
+        r.scenario,
+        r.total_requests,
+        r.duration_secs,
+        r.throughput,
+        r.concurrency,
+        r.rate.map_or(String::new(), |x| format!(
+            ", target {x:.0} req/s (latency from intended start)"
+        ))
+    );
+    let _ = writeln!(
+        out,
+        "{:<44} {:>8} {:>7} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}  codes",
+        "endpoint", "requests", "ok %", "req/s", "min ms", "mean", "p50", "p95", "p99", "max"
+    );
+    for e in &r.endpoints {
+        let mut label = e.endpoint.clone();
+        if label.len() > 44 {
+            label = format!("…{}", &label[label.len() - 43..]);
+        }
+        let codes: Vec<String> = e
+            .status_codes
+            .iter()
+            .map(|(c, n)| format!("{c}:{n}"))
+            .chain((e.transport_errors > 0).then(|| format!("err:{}", e.transport_errors)))
+            .collect();
+        let _ = writeln!(
+            out,
+            "{label:<44} {:>8} {:>7.1} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2}  {}",
+            e.requests,
+            e.success_rate * 100.0,
+            e.throughput,
+            e.min_ms,
+            e.mean_ms,
+            e.p50_ms,
+            e.p95_ms,
+            e.p99_ms,
+            e.max_ms,
+            codes.join(" ")
+        );
+    }
+    if let Some(s) = &r.spike {
+        let _ = writeln!(
+            out,
+            "spike: {} → {} workers; p99 {:.2} → {:.2} ms ({:+.0}%); throughput {:.0} → {:.0} req/s ({:+.0}%); recovery {}",
+            s.normal_workers,
+            s.spike_workers,
+            s.normal_p99_ms,
+            s.spike_p99_ms,
+            s.p99_degradation_pct,
+            s.normal_throughput,
+            s.spike_throughput,
+            s.throughput_change_pct,
+            s.recovery_secs
+                .map_or("not within the run".to_owned(), |x| format!("{x:.0} s"))
+        );
+    }
+    out
+}
+
+const USAGE: &str = "usage: loadtest [--scenario baseline|sustained|spike] [--duration 30s] [--concurrency N]\n                [--rate R] [--requests N] [--spike-factor K] [--header 'name: value']\n                [--timeout 10s] [--json FILE] [--quiet] [WEIGHT*]URL...\n\nURLs may hold random parameters: http://127.0.0.1:3000/api/v1/items/{1..55}\n";
+
+#[allow(dead_code)]
+#[tokio::main]
+async fn main() {
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(m) if m.is_empty() => {
+            print!("{USAGE}");
+            return;
+        }
+        Err(m) => {
+            eprint!("error: {m}\n\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    let json = args.json.clone();
+    let results = run(args).await;
+    print!("{}", table(&results));
+    if let Some(path) = json {
+        match serde_json::to_vec_pretty(&results) {
+            Ok(bytes) => {
+                if let Err(e) = std::fs::write(&path, bytes) {
+                    eprintln!("error: writing {path}: {e}");
+                    std::process::exit(1);
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+}

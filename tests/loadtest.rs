@@ -1,0 +1,257 @@
+//! examples/loadtest.rs: argument parsing, URL templates, the weighted mix,
+//! and short runs of every scenario against a real server.
+
+mod support;
+
+#[allow(dead_code)]
+#[path = "../examples/loadtest.rs"]
+mod loadtest;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Path;
+use axum::routing::get;
+use support::TestServer;
+
+fn args(a: &[&str]) -> Result<loadtest::Args, String> {
+    loadtest::parse_args(a.iter().map(|s| (*s).to_owned()))
+}
+
+#[test]
+fn arguments() {
+    let a = args(&["http://127.0.0.1:1/x"]).unwrap();
+    assert_eq!(
+        (a.concurrency, a.duration, a.requests),
+        (16, Duration::from_secs(30), 100)
+    );
+    let a = args(&[
+        "--scenario",
+        "spike",
+        "--duration=2m",
+        "--concurrency",
+        "8",
+        "--spike-factor",
+        "3",
+        "--header",
+        "accept-encoding: gzip",
+        "--timeout",
+        "500ms",
+        "--json",
+        "/tmp/x.json",
+        "70*http://h:1/a/{1..9}",
+        "30*http://h:1/b",
+    ])
+    .unwrap();
+    assert_eq!(a.scenario, loadtest::Scenario::Spike);
+    assert_eq!(a.duration, Duration::from_secs(120));
+    assert_eq!(a.timeout, Duration::from_millis(500));
+    assert_eq!(a.headers[0].0, "accept-encoding");
+    assert_eq!(
+        a.endpoints.iter().map(|e| e.weight).collect::<Vec<_>>(),
+        [70, 30]
+    );
+    for bad in [
+        &[][..],
+        &["--bogus", "http://h:1/"],
+        &["ftp://h/"],
+        &["http://h:1/{5..1}"],
+        &["http://h:1/{x}"],
+        &["0*http://h:1/"],
+        &["--duration", "soon", "http://h:1/"],
+        &["--rate", "-3", "http://h:1/"],
+        &["--scenario", "spike", "--rate", "10", "http://h:1/"],
+        &["--concurrency", "0", "http://h:1/"],
+    ] {
+        assert!(args(bad).is_err(), "{bad:?}");
+    }
+    assert_eq!(
+        loadtest::parse_duration("1.5s").unwrap(),
+        Duration::from_millis(1500)
+    );
+}
+
+/// A server that counts hits per path and can be slow.
+async fn target() -> (TestServer, Arc<[AtomicU64; 4]>) {
+    let hits: Arc<[AtomicU64; 4]> = Arc::new(Default::default());
+    let (h1, h2, h3) = (hits.clone(), hits.clone(), hits.clone());
+    let app = Router::new()
+        .route(
+            "/a",
+            get(move || async move {
+                h1[0].fetch_add(1, Ordering::Relaxed);
+                "a"
+            }),
+        )
+        .route(
+            "/b/{id}",
+            get(move |Path(id): Path<u64>| async move {
+                assert!((10..=19).contains(&id), "ids come from the range");
+                h2[1].fetch_add(1, Ordering::Relaxed);
+                "b"
+            }),
+        )
+        .route(
+            "/slow",
+            get(move || async move {
+                h3[2].fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                "slow"
+            }),
+        );
+    (TestServer::serve(app).await, hits)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sustained_follows_the_weights_and_reports_per_endpoint() {
+    let (s, hits) = target().await;
+    let a = format!("75*http://{}/a", s.addr());
+    let b = format!("25*http://{}/b/{{10..19}}", s.addr());
+    let missing = format!("1*http://{}/missing", s.addr());
+    let r = loadtest::run(
+        args(&[
+            "--duration",
+            "1s",
+            "--concurrency",
+            "4",
+            "--quiet",
+            &a,
+            &b,
+            &missing,
+        ])
+        .unwrap(),
+    )
+    .await;
+    let (na, nb) = (
+        hits[0].load(Ordering::Relaxed),
+        hits[1].load(Ordering::Relaxed),
+    );
+    let share = na as f64 / (na + nb) as f64;
+    assert!((0.70..0.80).contains(&share), "share of /a: {share}");
+    let json = serde_json::to_value(&r).unwrap();
+    let eps = json["endpoints"].as_array().unwrap();
+    assert_eq!(eps[0]["requests"].as_u64().unwrap(), na);
+    assert_eq!(eps[0]["success_rate"], 1.0);
+    assert!(eps[2]["status_codes"]["404"].as_u64().unwrap() > 0);
+    assert_eq!(eps[2]["success_rate"], 0.0);
+    for k in [
+        "min_ms",
+        "mean_ms",
+        "p50_ms",
+        "p95_ms",
+        "p99_ms",
+        "max_ms",
+        "throughput",
+    ] {
+        assert!(eps[0][k].as_f64().unwrap() > 0.0, "{k}");
+    }
+    let text = loadtest::table(&r);
+    assert!(text.contains("404:"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baseline_sends_n_per_endpoint_per_worker() {
+    let (s, hits) = target().await;
+    let a = format!("http://{}/a", s.addr());
+    let b = format!("http://{}/b/{{10..19}}", s.addr());
+    let r = loadtest::run(
+        args(&[
+            "--scenario",
+            "baseline",
+            "--requests",
+            "25",
+            "--concurrency",
+            "3",
+            "--quiet",
+            &a,
+            &b,
+        ])
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(hits[0].load(Ordering::Relaxed), 75);
+    assert_eq!(hits[1].load(Ordering::Relaxed), 75);
+    assert_eq!(r.total_requests(), 150);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixed_rate_counts_from_the_intended_start() {
+    let (s, hits) = target().await;
+    let slow = format!("http://{}/slow", s.addr());
+    // 200/s for 1 s with enough workers: about 200 requests, each ≥ 5 ms.
+    let r = loadtest::run(
+        args(&[
+            "--rate",
+            "200",
+            "--duration",
+            "1s",
+            "--concurrency",
+            "8",
+            "--quiet",
+            &slow,
+        ])
+        .unwrap(),
+    )
+    .await;
+    let n = hits[2].load(Ordering::Relaxed);
+    assert!((195..=200).contains(&n), "{n}");
+    let json = serde_json::to_value(&r).unwrap();
+    assert!(json["endpoints"][0]["p50_ms"].as_f64().unwrap() >= 5.0);
+    // One worker can do at most ~200/s of 5 ms requests: asked for 400/s,
+    // requests queue and their latency (from the due time) grows.
+    let r = loadtest::run(
+        args(&[
+            "--rate",
+            "400",
+            "--duration",
+            "1s",
+            "--concurrency",
+            "1",
+            "--quiet",
+            &slow,
+        ])
+        .unwrap(),
+    )
+    .await;
+    let json = serde_json::to_value(&r).unwrap();
+    assert!(
+        json["endpoints"][0]["p99_ms"].as_f64().unwrap() > 100.0,
+        "{json}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spike_reports_degradation_and_recovery() {
+    let (s, _) = target().await;
+    let slow = format!("http://{}/slow", s.addr());
+    let r = loadtest::run(
+        args(&[
+            "--scenario",
+            "spike",
+            "--duration",
+            "3s",
+            "--concurrency",
+            "2",
+            "--spike-factor",
+            "4",
+            "--quiet",
+            &slow,
+        ])
+        .unwrap(),
+    )
+    .await;
+    let json = serde_json::to_value(&r).unwrap();
+    let spike = &json["spike"];
+    assert_eq!(spike["normal_workers"], 2);
+    assert_eq!(spike["spike_workers"], 8);
+    // Four times the workers on a 5 ms sleep: throughput rises a lot.
+    assert!(
+        spike["throughput_change_pct"].as_f64().unwrap() > 100.0,
+        "{spike}"
+    );
+    assert!(spike["normal_p99_ms"].as_f64().unwrap() >= 5.0);
+    assert!(spike["recovery_secs"].is_number() || spike["recovery_secs"].is_null());
+    assert!(loadtest::table(&r).contains("spike: 2 → 8 workers"));
+}
