@@ -714,7 +714,9 @@ fn summarize(args: &Args, rec: &Recorder, elapsed: Duration) -> Results {
         let normal_p99 = ms(normal.value_at_quantile(0.99));
         let spike_p99 = ms(spiked.value_at_quantile(0.99));
         let recovery = (b..per.len())
-            .find(|s| per[*s].len() > 0 && ms(per[*s].value_at_quantile(0.99)) <= normal_p99 * 1.2)
+            .find(|s| {
+                !per[*s].is_empty() && ms(per[*s].value_at_quantile(0.99)) <= normal_p99 * 1.2
+            })
             .map(|s| (s - b) as f64 * bucket);
         SpikeResult {
             normal_workers: args.concurrency,
