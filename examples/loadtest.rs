@@ -750,13 +750,6 @@ fn summarize(args: &Args, rec: &Recorder, elapsed: Duration) -> Results {
     }
 }
 
-impl Results {
-    /// Requests sent, all endpoints.
-    pub(crate) fn total_requests(&self) -> u64 {
-        self.total_requests
-    }
-}
-
 /// The readable table.
 pub(crate) fn table(r: &Results) -> String {
     let mut out = String::new();

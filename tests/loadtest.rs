@@ -173,7 +173,7 @@ async fn baseline_sends_n_per_endpoint_per_worker() {
     .await;
     assert_eq!(hits[0].load(Ordering::Relaxed), 75);
     assert_eq!(hits[1].load(Ordering::Relaxed), 75);
-    assert_eq!(r.total_requests(), 150);
+    assert_eq!(serde_json::to_value(&r).unwrap()["total_requests"], 150);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
