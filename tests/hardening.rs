@@ -1,0 +1,208 @@
+//! Hardening: floods of distinct requests stay within every bound, faults
+//! in the inner service end cleanly, and the cache key keeps clients apart.
+
+mod support;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use futures_util::StreamExt;
+use http_body_util::{BodyExt, Full};
+use support::{BoxError, TestServer};
+use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+use tower_perf::cache::{CacheLayer, CacheStore, MemoryStore as CacheMemory};
+use tower_perf::rate_limit::{KeySource, MemoryStore as LimitMemory, PeerAddr, Quota, RateLimitLayer, RateRule};
+use tower_perf::timing::TimingLayer;
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 4096
+}
+
+/// 200,000 requests, each with its own path, query string, client address
+/// and Vary value, through timing (raw paths as labels: the worst case),
+/// rate limiting and the cache: every table stays within its bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_distinct_requests_stays_bounded() {
+    const N: u32 = 200_000;
+    let timing = TimingLayer::new()
+        .max_routes(64)
+        .classifier(|_, uri, _| Some(uri.path().to_owned()));
+    let timing_stats = timing.stats();
+    let limiter_store = LimitMemory::with_max_keys(5_000);
+    let limits = RateLimitLayer::with_store(limiter_store.clone())
+        .rule(RateRule::new("all", Quota::per_minute(1000)).path("/**").key(KeySource::PeerIp));
+    let cache_store = CacheMemory::new(2 * 1024 * 1024);
+    let cache = CacheLayer::new().store(cache_store.clone());
+    let svc = ServiceBuilder::new()
+        .layer(timing)
+        .layer(limits)
+        .layer(cache)
+        .service(service_fn(|_req: Request<Full<Bytes>>| async {
+            Ok::<_, Infallible>(
+                Response::builder()
+                    .header("cache-control", "max-age=600")
+                    .header("vary", "x-variant")
+                    .body(Full::new(Bytes::from(vec![b'x'; 512])))
+                    .unwrap(),
+            )
+        }));
+    let rss_before = rss_bytes();
+    let mut tasks = Vec::new();
+    for part in 0..2u32 {
+        let svc = svc.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in (part..N).step_by(2) {
+                let mut req = Request::get(format!("/flood/{i}?q={}", i.wrapping_mul(2_654_435_761)))
+                    .header("host", "flood.test")
+                    .header("x-variant", i.to_string())
+                    .body(Full::default())
+                    .unwrap();
+                let ip = std::net::Ipv4Addr::from(0x0A00_0000 + i);
+                req.extensions_mut().insert(PeerAddr(SocketAddr::from((ip, 1000))));
+                let resp = svc.clone().oneshot(req).await.unwrap();
+                assert_eq!(resp.status(), StatusCode::OK);
+                resp.into_body().collect().await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let routes = timing_stats.snapshot().routes;
+    assert!(routes.len() <= 65, "{} route labels", routes.len());
+    assert!(routes.iter().any(|r| r.route == "other"));
+    assert!(limiter_store.len() <= 5_000, "{} limiter keys", limiter_store.len());
+    let usage = cache_store.usage();
+    assert!(usage.bytes <= 2 * 1024 * 1024, "{usage:?}");
+    assert!(usage.evictions > 0, "{usage:?}");
+    // The tables are bounded; so is the process (generous: allocator slack,
+    // the test's own tasks).
+    let grown = rss_bytes().saturating_sub(rss_before);
+    assert!(grown < 64 * 1024 * 1024, "RSS grew by {} MiB", grown >> 20);
+}
+
+/// An origin whose first answer's body fails midway, while other requests
+/// wait for it: they are released and get a whole answer; nothing partial is
+/// stored; the timing layer counts the failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_failing_midway_releases_the_waiters() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let timing = TimingLayer::new();
+    let stats = timing.stats();
+    let app = ServiceBuilder::new()
+        .layer(timing)
+        .layer(CacheLayer::new())
+        .service(service_fn(move |_req: Request<hyper::body::Incoming>| {
+            let n = c.fetch_add(1, Ordering::SeqCst) + 1;
+            async move {
+                let body = if n == 1 {
+                    let chunks: Vec<Result<Bytes, BoxError>> = vec![
+                        Ok(Bytes::from_static(b"partial")),
+                        Err("disk on fire".into()),
+                    ];
+                    Body::from_stream(futures_util::stream::iter(chunks).then(|c| async move {
+                        tokio::time::sleep(Duration::from_millis(150)).await;
+                        c
+                    }))
+                } else {
+                    Body::from("whole")
+                };
+                Ok::<_, Infallible>(Response::builder().header("cache-control", "max-age=60").body(body).unwrap())
+            }
+        }));
+    let server = Arc::new(TestServer::serve(app).await);
+    let first = {
+        let s = server.clone();
+        tokio::spawn(async move {
+            let req = s.request(http::Method::GET, "/x").body(Full::default()).unwrap();
+            match s.client().request(req).await {
+                Ok(r) => r.into_body().collect().await.is_err(),
+                Err(_) => true,
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let waiters: Vec<_> = (0..5)
+        .map(|_| {
+            let s = server.clone();
+            tokio::spawn(async move { s.get("/x").await })
+        })
+        .collect();
+    assert!(first.await.unwrap(), "the first client sees the failure");
+    for w in waiters {
+        let r = tokio::time::timeout(Duration::from_secs(3), w).await.expect("waiter released").unwrap();
+        assert_eq!(r.text(), "whole");
+    }
+    // Nothing partial stored: the next answer is whole, from the cache.
+    let again = server.get("/x").await;
+    assert_eq!(again.text(), "whole");
+    assert!(again.header("cache-status").unwrap().contains("hit"));
+    let snap = stats.snapshot();
+    assert!(snap.overall_total.aborted + snap.overall_total.server_errors >= 1, "{:?}", snap.overall_total);
+}
+
+/// A panic in the inner service (the handler's future) drops the fetch:
+/// requests waiting for it are released instead of hanging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_origin_releases_the_waiters() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let mut svc = ServiceBuilder::new()
+        .layer(CacheLayer::new().coalesce(true, Duration::from_secs(30)))
+        .service(service_fn(move |_req: Request<Full<Bytes>>| {
+            let n = c.fetch_add(1, Ordering::SeqCst) + 1;
+            async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                assert!(n != 1, "the first fetch panics");
+                Ok::<_, Infallible>(
+                    Response::builder().header("cache-control", "max-age=60").body(Full::from("ok")).unwrap(),
+                )
+            }
+        }));
+    let get = || Request::get("/p").body(Full::<Bytes>::default()).unwrap();
+    let leader = {
+        let f = svc.ready().await.unwrap().call(get());
+        tokio::spawn(f)
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let waiter = tokio::spawn(svc.clone().oneshot(get()));
+    assert!(leader.await.is_err(), "the leader's task panicked");
+    let r = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .expect("the waiter is released long before the 30 s coalescing timeout")
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.into_body().collect().await.unwrap().to_bytes(), "ok");
+}
+
+/// The same path on two hosts is two resources.
+#[tokio::test]
+async fn the_host_is_part_of_the_key() {
+    let svc = ServiceBuilder::new().layer(CacheLayer::new()).service(service_fn(|req: Request<Full<Bytes>>| async move {
+        let host = req.headers()["host"].to_str().unwrap().to_owned();
+        Ok::<_, Infallible>(Response::builder().header("cache-control", "max-age=60").body(Full::from(host)).unwrap())
+    }));
+    // Hosts compare case-insensitively: B.TEST is b.test's entry.
+    for (host, expect) in [("a.test", "a.test"), ("b.test", "b.test"), ("a.test", "a.test"), ("B.TEST", "b.test")] {
+        let r = svc
+            .clone()
+            .oneshot(Request::get("/same").header("host", host).body(Full::default()).unwrap())
+            .await
+            .unwrap();
+        let body = r.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, expect, "{host}");
+    }
+}
