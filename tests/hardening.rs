@@ -262,3 +262,59 @@ async fn the_host_is_part_of_the_key() {
         assert_eq!(body, expect, "{host}");
     }
 }
+
+/// A body that stalls midway for good: the client gives up on its own
+/// timeout, nothing is stored, and requests that were waiting for it go to
+/// the origin themselves after the coalescing timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_body_never_holds_the_waiters() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let app = ServiceBuilder::new()
+        .layer(CacheLayer::new().coalesce(true, Duration::from_millis(200)))
+        .service(service_fn(move |_req: Request<hyper::body::Incoming>| {
+            let n = c.fetch_add(1, Ordering::SeqCst) + 1;
+            async move {
+                let body = if n == 1 {
+                    let first = futures_util::stream::iter([Ok::<_, BoxError>(
+                        Bytes::from_static(b"part"),
+                    )]);
+                    // …and then nothing, ever.
+                    Body::from_stream(first.chain(futures_util::stream::pending()))
+                } else {
+                    Body::from("whole")
+                };
+                Ok::<_, Infallible>(
+                    Response::builder()
+                        .header("cache-control", "max-age=60")
+                        .body(body)
+                        .unwrap(),
+                )
+            }
+        }));
+    let server = Arc::new(TestServer::serve(app).await);
+    let stalled = {
+        let s = server.clone();
+        tokio::spawn(async move {
+            let req = s
+                .request(http::Method::GET, "/s")
+                .body(Full::default())
+                .unwrap();
+            let r = s.client().request(req).await.unwrap();
+            tokio::time::timeout(Duration::from_millis(600), r.into_body().collect())
+                .await
+                .is_err()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let started = std::time::Instant::now();
+    let waiter = server.get("/s").await;
+    assert_eq!(waiter.text(), "whole");
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(stalled.await.unwrap(), "the stalled client timed out");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
