@@ -349,42 +349,7 @@ async fn metrics_cover_every_layer_and_promtool_accepts_them() {
     ] {
         assert!(text.contains(needle), "missing {needle}:\n{text}");
     }
-    promtool(&text);
-}
-
-fn promtool(text: &str) {
-    use std::io::Write;
-    let child = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) => {
-            assert!(
-                std::env::var_os("TOWER_PERF_REQUIRE_PROMTOOL").is_none(),
-                "promtool required: {e}"
-            );
-            eprintln!("skipped: promtool not installed ({e})");
-            return;
-        }
-    };
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "promtool: {report}\n{text}");
-    assert!(!report.contains("error"), "{report}");
+    support::promtool(&text);
 }
 
 #[tokio::test]

@@ -578,7 +578,6 @@ async fn n_plus_one_becomes_an_insight() {
 /// TOWER_PERF_REQUIRE_PROMTOOL=1; elsewhere the test says it was skipped.
 #[tokio::test]
 async fn promtool_accepts_the_metrics() {
-    use std::io::Write;
     let layer = TimingLayer::new();
     let stats = layer.stats();
     let app = Router::new()
@@ -589,36 +588,5 @@ async fn promtool_accepts_the_metrics() {
     s.get("/a/1").await;
     s.get("/q%22uote").await;
     s.get("/missing").await;
-    let text = stats.prometheus();
-    let child = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) => {
-            assert!(
-                std::env::var_os("TOWER_PERF_REQUIRE_PROMTOOL").is_none(),
-                "promtool required: {e}"
-            );
-            eprintln!("skipped: promtool not installed ({e})");
-            return;
-        }
-    };
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "promtool: {report}\n{text}");
-    assert!(!report.contains("error"), "{report}");
+    support::promtool(&stats.prometheus());
 }

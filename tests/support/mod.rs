@@ -252,3 +252,42 @@ pub fn inflate(b: &[u8]) -> Vec<u8> {
         .expect("complete zlib stream");
     out
 }
+
+/// Checks Prometheus text with `promtool check metrics`. `.ci/run`
+/// installs promtool (Debian package `prometheus`) and sets
+/// TOWER_PERF_REQUIRE_PROMTOOL=1; elsewhere a missing promtool skips the
+/// check, saying so.
+pub fn promtool(text: &str) {
+    use std::io::Write;
+    let child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            assert!(
+                std::env::var_os("TOWER_PERF_REQUIRE_PROMTOOL").is_none(),
+                "promtool required: {e}"
+            );
+            eprintln!("skipped: promtool not installed ({e})");
+            return;
+        }
+    };
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(text.as_bytes())
+        .expect("write to promtool");
+    let out = child.wait_with_output().expect("promtool ran");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "promtool: {report}\n{text}");
+    assert!(!report.contains("error"), "{report}");
+}
