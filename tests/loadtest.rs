@@ -77,6 +77,7 @@ fn arguments() {
 async fn target() -> (TestServer, Arc<[AtomicU64; 4]>) {
     let hits: Arc<[AtomicU64; 4]> = Arc::new(Default::default());
     let (h1, h2, h3) = (hits.clone(), hits.clone(), hits.clone());
+    let permits = Arc::new(tokio::sync::Semaphore::new(2));
     let app = Router::new()
         .route(
             "/a",
@@ -91,6 +92,18 @@ async fn target() -> (TestServer, Arc<[AtomicU64; 4]>) {
                 assert!((10..=19).contains(&id), "ids come from the range");
                 h2[1].fetch_add(1, Ordering::Relaxed);
                 "b"
+            }),
+        )
+        .route(
+            "/queue",
+            get(move || {
+                let permits = permits.clone();
+                async move {
+                    // Two at a time: more clients only queue.
+                    let _p = permits.acquire().await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    "queued"
+                }
             }),
         )
         .route(
@@ -252,6 +265,47 @@ async fn spike_reports_degradation_and_recovery() {
         "{spike}"
     );
     assert!(spike["normal_p99_ms"].as_f64().unwrap() >= 5.0);
-    assert!(spike["recovery_secs"].is_number() || spike["recovery_secs"].is_null());
     assert!(loadtest::table(&r).contains("spike: 2 → 8 workers"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spike_sees_a_queue_grow_and_drain() {
+    let (s, _) = target().await;
+    let queue = format!("http://{}/queue", s.addr());
+    let r = loadtest::run(
+        args(&[
+            "--scenario",
+            "spike",
+            "--duration",
+            "3s",
+            "--concurrency",
+            "2",
+            "--spike-factor",
+            "4",
+            "--quiet",
+            &queue,
+        ])
+        .unwrap(),
+    )
+    .await;
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["endpoints"][0]["success_rate"], 1.0);
+    let spike = json["spike"].clone();
+    // Two clients: about 5 ms; eight: about 20 ms.
+    assert!(spike["normal_p99_ms"].as_f64().unwrap() < 12.0, "{spike}");
+    assert!(spike["spike_p99_ms"].as_f64().unwrap() >= 15.0, "{spike}");
+    // Eight clients on two slots: p99 about four times the normal one, the
+    // same throughput; once back to two clients, p99 recovers at once.
+    assert!(
+        spike["p99_degradation_pct"].as_f64().unwrap() > 100.0,
+        "{spike}"
+    );
+    assert!(
+        spike["throughput_change_pct"].as_f64().unwrap().abs() < 50.0,
+        "{spike}"
+    );
+    let recovery = spike["recovery_secs"]
+        .as_f64()
+        .expect("recovered within the run");
+    assert!(recovery <= 0.5, "{spike}");
 }
