@@ -143,3 +143,15 @@ pub use self::store::{
     CacheStore, MemoryStore, Purge, StoreError, StoreFuture, StoreUsage, Variants,
 };
 pub use self::warm::WarmReport;
+
+/// For the `cache_key` fuzz target: builds the variant key of `request`
+/// under a response's `Vary` and checks the request selects it. Only in
+/// fuzzing builds.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub fn __fuzz_vary_selects_itself(response: &http::HeaderMap, request: &http::HeaderMap) {
+    let codings = [crate::headers::ContentCoding::Gzip, crate::headers::ContentCoding::Deflate];
+    if let Some(v) = key::VaryKey::build(response, request, &codings) {
+        assert!(v.matches(request, &codings));
+    }
+}
