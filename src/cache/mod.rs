@@ -150,7 +150,10 @@ pub use self::warm::WarmReport;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub fn __fuzz_vary_selects_itself(response: &http::HeaderMap, request: &http::HeaderMap) {
-    let codings = [crate::headers::ContentCoding::Gzip, crate::headers::ContentCoding::Deflate];
+    let codings = [
+        crate::headers::ContentCoding::Gzip,
+        crate::headers::ContentCoding::Deflate,
+    ];
     if let Some(v) = key::VaryKey::build(response, request, &codings) {
         assert!(v.matches(request, &codings));
     }
