@@ -318,3 +318,54 @@ async fn a_stalled_body_never_holds_the_waiters() {
     assert!(stalled.await.unwrap(), "the stalled client timed out");
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
+
+/// Cache poisoning through a reflected request header: an origin that
+/// declares `Vary` on it gets one variant per value, so an attacker's
+/// `X-Forwarded-Host: evil.test` answer is never served to anyone else.
+/// (An origin that reflects a header without naming it in `Vary` can't be
+/// told apart by any cache: the module docs say so.)
+#[tokio::test]
+async fn a_reflected_header_named_in_vary_cannot_poison() {
+    let svc = ServiceBuilder::new()
+        .layer(CacheLayer::new())
+        .service(service_fn(|req: Request<Full<Bytes>>| async move {
+            let fwd = req
+                .headers()
+                .get("x-forwarded-host")
+                .map_or("shop.test".to_owned(), |v| {
+                    v.to_str().unwrap_or("?").to_owned()
+                });
+            Ok::<_, Infallible>(
+                Response::builder()
+                    .header("cache-control", "public, max-age=600")
+                    .header("vary", "X-Forwarded-Host")
+                    .body(Full::from(format!("<script src=//{fwd}/app.js>")))
+                    .unwrap(),
+            )
+        }));
+    let get = |fwd: Option<&str>| {
+        let mut b = Request::get("/").header("host", "shop.test");
+        if let Some(f) = fwd {
+            b = b.header("x-forwarded-host", f);
+        }
+        let svc = svc.clone();
+        async move {
+            let r = svc.oneshot(b.body(Full::default()).unwrap()).await.unwrap();
+            r.into_body().collect().await.unwrap().to_bytes()
+        }
+    };
+    assert!(
+        get(Some("evil.test"))
+            .await
+            .windows(9)
+            .any(|w| w == b"evil.test")
+    );
+    // The attacker's answer is stored, but only for requests like its own.
+    for _ in 0..3 {
+        let body = get(None).await;
+        assert!(
+            !body.windows(9).any(|w| w == b"evil.test"),
+            "poisoned: {body:?}"
+        );
+    }
+}

@@ -51,6 +51,11 @@
 //!   themselves are not stored (they have no content to reuse).
 //! - Requests with `Range`, `If-Match`, `If-Unmodified-Since` or `If-Range`
 //!   go straight to the origin: this cache stores whole responses only.
+//! - The key is the host, the path and the query, plus the request fields
+//!   the response's `Vary` names. An origin whose answer depends on another
+//!   request field (say it reflects `X-Forwarded-Host`) must name it in
+//!   `Vary` or mark the answer `private`/`no-store`: no cache can tell
+//!   otherwise, and that answer would be shared (cache poisoning).
 //!
 //! Beyond the RFC:
 //!
