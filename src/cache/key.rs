@@ -35,15 +35,22 @@ impl CacheKey {
     pub fn new(host: &[u8], uri: &Uri) -> Self {
         let pq = uri.path_and_query().map_or("/", |p| p.as_str());
         let mut text = String::with_capacity(host.len() + pq.len());
-        // Header values may hold any visible byte; keep ASCII, lowercased
-        // (hosts are case-insensitive), and drop anything else so a key is
-        // always valid text.
+        // Header values may hold any visible byte; keep visible ASCII,
+        // lowercased (hosts are case-insensitive), without the delimiters
+        // no host contains ('/', '?', '#', '\\'), so a key is always text
+        // whose host ends at its first '/'.
         text.extend(
             host.iter()
-                .filter(|b| b.is_ascii_graphic())
+                .filter(|b| b.is_ascii_graphic() && !matches!(b, b'/' | b'?' | b'#' | b'\\'))
                 .map(|b| char::from(b.to_ascii_lowercase())),
         );
         let path_at = text.len();
+        // An absolute URI may have an empty path ("http://h?q") and OPTIONS
+        // may ask for "*": the path always starts with '/', so the host
+        // ends at the first '/' of the key (what `from_text` relies on).
+        if !pq.starts_with('/') {
+            text.push('/');
+        }
         text.push_str(pq);
         Self {
             text: text.into_boxed_str(),
@@ -266,6 +273,11 @@ mod tests {
         assert_eq!(k.path(), "/a/b");
         let abs = Request::get("http://other.org/a/b?x=1").body(()).unwrap();
         assert_eq!(CacheKey::from_request(&abs).as_str(), "other.org/a/b?x=1");
+        let empty_path = Request::get("ca://f?/lc").body(()).unwrap();
+        let k = CacheKey::from_request(&empty_path);
+        assert_eq!((k.host(), k.path_and_query()), ("f", "/?/lc"));
+        let back = CacheKey::from_text(k.as_str());
+        assert_eq!((back.host(), back.path_and_query()), ("f", "/?/lc"));
         let none = Request::get("/").body(()).unwrap();
         assert_eq!(CacheKey::from_request(&none).as_str(), "/");
         // Bytes that aren't visible ASCII never reach the key.
@@ -274,6 +286,12 @@ mod tests {
             .body(())
             .unwrap();
         assert_eq!(CacheKey::from_request(&odd).host(), "ab");
+        let slashed = Request::get("/p")
+            .header("host", "a/b?c#d\\e")
+            .body(())
+            .unwrap();
+        let k = CacheKey::from_request(&slashed);
+        assert_eq!((k.host(), k.path_and_query()), ("abcde", "/p"));
     }
 
     #[test]
