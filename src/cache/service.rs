@@ -155,12 +155,15 @@ struct RequestFields {
     /// preconditions, so such requests go straight through.
     bypass: bool,
     authorization: bool,
+    /// `If-None-Match` or `If-Modified-Since`: a hit may be a 304.
+    conditional: bool,
     directives: CacheControl,
 }
 
 impl RequestFields {
     fn read(headers: &HeaderMap) -> Self {
         let (mut bypass, mut authorization, mut cc, mut pragma) = (false, false, false, false);
+        let mut conditional = false;
         for name in headers.keys() {
             if name == header::RANGE
                 || name == header::IF_MATCH
@@ -170,6 +173,8 @@ impl RequestFields {
                 bypass = true;
             } else if name == header::AUTHORIZATION {
                 authorization = true;
+            } else if name == header::IF_NONE_MATCH || name == header::IF_MODIFIED_SINCE {
+                conditional = true;
             } else if name == header::CACHE_CONTROL {
                 cc = true;
             } else if name == header::PRAGMA {
@@ -193,6 +198,7 @@ impl RequestFields {
         Self {
             bypass,
             authorization,
+            conditional,
             directives,
         }
     }
@@ -591,17 +597,26 @@ where
         };
         let variants = shared.found(found);
         let now = shared.now();
+        // The field scan above already knows whether a hit can be a 304: an
+        // unconditional request skips the precondition lookups (an empty
+        // map answers them without hashing).
+        let none = HeaderMap::new();
+        let conditions = if fields.conditional {
+            req.headers()
+        } else {
+            &none
+        };
         match shared.decide(req.headers(), &req_cc, variants.as_ref(), now) {
             Decision::Fresh(e) => {
                 Counters::add(&shared.counters.hits);
-                ResponseFuture::ready(shared.serve(&e, req.method(), req.headers(), now, Via::Hit))
+                ResponseFuture::ready(shared.serve(&e, req.method(), conditions, now, Via::Hit))
             }
             Decision::MaxStale(e) => {
                 Counters::add(&shared.counters.stale_served);
                 ResponseFuture::ready(shared.serve(
                     &e,
                     req.method(),
-                    req.headers(),
+                    conditions,
                     now,
                     Via::MaxStale,
                 ))
