@@ -133,16 +133,14 @@ pub(crate) fn group(ip: IpAddr, prefix: u8) -> IpAddr {
 }
 
 fn peer(extensions: &http::Extensions) -> Option<IpAddr> {
-    if let Some(PeerAddr(a)) = extensions.get::<PeerAddr>() {
-        return Some(a.ip());
-    }
+    // axum's first when it is on: an axum server has it on every request.
     #[cfg(feature = "axum")]
     if let Some(axum::extract::ConnectInfo(a)) =
         extensions.get::<axum::extract::ConnectInfo<SocketAddr>>()
     {
         return Some(a.ip());
     }
-    None
+    extensions.get::<PeerAddr>().map(|PeerAddr(a)| a.ip())
 }
 
 /// Parses one `X-Forwarded-For` element or `Forwarded` `for=` value:

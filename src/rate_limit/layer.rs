@@ -538,85 +538,182 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let found = self
-            .shared
-            .config
+        let shared = &*self.shared;
+        let config = &*shared.config;
+        let found = config
             .rules
             .iter()
             .position(|(r, _)| r.matches(req.method(), req.uri().path()));
         let Some(i) = found else {
-            return ResponseFuture::inner(self.inner.call(req));
+            return ResponseFuture::inner(self.inner.call(req), Fields::default());
         };
-        let (rule, policies) = &self.shared.config.rules[i];
+        let (rule, policies) = &config.rules[i];
+        // The common case, one policy and a store that answers at once (the
+        // memory store): decide here, no state kept for later.
+        if let ([policy], Some((_, _, source))) = (policies.as_slice(), rule.policies().next()) {
+            let key = match extract(shared, &req, source, policy) {
+                Extracted::Key(k) => k,
+                Extracted::Skip => {
+                    return ResponseFuture::inner(self.inner.call(req), Fields::default());
+                }
+                Extracted::Deny(res) => return ResponseFuture::rejected(res),
+            };
+            if let Some(answer) = shared.store.check_at_once(policy, &key, rule.cost) {
+                let d = answer.unwrap_or_else(|_| fail_open(policy));
+                let c = &shared.stats.counters[usize::from(policy.index)];
+                if d.allowed {
+                    c.allowed.fetch_add(1, Relaxed);
+                } else {
+                    c.limited.fetch_add(1, Relaxed);
+                    shared.stats.record_limited(usize::from(policy.index), &key);
+                    if !config.shadow {
+                        let decided = [(policy.index, d)];
+                        return ResponseFuture::rejected(Box::new(too_many(
+                            config, policy, &key, &d, &decided,
+                        )));
+                    }
+                }
+                let fields = Fields::new(config, &[(policy.index, d)]);
+                return ResponseFuture::inner(self.inner.call(req), fields);
+            }
+            let checks = vec![shared.store.check(policy, &key, rule.cost)];
+            let keys = vec![(policy.index, key)];
+            return checking(
+                &mut self.inner,
+                &self.shared,
+                req,
+                checks,
+                keys,
+                false,
+                rule.cost,
+            );
+        }
         let mut keys = Vec::with_capacity(policies.len());
         for ((_, _, source), policy) in rule.policies().zip(policies) {
-            let key = match source.extract(&req, self.shared.config.ipv6_prefix) {
-                Some(k) => k,
-                None => match self.shared.config.missing_key {
-                    MissingKey::Shared => Key::Text("unknown".into()),
-                    MissingKey::Allow => continue,
-                    MissingKey::Deny => {
-                        let decision = Decision {
-                            allowed: false,
-                            remaining: 0,
-                            reset: Duration::ZERO,
-                            retry_after: Duration::from_secs(1),
-                        };
-                        let unknown = Key::Text("unknown".into());
-                        self.shared.stats.counters[usize::from(policy.index)]
-                            .limited
-                            .fetch_add(1, Relaxed);
-                        self.shared
-                            .stats
-                            .record_limited(usize::from(policy.index), &unknown);
-                        return ResponseFuture::rejected(too_many(
-                            &self.shared.config,
-                            policy,
-                            &unknown,
-                            &decision,
-                            &[],
-                            &[],
-                        ));
-                    }
-                },
-            };
-            keys.push((policy.index, key));
+            match extract(shared, &req, source, policy) {
+                Extracted::Key(k) => keys.push((policy.index, k)),
+                Extracted::Skip => {}
+                Extracted::Deny(res) => return ResponseFuture::rejected(res),
+            }
         }
         if keys.is_empty() {
-            return ResponseFuture::inner(self.inner.call(req));
+            return ResponseFuture::inner(self.inner.call(req), Fields::default());
         }
         // One policy: count it at once. Several: look first, and count in
         // all of them only when all allow the request.
         let peek = keys.len() > 1;
-        let keys_len = keys.len();
         let checks: Vec<St::Future> = keys
             .iter()
             .map(|(i, k)| {
-                let p = &self.shared.config.policies[usize::from(*i)];
+                let p = &config.policies[usize::from(*i)];
                 if peek {
-                    self.shared.store.peek(p, k, rule.cost)
+                    shared.store.peek(p, k, rule.cost)
                 } else {
-                    self.shared.store.check(p, k, rule.cost)
+                    shared.store.check(p, k, rule.cost)
                 }
             })
             .collect();
-        // The inner service was polled ready: move that one into the future,
-        // keep a fresh clone here.
-        let clone = self.inner.clone();
-        let ready_svc = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture {
-            state: State::Checking {
+        checking(
+            &mut self.inner,
+            &self.shared,
+            req,
+            checks,
+            keys,
+            peek,
+            rule.cost,
+        )
+    }
+}
+
+/// A future that waits for the store's answers before calling the inner
+/// service.
+fn checking<S, St, R>(
+    inner: &mut S,
+    shared: &Arc<Shared<St>>,
+    req: Request<R>,
+    checks: Vec<St::Future>,
+    keys: Vec<(u16, Key)>,
+    peeking: bool,
+    cost: u32,
+) -> ResponseFuture<S::Future, St, S, R>
+where
+    S: Service<Request<R>> + Clone,
+    St: RateLimitStore,
+{
+    // The inner service was polled ready: move that one into the future,
+    // keep a fresh clone here.
+    let clone = inner.clone();
+    let ready_svc = std::mem::replace(inner, clone);
+    ResponseFuture {
+        state: State::Checking {
+            checking: Box::new(Checking {
+                results: Vec::with_capacity(keys.len()),
                 checks,
-                results: Vec::with_capacity(keys_len),
-                peeking: peek,
+                peeking,
                 keys,
-                cost: rule.cost,
+                cost,
                 next: Some((ready_svc, req)),
-            },
-            done: (Vec::new(), Vec::new()),
-            ctx: Some(self.shared.clone()),
-            rejected: None,
+                shared: shared.clone(),
+            }),
+        },
+    }
+}
+
+/// A rule's key for one request.
+enum Extracted {
+    Key(Key),
+    /// No key, and [`MissingKey::Allow`]: this policy doesn't apply.
+    Skip,
+    /// No key, and [`MissingKey::Deny`]: the 429.
+    Deny(Box<Response<ResponseBody<()>>>),
+}
+
+fn extract<St, B>(
+    shared: &Shared<St>,
+    req: &Request<B>,
+    source: &KeySource,
+    policy: &PolicyRef,
+) -> Extracted {
+    let config = &*shared.config;
+    if let Some(k) = source.extract(req, config.ipv6_prefix) {
+        return Extracted::Key(k);
+    }
+    match config.missing_key {
+        MissingKey::Shared => Extracted::Key(Key::Text("unknown".into())),
+        MissingKey::Allow => Extracted::Skip,
+        MissingKey::Deny => {
+            let decision = Decision {
+                allowed: false,
+                remaining: 0,
+                reset: Duration::ZERO,
+                retry_after: Duration::from_secs(1),
+            };
+            let unknown = Key::Text("unknown".into());
+            shared.stats.counters[usize::from(policy.index)]
+                .limited
+                .fetch_add(1, Relaxed);
+            shared
+                .stats
+                .record_limited(usize::from(policy.index), &unknown);
+            Extracted::Deny(Box::new(too_many(
+                config,
+                policy,
+                &unknown,
+                &decision,
+                &[(policy.index, decision)],
+            )))
         }
+    }
+}
+
+/// What a policy says when its store failed: go on (fail open; rate
+/// limiting must not take the service down).
+fn fail_open(policy: &PolicyRef) -> Decision {
+    Decision {
+        allowed: true,
+        remaining: policy.quota.burst(),
+        reset: Duration::ZERO,
+        retry_after: Duration::ZERO,
     }
 }
 
@@ -634,65 +731,98 @@ fn t_secs(d: &Decision) -> u64 {
     }
 }
 
-/// Writes the RateLimit fields (Structured Fields lists, one member per
-/// policy) and, if asked, the legacy trio for the most constrained policy.
-fn add_all_headers(h: &mut HeaderMap, config: &Config, keys: &[(u16, Key)], results: &[Decision]) {
-    let Some((first, _)) = keys.first() else {
-        return;
-    };
-    if config.headers {
-        let policy = config
-            .policy_fields
-            .get(usize::from(*first))
-            .and_then(Option::as_ref);
-        if let Some(v) = policy {
-            h.insert(RATELIMIT_POLICY, v.clone());
+/// The RateLimit fields (Structured Fields lists, one member per policy)
+/// and, if asked, the legacy trio for the most constrained policy: worked
+/// out when the decision is made, written on the response when it comes.
+#[derive(Default)]
+struct Fields {
+    policy: Option<HeaderValue>,
+    ratelimit: Option<HeaderValue>,
+    legacy: Option<Box<[HeaderValue; 3]>>,
+}
+
+impl Fields {
+    #[inline]
+    fn new(config: &Config, decided: &[(u16, Decision)]) -> Self {
+        if !config.headers && !config.legacy_headers {
+            return Self::default();
         }
-        let mut v = String::with_capacity(40 * keys.len());
-        for (i, ((p, _), d)) in keys.iter().zip(results).enumerate() {
-            let p = &config.policies[usize::from(*p)];
-            if i > 0 {
-                v.push_str(", ");
+        Self::work_out(config, decided)
+    }
+
+    fn work_out(config: &Config, decided: &[(u16, Decision)]) -> Self {
+        let mut fields = Self::default();
+        let Some((first, _)) = decided.first() else {
+            return fields;
+        };
+        if config.headers {
+            fields.policy = config
+                .policy_fields
+                .get(usize::from(*first))
+                .and_then(Option::as_ref)
+                .cloned();
+            let mut v = String::with_capacity(
+                decided
+                    .iter()
+                    .map(|(p, _)| config.policies[usize::from(*p)].name.len() + 34)
+                    .sum(),
+            );
+            for (i, (p, d)) in decided.iter().enumerate() {
+                let p = &config.policies[usize::from(*p)];
+                if i > 0 {
+                    v.push_str(", ");
+                }
+                v.push('"');
+                v.push_str(&p.name);
+                v.push_str("\";r=");
+                push_num(&mut v, u64::from(d.remaining));
+                v.push_str(";t=");
+                push_num(&mut v, t_secs(d));
             }
-            v.push('"');
-            v.push_str(&p.name);
-            v.push_str("\";r=");
-            push_num(&mut v, u64::from(d.remaining));
-            v.push_str(";t=");
-            push_num(&mut v, t_secs(d));
+            fields.ratelimit = HeaderValue::from_maybe_shared(Bytes::from(v)).ok();
         }
-        if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(v)) {
+        if config.legacy_headers {
+            let most = decided.iter().min_by_key(|(_, d)| (d.allowed, d.remaining));
+            if let Some((p, d)) = most {
+                let p = &config.policies[usize::from(*p)];
+                fields.legacy = Some(Box::new([
+                    HeaderValue::from(p.quota.burst()),
+                    HeaderValue::from(d.remaining),
+                    HeaderValue::from(t_secs(d)),
+                ]));
+            }
+        }
+        fields
+    }
+
+    #[inline]
+    fn write(self, h: &mut HeaderMap) {
+        if self.policy.is_none() && self.ratelimit.is_none() && self.legacy.is_none() {
+            return;
+        }
+        self.write_all(h);
+    }
+
+    fn write_all(self, h: &mut HeaderMap) {
+        if let Some(v) = self.policy {
+            h.insert(RATELIMIT_POLICY, v);
+        }
+        if let Some(v) = self.ratelimit {
             h.insert(RATELIMIT, v);
         }
-    }
-    if config.legacy_headers {
-        let most = keys
-            .iter()
-            .zip(results)
-            .min_by_key(|(_, d)| (d.allowed, d.remaining));
-        if let Some(((p, _), d)) = most {
-            let p = &config.policies[usize::from(*p)];
-            h.insert(X_LIMIT, HeaderValue::from(p.quota.burst()));
-            h.insert(X_REMAINING, HeaderValue::from(d.remaining));
-            h.insert(X_RESET, HeaderValue::from(t_secs(d)));
+        if let Some(legacy) = self.legacy {
+            let [limit, remaining, reset] = *legacy;
+            h.insert(X_LIMIT, limit);
+            h.insert(X_REMAINING, remaining);
+            h.insert(X_RESET, reset);
         }
     }
 }
 
 /// Appends `n` in decimal, without the formatting machinery.
-fn push_num(s: &mut String, mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    // ASCII digits: always UTF-8.
-    s.push_str(std::str::from_utf8(&buf[i..]).unwrap_or("0"));
+#[inline]
+fn push_num(s: &mut String, n: u64) {
+    s.push_str(itoa::Buffer::new().format(n));
 }
 
 const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
@@ -707,8 +837,7 @@ fn too_many<B>(
     policy: &PolicyRef,
     key: &Key,
     d: &Decision,
-    keys: &[(u16, Key)],
-    results: &[Decision],
+    decided: &[(u16, Decision)],
 ) -> Response<ResponseBody<B>> {
     let retry = ceil_secs(d.retry_after).max(1);
     let mut res = if let Some(f) = &config.reject {
@@ -745,35 +874,30 @@ fn too_many<B>(
         // Whole seconds, rounded up, never 0.
         h.insert(RETRY_AFTER, HeaderValue::from(retry));
     }
-    if !h.contains_key("ratelimit") {
-        if keys.is_empty() {
-            // Refused before any store was asked (no key): this policy alone.
-            add_all_headers(
-                h,
-                config,
-                &[(policy.index, key.clone())],
-                std::slice::from_ref(d),
-            );
-        } else {
-            add_all_headers(h, config, keys, results);
-        }
+    if !h.contains_key(RATELIMIT) {
+        Fields::new(config, decided).write(h);
     }
     res
+}
+
+/// The slow path's state, boxed so the fast path's future stays small.
+struct Checking<St: RateLimitStore, S, R> {
+    checks: Vec<St::Future>,
+    results: Vec<Decision>,
+    peeking: bool,
+    keys: Vec<(u16, Key)>,
+    cost: u32,
+    next: Option<(S, Request<R>)>,
+    shared: Arc<Shared<St>>,
 }
 
 pin_project! {
     #[project = StateProj]
     enum State<F, St: RateLimitStore, S, R> {
-        Checking {
-            checks: Vec<St::Future>,
-            results: Vec<Decision>,
-            peeking: bool,
-            keys: Vec<(u16, Key)>,
-            cost: u32,
-            next: Option<(S, Request<R>)>,
-        },
-        Inner { #[pin] fut: F },
-        Rejected,
+        Checking { checking: Box<Checking<St, S, R>> },
+        Inner { #[pin] fut: F, fields: Option<Fields> },
+        // Boxed: a rejection is rare, and the future stays small.
+        Rejected { res: Option<Box<Response<ResponseBody<()>>>> },
         Done,
     }
 }
@@ -783,10 +907,6 @@ pin_project! {
     pub struct ResponseFuture<F, St: RateLimitStore, S, R> {
         #[pin]
         state: State<F, St, S, R>,
-        // The policies and what they said, for the response's fields.
-        done: (Vec<(u16, Key)>, Vec<Decision>),
-        ctx: Option<Arc<Shared<St>>>,
-        rejected: Option<Response<ResponseBody<()>>>,
     }
 }
 
@@ -797,21 +917,18 @@ impl<F, St: RateLimitStore, S, R> std::fmt::Debug for ResponseFuture<F, St, S, R
 }
 
 impl<F, St: RateLimitStore, S, R> ResponseFuture<F, St, S, R> {
-    fn inner(fut: F) -> Self {
+    fn inner(fut: F, fields: Fields) -> Self {
         Self {
-            state: State::Inner { fut },
-            done: (Vec::new(), Vec::new()),
-            ctx: None,
-            rejected: None,
+            state: State::Inner {
+                fut,
+                fields: Some(fields),
+            },
         }
     }
 
-    fn rejected(res: Response<ResponseBody<()>>) -> Self {
+    fn rejected(res: Box<Response<ResponseBody<()>>>) -> Self {
         Self {
-            state: State::Rejected,
-            done: (Vec::new(), Vec::new()),
-            ctx: None,
-            rejected: Some(res),
+            state: State::Rejected { res: Some(res) },
         }
     }
 }
@@ -830,32 +947,25 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Checking {
-                    checks,
-                    results,
-                    peeking,
-                    keys,
-                    cost,
-                    next,
-                } => {
-                    let Some(shared) = this.ctx.as_ref() else {
-                        this.state.set(State::Done);
-                        continue;
-                    };
+                StateProj::Checking { checking } => {
+                    let Checking {
+                        checks,
+                        results,
+                        peeking,
+                        keys,
+                        cost,
+                        next,
+                        shared,
+                    } = &mut **checking;
                     let (config, stats, store) = (&shared.config, &shared.stats, &shared.store);
                     // Answers in order; a store that fails lets the request
-                    // through (fail open): rate limiting must not take the
-                    // service down.
+                    // through (fail open).
                     while results.len() < checks.len() {
                         let i = results.len();
-                        let fail_open = Decision {
-                            allowed: true,
-                            remaining: config.policies[usize::from(keys[i].0)].quota.burst(),
-                            reset: Duration::ZERO,
-                            retry_after: Duration::ZERO,
-                        };
-                        let d = ready!(Pin::new(&mut checks[i]).poll(cx)).unwrap_or(fail_open);
-                        results.push(d);
+                        let answer = ready!(Pin::new(&mut checks[i]).poll(cx));
+                        results.push(answer.unwrap_or_else(|_| {
+                            fail_open(&config.policies[usize::from(keys[i].0)])
+                        }));
                     }
                     let denied = results
                         .iter()
@@ -884,6 +994,11 @@ where
                             c.allowed.fetch_add(1, Relaxed);
                         }
                     }
+                    let decided: Vec<(u16, Decision)> = keys
+                        .iter()
+                        .map(|(p, _)| *p)
+                        .zip(results.iter().copied())
+                        .collect();
                     if let Some((i, d)) = denied {
                         if !config.shadow {
                             let res = too_many(
@@ -891,38 +1006,36 @@ where
                                 &config.policies[usize::from(keys[i].0)],
                                 &keys[i].1,
                                 &d,
-                                keys,
-                                results,
+                                &decided,
                             );
                             this.state.set(State::Done);
                             return Poll::Ready(Ok(res.map(ResponseBody::retype)));
                         }
                     }
-                    *this.done = (std::mem::take(keys), std::mem::take(results));
+                    let fields = Fields::new(config, &decided);
                     let Some((mut svc, req)) = next.take() else {
                         this.state.set(State::Done);
                         continue;
                     };
                     let fut = svc.call(req);
-                    this.state.set(State::Inner { fut });
+                    this.state.set(State::Inner {
+                        fut,
+                        fields: Some(fields),
+                    });
                 }
-                StateProj::Inner { fut } => {
+                StateProj::Inner { fut, fields } => {
                     let mut res = ready!(fut.poll(cx))?;
-                    if let Some(shared) = this.ctx.as_ref() {
-                        add_all_headers(
-                            res.headers_mut(),
-                            &shared.config,
-                            &this.done.0,
-                            &this.done.1,
-                        );
+                    if let Some(fields) = fields.take() {
+                        fields.write(res.headers_mut());
                     }
                     this.state.set(State::Done);
                     return Poll::Ready(Ok(res.map(ResponseBody::inner)));
                 }
-                StateProj::Rejected => {
+                StateProj::Rejected { res } => {
+                    let res = res.take();
                     this.state.set(State::Done);
-                    if let Some(res) = this.rejected.take() {
-                        return Poll::Ready(Ok(res.map(ResponseBody::retype)));
+                    if let Some(res) = res {
+                        return Poll::Ready(Ok((*res).map(ResponseBody::retype)));
                     }
                 }
                 StateProj::Done => panic!("ResponseFuture polled after completion"),

@@ -22,11 +22,13 @@
 //!   Structured Fields; `t` equals `Retry-After` on a 429). A
 //!   [`shadow`](RateLimitLayer::shadow) mode counts without rejecting.
 //! - **Store**: [`MemoryStore`] (one atomic word per key in sharded tables,
-//!   at most 100,000 keys by default, idle keys evicted automatically), or
+//!   about 40 bytes an IPv4 key, time read from the CPU's counter; at most
+//!   100,000 keys by default, idle keys evicted automatically), or
 //!   any [`RateLimitStore`] whose future is `Unpin` (a boxed one is), such
 //!   as `RedisStore` (feature `redis`: one quota shared by every replica,
 //!   GCRA on the Redis server's clock). A store that fails lets requests
-//!   through.
+//!   through. A store that can answer without waiting says so through
+//!   [`RateLimitStore::check_at_once`] and the layer decides inside `call`.
 //! - **Statistics**: allowed and limited per policy, and the most limited
 //!   keys (bounded) ([`RateLimitLayer::stats`]).
 //!

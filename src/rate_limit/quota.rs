@@ -25,6 +25,11 @@ pub struct Quota {
     limit: u32,
     period: Duration,
     burst: u32,
+    /// `period / limit` in nanoseconds (at least 1), worked out once: a
+    /// check needs it and a division costs more than the rest of the step.
+    interval_ns: u64,
+    /// `interval_ns × burst`, saturating.
+    tolerance_ns: u64,
 }
 
 impl Quota {
@@ -35,7 +40,19 @@ impl Quota {
             limit: n,
             period: period.max(Duration::from_millis(1)),
             burst: n,
+            interval_ns: 0,
+            tolerance_ns: 0,
         }
+        .derive()
+    }
+
+    /// Works out the cached nanosecond figures.
+    fn derive(mut self) -> Self {
+        self.interval_ns = u64::try_from(self.emission_interval().as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        self.tolerance_ns = self.interval_ns.saturating_mul(u64::from(self.burst));
+        self
     }
 
     /// `n` requests a second.
@@ -61,7 +78,7 @@ impl Quota {
     /// At most `burst` requests at once (at least 1).
     pub fn with_burst(mut self, burst: u32) -> Self {
         self.burst = burst.max(1);
-        self
+        self.derive()
     }
 
     /// Requests per period.
@@ -84,14 +101,14 @@ impl Quota {
         self.period / self.limit
     }
 
+    #[inline]
     pub(crate) fn interval_ns(&self) -> u64 {
-        u64::try_from(self.emission_interval().as_nanos())
-            .unwrap_or(u64::MAX)
-            .max(1)
+        self.interval_ns
     }
 
+    #[inline]
     pub(crate) fn tolerance_ns(&self) -> u64 {
-        self.interval_ns().saturating_mul(u64::from(self.burst))
+        self.tolerance_ns
     }
 }
 
@@ -112,31 +129,50 @@ pub struct Decision {
 /// key), `now` the current time, both in nanoseconds on the store's clock.
 /// Returns the decision and the TAT to store (unchanged when denied).
 pub(crate) fn gcra(tat: u64, now: u64, quota: &Quota, cost: u32) -> (Decision, u64) {
+    match admit(tat, now, quota, cost) {
+        Some(new_tat) => (allowed(new_tat, now, quota), new_tat),
+        None => (denied(tat, now, quota, cost), tat),
+    }
+}
+
+/// The TAT after admitting `cost` requests at `now`, or `None` when they
+/// don't fit. The part of a step that sits between a store's load and its
+/// compare-and-swap, so it is kept to a few instructions.
+#[inline]
+pub(crate) fn admit(tat: u64, now: u64, quota: &Quota, cost: u32) -> Option<u64> {
     let t = quota.interval_ns();
-    let tau = quota.tolerance_ns();
+    let new_tat = tat
+        .max(now)
+        .saturating_add(t.saturating_mul(u64::from(cost.max(1))));
+    (new_tat <= now.saturating_add(quota.tolerance_ns())).then_some(new_tat)
+}
+
+/// The decision for requests admitted, leaving `new_tat`.
+#[inline]
+pub(crate) fn allowed(new_tat: u64, now: u64, quota: &Quota) -> Decision {
+    let limit_at = now.saturating_add(quota.tolerance_ns());
+    let remaining = limit_at.saturating_sub(new_tat) / quota.interval_ns();
+    Decision {
+        allowed: true,
+        remaining: u32::try_from(remaining)
+            .unwrap_or(u32::MAX)
+            .min(quota.burst),
+        reset: Duration::from_nanos(new_tat.saturating_sub(now)),
+        retry_after: Duration::ZERO,
+    }
+}
+
+/// The decision for `cost` requests refused at `now` with the key's TAT
+/// at `tat`.
+pub(crate) fn denied(tat: u64, now: u64, quota: &Quota, cost: u32) -> Decision {
     let base = tat.max(now);
-    let new_tat = base.saturating_add(t.saturating_mul(u64::from(cost.max(1))));
-    let limit_at = now.saturating_add(tau);
-    if new_tat <= limit_at {
-        let remaining = (limit_at - new_tat) / t;
-        let decision = Decision {
-            allowed: true,
-            remaining: u32::try_from(remaining)
-                .unwrap_or(u32::MAX)
-                .min(quota.burst),
-            reset: Duration::from_nanos(new_tat - now),
-            retry_after: Duration::ZERO,
-        };
-        (decision, new_tat)
-    } else {
-        let wait = new_tat - limit_at;
-        let decision = Decision {
-            allowed: false,
-            remaining: 0,
-            reset: Duration::from_nanos(base - now),
-            retry_after: Duration::from_nanos(wait),
-        };
-        (decision, tat)
+    let new_tat = base.saturating_add(quota.interval_ns().saturating_mul(u64::from(cost.max(1))));
+    let limit_at = now.saturating_add(quota.tolerance_ns());
+    Decision {
+        allowed: false,
+        remaining: 0,
+        reset: Duration::from_nanos(base - now),
+        retry_after: Duration::from_nanos(new_tat.saturating_sub(limit_at)),
     }
 }
 

@@ -1,17 +1,17 @@
 //! Where quotas are counted: the store trait and the in-memory store.
 
-use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::future::Future;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+
+use hashbrown::HashTable;
 
 use super::key::Key;
-use super::quota::{Decision, Quota, gcra};
-use crate::clock::{Clock, SystemClock};
+use super::quota::{Decision, Quota, admit, allowed, denied, gcra};
+use crate::clock::{Clock, Elapsed};
 
 /// A policy as a store sees it.
 #[derive(Debug, Clone)]
@@ -56,6 +56,20 @@ pub trait RateLimitStore: Send + Sync + 'static {
 
     /// Says whether `cost` requests would go on, without counting them.
     fn peek(&self, policy: &PolicyRef, key: &Key, cost: u32) -> Self::Future;
+
+    /// Counts at once, for a store that can answer without waiting (the
+    /// memory store always can): the layer then decides inside `call`,
+    /// with no future of its own to keep. `None` (the default) sends it
+    /// through [`check`](Self::check).
+    fn check_at_once(
+        &self,
+        policy: &PolicyRef,
+        key: &Key,
+        cost: u32,
+    ) -> Option<Result<Decision, StoreError>> {
+        let _ = (policy, key, cost);
+        None
+    }
 }
 
 /// Shards of the key table: enough that two threads rarely meet.
@@ -64,86 +78,218 @@ const SHARDS: usize = 16;
 /// Default cap on tracked keys.
 pub const DEFAULT_MAX_KEYS: usize = 100_000;
 
-type Table = HashMap<Key, AtomicU64, KeyHasherBuilder>;
+/// One of 2^64's odd constants with well-spread bits (the golden ratio's).
+const MUL: u64 = 0x9E37_79B9_7F4A_7C15;
 
-/// Hashes keys for the tables: addresses with a seeded multiply-mix (a
-/// client can't pick its address freely, and IPv6 is grouped by /64), text
-/// keys (API keys, which a client does pick) with SipHash under a random
-/// key, as `HashMap` does by default.
-#[derive(Clone)]
-struct KeyHasherBuilder {
-    sip: RandomState,
+/// Multiplies and folds the 128-bit product: every input bit reaches every
+/// output bit, low and high, in one multiply.
+#[inline]
+fn fold(a: u64, b: u64) -> u64 {
+    let m = u128::from(a) * u128::from(b);
+    (m as u64) ^ ((m >> 64) as u64)
+}
+
+/// A key as the tables store it: addresses as integers (IPv6 in two
+/// words, so an entry stays 8-byte aligned), text borrowed.
+#[derive(Clone, Copy)]
+enum Slot<'k> {
+    V4(u32),
+    V6(u64, u64),
+    Text(&'k str),
+    Global,
+}
+
+impl<'k> Slot<'k> {
+    fn of(key: &'k Key) -> Self {
+        match key {
+            Key::Ip(IpAddr::V4(v4)) => Self::V4(u32::from(*v4)),
+            Key::Ip(IpAddr::V6(v6)) => {
+                let b = u128::from(*v6);
+                Self::V6((b >> 64) as u64, b as u64)
+            }
+            Key::Text(t) => Self::Text(t),
+            Key::Global => Self::Global,
+        }
+    }
+}
+
+/// The hashes of one store: a seeded multiply-fold for addresses (a client
+/// can't pick its address freely, and IPv6 is grouped by /64), SipHash
+/// under a random key for text (API keys, which a client does pick), as
+/// `HashMap` does by default. Each policy hashes under its own seed.
+struct Hashing {
     seed: u64,
+    sip: RandomState,
 }
 
-impl BuildHasher for KeyHasherBuilder {
-    type Hasher = KeyHasher;
-    fn build_hasher(&self) -> KeyHasher {
-        KeyHasher {
-            sip: None,
-            builder: self.sip.clone(),
-            acc: self.seed,
+impl Hashing {
+    fn new() -> Self {
+        let sip = RandomState::new();
+        Self {
+            seed: sip.hash_one(0xfeed_u64),
+            sip,
         }
     }
-}
 
-struct KeyHasher {
-    sip: Option<std::collections::hash_map::DefaultHasher>,
-    builder: RandomState,
-    acc: u64,
-}
-
-impl KeyHasher {
     #[inline]
-    fn mix(&mut self, w: u64) {
-        let x = (self.acc ^ w).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        self.acc = x ^ (x >> 29);
+    fn seed(&self, policy: u16) -> u64 {
+        self.seed ^ u64::from(policy).wrapping_mul(MUL)
     }
-}
 
-impl std::hash::Hasher for KeyHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let builder = &self.builder;
-        self.sip
-            .get_or_insert_with(|| builder.build_hasher())
-            .write(bytes);
+    #[inline]
+    fn v4(seed: u64, ip: u32) -> u64 {
+        fold(u64::from(ip) ^ seed, MUL)
     }
-    fn write_u8(&mut self, i: u8) {
-        self.mix(u64::from(i));
+
+    #[inline]
+    fn v6(seed: u64, hi: u64, lo: u64) -> u64 {
+        fold(fold(hi ^ seed, MUL) ^ lo, MUL ^ seed)
     }
-    fn write_u64(&mut self, i: u64) {
-        self.mix(i);
+
+    fn text(&self, seed: u64, text: &str) -> u64 {
+        self.sip.hash_one(text) ^ seed
     }
-    fn write_u128(&mut self, i: u128) {
-        self.mix(i as u64);
-        self.mix((i >> 64) as u64);
-    }
-    fn finish(&self) -> u64 {
-        match &self.sip {
-            Some(s) => s.finish() ^ self.acc,
-            None => self.acc,
+
+    fn hash(&self, seed: u64, slot: Slot<'_>) -> u64 {
+        match slot {
+            Slot::V4(ip) => Self::v4(seed, ip),
+            Slot::V6(hi, lo) => Self::v6(seed, hi, lo),
+            Slot::Text(t) => self.text(seed, t),
+            Slot::Global => seed,
         }
     }
 }
 
-/// One shard: a table per policy (by policy index), so a lookup borrows the
-/// key instead of building a (policy, key) pair.
-type Shard = Vec<Table>;
+/// Which shard a hash lives in: bits the tables don't use (they take the
+/// low bits for the position, the top seven for the tag).
+#[inline]
+fn shard_index(hash: u64) -> usize {
+    (hash >> 52) as usize % SHARDS
+}
+
+/// One policy's keys in one shard. IPv4 entries take 16 bytes (plus one
+/// control byte), IPv6 24, text 24 plus the text.
+#[derive(Default)]
+struct Tables {
+    v4: HashTable<(u32, AtomicU64)>,
+    v6: HashTable<(u64, u64, AtomicU64)>,
+    text: HashTable<(Box<str>, AtomicU64)>,
+    /// The `Global` key's TAT (0: not tracked).
+    global: AtomicU64,
+}
+
+impl Tables {
+    fn len(&self) -> usize {
+        self.v4.len()
+            + self.v6.len()
+            + self.text.len()
+            + usize::from(self.global.load(Ordering::Relaxed) != 0)
+    }
+
+    #[inline]
+    fn find(&self, hash: u64, slot: Slot<'_>) -> Option<&AtomicU64> {
+        match slot {
+            Slot::V4(ip) => self.v4.find(hash, |e| e.0 == ip).map(|e| &e.1),
+            Slot::V6(hi, lo) => self.v6.find(hash, |e| e.0 == hi && e.1 == lo).map(|e| &e.2),
+            Slot::Text(t) => self.text.find(hash, |e| &*e.0 == t).map(|e| &e.1),
+            Slot::Global => Some(&self.global),
+        }
+    }
+
+    /// The key's cell, made (TAT 0) if new.
+    fn get_or_insert(
+        &mut self,
+        hashing: &Hashing,
+        seed: u64,
+        hash: u64,
+        slot: Slot<'_>,
+    ) -> &AtomicU64 {
+        match slot {
+            Slot::V4(ip) => {
+                let e = self
+                    .v4
+                    .entry(hash, |e| e.0 == ip, |e| Hashing::v4(seed, e.0))
+                    .or_insert_with(|| (ip, AtomicU64::new(0)));
+                &e.into_mut().1
+            }
+            Slot::V6(hi, lo) => {
+                let e = self
+                    .v6
+                    .entry(
+                        hash,
+                        |e| e.0 == hi && e.1 == lo,
+                        |e| Hashing::v6(seed, e.0, e.1),
+                    )
+                    .or_insert_with(|| (hi, lo, AtomicU64::new(0)));
+                &e.into_mut().2
+            }
+            Slot::Text(t) => {
+                let e = self
+                    .text
+                    .entry(hash, |e| &*e.0 == t, |e| hashing.text(seed, &e.0))
+                    .or_insert_with(|| (t.into(), AtomicU64::new(0)));
+                &e.into_mut().1
+            }
+            Slot::Global => &self.global,
+        }
+    }
+
+    /// Drops the keys whose TAT is below `threshold`, and up to `ties` of
+    /// those whose TAT equals it (counted down as they go).
+    fn forget(&mut self, threshold: u64, ties: &mut usize) {
+        let mut keep = |tat: &AtomicU64| {
+            let tat = tat.load(Ordering::Relaxed);
+            if tat == threshold && *ties > 0 {
+                *ties -= 1;
+                return false;
+            }
+            tat > threshold || (tat == threshold && tat != 0)
+        };
+        self.v4.retain(|e| keep(&e.1));
+        self.v6.retain(|e| keep(&e.2));
+        self.text.retain(|e| keep(&e.1));
+        if !keep(&self.global) {
+            self.global.store(0, Ordering::Relaxed);
+        }
+    }
+
+    fn tats(&self, into: &mut Vec<u64>) {
+        let tat = |t: &AtomicU64| t.load(Ordering::Relaxed);
+        into.extend(self.v4.iter().map(|e| tat(&e.1)));
+        into.extend(self.v6.iter().map(|e| tat(&e.2)));
+        into.extend(self.text.iter().map(|e| tat(&e.1)));
+        let g = tat(&self.global);
+        if g != 0 {
+            into.push(g);
+        }
+    }
+}
+
+/// A shard: a lock over its policies' tables, alone on its cache lines so
+/// threads working in two shards don't slow each other down.
+#[repr(align(128))]
+struct Shard {
+    tables: RwLock<Vec<Tables>>,
+}
 
 /// GCRA in memory: one atomic word (the theoretical arrival time) per key,
 /// in sharded tables. Checking an existing key takes a shared read lock and
-/// one compare-and-swap; only a new key takes its shard's write lock.
+/// one compare-and-swap; only a new key takes its shard's write lock. An
+/// IPv4 key costs about 40 bytes (benches/rate_limit.rs measures it).
 ///
 /// At most `max_keys` keys are tracked. When a shard is full, keys whose
 /// quota is whole again are dropped (with GCRA such a key is exactly a key
-/// never seen, so nothing is lost); if none is, the least constrained key
-/// goes. No cleanup call to remember.
+/// never seen, so nothing is lost); if that frees too little, the least
+/// constrained sixteenth of the shard goes, so a flood of new keys costs a
+/// scan per sixteenth of a shard, not per key. No cleanup call to remember.
 pub struct MemoryStore {
-    shards: Box<[RwLock<Shard>]>,
-    table_hasher: KeyHasherBuilder,
+    shards: Box<[Shard]>,
+    hashing: Hashing,
     per_shard: usize,
-    clock: Arc<dyn Clock>,
-    start: Instant,
+    time: Elapsed,
+    /// Times a full shard was scanned to make room.
+    #[cfg(test)]
+    scans: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -163,27 +309,31 @@ impl Default for MemoryStore {
 impl MemoryStore {
     /// A store for at most [`DEFAULT_MAX_KEYS`] keys.
     pub fn new() -> Self {
-        Self::with_clock(DEFAULT_MAX_KEYS, SystemClock)
+        Self::with_max_keys(DEFAULT_MAX_KEYS)
     }
 
     /// A store for at most `max_keys` keys.
     pub fn with_max_keys(max_keys: usize) -> Self {
-        Self::with_clock(max_keys, SystemClock)
+        Self::build(max_keys, Elapsed::counter())
     }
 
     /// A store on `clock` (tests move time with it).
     pub fn with_clock<C: Clock>(max_keys: usize, clock: C) -> Self {
-        let start = clock.now();
-        let sip = RandomState::new();
+        Self::build(max_keys, Elapsed::given(Some(Arc::new(clock))))
+    }
+
+    fn build(max_keys: usize, time: Elapsed) -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| RwLock::new(Vec::new())).collect(),
-            table_hasher: KeyHasherBuilder {
-                seed: sip.hash_one(0xfeed_u64),
-                sip,
-            },
+            shards: (0..SHARDS)
+                .map(|_| Shard {
+                    tables: RwLock::new(Vec::new()),
+                })
+                .collect(),
+            hashing: Hashing::new(),
             per_shard: max_keys.div_ceil(SHARDS).max(1),
-            clock: Arc::new(clock),
-            start,
+            time,
+            #[cfg(test)]
+            scans: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -191,7 +341,11 @@ impl MemoryStore {
     pub fn len(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.read().map_or(0, |t| t.len()))
+            .map(|s| {
+                s.tables
+                    .read()
+                    .map_or(0, |t| t.iter().map(Tables::len).sum::<usize>())
+            })
             .sum()
     }
 
@@ -201,42 +355,28 @@ impl MemoryStore {
     }
 
     /// Nanoseconds on the store's clock; never 0, which means "new key".
+    #[inline]
     fn now(&self) -> u64 {
-        let ns = self
-            .clock
-            .now()
-            .saturating_duration_since(self.start)
-            .as_nanos();
-        u64::try_from(ns).unwrap_or(u64::MAX - 1).saturating_add(1)
+        self.time.now().saturating_add(1)
     }
 
-    /// Which shard a key lives in: a seeded multiply over the address bits
-    /// for IP keys (cheaper than going through the hasher), the table's own
-    /// hash for text keys.
+    #[cfg(test)]
     fn shard_of(&self, policy: u16, key: &Key) -> usize {
-        let bits = match key {
-            Key::Ip(IpAddr::V4(v4)) => u64::from(u32::from(*v4)),
-            Key::Ip(IpAddr::V6(v6)) => {
-                let b = u128::from(*v6);
-                (b as u64) ^ ((b >> 64) as u64)
-            }
-            Key::Text(_) => self.table_hasher.hash_one(key),
-            Key::Global => 0,
-        };
-        let h = (bits ^ u64::from(policy).rotate_left(32)).wrapping_mul(self.table_hasher.seed | 1);
-        (h >> 59) as usize % SHARDS
+        shard_index(self.hashing.hash(self.hashing.seed(policy), Slot::of(key)))
     }
 
     /// Peeks synchronously (what [`RateLimitStore::peek`] does).
     pub fn peek_now(&self, policy: &PolicyRef, key: &Key, cost: u32) -> Decision {
-        let shard = &self.shards[self.shard_of(policy.index, key)];
+        let slot = Slot::of(key);
+        let hash = self.hashing.hash(self.hashing.seed(policy.index), slot);
         let now = self.now();
-        let tat = shard
+        let tat = self.shards[shard_index(hash)]
+            .tables
             .read()
             .ok()
             .and_then(|t| {
                 t.get(usize::from(policy.index))
-                    .and_then(|t| t.get(key))
+                    .and_then(|t| t.find(hash, slot))
                     .map(|c| c.load(Ordering::Acquire))
             })
             .unwrap_or(0);
@@ -244,67 +384,96 @@ impl MemoryStore {
     }
 
     /// Checks synchronously (what [`RateLimitStore::check`] does).
+    #[inline]
     pub fn check_now(&self, policy: &PolicyRef, key: &Key, cost: u32) -> Decision {
-        let shard = &self.shards[self.shard_of(policy.index, key)];
+        let slot = Slot::of(key);
+        let seed = self.hashing.seed(policy.index);
+        let hash = self.hashing.hash(seed, slot);
+        let shard = &self.shards[shard_index(hash)];
         let p = usize::from(policy.index);
         let now = self.now();
-        if let Ok(tables) = shard.read() {
-            if let Some(cell) = tables.get(p).and_then(|t| t.get(key)) {
+        if let Ok(tables) = shard.tables.read() {
+            if let Some(cell) = tables.get(p).and_then(|t| t.find(hash, slot)) {
                 return step(cell, now, &policy.quota, cost);
             }
         }
-        let Ok(mut tables) = shard.write() else {
+        self.check_new(shard, p, seed, hash, slot, now, policy, cost)
+    }
+
+    /// The slow path of [`check_now`](Self::check_now): the key is new to
+    /// its shard (or the policy to the store).
+    #[cold]
+    #[allow(clippy::too_many_arguments)]
+    fn check_new(
+        &self,
+        shard: &Shard,
+        p: usize,
+        seed: u64,
+        hash: u64,
+        slot: Slot<'_>,
+        now: u64,
+        policy: &PolicyRef,
+        cost: u32,
+    ) -> Decision {
+        let Ok(mut tables) = shard.tables.write() else {
             // A poisoned shard: judge as a new key rather than fail.
             return gcra(0, now, &policy.quota, cost).0;
         };
         if tables.len() <= p {
-            let builder = &self.table_hasher;
-            tables.resize_with(p + 1, || HashMap::with_hasher(builder.clone()));
+            tables.resize_with(p + 1, Tables::default);
         }
-        let total: usize = tables.iter().map(HashMap::len).sum();
-        let table = &mut tables[p];
-        if !table.contains_key(key) && total >= self.per_shard {
-            evict(
-                table,
-                now,
-                self.per_shard.saturating_sub(total - table.len()).max(1),
-            );
+        if tables[p].find(hash, slot).is_none() {
+            let total: usize = tables.iter().map(Tables::len).sum();
+            if total >= self.per_shard {
+                #[cfg(test)]
+                self.scans.fetch_add(1, Ordering::Relaxed);
+                make_room(&mut tables, now, self.per_shard);
+            }
         }
-        let cell = table
-            .entry(key.clone())
-            .or_insert_with(|| AtomicU64::new(0));
+        let cell = tables[p].get_or_insert(&self.hashing, seed, hash, slot);
         step(cell, now, &policy.quota, cost)
     }
 }
 
 /// One GCRA step on an atomic TAT (compare-and-swap until it sticks).
+#[inline]
 fn step(cell: &AtomicU64, now: u64, quota: &Quota, cost: u32) -> Decision {
     let mut tat = cell.load(Ordering::Acquire);
     loop {
-        let (decision, new_tat) = gcra(tat, now, quota, cost);
-        if !decision.allowed {
-            return decision;
-        }
+        let Some(new_tat) = admit(tat, now, quota, cost) else {
+            return denied(tat, now, quota, cost);
+        };
         match cell.compare_exchange_weak(tat, new_tat, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => return decision,
+            Ok(_) => return allowed(new_tat, now, quota),
             Err(actual) => tat = actual,
         }
     }
 }
 
-fn evict(table: &mut Table, now: u64, cap: usize) {
-    // Whole quotas are free to forget.
-    table.retain(|_, tat| tat.load(Ordering::Relaxed) > now);
-    if table.len() < cap {
+/// Frees a full shard down to 15/16 of `cap`: keys whose quota is whole
+/// first (forgetting them changes nothing), then the least constrained.
+fn make_room(tables: &mut [Tables], now: u64, cap: usize) {
+    let target = cap - cap / 16 - 1;
+    for t in tables.iter_mut() {
+        // TAT at most `now`: whole again.
+        t.forget(now.saturating_add(1), &mut 0);
+    }
+    let total: usize = tables.iter().map(Tables::len).sum();
+    if total <= target {
         return;
     }
-    // Still full: forget the key closest to whole.
-    if let Some(k) = table
-        .iter()
-        .min_by_key(|(_, t)| t.load(Ordering::Relaxed))
-        .map(|(k, _)| k.clone())
-    {
-        table.remove(&k);
+    let mut tats = Vec::with_capacity(total);
+    for t in tables.iter() {
+        t.tats(&mut tats);
+    }
+    // Exactly the surplus goes: every key below the surplus-th smallest
+    // TAT, and as many keys at that TAT as it takes.
+    let surplus = total - target;
+    let (below, threshold, _) = tats.select_nth_unstable(surplus - 1);
+    let threshold = *threshold;
+    let mut ties = surplus - below.iter().filter(|t| **t < threshold).count();
+    for t in tables.iter_mut() {
+        t.forget(threshold, &mut ties);
     }
 }
 
@@ -318,6 +487,16 @@ impl RateLimitStore for MemoryStore {
     fn peek(&self, policy: &PolicyRef, key: &Key, cost: u32) -> Self::Future {
         std::future::ready(Ok(self.peek_now(policy, key, cost)))
     }
+
+    #[inline]
+    fn check_at_once(
+        &self,
+        policy: &PolicyRef,
+        key: &Key,
+        cost: u32,
+    ) -> Option<Result<Decision, StoreError>> {
+        Some(Ok(self.check_now(policy, key, cost)))
+    }
 }
 
 impl<S: RateLimitStore> RateLimitStore for Arc<S> {
@@ -329,6 +508,16 @@ impl<S: RateLimitStore> RateLimitStore for Arc<S> {
 
     fn peek(&self, policy: &PolicyRef, key: &Key, cost: u32) -> Self::Future {
         (**self).peek(policy, key, cost)
+    }
+
+    #[inline]
+    fn check_at_once(
+        &self,
+        policy: &PolicyRef,
+        key: &Key,
+        cost: u32,
+    ) -> Option<Result<Decision, StoreError>> {
+        (**self).check_at_once(policy, key, cost)
     }
 }
 
@@ -431,5 +620,68 @@ mod tests {
             .map(|h| h.join().unwrap())
             .sum();
         assert_eq!(allowed, 1000, "exactly the burst, no lost updates");
+    }
+
+    #[test]
+    fn address_families_global_and_text_are_apart() {
+        let store = MemoryStore::with_clock(1000, ManualClock::new());
+        let p = policy(Quota::per_minute(1));
+        let keys = [
+            Key::Ip("10.0.0.1".parse().unwrap()),
+            Key::Ip("::a00:1".parse().unwrap()),
+            Key::Ip("2001:db8::1".parse().unwrap()),
+            Key::Ip("2001:db8::2".parse().unwrap()),
+            Key::Text("10.0.0.1".into()),
+            Key::Global,
+        ];
+        for k in &keys {
+            assert!(store.check_now(&p, k, 1).allowed, "{k} is new");
+        }
+        for k in &keys {
+            assert!(!store.check_now(&p, k, 1).allowed, "{k} is spent");
+        }
+        assert_eq!(store.len(), keys.len());
+    }
+
+    #[test]
+    fn the_counter_clock_moves() {
+        // The default store reads the counter clock: a spent quota comes
+        // back after its interval, not before.
+        let store = MemoryStore::new();
+        let p = policy(Quota::per_second(20).with_burst(1));
+        assert!(store.check_now(&p, &Key::Global, 1).allowed);
+        let d = store.check_now(&p, &Key::Global, 1);
+        assert!(!d.allowed);
+        assert!(d.retry_after > Duration::ZERO && d.retry_after <= Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(store.check_now(&p, &Key::Global, 1).allowed);
+    }
+
+    #[test]
+    fn a_flood_of_limited_keys_stays_bounded_and_cheap() {
+        // Every key is still constrained (frozen clock), so nothing is
+        // whole: the least constrained go, a sixteenth of a shard at a time.
+        let store = MemoryStore::with_clock(1600, ManualClock::new());
+        let p = policy(Quota::per_hour(10));
+        for i in 0..200_000u32 {
+            let ip = std::net::IpAddr::V4(std::net::Ipv4Addr::from(i));
+            store.check_now(&p, &Key::Ip(ip), 1);
+        }
+        assert!(store.len() <= 1600, "bounded: {}", store.len());
+        assert!(store.len() >= 1200, "not emptied: {}", store.len());
+        // Each scan frees a sixteenth of a shard (100 keys here): about
+        // 200,000 / 7 scans, not one per new key.
+        let scans = store.scans.load(Ordering::Relaxed);
+        assert!(scans < 30_000, "{scans} scans");
+        // The most constrained key survives the flood.
+        let hot = Key::Text("hot".into());
+        for _ in 0..10 {
+            store.check_now(&p, &hot, 1);
+        }
+        for i in 0..10_000u32 {
+            let ip = std::net::IpAddr::V4(std::net::Ipv4Addr::from(1_000_000 + i));
+            store.check_now(&p, &Key::Ip(ip), 1);
+        }
+        assert!(!store.check_now(&p, &hot, 1).allowed, "still limited");
     }
 }
