@@ -365,9 +365,28 @@ async fn metrics_cover_every_layer_and_promtool_accepts_them() {
         "tower_perf_compression_responses_total{coding=\"gzip\"} 1",
         "tower_perf_rate_limit_requests_total{policy=\"api\",decision=\"allowed\"} 4",
         "tower_perf_cache_control_etags_total",
+        "tower_perf_compression_responses_total{coding=\"deflate\"} 0",
+        "tower_perf_compression_not_acceptable_total 0",
+        "# TYPE tower_perf_cache_entries gauge",
+        "# TYPE tower_perf_cache_size_bytes gauge",
     ] {
         assert!(text.contains(needle), "missing {needle}:\n{text}");
     }
+    // Each family carries its own figure: compression shrank the bytes.
+    let value = |prefix: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix}:\n{text}"))
+    };
+    let bytes_in = value("tower_perf_compression_input_bytes_total{coding=\"gzip\"}");
+    let bytes_out = value("tower_perf_compression_output_bytes_total{coding=\"gzip\"}");
+    assert!(
+        bytes_out > 0 && bytes_out < bytes_in,
+        "{bytes_in} in, {bytes_out} out"
+    );
+    assert!(value("tower_perf_cache_entries ") >= 1);
+    assert!(value("tower_perf_cache_size_bytes ") > 0);
     support::promtool(&text);
 }
 

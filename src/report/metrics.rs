@@ -52,6 +52,23 @@ impl<'a> Family<'a> {
     }
 }
 
+/// One counter family with one label, a value per row.
+#[cfg(any(feature = "cache", feature = "redis"))]
+fn by_label(out: &mut String, name: &'static str, help: &str, label: &str, rows: &[(&str, u64)]) {
+    let mut f = Family::new(out, name, "counter", help);
+    for (l, v) in rows {
+        f.value(&[(label, l)], *v);
+    }
+}
+
+/// One family per row, each a single unlabelled value of `kind`.
+#[cfg(any(feature = "cache", feature = "compression", feature = "cache-control"))]
+fn singles(out: &mut String, kind: &str, rows: &[(&'static str, &str, u64)]) {
+    for (name, help, v) in rows {
+        Family::new(out, name, kind, help).value(&[], *v);
+    }
+}
+
 #[cfg_attr(
     not(any(
         feature = "cache",
@@ -77,112 +94,107 @@ pub(super) fn render(sources: &Sources) -> String {
     #[cfg(feature = "cache")]
     if let Some(h) = &sources.cache {
         let s = h.stats().snapshot();
-        let mut f = Family::new(
+        by_label(
             &mut out,
             "tower_perf_cache_requests_total",
-            "counter",
             "GET and HEAD requests by how the cache answered them.",
+            "result",
+            &[
+                ("hit", s.hits),
+                ("miss", s.misses),
+                ("stale", s.stale_served),
+                ("revalidated", s.revalidated_not_modified),
+                ("modified", s.revalidated_modified),
+                ("bypass", s.bypassed),
+                ("gateway_timeout", s.gateway_timeouts),
+            ],
         );
-        for (result, v) in [
-            ("hit", s.hits),
-            ("miss", s.misses),
-            ("stale", s.stale_served),
-            ("revalidated", s.revalidated_not_modified),
-            ("modified", s.revalidated_modified),
-            ("bypass", s.bypassed),
-            ("gateway_timeout", s.gateway_timeouts),
-        ] {
-            f.value(&[("result", result)], v);
-        }
-        for (name, help, v) in [
-            (
-                "tower_perf_cache_stores_total",
-                "Responses stored.",
-                s.stores,
-            ),
-            (
-                "tower_perf_cache_not_stored_total",
-                "Responses that could not be stored.",
-                s.not_stored,
-            ),
-            (
-                "tower_perf_cache_aborted_total",
-                "Bodies that failed or were dropped before their end.",
-                s.aborted,
-            ),
-            (
-                "tower_perf_cache_coalesced_total",
-                "Requests that waited for another request's fetch.",
-                s.coalesced,
-            ),
-            (
-                "tower_perf_cache_invalidations_total",
-                "URLs invalidated by unsafe methods.",
-                s.invalidations,
-            ),
-            (
-                "tower_perf_cache_purged_total",
-                "URLs dropped by purges.",
-                s.purged,
-            ),
-            (
-                "tower_perf_cache_evictions_total",
-                "Entries evicted to stay within the byte budget.",
-                s.evictions,
-            ),
-            (
-                "tower_perf_cache_store_errors_total",
-                "Store operations that failed.",
-                s.store_errors,
-            ),
-        ] {
-            Family::new(&mut out, name, "counter", help).value(&[], v);
-        }
-        Family::new(
+        singles(
             &mut out,
-            "tower_perf_cache_entries",
-            "gauge",
-            "URLs in the store.",
-        )
-        .value(&[], s.entries);
-        Family::new(
+            "counter",
+            &[
+                (
+                    "tower_perf_cache_stores_total",
+                    "Responses stored.",
+                    s.stores,
+                ),
+                (
+                    "tower_perf_cache_not_stored_total",
+                    "Responses that could not be stored.",
+                    s.not_stored,
+                ),
+                (
+                    "tower_perf_cache_aborted_total",
+                    "Bodies that failed or were dropped before their end.",
+                    s.aborted,
+                ),
+                (
+                    "tower_perf_cache_coalesced_total",
+                    "Requests that waited for another request's fetch.",
+                    s.coalesced,
+                ),
+                (
+                    "tower_perf_cache_invalidations_total",
+                    "URLs invalidated by unsafe methods.",
+                    s.invalidations,
+                ),
+                (
+                    "tower_perf_cache_purged_total",
+                    "URLs dropped by purges.",
+                    s.purged,
+                ),
+                (
+                    "tower_perf_cache_evictions_total",
+                    "Entries evicted to stay within the byte budget.",
+                    s.evictions,
+                ),
+                (
+                    "tower_perf_cache_store_errors_total",
+                    "Store operations that failed.",
+                    s.store_errors,
+                ),
+            ],
+        );
+        singles(
             &mut out,
-            "tower_perf_cache_size_bytes",
             "gauge",
-            "Bytes in the store.",
-        )
-        .value(&[], s.bytes);
+            &[
+                ("tower_perf_cache_entries", "URLs in the store.", s.entries),
+                (
+                    "tower_perf_cache_size_bytes",
+                    "Bytes in the store.",
+                    s.bytes,
+                ),
+            ],
+        );
     }
     #[cfg(feature = "compression")]
     if let Some(c) = &sources.compression {
         let s = c.snapshot();
         let codings = [("gzip", s.gzip), ("deflate", s.deflate)];
-        let mut f = Family::new(
-            &mut out,
-            "tower_perf_compression_responses_total",
-            "counter",
-            "Responses compressed.",
-        );
-        for (name, x) in codings {
-            f.value(&[("coding", name)], x.responses);
-        }
-        let mut f = Family::new(
-            &mut out,
-            "tower_perf_compression_input_bytes_total",
-            "counter",
-            "Bytes before compression.",
-        );
-        for (name, x) in codings {
-            f.value(&[("coding", name)], x.bytes_in);
-        }
-        let mut f = Family::new(
-            &mut out,
-            "tower_perf_compression_output_bytes_total",
-            "counter",
-            "Bytes after compression.",
-        );
-        for (name, x) in codings {
-            f.value(&[("coding", name)], x.bytes_out);
+        type Pick = fn(&crate::compression::CodingSnapshot) -> u64;
+        let per_coding: [(&'static str, &str, Pick); 3] = [
+            (
+                "tower_perf_compression_responses_total",
+                "Responses compressed.",
+                |x| x.responses,
+            ),
+            (
+                "tower_perf_compression_input_bytes_total",
+                "Bytes before compression.",
+                |x| x.bytes_in,
+            ),
+            (
+                "tower_perf_compression_output_bytes_total",
+                "Bytes after compression.",
+                |x| x.bytes_out,
+            ),
+        ];
+        for (name, help, pick) in per_coding {
+            let mut f = Family::new(&mut out, name, "counter", help);
+            for (coding, x) in &codings {
+                f.value(&[("coding", coding)], pick(x));
+            }
         }
         let mut f = Family::new(
             &mut out,
@@ -193,41 +205,45 @@ pub(super) fn render(sources: &Sources) -> String {
         for (reason, n) in &s.skipped {
             f.value(&[("reason", reason.as_str())], *n);
         }
-        Family::new(
+        singles(
             &mut out,
-            "tower_perf_compression_not_acceptable_total",
             "counter",
-            "406 answers.",
-        )
-        .value(&[], s.not_acceptable);
+            &[(
+                "tower_perf_compression_not_acceptable_total",
+                "406 answers.",
+                s.not_acceptable,
+            )],
+        );
     }
     #[cfg(feature = "cache-control")]
     if let Some(c) = &sources.cache_control {
         let s = c.snapshot();
-        for (name, help, v) in [
-            (
-                "tower_perf_cache_control_etags_total",
-                "ETags generated by hashing bodies.",
-                s.etags_generated,
-            ),
-            (
-                "tower_perf_cache_control_not_modified_total",
-                "304 answers.",
-                s.not_modified,
-            ),
-            (
-                "tower_perf_cache_control_precondition_failed_total",
-                "412 answers.",
-                s.precondition_failed,
-            ),
-            (
-                "tower_perf_cache_control_policies_total",
-                "Responses given a Cache-Control by a rule.",
-                s.policies_applied,
-            ),
-        ] {
-            Family::new(&mut out, name, "counter", help).value(&[], v);
-        }
+        singles(
+            &mut out,
+            "counter",
+            &[
+                (
+                    "tower_perf_cache_control_etags_total",
+                    "ETags generated by hashing bodies.",
+                    s.etags_generated,
+                ),
+                (
+                    "tower_perf_cache_control_not_modified_total",
+                    "304 answers.",
+                    s.not_modified,
+                ),
+                (
+                    "tower_perf_cache_control_precondition_failed_total",
+                    "412 answers.",
+                    s.precondition_failed,
+                ),
+                (
+                    "tower_perf_cache_control_policies_total",
+                    "Responses given a Cache-Control by a rule.",
+                    s.policies_applied,
+                ),
+            ],
+        );
     }
     #[cfg(feature = "rate-limit")]
     if let Some(r) = &sources.rate_limit {
@@ -246,43 +262,39 @@ pub(super) fn render(sources: &Sources) -> String {
     #[cfg(feature = "redis")]
     if let Some(s) = &sources.redis_rate_limit {
         let s = s.snapshot();
-        let mut f = Family::new(
+        by_label(
             &mut out,
             "tower_perf_redis_rate_limit_operations_total",
-            "counter",
             "Redis rate-limit store operations by outcome.",
+            "outcome",
+            &[
+                ("checked", s.checks),
+                ("denied_locally", s.local_denials),
+                ("error", s.errors),
+                ("timeout", s.timeouts),
+                ("fallback", s.fallbacks),
+            ],
         );
-        for (outcome, v) in [
-            ("checked", s.checks),
-            ("denied_locally", s.local_denials),
-            ("error", s.errors),
-            ("timeout", s.timeouts),
-            ("fallback", s.fallbacks),
-        ] {
-            f.value(&[("outcome", outcome)], v);
-        }
     }
     #[cfg(feature = "redis")]
     if let Some(s) = &sources.redis_cache {
         let s = s.snapshot();
-        let mut f = Family::new(
+        by_label(
             &mut out,
             "tower_perf_redis_cache_operations_total",
-            "counter",
             "Redis cache store operations by outcome.",
+            "outcome",
+            &[
+                ("l1_hit", s.l1_hits),
+                ("l2_hit", s.l2_hits),
+                ("l2_miss", s.l2_misses),
+                ("error", s.errors),
+                ("timeout", s.timeouts),
+                ("fallback", s.fallbacks),
+                ("invalidation_published", s.invalidations_published),
+                ("invalidation_received", s.invalidations_received),
+            ],
         );
-        for (outcome, v) in [
-            ("l1_hit", s.l1_hits),
-            ("l2_hit", s.l2_hits),
-            ("l2_miss", s.l2_misses),
-            ("error", s.errors),
-            ("timeout", s.timeouts),
-            ("fallback", s.fallbacks),
-            ("invalidation_published", s.invalidations_published),
-            ("invalidation_received", s.invalidations_received),
-        ] {
-            f.value(&[("outcome", outcome)], v);
-        }
     }
     out
 }

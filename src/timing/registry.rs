@@ -13,7 +13,7 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::Method;
 
@@ -24,6 +24,7 @@ use super::spans::{SpanAgg, SpanStats};
 /// class of machine, so two threads rarely share one.
 const SHARDS: usize = 8;
 
+use crate::clock::Elapsed;
 pub use crate::clock::{Clock, SystemClock};
 
 /// The label of requests no route matched.
@@ -48,9 +49,10 @@ pub struct SlowRequest {
 
 /// What every cell needs to know, shared and never cloned per request.
 pub(crate) struct Shared {
-    clock: Arc<dyn Clock>,
-    start: Instant,
+    /// Nanoseconds since the registry started: every time below is one.
+    time: Elapsed,
     slot_len: Duration,
+    slot_len_ns: u64,
     slots: u64,
     slow_threshold: Option<Duration>,
     slow_cap: usize,
@@ -61,21 +63,18 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Nanoseconds since the registry started.
     #[inline]
-    pub(crate) fn now(&self) -> Instant {
-        self.clock.now()
+    pub(crate) fn now(&self) -> u64 {
+        self.time.now()
     }
 
-    fn slot_at(&self, at: Instant) -> u64 {
-        let since = at.saturating_duration_since(self.start);
-        u64::try_from(since.as_nanos() / self.slot_len.as_nanos().max(1)).unwrap_or(u64::MAX)
+    fn slot_at(&self, at: u64) -> u64 {
+        at / self.slot_len_ns
     }
 
-    fn slot_end(&self, slot: u64) -> Instant {
-        let end = self
-            .slot_len
-            .saturating_mul(u32::try_from(slot.saturating_add(1)).unwrap_or(u32::MAX));
-        self.start + end
+    fn slot_end(&self, slot: u64) -> u64 {
+        slot.saturating_add(1).saturating_mul(self.slot_len_ns)
     }
 
     fn keep(&self) -> usize {
@@ -104,7 +103,7 @@ pub(crate) struct Route {
 struct Current {
     slot: u64,
     /// The current slot ends here; recording compares against it.
-    slot_end: Instant,
+    slot_end: u64,
     hist: Hist,
     /// Since start (never flushed): sub-timings by name.
     spans: Vec<(Box<str>, SpanStats)>,
@@ -303,11 +302,11 @@ impl Route {
 
 impl Cell {
     #[inline]
-    pub(crate) fn now(&self) -> Instant {
+    pub(crate) fn now(&self) -> u64 {
         self.shared.now()
     }
 
-    fn with_current(&self, at: Instant, f: impl FnOnce(&mut Current)) {
+    fn with_current(&self, at: u64, f: impl FnOnce(&mut Current)) {
         let Ok(mut cur) = self.current.lock() else {
             return;
         };
@@ -322,10 +321,12 @@ impl Cell {
         f(&mut cur);
     }
 
-    pub(crate) fn record(&self, start: Instant, status: u16, spans: &[SpanAgg]) {
+    /// Records a request that started at `start` (nanoseconds on the
+    /// registry's clock) and ends now.
+    pub(crate) fn record(&self, start: u64, status: u16, spans: &[SpanAgg]) {
         let end = self.now();
-        let duration = end.saturating_duration_since(start);
-        let ns = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+        let ns = end.saturating_sub(start);
+        let duration = Duration::from_nanos(ns);
         let threshold = self.shared.n_plus_one;
         self.with_current(end, |cur| {
             cur.hist.record(ns, status);
@@ -372,7 +373,7 @@ impl Cell {
         self.with_current(self.now(), |cur| cur.hist.record_abort());
     }
 
-    fn push_slow(&self, status: u16, duration: Duration, end: Instant) {
+    fn push_slow(&self, status: u16, duration: Duration, end: u64) {
         let Some(route) = self.route.upgrade() else {
             return;
         };
@@ -390,9 +391,7 @@ impl Cell {
             route: route.label.to_string(),
             status,
             duration_ms: duration.as_secs_f64() * 1000.0,
-            at_secs: end
-                .saturating_duration_since(self.shared.start)
-                .as_secs_f64(),
+            at_secs: Duration::from_nanos(end).as_secs_f64(),
         });
     }
 }
@@ -464,7 +463,8 @@ fn memo_slot(registry: u64, label: &str) -> usize {
 /// How the registry is configured.
 #[derive(Clone)]
 pub(crate) struct RegistryConfig {
-    pub(crate) clock: Arc<dyn Clock>,
+    /// `None`: the counter clock.
+    pub(crate) clock: Option<Arc<dyn Clock>>,
     pub(crate) window: Duration,
     pub(crate) slots: u32,
     pub(crate) max_routes: usize,
@@ -498,9 +498,11 @@ impl Registry {
         Self {
             id: NEXT_REGISTRY.fetch_add(1, Ordering::Relaxed),
             shared: Arc::new(Shared {
-                start: c.clock.now(),
-                clock: c.clock,
+                time: Elapsed::given(c.clock),
                 slot_len,
+                slot_len_ns: u64::try_from(slot_len.as_nanos())
+                    .unwrap_or(u64::MAX)
+                    .max(1),
                 slots: u64::from(slots),
                 slow_threshold: c.slow_threshold,
                 slow_cap: c.slow_cap,
@@ -514,8 +516,9 @@ impl Registry {
         }
     }
 
+    /// Nanoseconds since the registry started.
     #[inline]
-    pub(crate) fn now(&self) -> Instant {
+    pub(crate) fn now(&self) -> u64 {
         self.shared.now()
     }
 
@@ -644,9 +647,7 @@ impl Registry {
     }
 
     pub(crate) fn uptime(&self) -> Duration {
-        self.shared
-            .now()
-            .saturating_duration_since(self.shared.start)
+        Duration::from_nanos(self.shared.now())
     }
 }
 
