@@ -1,6 +1,7 @@
 //! Serving a cache hit of a 10 KiB entry, beside calling a trivial inner
-//! service directly (the bare cost of a tower call and a body) and beside
-//! a moka lookup alone (the store's floor).
+//! service directly (the bare cost of a tower call and a body), beside the
+//! harness's floor (a response with no fields) and beside a moka lookup
+//! alone (the store's floor).
 //!
 //! Run: `cargo bench --bench cache`.
 #![allow(missing_docs)]
@@ -17,31 +18,6 @@ use http::{Request, Response, header};
 use http_body_util::{BodyExt, Full};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_perf::cache::CacheLayer;
-
-fn origin(
-    body: Bytes,
-) -> impl Service<
-    Request<Full<Bytes>>,
-    Response = Response<Full<Bytes>>,
-    Error = Infallible,
-    Future: Send,
-> + Clone
-+ Send
-+ 'static {
-    service_fn(move |_req: Request<Full<Bytes>>| {
-        let body = body.clone();
-        async move {
-            Ok::<_, Infallible>(
-                Response::builder()
-                    .header(header::CONTENT_TYPE, "application/json")
-                    .header(header::CACHE_CONTROL, "public, max-age=3600")
-                    .header(header::ETAG, "\"v1\"")
-                    .body(Full::new(body))
-                    .unwrap(),
-            )
-        }
-    })
-}
 
 async fn get<S, B>(svc: &S) -> Bytes
 where
@@ -64,10 +40,10 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
     let body = common::json(10 * 1024);
-    let bare = origin(body.clone());
+    let bare = common::cacheable_origin(body.clone());
     let cached = ServiceBuilder::new()
         .layer(CacheLayer::new())
-        .service(origin(body.clone()));
+        .service(common::cacheable_origin(body.clone()));
     // Fill the cache, and check the hit serves the very bytes stored.
     let first = rt.block_on(get(&cached));
     let hit = rt.block_on(get(&cached));
@@ -80,6 +56,18 @@ fn bench(c: &mut Criterion) {
     group
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3));
+    // The floor of any service in this harness: a response with no
+    // fields around the same body (request building, `oneshot`, body
+    // collection). A hit's own cost is the hit minus this.
+    let floor_body = body.clone();
+    let floor = service_fn(move |_req: Request<Full<Bytes>>| {
+        let body = floor_body.clone();
+        async move { Ok::<_, Infallible>(Response::new(Full::new(body))) }
+    });
+    group.bench_function("floor (no fields)", |b| {
+        b.to_async(&rt)
+            .iter(|| async { black_box(get(&floor).await) })
+    });
     group.bench_function("bare inner service", |b| {
         b.to_async(&rt)
             .iter(|| async { black_box(get(&bare).await) })
@@ -88,6 +76,35 @@ fn bench(c: &mut Criterion) {
         b.to_async(&rt)
             .iter(|| async { black_box(get(&cached).await) })
     });
+    // Two threads at once, each on its own runtime (time per request per
+    // thread): shared counters or locks on the hit path show up here.
+    for (name, svc) in [
+        ("bare inner service, 2 threads", None),
+        ("tower-perf hit, 2 threads", Some(&cached)),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                common::parallel(2, |_| {
+                    let bare = bare.clone();
+                    let cached = svc.cloned();
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    move || {
+                        rt.block_on(async {
+                            for _ in 0..iters {
+                                match &cached {
+                                    Some(c) => black_box(get(c).await),
+                                    None => black_box(get(&bare).await),
+                                };
+                            }
+                        })
+                    }
+                })
+            })
+        });
+    }
     group.bench_function("moka get alone", |b| {
         b.iter(|| black_box(moka.get(black_box("example.com/api/v1/items"))))
     });

@@ -468,46 +468,96 @@ pub(crate) fn not_modified_headers(stored: &HeaderMap) -> HeaderMap {
 
 /// An `Age` value in whole seconds.
 pub(crate) fn age_value(age: Duration) -> HeaderValue {
-    HeaderValue::from(age.as_secs())
-}
-
-/// `Cache-Status` of a fresh hit, `NAME; hit; ttl=N`, written without the
-/// formatting machinery (it is on every hit).
-pub(crate) fn hit_status(name: &str, ttl: i64) -> Option<HeaderValue> {
-    const MID: &[u8] = b"; hit; ttl=";
-    let mut buf = [0u8; 128];
-    let digits = itoa_buf(ttl.unsigned_abs());
-    let digits = &digits.buf[digits.start..];
-    let sign = usize::from(ttl < 0);
-    let len = name.len() + MID.len() + sign + digits.len();
-    let out = buf.get_mut(..len)?;
-    let (n, rest) = out.split_at_mut(name.len());
-    n.copy_from_slice(name.as_bytes());
-    let (m, rest) = rest.split_at_mut(MID.len());
-    m.copy_from_slice(MID);
-    let (s, d) = rest.split_at_mut(sign);
-    s.fill(b'-');
-    d.copy_from_slice(digits);
-    HeaderValue::from_bytes(out).ok()
-}
-
-struct DigitBuf {
-    buf: [u8; 20],
-    start: usize,
-}
-
-fn itoa_buf(mut n: u64) -> DigitBuf {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+    let secs = age.as_secs();
+    // Most answers are younger than three hours: their value is a slice of
+    // a static table, so an `Age` costs no allocation and no shared count.
+    if let Some(digits) = static_digits(secs) {
+        return HeaderValue::from_static(digits);
     }
-    DigitBuf { buf, start: i }
+    HeaderValue::from(secs)
+}
+
+/// The numbers 0 to [`STATIC_DIGITS_MAX`] written back to back.
+static DIGITS: [u8; DIGITS_LEN] = digits_table();
+const STATIC_DIGITS_MAX: u64 = 9_999;
+const DIGITS_LEN: usize = 10 + 90 * 2 + 900 * 3 + 9_000 * 4;
+
+const fn digits_table() -> [u8; DIGITS_LEN] {
+    let mut out = [0u8; DIGITS_LEN];
+    let mut n = 0u64;
+    let mut at = 0usize;
+    while n <= STATIC_DIGITS_MAX {
+        let len = digit_count(n);
+        let mut i = len;
+        let mut v = n;
+        while i > 0 {
+            i -= 1;
+            out[at + i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        at += len;
+        n += 1;
+    }
+    out
+}
+
+const fn digit_count(n: u64) -> usize {
+    if n < 10 {
+        1
+    } else if n < 100 {
+        2
+    } else if n < 1_000 {
+        3
+    } else {
+        4
+    }
+}
+
+/// `n` in decimal from the static table, when it is there.
+fn static_digits(n: u64) -> Option<&'static str> {
+    let at = match n {
+        0..=9 => n,
+        10..=99 => 10 + (n - 10) * 2,
+        100..=999 => 190 + (n - 100) * 3,
+        1_000..=STATIC_DIGITS_MAX => 2_890 + (n - 1_000) * 4,
+        _ => return None,
+    };
+    let at = usize::try_from(at).ok()?;
+    let bytes = DIGITS.get(at..at + digit_count(n))?;
+    std::str::from_utf8(bytes).ok()
+}
+
+/// `Cache-Status` of a fresh hit under `name` with `ttl`, as `write` makes
+/// it. It is on every hit and changes once a second at most, so each thread
+/// keeps its last one and hands out clones (the thread's own allocation: no
+/// count shared between threads); `write` runs only when it changes.
+pub(crate) fn hit_status(
+    name: &str,
+    ttl: i64,
+    write: impl FnOnce() -> Option<HeaderValue>,
+) -> Option<HeaderValue> {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(Box<str>, i64, HeaderValue)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let mut write = Some(write);
+    let memo = LAST.try_with(|last| {
+        let mut last = last.try_borrow_mut().ok()?;
+        if let Some((n, t, v)) = last.as_ref() {
+            if *t == ttl && **n == *name {
+                return Some(v.clone());
+            }
+        }
+        let v = write.take()?()?;
+        *last = Some((name.into(), ttl, v.clone()));
+        Some(v)
+    });
+    match (memo, write) {
+        (Ok(Some(v)), _) => Some(v),
+        // The thread is going away (or the memo is busy): write it afresh.
+        (_, Some(write)) => write(),
+        (_, None) => None,
+    }
 }
 
 #[cfg(test)]
@@ -686,17 +736,25 @@ mod tests {
 
     #[test]
     fn hit_status_values() {
-        assert_eq!(
-            hit_status("tower-perf", 42).unwrap(),
-            "tower-perf; hit; ttl=42"
-        );
-        assert_eq!(hit_status("c", -7).unwrap(), "c; hit; ttl=-7");
-        assert_eq!(hit_status("c", 0).unwrap(), "c; hit; ttl=0");
-        assert_eq!(
-            hit_status("c", i64::MIN).unwrap(),
-            "c; hit; ttl=-9223372036854775808"
-        );
-        assert!(hit_status(&"x".repeat(200), 1).is_none());
+        let writes = std::cell::Cell::new(0);
+        let status = |name: &str, ttl: i64| {
+            hit_status(name, ttl, || {
+                writes.set(writes.get() + 1);
+                HeaderValue::from_str(&format!("{name}; hit; ttl={ttl}")).ok()
+            })
+        };
+        // The per-thread memo answers by name and ttl, not by the last
+        // call, and writes a value only when it changes.
+        assert_eq!(status("a", 5).unwrap(), "a; hit; ttl=5");
+        assert_eq!(status("a", 5).unwrap(), "a; hit; ttl=5");
+        assert_eq!(writes.get(), 1);
+        assert_eq!(status("b", 5).unwrap(), "b; hit; ttl=5");
+        assert_eq!(status("b", 6).unwrap(), "b; hit; ttl=6");
+        assert_eq!(status("a", 5).unwrap(), "a; hit; ttl=5");
+        assert_eq!(writes.get(), 4);
+        // A writer that fails is not remembered.
+        assert!(hit_status("c", 1, || None).is_none());
+        assert_eq!(status("c", 1).unwrap(), "c; hit; ttl=1");
     }
 
     #[test]
@@ -710,6 +768,15 @@ mod tests {
 
     #[test]
     fn age_values() {
+        for n in [
+            0u64, 1, 9, 10, 11, 99, 100, 101, 999, 1_000, 1_001, 9_998, 9_999, 10_000, 86_400,
+        ] {
+            assert_eq!(
+                age_value(Duration::from_secs(n)),
+                n.to_string().as_str(),
+                "{n}"
+            );
+        }
         assert_eq!(age_value(Duration::from_secs(0)), "0");
         assert_eq!(age_value(Duration::from_millis(1999)), "1");
         assert_eq!(

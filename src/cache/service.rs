@@ -21,6 +21,7 @@ use super::layer::{CacheLayer, Config};
 use super::stats::{CacheStats, Counters};
 use super::store::{CacheStore, StoreError, StoreFuture, Variants};
 use crate::headers::{CacheControl, EntityTagList, HttpDate};
+use http::header::Entry;
 
 /// State shared by every service of one [`CacheLayer`].
 #[derive(Debug)]
@@ -434,58 +435,58 @@ impl Shared {
             )
         };
         headers.insert(header::AGE, entry::age_value(age));
-        // The template's placeholder is the last Cache-Status value; an
-        // upstream cache's values (no placeholder then) come first.
-        let placeholder = !is_304
-            && headers
-                .get(&entry::CACHE_STATUS)
-                .is_some_and(|v| v.is_empty());
-        if placeholder {
-            let value = match (via, self.config.status_name.as_deref()) {
-                (_, None) => None,
-                (Via::Hit, Some(name)) => entry::hit_status(name, ttl),
-                (_, Some(_)) => None,
-            };
-            match value {
+        // The template's empty placeholder (there when no upstream cache
+        // sent a Cache-Status) takes our member in place; otherwise it
+        // follows the upstream ones (RFC 9211 §2).
+        let value = self.cache_status(via, ttl);
+        match headers.entry(&entry::CACHE_STATUS) {
+            Entry::Occupied(mut e) if e.get().is_empty() => match value {
                 Some(v) => {
-                    headers.insert(entry::CACHE_STATUS.clone(), v);
-                    return respond_with(status, headers, body);
+                    e.insert(v);
                 }
                 None => {
-                    headers.remove(&entry::CACHE_STATUS);
+                    e.remove();
+                }
+            },
+            Entry::Occupied(mut e) => {
+                if let Some(v) = value {
+                    e.append(v);
+                }
+            }
+            Entry::Vacant(e) => {
+                if let Some(v) = value {
+                    e.insert(v);
                 }
             }
         }
-        match via {
-            Via::Hit => self.set_status(&mut headers, format_args!("hit; ttl={ttl}")),
-            Via::Collapsed => {
-                self.set_status(&mut headers, format_args!("hit; ttl={ttl}; collapsed"));
-            }
-            Via::MaxStale => self.set_status(
-                &mut headers,
-                format_args!("hit; ttl={ttl}; detail=max-stale"),
-            ),
-            Via::WhileRevalidate => self.set_status(
-                &mut headers,
-                format_args!("hit; ttl={ttl}; detail=stale-while-revalidate"),
-            ),
-            Via::StaleIfError(Some(s)) => self.set_status(
-                &mut headers,
-                format_args!(
-                    "fwd=stale; fwd-status={}; ttl={ttl}; detail=stale-if-error",
-                    s.as_u16()
-                ),
-            ),
-            Via::StaleIfError(None) => self.set_status(
-                &mut headers,
-                format_args!("fwd=stale; ttl={ttl}; detail=stale-if-error"),
-            ),
-            Via::Revalidated => self.set_status(
-                &mut headers,
-                format_args!("fwd=stale; fwd-status=304; ttl={ttl}"),
-            ),
-        }
         respond_with(status, headers, body)
+    }
+
+    /// Our `Cache-Status` member for an answer from the store (`None`
+    /// when the header is off).
+    fn cache_status(&self, via: Via, ttl: i64) -> Option<HeaderValue> {
+        let name = self.config.status_name.as_deref()?;
+        match via {
+            // Every hit: no formatting machinery (a per-thread memo).
+            Via::Hit => entry::hit_status(name, ttl, || {
+                self.status_value(format_args!("hit; ttl={ttl}"))
+            }),
+            Via::Collapsed => self.status_value(format_args!("hit; ttl={ttl}; collapsed")),
+            Via::MaxStale => self.status_value(format_args!("hit; ttl={ttl}; detail=max-stale")),
+            Via::WhileRevalidate => self.status_value(format_args!(
+                "hit; ttl={ttl}; detail=stale-while-revalidate"
+            )),
+            Via::StaleIfError(Some(s)) => self.status_value(format_args!(
+                "fwd=stale; fwd-status={}; ttl={ttl}; detail=stale-if-error",
+                s.as_u16()
+            )),
+            Via::StaleIfError(None) => {
+                self.status_value(format_args!("fwd=stale; ttl={ttl}; detail=stale-if-error"))
+            }
+            Via::Revalidated => {
+                self.status_value(format_args!("fwd=stale; fwd-status=304; ttl={ttl}"))
+            }
+        }
     }
 
     fn gateway_timeout<B>(&self, detail: &str) -> Resp<B> {

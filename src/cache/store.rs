@@ -206,7 +206,7 @@ impl moka::Expiry<CacheKey, Slot> for SlotExpiry {
 /// ```
 #[derive(Clone)]
 pub struct MemoryStore {
-    cache: moka::sync::Cache<CacheKey, Slot>,
+    cache: moka::sync::Cache<CacheKey, Slot, foldhash::fast::RandomState>,
     max_variants: usize,
     evictions: Arc<AtomicU64>,
 }
@@ -242,7 +242,8 @@ impl MemoryStore {
                     counter.fetch_add(1, Relaxed);
                 }
             })
-            .build();
+            // Keys are URLs, which clients choose: a hash seeded per store.
+            .build_with_hasher(foldhash::fast::RandomState::default());
         Self {
             cache,
             max_variants: 16,
