@@ -186,16 +186,18 @@ impl<B> ResponseBody<B> {
         }
     }
 
+    /// `len`: the body's exact length when known (sizes the encoder).
     pub(crate) fn encoded(
         body: B,
         coding: ContentCoding,
         level: u32,
+        len: Option<u64>,
         stats: CompressionStats,
     ) -> Self {
         Self {
             inner: Inner::Plain { body },
             buffered: Buffered::default(),
-            encode: Some(encode_state(coding, level, stats)),
+            encode: Some(encode_state(coding, level, len, stats)),
             hide_size: false,
         }
     }
@@ -210,15 +212,20 @@ impl<B> ResponseBody<B> {
         Self {
             inner: Inner::Boxed { body },
             buffered,
-            encode: Some(encode_state(coding, level, stats)),
+            encode: Some(encode_state(coding, level, None, stats)),
             hide_size: false,
         }
     }
 }
 
-fn encode_state(coding: ContentCoding, level: u32, stats: CompressionStats) -> Box<EncodeState> {
+fn encode_state(
+    coding: ContentCoding,
+    level: u32,
+    len: Option<u64>,
+    stats: CompressionStats,
+) -> Box<EncodeState> {
     Box::new(EncodeState {
-        encoder: Encoder::new(coding, level),
+        encoder: Encoder::new(coding, level, len),
         coding,
         level,
         input: Bytes::new(),

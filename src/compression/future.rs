@@ -139,7 +139,13 @@ where
                                 ResponseBody::head_compressed(body)
                             } else {
                                 let level = ctx.config.level(ctx.coding);
-                                ResponseBody::encoded(body, ctx.coding, level, ctx.stats.clone())
+                                ResponseBody::encoded(
+                                    body,
+                                    ctx.coding,
+                                    level,
+                                    hint.exact(),
+                                    ctx.stats.clone(),
+                                )
                             };
                             return Poll::Ready(Ok(Response::from_parts(parts, body)));
                         }
@@ -275,7 +281,7 @@ fn eager_max(ctx: &Ctx) -> u64 {
 /// Compresses a whole small body; `None` if the encoder failed.
 fn compress_whole(chunks: &VecDeque<Bytes>, ctx: &Ctx) -> Option<Vec<u8>> {
     let total: usize = chunks.iter().map(Bytes::len).sum();
-    let mut enc = Encoder::new(ctx.coding, ctx.config.level(ctx.coding));
+    let mut enc = Encoder::new(ctx.coding, ctx.config.level(ctx.coding), Some(total as u64));
     let mut out = Vec::with_capacity(total / 2 + 64);
     for chunk in chunks {
         enc.encode(chunk, &mut out, Flush::None).ok()?;
