@@ -7,6 +7,11 @@
 pub(crate) enum Pattern {
     Exact(String),
     Prefix(String),
+    /// A glob of literal segments then `**` (`/static/**`): the directory
+    /// itself or anything under it, matched without splitting the path.
+    /// Holds the directory without its leading slash (`static`); empty
+    /// for `/**`.
+    Under(String),
     Glob(Vec<String>),
 }
 
@@ -28,7 +33,12 @@ impl Pattern {
                 }
                 globs.push(seg.to_owned());
             }
-            Self::Glob(globs)
+            match globs.split_last() {
+                Some((last, dir)) if last == "**" && !dir.iter().any(|g| g.contains('*')) => {
+                    Self::Under(dir.join("/"))
+                }
+                _ => Self::Glob(globs),
+            }
         } else {
             Self::Exact(pattern.to_owned())
         }
@@ -39,9 +49,27 @@ impl Pattern {
         match self {
             Self::Exact(p) => p == path,
             Self::Prefix(p) => path.starts_with(p.as_str()),
+            Self::Under(dir) => {
+                let p = path.strip_prefix('/').unwrap_or(path);
+                dir.is_empty()
+                    || p.strip_prefix(dir.as_str())
+                        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            }
             Self::Glob(globs) => {
-                let segs: Vec<&str> = segments(path).collect();
-                glob_segments(globs, &segs)
+                // Segments on the stack for paths of up to 32 of them.
+                let mut buf = [""; 32];
+                let mut n = 0;
+                for seg in segments(path) {
+                    match buf.get_mut(n) {
+                        Some(slot) => *slot = seg,
+                        None => {
+                            let segs: Vec<&str> = segments(path).collect();
+                            return glob_segments(globs, &segs);
+                        }
+                    }
+                    n += 1;
+                }
+                glob_segments(globs, &buf[..n])
             }
         }
     }
@@ -115,6 +143,46 @@ mod tests {
         assert!(Pattern::Prefix("/api".into()).matches("/api/v1"));
         assert!(Pattern::Prefix("/api".into()).matches("/apix"));
         assert!(!Pattern::Prefix("/api".into()).matches("/ap"));
+    }
+
+    #[test]
+    fn directory_globs_match_as_globs_do() {
+        // `Under` is a shortcut for literal segments then `**`: it must
+        // answer as the general glob does, whatever the path.
+        let patterns = ["/static/**", "/**", "/api/v1/**", "/a//**", "static/**"];
+        let paths = [
+            "",
+            "/",
+            "/static",
+            "/static/",
+            "/static/a",
+            "/static/a/b",
+            "/staticx",
+            "/staticx/a",
+            "static/a",
+            "/api/v1",
+            "/api/v1/x",
+            "/api/v10",
+            "/api",
+            "/a/",
+            "/a//x",
+            "/a/x",
+            "//",
+            "*",
+        ];
+        for p in patterns {
+            let fast = Pattern::parse(p);
+            assert!(matches!(fast, Pattern::Under(_)), "{p}");
+            let glob = Pattern::Glob(segments(p).map(str::to_owned).collect());
+            for path in paths {
+                assert_eq!(fast.matches(path), glob.matches(path), "{p} ~ {path:?}");
+            }
+        }
+        // Wildcards before `**` keep the general glob.
+        assert!(matches!(Pattern::parse("/*/x/**"), Pattern::Glob(_)));
+        // More than 32 segments still match.
+        let deep = format!("/{}/x.png", ["d"; 40].join("/"));
+        assert!(Pattern::parse("/**/*.png").matches(&deep));
     }
 
     #[test]

@@ -62,15 +62,20 @@ impl HttpDate {
 
     /// Parses a date in any of the three formats.
     pub fn parse(value: &[u8]) -> Result<Self, ParseError> {
-        Self::parse_at(value, Self::now())
+        // The clock is read only for an RFC 850 date's two-digit year.
+        Self::parse_with(value, || Self::now().year())
     }
 
     /// Like [`parse`](Self::parse), resolving RFC 850 two-digit years
     /// relative to `now` instead of the clock.
     pub fn parse_at(value: &[u8], now: Self) -> Result<Self, ParseError> {
+        Self::parse_with(value, || now.year())
+    }
+
+    fn parse_with(value: &[u8], now_year: impl FnOnce() -> u16) -> Result<Self, ParseError> {
         let err = || ParseError::new("http-date", "not an IMF-fixdate, RFC 850 or asctime date");
         let s = std::str::from_utf8(value).map_err(|_| err())?.trim();
-        let parsed = match rfc850_to_imf(s, now.year()) {
+        let parsed = match rfc850_to_imf(s, now_year) {
             Some(imf) => httpdate::parse_http_date(&imf),
             None => httpdate::parse_http_date(s),
         };
@@ -88,16 +93,47 @@ impl HttpDate {
         headers.get(name).map(|v| Self::parse(v.as_bytes()))
     }
 
-    /// The field value, in IMF-fixdate.
+    /// The field value, in IMF-fixdate. Each thread keeps the last value
+    /// it wrote: a cache adding `Date` to every response it stores writes
+    /// the same one many times a second.
     pub fn to_header_value(self) -> HeaderValue {
-        HeaderValue::try_from(self.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
+        thread_local! {
+            static LAST: std::cell::RefCell<Option<(u64, HeaderValue)>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        let write = || {
+            HeaderValue::try_from(self.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
+        };
+        LAST.try_with(|last| {
+            let Ok(mut last) = last.try_borrow_mut() else {
+                return write();
+            };
+            match last.as_ref() {
+                Some((secs, v)) if *secs == self.secs => v.clone(),
+                _ => {
+                    let v = write();
+                    *last = Some((self.secs, v.clone()));
+                    v
+                }
+            }
+        })
+        .unwrap_or_else(|_| write())
     }
 
-    /// The Gregorian year of this date.
+    /// The Gregorian year of this date, worked out from the day count
+    /// (the civil-from-days algorithm; no formatting).
     fn year(self) -> u16 {
-        // IMF-fixdate puts the four-digit year at bytes 12..16.
-        let s = self.to_string();
-        s.get(12..16).and_then(|y| y.parse().ok()).unwrap_or(1970)
+        let days = self.secs / 86_400;
+        // Days since 0000-03-01, in 400-year eras of 146,097 days.
+        let z = days + 719_468;
+        let era = z / 146_097;
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        // March-based year: January and February belong to the next one.
+        let year = yoe + era * 400 + u64::from(mp >= 10);
+        u16::try_from(year).unwrap_or(u16::MAX)
     }
 }
 
@@ -131,7 +167,7 @@ impl std::str::FromStr for HttpDate {
 /// Rewrites an RFC 850 date (`Sunday, 06-Nov-94 08:49:37 GMT`) as an
 /// IMF-fixdate with the year RFC 9110 §5.6.7 prescribes. `None` when `s` is
 /// not in RFC 850 form.
-fn rfc850_to_imf(s: &str, now_year: u16) -> Option<String> {
+fn rfc850_to_imf(s: &str, now_year: impl FnOnce() -> u16) -> Option<String> {
     const DAYS: [&str; 7] = [
         "Monday",
         "Tuesday",
@@ -151,6 +187,7 @@ fn rfc850_to_imf(s: &str, now_year: u16) -> Option<String> {
         return None;
     }
     let yy: u16 = rest.get(7..9)?.parse().ok()?;
+    let now_year = now_year();
     let mut year = now_year / 100 * 100 + yy;
     if year > now_year + 50 {
         year -= 100;
@@ -256,5 +293,37 @@ mod tests {
                 .unwrap(),
             now
         );
+    }
+
+    #[test]
+    fn header_values_follow_the_date() {
+        // The per-thread memo answers by the second, not by the last call.
+        let a = HttpDate::from_unix_secs(784_111_777);
+        let b = HttpDate::from_unix_secs(784_111_778);
+        assert_eq!(a.to_header_value(), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(a.to_header_value(), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(b.to_header_value(), "Sun, 06 Nov 1994 08:49:38 GMT");
+        assert_eq!(a.to_header_value(), "Sun, 06 Nov 1994 08:49:37 GMT");
+    }
+
+    #[test]
+    fn years_from_day_counts() {
+        // Against the formatted date, around leap days and century turns.
+        let mut secs = 0u64;
+        while secs < MAX_SECS {
+            let d = HttpDate::from_unix_secs(secs);
+            let text = d.to_string();
+            let year: u16 = text[12..16].parse().unwrap();
+            assert_eq!(d.year(), year, "{text}");
+            secs += 86_400 * 7 + 3_601;
+        }
+        for (s, y) in [
+            (951_782_400u64, 2000),
+            (951_868_799, 2000),
+            (4_107_542_399, 2100),
+            (0, 1970),
+        ] {
+            assert_eq!(HttpDate::from_unix_secs(s).year(), y, "{s}");
+        }
     }
 }

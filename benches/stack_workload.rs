@@ -1,0 +1,53 @@
+//! A fixed workload for instruction counts (benches/callgrind.sh): `N`
+//! cache misses (distinct URLs, each stored) through the example server's
+//! whole stack, or its bare handlers, bodies collected: the load test's
+//! "cache miss" path without the network.
+//!
+//! Run: `cargo bench --bench stack_workload -- <bare|full> <n>`.
+#![allow(missing_docs)]
+
+mod common;
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use http::Request;
+
+#[allow(dead_code, unreachable_pub)]
+#[path = "../examples/server.rs"]
+mod server;
+
+fn request(i: u32) -> Request<Body> {
+    let uri = format!("/api/v1/items/{}?r={i}", i % 55 + 1);
+    let mut req = Request::get(uri)
+        .body(Body::empty())
+        .expect("a valid request");
+    req.extensions_mut()
+        .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 4000))));
+    req
+}
+
+fn main() {
+    let Some((contender, n)) = common::workload_args("stack_workload <bare|full> <n>") else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let config = server::DemoConfig {
+        // No 429s: every request is a miss through every layer.
+        rate_limit_per_min: Some(1_000_000_000),
+        bare: contender == "bare",
+        ..server::DemoConfig::default()
+    };
+    if contender != "bare" && contender != "full" {
+        eprintln!("unknown contender {contender}");
+        return;
+    }
+    let app = rt.block_on(async { server::app_with(config) });
+    // URLs the counted requests never ask for warm the stack up.
+    common::drive(&rt, &app, 100, |i| request(1_000_000 + i));
+    common::drive(&rt, &app, n, request)
+}
