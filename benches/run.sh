@@ -122,6 +122,7 @@ def ns(name):
     return float(num) * UNITS[unit]
 
 pairs = [("cache hit / bare inner service", "cache-hit-10KiB/tower-perf hit", "cache-hit-10KiB/bare inner service"),
+         ("cache hit / bare inner service, 2 threads", "cache-hit-10KiB/tower-perf hit, 2 threads", "cache-hit-10KiB/bare inner service, 2 threads"),
          ("cache hit / moka lookup alone", "cache-hit-10KiB/tower-perf hit", "cache-hit-10KiB/moka get alone")]
 for case in ["2KiB-L2", "1MiB-L2", "2KiB-L6", "1MiB-L6"]:
     pairs.append((f"compression {case}: tower-perf / tower-http", f"compression/tower-perf/{case}", f"compression/tower-http/{case}"))

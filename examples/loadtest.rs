@@ -393,6 +393,27 @@ impl Picker {
 
 /// Closed loop: a worker sends, waits for the answer, sends again, until
 /// `stop` says so.
+/// Closed-loop workers `ids` that send until `until` after the start.
+fn closed_workers(
+    ids: std::ops::Range<u64>,
+    until: Duration,
+    client: &HttpClient,
+    args: &Arc<Args>,
+    rec: &Arc<Recorder>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    ids.map(|id| {
+        let stop = move |r: &Recorder| r.start.elapsed() >= until;
+        tokio::spawn(closed_worker(
+            id,
+            client.clone(),
+            args.clone(),
+            rec.clone(),
+            stop,
+        ))
+    })
+    .collect()
+}
+
 async fn closed_worker(
     id: u64,
     client: HttpClient,
@@ -564,17 +585,13 @@ pub(crate) async fn run(args: Args) -> Results {
             }
         }
         (Scenario::Sustained, None) => {
-            let d = args.duration;
-            for id in 0..c as u64 {
-                let stop = move |r: &Recorder| r.start.elapsed() >= d;
-                tasks.push(tokio::spawn(closed_worker(
-                    id,
-                    client.clone(),
-                    args.clone(),
-                    rec.clone(),
-                    stop,
-                )));
-            }
+            tasks.extend(closed_workers(
+                0..c as u64,
+                args.duration,
+                &client,
+                &args,
+                &rec,
+            ));
         }
         (Scenario::Sustained, Some(rate)) => {
             // Open loop: request i is due at start + i / rate; its latency
@@ -616,33 +633,14 @@ pub(crate) async fn run(args: Args) -> Results {
         (Scenario::Spike, _) => {
             let d = args.duration;
             let (third, two_thirds) = (d / 3, d * 2 / 3);
-            for id in 0..c as u64 {
-                let stop = move |r: &Recorder| r.start.elapsed() >= d;
-                tasks.push(tokio::spawn(closed_worker(
-                    id,
-                    client.clone(),
-                    args.clone(),
-                    rec.clone(),
-                    stop,
-                )));
-            }
+            tasks.extend(closed_workers(0..c as u64, d, &client, &args, &rec));
             // The extra workers join all at once for the middle third.
             let extra = c * (args.spike_factor - 1);
             let (client2, args2, rec2) = (client.clone(), args.clone(), rec.clone());
             tasks.push(tokio::spawn(async move {
                 tokio::time::sleep_until((rec2.start + third).into()).await;
-                let mut spike = Vec::new();
-                for id in 0..extra as u64 {
-                    let stop = move |r: &Recorder| r.start.elapsed() >= two_thirds;
-                    spike.push(tokio::spawn(closed_worker(
-                        1_000_000 + id,
-                        client2.clone(),
-                        args2.clone(),
-                        rec2.clone(),
-                        stop,
-                    )));
-                }
-                for t in spike {
+                let ids = 1_000_000..1_000_000 + extra as u64;
+                for t in closed_workers(ids, two_thirds, &client2, &args2, &rec2) {
                     let _ = t.await;
                 }
             }));
@@ -657,6 +655,15 @@ pub(crate) async fn run(args: Args) -> Results {
         let _ = b.await;
     }
     summarize(&args, &rec, elapsed)
+}
+
+/// How much `to` is above `from`, in percent (0 when `from` is 0).
+fn pct_change(from: f64, to: f64) -> f64 {
+    if from > 0.0 {
+        (to / from - 1.0) * 100.0
+    } else {
+        0.0
+    }
 }
 
 fn summarize(args: &Args, rec: &Recorder, elapsed: Duration) -> Results {
@@ -723,18 +730,10 @@ fn summarize(args: &Args, rec: &Recorder, elapsed: Duration) -> Results {
             spike_workers: args.concurrency * args.spike_factor,
             normal_p99_ms: normal_p99,
             spike_p99_ms: spike_p99,
-            p99_degradation_pct: if normal_p99 > 0.0 {
-                (spike_p99 / normal_p99 - 1.0) * 100.0
-            } else {
-                0.0
-            },
+            p99_degradation_pct: pct_change(normal_p99, spike_p99),
             normal_throughput: normal_rps,
             spike_throughput: spike_rps,
-            throughput_change_pct: if normal_rps > 0.0 {
-                (spike_rps / normal_rps - 1.0) * 100.0
-            } else {
-                0.0
-            },
+            throughput_change_pct: pct_change(normal_rps, spike_rps),
             recovery_secs: recovery,
         }
     });

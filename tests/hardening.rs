@@ -114,40 +114,53 @@ async fn a_flood_of_distinct_requests_stays_bounded() {
     );
 }
 
+/// An origin that counts its calls in `calls`: its first answer has the
+/// body `broken` makes, every later one "whole"; all storable for a minute.
+fn first_broken_then_whole(
+    calls: Arc<AtomicUsize>,
+    broken: fn() -> Body,
+) -> impl Service<
+    Request<hyper::body::Incoming>,
+    Response = Response<Body>,
+    Error = Infallible,
+    Future: Send,
+> + Clone
++ Send
++ 'static {
+    service_fn(move |_req: Request<hyper::body::Incoming>| {
+        let first = calls.fetch_add(1, Ordering::SeqCst) == 0;
+        async move {
+            let body = if first { broken() } else { Body::from("whole") };
+            Ok::<_, Infallible>(
+                Response::builder()
+                    .header("cache-control", "max-age=60")
+                    .body(body)
+                    .unwrap(),
+            )
+        }
+    })
+}
+
 /// An origin whose first answer's body fails midway, while other requests
 /// wait for it: they are released and get a whole answer; nothing partial is
 /// stored; the timing layer counts the failure.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_failing_midway_releases_the_waiters() {
     let calls = Arc::new(AtomicUsize::new(0));
-    let c = calls.clone();
     let timing = TimingLayer::new();
     let stats = timing.stats();
     let app = ServiceBuilder::new()
         .layer(timing)
         .layer(CacheLayer::new())
-        .service(service_fn(move |_req: Request<hyper::body::Incoming>| {
-            let n = c.fetch_add(1, Ordering::SeqCst) + 1;
-            async move {
-                let body = if n == 1 {
-                    let chunks: Vec<Result<Bytes, BoxError>> = vec![
-                        Ok(Bytes::from_static(b"partial")),
-                        Err("disk on fire".into()),
-                    ];
-                    Body::from_stream(futures_util::stream::iter(chunks).then(|c| async move {
-                        tokio::time::sleep(Duration::from_millis(150)).await;
-                        c
-                    }))
-                } else {
-                    Body::from("whole")
-                };
-                Ok::<_, Infallible>(
-                    Response::builder()
-                        .header("cache-control", "max-age=60")
-                        .body(body)
-                        .unwrap(),
-                )
-            }
+        .service(first_broken_then_whole(calls.clone(), || {
+            let chunks: Vec<Result<Bytes, BoxError>> = vec![
+                Ok(Bytes::from_static(b"partial")),
+                Err("disk on fire".into()),
+            ];
+            Body::from_stream(futures_util::stream::iter(chunks).then(|c| async move {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                c
+            }))
         }));
     let server = Arc::new(TestServer::serve(app).await);
     let first = {
@@ -269,28 +282,13 @@ async fn the_host_is_part_of_the_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_body_never_holds_the_waiters() {
     let calls = Arc::new(AtomicUsize::new(0));
-    let c = calls.clone();
     let app = ServiceBuilder::new()
         .layer(CacheLayer::new().coalesce(true, Duration::from_millis(200)))
-        .service(service_fn(move |_req: Request<hyper::body::Incoming>| {
-            let n = c.fetch_add(1, Ordering::SeqCst) + 1;
-            async move {
-                let body = if n == 1 {
-                    let first = futures_util::stream::iter([Ok::<_, BoxError>(
-                        Bytes::from_static(b"part"),
-                    )]);
-                    // …and then nothing, ever.
-                    Body::from_stream(first.chain(futures_util::stream::pending()))
-                } else {
-                    Body::from("whole")
-                };
-                Ok::<_, Infallible>(
-                    Response::builder()
-                        .header("cache-control", "max-age=60")
-                        .body(body)
-                        .unwrap(),
-                )
-            }
+        .service(first_broken_then_whole(calls.clone(), || {
+            let first =
+                futures_util::stream::iter([Ok::<_, BoxError>(Bytes::from_static(b"part"))]);
+            // …and then nothing, ever.
+            Body::from_stream(first.chain(futures_util::stream::pending()))
         }));
     let server = Arc::new(TestServer::serve(app).await);
     let stalled = {

@@ -146,3 +146,72 @@ where
             .unwrap_or_default()
     })
 }
+
+/// The arguments of a workload binary (`benches/*_workload.rs`, counted by
+/// `benches/callgrind.sh`): the contender and how many requests (10,000
+/// unless given). `None` after printing `usage` when there is no contender.
+pub(crate) fn workload_args(usage: &str) -> Option<(String, u32)> {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let Some(contender) = args.first().cloned() else {
+        eprintln!("usage: {usage}");
+        return None;
+    };
+    let n = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10_000);
+    Some((contender, n))
+}
+
+/// Sends `n` requests made by `request` through `svc` on `rt`, one at a
+/// time, collecting each body. callgrind counts this function alone
+/// (`--toggle-collect='*drive*'`), so set-up stays out of the count.
+#[inline(never)]
+pub(crate) fn drive<S, Req, B>(
+    rt: &tokio::runtime::Runtime,
+    svc: &S,
+    n: u32,
+    request: impl Fn(u32) -> Request<Req>,
+) where
+    S: Service<Request<Req>, Response = Response<B>, Error = Infallible> + Clone,
+    B: http_body::Body<Data = Bytes>,
+{
+    rt.block_on(async {
+        for i in 0..n {
+            let res = svc
+                .clone()
+                .oneshot(request(i))
+                .await
+                .unwrap_or_else(|e| match e {});
+            let body = res.into_body().collect().await.ok().map(|b| b.to_bytes());
+            std::hint::black_box(body);
+        }
+    });
+}
+
+/// An origin answering every request with `body` as storable JSON (an
+/// hour's freshness, an ETag): the cache benches' inner service.
+pub(crate) fn cacheable_origin(
+    body: Bytes,
+) -> impl Service<
+    Request<Full<Bytes>>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future: Send,
+> + Clone
++ Send
++ 'static {
+    service_fn(move |_req: Request<Full<Bytes>>| {
+        let body = body.clone();
+        async move {
+            Ok::<_, Infallible>(
+                Response::builder()
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .header(header::CACHE_CONTROL, "public, max-age=3600")
+                    .header(header::ETAG, "\"v1\"")
+                    .body(Full::new(body))
+                    .expect("a valid response"),
+            )
+        }
+    })
+}
