@@ -279,9 +279,31 @@ fn eager_max(ctx: &Ctx) -> u64 {
 }
 
 /// Compresses a whole small body; `None` if the encoder failed.
+///
+/// Bodies that fit deflate's window go through the one-shot encoder
+/// ([`oneshot`](super::oneshot)), whose set-up is sized to them; others
+/// through a (pooled) zlib stream.
 fn compress_whole(chunks: &VecDeque<Bytes>, ctx: &Ctx) -> Option<Vec<u8>> {
     let total: usize = chunks.iter().map(Bytes::len).sum();
-    let mut enc = Encoder::new(ctx.coding, ctx.config.level(ctx.coding), Some(total as u64));
+    let level = ctx.config.level(ctx.coding);
+    if total <= super::oneshot::MAX_INPUT {
+        let mut out = Vec::new();
+        let done = match chunks.len() {
+            0 => super::oneshot::compress(ctx.coding, level, &[], &mut out),
+            1 => super::oneshot::compress(ctx.coding, level, &chunks[0], &mut out),
+            _ => {
+                let mut whole = Vec::with_capacity(total);
+                for c in chunks {
+                    whole.extend_from_slice(c);
+                }
+                super::oneshot::compress(ctx.coding, level, &whole, &mut out)
+            }
+        };
+        if done {
+            return Some(out);
+        }
+    }
+    let mut enc = Encoder::new(ctx.coding, level, Some(total as u64));
     let mut out = Vec::with_capacity(total / 2 + 64);
     for chunk in chunks {
         enc.encode(chunk, &mut out, Flush::None).ok()?;

@@ -137,6 +137,7 @@
 
 mod body;
 mod encoder;
+mod oneshot;
 mod future;
 mod layer;
 mod predicate;
