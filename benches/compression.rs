@@ -142,5 +142,69 @@ fn sizes(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, peers, levels, sizes);
+/// Prose of exactly `n` bytes: this crate's own sources and changelog,
+/// repeated as needed (text unlike the generated JSON).
+fn prose(n: usize) -> Bytes {
+    let text = [
+        include_str!("../CHANGELOG.md"),
+        include_str!("../src/compression/future.rs"),
+        include_str!("../src/cache/service.rs"),
+    ]
+    .concat();
+    Bytes::from(text.bytes().cycle().take(n).collect::<Vec<u8>>())
+}
+
+/// Bodies compressed whole (known length, one chunk), by size: the layer
+/// (one-shot encoder up to `oneshot::max_input`, a pooled zlib-rs stream
+/// above), tower-http, and a reused raw zlib stream (flate2's `Compress`
+/// with `reset()`, the best a pool of zlib streams can do). The
+/// measurement behind the one-shot encoder's size limits.
+fn whole(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("compression-whole");
+    group
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    for level in [DEFAULT_LEVEL, 6] {
+        for n in [4 * 1024, 8 * 1024, 16 * 1024, 32 * 1024] {
+            for (kind, data) in [("json", json(n)), ("text", prose(n))] {
+                let name = format!("{kind}-{}KiB-L{level}", n / 1024);
+                group.throughput(Throughput::Bytes(data.len() as u64));
+                let (_, ours, theirs) = contenders(&data, level);
+                let o = rt.block_on(run(&ours));
+                assert_eq!(gunzip(&o), data);
+                eprintln!(
+                    "{name}: out tower-perf {} B, zlib {} B",
+                    o.len(),
+                    gzip_fresh(&data, level).len()
+                );
+                group.bench_function(BenchmarkId::new("tower-perf", &name), |b| {
+                    b.to_async(&rt)
+                        .iter(|| async { black_box(run(&ours).await) })
+                });
+                group.bench_function(BenchmarkId::new("tower-http", &name), |b| {
+                    b.to_async(&rt)
+                        .iter(|| async { black_box(run(&theirs).await) })
+                });
+                let mut compress = flate2::Compress::new_gzip(flate2::Compression::new(level), 15);
+                let mut out = Vec::with_capacity(n + 64);
+                group.bench_function(BenchmarkId::new("zlib-reset", &name), |b| {
+                    b.iter(|| {
+                        compress.reset();
+                        out.clear();
+                        compress
+                            .compress_vec(&data, &mut out, flate2::FlushCompress::Finish)
+                            .unwrap();
+                        black_box(out.len())
+                    })
+                });
+            }
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, peers, whole, levels, sizes);
 criterion_main!(benches);

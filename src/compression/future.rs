@@ -286,7 +286,7 @@ fn eager_max(ctx: &Ctx) -> u64 {
 fn compress_whole(chunks: &VecDeque<Bytes>, ctx: &Ctx) -> Option<Vec<u8>> {
     let total: usize = chunks.iter().map(Bytes::len).sum();
     let level = ctx.config.level(ctx.coding);
-    if total <= super::oneshot::MAX_INPUT {
+    if total <= super::oneshot::max_input(level) {
         let mut out = Vec::new();
         let done = match chunks.len() {
             0 => super::oneshot::compress(ctx.coding, level, &[], &mut out),

@@ -137,9 +137,9 @@
 
 mod body;
 mod encoder;
-mod oneshot;
 mod future;
 mod layer;
+mod oneshot;
 mod predicate;
 mod service;
 mod stats;

@@ -52,7 +52,7 @@ struct Params {
 const fn params(level: u32) -> Params {
     let (greedy, good, max_lazy, nice, max_chain) = match level {
         0 | 1 => (true, 4, 4, 8, 2),
-        2 => (true, 4, 4, 8, 4),
+        2 => (true, 4, 4, 16, 4),
         3 => (false, 4, 6, 16, 6),
         4 => (false, 4, 12, 32, 24),
         5 => (false, 8, 16, 32, 32),
@@ -85,14 +85,33 @@ thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
 
-/// Compresses `input` (at most [`MAX_INPUT`] bytes) at `level` as one
-/// gzip (`Gzip`) or zlib (`Deflate`) stream, appended to `out`. `false`
-/// (and `out` untouched) when the input is too large or the coding isn't
-/// one of those two.
+/// The largest body this encoder takes at `level`: where it is faster
+/// than a reused zlib-rs stream, measured on JSON and text of 2–32 KiB
+/// (`cargo bench --bench compression -- compression-whole`; BENCHMARKS.md).
+/// At levels 2–3 it is 1.1–1.5x faster up to 16 KiB; from level 4 on,
+/// zlib-rs's faster long chain searches catch up above 4 KiB. zlib-rs's
+/// level 1 is a single-probe, fixed-code compressor this one doesn't beat
+/// in speed (it compresses about 18% smaller, but slower), so level 1 is
+/// left to it.
+pub(crate) const fn max_input(level: u32) -> usize {
+    match level {
+        0 | 1 => 0,
+        2 | 3 => 16 * 1024,
+        _ => 4 * 1024,
+    }
+}
+
+/// Compresses `input` at `level` as one gzip (`Gzip`) or zlib (`Deflate`)
+/// stream, appended to `out`, if this encoder is the faster choice for it
+/// ([`max_input`]). `false` (and `out` untouched) otherwise, or when the
+/// coding isn't one of those two.
 pub(crate) fn compress(coding: ContentCoding, level: u32, input: &[u8], out: &mut Vec<u8>) -> bool {
-    if input.len() > MAX_INPUT
-        || !matches!(coding, ContentCoding::Gzip | ContentCoding::Deflate)
-    {
+    input.len() <= max_input(level) && compress_any(coding, level, input, out)
+}
+
+/// [`compress`] for any input up to [`MAX_INPUT`] bytes, at any level.
+fn compress_any(coding: ContentCoding, level: u32, input: &[u8], out: &mut Vec<u8>) -> bool {
+    if input.len() > MAX_INPUT || !matches!(coding, ContentCoding::Gzip | ContentCoding::Deflate) {
         return false;
     }
     let level = level.min(9);
@@ -182,11 +201,7 @@ fn length_code(len: usize) -> (usize, u32, u32) {
         let hb = 31 - l.leading_zeros();
         let low = (l >> (hb - 2)) & 3;
         let base = (4 | low) << (hb - 2);
-        (
-            (257 + 4 * (hb - 1) + low) as usize,
-            hb - 2,
-            l - base,
-        )
+        ((257 + 4 * (hb - 1) + low) as usize, hb - 2, l - base)
     }
 }
 
@@ -306,7 +321,11 @@ fn lz77(d: &[u8], p: Params, s: &mut Scratch, f: &mut Freqs) {
     if p.greedy {
         while i < last_hashed {
             let first = insert(head, prev, i);
-            let (len, dist) = search(prev, first, i, 0, p.max_chain);
+            let (len, dist) = if first == 0 {
+                (0, 0)
+            } else {
+                search(prev, first, i, 0, p.max_chain)
+            };
             if len >= MIN_MATCH {
                 put_match(syms, f, len, dist);
                 if len <= p.max_lazy {
@@ -327,7 +346,7 @@ fn lz77(d: &[u8], p: Params, s: &mut Scratch, f: &mut Freqs) {
         while i < last_hashed {
             let first = insert(head, prev, i);
             let (mut len, mut dist) = (0, 0);
-            if prev_len < p.max_lazy {
+            if first != 0 && prev_len < p.max_lazy {
                 let chain = if prev_len >= p.good {
                     p.max_chain / 4
                 } else {
@@ -368,52 +387,59 @@ fn lz77(d: &[u8], p: Params, s: &mut Scratch, f: &mut Freqs) {
     }
 }
 
-/// Writes bits least significant first.
+/// Writes bits least significant first into a buffer sized beforehand
+/// (the block's exact size is known before it is written, plus 8 bytes of
+/// slack so every flush can store a whole word).
 struct Bits<'a> {
-    out: &'a mut Vec<u8>,
+    buf: &'a mut [u8],
+    pos: usize,
     acc: u64,
     n: u32,
 }
 
 impl Bits<'_> {
-    /// Adds the low `bits` (at most 32) of `v`.
+    /// Adds the low `bits` of `v`; at most 56 bits may be added between
+    /// two flushes.
     #[inline]
     fn put(&mut self, v: u32, bits: u32) {
         self.acc |= u64::from(v) << self.n;
         self.n += bits;
-        if self.n >= 32 {
-            self.out.extend_from_slice(&(self.acc as u32).to_le_bytes());
-            self.acc >>= 32;
-            self.n -= 32;
-        }
     }
 
-    /// Pads to a byte boundary and writes what is held.
-    fn align(&mut self) {
-        let bytes = self.n.div_ceil(8) as usize;
-        self.out
-            .extend_from_slice(&self.acc.to_le_bytes()[..bytes]);
-        (self.acc, self.n) = (0, 0);
+    /// Stores the whole bytes held.
+    #[inline]
+    fn flush(&mut self) {
+        if let Some(dst) = self.buf.get_mut(self.pos..self.pos + 8) {
+            dst.copy_from_slice(&self.acc.to_le_bytes());
+        }
+        let k = self.n / 8;
+        self.pos += k as usize;
+        self.acc = if k == 8 { 0 } else { self.acc >> (8 * k) };
+        self.n -= 8 * k;
     }
 }
 
 /// The order code-length code lengths are sent in (RFC 1951 §3.2.7).
-const CL_ORDER: [usize; 19] = [16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15];
+const CL_ORDER: [usize; 19] = [
+    16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15,
+];
 
 /// Writes the symbols as one final block: stored, fixed or dynamic,
 /// whichever is shortest.
 fn write_block(input: &[u8], level: u32, syms: &[u32], f: &mut Freqs, out: &mut Vec<u8>) {
-    let stored_bits = 3 + 7 + 32 + 8 * input.len() as u64;
-    let mut w = Bits { out, acc: 0, n: 0 };
     if level == 0 {
-        return stored(&mut w, input);
+        return stored(input, out);
     }
     f.lit[256] = 1;
     let mut lit_len = [0u8; 286];
     let mut dist_len = [0u8; 30];
     code_lengths(&f.lit, 15, &mut lit_len);
     code_lengths(&f.dist, 15, &mut dist_len);
-    let hlit = 257 + lit_len[257..].iter().rposition(|&l| l > 0).map_or(0, |p| p + 1);
+    let hlit = 257
+        + lit_len[257..]
+            .iter()
+            .rposition(|&l| l > 0)
+            .map_or(0, |p| p + 1);
     let hdist = dist_len.iter().rposition(|&l| l > 0).map_or(1, |p| p + 1);
     // The code lengths, run-length coded as one sequence.
     let mut rle = [(0u8, 0u8); 286 + 30];
@@ -453,22 +479,41 @@ fn write_block(input: &[u8], level: u32, syms: &[u32], f: &mut Freqs, out: &mut 
         + cost(&dist_len, &f.dist)
         + f.extra_bits;
     let fixed_lit = fixed_lit_lengths();
-    let fixed_bits = 3 + cost(&fixed_lit, &f.lit) + 5 * f.dist.iter().map(|&n| u64::from(n)).sum::<u64>() + f.extra_bits;
-    if stored_bits <= dynamic_bits.min(fixed_bits) {
-        return stored(&mut w, input);
+    let dists: u64 = f.dist.iter().map(|&n| u64::from(n)).sum();
+    let fixed_bits = 3 + cost(&fixed_lit, &f.lit) + 5 * dists + f.extra_bits;
+    let stored_bits = 8 * (1 + 4 + input.len() as u64);
+    let bits = dynamic_bits.min(fixed_bits);
+    if stored_bits <= bits {
+        return stored(input, out);
     }
+    let start = out.len();
+    let bytes = bits.div_ceil(8) as usize;
+    out.resize(start + bytes + 8, 0);
+    let mut w = Bits {
+        buf: &mut out[start..],
+        pos: 0,
+        acc: 0,
+        n: 0,
+    };
     if fixed_bits <= dynamic_bits {
         w.put(0b011, 3);
         let lit_codes = codes(&fixed_lit);
         let dist_codes = codes(&[5u8; 30]);
-        symbols(&mut w, syms, (&lit_codes, &fixed_lit), (&dist_codes, &[5u8; 30]));
+        symbols(
+            &mut w,
+            syms,
+            (&lit_codes, &fixed_lit),
+            (&dist_codes, &[5u8; 30]),
+        );
     } else {
         w.put(0b101, 3);
         w.put((hlit - 257) as u32, 5);
         w.put((hdist - 1) as u32, 5);
         w.put((hclen - 4) as u32, 4);
+        w.flush();
         for &s in &CL_ORDER[..hclen] {
             w.put(u32::from(cl_len[s]), 3);
+            w.flush();
         }
         let cl_codes = codes(&cl_len);
         for &(sym, extra) in rle {
@@ -480,22 +525,32 @@ fn write_block(input: &[u8], level: u32, syms: &[u32], f: &mut Freqs, out: &mut 
                 18 => w.put(u32::from(extra), 7),
                 _ => {}
             }
+            w.flush();
         }
         let lit_codes = codes(&lit_len);
         let dist_codes = codes(&dist_len);
-        symbols(&mut w, syms, (&lit_codes, &lit_len), (&dist_codes, &dist_len));
+        symbols(
+            &mut w,
+            syms,
+            (&lit_codes, &lit_len),
+            (&dist_codes, &dist_len),
+        );
     }
-    w.align();
+    // The last partial byte, padded with zeros.
+    w.put(0, 7);
+    w.flush();
+    debug_assert_eq!(w.pos, bytes);
+    out.truncate(start + bytes);
 }
 
 /// One final stored block (the input fits one: at most 65,535 bytes).
-fn stored(w: &mut Bits<'_>, input: &[u8]) {
-    w.put(0b001, 3);
-    w.align();
+fn stored(input: &[u8], out: &mut Vec<u8>) {
+    // BFINAL = 1, BTYPE = 00, then padding to the byte.
+    out.push(1);
     let len = input.len() as u16;
-    w.out.extend_from_slice(&len.to_le_bytes());
-    w.out.extend_from_slice(&(!len).to_le_bytes());
-    w.out.extend_from_slice(input);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&(!len).to_le_bytes());
+    out.extend_from_slice(input);
 }
 
 /// The symbols, then end-of-block.
@@ -507,6 +562,7 @@ fn symbols(w: &mut Bits<'_>, syms: &[u32], lit: (&[u16], &[u8]), dist: (&[u16], 
             let s = sym as usize;
             w.put(u32::from(lit_codes[s]), u32::from(lit_len[s]));
         } else {
+            // At most 15 + 5 and 15 + 13 bits: one flush for both.
             let (len, dist) = ((sym & 0x1ff) as usize, (sym >> 9) as usize);
             let (lc, lx, lv) = length_code(len);
             w.put(
@@ -519,8 +575,10 @@ fn symbols(w: &mut Bits<'_>, syms: &[u32], lit: (&[u16], &[u8]), dist: (&[u16], 
                 u32::from(dist_len[dc]) + dx,
             );
         }
+        w.flush();
     }
     w.put(u32::from(lit_codes[256]), u32::from(lit_len[256]));
+    w.flush();
 }
 
 /// The fixed literal/length code's lengths (RFC 1951 §3.2.6), over all 288
@@ -566,7 +624,13 @@ fn codes<const N: usize>(lens: &[u8; N]) -> [u16; N] {
 /// (RFC 1951 §3.2.7: runs may cross from one to the other) into
 /// `(symbol, extra bits)` pairs; returns how many.
 fn run_lengths(lit: &[u8], dist: &[u8], out: &mut [(u8, u8); 286 + 30]) -> usize {
-    let len_at = |i: usize| if i < lit.len() { lit[i] } else { dist[i - lit.len()] };
+    let len_at = |i: usize| {
+        if i < lit.len() {
+            lit[i]
+        } else {
+            dist[i - lit.len()]
+        }
+    };
     let total = lit.len() + dist.len();
     let mut k = 0;
     let mut emit = |out: &mut [(u8, u8); 316], sym: u8, extra: u8| {
@@ -742,7 +806,7 @@ mod tests {
 
     fn gzip(level: u32, data: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        assert!(compress(ContentCoding::Gzip, level, data, &mut out));
+        assert!(compress_any(ContentCoding::Gzip, level, data, &mut out));
         out
     }
 
@@ -778,8 +842,16 @@ mod tests {
     /// Inputs of many shapes: empty, one byte, runs, text, noise, mixes,
     /// and sizes around every boundary the encoder has.
     fn corpus() -> Vec<Vec<u8>> {
-        let mut all = vec![Vec::new(), vec![0], vec![255], b"ab".to_vec(), b"abcabcabc".to_vec()];
-        for n in [3, 4, 5, 7, 8, 9, 100, 257, 258, 259, 1000, 2048, 4099, 16_384, 32_768] {
+        let mut all = vec![
+            Vec::new(),
+            vec![0],
+            vec![255],
+            b"ab".to_vec(),
+            b"abcabcabc".to_vec(),
+        ];
+        for n in [
+            3, 4, 5, 7, 8, 9, 100, 257, 258, 259, 1000, 2048, 4099, 16_384, 32_768,
+        ] {
             all.push(vec![b'x'; n]);
             all.push(noise(n, n as u64));
             all.push(json(n));
@@ -788,7 +860,11 @@ mod tests {
             all.push(mixed);
         }
         // Two symbols only, alternating; many distinct long repeats.
-        all.push((0..5000).map(|i| if i % 3 == 0 { b'a' } else { b'b' }).collect());
+        all.push(
+            (0..5000)
+                .map(|i| if i % 3 == 0 { b'a' } else { b'b' })
+                .collect(),
+        );
         let unit = noise(300, 99);
         all.push(unit.iter().cycle().take(30_000).copied().collect());
         all
@@ -799,10 +875,20 @@ mod tests {
         for data in corpus() {
             for level in 0..=9 {
                 let out = gzip(level, &data);
-                assert_eq!(gunzip(&out), data, "gzip, {} bytes, level {level}", data.len());
+                assert_eq!(
+                    gunzip(&out),
+                    data,
+                    "gzip, {} bytes, level {level}",
+                    data.len()
+                );
                 let mut z = Vec::new();
-                assert!(compress(ContentCoding::Deflate, level, &data, &mut z));
-                assert_eq!(inflate(&z), data, "zlib, {} bytes, level {level}", data.len());
+                assert!(compress_any(ContentCoding::Deflate, level, &data, &mut z));
+                assert_eq!(
+                    inflate(&z),
+                    data,
+                    "zlib, {} bytes, level {level}",
+                    data.len()
+                );
             }
         }
     }
@@ -837,7 +923,8 @@ mod tests {
             for n in [2048, 8192, 32_768] {
                 let data = json(n);
                 let ours = gzip(level, &data).len();
-                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
+                let mut e =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
                 std::io::Write::write_all(&mut e, &data).unwrap();
                 let zlib = e.finish().unwrap().len();
                 assert!(
@@ -853,9 +940,46 @@ mod tests {
     #[test]
     fn oversized_or_unknown_codings_are_declined() {
         let mut out = Vec::new();
-        assert!(!compress(ContentCoding::Gzip, 6, &vec![0; MAX_INPUT + 1], &mut out));
+        assert!(!compress_any(
+            ContentCoding::Gzip,
+            2,
+            &vec![0; MAX_INPUT + 1],
+            &mut out
+        ));
+        assert!(!compress(
+            ContentCoding::Gzip,
+            2,
+            &vec![0; MAX_INPUT + 1],
+            &mut out
+        ));
         assert!(!compress(ContentCoding::Identity, 6, b"abc", &mut out));
+        // Where zlib-rs is faster, it is left to zlib-rs.
+        assert!(!compress(ContentCoding::Gzip, 1, b"abc", &mut out));
+        assert!(!compress(
+            ContentCoding::Gzip,
+            6,
+            &[b'a'; 4 * 1024 + 1],
+            &mut out
+        ));
+        assert!(!compress(
+            ContentCoding::Gzip,
+            2,
+            &[b'a'; 16 * 1024 + 1],
+            &mut out
+        ));
         assert!(out.is_empty());
+        assert!(compress(
+            ContentCoding::Gzip,
+            6,
+            &[b'a'; 4 * 1024],
+            &mut out
+        ));
+        assert!(compress(
+            ContentCoding::Gzip,
+            2,
+            &[b'a'; 16 * 1024],
+            &mut out
+        ));
     }
 
     #[test]
@@ -889,17 +1013,36 @@ mod tests {
     fn length_and_distance_codes_match_the_rfc_tables() {
         // RFC 1951 §3.2.5, at the edges of every code.
         let lens = [
-            (3, 257, 0), (10, 264, 0), (11, 265, 1), (12, 265, 1), (13, 266, 1),
-            (19, 269, 2), (35, 273, 3), (67, 277, 4), (131, 281, 5), (227, 284, 5),
-            (257, 284, 5), (258, 285, 0),
+            (3, 257, 0),
+            (10, 264, 0),
+            (11, 265, 1),
+            (12, 265, 1),
+            (13, 266, 1),
+            (19, 269, 2),
+            (35, 273, 3),
+            (67, 277, 4),
+            (131, 281, 5),
+            (227, 284, 5),
+            (257, 284, 5),
+            (258, 285, 0),
         ];
         for (len, code, extra) in lens {
             let (c, x, _) = length_code(len);
             assert_eq!((c, x), (code, extra), "length {len}");
         }
         let dists = [
-            (1, 0, 0), (4, 3, 0), (5, 4, 1), (7, 5, 1), (9, 6, 2), (13, 7, 2),
-            (17, 8, 3), (257, 16, 7), (384, 16, 7), (385, 17, 7), (24_577, 29, 13), (32_768, 29, 13),
+            (1, 0, 0),
+            (4, 3, 0),
+            (5, 4, 1),
+            (7, 5, 1),
+            (9, 6, 2),
+            (13, 7, 2),
+            (17, 8, 3),
+            (257, 16, 7),
+            (384, 16, 7),
+            (385, 17, 7),
+            (24_577, 29, 13),
+            (32_768, 29, 13),
         ];
         for (dist, code, extra) in dists {
             let (c, x, v) = dist_code(dist);
