@@ -28,6 +28,18 @@ pub(crate) fn json(n: usize) -> Bytes {
     Bytes::from(s)
 }
 
+/// Text of exactly `n` bytes: this crate's own changelog and sources,
+/// repeated as needed (prose and code, unlike the generated JSON).
+pub(crate) fn prose(n: usize) -> Bytes {
+    let text = [
+        include_str!("../../CHANGELOG.md"),
+        include_str!("../../src/compression/future.rs"),
+        include_str!("../../src/cache/service.rs"),
+    ]
+    .concat();
+    Bytes::from(text.bytes().cycle().take(n).collect::<Vec<u8>>())
+}
+
 /// A handler that answers every request with `body` as JSON.
 pub(crate) fn handler(
     body: Bytes,
