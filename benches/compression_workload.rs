@@ -15,8 +15,8 @@
 //! `interleaved` instead prints wall-clock times by body size and kind
 //! (JSON, text) for bodies compressed whole: tower-perf, tower-http and a
 //! reused raw zlib stream (flate2's `Compress` with `reset()`, the best a
-//! pool of zlib streams does), taking turns in 15 rounds of 200 responses
-//! each, so the machine's drift hits all three alike; medians of the
+//! pool of zlib streams does), taking turns in 15 rounds of about 400 KB of
+//! input each, so the machine's drift hits all three alike; medians of the
 //! rounds. The measurement behind the one-shot encoder's size limits:
 //!
 //! ```text
@@ -103,7 +103,7 @@ fn interleaved() {
     );
     println!("|---|---|---|---|---|---|---|---|");
     for level in [2, 6] {
-        for n in [2048, 4096, 8192, 16_384, 32_768] {
+        for n in [2048, 4096, 8192, 16_384, 32_768, 1 << 20] {
             for (kind, data) in [("json", json(n)), ("text", prose(n))] {
                 let (_, ours, theirs) = contenders(&data, level);
                 let ours_out: Bytes = rt.block_on(run(&ours));
@@ -113,7 +113,7 @@ fn interleaved() {
                 let mut out = Vec::with_capacity(n + 64);
                 let m = medians(
                     15,
-                    200,
+                    (400_000 / n).max(3),
                     &mut [
                         &mut || {
                             std::hint::black_box(rt.block_on(run(&ours)));
@@ -131,9 +131,13 @@ fn interleaved() {
                         },
                     ],
                 );
+                let size = if n < 1 << 20 {
+                    format!("{} KiB", n / 1024)
+                } else {
+                    "1 MiB".to_owned()
+                };
                 println!(
-                    "| {kind} {} KiB | {level} | {:.1} µs | {:.1} µs | {:.1} µs | {:.2}x | {:.2}x | {:.3} |",
-                    n / 1024,
+                    "| {kind} {size} | {level} | {:.1} µs | {:.1} µs | {:.1} µs | {:.2}x | {:.2}x | {:.3} |",
                     m[0],
                     m[1],
                     m[2],

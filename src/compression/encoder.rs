@@ -14,6 +14,9 @@
 //! configuration writes (one block, every match in reach; for the zlib
 //! format the header's window field says the smaller window), with a fifth
 //! of the clearing. Bodies of unknown or large size get zlib's defaults.
+//!
+//! Small bodies compressed whole don't come here at all: the one-shot
+//! encoder (`oneshot.rs`) has no fixed per-stream state.
 
 use std::cell::RefCell;
 
