@@ -227,23 +227,8 @@ impl Drop for Encoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compression::test_util::{gunzip, inflate};
     use std::io::Read;
-
-    fn gunzip(b: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(b)
-            .read_to_end(&mut out)
-            .unwrap();
-        out
-    }
-
-    fn inflate(b: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        flate2::read::ZlibDecoder::new(b)
-            .read_to_end(&mut out)
-            .unwrap();
-        out
-    }
 
     fn sample(n: usize) -> Vec<u8> {
         (0..n)

@@ -149,6 +149,8 @@ mod oneshot;
 mod predicate;
 mod service;
 mod stats;
+#[cfg(test)]
+mod test_util;
 
 #[doc(inline)]
 pub use self::{

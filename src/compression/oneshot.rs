@@ -787,23 +787,8 @@ fn minimum_redundancy(a: &mut [u32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compression::test_util::{gunzip, inflate};
     use std::io::Read;
-
-    fn gunzip(b: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(b)
-            .read_to_end(&mut out)
-            .unwrap();
-        out
-    }
-
-    fn inflate(b: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        flate2::read::ZlibDecoder::new(b)
-            .read_to_end(&mut out)
-            .unwrap();
-        out
-    }
 
     fn gzip(level: u32, data: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
