@@ -8,7 +8,7 @@
 //! valgrind --tool=callgrind target/release/deps/compression_workload-* ours 2048 2 2000
 //! ```
 //!
-//! Arguments: contender (`none`, `ours`, `tower-http`, `flate2`), body size in
+//! Arguments: contender (`none`, `ours`, `tower-http`, `flate2`, `zlib-reset`), body size in
 //! bytes, gzip level, iterations. `none` runs the same loop without any
 //! compression, to subtract the setup.
 //!
@@ -41,7 +41,9 @@ fn main() {
     }
     let [who, size, level, iters] = args.as_slice() else {
         // `cargo bench` runs every bench target without arguments: nothing to do.
-        eprintln!("usage: compression_workload none|ours|tower-http|flate2 SIZE LEVEL ITERS");
+        eprintln!(
+            "usage: compression_workload none|ours|tower-http|flate2|zlib-reset SIZE LEVEL ITERS"
+        );
         return;
     };
     let (size, level, iters): (usize, u32, usize) = (
@@ -55,6 +57,8 @@ fn main() {
         .unwrap();
     let (bare, ours, theirs) = contenders(&data, level);
     let mut out = 0;
+    let mut reused = flate2::Compress::new_gzip(flate2::Compression::new(level), 15);
+    let mut buf = Vec::with_capacity(size + 64);
     rt.block_on(async {
         for _ in 0..iters {
             out += match who.as_str() {
@@ -62,6 +66,14 @@ fn main() {
                 "ours" => run(&ours).await.len(),
                 "tower-http" => run(&theirs).await.len(),
                 "flate2" => gzip_fresh(&data, level).len(),
+                "zlib-reset" => {
+                    reused.reset();
+                    buf.clear();
+                    reused
+                        .compress_vec(&data, &mut buf, flate2::FlushCompress::Finish)
+                        .unwrap();
+                    buf.len()
+                }
                 other => panic!("unknown contender {other}"),
             };
         }
