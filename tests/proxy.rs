@@ -126,14 +126,15 @@ async fn forwards_every_method_and_end_to_end_headers_but_no_hop_by_hop() {
 
 #[tokio::test]
 async fn an_unreachable_origin_gets_502() {
-    // A port nothing listens on: bind, note it, close.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A port nothing listens on: bind, note it, and close it only once the
+    // proxy has its own port (closed first, the port could be handed to
+    // the proxy itself, which would then forward to itself forever).
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
     let origin = format!("http://127.0.0.1:{port}").parse().unwrap();
     let proxy = TestServer::serve(proxy::proxy(origin, CacheLayer::new())).await;
+    assert_ne!(proxy.addr().port(), port);
+    drop(held);
     let r = proxy.get("/x").await;
     assert_eq!(r.status, StatusCode::BAD_GATEWAY);
 }
