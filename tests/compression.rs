@@ -256,6 +256,35 @@ async fn gzip_round_trips_and_sets_headers() {
     assert_eq!(gunzip(&res.body), plain.body);
 }
 
+/// Small bodies held whole go through the one-shot encoder, the others
+/// (and level 1) through zlib-rs; both decode. The gzip header's OS byte
+/// tells them apart: the one-shot encoder writes 255 ("unknown"), zlib-rs
+/// its platform's code.
+#[tokio::test]
+async fn small_whole_bodies_take_the_one_shot_encoder() {
+    let os = |body: &[u8]| body[9];
+    let s = server().await;
+    let plain_small = s.get("/exact").await.body;
+    let plain_big = s.get("/json").await.body;
+    let small = s.get_with("/exact", &[("accept-encoding", "gzip")]).await;
+    assert_eq!(os(&small.body), 255);
+    assert_eq!(gunzip(&small.body), plain_small);
+    // 8 KiB is over the one-shot limit at the default level.
+    let big = s.get_with("/json", &[("accept-encoding", "gzip")]).await;
+    assert_ne!(os(&big.body), 255);
+    assert_eq!(gunzip(&big.body), plain_big);
+    let zlib = s
+        .get_with("/exact", &[("accept-encoding", "deflate")])
+        .await;
+    assert_eq!(zlib.header("content-encoding"), Some("deflate"));
+    assert_eq!(inflate(&zlib.body), plain_small);
+    // Level 1 stays with zlib-rs's quick strategy.
+    let s1 = TestServer::serve(app(CompressionLayer::new().level(ContentCoding::Gzip, 1))).await;
+    let quick = s1.get_with("/exact", &[("accept-encoding", "gzip")]).await;
+    assert_ne!(os(&quick.body), 255);
+    assert_eq!(gunzip(&quick.body), plain_small);
+}
+
 #[tokio::test]
 async fn large_bodies_stream_without_content_length() {
     let big = json_body(200 * 1024);

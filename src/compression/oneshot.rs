@@ -479,7 +479,7 @@ fn write_block(input: &[u8], level: u32, syms: &[u32], f: &mut Freqs, out: &mut 
         + cost(&lit_len, &f.lit)
         + cost(&dist_len, &f.dist)
         + f.extra_bits;
-    let fixed_lit = fixed_lit_lengths();
+    let fixed_lit = FIXED_LIT;
     let dists: u64 = f.dist.iter().map(|&n| u64::from(n)).sum();
     let fixed_bits = 3 + cost(&fixed_lit, &f.lit) + 5 * dists + f.extra_bits;
     let stored_bits = 8 * (1 + 4 + input.len() as u64);
@@ -584,18 +584,19 @@ fn symbols(w: &mut Bits<'_>, syms: &[u32], lit: (&[u16], &[u8]), dist: (&[u16], 
 
 /// The fixed literal/length code's lengths (RFC 1951 §3.2.6), over all 288
 /// symbols so the canonical codes come out right.
-fn fixed_lit_lengths() -> [u8; 288] {
-    let mut l = [0u8; 288];
-    for (i, v) in l.iter_mut().enumerate() {
-        *v = match i {
-            0..=143 => 8,
-            144..=255 => 9,
-            256..=279 => 7,
-            _ => 8,
-        };
+const FIXED_LIT: [u8; 288] = {
+    let mut l = [8u8; 288];
+    let mut i = 144;
+    while i < 256 {
+        l[i] = 9;
+        i += 1;
+    }
+    while i < 280 {
+        l[i] = 7;
+        i += 1;
     }
     l
-}
+};
 
 /// Canonical codes for code lengths, bit-reversed for LSB-first output.
 fn codes<const N: usize>(lens: &[u8; N]) -> [u16; N] {
@@ -877,6 +878,16 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn each_block_kind_is_chosen_where_it_is_smallest() {
+        // BTYPE: bits 1–2 of the first byte after the 10-byte gzip header.
+        let kind = |data: &[u8]| (gzip(6, data)[10] >> 1) & 3;
+        assert_eq!(kind(b"abcabcabc"), 1, "fixed codes for a few bytes");
+        assert_eq!(kind(&json(2048)), 2, "dynamic codes for text");
+        assert_eq!(kind(&noise(10_000, 3)), 0, "stored for noise");
+        assert_eq!(kind(b""), 1);
     }
 
     #[test]
