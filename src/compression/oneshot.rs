@@ -3,19 +3,21 @@
 //! zlib (and zlib-rs, which the streaming path drives) clears a 128 KiB
 //! hash table for every stream, whatever the stream's size: about a fifth
 //! of the time a 2 KiB JSON body takes to compress on this project's
-//! machines (`benches/compression.rs`). A body of known length up to
-//! [`MAX_INPUT`] is compressed here instead, with tables sized to it: a
-//! hash head of about one slot per input byte, chains as long as the input,
-//! all kept per thread and cleared only as far as the input reaches.
+//! machines (`benches/compression.rs`). A small body the layer holds whole
+//! (up to [`max_input`] for its level, where this measured faster) is
+//! compressed here instead, with tables sized to it: a hash head of about
+//! one slot per input byte, chains as long as the input, all kept per
+//! thread and cleared only as far as the input reaches.
 //!
-//! The input fits in deflate's 32 KiB window, so there is no sliding and
-//! every earlier position is in reach. Matches are found through hash
-//! chains over 4-byte prefixes, greedily at levels 1–2 and with zlib's lazy
-//! evaluation from level 3, with zlib's chain lengths and thresholds per
-//! level. The whole body becomes one block: stored, fixed or dynamic
-//! Huffman, whichever is smallest. Code lengths come from the in-place
-//! minimum-redundancy algorithm of Moffat and Katajainen, limited to 15
-//! bits (7 for the code-length code) by moving leaves up, as miniz does.
+//! Inputs fit in deflate's 32 KiB window ([`MAX_INPUT`] at most), so there
+//! is no sliding and every earlier position is in reach. Matches are found
+//! through hash chains over 4-byte prefixes, greedily at levels 1–2 and
+//! with zlib's lazy evaluation from level 3, with zlib's chain lengths and
+//! thresholds per level. The whole body becomes one block: stored, fixed
+//! or dynamic Huffman, whichever is smallest. Code lengths come from the
+//! in-place minimum-redundancy algorithm of Moffat and Katajainen, limited
+//! to 15 bits (7 for the code-length code) by moving leaves up, as miniz
+//! does.
 //!
 //! Every output is checked in the tests by decoding it with zlib-rs's
 //! inflate (through flate2), over levels 0–9 and many shapes of input.
