@@ -266,18 +266,24 @@ async fn small_whole_bodies_take_the_one_shot_encoder() {
     let s = server().await;
     let plain_small = s.get("/exact").await.body;
     let plain_big = s.get("/json").await.body;
-    let small = s.get_with("/exact", &[("accept-encoding", "gzip")]).await;
-    assert_eq!(os(&small.body), 255);
-    assert_eq!(gunzip(&small.body), plain_small);
-    // 8 KiB is over the one-shot limit at the default level.
-    let big = s.get_with("/json", &[("accept-encoding", "gzip")]).await;
-    assert_ne!(os(&big.body), 255);
-    assert_eq!(gunzip(&big.body), plain_big);
+    // The default level takes bodies up to 16 KiB: 1 KiB and 8 KiB.
+    for (path, plain) in [("/exact", &plain_small), ("/json", &plain_big)] {
+        let res = s.get_with(path, &[("accept-encoding", "gzip")]).await;
+        assert_eq!(os(&res.body), 255, "{path}");
+        assert_eq!(&gunzip(&res.body), plain);
+    }
     let zlib = s
         .get_with("/exact", &[("accept-encoding", "deflate")])
         .await;
     assert_eq!(zlib.header("content-encoding"), Some("deflate"));
     assert_eq!(inflate(&zlib.body), plain_small);
+    // Level 6 takes up to 4 KiB: 8 KiB goes to zlib-rs.
+    let s6 = TestServer::serve(app(CompressionLayer::new().level(ContentCoding::Gzip, 6))).await;
+    let small = s6.get_with("/exact", &[("accept-encoding", "gzip")]).await;
+    assert_eq!(os(&small.body), 255);
+    let big = s6.get_with("/json", &[("accept-encoding", "gzip")]).await;
+    assert_ne!(os(&big.body), 255);
+    assert_eq!(gunzip(&big.body), plain_big);
     // Level 1 stays with zlib-rs's quick strategy.
     let s1 = TestServer::serve(app(CompressionLayer::new().level(ContentCoding::Gzip, 1))).await;
     let quick = s1.get_with("/exact", &[("accept-encoding", "gzip")]).await;

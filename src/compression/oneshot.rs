@@ -87,20 +87,21 @@ thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
 
-/// The largest body this encoder takes at `level`: where it is faster
-/// than a reused zlib-rs stream on both JSON and text, taking turns in the
-/// same run (`cargo bench --bench compression_workload -- interleaved`;
-/// BENCHMARKS.md). Below these sizes zlib-rs's fixed per-stream cost (the
-/// 128 KiB hash clear, about 3 µs) dominates and this encoder is 1.1–1.3x
-/// faster; above them zlib-rs's faster matching catches up (level 2 from
-/// 8 KiB of text, level 6 from 4 KiB). zlib-rs's level 1 is a
-/// single-probe, fixed-code compressor this one doesn't beat in speed (it
-/// compresses about 18% smaller, but slower), so level 1 is left to it.
+/// The largest body this encoder takes at `level`: where the layer is
+/// faster with it than with its pooled zlib-rs stream, on both JSON and
+/// text, measured in the same run (`cargo bench --bench compression_workload
+/// -- interleaved` with either limit; BENCHMARKS.md). Below these sizes
+/// zlib-rs's fixed per-stream cost (the 128 KiB hash clear, about 3 µs)
+/// outweighs its faster matching; above them (level 2 past 16 KiB, level 6
+/// past 4 KiB, where its longer chain searches dominate) it doesn't.
+/// zlib-rs's level 1 is a single-probe, fixed-code compressor this one
+/// doesn't beat in speed (it compresses about 18% smaller, but slower), so
+/// level 1 is left to it.
 pub(crate) const fn max_input(level: u32) -> usize {
     match level {
         0 | 1 => 0,
-        2 | 3 => 4 * 1024,
-        _ => 2 * 1024,
+        2 | 3 => 16 * 1024,
+        _ => 4 * 1024,
     }
 }
 
