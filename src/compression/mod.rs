@@ -48,8 +48,8 @@
 //!   well-formed truncated gzip.
 //! - **Levels** per coding ([`CompressionLayer::level`], default
 //!   [`DEFAULT_LEVEL`]), and encoders are pooled per thread and reset rather
-//!   than rebuilt. Small bodies compressed whole (up to 4 KiB at levels 2–3,
-//!   2 KiB above) go through a one-shot deflate encoder whose tables are
+//!   than rebuilt. Small bodies compressed whole (up to 16 KiB at levels
+//!   2–3, 4 KiB above) go through a one-shot deflate encoder whose tables are
 //!   sized to the body, so they skip zlib's fixed per-stream set-up (it
 //!   clears a 128 KiB hash table for every stream): 1.5–1.7x faster than
 //!   tower-http on a 2 KiB JSON response, output within about 1% of zlib's
