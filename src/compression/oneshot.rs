@@ -35,7 +35,9 @@ const MIN_MATCH: usize = 4;
 /// Longest match deflate can express.
 const MAX_MATCH: usize = 258;
 
-/// Search parameters of a level, zlib's numbers (`CONFIGURATION_TABLE`).
+/// Search parameters of a level: zlib's numbers (`CONFIGURATION_TABLE`),
+/// except level 2's nice length, 16 instead of 8 (with matches of at least
+/// 4 bytes, 8 left outputs 1–3% larger than zlib's).
 #[derive(Debug, Clone, Copy)]
 struct Params {
     /// Greedy (no lazy evaluation): levels 1 and 2.
@@ -72,7 +74,8 @@ const fn params(level: u32) -> Params {
     }
 }
 
-/// Per-thread working memory, kept between bodies.
+/// Per-thread working memory, kept between bodies: at most 64 KiB of
+/// chains and 128 KiB of symbols (for a 32 KiB input).
 #[derive(Default)]
 struct Scratch {
     /// Hash slot → last position with that hash, plus one (0: none).
