@@ -291,6 +291,62 @@ async fn small_whole_bodies_take_the_one_shot_encoder() {
     assert_eq!(gunzip(&quick.body), plain_small);
 }
 
+/// A body of known length in several frames.
+struct KnownLength(std::collections::VecDeque<Bytes>);
+
+impl http_body::Body for KnownLength {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.0.iter().map(|b| b.len() as u64).sum())
+    }
+}
+
+/// A small body of known length that arrives in several frames is joined
+/// and compressed whole by the one-shot encoder: exact Content-Length, and
+/// it decodes to the frames in order.
+#[tokio::test]
+async fn a_small_body_in_several_frames_is_compressed_whole() {
+    let text = json_body(6 * 1024);
+    let parts: Vec<Bytes> = text
+        .as_bytes()
+        .chunks(2_500)
+        .map(Bytes::copy_from_slice)
+        .collect();
+    assert_eq!(parts.len(), 3);
+    let svc = ServiceBuilder::new()
+        .layer(CompressionLayer::new())
+        .service(service_fn(move |_req: Request<()>| {
+            let body = KnownLength(parts.clone().into());
+            async move {
+                Ok::<_, Infallible>(
+                    Response::builder()
+                        .header(header::CONTENT_TYPE, "application/json")
+                        .body(body)
+                        .unwrap(),
+                )
+            }
+        }));
+    let req = Request::get("/")
+        .header(header::ACCEPT_ENCODING, "gzip")
+        .body(())
+        .unwrap();
+    let res = svc.oneshot(req).await.unwrap();
+    let len = res.headers()[header::CONTENT_LENGTH].clone();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(len.to_str().unwrap(), body.len().to_string());
+    assert_eq!(body[9], 255, "the one-shot encoder's gzip header");
+    assert_eq!(gunzip(&body), text.as_bytes());
+}
+
 #[tokio::test]
 async fn large_bodies_stream_without_content_length() {
     let big = json_body(200 * 1024);

@@ -287,19 +287,19 @@ fn compress_whole(chunks: &VecDeque<Bytes>, ctx: &Ctx) -> Option<Vec<u8>> {
     let total: usize = chunks.iter().map(Bytes::len).sum();
     let level = ctx.config.level(ctx.coding);
     if total <= super::oneshot::max_input(level) {
-        let mut out = Vec::new();
-        let done = match chunks.len() {
-            0 => super::oneshot::compress(ctx.coding, level, &[], &mut out),
-            1 => super::oneshot::compress(ctx.coding, level, &chunks[0], &mut out),
-            _ => {
-                let mut whole = Vec::with_capacity(total);
-                for c in chunks {
-                    whole.extend_from_slice(c);
-                }
-                super::oneshot::compress(ctx.coding, level, &whole, &mut out)
+        let joined: Vec<u8>;
+        let input: &[u8] = if chunks.len() <= 1 {
+            chunks.front().map_or(&[], |c| c)
+        } else {
+            let mut all = Vec::with_capacity(total);
+            for c in chunks {
+                all.extend_from_slice(c);
             }
+            joined = all;
+            &joined
         };
-        if done {
+        let mut out = Vec::new();
+        if super::oneshot::compress(ctx.coding, level, input, &mut out) {
             return Some(out);
         }
     }
