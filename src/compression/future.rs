@@ -280,6 +280,10 @@ fn eager_max(ctx: &Ctx) -> u64 {
 
 /// Compresses a whole small body; `None` if the encoder failed.
 ///
+/// The output goes out as one `Bytes` that a cache outside may keep as
+/// is, so it carries no spare capacity (the cache counts the length, not
+/// the allocation).
+///
 /// Bodies that fit deflate's window go through the one-shot encoder
 /// ([`oneshot`](super::oneshot)), whose set-up is sized to them; others
 /// through a (pooled) zlib stream.
@@ -309,6 +313,7 @@ fn compress_whole(chunks: &VecDeque<Bytes>, ctx: &Ctx) -> Option<Vec<u8>> {
         enc.encode(chunk, &mut out, Flush::None).ok()?;
     }
     enc.encode(&[], &mut out, Flush::Finish).ok()?;
+    out.shrink_to_fit();
     Some(out)
 }
 
@@ -449,5 +454,46 @@ fn add_vary(headers: &mut HeaderMap) {
     merged.extend_from_slice(b"accept-encoding");
     if let Ok(v) = HeaderValue::from_bytes(&merged) {
         headers.insert(VARY, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(level: u32) -> Ctx {
+        let config = Config {
+            gzip_level: level,
+            ..Config::default()
+        };
+        Ctx {
+            coding: ContentCoding::Gzip,
+            is_head: false,
+            stripped: Vec::new(),
+            config: Arc::new(config),
+            stats: CompressionStats::new(),
+        }
+    }
+
+    #[test]
+    fn whole_bodies_come_out_without_spare_capacity() {
+        // 8 KiB of JSON compresses to about a fifth: a buffer sized for
+        // half the input would hold twice what a cache counts.
+        let json: String = (0..400)
+            .map(|i| format!("{{\"id\":{i},\"name\":\"item {i}\"}},"))
+            .collect();
+        let body = Bytes::from(json);
+        // Level 2: the one-shot encoder; level 6 at this size: zlib-rs.
+        for level in [2, 6] {
+            let chunks = VecDeque::from([body.clone()]);
+            let out = compress_whole(&chunks, &ctx(level)).unwrap();
+            assert!(out.len() < body.len() / 3, "level {level}");
+            assert!(
+                out.capacity() <= out.len() + 16,
+                "level {level}: {} of {}",
+                out.len(),
+                out.capacity()
+            );
+        }
     }
 }

@@ -131,7 +131,6 @@ pub(crate) fn compress(coding: ContentCoding, level: u32, input: &[u8], out: &mu
 }
 
 fn encode(coding: ContentCoding, level: u32, input: &[u8], s: &mut Scratch, out: &mut Vec<u8>) {
-    out.reserve(input.len() / 2 + 64);
     let gzip = coding == ContentCoding::Gzip;
     if gzip {
         // No name, no time; XFL as zlib sets it; OS "unknown".
