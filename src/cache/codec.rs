@@ -191,6 +191,7 @@ pub(crate) fn decode(buf: &[u8]) -> Option<CachedResponse> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::key::{Encodings, RequestVary};
     use crate::headers::ContentCoding;
 
     fn sample() -> CachedResponse {
@@ -201,7 +202,9 @@ mod tests {
         h.append("x-multi", HeaderValue::from_static("b"));
         let mut req = HeaderMap::new();
         req.insert("accept-encoding", HeaderValue::from_static("gzip"));
-        let vary = VaryKey::build(&h, &req, &[ContentCoding::Gzip]).unwrap();
+        let inside = Encodings::Inside(vec![ContentCoding::Gzip]);
+        let request = RequestVary::new(&req, &inside);
+        let vary = VaryKey::build(&h, &request, None, &[]).unwrap();
         let mut t = HeaderMap::new();
         t.insert("grpc-status", HeaderValue::from_static("0"));
         let now = UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456);

@@ -8,7 +8,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 
 use super::key::VaryKey;
-use crate::headers::{CacheControl, EntityTag, HttpDate};
+use crate::headers::{CacheControl, ContentCoding, EntityTag, HttpDate};
 
 /// Statuses a cache may store without explicit freshness (RFC 9110 §15.1),
 /// less 206: this cache does not combine partial content.
@@ -78,6 +78,9 @@ pub(crate) struct Facts {
     pub(crate) no_cache: bool,
     pub(crate) etag: Option<EntityTag>,
     pub(crate) last_modified: Option<HttpDate>,
+    /// The `Content-Encoding` (identity when absent); `None` when it is
+    /// not one coding this crate knows, and then no request is served it.
+    pub(crate) coding: Option<ContentCoding>,
 }
 
 impl CachedResponse {
@@ -355,8 +358,27 @@ impl Facts {
             no_cache: cc.no_cache(),
             etag: EntityTag::from_headers(headers),
             last_modified,
+            coding: response_coding(headers),
         }
     }
+}
+
+/// The one content coding of a response: identity without
+/// `Content-Encoding`; `None` for a coding this crate doesn't know or a
+/// stack of codings (which the cache does not store).
+pub(crate) fn response_coding(headers: &HeaderMap) -> Option<ContentCoding> {
+    let mut lines = headers.get_all(header::CONTENT_ENCODING).iter();
+    let Some(first) = lines.next() else {
+        return Some(ContentCoding::Identity);
+    };
+    if lines.next().is_some() {
+        return None;
+    }
+    let value = first.as_bytes().trim_ascii();
+    if value.is_empty() {
+        return Some(ContentCoding::Identity);
+    }
+    ContentCoding::from_token(value)
 }
 
 /// Why a response is not stored, for statistics and `Cache-Status`.
@@ -368,6 +390,11 @@ pub(crate) enum NotStorable {
     Authorization,
     SetCookie,
     VaryStar,
+    /// `Vary` names more than `key::MAX_VARY_FIELDS` fields.
+    VaryTooLong,
+    /// A `Content-Encoding` this cache can't match to what a request
+    /// accepts (unknown, or several codings).
+    UnknownCoding,
     NoFreshness,
     TooLarge,
 }
@@ -418,6 +445,9 @@ pub(crate) fn check_storable(
             .any(|f| f.trim_ascii() == b"*")
     }) {
         return Err(NotStorable::VaryStar);
+    }
+    if response_coding(headers).is_none() {
+        return Err(NotStorable::UnknownCoding);
     }
     let explicit = cc.s_maxage().is_some()
         || cc.max_age().is_some()

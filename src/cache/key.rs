@@ -1,13 +1,16 @@
 //! Cache keys (RFC 9111 §2) and Vary matching (§4.1).
 
 use std::borrow::Borrow;
+use std::cell::Cell;
 use std::fmt;
+use std::sync::Arc;
 use std::hash::{Hash, Hasher};
 
 use http::header::{self, HeaderMap, HeaderName};
 use http::{Request, Uri};
 
-use crate::headers::{AcceptEncoding, ContentCoding};
+use super::entry::CachedResponse;
+use crate::headers::{AcceptEncoding, ContentCoding, QValue};
 
 /// The primary cache key of a request: its host (lowercased) and its path
 /// and query, exactly as requested. The method is not part of it: GET and
@@ -118,6 +121,101 @@ impl fmt::Display for CacheKey {
     }
 }
 
+/// How the cache reads `Accept-Encoding` (RFC 9110 §12.5.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Encodings {
+    /// The origin negotiates: a stored variant is known by its own
+    /// `Content-Encoding` and serves any request that accepts that coding.
+    Origin,
+    /// A compression layer inside the cache produces these codings (in its
+    /// order of preference): a request reduces to the coding it would pick.
+    Inside(Vec<ContentCoding>),
+}
+
+/// Most distinct fields a stored response's `Vary` may name; a response
+/// naming more is not stored (so matching stays a short, bounded loop).
+pub(crate) const MAX_VARY_FIELDS: usize = 32;
+
+/// Why a response's `Vary` keeps it out of the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum VaryRefusal {
+    /// `Vary: *`: no request matches.
+    Star,
+    /// More than [`MAX_VARY_FIELDS`] fields.
+    TooMany,
+}
+
+/// One request as the variant matching sees it: its fields, how
+/// `Accept-Encoding` is read, and that field parsed at most once.
+pub(crate) struct RequestVary<'a> {
+    headers: &'a HeaderMap,
+    encodings: &'a Encodings,
+    accept_encoding: Cell<Option<AcceptEncoding>>,
+}
+
+impl<'a> RequestVary<'a> {
+    pub(crate) fn new(headers: &'a HeaderMap, encodings: &'a Encodings) -> Self {
+        Self {
+            headers,
+            encodings,
+            accept_encoding: Cell::new(None),
+        }
+    }
+
+    fn accept_encoding(&self) -> AcceptEncoding {
+        if let Some(ae) = self.accept_encoding.get() {
+            return ae;
+        }
+        let ae = AcceptEncoding::from_headers(self.headers);
+        self.accept_encoding.set(Some(ae));
+        ae
+    }
+
+    /// The weight this request gives a stored response in `coding`, when
+    /// it accepts it (`None` for an unknown coding). A request without
+    /// `Accept-Encoding` accepts identity only: the RFC lets it take any
+    /// coding, but such clients (curl, probes, scripts) often can't decode.
+    pub(crate) fn acceptable(&self, coding: Option<ContentCoding>) -> Option<QValue> {
+        let coding = coding?;
+        if coding == ContentCoding::Identity && !self.headers.contains_key(header::ACCEPT_ENCODING) {
+            return Some(QValue::ONE);
+        }
+        // Identity the client did not weigh ranks below what it listed.
+        let q = self.accept_encoding().rank(coding);
+        (q > QValue::ZERO).then_some(q)
+    }
+
+    /// The variant for this request (RFC 9111 §4.1): one whose `Vary`
+    /// fields match and whose `Content-Encoding` the request accepts; among
+    /// several, the coding the request weighs highest (ties: the newest).
+    pub(crate) fn select<'v>(
+        &self,
+        variants: &'v [Arc<CachedResponse>],
+    ) -> Option<&'v Arc<CachedResponse>> {
+        let mut best: Option<(&Arc<CachedResponse>, QValue)> = None;
+        for v in variants {
+            if !v.vary.matches(self) {
+                continue;
+            }
+            let Some(q) = self.acceptable(v.facts.coding) else {
+                continue;
+            };
+            if best.is_none_or(|(_, bq)| q > bq) {
+                best = Some((v, q));
+            }
+        }
+        best.map(|(v, _)| v)
+    }
+
+    /// The value the key holds for `Accept-Encoding` when the compression
+    /// layer is inside: the coding it would pick (or `none`).
+    fn reduced_encoding(&self, codings: &[ContentCoding]) -> &'static str {
+        self.accept_encoding()
+            .negotiate(codings)
+            .map_or("none", ContentCoding::as_str)
+    }
+}
+
 /// The request's values for the fields a stored response's `Vary` names,
 /// normalized, in the order of `Vary`. Two requests select the same
 /// variant when their `VaryKey`s for that `Vary` are equal.
@@ -128,13 +226,17 @@ pub struct VaryKey {
 
 impl VaryKey {
     /// Reads the field names of a response's `Vary` (lowercase, without
-    /// duplicates) and the request's normalized value of each.
-    /// `None` for `Vary: *`, which no request matches.
+    /// duplicates) and the request's normalized value of each, then the
+    /// `implicit` fields the request carries that `Vary` did not name.
+    /// `Accept-Encoding` holds the response's own coding (`coding`) when
+    /// the origin negotiates, the reduced request value when the
+    /// compression layer is inside.
     pub(crate) fn build(
         response_headers: &HeaderMap,
-        request_headers: &HeaderMap,
-        codings: &[ContentCoding],
-    ) -> Option<Self> {
+        req: &RequestVary<'_>,
+        coding: Option<ContentCoding>,
+        implicit: &[HeaderName],
+    ) -> Result<Self, VaryRefusal> {
         let mut fields: Vec<(HeaderName, Option<Box<[u8]>>)> = Vec::new();
         for line in response_headers.get_all(header::VARY) {
             for name in line.as_bytes().split(|b| *b == b',') {
@@ -143,28 +245,57 @@ impl VaryKey {
                     continue;
                 }
                 if name == b"*" {
-                    return None;
+                    return Err(VaryRefusal::Star);
                 }
                 let Ok(name) = HeaderName::from_bytes(name) else {
                     // A field name no request can carry: every request
                     // lacks it, so they all agree on it.
                     continue;
                 };
+                // At most MAX_VARY_FIELDS entries: a linear scan stays
+                // bounded whatever the length of `Vary`.
                 if fields.iter().any(|(n, _)| *n == name) {
                     continue;
                 }
-                let value = normalize(&name, request_headers, codings);
+                if fields.len() == MAX_VARY_FIELDS {
+                    return Err(VaryRefusal::TooMany);
+                }
+                let value = if name == header::ACCEPT_ENCODING {
+                    Some(match req.encodings {
+                        Encodings::Origin => coding.map_or("unknown", ContentCoding::as_str),
+                        Encodings::Inside(codings) => req.reduced_encoding(codings),
+                    })
+                    .map(|s| s.as_bytes().into())
+                } else {
+                    normalize(&name, req.headers)
+                };
                 fields.push((name, value));
             }
         }
-        Some(Self { fields })
+        for name in implicit {
+            if req.headers.contains_key(name) && !fields.iter().any(|(n, _)| n == name) {
+                let value = normalize(name, req.headers);
+                fields.push((name.clone(), value));
+            }
+        }
+        Ok(Self { fields })
     }
 
-    /// Whether `request_headers` select this variant (RFC 9111 §4.1).
-    pub(crate) fn matches(&self, request_headers: &HeaderMap, codings: &[ContentCoding]) -> bool {
-        self.fields
-            .iter()
-            .all(|(name, stored)| normalize(name, request_headers, codings) == *stored)
+    /// Whether the request's fields select this variant (RFC 9111 §4.1).
+    /// `Accept-Encoding` matches by acceptability when the origin
+    /// negotiates (the coding is checked by [`RequestVary::select`]).
+    pub(crate) fn matches(&self, req: &RequestVary<'_>) -> bool {
+        self.fields.iter().all(|(name, stored)| {
+            if name == header::ACCEPT_ENCODING {
+                return match req.encodings {
+                    Encodings::Origin => true,
+                    Encodings::Inside(codings) => stored
+                        .as_deref()
+                        .is_some_and(|s| s == req.reduced_encoding(codings).as_bytes()),
+                };
+            }
+            normalize(name, req.headers) == *stored
+        })
     }
 
     #[cfg(feature = "redis")]
@@ -199,20 +330,9 @@ fn case_insensitive(name: &HeaderName) -> bool {
 /// A request field's value as the cache compares it: every line joined as
 /// one list, list elements trimmed and joined with ", ", runs of
 /// whitespace folded, lowercased where the field is case-insensitive.
-/// Accept-Encoding becomes the coding the compression layer would pick
-/// among `codings` (or `none`), so variants don't multiply with the
-/// spellings browsers send. `None` when the request lacks the field.
-pub(crate) fn normalize(
-    name: &HeaderName,
-    request_headers: &HeaderMap,
-    codings: &[ContentCoding],
-) -> Option<Box<[u8]>> {
-    if name == header::ACCEPT_ENCODING {
-        let chosen = AcceptEncoding::from_values(request_headers.get_all(name).iter())
-            .negotiate(codings)
-            .map_or("none", ContentCoding::as_str);
-        return Some(chosen.as_bytes().into());
-    }
+/// `None` when the request lacks the field. (`Accept-Encoding` is read by
+/// [`RequestVary`].)
+pub(crate) fn normalize(name: &HeaderName, request_headers: &HeaderMap) -> Option<Box<[u8]>> {
     let mut lines = request_headers.get_all(name).iter().peekable();
     lines.peek()?;
     let lower = case_insensitive(name);
@@ -294,50 +414,166 @@ mod tests {
         assert_eq!((k.host(), k.path_and_query()), ("abcde", "/p"));
     }
 
+    fn inside() -> Encodings {
+        Encodings::Inside(CODINGS.to_vec())
+    }
+
+    fn build(resp: &HeaderMap, request: &HeaderMap, enc: &Encodings) -> VaryKey {
+        let coding = super::super::entry::response_coding(resp);
+        VaryKey::build(resp, &RequestVary::new(request, enc), coding, &[]).unwrap()
+    }
+
+    fn matches(v: &VaryKey, request: &HeaderMap, enc: &Encodings) -> bool {
+        v.matches(&RequestVary::new(request, enc))
+    }
+
     #[test]
     fn vary_values_are_normalized() {
+        let enc = inside();
         let resp = req(&[("vary", "Accept-Language, accept-language,X-Tenant")]);
-        let a = VaryKey::build(
+        let a = build(
             &resp,
             &req(&[("accept-language", "EN-us,  fr;q=0.5"), ("x-tenant", "A")]),
-            CODINGS,
-        )
-        .unwrap();
+            &enc,
+        );
         assert_eq!(a.fields.len(), 2);
-        assert!(a.matches(
+        assert!(matches(
+            &a,
             &req(&[
                 ("accept-language", "en-US"),
                 ("accept-language", "fr;q=0.5"),
                 ("x-tenant", "A")
             ]),
-            CODINGS
+            &enc
         ));
         // x-tenant is case-sensitive.
-        assert!(!a.matches(
+        assert!(!matches(
+            &a,
             &req(&[("accept-language", "en-us, fr;q=0.5"), ("x-tenant", "a")]),
-            CODINGS
+            &enc
         ));
         // A missing field differs from an empty one.
-        assert!(!a.matches(&req(&[("accept-language", "en-us, fr;q=0.5")]), CODINGS));
+        assert!(!matches(&a, &req(&[("accept-language", "en-us, fr;q=0.5")]), &enc));
     }
 
     #[test]
     fn accept_encoding_reduces_to_the_chosen_coding() {
+        let enc = inside();
         let resp = req(&[("vary", "accept-encoding")]);
-        let gz = VaryKey::build(&resp, &req(&[("accept-encoding", "gzip")]), CODINGS).unwrap();
+        let gz = build(&resp, &req(&[("accept-encoding", "gzip")]), &enc);
         for same in [
             "gzip, deflate, br",
             "br;q=1, gzip;q=0.9",
             "GZIP",
             "x-gzip, identity",
         ] {
-            assert!(
-                gz.matches(&req(&[("accept-encoding", same)]), CODINGS),
-                "{same}"
-            );
+            assert!(matches(&gz, &req(&[("accept-encoding", same)]), &enc), "{same}");
         }
-        assert!(!gz.matches(&req(&[("accept-encoding", "deflate")]), CODINGS));
-        assert!(!gz.matches(&req(&[]), CODINGS));
+        assert!(!matches(&gz, &req(&[("accept-encoding", "deflate")]), &enc));
+        assert!(!matches(&gz, &req(&[]), &enc));
+    }
+
+    #[test]
+    fn long_vary_lists_are_refused_and_duplicates_folded() {
+        let enc = Encodings::Origin;
+        let names: Vec<String> = (0..=MAX_VARY_FIELDS).map(|i| format!("x-f{i}")).collect();
+        let long = req(&[("vary", &names.join(", "))]);
+        let r = VaryKey::build(&long, &RequestVary::new(&req(&[]), &enc), None, &[]);
+        assert_eq!(r, Err(VaryRefusal::TooMany));
+        // 30,000 repetitions of one name are one field.
+        let repeated = req(&[("vary", &vec!["accept"; 30_000].join(","))]);
+        let v = build(&repeated, &req(&[("accept", "a")]), &enc);
+        assert_eq!(v.fields.len(), 1);
+    }
+
+    #[test]
+    fn implicit_fields_join_the_variant_only_when_present() {
+        let enc = Encodings::Origin;
+        let implicit = [HeaderName::from_static("x-forwarded-host")];
+        let resp = req(&[]);
+        let evil = req(&[("x-forwarded-host", "evil.test")]);
+        let clean = req(&[]);
+        let build_with = |r: &HeaderMap| {
+            VaryKey::build(&resp, &RequestVary::new(r, &enc), None, &implicit).unwrap()
+        };
+        let poisoned = build_with(&evil);
+        assert!(!matches(&poisoned, &clean, &enc));
+        assert!(!matches(&poisoned, &req(&[("x-forwarded-host", "other.test")]), &enc));
+        assert!(matches(&poisoned, &evil, &enc));
+        // Fetched without the field: shared with everyone.
+        let shared = build_with(&clean);
+        assert!(shared.is_empty());
+        assert!(matches(&shared, &evil, &enc));
+    }
+
+    fn stored(coding: Option<&str>, vary: bool) -> Arc<CachedResponse> {
+        let mut h = HeaderMap::new();
+        h.insert("cache-control", HeaderValue::from_static("max-age=60"));
+        if vary {
+            h.insert("vary", HeaderValue::from_static("accept-encoding"));
+        }
+        if let Some(c) = coding {
+            h.insert("content-encoding", HeaderValue::from_str(c).unwrap());
+        }
+        let now = std::time::SystemTime::now();
+        let enc = Encodings::Origin;
+        let v = build(&h, &req(&[]), &enc);
+        Arc::new(CachedResponse::new(
+            http::StatusCode::OK,
+            h,
+            bytes::Bytes::from_static(b"x"),
+            None,
+            (now, now),
+            v,
+            Vec::new(),
+            None,
+        ))
+    }
+
+    fn chosen(variants: &[Arc<CachedResponse>], ae: Option<&str>, enc: &Encodings) -> Option<String> {
+        let headers = match ae {
+            Some(v) => req(&[("accept-encoding", v)]),
+            None => req(&[]),
+        };
+        RequestVary::new(&headers, enc).select(variants).map(|v| {
+            v.headers()
+                .get("content-encoding")
+                .map_or("identity".into(), |c| c.to_str().unwrap().to_owned())
+        })
+    }
+
+    /// Issue 16: an origin that negotiates itself. A stored `br` body
+    /// reaches only requests that accept br; preference decides among
+    /// acceptable variants; q=0 and `identity;q=0` exclude.
+    #[test]
+    fn stored_codings_serve_only_requests_that_accept_them() {
+        let enc = Encodings::Origin;
+        let br = stored(Some("br"), true);
+        let gzip = stored(Some("gzip"), true);
+        let identity = stored(None, true);
+        let only_br = [Arc::clone(&br)];
+        assert_eq!(chosen(&only_br, Some("gzip"), &enc), None);
+        assert_eq!(chosen(&only_br, Some("identity"), &enc), None);
+        assert_eq!(chosen(&only_br, None, &enc), None);
+        assert_eq!(chosen(&only_br, Some("gzip, br;q=0"), &enc), None);
+        assert_eq!(chosen(&only_br, Some("*"), &enc).as_deref(), Some("br"));
+        assert_eq!(chosen(&only_br, Some("gzip, deflate, br"), &enc).as_deref(), Some("br"));
+        let all = [Arc::clone(&br), Arc::clone(&gzip), Arc::clone(&identity)];
+        assert_eq!(chosen(&all, Some("gzip;q=1, br;q=0.5"), &enc).as_deref(), Some("gzip"));
+        assert_eq!(chosen(&all, Some("br;q=0.9, gzip;q=0.5"), &enc).as_deref(), Some("br"));
+        assert_eq!(chosen(&all, Some("deflate"), &enc).as_deref(), Some("identity"));
+        assert_eq!(chosen(&all, None, &enc).as_deref(), Some("identity"));
+        let no_identity = [Arc::clone(&br), Arc::clone(&identity)];
+        assert_eq!(chosen(&no_identity, Some("gzip, identity;q=0"), &enc), None);
+        assert_eq!(chosen(&no_identity, Some("gzip, *;q=0"), &enc), None);
+        // Without `Vary: Accept-Encoding` the coding still has to be
+        // acceptable.
+        let unvaried = [stored(Some("br"), false)];
+        assert_eq!(chosen(&unvaried, Some("gzip"), &Encodings::Origin), None);
+        assert_eq!(chosen(&unvaried, Some("gzip"), &inside()), None);
+        // An unknown coding is never served.
+        let odd = [stored(Some("x-custom"), true)];
+        assert_eq!(chosen(&odd, Some("x-custom, *"), &enc), None);
     }
 
     /// Generated input (the stable stand-in for a fuzz target): random
@@ -393,14 +629,24 @@ mod tests {
                     }
                 }
             }
-            if let Some(vary) = VaryKey::build(&resp, &req, CODINGS) {
-                assert!(vary.matches(&req, CODINGS));
+            for enc in [Encodings::Origin, inside()] {
+                let request = RequestVary::new(&req, &enc);
+                if let Ok(vary) = VaryKey::build(&resp, &request, None, &[]) {
+                    assert!(vary.matches(&request));
+                }
             }
         }
     }
 
     #[test]
     fn vary_star_matches_nothing() {
-        assert!(VaryKey::build(&req(&[("vary", "accept, *")]), &req(&[]), CODINGS).is_none());
+        let enc = inside();
+        let r = VaryKey::build(
+            &req(&[("vary", "accept, *")]),
+            &RequestVary::new(&req(&[]), &enc),
+            None,
+            &[],
+        );
+        assert_eq!(r, Err(VaryRefusal::Star));
     }
 }

@@ -7,7 +7,7 @@ use http::{HeaderName, Uri};
 
 use super::entry::Heuristic;
 use super::flight::Flights;
-use super::key::CacheKey;
+use super::key::{CacheKey, Encodings};
 use super::service::{CacheService, Shared};
 use super::stats::{CacheStats, Counters};
 use super::store::{CacheStore, MemoryStore, Purge, StoreError};
@@ -17,7 +17,8 @@ use crate::headers::ContentCoding;
 /// Settings of a cache layer (shared by its services).
 #[derive(Clone)]
 pub(crate) struct Config {
-    pub(crate) codings: Vec<ContentCoding>,
+    pub(crate) encodings: Encodings,
+    pub(crate) implicit_vary: Vec<HeaderName>,
     pub(crate) max_entry_size: usize,
     pub(crate) coalesce: bool,
     pub(crate) coalesce_timeout: Duration,
@@ -34,7 +35,8 @@ pub(crate) struct Config {
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
-            .field("codings", &self.codings)
+            .field("encodings", &self.encodings)
+            .field("implicit_vary", &self.implicit_vary)
             .field("max_entry_size", &self.max_entry_size)
             .field("coalesce", &self.coalesce)
             .field("coalesce_timeout", &self.coalesce_timeout)
@@ -45,6 +47,26 @@ impl std::fmt::Debug for Config {
             .finish_non_exhaustive()
     }
 }
+
+/// The request fields [`CacheLayer::implicit_vary`] adds to a variant by
+/// default: those that frameworks and proxies read as the request's host,
+/// scheme, port, URL or method.
+pub const DEFAULT_IMPLICIT_VARY: &[&str] = &[
+    "forwarded",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-scheme",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-server",
+    "x-host",
+    "x-original-host",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
 
 /// Default [`CacheLayer::max_entry_size`]: 1 MiB.
 pub const DEFAULT_MAX_ENTRY_SIZE: usize = 1024 * 1024;
@@ -76,7 +98,11 @@ impl CacheLayer {
     pub fn new() -> Self {
         Self {
             config: Arc::new(Config {
-                codings: vec![ContentCoding::Gzip, ContentCoding::Deflate],
+                encodings: Encodings::Origin,
+                implicit_vary: DEFAULT_IMPLICIT_VARY
+                    .iter()
+                    .map(|n| HeaderName::from_static(n))
+                    .collect(),
                 max_entry_size: DEFAULT_MAX_ENTRY_SIZE,
                 coalesce: true,
                 coalesce_timeout: Duration::from_secs(5),
@@ -115,12 +141,39 @@ impl CacheLayer {
         self
     }
 
-    /// The codings the compression layer behind this cache offers, in its
-    /// order of preference (default gzip, deflate). `Vary: Accept-Encoding`
-    /// variants are keyed on the coding these select, not on the raw
-    /// header.
+    /// Declares that a compression layer *inside* this cache produces the
+    /// content codings, offering `codings` in its order of preference (as
+    /// in the example server). `Vary: Accept-Encoding` variants are then
+    /// keyed on the coding these select (one cheap comparison per lookup),
+    /// not on the raw header.
+    ///
+    /// Without this call (the default) the origin is taken to negotiate
+    /// itself, as behind a caching proxy: each stored variant is known by
+    /// its own `Content-Encoding`, and serves only requests that accept
+    /// that coding, the one they weigh highest first. Either way a stored
+    /// response is never served to a request that does not accept its
+    /// `Content-Encoding` (RFC 9110 §12.5.3; `q=0` and `identity;q=0`
+    /// included); a request without `Accept-Encoding` gets identity only.
     pub fn codings<I: IntoIterator<Item = ContentCoding>>(mut self, codings: I) -> Self {
-        Arc::make_mut(&mut self.config).codings = codings.into_iter().collect();
+        Arc::make_mut(&mut self.config).encodings = Encodings::Inside(codings.into_iter().collect());
+        self
+    }
+
+    /// Request fields that become part of a stored response's variant
+    /// whenever the request that fetched it carried them, as if the
+    /// response's `Vary` named them (default:
+    /// [`DEFAULT_IMPLICIT_VARY`]). These are the fields frameworks read as
+    /// the request's host, scheme, URL or method (`X-Forwarded-Host`,
+    /// `Forwarded`, `X-Original-URL`, `X-HTTP-Method-Override`…): an
+    /// origin that honours one without naming it in `Vary` would let one
+    /// client choose what every other client receives. A response fetched
+    /// with `X-Forwarded-Host: evil.test` is then served only to requests
+    /// carrying that same value; one fetched without any of them serves
+    /// everyone. Behind a proxy you trust to set them on every request,
+    /// nothing changes for hits: every request carries the same values.
+    /// An empty list turns this off.
+    pub fn implicit_vary<I: IntoIterator<Item = HeaderName>>(mut self, names: I) -> Self {
+        Arc::make_mut(&mut self.config).implicit_vary = names.into_iter().collect();
         self
     }
 

@@ -121,6 +121,7 @@
 //! # }
 //! ```
 
+mod authority;
 mod body;
 #[cfg(feature = "redis")]
 mod codec;
@@ -138,7 +139,7 @@ mod warm;
 pub use self::body::CacheBody;
 pub use self::entry::CachedResponse;
 pub use self::key::{CacheKey, VaryKey};
-pub use self::layer::{CacheHandle, CacheLayer, DEFAULT_MAX_ENTRY_SIZE};
+pub use self::layer::{CacheHandle, CacheLayer, DEFAULT_IMPLICIT_VARY, DEFAULT_MAX_ENTRY_SIZE};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis_store::{RedisCacheSnapshot, RedisCacheStats, RedisCacheStore, TieredStore};
@@ -155,11 +156,15 @@ pub use self::warm::WarmReport;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub fn __fuzz_vary_selects_itself(response: &http::HeaderMap, request: &http::HeaderMap) {
-    let codings = [
+    let inside = key::Encodings::Inside(vec![
         crate::headers::ContentCoding::Gzip,
         crate::headers::ContentCoding::Deflate,
-    ];
-    if let Some(v) = key::VaryKey::build(response, request, &codings) {
-        assert!(v.matches(request, &codings));
+    ]);
+    for encodings in [key::Encodings::Origin, inside] {
+        let req = key::RequestVary::new(request, &encodings);
+        let implicit = [http::header::FORWARDED];
+        if let Ok(v) = key::VaryKey::build(response, &req, None, &implicit) {
+            assert!(v.matches(&req));
+        }
     }
 }

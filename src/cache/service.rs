@@ -13,10 +13,11 @@ use http_body::Body;
 use http_body_util::BodyExt;
 use tower_service::Service;
 
+use super::authority;
 use super::body::{CacheBody, Tee};
 use super::entry::{self, CachedResponse, NotStorable};
 use super::flight::{FlightGuard, Flights, Join};
-use super::key::{CacheKey, VaryKey};
+use super::key::{CacheKey, RequestVary, VaryKey, VaryRefusal};
 use super::layer::{CacheLayer, Config};
 use super::stats::{CacheStats, Counters};
 use super::store::{CacheStore, StoreError, StoreFuture, Variants};
@@ -331,11 +332,8 @@ impl Shared {
         variants: Option<&Variants>,
         now: SystemTime,
     ) -> Decision {
-        let entry = variants.and_then(|vs| {
-            vs.iter()
-                .find(|v| v.vary.matches(req, &self.config.codings))
-                .cloned()
-        });
+        let request = RequestVary::new(req, &self.config.encodings);
+        let entry = variants.and_then(|vs| request.select(vs).cloned());
         let Some(e) = entry else {
             if req_cc.only_if_cached() {
                 return Decision::OnlyIfCached;
@@ -523,6 +521,20 @@ impl Shared {
     }
 }
 
+/// 400 for a request whose authority can't be settled; the connection
+/// closes after it (the rest of what the client sent is suspect).
+fn bad_request<B>(reason: &'static str) -> Resp<B> {
+    let mut headers = HeaderMap::with_capacity(3);
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let body = CacheBody::stored(Bytes::from_static(reason.as_bytes()), None);
+    respond_with(StatusCode::BAD_REQUEST, headers, body)
+}
+
 fn respond_with<B>(status: StatusCode, headers: HeaderMap, body: CacheBody<B>) -> Resp<B> {
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
@@ -557,17 +569,31 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+    fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
+        let shared = Arc::clone(&self.shared);
+        // The authority is settled first, for every method: the key holds
+        // exactly the `Host` the inner service will see.
+        let key = if req.method() == Method::CONNECT {
+            // Its target is an authority-form host and port, never cached.
+            CacheKey::from_request(&req)
+        } else {
+            match authority::settle(&mut req) {
+                Ok(key) => key,
+                Err(refused) => {
+                    Counters::add(&shared.counters.rejected);
+                    return ResponseFuture::ready(bad_request(refused.reason()));
+                }
+            }
+        };
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        let shared = Arc::clone(&self.shared);
         let method = req.method();
         if method != Method::GET && method != Method::HEAD {
             // RFC 9110 §9.2.1: GET, HEAD, OPTIONS and TRACE are safe;
             // everything else, extension methods included, may change
             // the resource.
             let invalidates = !matches!(*method, Method::OPTIONS | Method::TRACE);
-            return ResponseFuture::boxed(other_method(shared, inner, req, invalidates));
+            return ResponseFuture::boxed(other_method(shared, inner, req, key, invalidates));
         }
         let fields = RequestFields::read(req.headers());
         if fields.bypass {
@@ -577,7 +603,6 @@ where
                 Ok(shared.passthrough(resp, "bypass"))
             });
         }
-        let key = CacheKey::from_request(&req);
         let req_cc = fields.directives;
         if !shared.config.serve_authorized && fields.authorization {
             // Its answer may depend on who asks (an origin seldom says
@@ -957,8 +982,14 @@ where
         _ => Ok(()),
     })
     .and_then(|()| {
-        VaryKey::build(&parts.headers, req_headers, &shared.config.codings)
-            .ok_or(NotStorable::VaryStar)
+        let request = RequestVary::new(req_headers, &shared.config.encodings);
+        let coding = entry::response_coding(&parts.headers);
+        VaryKey::build(&parts.headers, &request, coding, &shared.config.implicit_vary).map_err(
+            |refused| match refused {
+                VaryRefusal::Star => NotStorable::VaryStar,
+                VaryRefusal::TooMany => NotStorable::VaryTooLong,
+            },
+        )
     });
     let fwd = fetch.fwd;
     let stored_note = if storable.is_ok() { "; stored" } else { "" };
@@ -1105,6 +1136,7 @@ async fn other_method<S, ReqB, ResB>(
     shared: Arc<Shared>,
     inner: S,
     req: Request<ReqB>,
+    key: CacheKey,
     invalidates: bool,
 ) -> Result<Resp<ResB>, S::Error>
 where
@@ -1112,7 +1144,6 @@ where
     S::Future: Send + 'static,
     ReqB: Send + 'static,
 {
-    let key = CacheKey::from_request(&req);
     let resp = call_inner(inner, req).await?;
     let status = resp.status();
     if invalidates && (status.is_success() || status.is_redirection()) {

@@ -25,6 +25,7 @@ pub(crate) struct Counters {
     pub(crate) store_errors: AtomicU64,
     pub(crate) gateway_timeouts: AtomicU64,
     pub(crate) bypassed: AtomicU64,
+    pub(crate) rejected: AtomicU64,
 }
 
 impl Counters {
@@ -84,6 +85,9 @@ pub struct CacheSnapshot {
     pub gateway_timeouts: u64,
     /// Requests passed straight through (Range, If-Match, other methods).
     pub bypassed: u64,
+    /// Requests answered 400 because of their `Host` or target authority
+    /// (missing, repeated or invalid; RFC 9112 §3.2).
+    pub rejected: u64,
     /// URLs in the store.
     pub entries: u64,
     /// Bytes in the store.
@@ -122,6 +126,7 @@ impl CacheStats {
             store_errors: c.store_errors.load(Relaxed),
             gateway_timeouts: c.gateway_timeouts.load(Relaxed),
             bypassed: c.bypassed.load(Relaxed),
+            rejected: c.rejected.load(Relaxed),
             entries: usage.entries,
             bytes: usage.bytes,
             evictions: usage.evictions,

@@ -9,7 +9,7 @@ use http_body::Body;
 use serde::Serialize;
 use tower_service::Service;
 
-use super::key::CacheKey;
+use super::key::{CacheKey, RequestVary};
 use super::layer::CacheHandle;
 
 /// What [`CacheHandle::warm`] did with each request, by URL (host, path
@@ -118,14 +118,21 @@ impl CacheHandle {
         report
     }
 
-    async fn warm_one<S, ReqB, ResB>(&self, mut svc: S, req: Request<ReqB>) -> Outcome
+    async fn warm_one<S, ReqB, ResB>(&self, mut svc: S, mut req: Request<ReqB>) -> Outcome
     where
         S: Service<Request<ReqB>, Response = Response<ResB>>,
         S::Error: std::fmt::Display,
         ResB: Body,
         ResB::Error: std::fmt::Display,
     {
-        let key = CacheKey::from_request(&req);
+        // The key the cache will use (and the Host it will forward).
+        let key = match super::authority::settle(&mut req) {
+            Ok(key) => key,
+            Err(refused) => {
+                let url = CacheKey::from_request(&req).to_string();
+                return Outcome::Failed(url, refused.reason().to_owned());
+            }
+        };
         let url = key.to_string();
         let headers = req.headers().clone();
         let start = self.config.clock.system_time();
@@ -144,10 +151,8 @@ impl CacheHandle {
             }
         }
         let variants = self.store.get(&key).await.ok().flatten();
-        let found = variants.as_deref().and_then(|vs| {
-            vs.iter()
-                .find(|v| v.vary.matches(&headers, &self.config.codings))
-        });
+        let request = RequestVary::new(&headers, &self.config.encodings);
+        let found = variants.as_deref().and_then(|vs| request.select(vs));
         match found {
             Some(v) if v.response_time >= start => Outcome::Stored(url),
             Some(_) => Outcome::Cached(url),

@@ -286,6 +286,24 @@ impl AcceptEncoding {
         }
     }
 
+    /// The weight negotiation gives `coding`: [`quality`](Self::quality),
+    /// except that identity the client weighed neither directly nor
+    /// through `*` ranks below every listed coding (0.001). An absent
+    /// field accepts identity only.
+    pub(crate) fn rank(&self, coding: ContentCoding) -> QValue {
+        if !self.present {
+            return if coding == ContentCoding::Identity {
+                QValue::ONE
+            } else {
+                QValue::ZERO
+            };
+        }
+        match (coding, self.weights[coding.index()], self.weights[STAR]) {
+            (ContentCoding::Identity, None, None) => QValue(1),
+            _ => self.quality(coding),
+        }
+    }
+
     /// Picks the coding to send among `supported` (in the server's order of
     /// preference) and identity. See the [type docs](Self).
     pub fn negotiate(&self, supported: &[ContentCoding]) -> Option<ContentCoding> {

@@ -119,6 +119,11 @@ pub(super) fn render(sources: &Sources) -> String {
                     s.stores,
                 ),
                 (
+                    "tower_perf_cache_rejected_total",
+                    "Requests answered 400 for a missing, repeated or invalid Host.",
+                    s.rejected,
+                ),
+                (
                     "tower_perf_cache_not_stored_total",
                     "Responses that could not be stored.",
                     s.not_stored,
