@@ -21,6 +21,7 @@ mod server;
 fn request(i: u32) -> Request<Body> {
     let uri = format!("/api/v1/items/{}?r={i}", i % 55 + 1);
     let mut req = Request::get(uri)
+        .header("host", "bench.test")
         .body(Body::empty())
         .expect("a valid request");
     req.extensions_mut()

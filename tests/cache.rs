@@ -369,12 +369,21 @@ async fn vary_variants_with_normalized_values() {
         )
         .await;
     assert_eq!(en3.text(), "en-US #1");
+    // The origin answered identity (no Content-Encoding): a request
+    // without Accept-Encoding accepts that, so it is the same variant.
     let identity = server.get_with("/", &[("accept-language", "fr")]).await;
-    assert_eq!(
-        identity.text(),
-        "fr #3",
-        "no Accept-Encoding selects identity"
-    );
+    assert_eq!(identity.text(), "fr #2");
+    // One that refuses identity does not.
+    let no_identity = server
+        .get_with(
+            "/",
+            &[
+                ("accept-language", "fr"),
+                ("accept-encoding", "gzip, identity;q=0"),
+            ],
+        )
+        .await;
+    assert_eq!(no_identity.text(), "fr #3");
     assert_eq!(origin.calls(), 3);
 }
 

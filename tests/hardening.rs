@@ -224,7 +224,12 @@ async fn a_panicking_origin_releases_the_waiters() {
                 )
             }
         }));
-    let get = || Request::get("/p").body(Full::<Bytes>::default()).unwrap();
+    let get = || {
+        Request::get("/p")
+            .header("host", "h.test")
+            .body(Full::<Bytes>::default())
+            .unwrap()
+    };
     let leader = {
         let f = svc.ready().await.unwrap().call(get());
         tokio::spawn(f)

@@ -122,9 +122,7 @@ pub(crate) fn normalize<'a>(value: &'a [u8], uri: &Uri) -> Option<Cow<'a, str>> 
             if trimmed.len() > 5 {
                 return None;
             }
-            let n: u32 = trimmed
-                .iter()
-                .fold(0, |n, &d| n * 10 + u32::from(d - b'0'));
+            let n: u32 = trimmed.iter().fold(0, |n, &d| n * 10 + u32::from(d - b'0'));
             if n > u32::from(u16::MAX) {
                 return None;
             }
@@ -135,7 +133,11 @@ pub(crate) fn normalize<'a>(value: &'a [u8], uri: &Uri) -> Option<Cow<'a, str>> 
     let host: Cow<'a, str> = if host.first() == Some(&b'[') {
         Cow::Owned(ip_literal(host)?)
     } else {
-        if !host.iter().enumerate().all(|(i, &b)| reg_name_byte(host, i, b)) {
+        if !host
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| reg_name_byte(host, i, b))
+        {
             return None;
         }
         // Checked above: every byte is ASCII.
@@ -148,7 +150,9 @@ pub(crate) fn normalize<'a>(value: &'a [u8], uri: &Uri) -> Option<Cow<'a, str>> 
     };
     match (host, port) {
         // Unchanged input (the usual case): borrowed, nothing allocated.
-        (Cow::Borrowed(_), _) if canonical_port => std::str::from_utf8(value).ok().map(Cow::Borrowed),
+        (Cow::Borrowed(_), _) if canonical_port => {
+            std::str::from_utf8(value).ok().map(Cow::Borrowed)
+        }
         (host, Some(p)) => Some(Cow::Owned(format!("{host}:{p}"))),
         (host, None) => Some(host),
     }
@@ -201,9 +205,9 @@ fn ip_literal(host: &[u8]) -> Option<String> {
     let ok = !version.is_empty()
         && version.bytes().all(|b| b.is_ascii_hexdigit())
         && !addr.is_empty()
-        && addr.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b":-._~!$&'()*+,;=".contains(&b)
-        });
+        && addr
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b":-._~!$&'()*+,;=".contains(&b));
     ok.then(|| format!("[{}]", text.to_ascii_lowercase()))
 }
 
@@ -221,7 +225,10 @@ mod tests {
         assert_eq!(norm("example.com:80").as_deref(), Some("example.com"));
         assert_eq!(norm("example.com:").as_deref(), Some("example.com"));
         assert_eq!(norm("example.com:0080").as_deref(), Some("example.com"));
-        assert_eq!(norm("example.com:08080").as_deref(), Some("example.com:8080"));
+        assert_eq!(
+            norm("example.com:08080").as_deref(),
+            Some("example.com:8080")
+        );
         assert_eq!(norm("example.com:443").as_deref(), Some("example.com:443"));
         let https = Uri::from_static("https://example.com:443/");
         assert_eq!(
@@ -229,7 +236,10 @@ mod tests {
             Some("example.com")
         );
         assert_eq!(norm("[0:0::1]:8080").as_deref(), Some("[::1]:8080"));
-        assert_eq!(norm("[::FFFF:1.2.3.4]").as_deref(), Some("[::ffff:1.2.3.4]"));
+        assert_eq!(
+            norm("[::FFFF:1.2.3.4]").as_deref(),
+            Some("[::ffff:1.2.3.4]")
+        );
         assert_eq!(norm("[v1.A:b]").as_deref(), Some("[v1.a:b]"));
         assert_eq!(norm("10.0.0.1:81").as_deref(), Some("10.0.0.1:81"));
         assert_eq!(norm("a%2Fb").as_deref(), Some("a%2fb"));

@@ -3,8 +3,8 @@
 use std::borrow::Borrow;
 use std::cell::Cell;
 use std::fmt;
-use std::sync::Arc;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use http::header::{self, HeaderMap, HeaderName};
 use http::{Request, Uri};
@@ -177,7 +177,8 @@ impl<'a> RequestVary<'a> {
     /// coding, but such clients (curl, probes, scripts) often can't decode.
     pub(crate) fn acceptable(&self, coding: Option<ContentCoding>) -> Option<QValue> {
         let coding = coding?;
-        if coding == ContentCoding::Identity && !self.headers.contains_key(header::ACCEPT_ENCODING) {
+        if coding == ContentCoding::Identity && !self.headers.contains_key(header::ACCEPT_ENCODING)
+        {
             return Some(QValue::ONE);
         }
         // Identity the client did not weigh ranks below what it listed.
@@ -453,7 +454,11 @@ mod tests {
             &enc
         ));
         // A missing field differs from an empty one.
-        assert!(!matches(&a, &req(&[("accept-language", "en-us, fr;q=0.5")]), &enc));
+        assert!(!matches(
+            &a,
+            &req(&[("accept-language", "en-us, fr;q=0.5")]),
+            &enc
+        ));
     }
 
     #[test]
@@ -467,7 +472,10 @@ mod tests {
             "GZIP",
             "x-gzip, identity",
         ] {
-            assert!(matches(&gz, &req(&[("accept-encoding", same)]), &enc), "{same}");
+            assert!(
+                matches(&gz, &req(&[("accept-encoding", same)]), &enc),
+                "{same}"
+            );
         }
         assert!(!matches(&gz, &req(&[("accept-encoding", "deflate")]), &enc));
         assert!(!matches(&gz, &req(&[]), &enc));
@@ -498,7 +506,11 @@ mod tests {
         };
         let poisoned = build_with(&evil);
         assert!(!matches(&poisoned, &clean, &enc));
-        assert!(!matches(&poisoned, &req(&[("x-forwarded-host", "other.test")]), &enc));
+        assert!(!matches(
+            &poisoned,
+            &req(&[("x-forwarded-host", "other.test")]),
+            &enc
+        ));
         assert!(matches(&poisoned, &evil, &enc));
         // Fetched without the field: shared with everyone.
         let shared = build_with(&clean);
@@ -530,7 +542,11 @@ mod tests {
         ))
     }
 
-    fn chosen(variants: &[Arc<CachedResponse>], ae: Option<&str>, enc: &Encodings) -> Option<String> {
+    fn chosen(
+        variants: &[Arc<CachedResponse>],
+        ae: Option<&str>,
+        enc: &Encodings,
+    ) -> Option<String> {
         let headers = match ae {
             Some(v) => req(&[("accept-encoding", v)]),
             None => req(&[]),
@@ -557,11 +573,23 @@ mod tests {
         assert_eq!(chosen(&only_br, None, &enc), None);
         assert_eq!(chosen(&only_br, Some("gzip, br;q=0"), &enc), None);
         assert_eq!(chosen(&only_br, Some("*"), &enc).as_deref(), Some("br"));
-        assert_eq!(chosen(&only_br, Some("gzip, deflate, br"), &enc).as_deref(), Some("br"));
+        assert_eq!(
+            chosen(&only_br, Some("gzip, deflate, br"), &enc).as_deref(),
+            Some("br")
+        );
         let all = [Arc::clone(&br), Arc::clone(&gzip), Arc::clone(&identity)];
-        assert_eq!(chosen(&all, Some("gzip;q=1, br;q=0.5"), &enc).as_deref(), Some("gzip"));
-        assert_eq!(chosen(&all, Some("br;q=0.9, gzip;q=0.5"), &enc).as_deref(), Some("br"));
-        assert_eq!(chosen(&all, Some("deflate"), &enc).as_deref(), Some("identity"));
+        assert_eq!(
+            chosen(&all, Some("gzip;q=1, br;q=0.5"), &enc).as_deref(),
+            Some("gzip")
+        );
+        assert_eq!(
+            chosen(&all, Some("br;q=0.9, gzip;q=0.5"), &enc).as_deref(),
+            Some("br")
+        );
+        assert_eq!(
+            chosen(&all, Some("deflate"), &enc).as_deref(),
+            Some("identity")
+        );
         assert_eq!(chosen(&all, None, &enc).as_deref(), Some("identity"));
         let no_identity = [Arc::clone(&br), Arc::clone(&identity)];
         assert_eq!(chosen(&no_identity, Some("gzip, identity;q=0"), &enc), None);

@@ -155,7 +155,8 @@ impl CacheLayer {
     /// `Content-Encoding` (RFC 9110 §12.5.3; `q=0` and `identity;q=0`
     /// included); a request without `Accept-Encoding` gets identity only.
     pub fn codings<I: IntoIterator<Item = ContentCoding>>(mut self, codings: I) -> Self {
-        Arc::make_mut(&mut self.config).encodings = Encodings::Inside(codings.into_iter().collect());
+        Arc::make_mut(&mut self.config).encodings =
+            Encodings::Inside(codings.into_iter().collect());
         self
     }
 

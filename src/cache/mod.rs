@@ -110,7 +110,10 @@
 //! });
 //!
 //! for _ in 0..2 {
-//!     let resp = svc.clone().oneshot(Request::get("/").body(()).unwrap()).await.unwrap();
+//!     // HTTP/1.1 requests need a Host (RFC 9112 §3.2): without one the
+//!     // cache answers 400.
+//!     let req = Request::get("/").header(header::HOST, "example.com").body(()).unwrap();
+//!     let resp = svc.clone().oneshot(req).await.unwrap();
 //!     let status = resp.headers()["cache-status"].to_str().unwrap().to_owned();
 //!     let body = resp.into_body().collect().await.unwrap().to_bytes();
 //!     assert_eq!(body, "hello");

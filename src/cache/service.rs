@@ -984,12 +984,16 @@ where
     .and_then(|()| {
         let request = RequestVary::new(req_headers, &shared.config.encodings);
         let coding = entry::response_coding(&parts.headers);
-        VaryKey::build(&parts.headers, &request, coding, &shared.config.implicit_vary).map_err(
-            |refused| match refused {
-                VaryRefusal::Star => NotStorable::VaryStar,
-                VaryRefusal::TooMany => NotStorable::VaryTooLong,
-            },
+        VaryKey::build(
+            &parts.headers,
+            &request,
+            coding,
+            &shared.config.implicit_vary,
         )
+        .map_err(|refused| match refused {
+            VaryRefusal::Star => NotStorable::VaryStar,
+            VaryRefusal::TooMany => NotStorable::VaryTooLong,
+        })
     });
     let fwd = fetch.fwd;
     let stored_note = if storable.is_ok() { "; stored" } else { "" };

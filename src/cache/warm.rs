@@ -63,9 +63,9 @@ impl CacheHandle {
     ///             .unwrap(),
     ///     )
     /// });
-    /// let hot = ["/a", "/b"].map(|p| Request::get(p).body(()).unwrap());
+    /// let hot = ["/a", "/b"].map(|p| Request::get(p).header(header::HOST, "example.com").body(()).unwrap());
     /// let report = handle.warm(svc, hot, 8).await;
-    /// assert_eq!(report.stored, ["/a", "/b"]);
+    /// assert_eq!(report.stored, ["example.com/a", "example.com/b"]);
     /// # }
     /// ```
     pub async fn warm<S, ReqB, ResB, I>(
