@@ -272,10 +272,33 @@ async fn missing_repeated_and_invalid_hosts_get_400_and_reach_nobody() {
 
 #[tokio::test]
 async fn http2_authority_wins_over_a_conflicting_host() {
-    let s = behind_proxy(CacheLayer::new()).await;
-    let stream = tokio::net::TcpStream::connect(s.front.addr())
-        .await
-        .unwrap();
+    // What reached the cache (before it settled the authority), to be
+    // sure the conflicting Host was really sent.
+    let arrived: Arc<std::sync::Mutex<Vec<(String, String)>>> = Arc::default();
+    let seen = arrived.clone();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let svc = ServiceBuilder::new()
+        .map_request(move |req: Request<Incoming>| {
+            let host = req
+                .headers()
+                .get("host")
+                .map_or("-".into(), |h| h.to_str().unwrap().to_owned());
+            let authority = req.uri().authority().map_or("-".into(), |a| a.to_string());
+            seen.lock().unwrap().push((authority, host));
+            req
+        })
+        .layer(CacheLayer::new())
+        .service(tower::service_fn(move |req| {
+            let c = c.clone();
+            async move { Ok::<_, Infallible>(origin(c, req).await) }
+        }));
+    let s = Setup {
+        front: TestServer::serve(svc).await,
+        _origin: None,
+        calls,
+    };
+    let stream = tokio::net::TcpStream::connect(s.front.addr()).await.unwrap();
     let (mut send, conn) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
             .await
@@ -289,12 +312,18 @@ async fn http2_authority_wins_over_a_conflicting_host() {
     let resp = send.send_request(req).await.unwrap();
     let first = TestResponse::collect(resp).await;
     assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(
+        arrived.lock().unwrap()[0],
+        ("victim.test".to_owned(), "evil.test".to_owned()),
+        "the request carried both"
+    );
     assert_eq!(field(&first, "host"), "victim.test");
     let victim = get(&s, "/h2", &[("host", "victim.test")]).await;
     assert!(victim.header("cache-status").unwrap().contains("hit"));
     assert_eq!(field(&victim, "host"), "victim.test");
     let evil = get(&s, "/h2", &[("host", "evil.test")]).await;
     assert_eq!(field(&evil, "host"), "evil.test");
+    assert_eq!(s.calls.load(Ordering::SeqCst), 2);
 }
 
 /// A coding acceptable to `ae` (as the request sent it, `None` for no
@@ -527,7 +556,56 @@ async fn the_key_is_the_host_the_origin_saw() {
     let s = behind_proxy(cache).await;
     let r = get(&s, "/k", &[("host", "Victim.Test:80")]).await;
     assert_eq!(field(&r, "host"), "victim.test");
-    assert_eq!(handle.purge_url("http://victim.test/k").await.unwrap(), 1);
+    // A purge names the URL in any spelling of the host.
+    assert_eq!(handle.purge_url("http://VICTIM.test:80/k").await.unwrap(), 1);
     let fresh = get(&s, "/k", &[("host", "victim.test")]).await;
     assert!(!fresh.header("cache-status").unwrap().contains("hit"));
+}
+
+/// Unsafe methods invalidate by the settled authority: a `Location` on the
+/// same host in another spelling drops that URL too, one on another host
+/// does not.
+#[tokio::test]
+async fn invalidation_follows_the_normalized_authority() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let svc = ServiceBuilder::new()
+        .layer(CacheLayer::new())
+        .service(tower::service_fn(move |req: Request<Incoming>| {
+            let c = c.clone();
+            async move {
+                if req.method() == Method::POST {
+                    let loc = req.headers()["x-location"].clone();
+                    return Ok::<_, Infallible>(
+                        Response::builder()
+                            .status(StatusCode::CREATED)
+                            .header(header::LOCATION, loc)
+                            .body(Full::default())
+                            .unwrap(),
+                    );
+                }
+                Ok(origin(c, req).await)
+            }
+        }));
+    let s = Setup {
+        front: TestServer::serve(svc).await,
+        _origin: None,
+        calls,
+    };
+    let victim = [("host", "victim.test")];
+    get(&s, "/loc", &victim).await;
+    let post = |loc: &'static str| {
+        s.front
+            .request(Method::POST, "/items")
+            .header("host", "Victim.test")
+            .header("x-location", loc)
+            .body(Full::default())
+            .unwrap()
+    };
+    s.front.send(post("http://evil.test/loc")).await;
+    let still = get(&s, "/loc", &victim).await;
+    assert!(still.header("cache-status").unwrap().contains("hit"));
+    s.front.send(post("http://VICTIM.test:80/loc")).await;
+    let gone = get(&s, "/loc", &victim).await;
+    assert!(!gone.header("cache-status").unwrap().contains("hit"));
 }

@@ -328,7 +328,13 @@ impl CacheHandle {
             .parse()
             .map_err(|e| StoreError::new(format!("not a URL or path: {e}")))?;
         let purge = match (uri.scheme(), uri.authority()) {
-            (Some(_), Some(a)) => Purge::Key(CacheKey::new(a.as_str().as_bytes(), &uri)),
+            (Some(_), Some(a)) => {
+                // The host as the cache keys it (lowercase, default port
+                // dropped): `http://Example.com:80/a` purges `example.com/a`.
+                let host = super::authority::normalize(a.as_str().as_bytes(), &uri)
+                    .ok_or_else(|| StoreError::new("not a valid host"))?;
+                Purge::Key(CacheKey::new(host.as_bytes(), &uri))
+            }
             (None, None) if url.starts_with('/') => {
                 Purge::PathAndQuery(uri.path_and_query().map_or("/", |p| p.as_str()).to_owned())
             }

@@ -265,13 +265,15 @@ fn not_modified(req: &HeaderMap, status: StatusCode, resp: &HeaderMap) -> bool {
 
 /// `location` (from `Location` or `Content-Location`) as a key, if it is
 /// on `host` (RFC 9111 §4.4: only same-origin URIs are invalidated).
+/// `host` is the request's settled authority; the location's is
+/// normalized the same way before they are compared.
 fn same_origin_key(host: &str, location: &HeaderValue) -> Option<CacheKey> {
     let uri: Uri = location.to_str().ok()?.parse().ok()?;
     match uri.authority() {
-        Some(a) if a.as_str().eq_ignore_ascii_case(host) => {
-            Some(CacheKey::new(host.as_bytes(), &uri))
+        Some(a) => {
+            let theirs = authority::normalize(a.as_str().as_bytes(), &uri)?;
+            (theirs == host).then(|| CacheKey::new(host.as_bytes(), &uri))
         }
-        Some(_) => None,
         None if uri.path().starts_with('/') => Some(CacheKey::new(host.as_bytes(), &uri)),
         None => None,
     }
