@@ -10,23 +10,43 @@
 //! directions (RFC 9110 §7.6.1: `Connection` and the fields it names,
 //! `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`, `Transfer-Encoding`,
 //! `Upgrade`, `Proxy-Authorization`, `Proxy-Authenticate`), keeps `Host`
-//! as the client sent it, and adds `Via` (§7.6.3). Only the cache sits in
-//! front: the origin's own Cache-Control decides what is stored; the proxy
-//! adds no policy and no compression. An unreachable origin gets 502 (or a
-//! stale response, where `stale-if-error` allows).
+//! as it reaches the forwarding (the cache in front has checked and
+//! normalized it), and adds `Via` (§7.6.3). The origin URI is `--origin`
+//! plus the request's path and query, never an authority the client
+//! named. Only the cache sits in front: the origin's own Cache-Control
+//! decides what is stored; the proxy adds no policy and no compression. An
+//! unreachable origin gets 502 (or a stale response, where
+//! `stale-if-error` allows).
+//!
+//! Forwarding fields are the proxy's own, not the client's:
+//! `X-Forwarded-Host` is set to the request's `Host`, `X-Forwarded-Proto`
+//! to `http`, `X-Forwarded-For` to the peer's IP, and `Forwarded`,
+//! `X-Forwarded-Server`, `X-Forwarded-Port`, `X-Forwarded-Prefix`,
+//! `X-Host`, `X-Real-IP`, `X-Original-URL` and `X-Rewrite-URL` from the
+//! client are dropped. Behind a proxy of your own, `--trust-forwarded`
+//! keeps those fields and appends the peer to the `X-Forwarded-For` chain
+//! instead (`X-Forwarded-Host` and `X-Forwarded-Proto` are still this
+//! proxy's).
+//!
+//! The serving loop (`examples/common/serve.rs`, shared with the example
+//! server) times out slow request heads and idle connections, caps open
+//! connections and HTTP/2 streams and header sizes, and drains on Ctrl-C
+//! or SIGTERM; `--help` lists its flags and defaults.
+
+#[path = "common/serve.rs"]
+pub(crate) mod serve;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
+use axum::extract::ConnectInfo;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
+use hyper_util::rt::TokioExecutor;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_perf::BoxError;
 use tower_perf::cache::{CacheBody, CacheLayer};
@@ -64,18 +84,82 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Fields a client may send to pose as an earlier proxy or to name
+/// another URL or host for the request; dropped unless `--trust-forwarded`.
+const CLIENT_FORWARDING: [&str; 8] = [
+    "forwarded",
+    "x-forwarded-server",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-host",
+    "x-real-ip",
+    "x-original-url",
+    "x-rewrite-url",
+];
+
+/// Makes the forwarding fields this proxy's own: `X-Forwarded-Host` is the
+/// request's `Host` (none without one), `X-Forwarded-Proto` is `http`, and
+/// `X-Forwarded-For` is `peer`, appended to the client's chain only when
+/// `trust` (which also keeps [`CLIENT_FORWARDING`]).
+pub(crate) fn set_forwarding(headers: &mut HeaderMap, peer: Option<IpAddr>, trust: bool) {
+    const XFF: &str = "x-forwarded-for";
+    let mut chain = Vec::new();
+    if trust {
+        for v in headers.get_all(XFF) {
+            let v = v.as_bytes().trim_ascii();
+            if !v.is_empty() {
+                if !chain.is_empty() {
+                    chain.extend_from_slice(b", ");
+                }
+                chain.extend_from_slice(v);
+            }
+        }
+    } else {
+        for n in CLIENT_FORWARDING {
+            headers.remove(n);
+        }
+    }
+    if let Some(ip) = peer {
+        if !chain.is_empty() {
+            chain.extend_from_slice(b", ");
+        }
+        chain.extend_from_slice(ip.to_string().as_bytes());
+    }
+    headers.remove(XFF);
+    // Joined from valid values and an IP: always a valid value.
+    if let Ok(v) = HeaderValue::from_bytes(&chain) {
+        if !chain.is_empty() {
+            headers.insert(XFF, v);
+        }
+    }
+    match headers.get(header::HOST).cloned() {
+        Some(host) => {
+            headers.insert("x-forwarded-host", host);
+        }
+        None => {
+            headers.remove("x-forwarded-host");
+        }
+    }
+    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+}
+
 /// Forwards requests to `origin` (scheme and authority; its path is
 /// ignored): the inner service of the proxy.
 #[derive(Clone)]
 pub(crate) struct Forward {
     origin: Uri,
     client: Client<HttpConnector, Incoming>,
+    trust_forwarded: bool,
 }
 
 impl Forward {
-    pub(crate) fn new(origin: Uri) -> Self {
+    pub(crate) fn new(origin: Uri, trust_forwarded: bool) -> Self {
         let client = Client::builder(TokioExecutor::new()).build_http();
-        Self { origin, client }
+        Self {
+            origin,
+            client,
+            trust_forwarded,
+        }
     }
 }
 
@@ -102,18 +186,21 @@ impl Service<Request<Incoming>> for Forward {
             .to_owned();
         let mut target = self.origin.clone().into_parts();
         let client = self.client.clone();
+        let trust = self.trust_forwarded;
         Box::pin(async move {
+            // The origin plus the path and query: an absolute-form target's
+            // authority never picks the upstream.
             target.path_and_query = Some(pq.parse()?);
             parts.uri = Uri::from_parts(target)?;
-            // An HTTP/2 client sends no Host; the origin still needs one.
-            if !parts.headers.contains_key(header::HOST) {
-                if let Some(a) = parts.uri.authority() {
-                    parts
-                        .headers
-                        .insert(header::HOST, HeaderValue::from_str(a.as_str())?);
-                }
-            }
+            // `Host` goes on as it is here. A request without one (HTTP/1.0,
+            // or HTTP/2 naming no authority) gets the origin's from hyper's
+            // client, which derives it from the URI.
             strip_hop_by_hop(&mut parts.headers);
+            let peer = parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip());
+            set_forwarding(&mut parts.headers, peer, trust);
             parts
                 .headers
                 .append(header::VIA, HeaderValue::from_static("1.1 tower-perf"));
@@ -128,7 +215,8 @@ impl Service<Request<Incoming>> for Forward {
 }
 
 /// The whole proxy: the cache in front of [`Forward`], origin failures
-/// answered with 502.
+/// answered with 502; client forwarding fields not trusted.
+#[allow(dead_code)] // the tests' entry point; `main` uses `proxy_with`
 pub(crate) fn proxy(
     origin: Uri,
     cache: CacheLayer,
@@ -140,9 +228,26 @@ pub(crate) fn proxy(
 > + Clone
 + Send
 + 'static {
+    proxy_with(origin, cache, false)
+}
+
+/// [`proxy`], trusting the client's forwarding fields when
+/// `trust_forwarded` (`--trust-forwarded`).
+pub(crate) fn proxy_with(
+    origin: Uri,
+    cache: CacheLayer,
+    trust_forwarded: bool,
+) -> impl Service<
+    Request<Incoming>,
+    Response = Response<ProxyBody>,
+    Error = Infallible,
+    Future: Send + 'static,
+> + Clone
++ Send
++ 'static {
     let cached = ServiceBuilder::new()
         .layer(cache)
-        .service(Forward::new(origin));
+        .service(Forward::new(origin, trust_forwarded));
     tower::service_fn(move |req: Request<Incoming>| {
         let svc = cached.clone();
         async move {
@@ -164,10 +269,11 @@ pub(crate) fn proxy(
     })
 }
 
-const USAGE: &str = "usage: proxy --origin http://HOST:PORT [--listen HOST:PORT] [--cache-mib N]\n\n  \
---origin URL     the service to put the cache in front of (http only)\n  \
---listen ADDR    listen address (default 127.0.0.1:8080)\n  \
---cache-mib N    memory for cached responses (default 64)\n";
+const USAGE: &str = "usage: proxy --origin http://HOST:PORT [--listen HOST:PORT] [--cache-mib N] [--trust-forwarded] [connection limits]\n\n  \
+--origin URL        the service to put the cache in front of (http only)\n  \
+--listen ADDR       listen address (default 127.0.0.1:8080)\n  \
+--cache-mib N       memory for cached responses (default 64)\n  \
+--trust-forwarded   clients are proxies: keep their Forwarded/X-Forwarded-* fields, append to X-Forwarded-For\n";
 
 /// What the command line says.
 #[derive(Debug, Clone, PartialEq)]
@@ -175,12 +281,19 @@ pub(crate) struct ProxyArgs {
     pub(crate) listen: SocketAddr,
     pub(crate) origin: Uri,
     pub(crate) cache_mib: u64,
+    /// `--trust-forwarded`: the peer is a proxy whose forwarding fields
+    /// are kept.
+    pub(crate) trust_forwarded: bool,
+    /// Timeouts and connection limits of the serving loop.
+    pub(crate) limits: serve::Limits,
 }
 
 pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<ProxyArgs, String> {
     let mut listen: SocketAddr = ([127, 0, 0, 1], 8080).into();
     let mut origin: Option<Uri> = None;
     let mut cache_mib = 64;
+    let mut trust_forwarded = false;
+    let mut limits = serve::Limits::default();
     let mut args = args.peekable();
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -210,6 +323,11 @@ pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<ProxyArgs
                 let v = value("--cache-mib")?;
                 cache_mib = v.parse().map_err(|e| format!("--cache-mib {v}: {e}"))?;
             }
+            "--trust-forwarded" => trust_forwarded = true,
+            f if serve::Limits::is_flag(f) => {
+                let v = value(f)?;
+                limits.set(f, &v)?;
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -219,6 +337,8 @@ pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<ProxyArgs
         listen,
         origin,
         cache_mib,
+        trust_forwarded,
+        limits,
     })
 }
 
@@ -228,11 +348,11 @@ async fn main() {
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(a) => a,
         Err(msg) if msg.is_empty() => {
-            print!("{USAGE}");
+            print!("{USAGE}{}", serve::USAGE);
             return;
         }
         Err(msg) => {
-            eprint!("error: {msg}\n\n{USAGE}");
+            eprint!("error: {msg}\n\n{USAGE}{}", serve::USAGE);
             std::process::exit(2);
         }
     };
@@ -247,30 +367,22 @@ async fn main() {
         args.cache_mib.saturating_mul(1024 * 1024),
     ));
     let stats = cache.stats();
-    let svc = proxy(args.origin.clone(), cache);
+    let svc = proxy_with(args.origin.clone(), cache, args.trust_forwarded);
     eprintln!(
         "caching proxy on http://{} in front of {}",
         args.listen, args.origin
     );
-    let shutdown = tokio::signal::ctrl_c();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let svc = svc.clone();
-                tokio::spawn(async move {
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc))
-                        .await;
-                });
-            }
-            _ = &mut shutdown => break,
-        }
-    }
+    serve::serve(
+        listener,
+        svc,
+        args.limits,
+        serve::stderr_log(),
+        serve::shutdown_signal(),
+    )
+    .await;
     let s = stats.snapshot();
     eprintln!(
-        "shutting down: {} hits, {} misses, {} stored, hit rate {:.1}%",
+        "cache: {} hits, {} misses, {} stored, hit rate {:.1}%",
         s.hits,
         s.misses,
         s.stores,

@@ -41,6 +41,14 @@
 //! | `/health` | `no-cache` |
 //!
 //! Every GET route answers a revalidation with 304.
+//!
+//! The serving loop (`examples/common/serve.rs`, shared with the proxy)
+//! times out slow request heads and idle connections, caps open
+//! connections and HTTP/2 streams and header sizes, and drains on Ctrl-C
+//! or SIGTERM; `--help` lists its flags and defaults.
+
+#[path = "common/serve.rs"]
+pub(crate) mod serve;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -118,6 +126,8 @@ pub(crate) struct ServerArgs {
     pub(crate) bare: bool,
     /// `--redis URL`: both layers in Redis.
     pub(crate) redis: Option<String>,
+    /// Timeouts and connection limits of the serving loop.
+    pub(crate) limits: serve::Limits,
 }
 
 /// The demo's rate limits: per client, on `/api/**`; writes tighter.
@@ -532,7 +542,7 @@ async fn stream(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-const USAGE: &str = "usage: server [--addr HOST:PORT] [--rate-limit-per-min N | --no-rate-limit] [--no-cache] [--bare] [--token T] [--redis URL]\n\n  \
+const USAGE: &str = "usage: server [--addr HOST:PORT] [--rate-limit-per-min N | --no-rate-limit] [--no-cache] [--bare] [--token T] [--redis URL] [connection limits]\n\n  \
 --addr HOST:PORT         listen address (default 127.0.0.1:3000)\n  \
 --rate-limit-per-min N   requests a minute per client on /api/** (default 100; writes get N/10)\n  \
 --no-rate-limit          no rate limiting (for throughput benchmarks)\n  \
@@ -549,6 +559,7 @@ pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<ServerArg
         token: None,
         bare: false,
         redis: None,
+        limits: serve::Limits::default(),
     };
     let mut args = args.peekable();
     while let Some(arg) = args.next() {
@@ -600,6 +611,10 @@ pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<ServerArg
                 }
                 parsed.redis = Some(v);
             }
+            f if serve::Limits::is_flag(f) => {
+                let v = value(f)?;
+                parsed.limits.set(f, &v)?;
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -607,38 +622,16 @@ pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<ServerArg
     Ok(parsed)
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-    eprintln!("shutting down");
-}
-
 #[tokio::main]
 async fn main() {
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(args) => args,
         Err(msg) if msg.is_empty() => {
-            print!("{USAGE}");
+            print!("{USAGE}{}", serve::USAGE);
             return;
         }
         Err(msg) => {
-            eprint!("error: {msg}\n\n{USAGE}");
+            eprint!("error: {msg}\n\n{USAGE}{}", serve::USAGE);
             std::process::exit(2);
         }
     };
@@ -676,14 +669,12 @@ async fn main() {
         Some(_) => std::process::exit(2),
     };
     eprintln!("tower-perf demo listening on http://{addr}");
-    if let Err(e) = axum::serve(
+    serve::serve(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+        app,
+        args.limits,
+        serve::stderr_log(),
+        serve::shutdown_signal(),
     )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    .await;
 }

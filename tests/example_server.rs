@@ -233,6 +233,21 @@ fn args() {
     assert!(parse(&[]).unwrap().cache);
     assert!(!parse(&["--no-cache"]).unwrap().cache);
     assert!(parse(&["--bare"]).unwrap().bare);
+    // The serving loop's limits (examples/common/serve.rs).
+    let limited = parse(&[
+        "--max-connections",
+        "64",
+        "--idle-timeout=30",
+        "--h2-max-streams",
+        "50",
+    ])
+    .unwrap();
+    assert_eq!(limited.limits.max_connections, 64);
+    assert_eq!(limited.limits.idle_timeout, Duration::from_secs(30));
+    assert_eq!(limited.limits.h2_max_streams, 50);
+    assert_eq!(parse(&[]).unwrap().limits.max_connections, 1024);
+    assert!(parse(&["--h1-max-head", "4"]).is_err());
+    assert!(parse(&["--header-read-timeout", "0"]).is_err());
 }
 
 #[tokio::test]

@@ -139,12 +139,138 @@ async fn an_unreachable_origin_gets_502() {
     assert_eq!(r.status, StatusCode::BAD_GATEWAY);
 }
 
+/// Forwarding fields a client sends to pose as an earlier proxy.
+const SPOOFED: [(&str, &str); 11] = [
+    ("x-forwarded-for", "6.6.6.6"),
+    ("x-forwarded-host", "evil.test"),
+    ("x-forwarded-proto", "https"),
+    ("forwarded", "for=6.6.6.6;host=evil.test;proto=https"),
+    ("x-forwarded-server", "evil.test"),
+    ("x-forwarded-port", "443"),
+    ("x-forwarded-prefix", "/evil"),
+    ("x-host", "evil.test"),
+    ("x-real-ip", "6.6.6.6"),
+    ("x-original-url", "/admin"),
+    ("x-rewrite-url", "/admin"),
+];
+
+/// The values of `name` the origin saw on its last request.
+fn seen_all(seen: &Seen, name: &str) -> Vec<String> {
+    let seen = seen.lock().unwrap();
+    let (_, _, headers, _) = seen.last().unwrap();
+    headers
+        .get_all(name)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_origin_sees_the_proxys_forwarding_fields_not_the_clients() {
+    let (proxy, _origin, seen) = start().await;
+    let r = proxy.get_with("/things/1", &SPOOFED).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let host = proxy.addr().to_string();
+    // Overwritten, one value each: the peer, the Host, plain http.
+    assert_eq!(seen_all(&seen, "x-forwarded-for"), ["127.0.0.1"]);
+    assert_eq!(seen_all(&seen, "x-forwarded-host"), [host.as_str()]);
+    assert_eq!(seen_all(&seen, "x-forwarded-proto"), ["http"]);
+    assert_eq!(seen_all(&seen, "host"), [host.as_str()]);
+    for (name, _) in &SPOOFED[3..] {
+        assert!(seen_all(&seen, name).is_empty(), "{name} forwarded");
+    }
+    // Two X-Forwarded-For lines are still replaced by the peer.
+    proxy
+        .get_with(
+            "/things/2",
+            &[
+                ("x-forwarded-for", "1.1.1.1"),
+                ("x-forwarded-for", "2.2.2.2"),
+            ],
+        )
+        .await;
+    assert_eq!(seen_all(&seen, "x-forwarded-for"), ["127.0.0.1"]);
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_chain_grows_and_its_fields_are_kept() {
+    let (origin, seen) = origin().await;
+    let uri = format!("http://{}", origin.addr()).parse().unwrap();
+    let proxy = TestServer::serve(proxy::proxy_with(uri, CacheLayer::new(), true)).await;
+    let mut sent = SPOOFED.to_vec();
+    sent.push(("x-forwarded-for", "7.7.7.7"));
+    assert_eq!(
+        proxy.get_with("/things/1", &sent).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        seen_all(&seen, "x-forwarded-for"),
+        ["6.6.6.6, 7.7.7.7, 127.0.0.1"]
+    );
+    // Host and scheme are still what this proxy saw.
+    let host = proxy.addr().to_string();
+    assert_eq!(seen_all(&seen, "x-forwarded-host"), [host.as_str()]);
+    assert_eq!(seen_all(&seen, "x-forwarded-proto"), ["http"]);
+    for (name, value) in &SPOOFED[3..] {
+        assert_eq!(seen_all(&seen, name), [*value], "{name}");
+    }
+}
+
+#[tokio::test]
+async fn an_absolute_form_target_never_picks_the_upstream() {
+    let (proxy, _origin, seen) = start().await;
+    let out = proxy
+        .send_raw(
+            b"GET http://evil.test/things/3?q=1 HTTP/1.1\r\nHost: evil.test\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    // Our origin answered, for the path and query only; the Host is the
+    // one the cache settled on, and X-Forwarded-Host says the same.
+    assert!(text.ends_with("GET /things/3?q=1 #1 body=0"), "{text}");
+    assert_eq!(seen_all(&seen, "host"), ["evil.test"]);
+    assert_eq!(seen_all(&seen, "x-forwarded-host"), ["evil.test"]);
+}
+
+#[test]
+fn forwarding_fields_without_a_peer_or_host() {
+    let mut h = HeaderMap::new();
+    h.insert("x-forwarded-for", "6.6.6.6".parse().unwrap());
+    h.insert("x-forwarded-host", "evil.test".parse().unwrap());
+    proxy::set_forwarding(&mut h, None, false);
+    assert!(h.get("x-forwarded-for").is_none());
+    assert!(h.get("x-forwarded-host").is_none());
+    assert_eq!(h["x-forwarded-proto"], "http");
+    let mut h = HeaderMap::new();
+    h.insert("x-forwarded-for", "6.6.6.6".parse().unwrap());
+    proxy::set_forwarding(&mut h, Some("::1".parse().unwrap()), true);
+    assert_eq!(h["x-forwarded-for"], "6.6.6.6, ::1");
+}
+
 #[test]
 fn args() {
     let parse = |a: &[&str]| proxy::parse_args(a.iter().map(|s| (*s).to_owned()));
     let ok = parse(&["--origin", "http://127.0.0.1:8000"]).unwrap();
     assert_eq!(ok.listen.to_string(), "127.0.0.1:8080");
     assert_eq!(ok.cache_mib, 64);
+    assert!(!ok.trust_forwarded);
+    let trusting = parse(&["--origin", "http://o:1", "--trust-forwarded"]).unwrap();
+    assert!(trusting.trust_forwarded);
+    let limited = parse(&[
+        "--origin",
+        "http://o:1",
+        "--max-connections",
+        "64",
+        "--header-read-timeout=2",
+    ])
+    .unwrap();
+    assert_eq!(limited.limits.max_connections, 64);
+    assert_eq!(
+        limited.limits.header_read_timeout,
+        std::time::Duration::from_secs(2)
+    );
+    assert!(parse(&["--origin", "http://o:1", "--max-connections", "0"]).is_err());
     let all = parse(&[
         "--listen=0.0.0.0:9000",
         "--origin=http://o:1",
