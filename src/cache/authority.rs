@@ -75,7 +75,7 @@ pub(crate) fn settle<B>(req: &mut Request<B>) -> Result<CacheKey, Refused> {
             Some(h) => h.as_bytes() == normalized.as_bytes(),
             None => normalized.is_empty(),
         };
-        let key = CacheKey::new(normalized.as_bytes(), req.uri());
+        let key = CacheKey::normalized(&normalized, req.uri());
         (key, host_ok, uri_ok)
     };
     if !host_ok {
@@ -130,31 +130,45 @@ pub(crate) fn normalize<'a>(value: &'a [u8], uri: &Uri) -> Option<Cow<'a, str>> 
             (n != default_port).then_some(n)
         }
     };
-    let host: Cow<'a, str> = if host.first() == Some(&b'[') {
-        Cow::Owned(ip_literal(host)?)
+    // The host when it changes (an IP literal, uppercase letters).
+    let changed: Option<String> = if host.first() == Some(&b'[') {
+        Some(ip_literal(host)?)
     } else {
-        if !host
-            .iter()
-            .enumerate()
-            .all(|(i, &b)| reg_name_byte(host, i, b))
-        {
+        // One pass over a byte-class table; '%' sends the host to the
+        // slower check of its escapes.
+        let (mut upper, mut pct) = (false, false);
+        for &b in host {
+            match REG_NAME[usize::from(b)] {
+                OK => {}
+                UPPER => upper = true,
+                PERCENT => pct = true,
+                _ => return None,
+            }
+        }
+        if pct && !escapes_ok(host) {
             return None;
         }
-        // Checked above: every byte is ASCII.
-        let s = std::str::from_utf8(host).ok()?;
-        if s.bytes().any(|b| b.is_ascii_uppercase()) {
-            Cow::Owned(s.to_ascii_lowercase())
+        // Every byte checked above is ASCII.
+        if upper {
+            Some(String::from_utf8(host.to_ascii_lowercase()).ok()?)
         } else {
-            Cow::Borrowed(s)
+            None
         }
     };
-    match (host, port) {
+    match (changed, port) {
         // Unchanged input (the usual case): borrowed, nothing allocated.
-        (Cow::Borrowed(_), _) if canonical_port => {
-            std::str::from_utf8(value).ok().map(Cow::Borrowed)
+        (None, _) if canonical_port => std::str::from_utf8(value).ok().map(Cow::Borrowed),
+        (changed, port) => {
+            let mut out = match changed {
+                Some(h) => h,
+                None => std::str::from_utf8(host).ok()?.to_owned(),
+            };
+            if let Some(p) = port {
+                out.push(':');
+                out.push_str(&p.to_string());
+            }
+            Some(Cow::Owned(out))
         }
-        (host, Some(p)) => Some(Cow::Owned(format!("{host}:{p}"))),
-        (host, None) => Some(host),
     }
 }
 
@@ -175,21 +189,67 @@ fn split_port(value: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
     })
 }
 
-/// RFC 3986 `reg-name` (which covers IPv4 addresses): unreserved,
-/// pct-encoded and sub-delims.
-fn reg_name_byte(host: &[u8], i: usize, b: u8) -> bool {
-    match b {
-        b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => true,
-        b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' => true,
-        b'%' => {
-            host.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
-                && host.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
-        }
-        // The two digits after a '%', already checked with it.
-        _ if i >= 1 && host[i - 1] == b'%' => b.is_ascii_hexdigit(),
-        _ if i >= 2 && host[i - 2] == b'%' => b.is_ascii_hexdigit(),
-        _ => false,
+const BAD: u8 = 0;
+const OK: u8 = 1;
+const UPPER: u8 = 2;
+const PERCENT: u8 = 3;
+
+/// RFC 3986 `reg-name` (which covers IPv4 addresses) by byte:
+/// unreserved and sub-delims are OK, uppercase letters too (lowercased),
+/// '%' starts a pct-encoded octet; anything else is BAD.
+static REG_NAME: [u8; 256] = {
+    let mut t = [BAD; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = if c.is_ascii_uppercase() {
+            UPPER
+        } else if c.is_ascii_lowercase()
+            || c.is_ascii_digit()
+            || matches!(
+                c,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            )
+        {
+            OK
+        } else if c == b'%' {
+            PERCENT
+        } else {
+            BAD
+        };
+        b += 1;
     }
+    t
+};
+
+/// Every '%' of `host` is followed by two hex digits.
+fn escapes_ok(host: &[u8]) -> bool {
+    let mut i = 0;
+    while i < host.len() {
+        if host[i] == b'%' {
+            let hex = |j: usize| host.get(j).is_some_and(u8::is_ascii_hexdigit);
+            if !(hex(i + 1) && hex(i + 2)) {
+                return false;
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    true
 }
 
 /// `"[" ( IPv6address / IPvFuture ) "]"`, normalized.

@@ -61,6 +61,23 @@ impl CacheKey {
         }
     }
 
+    /// The key of `uri` on `host`, a host already checked and normalized
+    /// (by the cache's authority rules: visible ASCII, no '/').
+    pub(crate) fn normalized(host: &str, uri: &Uri) -> Self {
+        let pq = uri.path_and_query().map_or("/", |p| p.as_str());
+        let slash = !pq.starts_with('/');
+        let mut text = String::with_capacity(host.len() + pq.len() + usize::from(slash));
+        text.push_str(host);
+        if slash {
+            text.push('/');
+        }
+        text.push_str(pq);
+        Self {
+            text: text.into_boxed_str(),
+            path_at: host.len(),
+        }
+    }
+
     /// A key from its text form ([`as_str`](Self::as_str)): the path
     /// starts at the first `/`.
     pub fn from_text(text: &str) -> Self {
@@ -186,6 +203,25 @@ impl<'a> RequestVary<'a> {
         (q > QValue::ZERO).then_some(q)
     }
 
+    /// Whether the request accepts `coding` at all: [`acceptable`]
+    /// without the weight, so identity skips parsing when no weight could
+    /// exclude it (no `=` in the field: no `identity;q=0`, no `*;q=0`).
+    ///
+    /// [`acceptable`]: Self::acceptable
+    fn accepts(&self, coding: Option<ContentCoding>) -> bool {
+        if coding == Some(ContentCoding::Identity) && self.accept_encoding.get().is_none() {
+            // One look-up of the field: absent, or without any weight.
+            let mut weighted = false;
+            for v in self.headers.get_all(header::ACCEPT_ENCODING) {
+                weighted |= v.as_bytes().contains(&b'=');
+            }
+            if !weighted {
+                return true;
+            }
+        }
+        self.acceptable(coding).is_some()
+    }
+
     /// The variant for this request (RFC 9111 §4.1): one whose `Vary`
     /// fields match and whose `Content-Encoding` the request accepts; among
     /// several, the coding the request weighs highest (ties: the newest).
@@ -193,6 +229,12 @@ impl<'a> RequestVary<'a> {
         &self,
         variants: &'v [Arc<CachedResponse>],
     ) -> Option<&'v Arc<CachedResponse>> {
+        let mut matching = variants.iter().filter(|v| v.vary.matches(self));
+        let first = matching.next()?;
+        if !matching.any(|_| true) {
+            // One candidate (the usual case): only acceptability counts.
+            return self.accepts(first.facts.coding).then_some(first);
+        }
         let mut best: Option<(&Arc<CachedResponse>, QValue)> = None;
         for v in variants {
             if !v.vary.matches(self) {
