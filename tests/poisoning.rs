@@ -298,7 +298,9 @@ async fn http2_authority_wins_over_a_conflicting_host() {
         _origin: None,
         calls,
     };
-    let stream = tokio::net::TcpStream::connect(s.front.addr()).await.unwrap();
+    let stream = tokio::net::TcpStream::connect(s.front.addr())
+        .await
+        .unwrap();
     let (mut send, conn) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
             .await
@@ -557,7 +559,10 @@ async fn the_key_is_the_host_the_origin_saw() {
     let r = get(&s, "/k", &[("host", "Victim.Test:80")]).await;
     assert_eq!(field(&r, "host"), "victim.test");
     // A purge names the URL in any spelling of the host.
-    assert_eq!(handle.purge_url("http://VICTIM.test:80/k").await.unwrap(), 1);
+    assert_eq!(
+        handle.purge_url("http://VICTIM.test:80/k").await.unwrap(),
+        1
+    );
     let fresh = get(&s, "/k", &[("host", "victim.test")]).await;
     assert!(!fresh.header("cache-status").unwrap().contains("hit"));
 }
