@@ -21,11 +21,28 @@
 //!   from `Last-Modified` only when [enabled](CacheLayer::heuristic_freshness)
 //!   and only for the statuses above. Age per §4.2.3 (upstream `Age`
 //!   included); every response from the cache carries `Age`.
+//! - **Authority (RFC 9112 §3.2, RFC 9113 §8.3.1)**: 400 for an HTTP/1.1
+//!   request without `Host`, any request with more than one `Host` line or
+//!   a `Host` that is not `uri-host [ ":" port ]`. The authority of an
+//!   absolute-form target or HTTP/2's `:authority` wins over `Host`. It is
+//!   normalized once (lowercase, default port dropped) and written back as
+//!   the request's `Host`: the key holds exactly the authority the inner
+//!   service sees, so `GET http://victim.test/` with `Host: evil.test` is
+//!   answered, and stored, for `victim.test`.
 //! - **Vary (§4.1)**: several variants per URL, request values
 //!   normalized (lists folded, whitespace collapsed, case folded for
-//!   `Accept`, `Accept-Language`, `Accept-Charset`); `Accept-Encoding` is
-//!   reduced to the coding the compression layer would choose (see
-//!   [`CacheLayer::codings`]); `Vary: *` is never stored.
+//!   `Accept`, `Accept-Language`, `Accept-Charset`); `Vary: *`, or a `Vary`
+//!   naming more than 32 fields, is never stored.
+//! - **Content codings (RFC 9110 §12.5.3)**: a stored response is served
+//!   only to a request that accepts its `Content-Encoding` (`q=0` and
+//!   `identity;q=0` respected; no `Accept-Encoding` accepts identity only),
+//!   whether or not its `Vary` names `Accept-Encoding`; among acceptable
+//!   variants the request's weights choose. By default the origin is taken
+//!   to negotiate (as behind a proxy): each coding it sends is its own
+//!   variant. With a compression layer inside the cache,
+//!   [`CacheLayer::codings`] keys `Accept-Encoding` on the coding that
+//!   layer would choose instead, one comparison per lookup. A response in
+//!   a coding this crate doesn't know (or several) is not stored.
 //! - **Request directives**: `no-cache` (and `Pragma: no-cache`),
 //!   `no-store`, `max-age`, `max-stale`, `min-fresh`, `only-if-cached`
 //!   (504 when nothing fits).
@@ -51,11 +68,18 @@
 //!   themselves are not stored (they have no content to reuse).
 //! - Requests with `Range`, `If-Match`, `If-Unmodified-Since` or `If-Range`
 //!   go straight to the origin: this cache stores whole responses only.
-//! - The key is the host, the path and the query, plus the request fields
-//!   the response's `Vary` names. An origin whose answer depends on another
-//!   request field (say it reflects `X-Forwarded-Host`) must name it in
-//!   `Vary` or mark the answer `private`/`no-store`: no cache can tell
-//!   otherwise, and that answer would be shared (cache poisoning).
+//! - The key is the host, the path and the query exactly as requested (no
+//!   decoding of `%2f`, no removal of dot segments: the origin gets the
+//!   same bytes), plus the request fields the response's `Vary` names,
+//!   plus the [implicit](CacheLayer::implicit_vary) fields frameworks read
+//!   as the host, scheme, URL or method (`X-Forwarded-Host`, `Forwarded`,
+//!   `X-Original-URL`, `X-HTTP-Method-Override`…) when the request that
+//!   fetched the response carried them: a response fetched with
+//!   `X-Forwarded-Host: evil.test` only ever reaches requests with that
+//!   same field. An origin whose answer depends on any other request field
+//!   must name it in `Vary` or mark the answer `private`/`no-store`: no
+//!   cache can tell otherwise, and that answer would be shared (cache
+//!   poisoning).
 //!
 //! Beyond the RFC:
 //!
