@@ -320,6 +320,15 @@ async fn http2_authority_wins_over_a_conflicting_host() {
         "the request carried both"
     );
     assert_eq!(field(&first, "host"), "victim.test");
+    // An invalid Host beside a valid `:authority` is refused over HTTP/2
+    // as well (the response's `Connection: close` is dropped by hyper).
+    let bad = Request::get("http://victim.test/h2")
+        .version(Version::HTTP_2)
+        .header("host", "evil.test/")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let bad = TestResponse::collect(send.send_request(bad).await.unwrap()).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     let victim = get(&s, "/h2", &[("host", "victim.test")]).await;
     assert!(victim.header("cache-status").unwrap().contains("hit"));
     assert_eq!(field(&victim, "host"), "victim.test");

@@ -271,6 +271,43 @@ fn ip_literal(host: &[u8]) -> Option<String> {
     ok.then(|| format!("[{}]", text.to_ascii_lowercase()))
 }
 
+/// The invariants of [`settle`] for one input (the fuzz target's and the
+/// generated test's oracle): on success the key's host is the request's
+/// `Host`, and the target's authority when it has one; the host is
+/// visible ASCII without '/', and normalizing it again changes nothing.
+#[cfg(any(test, fuzzing))]
+pub(crate) fn check_invariants(host: &[u8], target: &str, http2: bool) {
+    let Ok(uri) = target.parse::<Uri>() else {
+        return;
+    };
+    let mut req = Request::new(());
+    *req.uri_mut() = uri;
+    if http2 {
+        *req.version_mut() = Version::HTTP_2;
+    }
+    if let Ok(v) = HeaderValue::from_bytes(host) {
+        req.headers_mut().insert(header::HOST, v);
+    }
+    let Ok(key) = settle(&mut req) else {
+        return;
+    };
+    let h = key.host();
+    assert!(
+        h.bytes().all(|b| b.is_ascii_graphic() && b != b'/'),
+        "{h:?}"
+    );
+    match req.headers().get(header::HOST) {
+        Some(v) => assert_eq!(v.as_bytes(), h.as_bytes()),
+        None => assert!(h.is_empty()),
+    }
+    if let Some(a) = req.uri().authority() {
+        assert_eq!(a.as_str(), h);
+    }
+    let again = normalize(h.as_bytes(), req.uri());
+    assert_eq!(again.as_deref(), Some(h), "normalizing is idempotent");
+    assert!(key.path_and_query().starts_with('/') || req.uri().path_and_query().is_none());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -439,5 +476,32 @@ mod tests {
         assert_eq!(norm(&long).as_deref(), Some(long.as_str()));
         let pct = "%41".repeat(30_000);
         assert_eq!(norm(&pct).map(|s| s.len()), Some(90_000));
+    }
+
+    /// Generated hosts and targets (the stable stand-in for the fuzz
+    /// target): the invariants of `check_invariants` hold for all.
+    #[test]
+    fn generated_authorities_keep_the_invariants() {
+        const ALPHABET: &[u8] = b"aZ09.-_~!$&'()*+,;=%:[]@/?# \\\t\x7f\xffvV";
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for i in 0..20_000 {
+            let len = (next() % 24) as usize;
+            let host: Vec<u8> = (0..len)
+                .map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize])
+                .collect();
+            let text = String::from_utf8_lossy(&host).into_owned();
+            let target = match i % 3 {
+                0 => "/p?q".to_owned(),
+                1 => format!("http://{text}/p"),
+                _ => format!("https://{text}/p"),
+            };
+            check_invariants(&host, &target, i % 5 == 0);
+        }
     }
 }

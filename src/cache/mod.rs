@@ -195,3 +195,14 @@ pub fn __fuzz_vary_selects_itself(response: &http::HeaderMap, request: &http::He
         }
     }
 }
+
+/// For the `cache_key` fuzz target: settles the authority of a request
+/// with `host` as its `Host` (when a valid field value) and `target` as
+/// its request-target, then checks that what the cache keys on is what
+/// the inner service would see, and that normalizing is idempotent. Only
+/// in fuzzing builds.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub fn __fuzz_authority(host: &[u8], target: &str, http2: bool) {
+    authority::check_invariants(host, target, http2);
+}
