@@ -150,7 +150,8 @@ const STAR: usize = 5;
 /// skipped. Coding names compare case-insensitively, `x-gzip` counts as
 /// `gzip`. An element whose weight isn't a valid qvalue (`q=2`, `q=abc`) is
 /// ignored, as if the client had not listed that coding. When a coding is
-/// listed twice, the first weight counts.
+/// listed twice, the first weight counts. Parsing is linear in the field
+/// and keeps six weights (five codings and `*`), however long the list.
 ///
 /// # Negotiation
 ///

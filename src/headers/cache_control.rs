@@ -45,11 +45,18 @@ pub enum MaxStale {
 ///   "any staleness").
 /// - `no-cache` and `private` take an optional list of field names
 ///   (`no-cache="set-cookie"`). If that list holds anything that isn't a
-///   field name, the directive is read unqualified, which is more
-///   restrictive.
+///   field name, or more than [`MAX_FIELD_NAMES`](Self::MAX_FIELD_NAMES)
+///   distinct ones over all the directive's lists, the directive is read
+///   unqualified, which is more restrictive (never a field left out).
 /// - Unknown directives are kept as extensions when they are well formed
 ///   (a token name, a token or quoted-string value); malformed elements are
-///   ignored.
+///   ignored. The first [`MAX_EXTENSIONS`](Self::MAX_EXTENSIONS) are kept;
+///   later ones are ignored, as caches ignore directives they don't
+///   understand (RFC 9111 §5.2.3), and known directives after them are
+///   still read: padding can't hide a `no-store`.
+///
+/// Parsing is linear in the input and keeps no more than these limits. The
+/// builders are not limited; what they write past them parses back limited.
 ///
 /// # Example
 ///
@@ -97,22 +104,45 @@ fn to_delta(d: Duration) -> u32 {
         .min(DELTA_SECONDS_MAX)
 }
 
-/// Parses a `no-cache`/`private` argument into field names; `None` when any
-/// element is not a field name (the caller then reads the directive as
-/// unqualified).
-fn field_names(value: &[u8]) -> Option<Vec<HeaderName>> {
-    let decoded = util::unquote(value)?;
-    let mut names = Vec::new();
+/// Adds the field names of a `no-cache`/`private` argument to `names`,
+/// each once (compared with at most `MAX_FIELD_NAMES` kept ones). `false`
+/// when an element is not a field name, the list is empty, or there would
+/// be more than [`CacheControl::MAX_FIELD_NAMES`]: the directive then reads
+/// as unqualified.
+fn add_field_names(names: &mut Vec<HeaderName>, value: &[u8]) -> bool {
+    let Some(decoded) = util::unquote(value) else {
+        return false;
+    };
+    let mut listed = false;
     for elem in util::split_list(&decoded) {
         if !util::is_token(elem) {
-            return None;
+            return false;
         }
-        names.push(HeaderName::from_bytes(elem).ok()?);
+        listed = true;
+        if names
+            .iter()
+            .any(|n| n.as_str().as_bytes().eq_ignore_ascii_case(elem))
+        {
+            continue;
+        }
+        if names.len() == CacheControl::MAX_FIELD_NAMES {
+            return false;
+        }
+        let Ok(name) = HeaderName::from_bytes(elem) else {
+            return false;
+        };
+        names.push(name);
     }
-    Some(names)
+    listed
 }
 
 impl CacheControl {
+    /// The most extension directives parsing keeps (see the [rules](Self)).
+    pub const MAX_EXTENSIONS: usize = 64;
+    /// The most field names parsing keeps in one `no-cache` or `private`
+    /// qualification; more read as unqualified (see the [rules](Self)).
+    pub const MAX_FIELD_NAMES: usize = 64;
+
     /// An empty Cache-Control: no directive at all.
     pub const fn new() -> Self {
         Self {
@@ -219,10 +249,17 @@ impl CacheControl {
             } else if is("immutable") {
                 self.immutable = true;
             } else {
-                let lower = String::from_utf8_lossy(name).to_ascii_lowercase();
-                if self.extensions.iter().any(|(n, _)| *n == lower) {
+                // Once full, nothing more is kept, duplicate or not; until
+                // then a name is compared with at most MAX_EXTENSIONS others.
+                if self.extensions.len() >= Self::MAX_EXTENSIONS
+                    || self
+                        .extensions
+                        .iter()
+                        .any(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
+                {
                     continue;
                 }
+                let lower = String::from_utf8_lossy(name).to_ascii_lowercase();
                 let value = match (raw, decoded) {
                     (None, _) => None,
                     (Some(_), Some(d)) => match std::str::from_utf8(&d) {
@@ -239,24 +276,17 @@ impl CacheControl {
     }
 
     /// `no-cache` / `private`: unqualified wins over qualified, and a
-    /// malformed qualification reads as unqualified.
+    /// malformed or too long qualification reads as unqualified.
     fn qualified(slot: &mut Option<Vec<HeaderName>>, raw: Option<&[u8]>) {
-        let fields = raw.map_or_else(Vec::new, |v| field_names(v).unwrap_or_default());
-        match slot {
-            None => *slot = Some(fields),
-            Some(existing) if existing.is_empty() => {}
-            Some(existing) => {
-                if fields.is_empty() {
-                    existing.clear();
-                } else {
-                    for f in fields {
-                        if !existing.contains(&f) {
-                            existing.push(f);
-                        }
-                    }
-                }
-            }
+        // Unqualified already: nothing can change that, skip the list.
+        if slot.as_ref().is_some_and(Vec::is_empty) {
+            return;
         }
+        let mut names = slot.take().unwrap_or_default();
+        if !raw.is_some_and(|v| add_field_names(&mut names, v)) {
+            names.clear();
+        }
+        *slot = Some(names);
     }
 
     /// `max-age`.

@@ -161,6 +161,18 @@ fn parse_one(input: &[u8]) -> Result<(EntityTag, &[u8]), ParseError> {
 /// `If-None-Match` can ignore it and send the full response; one that can't
 /// read `If-Match` should not perform the request (412).
 ///
+/// # Limits
+///
+/// A list keeps at most [`MAX_TAGS`](Self::MAX_TAGS) entity tags, over all
+/// its lines; a longer one is a [`ParseError`], found as soon as the tag
+/// past the limit is reached (parsing never reads further). Keeping only
+/// the first tags would give wrong answers (the current tag may be among
+/// those dropped), so the list is unreadable instead, and each field's
+/// safe reading of an unreadable list applies: `If-None-Match` is ignored,
+/// so a GET or HEAD gets the full response and never a 304 it did not earn;
+/// `If-Match` fails (412), so nothing is written on a precondition that
+/// could not be checked. The crate's own layers do exactly that.
+///
 /// # Example
 ///
 /// ```
@@ -177,11 +189,16 @@ fn parse_one(input: &[u8]) -> Result<(EntityTag, &[u8]), ParseError> {
 pub enum EntityTagList {
     /// `*`: any current representation.
     Any,
-    /// A list of entity tags (never empty when parsed).
+    /// A list of entity tags (never empty, and at most
+    /// [`MAX_TAGS`](Self::MAX_TAGS) of them, when parsed).
     Tags(Vec<EntityTag>),
 }
 
 impl EntityTagList {
+    /// The most entity tags a list holds; a longer one does not parse
+    /// (see [Limits](Self#limits)).
+    pub const MAX_TAGS: usize = 64;
+
     /// Parses one field value.
     pub fn parse(value: &[u8]) -> Result<Self, ParseError> {
         let mut list = None;
@@ -231,6 +248,12 @@ impl EntityTagList {
             let (tag, tail) = parse_one(rest)?;
             match list {
                 None => *list = Some(Self::Tags(vec![tag])),
+                Some(Self::Tags(tags)) if tags.len() >= Self::MAX_TAGS => {
+                    return Err(ParseError::new(
+                        "entity-tag list",
+                        "more entity tags than EntityTagList::MAX_TAGS",
+                    ));
+                }
                 Some(Self::Tags(tags)) => tags.push(tag),
                 Some(Self::Any) => {
                     return Err(ParseError::new("entity-tag list", "`*` mixed with tags"));

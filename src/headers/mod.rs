@@ -10,6 +10,14 @@
 //! documents it; where a bad value has no safe reading (entity tags, dates)
 //! it returns a [`ParseError`] and the caller decides.
 //!
+//! Every parser takes time linear in its input and keeps a bounded part of
+//! it, however long a list a client or an origin sends:
+//! [`CacheControl::MAX_EXTENSIONS`] extensions,
+//! [`CacheControl::MAX_FIELD_NAMES`] names in a `no-cache`/`private`
+//! qualification, [`EntityTagList::MAX_TAGS`] entity tags, the six weights
+//! of [`AcceptEncoding`]. Each type's docs say what a field past its limit
+//! means; it is always the more cautious reading.
+//!
 //! ```
 //! use http::{HeaderMap, HeaderValue, header};
 //! use tower_perf::headers::{AcceptEncoding, CacheControl, ContentCoding};
@@ -28,6 +36,8 @@ mod accept_encoding;
 mod cache_control;
 mod date;
 mod etag;
+#[cfg(test)]
+mod limits;
 mod util;
 
 use std::fmt;

@@ -157,53 +157,87 @@ fn parse_node(s: &str) -> Option<IpAddr> {
     inner.parse::<Ipv6Addr>().ok().map(IpAddr::V6)
 }
 
-/// The addresses a request passed through, nearest last: the
-/// `X-Forwarded-For` chain, or `Forwarded`'s `for=` values.
-fn forwarded_chain(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
-    let mut chain = Vec::new();
-    for v in headers.get_all(http::header::FORWARDED) {
-        let Ok(v) = v.to_str() else { return vec![None] };
-        for element in v.split(',') {
-            for pair in element.split(';') {
-                if let Some((k, val)) = pair.split_once('=') {
-                    if k.trim().eq_ignore_ascii_case("for") {
-                        chain.push(parse_node(val));
+/// Calls `visit` with the addresses a request passed through, nearest
+/// first (from the right of the list): `Forwarded`'s `for=` values, or the
+/// `X-Forwarded-For` chain when `Forwarded` has none; `None` for an
+/// unreadable hop. Stops when `visit` returns `false` or after
+/// [`KeySource::MAX_FORWARDED_HOPS`] hops.
+///
+/// Linear in the header bytes (one pass checks that every line is text,
+/// one reads from the right until it stops), and nothing is kept: a chain
+/// of 30,000 hops costs a scan, not 30,000 parsed addresses.
+fn forwarded_hops(headers: &HeaderMap, mut visit: impl FnMut(Option<IpAddr>) -> bool) {
+    let mut budget = KeySource::MAX_FORWARDED_HOPS;
+    let mut hop = |h: Option<IpAddr>| {
+        budget -= 1;
+        visit(h) && budget > 0
+    };
+    let forwarded = headers.get_all(http::header::FORWARDED);
+    // A line that isn't visible ASCII makes the whole field unreadable,
+    // wherever it is.
+    if forwarded.iter().any(|v| v.to_str().is_err()) {
+        hop(None);
+        return;
+    }
+    let mut found = false;
+    for line in forwarded.iter().rev() {
+        let line = v_str(line);
+        for element in line.rsplit(',') {
+            for pair in element.rsplit(';') {
+                let Some((k, val)) = pair.split_once('=') else {
+                    continue;
+                };
+                if k.trim().eq_ignore_ascii_case("for") {
+                    found = true;
+                    if !hop(parse_node(val)) {
+                        return;
                     }
                 }
             }
         }
     }
-    if !chain.is_empty() {
-        return chain;
+    if found {
+        return;
     }
-    for v in headers.get_all("x-forwarded-for") {
-        let Ok(v) = v.to_str() else { return vec![None] };
-        chain.extend(v.split(',').map(parse_node));
+    let xff = headers.get_all("x-forwarded-for");
+    if xff.iter().any(|v| v.to_str().is_err()) {
+        hop(None);
+        return;
     }
-    chain
+    for line in xff.iter().rev() {
+        for node in v_str(line).rsplit(',') {
+            if !hop(parse_node(node)) {
+                return;
+            }
+        }
+    }
+}
+
+/// A value already checked to be text.
+fn v_str(v: &http::HeaderValue) -> &str {
+    v.to_str().unwrap_or_default()
 }
 
 /// The client behind trusted proxies: walking from the peer outwards, the
 /// first address that is not a trusted proxy. Headers from an untrusted
-/// peer are ignored (anyone can send them).
+/// peer are ignored (anyone can send them). The walk reads at most
+/// [`KeySource::MAX_FORWARDED_HOPS`] hops; when every one of them is a
+/// trusted proxy, the client is the last one read, as when the next hop is
+/// unreadable.
 pub(crate) fn client_ip(peer_ip: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> IpAddr {
     let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
     if !is_trusted(peer_ip) {
         return peer_ip;
     }
     let mut client = peer_ip;
-    for hop in forwarded_chain(headers).into_iter().rev() {
-        match hop {
-            // An unreadable hop: stop at the last address we could trust.
-            None => return client,
-            Some(ip) => {
-                client = ip;
-                if !is_trusted(ip) {
-                    return ip;
-                }
-            }
+    forwarded_hops(headers, |hop| match hop {
+        // An unreadable hop: stop at the last address we could trust.
+        None => false,
+        Some(ip) => {
+            client = ip;
+            is_trusted(ip)
         }
-    }
+    });
     client
 }
 
@@ -228,7 +262,10 @@ pub type KeyFn = Arc<dyn Fn(RequestHead<'_>) -> Option<Key> + Send + Sync>;
 pub enum KeySource {
     /// The connection's peer address ([`PeerAddr`] or axum's `ConnectInfo`).
     PeerIp,
-    /// The client address behind these trusted proxies (see the module docs).
+    /// The client address behind these trusted proxies (see the module
+    /// docs): the rightmost `Forwarded`/`X-Forwarded-For` address that isn't
+    /// one of them, reading at most
+    /// [`MAX_FORWARDED_HOPS`](Self::MAX_FORWARDED_HOPS) addresses.
     ClientIp(Arc<[Cidr]>),
     /// A request header's value (an API key).
     Header(HeaderName),
@@ -251,6 +288,14 @@ impl std::fmt::Debug for KeySource {
 }
 
 impl KeySource {
+    /// The most `Forwarded` / `X-Forwarded-For` addresses
+    /// [`ClientIp`](Self::ClientIp) reads, from the right (the nearest
+    /// proxy's end). Past them the walk stops as at an unreadable hop: when
+    /// this many trusted proxies in a row are read, the key is the last of
+    /// them. Headers of any length cost time linear in their bytes and no
+    /// memory.
+    pub const MAX_FORWARDED_HOPS: usize = 32;
+
     /// The client IP behind proxies in `cidrs` (`"10.0.0.0/8"`…).
     pub fn client_ip<I, S>(cidrs: I) -> Result<Self, CidrError>
     where
@@ -376,6 +421,87 @@ mod tests {
             client_ip(ip("10.0.0.1"), &HeaderMap::new(), &trusted),
             ip("10.0.0.1")
         );
+    }
+
+    /// `n` hops `10.0.x.y`, the farthest first.
+    fn trusted_hops(n: usize) -> Vec<String> {
+        (0..n)
+            .map(|i| format!("10.0.{}.{}", i / 256, i % 256))
+            .collect()
+    }
+
+    fn with(name: &'static str, value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.append(name, HeaderValue::from_str(value).unwrap());
+        h
+    }
+
+    #[test]
+    fn hops_are_read_from_the_right_up_to_the_cap() {
+        let trusted: Vec<Cidr> = vec!["10.0.0.0/8".parse().unwrap()];
+        let peer = ip("10.255.0.1");
+        let max = KeySource::MAX_FORWARDED_HOPS;
+        // An untrusted address just inside the cap is found...
+        let mut hops = trusted_hops(max - 1);
+        hops.insert(0, "203.0.113.9".into());
+        let h = with("x-forwarded-for", &hops.join(", "));
+        assert_eq!(client_ip(peer, &h, &trusted), ip("203.0.113.9"));
+        // ...one past it is not read: the walk stops at the last hop read,
+        // a trusted proxy (without the cap this would be 203.0.113.9).
+        let mut hops = trusted_hops(max);
+        hops.insert(0, "203.0.113.9".into());
+        let h = with("x-forwarded-for", &hops.join(", "));
+        let last_read = ip(&hops[1]);
+        assert_eq!(client_ip(peer, &h, &trusted), last_read);
+        // The same in Forwarded, across lines.
+        let mut h = HeaderMap::new();
+        h.append("forwarded", HeaderValue::from_static("for=203.0.113.9"));
+        let elems: Vec<String> = trusted_hops(max)
+            .iter()
+            .map(|a| format!("for={a};proto=https"))
+            .collect();
+        h.append(
+            "forwarded",
+            HeaderValue::from_str(&elems.join(", ")).unwrap(),
+        );
+        assert_eq!(client_ip(peer, &h, &trusted), ip("10.0.0.0"));
+        // A very long chain the client wrote: the rightmost untrusted
+        // address still wins, and only the right end is read.
+        let mut hops = trusted_hops(30_000);
+        hops.push("198.51.100.4".into());
+        hops.push("10.9.9.9".into());
+        let h = with("x-forwarded-for", &hops.join(","));
+        assert_eq!(client_ip(peer, &h, &trusted), ip("198.51.100.4"));
+    }
+
+    #[test]
+    fn unreadable_lines_and_empty_forwarded() {
+        let trusted: Vec<Cidr> = vec!["10.0.0.0/8".parse().unwrap()];
+        let peer = ip("10.0.0.1");
+        // A Forwarded line that isn't text, even far left, stops at the peer.
+        let mut h = HeaderMap::new();
+        h.append(
+            "forwarded",
+            HeaderValue::from_bytes(b"for=1.1.1.1\xff").unwrap(),
+        );
+        h.append("forwarded", HeaderValue::from_static("for=198.51.100.4"));
+        assert_eq!(client_ip(peer, &h, &trusted), peer);
+        let mut h = HeaderMap::new();
+        h.append(
+            "x-forwarded-for",
+            HeaderValue::from_bytes(b"6.6.6.6\xff").unwrap(),
+        );
+        h.append("x-forwarded-for", HeaderValue::from_static("198.51.100.4"));
+        assert_eq!(client_ip(peer, &h, &trusted), peer);
+        // Forwarded without any for= falls back to X-Forwarded-For.
+        let h = headers(&[
+            ("forwarded", "proto=https;by=10.0.0.1"),
+            ("x-forwarded-for", "198.51.100.4"),
+        ]);
+        assert_eq!(client_ip(peer, &h, &trusted), ip("198.51.100.4"));
+        // Several for= in one element: the last is the nearest.
+        let h = headers(&[("forwarded", "for=198.51.100.4;for=10.0.0.3")]);
+        assert_eq!(client_ip(peer, &h, &trusted), ip("198.51.100.4"));
     }
 
     #[test]

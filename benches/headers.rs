@@ -1,0 +1,261 @@
+//! Every header parser at 300, 3,000 and 30,000 list elements: the cost
+//! per element must stay flat (linear time, bounded retention).
+//!
+//! - `cache-control/extensions`: `ext0=1, ext1=1, …` (unknown directives).
+//! - `cache-control/no-cache-lists`: `no-cache="f0", no-cache="f1", …`
+//!   (qualified lists that merge).
+//! - `cache-control/no-cache-fields`: one `no-cache="f0, f1, …"` list.
+//! - `accept-encoding`: known, unknown, weighted and `*` codings.
+//! - `if-none-match`: `"v0", W/"v1", …` parsed and evaluated against a tag
+//!   that is not listed.
+//! - `x-forwarded-for` / `forwarded`: hops inside the trusted network, so
+//!   the walk from the right never stops early, read by the rate limiter
+//!   (`KeySource::client_ip`) through the public `RateLimit` service
+//!   around a handler that does nothing.
+//! - `date`: the three HTTP date formats (fixed size).
+//!
+//! After criterion's groups a summary prints nanoseconds per element at
+//! each size (best of several batches) and the 30,000/3,000 ratio, which
+//! must stay under 15.
+//!
+//! Run: `cargo bench --bench headers` (everything), or
+//! `cargo bench --bench headers -- summary` (the summary only: the filter
+//! matches no criterion benchmark).
+#![allow(missing_docs)]
+
+use std::convert::Infallible;
+use std::hint::black_box;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use futures_util::FutureExt;
+use http::{HeaderValue, Request, Response};
+use http_body_util::Empty;
+use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+use tower_perf::headers::{AcceptEncoding, CacheControl, EntityTag, EntityTagList, HttpDate};
+use tower_perf::rate_limit::{KeySource, PeerAddr, Quota, RateLimitLayer, RateRule};
+
+const SIZES: [usize; 3] = [300, 3_000, 30_000];
+
+/// What a case parses, built once per size.
+enum Input {
+    Bytes(Vec<u8>),
+    Header(&'static str, HeaderValue),
+}
+
+struct Case {
+    name: &'static str,
+    build: fn(usize) -> Input,
+}
+
+fn list(n: usize, f: impl Fn(usize) -> String) -> String {
+    (0..n).map(f).collect::<Vec<_>>().join(", ")
+}
+
+fn hop(i: usize) -> String {
+    format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255)
+}
+
+fn header(name: &'static str, value: String) -> Input {
+    Input::Header(
+        name,
+        HeaderValue::from_str(&value).expect("bench input is a valid header value"),
+    )
+}
+
+const CASES: [Case; 7] = [
+    Case {
+        name: "cache-control/extensions",
+        build: |n| Input::Bytes(list(n, |i| format!("ext{i}=1")).into_bytes()),
+    },
+    Case {
+        name: "cache-control/no-cache-lists",
+        build: |n| Input::Bytes(list(n, |i| format!("no-cache=\"f{i}\"")).into_bytes()),
+    },
+    Case {
+        name: "cache-control/no-cache-fields",
+        build: |n| {
+            Input::Bytes(format!("no-cache=\"{}\"", list(n, |i| format!("f{i}"))).into_bytes())
+        },
+    },
+    Case {
+        name: "accept-encoding",
+        build: |n| {
+            Input::Bytes(
+                list(n, |i| match i % 5 {
+                    0 => "gzip;q=0.5".to_owned(),
+                    1 => format!("x-enc-{i};q=0.1"),
+                    2 => "br".to_owned(),
+                    3 => "deflate;q=0".to_owned(),
+                    _ => "*;q=0.01".to_owned(),
+                })
+                .into_bytes(),
+            )
+        },
+    },
+    Case {
+        name: "if-none-match",
+        build: |n| {
+            Input::Bytes(
+                list(n, |i| {
+                    if i % 2 == 0 {
+                        format!("\"v{i}\"")
+                    } else {
+                        format!("W/\"v{i}\"")
+                    }
+                })
+                .into_bytes(),
+            )
+        },
+    },
+    Case {
+        name: "x-forwarded-for",
+        build: |n| header("x-forwarded-for", list(n, hop)),
+    },
+    Case {
+        name: "forwarded",
+        build: |n| {
+            header(
+                "forwarded",
+                list(n, |i| format!("for={};proto=https", hop(i))),
+            )
+        },
+    },
+];
+
+type Body = Empty<Bytes>;
+
+/// The rate limiter with a client-IP key behind `10.0.0.0/8`, around a
+/// handler that does nothing; every request is allowed.
+fn limiter() -> impl Service<Request<Body>, Error = Infallible> + Clone {
+    let layer = RateLimitLayer::new()
+        .rule(
+            RateRule::new("bench", Quota::per_second(1_000_000_000))
+                .key(KeySource::client_ip(["10.0.0.0/8"]).expect("a valid CIDR")),
+        )
+        .headers(false);
+    ServiceBuilder::new()
+        .layer(layer)
+        .service(service_fn(|_req: Request<Body>| async {
+            Ok::<_, Infallible>(Response::new(Body::new()))
+        }))
+}
+
+/// One parse (or one request through the limiter) of `input`.
+fn run<S>(case: &str, input: &Input, svc: &S)
+where
+    S: Service<Request<Body>, Error = Infallible> + Clone,
+{
+    let current = EntityTag::strong("current").expect("a valid tag");
+    match (case, input) {
+        ("accept-encoding", Input::Bytes(b)) => {
+            black_box(AcceptEncoding::parse(black_box(b)));
+        }
+        ("if-none-match", Input::Bytes(b)) => {
+            // A list too long to keep is an error, which callers read as
+            // "no usable If-None-Match": the full response, never a 304.
+            let passes = EntityTagList::parse(black_box(b))
+                .map_or(true, |l| l.if_none_match_passes(Some(&current)));
+            assert!(passes);
+        }
+        (_, Input::Bytes(b)) => {
+            black_box(CacheControl::parse(black_box(b)));
+        }
+        (_, Input::Header(name, value)) => {
+            let mut req = Request::get("/").body(Body::new()).expect("a request");
+            req.headers_mut().insert(*name, value.clone());
+            req.extensions_mut()
+                .insert(PeerAddr(SocketAddr::from(([10, 0, 0, 1], 4000))));
+            let res = svc.clone().oneshot(req).now_or_never();
+            assert!(matches!(res, Some(Ok(_))), "the limiter answers at once");
+        }
+    }
+}
+
+fn parsers(c: &mut Criterion) {
+    let svc = limiter();
+    for case in &CASES {
+        let mut group = c.benchmark_group(case.name);
+        group
+            .sample_size(10)
+            .warm_up_time(Duration::from_millis(300))
+            .measurement_time(Duration::from_secs(1));
+        for n in SIZES {
+            let input = (case.build)(n);
+            group.throughput(Throughput::Elements(n as u64));
+            group.bench_function(BenchmarkId::from_parameter(n), |b| {
+                b.iter(|| run(case.name, &input, &svc))
+            });
+        }
+        group.finish();
+    }
+    let mut group = c.benchmark_group("date");
+    for (name, value) in [
+        ("imf-fixdate", &b"Sun, 06 Nov 1994 08:49:37 GMT"[..]),
+        ("rfc850", b"Sunday, 06-Nov-94 08:49:37 GMT"),
+        ("asctime", b"Sun Nov  6 08:49:37 1994"),
+    ] {
+        group.bench_function(name, |b| b.iter(|| HttpDate::parse(black_box(value))));
+    }
+    group.finish();
+}
+
+/// Best mean over batches of calls, batches doubling until one takes 10 ms,
+/// for at least 300 ms and 3 calls.
+fn time_per_call(mut f: impl FnMut()) -> Duration {
+    f();
+    let (start, mut calls, mut batch, mut best) = (Instant::now(), 0u32, 1u32, Duration::MAX);
+    while start.elapsed() < Duration::from_millis(300) || calls < 3 {
+        let t = Instant::now();
+        for _ in 0..batch {
+            f();
+        }
+        let took = t.elapsed();
+        best = best.min(took / batch);
+        calls += batch;
+        if took < Duration::from_millis(10) {
+            batch *= 2;
+        }
+    }
+    best
+}
+
+fn summary(_: &mut Criterion) {
+    let svc = limiter();
+    println!();
+    println!("ns per element (best batch mean)");
+    println!(
+        "{:<32} {:>10} {:>10} {:>10} {:>9}",
+        "case", "300", "3,000", "30,000", "30k/3k"
+    );
+    let mut flat = true;
+    for case in &CASES {
+        let per: Vec<f64> = SIZES
+            .iter()
+            .map(|&n| {
+                let input = (case.build)(n);
+                let t = time_per_call(|| run(case.name, &input, &svc));
+                t.as_nanos() as f64 / n as f64
+            })
+            .collect();
+        let ratio = per[2] / per[1];
+        flat &= ratio <= 15.0;
+        println!(
+            "{:<32} {:>10.1} {:>10.1} {:>10.1} {:>8.2}x",
+            case.name, per[0], per[1], per[2], ratio
+        );
+    }
+    let date = time_per_call(|| {
+        black_box(HttpDate::parse(black_box(b"Sun, 06 Nov 1994 08:49:37 GMT")).ok());
+    });
+    println!("date (imf-fixdate, one value): {} ns", date.as_nanos());
+    println!(
+        "30,000 within 15x of 3,000 per element: {}",
+        if flat { "yes, every case" } else { "NO" }
+    );
+}
+
+criterion_group!(benches, parsers, summary);
+criterion_main!(benches);
