@@ -171,7 +171,10 @@ fn parse_one(input: &[u8]) -> Result<(EntityTag, &[u8]), ParseError> {
 /// safe reading of an unreadable list applies: `If-None-Match` is ignored,
 /// so a GET or HEAD gets the full response and never a 304 it did not earn;
 /// `If-Match` fails (412), so nothing is written on a precondition that
-/// could not be checked. The crate's own layers do exactly that.
+/// could not be checked. The crate's own layers do exactly that. (On an
+/// unsafe method an ignored `If-None-Match` lets the request proceed: a
+/// client that lists more than `MAX_TAGS` tags gives up the protection it
+/// asked for, no one else's.)
 ///
 /// # Example
 ///

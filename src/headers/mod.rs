@@ -16,7 +16,7 @@
 //! [`CacheControl::MAX_FIELD_NAMES`] names in a `no-cache`/`private`
 //! qualification, [`EntityTagList::MAX_TAGS`] entity tags, the six weights
 //! of [`AcceptEncoding`]. Each type's docs say what a field past its limit
-//! means; it is always the more cautious reading.
+//! means.
 //!
 //! ```
 //! use http::{HeaderMap, HeaderValue, header};

@@ -504,6 +504,120 @@ mod tests {
         assert_eq!(client_ip(peer, &h, &trusted), ip("198.51.100.4"));
     }
 
+    /// The reading before the cap (the whole chain collected, nearest
+    /// last, walked from the right), limited to the cap's hops.
+    fn reference(peer_ip: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> IpAddr {
+        let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
+        if !is_trusted(peer_ip) {
+            return peer_ip;
+        }
+        let chain = (|| {
+            let mut chain = Vec::new();
+            for v in headers.get_all(http::header::FORWARDED) {
+                let Ok(v) = v.to_str() else { return vec![None] };
+                for element in v.split(',') {
+                    for pair in element.split(';') {
+                        if let Some((k, val)) = pair.split_once('=') {
+                            if k.trim().eq_ignore_ascii_case("for") {
+                                chain.push(parse_node(val));
+                            }
+                        }
+                    }
+                }
+            }
+            if !chain.is_empty() {
+                return chain;
+            }
+            for v in headers.get_all("x-forwarded-for") {
+                let Ok(v) = v.to_str() else { return vec![None] };
+                chain.extend(v.split(',').map(parse_node));
+            }
+            chain
+        })();
+        let mut client = peer_ip;
+        for hop in chain.into_iter().rev().take(KeySource::MAX_FORWARDED_HOPS) {
+            match hop {
+                None => return client,
+                Some(ip) => {
+                    client = ip;
+                    if !is_trusted(ip) {
+                        return ip;
+                    }
+                }
+            }
+        }
+        client
+    }
+
+    #[test]
+    fn same_answers_as_collecting_the_chain() {
+        const FRAGMENTS: &[&[u8]] = &[
+            b"10.0.0.1",
+            b"10.0.0.2",
+            b"198.51.100.4",
+            b"6.6.6.6",
+            b"\"[2001:db8::7]:443\"",
+            b"2001:db8::1",
+            b"10.1.2.3:80",
+            b"garbage",
+            b"for=",
+            b"FOR=",
+            b" for = ",
+            b"proto=https",
+            b"by=10.0.0.9",
+            b";",
+            b",",
+            b", ",
+            b" ",
+            b"\xff",
+        ];
+        let trusted: Vec<Cidr> = vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "2001:db8::/48".parse().unwrap(),
+        ];
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut differ = 0;
+        for _ in 0..20_000 {
+            let mut h = HeaderMap::new();
+            for name in ["forwarded", "x-forwarded-for"] {
+                for _ in 0..next() % 3 {
+                    let mut line = Vec::new();
+                    for _ in 0..next() % 12 {
+                        let f = FRAGMENTS[(next() % FRAGMENTS.len() as u64) as usize];
+                        // Sometimes a run long enough to pass the cap.
+                        let times = if next() % 8 == 0 { 40 } else { 1 };
+                        for _ in 0..times {
+                            if !line.is_empty() && next() % 2 == 0 {
+                                line.push(b',');
+                            }
+                            line.extend_from_slice(f);
+                        }
+                    }
+                    if let Ok(v) = HeaderValue::from_bytes(&line) {
+                        h.append(name, v);
+                    }
+                }
+            }
+            let peer = if next() % 4 == 0 {
+                ip("203.0.113.1")
+            } else {
+                ip("10.0.0.5")
+            };
+            let got = client_ip(peer, &h, &trusted);
+            differ += usize::from(got != peer);
+            assert_eq!(got, reference(peer, &h, &trusted), "{h:?}");
+        }
+        // The generator must reach chains that change the answer.
+        eprintln!("{differ} of 20,000 answers are not the peer");
+        assert!(differ > 1_000, "{differ}");
+    }
+
     #[test]
     fn ipv6_grouping() {
         assert_eq!(group(ip("2001:db8:1:2:aaaa::1"), 64), ip("2001:db8:1:2::"));
