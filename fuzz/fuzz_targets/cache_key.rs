@@ -1,6 +1,8 @@
-//! Cache keys and Vary normalization on arbitrary requests: no panic, hosts
-//! are visible ASCII, keys round-trip through their text form, and a
-//! request always selects the variant built from it.
+//! Cache keys, the request authority and Vary normalization on arbitrary
+//! requests: no panic, hosts are visible ASCII, keys round-trip through
+//! their text form, the authority the cache keys on is the `Host` (and the
+//! target authority) the inner service sees, normalizing it twice changes
+//! nothing, and a request always selects the variant built from it.
 #![no_main]
 
 use http::{HeaderMap, HeaderName, HeaderValue, Request};
@@ -53,4 +55,10 @@ fuzz_target!(|data: &[u8]| {
         resp.insert("vary", v);
     }
     tower_perf::cache::__fuzz_vary_selects_itself(&resp, req.headers());
+    // The authority: the host bytes as `Host`, the path as the target
+    // (absolute-form when it has a scheme), over HTTP/1.1 and HTTP/2.
+    if let Ok(target) = std::str::from_utf8(path) {
+        let http2 = vary.first().is_some_and(|b| b & 1 == 1);
+        tower_perf::cache::__fuzz_authority(host, target, http2);
+    }
 });
