@@ -315,11 +315,26 @@ impl VaryKey {
                 fields.push((name, value));
             }
         }
-        for name in implicit {
-            if req.headers.contains_key(name) && !fields.iter().any(|(n, _)| n == name) {
-                let value = normalize(name, req.headers);
-                fields.push((name.clone(), value));
+        // One pass over the request's few field names (most are standard
+        // names, which differ from the custom implicit ones at the first
+        // comparison), instead of a hashed look-up per implicit name;
+        // added in the order of `implicit`, so equal requests build equal
+        // keys.
+        let mut present: Vec<usize> = Vec::new();
+        if !implicit.is_empty() {
+            for name in req.headers.keys() {
+                if let Some(i) = implicit.iter().position(|n| n == name) {
+                    if !present.contains(&i) && !fields.iter().any(|(n, _)| n == name) {
+                        present.push(i);
+                    }
+                }
             }
+        }
+        present.sort_unstable();
+        for i in present {
+            let name = &implicit[i];
+            let value = normalize(name, req.headers);
+            fields.push((name.clone(), value));
         }
         Ok(Self { fields })
     }
