@@ -44,7 +44,8 @@ async fn origin(calls: Arc<AtomicUsize>, req: Request<Incoming>) -> Response<Ful
         .map_or("/", |p| p.as_str())
         .to_owned();
     let mut resp = Response::builder().header(header::CACHE_CONTROL, "public, max-age=60");
-    let mut body = format!("#{n} host={} path={pq}", get("host"));
+    let scheme = req.uri().scheme_str().unwrap_or("-").to_owned();
+    let mut body = format!("#{n} host={} path={pq} scheme={scheme}", get("host"));
     match path.as_str() {
         "/reflect" => {
             // Unkeyed fields a careless origin trusts (no Vary).
@@ -61,7 +62,7 @@ async fn origin(calls: Arc<AtomicUsize>, req: Request<Incoming>) -> Response<Ful
         "/auth" => {
             // The default `max-age` only: not shareable with Authorization.
             resp = Response::builder().header(header::CACHE_CONTROL, "max-age=60");
-            body.push_str(&format!(" user={}", get("authorization")));
+            body.push_str(&format!(" user={}", get("authorization").replace(' ', "_")));
         }
         "/cookie" => {
             resp = resp.header(header::SET_COOKIE, format!("sid={}", get("x-user")));
@@ -72,9 +73,34 @@ async fn origin(calls: Arc<AtomicUsize>, req: Request<Incoming>) -> Response<Ful
             body.push_str(&format!(" user={}", get("x-user")));
         }
         "/long-vary" => {
+            // 100 fields, none of them the one reflected: only the cap
+            // keeps this from being shared.
             let names: Vec<String> = (0..100).map(|i| format!("x-f{i}")).collect();
-            resp = resp.header(header::VARY, format!("{}, x-user", names.join(", ")));
+            resp = resp.header(header::VARY, names.join(", "));
             body.push_str(&format!(" user={}", get("x-user")));
+        }
+        "/revalidate" | "/swr" => {
+            // Validated on every use (or stale at once with a background
+            // refresh), and the 304 carries a field built from the
+            // forwarding fields: a shared variant revalidated on an
+            // attacker's behalf would take the attacker's link.
+            let xfh = h.get("x-forwarded-host").unwrap_or(&h[header::HOST]);
+            let link = format!("<http://{}/app.js>", xfh.to_str().unwrap_or("?"));
+            let cc = if path == "/swr" {
+                "max-age=0, stale-while-revalidate=60"
+            } else {
+                "no-cache"
+            };
+            resp = Response::builder()
+                .header(header::CACHE_CONTROL, cc)
+                .header(header::ETAG, "\"v1\"")
+                .header(header::LINK, link);
+            if h.get(header::IF_NONE_MATCH).is_some_and(|v| v == "\"v1\"") {
+                return resp
+                    .status(StatusCode::NOT_MODIFIED)
+                    .body(Full::default())
+                    .unwrap();
+            }
         }
         "/vary-user" => {
             resp = resp.header(header::VARY, "x-user");
@@ -233,6 +259,8 @@ async fn missing_repeated_and_invalid_hosts_get_400_and_reach_nobody() {
         "victim.test:80x",
         "victim.test:99999",
         "[::1",
+        "victim.test,evil.test",
+        "victim.test;x=1",
     ] {
         cases.push((
             format!("GET /h HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
@@ -470,16 +498,18 @@ async fn authorization_set_cookie_vary_star_and_long_vary_are_not_shared() {
     ] {
         let h = |k: &'static str, v: &'static str| [("host", "victim.test"), (k, v)];
         let alice = get(&s, "/auth", &h("authorization", "Bearer alice")).await;
-        assert_eq!(field(&alice, "user"), "Bearer");
+        assert_eq!(field(&alice, "user"), "Bearer_alice");
         let anon = get(&s, "/auth", &[("host", "victim.test")]).await;
         assert_eq!(field(&anon, "user"), "-");
         let bob = get(&s, "/auth", &h("authorization", "Bearer bob")).await;
-        assert!(bob.text().contains("user=Bearer"), "{}", bob.text());
+        assert_eq!(field(&bob, "user"), "Bearer_bob");
         assert!(!bob.header("cache-status").unwrap().contains("hit"));
 
         for path in ["/cookie", "/star", "/long-vary"] {
             let a = get(&s, path, &h("x-user", "alice")).await;
             assert_eq!(field(&a, "user"), "alice", "{path}");
+            let status = a.header("cache-status").unwrap();
+            assert!(!status.contains("stored"), "{path}: {status}");
             let b = get(&s, path, &h("x-user", "bob")).await;
             assert_eq!(field(&b, "user"), "bob", "{path}");
             assert!(
@@ -622,4 +652,104 @@ async fn invalidation_follows_the_normalized_authority() {
     s.front.send(post("http://VICTIM.test:80/loc")).await;
     let gone = get(&s, "/loc", &victim).await;
     assert!(!gone.header("cache-status").unwrap().contains("hit"));
+}
+
+/// Issue 16 review: a request carrying a field of the implicit Vary that
+/// the shared variant lacks must not revalidate (or refresh) it, or the
+/// origin's 304, answered for that field, would rewrite what everyone is
+/// served.
+#[tokio::test]
+async fn implicit_fields_never_revalidate_a_shared_variant() {
+    let s = bare_cache(CacheLayer::new()).await;
+    let clean = [("host", "victim.test")];
+    let attacker = [("host", "victim.test"), ("x-forwarded-host", "evil.test")];
+    for path in ["/revalidate", "/swr"] {
+        let first = get(&s, path, &clean).await;
+        assert_eq!(first.header("link"), Some("<http://victim.test/app.js>"));
+        let evil = get(&s, path, &attacker).await;
+        assert_eq!(evil.header("link"), Some("<http://evil.test/app.js>"));
+        for _ in 0..3 {
+            // Time for a background refresh to land, if one was started.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            let again = get(&s, path, &clean).await;
+            assert_eq!(
+                again.header("link"),
+                Some("<http://victim.test/app.js>"),
+                "{path}: {}",
+                again.header("cache-status").unwrap_or("-")
+            );
+        }
+    }
+}
+
+/// Issue 16 review: the scheme of an absolute-form target is the
+/// client's choice and not in the key, so it does not reach the inner
+/// service: the target goes inward origin-form.
+#[tokio::test]
+async fn a_client_chosen_scheme_never_reaches_the_origin() {
+    for s in [
+        behind_proxy(CacheLayer::new()).await,
+        bare_cache(CacheLayer::new()).await,
+    ] {
+        let first = raw(
+            &s,
+            "GET https://victim.test:443/s HTTP/1.1\r\nHost: victim.test\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(first.contains("scheme=- "), "{first}");
+        assert!(first.contains("host=victim.test "), "{first}");
+        let plain = get(&s, "/s", &[("host", "victim.test")]).await;
+        assert!(plain.header("cache-status").unwrap().contains("hit"));
+        assert_eq!(field(&plain, "scheme"), "-");
+        let other = raw(
+            &s,
+            "GET ftp://victim.test/s HTTP/1.1\r\nHost: victim.test\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(other.starts_with("HTTP/1.1 400"), "{other}");
+    }
+}
+
+/// Issue 16 review: behind a negotiating origin, a client without
+/// Accept-Encoding (curl, a probe) must not pin every browser to an
+/// uncompressed body, and a browser's body never reaches curl.
+#[tokio::test]
+async fn a_plain_client_does_not_pin_browsers_to_identity() {
+    let s = behind_proxy(CacheLayer::new()).await;
+    let plain = get(&s, "/pin", &[("host", "victim.test")]).await;
+    assert_eq!(plain.header("content-encoding"), None);
+    let browser = [
+        ("host", "victim.test"),
+        ("accept-encoding", "gzip, deflate, br"),
+    ];
+    let first = get(&s, "/pin", &browser).await;
+    assert_eq!(first.header("content-encoding"), Some("br"));
+    let second = get(&s, "/pin", &browser).await;
+    assert_eq!(second.header("content-encoding"), Some("br"));
+    assert!(second.header("cache-status").unwrap().contains("hit"));
+    let plain_again = get(&s, "/pin", &[("host", "victim.test")]).await;
+    assert_eq!(plain_again.header("content-encoding"), None);
+    assert!(plain_again.header("cache-status").unwrap().contains("hit"));
+    assert_eq!(s.calls.load(Ordering::SeqCst), 2);
+}
+
+/// Issue 16 review: a request without any authority (HTTP/1.0 without
+/// Host) is keyed on the empty host, and the inner service sees exactly
+/// that (an empty Host), not one a client further in fills in.
+#[tokio::test]
+async fn no_authority_reaches_the_origin_as_an_empty_host() {
+    let s = behind_proxy(CacheLayer::new()).await;
+    let r = raw(&s, "GET /none HTTP/1.0\r\n\r\n").await;
+    assert!(r.contains("host= "), "{r}");
+    let r = raw(
+        &s,
+        "GET /none HTTP/1.1\r\nHost:\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(r.contains("host= "), "{r}");
+    assert_eq!(
+        s.calls.load(Ordering::SeqCst),
+        1,
+        "one key, one origin answer"
+    );
 }

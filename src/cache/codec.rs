@@ -204,7 +204,7 @@ mod tests {
         req.insert("accept-encoding", HeaderValue::from_static("gzip"));
         let inside = Encodings::Inside(vec![ContentCoding::Gzip]);
         let request = RequestVary::new(&req, &inside);
-        let vary = VaryKey::build(&h, &request, None, &[]).unwrap();
+        let vary = VaryKey::build(&h, &request, &[]).unwrap();
         let mut t = HeaderMap::new();
         t.insert("grpc-status", HeaderValue::from_static("0"));
         let now = UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456);

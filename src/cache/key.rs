@@ -23,7 +23,10 @@ pub struct CacheKey {
 
 impl CacheKey {
     /// The key of a request: host from the absolute URI or the `Host`
-    /// field (empty when neither), then the path and query.
+    /// field (empty when neither), lowercased with the scheme's default
+    /// port dropped, then the path and query: the key the cache gives the
+    /// request (which answers 400 where this falls back to the host's
+    /// visible bytes).
     pub fn from_request<B>(req: &Request<B>) -> Self {
         let host = req
             .uri()
@@ -31,7 +34,13 @@ impl CacheKey {
             .map(|a| a.as_str().as_bytes())
             .or_else(|| req.headers().get(header::HOST).map(|h| h.as_bytes()))
             .unwrap_or(b"");
-        Self::new(host, req.uri())
+        // Normalized as the cache settles a request's authority
+        // (`Example.com:80` keys as `example.com`); a host the cache would
+        // refuse is kept to its visible bytes.
+        match super::authority::normalize(host) {
+            Some(h) => Self::normalized(&h, req.uri()),
+            None => Self::new(host, req.uri()),
+        }
     }
 
     /// The key of `uri` on `host` (only the URI's path and query are read).
@@ -138,15 +147,39 @@ impl fmt::Display for CacheKey {
     }
 }
 
-/// How the cache reads `Accept-Encoding` (RFC 9110 §12.5.3).
+/// How the cache reads `Accept-Encoding` (RFC 9110 §12.5.3) when a
+/// response varies on it: a request reduces to its preferred coding among
+/// a list, and each such preference is a variant. Whatever the key says, a
+/// stored response is served only to a request that accepts its
+/// `Content-Encoding` ([`RequestVary::select`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Encodings {
-    /// The origin negotiates: a stored variant is known by its own
-    /// `Content-Encoding` and serves any request that accepts that coding.
+    /// The origin negotiates (behind a proxy): requests reduce to their
+    /// preference among every coding this crate knows
+    /// ([`Encodings::KNOWN`]), so a browser's `gzip, deflate, br` and
+    /// curl's absent field never share a variant.
     Origin,
     /// A compression layer inside the cache produces these codings (in its
     /// order of preference): a request reduces to the coding it would pick.
     Inside(Vec<ContentCoding>),
+}
+
+impl Encodings {
+    /// Every content coding this crate knows, in tower-http's order of
+    /// preference among equal weights.
+    pub(crate) const KNOWN: [ContentCoding; 4] = [
+        ContentCoding::Zstd,
+        ContentCoding::Br,
+        ContentCoding::Gzip,
+        ContentCoding::Deflate,
+    ];
+
+    fn codings(&self) -> &[ContentCoding] {
+        match self {
+            Self::Origin => &Self::KNOWN,
+            Self::Inside(codings) => codings,
+        }
+    }
 }
 
 /// Most distinct fields a stored response's `Vary` may name; a response
@@ -250,11 +283,11 @@ impl<'a> RequestVary<'a> {
         best.map(|(v, _)| v)
     }
 
-    /// The value the key holds for `Accept-Encoding` when the compression
-    /// layer is inside: the coding it would pick (or `none`).
-    fn reduced_encoding(&self, codings: &[ContentCoding]) -> &'static str {
+    /// The value the key holds for `Accept-Encoding`: the coding the
+    /// request prefers among the configured ones (or `none`).
+    fn reduced_encoding(&self) -> &'static str {
         self.accept_encoding()
-            .negotiate(codings)
+            .negotiate(self.encodings.codings())
             .map_or("none", ContentCoding::as_str)
     }
 }
@@ -271,13 +304,10 @@ impl VaryKey {
     /// Reads the field names of a response's `Vary` (lowercase, without
     /// duplicates) and the request's normalized value of each, then the
     /// `implicit` fields the request carries that `Vary` did not name.
-    /// `Accept-Encoding` holds the response's own coding (`coding`) when
-    /// the origin negotiates, the reduced request value when the
-    /// compression layer is inside.
+    /// `Accept-Encoding` holds the request's reduced preference.
     pub(crate) fn build(
         response_headers: &HeaderMap,
         req: &RequestVary<'_>,
-        coding: Option<ContentCoding>,
         implicit: &[HeaderName],
     ) -> Result<Self, VaryRefusal> {
         let mut fields: Vec<(HeaderName, Option<Box<[u8]>>)> = Vec::new();
@@ -304,11 +334,7 @@ impl VaryKey {
                     return Err(VaryRefusal::TooMany);
                 }
                 let value = if name == header::ACCEPT_ENCODING {
-                    Some(match req.encodings {
-                        Encodings::Origin => coding.map_or("unknown", ContentCoding::as_str),
-                        Encodings::Inside(codings) => req.reduced_encoding(codings),
-                    })
-                    .map(|s| s.as_bytes().into())
+                    Some(req.reduced_encoding().as_bytes().into())
                 } else {
                     normalize(&name, req.headers)
                 };
@@ -340,20 +366,27 @@ impl VaryKey {
     }
 
     /// Whether the request's fields select this variant (RFC 9111 §4.1).
-    /// `Accept-Encoding` matches by acceptability when the origin
-    /// negotiates (the coding is checked by [`RequestVary::select`]).
     pub(crate) fn matches(&self, req: &RequestVary<'_>) -> bool {
         self.fields.iter().all(|(name, stored)| {
             if name == header::ACCEPT_ENCODING {
-                return match req.encodings {
-                    Encodings::Origin => true,
-                    Encodings::Inside(codings) => stored
-                        .as_deref()
-                        .is_some_and(|s| s == req.reduced_encoding(codings).as_bytes()),
-                };
+                return stored
+                    .as_deref()
+                    .is_some_and(|s| s == req.reduced_encoding().as_bytes());
             }
             normalize(name, req.headers) == *stored
         })
+    }
+
+    /// Whether `req` carries one of the `implicit` fields this variant did
+    /// not record: such a request may be served the variant (it depends on
+    /// none of them) but must not revalidate or refresh it, or a 304
+    /// answered for its fields would rewrite what everyone is served.
+    pub(crate) fn lacks_implicit_of(&self, req: &RequestVary<'_>, implicit: &[HeaderName]) -> bool {
+        !implicit.is_empty()
+            && req
+                .headers
+                .keys()
+                .any(|name| implicit.contains(name) && !self.fields.iter().any(|(n, _)| n == name))
     }
 
     #[cfg(feature = "redis")]
@@ -477,8 +510,7 @@ mod tests {
     }
 
     fn build(resp: &HeaderMap, request: &HeaderMap, enc: &Encodings) -> VaryKey {
-        let coding = super::super::entry::response_coding(resp);
-        VaryKey::build(resp, &RequestVary::new(request, enc), coding, &[]).unwrap()
+        VaryKey::build(resp, &RequestVary::new(request, enc), &[]).unwrap()
     }
 
     fn matches(v: &VaryKey, request: &HeaderMap, enc: &Encodings) -> bool {
@@ -543,7 +575,7 @@ mod tests {
         let enc = Encodings::Origin;
         let names: Vec<String> = (0..=MAX_VARY_FIELDS).map(|i| format!("x-f{i}")).collect();
         let long = req(&[("vary", &names.join(", "))]);
-        let r = VaryKey::build(&long, &RequestVary::new(&req(&[]), &enc), None, &[]);
+        let r = VaryKey::build(&long, &RequestVary::new(&req(&[]), &enc), &[]);
         assert_eq!(r, Err(VaryRefusal::TooMany));
         // 30,000 repetitions of one name are one field.
         let repeated = req(&[("vary", &vec!["accept"; 30_000].join(","))]);
@@ -558,9 +590,8 @@ mod tests {
         let resp = req(&[]);
         let evil = req(&[("x-forwarded-host", "evil.test")]);
         let clean = req(&[]);
-        let build_with = |r: &HeaderMap| {
-            VaryKey::build(&resp, &RequestVary::new(r, &enc), None, &implicit).unwrap()
-        };
+        let build_with =
+            |r: &HeaderMap| VaryKey::build(&resp, &RequestVary::new(r, &enc), &implicit).unwrap();
         let poisoned = build_with(&evil);
         assert!(!matches(&poisoned, &clean, &enc));
         assert!(!matches(
@@ -575,7 +606,10 @@ mod tests {
         assert!(matches(&shared, &evil, &enc));
     }
 
-    fn stored(coding: Option<&str>, vary: bool) -> Arc<CachedResponse> {
+    /// A stored response in `coding`, fetched by a request with
+    /// `fetched_with` as its Accept-Encoding; `vary`: whether it says
+    /// `Vary: Accept-Encoding`.
+    fn stored(coding: Option<&str>, fetched_with: Option<&str>, vary: bool) -> Arc<CachedResponse> {
         let mut h = HeaderMap::new();
         h.insert("cache-control", HeaderValue::from_static("max-age=60"));
         if vary {
@@ -585,8 +619,11 @@ mod tests {
             h.insert("content-encoding", HeaderValue::from_str(c).unwrap());
         }
         let now = std::time::SystemTime::now();
-        let enc = Encodings::Origin;
-        let v = build(&h, &req(&[]), &enc);
+        let request = match fetched_with {
+            Some(ae) => req(&[("accept-encoding", ae)]),
+            None => req(&[]),
+        };
+        let v = build(&h, &request, &Encodings::Origin);
         Arc::new(CachedResponse::new(
             http::StatusCode::OK,
             h,
@@ -615,25 +652,50 @@ mod tests {
         })
     }
 
-    /// Issue 16: an origin that negotiates itself. A stored `br` body
-    /// reaches only requests that accept br; preference decides among
-    /// acceptable variants; q=0 and `identity;q=0` exclude.
+    /// Issue 16: an origin that negotiates itself. Requests reduce to
+    /// their preferred coding among all known ones, so a variant fetched
+    /// without Accept-Encoding never answers a browser (which would then
+    /// never get a compressed body), and a stored coding reaches only
+    /// requests that accept it.
+    #[test]
+    fn origin_variants_follow_the_request_preference() {
+        let enc = Encodings::Origin;
+        let br = [stored(Some("br"), Some("gzip, deflate, br"), true)];
+        assert_eq!(chosen(&br, Some("br, gzip"), &enc).as_deref(), Some("br"));
+        assert_eq!(chosen(&br, Some("br"), &enc).as_deref(), Some("br"));
+        for other in [Some("gzip"), Some("identity"), None, Some("gzip, br;q=0")] {
+            assert_eq!(chosen(&br, other, &enc), None, "{other:?}");
+        }
+        // Fetched by curl (no Accept-Encoding): not what a browser gets.
+        let plain = [stored(None, None, true)];
+        assert_eq!(chosen(&plain, None, &enc).as_deref(), Some("identity"));
+        assert_eq!(chosen(&plain, Some("gzip, deflate, br"), &enc), None);
+        // The origin answered a br-preferring client with gzip: a br-only
+        // client with the same preference still doesn't get it.
+        let odd = [stored(Some("gzip"), Some("br, gzip"), true)];
+        assert_eq!(chosen(&odd, Some("br"), &enc), None);
+        assert_eq!(
+            chosen(&odd, Some("br;q=1, gzip;q=0.5"), &enc).as_deref(),
+            Some("gzip")
+        );
+    }
+
+    /// Acceptability holds with or without `Vary`, in either mode; among
+    /// several matching variants the request's weights choose; q=0 and
+    /// `identity;q=0` exclude.
     #[test]
     fn stored_codings_serve_only_requests_that_accept_them() {
         let enc = Encodings::Origin;
-        let br = stored(Some("br"), true);
-        let gzip = stored(Some("gzip"), true);
-        let identity = stored(None, true);
+        let br = stored(Some("br"), None, false);
+        let gzip = stored(Some("gzip"), None, false);
+        let identity = stored(None, None, false);
         let only_br = [Arc::clone(&br)];
         assert_eq!(chosen(&only_br, Some("gzip"), &enc), None);
+        assert_eq!(chosen(&only_br, Some("gzip"), &inside()), None);
         assert_eq!(chosen(&only_br, Some("identity"), &enc), None);
         assert_eq!(chosen(&only_br, None, &enc), None);
         assert_eq!(chosen(&only_br, Some("gzip, br;q=0"), &enc), None);
         assert_eq!(chosen(&only_br, Some("*"), &enc).as_deref(), Some("br"));
-        assert_eq!(
-            chosen(&only_br, Some("gzip, deflate, br"), &enc).as_deref(),
-            Some("br")
-        );
         let all = [Arc::clone(&br), Arc::clone(&gzip), Arc::clone(&identity)];
         assert_eq!(
             chosen(&all, Some("gzip;q=1, br;q=0.5"), &enc).as_deref(),
@@ -651,14 +713,36 @@ mod tests {
         let no_identity = [Arc::clone(&br), Arc::clone(&identity)];
         assert_eq!(chosen(&no_identity, Some("gzip, identity;q=0"), &enc), None);
         assert_eq!(chosen(&no_identity, Some("gzip, *;q=0"), &enc), None);
-        // Without `Vary: Accept-Encoding` the coding still has to be
-        // acceptable.
-        let unvaried = [stored(Some("br"), false)];
-        assert_eq!(chosen(&unvaried, Some("gzip"), &Encodings::Origin), None);
-        assert_eq!(chosen(&unvaried, Some("gzip"), &inside()), None);
         // An unknown coding is never served.
-        let odd = [stored(Some("x-custom"), true)];
+        let odd = [stored(Some("x-custom"), None, false)];
         assert_eq!(chosen(&odd, Some("x-custom, *"), &enc), None);
+    }
+
+    #[test]
+    fn a_request_with_implicit_fields_does_not_revalidate_a_shared_variant() {
+        let enc = Encodings::Origin;
+        let implicit = [HeaderName::from_static("x-forwarded-host")];
+        let shared = stored(None, None, false);
+        let clean = req(&[]);
+        let evil = req(&[("x-forwarded-host", "evil.test")]);
+        assert!(
+            !shared
+                .vary
+                .lacks_implicit_of(&RequestVary::new(&clean, &enc), &implicit)
+        );
+        assert!(
+            shared
+                .vary
+                .lacks_implicit_of(&RequestVary::new(&evil, &enc), &implicit)
+        );
+        assert!(
+            !shared
+                .vary
+                .lacks_implicit_of(&RequestVary::new(&evil, &enc), &[])
+        );
+        let own =
+            VaryKey::build(&HeaderMap::new(), &RequestVary::new(&evil, &enc), &implicit).unwrap();
+        assert!(!own.lacks_implicit_of(&RequestVary::new(&evil, &enc), &implicit));
     }
 
     /// Generated input (the stable stand-in for a fuzz target): random
@@ -716,7 +800,7 @@ mod tests {
             }
             for enc in [Encodings::Origin, inside()] {
                 let request = RequestVary::new(&req, &enc);
-                if let Ok(vary) = VaryKey::build(&resp, &request, None, &[]) {
+                if let Ok(vary) = VaryKey::build(&resp, &request, &[]) {
                     assert!(vary.matches(&request));
                 }
             }
@@ -729,7 +813,6 @@ mod tests {
         let r = VaryKey::build(
             &req(&[("vary", "accept, *")]),
             &RequestVary::new(&req(&[]), &enc),
-            None,
             &[],
         );
         assert_eq!(r, Err(VaryRefusal::Star));

@@ -331,7 +331,7 @@ impl CacheHandle {
             (Some(_), Some(a)) => {
                 // The host as the cache keys it (lowercase, default port
                 // dropped): `http://Example.com:80/a` purges `example.com/a`.
-                let host = super::authority::normalize(a.as_str().as_bytes(), &uri)
+                let host = super::authority::normalize(a.as_str().as_bytes())
                     .ok_or_else(|| StoreError::new("not a valid host"))?;
                 Purge::Key(CacheKey::new(host.as_bytes(), &uri))
             }

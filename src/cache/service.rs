@@ -271,7 +271,7 @@ fn same_origin_key(host: &str, location: &HeaderValue) -> Option<CacheKey> {
     let uri: Uri = location.to_str().ok()?.parse().ok()?;
     match uri.authority() {
         Some(a) => {
-            let theirs = authority::normalize(a.as_str().as_bytes(), &uri)?;
+            let theirs = authority::normalize(a.as_str().as_bytes())?;
             (theirs == host).then(|| CacheKey::new(host.as_bytes(), &uri))
         }
         None if uri.path().starts_with('/') => Some(CacheKey::new(host.as_bytes(), &uri)),
@@ -336,6 +336,13 @@ impl Shared {
     ) -> Decision {
         let request = RequestVary::new(req, &self.config.encodings);
         let entry = variants.and_then(|vs| request.select(vs).cloned());
+        // A request with implicit fields its variant lacks may be served
+        // it fresh, never go to the origin on its behalf (see
+        // `VaryKey::lacks_implicit_of`): it fetches a variant of its own.
+        let own_fetch = |e: &CachedResponse| {
+            e.vary
+                .lacks_implicit_of(&request, &self.config.implicit_vary)
+        };
         let Some(e) = entry else {
             if req_cc.only_if_cached() {
                 return Decision::OnlyIfCached;
@@ -364,13 +371,16 @@ impl Shared {
                     }
                     _ => {}
                 }
-                if e.facts.stale_while_revalidate.is_some_and(within) {
+                if e.facts.stale_while_revalidate.is_some_and(within) && !own_fetch(&e) {
                     return Decision::WhileRevalidate(e);
                 }
             }
         }
         if req_cc.only_if_cached() {
             return Decision::OnlyIfCached;
+        }
+        if own_fetch(&e) {
+            return Decision::Miss { vary_miss: true };
         }
         Decision::Validate(e)
     }
@@ -985,16 +995,11 @@ where
     })
     .and_then(|()| {
         let request = RequestVary::new(req_headers, &shared.config.encodings);
-        let coding = entry::response_coding(&parts.headers);
-        VaryKey::build(
-            &parts.headers,
-            &request,
-            coding,
-            &shared.config.implicit_vary,
-        )
-        .map_err(|refused| match refused {
-            VaryRefusal::Star => NotStorable::VaryStar,
-            VaryRefusal::TooMany => NotStorable::VaryTooLong,
+        VaryKey::build(&parts.headers, &request, &shared.config.implicit_vary).map_err(|refused| {
+            match refused {
+                VaryRefusal::Star => NotStorable::VaryStar,
+                VaryRefusal::TooMany => NotStorable::VaryTooLong,
+            }
         })
     });
     let fwd = fetch.fwd;
@@ -1020,8 +1025,11 @@ where
                 Counters::add(&shared.counters.not_stored);
                 // Remember the URL when the response, not this request,
                 // made it uncacheable.
-                let request_made_it =
-                    fetch.req_cc.no_store() || (authorized && reason == NotStorable::Authorization);
+                // An unknown coding answers the client's own
+                // Accept-Encoding (`dcb`, say): not the URL's fault either.
+                let request_made_it = fetch.req_cc.no_store()
+                    || (authorized && reason == NotStorable::Authorization)
+                    || reason == NotStorable::UnknownCoding;
                 if !request_made_it {
                     shared.flights.mark_uncacheable(&fetch.key);
                 }
