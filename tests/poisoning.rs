@@ -488,6 +488,19 @@ async fn reflected_unkeyed_fields_never_reach_another_client() {
     assert!(again.header("cache-status").unwrap().contains("hit"));
     assert_eq!(field(&again, "x-forwarded-host"), "-");
     assert_eq!(s.calls.load(Ordering::SeqCst), 4);
+    // A proxy in front that adds `Forwarded: for=<client>` to every
+    // request does not make each client a variant of its own.
+    for ip in ["192.0.2.1", "198.51.100.7", "203.0.113.9"] {
+        let v = format!("for={ip};proto=https");
+        let r = get(
+            &s,
+            "/reflect?fwd",
+            &[("host", "victim.test"), ("forwarded", v.as_str())],
+        )
+        .await;
+        assert!(r.text().contains("forwarded=for="), "{}", r.text());
+    }
+    assert_eq!(s.calls.load(Ordering::SeqCst), 5);
 }
 
 #[tokio::test]
