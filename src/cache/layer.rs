@@ -143,17 +143,20 @@ impl CacheLayer {
 
     /// Declares that a compression layer *inside* this cache produces the
     /// content codings, offering `codings` in its order of preference (as
-    /// in the example server). `Vary: Accept-Encoding` variants are then
-    /// keyed on the coding these select (one cheap comparison per lookup),
-    /// not on the raw header.
+    /// in the example server). A request varying on `Accept-Encoding` is
+    /// then keyed on the coding that layer would pick for it, so the
+    /// variants are exactly the codings it produces.
     ///
     /// Without this call (the default) the origin is taken to negotiate
-    /// itself, as behind a caching proxy: each stored variant is known by
-    /// its own `Content-Encoding`, and serves only requests that accept
-    /// that coding, the one they weigh highest first. Either way a stored
+    /// itself, as behind a caching proxy: a request is keyed on its
+    /// preferred coding among every coding this crate knows (zstd, br,
+    /// gzip, deflate, in that order among equal weights; or none), so a
+    /// browser's `gzip, deflate, br` and curl's missing field never share
+    /// a variant, whatever the origin answered either. Either way a stored
     /// response is never served to a request that does not accept its
     /// `Content-Encoding` (RFC 9110 §12.5.3; `q=0` and `identity;q=0`
-    /// included); a request without `Accept-Encoding` gets identity only.
+    /// included), `Vary` or not; a request without `Accept-Encoding`
+    /// accepts identity only.
     pub fn codings<I: IntoIterator<Item = ContentCoding>>(mut self, codings: I) -> Self {
         Arc::make_mut(&mut self.config).encodings =
             Encodings::Inside(codings.into_iter().collect());
@@ -170,9 +173,13 @@ impl CacheLayer {
     /// client choose what every other client receives. A response fetched
     /// with `X-Forwarded-Host: evil.test` is then served only to requests
     /// carrying that same value; one fetched without any of them serves
-    /// everyone. Behind a proxy you trust to set them on every request,
-    /// nothing changes for hits: every request carries the same values.
-    /// An empty list turns this off.
+    /// everyone, but a request carrying one never revalidates or refreshes
+    /// it (a 304 answered for its fields would rewrite the shared copy): it
+    /// fetches a variant of its own. `Forwarded` counts by its `host` and
+    /// `proto` parameters only (`for` differs per client). Behind a proxy
+    /// you trust to set these fields on every request, nothing changes for
+    /// hits: every request carries the same values. An empty list turns
+    /// this off.
     pub fn implicit_vary<I: IntoIterator<Item = HeaderName>>(mut self, names: I) -> Self {
         Arc::make_mut(&mut self.config).implicit_vary = names.into_iter().collect();
         self

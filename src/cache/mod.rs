@@ -22,13 +22,19 @@
 //!   and only for the statuses above. Age per §4.2.3 (upstream `Age`
 //!   included); every response from the cache carries `Age`.
 //! - **Authority (RFC 9112 §3.2, RFC 9113 §8.3.1)**: 400 for an HTTP/1.1
-//!   request without `Host`, any request with more than one `Host` line or
-//!   a `Host` that is not `uri-host [ ":" port ]`. The authority of an
-//!   absolute-form target or HTTP/2's `:authority` wins over `Host`. It is
-//!   normalized once (lowercase, default port dropped) and written back as
-//!   the request's `Host`: the key holds exactly the authority the inner
-//!   service sees, so `GET http://victim.test/` with `Host: evil.test` is
-//!   answered, and stored, for `victim.test`.
+//!   request without `Host`, any request with more than one `Host` line, a
+//!   `Host` that is not `uri-host [ ":" port ]` (host names limited to
+//!   letters, digits, `-`, `.`, `_`, `~` and %-escapes: no sub-delims such
+//!   as `,` or `;`, which no DNS name has and which split the forwarding
+//!   fields a `Host` is copied into), or a target scheme other than http
+//!   and https. The authority of an absolute-form target or HTTP/2's
+//!   `:authority` wins over `Host`. It is normalized once (lowercase,
+//!   ports 80 and 443 dropped) and written back as the request's `Host`
+//!   (an empty one when the request names none), and the target goes
+//!   inward origin-form: the key holds exactly the authority the inner
+//!   service sees, and a scheme the client chose never reaches it. So
+//!   `GET http://victim.test/` with `Host: evil.test` is answered, and
+//!   stored, for `victim.test`.
 //! - **Vary (§4.1)**: several variants per URL, request values
 //!   normalized (lists folded, whitespace collapsed, case folded for
 //!   `Accept`, `Accept-Language`, `Accept-Charset`); `Vary: *`, or a `Vary`
@@ -37,12 +43,12 @@
 //!   only to a request that accepts its `Content-Encoding` (`q=0` and
 //!   `identity;q=0` respected; no `Accept-Encoding` accepts identity only),
 //!   whether or not its `Vary` names `Accept-Encoding`; among acceptable
-//!   variants the request's weights choose. By default the origin is taken
-//!   to negotiate (as behind a proxy): each coding it sends is its own
-//!   variant. With a compression layer inside the cache,
-//!   [`CacheLayer::codings`] keys `Accept-Encoding` on the coding that
-//!   layer would choose instead, one comparison per lookup. A response in
-//!   a coding this crate doesn't know (or several) is not stored.
+//!   variants the request's weights choose. `Accept-Encoding` is keyed on
+//!   the request's preferred coding: by default among every coding this
+//!   crate knows (the origin negotiates, as behind a proxy), with
+//!   [`CacheLayer::codings`] among those the compression layer inside the
+//!   cache produces. A response in a coding this crate doesn't know (or
+//!   several) is not stored.
 //! - **Request directives**: `no-cache` (and `Pragma: no-cache`),
 //!   `no-store`, `max-age`, `max-stale`, `min-fresh`, `only-if-cached`
 //!   (504 when nothing fits).
