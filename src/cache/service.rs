@@ -533,15 +533,18 @@ impl Shared {
     }
 }
 
-/// 400 for a request whose authority can't be settled; the connection
-/// closes after it (the rest of what the client sent is suspect).
-fn bad_request<B>(reason: &'static str) -> Resp<B> {
+/// 400 for a request whose authority can't be settled; an HTTP/1
+/// connection closes after it (the rest of what the client sent is
+/// suspect; HTTP/2 has no `Connection` field).
+fn bad_request<B>(reason: &'static str, version: http::Version) -> Resp<B> {
     let mut headers = HeaderMap::with_capacity(3);
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    if version <= http::Version::HTTP_11 {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     let body = CacheBody::stored(Bytes::from_static(reason.as_bytes()), None);
     respond_with(StatusCode::BAD_REQUEST, headers, body)
@@ -593,7 +596,7 @@ where
                 Ok(key) => key,
                 Err(refused) => {
                     Counters::add(&shared.counters.rejected);
-                    return ResponseFuture::ready(bad_request(refused.reason()));
+                    return ResponseFuture::ready(bad_request(refused.reason(), req.version()));
                 }
             }
         };
