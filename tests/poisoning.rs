@@ -267,6 +267,12 @@ async fn missing_repeated_and_invalid_hosts_get_400_and_reach_nobody() {
             "invalid",
         ));
     }
+    // The asterisk-form is for OPTIONS only: a GET `*` would be keyed as
+    // the path `/*` while the origin answered `*`.
+    cases.push((
+        "GET * HTTP/1.1\r\nHost: victim.test\r\nConnection: close\r\n\r\n".into(),
+        "asterisk-form GET",
+    ));
     // A byte no host has (obs-text).
     let mut high = b"GET /h HTTP/1.1\r\nHost: victim.test".to_vec();
     high.extend_from_slice(b"\xff\r\nConnection: close\r\n\r\n");

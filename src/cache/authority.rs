@@ -16,7 +16,7 @@ use std::net::Ipv6Addr;
 
 use http::header::{self, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
-use http::{Request, Version};
+use http::{Method, Request, Version};
 
 use super::key::CacheKey;
 
@@ -63,6 +63,11 @@ pub(crate) fn settle<B>(req: &mut Request<B>) -> Result<CacheKey, Refused> {
         }
         let uri = req.uri();
         if !matches!(uri.scheme_str(), None | Some("http" | "https")) {
+            return Err(Refused::Invalid);
+        }
+        // The asterisk-form is OPTIONS's alone (RFC 9112 §3.2.4); any other
+        // method's `*` would be keyed as the path `/*` it is not.
+        if uri.path() == "*" && req.method() != Method::OPTIONS {
             return Err(Refused::Invalid);
         }
         // A Host present must be valid even when the target's authority
@@ -281,10 +286,14 @@ pub(crate) fn check_invariants(host: &[u8], target: &str, http2: bool) -> bool {
         None => assert!(h.is_empty()),
     }
     assert!(req.uri().authority().is_none() && req.uri().scheme().is_none());
-    assert_eq!(
-        req.uri().path_and_query().map(|p| p.as_str()),
-        Some(key.path_and_query())
-    );
+    // Origin-form inward, the key's own path and query (OPTIONS `*`
+    // excepted: it is refused for other methods and never cached).
+    if req.uri() != "*" {
+        assert_eq!(
+            req.uri().path_and_query().map(|p| p.as_str()),
+            Some(key.path_and_query())
+        );
+    }
     let again = normalize(h.as_bytes());
     assert_eq!(again.as_deref(), Some(h), "normalizing is idempotent");
     assert!(key.path_and_query().starts_with('/'));
@@ -401,6 +410,17 @@ mod tests {
                 .unwrap(),
         );
         assert_eq!(r.err(), Some(Refused::Invalid));
+        // `*` is OPTIONS's only.
+        let star = |m: Method| {
+            let mut req = Request::new(());
+            *req.method_mut() = m;
+            *req.uri_mut() = Uri::from_static("*");
+            req.headers_mut()
+                .insert(header::HOST, HeaderValue::from_static("h"));
+            settled(req).0
+        };
+        assert_eq!(star(Method::GET).err(), Some(Refused::Invalid));
+        assert_eq!(star(Method::OPTIONS).as_deref(), Ok("h"));
         let (r, req) = settled(
             Request::get("/x")
                 .header("host", "Victim.TEST:80")
