@@ -20,18 +20,24 @@
 //!
 //! Forwarding fields are the proxy's own, not the client's:
 //! `X-Forwarded-Host` is set to the request's `Host`, `X-Forwarded-Proto`
-//! to `http`, `X-Forwarded-For` to the peer's IP, and `Forwarded`,
-//! `X-Forwarded-Server`, `X-Forwarded-Port`, `X-Forwarded-Prefix`,
-//! `X-Host`, `X-Real-IP`, `X-Original-URL` and `X-Rewrite-URL` from the
-//! client are dropped. Behind a proxy of your own, `--trust-forwarded`
-//! keeps those fields and appends the peer to the `X-Forwarded-For` chain
-//! instead (`X-Forwarded-Host` and `X-Forwarded-Proto` are still this
-//! proxy's).
+//! to `http`, `X-Forwarded-For` to the peer's IP, and the other fields a
+//! client could use to pose as an earlier proxy or to name another host,
+//! scheme, URL or method ([`CLIENT_FORWARDING`]: `Forwarded`,
+//! `X-Forwarded-Server`/`-Port`/`-Prefix`/`-Scheme`/`-Ssl`/`-Uri`/`-Path`,
+//! `X-Host`, `X-Original-Host`, `X-Real-IP`, `X-Original-URL`,
+//! `X-Original-URI`, `X-Rewrite-URL`, `X-Url-Scheme`, `Front-End-Https`,
+//! `X-HTTP-Method-Override`, `X-HTTP-Method`, `X-Method-Override`) are
+//! dropped. Behind a proxy of your own (a TLS-terminating load balancer),
+//! `--trust-forwarded` keeps those fields, keeps the client's
+//! `X-Forwarded-Proto` (`http` only when it sent none, so an origin behind
+//! an `https` balancer still knows its scheme) and appends the peer to the
+//! `X-Forwarded-For` chain; `X-Forwarded-Host` is still this proxy's.
 //!
 //! The serving loop (`examples/common/serve.rs`, shared with the example
-//! server) times out slow request heads and idle connections, caps open
-//! connections and HTTP/2 streams and header sizes, and drains on Ctrl-C
-//! or SIGTERM; `--help` lists its flags and defaults.
+//! server) times out slow request heads, idle connections and stalled
+//! transfers (a client that stops reading, a request body that stops
+//! arriving), caps open connections and HTTP/2 streams and header sizes,
+//! and drains on Ctrl-C or SIGTERM; `--help` lists its flags and defaults.
 
 #[path = "common/serve.rs"]
 pub(crate) mod serve;
@@ -43,6 +49,7 @@ use axum::extract::ConnectInfo;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
+use http_body::Body;
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
@@ -85,22 +92,38 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// Fields a client may send to pose as an earlier proxy or to name
-/// another URL or host for the request; dropped unless `--trust-forwarded`.
-const CLIENT_FORWARDING: [&str; 8] = [
+/// another host, scheme, URL or method for the request (frameworks read
+/// them so); dropped unless `--trust-forwarded`. The method overrides are
+/// no forwarding information, but only a trusted hop may set them too.
+pub(crate) const CLIENT_FORWARDING: [&str; 19] = [
     "forwarded",
     "x-forwarded-server",
     "x-forwarded-port",
     "x-forwarded-prefix",
+    "x-forwarded-scheme",
+    "x-forwarded-ssl",
+    "x-forwarded-uri",
+    "x-forwarded-path",
+    "front-end-https",
+    "x-url-scheme",
     "x-host",
+    "x-original-host",
     "x-real-ip",
     "x-original-url",
+    "x-original-uri",
     "x-rewrite-url",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
 ];
 
 /// Makes the forwarding fields this proxy's own: `X-Forwarded-Host` is the
 /// request's `Host` (none without one), `X-Forwarded-Proto` is `http`, and
-/// `X-Forwarded-For` is `peer`, appended to the client's chain only when
-/// `trust` (which also keeps [`CLIENT_FORWARDING`]).
+/// `X-Forwarded-For` is `peer`. When `trust`, the client is a proxy: the
+/// peer is appended to its `X-Forwarded-For` chain, its
+/// `X-Forwarded-Proto` is kept (`http` only when it sent none: a
+/// TLS-terminating balancer says `https`) and so are
+/// [`CLIENT_FORWARDING`].
 pub(crate) fn set_forwarding(headers: &mut HeaderMap, peer: Option<IpAddr>, trust: bool) {
     const XFF: &str = "x-forwarded-for";
     let mut chain = Vec::new();
@@ -140,19 +163,40 @@ pub(crate) fn set_forwarding(headers: &mut HeaderMap, peer: Option<IpAddr>, trus
             headers.remove("x-forwarded-host");
         }
     }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    if !trust || !headers.contains_key("x-forwarded-proto") {
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    }
 }
+
+/// What a request body must be to be forwarded: hyper's, or the serving
+/// loop's (`serve::RequestBody`).
+pub(crate) trait ForwardBody:
+    Body<Data = Bytes, Error: Into<BoxError>> + Send + Unpin + 'static
+{
+}
+
+impl<B> ForwardBody for B where B: Body<Data = Bytes, Error: Into<BoxError>> + Send + Unpin + 'static
+{}
 
 /// Forwards requests to `origin` (scheme and authority; its path is
 /// ignored): the inner service of the proxy.
-#[derive(Clone)]
-pub(crate) struct Forward {
+pub(crate) struct Forward<B> {
     origin: Uri,
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpConnector, B>,
     trust_forwarded: bool,
 }
 
-impl Forward {
+impl<B> Clone for Forward<B> {
+    fn clone(&self) -> Self {
+        Self {
+            origin: self.origin.clone(),
+            client: self.client.clone(),
+            trust_forwarded: self.trust_forwarded,
+        }
+    }
+}
+
+impl<B: ForwardBody> Forward<B> {
     pub(crate) fn new(origin: Uri, trust_forwarded: bool) -> Self {
         let client = Client::builder(TokioExecutor::new()).build_http();
         Self {
@@ -163,7 +207,7 @@ impl Forward {
     }
 }
 
-impl Service<Request<Incoming>> for Forward {
+impl<B: ForwardBody> Service<Request<B>> for Forward<B> {
     type Response = Response<Incoming>;
     type Error = BoxError;
     type Future = std::pin::Pin<
@@ -177,7 +221,7 @@ impl Service<Request<Incoming>> for Forward {
         std::task::Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+    fn call(&mut self, req: Request<B>) -> Self::Future {
         let (mut parts, body) = req.into_parts();
         let pq = parts
             .uri
@@ -215,8 +259,9 @@ impl Service<Request<Incoming>> for Forward {
 }
 
 /// The whole proxy: the cache in front of [`Forward`], origin failures
-/// answered with 502; client forwarding fields not trusted.
-#[allow(dead_code)] // the tests' entry point; `main` uses `proxy_with`
+/// answered with 502; client forwarding fields not trusted. Served by
+/// hyper directly (the tests' entry point; `main` uses `proxy_with`).
+#[allow(dead_code)]
 pub(crate) fn proxy(
     origin: Uri,
     cache: CacheLayer,
@@ -231,33 +276,34 @@ pub(crate) fn proxy(
     proxy_with(origin, cache, false)
 }
 
-/// [`proxy`], trusting the client's forwarding fields when
-/// `trust_forwarded` (`--trust-forwarded`).
-pub(crate) fn proxy_with(
+/// [`proxy`] for request bodies of type `B`, trusting the client's
+/// forwarding fields when `trust_forwarded` (`--trust-forwarded`).
+pub(crate) fn proxy_with<B: ForwardBody>(
     origin: Uri,
     cache: CacheLayer,
     trust_forwarded: bool,
-) -> impl Service<
-    Request<Incoming>,
-    Response = Response<ProxyBody>,
-    Error = Infallible,
-    Future: Send + 'static,
-> + Clone
+) -> impl Service<Request<B>, Response = Response<ProxyBody>, Error = Infallible, Future: Send + 'static>
++ Clone
 + Send
 + 'static {
     let cached = ServiceBuilder::new()
         .layer(cache)
         .service(Forward::new(origin, trust_forwarded));
-    tower::service_fn(move |req: Request<Incoming>| {
+    tower::service_fn(move |req: Request<B>| {
         let svc = cached.clone();
         async move {
             match svc.oneshot(req).await {
                 Ok(resp) => Ok(resp.map(Either::Left)),
                 Err(e) => {
-                    let mut resp = Response::new(Either::Right(Full::new(Bytes::from(format!(
-                        "bad gateway: {e}\n"
-                    )))));
-                    *resp.status_mut() = StatusCode::BAD_GATEWAY;
+                    // The client's body stalled (`--body-read-timeout`):
+                    // its fault, not the origin's.
+                    let (status, text) = if let Some(stalled) = body_stalled(&*e) {
+                        (StatusCode::REQUEST_TIMEOUT, format!("{stalled}\n"))
+                    } else {
+                        (StatusCode::BAD_GATEWAY, format!("bad gateway: {e}\n"))
+                    };
+                    let mut resp = Response::new(Either::Right(Full::new(Bytes::from(text))));
+                    *resp.status_mut() = status;
                     resp.headers_mut().insert(
                         header::CONTENT_TYPE,
                         HeaderValue::from_static("text/plain; charset=utf-8"),
@@ -269,11 +315,18 @@ pub(crate) fn proxy_with(
     })
 }
 
+/// The stalled request body `e` comes from, anywhere down its chain of
+/// sources.
+fn body_stalled<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a serve::BodyStalled> {
+    std::iter::successors(Some(e), |e| e.source()).find_map(|e| e.downcast_ref())
+}
+
 const USAGE: &str = "usage: proxy --origin http://HOST:PORT [--listen HOST:PORT] [--cache-mib N] [--trust-forwarded] [connection limits]\n\n  \
 --origin URL        the service to put the cache in front of (http only)\n  \
 --listen ADDR       listen address (default 127.0.0.1:8080)\n  \
 --cache-mib N       memory for cached responses (default 64)\n  \
---trust-forwarded   clients are proxies: keep their Forwarded/X-Forwarded-* fields, append to X-Forwarded-For\n";
+--trust-forwarded   clients are proxies (a TLS-terminating balancer): keep their Forwarded/X-Forwarded-*
+                      fields (X-Forwarded-Proto included; http only when absent), append to X-Forwarded-For\n";
 
 /// What the command line says.
 #[derive(Debug, Clone, PartialEq)]

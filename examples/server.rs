@@ -43,9 +43,10 @@
 //! Every GET route answers a revalidation with 304.
 //!
 //! The serving loop (`examples/common/serve.rs`, shared with the proxy)
-//! times out slow request heads and idle connections, caps open
-//! connections and HTTP/2 streams and header sizes, and drains on Ctrl-C
-//! or SIGTERM; `--help` lists its flags and defaults.
+//! times out slow request heads, idle connections and stalled transfers
+//! (a client that stops reading, a request body that stops arriving),
+//! caps open connections and HTTP/2 streams and header sizes, and drains
+//! on Ctrl-C or SIGTERM; `--help` lists its flags and defaults.
 
 #[path = "common/serve.rs"]
 pub(crate) mod serve;

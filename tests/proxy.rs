@@ -139,8 +139,10 @@ async fn an_unreachable_origin_gets_502() {
     assert_eq!(r.status, StatusCode::BAD_GATEWAY);
 }
 
-/// Forwarding fields a client sends to pose as an earlier proxy.
-const SPOOFED: [(&str, &str); 11] = [
+/// Forwarding fields a client sends to pose as an earlier proxy, or to
+/// name another host, scheme, URL or method (the first three are the ones
+/// the proxy sets itself).
+const SPOOFED: [(&str, &str); 22] = [
     ("x-forwarded-for", "6.6.6.6"),
     ("x-forwarded-host", "evil.test"),
     ("x-forwarded-proto", "https"),
@@ -152,6 +154,17 @@ const SPOOFED: [(&str, &str); 11] = [
     ("x-real-ip", "6.6.6.6"),
     ("x-original-url", "/admin"),
     ("x-rewrite-url", "/admin"),
+    ("x-forwarded-scheme", "https"),
+    ("x-forwarded-ssl", "on"),
+    ("front-end-https", "on"),
+    ("x-url-scheme", "https"),
+    ("x-original-host", "evil.test"),
+    ("x-forwarded-uri", "/admin"),
+    ("x-forwarded-path", "/admin"),
+    ("x-original-uri", "/admin"),
+    ("x-http-method-override", "DELETE"),
+    ("x-http-method", "DELETE"),
+    ("x-method-override", "DELETE"),
 ];
 
 /// The values of `name` the origin saw on its last request.
@@ -207,13 +220,20 @@ async fn behind_a_trusted_proxy_the_chain_grows_and_its_fields_are_kept() {
         seen_all(&seen, "x-forwarded-for"),
         ["6.6.6.6, 7.7.7.7, 127.0.0.1"]
     );
-    // Host and scheme are still what this proxy saw.
+    // The host is still what this proxy saw; the scheme is the trusted
+    // proxy's (a TLS-terminating balancer says https)…
     let host = proxy.addr().to_string();
     assert_eq!(seen_all(&seen, "x-forwarded-host"), [host.as_str()]);
-    assert_eq!(seen_all(&seen, "x-forwarded-proto"), ["http"]);
+    assert_eq!(seen_all(&seen, "x-forwarded-proto"), ["https"]);
     for (name, value) in &SPOOFED[3..] {
         assert_eq!(seen_all(&seen, name), [*value], "{name}");
     }
+    // …and http when it names none.
+    proxy
+        .get_with("/things/2", &[("x-forwarded-ssl", "on")])
+        .await;
+    assert_eq!(seen_all(&seen, "x-forwarded-proto"), ["http"]);
+    assert_eq!(seen_all(&seen, "x-forwarded-ssl"), ["on"]);
 }
 
 #[tokio::test]
@@ -246,6 +266,42 @@ fn forwarding_fields_without_a_peer_or_host() {
     h.insert("x-forwarded-for", "6.6.6.6".parse().unwrap());
     proxy::set_forwarding(&mut h, Some("::1".parse().unwrap()), true);
     assert_eq!(h["x-forwarded-for"], "6.6.6.6, ::1");
+    assert_eq!(
+        h["x-forwarded-proto"], "http",
+        "none from the trusted proxy"
+    );
+}
+
+#[test]
+fn x_forwarded_proto_is_kept_only_from_a_trusted_proxy() {
+    for (trust, want) in [(false, "http"), (true, "https")] {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-proto", "https".parse().unwrap());
+        proxy::set_forwarding(&mut h, None, trust);
+        assert_eq!(h["x-forwarded-proto"], want, "trust {trust}");
+    }
+}
+
+#[test]
+fn every_spoofable_field_is_dropped_unless_trusted() {
+    // The proxy's own list and the tests' agree…
+    for (name, _) in &SPOOFED[3..] {
+        assert!(proxy::CLIENT_FORWARDING.contains(name), "{name}");
+    }
+    for (trust, kept) in [(false, 0), (true, 1)] {
+        let mut h = HeaderMap::new();
+        for (name, value) in &SPOOFED[3..] {
+            h.insert(*name, value.parse().unwrap());
+        }
+        proxy::set_forwarding(&mut h, None, trust);
+        for (name, _) in &SPOOFED[3..] {
+            assert_eq!(
+                h.get_all(*name).iter().count(),
+                kept,
+                "{name}, trust {trust}"
+            );
+        }
+    }
 }
 
 #[test]

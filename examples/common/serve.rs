@@ -14,7 +14,29 @@
 //!   connections without open streams; pings don't count as activity).
 //!   Longer than the 60 s idle timeout of common load balancers, so the
 //!   balancer closes an idle connection first and never reuses one the
-//!   server is closing.
+//!   server is closing. While the end of a response is still going out,
+//!   the connection is not idle (the send timeout applies).
+//! - **`--send-timeout SECS`** (default 60, nginx's `send_timeout`): a
+//!   connection whose client takes no response data for this long is
+//!   closed, measured on lack of progress, never on total time: a
+//!   download of any length lives as long as data keeps moving. Stalled
+//!   means the socket stayed full (a write found no room and none went
+//!   through since: a client that stopped reading, TCP zero window), or,
+//!   on HTTP/2, that some response had data waiting and no response on
+//!   the connection got a piece out nor became ready (a client that grants
+//!   no flow-control window; responses go to hyper in 16 KiB pieces, so
+//!   progress is 16 KiB through the window). Counted for the connection as
+//!   a whole, so a busy HTTP/2 connection is never closed for one stream's
+//!   age, and an HTTP/2 connection closed this way gets GOAWAY and 2 s.
+//! - **`--body-read-timeout SECS`** (default 60, nginx's
+//!   `client_body_timeout`, with a minimum rate): while a handler waits
+//!   for a request body, the client must deliver 16 KiB (or the rest of
+//!   the body) within every SECS of waiting; otherwise the body returns an
+//!   error to the handler ([`BodyStalled`]; axum's extractors answer 400,
+//!   the proxy 408).
+//!   Time the handler spends elsewhere is not counted. Per request: on
+//!   HTTP/2 the other streams carry on; on HTTP/1.1 hyper closes the
+//!   connection after the answer (the body was not read to its end).
 //! - **`--max-connections N`** (default 1024): at most N connections are
 //!   open; the loop stops accepting until one closes, so new clients wait
 //!   in the kernel's accept backlog instead of taking file descriptors and
@@ -38,29 +60,39 @@
 //! timer (`TokioTimer`) drives HTTP/2 keep-alive pings, which close
 //! connections to peers that stopped answering.
 //!
-//! Request bodies are not timed here: a handler that reads a body decides
-//! how long it waits for it.
+//! A slow handler is never timed out here (it decides how long it works),
+//! and neither is a request as a whole: a total lifetime cap (Go's
+//! `WriteTimeout`) would cut long downloads on slow links. What bounds the
+//! time a client can hold a connection is that it must keep data moving.
+
+#[path = "activity.rs"]
+mod activity;
+#[path = "limits.rs"]
+mod limits;
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use http::{Request, Response};
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 use tower::{Service, ServiceExt};
+
+#[allow(unused_imports)] // the proxy's
+pub(crate) use activity::BodyStalled;
+pub(crate) use activity::RequestBody;
+use activity::{Activity, InFlight, Tracked, Watched};
+pub(crate) use limits::{Limits, USAGE};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -73,118 +105,9 @@ pub(crate) fn stderr_log() -> Log {
     Arc::new(|line: &str| eprintln!("{line}"))
 }
 
-/// The flags of [`Limits`], for the examples' usage text.
-pub(crate) const USAGE: &str = "\nconnection limits (both protocols unless named):\n  \
---header-read-timeout SECS  a request head must arrive within SECS (default 10)\n  \
---idle-timeout SECS         close connections idle for SECS between requests (default 75)\n  \
---max-connections N         open connections at most; more wait in the backlog (default 1024)\n  \
---h2-max-streams N          concurrent HTTP/2 streams per connection (default 100)\n  \
---h2-max-header-list KIB    largest HTTP/2 header list (default 16)\n  \
---h1-max-head KIB           largest HTTP/1.1 request head, at least 8 (default 64)\n  \
---shutdown-timeout SECS     on Ctrl-C/SIGTERM, wait this long for requests in flight (default 10)\n";
-
-/// HTTP/2 keep-alive pings: one after this much silence from the peer…
-const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
-/// …and the connection is closed when the ack takes longer than this.
-const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
-/// How long an HTTP/2 connection closed for idleness gets to send its
+/// How long an HTTP/2 connection closed by a deadline gets to send its
 /// GOAWAY before it is dropped.
 const H2_GOAWAY_GRACE: Duration = Duration::from_secs(2);
-
-/// The limits of the serving loop (see the module docs for each).
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Limits {
-    pub(crate) header_read_timeout: Duration,
-    pub(crate) idle_timeout: Duration,
-    pub(crate) max_connections: usize,
-    pub(crate) h2_max_streams: u32,
-    /// Bytes.
-    pub(crate) h2_max_header_list: u32,
-    /// Bytes, at least 8192 (hyper's minimum).
-    pub(crate) h1_max_head: usize,
-    pub(crate) shutdown_timeout: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            header_read_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(75),
-            max_connections: 1024,
-            h2_max_streams: 100,
-            h2_max_header_list: 16 * 1024,
-            h1_max_head: 64 * 1024,
-            shutdown_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-impl Limits {
-    /// Whether `flag` is one of the limit flags.
-    pub(crate) fn is_flag(flag: &str) -> bool {
-        matches!(
-            flag,
-            "--header-read-timeout"
-                | "--idle-timeout"
-                | "--max-connections"
-                | "--h2-max-streams"
-                | "--h2-max-header-list"
-                | "--h1-max-head"
-                | "--shutdown-timeout"
-        )
-    }
-
-    /// Sets the limit of `flag` from `value`.
-    pub(crate) fn set(&mut self, flag: &str, value: &str) -> Result<(), String> {
-        let bad = |why: &str| format!("{flag} {value}: {why}");
-        let int = |lo: u64, hi: u64| -> Result<u64, String> {
-            let n: u64 = value.parse().map_err(|e| bad(&format!("{e}")))?;
-            if (lo..=hi).contains(&n) {
-                Ok(n)
-            } else {
-                Err(bad(&format!("between {lo} and {hi}")))
-            }
-        };
-        let secs = || -> Result<Duration, String> {
-            let s: f64 = value.parse().map_err(|e| bad(&format!("{e}")))?;
-            // Positive and at most a day, so deadlines never overflow.
-            if s > 0.0 && s <= 86_400.0 {
-                Ok(Duration::from_secs_f64(s))
-            } else {
-                Err(bad("seconds, more than 0 and at most 86400"))
-            }
-        };
-        match flag {
-            "--header-read-timeout" => self.header_read_timeout = secs()?,
-            "--idle-timeout" => self.idle_timeout = secs()?,
-            "--shutdown-timeout" => self.shutdown_timeout = secs()?,
-            // Bounded so a permit count always fits the semaphore's u32.
-            "--max-connections" => self.max_connections = int(1, 1_000_000)? as usize,
-            "--h2-max-streams" => self.h2_max_streams = int(1, 10_000)? as u32,
-            "--h2-max-header-list" => self.h2_max_header_list = int(1, 16 * 1024)? as u32 * 1024,
-            "--h1-max-head" => self.h1_max_head = int(8, 16 * 1024)? as usize * 1024,
-            _ => return Err(format!("unknown argument {flag}")),
-        }
-        Ok(())
-    }
-
-    fn builder(&self) -> auto::Builder<TokioExecutor> {
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            // The loop's own deadlines replace hyper's (module docs).
-            .header_read_timeout(None)
-            .max_buf_size(self.h1_max_head.max(8192));
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .keep_alive_interval(H2_PING_INTERVAL)
-            .keep_alive_timeout(H2_PING_TIMEOUT)
-            .max_concurrent_streams(self.h2_max_streams)
-            .max_header_list_size(self.h2_max_header_list);
-        builder
-    }
-}
 
 /// Resolves on Ctrl-C or SIGTERM.
 pub(crate) async fn shutdown_signal() {
@@ -219,7 +142,8 @@ enum Phase {
 
 /// Serves `svc` on `listener` within `limits` until `shutdown` resolves,
 /// then drains (at most `limits.shutdown_timeout`) and returns. Every
-/// request carries the peer address as axum's `ConnectInfo<SocketAddr>`.
+/// request carries the peer address as axum's `ConnectInfo<SocketAddr>`,
+/// and its body is a [`RequestBody`] (`--body-read-timeout`).
 pub(crate) async fn serve<S, B>(
     listener: TcpListener,
     svc: S,
@@ -227,7 +151,7 @@ pub(crate) async fn serve<S, B>(
     log: Log,
     shutdown: impl Future<Output = ()>,
 ) where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S: Service<Request<RequestBody>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError>,
     B: Body + Send + 'static,
@@ -336,61 +260,73 @@ async fn connection<S, B>(
     mut phase: watch::Receiver<Phase>,
     _permit: OwnedSemaphorePermit,
 ) where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S: Service<Request<RequestBody>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError>,
     B: Body + Send + 'static,
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    let activity = Arc::new(Activity::new());
-    let io = TokioIo::new(Watched {
-        inner: stream,
-        activity: activity.clone(),
-    });
+    let activity = Arc::new(Activity::new(limits.clone()));
+    let io = TokioIo::new(Watched::new(stream, activity.clone()));
     let tracked = {
         let activity = activity.clone();
-        tower::service_fn(move |mut req: Request<Incoming>| {
-            req.extensions_mut().insert(ConnectInfo(peer));
+        let body_timeout = limits.body_read_timeout;
+        tower::service_fn(move |req: Request<Incoming>| {
             let guard = InFlight::start(&activity);
+            let mut req = req.map(|body| RequestBody::new(body, body_timeout));
+            req.extensions_mut().insert(ConnectInfo(peer));
             let call = svc.clone().oneshot(req);
             async move {
-                call.await.map(|res| {
-                    res.map(|body| Tracked {
-                        body,
-                        _guard: guard,
-                    })
-                })
+                call.await
+                    .map(|res| res.map(|body| Tracked::new(body, guard)))
             }
         })
     };
     let conn = builder.serve_connection(io, TowerToHyperService::new(tracked));
     tokio::pin!(conn);
-    // Set once an idle HTTP/2 connection was sent GOAWAY: dropped then.
+    // Set once an HTTP/2 connection was sent GOAWAY: dropped then.
     let mut close_by: Option<Instant> = None;
     match *phase.borrow_and_update() {
         Phase::Serving => {}
         Phase::Draining => conn.as_mut().graceful_shutdown(),
         Phase::Closed => return,
     }
+    // One timer, reset only when the deadline comes earlier than the one
+    // it is set for; when it fires early (the deadline moved later, or
+    // went away while a request is in flight) the deadline is computed
+    // again. Events that bring the deadline forward wake the task.
+    let timer = tokio::time::sleep_until(Instant::now());
+    tokio::pin!(timer);
+    let mut armed: Option<Instant> = None;
     loop {
-        let next = close_by.or_else(|| activity.deadline(&limits));
+        activity.disarm();
+        if let Some(next) = close_by.or_else(|| activity.deadline()) {
+            if armed.is_none_or(|t| next < t) {
+                timer.as_mut().reset(next);
+                armed = Some(next);
+            }
+        }
+        activity.arm(armed);
         tokio::select! {
             _ = conn.as_mut() => return,
-            () = sleep_until(next) => {
-                if close_by.is_some() {
-                    return;
-                }
+            () = &mut timer, if armed.is_some() => {
+                armed = None;
                 let now = Instant::now();
-                if activity.deadline(&limits).is_some_and(|t| t <= now) {
-                    // Nothing in flight: an HTTP/1.1 connection is just
-                    // dropped (a slow head gets no answer); HTTP/2 says
-                    // GOAWAY first.
-                    if !activity.is_h2() {
-                        return;
+                match close_by {
+                    Some(t) if t <= now => return,
+                    Some(_) => {}
+                    None if activity.deadline().is_some_and(|t| t <= now) => {
+                        // An HTTP/1.1 connection is just dropped (a slow
+                        // head gets no answer, a stalled response has its
+                        // client gone); HTTP/2 says GOAWAY first.
+                        if !activity.is_h2() {
+                            return;
+                        }
+                        conn.as_mut().graceful_shutdown();
+                        close_by = Some(now + H2_GOAWAY_GRACE);
                     }
-                    conn.as_mut().graceful_shutdown();
-                    close_by = Some(now + H2_GOAWAY_GRACE);
+                    None => {}
                 }
             }
             () = activity.wake.notified() => {}
@@ -404,220 +340,5 @@ async fn connection<S, B>(
                 Ok(Phase::Closed) | Err(_) => return,
             },
         }
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// The HTTP/2 connection preface (RFC 9113 §3.4).
-const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Proto {
-    Unknown,
-    H1,
-    H2,
-}
-
-/// What a connection is doing, from its reads and its requests.
-#[derive(Debug)]
-struct State {
-    accepted: Instant,
-    /// Requests whose head has arrived.
-    requests: u64,
-    /// Requests whose response body hasn't ended.
-    in_flight: usize,
-    /// When the last request in flight ended.
-    idle_since: Instant,
-    /// The first byte read with nothing in flight (HTTP/1.1: the start of
-    /// the next head).
-    head_started: Option<Instant>,
-    proto: Proto,
-    /// Bytes of the HTTP/2 preface seen so far.
-    sniffed: usize,
-}
-
-#[derive(Debug)]
-struct Activity {
-    state: Mutex<State>,
-    /// Woken when the deadline may have moved earlier or appeared.
-    wake: Notify,
-}
-
-impl Activity {
-    fn new() -> Self {
-        let now = Instant::now();
-        Self {
-            state: Mutex::new(State {
-                accepted: now,
-                requests: 0,
-                in_flight: 0,
-                idle_since: now,
-                head_started: None,
-                proto: Proto::Unknown,
-                sniffed: 0,
-            }),
-            wake: Notify::new(),
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn is_h2(&self) -> bool {
-        self.lock().proto == Proto::H2
-    }
-
-    /// When the connection is to be closed if nothing else happens; none
-    /// while a request is in flight.
-    fn deadline(&self, limits: &Limits) -> Option<Instant> {
-        let s = self.lock();
-        if s.in_flight > 0 {
-            None
-        } else if s.requests == 0 {
-            Some(s.accepted + limits.header_read_timeout)
-        } else if let (Some(t), false) = (s.head_started, s.proto == Proto::H2) {
-            Some(t + limits.header_read_timeout)
-        } else {
-            Some(s.idle_since + limits.idle_timeout)
-        }
-    }
-
-    fn on_read(&self, bytes: &[u8]) {
-        let mut s = self.lock();
-        if s.proto == Proto::Unknown {
-            for &b in bytes {
-                if b != H2_PREFACE[s.sniffed] {
-                    s.proto = Proto::H1;
-                    break;
-                }
-                s.sniffed += 1;
-                if s.sniffed == H2_PREFACE.len() {
-                    s.proto = Proto::H2;
-                    break;
-                }
-            }
-        }
-        if s.in_flight == 0 && s.requests > 0 && s.head_started.is_none() {
-            s.head_started = Some(Instant::now());
-            drop(s);
-            self.wake.notify_one();
-        }
-    }
-}
-
-/// A request from its head to the end of its response body.
-#[derive(Debug)]
-struct InFlight(Arc<Activity>);
-
-impl InFlight {
-    fn start(activity: &Arc<Activity>) -> Self {
-        let mut s = activity.lock();
-        s.requests += 1;
-        s.in_flight += 1;
-        s.head_started = None;
-        drop(s);
-        Self(activity.clone())
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        let mut s = self.0.lock();
-        s.in_flight = s.in_flight.saturating_sub(1);
-        if s.in_flight == 0 {
-            s.idle_since = Instant::now();
-            s.head_started = None;
-        }
-        drop(s);
-        self.0.wake.notify_one();
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A response body that keeps its request counted as in flight.
-    struct Tracked<B> {
-        #[pin]
-        body: B,
-        _guard: InFlight,
-    }
-}
-
-impl<B: Body> Body for Tracked<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        self.project().body.poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
-}
-
-/// The TCP stream, telling [`Activity`] what it reads.
-struct Watched {
-    inner: TcpStream,
-    activity: Arc<Activity>,
-}
-
-impl AsyncRead for Watched {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = polled {
-            if buf.filled().len() > before {
-                self.activity.on_read(&buf.filled()[before..]);
-            }
-        }
-        polled
-    }
-}
-
-impl AsyncWrite for Watched {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

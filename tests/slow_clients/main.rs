@@ -4,23 +4,30 @@
 //! clients are served, idle keep-alive connections after the idle timeout,
 //! open connections are capped (one log line), HTTP/2 advertises its
 //! limits, oversized heads get 431, and shutdown drains with a bound.
+//! `stalls.rs`: transfers that stop moving (a client that stops reading,
+//! an HTTP/2 client that grants no window, a request body that stops
+//! arriving) are cut after the stall timeouts, and slow transfers that
+//! keep moving, slow handlers and busy HTTP/2 connections are not.
 //!
 //! Every time bound here is either a lower bound the server cannot beat
-//! (a deadline counted from its accept, which comes after the client's
-//! clock starts) or an upper bound with a 10 s margin over the timeout.
-//! Measured numbers are printed (`--nocapture`).
+//! (a deadline counted from its accept or later, and every client clock
+//! starts before its `connect`) or an upper bound with a 10 s margin over
+//! the timeout. Measured numbers are printed (`--nocapture`).
 
+#[path = "../support/mod.rs"]
 mod support;
 
 #[allow(dead_code, unreachable_pub)]
-#[path = "../examples/server.rs"]
+#[path = "../../examples/server.rs"]
 mod server;
 
 // Both examples bring their own copy of examples/common/serve.rs; the
 // tests serve through the server's.
 #[allow(dead_code, unreachable_pub, clippy::duplicate_mod)]
-#[path = "../examples/proxy.rs"]
+#[path = "../../examples/proxy.rs"]
 mod proxy;
+
+mod stalls;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -56,7 +63,10 @@ struct Running {
 impl Running {
     async fn start<S, B>(svc: S, limits: Limits) -> Self
     where
-        S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+        S: tower::Service<Request<serve::RequestBody>, Response = Response<B>>
+            + Clone
+            + Send
+            + 'static,
         S::Future: Send + 'static,
         S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
         B: http_body::Body + Send + 'static,
@@ -101,6 +111,7 @@ impl Drop for Running {
     }
 }
 
+/// Header-read and idle timeouts in seconds; the rest default.
 fn limits(header_read: f64, idle: f64) -> Limits {
     Limits {
         header_read_timeout: Duration::from_secs_f64(header_read),
@@ -393,9 +404,11 @@ async fn http2_advertises_its_limits_serves_and_closes_connections_without_reque
         (http::Version::HTTP_2, StatusCode::OK)
     );
 
-    // A connection that says hello and never asks anything.
-    let mut s = TcpStream::connect(server.addr).await.unwrap();
+    // A connection that says hello and never asks anything. The clock
+    // starts before `connect`: the server's deadline runs from its accept,
+    // which can come before `connect` returns.
     let t0 = Instant::now();
+    let mut s = TcpStream::connect(server.addr).await.unwrap();
     s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
         .await
         .unwrap();
@@ -458,14 +471,14 @@ fn delayed(
     delay: Duration,
     arrived: tokio::sync::mpsc::UnboundedSender<()>,
 ) -> impl tower::Service<
-    Request<Incoming>,
+    Request<serve::RequestBody>,
     Response = Response<Full<Bytes>>,
     Error = Infallible,
     Future: Send + 'static,
 > + Clone
 + Send
 + 'static {
-    tower::service_fn(move |_req: Request<Incoming>| {
+    tower::service_fn(move |_req: Request<serve::RequestBody>| {
         let arrived = arrived.clone();
         async move {
             let _ = arrived.send(());
@@ -573,7 +586,11 @@ async fn the_proxy_closes_slow_heads_and_forwards_normal_requests() {
         }))
         .await;
     let uri = format!("http://{}", origin.addr()).parse().unwrap();
-    let proxy = Running::start(proxy::proxy(uri, CacheLayer::new()), limits(1.0, 60.0)).await;
+    let proxy = Running::start(
+        proxy::proxy_with::<serve::RequestBody>(uri, CacheLayer::new(), false),
+        limits(1.0, 60.0),
+    )
+    .await;
     let addr = proxy.addr;
     let t0 = Instant::now();
     let slow: Vec<_> = (0..20)
@@ -603,6 +620,8 @@ fn limit_flags() {
     let d = Limits::default();
     assert_eq!(d.header_read_timeout, Duration::from_secs(10));
     assert_eq!(d.idle_timeout, Duration::from_secs(75));
+    assert_eq!(d.send_timeout, Duration::from_secs(60));
+    assert_eq!(d.body_read_timeout, Duration::from_secs(60));
     assert_eq!(d.max_connections, 1024);
     assert_eq!((d.h2_max_streams, d.h2_max_header_list), (100, 16 * 1024));
     assert_eq!(d.h1_max_head, 64 * 1024);
@@ -611,6 +630,8 @@ fn limit_flags() {
     for (flag, value) in [
         ("--header-read-timeout", "2.5"),
         ("--idle-timeout", "30"),
+        ("--send-timeout", "45"),
+        ("--body-read-timeout", "0.5"),
         ("--max-connections", "8"),
         ("--h2-max-streams", "50"),
         ("--h2-max-header-list", "32"),
@@ -622,6 +643,8 @@ fn limit_flags() {
     }
     assert_eq!(l.header_read_timeout, Duration::from_millis(2500));
     assert_eq!(l.idle_timeout, Duration::from_secs(30));
+    assert_eq!(l.send_timeout, Duration::from_secs(45));
+    assert_eq!(l.body_read_timeout, Duration::from_millis(500));
     assert_eq!(l.max_connections, 8);
     assert_eq!((l.h2_max_streams, l.h2_max_header_list), (50, 32 * 1024));
     assert_eq!(l.h1_max_head, 16 * 1024);
@@ -631,6 +654,8 @@ fn limit_flags() {
         ("--header-read-timeout", "-1"),
         ("--idle-timeout", "1e9"),
         ("--idle-timeout", "NaN"),
+        ("--send-timeout", "0"),
+        ("--body-read-timeout", "90000"),
         ("--max-connections", "0"),
         ("--max-connections", "lots"),
         ("--h2-max-streams", "0"),
