@@ -291,6 +291,7 @@ impl AcceptEncoding {
     /// except that identity the client weighed neither directly nor
     /// through `*` ranks below every listed coding (0.001). An absent
     /// field accepts identity only.
+    #[cfg(feature = "cache")]
     pub(crate) fn rank(&self, coding: ContentCoding) -> QValue {
         if !self.present {
             return if coding == ContentCoding::Identity {
