@@ -22,7 +22,7 @@
 //! `X-Forwarded-Host` is set to the request's `Host`, `X-Forwarded-Proto`
 //! to `http`, `X-Forwarded-For` to the peer's IP, and the other fields a
 //! client could use to pose as an earlier proxy or to name another host,
-//! scheme, URL or method ([`CLIENT_FORWARDING`]: `Forwarded`,
+//! scheme, URL or method ([`client_forwarding`]: `Forwarded`,
 //! `X-Forwarded-Server`/`-Port`/`-Prefix`/`-Scheme`/`-Ssl`/`-Uri`/`-Path`,
 //! `X-Host`, `X-Original-Host`, `X-Real-IP`, `X-Original-URL`,
 //! `X-Original-URI`, `X-Rewrite-URL`, `X-Url-Scheme`, `Front-End-Https`,
@@ -56,7 +56,7 @@ use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::TokioExecutor;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_perf::BoxError;
-use tower_perf::cache::{CacheBody, CacheLayer};
+use tower_perf::cache::{CacheBody, CacheLayer, DEFAULT_IMPLICIT_VARY};
 
 /// The proxy's response body: the cache's, or a 502 of its own.
 pub(crate) type ProxyBody = Either<CacheBody<Incoming>, Full<Bytes>>;
@@ -93,29 +93,14 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Fields a client may send to pose as an earlier proxy or to name
 /// another host, scheme, URL or method for the request (frameworks read
-/// them so); dropped unless `--trust-forwarded`. The method overrides are
-/// no forwarding information, but only a trusted hop may set them too.
-pub(crate) const CLIENT_FORWARDING: [&str; 19] = [
-    "forwarded",
-    "x-forwarded-server",
-    "x-forwarded-port",
-    "x-forwarded-prefix",
-    "x-forwarded-scheme",
-    "x-forwarded-ssl",
-    "x-forwarded-uri",
-    "x-forwarded-path",
-    "front-end-https",
-    "x-url-scheme",
-    "x-host",
-    "x-original-host",
-    "x-real-ip",
-    "x-original-url",
-    "x-original-uri",
-    "x-rewrite-url",
-    "x-http-method-override",
-    "x-http-method",
-    "x-method-override",
-];
+/// them so); dropped unless `--trust-forwarded`. They are the fields the
+/// cache adds to a variant when a request carries them
+/// ([`DEFAULT_IMPLICIT_VARY`]: one list for both), and `X-Real-IP`. The
+/// method overrides are no forwarding information, but only a trusted hop
+/// may set them too.
+pub(crate) fn client_forwarding() -> impl Iterator<Item = &'static str> {
+    DEFAULT_IMPLICIT_VARY.iter().copied().chain(["x-real-ip"])
+}
 
 /// Makes the forwarding fields this proxy's own: `X-Forwarded-Host` is the
 /// request's `Host` (none without one), `X-Forwarded-Proto` is `http`, and
@@ -123,7 +108,7 @@ pub(crate) const CLIENT_FORWARDING: [&str; 19] = [
 /// peer is appended to its `X-Forwarded-For` chain, its
 /// `X-Forwarded-Proto` is kept (`http` only when it sent none: a
 /// TLS-terminating balancer says `https`) and so are
-/// [`CLIENT_FORWARDING`].
+/// [`client_forwarding`].
 pub(crate) fn set_forwarding(headers: &mut HeaderMap, peer: Option<IpAddr>, trust: bool) {
     const XFF: &str = "x-forwarded-for";
     let mut chain = Vec::new();
@@ -138,7 +123,7 @@ pub(crate) fn set_forwarding(headers: &mut HeaderMap, peer: Option<IpAddr>, trus
             }
         }
     } else {
-        for n in CLIENT_FORWARDING {
+        for n in client_forwarding() {
             headers.remove(n);
         }
     }
