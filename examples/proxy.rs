@@ -221,9 +221,10 @@ impl<B: ForwardBody> Service<Request<B>> for Forward<B> {
             // authority never picks the upstream.
             target.path_and_query = Some(pq.parse()?);
             parts.uri = Uri::from_parts(target)?;
-            // `Host` goes on as it is here. A request without one (HTTP/1.0,
-            // or HTTP/2 naming no authority) gets the origin's from hyper's
-            // client, which derives it from the URI.
+            // `Host` goes on as it is here: the cache in front settled it,
+            // an empty one for a request naming no authority (HTTP/1.0 or
+            // HTTP/2 without one), which hyper's client keeps as it is. The
+            // origin answers for exactly the host the cache keys on.
             strip_hop_by_hop(&mut parts.headers);
             let peer = parts
                 .extensions

@@ -772,3 +772,48 @@ async fn no_authority_reaches_the_origin_as_an_empty_host() {
         "one key, one origin answer"
     );
 }
+
+/// Issue 16 review: CONNECT names a tunnel's authority, not a stored
+/// resource; a 2xx to it must not drop `victim.test/` (its authority-form
+/// target, normalized, would otherwise be that very key).
+#[tokio::test]
+async fn connect_invalidates_nothing() {
+    use tower::ServiceExt;
+    let svc = ServiceBuilder::new()
+        .layer(CacheLayer::new())
+        .service(tower::service_fn(|_req: Request<Full<Bytes>>| async {
+            Ok::<_, Infallible>(
+                Response::builder()
+                    .header(header::CACHE_CONTROL, "max-age=60")
+                    .body(Full::from("page"))
+                    .unwrap(),
+            )
+        }));
+    let get = || {
+        Request::get("/")
+            .header("host", "victim.test")
+            .body(Full::<Bytes>::default())
+            .unwrap()
+    };
+    let status = |r: &Response<_>| r.headers()["cache-status"].to_str().unwrap().to_owned();
+    let first = svc.clone().oneshot(get()).await.unwrap();
+    assert!(status(&first).contains("stored"));
+    // Stored when its body ends.
+    http_body_util::BodyExt::collect(first.into_body())
+        .await
+        .unwrap();
+    for target in ["victim.test:443", "victim.test:80"] {
+        let connect = Request::connect(target)
+            .header("host", target)
+            .body(Full::<Bytes>::default())
+            .unwrap();
+        let r = svc.clone().oneshot(connect).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let again = svc.clone().oneshot(get()).await.unwrap();
+        assert!(
+            status(&again).contains("hit"),
+            "{target}: {}",
+            status(&again)
+        );
+    }
+}

@@ -6,10 +6,11 @@
 //! `uri-host [ ":" port ]` (RFC 3986 §3.2.2) gets 400. RFC 9112 §3.2.2 and
 //! RFC 9113 §8.3.1: the authority of an absolute-form target or of
 //! HTTP/2's `:authority` wins over `Host`. The winner is normalized
-//! (lowercase, IPv6 literals in their canonical text, the port as a number
-//! and dropped when it is the scheme's default) and written back into the
-//! request, so the inner service never sees a `Host` other than the one
-//! the cache keyed on.
+//! (lowercase, IPv6 literals in their canonical text, the port as a number,
+//! 80 and 443 dropped) and written back into the request as its `Host`,
+//! and the target goes inward origin-form, so the inner service never sees
+//! a `Host` other than the one the cache keyed on, nor a scheme the client
+//! chose.
 
 use std::borrow::Cow;
 use std::net::Ipv6Addr;
@@ -93,9 +94,15 @@ pub(crate) fn settle<B>(req: &mut Request<B>) -> Result<CacheKey, Refused> {
         req.headers_mut().insert(header::HOST, value);
     }
     if !origin_form {
-        // The key's path and query came from this very URI.
-        let pq: PathAndQuery = key.path_and_query().parse().map_err(|_| Refused::Invalid)?;
-        *req.uri_mut() = Uri::from(pq);
+        *req.uri_mut() = if req.uri().path() == "*" {
+            // OPTIONS `*` over HTTP/2 arrives with a scheme and authority;
+            // inward it is the asterisk-form, as over HTTP/1.1.
+            Uri::from_static("*")
+        } else {
+            // The key's path and query came from this very URI.
+            let pq: PathAndQuery = key.path_and_query().parse().map_err(|_| Refused::Invalid)?;
+            Uri::from(pq)
+        };
     }
     Ok(key)
 }
@@ -421,6 +428,22 @@ mod tests {
         };
         assert_eq!(star(Method::GET).err(), Some(Refused::Invalid));
         assert_eq!(star(Method::OPTIONS).as_deref(), Ok("h"));
+        // HTTP/2's OPTIONS `*` carries a scheme and authority: inward it
+        // is `*`, not the path `/*`.
+        let mut h2 = Request::new(());
+        *h2.method_mut() = Method::OPTIONS;
+        *h2.version_mut() = Version::HTTP_2;
+        *h2.uri_mut() = Uri::from_parts({
+            let mut p = http::uri::Parts::default();
+            p.scheme = Some(http::uri::Scheme::HTTPS);
+            p.authority = Some(http::uri::Authority::from_static("h"));
+            p.path_and_query = Some(PathAndQuery::from_static("*"));
+            p
+        })
+        .unwrap();
+        let (r, req) = settled(h2);
+        assert_eq!(r.as_deref(), Ok("h"));
+        assert_eq!(req.uri(), "*");
         let (r, req) = settled(
             Request::get("/x")
                 .header("host", "Victim.TEST:80")

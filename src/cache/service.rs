@@ -607,7 +607,8 @@ where
             // RFC 9110 §9.2.1: GET, HEAD, OPTIONS and TRACE are safe;
             // everything else, extension methods included, may change
             // the resource.
-            let invalidates = !matches!(*method, Method::OPTIONS | Method::TRACE);
+            // CONNECT targets a tunnel's authority, no stored resource.
+            let invalidates = !matches!(*method, Method::OPTIONS | Method::TRACE | Method::CONNECT);
             return ResponseFuture::boxed(other_method(shared, inner, req, key, invalidates));
         }
         let fields = RequestFields::read(req.headers());

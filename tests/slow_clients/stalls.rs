@@ -458,10 +458,8 @@ async fn a_busy_http2_connection_lives_and_a_stalled_upload_fails_only_its_own_s
         .unwrap();
     let up = up.unwrap();
     assert_eq!(up.status(), StatusCode::REQUEST_TIMEOUT);
-    assert!(
-        up_at >= Duration::from_secs(1) && up_at <= Duration::from_secs(1) + MARGIN,
-        "{up_at:?}"
-    );
+    // (The upper bound is the `timeout` above.)
+    assert!(up_at >= Duration::from_secs(1), "{up_at:?}");
     for task in tasks {
         let (status, peer, complete) = task.await.unwrap();
         assert_eq!((status, complete), (StatusCode::OK, true));
