@@ -44,6 +44,7 @@ pub(crate) mod serve;
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use bytes::Bytes;
@@ -169,7 +170,24 @@ pub(crate) struct Forward<B> {
     origin: Uri,
     client: Client<HttpConnector, B>,
     trust_forwarded: bool,
+    upstream_timeout: Duration,
 }
+
+/// Default `--upstream-timeout`: how long the origin may take to send its
+/// response head.
+pub(crate) const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The origin sent no response head within `--upstream-timeout`.
+#[derive(Debug)]
+pub(crate) struct UpstreamTimeout(Duration);
+
+impl std::fmt::Display for UpstreamTimeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the origin sent no response within {:?}", self.0)
+    }
+}
+
+impl std::error::Error for UpstreamTimeout {}
 
 impl<B> Clone for Forward<B> {
     fn clone(&self) -> Self {
@@ -177,17 +195,19 @@ impl<B> Clone for Forward<B> {
             origin: self.origin.clone(),
             client: self.client.clone(),
             trust_forwarded: self.trust_forwarded,
+            upstream_timeout: self.upstream_timeout,
         }
     }
 }
 
 impl<B: ForwardBody> Forward<B> {
-    pub(crate) fn new(origin: Uri, trust_forwarded: bool) -> Self {
+    pub(crate) fn new(origin: Uri, trust_forwarded: bool, upstream_timeout: Duration) -> Self {
         let client = Client::builder(TokioExecutor::new()).build_http();
         Self {
             origin,
             client,
             trust_forwarded,
+            upstream_timeout,
         }
     }
 }
@@ -216,6 +236,7 @@ impl<B: ForwardBody> Service<Request<B>> for Forward<B> {
         let mut target = self.origin.clone().into_parts();
         let client = self.client.clone();
         let trust = self.trust_forwarded;
+        let upstream_timeout = self.upstream_timeout;
         Box::pin(async move {
             // The origin plus the path and query: an absolute-form target's
             // authority never picks the upstream.
@@ -235,7 +256,13 @@ impl<B: ForwardBody> Service<Request<B>> for Forward<B> {
                 .headers
                 .append(header::VIA, HeaderValue::from_static("1.1 tower-perf"));
             parts.version = http::Version::HTTP_11;
-            let mut resp = client.request(Request::from_parts(parts, body)).await?;
+            // An origin that accepts and never answers must not hold the
+            // client's connection (and its slot) forever: 504, or stale
+            // where `stale-if-error` allows (the cache in front decides).
+            let upstream = client.request(Request::from_parts(parts, body));
+            let mut resp = tokio::time::timeout(upstream_timeout, upstream)
+                .await
+                .map_err(|_| UpstreamTimeout(upstream_timeout))??;
             strip_hop_by_hop(resp.headers_mut());
             resp.headers_mut()
                 .append(header::VIA, HeaderValue::from_static("1.1 tower-perf"));
@@ -262,8 +289,7 @@ pub(crate) fn proxy(
     proxy_with(origin, cache, false)
 }
 
-/// [`proxy`] for request bodies of type `B`, trusting the client's
-/// forwarding fields when `trust_forwarded` (`--trust-forwarded`).
+/// [`proxy_with`] with the origin's default time to answer.
 pub(crate) fn proxy_with<B: ForwardBody>(
     origin: Uri,
     cache: CacheLayer,
@@ -272,9 +298,27 @@ pub(crate) fn proxy_with<B: ForwardBody>(
 + Clone
 + Send
 + 'static {
-    let cached = ServiceBuilder::new()
-        .layer(cache)
-        .service(Forward::new(origin, trust_forwarded));
+    proxy_full(origin, cache, trust_forwarded, DEFAULT_UPSTREAM_TIMEOUT)
+}
+
+/// [`proxy`] for request bodies of type `B`, trusting the client's
+/// forwarding fields when `trust_forwarded` (`--trust-forwarded`), the
+/// origin given `upstream_timeout` to send its response head
+/// (`--upstream-timeout`; 504 after it).
+pub(crate) fn proxy_full<B: ForwardBody>(
+    origin: Uri,
+    cache: CacheLayer,
+    trust_forwarded: bool,
+    upstream_timeout: Duration,
+) -> impl Service<Request<B>, Response = Response<ProxyBody>, Error = Infallible, Future: Send + 'static>
++ Clone
++ Send
++ 'static {
+    let cached = ServiceBuilder::new().layer(cache).service(Forward::new(
+        origin,
+        trust_forwarded,
+        upstream_timeout,
+    ));
     tower::service_fn(move |req: Request<B>| {
         let svc = cached.clone();
         async move {
@@ -285,6 +329,11 @@ pub(crate) fn proxy_with<B: ForwardBody>(
                     // its fault, not the origin's.
                     let (status, text) = if let Some(stalled) = body_stalled(&*e) {
                         (StatusCode::REQUEST_TIMEOUT, format!("{stalled}\n"))
+                    } else if e.downcast_ref::<UpstreamTimeout>().is_some() {
+                        (
+                            StatusCode::GATEWAY_TIMEOUT,
+                            format!("gateway timeout: {e}\n"),
+                        )
                     } else {
                         (StatusCode::BAD_GATEWAY, format!("bad gateway: {e}\n"))
                     };
@@ -311,6 +360,7 @@ const USAGE: &str = "usage: proxy --origin http://HOST:PORT [--listen HOST:PORT]
 --origin URL        the service to put the cache in front of (http only)\n  \
 --listen ADDR       listen address (default 127.0.0.1:8080)\n  \
 --cache-mib N       memory for cached responses (default 64)\n  \
+--upstream-timeout SECS  how long the origin may take to send its response head (default 60; then 504)\n  \
 --trust-forwarded   clients are proxies (a TLS-terminating balancer): keep their Forwarded/X-Forwarded-*
                       fields (X-Forwarded-Proto included; http only when absent), append to X-Forwarded-For\n";
 
@@ -323,6 +373,8 @@ pub(crate) struct ProxyArgs {
     /// `--trust-forwarded`: the peer is a proxy whose forwarding fields
     /// are kept.
     pub(crate) trust_forwarded: bool,
+    /// `--upstream-timeout`.
+    pub(crate) upstream_timeout: Duration,
     /// Timeouts and connection limits of the serving loop.
     pub(crate) limits: serve::Limits,
 }
@@ -332,6 +384,7 @@ pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<ProxyArgs
     let mut origin: Option<Uri> = None;
     let mut cache_mib = 64;
     let mut trust_forwarded = false;
+    let mut upstream_timeout = DEFAULT_UPSTREAM_TIMEOUT;
     let mut limits = serve::Limits::default();
     let mut args = args.peekable();
     while let Some(arg) = args.next() {
@@ -363,6 +416,18 @@ pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<ProxyArgs
                 cache_mib = v.parse().map_err(|e| format!("--cache-mib {v}: {e}"))?;
             }
             "--trust-forwarded" => trust_forwarded = true,
+            "--upstream-timeout" => {
+                let v = value("--upstream-timeout")?;
+                let secs: f64 = v
+                    .parse()
+                    .map_err(|e| format!("--upstream-timeout {v}: {e}"))?;
+                if !(secs > 0.0 && secs <= 86_400.0) {
+                    return Err(format!(
+                        "--upstream-timeout {v}: seconds, above 0, at most 86400"
+                    ));
+                }
+                upstream_timeout = Duration::from_secs_f64(secs);
+            }
             f if serve::Limits::is_flag(f) => {
                 let v = value(f)?;
                 limits.set(f, &v)?;
@@ -377,6 +442,7 @@ pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<ProxyArgs
         origin,
         cache_mib,
         trust_forwarded,
+        upstream_timeout,
         limits,
     })
 }
@@ -406,7 +472,12 @@ async fn main() {
         args.cache_mib.saturating_mul(1024 * 1024),
     ));
     let stats = cache.stats();
-    let svc = proxy_with(args.origin.clone(), cache, args.trust_forwarded);
+    let svc = proxy_full(
+        args.origin.clone(),
+        cache,
+        args.trust_forwarded,
+        args.upstream_timeout,
+    );
     eprintln!(
         "caching proxy on http://{} in front of {}",
         args.listen, args.origin

@@ -139,6 +139,39 @@ async fn an_unreachable_origin_gets_502() {
     assert_eq!(r.status, StatusCode::BAD_GATEWAY);
 }
 
+/// An origin that accepts and never answers: 504 after
+/// `--upstream-timeout`, or the stale copy where `stale-if-error` allows;
+/// the client's connection is not held forever.
+#[tokio::test]
+async fn a_silent_origin_gets_504_after_the_upstream_timeout() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    // Accepts, reads nothing, answers nothing.
+    let held = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((c, _)) = silent.accept().await {
+            conns.push(c);
+        }
+    });
+    let origin = format!("http://127.0.0.1:{port}").parse().unwrap();
+    let timeout = std::time::Duration::from_millis(300);
+    let proxy = TestServer::serve(proxy::proxy_full::<hyper::body::Incoming>(
+        origin,
+        CacheLayer::new(),
+        false,
+        timeout,
+    ))
+    .await;
+    let start = std::time::Instant::now();
+    let r = tokio::time::timeout(std::time::Duration::from_secs(10), proxy.get("/x"))
+        .await
+        .expect("answered long before 10 s");
+    assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT);
+    assert!(start.elapsed() >= timeout, "{:?}", start.elapsed());
+    assert!(r.text().contains("gateway timeout"), "{}", r.text());
+    held.abort();
+}
+
 /// Forwarding fields a client sends to pose as an earlier proxy, or to
 /// name another host, scheme, URL or method (the first three are the ones
 /// the proxy sets itself).
@@ -327,6 +360,15 @@ fn args() {
         std::time::Duration::from_secs(2)
     );
     assert!(parse(&["--origin", "http://o:1", "--max-connections", "0"]).is_err());
+    assert_eq!(ok.upstream_timeout, proxy::DEFAULT_UPSTREAM_TIMEOUT);
+    let quick = parse(&["--origin", "http://o:1", "--upstream-timeout", "2.5"]).unwrap();
+    assert_eq!(
+        quick.upstream_timeout,
+        std::time::Duration::from_millis(2500)
+    );
+    for bad in ["0", "-1", "x", "100000"] {
+        assert!(parse(&["--origin", "http://o:1", "--upstream-timeout", bad]).is_err());
+    }
     let all = parse(&[
         "--listen=0.0.0.0:9000",
         "--origin=http://o:1",
