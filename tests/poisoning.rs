@@ -102,6 +102,21 @@ async fn origin(calls: Arc<AtomicUsize>, req: Request<Incoming>) -> Response<Ful
                     .unwrap();
             }
         }
+        "/coalesce" => {
+            // Slow, stale at once, made fresh by its 304s.
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            if h.get(header::IF_NONE_MATCH).is_some_and(|v| v == "\"v2\"") {
+                return Response::builder()
+                    .status(StatusCode::NOT_MODIFIED)
+                    .header(header::CACHE_CONTROL, "max-age=60")
+                    .header(header::ETAG, "\"v2\"")
+                    .body(Full::default())
+                    .unwrap();
+            }
+            resp = Response::builder()
+                .header(header::CACHE_CONTROL, "max-age=0")
+                .header(header::ETAG, "\"v2\"");
+        }
         "/vary-user" => {
             resp = resp.header(header::VARY, "x-user");
             body.push_str(&format!(" user={}", get("x-user")));
@@ -816,4 +831,41 @@ async fn connect_invalidates_nothing() {
             status(&again)
         );
     }
+}
+
+/// Issue 16 review: a request with implicit fields fetches alone. Had it
+/// led the URL's shared fetch, clean requests waiting on it would find the
+/// shared variant still stale and each go to the origin: an attacker could
+/// switch off coalescing for any stale URL.
+#[tokio::test]
+async fn implicit_fields_do_not_lead_the_shared_fetch() {
+    let s = Arc::new(bare_cache(CacheLayer::new()).await);
+    let clean = [("host", "victim.test")];
+    get(&s, "/coalesce", &clean).await;
+    assert_eq!(s.calls.load(Ordering::SeqCst), 1);
+    let attacker = {
+        let s = Arc::clone(&s);
+        tokio::spawn(async move {
+            get(
+                &s,
+                "/coalesce",
+                &[("host", "victim.test"), ("x-forwarded-host", "evil.test")],
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let clients: Vec<_> = (0..5)
+        .map(|_| {
+            let s = Arc::clone(&s);
+            tokio::spawn(async move { get(&s, "/coalesce", &[("host", "victim.test")]).await })
+        })
+        .collect();
+    for c in clients {
+        assert_eq!(c.await.unwrap().status, StatusCode::OK);
+    }
+    attacker.await.unwrap();
+    // The first fetch, the attacker's own, and one revalidation for the
+    // five clean clients.
+    assert_eq!(s.calls.load(Ordering::SeqCst), 3);
 }

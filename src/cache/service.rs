@@ -131,8 +131,9 @@ enum Decision {
     /// Validate this stored response with the origin first.
     Validate(Arc<CachedResponse>),
     /// Nothing usable stored (`vary_miss`: the URL is stored, not for
-    /// this request's Vary values).
-    Miss { vary_miss: bool },
+    /// this request's Vary values; `alone`: the request fetches a variant
+    /// of its own, so it neither leads nor joins the URL's shared fetch).
+    Miss { vary_miss: bool, alone: bool },
     /// `only-if-cached` and nothing usable: 504.
     OnlyIfCached,
 }
@@ -349,6 +350,7 @@ impl Shared {
             }
             return Decision::Miss {
                 vary_miss: variants.is_some(),
+                alone: false,
             };
         };
         let age = e.age(now);
@@ -380,7 +382,10 @@ impl Shared {
             return Decision::OnlyIfCached;
         }
         if own_fetch(&e) {
-            return Decision::Miss { vary_miss: true };
+            return Decision::Miss {
+                vary_miss: true,
+                alone: true,
+            };
         }
         Decision::Validate(e)
     }
@@ -624,7 +629,10 @@ where
             // Its answer may depend on who asks (an origin seldom says
             // `Vary: Authorization`): ask the origin. What it answers may
             // still be stored when §3.5 allows.
-            let decision = Decision::Miss { vary_miss: false };
+            let decision = Decision::Miss {
+                vary_miss: false,
+                alone: false,
+            };
             return ResponseFuture::boxed(respond(shared, inner, req, key, req_cc, decision));
         }
         let mut lookup = shared.store.get(&key);
@@ -697,6 +705,7 @@ where
     ResB: Body<Data = Bytes> + Send + 'static,
 {
     let now = shared.now();
+    let mut alone = false;
     let (stale, fwd) = match decision {
         Decision::Fresh(e) => {
             Counters::add(&shared.counters.hits);
@@ -760,7 +769,14 @@ where
             };
             (Some(e), fwd)
         }
-        Decision::Miss { vary_miss } => {
+        Decision::Miss {
+            vary_miss,
+            alone: own,
+        } => {
+            // A request with implicit fields the stored variant lacks: if
+            // it led the URL's flight, waiters for the shared variant would
+            // find it still stale and each go to the origin.
+            alone = own;
             let fwd = if req.headers().contains_key(header::AUTHORIZATION)
                 && !shared.config.serve_authorized
             {
@@ -777,6 +793,7 @@ where
     // Coalescing: one fetch per key; the others wait, then look again.
     let mut flight = None;
     let coalesces = shared.config.coalesce
+        && !alone
         && req.method() == Method::GET
         && !req.headers().contains_key(header::AUTHORIZATION)
         && !shared.flights.is_uncacheable(&key)
