@@ -179,6 +179,50 @@ async fn an_unreachable_redis_fails_open_or_closed_as_configured() {
     assert_eq!(r.headers()["retry-after"], "1");
 }
 
+/// Issue 17: a Redis that accepts and never answers (a black hole). The
+/// first checks each wait the store's timeout; then the circuit breaker
+/// opens and checks fall back at once, by the failure policy, with one
+/// probe per window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_redis_costs_a_timeout_per_window_not_per_request() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((c, _)) = silent.accept().await {
+            conns.push(c);
+        }
+    });
+    let timeout = Duration::from_millis(50);
+    let store = RedisStore::new(&format!("redis://127.0.0.1:{port}"), "x")
+        .unwrap()
+        .timeout(timeout);
+    let stats = store.stats();
+    let mut svc = limited(store, Quota::per_minute(1));
+    let n = 200;
+    let started = Instant::now();
+    for _ in 0..n {
+        // Fail open: every request goes through.
+        assert_eq!(get(&mut svc, [192, 0, 2, 9]).await.status(), StatusCode::OK);
+    }
+    let took = started.elapsed();
+    let s = stats.snapshot();
+    // Every check was answered by the policy; only the first three and
+    // one probe per window reached the socket.
+    assert_eq!(s.fallbacks, n, "{s:?}");
+    assert!(s.breaker.opened >= 1, "{s:?}");
+    assert_eq!(s.errors + s.timeouts, 3 + (s.breaker.opened - 1), "{s:?}");
+    assert_eq!(
+        s.breaker.short_circuited + s.errors + s.timeouts,
+        n,
+        "{s:?}"
+    );
+    assert_ne!(s.breaker.state, tower_perf::breaker::BreakerState::Closed);
+    // Without the breaker: 200 timeouts, 10 s.
+    assert!(took < timeout * (n as u32) / 2, "{took:?}");
+    held.abort();
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -255,6 +299,12 @@ async fn rate_limiting_survives_a_redis_restart() {
         assert_eq!(get(&mut svc, [192, 0, 2, 4]).await.status(), StatusCode::OK);
     }
     assert!(stats.snapshot().fallbacks > 0);
+    // The breaker opened: later checks did not wait for the dead Redis.
+    assert!(
+        stats.snapshot().breaker.opened >= 1,
+        "{:?}",
+        stats.snapshot()
+    );
     // It comes back (empty: it keeps nothing on disk); the store
     // reconnects by itself and counts in Redis again.
     let _server = OwnRedis::start(port).await;
@@ -269,6 +319,9 @@ async fn rate_limiting_survives_a_redis_restart() {
         assert!(Instant::now() < deadline, "the store never reconnected");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let s = stats.snapshot().breaker;
+    assert_eq!(s.state, tower_perf::breaker::BreakerState::Closed, "{s:?}");
+    assert!(s.closed >= 1 && s.open_ms > 0, "{s:?}");
     let mut limited_again = limited(
         RedisStore::new(&url, &prefix("restart2")).unwrap(),
         Quota::per_minute(1),
@@ -429,6 +482,61 @@ mod cache {
         assert!(store_b.stats().snapshot().invalidations_received >= 1);
     }
 
+    /// Issue 17: a paused Redis (SIGSTOP: connections open, no answers).
+    /// Lookups time out until the breaker opens, then answer from memory
+    /// or the origin at once; after SIGCONT the Redis tier is used again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_paused_redis_is_skipped_by_the_breaker() {
+        let port = free_port();
+        let url = format!("redis://127.0.0.1:{port}");
+        let server = OwnRedis::start(port).await;
+        let calls = Arc::new(AtomicUsize::new(0));
+        let p = prefix("cache-paused");
+        let (a, _h, store) = replica(&url, &p, calls.clone()).await;
+        fetch(&a, http::Method::GET, "/warm").await;
+        let pid = server.child.id().to_string();
+        let signal = |sig: &str| {
+            let ok = Command::new("kill")
+                .args([sig, pid.as_str()])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "kill {sig} {pid}");
+        };
+        signal("-STOP");
+        let n = 100;
+        let started = Instant::now();
+        for i in 0..n {
+            let (body, _) = fetch(&a, http::Method::GET, &format!("/cold/{i}")).await;
+            assert!(body.starts_with("/cold/"), "{body}");
+        }
+        let took = started.elapsed();
+        let s = store.stats().snapshot();
+        assert!(s.breaker.opened >= 1, "{s:?}");
+        assert!(s.breaker.short_circuited > 0, "{s:?}");
+        // The replica's timeout is 100 ms: 100 lookups waiting for it
+        // would take 10 s.
+        assert!(took < Duration::from_secs(5), "{took:?}");
+        // Memory still answers what it holds.
+        let (body, status) = fetch(&a, http::Method::GET, "/warm").await;
+        assert_eq!(body, "/warm #1");
+        assert!(status.contains("hit"), "{status}");
+        signal("-CONT");
+        // Back: a probe closes the breaker and lookups reach Redis again.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut i = 0;
+        loop {
+            fetch(&a, http::Method::GET, &format!("/back/{i}")).await;
+            i += 1;
+            let b = store.stats().snapshot().breaker;
+            if b.state == tower_perf::breaker::BreakerState::Closed && b.closed >= 1 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the breaker never closed: {b:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        drop(server);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_cache_keeps_serving_while_redis_restarts() {
         let port = free_port();
@@ -502,4 +610,22 @@ async fn the_report_flags_redis_fallbacks() {
             .prometheus()
             .contains("tower_perf_redis_rate_limit_operations_total{outcome=\"fallback\"} 1")
     );
+    // Two more failures open the breaker: the summary and the metrics
+    // say so (issue 17).
+    for _ in 0..2 {
+        get(&mut svc, [192, 0, 2, 77]).await;
+    }
+    let summary = serde_json::to_value(report.summary()).unwrap();
+    let breaker = &summary["redis"]["rate_limit"]["breaker"];
+    assert_eq!(breaker["state"], "open", "{summary}");
+    assert_eq!(breaker["opened"], 1, "{summary}");
+    let text = report.prometheus();
+    assert!(
+        text.contains("tower_perf_redis_breaker_open{store=\"rate_limit\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains(
+        "tower_perf_redis_breaker_transitions_total{store=\"rate_limit\",state=\"open\"} 1"
+    ));
+    support::promtool(&text);
 }

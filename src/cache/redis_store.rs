@@ -13,6 +13,7 @@ use super::codec;
 use super::entry::CachedResponse;
 use super::key::CacheKey;
 use super::store::{CacheStore, MemoryStore, Purge, StoreError, StoreFuture, StoreUsage, Variants};
+use crate::breaker::{BreakerConfig, BreakerSnapshot, CircuitBreaker};
 
 /// Stores a variant, keeps the longest expiry on the URL's hash and on its
 /// tag sets, and caps the variants per URL. KEYS: the URL's hash, then one
@@ -59,9 +60,10 @@ struct Counters {
 }
 
 /// Counters of the Redis cache stores; clones share them.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RedisCacheStats {
     inner: Arc<Counters>,
+    breaker: CircuitBreaker,
 }
 
 /// A point-in-time copy of [`RedisCacheStats`].
@@ -79,13 +81,15 @@ pub struct RedisCacheSnapshot {
     pub timeouts: u64,
     /// Stored values that could not be read back (dropped).
     pub undecodable: u64,
-    /// Lookups Redis failed to answer (error or timeout), so the cache
-    /// answered without it (from the origin).
+    /// Lookups Redis failed to answer (error, timeout, or refused at once
+    /// by the open breaker), so the cache answered without it.
     pub fallbacks: u64,
     /// Invalidations published to the other replicas.
     pub invalidations_published: u64,
     /// Invalidations received from the other replicas.
     pub invalidations_received: u64,
+    /// The circuit breaker in front of Redis.
+    pub breaker: BreakerSnapshot,
 }
 
 impl RedisCacheStats {
@@ -102,6 +106,7 @@ impl RedisCacheStats {
             fallbacks: c.fallbacks.load(Relaxed),
             invalidations_published: c.published.load(Relaxed),
             invalidations_received: c.received.load(Relaxed),
+            breaker: self.breaker.snapshot(),
         }
     }
 }
@@ -162,8 +167,20 @@ impl RedisCacheStore {
             max_variants: 16,
             put: Arc::new(redis::Script::new(PUT)),
             purge_tag: Arc::new(redis::Script::new(PURGE_TAG)),
-            stats: RedisCacheStats::default(),
+            stats: RedisCacheStats {
+                inner: Arc::default(),
+                breaker: CircuitBreaker::new(BreakerConfig::default()),
+            },
         })
+    }
+
+    /// The circuit breaker's settings (default: open after 3 consecutive
+    /// failures or timeouts, for 100 ms doubling up to 1 s per failed
+    /// probe). While it is open no operation waits for Redis: lookups read
+    /// as "nothing stored" at once ([`TieredStore`] answers from memory).
+    pub fn breaker(mut self, config: BreakerConfig) -> Self {
+        self.stats.breaker = CircuitBreaker::new(config);
+        self
     }
 
     /// The longest an operation waits for Redis (default 50 ms).
@@ -181,19 +198,28 @@ impl RedisCacheStore {
         format!("{}:e:{key}", self.prefix)
     }
 
-    /// Runs `op` with the timeout, counting failures.
+    /// Runs `op` with the timeout, counting failures; refused at once
+    /// while the circuit breaker is open.
     async fn run<T>(
         stats: &RedisCacheStats,
         timeout: Duration,
         op: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, StoreError> {
+        let Some(ticket) = stats.breaker.try_call() else {
+            return Err(StoreError::new("redis: circuit open"));
+        };
         match tokio::time::timeout(timeout, op).await {
-            Ok(Ok(v)) => Ok(v),
+            Ok(Ok(v)) => {
+                ticket.success();
+                Ok(v)
+            }
             Ok(Err(e)) => {
+                ticket.failure();
                 stats.inner.errors.fetch_add(1, Relaxed);
                 Err(StoreError::new(format!("redis: {e}")))
             }
             Err(_) => {
+                ticket.failure();
                 stats.inner.timeouts.fetch_add(1, Relaxed);
                 Err(StoreError::new(format!(
                     "redis: no answer within {timeout:?}"

@@ -12,6 +12,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use super::key::Key;
 use super::quota::Decision;
 use super::store::{PolicyRef, RateLimitStore, StoreError};
+use crate::breaker::{BreakerConfig, BreakerSnapshot, CircuitBreaker};
 
 /// GCRA, as [`gcra`](super::quota) does in memory, on the server's clock
 /// (`TIME`), so replicas with skewed clocks agree. Times in microseconds
@@ -62,9 +63,24 @@ struct Counters {
 }
 
 /// Counters of a [`RedisStore`]; clones share them.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RedisStoreStats {
     inner: Arc<Counters>,
+    breaker: CircuitBreaker,
+}
+
+/// What the failure policy answers when Redis can't.
+fn fallback(failure: FailurePolicy, why: String) -> Result<Decision, StoreError> {
+    match failure {
+        // The layer lets a request through when its store fails.
+        FailurePolicy::Open => Err(StoreError::new(why)),
+        FailurePolicy::Closed => Ok(Decision {
+            allowed: false,
+            remaining: 0,
+            reset: Duration::from_secs(1),
+            retry_after: Duration::from_secs(1),
+        }),
+    }
 }
 
 /// A point-in-time copy of [`RedisStoreStats`].
@@ -78,8 +94,11 @@ pub struct RedisStoreSnapshot {
     pub errors: u64,
     /// Redis answered later than the store's timeout.
     pub timeouts: u64,
-    /// Decisions taken by the failure policy instead of Redis.
+    /// Decisions taken by the failure policy instead of Redis (those the
+    /// open breaker took included).
     pub fallbacks: u64,
+    /// The circuit breaker in front of Redis.
+    pub breaker: BreakerSnapshot,
 }
 
 impl RedisStoreStats {
@@ -92,6 +111,7 @@ impl RedisStoreStats {
             errors: c.errors.load(Relaxed),
             timeouts: c.timeouts.load(Relaxed),
             fallbacks: c.fallbacks.load(Relaxed),
+            breaker: self.breaker.snapshot(),
         }
     }
 }
@@ -175,8 +195,20 @@ impl RedisStore {
             timeout: Duration::from_millis(50),
             failure: FailurePolicy::Open,
             deny: None,
-            stats: RedisStoreStats::default(),
+            stats: RedisStoreStats {
+                inner: Arc::default(),
+                breaker: CircuitBreaker::new(BreakerConfig::default()),
+            },
         })
+    }
+
+    /// The circuit breaker's settings (default: open after 3 consecutive
+    /// failures or timeouts, for 100 ms doubling up to 1 s per failed
+    /// probe). While it is open no check waits for Redis: the
+    /// [`FailurePolicy`] answers at once.
+    pub fn breaker(mut self, config: BreakerConfig) -> Self {
+        self.stats.breaker = CircuitBreaker::new(config);
+        self
     }
 
     /// The longest a check waits for Redis (default 50 ms).
@@ -237,6 +269,13 @@ impl RedisStore {
                 }
             }
         }
+        // Redis down or hung: the breaker answers in microseconds, by the
+        // failure policy, instead of every request waiting the timeout.
+        let Some(ticket) = self.stats.breaker.try_call() else {
+            self.stats.inner.fallbacks.fetch_add(1, Relaxed);
+            let fallback = fallback(self.failure, "redis: circuit open".to_owned());
+            return RedisCheck(Box::pin(std::future::ready(fallback)));
+        };
         let redis_key = self.redis_key(policy, key);
         let quota = policy.quota;
         let interval_us = (quota.interval_ns() / 1000).max(1);
@@ -258,6 +297,7 @@ impl RedisStore {
                 tokio::time::timeout(timeout, invocation.invoke_async(&mut conn)).await;
             let failed = match answer {
                 Ok(Ok((allowed, remaining, reset_us, retry_us))) => {
+                    ticket.success();
                     let us = |v: i64| Duration::from_micros(u64::try_from(v).unwrap_or(0));
                     let decision = Decision {
                         allowed: allowed == 1,
@@ -275,25 +315,21 @@ impl RedisStore {
                     return Ok(decision);
                 }
                 Ok(Err(e)) => {
+                    // A NOSCRIPT the script reloads from is not an outage,
+                    // but `invoke_async` handles that itself: any error
+                    // here is one.
+                    ticket.failure();
                     stats.inner.errors.fetch_add(1, Relaxed);
                     format!("redis: {e}")
                 }
                 Err(_) => {
+                    ticket.failure();
                     stats.inner.timeouts.fetch_add(1, Relaxed);
                     format!("redis: no answer within {timeout:?}")
                 }
             };
             stats.inner.fallbacks.fetch_add(1, Relaxed);
-            match failure {
-                // The layer lets a request through when its store fails.
-                FailurePolicy::Open => Err(StoreError::new(failed)),
-                FailurePolicy::Closed => Ok(Decision {
-                    allowed: false,
-                    remaining: 0,
-                    reset: Duration::from_secs(1),
-                    retry_after: Duration::from_secs(1),
-                }),
-            }
+            fallback(failure, failed)
         }))
     }
 }

@@ -301,5 +301,67 @@ pub(super) fn render(sources: &Sources) -> String {
             ],
         );
     }
+    #[cfg(feature = "redis")]
+    breakers(&mut out, sources);
     out
+}
+
+/// The Redis stores' circuit breakers: open or not, transitions, calls
+/// refused at once, time spent open.
+#[cfg(feature = "redis")]
+fn breakers(out: &mut String, sources: &Sources) {
+    let mut rows: Vec<(&str, crate::breaker::BreakerSnapshot)> = Vec::new();
+    if let Some(s) = &sources.redis_rate_limit {
+        rows.push(("rate_limit", s.snapshot().breaker));
+    }
+    if let Some(s) = &sources.redis_cache {
+        rows.push(("cache", s.snapshot().breaker));
+    }
+    if rows.is_empty() {
+        return;
+    }
+    let mut f = Family::new(
+        out,
+        "tower_perf_redis_breaker_open",
+        "gauge",
+        "1 while the store's circuit breaker keeps Redis out of the request path.",
+    );
+    for (store, b) in &rows {
+        let open = u64::from(b.state != crate::breaker::BreakerState::Closed);
+        f.value(&[("store", store)], open);
+    }
+    let mut f = Family::new(
+        out,
+        "tower_perf_redis_breaker_transitions_total",
+        "counter",
+        "Circuit breaker transitions by the state entered.",
+    );
+    for (store, b) in &rows {
+        f.value(&[("store", store), ("state", "open")], b.opened);
+        f.value(&[("store", store), ("state", "closed")], b.closed);
+    }
+    let mut f = Family::new(
+        out,
+        "tower_perf_redis_breaker_short_circuited_total",
+        "counter",
+        "Store operations answered without Redis because the breaker was open.",
+    );
+    for (store, b) in &rows {
+        f.value(&[("store", store)], b.short_circuited);
+    }
+    let _ = writeln!(
+        out,
+        "# HELP tower_perf_redis_breaker_open_seconds_total Time the breaker kept Redis out of the request path."
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE tower_perf_redis_breaker_open_seconds_total counter"
+    );
+    for (store, b) in &rows {
+        let secs = b.open_ms as f64 / 1000.0;
+        let _ = writeln!(
+            out,
+            "tower_perf_redis_breaker_open_seconds_total{{store=\"{store}\"}} {secs}"
+        );
+    }
 }

@@ -1,0 +1,356 @@
+//! A circuit breaker for the Redis stores: after a few consecutive
+//! failures or timeouts, stop calling Redis for a back-off window
+//! (doubling on each failed probe, capped), then let exactly one probe
+//! through; its success closes the breaker. While it is open, calls fail at
+//! once (microseconds), so a dead or hung Redis costs requests nothing but
+//! the store's fallback (the rate limiter's failure policy, the tiered
+//! cache's memory tier).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+const CLOSED: u8 = 0;
+const OPEN: u8 = 1;
+const HALF_OPEN: u8 = 2;
+
+/// How a [`CircuitBreaker`] trips and recovers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerConfig {
+    /// Consecutive failures (errors or timeouts) that open the breaker.
+    pub failures: u32,
+    /// The first open window; each failed probe doubles it.
+    pub min_open: Duration,
+    /// The longest open window.
+    pub max_open: Duration,
+}
+
+impl Default for BreakerConfig {
+    /// 3 failures; open for 100 ms, doubling up to 1 s, so a store is back
+    /// in use within about a second of Redis coming back, and a dead Redis
+    /// costs one probe (one timeout, one request) a second.
+    fn default() -> Self {
+        Self {
+            failures: 3,
+            min_open: Duration::from_millis(100),
+            max_open: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Where a breaker stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerState {
+    /// Calls go through.
+    #[default]
+    Closed,
+    /// Calls fail at once until the window ends.
+    Open,
+    /// One probe is out; other calls fail at once until it answers.
+    HalfOpen,
+}
+
+/// A point-in-time copy of a breaker's state and counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct BreakerSnapshot {
+    /// Where it stands now.
+    pub state: BreakerState,
+    /// Times it opened (from closed, or again after a failed probe).
+    pub opened: u64,
+    /// Times a probe succeeded and closed it.
+    pub closed: u64,
+    /// Calls refused at once while it was open or probing.
+    pub short_circuited: u64,
+    /// Milliseconds spent not closed, all outages together (the current
+    /// one included).
+    pub open_ms: u64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: BreakerConfig,
+    epoch: Instant,
+    state: AtomicU8,
+    consecutive: AtomicU32,
+    /// When the current open window ends (ns since `epoch`).
+    open_until: AtomicU64,
+    /// The current window's length (ns).
+    window: AtomicU64,
+    /// When the current outage began (ns since `epoch`).
+    open_since: AtomicU64,
+    opened: AtomicU64,
+    closed: AtomicU64,
+    short_circuited: AtomicU64,
+    open_ns_done: AtomicU64,
+}
+
+/// The breaker; clones share it. See the [module docs](self).
+#[derive(Debug, Clone)]
+pub(crate) struct CircuitBreaker {
+    inner: Arc<Inner>,
+}
+
+/// Leave to call Redis once; report how it went with [`Ticket::success`]
+/// or [`Ticket::failure`]. Dropped without a report (the caller's future
+/// was dropped), a probe counts as failed, so the breaker never waits for
+/// an answer that will not come.
+#[derive(Debug)]
+pub(crate) struct Ticket {
+    breaker: CircuitBreaker,
+    probe: bool,
+    reported: bool,
+}
+
+impl CircuitBreaker {
+    pub(crate) fn new(config: BreakerConfig) -> Self {
+        let config = BreakerConfig {
+            failures: config.failures.max(1),
+            min_open: config.min_open.max(Duration::from_millis(1)),
+            max_open: config.max_open.max(config.min_open),
+        };
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                epoch: Instant::now(),
+                state: AtomicU8::new(CLOSED),
+                consecutive: AtomicU32::new(0),
+                open_until: AtomicU64::new(0),
+                window: AtomicU64::new(0),
+                open_since: AtomicU64::new(0),
+                opened: AtomicU64::new(0),
+                closed: AtomicU64::new(0),
+                short_circuited: AtomicU64::new(0),
+                open_ns_done: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.inner.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// A ticket to call Redis, or `None` while the breaker is open (or a
+    /// probe is out): then the caller falls back at once.
+    pub(crate) fn try_call(&self) -> Option<Ticket> {
+        let i = &self.inner;
+        match i.state.load(Ordering::Acquire) {
+            CLOSED => Some(self.ticket(false)),
+            OPEN if self.now() >= i.open_until.load(Ordering::Acquire) => {
+                // The window is over: exactly one caller wins the probe.
+                if i.state
+                    .compare_exchange(OPEN, HALF_OPEN, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    Some(self.ticket(true))
+                } else {
+                    self.short_circuit()
+                }
+            }
+            _ => self.short_circuit(),
+        }
+    }
+
+    fn ticket(&self, probe: bool) -> Ticket {
+        Ticket {
+            breaker: self.clone(),
+            probe,
+            reported: false,
+        }
+    }
+
+    fn short_circuit(&self) -> Option<Ticket> {
+        self.inner.short_circuited.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+
+    fn on_success(&self, probe: bool) {
+        let i = &self.inner;
+        i.consecutive.store(0, Ordering::Relaxed);
+        if probe
+            && i.state
+                .compare_exchange(HALF_OPEN, CLOSED, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            i.closed.fetch_add(1, Ordering::Relaxed);
+            let since = i.open_since.load(Ordering::Acquire);
+            i.open_ns_done
+                .fetch_add(self.now().saturating_sub(since), Ordering::Relaxed);
+            i.window.store(0, Ordering::Release);
+        }
+    }
+
+    fn on_failure(&self, probe: bool) {
+        let i = &self.inner;
+        let now = self.now();
+        if probe {
+            // Still down: open again for twice as long, capped.
+            let max = u64::try_from(i.config.max_open.as_nanos()).unwrap_or(u64::MAX);
+            let window = i.window.load(Ordering::Acquire).saturating_mul(2).min(max);
+            i.window.store(window, Ordering::Release);
+            i.open_until
+                .store(now.saturating_add(window), Ordering::Release);
+            i.opened.fetch_add(1, Ordering::Relaxed);
+            i.state.store(OPEN, Ordering::Release);
+            return;
+        }
+        let failures = i.consecutive.fetch_add(1, Ordering::AcqRel) + 1;
+        if failures >= i.config.failures
+            && i.state
+                .compare_exchange(CLOSED, OPEN, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            let window = u64::try_from(i.config.min_open.as_nanos()).unwrap_or(u64::MAX);
+            i.window.store(window, Ordering::Release);
+            i.open_since.store(now, Ordering::Release);
+            i.open_until
+                .store(now.saturating_add(window), Ordering::Release);
+            i.opened.fetch_add(1, Ordering::Relaxed);
+            i.consecutive.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// The state and counters now.
+    pub(crate) fn snapshot(&self) -> BreakerSnapshot {
+        let i = &self.inner;
+        let state = match i.state.load(Ordering::Acquire) {
+            CLOSED => BreakerState::Closed,
+            OPEN => BreakerState::Open,
+            _ => BreakerState::HalfOpen,
+        };
+        let current = if state == BreakerState::Closed {
+            0
+        } else {
+            self.now()
+                .saturating_sub(i.open_since.load(Ordering::Acquire))
+        };
+        BreakerSnapshot {
+            state,
+            opened: i.opened.load(Ordering::Relaxed),
+            closed: i.closed.load(Ordering::Relaxed),
+            short_circuited: i.short_circuited.load(Ordering::Relaxed),
+            open_ms: (i.open_ns_done.load(Ordering::Relaxed) + current) / 1_000_000,
+        }
+    }
+}
+
+impl Ticket {
+    /// Redis answered.
+    pub(crate) fn success(mut self) {
+        self.reported = true;
+        self.breaker.on_success(self.probe);
+    }
+
+    /// Redis failed or timed out.
+    pub(crate) fn failure(mut self) {
+        self.reported = true;
+        self.breaker.on_failure(self.probe);
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if !self.reported && self.probe {
+            self.breaker.on_failure(true);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quick() -> CircuitBreaker {
+        CircuitBreaker::new(BreakerConfig {
+            failures: 3,
+            min_open: Duration::from_millis(30),
+            max_open: Duration::from_millis(100),
+        })
+    }
+
+    fn fail(b: &CircuitBreaker) {
+        b.try_call().expect("a ticket").failure();
+    }
+
+    #[test]
+    fn opens_after_consecutive_failures_and_short_circuits() {
+        let b = quick();
+        fail(&b);
+        fail(&b);
+        // A success in between resets the count.
+        b.try_call().unwrap().success();
+        fail(&b);
+        fail(&b);
+        assert_eq!(b.snapshot().state, BreakerState::Closed);
+        fail(&b);
+        let s = b.snapshot();
+        assert_eq!((s.state, s.opened), (BreakerState::Open, 1));
+        for _ in 0..1000 {
+            assert!(b.try_call().is_none());
+        }
+        assert_eq!(b.snapshot().short_circuited, 1000);
+    }
+
+    #[test]
+    fn one_probe_after_the_window_closes_it_on_success() {
+        let b = quick();
+        for _ in 0..3 {
+            fail(&b);
+        }
+        assert!(b.try_call().is_none());
+        std::thread::sleep(Duration::from_millis(40));
+        let probe = b.try_call().expect("the probe");
+        // Exactly one probe.
+        assert!(b.try_call().is_none());
+        assert_eq!(b.snapshot().state, BreakerState::HalfOpen);
+        probe.success();
+        let s = b.snapshot();
+        assert_eq!((s.state, s.closed), (BreakerState::Closed, 1));
+        assert!(s.open_ms >= 30, "{s:?}");
+        assert!(b.try_call().is_some());
+    }
+
+    #[test]
+    fn a_failed_or_abandoned_probe_reopens_for_longer() {
+        let b = quick();
+        for _ in 0..3 {
+            fail(&b);
+        }
+        std::thread::sleep(Duration::from_millis(40));
+        b.try_call().expect("probe").failure();
+        assert_eq!(b.snapshot().state, BreakerState::Open);
+        // Twice the window now (60 ms): still open after 40 ms.
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(b.try_call().is_none());
+        std::thread::sleep(Duration::from_millis(30));
+        // A probe dropped without an answer counts as failed.
+        drop(b.try_call().expect("second probe"));
+        assert_eq!(b.snapshot().state, BreakerState::Open);
+        assert_eq!(b.snapshot().opened, 3);
+    }
+
+    #[test]
+    fn concurrent_callers_get_one_probe() {
+        let b = quick();
+        for _ in 0..3 {
+            fail(&b);
+        }
+        std::thread::sleep(Duration::from_millis(40));
+        let probes: usize = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        (0..1000)
+                            .filter_map(|_| b.try_call())
+                            .map(std::mem::forget)
+                            .count()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(probes, 1);
+    }
+}
