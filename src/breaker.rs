@@ -16,7 +16,8 @@ const CLOSED: u8 = 0;
 const OPEN: u8 = 1;
 const HALF_OPEN: u8 = 2;
 
-/// How a [`CircuitBreaker`] trips and recovers.
+/// How a Redis store's circuit breaker trips and recovers (`RedisStore::breaker`,
+/// `RedisCacheStore::breaker`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BreakerConfig {
     /// Consecutive failures (errors or timeouts) that open the breaker.
