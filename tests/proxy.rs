@@ -144,15 +144,8 @@ async fn an_unreachable_origin_gets_502() {
 /// the client's connection is not held forever.
 #[tokio::test]
 async fn a_silent_origin_gets_504_after_the_upstream_timeout() {
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = silent.local_addr().unwrap().port();
     // Accepts, reads nothing, answers nothing.
-    let held = tokio::spawn(async move {
-        let mut conns = Vec::new();
-        while let Ok((c, _)) = silent.accept().await {
-            conns.push(c);
-        }
-    });
+    let (port, held) = support::silent_listener().await;
     let origin = format!("http://127.0.0.1:{port}").parse().unwrap();
     let timeout = std::time::Duration::from_millis(300);
     let proxy = TestServer::serve(proxy::proxy_full::<hyper::body::Incoming>(

@@ -185,14 +185,8 @@ async fn an_unreachable_redis_fails_open_or_closed_as_configured() {
 /// probe per window.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_redis_costs_a_timeout_per_window_not_per_request() {
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = silent.local_addr().unwrap().port();
-    let held = tokio::spawn(async move {
-        let mut conns = Vec::new();
-        while let Ok((c, _)) = silent.accept().await {
-            conns.push(c);
-        }
-    });
+    // Accepts, reads nothing, answers nothing.
+    let (port, held) = support::silent_listener().await;
     let timeout = Duration::from_millis(50);
     let store = RedisStore::new(&format!("redis://127.0.0.1:{port}"), "x")
         .unwrap()

@@ -291,7 +291,6 @@ impl AcceptEncoding {
     /// except that identity the client weighed neither directly nor
     /// through `*` ranks below every listed coding (0.001). An absent
     /// field accepts identity only.
-    #[cfg(feature = "cache")]
     pub(crate) fn rank(&self, coding: ContentCoding) -> QValue {
         if !self.present {
             return if coding == ContentCoding::Identity {
@@ -301,6 +300,8 @@ impl AcceptEncoding {
             };
         }
         match (coding, self.weights[coding.index()], self.weights[STAR]) {
+            // Identity the client did not weigh is acceptable, but only
+            // when no coding it listed is: it ranks below every weight.
             (ContentCoding::Identity, None, None) => QValue(1),
             _ => self.quality(coding),
         }
@@ -319,12 +320,7 @@ impl AcceptEncoding {
             .filter(|c| *c != ContentCoding::Identity)
             .chain(std::iter::once(ContentCoding::Identity));
         for coding in candidates {
-            let q = match (coding, self.weights[coding.index()], self.weights[STAR]) {
-                // Identity the client did not weigh is acceptable, but only
-                // when no coding it listed is: it ranks below every weight.
-                (ContentCoding::Identity, None, None) => QValue(1),
-                _ => self.quality(coding),
-            };
+            let q = self.rank(coding);
             if q == QValue::ZERO {
                 continue;
             }

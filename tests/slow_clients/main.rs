@@ -182,9 +182,14 @@ async fn slow_client(
 
 /// One `GET /health` on a fresh connection: status line and latency.
 async fn normal_get(addr: SocketAddr) -> (String, Duration) {
+    get_path(addr, "/health").await
+}
+
+/// One `GET path` on a fresh connection: status line and latency.
+async fn get_path(addr: SocketAddr, path: &str) -> (String, Duration) {
     let start = Instant::now();
     let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
         .await
         .unwrap();
     let mut out = Vec::new();

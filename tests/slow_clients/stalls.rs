@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{Instant, timeout};
 
-use super::{MARGIN, Running, closed_after, limits, normal_get, read_frame, secs};
+use super::{MARGIN, Running, closed_after, get_path, limits, normal_get, read_frame, secs};
 use crate::server::serve::{Limits, RequestBody};
 
 /// `total` bytes of `x` in frames of `frame` bytes.
@@ -367,7 +367,7 @@ async fn slow_downloads_that_keep_moving_and_slow_handlers_are_not_cut() {
         (got, start.elapsed())
     });
     // A handler that takes 3 s, longer than both timeouts.
-    let (status, took) = normal_slow(addr, 3000).await;
+    let (status, took) = get_path(addr, "/slow/3000").await;
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert!(took >= Duration::from_secs(3));
     let (got1, took1) = h1.await.unwrap();
@@ -380,24 +380,6 @@ async fn slow_downloads_that_keep_moving_and_slow_handlers_are_not_cut() {
         secs(took2),
         secs(took)
     );
-}
-
-/// `GET /slow/{ms}` on a fresh connection: status line and latency.
-async fn normal_slow(addr: std::net::SocketAddr, ms: u64) -> (String, Duration) {
-    let start = Instant::now();
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(
-        format!("GET /slow/{ms} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out).await;
-    let text = String::from_utf8_lossy(&out);
-    (
-        text.lines().next().unwrap_or("").to_owned(),
-        start.elapsed(),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

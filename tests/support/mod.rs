@@ -291,3 +291,20 @@ pub fn promtool(text: &str) {
     assert!(out.status.success(), "promtool: {report}\n{text}");
     assert!(!report.contains("error"), "{report}");
 }
+
+/// A socket that accepts connections and never answers (a black hole), on
+/// a loopback port; it stops when the returned task is aborted or dropped
+/// with the runtime.
+pub async fn silent_listener() -> (u16, tokio::task::JoinHandle<()>) {
+    let silent = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let port = silent.local_addr().expect("local addr").port();
+    let held = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((c, _)) = silent.accept().await {
+            conns.push(c);
+        }
+    });
+    (port, held)
+}
