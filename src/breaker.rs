@@ -72,7 +72,11 @@ pub struct BreakerSnapshot {
 
 #[derive(Debug)]
 struct Inner {
-    config: BreakerConfig,
+    /// The settings, atomics so that `configure` reaches every handle
+    /// already taken (a stats handle read before `breaker(..)`).
+    failures: AtomicU32,
+    min_open_ns: AtomicU64,
+    max_open_ns: AtomicU64,
     epoch: Instant,
     state: AtomicU8,
     consecutive: AtomicU32,
@@ -107,14 +111,11 @@ pub(crate) struct Ticket {
 
 impl CircuitBreaker {
     pub(crate) fn new(config: BreakerConfig) -> Self {
-        let config = BreakerConfig {
-            failures: config.failures.max(1),
-            min_open: config.min_open.max(Duration::from_millis(1)),
-            max_open: config.max_open.max(config.min_open),
-        };
-        Self {
+        let breaker = Self {
             inner: Arc::new(Inner {
-                config,
+                failures: AtomicU32::new(0),
+                min_open_ns: AtomicU64::new(0),
+                max_open_ns: AtomicU64::new(0),
                 epoch: Instant::now(),
                 state: AtomicU8::new(CLOSED),
                 consecutive: AtomicU32::new(0),
@@ -126,7 +127,34 @@ impl CircuitBreaker {
                 short_circuited: AtomicU64::new(0),
                 open_ns_done: AtomicU64::new(0),
             }),
-        }
+        };
+        breaker.configure(config);
+        breaker
+    }
+
+    /// Applies `config` to this breaker and every handle of it.
+    ///
+    /// # Panics
+    ///
+    /// On a configuration that cannot work: no failure threshold, an
+    /// empty first window, or a longest window shorter than the first.
+    pub(crate) fn configure(&self, config: BreakerConfig) {
+        assert!(
+            config.failures >= 1,
+            "BreakerConfig::failures is 0: the breaker would open before any call; use 1 or more"
+        );
+        assert!(
+            !config.min_open.is_zero() && config.max_open >= config.min_open,
+            "BreakerConfig: min_open must be above zero and max_open at least min_open \
+             (got {:?} and {:?})",
+            config.min_open,
+            config.max_open
+        );
+        let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let i = &self.inner;
+        i.failures.store(config.failures, Ordering::Relaxed);
+        i.min_open_ns.store(ns(config.min_open), Ordering::Relaxed);
+        i.max_open_ns.store(ns(config.max_open), Ordering::Relaxed);
     }
 
     fn now(&self) -> u64 {
@@ -188,7 +216,7 @@ impl CircuitBreaker {
         let now = self.now();
         if probe {
             // Still down: open again for twice as long, capped.
-            let max = u64::try_from(i.config.max_open.as_nanos()).unwrap_or(u64::MAX);
+            let max = i.max_open_ns.load(Ordering::Relaxed);
             let window = i.window.load(Ordering::Acquire).saturating_mul(2).min(max);
             i.window.store(window, Ordering::Release);
             i.open_until
@@ -198,12 +226,12 @@ impl CircuitBreaker {
             return;
         }
         let failures = i.consecutive.fetch_add(1, Ordering::AcqRel) + 1;
-        if failures >= i.config.failures
+        if failures >= i.failures.load(Ordering::Relaxed)
             && i.state
                 .compare_exchange(CLOSED, OPEN, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
         {
-            let window = u64::try_from(i.config.min_open.as_nanos()).unwrap_or(u64::MAX);
+            let window = i.min_open_ns.load(Ordering::Relaxed);
             i.window.store(window, Ordering::Release);
             i.open_since.store(now, Ordering::Release);
             i.open_until
@@ -330,6 +358,36 @@ mod tests {
         drop(b.try_call().expect("second probe"));
         assert_eq!(b.snapshot().state, BreakerState::Open);
         assert_eq!(b.snapshot().opened, 3);
+    }
+
+    #[test]
+    fn configuring_reaches_handles_taken_before_and_refuses_what_cannot_work() {
+        let b = CircuitBreaker::new(BreakerConfig::default());
+        let earlier = b.clone();
+        b.configure(BreakerConfig {
+            failures: 1,
+            ..BreakerConfig::default()
+        });
+        fail(&b);
+        assert_eq!(earlier.snapshot().state, BreakerState::Open);
+        for bad in [
+            BreakerConfig {
+                failures: 0,
+                ..BreakerConfig::default()
+            },
+            BreakerConfig {
+                min_open: Duration::ZERO,
+                ..BreakerConfig::default()
+            },
+            BreakerConfig {
+                min_open: Duration::from_secs(2),
+                max_open: Duration::from_secs(1),
+                ..BreakerConfig::default()
+            },
+        ] {
+            let r = std::panic::catch_unwind(|| CircuitBreaker::new(bad));
+            assert!(r.is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -178,8 +178,14 @@ impl RedisCacheStore {
     /// failures or timeouts, for 100 ms doubling up to 1 s per failed
     /// probe). While it is open no operation waits for Redis: lookups read
     /// as "nothing stored" at once ([`TieredStore`] answers from memory).
-    pub fn breaker(mut self, config: BreakerConfig) -> Self {
-        self.stats.breaker = CircuitBreaker::new(config);
+    ///
+    /// # Panics
+    ///
+    /// On a configuration that cannot work (`failures` 0, `min_open` zero,
+    /// `max_open` below `min_open`), with a message naming it.
+    pub fn breaker(self, config: BreakerConfig) -> Self {
+        // In place: stats handles taken before this call see it too.
+        self.stats.breaker.configure(config);
         self
     }
 
