@@ -969,6 +969,7 @@ async fn purge_by_url_prefix_tag_and_all() {
         0
     );
     assert!(handle.purge_url("no-slash").await.is_err());
+    assert!(handle.purge_url("ftp://shop.test/home").await.is_err());
     assert!(handle.purge_prefix("static").await.is_err());
     assert!(handle.purge_tag("two words").await.is_err());
     // Left: /products/1 and /static/b.js, fetched again after their purges.

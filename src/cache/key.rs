@@ -262,25 +262,29 @@ impl<'a> RequestVary<'a> {
         &self,
         variants: &'v [Arc<CachedResponse>],
     ) -> Option<&'v Arc<CachedResponse>> {
-        let mut matching = variants.iter().filter(|v| v.vary.matches(self));
-        let first = matching.next()?;
-        if !matching.any(|_| true) {
-            // One candidate (the usual case): only acceptability counts.
-            return self.accepts(first.facts.coding).then_some(first);
-        }
+        // One pass: the usual single match needs only acceptability; only
+        // a second match makes weights worth working out.
+        let mut first: Option<&Arc<CachedResponse>> = None;
         let mut best: Option<(&Arc<CachedResponse>, QValue)> = None;
-        for v in variants {
-            if !v.vary.matches(self) {
-                continue;
-            }
-            let Some(q) = self.acceptable(v.facts.coding) else {
+        for v in variants.iter().filter(|v| v.vary.matches(self)) {
+            let Some(f) = first else {
+                first = Some(v);
                 continue;
             };
-            if best.is_none_or(|(_, bq)| q > bq) {
-                best = Some((v, q));
+            if best.is_none() {
+                best = self.acceptable(f.facts.coding).map(|q| (f, q));
+            }
+            if let Some(q) = self.acceptable(v.facts.coding) {
+                if best.is_none_or(|(_, bq)| q > bq) {
+                    best = Some((v, q));
+                }
             }
         }
-        best.map(|(v, _)| v)
+        match (first, best) {
+            (_, Some((v, _))) => Some(v),
+            (Some(f), None) => self.accepts(f.facts.coding).then_some(f),
+            (None, None) => None,
+        }
     }
 
     /// The value the key holds for `Accept-Encoding`: the coding the
@@ -349,8 +353,9 @@ impl VaryKey {
         let mut present: Vec<usize> = Vec::new();
         if !implicit.is_empty() {
             for name in req.headers.keys() {
+                // (`keys` yields each name once.)
                 if let Some(i) = implicit.iter().position(|n| n == name) {
-                    if !present.contains(&i) && !fields.iter().any(|(n, _)| n == name) {
+                    if !fields.iter().any(|(n, _)| n == name) {
                         present.push(i);
                     }
                 }

@@ -341,7 +341,11 @@ impl CacheHandle {
             .parse()
             .map_err(|e| StoreError::new(format!("not a URL or path: {e}")))?;
         let purge = match (uri.scheme(), uri.authority()) {
-            (Some(_), Some(a)) => {
+            (Some(scheme), Some(a)) => {
+                // The cache refuses other schemes (400): nothing to purge.
+                if !matches!(scheme.as_str(), "http" | "https") {
+                    return Err(StoreError::new("a URL to purge is http or https"));
+                }
                 // The host as the cache keys it (lowercase, default port
                 // dropped): `http://Example.com:80/a` purges `example.com/a`.
                 let host = super::authority::normalize(a.as_str().as_bytes())
