@@ -264,27 +264,20 @@ impl<'a> RequestVary<'a> {
     ) -> Option<&'v Arc<CachedResponse>> {
         // One pass: the usual single match needs only acceptability; only
         // a second match makes weights worth working out.
-        let mut first: Option<&Arc<CachedResponse>> = None;
+        let mut matching = variants.iter().filter(|v| v.vary.matches(self));
+        let first = matching.next()?;
+        let Some(second) = matching.next() else {
+            return self.accepts(first.facts.coding).then_some(first);
+        };
         let mut best: Option<(&Arc<CachedResponse>, QValue)> = None;
-        for v in variants.iter().filter(|v| v.vary.matches(self)) {
-            let Some(f) = first else {
-                first = Some(v);
-                continue;
-            };
-            if best.is_none() {
-                best = self.acceptable(f.facts.coding).map(|q| (f, q));
-            }
+        for v in [first, second].into_iter().chain(matching) {
             if let Some(q) = self.acceptable(v.facts.coding) {
                 if best.is_none_or(|(_, bq)| q > bq) {
                     best = Some((v, q));
                 }
             }
         }
-        match (first, best) {
-            (_, Some((v, _))) => Some(v),
-            (Some(f), None) => self.accepts(f.facts.coding).then_some(f),
-            (None, None) => None,
-        }
+        best.map(|(v, _)| v)
     }
 
     /// The value the key holds for `Accept-Encoding`: the coding the
