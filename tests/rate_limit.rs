@@ -575,3 +575,53 @@ async fn answers_in_call_and_through_the_future_agree() {
         "both paths allowed and limited: {limited}"
     );
 }
+
+/// A rule written in axum's route syntax limits the route it names
+/// (before, `/api/items/{id}` was a literal path no request has, and the
+/// route went unlimited).
+#[tokio::test]
+async fn axum_route_syntax_limits_the_route() {
+    let layer = RateLimitLayer::new()
+        .rule(RateRule::new("item", Quota::per_minute(1)).path("/api/items/{id}"))
+        .rule(RateRule::new("files", Quota::per_minute(1)).path("/files/{*rest}"));
+    let stats = layer.stats();
+    let app = Router::new()
+        .route("/api/items/{id}", get(|| async { "item" }))
+        .route("/files/{*rest}", get(|| async { "file" }))
+        .route("/files", get(|| async { "index" }))
+        .layer(layer);
+    let s = TestServer::serve(app).await;
+    assert_eq!(s.get("/api/items/7").await.status, StatusCode::OK);
+    let denied = s.get("/api/items/7").await;
+    assert_eq!(denied.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        s.get("/api/items/8").await.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "one quota for the route, as for any pattern"
+    );
+    assert_eq!(s.get("/files/a/b.txt").await.status, StatusCode::OK);
+    assert_eq!(
+        s.get("/files/c").await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // `/files` is not under axum's `/files/{*rest}`: no rule, no limit.
+    for _ in 0..3 {
+        let r = s.get("/files").await;
+        assert_eq!((r.status, r.header("ratelimit")), (StatusCode::OK, None));
+    }
+    let snap = stats.snapshot();
+    assert_eq!((snap[0].allowed, snap[0].limited), (1, 2));
+    assert_eq!((snap[1].allowed, snap[1].limited), (1, 1));
+}
+
+#[test]
+#[should_panic(expected = "invalid route pattern \"/api/{id\"")]
+fn a_pattern_that_cannot_match_panics_at_construction() {
+    let _ = RateRule::new("api", Quota::per_minute(1)).path("/api/{id");
+}
+
+#[test]
+#[should_panic(expected = "must start with `/`")]
+fn an_empty_or_relative_pattern_panics_at_construction() {
+    let _ = RateRule::new("api", Quota::per_minute(1)).path("api/**");
+}

@@ -62,6 +62,10 @@ impl CacheControlLayer {
 
     /// Adds a rule: `pattern` (see [`Rule::new`]) gets `policy`. Rules are
     /// tried in the order they were added; the first that matches applies.
+    ///
+    /// # Panics
+    ///
+    /// When `pattern` can never match a request path (see [`Rule::new`]).
     pub fn route(self, pattern: &str, policy: Policy) -> Self {
         self.rule(Rule::new(pattern).policy(policy))
     }

@@ -118,16 +118,32 @@ pub struct Rule {
 }
 
 impl Rule {
-    /// A rule for paths matching `pattern`: an exact path (`/health`), or a
+    /// A rule for paths matching `pattern`: an exact path (`/health`), a
     /// glob where `*` matches within one segment (`/assets/*.js`) and `**`
-    /// any number of segments (`/static/**`).
+    /// any number of segments (`/static/**`), or a route as axum writes it:
+    /// `{param}` is one segment (`/api/items/{id}`), `{*rest}` the rest of
+    /// the path, at least one character (`/files/{*rest}` doesn't match
+    /// `/files` or `/files/`, as in axum); `{{` and `}}` are literal braces.
+    ///
+    /// # Panics
+    ///
+    /// When `pattern` can never match a request path: empty, not starting
+    /// with `/`, holding a character no request path holds (a space, `?`,
+    /// `#`…), with malformed or unbalanced braces, or with `{*rest}`
+    /// before the last segment. The message names the pattern and why.
     pub fn new(pattern: &str) -> Self {
         Self::with_pattern(Pattern::parse(pattern))
     }
 
     /// A rule for every path that starts with `prefix` (byte-wise).
+    ///
+    /// # Panics
+    ///
+    /// When `prefix` can never match a request path (empty, not starting
+    /// with `/`, a character no request path holds) or holds a brace
+    /// (axum's `{param}` segments belong in [`new`](Self::new)).
     pub fn prefix(prefix: &str) -> Self {
-        Self::with_pattern(Pattern::Prefix(prefix.to_owned()))
+        Self::with_pattern(Pattern::prefix(prefix))
     }
 
     fn with_pattern(pattern: Pattern) -> Self {

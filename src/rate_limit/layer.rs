@@ -72,15 +72,33 @@ impl RateRule {
             .chain(self.extra.iter().map(|(n, q, k)| (n, q, k)))
     }
 
-    /// Only for paths matching `pattern` (exact, or a glob with `*`/`**`).
+    /// Only for paths matching `pattern`: an exact path (`/health`), a glob
+    /// where `*` matches within one segment (`/assets/*.js`) and `**` any
+    /// number of segments (`/api/**`), or a route as axum writes it:
+    /// `{param}` is one segment (`/api/items/{id}`), `{*rest}` the rest of
+    /// the path, at least one character (`/files/{*rest}` doesn't match
+    /// `/files` or `/files/`, as in axum); `{{` and `}}` are literal braces.
+    ///
+    /// # Panics
+    ///
+    /// When `pattern` can never match a request path: empty, not starting
+    /// with `/`, holding a character no request path holds (a space, `?`,
+    /// `#`…), with malformed or unbalanced braces, or with `{*rest}`
+    /// before the last segment. The message names the pattern and why.
     pub fn path(mut self, pattern: &str) -> Self {
         self.pattern = Some(Pattern::parse(pattern));
         self
     }
 
     /// Only for paths starting with `prefix` (byte-wise).
+    ///
+    /// # Panics
+    ///
+    /// When `prefix` can never match a request path (empty, not starting
+    /// with `/`, a character no request path holds) or holds a brace
+    /// (axum's `{param}` segments belong in [`path`](Self::path)).
     pub fn prefix(mut self, prefix: &str) -> Self {
-        self.pattern = Some(Pattern::Prefix(prefix.to_owned()));
+        self.pattern = Some(Pattern::prefix(prefix));
         self
     }
 
