@@ -531,6 +531,110 @@ mod cache {
         drop(server);
     }
 
+    /// Issue 17: two replicas hold `/products/1`; Redis goes away (killed
+    /// and restarted empty, or paused); A purges meanwhile. The purge says
+    /// it did not reach everywhere, and once Redis is back neither replica
+    /// serves the purged copy.
+    async fn purge_during_outage(kind: &str) {
+        let port = free_port();
+        let url = format!("redis://127.0.0.1:{port}");
+        let mut server = Some(OwnRedis::start(port).await);
+        let calls = Arc::new(AtomicUsize::new(0));
+        let p = prefix(&format!("cache-converge-{kind}"));
+        let (a, handle_a, store_a) = replica(&url, &p, calls.clone()).await;
+        let (b, _handle_b, store_b) = replica(&url, &p, calls.clone()).await;
+        let l2 = RedisCacheStore::new(&url, &p).unwrap();
+        fetch(&a, http::Method::GET, "/products/1").await;
+        until_stored(&l2, "/products/1", true, Duration::from_secs(2)).await;
+        let (body, status) = fetch(&b, http::Method::GET, "/products/1").await;
+        assert_eq!(body, "/products/1 #1");
+        assert!(status.contains("hit"), "{status}");
+
+        let pid = server.as_ref().unwrap().child.id().to_string();
+        let signal = |sig: &str| {
+            let ok = Command::new("kill")
+                .args([sig, pid.as_str()])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "kill {sig} {pid}");
+        };
+        match kind {
+            "restart" => drop(server.take()),
+            _ => signal("-STOP"),
+        }
+        // The purge does not claim success: A's memory is purged, the
+        // rest waits for Redis.
+        let err = handle_a.purge_tag("products").await.unwrap_err();
+        assert_eq!(err.purged_here(), Some(1), "{err}");
+        assert!(err.to_string().contains("when Redis answers"), "{err}");
+        assert_eq!(store_a.stats().snapshot().invalidations_pending, 1);
+        assert_eq!(handle_a.stats().snapshot().purged, 1);
+        // A fetches afresh; B still serves its memory copy (it cannot
+        // know yet).
+        let (body, _) = fetch(&a, http::Method::GET, "/products/1").await;
+        assert_eq!(body, "/products/1 #2");
+        let (body, _) = fetch(&b, http::Method::GET, "/products/1").await;
+        assert_eq!(body, "/products/1 #1");
+
+        match kind {
+            "restart" => server = Some(OwnRedis::start(port).await),
+            _ => signal("-CONT"),
+        }
+        // Redis is back: within a few seconds B no longer holds the copy
+        // (a resubscription empties its memory; the replayed purge reaches
+        // it even when its subscription never broke), nor does Redis.
+        until_stored(&store_b, "/products/1", false, Duration::from_secs(10)).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while store_a.stats().snapshot().invalidations_pending > 0 {
+            assert!(Instant::now() < deadline, "the purge was never replayed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (body, _) = fetch(&b, http::Method::GET, "/products/1").await;
+        assert!(
+            body != "/products/1 #1",
+            "{kind}: B served the purged copy: {body}"
+        );
+        let s = store_a.stats().snapshot();
+        assert!(s.invalidations_replayed >= 1, "{s:?}");
+        drop(server);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_purge_during_a_restart_converges() {
+        purge_during_outage("restart").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_purge_during_a_pause_converges() {
+        purge_during_outage("pause").await;
+    }
+
+    /// Issue 17: the purge endpoint answers 503 with what was done when
+    /// Redis is unreachable, never `200 {"purged": 0}`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_purge_endpoint_reports_an_incomplete_purge() {
+        let url = format!("redis://127.0.0.1:{}", free_port());
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (a, handle, _store) = replica(&url, &prefix("cache-503"), calls).await;
+        fetch(&a, http::Method::GET, "/products/1").await;
+        let report = tower_perf::report::Report::builder()
+            .token("t")
+            .cache(handle)
+            .build();
+        let req = Request::post("/performance/cache/purge")
+            .header("authorization", "Bearer t")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from_static(br#"{"url":"/products/1"}"#)))
+            .unwrap();
+        let resp = report.oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body: serde_json::Value =
+            serde_json::from_slice(&support::body_bytes(resp.into_body()).await).unwrap();
+        assert_eq!(body["purged"], 1, "{body}");
+        assert_eq!(body["complete"], false, "{body}");
+        assert!(body["error"].as_str().unwrap().contains("redis"), "{body}");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_cache_keeps_serving_while_redis_restarts() {
         let port = free_port();

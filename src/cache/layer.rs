@@ -326,12 +326,24 @@ pub struct CacheHandle {
 
 impl CacheHandle {
     /// Drops what `purge` selects; returns how many URLs went.
+    ///
+    /// # Errors
+    ///
+    /// When the store could not purge everywhere it had to. A tiered store
+    /// that could not reach Redis has still purged this process's memory
+    /// ([`StoreError::purged_here`] says how many URLs) and replays the
+    /// purge to Redis and the other replicas when Redis answers; a purge
+    /// that did not succeed is never reported as one.
     pub async fn purge(&self, purge: Purge) -> Result<u64, StoreError> {
-        let n = self.store.purge(&purge).await?;
+        let result = self.store.purge(&purge).await;
+        let n = match &result {
+            Ok(n) => *n,
+            Err(e) => e.purged_here().unwrap_or(0),
+        };
         self.counters
             .purged
             .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-        Ok(n)
+        result
     }
 
     /// Purges one URL. An absolute URL (`https://example.com/a?b`) purges

@@ -160,6 +160,8 @@ mod body;
 mod codec;
 mod entry;
 mod flight;
+#[cfg(feature = "redis")]
+mod invalidation;
 mod key;
 mod layer;
 #[cfg(feature = "redis")]

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::codec;
 use super::entry::CachedResponse;
+use super::invalidation::{self, Broadcast, Outbox};
 use super::key::CacheKey;
 use super::store::{CacheStore, MemoryStore, Purge, StoreError, StoreFuture, StoreUsage, Variants};
 use crate::breaker::{BreakerConfig, BreakerSnapshot, CircuitBreaker};
@@ -47,22 +47,25 @@ return n
 ";
 
 #[derive(Debug, Default)]
-struct Counters {
+pub(crate) struct Counters {
     hits: AtomicU64,
     misses: AtomicU64,
-    errors: AtomicU64,
+    pub(crate) errors: AtomicU64,
     timeouts: AtomicU64,
     undecodable: AtomicU64,
-    published: AtomicU64,
-    received: AtomicU64,
+    pub(crate) received: AtomicU64,
     l1_hits: AtomicU64,
     fallbacks: AtomicU64,
+    pub(crate) published: AtomicU64,
+    pub(crate) replayed: AtomicU64,
+    pending: AtomicU64,
+    pub(crate) l1_dropped: AtomicU64,
 }
 
 /// Counters of the Redis cache stores; clones share them.
 #[derive(Debug, Clone)]
 pub struct RedisCacheStats {
-    inner: Arc<Counters>,
+    pub(crate) inner: Arc<Counters>,
     breaker: CircuitBreaker,
 }
 
@@ -88,6 +91,15 @@ pub struct RedisCacheSnapshot {
     pub invalidations_published: u64,
     /// Invalidations received from the other replicas.
     pub invalidations_received: u64,
+    /// Purges and invalidations made here that Redis has not taken yet
+    /// (it was unreachable): they are replayed, to Redis and the other
+    /// replicas, as soon as it answers.
+    pub invalidations_pending: u64,
+    /// Purges and invalidations replayed after an outage.
+    pub invalidations_replayed: u64,
+    /// Times the memory tier was emptied because the invalidation
+    /// subscription had been interrupted (messages may have been missed).
+    pub l1_dropped: u64,
     /// The circuit breaker in front of Redis.
     pub breaker: BreakerSnapshot,
 }
@@ -106,7 +118,25 @@ impl RedisCacheStats {
             fallbacks: c.fallbacks.load(Relaxed),
             invalidations_published: c.published.load(Relaxed),
             invalidations_received: c.received.load(Relaxed),
+            invalidations_pending: c.pending.load(Relaxed),
+            invalidations_replayed: c.replayed.load(Relaxed),
+            l1_dropped: c.l1_dropped.load(Relaxed),
             breaker: self.breaker.snapshot(),
+        }
+    }
+
+    pub(crate) fn set_pending(&self, n: usize) {
+        self.inner
+            .pending
+            .store(u64::try_from(n).unwrap_or(u64::MAX), Relaxed);
+    }
+
+    /// Counters belonging to no store (unit tests).
+    #[cfg(test)]
+    pub(crate) fn detached() -> Self {
+        Self {
+            inner: Arc::default(),
+            breaker: CircuitBreaker::new(BreakerConfig::default()),
         }
     }
 }
@@ -128,13 +158,13 @@ impl RedisCacheStats {
 #[derive(Clone)]
 pub struct RedisCacheStore {
     client: redis::Client,
-    conn: ConnectionManager,
+    pub(crate) conn: ConnectionManager,
     prefix: Arc<str>,
-    timeout: Duration,
+    pub(crate) timeout: Duration,
     max_variants: usize,
     put: Arc<redis::Script>,
     purge_tag: Arc<redis::Script>,
-    stats: RedisCacheStats,
+    pub(crate) stats: RedisCacheStats,
 }
 
 impl std::fmt::Debug for RedisCacheStore {
@@ -206,7 +236,7 @@ impl RedisCacheStore {
 
     /// Runs `op` with the timeout, counting failures; refused at once
     /// while the circuit breaker is open.
-    async fn run<T>(
+    pub(crate) async fn run<T>(
         stats: &RedisCacheStats,
         timeout: Duration,
         op: impl std::future::Future<Output = redis::RedisResult<T>>,
@@ -402,16 +432,21 @@ impl CacheStore for RedisCacheStore {
 ///   A subscriber task per store listens (and re-subscribes after a lost
 ///   connection) until the last clone of the store is dropped.
 /// - Redis down or slow: L1 keeps answering, misses go to the origin, and
-///   [`stats`](Self::stats) count the errors and timeouts. Purges made
-///   while Redis is unreachable can't reach other replicas; when a
-///   replica's subscription comes back after a gap, it empties its L1, so
-///   nothing it missed outlives the gap.
+///   [`stats`](Self::stats) count the errors and timeouts; the circuit
+///   breaker keeps requests from waiting on a Redis known to be down.
+///
+/// Purges converge after an outage. A purge that cannot reach Redis drops
+/// this replica's copies, returns an error saying so
+/// ([`StoreError::purged_here`]), and is replayed (to Redis, then to the
+/// other replicas) as soon as Redis answers; a replica whose subscription
+/// was interrupted empties its L1 when it subscribes again. So once Redis
+/// is back, no replica serves what was purged during the outage. At most
+/// 256 purges wait for replay; past that they collapse into one purge of
+/// everything.
 #[derive(Clone)]
 pub struct TieredStore {
     l1: MemoryStore,
-    l2: RedisCacheStore,
-    channel: Arc<str>,
-    id: u64,
+    broadcast: Broadcast,
     _alive: Arc<Alive>,
 }
 
@@ -419,12 +454,12 @@ impl std::fmt::Debug for TieredStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TieredStore")
             .field("l1", &self.l1)
-            .field("l2", &self.l2)
+            .field("l2", &self.broadcast.l2)
             .finish_non_exhaustive()
     }
 }
 
-/// Stops the subscriber task when the last clone of a store goes.
+/// Stops the store's background tasks when the last clone of it goes.
 #[derive(Debug)]
 struct Alive(tokio::sync::watch::Sender<bool>);
 
@@ -434,38 +469,12 @@ impl Drop for Alive {
     }
 }
 
-fn encode_purge(id: u64, purge: &Purge) -> String {
-    let (kind, arg) = match purge {
-        Purge::Key(k) => ("k", k.as_str()),
-        Purge::PathAndQuery(p) => ("q", p.as_str()),
-        Purge::Prefix(p) => ("p", p.as_str()),
-        Purge::Tag(t) => ("t", t.as_str()),
-        Purge::All => ("a", ""),
-    };
-    format!("{id:x}|{kind}|{arg}")
-}
-
-fn decode_purge(msg: &str) -> Option<(u64, Purge)> {
-    let mut parts = msg.splitn(3, '|');
-    let id = u64::from_str_radix(parts.next()?, 16).ok()?;
-    let kind = parts.next()?;
-    let arg = parts.next()?.to_owned();
-    let purge = match kind {
-        "k" => Purge::Key(CacheKey::from_text(&arg)),
-        "q" => Purge::PathAndQuery(arg),
-        "p" => Purge::Prefix(arg),
-        "t" => Purge::Tag(arg),
-        "a" => Purge::All,
-        _ => return None,
-    };
-    Some((id, purge))
-}
-
 impl TieredStore {
-    /// `l1` in front of `l2`. Starts the subscriber task and waits (at most
-    /// one second) for its subscription, so invalidations from other
-    /// replicas are seen from the start; if Redis is down it keeps trying
-    /// in the background. Must be called inside a Tokio runtime.
+    /// `l1` in front of `l2`. Starts the subscriber and replay tasks and
+    /// waits (at most one second) for the subscription, so invalidations
+    /// from other replicas are seen from the start; if Redis is down it
+    /// keeps trying in the background. Must be called inside a Tokio
+    /// runtime.
     pub async fn new(l1: MemoryStore, l2: RedisCacheStore) -> Self {
         let channel: Arc<str> = format!("{}:invalidate", l2.prefix).into();
         let id = {
@@ -478,103 +487,50 @@ impl TieredStore {
             );
             h.finish()
         };
-        let (alive, mut stop) = tokio::sync::watch::channel(false);
+        let (alive, stop) = tokio::sync::watch::channel(false);
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
-        let client = l2.client.clone();
-        let (l1_sub, stats, ch) = (l1.clone(), l2.stats.clone(), Arc::clone(&channel));
-        tokio::spawn(async move {
-            let mut ready = Some(ready_tx);
-            let mut backoff = Duration::from_millis(50);
-            let mut reconnecting = false;
-            loop {
-                let session = async {
-                    let mut pubsub = client.get_async_pubsub().await?;
-                    pubsub.subscribe(&*ch).await?;
-                    if let Some(r) = ready.take() {
-                        let _ = r.send(());
-                    }
-                    if reconnecting {
-                        // Invalidations published while this replica
-                        // wasn't listening are lost: drop what L1 holds
-                        // (while Redis was unreachable, L1 kept serving).
-                        let _ = l1_sub.purge(&Purge::All).take_ready();
-                    }
-                    let mut messages = pubsub.into_on_message();
-                    while let Some(msg) = messages.next().await {
-                        let Ok(text) = std::str::from_utf8(msg.get_payload_bytes()) else {
-                            continue;
-                        };
-                        if let Some((from, purge)) = decode_purge(text) {
-                            if from != id {
-                                stats.inner.received.fetch_add(1, Relaxed);
-                                let _ = l1_sub.purge(&purge).take_ready();
-                            }
-                        }
-                    }
-                    redis::RedisResult::Ok(())
-                };
-                tokio::select! {
-                    _ = stop.wait_for(|s| *s) => return,
-                    r = session => {
-                        if r.is_err() {
-                            stats.inner.errors.fetch_add(1, Relaxed);
-                        }
-                    }
-                }
-                reconnecting = true;
-                tokio::select! {
-                    _ = stop.wait_for(|s| *s) => return,
-                    () = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-            }
-        });
-        let _ = tokio::time::timeout(Duration::from_secs(1), ready_rx).await;
-        Self {
-            l1,
+        tokio::spawn(invalidation::subscribe(
+            l2.client.clone(),
+            Arc::clone(&channel),
+            id,
+            l1.clone(),
+            l2.stats.clone(),
+            ready_tx,
+            stop.clone(),
+        ));
+        let broadcast = Broadcast {
             l2,
             channel,
             id,
+            outbox: Arc::new(Outbox::default()),
+        };
+        tokio::spawn(broadcast.clone().replay(stop));
+        let _ = tokio::time::timeout(Duration::from_secs(1), ready_rx).await;
+        Self {
+            l1,
+            broadcast,
             _alive: Arc::new(Alive(alive)),
         }
     }
 
     /// The counters of the Redis tier and of the invalidations.
     pub fn stats(&self) -> RedisCacheStats {
-        self.l2.stats()
-    }
-
-    /// Publishes `purge` to the other replicas, in the background.
-    fn publish(&self, purge: &Purge) {
-        let mut conn = self.l2.conn.clone();
-        let (channel, msg) = (Arc::clone(&self.channel), encode_purge(self.id, purge));
-        let (stats, timeout) = (self.l2.stats.clone(), self.l2.timeout);
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                let sent: Result<i64, _> = RedisCacheStore::run(
-                    &stats,
-                    timeout,
-                    redis::cmd("PUBLISH")
-                        .arg(&*channel)
-                        .arg(msg)
-                        .query_async(&mut conn),
-                )
-                .await;
-                if sent.is_ok() {
-                    stats.inner.published.fetch_add(1, Relaxed);
-                }
-            });
-        }
+        self.broadcast.l2.stats()
     }
 }
 
 impl CacheStore for TieredStore {
     fn get(&self, key: &CacheKey) -> StoreFuture<Option<Variants>> {
         if let Some(Ok(Some(v))) = self.l1.get(key).take_ready() {
-            self.l2.stats.inner.l1_hits.fetch_add(1, Relaxed);
+            self.broadcast
+                .l2
+                .stats
+                .inner
+                .l1_hits
+                .fetch_add(1, Relaxed);
             return StoreFuture::ready(Ok(Some(v)));
         }
-        let mut l2 = self.l2.get(key);
+        let mut l2 = self.broadcast.l2.get(key);
         let l1 = self.l1.clone();
         let key = key.clone();
         StoreFuture::new(async move {
@@ -597,7 +553,7 @@ impl CacheStore for TieredStore {
             .l1
             .put(key.clone(), Arc::clone(&response), ttl)
             .take_ready();
-        let l2 = self.l2.put(key, response, ttl);
+        let l2 = self.broadcast.l2.put(key, response, ttl);
         // L1 has it: the L2 write finishes in the background (the cache
         // layer spawns what isn't ready).
         StoreFuture::new(l2)
@@ -605,9 +561,29 @@ impl CacheStore for TieredStore {
 
     fn remove(&self, key: &CacheKey) -> StoreFuture<bool> {
         let local = matches!(self.l1.remove(key).take_ready(), Some(Ok(true)));
-        self.publish(&Purge::Key(key.clone()));
-        let l2 = self.l2.remove(key);
-        StoreFuture::new(async move { Ok(l2.await.unwrap_or(false) || local) })
+        let purge = Purge::Key(key.clone());
+        let l2 = self.broadcast.l2.remove(key);
+        let broadcast = self.broadcast.clone();
+        StoreFuture::new(async move {
+            match l2.await {
+                Ok(removed) => {
+                    // The other replicas learn in the background: an
+                    // invalidating request waits for one round trip, not two.
+                    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                        rt.spawn(async move {
+                            if broadcast.publish(&purge).await.is_err() {
+                                broadcast.outbox.push(purge, &broadcast.l2.stats);
+                            }
+                        });
+                    }
+                    Ok(removed || local)
+                }
+                Err(_) => {
+                    broadcast.outbox.push(purge, &broadcast.l2.stats);
+                    Ok(local)
+                }
+            }
+        })
     }
 
     fn purge(&self, purge: &Purge) -> StoreFuture<u64> {
@@ -615,33 +591,22 @@ impl CacheStore for TieredStore {
             Some(Ok(n)) => n,
             _ => 0,
         };
-        self.publish(purge);
-        let l2 = self.l2.purge(purge);
-        StoreFuture::new(async move { Ok(l2.await.map_or(local, |n| n.max(local))) })
+        let (broadcast, purge) = (self.broadcast.clone(), purge.clone());
+        StoreFuture::new(async move {
+            match broadcast.purge_shared(&purge).await {
+                Ok(n) => Ok(n.max(local)),
+                Err(e) => Err(StoreError::partial_purge(
+                    local,
+                    format!(
+                        "{e}; purged {local} URLs in this process's memory; Redis and the \
+                         other replicas get the purge when Redis answers again"
+                    ),
+                )),
+            }
+        })
     }
 
     fn usage(&self) -> StoreUsage {
         self.l1.usage()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn purge_messages_round_trip() {
-        for p in [
-            Purge::Key(CacheKey::from_text("example.com/a?b|c")),
-            Purge::PathAndQuery("/a?x=1".into()),
-            Purge::Prefix("/static/".into()),
-            Purge::Tag("product-1".into()),
-            Purge::All,
-        ] {
-            assert_eq!(decode_purge(&encode_purge(0xabc, &p)), Some((0xabc, p)));
-        }
-        assert_eq!(decode_purge("zz|k|x"), None);
-        assert_eq!(decode_purge("1|?|x"), None);
-        assert_eq!(decode_purge("1"), None);
     }
 }

@@ -47,25 +47,52 @@ impl Purge {
 
 /// A store failed (a Redis timeout, say). The cache then behaves as if the
 /// store had nothing, and counts the error.
+///
+/// A purge can also fail in part: a `TieredStore` (feature `redis`)
+/// drops its memory copies at once but cannot reach Redis (and through it
+/// the other replicas) during an outage. That error says how many URLs went
+/// here ([`purged_here`](Self::purged_here)); the store replays the rest
+/// when Redis answers again.
 #[derive(Debug)]
-pub struct StoreError(BoxError);
+pub struct StoreError {
+    source: BoxError,
+    purged_here: Option<u64>,
+}
 
 impl StoreError {
     /// Wraps the store's own error.
     pub fn new(e: impl Into<BoxError>) -> Self {
-        Self(e.into())
+        Self {
+            source: e.into(),
+            purged_here: None,
+        }
+    }
+
+    /// A purge that took effect in this process (`purged` URLs) but not
+    /// everywhere it had to, for the reason `e`.
+    pub fn partial_purge(purged: u64, e: impl Into<BoxError>) -> Self {
+        Self {
+            source: e.into(),
+            purged_here: Some(purged),
+        }
+    }
+
+    /// For a purge that took effect only in part: the URLs dropped in this
+    /// process. `None` when nothing is known to have been purged.
+    pub fn purged_here(&self) -> Option<u64> {
+        self.purged_here
     }
 }
 
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cache store error: {}", self.0)
+        write!(f, "cache store error: {}", self.source)
     }
 }
 
 impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&*self.0)
+        Some(&*self.source)
     }
 }
 
@@ -162,7 +189,10 @@ pub trait CacheStore: fmt::Debug + Send + Sync + 'static {
     /// Drops every variant of `key`; `true` if there was one.
     fn remove(&self, key: &CacheKey) -> StoreFuture<bool>;
 
-    /// Drops what `purge` selects; returns how many URLs went.
+    /// Drops what `purge` selects; returns how many URLs went. A store
+    /// with several tiers or replicas returns an error unless the purge
+    /// reached all of them ([`StoreError::partial_purge`] when it took
+    /// effect in part).
     fn purge(&self, purge: &Purge) -> StoreFuture<u64>;
 
     /// How much the store holds now.

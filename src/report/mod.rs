@@ -10,7 +10,7 @@
 //! |---|---|
 //! | `GET /performance/summary` | [`Summary`]: every layer's statistics, an overall [`Status`], recommendations |
 //! | `GET /performance/cache/stats` | [`CacheSnapshot`](crate::cache::CacheSnapshot) |
-//! | `POST /performance/cache/clear` | [`Purged`] (needs the token) |
+//! | `POST /performance/cache/clear` | [`Purged`] (needs the token; `503` and `"complete": false` when Redis could not be reached) |
 //! | `POST /performance/cache/purge` | [`Purged`]; body [`PurgeRequest`]: `{"url": …}`, `{"prefix": …}` or `{"tag": …}` (needs the token) |
 //! | `GET /performance/compression/stats` | [`CompressionReport`] |
 //! | `GET /performance/rate-limit/stats` | [`RateLimitReport`] |
@@ -312,11 +312,18 @@ pub struct PurgeRequest {
     pub tag: Option<String>,
 }
 
-/// The answer to a purge or clear.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// The answer to a purge or clear: `200` when it reached every tier and
+/// replica, `503` when it did not (Redis unreachable: this replica's memory
+/// was purged, the rest is replayed when Redis answers again).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Purged {
-    /// URLs dropped.
+    /// URLs dropped (in this process only, when `complete` is false).
     pub purged: u64,
+    /// Whether the purge reached every tier and every replica.
+    pub complete: bool,
+    /// Why it did not, when it did not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -951,9 +958,24 @@ where
             }
         };
         return match result {
-            Ok(n) => json(StatusCode::OK, &Purged { purged: n }),
-            // The input was checked above: what fails now is the store.
-            Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+            Ok(n) => json(
+                StatusCode::OK,
+                &Purged {
+                    purged: n,
+                    complete: true,
+                    error: None,
+                },
+            ),
+            // The input was checked above: what fails now is the store,
+            // wholly or in part (a 503 either way: the purge is not done).
+            Err(e) => json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &Purged {
+                    purged: e.purged_here().unwrap_or(0),
+                    complete: false,
+                    error: Some(e.to_string()),
+                },
+            ),
         };
     }
     error(
