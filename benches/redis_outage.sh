@@ -4,7 +4,8 @@
 # item routes; Redis killed (kill -9), paused (SIGSTOP) or replaced by a
 # socket that accepts and never answers. Prints req/s, p50/p99/max and
 # non-200 answers with Redis up, in the outage's first second, and in the
-# five seconds after it.
+# five seconds after it; then brings Redis back under load and prints (on
+# stderr) how long after its first PONG the rate limiter used it again.
 #
 # Usage: bash benches/redis_outage.sh [kill|stop|silent]...   (default: all)
 #        SERVER=path/to/server bash benches/redis_outage.sh kill
@@ -60,6 +61,36 @@ PY
     esac
     load 1 "$k-first"
     load 5 "$k-down"
+    # Redis comes back under load: time from its first PONG until the rate
+    # limiter's breaker is closed again (its quota checks reach Redis).
+    load 4 "$k-back" &
+    lpid=$!
+    sleep 0.5
+    case $k in
+      stop) kill -CONT "$rpid" ;;
+      *)
+        [ -n "$silent" ] && kill "$silent" 2>/dev/null && wait "$silent" 2>/dev/null
+        silent=""
+        redis-server --port "$PORT" --bind 127.0.0.1 --save '' --appendonly no >/dev/null 2>&1 &
+        rpid=$!
+        ;;
+    esac
+    until redis-cli -p "$PORT" ping 2>/dev/null | grep -q PONG; do sleep 0.005; done
+    back=$(date +%s.%N)
+    recovered=""
+    for _ in $(seq 1 500); do
+      if curl -fs http://127.0.0.1:3420/metrics | grep -q 'tower_perf_redis_breaker_open{store="rate_limit"} 0'; then
+        recovered=$(date +%s.%N)
+        break
+      fi
+      sleep 0.01
+    done
+    wait "$lpid" 2>/dev/null
+    if [ -n "$recovered" ]; then
+      echo "$k: limits enforced again $(python3 -c "print(round(($recovered - $back) * 1000))") ms after Redis answered" >&2
+    else
+      echo "$k: limits NOT enforced again within 5 s of Redis answering" >&2
+    fi
     kill "$spid" 2>/dev/null
     wait "$spid" 2>/dev/null
     kill -CONT "$rpid" 2>/dev/null
