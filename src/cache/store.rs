@@ -260,7 +260,17 @@ impl Default for MemoryStore {
 impl MemoryStore {
     /// A store holding at most `budget_bytes` (bodies, headers and
     /// bookkeeping).
+    ///
+    /// # Panics
+    ///
+    /// When `budget_bytes` is 0: such a store keeps nothing, while every
+    /// response would still be counted and reported as stored. To run
+    /// without a cache, leave the cache layer out.
     pub fn new(budget_bytes: u64) -> Self {
+        assert!(
+            budget_bytes > 0,
+            "cache::MemoryStore::new(0): a zero-byte budget stores nothing; give it bytes, or leave the cache layer out"
+        );
         let evictions = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&evictions);
         let cache = moka::sync::Cache::builder()
@@ -282,8 +292,17 @@ impl MemoryStore {
     }
 
     /// Variants kept per URL (default 16); the oldest goes first.
+    ///
+    /// # Panics
+    ///
+    /// When `n` is 0 (it was once taken as 1 silently): every URL keeps
+    /// at least the variant just stored.
     pub fn max_variants(mut self, n: usize) -> Self {
-        self.max_variants = n.max(1);
+        assert!(
+            n > 0,
+            "cache::MemoryStore::max_variants(0): a URL keeps at least the variant just stored"
+        );
+        self.max_variants = n;
         self
     }
 

@@ -115,8 +115,19 @@ impl RateRule {
     }
 
     /// Units one request costs (default 1).
+    ///
+    /// # Panics
+    ///
+    /// When `cost` is 0 (it was once rounded up to 1 silently; requests
+    /// that should not count need no rule). A cost above a policy's burst,
+    /// which no request could ever pay, panics when the layer is built.
     pub fn cost(mut self, cost: u32) -> Self {
-        self.cost = cost.max(1);
+        assert!(
+            cost > 0,
+            "RateRule::cost(0) on rule '{}': a request must cost at least 1 (requests that should not count need no rule)",
+            self.name
+        );
+        self.cost = cost;
         self
     }
 
@@ -363,9 +374,18 @@ impl<St: RateLimitStore> RateLimitLayer<St> {
         self.changed()
     }
 
-    /// IPv6 clients are grouped by this prefix (default /64).
+    /// IPv6 clients are grouped by this prefix (default /64; 128 keys
+    /// each address apart, 0 puts every IPv6 client in one key).
+    ///
+    /// # Panics
+    ///
+    /// When `bits` is above 128 (it was once taken as 128 silently).
     pub fn ipv6_prefix(mut self, bits: u8) -> Self {
-        self.ipv6_prefix = bits.min(128);
+        assert!(
+            bits <= 128,
+            "RateLimitLayer::ipv6_prefix({bits}): an IPv6 prefix has at most 128 bits"
+        );
+        self.ipv6_prefix = bits;
         self.changed()
     }
 
@@ -415,6 +435,17 @@ impl<St: RateLimitStore> RateLimitLayer<St> {
 
     fn build(&self) -> &(Arc<Config>, RateLimitStats) {
         self.built.get_or_init(|| {
+            for rule in &self.rules {
+                for (name, quota, _) in rule.policies() {
+                    assert!(
+                        rule.cost <= quota.burst(),
+                        "rate limit rule '{}' costs {} a request, more than the burst of {} of its policy '{name}': no request could ever pass",
+                        rule.name,
+                        rule.cost,
+                        quota.burst()
+                    );
+                }
+            }
             let mut next = 0u16;
             let rules: Vec<(RateRule, Vec<PolicyRef>)> = self
                 .rules

@@ -33,12 +33,27 @@ pub struct Quota {
 }
 
 impl Quota {
-    /// `n` requests per `period` (at least one request, at least 1 ms).
+    /// `n` requests per `period`.
+    ///
+    /// # Panics
+    ///
+    /// When `n` is 0 or `period` is zero: such a quota admits nothing (or
+    /// everything), and was once turned into one request silently. To
+    /// refuse a route outright, answer it yourself (403, 404); to leave it
+    /// unlimited, give it no rule.
     pub fn per(period: Duration, n: u32) -> Self {
-        let n = n.max(1);
+        assert!(
+            n > 0,
+            "Quota::per({period:?}, 0): a quota must allow at least one request per period \
+             (to refuse a route, answer it yourself; to leave it unlimited, give it no rule)"
+        );
+        assert!(
+            !period.is_zero(),
+            "Quota::per(0 s, {n}): a quota's period must be longer than zero"
+        );
         Self {
             limit: n,
-            period: period.max(Duration::from_millis(1)),
+            period,
             burst: n,
             interval_ns: 0,
             tolerance_ns: 0,
@@ -56,28 +71,52 @@ impl Quota {
     }
 
     /// `n` requests a second.
+    ///
+    /// # Panics
+    ///
+    /// When `n` is 0 (see [`per`](Self::per)).
     pub fn per_second(n: u32) -> Self {
         Self::per(Duration::from_secs(1), n)
     }
 
     /// `n` requests a minute.
+    ///
+    /// # Panics
+    ///
+    /// When `n` is 0 (see [`per`](Self::per)).
     pub fn per_minute(n: u32) -> Self {
         Self::per(Duration::from_secs(60), n)
     }
 
     /// `n` requests an hour.
+    ///
+    /// # Panics
+    ///
+    /// When `n` is 0 (see [`per`](Self::per)).
     pub fn per_hour(n: u32) -> Self {
         Self::per(Duration::from_secs(3600), n)
     }
 
     /// `n` requests a day.
+    ///
+    /// # Panics
+    ///
+    /// When `n` is 0 (see [`per`](Self::per)).
     pub fn per_day(n: u32) -> Self {
         Self::per(Duration::from_secs(86_400), n)
     }
 
-    /// At most `burst` requests at once (at least 1).
+    /// At most `burst` requests at once.
+    ///
+    /// # Panics
+    ///
+    /// When `burst` is 0: no request could ever pass.
     pub fn with_burst(mut self, burst: u32) -> Self {
-        self.burst = burst.max(1);
+        assert!(
+            burst > 0,
+            "Quota::with_burst(0): a burst of 0 admits no request; the burst must be at least 1"
+        );
+        self.burst = burst;
         self.derive()
     }
 
@@ -234,6 +273,26 @@ mod tests {
         // Saturating arithmetic: no panic on absurd values.
         let huge = Quota::per(Duration::MAX, u32::MAX);
         let _ = gcra(u64::MAX, u64::MAX, &huge, u32::MAX);
-        let _ = gcra(0, 0, &Quota::per_second(0), 0);
+        let _ = gcra(0, 0, &Quota::per_second(1), 0);
+    }
+
+    #[test]
+    fn zero_quotas_are_refused_not_rounded_up() {
+        for (what, make) in [
+            ("per_second", Quota::per_second as fn(u32) -> Quota),
+            ("per_minute", Quota::per_minute),
+            ("per_hour", Quota::per_hour),
+            ("per_day", Quota::per_day),
+        ] {
+            let e = std::panic::catch_unwind(|| make(0)).expect_err(what);
+            let msg = e.downcast_ref::<String>().expect("a formatted message");
+            assert!(msg.contains("at least one request"), "{what}: {msg}");
+        }
+        assert!(std::panic::catch_unwind(|| Quota::per(Duration::ZERO, 5)).is_err());
+        assert!(std::panic::catch_unwind(|| Quota::per_minute(5).with_burst(0)).is_err());
+        // Nothing else is rounded: a sub-millisecond period is kept.
+        let q = Quota::per(Duration::from_micros(100), 1);
+        assert_eq!(q.period(), Duration::from_micros(100));
+        assert_eq!(q.with_burst(1).burst(), 1);
     }
 }

@@ -1,0 +1,107 @@
+//! Configurations that cannot work fail at construction, with a message
+//! naming the value and why, instead of being rounded to something that
+//! does nothing (or something else) silently.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Duration;
+
+use tower::Layer;
+use tower::service_fn;
+use tower_perf::cache::MemoryStore as CacheMemory;
+use tower_perf::rate_limit::{KeySource, Quota, RateLimitLayer, RateRule};
+
+/// The panic message of `f`, which must panic.
+fn panic_message<R>(f: impl FnOnce() -> R) -> String {
+    let e = match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(_) => panic!("expected a panic"),
+        Err(e) => e,
+    };
+    e.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_default()
+}
+
+#[test]
+fn zero_quotas_panic_instead_of_becoming_one_request() {
+    let msg = panic_message(|| Quota::per_minute(0));
+    assert!(msg.contains("at least one request"), "{msg}");
+    let msg = panic_message(|| Quota::per_second(0));
+    assert!(msg.contains("Quota::per(1s, 0)"), "{msg}");
+    let msg = panic_message(|| Quota::per(Duration::ZERO, 10));
+    assert!(msg.contains("period"), "{msg}");
+    let msg = panic_message(|| Quota::per_minute(10).with_burst(0));
+    assert!(msg.contains("with_burst(0)"), "{msg}");
+}
+
+#[test]
+fn a_zero_cost_panics_and_a_cost_above_the_burst_panics_when_built() {
+    let msg = panic_message(|| RateRule::new("api", Quota::per_minute(10)).cost(0));
+    assert!(msg.contains("cost(0) on rule 'api'"), "{msg}");
+    // 11 units against a burst of 10: no request could ever pass.
+    let layer = RateLimitLayer::new().rule(
+        RateRule::new("api", Quota::per_minute(100))
+            .and_policy(
+                "global",
+                Quota::per_minute(100).with_burst(10),
+                KeySource::Global,
+            )
+            .cost(11),
+    );
+    let msg = panic_message(move || {
+        layer.layer(service_fn(|_: http::Request<()>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(()))
+        }))
+    });
+    assert!(
+        msg.contains("costs 11") && msg.contains("burst of 10") && msg.contains("'global'"),
+        "{msg}"
+    );
+    // Equal to the burst is fine.
+    let layer = RateLimitLayer::new().rule(RateRule::new("api", Quota::per_minute(10)).cost(10));
+    let _ = layer.stats();
+}
+
+#[test]
+fn an_ipv6_prefix_over_128_bits_panics() {
+    let msg = panic_message(|| RateLimitLayer::new().ipv6_prefix(129));
+    assert!(msg.contains("ipv6_prefix(129)"), "{msg}");
+    let _ = RateLimitLayer::new().ipv6_prefix(128).ipv6_prefix(0);
+}
+
+#[test]
+fn a_zero_byte_cache_budget_panics() {
+    let msg = panic_message(|| CacheMemory::new(0));
+    assert!(msg.contains("MemoryStore::new(0)"), "{msg}");
+    let msg = panic_message(|| CacheMemory::new(1024).max_variants(0));
+    assert!(msg.contains("max_variants(0)"), "{msg}");
+    let _ = CacheMemory::new(1).max_variants(1);
+}
+
+#[test]
+fn route_patterns_that_cannot_match_panic() {
+    use tower_perf::cache_control::{CacheControlLayer, Policy, Rule};
+    for (pattern, why) in [
+        ("", "empty"),
+        ("[", "must start with `/`"),
+        ("/api/{id", "never closed"),
+        ("/api/{id}.json", "nothing may follow"),
+        ("/files/{*rest}/x", "last segment"),
+        ("/a b", "space"),
+        ("/a?b=1", "query"),
+    ] {
+        let msg = panic_message(|| Rule::new(pattern));
+        assert!(
+            msg.contains(&format!("{pattern:?}")) && msg.contains(why),
+            "{pattern:?}: {msg}"
+        );
+        let msg = panic_message(|| CacheControlLayer::new().route(pattern, Policy::no_store()));
+        assert!(msg.contains(why), "{pattern:?}: {msg}");
+        let msg = panic_message(|| RateRule::new("r", Quota::per_minute(1)).path(pattern));
+        assert!(msg.contains(why), "{pattern:?}: {msg}");
+    }
+    let msg = panic_message(|| Rule::prefix("/api/{id}"));
+    assert!(msg.contains("byte by byte"), "{msg}");
+    let msg = panic_message(|| RateRule::new("r", Quota::per_minute(1)).prefix("api"));
+    assert!(msg.contains("must start with `/`"), "{msg}");
+}
