@@ -161,12 +161,115 @@ async fn status_classes_and_error_rate() {
             )
         },
     ));
-    for code in [200, 200, 404, 503] {
+    for code in [200, 200, 404, 429, 503] {
         hit(&svc, &format!("/s?{code}")).await;
     }
     let w = stats.snapshot().route("GET", "/s").unwrap().window.clone();
-    assert_eq!((w.count, w.client_errors, w.server_errors), (4, 1, 1));
-    assert!((w.error_rate - 0.5).abs() < 1e-9);
+    assert_eq!(
+        (w.count, w.client_errors, w.rate_limited, w.server_errors),
+        (5, 2, 1, 1)
+    );
+    // Only the 503 is an error (OpenTelemetry: a 4xx is the client's).
+    assert!((w.error_rate - 0.2).abs() < 1e-9, "{w:?}");
+    assert!((w.client_error_rate - 0.4).abs() < 1e-9, "{w:?}");
+}
+
+/// A burst of 404s and 429s is no server error: the error rate stays 0,
+/// no warning; the 4xx and 429 figures are right.
+#[tokio::test]
+async fn client_errors_are_not_server_errors() {
+    let layer = by_path();
+    let stats = layer.stats();
+    let svc = ServiceBuilder::new().layer(layer).service(service_fn(
+        |req: Request<Full<Bytes>>| async move {
+            let status = match req.uri().path() {
+                "/limited" => StatusCode::TOO_MANY_REQUESTS,
+                _ => StatusCode::NOT_FOUND,
+            };
+            Ok::<_, Infallible>(
+                Response::builder()
+                    .status(status)
+                    .body(Full::<Bytes>::from("x"))
+                    .unwrap(),
+            )
+        },
+    ));
+    for _ in 0..30 {
+        hit(&svc, "/missing").await;
+        hit(&svc, "/limited").await;
+    }
+    let snap = stats.snapshot();
+    let o = &snap.overall;
+    assert_eq!(
+        (o.count, o.client_errors, o.rate_limited, o.server_errors),
+        (60, 60, 30, 0)
+    );
+    assert_eq!(o.error_rate, 0.0);
+    assert_eq!(o.client_error_rate, 1.0);
+    assert!(
+        snap.by_error_rate(5)
+            .iter()
+            .all(|r| r.window.error_rate == 0.0)
+    );
+    let missing = snap.route("GET", "/missing").unwrap();
+    assert_eq!(
+        missing.status_codes,
+        [tower_perf::timing::StatusCount {
+            code: 404,
+            count: 30
+        }]
+    );
+    assert!(
+        snap.insights
+            .iter()
+            .all(|i| i.severity == tower_perf::timing::Severity::Info),
+        "{:#?}",
+        snap.insights
+    );
+    assert!(!snap.insights.iter().any(|i| i.kind == "errors"));
+}
+
+/// A body that fails midway is a server error (the response the client got
+/// is broken), not a client abort; a client that drops the body is.
+#[tokio::test]
+async fn a_body_that_fails_midway_is_a_server_error() {
+    let layer = by_path();
+    let stats = layer.stats();
+    let svc = ServiceBuilder::new().layer(layer).service(service_fn(
+        |_req: Request<Full<Bytes>>| async {
+            let frames: Vec<Result<http_body::Frame<Bytes>, std::io::Error>> = vec![
+                Ok(http_body::Frame::data(Bytes::from_static(b"half"))),
+                Err(std::io::Error::other("upstream closed")),
+            ];
+            Ok::<_, Infallible>(Response::new(StreamBody::new(futures_util::stream::iter(
+                frames,
+            ))))
+        },
+    ));
+    let res = svc.oneshot(get_req("/broken")).await.unwrap();
+    assert!(res.into_body().collect().await.is_err());
+    let snap = stats.snapshot();
+    let w = &snap.route("GET", "/broken").unwrap().window;
+    assert_eq!(
+        (
+            w.count,
+            w.server_errors,
+            w.failed,
+            w.aborted,
+            w.client_errors
+        ),
+        (1, 1, 1, 0, 0)
+    );
+    assert_eq!(w.error_rate, 1.0);
+    // Prometheus: OpenTelemetry's error.type on the failed response.
+    let text = stats.prometheus();
+    assert!(
+        text.contains(
+            "http_server_request_duration_seconds_count{http_request_method=\"GET\",http_route=\"/broken\",http_response_status_code=\"200\",error_type=\"_OTHER\"} 1\n"
+        ),
+        "{text}"
+    );
+    support::promtool(&text);
 }
 
 #[tokio::test]
@@ -506,6 +609,8 @@ async fn insights_name_the_problem_and_the_fix() {
                             200
                         }
                         "/flaky" => 500,
+                        "/missing" => 404,
+                        "/limited" => 429,
                         _ => 200,
                     };
                     Ok::<_, Infallible>(
@@ -516,7 +621,9 @@ async fn insights_name_the_problem_and_the_fix() {
                     )
                 }
             }));
-    for path in ["/slow", "/glacial", "/flaky", "/fine"] {
+    for path in [
+        "/slow", "/glacial", "/flaky", "/fine", "/missing", "/limited",
+    ] {
         for _ in 0..20 {
             hit(&svc, path).await;
         }
@@ -543,6 +650,35 @@ async fn insights_name_the_problem_and_the_fix() {
         ("errors", Severity::Critical)
     );
     assert!(by_route("GET /fine").is_empty());
+    // 4xx are the client's: information that names the status, and the
+    // 429s get their own, never a warning.
+    let missing = by_route("GET /missing");
+    assert_eq!(missing.len(), 1, "{missing:?}");
+    assert_eq!(
+        (missing[0].kind, missing[0].severity),
+        ("client_errors", Severity::Info)
+    );
+    assert!(
+        missing[0].message.contains("404 Not Found"),
+        "{}",
+        missing[0].message
+    );
+    assert!(
+        missing[0].recommendation.contains("missing resources"),
+        "{}",
+        missing[0].recommendation
+    );
+    let limited = by_route("GET /limited");
+    assert_eq!(limited.len(), 1, "{limited:?}");
+    assert_eq!(
+        (limited[0].kind, limited[0].severity),
+        ("rate_limited", Severity::Info)
+    );
+    assert!(
+        limited[0].message.contains("20 of 20"),
+        "{}",
+        limited[0].message
+    );
     // Most severe first.
     assert!(
         snap.insights

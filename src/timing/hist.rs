@@ -37,8 +37,14 @@ pub(crate) fn bounds(idx: usize) -> (u64, u64) {
 pub(crate) struct Hist {
     counts: Box<[u32]>,
     pub(crate) count: u64,
+    /// 4xx, 429 included.
     pub(crate) client_errors: u64,
+    /// 429 (also in `client_errors`).
+    pub(crate) rate_limited: u64,
+    /// 5xx, inner-service errors and failed bodies.
     pub(crate) server_errors: u64,
+    /// Bodies that failed midway (also in `server_errors`).
+    pub(crate) failed: u64,
     pub(crate) aborted: u64,
     sum_ns: u128,
     sum_sq: f64,
@@ -60,7 +66,9 @@ impl Default for Hist {
             counts: vec![0; BUCKETS].into_boxed_slice(),
             count: 0,
             client_errors: 0,
+            rate_limited: 0,
             server_errors: 0,
+            failed: 0,
             aborted: 0,
             sum_ns: 0,
             sum_sq: 0.0,
@@ -71,8 +79,9 @@ impl Default for Hist {
 }
 
 impl Hist {
-    /// Records one completed request.
-    pub(crate) fn record(&mut self, ns: u64, status: u16) {
+    /// Records one completed request; `failed`: its body failed midway,
+    /// which makes it a server error whatever its status said.
+    pub(crate) fn record(&mut self, ns: u64, status: u16, failed: bool) {
         let i = index(ns);
         self.counts[i] = self.counts[i].saturating_add(1);
         self.count += 1;
@@ -81,7 +90,16 @@ impl Hist {
         self.sum_sq += f * f;
         self.min_ns = self.min_ns.min(ns);
         self.max_ns = self.max_ns.max(ns);
+        if failed {
+            self.failed += 1;
+            self.server_errors += 1;
+            return;
+        }
         match status {
+            429 => {
+                self.client_errors += 1;
+                self.rate_limited += 1;
+            }
             400..=499 => self.client_errors += 1,
             500..=599 => self.server_errors += 1,
             _ => {}
@@ -99,7 +117,9 @@ impl Hist {
         }
         self.count += other.count;
         self.client_errors += other.client_errors;
+        self.rate_limited += other.rate_limited;
         self.server_errors += other.server_errors;
+        self.failed += other.failed;
         self.aborted += other.aborted;
         self.sum_ns += other.sum_ns;
         self.sum_sq += other.sum_sq;
@@ -175,7 +195,7 @@ mod tests {
         // 1..=10_000 µs uniformly: p50 = 5 ms, p99 = 9.9 ms, p99.9 = 9.99 ms.
         let mut h = Hist::default();
         for us in 1..=10_000u64 {
-            h.record(us * 1000, 200);
+            h.record(us * 1000, 200, false);
         }
         let check = |q: f64, expect_ms: f64| {
             let got = h.quantile(q).unwrap().as_secs_f64() * 1000.0;
@@ -202,15 +222,15 @@ mod tests {
     fn merge_and_status_classes() {
         let mut a = Hist::default();
         let mut b = Hist::default();
-        a.record(1_000, 200);
-        a.record(2_000, 404);
-        b.record(3_000, 503);
+        a.record(1_000, 200, false);
+        a.record(2_000, 404, false);
+        a.record(2_500, 429, false);
+        b.record(3_000, 503, false);
+        b.record(1_500, 200, true);
         b.record_abort();
         a.merge(&b);
-        assert_eq!(
-            (a.count, a.client_errors, a.server_errors, a.aborted),
-            (3, 1, 1, 1)
-        );
+        assert_eq!((a.count, a.client_errors, a.rate_limited), (5, 2, 1));
+        assert_eq!((a.server_errors, a.failed, a.aborted), (2, 1, 1));
         assert_eq!(a.max().unwrap(), Duration::from_micros(3));
         assert!(Hist::default().quantile(0.5).is_none());
     }

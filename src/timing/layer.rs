@@ -153,8 +153,9 @@ impl TimingLayer {
         self.rebuild()
     }
 
-    /// The error rate (4xx and 5xx over requests) a route should stay under
-    /// (default 0.01, i.e. 1%).
+    /// The server error rate (5xx, inner-service errors and failed bodies
+    /// over requests) a route should stay under (default 0.01, i.e. 1%).
+    /// 4xx answers are the client's and never count against it.
     pub fn error_rate_target(mut self, rate: f64) -> Self {
         self.config.error_rate_target = rate;
         self.rebuild()
@@ -363,7 +364,18 @@ struct Guard {
 }
 
 impl Guard {
+    /// Records the request as completed.
     fn finish(&mut self) {
+        self.end(false);
+    }
+
+    /// Records the request as completed with a body that failed midway: a
+    /// server error whatever status its head carried.
+    fn fail(&mut self) {
+        self.end(true);
+    }
+
+    fn end(&mut self, failed: bool) {
         if !self.done {
             self.done = true;
             let spans = self
@@ -371,7 +383,7 @@ impl Guard {
                 .as_ref()
                 .map(Timings::take_aggregates)
                 .unwrap_or_default();
-            self.cell.record(self.start, self.status, &spans);
+            self.cell.record(self.start, self.status, failed, &spans);
         }
     }
 }
@@ -485,7 +497,12 @@ impl<B: Body> Body for ResponseBody<B> {
                 }
             }
             Some(Err(_)) => {
-                // A body that fails midway is an aborted response.
+                // The server failed to send what it started: a server
+                // error (OpenTelemetry sets `error.type`), not a client
+                // abort.
+                if let Some(g) = this.guard.as_mut() {
+                    g.fail();
+                }
             }
             Some(Ok(_)) => {
                 if this.inner.is_end_stream() {

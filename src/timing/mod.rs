@@ -3,9 +3,14 @@
 //! [`TimingLayer`] times every request from its arrival until its response
 //! body ends (not when the headers leave), per route and method, and keeps:
 //!
-//! - count, 4xx and 5xx counts and error rate, min, max, mean, standard
-//!   deviation and p50/p90/p95/p99/p99.9, over a rolling window (24 hours
-//!   in 96 slots by default) and since start, per route and overall;
+//! - count, min, max, mean, standard deviation and p50/p90/p95/p99/p99.9,
+//!   over a rolling window (24 hours in 96 slots by default) and since
+//!   start, per route and overall;
+//! - server errors (5xx, inner-service errors, bodies that failed midway)
+//!   and their rate, which is what `error_rate` means; client errors (4xx)
+//!   and 429s counted apart, as OpenTelemetry's HTTP conventions have it: a
+//!   4xx is the client's, so a burst of 404s or of rate-limited clients
+//!   never reads as a server fault;
 //! - responses whose body was dropped before its end (client aborts),
 //!   counted apart and kept out of the latencies;
 //! - the last slow requests (1 s and more by default) in a bounded ring.
@@ -40,7 +45,8 @@
 //!
 //! **Output**: [`TimingStats::snapshot`] (serde-serializable: overall and
 //! per-route figures, slowest routes, routes by error rate, N+1 suspects,
-//! insights with a severity and a recommendation) and
+//! insights with a severity and a recommendation: server errors, latency
+//! and N+1 suspects warn; a high share of 4xx or 429s is information) and
 //! [`TimingStats::prometheus`] (`http_server_request_duration_seconds` as
 //! OpenTelemetry's HTTP conventions name, label and bucket it; checked
 //! with `promtool check metrics`).
@@ -77,6 +83,7 @@
 //! ```
 
 mod hist;
+mod insights;
 mod layer;
 mod registry;
 mod snapshot;
@@ -84,10 +91,11 @@ mod spans;
 
 #[doc(inline)]
 pub use self::{
+    insights::{Insight, Severity},
     layer::{Classifier, ResponseBody, ResponseFuture, Timing, TimingLayer},
     registry::{Clock, OTHER, SlowRequest, SystemClock, UNMATCHED},
     snapshot::{
-        Insight, NPlusOne, RouteStats, Severity, SpanSummary, Stats, TimingSnapshot, TimingStats,
+        NPlusOne, RouteStats, SpanSummary, Stats, StatusCount, TimingSnapshot, TimingStats,
     },
     spans::{SpanGuard, Timings},
 };

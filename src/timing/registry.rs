@@ -108,8 +108,12 @@ struct Current {
     /// Since start (never flushed): sub-timings by name.
     spans: Vec<(Box<str>, SpanStats)>,
     /// Since start (never flushed): Prometheus buckets by status code.
-    by_status: Vec<(u16, PromHist)>,
+    by_status: Vec<(StatusKey, PromHist)>,
 }
+
+/// A status code (0: codes past [`MAX_STATUSES`]) and whether the body
+/// failed midway after it was sent.
+pub(crate) type StatusKey = (u16, bool);
 
 /// Cumulative buckets at OpenTelemetry's advised bounds.
 #[derive(Debug, Clone, Default)]
@@ -183,7 +187,7 @@ const MAX_STATUSES: usize = 64;
 #[derive(Debug, Default)]
 pub(crate) struct RouteTotals {
     pub(crate) spans: Vec<(Box<str>, SpanStats)>,
-    pub(crate) by_status: Vec<(u16, PromHist)>,
+    pub(crate) by_status: Vec<(StatusKey, PromHist)>,
 }
 
 /// A thread's share of a route: the current slot's histogram.
@@ -256,15 +260,15 @@ impl Route {
                     None => t.spans.push((name.clone(), st.clone())),
                 }
             }
-            for (code, ph) in &cur.by_status {
-                match t.by_status.iter_mut().find(|(c, _)| c == code) {
+            for (key, ph) in &cur.by_status {
+                match t.by_status.iter_mut().find(|(k, _)| k == key) {
                     Some((_, acc)) => acc.merge(ph),
-                    None => t.by_status.push((*code, ph.clone())),
+                    None => t.by_status.push((*key, ph.clone())),
                 }
             }
         }
         t.spans.sort_by(|a, b| a.0.cmp(&b.0));
-        t.by_status.sort_by_key(|(c, _)| *c);
+        t.by_status.sort_by_key(|(k, _)| *k);
         t
     }
 
@@ -322,27 +326,28 @@ impl Cell {
     }
 
     /// Records a request that started at `start` (nanoseconds on the
-    /// registry's clock) and ends now.
-    pub(crate) fn record(&self, start: u64, status: u16, spans: &[SpanAgg]) {
+    /// registry's clock) and ends now; `failed`: its body failed midway.
+    pub(crate) fn record(&self, start: u64, status: u16, failed: bool, spans: &[SpanAgg]) {
         let end = self.now();
         let ns = end.saturating_sub(start);
         let duration = Duration::from_nanos(ns);
         let threshold = self.shared.n_plus_one;
         self.with_current(end, |cur| {
-            cur.hist.record(ns, status);
-            let code = if cur.by_status.len() >= MAX_STATUSES
-                && !cur.by_status.iter().any(|(c, _)| *c == status)
+            cur.hist.record(ns, status, failed);
+            let key = (status, failed);
+            let key = if cur.by_status.len() >= MAX_STATUSES
+                && !cur.by_status.iter().any(|(k, _)| *k == key)
             {
-                0
+                (0, failed)
             } else {
-                status
+                key
             };
-            match cur.by_status.iter_mut().find(|(c, _)| *c == code) {
+            match cur.by_status.iter_mut().find(|(k, _)| *k == key) {
                 Some((_, ph)) => ph.record(ns),
                 None => {
                     let mut ph = PromHist::default();
                     ph.record(ns);
-                    cur.by_status.push((code, ph));
+                    cur.by_status.push((key, ph));
                 }
             }
             for agg in spans {

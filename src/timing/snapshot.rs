@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::hist::Hist;
+use super::insights::{Insight, insights};
 use super::registry::{PROM_BOUNDS, Registry, RouteTotals, SlowRequest};
 
 /// A cheap, cloneable handle to a [`TimingLayer`](super::TimingLayer)'s
@@ -15,20 +16,33 @@ pub struct TimingStats {
     pub(crate) registry: Arc<Registry>,
 }
 
-/// Latency and error figures of a set of requests. Durations are in
+/// Latency and status figures of a set of requests. Durations are in
 /// milliseconds; they are `None` when no request completed.
+///
+/// As OpenTelemetry's HTTP conventions have it, only server errors are
+/// errors: a 4xx is the client's (a missing resource, a bad request, a
+/// client over its rate limit) and is counted apart.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Stats {
     /// Completed requests.
     pub count: u64,
-    /// Responses with a 4xx status.
+    /// Responses with a 4xx status, 429 included.
     pub client_errors: u64,
-    /// Responses with a 5xx status (and inner-service errors).
+    /// Responses with status 429 Too Many Requests (also in
+    /// `client_errors`).
+    pub rate_limited: u64,
+    /// Server errors: responses with a 5xx status, inner-service errors and
+    /// responses whose body failed midway.
     pub server_errors: u64,
-    /// Responses whose body was dropped before its end (client aborts).
+    /// Responses whose body failed midway (also in `server_errors`).
+    pub failed: u64,
+    /// Responses whose body was dropped before its end (client aborts): not
+    /// counted in `count`, nor as errors.
     pub aborted: u64,
-    /// `(client_errors + server_errors) / count`.
+    /// The server error rate: `server_errors / count`. 4xx don't count.
     pub error_rate: f64,
+    /// `client_errors / count`.
+    pub client_error_rate: f64,
     /// Fastest.
     pub min_ms: Option<f64>,
     /// Slowest.
@@ -55,17 +69,22 @@ fn ms(d: Option<Duration>) -> Option<f64> {
 
 impl Stats {
     pub(crate) fn from_hist(h: &Hist) -> Self {
-        let errors = h.client_errors + h.server_errors;
+        let rate = |n: u64| {
+            if h.count == 0 {
+                0.0
+            } else {
+                n as f64 / h.count as f64
+            }
+        };
         Self {
             count: h.count,
             client_errors: h.client_errors,
+            rate_limited: h.rate_limited,
             server_errors: h.server_errors,
+            failed: h.failed,
             aborted: h.aborted,
-            error_rate: if h.count == 0 {
-                0.0
-            } else {
-                errors as f64 / h.count as f64
-            },
+            error_rate: rate(h.server_errors),
+            client_error_rate: rate(h.client_errors),
             min_ms: ms(h.min()),
             max_ms: ms(h.max()),
             mean_ms: h.mean_ns().map(|n| n / 1e6),
@@ -90,8 +109,21 @@ pub struct RouteStats {
     pub window: Stats,
     /// Since the layer started.
     pub total: Stats,
+    /// Responses by status code since start, lowest code first (code 0
+    /// holds the codes past the 64 a route keeps apart). Failed bodies are
+    /// counted under the status their head carried.
+    pub status_codes: Vec<StatusCount>,
     /// Sub-timings handlers recorded, by name, since start.
     pub spans: Vec<SpanSummary>,
+}
+
+/// Responses of one status code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StatusCount {
+    /// The status code.
+    pub code: u16,
+    /// Responses.
+    pub count: u64,
 }
 
 /// A route's sub-timings of one name, since start.
@@ -160,120 +192,6 @@ pub struct TimingSnapshot {
     pub insights: Vec<Insight>,
 }
 
-/// How much an [`Insight`] matters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    /// Worth knowing.
-    Info,
-    /// Worth fixing.
-    Warning,
-    /// Hurting users now.
-    Critical,
-}
-
-/// One finding about the timings, with what to do about it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Insight {
-    /// How much it matters.
-    pub severity: Severity,
-    /// What kind of finding: `latency`, `errors`, `n_plus_one`, `aborts`.
-    pub kind: &'static str,
-    /// `METHOD route`, when the finding is about one route.
-    pub route: Option<String>,
-    /// What was seen, with the numbers.
-    pub message: String,
-    /// What to do about it.
-    pub recommendation: String,
-}
-
-/// Routes with fewer requests in the window are not judged.
-const MIN_SAMPLES: u64 = 10;
-
-fn insights(
-    routes: &[RouteStats],
-    n_plus_one: &[NPlusOne],
-    p99_target: Duration,
-    error_target: f64,
-) -> Vec<Insight> {
-    let target_ms = p99_target.as_secs_f64() * 1000.0;
-    let mut out = Vec::new();
-    for r in routes.iter().filter(|r| r.window.count >= MIN_SAMPLES) {
-        let name = format!("{} {}", r.method, r.route);
-        if let Some(p99) = r.window.p99_ms.filter(|p| *p > target_ms) {
-            let top = r
-                .spans
-                .iter()
-                .max_by(|a, b| a.ms_per_request.total_cmp(&b.ms_per_request));
-            let recommendation = match top {
-                Some(s) => format!(
-                    "'{}' takes {:.1} ms per request ({:.1} spans): start there, or cache the response",
-                    s.name, s.ms_per_request, s.mean_per_request
-                ),
-                None => "record sub-timings in the handler to see where the time goes, or cache the response".to_owned(),
-            };
-            out.push(Insight {
-                severity: if p99 > 5.0 * target_ms {
-                    Severity::Critical
-                } else {
-                    Severity::Warning
-                },
-                kind: "latency",
-                route: Some(name.clone()),
-                message: format!("p99 of {name} is {p99:.0} ms, over the {target_ms:.0} ms target"),
-                recommendation,
-            });
-        }
-        if r.window.error_rate > error_target {
-            let w = &r.window;
-            out.push(Insight {
-                severity: if w.error_rate > 5.0 * error_target { Severity::Critical } else { Severity::Warning },
-                kind: "errors",
-                route: Some(name.clone()),
-                message: format!(
-                    "{:.1}% of {name} responses are errors ({} 5xx, {} 4xx of {})",
-                    w.error_rate * 100.0,
-                    w.server_errors,
-                    w.client_errors,
-                    w.count
-                ),
-                recommendation: if w.server_errors >= w.client_errors {
-                    "server errors dominate: check the handler's logs and its dependencies".to_owned()
-                } else {
-                    "client errors dominate: check what clients send (validation, auth, stale links)".to_owned()
-                },
-            });
-        }
-        let finished = r.window.count + r.window.aborted;
-        if r.window.aborted * 20 > finished {
-            out.push(Insight {
-                severity: Severity::Info,
-                kind: "aborts",
-                route: Some(name.clone()),
-                message: format!("{} of {finished} {name} responses were abandoned by the client", r.window.aborted),
-                recommendation: "check client timeouts against this route's latency, or stream smaller responses".to_owned(),
-            });
-        }
-    }
-    for n in n_plus_one {
-        out.push(Insight {
-            severity: Severity::Warning,
-            kind: "n_plus_one",
-            route: Some(format!("{} {}", n.method, n.route)),
-            message: format!(
-                "{} {} records up to {} '{}' spans per request ({:.1} on average; {} of {} requests at or over {})",
-                n.method, n.route, n.max_per_request, n.span, n.mean_per_request, n.suspect_requests, n.requests, n.threshold
-            ),
-            recommendation: format!(
-                "likely one '{}' call per item: fetch the items in one call (a join, or WHERE id IN (…)) or batch them",
-                n.span
-            ),
-        });
-    }
-    out.sort_by_key(|i| std::cmp::Reverse(i.severity));
-    out
-}
-
 impl TimingSnapshot {
     /// The `n` routes with the highest p99 over the window.
     pub fn slowest(&self, n: usize) -> Vec<&RouteStats> {
@@ -288,7 +206,7 @@ impl TimingSnapshot {
         v
     }
 
-    /// The `n` routes with the highest error rate over the window.
+    /// The `n` routes with the highest server error rate over the window.
     pub fn by_error_rate(&self, n: usize) -> Vec<&RouteStats> {
         let mut v: Vec<&RouteStats> = self.routes.iter().filter(|r| r.window.count > 0).collect();
         v.sort_by(|a, b| {
@@ -340,6 +258,22 @@ fn span_summaries(totals: &RouteTotals) -> Vec<SpanSummary> {
         .collect()
 }
 
+/// Responses per status code, failed bodies under the code they carried.
+fn status_counts(totals: &RouteTotals) -> Vec<StatusCount> {
+    let mut out: Vec<StatusCount> = Vec::new();
+    for ((code, _), ph) in &totals.by_status {
+        match out.iter_mut().find(|s| s.code == *code) {
+            Some(s) => s.count += ph.count,
+            None => out.push(StatusCount {
+                code: *code,
+                count: ph.count,
+            }),
+        }
+    }
+    out.sort_by_key(|s| s.code);
+    out
+}
+
 /// OpenTelemetry's method values: the known methods, else `_OTHER`.
 fn otel_method(m: &str) -> &str {
     match m {
@@ -389,6 +323,7 @@ impl TimingStats {
                     route: route.label.to_string(),
                     window: Stats::from_hist(&window),
                     total: Stats::from_hist(&total),
+                    status_codes: status_counts(&extras),
                     spans,
                 }
             })
@@ -412,10 +347,12 @@ impl TimingStats {
     /// Prometheus text exposition (format 0.0.4): the
     /// `http_server_request_duration_seconds` histogram named and labelled
     /// as OpenTelemetry's HTTP semantic conventions advise
-    /// (`http_request_method`, `http_route`, `http_response_status_code`;
+    /// (`http_request_method`, `http_route`, `http_response_status_code`,
+    /// and `error_type="_OTHER"` on responses whose body failed midway;
     /// buckets 0.005 s … 10 s), cumulative since start, and
     /// `http_server_request_aborted_total` for responses dropped before
-    /// their end.
+    /// their end. Server errors are the `5..` status codes and the series
+    /// with an `error_type`; 4xx (429 included) are the client's.
     pub fn prometheus(&self) -> String {
         use std::fmt::Write;
         let mut out = String::new();
@@ -428,9 +365,16 @@ impl TimingStats {
         for (route, _, _, extras) in &rows {
             let method = otel_method(route.method.as_str());
             let label = escape(&route.label);
-            for (code, ph) in &extras.by_status {
+            for ((code, failed), ph) in &extras.by_status {
+                // A body that failed midway: OpenTelemetry's `error.type`,
+                // with its fallback value (the layer can't name the cause).
+                let error_type = if *failed {
+                    ",error_type=\"_OTHER\""
+                } else {
+                    ""
+                };
                 let labels = format!(
-                    "http_request_method=\"{method}\",http_route=\"{label}\",http_response_status_code=\"{code}\""
+                    "http_request_method=\"{method}\",http_route=\"{label}\",http_response_status_code=\"{code}\"{error_type}"
                 );
                 for (bound, count) in PROM_BOUNDS.iter().zip(ph.cumulative()) {
                     let _ = writeln!(
