@@ -152,9 +152,11 @@ impl<B> ResponseBody<B> {
         }
     }
 
-    pub(crate) fn head_compressed(body: B) -> Self {
+    /// The body of a HEAD response that says it is compressed: none (the
+    /// inner body, identity bytes, is dropped).
+    pub(crate) fn head_compressed() -> Self {
         Self {
-            inner: Inner::Plain { body },
+            inner: Inner::Empty,
             buffered: Buffered::default(),
             encode: None,
             hide_size: true,

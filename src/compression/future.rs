@@ -88,7 +88,12 @@ impl<F, B> ResponseFuture<F, B> {
 
 enum Decision {
     Identity,
+    /// Compress as the body streams; no Content-Length.
     Compress,
+    /// Compress the whole (small, known-length) body in the future, then
+    /// send its exact Content-Length.
+    CompressWhole,
+    /// Unknown length: hold back up to the minimum size to decide.
     Buffer,
 }
 
@@ -120,10 +125,7 @@ where
                                 ResponseBody::identity(body),
                             )));
                         }
-                        Decision::Compress
-                            if !ctx.is_head
-                                && hint.exact().is_some_and(|n| n <= eager_max(ctx)) =>
-                        {
+                        Decision::CompressWhole => {
                             this.state.set(State::Buffering {
                                 parts: Some(parts),
                                 body: Some(Box::pin(body)),
@@ -136,7 +138,7 @@ where
                             apply_compressed_headers(&mut parts.headers, ctx);
                             this.state.set(State::Done);
                             let body = if ctx.is_head {
-                                ResponseBody::head_compressed(body)
+                                ResponseBody::head_compressed()
                             } else {
                                 let level = ctx.config.level(ctx.coding);
                                 ResponseBody::encoded(
@@ -227,7 +229,13 @@ where
                             return Poll::Ready(Ok(Response::from_parts(parts, body)));
                         }
                     }
-                    let ended_small = !eager && buffered.inner_done && len < min;
+                    // A HEAD body that ends without data may be one the
+                    // inner service already dropped: the size is unknown,
+                    // decided as for a GET stream that reaches the minimum
+                    // (or pauses before it, as live streams do), and never
+                    // sent as `Content-Length: 0`.
+                    let ended_small =
+                        !eager && buffered.inner_done && len < min && !(ctx.is_head && len == 0);
                     let res = if buffered.error.is_some() || (ended_small && !live) {
                         if buffered.error.is_none() {
                             ctx.stats.record_skip(SkipReason::TooSmall);
@@ -235,6 +243,9 @@ where
                             parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
                         }
                         Response::from_parts(parts, ResponseBody::identity_boxed(body, buffered))
+                    } else if ctx.is_head {
+                        apply_compressed_headers(&mut parts.headers, ctx);
+                        Response::from_parts(parts, ResponseBody::head_compressed())
                     } else {
                         apply_compressed_headers(&mut parts.headers, ctx);
                         let level = ctx.config.level(ctx.coding);
@@ -365,15 +376,23 @@ fn decide(parts: &mut Parts, hint: http_body::SizeHint, ctx: &Ctx) -> Decision {
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.trim().parse::<u64>().ok());
-    let size = if ctx.is_head {
-        declared
+    // A HEAD gets the header fields a GET would (RFC 9110 §9.3.2), so it is
+    // decided from the same facts: Content-Length and the body the inner
+    // service returned (behind axum's `Router::layer` a HEAD's body is the
+    // GET's, dropped by the router after the layers). Only an empty HEAD
+    // body, or one that disagrees with Content-Length, may be one the inner
+    // service already dropped: its size hint says nothing, and without
+    // Content-Length it is held back as a body of unknown length.
+    let body_size = if ctx.is_head {
+        hint.exact()
+            .filter(|&n| n > 0 && declared.is_none_or(|d| d == n))
     } else {
-        declared.or(hint.exact())
+        hint.exact()
     };
-    match size {
+    match declared.or(body_size) {
         Some(n) if n < ctx.config.min_size => skip(SkipReason::TooSmall),
+        Some(_) if body_size.is_some_and(|n| n <= eager_max(ctx)) => Decision::CompressWhole,
         Some(_) => Decision::Compress,
-        None if ctx.is_head => Decision::Compress,
         None if ctx.config.min_size == 0 => Decision::Compress,
         None => Decision::Buffer,
     }

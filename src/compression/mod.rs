@@ -28,8 +28,18 @@
 //!   outside can hash it; larger or streamed bodies drop Content-Length.
 //!   The layer adds `Vary: accept-encoding` (merged, never duplicated) to
 //!   every response whose representation depends on it: compressible types
-//!   whatever the outcome (identity, too small, 206, HEAD) and every 304. A HEAD response gets the headers a GET
-//!   would get, with no body.
+//!   whatever the outcome (identity, too small, 206, HEAD) and every 304.
+//! - **HEAD** gets the header fields GET would (RFC 9110 §9.3.2): it is
+//!   decided from the same facts, the body the inner service returns (behind
+//!   axum's `Router::layer` that is the GET's body, which the router drops
+//!   after the layers) and its Content-Length, so a small body stays identity
+//!   and a body compressed whole gets the same Content-Length and ETag. A
+//!   HEAD whose body the inner service already dropped (an empty body) is
+//!   judged by its Content-Length; without one its size is unknown, and it
+//!   is compressed as a streamed GET past the minimum would be, without
+//!   Content-Length (a handler whose GET body really is empty can say
+//!   `Content-Length: 0`, or its HEAD can't be told from a dropped one). A
+//!   HEAD that would be compressed as a stream gets no body.
 //! - **ETags**: a strong `ETag: "abc"` becomes `"abc-gzip"` (or
 //!   `"abc-deflate"`) on compressed responses, so each coding has its own
 //!   strong validator (RFC 9110 §8.8.3.3) and `If-Match`/`If-Range` keep
