@@ -35,9 +35,12 @@
 //!
 //! | routes | Cache-Control |
 //! |---|---|
-//! | `/static/**` | `public, max-age=31536000, immutable` |
-//! | `/api/**` | `public, max-age=300` (`private` with Authorization) |
+//! | `/static/**` | `max-age=31536000, immutable` |
+//! | `/api/**` | `max-age=300` (`private, max-age=300` with Authorization) |
 //! | `/performance/**` | `max-age=60` |
+//!
+//! (On GET and HEAD answers with a cacheable status; see
+//! `cache_control::Policy::CACHEABLE_STATUSES`.)
 //! | `/health` | `no-cache` |
 //!
 //! Every GET route answers a revalidation with 304.

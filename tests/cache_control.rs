@@ -15,9 +15,14 @@ use axum::http::{HeaderValue, Method, Response, StatusCode, header};
 use axum::routing::get;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use support::{TestResponse, TestServer, gunzip};
+#[cfg(feature = "compression")]
+use support::gunzip;
+use support::{TestResponse, TestServer};
 use tower::ServiceBuilder;
 use tower_perf::cache_control::{CacheControlLayer, EtagMode, Policy, Rule};
+// Only the test with CompressionLayer needs `compression` (Cargo.toml
+// requires `cache-control` alone).
+#[cfg(feature = "compression")]
 use tower_perf::compression::CompressionLayer;
 
 const LM: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
@@ -49,7 +54,21 @@ fn routes(doc: Arc<Doc>) -> Router {
         )
         .route(
             "/api/items",
-            get(|| async { text("application/json", "[1,2,3]") }),
+            get(|| async { text("application/json", "[1,2,3]") }).post(|| async {
+                let mut r = text("application/json", "{\"id\":4}");
+                *r.status_mut() = StatusCode::CREATED;
+                r
+            }),
+        )
+        .route(
+            "/api/moved",
+            get(|| async {
+                Response::builder()
+                    .status(StatusCode::FOUND)
+                    .header(header::LOCATION, "/api/items")
+                    .body(Body::empty())
+                    .unwrap()
+            }),
         )
         .route(
             "/performance/stats",
@@ -179,11 +198,11 @@ async fn presets_by_route() {
     let cc = |r: &TestResponse| r.header("cache-control").map(str::to_owned);
     assert_eq!(
         cc(&s.get("/static/app.js").await).as_deref(),
-        Some("public, max-age=31536000, immutable")
+        Some("max-age=31536000, immutable")
     );
     assert_eq!(
         cc(&s.get("/api/items").await).as_deref(),
-        Some("public, max-age=300")
+        Some("max-age=300")
     );
     assert_eq!(
         cc(&s.get("/performance/stats").await).as_deref(),
@@ -196,6 +215,58 @@ async fn presets_by_route() {
         .get_with("/api/items", &[("authorization", "Bearer t")])
         .await;
     assert_eq!(cc(&r).as_deref(), Some("private, max-age=300"));
+}
+
+/// A storable preset goes only on answers a cache could reuse: the 201 to
+/// a POST, or a 302, on an `api` route got `public, max-age=300` before.
+#[tokio::test]
+async fn presets_only_on_safe_methods_and_cacheable_statuses() {
+    let (s, _) = server().await;
+    let created = s
+        .send(
+            s.request(Method::POST, "/api/items")
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    assert_eq!(created.header("cache-control"), None);
+    let authed = s
+        .send(
+            s.request(Method::POST, "/api/items")
+                .header("authorization", "Bearer t")
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(authed.header("cache-control"), None);
+    let moved = s.get("/api/moved").await;
+    assert_eq!(moved.status, StatusCode::FOUND);
+    assert_eq!(moved.header("cache-control"), None);
+    // GET and HEAD get it, without `public`.
+    let got = s.get("/api/items").await;
+    assert_eq!(
+        (got.status, got.header("cache-control")),
+        (StatusCode::OK, Some("max-age=300"))
+    );
+    let head = s
+        .send(
+            s.request(Method::HEAD, "/api/items")
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(head.header("cache-control"), Some("max-age=300"));
+}
+
+#[test]
+#[should_panic(expected = "applies only to GET and HEAD")]
+fn a_preset_that_could_never_apply_panics_when_added() {
+    let _ = CacheControlLayer::new().rule(
+        Rule::new("/api/**")
+            .methods([Method::POST, Method::PUT])
+            .policy(Policy::api(Duration::from_secs(60))),
+    );
 }
 
 #[tokio::test]
@@ -231,7 +302,7 @@ async fn errors_get_no_long_lived_policy() {
     );
     assert_eq!(
         s.get("/static/app.js").await.header("cache-control"),
-        Some("public, max-age=31536000, immutable")
+        Some("max-age=31536000, immutable")
     );
 }
 
@@ -366,7 +437,7 @@ async fn if_none_match_gives_304_with_the_right_headers() {
     assert_eq!(r.status, StatusCode::NOT_MODIFIED);
     assert_eq!(
         r.header("cache-control"),
-        Some("public, max-age=31536000, immutable")
+        Some("max-age=31536000, immutable")
     );
     assert_eq!(r.header("etag"), Some(tag.as_str()));
 }
@@ -686,6 +757,7 @@ async fn stats_count() {
 }
 
 /// Revalidation through both stacking orders of CacheControl and Compression.
+#[cfg(feature = "compression")]
 #[tokio::test]
 async fn with_compression_in_both_orders() {
     let doc = Arc::new(Doc::default());

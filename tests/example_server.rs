@@ -378,9 +378,9 @@ async fn compressed_stream_still_streams() {
 async fn route_policies() {
     let server = start().await;
     for (path, cc) in [
-        ("/static/app.js", "public, max-age=31536000, immutable"),
-        ("/api/v1/items", "public, max-age=300"),
-        ("/api/v1/items/3", "public, max-age=300"),
+        ("/static/app.js", "max-age=31536000, immutable"),
+        ("/api/v1/items", "max-age=300"),
+        ("/api/v1/items/3", "max-age=300"),
         ("/health", "no-cache"),
     ] {
         assert_eq!(

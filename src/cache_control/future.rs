@@ -280,7 +280,7 @@ fn apply_policy(parts: &mut Parts, ctx: &Ctx) {
     let Some(rule) = ctx.rule.and_then(|i| ctx.config.rules.get(i)) else {
         return;
     };
-    let Some(policy) = rule.policy_for(parts.status) else {
+    let Some(policy) = rule.policy_for(&ctx.method, parts.status) else {
         return;
     };
     if parts.headers.contains_key(CACHE_CONTROL) && !rule.overrides_handler() {

@@ -71,7 +71,17 @@ impl CacheControlLayer {
     }
 
     /// Adds a rule built with [`Rule`].
+    ///
+    /// # Panics
+    ///
+    /// When the rule's policy is a storable preset
+    /// ([`static_assets`](Policy::static_assets), [`api`](Policy::api),
+    /// [`monitoring`](Policy::monitoring)) that could never apply under the
+    /// rule's [`methods`](Rule::methods) (none of them GET or HEAD) or
+    /// [`statuses`](Rule::statuses) (none of them in
+    /// [`Policy::CACHEABLE_STATUSES`]).
     pub fn rule(mut self, rule: Rule) -> Self {
+        rule.assert_can_apply();
         Arc::make_mut(&mut self.config).rules.push(rule);
         self
     }

@@ -5,12 +5,20 @@
 //!
 //! - **Policies by route.** A table of [`Rule`]s matches the request path
 //!   (exact, prefix, or glob: `*` within a segment, `**` across segments),
-//!   optionally the method and the status, and assigns a [`Policy`]. Presets:
-//!   [`Policy::static_assets`] (`public, max-age=31536000, immutable`),
-//!   [`Policy::api`] (`public, max-age=N`, or `private, max-age=N` when the
+//!   optionally the method and the status, and assigns a [`Policy`]. Paths
+//!   can be written as in axum's router: `{param}` is one segment,
+//!   `{*rest}` the rest of the path; a pattern that can never match panics
+//!   when the rule is built. Presets:
+//!   [`Policy::static_assets`] (`max-age=31536000, immutable`),
+//!   [`Policy::api`] (`max-age=N`, or `private, max-age=N` when the
 //!   request carries `Authorization`), [`Policy::monitoring`] (`max-age=60`)
-//!   and [`Policy::no_cache`] (`no-cache`, for health checks). The first
-//!   matching rule applies. A Cache-Control the handler set itself wins
+//!   and [`Policy::no_cache`] (`no-cache`, for health checks). The three
+//!   that make answers storable go only on GET and HEAD answers with a
+//!   status a cache may reuse ([`Policy::CACHEABLE_STATUSES`]: never the
+//!   `201` to a `POST`, nor a `302`), and write no `public`: `max-age`
+//!   already makes a response storable, and without `public` a shared
+//!   cache does not store answers to requests that carry `Authorization`
+//!   (RFC 9111 §3.5). The first matching rule applies. A Cache-Control the handler set itself wins
 //!   unless the rule says [`override_handler`](Rule::override_handler).
 //!   Error responses (4xx/5xx) get no policy unless the rule gives them one
 //!   with [`Rule::on_error`]: a year of `immutable` must never stick to a
@@ -122,7 +130,7 @@
 //!     Ok::<_, Infallible>(Response::new(Full::<Bytes>::from("body")))
 //! }));
 //! let res = svc.clone().oneshot(Request::get("/static/app.js").body(Full::default())?).await?;
-//! assert_eq!(res.headers()[header::CACHE_CONTROL], "public, max-age=31536000, immutable");
+//! assert_eq!(res.headers()[header::CACHE_CONTROL], "max-age=31536000, immutable");
 //! let req = Request::get("/api/items").header(header::AUTHORIZATION, "Bearer x").body(Full::default())?;
 //! let res = svc.oneshot(req).await?;
 //! assert_eq!(res.headers()[header::CACHE_CONTROL], "private, max-age=300");
