@@ -171,6 +171,155 @@ async fn the_summary_recommends_and_sets_the_status() {
     assert_eq!(summary["status"], "warning", "{summary}");
 }
 
+/// A 4xx is the client's (OpenTelemetry's HTTP conventions): a burst of
+/// 404s, then of 429s from the server's own limiter, leaves the status
+/// healthy and the server error rate 0, with the 4xx and 429 figures right
+/// and informational recommendations that say what happened.
+#[tokio::test]
+async fn a_burst_of_404s_and_429s_leaves_the_status_healthy() {
+    let s = TestServer::serve(server::app_with(DemoConfig {
+        rate_limit_per_min: Some(20),
+        ..config(None)
+    }))
+    .await;
+    let (mut missing, mut limited) = (0u64, 0u64);
+    for _ in 0..60 {
+        match s.get("/api/v1/items/99999").await.status {
+            StatusCode::NOT_FOUND => missing += 1,
+            StatusCode::TOO_MANY_REQUESTS => limited += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    // 20 at once, then one every 3 s: most of the 60 are limited.
+    assert!(
+        missing >= 20 && limited >= 10,
+        "{missing} 404, {limited} 429"
+    );
+    let summary = json(&s, "/performance/summary").await;
+    assert_eq!(summary["status"], "healthy", "{summary}");
+    let t = &summary["traffic"];
+    assert_eq!(t["error_rate"], 0.0, "{summary}");
+    assert_eq!(t["server_errors"], 0);
+    assert_eq!(t["client_errors"], 60);
+    assert_eq!(t["rate_limited"], limited);
+    assert_eq!(t["client_error_rate"], 1.0);
+    let item = t["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["route"] == "/api/v1/items/{id}")
+        .unwrap();
+    assert_eq!(
+        (
+            &item["error_rate"],
+            &item["client_errors"],
+            &item["rate_limited"]
+        ),
+        (&Value::from(0.0), &Value::from(60), &Value::from(limited)),
+        "{item}"
+    );
+    let recs = summary["recommendations"].as_array().unwrap();
+    assert!(recs.iter().all(|r| r["level"] == "info"), "{summary}");
+    let rec = |area: &str| {
+        recs.iter()
+            .find(|r| r["area"] == area)
+            .unwrap_or_else(|| panic!("no {area}: {summary}"))
+    };
+    let four = rec("client_errors");
+    assert_eq!(four["route"], "GET /api/v1/items/{id}");
+    assert!(
+        four["message"].as_str().unwrap().contains("404 Not Found"),
+        "{four}"
+    );
+    let r429 = rec("rate_limited");
+    assert_eq!(r429["route"], "GET /api/v1/items/{id}");
+    assert!(
+        r429["message"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{limited} of 60 ")),
+        "{r429}"
+    );
+    // The limiter's own figures name the limit being hit.
+    let policy = rec("rate_limit");
+    assert!(
+        policy["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("policy 'api' limited {limited} of 60")),
+        "{policy}"
+    );
+}
+
+/// Server errors still warn, and turn critical past five times the target,
+/// whatever share of 4xx surrounds them.
+#[tokio::test]
+async fn server_errors_still_warn_and_turn_critical() {
+    use tower::{ServiceBuilder, ServiceExt, service_fn};
+    use tower_perf::report::Status;
+    let timing =
+        tower_perf::timing::TimingLayer::new().classifier(|_, uri, _| Some(uri.path().to_owned()));
+    let report = tower_perf::report::Report::builder()
+        .timing(timing.stats())
+        .build();
+    let svc = ServiceBuilder::new().layer(timing).service(service_fn(
+        |req: http::Request<Full<bytes::Bytes>>| async move {
+            let code: u16 = req
+                .uri()
+                .query()
+                .and_then(|q| q.parse().ok())
+                .unwrap_or(200);
+            Ok::<_, std::convert::Infallible>(
+                http::Response::builder()
+                    .status(code)
+                    .body(Full::<bytes::Bytes>::from("x"))
+                    .unwrap(),
+            )
+        },
+    ));
+    let hit = |path: String| {
+        let svc = svc.clone();
+        async move {
+            let res = svc
+                .oneshot(http::Request::get(path).body(Full::default()).unwrap())
+                .await
+                .unwrap();
+            support::body_bytes(res.into_body()).await;
+        }
+    };
+    // One 500 among 40 answers, 30 of them 404s: 2.5% server errors, over
+    // the 1% target but under five times it.
+    for i in 0..40 {
+        let code = match i {
+            0 => 500,
+            1..=30 => 404,
+            _ => 200,
+        };
+        hit(format!("/a?{code}")).await;
+    }
+    let summary = report.summary();
+    assert_eq!(summary.status, Status::Warning, "{summary:#?}");
+    let traffic = summary.traffic.as_ref().unwrap();
+    assert!((traffic.error_rate - 0.025).abs() < 1e-9, "{traffic:?}");
+    assert_eq!((traffic.server_errors, traffic.client_errors), (1, 30));
+    let errors = summary
+        .recommendations
+        .iter()
+        .find(|r| r.area == "errors")
+        .unwrap();
+    assert!(
+        errors
+            .message
+            .starts_with("2.5% of GET /a responses are server errors (1 of 40)"),
+        "{}",
+        errors.message
+    );
+    for _ in 0..20 {
+        hit("/b?503".to_owned()).await;
+    }
+    assert_eq!(report.summary().status, Status::Critical);
+}
+
 #[tokio::test]
 async fn mutations_need_the_token() {
     let s = start(Some(TOKEN)).await;
@@ -406,44 +555,32 @@ async fn the_dashboard_is_self_contained() {
     }
 }
 
-/// The dashboard in headless Chromium against live traffic: no console
-/// errors, every chart drawn with data. `.ci/run` installs Chromium and
-/// sets TOWER_PERF_REQUIRE_CHROMIUM=1; elsewhere the test is skipped when
-/// it is missing.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_dashboard_draws_its_charts_in_chromium() {
-    let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"]
+/// A Chromium to drive, if one is installed. `.ci/run` installs Chromium
+/// and sets TOWER_PERF_REQUIRE_CHROMIUM=1; elsewhere the tests that need
+/// it are skipped when it is missing.
+fn chromium() -> Option<&'static str> {
+    let found = ["chromium", "chromium-browser", "google-chrome"]
         .into_iter()
         .find(|c| {
             std::process::Command::new(c)
                 .arg("--version")
                 .output()
                 .is_ok()
-        })
-    else {
+        });
+    if found.is_none() {
         assert!(
             std::env::var_os("TOWER_PERF_REQUIRE_CHROMIUM").is_none(),
             "chromium required"
         );
         eprintln!("skipped: chromium not installed");
-        return;
-    };
-    let s = std::sync::Arc::new(start(None).await);
-    // Traffic all along, with some 429s (one client over a tight quota is
-    // simulated by hammering the dashboard's own limit).
-    let load = {
-        let s = s.clone();
-        tokio::spawn(async move {
-            for i in 0u32.. {
-                s.get(&format!("/api/v1/items/{}", i % 7 + 1)).await;
-                s.get_with("/static/app.js", &[("accept-encoding", "gzip")])
-                    .await;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-    };
-    let url = s.uri("/performance/dashboard").to_string();
-    let profile = std::env::temp_dir().join(format!("tower-perf-chromium-{}", std::process::id()));
+    }
+    found
+}
+
+/// The page at `url` after 9 s of (virtual) time in headless Chromium.
+async fn dump_dom(chromium: &'static str, url: String, name: &str) -> String {
+    let profile =
+        std::env::temp_dir().join(format!("tower-perf-chromium-{name}-{}", std::process::id()));
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(chromium)
             .args([
@@ -463,18 +600,131 @@ async fn the_dashboard_draws_its_charts_in_chromium() {
     .await
     .unwrap()
     .expect("chromium runs");
-    load.abort();
-    let dom = String::from_utf8_lossy(&out.stdout);
-    let attr = |name: &str| -> Option<u32> {
-        let key = format!("{name}=\"");
-        let at = dom.find(&key)? + key.len();
-        dom[at..].split('"').next()?.parse().ok()
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A numeric `name="…"` attribute of the dumped page (the first one).
+fn attr(dom: &str, name: &str) -> Option<u32> {
+    let key = format!("{name}=\"");
+    let at = dom.find(&key)? + key.len();
+    dom[at..].split('"').next()?.parse().ok()
+}
+
+/// The dashboard in headless Chromium against live traffic: no console
+/// errors, every chart drawn with data, the 5xx and 4xx rates filled in,
+/// no breaker panel without a Redis store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_draws_its_charts_in_chromium() {
+    let Some(chromium) = chromium() else {
+        return;
     };
-    assert_eq!(attr("data-errors"), Some(0), "console errors:\n{dom}");
+    let s = std::sync::Arc::new(start(None).await);
+    // Traffic all along, with some 429s (one client over a tight quota is
+    // simulated by hammering the dashboard's own limit).
+    let load = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            for i in 0u32.. {
+                s.get(&format!("/api/v1/items/{}", i % 7 + 1)).await;
+                s.get_with("/static/app.js", &[("accept-encoding", "gzip")])
+                    .await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let dom = dump_dom(
+        chromium,
+        s.uri("/performance/dashboard").to_string(),
+        "charts",
+    )
+    .await;
+    load.abort();
+    assert_eq!(attr(&dom, "data-errors"), Some(0), "console errors:\n{dom}");
     assert!(
-        attr("data-samples").unwrap_or(0) >= 2,
+        attr(&dom, "data-samples").unwrap_or(0) >= 2,
         "too few samples:\n{dom}"
     );
-    assert_eq!(attr("data-charts"), Some(5), "charts drawn:\n{dom}");
+    assert_eq!(attr(&dom, "data-charts"), Some(5), "charts drawn:\n{dom}");
     assert!(dom.contains("id=\"status\""));
+    // The server error rate and the 4xx rate, apart (Chromium's own
+    // /favicon.ico is a 404: the 4xx rate is not 0).
+    assert!(dom.contains("id=\"t-err\">0.0 %<"), "{dom}");
+    let four = dom
+        .split("id=\"t-4xx\">")
+        .nth(1)
+        .and_then(|v| v.split(" %<").next())
+        .and_then(|v| v.parse::<f64>().ok());
+    assert!(four.is_some(), "no 4xx rate:\n{dom}");
+    // No Redis store: no breaker panel.
+    assert_eq!(attr(&dom, "data-breakers"), Some(0), "{dom}");
+    assert!(
+        dom.contains("<section id=\"breakers\" hidden=\"\">"),
+        "{dom}"
+    );
+}
+
+/// With a Redis store whose breaker opened (three failed checks against a
+/// port nobody listens on), the dashboard shows a badge for it: the state,
+/// how often it opened and how long it stayed open.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_the_redis_breakers_in_chromium() {
+    use tower::{ServiceBuilder, ServiceExt, service_fn};
+    use tower_perf::rate_limit::{
+        KeySource, PeerAddr, Quota, RateLimitLayer, RateRule, RedisStore,
+    };
+    let Some(chromium) = chromium() else {
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let store = RedisStore::new(&format!("redis://127.0.0.1:{port}"), "dashboard").unwrap();
+    let stats = store.stats();
+    let svc = ServiceBuilder::new()
+        .layer(
+            RateLimitLayer::with_store(store).rule(
+                RateRule::new("api", Quota::per_minute(10))
+                    .path("/api/**")
+                    .key(KeySource::PeerIp),
+            ),
+        )
+        .service(service_fn(
+            |_req: http::Request<Full<bytes::Bytes>>| async {
+                Ok::<_, std::convert::Infallible>(http::Response::new(Full::<bytes::Bytes>::from(
+                    "ok",
+                )))
+            },
+        ));
+    for _ in 0..3 {
+        let mut req = http::Request::get("/api/x").body(Full::default()).unwrap();
+        req.extensions_mut()
+            .insert(PeerAddr(std::net::SocketAddr::from(([192, 0, 2, 9], 4000))));
+        svc.clone().oneshot(req).await.unwrap();
+    }
+    let breaker = stats.snapshot().breaker;
+    assert_eq!(breaker.opened, 1, "{breaker:?}");
+    let report = tower_perf::report::Report::builder()
+        .redis_rate_limit(stats)
+        .build();
+    let s = TestServer::serve(axum::Router::new().nest_service("/performance", report)).await;
+    let dom = dump_dom(
+        chromium,
+        s.uri("/performance/dashboard").to_string(),
+        "breakers",
+    )
+    .await;
+    assert_eq!(attr(&dom, "data-errors"), Some(0), "console errors:\n{dom}");
+    assert_eq!(attr(&dom, "data-breakers"), Some(1), "{dom}");
+    assert!(dom.contains("<section id=\"breakers\">"), "{dom}");
+    let badge = dom
+        .split("class=\"breaker\"")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no breaker badge:\n{dom}"));
+    assert!(badge.starts_with(" data-state=\"open\""), "{badge}");
+    assert!(badge.contains("rate-limit store"), "{badge}");
+    assert!(badge.contains(">open<"), "{badge}");
+    assert!(badge.contains("opened 1×"), "{badge}");
 }

@@ -31,6 +31,17 @@
 //! dashboard page follow that setting (the dashboard then needs a client
 //! that sends the header).
 //!
+//! **Status.** Only what hurts users from the server's side warns:
+//! server errors (5xx, inner-service errors, failed bodies), latency over
+//! target, N+1 suspects, Redis fallbacks. As OpenTelemetry's HTTP
+//! conventions have it, a 4xx is the client's: a high share of them, and
+//! clients over a rate limit (429), are reported as information (naming
+//! the status, the policy and the most limited key) and never turn the
+//! status to warning or critical. The dashboard shows the server error
+//! rate, the 4xx rate and the 429s apart, and the Redis circuit breakers'
+//! state (per store, with how often and how long they opened) when the
+//! report reads a Redis store.
+//!
 //! **Schema.** JSON bodies are the serde structs of this module (field
 //! names are the JSON keys); new fields may be added, existing ones keep
 //! their names and meaning. Every answer has `Cache-Control: no-store`.
@@ -135,7 +146,8 @@ pub struct Recommendation {
     /// How much it matters.
     pub level: Level,
     /// The layer or area: `cache`, `compression`, `rate_limit`, `latency`,
-    /// `errors`, `n_plus_one`, `aborts`, `redis`.
+    /// `errors` (server errors), `client_errors` (4xx other than 429),
+    /// `rate_limited` (429), `n_plus_one`, `aborts`, `redis`.
     pub area: String,
     /// `METHOD route`, when it is about one route.
     pub route: Option<String>,
@@ -156,8 +168,18 @@ pub struct Traffic {
     pub uptime_secs: f64,
     /// Mean requests per second since start.
     pub per_second: f64,
-    /// Error rate over the window.
+    /// Server error rate over the window: 5xx, inner-service errors and
+    /// failed bodies over requests. 4xx don't count (they are the
+    /// client's).
     pub error_rate: f64,
+    /// Server errors over the window.
+    pub server_errors: u64,
+    /// 4xx answers (429 included) over the window.
+    pub client_errors: u64,
+    /// `client_errors` over requests, over the window.
+    pub client_error_rate: f64,
+    /// 429 answers over the window (also in `client_errors`).
+    pub rate_limited: u64,
     /// Overall p50 over the window, in ms.
     pub p50_ms: Option<f64>,
     /// Overall p95 over the window, in ms.
@@ -177,8 +199,14 @@ pub struct RouteLine {
     pub route: String,
     /// Requests.
     pub count: u64,
-    /// Error rate.
+    /// Server error rate (5xx, inner-service errors, failed bodies).
     pub error_rate: f64,
+    /// Server errors.
+    pub server_errors: u64,
+    /// 4xx answers, 429 included.
+    pub client_errors: u64,
+    /// 429 answers (also in `client_errors`).
+    pub rate_limited: u64,
     /// Median, ms.
     pub p50_ms: Option<f64>,
     /// 95th percentile, ms.
@@ -497,6 +525,48 @@ fn ratio(a: u64, b: u64) -> f64 {
     if b == 0 { 0.0 } else { a as f64 / b as f64 }
 }
 
+/// Clients over their limits, named: information, never a warning (a 429
+/// is the limiter doing its job, and the client's to handle).
+fn rate_limit_info(r: &RateLimitReport) -> Option<Recommendation> {
+    let counted = r.allowed + r.limited;
+    if counted < 50 || ratio(r.limited, counted) <= 0.1 {
+        return None;
+    }
+    #[allow(unused_mut)]
+    let mut which = String::new();
+    #[cfg(feature = "rate-limit")]
+    if let Some(p) = r
+        .policies
+        .iter()
+        .filter(|p| p.limited > 0)
+        .max_by_key(|p| p.limited)
+    {
+        which = format!(
+            "; policy '{}' limited {} of {}",
+            p.name,
+            p.limited,
+            p.allowed + p.limited
+        );
+        if let Some(k) = r.most_limited.first() {
+            which.push_str(&format!(
+                ", key {} the most ({} under '{}')",
+                k.key, k.limited, k.policy
+            ));
+        }
+    }
+    Some(Recommendation {
+        level: Level::Info,
+        area: "rate_limit".into(),
+        route: None,
+        message: format!(
+            "{:.0}% of rate-limited requests got 429 ({} of {counted}{which})",
+            ratio(r.limited, counted) * 100.0,
+            r.limited
+        ),
+        recommendation: "clients over a limit, not a server fault: one key far ahead is likely abusive; many normal clients limited mean the quota is too tight".into(),
+    })
+}
+
 impl Inner {
     fn authorized(&self, headers: &http::HeaderMap) -> bool {
         let Some(token) = &self.token else {
@@ -574,6 +644,10 @@ impl Inner {
                     0.0
                 },
                 error_rate: snap.overall.error_rate,
+                server_errors: snap.overall.server_errors,
+                client_errors: snap.overall.client_errors,
+                client_error_rate: snap.overall.client_error_rate,
+                rate_limited: snap.overall.rate_limited,
                 p50_ms: snap.overall.p50_ms,
                 p95_ms: snap.overall.p95_ms,
                 p99_ms: snap.overall.p99_ms,
@@ -585,6 +659,9 @@ impl Inner {
                         route: r.route.clone(),
                         count: r.window.count,
                         error_rate: r.window.error_rate,
+                        server_errors: r.window.server_errors,
+                        client_errors: r.window.client_errors,
+                        rate_limited: r.window.rate_limited,
                         p50_ms: r.window.p50_ms,
                         p95_ms: r.window.p95_ms,
                         p99_ms: r.window.p99_ms,
@@ -630,15 +707,8 @@ impl Inner {
         }
         let rate_limit = self.rate_limit();
         if let Some(r) = &rate_limit {
-            let counted = r.allowed + r.limited;
-            if counted >= 50 && ratio(r.limited, counted) > 0.1 {
-                recs.push(Recommendation {
-                    level: Level::Warning,
-                    area: "rate_limit".into(),
-                    route: None,
-                    message: format!("{:.0}% of rate-limited requests got 429 ({} of {counted})", ratio(r.limited, counted) * 100.0, r.limited),
-                    recommendation: "check the most limited keys: one abusive client, or a quota too tight for normal use".into(),
-                });
+            if let Some(rec) = rate_limit_info(r) {
+                recs.push(rec);
             }
         }
         let redis = self.redis();
