@@ -319,3 +319,61 @@ async fn head_with_a_dropped_body_is_judged_by_its_content_length() {
     assert_eq!(field(&head, header::CONTENT_ENCODING), Some("gzip"));
     assert_eq!(field(&head, header::CONTENT_LENGTH), None);
 }
+
+/// Layers around the whole router see a HEAD's body after axum dropped it
+/// (`Body::empty()`, with Content-Length only when the length was known).
+/// A stream of unknown length still gets GET's fields, and neither layer
+/// takes the dropped body for the representation: no ETag hashed from it.
+#[tokio::test]
+async fn head_whose_body_the_router_dropped_gets_no_etag_of_it() {
+    let layers = ServiceBuilder::new()
+        .map_request(|req: Request<hyper::body::Incoming>| req.map(Body::new))
+        .layer(CompressionLayer::new())
+        .layer(CacheControlLayer::new().route("/**", Policy::api(Duration::from_secs(300))));
+    let s = TestServer::serve(layers.service(routes())).await;
+    for path in ["/stream", "/stream-live"] {
+        let get = s.get_with(path, &[("accept-encoding", "gzip")]).await;
+        let req = s
+            .request(Method::HEAD, path)
+            .header("accept-encoding", "gzip")
+            .body(Full::default())
+            .unwrap();
+        let head = s.send(req).await;
+        assert_eq!(get.header("content-encoding"), Some("gzip"), "{path}");
+        assert_eq!(get.header("etag"), None, "{path}");
+        assert_eq!(fields(&head), fields(&get), "{path}");
+    }
+}
+
+/// A handler whose body really is empty and says `Content-Length: 0` gets
+/// the same ETag on HEAD as on GET (without the field, an empty HEAD body
+/// can't be told from a dropped one).
+#[tokio::test]
+async fn an_empty_body_that_says_so_keeps_its_etag_on_head() {
+    let app = Router::new()
+        .route(
+            "/empty",
+            get(|| async {
+                let mut r = ok("text/plain", "");
+                r.headers_mut()
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+                r
+            }),
+        )
+        .layer(
+            ServiceBuilder::new()
+                .layer(CompressionLayer::new())
+                .layer(CacheControlLayer::new()),
+        );
+    let s = TestServer::serve(app).await;
+    let get = s.get_with("/empty", &[("accept-encoding", "gzip")]).await;
+    let req = s
+        .request(Method::HEAD, "/empty")
+        .header("accept-encoding", "gzip")
+        .body(Full::default())
+        .unwrap();
+    let head = s.send(req).await;
+    assert!(get.header("etag").is_some());
+    assert_eq!(get.header("content-encoding"), None);
+    assert_eq!(fields(&head), fields(&get));
+}
