@@ -1,7 +1,7 @@
 //! The Redis stores against a real Redis: the one at `REDIS_URL` (default
 //! `redis://127.0.0.1:6379`), each test under its own key prefix, and, for
 //! the outage tests, a `redis-server` each test starts on its own port.
-#![cfg(feature = "redis")]
+//! (Cargo.toml: needs feature `redis`; the report tests also `report`.)
 
 mod support;
 
@@ -611,28 +611,37 @@ mod cache {
 
     /// Issue 17: the purge endpoint answers 503 with what was done when
     /// Redis is unreachable, never `200 {"purged": 0}`.
+    #[cfg(feature = "report")]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_purge_endpoint_reports_an_incomplete_purge() {
         let url = format!("redis://127.0.0.1:{}", free_port());
         let calls = Arc::new(AtomicUsize::new(0));
-        let (a, handle, _store) = replica(&url, &prefix("cache-503"), calls).await;
+        let (a, handle, store) = replica(&url, &prefix("cache-503"), calls).await;
         fetch(&a, http::Method::GET, "/products/1").await;
         let report = tower_perf::report::Report::builder()
             .token("t")
             .cache(handle)
+            .redis_cache(store.stats())
             .build();
         let req = Request::post("/performance/cache/purge")
             .header("authorization", "Bearer t")
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from_static(br#"{"url":"/products/1"}"#)))
             .unwrap();
-        let resp = report.oneshot(req).await.unwrap();
+        let resp = report.clone().oneshot(req).await.unwrap();
         assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
         let body: serde_json::Value =
             serde_json::from_slice(&support::body_bytes(resp.into_body()).await).unwrap();
         assert_eq!(body["purged"], 1, "{body}");
         assert_eq!(body["complete"], false, "{body}");
         assert!(body["error"].as_str().unwrap().contains("redis"), "{body}");
+        // The purge waits for replay, and the metrics say so.
+        let text = report.prometheus();
+        assert!(
+            text.contains("tower_perf_redis_cache_invalidations_pending 1"),
+            "{text}"
+        );
+        support::promtool(&text);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -681,6 +690,7 @@ mod cache {
     }
 }
 
+#[cfg(feature = "report")]
 #[tokio::test]
 async fn the_report_flags_redis_fallbacks() {
     let url = format!("redis://127.0.0.1:{}", free_port());

@@ -298,8 +298,17 @@ pub(super) fn render(sources: &Sources) -> String {
                 ("fallback", s.fallbacks),
                 ("invalidation_published", s.invalidations_published),
                 ("invalidation_received", s.invalidations_received),
+                ("invalidation_replayed", s.invalidations_replayed),
+                ("l1_dropped", s.l1_dropped),
             ],
         );
+        Family::new(
+            &mut out,
+            "tower_perf_redis_cache_invalidations_pending",
+            "gauge",
+            "Purges and invalidations Redis has not taken yet (replayed when it answers).",
+        )
+        .value(&[], s.invalidations_pending);
     }
     #[cfg(feature = "redis")]
     breakers(&mut out, sources);
