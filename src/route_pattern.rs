@@ -95,13 +95,12 @@ fn check_text(text: &str) -> Result<(), String> {
 /// at most one `{name}` or `{*name}` at its end. Returns the text before
 /// the parameter, and the parameter (`Some(true)` for a catch-all).
 fn segment(seg: &str) -> Result<(String, Option<bool>), String> {
-    if seg.starts_with(':') {
+    if let Some(name) = seg.strip_prefix(':') {
         // axum 0.8 refuses these too (unless told `without_v07_checks`):
         // a pattern copied from an axum 0.7 router would match only a
         // literal colon.
         return Err(format!(
-            "`{seg}` is axum 0.7's parameter syntax: write `{{{}}}`",
-            &seg[1..]
+            "`{seg}` is axum 0.7's parameter syntax: write `{{{name}}}`"
         ));
     }
     let mut text = String::with_capacity(seg.len());
@@ -203,7 +202,7 @@ impl Pattern {
             why,
         };
         check_text(pattern).map_err(err)?;
-        if !pattern.contains(['*', '{', '}']) {
+        if !pattern.contains(['*', '{', '}']) && !pattern.contains("/:") {
             return Ok(Self::Exact(pattern.to_owned()));
         }
         let mut globs: Vec<Seg> = Vec::new();

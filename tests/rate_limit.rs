@@ -364,9 +364,13 @@ async fn problem_json_legacy_fields_and_custom_rejections() {
 
 #[tokio::test]
 async fn the_most_limited_keys_are_reported() {
-    let layer = RateLimitLayer::new().rule(RateRule::new("key", Quota::per_minute(1)).key(
-        KeySource::Header(http::HeaderName::from_static("x-api-key")),
-    ));
+    let layer = RateLimitLayer::new()
+        .rule(
+            RateRule::new("key", Quota::per_minute(1)).key(KeySource::Header(
+                http::HeaderName::from_static("x-api-key"),
+            )),
+        )
+        .on_missing_key(MissingKey::Deny);
     let stats = layer.stats();
     let s = TestServer::serve(app(layer)).await;
     for (key, n) in [("a", 5), ("b", 3), ("c", 1)] {
@@ -383,11 +387,13 @@ async fn the_most_limited_keys_are_reported() {
 #[tokio::test]
 async fn several_policies_on_one_request() {
     let api_key = || KeySource::Header(http::HeaderName::from_static("x-api-key"));
-    let layer = RateLimitLayer::new().rule(
-        RateRule::new("per-client", Quota::per_minute(5))
-            .key(api_key())
-            .and_policy("global", Quota::per_minute(8), KeySource::Global),
-    );
+    let layer = RateLimitLayer::new()
+        .rule(
+            RateRule::new("per-client", Quota::per_minute(5))
+                .key(api_key())
+                .and_policy("global", Quota::per_minute(8), KeySource::Global),
+        )
+        .on_missing_key(MissingKey::Deny);
     let stats = layer.stats();
     let s = TestServer::serve(app(layer)).await;
     let first = s.get_with("/api/items", &[("x-api-key", "a")]).await;
@@ -624,4 +630,154 @@ fn a_pattern_that_cannot_match_panics_at_construction() {
 #[should_panic(expected = "must start with `/`")]
 fn an_empty_or_relative_pattern_panics_at_construction() {
     let _ = RateRule::new("api", Quota::per_minute(1)).path("api/**");
+}
+
+/// What `tracing` records while a test runs: the formatted lines, in a
+/// buffer the test reads. The subscriber is the thread's default, and a
+/// current-thread runtime runs the server's tasks on that thread.
+#[derive(Clone, Default)]
+struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogBuffer {
+    fn capture(&self) -> tracing::subscriber::DefaultGuard {
+        let buf = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || buf.clone())
+            .with_max_level(tracing::Level::WARN)
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    fn lines(&self) -> Vec<String> {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// Serves `app` with `axum::serve(listener, app)`: no `ConnectInfo`, the
+/// set-up the missing-key default is for.
+async fn serve_without_connect_info(app: Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+async fn get_from(addr: std::net::SocketAddr, path: &str) -> TestResponse {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let uri: http::Uri = format!("http://{addr}{path}").parse().unwrap();
+    let res = client
+        .request(Request::get(uri).body(Full::default()).unwrap())
+        .await
+        .unwrap();
+    TestResponse::collect(res).await
+}
+
+/// Behind `axum::serve(listener, app)` no request carries a client
+/// address. The default used to count them all under one key, where one
+/// client could lock everybody out, silently; now each such request gets a
+/// 500 that names the fix, and one error is logged for the whole layer.
+#[tokio::test]
+async fn without_a_client_address_the_default_fails_loudly() {
+    let log = LogBuffer::default();
+    let _guard = log.capture();
+    let layer =
+        RateLimitLayer::new().rule(RateRule::new("api", Quota::per_minute(2)).path("/api/**"));
+    let stats = layer.stats();
+    let addr = serve_without_connect_info(app(layer)).await;
+    for _ in 0..5 {
+        let r = get_from(addr, "/api/items").await;
+        assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+        let body = r.text();
+        assert!(
+            body.contains("into_make_service_with_connect_info::<SocketAddr>()"),
+            "{body}"
+        );
+        assert!(
+            body.contains("on_missing_key(MissingKey::Shared)"),
+            "{body}"
+        );
+        assert!(body.contains("MissingKey::Allow"), "{body}");
+    }
+    // Routes without a rule are not the layer's business.
+    assert_eq!(get_from(addr, "/health").await.status, StatusCode::OK);
+    let errors: Vec<String> = log
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains("ERROR"))
+        .collect();
+    assert_eq!(errors.len(), 1, "one error for the layer: {errors:#?}");
+    assert!(
+        errors[0].contains("into_make_service_with_connect_info::<SocketAddr>()"),
+        "{}",
+        errors[0]
+    );
+    assert_eq!(stats.missing_key_failures(), 5);
+    let snap = stats.snapshot();
+    assert_eq!((snap[0].allowed, snap[0].limited), (0, 0), "none counted");
+}
+
+/// Sharing one quota among requests without an address is still there,
+/// when chosen; so is letting them through.
+#[tokio::test]
+async fn without_a_client_address_shared_and_allow_work_when_chosen() {
+    let log = LogBuffer::default();
+    let _guard = log.capture();
+    let layer = RateLimitLayer::new()
+        .rule(RateRule::new("api", Quota::per_minute(2)).path("/api/**"))
+        .on_missing_key(MissingKey::Shared);
+    let stats = layer.stats();
+    let addr = serve_without_connect_info(app(layer)).await;
+    assert_eq!(get_from(addr, "/api/items").await.status, StatusCode::OK);
+    assert_eq!(get_from(addr, "/api/items").await.status, StatusCode::OK);
+    let denied = get_from(addr, "/api/items").await;
+    assert_eq!(denied.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(stats.most_limited(1)[0].key, "unknown");
+    let layer = RateLimitLayer::new()
+        .rule(RateRule::new("api", Quota::per_minute(2)).path("/api/**"))
+        .on_missing_key(MissingKey::Allow);
+    let addr = serve_without_connect_info(app(layer)).await;
+    for _ in 0..5 {
+        assert_eq!(get_from(addr, "/api/items").await.status, StatusCode::OK);
+    }
+    assert_eq!(stats.missing_key_failures(), 0);
+    assert!(log.lines().is_empty(), "{:?}", log.lines());
+    // And with the address handed over, the default counts per client.
+    let layer =
+        RateLimitLayer::new().rule(RateRule::new("api", Quota::per_minute(2)).path("/api/**"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let service = app(layer).into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, service).await });
+    assert_eq!(get_from(addr, "/api/items").await.status, StatusCode::OK);
+    assert_eq!(get_from(addr, "/api/items").await.status, StatusCode::OK);
+    assert_eq!(
+        get_from(addr, "/api/items").await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+/// A key that clients send (an API key) may be missing by their choice:
+/// no server error for it, and no default either.
+#[test]
+#[should_panic(expected = "which a client can leave out")]
+fn a_header_key_without_a_missing_key_choice_panics_when_built() {
+    let layer = RateLimitLayer::new().rule(RateRule::new("key", Quota::per_minute(1)).key(
+        KeySource::Header(http::HeaderName::from_static("x-api-key")),
+    ));
+    let _ = layer.stats();
 }

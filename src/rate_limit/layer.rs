@@ -14,6 +14,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::key::{Key, KeySource};
+use super::missing_key::{self, MissingKey};
 use super::quota::{Decision, Quota};
 use super::store::{MemoryStore, PolicyRef, RateLimitStore};
 use crate::route_pattern::Pattern;
@@ -151,20 +152,6 @@ fn sf_name(name: &str) -> String {
     }
 }
 
-/// What to do with a request no key can be found for (no peer address, no
-/// API-key header…).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum MissingKey {
-    /// Count all such requests together under one key (the default: they
-    /// are limited, but cannot starve identified clients).
-    #[default]
-    Shared,
-    /// Let them through unlimited.
-    Allow,
-    /// Reject them with 429.
-    Deny,
-}
-
 #[derive(Debug, Default)]
 struct PolicyCounters {
     allowed: AtomicU64,
@@ -190,6 +177,8 @@ pub struct RateLimitStats {
     /// Limited requests by (policy, key); touched only when a request is
     /// limited, bounded to [`LIMITED_KEYS_KEPT`] entries.
     limited_keys: Arc<std::sync::Mutex<std::collections::HashMap<(usize, String), u64>>>,
+    /// Requests answered 500 by [`MissingKey::Fail`]; the first is logged.
+    missing_key_failures: Arc<AtomicU64>,
 }
 
 /// Keys the statistics keep limited counts for; the smallest count goes
@@ -241,6 +230,13 @@ impl RateLimitStats {
         v.sort_by(|a, b| b.limited.cmp(&a.limited).then_with(|| a.key.cmp(&b.key)));
         v.truncate(n);
         v
+    }
+
+    /// Requests answered `500` because they carried no client address
+    /// to count them against ([`MissingKey::Fail`]): more than 0 means the
+    /// server hands the layer no peer address (see [`MissingKey`]).
+    pub fn missing_key_failures(&self) -> u64 {
+        self.missing_key_failures.load(Relaxed)
     }
 
     /// Per policy, in rule order.
@@ -295,6 +291,14 @@ pub type RejectFn = Arc<dyn Fn(&Rejection) -> Response<Bytes> + Send + Sync>;
 /// `Retry-After` and the IETF `RateLimit` fields.
 ///
 /// See the [module docs](crate::rate_limit).
+///
+/// # Panics
+///
+/// Building the services ([`Layer::layer`]) or the statistics
+/// ([`stats`](Self::stats)) panics, with a message naming the rule, when a
+/// rule could never work: it costs more than a policy's burst, or it is
+/// keyed on a header or a closure while [`on_missing_key`](Self::on_missing_key)
+/// was left at [`MissingKey::Fail`] (see [`MissingKey`]).
 pub struct RateLimitLayer<St = MemoryStore> {
     store: Arc<St>,
     rules: Vec<RateRule>,
@@ -389,7 +393,9 @@ impl<St: RateLimitStore> RateLimitLayer<St> {
         self.changed()
     }
 
-    /// What to do when a rule's key can't be found.
+    /// What to do when a rule's key can't be found (default:
+    /// [`MissingKey::Fail`], a 500 naming the fix, for requests that carry
+    /// no client address).
     pub fn on_missing_key(mut self, m: MissingKey) -> Self {
         self.missing_key = m;
         self.changed()
@@ -436,7 +442,8 @@ impl<St: RateLimitStore> RateLimitLayer<St> {
     fn build(&self) -> &(Arc<Config>, RateLimitStats) {
         self.built.get_or_init(|| {
             for rule in &self.rules {
-                for (name, quota, _) in rule.policies() {
+                for (name, quota, source) in rule.policies() {
+                    missing_key::assert_chosen(self.missing_key, name, source);
                     assert!(
                         rule.cost <= quota.burst(),
                         "rate limit rule '{}' costs {} a request, more than the burst of {} of its policy '{name}': no request could ever pass",
@@ -471,6 +478,7 @@ impl<St: RateLimitStore> RateLimitLayer<St> {
                 names: all.iter().map(|p| p.name.clone()).collect(),
                 counters: all.iter().map(|_| PolicyCounters::default()).collect(),
                 limited_keys: Arc::default(),
+                missing_key_failures: Arc::default(),
             };
             let mut policy_fields = vec![None; all.len()];
             for (_, ps) in &rules {
@@ -713,7 +721,8 @@ enum Extracted {
     Key(Key),
     /// No key, and [`MissingKey::Allow`]: this policy doesn't apply.
     Skip,
-    /// No key, and [`MissingKey::Deny`]: the 429.
+    /// No key: the answer instead, the 500 of [`MissingKey::Fail`] or the
+    /// 429 of [`MissingKey::Deny`].
     Deny(Box<Response<ResponseBody<()>>>),
 }
 
@@ -728,6 +737,16 @@ fn extract<St, B>(
         return Extracted::Key(k);
     }
     match config.missing_key {
+        MissingKey::Fail => {
+            missing_key::record_failure(&shared.stats.missing_key_failures, &policy.name);
+            let mut res = Response::new(ResponseBody::text(missing_key::FAIL_BODY));
+            *res.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            res.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            Extracted::Deny(Box::new(res))
+        }
         MissingKey::Shared => Extracted::Key(Key::Text("unknown".into())),
         MissingKey::Allow => Extracted::Skip,
         MissingKey::Deny => {

@@ -13,8 +13,20 @@
 //!   trusted proxy; headers from an untrusted peer are ignored, so they
 //!   can't be spoofed); a header (an API key, at most 256 bytes); one global
 //!   key; or a closure. IPv6 clients are grouped by /64. When no key can be
-//!   found, [`MissingKey`] decides (default: all such requests share one
-//!   key).
+//!   found, [`MissingKey`] decides. The default, [`MissingKey::Fail`], is
+//!   for a server that hands the layer no client address (axum's
+//!   `axum::serve(listener, app)` without
+//!   `into_make_service_with_connect_info::<SocketAddr>()`): each such
+//!   request is answered `500` with a body that names the fix, and the
+//!   first one logs an error (`tracing`), instead of all of them sharing one
+//!   quota that one client can use up for everybody.
+//!   [`MissingKey::Shared`], [`Allow`](MissingKey::Allow) and
+//!   [`Deny`](MissingKey::Deny) are there to choose; a rule keyed on a
+//!   header or a closure, which clients can leave out, needs that choice.
+//! - **Paths**: exact, prefixes, globs (`*` within a segment, `**` across
+//!   segments) and axum's own `{param}` and `{*rest}`
+//!   ([`RateRule::path`]); a pattern that can never match, or a quota,
+//!   burst or cost of 0, panics at construction with a message.
 //! - **Responses**: over the quota, `429 Too Many Requests` with
 //!   `Retry-After` in whole seconds rounded up (never 0); on every counted
 //!   response, `RateLimit-Policy: "name";q=100;w=60` and
@@ -75,6 +87,7 @@
 
 mod key;
 mod layer;
+mod missing_key;
 mod quota;
 #[cfg(feature = "redis")]
 mod redis_store;
@@ -86,9 +99,10 @@ pub use crate::clock::{Clock, SystemClock};
 pub use self::{
     key::{Cidr, CidrError, Key, KeyFn, KeySource, PeerAddr, RequestHead},
     layer::{
-        LIMITED_KEYS_KEPT, LimitedKey, MissingKey, PolicyStats, RateLimit, RateLimitLayer,
-        RateLimitStats, RateRule, RejectFn, Rejection, ResponseBody, ResponseFuture,
+        LIMITED_KEYS_KEPT, LimitedKey, PolicyStats, RateLimit, RateLimitLayer, RateLimitStats,
+        RateRule, RejectFn, Rejection, ResponseBody, ResponseFuture,
     },
+    missing_key::MissingKey,
     quota::{Decision, Quota},
     store::{DEFAULT_MAX_KEYS, MemoryStore, PolicyRef, RateLimitStore, StoreError},
 };
