@@ -944,12 +944,10 @@ where
             if inner.protect_reads && !inner.authorized(req.headers()) {
                 return Ok(inner.unauthorized());
             }
-            let resp = inner.read(&route);
-            if method == Method::HEAD {
-                let (parts, _) = resp.into_parts();
-                return Ok(Response::from_parts(parts, ReportBody(Full::default())));
-            }
-            Ok(resp)
+            // HEAD keeps the body: the server drops it, and the layers
+            // outside (compression, ETags) decide from it exactly as for
+            // GET, so both get the same header fields.
+            Ok(inner.read(&route))
         })
     }
 }
