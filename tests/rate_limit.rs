@@ -771,6 +771,26 @@ async fn without_a_client_address_shared_and_allow_work_when_chosen() {
     );
 }
 
+/// Shadow mode never rejects, not even for a missing address: the error
+/// is logged and counted, and the request goes on.
+#[tokio::test]
+async fn without_a_client_address_shadow_mode_logs_but_lets_through() {
+    let log = LogBuffer::default();
+    let _guard = log.capture();
+    let layer = RateLimitLayer::new()
+        .rule(RateRule::new("api", Quota::per_minute(1)).path("/api/**"))
+        .shadow(true);
+    let stats = layer.stats();
+    let addr = serve_without_connect_info(app(layer)).await;
+    for _ in 0..3 {
+        let r = get_from(addr, "/api/items").await;
+        assert_eq!((r.status, r.header("ratelimit")), (StatusCode::OK, None));
+    }
+    assert_eq!(stats.missing_key_failures(), 3);
+    let errors = log.lines().iter().filter(|l| l.contains("ERROR")).count();
+    assert_eq!(errors, 1);
+}
+
 /// A key that clients send (an API key) may be missing by their choice:
 /// no server error for it, and no default either.
 #[test]

@@ -719,7 +719,8 @@ where
 /// A rule's key for one request.
 enum Extracted {
     Key(Key),
-    /// No key, and [`MissingKey::Allow`]: this policy doesn't apply.
+    /// No key, and [`MissingKey::Allow`] (or [`MissingKey::Fail`] in
+    /// shadow mode): this policy doesn't apply.
     Skip,
     /// No key: the answer instead, the 500 of [`MissingKey::Fail`] or the
     /// 429 of [`MissingKey::Deny`].
@@ -739,6 +740,10 @@ fn extract<St, B>(
     match config.missing_key {
         MissingKey::Fail => {
             missing_key::record_failure(&shared.stats.missing_key_failures, &policy.name);
+            if config.shadow {
+                // Shadow mode never rejects: the error log says it all.
+                return Extracted::Skip;
+            }
             let mut res = Response::new(ResponseBody::text(missing_key::FAIL_BODY));
             *res.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
             res.headers_mut().insert(

@@ -25,7 +25,9 @@ pub enum MissingKey {
     /// Answer `500 Internal Server Error` with a plain-text body that names
     /// the fix, and log one error (`tracing::error!`, the first time only,
     /// for the whole layer); [`RateLimitStats::missing_key_failures`](super::RateLimitStats::missing_key_failures)
-    /// counts them all. The default.
+    /// counts them all. The default. In [shadow](super::RateLimitLayer::shadow)
+    /// mode, which never rejects, such requests go on uncounted (and are
+    /// logged and counted the same way).
     #[default]
     Fail,
     /// Count all such requests together under one key (`unknown`): they
