@@ -219,7 +219,16 @@ impl Rule {
 
     /// Only for statuses in `first..=last` (default: every status below 400;
     /// see [`on_error`](Self::on_error) for errors).
+    ///
+    /// # Panics
+    ///
+    /// When the range holds no HTTP status (`first` above `last`, or
+    /// outside 100..=999): the rule would never apply.
     pub fn statuses(mut self, first: u16, last: u16) -> Self {
+        assert!(
+            first <= last && first <= 999 && last >= 100,
+            "cache-control Rule::statuses({first}, {last}): the range holds no HTTP status (100 to 999), so the rule would never apply"
+        );
         self.statuses = Some((first, last));
         self
     }
@@ -391,6 +400,12 @@ mod tests {
         // no-store and no-cache go everywhere their rule matches.
         let r = Rule::new("/x").policy(Policy::no_store());
         assert!(r.policy_for(&Method::POST, StatusCode::CREATED).is_some());
+    }
+
+    #[test]
+    #[should_panic(expected = "Rule::statuses(400, 200)")]
+    fn an_empty_status_range_panics() {
+        let _ = Rule::new("/x").statuses(400, 200);
     }
 
     #[test]
