@@ -324,6 +324,7 @@ async fn head_with_a_dropped_body_is_judged_by_its_content_length() {
 /// (`Body::empty()`, with Content-Length only when the length was known).
 /// A stream of unknown length still gets GET's fields, and neither layer
 /// takes the dropped body for the representation: no ETag hashed from it.
+#[cfg(feature = "cache-control")]
 #[tokio::test]
 async fn head_whose_body_the_router_dropped_gets_no_etag_of_it() {
     let layers = ServiceBuilder::new()
@@ -348,6 +349,7 @@ async fn head_whose_body_the_router_dropped_gets_no_etag_of_it() {
 /// A handler whose body really is empty and says `Content-Length: 0` gets
 /// the same ETag on HEAD as on GET (without the field, an empty HEAD body
 /// can't be told from a dropped one).
+#[cfg(feature = "cache-control")]
 #[tokio::test]
 async fn an_empty_body_that_says_so_keeps_its_etag_on_head() {
     let app = Router::new()

@@ -4,6 +4,7 @@
 mod support;
 
 use std::convert::Infallible;
+#[cfg(all(feature = "rate-limit", feature = "timing"))]
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,16 +13,26 @@ use std::time::Duration;
 use axum::body::Body;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use http::{Request, Response, StatusCode};
+#[cfg(all(feature = "rate-limit", feature = "timing"))]
+use http::StatusCode;
+use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use support::{BoxError, TestServer};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
-use tower_perf::cache::{CacheLayer, CacheStore, MemoryStore as CacheMemory};
+use tower_perf::cache::CacheLayer;
+#[cfg(all(feature = "rate-limit", feature = "timing"))]
+use tower_perf::cache::{CacheStore, MemoryStore as CacheMemory};
+#[cfg(all(feature = "rate-limit", feature = "timing"))]
 use tower_perf::rate_limit::{
     KeySource, MemoryStore as LimitMemory, PeerAddr, Quota, RateLimitLayer, RateRule,
 };
+#[cfg(feature = "timing")]
 use tower_perf::timing::TimingLayer;
 
+// The tests that stack timing and rate limiting on the cache need those
+// features too (Cargo.toml requires only `cache`).
+
+#[cfg(all(feature = "rate-limit", feature = "timing"))]
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     statm
@@ -35,6 +46,7 @@ fn rss_bytes() -> u64 {
 /// 200,000 requests, each with its own path, query string, client address
 /// and Vary value, through timing (raw paths as labels: the worst case),
 /// rate limiting and the cache: every table stays within its bound.
+#[cfg(all(feature = "rate-limit", feature = "timing"))]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_distinct_requests_stays_bounded() {
     const N: u32 = 200_000;
@@ -144,6 +156,7 @@ fn first_broken_then_whole(
 /// An origin whose first answer's body fails midway, while other requests
 /// wait for it: they are released and get a whole answer; nothing partial is
 /// stored; the timing layer counts the failure.
+#[cfg(feature = "timing")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_failing_midway_releases_the_waiters() {
     let calls = Arc::new(AtomicUsize::new(0));

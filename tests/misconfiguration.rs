@@ -2,15 +2,24 @@
 //! naming the value and why, instead of being rounded to something that
 //! does nothing (or something else) silently.
 
+#[cfg(any(feature = "cache", feature = "rate-limit"))]
 use std::panic::{AssertUnwindSafe, catch_unwind};
+#[cfg(feature = "rate-limit")]
 use std::time::Duration;
 
+// Each test needs the features of the layers it configures (gated below);
+// a build with none of them has no test here.
+#[cfg(feature = "rate-limit")]
 use tower::Layer;
+#[cfg(feature = "rate-limit")]
 use tower::service_fn;
+#[cfg(feature = "cache")]
 use tower_perf::cache::MemoryStore as CacheMemory;
+#[cfg(feature = "rate-limit")]
 use tower_perf::rate_limit::{KeySource, Quota, RateLimitLayer, RateRule};
 
 /// The panic message of `f`, which must panic.
+#[cfg(any(feature = "cache", feature = "rate-limit"))]
 fn panic_message<R>(f: impl FnOnce() -> R) -> String {
     let e = match catch_unwind(AssertUnwindSafe(f)) {
         Ok(_) => panic!("expected a panic"),
@@ -22,6 +31,7 @@ fn panic_message<R>(f: impl FnOnce() -> R) -> String {
         .unwrap_or_default()
 }
 
+#[cfg(feature = "rate-limit")]
 #[test]
 fn zero_quotas_panic_instead_of_becoming_one_request() {
     let msg = panic_message(|| Quota::per_minute(0));
@@ -34,6 +44,7 @@ fn zero_quotas_panic_instead_of_becoming_one_request() {
     assert!(msg.contains("with_burst(0)"), "{msg}");
 }
 
+#[cfg(feature = "rate-limit")]
 #[test]
 fn a_zero_cost_panics_and_a_cost_above_the_burst_panics_when_built() {
     let msg = panic_message(|| RateRule::new("api", Quota::per_minute(10)).cost(0));
@@ -62,6 +73,7 @@ fn a_zero_cost_panics_and_a_cost_above_the_burst_panics_when_built() {
     let _ = layer.stats();
 }
 
+#[cfg(feature = "rate-limit")]
 #[test]
 fn an_ipv6_prefix_over_128_bits_panics() {
     let msg = panic_message(|| RateLimitLayer::new().ipv6_prefix(129));
@@ -69,6 +81,7 @@ fn an_ipv6_prefix_over_128_bits_panics() {
     let _ = RateLimitLayer::new().ipv6_prefix(128).ipv6_prefix(0);
 }
 
+#[cfg(feature = "cache")]
 #[test]
 fn a_zero_byte_cache_budget_panics() {
     let msg = panic_message(|| CacheMemory::new(0));
@@ -78,6 +91,7 @@ fn a_zero_byte_cache_budget_panics() {
     let _ = CacheMemory::new(1).max_variants(1);
 }
 
+#[cfg(all(feature = "cache-control", feature = "rate-limit"))]
 #[test]
 fn route_patterns_that_cannot_match_panic() {
     use tower_perf::cache_control::{CacheControlLayer, Policy, Rule};

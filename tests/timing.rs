@@ -333,6 +333,7 @@ async fn routes_are_capped_and_never_raw_paths() {
     assert_eq!(snap.route("GET", "unmatched").unwrap().window.count, 10);
 }
 
+#[cfg(feature = "axum")] // route labels from axum's MatchedPath
 #[tokio::test]
 async fn axum_matched_path_labels_routes_over_http() {
     let layer = TimingLayer::new();
@@ -461,6 +462,7 @@ fn n_plus_one_app(layer: TimingLayer) -> Router {
         .layer(layer)
 }
 
+#[cfg(feature = "axum")] // route labels from axum's MatchedPath
 #[tokio::test]
 async fn sub_timings_and_n_plus_one() {
     let layer = TimingLayer::new().sub_timings(true);
@@ -532,6 +534,7 @@ async fn server_timing_is_off_by_default_and_allow_listed() {
     }
 }
 
+#[cfg(feature = "axum")] // route labels from axum's MatchedPath
 #[tokio::test]
 async fn prometheus_text() {
     let layer = TimingLayer::new();

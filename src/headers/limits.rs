@@ -1,7 +1,7 @@
 //! The parsers' limits: what each keeps of a very long field, and what a
 //! field past a limit means.
 
-use http::header::{HeaderMap, HeaderValue, IF_MATCH, IF_NONE_MATCH};
+use http::header::{HeaderMap, HeaderValue, IF_NONE_MATCH};
 
 use super::*;
 
@@ -122,6 +122,7 @@ fn entity_tag_lists_past_the_limit_are_unreadable() {
 fn over_long_lists_fail_safe_in_preconditions() {
     use crate::cache_control::{Precondition, Preconditions};
     use http::Method;
+    use http::header::IF_MATCH;
 
     let current = EntityTag::strong("t3").unwrap();
     let long =

@@ -47,6 +47,7 @@
 //! their names and meaning. Every answer has `Cache-Control: no-store`.
 //!
 //! ```
+//! # #[cfg(feature = "timing")]
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! use http::Request;
 //! use http_body_util::{BodyExt, Empty};
@@ -65,6 +66,7 @@
 //! let json = resp.into_body().collect().await.unwrap().to_bytes();
 //! assert!(std::str::from_utf8(&json).unwrap().contains("\"status\":\"healthy\""));
 //! # }
+//! # #[cfg(not(feature = "timing"))] fn main() {}
 //! ```
 
 mod metrics;
