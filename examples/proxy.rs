@@ -414,6 +414,11 @@ pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<ProxyArgs
             "--cache-mib" => {
                 let v = value("--cache-mib")?;
                 cache_mib = v.parse().map_err(|e| format!("--cache-mib {v}: {e}"))?;
+                if cache_mib == 0 {
+                    return Err(
+                        "--cache-mib must be at least 1: a cache of 0 bytes stores nothing".into(),
+                    );
+                }
             }
             "--trust-forwarded" => trust_forwarded = true,
             "--upstream-timeout" => {

@@ -81,6 +81,15 @@ fn an_ipv6_prefix_over_128_bits_panics() {
     let _ = RateLimitLayer::new().ipv6_prefix(128).ipv6_prefix(0);
 }
 
+#[cfg(feature = "rate-limit")]
+#[test]
+fn a_rate_limit_store_for_zero_keys_panics() {
+    use tower_perf::rate_limit::MemoryStore;
+    let msg = panic_message(|| MemoryStore::with_max_keys(0));
+    assert!(msg.contains("max_keys is 0"), "{msg}");
+    let _ = MemoryStore::with_max_keys(1);
+}
+
 #[cfg(feature = "cache")]
 #[test]
 fn a_zero_byte_cache_budget_panics() {

@@ -522,12 +522,7 @@ impl TieredStore {
 impl CacheStore for TieredStore {
     fn get(&self, key: &CacheKey) -> StoreFuture<Option<Variants>> {
         if let Some(Ok(Some(v))) = self.l1.get(key).take_ready() {
-            self.broadcast
-                .l2
-                .stats
-                .inner
-                .l1_hits
-                .fetch_add(1, Relaxed);
+            self.broadcast.l2.stats.inner.l1_hits.fetch_add(1, Relaxed);
             return StoreFuture::ready(Ok(Some(v)));
         }
         let mut l2 = self.broadcast.l2.get(key);

@@ -312,17 +312,31 @@ impl MemoryStore {
         Self::with_max_keys(DEFAULT_MAX_KEYS)
     }
 
-    /// A store for at most `max_keys` keys.
+    /// A store for at most `max_keys` keys (rounded up to a whole number
+    /// per shard).
+    ///
+    /// # Panics
+    ///
+    /// If `max_keys` is 0: such a store could track no client.
     pub fn with_max_keys(max_keys: usize) -> Self {
         Self::build(max_keys, Elapsed::counter())
     }
 
     /// A store on `clock` (tests move time with it).
+    ///
+    /// # Panics
+    ///
+    /// If `max_keys` is 0.
     pub fn with_clock<C: Clock>(max_keys: usize, clock: C) -> Self {
         Self::build(max_keys, Elapsed::given(Some(Arc::new(clock))))
     }
 
     fn build(max_keys: usize, time: Elapsed) -> Self {
+        assert!(
+            max_keys > 0,
+            "rate_limit::MemoryStore: max_keys is 0, so no client could be tracked; give the \
+             number of keys to keep (the default is {DEFAULT_MAX_KEYS})"
+        );
         Self {
             shards: (0..SHARDS)
                 .map(|_| Shard {
