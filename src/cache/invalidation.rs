@@ -21,55 +21,104 @@ use futures_util::StreamExt;
 
 use super::key::CacheKey;
 use super::redis_store::{RedisCacheStats, RedisCacheStore};
-use super::store::{CacheStore, MemoryStore, Purge, StoreError};
+use super::store::{CacheStore, MemoryStore, Purge, StoreError, Variants};
 
-/// Invalidations an outbox keeps; one more and they collapse into a purge
-/// of everything (over-invalidating is safe, forgetting is not).
-pub(crate) const OUTBOX_CAP: usize = 256;
+/// Invalidations an outbox keeps (about 100 bytes each); one more and they
+/// collapse into a purge of everything (over-invalidating is safe,
+/// forgetting is not). Clients can fill it: each successful unsafe request
+/// during an outage queues its URL.
+pub(crate) const OUTBOX_CAP: usize = 4096;
 
 /// The first wait before replaying again after a failed attempt; doubles
-/// up to [`RETRY_MAX`].
-const RETRY_MIN: Duration = Duration::from_millis(50);
-const RETRY_MAX: Duration = Duration::from_secs(1);
+/// up to [`RETRY_MAX`]. Short: while Redis is known to be down the breaker
+/// refuses an attempt at once, so waking costs nothing, and the replay
+/// follows Redis's return closely.
+const RETRY_MIN: Duration = Duration::from_millis(20);
+const RETRY_MAX: Duration = Duration::from_millis(250);
+
+/// How often the subscriber checks that its connection still answers, and
+/// how long it waits: a connection that died without a word (a partition,
+/// a paused Redis) must not leave the replica deaf for good.
+const PING_EVERY: Duration = Duration::from_secs(1);
+const PING_TIMEOUT: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Default)]
+struct Queue {
+    items: VecDeque<Purge>,
+    /// The front item is being replayed: a new purge equal to it is not
+    /// covered by it (what was stored meanwhile must go too).
+    in_flight: bool,
+}
 
 /// Purges not yet taken by Redis, oldest first.
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
-    pending: Mutex<VecDeque<Purge>>,
+    queue: Mutex<Queue>,
     wake: tokio::sync::Notify,
 }
 
 impl Outbox {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Keeps `purge` for replay and wakes the replay task.
     pub(crate) fn push(&self, purge: Purge, stats: &RedisCacheStats) {
         {
-            let mut q = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-            if q.contains(&Purge::All) || q.contains(&purge) {
-                // Already covered by what waits.
-            } else if purge == Purge::All || q.len() >= OUTBOX_CAP {
-                q.clear();
-                q.push_back(Purge::All);
+            let mut q = self.lock();
+            let waiting = usize::from(q.in_flight);
+            let covered = q
+                .items
+                .iter()
+                .skip(waiting)
+                .any(|p| *p == Purge::All || *p == purge);
+            if covered {
+                // Already waiting, not yet started.
+            } else if purge == Purge::All || q.items.len() >= OUTBOX_CAP {
+                if purge != Purge::All {
+                    tracing::warn!(
+                        pending = q.items.len(),
+                        "tower-perf cache: more than {OUTBOX_CAP} purges wait for Redis; \
+                         they collapse into one purge of everything when it answers"
+                    );
+                }
+                // The item in flight stays at the front (its replay ends
+                // with `done`); everything after it becomes one purge.
+                q.items.truncate(waiting);
+                q.items.push_back(Purge::All);
             } else {
-                q.push_back(purge);
+                q.items.push_back(purge);
             }
-            stats.set_pending(q.len());
+            stats.set_pending(q.items.len());
         }
         self.wake.notify_one();
     }
 
-    fn front(&self) -> Option<Purge> {
-        let q = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        q.front().cloned()
+    /// The oldest purge, now in flight.
+    fn take_front(&self) -> Option<Purge> {
+        let mut q = self.lock();
+        let front = q.items.front().cloned();
+        q.in_flight = front.is_some();
+        front
     }
 
-    /// Drops `purge` once replayed (unless it was collapsed meanwhile: then
-    /// the purge of everything that replaced it still has to go).
-    fn done(&self, purge: &Purge, stats: &RedisCacheStats) {
-        let mut q = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        if q.front() == Some(purge) {
-            q.pop_front();
+    /// The purge in flight was replayed: it goes.
+    fn done(&self, stats: &RedisCacheStats) {
+        let mut q = self.lock();
+        if q.in_flight {
+            q.items.pop_front();
+            q.in_flight = false;
         }
-        stats.set_pending(q.len());
+        stats.set_pending(q.items.len());
+    }
+
+    /// The purge in flight failed: it stays first in line.
+    fn retry(&self) {
+        self.lock().in_flight = false;
+    }
+
+    fn len(&self) -> usize {
+        self.lock().items.len()
     }
 }
 
@@ -101,10 +150,11 @@ pub(crate) fn decode_purge(msg: &str) -> Option<(u64, Purge)> {
     Some((id, purge))
 }
 
-/// What a replica needs to broadcast: the Redis tier, the channel and its
-/// own id (its subscriber ignores its own messages).
+/// What a replica needs to broadcast: its memory tier, the Redis tier, the
+/// channel and its own id (its subscriber ignores its own messages).
 #[derive(Debug, Clone)]
 pub(crate) struct Broadcast {
+    pub(crate) l1: MemoryStore,
     pub(crate) l2: RedisCacheStore,
     pub(crate) channel: Arc<str>,
     pub(crate) id: u64,
@@ -128,18 +178,31 @@ impl Broadcast {
         Ok(())
     }
 
-    /// The shared part of a purge: the Redis tier, then the other
-    /// replicas (in that order, so that no replica refills its memory from
-    /// a Redis copy that is about to go). Kept for replay when it fails.
+    /// The shared part of a purge whose memory part is done: the Redis
+    /// tier, this replica's memory again (a lookup may have copied a Redis
+    /// copy back meanwhile), then the other replicas — in that order, so
+    /// that no replica refills its memory from a Redis copy about to go.
+    async fn apply(&self, purge: &Purge) -> Result<u64, StoreError> {
+        let n = self.l2.purge(purge).await?;
+        let _ = self.l1.purge(purge).take_ready();
+        self.publish(purge).await?;
+        Ok(n)
+    }
+
+    /// [`apply`](Self::apply), kept for replay when it fails.
     pub(crate) async fn purge_shared(&self, purge: &Purge) -> Result<u64, StoreError> {
-        let result = match self.l2.purge(purge).await {
-            Ok(n) => self.publish(purge).await.map(|()| n),
-            Err(e) => Err(e),
-        };
+        let result = self.apply(purge).await;
         if result.is_err() {
             self.outbox.push(purge.clone(), &self.l2.stats);
         }
         result
+    }
+
+    /// Whether a purge that has not reached Redis yet selects this entry
+    /// (then Redis's copy of it must not be served or copied).
+    pub(crate) fn pending_purge_of(&self, key: &CacheKey, variants: &Variants) -> bool {
+        let q = self.outbox.lock();
+        q.items.iter().any(|p| p.matches(key, variants))
     }
 
     /// Replays the outbox until `stop`: each purge in turn, waiting a
@@ -147,25 +210,46 @@ impl Broadcast {
     /// Redis is known to be down, so a failed attempt costs nothing).
     pub(crate) async fn replay(self, mut stop: tokio::sync::watch::Receiver<bool>) {
         let mut backoff = RETRY_MIN;
+        let mut failing = false;
         loop {
-            let Some(purge) = self.outbox.front() else {
+            let Some(purge) = self.outbox.take_front() else {
                 tokio::select! {
                     _ = stop.wait_for(|s| *s) => return,
                     () = self.outbox.wake.notified() => continue,
                 }
             };
-            let replayed = match self.l2.purge(&purge).await {
-                Ok(_) => self.publish(&purge).await.is_ok(),
-                Err(_) => false,
-            };
-            if replayed {
-                self.outbox.done(&purge, &self.l2.stats);
-                self.l2.stats.inner.replayed.fetch_add(1, Relaxed);
-                backoff = RETRY_MIN;
-                continue;
+            match self.apply(&purge).await {
+                Ok(_) => {
+                    self.outbox.done(&self.l2.stats);
+                    self.l2.stats.inner.replayed.fetch_add(1, Relaxed);
+                    backoff = RETRY_MIN;
+                    failing = false;
+                    continue;
+                }
+                Err(e) => {
+                    self.outbox.retry();
+                    if !failing {
+                        tracing::warn!(
+                            pending = self.outbox.len(),
+                            error = %e,
+                            "tower-perf cache: purges wait for Redis; replaying when it answers"
+                        );
+                        failing = true;
+                    }
+                }
             }
             tokio::select! {
-                _ = stop.wait_for(|s| *s) => return,
+                _ = stop.wait_for(|s| *s) => {
+                    let lost = self.outbox.len();
+                    if lost > 0 {
+                        tracing::warn!(
+                            lost,
+                            "tower-perf cache: the store was dropped with purges Redis never \
+                             took; other replicas may serve what they selected until it expires"
+                        );
+                    }
+                    return;
+                }
                 () = tokio::time::sleep(backoff) => {}
             }
             backoff = (backoff * 2).min(RETRY_MAX);
@@ -174,9 +258,10 @@ impl Broadcast {
 }
 
 /// Listens on the channel until `stop`, dropping from `l1` what other
-/// replicas purge; subscribes again after a lost connection and then
-/// empties `l1` (messages sent meanwhile are lost). Signals `ready` once
-/// first subscribed.
+/// replicas purge; checks the connection every [`PING_EVERY`]; subscribes
+/// again after a lost or silent connection and then empties `l1`
+/// (messages sent meanwhile are lost). Signals `ready` once first
+/// subscribed.
 pub(crate) async fn subscribe(
     client: redis::Client,
     channel: Arc<str>,
@@ -203,15 +288,35 @@ pub(crate) async fn subscribe(
                 let _ = l1.purge(&Purge::All).take_ready();
                 stats.inner.l1_dropped.fetch_add(1, Relaxed);
             }
-            let mut messages = pubsub.into_on_message();
-            while let Some(msg) = messages.next().await {
-                let Ok(text) = std::str::from_utf8(msg.get_payload_bytes()) else {
-                    continue;
-                };
-                if let Some((from, purge)) = decode_purge(text) {
-                    if from != id {
-                        stats.inner.received.fetch_add(1, Relaxed);
-                        let _ = l1.purge(&purge).take_ready();
+            let (mut sink, mut messages) = pubsub.split();
+            let mut check = tokio::time::interval(PING_EVERY);
+            check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            check.tick().await;
+            loop {
+                tokio::select! {
+                    msg = messages.next() => {
+                        let Some(msg) = msg else { break };
+                        let Ok(text) = std::str::from_utf8(msg.get_payload_bytes()) else {
+                            continue;
+                        };
+                        if let Some((from, purge)) = decode_purge(text) {
+                            if from != id {
+                                stats.inner.received.fetch_add(1, Relaxed);
+                                let _ = l1.purge(&purge).take_ready();
+                            }
+                        }
+                    }
+                    _ = check.tick() => {
+                        match tokio::time::timeout(PING_TIMEOUT, sink.ping::<redis::Value>()).await {
+                            Ok(Ok(_)) => {}
+                            Ok(Err(e)) => return Err(e),
+                            Err(_) => {
+                                return Err(redis::RedisError::from((
+                                    redis::ErrorKind::Io,
+                                    "the subscription connection stopped answering",
+                                )));
+                            }
+                        }
                     }
                 }
             }
@@ -266,18 +371,34 @@ mod tests {
             outbox.push(Purge::Tag(format!("t{i}")), &stats);
         }
         assert_eq!(stats.snapshot().invalidations_pending, OUTBOX_CAP as u64);
-        assert_eq!(outbox.front(), Some(tag.clone()));
-        // One more: everything instead, and nothing after it.
+        // The front goes into flight; a new purge equal to it is not
+        // covered (what was stored meanwhile must go too).
+        assert_eq!(outbox.take_front(), Some(tag.clone()));
         outbox.push(Purge::Prefix("/x".into()), &stats);
-        assert_eq!(outbox.front(), Some(Purge::All));
+        // Full: everything after the item in flight became one purge of
+        // everything, and nothing is added after it.
+        assert_eq!(stats.snapshot().invalidations_pending, 2);
         outbox.push(Purge::Tag("later".into()), &stats);
-        assert_eq!(stats.snapshot().invalidations_pending, 1);
-        // A replayed purge that was collapsed meanwhile leaves the purge
-        // of everything waiting.
-        outbox.done(&tag, &stats);
-        assert_eq!(outbox.front(), Some(Purge::All));
-        outbox.done(&Purge::All, &stats);
-        assert_eq!(outbox.front(), None);
+        assert_eq!(stats.snapshot().invalidations_pending, 2);
+        outbox.done(&stats);
+        assert_eq!(outbox.take_front(), Some(Purge::All));
+        outbox.retry();
+        assert_eq!(outbox.take_front(), Some(Purge::All));
+        outbox.done(&stats);
+        assert_eq!(outbox.take_front(), None);
         assert_eq!(stats.snapshot().invalidations_pending, 0);
+    }
+
+    #[test]
+    fn a_purge_equal_to_the_one_in_flight_is_kept() {
+        let stats = RedisCacheStats::detached();
+        let outbox = Outbox::default();
+        let tag = Purge::Tag("a".into());
+        outbox.push(tag.clone(), &stats);
+        assert_eq!(outbox.take_front(), Some(tag.clone()));
+        outbox.push(tag.clone(), &stats);
+        assert_eq!(stats.snapshot().invalidations_pending, 2);
+        outbox.done(&stats);
+        assert_eq!(outbox.take_front(), Some(tag));
     }
 }

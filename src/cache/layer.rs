@@ -351,23 +351,27 @@ impl CacheHandle {
     pub async fn purge_url(&self, url: &str) -> Result<u64, StoreError> {
         let uri: Uri = url
             .parse()
-            .map_err(|e| StoreError::new(format!("not a URL or path: {e}")))?;
+            .map_err(|_| StoreError::invalid("not a URL or path"))?;
         let purge = match (uri.scheme(), uri.authority()) {
             (Some(scheme), Some(a)) => {
                 // The cache refuses other schemes (400): nothing to purge.
                 if !matches!(scheme.as_str(), "http" | "https") {
-                    return Err(StoreError::new("a URL to purge is http or https"));
+                    return Err(StoreError::invalid("a URL to purge is http or https"));
                 }
                 // The host as the cache keys it (lowercase, default port
                 // dropped): `http://Example.com:80/a` purges `example.com/a`.
                 let host = super::authority::normalize(a.as_str().as_bytes())
-                    .ok_or_else(|| StoreError::new("not a valid host"))?;
+                    .ok_or_else(|| StoreError::invalid("not a valid host"))?;
                 Purge::Key(CacheKey::new(host.as_bytes(), &uri))
             }
             (None, None) if url.starts_with('/') => {
                 Purge::PathAndQuery(uri.path_and_query().map_or("/", |p| p.as_str()).to_owned())
             }
-            _ => return Err(StoreError::new("a URL to purge starts with / or a scheme")),
+            _ => {
+                return Err(StoreError::invalid(
+                    "a URL to purge starts with / or a scheme",
+                ));
+            }
         };
         self.purge(purge).await
     }
@@ -376,7 +380,7 @@ impl CacheHandle {
     /// with `/`), on every host.
     pub async fn purge_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
         if !prefix.starts_with('/') {
-            return Err(StoreError::new("a prefix to purge starts with /"));
+            return Err(StoreError::invalid("a prefix to purge starts with /"));
         }
         self.purge(Purge::Prefix(prefix.to_owned())).await
     }
@@ -384,7 +388,7 @@ impl CacheHandle {
     /// Purges every response tagged `tag`.
     pub async fn purge_tag(&self, tag: &str) -> Result<u64, StoreError> {
         if tag.is_empty() || tag.bytes().any(|b| b.is_ascii_whitespace() || b == b',') {
-            return Err(StoreError::new("a tag is one non-empty word"));
+            return Err(StoreError::invalid("a tag is one non-empty word"));
         }
         self.purge(Purge::Tag(tag.to_owned())).await
     }

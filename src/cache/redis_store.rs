@@ -125,6 +125,10 @@ impl RedisCacheStats {
         }
     }
 
+    pub(crate) fn has_pending(&self) -> bool {
+        self.inner.pending.load(Relaxed) > 0
+    }
+
     pub(crate) fn set_pending(&self, n: usize) {
         self.inner
             .pending
@@ -438,11 +442,16 @@ impl CacheStore for RedisCacheStore {
 /// Purges converge after an outage. A purge that cannot reach Redis drops
 /// this replica's copies, returns an error saying so
 /// ([`StoreError::purged_here`]), and is replayed (to Redis, then to the
-/// other replicas) as soon as Redis answers; a replica whose subscription
-/// was interrupted empties its L1 when it subscribes again. So once Redis
-/// is back, no replica serves what was purged during the outage. At most
-/// 256 purges wait for replay; past that they collapse into one purge of
-/// everything.
+/// other replicas) as soon as Redis answers; until then this replica does
+/// not serve or copy what Redis still holds of it. A replica whose
+/// subscription was interrupted, or stopped answering its once-a-second
+/// ping, empties its L1 when it subscribes again. So once Redis is back,
+/// no replica serves what was purged during the outage (the replay follows
+/// within the breaker's window plus 250 ms). At most 4,096 purges wait for
+/// replay (clients fill it too: each successful unsafe request queues its
+/// URL); past that they collapse into one purge of everything. Purges
+/// still waiting when the last clone of the store is dropped are lost,
+/// with a warning logged (`tracing`).
 #[derive(Clone)]
 pub struct TieredStore {
     l1: MemoryStore,
@@ -499,6 +508,7 @@ impl TieredStore {
             stop.clone(),
         ));
         let broadcast = Broadcast {
+            l1: l1.clone(),
             l2,
             channel,
             id,
@@ -526,10 +536,18 @@ impl CacheStore for TieredStore {
             return StoreFuture::ready(Ok(Some(v)));
         }
         let mut l2 = self.broadcast.l2.get(key);
-        let l1 = self.l1.clone();
+        let broadcast = self.broadcast.clone();
         let key = key.clone();
         StoreFuture::new(async move {
-            let found = (&mut l2).await?;
+            let mut found = (&mut l2).await?;
+            if found.as_ref().is_some_and(|vs| {
+                broadcast.l2.stats.has_pending() && broadcast.pending_purge_of(&key, vs)
+            }) {
+                // Purged here while Redis was away; Redis's copy goes
+                // when the purge is replayed.
+                found = None;
+            }
+            let l1 = &broadcast.l1;
             if let Some(vs) = &found {
                 // Copy into L1 for as long as the longest-lived variant
                 // may be used (its age is counted from its own times).
@@ -558,10 +576,12 @@ impl CacheStore for TieredStore {
         let local = matches!(self.l1.remove(key).take_ready(), Some(Ok(true)));
         let purge = Purge::Key(key.clone());
         let l2 = self.broadcast.l2.remove(key);
-        let broadcast = self.broadcast.clone();
+        let (broadcast, key) = (self.broadcast.clone(), key.clone());
         StoreFuture::new(async move {
             match l2.await {
                 Ok(removed) => {
+                    // A lookup may have copied Redis's copy back meanwhile.
+                    let _ = broadcast.l1.remove(&key).take_ready();
                     // The other replicas learn in the background: an
                     // invalidating request waits for one round trip, not two.
                     if let Ok(rt) = tokio::runtime::Handle::try_current() {
@@ -593,8 +613,9 @@ impl CacheStore for TieredStore {
                 Err(e) => Err(StoreError::partial_purge(
                     local,
                     format!(
-                        "{e}; purged {local} URLs in this process's memory; Redis and the \
-                         other replicas get the purge when Redis answers again"
+                        "{}; purged {local} URLs in this process's memory; Redis and the \
+                         other replicas get the purge when Redis answers again",
+                        e.message()
                     ),
                 )),
             }

@@ -57,6 +57,7 @@ impl Purge {
 pub struct StoreError {
     source: BoxError,
     purged_here: Option<u64>,
+    invalid: bool,
 }
 
 impl StoreError {
@@ -65,6 +66,7 @@ impl StoreError {
         Self {
             source: e.into(),
             purged_here: None,
+            invalid: false,
         }
     }
 
@@ -74,6 +76,7 @@ impl StoreError {
         Self {
             source: e.into(),
             purged_here: Some(purged),
+            invalid: false,
         }
     }
 
@@ -81,6 +84,26 @@ impl StoreError {
     /// process. `None` when nothing is known to have been purged.
     pub fn purged_here(&self) -> Option<u64> {
         self.purged_here
+    }
+
+    /// A request to the store that is wrong in itself (a URL to purge that
+    /// is not one): the caller's mistake, not the store's failure.
+    pub(crate) fn invalid(message: &'static str) -> Self {
+        Self {
+            source: message.into(),
+            purged_here: None,
+            invalid: true,
+        }
+    }
+
+    /// Whether this error is the caller's mistake (see [`invalid`](Self::invalid)).
+    pub(crate) fn is_invalid(&self) -> bool {
+        self.invalid
+    }
+
+    /// The message without the "cache store error" prefix.
+    pub(crate) fn message(&self) -> String {
+        self.source.to_string()
     }
 }
 

@@ -343,8 +343,10 @@ pub struct PurgeRequest {
 }
 
 /// The answer to a purge or clear: `200` when it reached every tier and
-/// replica, `503` when it did not (Redis unreachable: this replica's memory
-/// was purged, the rest is replayed when Redis answers again).
+/// replica, `503` when the store failed. With a `TieredStore` and Redis
+/// unreachable, a 503 says how many URLs went from this replica's memory,
+/// and the store replays the rest when Redis answers again; with a store
+/// of one tier, nothing was purged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Purged {
     /// URLs dropped (in this process only, when `complete` is false).
@@ -1036,8 +1038,9 @@ where
                     error: None,
                 },
             ),
-            // The input was checked above: what fails now is the store,
-            // wholly or in part (a 503 either way: the purge is not done).
+            Err(e) if e.is_invalid() => error(StatusCode::BAD_REQUEST, &e.message()),
+            // What fails now is the store, wholly or in part (a 503 either
+            // way: the purge is not done).
             Err(e) => json(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &Purged {

@@ -11,6 +11,9 @@
 //! ```
 #![allow(dead_code, unreachable_pub)]
 
+#[cfg(feature = "redis")]
+pub mod redis;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 

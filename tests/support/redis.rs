@@ -1,0 +1,165 @@
+//! A Redis for the tests: the one at `REDIS_URL`, or a `redis-server` a
+//! test starts on a port of its own (outage tests kill, pause and restart
+//! it), and a proxy that can turn connections into black holes.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A key prefix no other test (or run) uses.
+pub fn prefix(test: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "tower-perf-test:{test}:{}:{nanos}:{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A redis-server of this test's own, on `port`; killed when dropped.
+pub struct OwnRedis {
+    pub child: Child,
+}
+
+impl OwnRedis {
+    pub async fn start(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH");
+        let url = format!("redis://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(c) = redis::Client::open(url.as_str()) {
+                if let Ok(mut conn) = c.get_multiplexed_async_connection().await {
+                    let pong: Result<String, _> = redis::cmd("PING").query_async(&mut conn).await;
+                    if pong.is_ok() {
+                        break;
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not start on {port}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Self { child }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl OwnRedis {
+    /// Sends `signal` (`-STOP`, `-CONT`) to the server.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        let ok = Command::new("kill")
+            .args([signal, pid.as_str()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {signal} {pid}");
+    }
+}
+
+/// A TCP proxy to `127.0.0.1:upstream` whose connections can be cut
+/// silently: after [`BlackHole::cut`], every connection open so far keeps
+/// its socket but carries nothing more either way (a peer gone without a
+/// word, as after a partition or a host replaced behind an address); new
+/// connections work.
+pub struct BlackHole {
+    pub port: u16,
+    accepted: Arc<AtomicUsize>,
+    dead_below: Arc<AtomicUsize>,
+}
+
+impl BlackHole {
+    pub async fn start(upstream: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let dead_below = Arc::new(AtomicUsize::new(0));
+        let (acc, dead) = (Arc::clone(&accepted), Arc::clone(&dead_below));
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)).await else {
+                    continue;
+                };
+                let me = acc.fetch_add(1, Ordering::SeqCst);
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                tokio::spawn(pump(cr, sw, me, Arc::clone(&dead)));
+                tokio::spawn(pump(sr, cw, me, Arc::clone(&dead)));
+            }
+        });
+        Self {
+            port,
+            accepted,
+            dead_below,
+        }
+    }
+
+    /// Every connection open now goes silent for good.
+    pub fn cut(&self) {
+        self.dead_below
+            .store(self.accepted.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+}
+
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    me: usize,
+    dead_below: Arc<AtomicUsize>,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if me < dead_below.load(Ordering::SeqCst) {
+            // Swallowed: the socket stays open, nothing gets through.
+            continue;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
