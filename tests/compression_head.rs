@@ -1,9 +1,11 @@
 //! HEAD gets exactly the header fields GET would (RFC 9110 §9.3.2) from
 //! CompressionLayer, alone and under CacheControlLayer's ETags as the
-//! example server stacks them, over real HTTP; and, with `oneshot`, what a
-//! HEAD whose body the inner service already dropped gets.
-// Cargo.toml requires `compression`; the test under CacheControlLayer also
-// needs `cache-control`.
+//! example server stacks them (`Router::layer`), over real HTTP, empty
+//! bodies included; with `oneshot`, what a HEAD whose body the inner
+//! service already dropped gets; and the one documented exception, a
+//! streamed body's HEAD under layers that wrap the whole router.
+// Cargo.toml requires `compression`; the tests under CacheControlLayer also
+// need `cache-control`.
 
 mod support;
 
@@ -298,20 +300,25 @@ async fn head_with_a_dropped_body_is_judged_by_its_content_length() {
         assert_eq!(field(&head, header::CONTENT_ENCODING), Some("gzip"));
         assert_eq!(field(&head, header::ETAG), Some("\"v1-gzip\""));
         assert_eq!(field(&head, header::CONTENT_LENGTH), None);
-
-        // No length at all: the size is unknown, decided as for a GET
-        // stream that reaches the threshold: compressed, no length (never
-        // `Content-Length: 0`).
-        let head = call(None, Method::HEAD, dropped).await;
-        assert_eq!(
-            field(&head, header::CONTENT_ENCODING),
-            Some("gzip"),
-            "{dropped:?}"
-        );
-        assert_eq!(field(&head, header::ETAG), Some("\"v1-gzip\""));
-        assert_eq!(field(&head, header::VARY), Some("accept-encoding"));
-        assert_eq!(field(&head, header::CONTENT_LENGTH), None, "{dropped:?}");
     }
+
+    // No length at all, and a body of unknown length that ends without
+    // data: the size is unknown, decided as for a GET stream that reaches
+    // the threshold: compressed, no length (never `Content-Length: 0`).
+    let head = call(None, Method::HEAD, Dropped::EndedStream).await;
+    assert_eq!(field(&head, header::CONTENT_ENCODING), Some("gzip"));
+    assert_eq!(field(&head, header::ETAG), Some("\"v1-gzip\""));
+    assert_eq!(field(&head, header::VARY), Some("accept-encoding"));
+    assert_eq!(field(&head, header::CONTENT_LENGTH), None);
+
+    // No length, and a body that says it is exactly empty: taken for an
+    // empty body (as the same GET's would be, and as it is behind axum's
+    // `Router::layer`), never compressed: only an inner service that drops
+    // a HEAD body of unknown length this way gets fields its GET lacks.
+    let head = call(None, Method::HEAD, Dropped::Empty).await;
+    assert_eq!(field(&head, header::CONTENT_ENCODING), None);
+    assert_eq!(field(&head, header::ETAG), Some("\"v1\""));
+    assert_eq!(field(&head, header::VARY), Some("accept-encoding"));
 
     // A HEAD body that disagrees with Content-Length isn't the GET's: it
     // is not compressed to make up a length.
@@ -321,37 +328,47 @@ async fn head_with_a_dropped_body_is_judged_by_its_content_length() {
 }
 
 /// Layers around the whole router see a HEAD's body after axum dropped it
-/// (`Body::empty()`, with Content-Length only when the length was known).
-/// A stream of unknown length still gets GET's fields, and neither layer
-/// takes the dropped body for the representation: no ETag hashed from it.
+/// (`Body::empty()`, with Content-Length only when the length was known),
+/// so the HEAD lacks what only the body could tell (the documented
+/// exception; `Router::layer` has none): the ETag hashed from it, the
+/// Content-Length of a body compressed whole or of a short stream held
+/// back, and, for a stream of unknown length (whose dropped body can't be
+/// told from an empty one), the coding. It never gets a field its GET
+/// lacks, and no ETag is hashed from the dropped body.
 #[cfg(feature = "cache-control")]
 #[tokio::test]
-async fn head_whose_body_the_router_dropped_gets_no_etag_of_it() {
+async fn head_whose_body_the_router_dropped_lacks_only_what_the_body_told() {
     let layers = ServiceBuilder::new()
         .map_request(|req: Request<hyper::body::Incoming>| req.map(Body::new))
         .layer(CompressionLayer::new())
         .layer(CacheControlLayer::new().route("/**", Policy::api(Duration::from_secs(300))));
     let s = TestServer::serve(layers.service(routes())).await;
-    for path in ["/stream", "/stream-live"] {
-        let get = s.get_with(path, &[("accept-encoding", "gzip")]).await;
-        let req = s
-            .request(Method::HEAD, path)
-            .header("accept-encoding", "gzip")
-            .body(Full::default())
-            .unwrap();
-        let head = s.send(req).await;
-        assert_eq!(get.header("content-encoding"), Some("gzip"), "{path}");
-        assert_eq!(get.header("etag"), None, "{path}");
-        assert_eq!(fields(&head), fields(&get), "{path}");
+    for (path, _, _) in ROUTES {
+        let (get, head) = get_and_head(&s, path, "gzip").await;
+        let (g, h) = (fields(&get), fields(&head));
+        let get_only: Vec<&str> = g
+            .iter()
+            .filter(|f| !h.contains(f))
+            .map(|(n, _)| n.as_str())
+            .collect();
+        let expected: &[&str] = match path {
+            "/small" | "/small-cl" | "/huge" | "/png" => &["etag"],
+            "/large" => &["content-length", "etag"],
+            "/stream-small" => &["content-length"],
+            "/stream" | "/stream-live" => &["content-encoding"],
+            _ => unreachable!("{path}"),
+        };
+        assert_eq!(get_only, expected, "{path}");
+        assert!(h.iter().all(|f| g.contains(f)), "{path}: {h:?} vs {g:?}");
     }
 }
 
-/// A handler whose body really is empty and says `Content-Length: 0` gets
-/// the same ETag on HEAD as on GET (without the field, an empty HEAD body
-/// can't be told from a dropped one).
+/// Empty bodies get no ETag, on GET or HEAD, whether or not they say
+/// `Content-Length: 0` (an ETag of nothing buys nothing: a 304 saves no
+/// bytes), and are never compressed.
 #[cfg(feature = "cache-control")]
 #[tokio::test]
-async fn an_empty_body_that_says_so_keeps_its_etag_on_head() {
+async fn an_empty_body_gets_no_etag_on_get_or_head() {
     let app = Router::new()
         .route(
             "/empty",
@@ -375,7 +392,112 @@ async fn an_empty_body_that_says_so_keeps_its_etag_on_head() {
         .body(Full::default())
         .unwrap();
     let head = s.send(req).await;
-    assert!(get.header("etag").is_some());
+    assert_eq!(get.header("etag"), None);
     assert_eq!(get.header("content-encoding"), None);
     assert_eq!(fields(&head), fields(&get));
+}
+
+/// The common empty answers of axum handlers (`""`, `()`, a bare status),
+/// behind `Router::layer` with both layers as the example server stacks
+/// them: HEAD gets exactly GET's header fields (neither an ETag nor a
+/// coding that only one of them would get).
+#[cfg(feature = "cache-control")]
+#[tokio::test]
+async fn empty_axum_answers_get_the_same_fields_on_head() {
+    use axum::response::IntoResponse;
+    let app = Router::new()
+        .route("/str", get(|| async { "" }))
+        .route("/unit", get(|| async {}))
+        .route("/ok", get(|| async { StatusCode::OK }))
+        .route("/no-content", get(|| async { StatusCode::NO_CONTENT }))
+        .route(
+            "/json",
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], "").into_response() }),
+        )
+        .layer(
+            ServiceBuilder::new().layer(CompressionLayer::new()).layer(
+                CacheControlLayer::new().route("/**", Policy::api(Duration::from_secs(300))),
+            ),
+        );
+    let s = TestServer::serve(app).await;
+    for path in ["/str", "/unit", "/ok", "/no-content", "/json"] {
+        for ae in ["gzip", "identity"] {
+            let (get, head) = get_and_head(&s, path, ae).await;
+            assert!(get.body.is_empty(), "{path}");
+            assert!(head.body.is_empty(), "{path}");
+            assert_eq!(head.status, get.status, "{path}");
+            assert_eq!(get.header("etag"), None, "{path} {ae}");
+            assert_eq!(get.header("content-encoding"), None, "{path} {ae}");
+            assert_eq!(
+                fields_but_204_length(&head),
+                fields_but_204_length(&get),
+                "{path}, Accept-Encoding: {ae}"
+            );
+        }
+    }
+    // The one field the 204 differs in is hyper's, not the layers': axum
+    // writes `Content-Length: 0` on every empty answer, and hyper leaves it
+    // out of a GET's 204 (there is no body to frame) but not a HEAD's. A
+    // router without the layers differs the same way.
+    let bare = TestServer::serve(
+        Router::new().route("/no-content", get(|| async { StatusCode::NO_CONTENT })),
+    )
+    .await;
+    let (get, head) = get_and_head(&bare, "/no-content", "gzip").await;
+    assert_eq!(get.header("content-length"), None);
+    assert_eq!(head.header("content-length"), Some("0"));
+}
+
+async fn get_and_head(s: &TestServer, path: &str, ae: &str) -> (TestResponse, TestResponse) {
+    let get = s.get_with(path, &[("accept-encoding", ae)]).await;
+    let req = s
+        .request(Method::HEAD, path)
+        .header("accept-encoding", ae)
+        .body(Full::default())
+        .unwrap();
+    (get, s.send(req).await)
+}
+
+/// [`fields`] but a 204's `Content-Length: 0` (see its caller).
+fn fields_but_204_length(res: &TestResponse) -> Vec<(String, String)> {
+    let mut f = fields(res);
+    if res.status == StatusCode::NO_CONTENT {
+        f.retain(|(n, v)| !(n == "content-length" && v == "0"));
+    }
+    f
+}
+
+/// An empty body is never compressed, even with no minimum size: on GET
+/// and on HEAD it goes out as it is (a coding would only add its framing).
+#[tokio::test]
+async fn an_empty_body_is_never_compressed() {
+    for method in [Method::GET, Method::HEAD] {
+        let svc = service_fn(|_req: Request<Full<Bytes>>| async {
+            let mut res = Response::new(Full::new(Bytes::new()));
+            res.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            Ok::<_, Infallible>(res)
+        });
+        let req = Request::builder()
+            .method(&method)
+            .header(header::ACCEPT_ENCODING, "gzip")
+            .body(Full::default())
+            .unwrap();
+        let res = ServiceBuilder::new()
+            .layer(CompressionLayer::new().min_size(0))
+            .service(svc)
+            .oneshot(req)
+            .await
+            .unwrap();
+        assert_eq!(
+            res.headers().get(header::CONTENT_ENCODING),
+            None,
+            "{method}"
+        );
+        assert_eq!(res.headers()[header::VARY], "accept-encoding", "{method}");
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        assert!(body.is_empty(), "{method}");
+    }
 }

@@ -233,22 +233,21 @@ fn hashable<B: Body>(parts: &Parts, body: &B, method: &Method, config: &Config) 
     let Some(len) = body.size_hint().exact() else {
         return false;
     };
-    if len > config.max_hash_size {
+    // An empty body is never hashed, for GET or HEAD: its ETag would buy
+    // nothing (a 304 saves no bytes), and an empty HEAD body without
+    // Content-Length can't be told from one already dropped (axum's router
+    // drops it after the layers around it, without the field when the
+    // length was unknown), so GET and HEAD would disagree on it.
+    if len == 0 || len > config.max_hash_size {
         return false;
     }
-    // A HEAD response whose body was already stripped can't be hashed: its
-    // length would not match the Content-Length of the GET it stands for,
-    // and without Content-Length an empty HEAD body may be a dropped one
-    // (axum's router drops it after its own layers, without the field when
-    // the length was unknown): its hash would be a validator GET never has.
+    // A HEAD body that disagrees with Content-Length was already stripped
+    // (or replaced): its hash would be a validator GET never has.
     let declared = parts
         .headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    match declared {
-        Some(d) => d == len,
-        None => len > 0 || method != Method::HEAD,
-    }
+    declared.is_none_or(|d| d == len)
 }
 
 /// XXH3-128 of the body (benches/etag.rs compares it with other hashes).

@@ -28,10 +28,12 @@
 //!   (1 MiB by default), gets a strong (or, by configuration, weak) ETag:
 //!   the XXH3-128 hash of its bytes. Such a body is read whole before the
 //!   response head goes out; larger or streamed bodies pass untouched and
-//!   unbuffered. A HEAD's body is hashed only when it is the GET's: never
-//!   when it disagrees with Content-Length, nor when it is empty without
-//!   one (the body may already be dropped; a handler whose body really is
-//!   empty can say `Content-Length: 0`).
+//!   unbuffered. An empty body is never hashed, for GET or HEAD (its ETag
+//!   would save nothing, and an empty HEAD body may be one already
+//!   dropped). A HEAD's body is hashed only when it is the GET's: never
+//!   when it disagrees with Content-Length (layers wrapping a whole axum
+//!   `Router` see a HEAD's body after the router dropped it, so there a
+//!   GET's ETag has no HEAD counterpart; `Router::layer` has none of that).
 //! - **Preconditions** in RFC 9110 §13.2.2's order: `If-Match` (strong
 //!   comparison, 412), else `If-Unmodified-Since` (412), then
 //!   `If-None-Match` (weak comparison; 304 for GET/HEAD, 412 otherwise),

@@ -379,17 +379,20 @@ fn decide(parts: &mut Parts, hint: http_body::SizeHint, ctx: &Ctx) -> Decision {
     // A HEAD gets the header fields a GET would (RFC 9110 §9.3.2), so it is
     // decided from the same facts: Content-Length and the body the inner
     // service returned (behind axum's `Router::layer` a HEAD's body is the
-    // GET's, dropped by the router after the layers). Only an empty HEAD
-    // body, or one that disagrees with Content-Length, may be one the inner
-    // service already dropped: its size hint says nothing, and without
-    // Content-Length it is held back as a body of unknown length.
+    // GET's, dropped by the router after the layers). A HEAD body that
+    // disagrees with Content-Length was already dropped: its size hint says
+    // nothing. One that says it is exactly empty, without Content-Length,
+    // is taken for empty, as the same GET's is: that is what it is behind
+    // `Router::layer`; a layer wrapping the whole router sees a streamed
+    // body's HEAD dropped that way, and can't tell (module docs).
     let body_size = if ctx.is_head {
-        hint.exact()
-            .filter(|&n| n > 0 && declared.is_none_or(|d| d == n))
+        hint.exact().filter(|&n| declared.is_none_or(|d| d == n))
     } else {
         hint.exact()
     };
     match declared.or(body_size) {
+        // Compressing nothing only adds the coding's framing.
+        Some(0) => skip(SkipReason::TooSmall),
         Some(n) if n < ctx.config.min_size => skip(SkipReason::TooSmall),
         Some(_) if body_size.is_some_and(|n| n <= eager_max(ctx)) => Decision::CompressWhole,
         Some(_) => Decision::Compress,

@@ -34,12 +34,27 @@
 //!   axum's `Router::layer` that is the GET's body, which the router drops
 //!   after the layers) and its Content-Length, so a small body stays identity
 //!   and a body compressed whole gets the same Content-Length and ETag. A
-//!   HEAD whose body the inner service already dropped (an empty body) is
-//!   judged by its Content-Length; without one its size is unknown, and it
-//!   is compressed as a streamed GET past the minimum would be, without
-//!   Content-Length (a handler whose GET body really is empty can say
-//!   `Content-Length: 0`, or its HEAD can't be told from a dropped one). A
-//!   HEAD that would be compressed as a stream gets no body.
+//!   HEAD body the inner service already dropped is judged by the
+//!   Content-Length it disagrees with. An empty body, on GET or HEAD, is
+//!   never compressed: a HEAD body whose size hint says exactly 0, without
+//!   Content-Length, is taken for an empty representation, as its GET's
+//!   is (behind `Router::layer` it is the handler's own body, so `""`,
+//!   `()` or a bare status get the same fields on HEAD as on GET). A HEAD
+//!   body of unknown length that ends without data may be a dropped one:
+//!   it is compressed as a streamed GET past the minimum would be, without
+//!   Content-Length. A HEAD that would be compressed as a stream gets no
+//!   body.
+//!
+//!   **The exception**: layers wrapping the whole axum `Router`
+//!   (`ServiceBuilder::new().layer(..).service(router)`) see a HEAD's body
+//!   after the router dropped it (`Body::empty()`, with Content-Length
+//!   only when the handler's length was known), so the HEAD lacks what
+//!   only the body tells: a body compressed whole has no Content-Length
+//!   (it is compressed as a stream), a short stream of unknown length none
+//!   either, and a stream of unknown length goes out identity, without the
+//!   `Content-Encoding` (and the ETag suffix) its GET gets. It never gets
+//!   a field its GET lacks. Add the layers with `Router::layer` (as the
+//!   example server does) for HEAD to match GET field for field.
 //! - **ETags**: a strong `ETag: "abc"` becomes `"abc-gzip"` (or
 //!   `"abc-deflate"`) on compressed responses, so each coding has its own
 //!   strong validator (RFC 9110 §8.8.3.3) and `If-Match`/`If-Range` keep
