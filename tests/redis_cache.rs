@@ -319,6 +319,17 @@ async fn the_purge_endpoint_reports_an_incomplete_purge() {
         "{text}"
     );
     support::promtool(&text);
+    // A URL the cache would never key (userinfo) is the caller's mistake:
+    // 400, not a store failure.
+    let req = Request::post("/performance/cache/purge")
+        .header("authorization", "Bearer t")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(
+            br#"{"url":"http://user@shop.test/products/1"}"#,
+        )))
+        .unwrap();
+    let resp = report.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
