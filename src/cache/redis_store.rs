@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 
 use super::codec;
 use super::entry::CachedResponse;
@@ -185,14 +185,7 @@ impl RedisCacheStore {
     /// connect yet; fails only on a malformed URL. Must be called inside a
     /// Tokio runtime.
     pub fn new(url: &str, prefix: &str) -> Result<Self, StoreError> {
-        let client =
-            redis::Client::open(url).map_err(|e| StoreError::new(format!("redis url: {e}")))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(500)))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(1));
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)
-            .map_err(|e| StoreError::new(format!("redis: {e}")))?;
+        let (client, conn) = crate::redis_conn::connect(url).map_err(StoreError::new)?;
         Ok(Self {
             client,
             conn,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 
 use super::key::Key;
 use super::quota::Decision;
@@ -180,14 +180,7 @@ impl RedisStore {
     /// connection comes back by itself after a failure); fails only on a
     /// malformed URL. Must be called inside a Tokio runtime.
     pub fn new(url: &str, prefix: &str) -> Result<Self, StoreError> {
-        let client =
-            redis::Client::open(url).map_err(|e| StoreError::new(format!("redis url: {e}")))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(500)))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(1));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| StoreError::new(format!("redis: {e}")))?;
+        let (_, conn) = crate::redis_conn::connect(url).map_err(StoreError::new)?;
         Ok(Self {
             conn,
             script: Arc::new(redis::Script::new(GCRA)),
