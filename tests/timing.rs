@@ -272,6 +272,107 @@ async fn a_body_that_fails_midway_is_a_server_error() {
     support::promtool(&text);
 }
 
+/// `error_type` follows OpenTelemetry's `error.type` on a server: a 5xx
+/// carries its status code, a 4xx (429 included) none, a body that failed
+/// midway `_OTHER` next to the status its head carried, and an
+/// inner-service error (no response, no status sent) `_OTHER` without
+/// `http_response_status_code`.
+#[tokio::test]
+async fn prometheus_error_type_follows_opentelemetry() {
+    let layer = by_path();
+    let stats = layer.stats();
+    let svc = ServiceBuilder::new().layer(layer).service(service_fn(
+        |req: Request<Full<Bytes>>| async move {
+            let status = match req.uri().path() {
+                "/error" => return Err(std::io::Error::other("inner service failed")),
+                "/unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+                "/missing" => StatusCode::NOT_FOUND,
+                "/limited" => StatusCode::TOO_MANY_REQUESTS,
+                _ => StatusCode::OK,
+            };
+            let mut frames: Vec<Result<http_body::Frame<Bytes>, std::io::Error>> =
+                vec![Ok(http_body::Frame::data(Bytes::from_static(b"body")))];
+            if req.uri().path() == "/broken" {
+                frames.push(Err(std::io::Error::other("upstream closed")));
+            }
+            let body = StreamBody::new(futures_util::stream::iter(frames));
+            let mut res = Response::new(body);
+            *res.status_mut() = status;
+            Ok(res)
+        },
+    ));
+    for path in ["/ok", "/unavailable", "/missing", "/limited", "/broken"] {
+        let res = svc.clone().oneshot(get_req(path)).await.unwrap();
+        let read = res.into_body().collect().await;
+        assert_eq!(read.is_err(), path == "/broken", "{path}");
+    }
+    assert!(svc.clone().oneshot(get_req("/error")).await.is_err());
+
+    let text = stats.prometheus();
+    let count = |route: &str| -> Vec<&str> {
+        let needle = format!("http_route=\"{route}\"");
+        text.lines()
+            .filter(|l| {
+                l.starts_with("http_server_request_duration_seconds_count{") && l.contains(&needle)
+            })
+            .collect()
+    };
+    let series = |route: &str, rest: &str| {
+        format!(
+            "http_server_request_duration_seconds_count{{http_request_method=\"GET\",http_route=\"{route}\"{rest}}} 1"
+        )
+    };
+    assert_eq!(
+        count("/ok"),
+        [series("/ok", ",http_response_status_code=\"200\"")],
+        "{text}"
+    );
+    assert_eq!(
+        count("/unavailable"),
+        [series(
+            "/unavailable",
+            ",http_response_status_code=\"503\",error_type=\"503\""
+        )]
+    );
+    assert_eq!(
+        count("/missing"),
+        [series("/missing", ",http_response_status_code=\"404\"")]
+    );
+    assert_eq!(
+        count("/limited"),
+        [series("/limited", ",http_response_status_code=\"429\"")]
+    );
+    assert_eq!(
+        count("/broken"),
+        [series(
+            "/broken",
+            ",http_response_status_code=\"200\",error_type=\"_OTHER\""
+        )]
+    );
+    assert_eq!(
+        count("/error"),
+        [series("/error", ",error_type=\"_OTHER\"")]
+    );
+    support::promtool(&text);
+
+    // The snapshot still counts the inner-service error as a 500, with the
+    // server errors; the 4xx stay the client's.
+    let snap = stats.snapshot();
+    let error = snap.route("GET", "/error").unwrap();
+    assert_eq!(
+        error.status_codes,
+        [tower_perf::timing::StatusCount {
+            code: 500,
+            count: 1
+        }]
+    );
+    let o = &snap.overall;
+    assert_eq!(
+        (o.count, o.server_errors, o.client_errors, o.failed),
+        (6, 3, 2, 1)
+    );
+}
+
 #[tokio::test]
 async fn the_window_rolls_and_totals_stay() {
     let clock = ManualClock::new();

@@ -12,7 +12,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::registry::{Cell, Clock, Registry, RegistryConfig, UNMATCHED};
+use super::registry::{Cell, Clock, End, Registry, RegistryConfig, UNMATCHED};
 use super::spans::Timings;
 
 const SERVER_TIMING: http::HeaderName = http::HeaderName::from_static("server-timing");
@@ -366,16 +366,16 @@ struct Guard {
 impl Guard {
     /// Records the request as completed.
     fn finish(&mut self) {
-        self.end(false);
+        self.end(End::Sent);
     }
 
     /// Records the request as completed with a body that failed midway: a
     /// server error whatever status its head carried.
     fn fail(&mut self) {
-        self.end(true);
+        self.end(End::BodyFailed);
     }
 
-    fn end(&mut self, failed: bool) {
+    fn end(&mut self, end: End) {
         if !self.done {
             self.done = true;
             let spans = self
@@ -383,7 +383,7 @@ impl Guard {
                 .as_ref()
                 .map(Timings::take_aggregates)
                 .unwrap_or_default();
-            self.cell.record(self.start, self.status, failed, &spans);
+            self.cell.record(self.start, self.status, end, &spans);
         }
     }
 }
@@ -455,9 +455,12 @@ where
                 Poll::Ready(Ok(res.map(|body| ResponseBody { inner: body, guard })))
             }
             Err(e) => {
+                // No response, so no status sent (OpenTelemetry: no
+                // `http.response.status_code`, an `error.type`); counted
+                // as a 500 with the server errors.
                 if let Some(g) = guard.as_mut() {
                     g.status = 500;
-                    g.finish();
+                    g.end(End::NoResponse);
                 }
                 Poll::Ready(Err(e))
             }

@@ -51,6 +51,16 @@
 //! OpenTelemetry's HTTP conventions name, label and bucket it; checked
 //! with `promtool check metrics`).
 //!
+//! **Errors in the Prometheus text** follow OpenTelemetry's HTTP server
+//! conventions for `error.type` (label `error_type`): a 5xx response
+//! carries its status code (`error_type="503"`); a response whose body
+//! failed midway carries `_OTHER` (the fallback value: the layer can't name
+//! the cause) next to the status code its head carried; an inner-service
+//! error carries `_OTHER` and no `http_response_status_code`, since no
+//! response was sent (the snapshot counts it as a 500); a 4xx, 429
+//! included, carries none: it is the client's. The series with an
+//! `error_type` are exactly the server errors.
+//!
 //! [`n_plus_one_threshold`]: TimingLayer::n_plus_one_threshold
 //!
 //! # Example

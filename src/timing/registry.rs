@@ -111,9 +111,22 @@ struct Current {
     by_status: Vec<(StatusKey, PromHist)>,
 }
 
-/// A status code (0: codes past [`MAX_STATUSES`]) and whether the body
-/// failed midway after it was sent.
-pub(crate) type StatusKey = (u16, bool);
+/// A status code (0: codes past [`MAX_STATUSES`]) and how the request
+/// ended.
+pub(crate) type StatusKey = (u16, End);
+
+/// How a request ended, as far as OpenTelemetry's `error.type` tells them
+/// apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum End {
+    /// A response went out whole (its status says whether it is an error).
+    Sent,
+    /// A response went out, but its body failed midway.
+    BodyFailed,
+    /// The inner service failed: no response, so no status was sent (it
+    /// is counted under 500, what a server ends up answering, or not).
+    NoResponse,
+}
 
 /// Cumulative buckets at OpenTelemetry's advised bounds.
 #[derive(Debug, Clone, Default)]
@@ -326,19 +339,22 @@ impl Cell {
     }
 
     /// Records a request that started at `start` (nanoseconds on the
-    /// registry's clock) and ends now; `failed`: its body failed midway.
-    pub(crate) fn record(&self, start: u64, status: u16, failed: bool, spans: &[SpanAgg]) {
+    /// registry's clock) and ends now, as `how` says.
+    pub(crate) fn record(&self, start: u64, status: u16, how: End, spans: &[SpanAgg]) {
         let end = self.now();
         let ns = end.saturating_sub(start);
         let duration = Duration::from_nanos(ns);
         let threshold = self.shared.n_plus_one;
         self.with_current(end, |cur| {
-            cur.hist.record(ns, status, failed);
-            let key = (status, failed);
-            let key = if cur.by_status.len() >= MAX_STATUSES
+            cur.hist.record(ns, status, how == End::BodyFailed);
+            let key = (status, how);
+            // Inner-service errors are one series (no status code), never
+            // folded: the fold's would carry the same labels.
+            let key = if how != End::NoResponse
+                && cur.by_status.len() >= MAX_STATUSES
                 && !cur.by_status.iter().any(|(k, _)| *k == key)
             {
-                (0, failed)
+                (0, how)
             } else {
                 key
             };

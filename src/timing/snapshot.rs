@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::hist::Hist;
 use super::insights::{Insight, insights};
-use super::registry::{PROM_BOUNDS, Registry, RouteTotals, SlowRequest};
+use super::registry::{End, PROM_BOUNDS, Registry, RouteTotals, SlowRequest};
 
 /// A cheap, cloneable handle to a [`TimingLayer`](super::TimingLayer)'s
 /// statistics.
@@ -347,12 +347,21 @@ impl TimingStats {
     /// Prometheus text exposition (format 0.0.4): the
     /// `http_server_request_duration_seconds` histogram named and labelled
     /// as OpenTelemetry's HTTP semantic conventions advise
-    /// (`http_request_method`, `http_route`, `http_response_status_code`,
-    /// and `error_type="_OTHER"` on responses whose body failed midway;
-    /// buckets 0.005 s … 10 s), cumulative since start, and
+    /// (`http_request_method`, `http_route`, `http_response_status_code`
+    /// when a status was sent, and `error_type` on the requests that ended
+    /// in an error; buckets 0.005 s … 10 s), cumulative since start, and
     /// `http_server_request_aborted_total` for responses dropped before
-    /// their end. Server errors are the `5..` status codes and the series
-    /// with an `error_type`; 4xx (429 included) are the client's.
+    /// their end.
+    ///
+    /// `error_type`, as the conventions set `error.type` on a server:
+    /// - a 5xx: its status code (`error_type="503"`);
+    /// - a body that failed midway: `_OTHER` (the layer can't name the
+    ///   cause), next to the status code its head carried;
+    /// - an inner-service error: `_OTHER`, without
+    ///   `http_response_status_code` (no response was sent);
+    /// - none on any other response: 4xx (429 included) are the client's.
+    ///
+    /// So the server errors are exactly the series with an `error_type`.
     pub fn prometheus(&self) -> String {
         use std::fmt::Write;
         let mut out = String::new();
@@ -365,17 +374,20 @@ impl TimingStats {
         for (route, _, _, extras) in &rows {
             let method = otel_method(route.method.as_str());
             let label = escape(&route.label);
-            for ((code, failed), ph) in &extras.by_status {
-                // A body that failed midway: OpenTelemetry's `error.type`,
-                // with its fallback value (the layer can't name the cause).
-                let error_type = if *failed {
-                    ",error_type=\"_OTHER\""
-                } else {
-                    ""
-                };
-                let labels = format!(
-                    "http_request_method=\"{method}\",http_route=\"{label}\",http_response_status_code=\"{code}\"{error_type}"
-                );
+            for ((code, end), ph) in &extras.by_status {
+                let mut labels = format!("http_request_method=\"{method}\",http_route=\"{label}\"");
+                if *end != End::NoResponse {
+                    let _ = write!(labels, ",http_response_status_code=\"{code}\"");
+                }
+                match end {
+                    // OpenTelemetry's fallback value: the layer can't
+                    // name the cause.
+                    End::BodyFailed | End::NoResponse => labels.push_str(",error_type=\"_OTHER\""),
+                    End::Sent if (500..600).contains(code) => {
+                        let _ = write!(labels, ",error_type=\"{code}\"");
+                    }
+                    End::Sent => {}
+                }
                 for (bound, count) in PROM_BOUNDS.iter().zip(ph.cumulative()) {
                     let _ = writeln!(
                         out,
