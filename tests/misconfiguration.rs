@@ -81,6 +81,79 @@ fn an_ipv6_prefix_over_128_bits_panics() {
     let _ = RateLimitLayer::new().ipv6_prefix(128).ipv6_prefix(0);
 }
 
+/// A missing-key choice that applies to no policy does nothing: most
+/// likely the other setting was meant (`on_missing_key` used to be the
+/// choice for a missing client address too).
+#[cfg(feature = "rate-limit")]
+#[test]
+fn a_missing_key_choice_that_applies_to_no_policy_panics() {
+    use tower_perf::rate_limit::MissingKey;
+    let ip_rule = || RateRule::new("ip", Quota::per_minute(10));
+    let key_rule = || {
+        RateRule::new("key", Quota::per_minute(10)).key(KeySource::Header(
+            http::HeaderName::from_static("x-api-key"),
+        ))
+    };
+    let msg = panic_message(|| {
+        RateLimitLayer::new()
+            .rule(ip_rule())
+            .on_missing_key(MissingKey::Shared)
+            .stats()
+    });
+    assert!(
+        msg.contains("RateLimitLayer::on_missing_key") && msg.contains("on_missing_peer_addr"),
+        "{msg}"
+    );
+    let msg = panic_message(|| {
+        RateLimitLayer::new()
+            .rule(key_rule().on_missing_key(MissingKey::Allow))
+            .on_missing_peer_addr(MissingKey::Allow)
+            .stats()
+    });
+    assert!(
+        msg.contains("RateLimitLayer::on_missing_peer_addr") && msg.contains("on_missing_key"),
+        "{msg}"
+    );
+    let msg = panic_message(|| {
+        RateLimitLayer::new()
+            .rule(ip_rule().on_missing_key(MissingKey::Allow))
+            .stats()
+    });
+    assert!(msg.contains("rule 'ip' sets `on_missing_key`"), "{msg}");
+    let msg = panic_message(|| {
+        RateLimitLayer::new()
+            .rule(
+                key_rule()
+                    .on_missing_key(MissingKey::Allow)
+                    .on_missing_peer_addr(MissingKey::Allow),
+            )
+            .stats()
+    });
+    assert!(
+        msg.contains("rule 'key' sets `on_missing_peer_addr`"),
+        "{msg}"
+    );
+    // Fail is about servers, never a choice for what clients leave out.
+    let msg = panic_message(|| {
+        RateLimitLayer::new()
+            .rule(key_rule().on_missing_key(MissingKey::Fail))
+            .stats()
+    });
+    assert!(msg.contains("which a client can leave out"), "{msg}");
+    // Each where it applies is fine, and so is the API key's rule choosing
+    // for itself and the layer choosing for the address.
+    let _ = RateLimitLayer::new()
+        .rule(ip_rule())
+        .rule(key_rule())
+        .on_missing_key(MissingKey::Deny)
+        .on_missing_peer_addr(MissingKey::Fail)
+        .stats();
+    let _ = RateLimitLayer::new()
+        .rule(ip_rule().on_missing_peer_addr(MissingKey::Shared))
+        .rule(key_rule().on_missing_key(MissingKey::Allow))
+        .stats();
+}
+
 #[cfg(feature = "rate-limit")]
 #[test]
 fn a_rate_limit_store_for_zero_keys_panics() {

@@ -708,7 +708,7 @@ async fn without_a_client_address_the_default_fails_loudly() {
             "{body}"
         );
         assert!(
-            body.contains("on_missing_key(MissingKey::Shared)"),
+            body.contains("on_missing_peer_addr(MissingKey::Shared)"),
             "{body}"
         );
         assert!(body.contains("MissingKey::Allow"), "{body}");
@@ -739,7 +739,7 @@ async fn without_a_client_address_shared_and_allow_work_when_chosen() {
     let _guard = log.capture();
     let layer = RateLimitLayer::new()
         .rule(RateRule::new("api", Quota::per_minute(2)).path("/api/**"))
-        .on_missing_key(MissingKey::Shared);
+        .on_missing_peer_addr(MissingKey::Shared);
     let stats = layer.stats();
     let addr = serve_without_connect_info(app(layer)).await;
     assert_eq!(get_from(addr, "/api/items").await.status, StatusCode::OK);
@@ -749,7 +749,7 @@ async fn without_a_client_address_shared_and_allow_work_when_chosen() {
     assert_eq!(stats.most_limited(1)[0].key, "unknown");
     let layer = RateLimitLayer::new()
         .rule(RateRule::new("api", Quota::per_minute(2)).path("/api/**"))
-        .on_missing_key(MissingKey::Allow);
+        .on_missing_peer_addr(MissingKey::Allow);
     let addr = serve_without_connect_info(app(layer)).await;
     for _ in 0..5 {
         assert_eq!(get_from(addr, "/api/items").await.status, StatusCode::OK);

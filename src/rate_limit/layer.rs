@@ -1,7 +1,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -16,6 +16,7 @@ use tower_service::Service;
 use super::key::{Key, KeySource};
 use super::missing_key::{self, MissingKey};
 use super::quota::{Decision, Quota};
+use super::stats::RateLimitStats;
 use super::store::{MemoryStore, PolicyRef, RateLimitStore};
 use crate::route_pattern::Pattern;
 
@@ -43,6 +44,7 @@ pub struct RateRule {
     /// More policies counted on the same requests (a daily cap beside a
     /// per-minute one, a global one beside a per-client one).
     extra: Vec<(Arc<str>, Quota, KeySource)>,
+    missing: missing_key::Choices,
 }
 
 impl RateRule {
@@ -57,6 +59,7 @@ impl RateRule {
             key: KeySource::PeerIp,
             cost: 1,
             extra: Vec::new(),
+            missing: missing_key::Choices::default(),
         }
     }
 
@@ -115,6 +118,23 @@ impl RateRule {
         self
     }
 
+    /// What this rule's policies keyed on a header or a closure do with a
+    /// request that lacks the key (wins over
+    /// [`RateLimitLayer::on_missing_key`]; see [`MissingKey`]).
+    pub fn on_missing_key(mut self, m: MissingKey) -> Self {
+        self.missing.key = Some(m);
+        self
+    }
+
+    /// What this rule's policies keyed on the client's address do with a
+    /// request that carries none (wins over
+    /// [`RateLimitLayer::on_missing_peer_addr`]; default
+    /// [`MissingKey::Fail`]).
+    pub fn on_missing_peer_addr(mut self, m: MissingKey) -> Self {
+        self.missing.peer_addr = Some(m);
+        self
+    }
+
     /// Units one request costs (default 1).
     ///
     /// # Panics
@@ -152,107 +172,6 @@ fn sf_name(name: &str) -> String {
     }
 }
 
-#[derive(Debug, Default)]
-struct PolicyCounters {
-    allowed: AtomicU64,
-    limited: AtomicU64,
-}
-
-/// Allowed and limited requests of one policy.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct PolicyStats {
-    /// The policy's name.
-    pub name: String,
-    /// Requests let through.
-    pub allowed: u64,
-    /// Requests over the quota (rejected, or only counted in shadow mode).
-    pub limited: u64,
-}
-
-/// A cheap, cloneable handle to a [`RateLimitLayer`]'s counters.
-#[derive(Debug, Clone)]
-pub struct RateLimitStats {
-    names: Arc<[Arc<str>]>,
-    counters: Arc<[PolicyCounters]>,
-    /// Limited requests by (policy, key); touched only when a request is
-    /// limited, bounded to [`LIMITED_KEYS_KEPT`] entries.
-    limited_keys: Arc<std::sync::Mutex<std::collections::HashMap<(usize, String), u64>>>,
-    /// Requests answered 500 by [`MissingKey::Fail`]; the first is logged.
-    missing_key_failures: Arc<AtomicU64>,
-}
-
-/// Keys the statistics keep limited counts for; the smallest count goes
-/// when a new key comes past this.
-pub const LIMITED_KEYS_KEPT: usize = 1024;
-
-/// A key that hit its quota, and how often.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct LimitedKey {
-    /// The policy.
-    pub policy: String,
-    /// The key (an IP, an API key…).
-    pub key: String,
-    /// Requests limited.
-    pub limited: u64,
-}
-
-impl RateLimitStats {
-    fn record_limited(&self, rule: usize, key: &Key) {
-        let Ok(mut m) = self.limited_keys.lock() else {
-            return;
-        };
-        let k = (rule, key.to_string());
-        if !m.contains_key(&k) && m.len() >= LIMITED_KEYS_KEPT {
-            if let Some(smallest) = m.iter().min_by_key(|(_, n)| **n).map(|(k, _)| k.clone()) {
-                m.remove(&smallest);
-            }
-        }
-        *m.entry(k).or_insert(0) += 1;
-    }
-
-    /// The `n` most limited keys, most limited first.
-    pub fn most_limited(&self, n: usize) -> Vec<LimitedKey> {
-        let Ok(m) = self.limited_keys.lock() else {
-            return Vec::new();
-        };
-        let mut v: Vec<LimitedKey> = m
-            .iter()
-            .map(|((rule, key), count)| LimitedKey {
-                policy: self
-                    .names
-                    .get(*rule)
-                    .map(|s| s.to_string())
-                    .unwrap_or_default(),
-                key: key.clone(),
-                limited: *count,
-            })
-            .collect();
-        v.sort_by(|a, b| b.limited.cmp(&a.limited).then_with(|| a.key.cmp(&b.key)));
-        v.truncate(n);
-        v
-    }
-
-    /// Requests answered `500` because they carried no client address
-    /// to count them against ([`MissingKey::Fail`]): more than 0 means the
-    /// server hands the layer no peer address (see [`MissingKey`]).
-    pub fn missing_key_failures(&self) -> u64 {
-        self.missing_key_failures.load(Relaxed)
-    }
-
-    /// Per policy, in rule order.
-    pub fn snapshot(&self) -> Vec<PolicyStats> {
-        self.names
-            .iter()
-            .zip(self.counters.iter())
-            .map(|(n, c)| PolicyStats {
-                name: n.to_string(),
-                allowed: c.allowed.load(Relaxed),
-                limited: c.limited.load(Relaxed),
-            })
-            .collect()
-    }
-}
-
 struct Config {
     /// Each rule with its policies (the rule's own first).
     rules: Vec<(RateRule, Vec<PolicyRef>)>,
@@ -262,7 +181,8 @@ struct Config {
     /// the index of the rule's first policy.
     policy_fields: Vec<Option<HeaderValue>>,
     ipv6_prefix: u8,
-    missing_key: MissingKey,
+    /// What each policy does without a key, by policy index.
+    missing_key: Box<[MissingKey]>,
     headers: bool,
     legacy_headers: bool,
     problem_json: bool,
@@ -297,13 +217,14 @@ pub type RejectFn = Arc<dyn Fn(&Rejection) -> Response<Bytes> + Send + Sync>;
 /// Building the services ([`Layer::layer`]) or the statistics
 /// ([`stats`](Self::stats)) panics, with a message naming the rule, when a
 /// rule could never work: it costs more than a policy's burst, or it is
-/// keyed on a header or a closure while [`on_missing_key`](Self::on_missing_key)
-/// was left at [`MissingKey::Fail`] (see [`MissingKey`]).
+/// keyed on a header or a closure and no [`on_missing_key`](Self::on_missing_key)
+/// was chosen for it, or a missing-key choice applies to no policy (see
+/// [`MissingKey`]).
 pub struct RateLimitLayer<St = MemoryStore> {
     store: Arc<St>,
     rules: Vec<RateRule>,
     ipv6_prefix: u8,
-    missing_key: MissingKey,
+    missing: missing_key::Choices,
     headers: bool,
     legacy_headers: bool,
     problem_json: bool,
@@ -326,7 +247,7 @@ impl<St> Clone for RateLimitLayer<St> {
             store: self.store.clone(),
             rules: self.rules.clone(),
             ipv6_prefix: self.ipv6_prefix,
-            missing_key: self.missing_key,
+            missing: self.missing,
             headers: self.headers,
             legacy_headers: self.legacy_headers,
             problem_json: self.problem_json,
@@ -357,7 +278,7 @@ impl<St: RateLimitStore> RateLimitLayer<St> {
             store: Arc::new(store),
             rules: Vec::new(),
             ipv6_prefix: 64,
-            missing_key: MissingKey::default(),
+            missing: missing_key::Choices::default(),
             headers: true,
             legacy_headers: false,
             problem_json: false,
@@ -393,11 +314,21 @@ impl<St: RateLimitStore> RateLimitLayer<St> {
         self.changed()
     }
 
-    /// What to do when a rule's key can't be found (default:
-    /// [`MissingKey::Fail`], a 500 naming the fix, for requests that carry
-    /// no client address).
+    /// What policies keyed on a header or a closure do with a request that
+    /// lacks the key, for rules that don't choose
+    /// ([`RateRule::on_missing_key`]). No default: see [`MissingKey`].
+    /// Requests without a client address are never this setting's business.
     pub fn on_missing_key(mut self, m: MissingKey) -> Self {
-        self.missing_key = m;
+        self.missing.key = Some(m);
+        self.changed()
+    }
+
+    /// What policies keyed on the client's address do with a request that
+    /// carries none, for rules that don't choose
+    /// ([`RateRule::on_missing_peer_addr`]). Default: [`MissingKey::Fail`],
+    /// a 500 naming the fix.
+    pub fn on_missing_peer_addr(mut self, m: MissingKey) -> Self {
+        self.missing.peer_addr = Some(m);
         self.changed()
     }
 
@@ -441,9 +372,15 @@ impl<St: RateLimitStore> RateLimitLayer<St> {
 
     fn build(&self) -> &(Arc<Config>, RateLimitStats) {
         self.built.get_or_init(|| {
+            let missing = missing_key::resolve(
+                self.missing,
+                self.rules.iter().map(|r| {
+                    let policies = r.policies().map(|(name, _, source)| (&**name, source));
+                    (&*r.name, r.missing, policies)
+                }),
+            );
             for rule in &self.rules {
-                for (name, quota, source) in rule.policies() {
-                    missing_key::assert_chosen(self.missing_key, name, source);
+                for (name, quota, _) in rule.policies() {
                     assert!(
                         rule.cost <= quota.burst(),
                         "rate limit rule '{}' costs {} a request, more than the burst of {} of its policy '{name}': no request could ever pass",
@@ -474,12 +411,7 @@ impl<St: RateLimitStore> RateLimitLayer<St> {
                 })
                 .collect();
             let all: Vec<&PolicyRef> = rules.iter().flat_map(|(_, ps)| ps.iter()).collect();
-            let stats = RateLimitStats {
-                names: all.iter().map(|p| p.name.clone()).collect(),
-                counters: all.iter().map(|_| PolicyCounters::default()).collect(),
-                limited_keys: Arc::default(),
-                missing_key_failures: Arc::default(),
-            };
+            let stats = RateLimitStats::new(all.iter().map(|p| p.name.clone()).collect());
             let mut policy_fields = vec![None; all.len()];
             for (_, ps) in &rules {
                 let mut v = String::new();
@@ -509,7 +441,7 @@ impl<St: RateLimitStore> RateLimitLayer<St> {
                 policies,
                 policy_fields,
                 ipv6_prefix: self.ipv6_prefix,
-                missing_key: self.missing_key,
+                missing_key: missing.into(),
                 headers: self.headers,
                 legacy_headers: self.legacy_headers,
                 problem_json: self.problem_json,
@@ -737,7 +669,7 @@ fn extract<St, B>(
     if let Some(k) = source.extract(req, config.ipv6_prefix) {
         return Extracted::Key(k);
     }
-    match config.missing_key {
+    match config.missing_key[usize::from(policy.index)] {
         MissingKey::Fail => {
             missing_key::record_failure(&shared.stats.missing_key_failures, &policy.name);
             if config.shadow {

@@ -13,16 +13,30 @@
 //!   trusted proxy; headers from an untrusted peer are ignored, so they
 //!   can't be spoofed); a header (an API key, at most 256 bytes); one global
 //!   key; or a closure. IPv6 clients are grouped by /64. When no key can be
-//!   found, [`MissingKey`] decides. The default, [`MissingKey::Fail`], is
-//!   for a server that hands the layer no client address (axum's
-//!   `axum::serve(listener, app)` without
-//!   `into_make_service_with_connect_info::<SocketAddr>()`): each such
-//!   request is answered `500` with a body that names the fix, and the
-//!   first one logs an error (`tracing`), instead of all of them sharing one
-//!   quota that one client can use up for everybody.
-//!   [`MissingKey::Shared`], [`Allow`](MissingKey::Allow) and
-//!   [`Deny`](MissingKey::Deny) are there to choose; a rule keyed on a
-//!   header or a closure, which clients can leave out, needs that choice.
+//!   found, [`MissingKey`] decides, with one setting per reason:
+//!   - **No client address** (policies keyed on [`PeerIp`](KeySource::PeerIp)
+//!     or [`ClientIp`](KeySource::ClientIp)): the server hands the layer
+//!     none (axum's `axum::serve(listener, app)` without
+//!     `into_make_service_with_connect_info::<SocketAddr>()`). Default
+//!     [`MissingKey::Fail`]: each such request is answered `500` with a
+//!     body that names the fix, the first one logs an error (`tracing`),
+//!     and [`RateLimitStats::missing_key_failures`] (and the report) count
+//!     them, instead of all of them sharing one quota that one client can
+//!     use up for everybody. Something else only when chosen with
+//!     [`RateLimitLayer::on_missing_peer_addr`] or
+//!     [`RateRule::on_missing_peer_addr`].
+//!   - **No key the client sends** (policies keyed on a
+//!     [`Header`](KeySource::Header), an API key, or a
+//!     [closure](KeySource::Custom)): the client's doing, no server error.
+//!     No default: [`MissingKey::Shared`], [`Allow`](MissingKey::Allow) or
+//!     [`Deny`](MissingKey::Deny) (429), chosen with
+//!     [`RateRule::on_missing_key`] or, for every rule that doesn't say,
+//!     [`RateLimitLayer::on_missing_key`]; without a choice the layer
+//!     panics when built.
+//!
+//!   So a layer with an API-key rule and a per-IP rule lets anonymous
+//!   requests through (or shares or denies them) as the API-key rule says,
+//!   and still fails loudly when the server drops the client's address.
 //! - **Paths**: exact, prefixes, globs (`*` within a segment, `**` across
 //!   segments) and axum's own `{param}` and `{*rest}`
 //!   ([`RateRule::path`]); a pattern that can never match, or a quota,
@@ -84,6 +98,40 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! An API-key rule and a per-IP rule in one layer: anonymous requests
+//! pass the API-key rule, as it chose, while a request without a client
+//! address still gets the per-IP rule's loud `500`.
+//!
+//! ```
+//! # use bytes::Bytes;
+//! # use http::{HeaderName, Request, Response, StatusCode};
+//! # use http_body_util::Full;
+//! # use std::convert::Infallible;
+//! # use tower::{ServiceBuilder, ServiceExt, service_fn};
+//! use tower_perf::rate_limit::{KeySource, MissingKey, Quota, RateLimitLayer, RateRule};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let layer = RateLimitLayer::new()
+//!     .rule(
+//!         RateRule::new("api", Quota::per_minute(100))
+//!             .path("/api/**")
+//!             .key(KeySource::Header(HeaderName::from_static("x-api-key")))
+//!             .on_missing_key(MissingKey::Allow),
+//!     )
+//!     .rule(RateRule::new("login", Quota::per_minute(5)).path("/login"));
+//! let svc = ServiceBuilder::new().layer(layer).service(service_fn(|_req: Request<Full<Bytes>>| async {
+//!     Ok::<_, Infallible>(Response::new(Full::<Bytes>::from("ok")))
+//! }));
+//! // No PeerAddr, no ConnectInfo: the server's set-up is wrong.
+//! for (path, expected) in [("/api/items", StatusCode::OK), ("/login", StatusCode::INTERNAL_SERVER_ERROR)] {
+//!     let res = svc.clone().oneshot(Request::get(path).body(Full::default())?).await?;
+//!     assert_eq!(res.status(), expected);
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 mod key;
 mod layer;
@@ -91,6 +139,7 @@ mod missing_key;
 mod quota;
 #[cfg(feature = "redis")]
 mod redis_store;
+mod stats;
 mod store;
 
 pub use crate::clock::{Clock, SystemClock};
@@ -99,11 +148,11 @@ pub use crate::clock::{Clock, SystemClock};
 pub use self::{
     key::{Cidr, CidrError, Key, KeyFn, KeySource, PeerAddr, RequestHead},
     layer::{
-        LIMITED_KEYS_KEPT, LimitedKey, PolicyStats, RateLimit, RateLimitLayer, RateLimitStats,
-        RateRule, RejectFn, Rejection, ResponseBody, ResponseFuture,
+        RateLimit, RateLimitLayer, RateRule, RejectFn, Rejection, ResponseBody, ResponseFuture,
     },
     missing_key::MissingKey,
     quota::{Decision, Quota},
+    stats::{LIMITED_KEYS_KEPT, LimitedKey, PolicyStats, RateLimitStats},
     store::{DEFAULT_MAX_KEYS, MemoryStore, PolicyRef, RateLimitStore, StoreError},
 };
 

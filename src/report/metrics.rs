@@ -263,6 +263,13 @@ pub(super) fn render(sources: &Sources) -> String {
             f.value(&[("policy", &p.name), ("decision", "allowed")], p.allowed);
             f.value(&[("policy", &p.name), ("decision", "limited")], p.limited);
         }
+        Family::new(
+            &mut out,
+            "tower_perf_rate_limit_missing_key_failures_total",
+            "counter",
+            "Requests answered 500 because they carried no client address to count them against (the server hands the rate limiter no peer address).",
+        )
+        .value(&[], r.missing_key_failures());
     }
     #[cfg(feature = "redis")]
     if let Some(s) = &sources.redis_rate_limit {

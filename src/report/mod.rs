@@ -33,14 +33,17 @@
 //!
 //! **Status.** Only what hurts users from the server's side warns:
 //! server errors (5xx, inner-service errors, failed bodies), latency over
-//! target, N+1 suspects, Redis fallbacks. As OpenTelemetry's HTTP
-//! conventions have it, a 4xx is the client's: a high share of them, and
-//! clients over a rate limit (429), are reported as information (naming
-//! the status, the policy and the most limited key) and never turn the
-//! status to warning or critical. The dashboard shows the server error
-//! rate, the 4xx rate and the 429s apart, and the Redis circuit breakers'
-//! state (per store, with how often and how long they opened) when the
-//! report reads a Redis store.
+//! target, N+1 suspects, Redis fallbacks, and requests the rate limiter
+//! answered `500` because the server hands it no client address (critical,
+//! naming the fix; `rate_limit.missing_key_failures` in the summary,
+//! `tower_perf_rate_limit_missing_key_failures_total` in `/metrics`). As
+//! OpenTelemetry's HTTP conventions have it, a 4xx is the client's: a high
+//! share of them, and clients over a rate limit (429), are reported as
+//! information (naming the status, the policy and the most limited key)
+//! and never turn the status to warning or critical. The dashboard shows
+//! the server error rate, the 4xx rate and the 429s apart, and the Redis
+//! circuit breakers' state (per store, with how often and how long they
+//! opened) when the report reads a Redis store.
 //!
 //! **Schema.** JSON bodies are the serde structs of this module (field
 //! names are the JSON keys); new fields may be added, existing ones keep
@@ -271,6 +274,11 @@ pub struct RateLimitReport {
     pub limited: u64,
     /// Allowed requests, all policies.
     pub allowed: u64,
+    /// Requests answered `500` because they carried no client address to
+    /// count them against
+    /// ([`MissingKey::Fail`](crate::rate_limit::MissingKey::Fail)): the
+    /// server hands the layer no peer address.
+    pub missing_key_failures: u64,
 }
 
 /// The Redis stores' figures.
@@ -571,6 +579,23 @@ fn rate_limit_info(r: &RateLimitReport) -> Option<Recommendation> {
     })
 }
 
+/// Requests the rate limiter answered 500 for lack of a client address:
+/// the server's set-up, failing users now, with one fix to name.
+fn missing_address(r: &RateLimitReport) -> Option<Recommendation> {
+    let n = r.missing_key_failures;
+    (n > 0).then(|| Recommendation {
+        level: Level::Critical,
+        area: "rate_limit".into(),
+        route: None,
+        message: format!(
+            "{n} requests were answered 500 by the rate limiter: they carried no client address to count them against"
+        ),
+        recommendation: "serve the app with `axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())` \
+            (or insert `tower_perf::rate_limit::PeerAddr` in each request) so the rate limiter sees each client's address; \
+            or choose `.on_missing_peer_addr(MissingKey::Shared)` (one quota for all of them) or `MissingKey::Allow` on the RateLimitLayer".into(),
+    })
+}
+
 impl Inner {
     fn authorized(&self, headers: &http::HeaderMap) -> bool {
         let Some(token) = &self.token else {
@@ -714,6 +739,12 @@ impl Inner {
             if let Some(rec) = rate_limit_info(r) {
                 recs.push(rec);
             }
+            if let Some(rec) = missing_address(r) {
+                // First among the critical ones (the sort below is stable):
+                // these 500s are also among timing's server errors, whose
+                // advice can only point at the handler.
+                recs.insert(0, rec);
+            }
         }
         let redis = self.redis();
         #[cfg(feature = "redis")]
@@ -800,6 +831,7 @@ impl Inner {
                 allowed: policies.iter().map(|p| p.allowed).sum(),
                 policies,
                 most_limited: r.most_limited(20),
+                missing_key_failures: r.missing_key_failures(),
             });
         }
         None

@@ -1,0 +1,118 @@
+//! The rate limiter's counters: allowed and limited per policy, the most
+//! limited keys, and requests that had no key to count.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use super::key::Key;
+
+#[derive(Debug, Default)]
+pub(super) struct PolicyCounters {
+    pub(super) allowed: AtomicU64,
+    pub(super) limited: AtomicU64,
+}
+
+/// Allowed and limited requests of one policy.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PolicyStats {
+    /// The policy's name.
+    pub name: String,
+    /// Requests let through.
+    pub allowed: u64,
+    /// Requests over the quota (rejected, or only counted in shadow mode).
+    pub limited: u64,
+}
+
+/// A cheap, cloneable handle to a [`RateLimitLayer`](super::RateLimitLayer)'s counters.
+#[derive(Debug, Clone)]
+pub struct RateLimitStats {
+    names: Arc<[Arc<str>]>,
+    pub(super) counters: Arc<[PolicyCounters]>,
+    /// Limited requests by (policy, key); touched only when a request is
+    /// limited, bounded to [`LIMITED_KEYS_KEPT`] entries.
+    limited_keys: Arc<std::sync::Mutex<std::collections::HashMap<(usize, String), u64>>>,
+    /// Requests answered 500 by [`MissingKey::Fail`](super::MissingKey::Fail); the first is logged.
+    pub(super) missing_key_failures: Arc<AtomicU64>,
+}
+
+/// Keys the statistics keep limited counts for; the smallest count goes
+/// when a new key comes past this.
+pub const LIMITED_KEYS_KEPT: usize = 1024;
+
+/// A key that hit its quota, and how often.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LimitedKey {
+    /// The policy.
+    pub policy: String,
+    /// The key (an IP, an API key…).
+    pub key: String,
+    /// Requests limited.
+    pub limited: u64,
+}
+
+impl RateLimitStats {
+    /// Zeroed counters for these policies, by index.
+    pub(super) fn new(names: Arc<[Arc<str>]>) -> Self {
+        Self {
+            counters: names.iter().map(|_| PolicyCounters::default()).collect(),
+            names,
+            limited_keys: Arc::default(),
+            missing_key_failures: Arc::default(),
+        }
+    }
+
+    pub(super) fn record_limited(&self, rule: usize, key: &Key) {
+        let Ok(mut m) = self.limited_keys.lock() else {
+            return;
+        };
+        let k = (rule, key.to_string());
+        if !m.contains_key(&k) && m.len() >= LIMITED_KEYS_KEPT {
+            if let Some(smallest) = m.iter().min_by_key(|(_, n)| **n).map(|(k, _)| k.clone()) {
+                m.remove(&smallest);
+            }
+        }
+        *m.entry(k).or_insert(0) += 1;
+    }
+
+    /// The `n` most limited keys, most limited first.
+    pub fn most_limited(&self, n: usize) -> Vec<LimitedKey> {
+        let Ok(m) = self.limited_keys.lock() else {
+            return Vec::new();
+        };
+        let mut v: Vec<LimitedKey> = m
+            .iter()
+            .map(|((rule, key), count)| LimitedKey {
+                policy: self
+                    .names
+                    .get(*rule)
+                    .map(|s| s.to_string())
+                    .unwrap_or_default(),
+                key: key.clone(),
+                limited: *count,
+            })
+            .collect();
+        v.sort_by(|a, b| b.limited.cmp(&a.limited).then_with(|| a.key.cmp(&b.key)));
+        v.truncate(n);
+        v
+    }
+
+    /// Requests answered `500` because they carried no client address
+    /// to count them against ([`MissingKey::Fail`](super::MissingKey::Fail)): more than 0 means the
+    /// server hands the layer no peer address (see [`MissingKey`](super::MissingKey)).
+    pub fn missing_key_failures(&self) -> u64 {
+        self.missing_key_failures.load(Relaxed)
+    }
+
+    /// Per policy, in rule order.
+    pub fn snapshot(&self) -> Vec<PolicyStats> {
+        self.names
+            .iter()
+            .zip(self.counters.iter())
+            .map(|(n, c)| PolicyStats {
+                name: n.to_string(),
+                allowed: c.allowed.load(Relaxed),
+                limited: c.limited.load(Relaxed),
+            })
+            .collect()
+    }
+}
