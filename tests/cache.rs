@@ -677,6 +677,47 @@ async fn stale_while_revalidate_serves_stale_and_refreshes_once() {
     assert_eq!(server.get("/").await.text(), "v3");
 }
 
+/// Issue 18: a background refresh keeps what it fetched whether or not
+/// `Cache-Status` is written (it used to read its own decision back from
+/// that header, so with the header off every refresh deleted the entry,
+/// and an empty body was stored, then deleted).
+#[tokio::test]
+async fn background_refresh_stores_with_cache_status_off() {
+    for body in ["fresh", ""] {
+        let (layer, clock) = clocked();
+        let stats = layer.stats();
+        let (server, origin) = serve(layer.cache_status(None), move |_, n| {
+            let text = if body.is_empty() {
+                String::new()
+            } else {
+                format!("{body}{n}")
+            };
+            ok(
+                &[("cache-control", "max-age=10, stale-while-revalidate=30")],
+                &text,
+            )
+        })
+        .await;
+        server.get("/").await;
+        clock.advance(Duration::from_secs(15));
+        server.get("/").await;
+        // The refresh stores its response (the second store), in the
+        // background; nothing after that may drop it.
+        for _ in 0..10_000 {
+            if stats.snapshot().stores == 2 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(stats.snapshot().stores, 2, "{body:?}");
+        let r = server.get("/").await;
+        assert_eq!(origin.calls(), 2, "{body:?}: the refreshed entry was dropped");
+        let expect = if body.is_empty() { "" } else { "fresh2" };
+        assert_eq!(r.text(), expect);
+        assert_eq!(stats.snapshot().entries, 1, "{body:?}");
+    }
+}
+
 /// `Cache-Status` can be renamed or turned off; off, no empty placeholder
 /// leaks out of the stored template, and `Age` is still sent.
 #[tokio::test]

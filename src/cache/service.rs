@@ -963,7 +963,7 @@ where
     } else {
         None
     };
-    Ok(new_response(
+    let (resp, _stored) = new_response(
         &shared,
         resp,
         &method,
@@ -972,12 +972,14 @@ where
         (request_time, response_time),
         fetch,
         fwd_status,
-    ))
+    );
+    Ok(resp)
 }
 
 /// A response the origin sent in full: store it (copying the body as it
 /// streams to the client) when RFC 9111 allows, and answer the client's
-/// own conditional request.
+/// own conditional request. Also says whether the response is being
+/// stored (the decision, not what `Cache-Status` shows: it may be off).
 #[allow(clippy::too_many_arguments)]
 fn new_response<ResB>(
     shared: &Arc<Shared>,
@@ -988,7 +990,7 @@ fn new_response<ResB>(
     times: (SystemTime, SystemTime),
     fetch: Fetch,
     fwd_status: Option<StatusCode>,
-) -> Resp<ResB>
+) -> (Resp<ResB>, bool)
 where
     ResB: Body<Data = Bytes> + Send + 'static,
 {
@@ -1024,7 +1026,8 @@ where
         })
     });
     let fwd = fetch.fwd;
-    let stored_note = if storable.is_ok() { "; stored" } else { "" };
+    let stored = storable.is_ok();
+    let stored_note = if stored { "; stored" } else { "" };
     let client_304 = not_modified(client, parts.status, &parts.headers);
     let tee = match storable {
         Ok(vary) => Some(Box::new(Tee {
@@ -1095,9 +1098,9 @@ where
                 .headers
                 .insert(HeaderName::from_static("cache-status"), cs);
         }
-        return Response::from_parts(parts, CacheBody::empty());
+        return (Response::from_parts(parts, CacheBody::empty()), stored);
     }
-    Response::from_parts(parts, CacheBody::origin(body, tee))
+    (Response::from_parts(parts, CacheBody::origin(body, tee)), stored)
 }
 
 /// Reads a body to its end (copying it into the store on the way).
@@ -1142,7 +1145,7 @@ where
     }
     Counters::add(&shared.counters.revalidated_200);
     let key = fetch.key.clone();
-    let resp = new_response(
+    let (resp, stored) = new_response(
         &shared,
         resp,
         &Method::GET,
@@ -1152,11 +1155,6 @@ where
         fetch,
         None,
     );
-    let stored = resp
-        .headers()
-        .get_all("cache-status")
-        .iter()
-        .any(|v| v.as_bytes().ends_with(b"; stored"));
     if !stored {
         // The origin no longer allows storing: the stale copy goes too.
         let _ = shared.store.remove(&key).await;
