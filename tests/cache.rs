@@ -711,7 +711,11 @@ async fn background_refresh_stores_with_cache_status_off() {
         }
         assert_eq!(stats.snapshot().stores, 2, "{body:?}");
         let r = server.get("/").await;
-        assert_eq!(origin.calls(), 2, "{body:?}: the refreshed entry was dropped");
+        assert_eq!(
+            origin.calls(),
+            2,
+            "{body:?}: the refreshed entry was dropped"
+        );
         let expect = if body.is_empty() { "" } else { "fresh2" };
         assert_eq!(r.text(), expect);
         assert_eq!(stats.snapshot().entries, 1, "{body:?}");

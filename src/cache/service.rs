@@ -1100,7 +1100,10 @@ where
         }
         return (Response::from_parts(parts, CacheBody::empty()), stored);
     }
-    (Response::from_parts(parts, CacheBody::origin(body, tee)), stored)
+    (
+        Response::from_parts(parts, CacheBody::origin(body, tee)),
+        stored,
+    )
 }
 
 /// Reads a body to its end (copying it into the store on the way).
