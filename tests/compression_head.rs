@@ -150,13 +150,7 @@ async fn assert_head_matches_get(s: &TestServer) -> Vec<TestResponse> {
     let mut gzip_gets = Vec::new();
     for ae in ["gzip", "deflate, gzip;q=0.5", "identity"] {
         for (path, _, _) in ROUTES {
-            let get = s.get_with(path, &[("accept-encoding", ae)]).await;
-            let req = s
-                .request(Method::HEAD, path)
-                .header("accept-encoding", ae)
-                .body(Full::default())
-                .unwrap();
-            let head = s.send(req).await;
+            let (get, head) = get_and_head(s, path, ae).await;
             assert_eq!(get.status, StatusCode::OK, "{path} {ae}");
             assert_eq!(head.status, StatusCode::OK, "{path} {ae}");
             assert!(head.body.is_empty(), "{path} {ae}");
@@ -448,6 +442,7 @@ async fn empty_axum_answers_get_the_same_fields_on_head() {
     assert_eq!(head.header("content-length"), Some("0"));
 }
 
+/// A GET and a HEAD of `path`, each with `Accept-Encoding: ae`.
 async fn get_and_head(s: &TestServer, path: &str, ae: &str) -> (TestResponse, TestResponse) {
     let get = s.get_with(path, &[("accept-encoding", ae)]).await;
     let req = s
@@ -459,6 +454,7 @@ async fn get_and_head(s: &TestServer, path: &str, ae: &str) -> (TestResponse, Te
 }
 
 /// [`fields`] but a 204's `Content-Length: 0` (see its caller).
+#[cfg(feature = "cache-control")]
 fn fields_but_204_length(res: &TestResponse) -> Vec<(String, String)> {
     let mut f = fields(res);
     if res.status == StatusCode::NO_CONTENT {
