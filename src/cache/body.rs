@@ -14,9 +14,10 @@ use pin_project_lite::pin_project;
 
 use super::entry::CachedResponse;
 use super::flight::FlightGuard;
-use super::key::{CacheKey, VaryKey};
+use super::key::CacheKey;
 use super::service::Shared;
 use super::stats::Counters;
+use super::vary::VaryKey;
 
 pin_project! {
     /// The body of responses from [`CacheService`](super::CacheService).

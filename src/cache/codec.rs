@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use super::entry::{CachedResponse, Facts};
-use super::key::VaryKey;
+use super::vary::VaryKey;
 
 const VERSION: u8 = 1;
 
@@ -191,7 +191,7 @@ pub(crate) fn decode(buf: &[u8]) -> Option<CachedResponse> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::key::{Encodings, RequestVary};
+    use crate::cache::vary::{Encodings, RequestVary};
     use crate::headers::ContentCoding;
 
     fn sample() -> CachedResponse {

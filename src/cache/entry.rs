@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 
-use super::key::VaryKey;
+use super::vary::VaryKey;
 use crate::headers::{CacheControl, ContentCoding, EntityTag, HttpDate};
 
 /// Statuses a cache may store without explicit freshness (RFC 9110 §15.1),
@@ -390,7 +390,7 @@ pub(crate) enum NotStorable {
     Authorization,
     SetCookie,
     VaryStar,
-    /// `Vary` names more than `key::MAX_VARY_FIELDS` fields.
+    /// `Vary` names more than `vary::MAX_VARY_FIELDS` fields.
     VaryTooLong,
     /// A `Content-Encoding` this cache can't match to what a request
     /// accepts (unknown, or several codings).

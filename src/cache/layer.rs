@@ -7,10 +7,11 @@ use http::{HeaderName, Uri};
 
 use super::entry::Heuristic;
 use super::flight::Flights;
-use super::key::{CacheKey, Encodings};
+use super::key::CacheKey;
 use super::service::{CacheService, Shared};
 use super::stats::{CacheStats, Counters};
 use super::store::{CacheStore, MemoryStore, Purge, StoreError};
+use super::vary::Encodings;
 use crate::clock::{Clock, SystemClock};
 use crate::headers::ContentCoding;
 

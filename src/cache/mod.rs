@@ -169,11 +169,12 @@ mod redis_store;
 mod service;
 mod stats;
 mod store;
+mod vary;
 mod warm;
 
 pub use self::body::CacheBody;
 pub use self::entry::CachedResponse;
-pub use self::key::{CacheKey, VaryKey};
+pub use self::key::CacheKey;
 pub use self::layer::{CacheHandle, CacheLayer, DEFAULT_IMPLICIT_VARY, DEFAULT_MAX_ENTRY_SIZE};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -183,6 +184,7 @@ pub use self::stats::{CacheSnapshot, CacheStats};
 pub use self::store::{
     CacheStore, MemoryStore, Purge, StoreError, StoreFuture, StoreUsage, Variants,
 };
+pub use self::vary::VaryKey;
 pub use self::warm::WarmReport;
 
 /// For the `cache_key` fuzz target: builds the variant key of `request`
@@ -191,14 +193,14 @@ pub use self::warm::WarmReport;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub fn __fuzz_vary_selects_itself(response: &http::HeaderMap, request: &http::HeaderMap) {
-    let inside = key::Encodings::Inside(vec![
+    let inside = vary::Encodings::Inside(vec![
         crate::headers::ContentCoding::Gzip,
         crate::headers::ContentCoding::Deflate,
     ]);
-    for encodings in [key::Encodings::Origin, inside] {
-        let req = key::RequestVary::new(request, &encodings);
+    for encodings in [vary::Encodings::Origin, inside] {
+        let req = vary::RequestVary::new(request, &encodings);
         let implicit = [http::header::FORWARDED];
-        if let Ok(v) = key::VaryKey::build(response, &req, &implicit) {
+        if let Ok(v) = vary::VaryKey::build(response, &req, &implicit) {
             assert!(v.matches(&req));
         }
     }

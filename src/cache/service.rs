@@ -17,10 +17,11 @@ use super::authority;
 use super::body::{CacheBody, Tee};
 use super::entry::{self, CachedResponse, NotStorable};
 use super::flight::{FlightGuard, Flights, Join};
-use super::key::{CacheKey, RequestVary, VaryKey, VaryRefusal};
+use super::key::CacheKey;
 use super::layer::{CacheLayer, Config};
 use super::stats::{CacheStats, Counters};
 use super::store::{CacheStore, StoreError, StoreFuture, Variants};
+use super::vary::{RequestVary, VaryKey, VaryRefusal};
 use crate::headers::{CacheControl, EntityTagList, HttpDate};
 use http::header::Entry;
 

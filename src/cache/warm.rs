@@ -9,8 +9,9 @@ use http_body::Body;
 use serde::Serialize;
 use tower_service::Service;
 
-use super::key::{CacheKey, RequestVary};
+use super::key::CacheKey;
 use super::layer::CacheHandle;
+use super::vary::RequestVary;
 
 /// What [`CacheHandle::warm`] did with each request, by URL (host, path
 /// and query).
