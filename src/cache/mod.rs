@@ -160,14 +160,20 @@ mod body;
 mod codec;
 mod entry;
 mod flight;
+mod freshness;
+mod future;
+mod invalidate;
 #[cfg(feature = "redis")]
 mod invalidation;
 mod key;
 mod layer;
+mod origin;
 #[cfg(feature = "redis")]
 mod redis_store;
+mod request;
 mod service;
 mod stats;
+mod status;
 mod store;
 mod vary;
 mod warm;
@@ -179,7 +185,8 @@ pub use self::layer::{CacheHandle, CacheLayer, DEFAULT_IMPLICIT_VARY, DEFAULT_MA
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis_store::{RedisCacheSnapshot, RedisCacheStats, RedisCacheStore, TieredStore};
-pub use self::service::{CacheService, ResponseFuture};
+pub use self::future::ResponseFuture;
+pub use self::service::CacheService;
 pub use self::stats::{CacheSnapshot, CacheStats};
 pub use self::store::{
     CacheStore, MemoryStore, Purge, StoreError, StoreFuture, StoreUsage, Variants,

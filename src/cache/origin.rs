@@ -1,0 +1,426 @@
+//! The origin: fetching, storing what comes back, background refresh.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName};
+use http::{Method, Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::BodyExt;
+use tower_service::Service;
+
+use super::body::{CacheBody, Tee};
+use super::entry::{self, CachedResponse, NotStorable};
+use super::flight::FlightGuard;
+use super::future::Resp;
+use super::key::CacheKey;
+use super::request::{ClientConditions, not_modified};
+use super::service::Shared;
+use super::stats::Counters;
+use super::status::Via;
+use super::store::StoreFuture;
+use super::vary::{RequestVary, VaryKey, VaryRefusal};
+use crate::headers::{CacheControl, HttpDate};
+
+impl Shared {
+    /// Stores `entry` under `key` for as long as it can be used.
+    pub(crate) fn store_entry(&self, key: CacheKey, entry: CachedResponse) {
+        self.flights.mark_cacheable(&key);
+        let ttl = entry.retention(self.now(), self.config.validator_grace);
+        let fut = self.store.put(key, Arc::new(entry), ttl);
+        self.drive(fut, true);
+    }
+
+    /// Completes a store operation: at once when it is ready (memory), on
+    /// the runtime otherwise; failures counted.
+    pub(super) fn drive<T: Send + 'static>(&self, mut fut: StoreFuture<T>, is_store: bool) {
+        let counters = Arc::clone(&self.counters);
+        let done = move |ok: bool| {
+            Counters::add(if !ok {
+                &counters.store_errors
+            } else if is_store {
+                &counters.stores
+            } else {
+                return;
+            });
+        };
+        if let Some(r) = fut.take_ready() {
+            done(r.is_ok());
+        } else if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move { done(fut.await.is_ok()) });
+        } else {
+            done(false);
+        }
+    }
+
+    pub(super) fn tags(&self, headers: &mut HeaderMap) -> Vec<Box<str>> {
+        let Some(name) = &self.config.tag_header else {
+            return Vec::new();
+        };
+        let mut tags: Vec<Box<str>> = Vec::new();
+        for v in headers.get_all(name) {
+            let Ok(s) = v.to_str() else { continue };
+            for t in s.split(|c: char| c.is_ascii_whitespace() || c == ',') {
+                if !t.is_empty() && !tags.iter().any(|x| &**x == t) && tags.len() < 64 {
+                    tags.push(t.into());
+                }
+            }
+        }
+        if self.config.strip_tag_header {
+            headers.remove(name);
+        }
+        tags
+    }
+}
+
+/// A request that found `stale` (or nothing) and goes to the origin.
+pub(super) struct Fetch {
+    pub(super) key: CacheKey,
+    pub(super) req_cc: CacheControl,
+    pub(super) stale: Option<Arc<CachedResponse>>,
+    pub(super) flight: Option<FlightGuard>,
+    /// `Cache-Status` forward reason of a plain miss.
+    pub(super) fwd: &'static str,
+}
+
+pub(super) async fn call_inner<S, R>(mut inner: S, req: R) -> Result<S::Response, S::Error>
+where
+    S: Service<R>,
+{
+    // `inner` is the clone the caller readied (tower's contract): call it
+    // once.
+    inner.call(req).await
+}
+
+pub(super) fn add_validators(headers: &mut HeaderMap, e: &CachedResponse) {
+    if let Some(etag) = &e.facts.etag {
+        headers.insert(header::IF_NONE_MATCH, etag.to_header_value());
+    }
+    if let Some(lm) = e.facts.last_modified {
+        headers.insert(header::IF_MODIFIED_SINCE, lm.to_header_value());
+    }
+}
+
+/// Goes to the origin for a GET or HEAD: unconditionally (the client's
+/// own validators kept aside) or, with a stored response, conditionally
+/// on its validators; then stores and serves what comes back.
+pub(super) async fn fetch_origin<S, ReqB, ResB>(
+    shared: Arc<Shared>,
+    inner: S,
+    req: Request<ReqB>,
+    fetch: Fetch,
+) -> Result<Resp<ResB>, S::Error>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqB: Send + 'static,
+    ResB: Body<Data = Bytes> + Send + 'static,
+{
+    let (mut parts, body) = req.into_parts();
+    let method = parts.method.clone();
+    let storing = method == Method::GET && !fetch.req_cc.no_store();
+    let client = if storing {
+        ClientConditions::take(&mut parts.headers)
+    } else {
+        ClientConditions::default()
+    };
+    let req_headers = parts.headers.clone();
+    let mut client_headers = client.as_headers();
+    if !storing {
+        client_headers = HeaderMap::new();
+    }
+    let validating = match &fetch.stale {
+        Some(e) if storing && (e.facts.etag.is_some() || e.facts.last_modified.is_some()) => {
+            add_validators(&mut parts.headers, e);
+            true
+        }
+        _ => false,
+    };
+    let request_time = shared.now();
+    let result = call_inner(inner, Request::from_parts(parts, body)).await;
+    let response_time = shared.now();
+    let resp = match result {
+        Ok(resp) => resp,
+        Err(err) => {
+            drop(fetch.flight);
+            if let Some(e) = &fetch.stale {
+                if shared.stale_if_error(e, &fetch.req_cc, response_time) {
+                    Counters::add(&shared.counters.stale_served);
+                    return Ok(shared.serve(
+                        e,
+                        &method,
+                        &client_headers,
+                        response_time,
+                        Via::StaleIfError(None),
+                    ));
+                }
+                if e.facts.must_revalidate {
+                    return Ok(shared.gateway_timeout("origin-unreachable"));
+                }
+            }
+            return Err(err);
+        }
+    };
+    let status = resp.status();
+    if let (true, Some(e)) = (
+        status == StatusCode::NOT_MODIFIED && validating,
+        &fetch.stale,
+    ) {
+        // §4.3.4: the 304 freshens the stored response it validated.
+        let etag_ok = crate::headers::EntityTag::from_headers(resp.headers())
+            .is_none_or(|t| e.facts.etag.as_ref().is_some_and(|s| s.weak_eq(&t)));
+        if etag_ok {
+            Counters::add(&shared.counters.revalidated_304);
+            let fresh = e.freshened(
+                resp.headers(),
+                (request_time, response_time),
+                shared.config.heuristic,
+            );
+            let served = shared.serve(
+                &fresh,
+                &method,
+                &client_headers,
+                response_time,
+                Via::Revalidated,
+            );
+            shared.store_entry(fetch.key.clone(), fresh);
+            drop(fetch.flight);
+            return Ok(served);
+        }
+        // A 304 for another representation: the stored one is no good.
+        let _ = shared.store.remove(&fetch.key).await;
+    }
+    if status.is_server_error() {
+        if let Some(e) = &fetch.stale {
+            if shared.stale_if_error(e, &fetch.req_cc, response_time) {
+                drop(fetch.flight);
+                Counters::add(&shared.counters.stale_served);
+                return Ok(shared.serve(
+                    e,
+                    &method,
+                    &client_headers,
+                    response_time,
+                    Via::StaleIfError(Some(status)),
+                ));
+            }
+        }
+    }
+    if method == Method::GET {
+        Counters::add(if fetch.stale.is_some() {
+            &shared.counters.revalidated_200
+        } else {
+            &shared.counters.misses
+        });
+    }
+    let fwd_status = if fetch.stale.is_some() {
+        Some(status)
+    } else {
+        None
+    };
+    let (resp, _stored) = new_response(
+        &shared,
+        resp,
+        &method,
+        &req_headers,
+        &client_headers,
+        (request_time, response_time),
+        fetch,
+        fwd_status,
+    );
+    Ok(resp)
+}
+
+/// A response the origin sent in full: store it (copying the body as it
+/// streams to the client) when RFC 9111 allows, and answer the client's
+/// own conditional request. Also says whether the response is being
+/// stored (the decision, not what `Cache-Status` shows: it may be off).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn new_response<ResB>(
+    shared: &Arc<Shared>,
+    resp: Response<ResB>,
+    method: &Method,
+    req_headers: &HeaderMap,
+    client: &HeaderMap,
+    times: (SystemTime, SystemTime),
+    fetch: Fetch,
+    fwd_status: Option<StatusCode>,
+) -> (Resp<ResB>, bool)
+where
+    ResB: Body<Data = Bytes> + Send + 'static,
+{
+    let (mut parts, body) = resp.into_parts();
+    // RFC 9110 §6.6.1: a cache adds the Date the origin left out.
+    if !parts.headers.contains_key(header::DATE) {
+        parts
+            .headers
+            .insert(header::DATE, HttpDate::from(times.1).to_header_value());
+    }
+    let tags = shared.tags(&mut parts.headers);
+    let authorized = req_headers.contains_key(header::AUTHORIZATION);
+    let storable = entry::check_storable(
+        method,
+        parts.status,
+        &parts.headers,
+        &fetch.req_cc,
+        authorized,
+        shared.config.store_set_cookie,
+        shared.config.heuristic.is_some(),
+    )
+    .and_then(|()| match body.size_hint().exact() {
+        Some(n) if n > shared.config.max_entry_size as u64 => Err(NotStorable::TooLarge),
+        _ => Ok(()),
+    })
+    .and_then(|()| {
+        let request = RequestVary::new(req_headers, &shared.config.encodings);
+        VaryKey::build(&parts.headers, &request, &shared.config.implicit_vary).map_err(|refused| {
+            match refused {
+                VaryRefusal::Star => NotStorable::VaryStar,
+                VaryRefusal::TooMany => NotStorable::VaryTooLong,
+            }
+        })
+    });
+    let fwd = fetch.fwd;
+    let stored = storable.is_ok();
+    let stored_note = if stored { "; stored" } else { "" };
+    let client_304 = not_modified(client, parts.status, &parts.headers);
+    let tee = match storable {
+        Ok(vary) => Some(Box::new(Tee {
+            shared: Arc::clone(shared),
+            key: fetch.key,
+            status: parts.status,
+            headers: parts.headers.clone(),
+            times,
+            vary,
+            tags,
+            chunks: Vec::new(),
+            size: 0,
+            trailers: None,
+            flight: fetch.flight,
+            finished: false,
+        })),
+        Err(reason) => {
+            if *method == Method::GET {
+                Counters::add(&shared.counters.not_stored);
+                // Remember the URL when the response, not this request,
+                // made it uncacheable.
+                // An unknown coding answers the client's own
+                // Accept-Encoding (`dcb`, say): not the URL's fault either.
+                let request_made_it = fetch.req_cc.no_store()
+                    || (authorized && reason == NotStorable::Authorization)
+                    || reason == NotStorable::UnknownCoding;
+                if !request_made_it {
+                    shared.flights.mark_uncacheable(&fetch.key);
+                }
+            }
+            // Uncacheable: the waiters go to the origin at once.
+            drop(fetch.flight);
+            None
+        }
+    };
+    match fwd_status {
+        Some(s) => shared.set_status(
+            &mut parts.headers,
+            format_args!("fwd={fwd}; fwd-status={}{stored_note}", s.as_u16()),
+        ),
+        None => shared.set_status(&mut parts.headers, format_args!("fwd={fwd}{stored_note}")),
+    }
+    let tee = match tee {
+        // Nothing more to read: store at once.
+        Some(t) if body.is_end_stream() => {
+            t.finish();
+            None
+        }
+        t => t,
+    };
+    if client_304 {
+        // The client's validator matches the new response: it gets 304,
+        // and the body goes to the store alone.
+        if let Some(t) = tee {
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    rt.spawn(drain(CacheBody::origin(body, Some(t))));
+                }
+                Err(_) => drop(t),
+            }
+        }
+        let headers = entry::not_modified_headers(&parts.headers);
+        let cache_status = parts.headers.get("cache-status").cloned();
+        parts.status = StatusCode::NOT_MODIFIED;
+        parts.headers = headers;
+        if let Some(cs) = cache_status {
+            parts
+                .headers
+                .insert(HeaderName::from_static("cache-status"), cs);
+        }
+        return (Response::from_parts(parts, CacheBody::empty()), stored);
+    }
+    (
+        Response::from_parts(parts, CacheBody::origin(body, tee)),
+        stored,
+    )
+}
+
+/// Reads a body to its end (copying it into the store on the way).
+pub(super) async fn drain<B: Body<Data = Bytes> + Send + 'static>(body: CacheBody<B>) {
+    let mut body = std::pin::pin!(body);
+    while let Some(frame) = body.frame().await {
+        if frame.is_err() {
+            break;
+        }
+    }
+}
+
+/// A `stale-while-revalidate` refresh, in the background.
+pub(super) async fn refresh<S, ReqB, ResB>(
+    shared: Arc<Shared>,
+    inner: S,
+    req: Request<ReqB>,
+    fetch: Fetch,
+) where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Send + 'static,
+    S::Future: Send + 'static,
+    ReqB: Send + 'static,
+    ResB: Body<Data = Bytes> + Send + 'static,
+{
+    let req_headers = req.headers().clone();
+    let request_time = shared.now();
+    let Ok(resp) = call_inner(inner, req).await else {
+        // The stale response stays; the next request after the window
+        // validates in line.
+        return;
+    };
+    let response_time = shared.now();
+    let Some(e) = fetch.stale.clone() else { return };
+    if resp.status() == StatusCode::NOT_MODIFIED {
+        Counters::add(&shared.counters.revalidated_304);
+        let fresh = e.freshened(
+            resp.headers(),
+            (request_time, response_time),
+            shared.config.heuristic,
+        );
+        shared.store_entry(fetch.key, fresh);
+        return;
+    }
+    if resp.status().is_server_error() {
+        return;
+    }
+    Counters::add(&shared.counters.revalidated_200);
+    let key = fetch.key.clone();
+    let (resp, stored) = new_response(
+        &shared,
+        resp,
+        &Method::GET,
+        &req_headers,
+        &HeaderMap::new(),
+        (request_time, response_time),
+        fetch,
+        None,
+    );
+    if !stored {
+        // The origin no longer allows storing: the stale copy goes too.
+        let _ = shared.store.remove(&key).await;
+    }
+    drain(resp.into_body()).await;
+}
