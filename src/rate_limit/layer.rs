@@ -8,11 +8,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use super::body::ResponseBody;
 use super::key::{Key, KeySource};
 use super::missing_key::{self, MissingKey};
 use super::quota::{Decision, Quota};
@@ -1045,82 +1046,6 @@ where
                 }
                 StateProj::Done => panic!("ResponseFuture polled after completion"),
             }
-        }
-    }
-}
-
-pin_project! {
-    /// The response body of [`RateLimit`]: the inner body, or the 429 text.
-    pub struct ResponseBody<B> {
-        #[pin]
-        inner: Option<B>,
-        text: Option<Bytes>,
-    }
-}
-
-impl<B> std::fmt::Debug for ResponseBody<B> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResponseBody").finish_non_exhaustive()
-    }
-}
-
-impl<B> ResponseBody<B> {
-    fn inner(b: B) -> Self {
-        Self {
-            inner: Some(b),
-            text: None,
-        }
-    }
-    fn text(t: &'static str) -> Self {
-        Self {
-            inner: None,
-            text: Some(Bytes::from_static(t.as_bytes())),
-        }
-    }
-    fn bytes(b: Bytes) -> Self {
-        Self {
-            inner: None,
-            text: Some(b),
-        }
-    }
-}
-
-impl ResponseBody<()> {
-    fn retype<B>(self) -> ResponseBody<B> {
-        ResponseBody {
-            inner: None,
-            text: self.text,
-        }
-    }
-}
-
-impl<B: Body<Data = Bytes>> Body for ResponseBody<B> {
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        let this = self.project();
-        if let Some(t) = this.text.take() {
-            return Poll::Ready(Some(Ok(Frame::data(t))));
-        }
-        match this.inner.as_pin_mut() {
-            Some(b) => b.poll_frame(cx),
-            None => Poll::Ready(None),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.text.is_none() && self.inner.as_ref().is_none_or(Body::is_end_stream)
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match (&self.text, &self.inner) {
-            (Some(t), _) => SizeHint::with_exact(t.len() as u64),
-            (None, Some(b)) => b.size_hint(),
-            (None, None) => SizeHint::with_exact(0),
         }
     }
 }

@@ -133,6 +133,7 @@
 //! # }
 //! ```
 
+mod body;
 mod key;
 mod layer;
 mod missing_key;
@@ -146,10 +147,9 @@ pub use crate::clock::{Clock, SystemClock};
 
 #[doc(inline)]
 pub use self::{
+    body::ResponseBody,
     key::{Cidr, CidrError, Key, KeyFn, KeySource, PeerAddr, RequestHead},
-    layer::{
-        RateLimit, RateLimitLayer, RateRule, RejectFn, Rejection, ResponseBody, ResponseFuture,
-    },
+    layer::{RateLimit, RateLimitLayer, RateRule, RejectFn, Rejection, ResponseFuture},
     missing_key::MissingKey,
     quota::{Decision, Quota},
     stats::{LIMITED_KEYS_KEPT, LimitedKey, PolicyStats, RateLimitStats},
