@@ -6,14 +6,15 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
-use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use super::body::ResponseBody;
+use super::fields::{Fields, RejectFn, Rejection, policy_field, too_many};
 use super::key::{Key, KeySource};
 use super::missing_key::{self, MissingKey};
 use super::quota::{Decision, Quota};
@@ -173,40 +174,23 @@ fn sf_name(name: &str) -> String {
     }
 }
 
-struct Config {
+pub(super) struct Config {
     /// Each rule with its policies (the rule's own first).
-    rules: Vec<(RateRule, Vec<PolicyRef>)>,
+    pub(super) rules: Vec<(RateRule, Vec<PolicyRef>)>,
     /// Every policy, by its index (requests carry indices, not clones).
-    policies: Vec<PolicyRef>,
+    pub(super) policies: Vec<PolicyRef>,
     /// The `RateLimit-Policy` value of each rule, written once, found by
     /// the index of the rule's first policy.
-    policy_fields: Vec<Option<HeaderValue>>,
-    ipv6_prefix: u8,
+    pub(super) policy_fields: Vec<Option<HeaderValue>>,
+    pub(super) ipv6_prefix: u8,
     /// What each policy does without a key, by policy index.
-    missing_key: Box<[MissingKey]>,
-    headers: bool,
-    legacy_headers: bool,
-    problem_json: bool,
-    reject: Option<RejectFn>,
-    shadow: bool,
+    pub(super) missing_key: Box<[MissingKey]>,
+    pub(super) headers: bool,
+    pub(super) legacy_headers: bool,
+    pub(super) problem_json: bool,
+    pub(super) reject: Option<RejectFn>,
+    pub(super) shadow: bool,
 }
-
-/// What a custom rejection sees.
-#[derive(Debug, Clone)]
-pub struct Rejection {
-    /// The policy that said no.
-    pub policy: String,
-    /// The key it counted (an IP, an API key, `global`, `unknown`).
-    pub key: String,
-    /// Until one request would be allowed.
-    pub retry_after: Duration,
-    /// The policy's quota (requests at once).
-    pub limit: u32,
-}
-
-/// Builds the answer to a limited request; the layer adds `Retry-After`
-/// (and the RateLimit fields, if on) unless the response has them.
-pub type RejectFn = Arc<dyn Fn(&Rejection) -> Response<Bytes> + Send + Sync>;
 
 /// Rate limiting per route and key with GCRA, answering 429 with
 /// `Retry-After` and the IETF `RateLimit` fields.
@@ -415,19 +399,7 @@ impl<St: RateLimitStore> RateLimitLayer<St> {
             let stats = RateLimitStats::new(all.iter().map(|p| p.name.clone()).collect());
             let mut policy_fields = vec![None; all.len()];
             for (_, ps) in &rules {
-                let mut v = String::new();
-                for (i, p) in ps.iter().enumerate() {
-                    if i > 0 {
-                        v.push_str(", ");
-                    }
-                    v.push('"');
-                    v.push_str(&p.name);
-                    v.push_str("\";q=");
-                    push_num(&mut v, u64::from(p.quota.burst()));
-                    v.push_str(";w=");
-                    push_num(&mut v, p.quota.period().as_secs().max(1));
-                }
-                if let (Some(first), Ok(hv)) = (ps.first(), HeaderValue::try_from(v)) {
+                if let (Some(first), Some(hv)) = (ps.first(), policy_field(ps)) {
                     if let Some(slot) = policy_fields.get_mut(usize::from(first.index)) {
                         *slot = Some(hv);
                     }
@@ -721,169 +693,6 @@ fn fail_open(policy: &PolicyRef) -> Decision {
         reset: Duration::ZERO,
         retry_after: Duration::ZERO,
     }
-}
-
-fn ceil_secs(d: Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
-}
-
-/// `t` of the RateLimit field: until the quota is whole again, or, on a
-/// 429, until the next request may go (the same as `Retry-After`).
-fn t_secs(d: &Decision) -> u64 {
-    if d.allowed {
-        ceil_secs(d.reset)
-    } else {
-        ceil_secs(d.retry_after).max(1)
-    }
-}
-
-/// The RateLimit fields (Structured Fields lists, one member per policy)
-/// and, if asked, the legacy trio for the most constrained policy: worked
-/// out when the decision is made, written on the response when it comes.
-#[derive(Default)]
-struct Fields {
-    policy: Option<HeaderValue>,
-    ratelimit: Option<HeaderValue>,
-    legacy: Option<Box<[HeaderValue; 3]>>,
-}
-
-impl Fields {
-    #[inline]
-    fn new(config: &Config, decided: &[(u16, Decision)]) -> Self {
-        if !config.headers && !config.legacy_headers {
-            return Self::default();
-        }
-        Self::work_out(config, decided)
-    }
-
-    fn work_out(config: &Config, decided: &[(u16, Decision)]) -> Self {
-        let mut fields = Self::default();
-        let Some((first, _)) = decided.first() else {
-            return fields;
-        };
-        if config.headers {
-            fields.policy = config
-                .policy_fields
-                .get(usize::from(*first))
-                .and_then(Option::as_ref)
-                .cloned();
-            let mut v = String::with_capacity(
-                decided
-                    .iter()
-                    .map(|(p, _)| config.policies[usize::from(*p)].name.len() + 34)
-                    .sum(),
-            );
-            for (i, (p, d)) in decided.iter().enumerate() {
-                let p = &config.policies[usize::from(*p)];
-                if i > 0 {
-                    v.push_str(", ");
-                }
-                v.push('"');
-                v.push_str(&p.name);
-                v.push_str("\";r=");
-                push_num(&mut v, u64::from(d.remaining));
-                v.push_str(";t=");
-                push_num(&mut v, t_secs(d));
-            }
-            fields.ratelimit = HeaderValue::from_maybe_shared(Bytes::from(v)).ok();
-        }
-        if config.legacy_headers {
-            let most = decided.iter().min_by_key(|(_, d)| (d.allowed, d.remaining));
-            if let Some((p, d)) = most {
-                let p = &config.policies[usize::from(*p)];
-                fields.legacy = Some(Box::new([
-                    HeaderValue::from(p.quota.burst()),
-                    HeaderValue::from(d.remaining),
-                    HeaderValue::from(t_secs(d)),
-                ]));
-            }
-        }
-        fields
-    }
-
-    #[inline]
-    fn write(self, h: &mut HeaderMap) {
-        if self.policy.is_none() && self.ratelimit.is_none() && self.legacy.is_none() {
-            return;
-        }
-        self.write_all(h);
-    }
-
-    fn write_all(self, h: &mut HeaderMap) {
-        if let Some(v) = self.policy {
-            h.insert(RATELIMIT_POLICY, v);
-        }
-        if let Some(v) = self.ratelimit {
-            h.insert(RATELIMIT, v);
-        }
-        if let Some(legacy) = self.legacy {
-            let [limit, remaining, reset] = *legacy;
-            h.insert(X_LIMIT, limit);
-            h.insert(X_REMAINING, remaining);
-            h.insert(X_RESET, reset);
-        }
-    }
-}
-
-/// Appends `n` in decimal, without the formatting machinery.
-#[inline]
-fn push_num(s: &mut String, n: u64) {
-    s.push_str(itoa::Buffer::new().format(n));
-}
-
-const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
-const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
-const X_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
-const X_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
-const X_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
-
-/// The 429 for `policy` (the one that said no), with every policy's fields.
-fn too_many<B>(
-    config: &Config,
-    policy: &PolicyRef,
-    key: &Key,
-    d: &Decision,
-    decided: &[(u16, Decision)],
-) -> Response<ResponseBody<B>> {
-    let retry = ceil_secs(d.retry_after).max(1);
-    let mut res = if let Some(f) = &config.reject {
-        let rejection = Rejection {
-            policy: policy.name.to_string(),
-            key: key.to_string(),
-            retry_after: d.retry_after,
-            limit: policy.quota.burst(),
-        };
-        f(&rejection).map(ResponseBody::bytes)
-    } else if config.problem_json {
-        let body = format!(
-            "{{\"type\":\"about:blank\",\"title\":\"Too Many Requests\",\"status\":429,\"detail\":\"Quota '{}' exceeded; retry in {} s.\",\"retry_after\":{}}}",
-            policy.name, retry, retry
-        );
-        let mut res = Response::new(ResponseBody::bytes(Bytes::from(body)));
-        *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-        res.headers_mut().insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        res
-    } else {
-        let mut res = Response::new(ResponseBody::text("rate limit exceeded\n"));
-        *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-        res.headers_mut().insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        res
-    };
-    let h = res.headers_mut();
-    if !h.contains_key(RETRY_AFTER) {
-        // Whole seconds, rounded up, never 0.
-        h.insert(RETRY_AFTER, HeaderValue::from(retry));
-    }
-    if !h.contains_key(RATELIMIT) {
-        Fields::new(config, decided).write(h);
-    }
-    res
 }
 
 /// The slow path's state, boxed so the fast path's future stays small.

@@ -134,6 +134,7 @@
 //! ```
 
 mod body;
+mod fields;
 mod key;
 mod layer;
 mod missing_key;
@@ -149,7 +150,8 @@ pub use crate::clock::{Clock, SystemClock};
 pub use self::{
     body::ResponseBody,
     key::{Cidr, CidrError, Key, KeyFn, KeySource, PeerAddr, RequestHead},
-    layer::{RateLimit, RateLimitLayer, RateRule, RejectFn, Rejection, ResponseFuture},
+    fields::{RejectFn, Rejection},
+    layer::{RateLimit, RateLimitLayer, RateRule, ResponseFuture},
     missing_key::MissingKey,
     quota::{Decision, Quota},
     stats::{LIMITED_KEYS_KEPT, LimitedKey, PolicyStats, RateLimitStats},
