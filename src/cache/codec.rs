@@ -6,7 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
-use super::entry::{CachedResponse, Facts};
+use super::entry::CachedResponse;
+use super::freshness::Facts;
 use super::vary::VaryKey;
 
 const VERSION: u8 = 1;

@@ -6,11 +6,15 @@ use std::time::{Duration, SystemTime};
 
 use http::header::HeaderMap;
 
+use http::StatusCode;
+use http::header;
+
 use super::entry::CachedResponse;
 use super::service::Shared;
+use super::storable::{heuristically_cacheable, response_coding};
 use super::store::Variants;
 use super::vary::RequestVary;
-use crate::headers::CacheControl;
+use crate::headers::{CacheControl, ContentCoding, EntityTag, HttpDate};
 
 /// What to do with a GET or HEAD, given what the store holds.
 pub(super) enum Decision {
@@ -111,5 +115,180 @@ impl Shared {
             .chain(req_cc.stale_if_error())
             .max();
         window.is_some_and(|w| staleness <= w)
+    }
+}
+
+/// What the cache derives from a stored response's header section once,
+/// instead of parsing it again at each reuse.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Facts {
+    /// Freshness lifetime (§4.2.1).
+    pub(crate) lifetime: Duration,
+    /// `corrected_initial_age` of §4.2.3.
+    pub(crate) initial_age: Duration,
+    pub(crate) stale_while_revalidate: Option<Duration>,
+    pub(crate) stale_if_error: Option<Duration>,
+    /// `must-revalidate`, `proxy-revalidate` or `s-maxage`: never served
+    /// stale (§5.2.2.2, §5.2.2.8, §5.2.2.10).
+    pub(crate) must_revalidate: bool,
+    /// `no-cache`: validated before each reuse (§5.2.2.4).
+    pub(crate) no_cache: bool,
+    pub(crate) etag: Option<EntityTag>,
+    pub(crate) last_modified: Option<HttpDate>,
+    /// The `Content-Encoding` (identity when absent); `None` when it is
+    /// not one coding this crate knows, and then no request is served it.
+    pub(crate) coding: Option<ContentCoding>,
+}
+
+/// Heuristic freshness (RFC 9111 §4.2.2): a fraction of the time since
+/// `Last-Modified`, capped.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Heuristic {
+    pub(crate) fraction: f64,
+    pub(crate) max: Duration,
+}
+
+impl Facts {
+    pub(crate) fn derive(
+        status: StatusCode,
+        headers: &HeaderMap,
+        request_time: SystemTime,
+        response_time: SystemTime,
+        heuristic: Option<Heuristic>,
+    ) -> Self {
+        let cc = CacheControl::from_headers(headers).unwrap_or_default();
+        let date = HttpDate::from_headers(headers, &header::DATE)
+            .and_then(Result::ok)
+            .map(HttpDate::to_system_time);
+        let date_value = date.unwrap_or(response_time);
+        let last_modified =
+            HttpDate::from_headers(headers, &header::LAST_MODIFIED).and_then(Result::ok);
+
+        // §4.2.1: s-maxage, then max-age, then Expires - Date, then a
+        // heuristic.
+        let lifetime = if let Some(s) = cc.s_maxage() {
+            s
+        } else if let Some(m) = cc.max_age() {
+            m
+        } else if let Some(expires) = headers.get(header::EXPIRES) {
+            // An invalid Expires (including "0") means already expired
+            // (§5.3).
+            match HttpDate::parse(expires.as_bytes()) {
+                Ok(e) => e
+                    .to_system_time()
+                    .duration_since(date_value)
+                    .unwrap_or_default(),
+                Err(_) => Duration::ZERO,
+            }
+        } else if let (Some(h), Some(lm), true) = (
+            heuristic,
+            last_modified,
+            heuristically_cacheable(status) && !cc.no_cache(),
+        ) {
+            let since = date_value
+                .duration_since(lm.to_system_time())
+                .unwrap_or_default();
+            since.mul_f64(h.fraction).min(h.max)
+        } else {
+            Duration::ZERO
+        };
+
+        // §4.2.3
+        let age_value = headers
+            .get(header::AGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .map(Duration::from_secs)
+            .unwrap_or_default();
+        let apparent_age = response_time.duration_since(date_value).unwrap_or_default();
+        let response_delay = response_time
+            .duration_since(request_time)
+            .unwrap_or_default();
+        let corrected_age_value = age_value + response_delay;
+        let initial_age = apparent_age.max(corrected_age_value);
+
+        Self {
+            lifetime,
+            initial_age,
+            stale_while_revalidate: cc.stale_while_revalidate(),
+            stale_if_error: cc.stale_if_error(),
+            must_revalidate: cc.must_revalidate()
+                || cc.proxy_revalidate()
+                || cc.s_maxage().is_some(),
+            no_cache: cc.no_cache(),
+            etag: EntityTag::from_headers(headers),
+            last_modified,
+            coding: response_coding(headers),
+        }
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::entry::template;
+    use crate::cache::entry::tests::{at, date, headers};
+    use crate::cache::vary::VaryKey;
+    use bytes::Bytes;
+    use http::StatusCode;
+
+    #[test]
+    fn lifetime_precedence() {
+        let t = 1_000_000;
+        let d = date(t);
+        let e = date(t + 500);
+        let f = |h: &HeaderMap| Facts::derive(StatusCode::OK, h, at(t), at(t), None).lifetime;
+        let all = headers(&[
+            ("cache-control", "max-age=60, s-maxage=120"),
+            ("date", &d),
+            ("expires", &e),
+        ]);
+        assert_eq!(f(&all), Duration::from_secs(120));
+        let no_s = headers(&[
+            ("cache-control", "max-age=60"),
+            ("date", &d),
+            ("expires", &e),
+        ]);
+        assert_eq!(f(&no_s), Duration::from_secs(60));
+        let expires = headers(&[("date", &d), ("expires", &e)]);
+        assert_eq!(f(&expires), Duration::from_secs(500));
+        let bad = headers(&[("date", &d), ("expires", "0")]);
+        assert_eq!(f(&bad), Duration::ZERO);
+    }
+
+    #[test]
+    fn heuristic_only_when_enabled_and_cacheable_status() {
+        let t = 1_000_000;
+        let h = headers(&[("date", &date(t)), ("last-modified", &date(t - 1000))]);
+        let heur = Some(Heuristic {
+            fraction: 0.1,
+            max: Duration::from_secs(3600),
+        });
+        let f = |s, heur| Facts::derive(s, &h, at(t), at(t), heur).lifetime;
+        assert_eq!(f(StatusCode::OK, heur), Duration::from_secs(100));
+        assert_eq!(f(StatusCode::OK, None), Duration::ZERO);
+        assert_eq!(f(StatusCode::CREATED, heur), Duration::ZERO);
+    }
+
+    #[test]
+    fn age_calculation() {
+        // Sent at 100, received at 102, Date says 95 (origin clock behind
+        // or response queued), Age: 10 from upstream.
+        let h = headers(&[("date", &date(95)), ("age", "10")]);
+        let facts = Facts::derive(StatusCode::OK, &h, at(100), at(102), None);
+        // apparent = 7, corrected_age_value = 10 + 2 = 12 → 12.
+        assert_eq!(facts.initial_age, Duration::from_secs(12));
+        let stored = CachedResponse {
+            status: StatusCode::OK,
+            template: template(&h),
+            headers: h,
+            body: Bytes::new(),
+            trailers: None,
+            request_time: at(100),
+            response_time: at(102),
+            vary: VaryKey::default(),
+            tags: Vec::new(),
+            facts,
+        };
+        assert_eq!(stored.age(at(110)), Duration::from_secs(20));
     }
 }

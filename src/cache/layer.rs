@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use http::{HeaderName, Uri};
 
-use super::entry::Heuristic;
 use super::flight::Flights;
+use super::freshness::Heuristic;
 use super::key::CacheKey;
 use super::service::{CacheService, Shared};
 use super::stats::{CacheStats, Counters};

@@ -173,6 +173,7 @@ mod redis_store;
 mod request;
 mod service;
 mod stats;
+mod storable;
 mod status;
 mod store;
 mod vary;

@@ -11,7 +11,7 @@ use http_body_util::BodyExt;
 use tower_service::Service;
 
 use super::body::{CacheBody, Tee};
-use super::entry::{self, CachedResponse, NotStorable};
+use super::entry::{self, CachedResponse};
 use super::flight::FlightGuard;
 use super::future::Resp;
 use super::key::CacheKey;
@@ -19,6 +19,7 @@ use super::request::{ClientConditions, not_modified};
 use super::service::Shared;
 use super::stats::Counters;
 use super::status::Via;
+use super::storable::{self, NotStorable};
 use super::store::StoreFuture;
 use super::vary::{RequestVary, VaryKey, VaryRefusal};
 use crate::headers::{CacheControl, HttpDate};
@@ -259,7 +260,7 @@ where
     }
     let tags = shared.tags(&mut parts.headers);
     let authorized = req_headers.contains_key(header::AUTHORIZATION);
-    let storable = entry::check_storable(
+    let storable = storable::check_storable(
         method,
         parts.status,
         &parts.headers,

@@ -22,7 +22,7 @@ use super::layer::{CacheLayer, Config};
 use super::origin::{Fetch, add_validators, call_inner, fetch_origin, refresh};
 use super::request::{ClientConditions, RequestFields, not_modified};
 use super::stats::{CacheStats, Counters};
-use super::status::Via;
+use super::status::{self, Via};
 use super::store::{CacheStore, StoreError, Variants};
 use crate::headers::CacheControl;
 
@@ -110,12 +110,12 @@ impl Shared {
                 CacheBody::stored(e.body.clone(), e.trailers.clone()),
             )
         };
-        headers.insert(header::AGE, entry::age_value(age));
+        headers.insert(header::AGE, status::age_value(age));
         // The template's empty placeholder (there when no upstream cache
         // sent a Cache-Status) takes our member in place; otherwise it
         // follows the upstream ones (RFC 9211 §2).
         let value = self.cache_status(via, ttl);
-        match headers.entry(&entry::CACHE_STATUS) {
+        match headers.entry(&status::CACHE_STATUS) {
             Entry::Occupied(mut e) if e.get().is_empty() => match value {
                 Some(v) => {
                     e.insert(v);

@@ -1,10 +1,11 @@
 //! `Cache-Status` (RFC 9211) and `Age`: what the cache says of an answer.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http::StatusCode;
-use http::header::{HeaderMap, HeaderValue};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 
-use super::entry;
 use super::service::Shared;
 
 /// How a response came to be, for `Cache-Status`.
@@ -31,7 +32,7 @@ impl Shared {
 
     pub(super) fn set_status(&self, headers: &mut HeaderMap, rest: std::fmt::Arguments<'_>) {
         if let Some(v) = self.status_value(rest) {
-            headers.append(entry::CACHE_STATUS.clone(), v);
+            headers.append(CACHE_STATUS.clone(), v);
         }
     }
 
@@ -41,7 +42,7 @@ impl Shared {
         let name = self.config.status_name.as_deref()?;
         match via {
             // Every hit: no formatting machinery (a per-thread memo).
-            Via::Hit => entry::hit_status(name, ttl, || {
+            Via::Hit => hit_status(name, ttl, || {
                 self.status_value(format_args!("hit; ttl={ttl}"))
             }),
             Via::Collapsed => self.status_value(format_args!("hit; ttl={ttl}; collapsed")),
@@ -60,5 +61,148 @@ impl Shared {
                 self.status_value(format_args!("fwd=stale; fwd-status=304; ttl={ttl}"))
             }
         }
+    }
+}
+
+/// The `Cache-Status` field.
+pub(crate) static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+
+/// An `Age` value in whole seconds.
+pub(crate) fn age_value(age: Duration) -> HeaderValue {
+    let secs = age.as_secs();
+    // Most answers are younger than three hours: their value is a slice of
+    // a static table, so an `Age` costs no allocation and no shared count.
+    if let Some(digits) = static_digits(secs) {
+        return HeaderValue::from_static(digits);
+    }
+    HeaderValue::from(secs)
+}
+
+/// The numbers 0 to [`STATIC_DIGITS_MAX`] written back to back.
+static DIGITS: [u8; DIGITS_LEN] = digits_table();
+const STATIC_DIGITS_MAX: u64 = 9_999;
+const DIGITS_LEN: usize = 10 + 90 * 2 + 900 * 3 + 9_000 * 4;
+
+const fn digits_table() -> [u8; DIGITS_LEN] {
+    let mut out = [0u8; DIGITS_LEN];
+    let mut n = 0u64;
+    let mut at = 0usize;
+    while n <= STATIC_DIGITS_MAX {
+        let len = digit_count(n);
+        let mut i = len;
+        let mut v = n;
+        while i > 0 {
+            i -= 1;
+            out[at + i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        at += len;
+        n += 1;
+    }
+    out
+}
+
+const fn digit_count(n: u64) -> usize {
+    if n < 10 {
+        1
+    } else if n < 100 {
+        2
+    } else if n < 1_000 {
+        3
+    } else {
+        4
+    }
+}
+
+/// `n` in decimal from the static table, when it is there.
+fn static_digits(n: u64) -> Option<&'static str> {
+    let at = match n {
+        0..=9 => n,
+        10..=99 => 10 + (n - 10) * 2,
+        100..=999 => 190 + (n - 100) * 3,
+        1_000..=STATIC_DIGITS_MAX => 2_890 + (n - 1_000) * 4,
+        _ => return None,
+    };
+    let at = usize::try_from(at).ok()?;
+    let bytes = DIGITS.get(at..at + digit_count(n))?;
+    std::str::from_utf8(bytes).ok()
+}
+
+/// `Cache-Status` of a fresh hit under `name` with `ttl`, as `write` makes
+/// it. It is on every hit and changes once a second at most, so each thread
+/// keeps its last one and hands out clones (the thread's own allocation: no
+/// count shared between threads); `write` runs only when it changes.
+pub(crate) fn hit_status(
+    name: &str,
+    ttl: i64,
+    write: impl FnOnce() -> Option<HeaderValue>,
+) -> Option<HeaderValue> {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(Box<str>, i64, HeaderValue)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let mut write = Some(write);
+    let memo = LAST.try_with(|last| {
+        let mut last = last.try_borrow_mut().ok()?;
+        if let Some((n, t, v)) = last.as_ref() {
+            if *t == ttl && **n == *name {
+                return Some(v.clone());
+            }
+        }
+        let v = write.take()?()?;
+        *last = Some((name.into(), ttl, v.clone()));
+        Some(v)
+    });
+    match (memo, write) {
+        (Ok(Some(v)), _) => Some(v),
+        // The thread is going away (or the memo is busy): write it afresh.
+        (_, Some(write)) => write(),
+        (_, None) => None,
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hit_status_values() {
+        let writes = std::cell::Cell::new(0);
+        let status = |name: &str, ttl: i64| {
+            hit_status(name, ttl, || {
+                writes.set(writes.get() + 1);
+                HeaderValue::from_str(&format!("{name}; hit; ttl={ttl}")).ok()
+            })
+        };
+        // The per-thread memo answers by name and ttl, not by the last
+        // call, and writes a value only when it changes.
+        assert_eq!(status("a", 5).unwrap(), "a; hit; ttl=5");
+        assert_eq!(status("a", 5).unwrap(), "a; hit; ttl=5");
+        assert_eq!(writes.get(), 1);
+        assert_eq!(status("b", 5).unwrap(), "b; hit; ttl=5");
+        assert_eq!(status("b", 6).unwrap(), "b; hit; ttl=6");
+        assert_eq!(status("a", 5).unwrap(), "a; hit; ttl=5");
+        assert_eq!(writes.get(), 4);
+        // A writer that fails is not remembered.
+        assert!(hit_status("c", 1, || None).is_none());
+        assert_eq!(status("c", 1).unwrap(), "c; hit; ttl=1");
+    }
+
+    #[test]
+    fn age_values() {
+        for n in [
+            0u64, 1, 9, 10, 11, 99, 100, 101, 999, 1_000, 1_001, 9_998, 9_999, 10_000, 86_400,
+        ] {
+            assert_eq!(
+                age_value(Duration::from_secs(n)),
+                n.to_string().as_str(),
+                "{n}"
+            );
+        }
+        assert_eq!(age_value(Duration::from_secs(0)), "0");
+        assert_eq!(age_value(Duration::from_millis(1999)), "1");
+        assert_eq!(
+            age_value(Duration::from_secs(u64::MAX)),
+            "18446744073709551615"
+        );
     }
 }

@@ -1,0 +1,202 @@
+//! The storing rules of RFC 9111 §3 for a shared cache.
+
+use http::header::{self, HeaderMap};
+use http::{Method, StatusCode};
+
+use crate::headers::{CacheControl, ContentCoding};
+
+/// Statuses a cache may store without explicit freshness (RFC 9110 §15.1),
+/// less 206: this cache does not combine partial content.
+pub(super) fn heuristically_cacheable(status: StatusCode) -> bool {
+    matches!(
+        status.as_u16(),
+        200 | 203 | 204 | 300 | 301 | 308 | 404 | 405 | 410 | 414 | 501
+    )
+}
+
+/// The one content coding of a response: identity without
+/// `Content-Encoding`; `None` for a coding this crate doesn't know or a
+/// stack of codings (which the cache does not store).
+pub(crate) fn response_coding(headers: &HeaderMap) -> Option<ContentCoding> {
+    let mut lines = headers.get_all(header::CONTENT_ENCODING).iter();
+    let Some(first) = lines.next() else {
+        return Some(ContentCoding::Identity);
+    };
+    if lines.next().is_some() {
+        return None;
+    }
+    let value = first.as_bytes().trim_ascii();
+    if value.is_empty() {
+        return Some(ContentCoding::Identity);
+    }
+    ContentCoding::from_token(value)
+}
+
+/// Why a response is not stored, for statistics and `Cache-Status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NotStorable {
+    Status,
+    NoStore,
+    Private,
+    Authorization,
+    SetCookie,
+    VaryStar,
+    /// `Vary` names more than `vary::MAX_VARY_FIELDS` fields.
+    VaryTooLong,
+    /// A `Content-Encoding` this cache can't match to what a request
+    /// accepts (unknown, or several codings).
+    UnknownCoding,
+    NoFreshness,
+    TooLarge,
+}
+
+/// The storing rules of RFC 9111 §3 for a shared cache, for a response to
+/// a GET whose request had `req_cc` and (maybe) `Authorization`.
+pub(crate) fn check_storable(
+    method: &Method,
+    status: StatusCode,
+    headers: &HeaderMap,
+    req_cc: &CacheControl,
+    authorized: bool,
+    store_set_cookie: bool,
+    heuristics: bool,
+) -> Result<(), NotStorable> {
+    if method != Method::GET {
+        return Err(NotStorable::Status);
+    }
+    // Final, understood, and not partial content or a 304 (those update
+    // stored responses, they are not stored themselves).
+    if status.is_informational()
+        || status == StatusCode::PARTIAL_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+        || status.as_u16() >= 600
+    {
+        return Err(NotStorable::Status);
+    }
+    let cc = CacheControl::from_headers(headers).unwrap_or_default();
+    if req_cc.no_store() || cc.no_store() {
+        return Err(NotStorable::NoStore);
+    }
+    // A shared cache never stores `private` responses, even qualified
+    // ones (storing them with the named fields removed is allowed but
+    // gains little).
+    if cc.private() {
+        return Err(NotStorable::Private);
+    }
+    // §3.5
+    if authorized && !(cc.public() || cc.s_maxage().is_some() || cc.must_revalidate()) {
+        return Err(NotStorable::Authorization);
+    }
+    if !store_set_cookie && headers.contains_key(header::SET_COOKIE) {
+        return Err(NotStorable::SetCookie);
+    }
+    if headers.get_all(header::VARY).iter().any(|v| {
+        v.as_bytes()
+            .split(|b| *b == b',')
+            .any(|f| f.trim_ascii() == b"*")
+    }) {
+        return Err(NotStorable::VaryStar);
+    }
+    if response_coding(headers).is_none() {
+        return Err(NotStorable::UnknownCoding);
+    }
+    let explicit = cc.s_maxage().is_some()
+        || cc.max_age().is_some()
+        || headers.contains_key(header::EXPIRES)
+        || cc.public();
+    if !explicit && !heuristically_cacheable(status) {
+        return Err(NotStorable::Status);
+    }
+    // Storing pays only if the response can be reused: fresh for a while,
+    // servable stale, or cheap to validate.
+    let has_validator =
+        headers.contains_key(header::ETAG) || headers.contains_key(header::LAST_MODIFIED);
+    let may_be_fresh = cc.s_maxage().is_some_and(|d| !d.is_zero())
+        || (cc.s_maxage().is_none() && cc.max_age().is_some_and(|d| !d.is_zero()))
+        || (cc.s_maxage().is_none()
+            && cc.max_age().is_none()
+            && headers.contains_key(header::EXPIRES))
+        || (heuristics && headers.contains_key(header::LAST_MODIFIED));
+    let stale_usable = cc.stale_while_revalidate().is_some() || cc.stale_if_error().is_some();
+    if cc.no_cache() && !has_validator {
+        return Err(NotStorable::NoFreshness);
+    }
+    if !(may_be_fresh || has_validator || stale_usable) {
+        return Err(NotStorable::NoFreshness);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::entry::tests::headers;
+
+    #[test]
+    fn storing_rules() {
+        let get = Method::GET;
+        let none = CacheControl::new();
+        let ok =
+            |h: &HeaderMap| check_storable(&get, StatusCode::OK, h, &none, false, false, false);
+        assert_eq!(ok(&headers(&[("cache-control", "max-age=60")])), Ok(()));
+        assert_eq!(
+            ok(&headers(&[("cache-control", "max-age=60, no-store")])),
+            Err(NotStorable::NoStore)
+        );
+        assert_eq!(
+            ok(&headers(&[("cache-control", "private, max-age=60")])),
+            Err(NotStorable::Private)
+        );
+        assert_eq!(
+            ok(&headers(&[
+                ("cache-control", "max-age=60"),
+                ("set-cookie", "a=b")
+            ])),
+            Err(NotStorable::SetCookie)
+        );
+        assert_eq!(
+            ok(&headers(&[
+                ("cache-control", "max-age=60"),
+                ("vary", "accept, *")
+            ])),
+            Err(NotStorable::VaryStar)
+        );
+        assert_eq!(ok(&headers(&[])), Err(NotStorable::NoFreshness));
+        assert_eq!(ok(&headers(&[("etag", "\"a\"")])), Ok(()));
+        // Authorization: only with public, s-maxage or must-revalidate.
+        let auth =
+            |h: &HeaderMap| check_storable(&get, StatusCode::OK, h, &none, true, false, false);
+        assert_eq!(
+            auth(&headers(&[("cache-control", "max-age=60")])),
+            Err(NotStorable::Authorization)
+        );
+        assert_eq!(
+            auth(&headers(&[("cache-control", "public, max-age=60")])),
+            Ok(())
+        );
+        assert_eq!(auth(&headers(&[("cache-control", "s-maxage=60")])), Ok(()));
+        // 201 only with explicit freshness.
+        let created = |h: &HeaderMap| {
+            check_storable(&get, StatusCode::CREATED, h, &none, false, false, false)
+        };
+        assert_eq!(
+            created(&headers(&[("etag", "\"a\"")])),
+            Err(NotStorable::Status)
+        );
+        assert_eq!(created(&headers(&[("cache-control", "max-age=5")])), Ok(()));
+        // Request no-store.
+        let req_ns = CacheControl::parse(b"no-store");
+        assert_eq!(
+            check_storable(
+                &get,
+                StatusCode::OK,
+                &headers(&[("cache-control", "max-age=60")]),
+                &req_ns,
+                false,
+                false,
+                false
+            ),
+            Err(NotStorable::NoStore)
+        );
+    }
+}
