@@ -29,14 +29,15 @@ pub struct BreakerConfig {
 }
 
 impl Default for BreakerConfig {
-    /// 3 failures; open for 100 ms, doubling up to 1 s, so a store is back
-    /// in use within about a second of Redis coming back, and a dead Redis
-    /// costs one probe (one timeout, one request) a second.
+    /// 3 failures; open for 100 ms, doubling up to 500 ms, so a store is
+    /// back in use within a second of Redis coming back (a first probe may
+    /// meet a connection still being made again), and a dead Redis costs
+    /// one probe (one timeout, one request) every half second.
     fn default() -> Self {
         Self {
             failures: 3,
             min_open: Duration::from_millis(100),
-            max_open: Duration::from_secs(1),
+            max_open: Duration::from_millis(500),
         }
     }
 }

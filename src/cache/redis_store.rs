@@ -202,7 +202,7 @@ impl RedisCacheStore {
     }
 
     /// The circuit breaker's settings (default: open after 3 consecutive
-    /// failures or timeouts, for 100 ms doubling up to 1 s per failed
+    /// failures or timeouts, for 100 ms doubling up to 500 ms per failed
     /// probe). While it is open no operation waits for Redis: lookups read
     /// as "nothing stored" at once ([`TieredStore`] answers from memory).
     ///

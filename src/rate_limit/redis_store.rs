@@ -196,7 +196,7 @@ impl RedisStore {
     }
 
     /// The circuit breaker's settings (default: open after 3 consecutive
-    /// failures or timeouts, for 100 ms doubling up to 1 s per failed
+    /// failures or timeouts, for 100 ms doubling up to 500 ms per failed
     /// probe). While it is open no check waits for Redis: the
     /// [`FailurePolicy`] answers at once.
     ///
