@@ -135,6 +135,7 @@
 
 mod body;
 mod fields;
+mod future;
 mod key;
 mod layer;
 mod missing_key;
@@ -151,7 +152,8 @@ pub use self::{
     body::ResponseBody,
     key::{Cidr, CidrError, Key, KeyFn, KeySource, PeerAddr, RequestHead},
     fields::{RejectFn, Rejection},
-    layer::{RateLimit, RateLimitLayer, RateRule, ResponseFuture},
+    future::ResponseFuture,
+    layer::{RateLimit, RateLimitLayer, RateRule},
     missing_key::MissingKey,
     quota::{Decision, Quota},
     stats::{LIMITED_KEYS_KEPT, LimitedKey, PolicyStats, RateLimitStats},
