@@ -92,18 +92,26 @@
 //! # }
 //! ```
 
+mod body;
+mod future;
+mod guard;
 mod hist;
 mod insights;
 mod layer;
 mod registry;
+mod server_timing;
+mod service;
 mod snapshot;
 mod spans;
 
 #[doc(inline)]
 pub use self::{
+    body::ResponseBody,
+    future::ResponseFuture,
     insights::{Insight, Severity},
-    layer::{Classifier, ResponseBody, ResponseFuture, Timing, TimingLayer},
+    layer::{Classifier, TimingLayer},
     registry::{Clock, OTHER, SlowRequest, SystemClock, UNMATCHED},
+    service::Timing,
     snapshot::{
         NPlusOne, RouteStats, SpanSummary, Stats, StatusCount, TimingSnapshot, TimingStats,
     },
