@@ -17,8 +17,8 @@ use tower_service::Service;
 use super::body::ResponseBody;
 use super::fields::{Fields, too_many};
 use super::key::Key;
-use super::layer::{Shared, fail_open};
 use super::quota::Decision;
+use super::service::{Shared, fail_open};
 use super::store::RateLimitStore;
 
 /// The slow path's state, boxed so the fast path's future stays small.

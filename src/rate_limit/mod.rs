@@ -142,6 +142,8 @@ mod missing_key;
 mod quota;
 #[cfg(feature = "redis")]
 mod redis_store;
+mod rule;
+mod service;
 mod stats;
 mod store;
 
@@ -150,12 +152,14 @@ pub use crate::clock::{Clock, SystemClock};
 #[doc(inline)]
 pub use self::{
     body::ResponseBody,
-    key::{Cidr, CidrError, Key, KeyFn, KeySource, PeerAddr, RequestHead},
     fields::{RejectFn, Rejection},
     future::ResponseFuture,
-    layer::{RateLimit, RateLimitLayer, RateRule},
+    key::{Cidr, CidrError, Key, KeyFn, KeySource, PeerAddr, RequestHead},
+    layer::RateLimitLayer,
     missing_key::MissingKey,
     quota::{Decision, Quota},
+    rule::RateRule,
+    service::RateLimit,
     stats::{LIMITED_KEYS_KEPT, LimitedKey, PolicyStats, RateLimitStats},
     store::{DEFAULT_MAX_KEYS, MemoryStore, PolicyRef, RateLimitStore, StoreError},
 };
