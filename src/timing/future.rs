@@ -11,7 +11,7 @@ use pin_project_lite::pin_project;
 
 use super::body::ResponseBody;
 use super::guard::Guard;
-use super::registry::End;
+use super::route::End;
 use super::server_timing::{SERVER_TIMING, server_timing};
 use super::service::Local;
 

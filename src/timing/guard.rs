@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::registry::{Cell, End};
+use super::route::{Cell, End};
 use super::spans::Timings;
 
 /// Records the request when it ends; as an abort if dropped before that.

@@ -98,7 +98,9 @@ mod guard;
 mod hist;
 mod insights;
 mod layer;
+mod prometheus;
 mod registry;
+mod route;
 mod server_timing;
 mod service;
 mod snapshot;
@@ -110,10 +112,11 @@ pub use self::{
     future::ResponseFuture,
     insights::{Insight, Severity},
     layer::{Classifier, TimingLayer},
-    registry::{Clock, OTHER, SlowRequest, SystemClock, UNMATCHED},
+    registry::{Clock, OTHER, SystemClock, UNMATCHED},
     service::Timing,
     snapshot::{
-        NPlusOne, RouteStats, SpanSummary, Stats, StatusCount, TimingSnapshot, TimingStats,
+        NPlusOne, RouteStats, SlowRequest, SpanSummary, Stats, StatusCount, TimingSnapshot,
+        TimingStats,
     },
     spans::{SpanGuard, Timings},
 };

@@ -7,7 +7,9 @@ use serde::Serialize;
 
 use super::hist::Hist;
 use super::insights::{Insight, insights};
-use super::registry::{End, PROM_BOUNDS, Registry, RouteTotals, SlowRequest};
+use super::prometheus::PROM_BOUNDS;
+use super::registry::Registry;
+use super::route::{End, RouteTotals};
 
 /// A cheap, cloneable handle to a [`TimingLayer`](super::TimingLayer)'s
 /// statistics.
@@ -169,6 +171,21 @@ pub struct NPlusOne {
     pub mean_per_request: f64,
     /// The threshold in force.
     pub threshold: u32,
+}
+
+/// One slow request.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SlowRequest {
+    /// The request method.
+    pub method: String,
+    /// The route label.
+    pub route: String,
+    /// The response status.
+    pub status: u16,
+    /// Milliseconds from arrival to the end of the response body.
+    pub duration_ms: f64,
+    /// Seconds since the layer started when the request ended.
+    pub at_secs: f64,
 }
 
 /// Everything at one moment.

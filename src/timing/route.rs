@@ -1,0 +1,331 @@
+//! A route's storage: per-thread cells holding the current window slot,
+//! and a ring of finished slots.
+//!
+//! The hot path shares nothing between threads in the common case: a
+//! thread records into its own cell of the route (one of [`SHARDS`], picked
+//! per thread, each cell its own allocation aligned to 128 bytes, so
+//! neither its lock nor its reference count shares a cache line with
+//! another thread's). Readers lock each cell briefly to merge it.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::Method;
+
+use super::hist::Hist;
+use super::prometheus::PromHist;
+use super::registry::OTHER;
+use super::snapshot::SlowRequest;
+use super::spans::{SpanAgg, SpanStats};
+use crate::clock::Elapsed;
+
+/// Cells per route. More than the threads that record at once on this
+/// class of machine, so two threads rarely share one.
+pub(super) const SHARDS: usize = 8;
+
+/// What every cell needs to know, shared and never cloned per request.
+pub(crate) struct Shared {
+    /// Nanoseconds since the registry started: every time below is one.
+    pub(super) time: Elapsed,
+    pub(super) slot_len: Duration,
+    pub(super) slot_len_ns: u64,
+    pub(super) slots: u64,
+    pub(super) slow_threshold: Option<Duration>,
+    pub(super) slow_cap: usize,
+    pub(super) slow: Mutex<VecDeque<SlowRequest>>,
+    pub(super) n_plus_one: u32,
+    pub(super) p99_target: Duration,
+    pub(super) error_rate_target: f64,
+}
+
+impl Shared {
+    /// Nanoseconds since the registry started.
+    #[inline]
+    pub(crate) fn now(&self) -> u64 {
+        self.time.now()
+    }
+
+    pub(super) fn slot_at(&self, at: u64) -> u64 {
+        at / self.slot_len_ns
+    }
+
+    fn slot_end(&self, slot: u64) -> u64 {
+        slot.saturating_add(1).saturating_mul(self.slot_len_ns)
+    }
+
+    pub(super) fn keep(&self) -> usize {
+        usize::try_from(self.slots)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Ring {
+    /// Finished slots, oldest first.
+    slots: VecDeque<(u64, Hist)>,
+    /// Every finished slot since start.
+    total: Hist,
+}
+
+/// One (method, route) pair.
+pub(crate) struct Route {
+    pub(crate) method: Method,
+    pub(crate) label: Arc<str>,
+    ring: Mutex<Ring>,
+    pub(super) cells: Vec<Arc<Cell>>,
+}
+
+struct Current {
+    slot: u64,
+    /// The current slot ends here; recording compares against it.
+    slot_end: u64,
+    hist: Hist,
+    /// Since start (never flushed): sub-timings by name.
+    spans: Vec<(Box<str>, SpanStats)>,
+    /// Since start (never flushed): Prometheus buckets by status code.
+    by_status: Vec<(StatusKey, PromHist)>,
+}
+
+/// A status code (0: codes past [`MAX_STATUSES`]) and how the request
+/// ended.
+pub(crate) type StatusKey = (u16, End);
+
+/// How a request ended, as far as OpenTelemetry's `error.type` tells them
+/// apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum End {
+    /// A response went out whole (its status says whether it is an error).
+    Sent,
+    /// A response went out, but its body failed midway.
+    BodyFailed,
+    /// The inner service failed: no response, so no status was sent (it
+    /// is counted under 500, what a server ends up answering, or not).
+    NoResponse,
+}
+
+/// Distinct span names and status codes a route keeps; more fold together.
+const MAX_SPAN_NAMES: usize = 32;
+const MAX_STATUSES: usize = 64;
+
+/// What one route's cells hold since start, merged.
+#[derive(Debug, Default)]
+pub(crate) struct RouteTotals {
+    pub(crate) spans: Vec<(Box<str>, SpanStats)>,
+    pub(crate) by_status: Vec<(StatusKey, PromHist)>,
+}
+
+/// A thread's share of a route: the current slot's histogram.
+#[repr(align(128))]
+pub(crate) struct Cell {
+    current: Mutex<Current>,
+    route: std::sync::Weak<Route>,
+    shared: Arc<Shared>,
+}
+
+impl Route {
+    pub(super) fn new(method: Method, label: Arc<str>, shared: &Arc<Shared>) -> Arc<Self> {
+        Arc::new_cyclic(|weak| Self {
+            method,
+            label,
+            ring: Mutex::new(Ring::default()),
+            cells: (0..SHARDS)
+                .map(|_| {
+                    Arc::new(Cell {
+                        current: Mutex::new(Current {
+                            slot: 0,
+                            slot_end: shared.slot_end(0),
+                            hist: Hist::default(),
+                            spans: Vec::new(),
+                            by_status: Vec::new(),
+                        }),
+                        route: weak.clone(),
+                        shared: shared.clone(),
+                    })
+                })
+                .collect(),
+        })
+    }
+
+    fn flush(&self, cur: &mut Current, keep: usize) {
+        if cur.hist.is_empty() {
+            return;
+        }
+        let finished = std::mem::take(&mut cur.hist);
+        let Ok(mut ring) = self.ring.lock() else {
+            return;
+        };
+        ring.total.merge(&finished);
+        match ring.slots.iter_mut().find(|(s, _)| *s == cur.slot) {
+            Some((_, h)) => h.merge(&finished),
+            None => {
+                let at = ring
+                    .slots
+                    .iter()
+                    .position(|(s, _)| *s > cur.slot)
+                    .unwrap_or(ring.slots.len());
+                ring.slots.insert(at, (cur.slot, finished));
+            }
+        }
+        while ring.slots.len() > keep {
+            ring.slots.pop_front();
+        }
+    }
+
+    /// Sub-timings and per-status buckets since start, over every cell.
+    pub(super) fn totals(&self) -> RouteTotals {
+        let mut t = RouteTotals::default();
+        for cell in &self.cells {
+            let Ok(cur) = cell.current.lock() else {
+                continue;
+            };
+            for (name, st) in &cur.spans {
+                match t.spans.iter_mut().find(|(n, _)| n == name) {
+                    Some((_, acc)) => acc.merge(st),
+                    None => t.spans.push((name.clone(), st.clone())),
+                }
+            }
+            for (key, ph) in &cur.by_status {
+                match t.by_status.iter_mut().find(|(k, _)| k == key) {
+                    Some((_, acc)) => acc.merge(ph),
+                    None => t.by_status.push((*key, ph.clone())),
+                }
+            }
+        }
+        t.spans.sort_by(|a, b| a.0.cmp(&b.0));
+        t.by_status.sort_by_key(|(k, _)| *k);
+        t
+    }
+
+    /// (window ending at `slot`, since start).
+    pub(super) fn read(&self, shared: &Shared, slot: u64) -> (Hist, Hist) {
+        let keep = shared.keep();
+        let mut window = Hist::default();
+        let mut total = Hist::default();
+        let mut currents = Vec::with_capacity(SHARDS);
+        for cell in &self.cells {
+            if let Ok(mut cur) = cell.current.lock() {
+                if cur.slot != slot {
+                    self.flush(&mut cur, keep);
+                    cur.slot = slot;
+                    cur.slot_end = shared.slot_end(slot);
+                }
+                currents.push(cur.hist.clone());
+            }
+        }
+        if let Ok(ring) = self.ring.lock() {
+            total.merge(&ring.total);
+            for (s, h) in &ring.slots {
+                if s + shared.slots > slot {
+                    window.merge(h);
+                }
+            }
+        }
+        for h in &currents {
+            window.merge(h);
+            total.merge(h);
+        }
+        (window, total)
+    }
+}
+
+impl Cell {
+    #[inline]
+    pub(crate) fn now(&self) -> u64 {
+        self.shared.now()
+    }
+
+    fn with_current(&self, at: u64, f: impl FnOnce(&mut Current)) {
+        let Ok(mut cur) = self.current.lock() else {
+            return;
+        };
+        if at >= cur.slot_end {
+            let slot = self.shared.slot_at(at);
+            if let Some(route) = self.route.upgrade() {
+                route.flush(&mut cur, self.shared.keep());
+            }
+            cur.slot = slot;
+            cur.slot_end = self.shared.slot_end(slot);
+        }
+        f(&mut cur);
+    }
+
+    /// Records a request that started at `start` (nanoseconds on the
+    /// registry's clock) and ends now, as `how` says.
+    pub(crate) fn record(&self, start: u64, status: u16, how: End, spans: &[SpanAgg]) {
+        let end = self.now();
+        let ns = end.saturating_sub(start);
+        let duration = Duration::from_nanos(ns);
+        let threshold = self.shared.n_plus_one;
+        self.with_current(end, |cur| {
+            cur.hist.record(ns, status, how == End::BodyFailed);
+            let key = (status, how);
+            // Inner-service errors are one series (no status code), never
+            // folded: the fold's would carry the same labels.
+            let key = if how != End::NoResponse
+                && cur.by_status.len() >= MAX_STATUSES
+                && !cur.by_status.iter().any(|(k, _)| *k == key)
+            {
+                (0, how)
+            } else {
+                key
+            };
+            match cur.by_status.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, ph)) => ph.record(ns),
+                None => {
+                    let mut ph = PromHist::default();
+                    ph.record(ns);
+                    cur.by_status.push((key, ph));
+                }
+            }
+            for agg in spans {
+                let full = cur.spans.len() >= MAX_SPAN_NAMES;
+                let name: &str = if full && !cur.spans.iter().any(|(n, _)| **n == *agg.name) {
+                    OTHER
+                } else {
+                    &agg.name
+                };
+                match cur.spans.iter_mut().find(|(n, _)| **n == *name) {
+                    Some((_, st)) => st.add(agg, threshold),
+                    None => {
+                        let mut st = SpanStats::default();
+                        st.add(agg, threshold);
+                        cur.spans.push((name.into(), st));
+                    }
+                }
+            }
+        });
+        if let Some(threshold) = self.shared.slow_threshold {
+            if duration >= threshold {
+                self.push_slow(status, duration, end);
+            }
+        }
+    }
+
+    pub(crate) fn record_abort(&self) {
+        self.with_current(self.now(), |cur| cur.hist.record_abort());
+    }
+
+    fn push_slow(&self, status: u16, duration: Duration, end: u64) {
+        let Some(route) = self.route.upgrade() else {
+            return;
+        };
+        if self.shared.slow_cap == 0 {
+            return;
+        }
+        let Ok(mut ring) = self.shared.slow.lock() else {
+            return;
+        };
+        if ring.len() >= self.shared.slow_cap {
+            ring.pop_front();
+        }
+        ring.push_back(SlowRequest {
+            method: route.method.to_string(),
+            route: route.label.to_string(),
+            status,
+            duration_ms: duration.as_secs_f64() * 1000.0,
+            at_secs: Duration::from_nanos(end).as_secs_f64(),
+        });
+    }
+}
