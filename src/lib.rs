@@ -60,6 +60,21 @@ pub mod clock;
 #[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
 pub mod compression;
 pub mod headers;
+#[cfg(any(feature = "timing", feature = "report"))]
+mod insight;
+#[cfg(any(
+    feature = "timing",
+    all(
+        feature = "report",
+        any(
+            feature = "cache",
+            feature = "compression",
+            feature = "cache-control",
+            feature = "rate-limit"
+        )
+    )
+))]
+mod prometheus;
 #[cfg(feature = "rate-limit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
 pub mod rate_limit;

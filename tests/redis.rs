@@ -269,7 +269,7 @@ async fn the_report_flags_redis_fallbacks() {
     let summary = report.summary();
     assert_eq!(summary.status, tower_perf::report::Status::Warning);
     let rec = &summary.recommendations[0];
-    assert_eq!(rec.area, "redis");
+    assert_eq!(rec.kind, "redis");
     assert!(
         rec.message.starts_with("1 operations fell back"),
         "{}",

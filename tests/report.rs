@@ -305,7 +305,7 @@ async fn server_errors_still_warn_and_turn_critical() {
     let errors = summary
         .recommendations
         .iter()
-        .find(|r| r.area == "errors")
+        .find(|r| r.kind == "errors")
         .unwrap();
     assert!(
         errors

@@ -21,6 +21,8 @@ pub struct CacheControlStats {
 
 /// A point-in-time copy of [`CacheControlStats`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+// What the report serves; serde comes with the report.
+#[cfg_attr(feature = "report", derive(serde::Serialize))]
 pub struct CacheControlSnapshot {
     /// ETags computed by hashing a body.
     pub etags_generated: u64,

@@ -1,34 +1,41 @@
 //! Prometheus text (format 0.0.4) for every layer a report reads.
 
+#[cfg(any(
+    feature = "cache",
+    feature = "compression",
+    feature = "cache-control",
+    feature = "rate-limit"
+))]
 use std::fmt::Write;
 
-use super::Sources;
+use super::builder::Sources;
+#[cfg(any(
+    feature = "cache",
+    feature = "compression",
+    feature = "cache-control",
+    feature = "rate-limit"
+))]
+use crate::prometheus::escape;
 
 /// Writes one metric family: HELP, TYPE, then `name{labels} value` lines.
-/// (Unused when timing is the only layer compiled in: it writes its own.)
-#[cfg_attr(
-    not(any(
-        feature = "cache",
-        feature = "compression",
-        feature = "cache-control",
-        feature = "rate-limit"
-    )),
-    allow(dead_code)
-)]
+/// (Timing writes its own.)
+#[cfg(any(
+    feature = "cache",
+    feature = "compression",
+    feature = "cache-control",
+    feature = "rate-limit"
+))]
 struct Family<'a> {
     out: &'a mut String,
     name: &'static str,
 }
 
-#[cfg_attr(
-    not(any(
-        feature = "cache",
-        feature = "compression",
-        feature = "cache-control",
-        feature = "rate-limit"
-    )),
-    allow(dead_code)
-)]
+#[cfg(any(
+    feature = "cache",
+    feature = "compression",
+    feature = "cache-control",
+    feature = "rate-limit"
+))]
 impl<'a> Family<'a> {
     fn new(out: &'a mut String, name: &'static str, kind: &str, help: &str) -> Self {
         let _ = writeln!(out, "# HELP {name} {help}");
@@ -69,33 +76,49 @@ fn singles(out: &mut String, kind: &str, rows: &[(&'static str, &str, u64)]) {
     }
 }
 
-#[cfg_attr(
-    not(any(
-        feature = "cache",
-        feature = "compression",
-        feature = "cache-control",
-        feature = "rate-limit"
-    )),
-    allow(dead_code)
-)]
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
+/// Each layer's families, in the order they are written; a layer whose
+/// feature is off has no section.
+const SECTIONS: &[fn(&mut String, &Sources)] = &[
+    #[cfg(feature = "timing")]
+    timing,
+    #[cfg(feature = "cache")]
+    cache,
+    #[cfg(feature = "compression")]
+    compression,
+    #[cfg(feature = "cache-control")]
+    cache_control,
+    #[cfg(feature = "rate-limit")]
+    rate_limit,
+    #[cfg(feature = "redis")]
+    redis_rate_limit,
+    #[cfg(feature = "redis")]
+    redis_cache,
+    #[cfg(feature = "redis")]
+    breakers,
+];
 
-#[allow(unused_variables, unused_mut)]
+/// The Prometheus text of every layer the report reads.
 pub(super) fn render(sources: &Sources) -> String {
     let mut out = String::new();
-    #[cfg(feature = "timing")]
+    for section in SECTIONS {
+        section(&mut out, sources);
+    }
+    out
+}
+
+#[cfg(feature = "timing")]
+fn timing(out: &mut String, sources: &Sources) {
     if let Some(t) = &sources.timing {
         out.push_str(&t.prometheus());
     }
-    #[cfg(feature = "cache")]
+}
+
+#[cfg(feature = "cache")]
+fn cache(out: &mut String, sources: &Sources) {
     if let Some(h) = &sources.cache {
         let s = h.stats().snapshot();
         by_label(
-            &mut out,
+            out,
             "tower_perf_cache_requests_total",
             "GET and HEAD requests by how the cache answered them.",
             "result",
@@ -110,7 +133,7 @@ pub(super) fn render(sources: &Sources) -> String {
             ],
         );
         singles(
-            &mut out,
+            out,
             "counter",
             &[
                 (
@@ -161,7 +184,7 @@ pub(super) fn render(sources: &Sources) -> String {
             ],
         );
         singles(
-            &mut out,
+            out,
             "gauge",
             &[
                 ("tower_perf_cache_entries", "URLs in the store.", s.entries),
@@ -173,7 +196,10 @@ pub(super) fn render(sources: &Sources) -> String {
             ],
         );
     }
-    #[cfg(feature = "compression")]
+}
+
+#[cfg(feature = "compression")]
+fn compression(out: &mut String, sources: &Sources) {
     if let Some(c) = &sources.compression {
         let s = c.snapshot();
         let codings = [("gzip", s.gzip), ("deflate", s.deflate)];
@@ -196,13 +222,13 @@ pub(super) fn render(sources: &Sources) -> String {
             ),
         ];
         for (name, help, pick) in per_coding {
-            let mut f = Family::new(&mut out, name, "counter", help);
+            let mut f = Family::new(out, name, "counter", help);
             for (coding, x) in &codings {
                 f.value(&[("coding", coding)], pick(x));
             }
         }
         let mut f = Family::new(
-            &mut out,
+            out,
             "tower_perf_compression_skipped_total",
             "counter",
             "Responses not compressed, by reason.",
@@ -211,7 +237,7 @@ pub(super) fn render(sources: &Sources) -> String {
             f.value(&[("reason", reason.as_str())], *n);
         }
         singles(
-            &mut out,
+            out,
             "counter",
             &[(
                 "tower_perf_compression_not_acceptable_total",
@@ -220,11 +246,14 @@ pub(super) fn render(sources: &Sources) -> String {
             )],
         );
     }
-    #[cfg(feature = "cache-control")]
+}
+
+#[cfg(feature = "cache-control")]
+fn cache_control(out: &mut String, sources: &Sources) {
     if let Some(c) = &sources.cache_control {
         let s = c.snapshot();
         singles(
-            &mut out,
+            out,
             "counter",
             &[
                 (
@@ -250,11 +279,14 @@ pub(super) fn render(sources: &Sources) -> String {
             ],
         );
     }
-    #[cfg(feature = "rate-limit")]
+}
+
+#[cfg(feature = "rate-limit")]
+fn rate_limit(out: &mut String, sources: &Sources) {
     if let Some(r) = &sources.rate_limit {
         let policies = r.snapshot();
         let mut f = Family::new(
-            &mut out,
+            out,
             "tower_perf_rate_limit_requests_total",
             "counter",
             "Requests counted by a rate-limit policy, by decision.",
@@ -264,18 +296,21 @@ pub(super) fn render(sources: &Sources) -> String {
             f.value(&[("policy", &p.name), ("decision", "limited")], p.limited);
         }
         Family::new(
-            &mut out,
+            out,
             "tower_perf_rate_limit_missing_key_failures_total",
             "counter",
             "Requests answered 500 because they carried no client address to count them against (the server hands the rate limiter no peer address).",
         )
         .value(&[], r.missing_key_failures());
     }
-    #[cfg(feature = "redis")]
+}
+
+#[cfg(feature = "redis")]
+fn redis_rate_limit(out: &mut String, sources: &Sources) {
     if let Some(s) = &sources.redis_rate_limit {
         let s = s.snapshot();
         by_label(
-            &mut out,
+            out,
             "tower_perf_redis_rate_limit_operations_total",
             "Redis rate-limit store operations by outcome.",
             "outcome",
@@ -288,11 +323,14 @@ pub(super) fn render(sources: &Sources) -> String {
             ],
         );
     }
-    #[cfg(feature = "redis")]
+}
+
+#[cfg(feature = "redis")]
+fn redis_cache(out: &mut String, sources: &Sources) {
     if let Some(s) = &sources.redis_cache {
         let s = s.snapshot();
         by_label(
-            &mut out,
+            out,
             "tower_perf_redis_cache_operations_total",
             "Redis cache store operations by outcome.",
             "outcome",
@@ -310,16 +348,13 @@ pub(super) fn render(sources: &Sources) -> String {
             ],
         );
         Family::new(
-            &mut out,
+            out,
             "tower_perf_redis_cache_invalidations_pending",
             "gauge",
             "Purges and invalidations Redis has not taken yet (replayed when it answers).",
         )
         .value(&[], s.invalidations_pending);
     }
-    #[cfg(feature = "redis")]
-    breakers(&mut out, sources);
-    out
 }
 
 /// The Redis stores' circuit breakers: open or not, transitions, calls

@@ -7,38 +7,9 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
-
 use super::snapshot::{NPlusOne, RouteStats};
-
-/// How much an [`Insight`] matters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    /// Worth knowing.
-    Info,
-    /// Worth fixing.
-    Warning,
-    /// Hurting users now.
-    Critical,
-}
-
-/// One finding about the timings, with what to do about it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Insight {
-    /// How much it matters.
-    pub severity: Severity,
-    /// What kind of finding: `latency`, `errors` (server errors),
-    /// `client_errors` (4xx other than 429), `rate_limited` (429),
-    /// `n_plus_one`, `aborts`.
-    pub kind: &'static str,
-    /// `METHOD route`, when the finding is about one route.
-    pub route: Option<String>,
-    /// What was seen, with the numbers.
-    pub message: String,
-    /// What to do about it.
-    pub recommendation: String,
-}
+// One type for timing's insights and the report's recommendations.
+pub use crate::insight::{Insight, Severity};
 
 /// Routes with fewer requests in the window are not judged.
 const MIN_SAMPLES: u64 = 10;

@@ -10,6 +10,7 @@ use super::insights::{Insight, insights};
 use super::prometheus::PROM_BOUNDS;
 use super::registry::Registry;
 use super::route::{End, RouteTotals};
+use crate::prometheus::escape;
 
 /// A cheap, cloneable handle to a [`TimingLayer`](super::TimingLayer)'s
 /// statistics.
@@ -297,13 +298,6 @@ fn otel_method(m: &str) -> &str {
         "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "CONNECT" | "OPTIONS" | "TRACE" | "PATCH" => m,
         _ => "_OTHER",
     }
-}
-
-/// Escapes a Prometheus label value.
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 impl TimingStats {

@@ -1,0 +1,112 @@
+//! The builder: which layers' statistics a report reads, and its access
+//! rules.
+
+use super::service::{Inner, Report};
+
+/// The statistics handles a [`Report`] reads.
+#[derive(Debug, Default, Clone)]
+pub(super) struct Sources {
+    #[cfg(feature = "cache")]
+    pub(super) cache: Option<crate::cache::CacheHandle>,
+    #[cfg(feature = "compression")]
+    pub(super) compression: Option<crate::compression::CompressionStats>,
+    #[cfg(feature = "cache-control")]
+    pub(super) cache_control: Option<crate::cache_control::CacheControlStats>,
+    #[cfg(feature = "rate-limit")]
+    pub(super) rate_limit: Option<crate::rate_limit::RateLimitStats>,
+    #[cfg(feature = "timing")]
+    pub(super) timing: Option<crate::timing::TimingStats>,
+    #[cfg(feature = "redis")]
+    pub(super) redis_rate_limit: Option<crate::rate_limit::RedisStoreStats>,
+    #[cfg(feature = "redis")]
+    pub(super) redis_cache: Option<crate::cache::RedisCacheStats>,
+}
+
+/// Builds a [`Report`].
+#[derive(Debug, Clone)]
+pub struct ReportBuilder {
+    sources: Sources,
+    token: Option<String>,
+    protect_reads: bool,
+    base: String,
+}
+
+impl ReportBuilder {
+    /// No layer attached, no token, base `/performance`.
+    pub(super) fn new() -> Self {
+        ReportBuilder {
+            sources: Sources::default(),
+            token: None,
+            protect_reads: false,
+            base: "/performance".to_owned(),
+        }
+    }
+
+    /// Reads and purges this cache.
+    #[cfg(feature = "cache")]
+    pub fn cache(mut self, handle: crate::cache::CacheHandle) -> Self {
+        self.sources.cache = Some(handle);
+        self
+    }
+    /// Reads this compression layer's statistics.
+    #[cfg(feature = "compression")]
+    pub fn compression(mut self, stats: crate::compression::CompressionStats) -> Self {
+        self.sources.compression = Some(stats);
+        self
+    }
+    /// Reads this cache-control layer's statistics.
+    #[cfg(feature = "cache-control")]
+    pub fn cache_control(mut self, stats: crate::cache_control::CacheControlStats) -> Self {
+        self.sources.cache_control = Some(stats);
+        self
+    }
+    /// Reads this rate limiter's statistics.
+    #[cfg(feature = "rate-limit")]
+    pub fn rate_limit(mut self, stats: crate::rate_limit::RateLimitStats) -> Self {
+        self.sources.rate_limit = Some(stats);
+        self
+    }
+    /// Reads this timing layer's statistics.
+    #[cfg(feature = "timing")]
+    pub fn timing(mut self, stats: crate::timing::TimingStats) -> Self {
+        self.sources.timing = Some(stats);
+        self
+    }
+    /// Reads a Redis rate-limit store's counters.
+    #[cfg(feature = "redis")]
+    pub fn redis_rate_limit(mut self, stats: crate::rate_limit::RedisStoreStats) -> Self {
+        self.sources.redis_rate_limit = Some(stats);
+        self
+    }
+    /// Reads a Redis cache store's counters.
+    #[cfg(feature = "redis")]
+    pub fn redis_cache(mut self, stats: crate::cache::RedisCacheStats) -> Self {
+        self.sources.redis_cache = Some(stats);
+        self
+    }
+    /// The bearer token mutations need (none: mutations are disabled).
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        let t = token.into();
+        self.token = (!t.is_empty()).then_some(t);
+        self
+    }
+    /// Reads need the token too (default: they don't).
+    pub fn protect_reads(mut self, on: bool) -> Self {
+        self.protect_reads = on;
+        self
+    }
+    /// The path the endpoints live under (default `/performance`).
+    pub fn base_path(mut self, base: &str) -> Self {
+        self.base = base.trim_end_matches('/').to_owned();
+        self
+    }
+    /// The service.
+    pub fn build(self) -> Report {
+        Report::new(Inner {
+            sources: self.sources,
+            token: self.token,
+            protect_reads: self.protect_reads,
+            base: self.base,
+        })
+    }
+}

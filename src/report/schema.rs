@@ -1,0 +1,233 @@
+//! The JSON schema: what the endpoints answer (field names are the JSON
+//! keys). A layer's figures exist only in builds with its feature.
+
+use serde::{Serialize, Serializer};
+
+use crate::insight::{Insight, Severity};
+
+/// Overall health, from the recommendations: the most severe wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Nothing worth a warning.
+    Healthy,
+    /// Something worth fixing.
+    Warning,
+    /// Something hurting users now.
+    Critical,
+}
+
+impl Status {
+    /// The status that the most severe finding sets.
+    pub(super) fn of(most_severe: Option<Severity>) -> Self {
+        match most_severe {
+            Some(Severity::Critical) => Status::Critical,
+            Some(Severity::Warning) => Status::Warning,
+            _ => Status::Healthy,
+        }
+    }
+}
+
+/// Traffic as the timing layer saw it.
+#[cfg(feature = "timing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "timing")))]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Traffic {
+    /// Requests completed since start.
+    pub total: u64,
+    /// Requests completed in the rolling window.
+    pub window: u64,
+    /// Seconds since the timing layer started.
+    pub uptime_secs: f64,
+    /// Mean requests per second since start.
+    pub per_second: f64,
+    /// Server error rate over the window: 5xx, inner-service errors and
+    /// failed bodies over requests. 4xx don't count (they are the
+    /// client's).
+    pub error_rate: f64,
+    /// Server errors over the window.
+    pub server_errors: u64,
+    /// 4xx answers (429 included) over the window.
+    pub client_errors: u64,
+    /// `client_errors` over requests, over the window.
+    pub client_error_rate: f64,
+    /// 429 answers over the window (also in `client_errors`).
+    pub rate_limited: u64,
+    /// Overall p50 over the window, in ms.
+    pub p50_ms: Option<f64>,
+    /// Overall p95 over the window, in ms.
+    pub p95_ms: Option<f64>,
+    /// Overall p99 over the window, in ms.
+    pub p99_ms: Option<f64>,
+    /// Per route, over the window: the figures the dashboard draws.
+    pub routes: Vec<RouteLine>,
+}
+
+/// One route's figures over the window.
+#[cfg(feature = "timing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "timing")))]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RouteLine {
+    /// Request method.
+    pub method: String,
+    /// Route label.
+    pub route: String,
+    /// Requests.
+    pub count: u64,
+    /// Server error rate (5xx, inner-service errors, failed bodies).
+    pub error_rate: f64,
+    /// Server errors.
+    pub server_errors: u64,
+    /// 4xx answers, 429 included.
+    pub client_errors: u64,
+    /// 429 answers (also in `client_errors`).
+    pub rate_limited: u64,
+    /// Median, ms.
+    pub p50_ms: Option<f64>,
+    /// 95th percentile, ms.
+    pub p95_ms: Option<f64>,
+    /// 99th percentile, ms.
+    pub p99_ms: Option<f64>,
+}
+
+/// The compression layer's figures.
+#[cfg(feature = "compression")]
+#[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CompressionReport {
+    /// Responses compressed, per coding.
+    pub codings: Vec<CodingReport>,
+    /// Responses left alone, by reason.
+    pub skipped: Vec<(String, u64)>,
+    /// 406 answers (no acceptable coding).
+    pub not_acceptable: u64,
+    /// Bytes in minus bytes out, all codings.
+    pub bytes_saved: u64,
+}
+
+/// One coding's figures.
+#[cfg(feature = "compression")]
+#[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CodingReport {
+    /// `gzip` or `deflate`.
+    pub coding: String,
+    /// Responses compressed.
+    pub responses: u64,
+    /// Bytes before compression.
+    pub bytes_in: u64,
+    /// Bytes after.
+    pub bytes_out: u64,
+    /// `bytes_out / bytes_in`, when anything was compressed.
+    pub ratio: Option<f64>,
+}
+
+/// The rate limiter's figures.
+#[cfg(feature = "rate-limit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RateLimitReport {
+    /// Allowed and limited, per policy.
+    pub policies: Vec<crate::rate_limit::PolicyStats>,
+    /// The most limited keys (at most 20), most limited first.
+    pub most_limited: Vec<crate::rate_limit::LimitedKey>,
+    /// Limited requests, all policies.
+    pub limited: u64,
+    /// Allowed requests, all policies.
+    pub allowed: u64,
+    /// Requests answered `500` because they carried no client address to
+    /// count them against
+    /// ([`MissingKey::Fail`](crate::rate_limit::MissingKey::Fail)): the
+    /// server hands the layer no peer address.
+    pub missing_key_failures: u64,
+}
+
+/// The Redis stores' figures.
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RedisReport {
+    /// The rate-limit store, if configured.
+    pub rate_limit: Option<crate::rate_limit::RedisStoreSnapshot>,
+    /// The cache store, if configured.
+    pub cache: Option<crate::cache::RedisCacheSnapshot>,
+}
+
+/// `GET /performance/summary`. A layer's key is there when the crate is
+/// built with its feature (`null` when the report reads no such layer).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    /// The most severe level among the recommendations.
+    pub status: Status,
+    /// Seconds since the Unix epoch when this was made.
+    pub generated_at: u64,
+    /// Traffic, from the timing layer.
+    #[cfg(feature = "timing")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "timing")))]
+    pub traffic: Option<Traffic>,
+    /// The cache's figures.
+    #[cfg(feature = "cache")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+    pub cache: Option<crate::cache::CacheSnapshot>,
+    /// The compression layer's figures.
+    #[cfg(feature = "compression")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
+    pub compression: Option<CompressionReport>,
+    /// The cache-control layer's figures.
+    #[cfg(feature = "cache-control")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cache-control")))]
+    pub cache_control: Option<crate::cache_control::CacheControlSnapshot>,
+    /// The rate limiter's figures.
+    #[cfg(feature = "rate-limit")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
+    pub rate_limit: Option<RateLimitReport>,
+    /// The Redis stores' figures.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub redis: Option<RedisReport>,
+    /// What stands out, most severe first: the timing layer's insights and
+    /// the report's own findings about the other layers. In JSON each
+    /// carries its severity as `level` and its kind as `area` (the keys
+    /// the summary has always had; `/profile/insights` names them
+    /// `severity` and `kind`).
+    #[serde(serialize_with = "recommendations")]
+    pub recommendations: Vec<Insight>,
+}
+
+/// The summary's recommendations, with the JSON keys it has always had.
+fn recommendations<S: Serializer>(recs: &[Insight], s: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Recommendation<'a> {
+        level: Severity,
+        area: &'a str,
+        route: &'a Option<String>,
+        message: &'a str,
+        recommendation: &'a str,
+    }
+    s.collect_seq(recs.iter().map(|i| Recommendation {
+        level: i.severity,
+        area: i.kind,
+        route: &i.route,
+        message: &i.message,
+        recommendation: &i.recommendation,
+    }))
+}
+
+/// `GET /performance/profile/overview`.
+#[cfg(feature = "timing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "timing")))]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProfileOverview {
+    /// Length of the rolling window, in seconds.
+    pub window_secs: f64,
+    /// Seconds since start.
+    pub uptime_secs: f64,
+    /// All routes, over the window.
+    pub overall: crate::timing::Stats,
+    /// All routes, since start.
+    pub overall_total: crate::timing::Stats,
+    /// Per route.
+    pub routes: Vec<crate::timing::RouteStats>,
+    /// N+1 suspects.
+    pub n_plus_one: Vec<crate::timing::NPlusOne>,
+}

@@ -1,0 +1,367 @@
+//! The service: the path parsed once into an [`Endpoint`], then access
+//! rules, then the answer.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body::Body;
+use tower_service::Service;
+
+use super::body::{ReportBody, absent, error, json, respond};
+use super::builder::{ReportBuilder, Sources};
+use super::metrics;
+use super::schema::Summary;
+use crate::BoxError;
+
+/// The dashboard page (HTML, CSS and JS in one file, no external fetch).
+const DASHBOARD: &str = include_str!("dashboard.html");
+
+/// What a request's path names: every route of the report, in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    /// Answered to GET and HEAD.
+    Read(Read),
+    /// Answered to POST with the token.
+    Mutation(Mutation),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    Summary,
+    Dashboard,
+    Metrics,
+    CompressionStats,
+    RateLimitStats,
+    CacheStats,
+    Profile(Profile),
+}
+
+/// The timing layer's endpoints, under `/profile/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Profile {
+    Overview,
+    Slowest,
+    Insights,
+    SlowRequests,
+}
+
+/// Which mutation a request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mutation {
+    /// `/cache/clear`: every entry.
+    Clear,
+    /// `/cache/purge`: what the [`PurgeRequest`](super::PurgeRequest) names.
+    Purge,
+}
+
+impl Endpoint {
+    /// The endpoint at `route`, the path relative to the base.
+    fn parse(route: &str) -> Option<Self> {
+        Some(match route {
+            "/summary" => Self::Read(Read::Summary),
+            "/dashboard" | "/dashboard/" => Self::Read(Read::Dashboard),
+            "/metrics" => Self::Read(Read::Metrics),
+            "/compression/stats" => Self::Read(Read::CompressionStats),
+            "/rate-limit/stats" => Self::Read(Read::RateLimitStats),
+            "/cache/stats" => Self::Read(Read::CacheStats),
+            "/profile/overview" => Self::Read(Read::Profile(Profile::Overview)),
+            "/profile/slowest" => Self::Read(Read::Profile(Profile::Slowest)),
+            "/profile/insights" => Self::Read(Read::Profile(Profile::Insights)),
+            "/profile/slow-requests" => Self::Read(Read::Profile(Profile::SlowRequests)),
+            "/cache/clear" => Self::Mutation(Mutation::Clear),
+            "/cache/purge" => Self::Mutation(Mutation::Purge),
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct Inner {
+    pub(super) sources: Sources,
+    pub(super) token: Option<String>,
+    pub(super) protect_reads: bool,
+    pub(super) base: String,
+}
+
+/// The performance endpoints as a Tower service. See the
+/// [module docs](crate::report).
+#[derive(Debug, Clone)]
+pub struct Report {
+    inner: Arc<Inner>,
+}
+
+impl Report {
+    /// A builder with no layer attached, no token, base `/performance`.
+    pub fn builder() -> ReportBuilder {
+        ReportBuilder::new()
+    }
+
+    pub(super) fn new(inner: Inner) -> Self {
+        Report {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The summary, as `GET /performance/summary` serves it.
+    pub fn summary(&self) -> Summary {
+        self.inner.sources.summary()
+    }
+
+    /// The Prometheus text `GET /metrics` serves.
+    pub fn prometheus(&self) -> String {
+        metrics::render(&self.inner.sources)
+    }
+}
+
+impl<B> Service<Request<B>> for Report
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<ReportBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<ReportBody>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move {
+            let method = req.method();
+            match Endpoint::parse(inner.route(req.uri().path())) {
+                None => Ok(error(StatusCode::NOT_FOUND, "no such endpoint")),
+                Some(Endpoint::Mutation(mutation)) => {
+                    if let Some(refused) = inner.refuse_mutation(method, req.headers()) {
+                        return Ok(refused);
+                    }
+                    Ok(inner.mutate(mutation, req).await)
+                }
+                Some(Endpoint::Read(read)) => {
+                    if method != Method::GET && method != Method::HEAD {
+                        let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "use GET");
+                        r.headers_mut()
+                            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+                        return Ok(r);
+                    }
+                    if inner.protect_reads && !inner.authorized(req.headers()) {
+                        return Ok(inner.unauthorized());
+                    }
+                    // HEAD keeps the body: the server drops it, and the layers
+                    // outside (compression, ETags) decide from it exactly as for
+                    // GET, so both get the same header fields.
+                    Ok(inner.read(read))
+                }
+            }
+        })
+    }
+}
+
+impl Inner {
+    /// The path relative to the base (`/summary`), or `/metrics`.
+    fn route<'p>(&self, path: &'p str) -> &'p str {
+        match path.strip_prefix(self.base.as_str()) {
+            Some(rest) if rest.is_empty() || rest.starts_with('/') => {
+                if rest.is_empty() {
+                    "/"
+                } else {
+                    rest
+                }
+            }
+            _ => path,
+        }
+    }
+
+    fn authorized(&self, headers: &http::HeaderMap) -> bool {
+        let Some(token) = &self.token else {
+            return false;
+        };
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, cred) = v.trim().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| cred.trim())
+            })
+            // Compare without an early exit on the first differing byte.
+            .is_some_and(|cred| {
+                cred.len() == token.len()
+                    && cred
+                        .bytes()
+                        .zip(token.bytes())
+                        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                        == 0
+            })
+    }
+
+    fn unauthorized(&self) -> Response<ReportBody> {
+        let mut r = error(StatusCode::UNAUTHORIZED, "a bearer token is required");
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"tower-perf\""),
+        );
+        r
+    }
+
+    /// The answer refusing a mutation, unless it comes with POST and the
+    /// token (none is configured: mutations are disabled).
+    fn refuse_mutation(
+        &self,
+        method: &Method,
+        headers: &http::HeaderMap,
+    ) -> Option<Response<ReportBody>> {
+        if method != Method::POST {
+            let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "use POST");
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST"));
+            return Some(r);
+        }
+        if self.token.is_none() {
+            return Some(error(
+                StatusCode::FORBIDDEN,
+                "cache mutations are disabled: no token is configured",
+            ));
+        }
+        (!self.authorized(headers)).then(|| self.unauthorized())
+    }
+
+    /// Runs an authorized mutation.
+    #[cfg(feature = "cache")]
+    async fn mutate<B>(&self, mutation: Mutation, req: Request<B>) -> Response<ReportBody>
+    where
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        match &self.sources.cache {
+            Some(handle) => super::purge::mutate(handle, mutation, req).await,
+            None => absent("cache"),
+        }
+    }
+
+    /// Without the cache compiled in, there is nothing to mutate.
+    #[cfg(not(feature = "cache"))]
+    async fn mutate<B>(&self, _: Mutation, _: Request<B>) -> Response<ReportBody> {
+        absent("cache")
+    }
+
+    /// Answers a GET (or HEAD).
+    fn read(&self, read: Read) -> Response<ReportBody> {
+        let s = &self.sources;
+        match read {
+            Read::Summary => json(StatusCode::OK, &s.summary()),
+            Read::Dashboard => respond(StatusCode::OK, "text/html; charset=utf-8", DASHBOARD),
+            Read::Metrics => respond(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                metrics::render(s),
+            ),
+            Read::CompressionStats => {
+                #[cfg(feature = "compression")]
+                if let Some(c) = s.compression() {
+                    return json(StatusCode::OK, &c);
+                }
+                absent("compression")
+            }
+            Read::RateLimitStats => {
+                #[cfg(feature = "rate-limit")]
+                if let Some(r) = s.rate_limit() {
+                    return json(StatusCode::OK, &r);
+                }
+                absent("rate-limit")
+            }
+            Read::CacheStats => {
+                #[cfg(feature = "cache")]
+                if let Some(h) = &s.cache {
+                    return json(StatusCode::OK, &h.stats().snapshot());
+                }
+                absent("cache")
+            }
+            #[cfg(feature = "timing")]
+            Read::Profile(profile) => match &s.timing {
+                Some(t) => timing_endpoint(t, profile),
+                None => absent("timing"),
+            },
+            #[cfg(not(feature = "timing"))]
+            Read::Profile(_) => absent("timing"),
+        }
+    }
+}
+
+/// Answers one of the timing layer's endpoints.
+#[cfg(feature = "timing")]
+fn timing_endpoint(timing: &crate::timing::TimingStats, profile: Profile) -> Response<ReportBody> {
+    let snap = timing.snapshot();
+    match profile {
+        Profile::Overview => json(
+            StatusCode::OK,
+            &super::schema::ProfileOverview {
+                window_secs: snap.window_secs,
+                uptime_secs: snap.uptime_secs,
+                overall: snap.overall,
+                overall_total: snap.overall_total,
+                routes: snap.routes,
+                n_plus_one: snap.n_plus_one,
+            },
+        ),
+        Profile::Slowest => json(StatusCode::OK, &snap.slowest(10)),
+        Profile::Insights => json(StatusCode::OK, &snap.insights),
+        Profile::SlowRequests => json(StatusCode::OK, &snap.slow_requests),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Endpoint, Mutation, Profile, Read};
+
+    #[test]
+    fn every_route_parses_to_its_endpoint() {
+        let routes = [
+            ("/summary", Endpoint::Read(Read::Summary)),
+            ("/dashboard", Endpoint::Read(Read::Dashboard)),
+            ("/dashboard/", Endpoint::Read(Read::Dashboard)),
+            ("/metrics", Endpoint::Read(Read::Metrics)),
+            ("/compression/stats", Endpoint::Read(Read::CompressionStats)),
+            ("/rate-limit/stats", Endpoint::Read(Read::RateLimitStats)),
+            ("/cache/stats", Endpoint::Read(Read::CacheStats)),
+            (
+                "/profile/overview",
+                Endpoint::Read(Read::Profile(Profile::Overview)),
+            ),
+            (
+                "/profile/slowest",
+                Endpoint::Read(Read::Profile(Profile::Slowest)),
+            ),
+            (
+                "/profile/insights",
+                Endpoint::Read(Read::Profile(Profile::Insights)),
+            ),
+            (
+                "/profile/slow-requests",
+                Endpoint::Read(Read::Profile(Profile::SlowRequests)),
+            ),
+            ("/cache/clear", Endpoint::Mutation(Mutation::Clear)),
+            ("/cache/purge", Endpoint::Mutation(Mutation::Purge)),
+        ];
+        for (route, endpoint) in routes {
+            assert_eq!(Endpoint::parse(route), Some(endpoint), "{route}");
+        }
+        for route in [
+            "/",
+            "",
+            "/profile/",
+            "/profile/other",
+            "/summary/",
+            "/cache",
+        ] {
+            assert_eq!(Endpoint::parse(route), None, "{route}");
+        }
+    }
+}

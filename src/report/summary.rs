@@ -1,0 +1,279 @@
+//! The summary: every layer's figures, what stands out in them, and the
+//! overall status.
+
+use super::builder::Sources;
+#[cfg(feature = "rate-limit")]
+use super::schema::RateLimitReport;
+#[cfg(feature = "redis")]
+use super::schema::RedisReport;
+#[cfg(feature = "compression")]
+use super::schema::{CodingReport, CompressionReport};
+#[cfg(feature = "timing")]
+use super::schema::{RouteLine, Traffic};
+use super::schema::{Status, Summary};
+use crate::insight::Insight;
+#[cfg(any(feature = "cache", feature = "compression", feature = "rate-limit"))]
+use crate::insight::Severity;
+
+impl Sources {
+    /// The summary, with the findings of every layer read, most severe
+    /// first.
+    pub(super) fn summary(&self) -> Summary {
+        let mut recs: Vec<Insight> = Vec::new();
+        #[cfg(feature = "timing")]
+        let traffic = self.timing.as_ref().map(|t| {
+            let mut snap = t.snapshot();
+            recs.append(&mut snap.insights);
+            traffic(&snap)
+        });
+        #[cfg(feature = "cache")]
+        let cache = self.cache.as_ref().map(|h| h.stats().snapshot());
+        #[cfg(feature = "cache")]
+        if let Some(c) = &cache {
+            recs.extend(low_hit_rate(c));
+        }
+        #[cfg(feature = "compression")]
+        let compression = self.compression();
+        #[cfg(feature = "compression")]
+        if let Some(c) = &compression {
+            recs.extend(poor_ratio(c));
+        }
+        #[cfg(feature = "rate-limit")]
+        let rate_limit = self.rate_limit();
+        #[cfg(feature = "rate-limit")]
+        if let Some(r) = &rate_limit {
+            recs.extend(rate_limit_info(r));
+            if let Some(rec) = missing_address(r) {
+                // First among the critical ones (the sort below is stable):
+                // these 500s are also among timing's server errors, whose
+                // advice can only point at the handler.
+                recs.insert(0, rec);
+            }
+        }
+        #[cfg(feature = "redis")]
+        let redis = self.redis();
+        #[cfg(feature = "redis")]
+        if let Some(r) = &redis {
+            recs.extend(redis_fallbacks(r));
+        }
+        recs.sort_by_key(|r| std::cmp::Reverse(r.severity));
+        Summary {
+            status: Status::of(recs.first().map(|r| r.severity)),
+            generated_at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            #[cfg(feature = "timing")]
+            traffic,
+            #[cfg(feature = "cache")]
+            cache,
+            #[cfg(feature = "compression")]
+            compression,
+            #[cfg(feature = "cache-control")]
+            cache_control: self.cache_control.as_ref().map(|c| c.snapshot()),
+            #[cfg(feature = "rate-limit")]
+            rate_limit,
+            #[cfg(feature = "redis")]
+            redis,
+            recommendations: recs,
+        }
+    }
+
+    #[cfg(feature = "compression")]
+    pub(super) fn compression(&self) -> Option<CompressionReport> {
+        let s = self.compression.as_ref()?.snapshot();
+        let coding = |name: &str, x: crate::compression::CodingSnapshot| CodingReport {
+            coding: name.to_owned(),
+            responses: x.responses,
+            bytes_in: x.bytes_in,
+            bytes_out: x.bytes_out,
+            ratio: x.ratio(),
+        };
+        Some(CompressionReport {
+            codings: vec![coding("gzip", s.gzip), coding("deflate", s.deflate)],
+            skipped: s
+                .skipped
+                .iter()
+                .map(|(r, n)| (r.as_str().to_owned(), *n))
+                .collect(),
+            not_acceptable: s.not_acceptable,
+            bytes_saved: s.bytes_saved(),
+        })
+    }
+
+    #[cfg(feature = "rate-limit")]
+    pub(super) fn rate_limit(&self) -> Option<RateLimitReport> {
+        let r = self.rate_limit.as_ref()?;
+        let policies = r.snapshot();
+        Some(RateLimitReport {
+            limited: policies.iter().map(|p| p.limited).sum(),
+            allowed: policies.iter().map(|p| p.allowed).sum(),
+            policies,
+            most_limited: r.most_limited(20),
+            missing_key_failures: r.missing_key_failures(),
+        })
+    }
+
+    #[cfg(feature = "redis")]
+    fn redis(&self) -> Option<RedisReport> {
+        if self.redis_rate_limit.is_none() && self.redis_cache.is_none() {
+            return None;
+        }
+        Some(RedisReport {
+            rate_limit: self.redis_rate_limit.as_ref().map(|s| s.snapshot()),
+            cache: self.redis_cache.as_ref().map(|s| s.snapshot()),
+        })
+    }
+}
+
+/// Overall and per-route traffic from a timing snapshot.
+#[cfg(feature = "timing")]
+fn traffic(snap: &crate::timing::TimingSnapshot) -> Traffic {
+    let total = snap.overall_total.count;
+    Traffic {
+        total,
+        window: snap.overall.count,
+        uptime_secs: snap.uptime_secs,
+        per_second: if snap.uptime_secs > 0.0 {
+            total as f64 / snap.uptime_secs
+        } else {
+            0.0
+        },
+        error_rate: snap.overall.error_rate,
+        server_errors: snap.overall.server_errors,
+        client_errors: snap.overall.client_errors,
+        client_error_rate: snap.overall.client_error_rate,
+        rate_limited: snap.overall.rate_limited,
+        p50_ms: snap.overall.p50_ms,
+        p95_ms: snap.overall.p95_ms,
+        p99_ms: snap.overall.p99_ms,
+        routes: snap
+            .routes
+            .iter()
+            .map(|r| RouteLine {
+                method: r.method.clone(),
+                route: r.route.clone(),
+                count: r.window.count,
+                error_rate: r.window.error_rate,
+                server_errors: r.window.server_errors,
+                client_errors: r.window.client_errors,
+                rate_limited: r.window.rate_limited,
+                p50_ms: r.window.p50_ms,
+                p95_ms: r.window.p95_ms,
+                p99_ms: r.window.p99_ms,
+            })
+            .collect(),
+    }
+}
+
+#[cfg(any(feature = "compression", feature = "rate-limit"))]
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 { 0.0 } else { a as f64 / b as f64 }
+}
+
+/// A cache that answers less than half of enough lookups.
+#[cfg(feature = "cache")]
+fn low_hit_rate(c: &crate::cache::CacheSnapshot) -> Option<Insight> {
+    let lookups =
+        c.hits + c.stale_served + c.misses + c.revalidated_not_modified + c.revalidated_modified;
+    (lookups >= 100 && c.hit_rate < 0.5).then(|| Insight {
+        severity: Severity::Warning,
+        kind: "cache",
+        route: None,
+        message: format!("cache hit rate is {:.0}% over {lookups} lookups", c.hit_rate * 100.0),
+        recommendation: "give cacheable routes a max-age (or s-maxage), and check that Vary lists only what the response depends on".into(),
+    })
+}
+
+/// Compression that hardly shrinks what it compresses.
+#[cfg(feature = "compression")]
+fn poor_ratio(c: &CompressionReport) -> Option<Insight> {
+    let (inp, out): (u64, u64) = c
+        .codings
+        .iter()
+        .fold((0, 0), |(i, o), x| (i + x.bytes_in, o + x.bytes_out));
+    let n: u64 = c.codings.iter().map(|x| x.responses).sum();
+    (n >= 20 && ratio(out, inp) > 0.8).then(|| Insight {
+        severity: Severity::Info,
+        kind: "compression",
+        route: None,
+        message: format!(
+            "compressed responses shrink only to {:.0}% of their size",
+            ratio(out, inp) * 100.0
+        ),
+        recommendation:
+            "exclude content types that are already compressed, or raise the minimum size".into(),
+    })
+}
+
+/// Clients over their limits, named: information, never a warning (a 429
+/// is the limiter doing its job, and the client's to handle).
+#[cfg(feature = "rate-limit")]
+fn rate_limit_info(r: &RateLimitReport) -> Option<Insight> {
+    let counted = r.allowed + r.limited;
+    if counted < 50 || ratio(r.limited, counted) <= 0.1 {
+        return None;
+    }
+    let mut which = String::new();
+    if let Some(p) = r
+        .policies
+        .iter()
+        .filter(|p| p.limited > 0)
+        .max_by_key(|p| p.limited)
+    {
+        which = format!(
+            "; policy '{}' limited {} of {}",
+            p.name,
+            p.limited,
+            p.allowed + p.limited
+        );
+        if let Some(k) = r.most_limited.first() {
+            which.push_str(&format!(
+                ", key {} the most ({} under '{}')",
+                k.key, k.limited, k.policy
+            ));
+        }
+    }
+    Some(Insight {
+        severity: Severity::Info,
+        kind: "rate_limit",
+        route: None,
+        message: format!(
+            "{:.0}% of rate-limited requests got 429 ({} of {counted}{which})",
+            ratio(r.limited, counted) * 100.0,
+            r.limited
+        ),
+        recommendation: "clients over a limit, not a server fault: one key far ahead is likely abusive; many normal clients limited mean the quota is too tight".into(),
+    })
+}
+
+/// Requests the rate limiter answered 500 for lack of a client address:
+/// the server's set-up, failing users now, with one fix to name.
+#[cfg(feature = "rate-limit")]
+fn missing_address(r: &RateLimitReport) -> Option<Insight> {
+    let n = r.missing_key_failures;
+    (n > 0).then(|| Insight {
+        severity: Severity::Critical,
+        kind: "rate_limit",
+        route: None,
+        message: format!(
+            "{n} requests were answered 500 by the rate limiter: they carried no client address to count them against"
+        ),
+        recommendation: "serve the app with `axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())` \
+            (or insert `tower_perf::rate_limit::PeerAddr` in each request) so the rate limiter sees each client's address; \
+            or choose `.on_missing_peer_addr(MissingKey::Shared)` (one quota for all of them) or `MissingKey::Allow` on the RateLimitLayer".into(),
+    })
+}
+
+/// Redis operations that fell back: the layers kept serving, without it.
+#[cfg(feature = "redis")]
+fn redis_fallbacks(r: &RedisReport) -> Option<Insight> {
+    let falls = r.rate_limit.map_or(0, |s| s.fallbacks) + r.cache.map_or(0, |s| s.fallbacks);
+    (falls > 0).then(|| Insight {
+        severity: Severity::Warning,
+        kind: "redis",
+        route: None,
+        message: format!("{falls} operations fell back because Redis failed or was slow"),
+        recommendation: "check Redis's health and latency; the layers keep serving meanwhile"
+            .into(),
+    })
+}
