@@ -8,7 +8,7 @@ use tower_layer::Layer;
 
 use super::registry::{Clock, Registry, RegistryConfig};
 use super::service::{Settings, Timing};
-use super::snapshot::TimingStats;
+use super::stats::TimingStats;
 
 /// Maps a request to a route label when axum's `MatchedPath` is absent.
 pub type Classifier = Arc<dyn Fn(&Method, &Uri, &Extensions) -> Option<String> + Send + Sync>;

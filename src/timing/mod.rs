@@ -105,6 +105,7 @@ mod server_timing;
 mod service;
 mod snapshot;
 mod spans;
+mod stats;
 
 #[doc(inline)]
 pub use self::{
@@ -116,7 +117,7 @@ pub use self::{
     service::Timing,
     snapshot::{
         NPlusOne, RouteStats, SlowRequest, SpanSummary, Stats, StatusCount, TimingSnapshot,
-        TimingStats,
     },
     spans::{SpanGuard, Timings},
+    stats::TimingStats,
 };

@@ -1,4 +1,9 @@
-//! The Prometheus histogram at OpenTelemetry's advised bounds.
+//! The Prometheus text: the histogram at OpenTelemetry's advised bounds
+//! and its exposition.
+
+use super::route::End;
+use super::stats::TimingStats;
+use crate::prometheus::escape;
 
 /// Cumulative buckets at OpenTelemetry's advised bounds.
 #[derive(Debug, Clone, Default)]
@@ -61,6 +66,97 @@ impl PromHist {
         }
         self.count += o.count;
         self.sum_ns += o.sum_ns;
+    }
+}
+
+/// OpenTelemetry's method values: the known methods, else `_OTHER`.
+fn otel_method(m: &str) -> &str {
+    match m {
+        "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "CONNECT" | "OPTIONS" | "TRACE" | "PATCH" => m,
+        _ => "_OTHER",
+    }
+}
+
+impl TimingStats {
+    /// Prometheus text exposition (format 0.0.4): the
+    /// `http_server_request_duration_seconds` histogram named and labelled
+    /// as OpenTelemetry's HTTP semantic conventions advise
+    /// (`http_request_method`, `http_route`, `http_response_status_code`
+    /// when a status was sent, and `error_type` on the requests that ended
+    /// in an error; buckets 0.005 s … 10 s), cumulative since start, and
+    /// `http_server_request_aborted_total` for responses dropped before
+    /// their end.
+    ///
+    /// `error_type`, as the conventions set `error.type` on a server:
+    /// - a 5xx: its status code (`error_type="503"`);
+    /// - a body that failed midway: `_OTHER` (the layer can't name the
+    ///   cause), next to the status code its head carried;
+    /// - an inner-service error: `_OTHER`, without
+    ///   `http_response_status_code` (no response was sent);
+    /// - none on any other response: 4xx (429 included) are the client's.
+    ///
+    /// So the server errors are exactly the series with an `error_type`.
+    pub fn prometheus(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        out.push_str("# HELP http_server_request_duration_seconds Duration of HTTP server requests, until the response body ends.\n");
+        out.push_str("# TYPE http_server_request_duration_seconds histogram\n");
+        let mut rows = self.registry.read();
+        rows.sort_by(|a, b| {
+            (&a.0.label, a.0.method.as_str()).cmp(&(&b.0.label, b.0.method.as_str()))
+        });
+        for (route, _, _, extras) in &rows {
+            let method = otel_method(route.method.as_str());
+            let label = escape(&route.label);
+            for ((code, end), ph) in &extras.by_status {
+                let mut labels = format!("http_request_method=\"{method}\",http_route=\"{label}\"");
+                if *end != End::NoResponse {
+                    let _ = write!(labels, ",http_response_status_code=\"{code}\"");
+                }
+                match end {
+                    // OpenTelemetry's fallback value: the layer can't
+                    // name the cause.
+                    End::BodyFailed | End::NoResponse => labels.push_str(",error_type=\"_OTHER\""),
+                    End::Sent if (500..600).contains(code) => {
+                        let _ = write!(labels, ",error_type=\"{code}\"");
+                    }
+                    End::Sent => {}
+                }
+                for (bound, count) in PROM_BOUNDS.iter().zip(ph.cumulative()) {
+                    let _ = writeln!(
+                        out,
+                        "http_server_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {count}"
+                    );
+                }
+                let _ = writeln!(
+                    out,
+                    "http_server_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+                    ph.count
+                );
+                let _ = writeln!(
+                    out,
+                    "http_server_request_duration_seconds_sum{{{labels}}} {}",
+                    ph.sum_ns as f64 / 1e9
+                );
+                let _ = writeln!(
+                    out,
+                    "http_server_request_duration_seconds_count{{{labels}}} {}",
+                    ph.count
+                );
+            }
+        }
+        out.push_str("# HELP http_server_request_aborted_total Responses whose body was dropped before its end.\n");
+        out.push_str("# TYPE http_server_request_aborted_total counter\n");
+        for (route, _, total, _) in &rows {
+            let _ = writeln!(
+                out,
+                "http_server_request_aborted_total{{http_request_method=\"{}\",http_route=\"{}\"}} {}",
+                otel_method(route.method.as_str()),
+                escape(&route.label),
+                total.aborted
+            );
+        }
+        out
     }
 }
 

@@ -1,0 +1,119 @@
+//! The handle to a layer's statistics, and the snapshot it reads.
+
+use std::sync::Arc;
+
+use super::hist::Hist;
+use super::insights::insights;
+use super::registry::Registry;
+use super::route::RouteTotals;
+use super::snapshot::{NPlusOne, RouteStats, SpanSummary, Stats, StatusCount, TimingSnapshot};
+
+/// A cheap, cloneable handle to a [`TimingLayer`](super::TimingLayer)'s
+/// statistics.
+#[derive(Debug, Clone)]
+pub struct TimingStats {
+    pub(crate) registry: Arc<Registry>,
+}
+
+fn span_summaries(totals: &RouteTotals) -> Vec<SpanSummary> {
+    totals
+        .spans
+        .iter()
+        .map(|(name, st)| {
+            let per = |x: f64| {
+                if st.requests == 0 {
+                    0.0
+                } else {
+                    x / st.requests as f64
+                }
+            };
+            SpanSummary {
+                name: name.to_string(),
+                requests: st.requests,
+                spans: st.spans,
+                mean_per_request: per(st.spans as f64),
+                max_per_request: st.max_per_request,
+                mean_ms: if st.spans == 0 {
+                    0.0
+                } else {
+                    st.total_ns as f64 / st.spans as f64 / 1e6
+                },
+                max_ms: st.max_ns as f64 / 1e6,
+                ms_per_request: per(st.total_ns as f64 / 1e6),
+                suspect_requests: st.suspects,
+            }
+        })
+        .collect()
+}
+
+/// Responses per status code, failed bodies under the code they carried.
+fn status_counts(totals: &RouteTotals) -> Vec<StatusCount> {
+    let mut out: Vec<StatusCount> = Vec::new();
+    for ((code, _), ph) in &totals.by_status {
+        match out.iter_mut().find(|s| s.code == *code) {
+            Some(s) => s.count += ph.count,
+            None => out.push(StatusCount {
+                code: *code,
+                count: ph.count,
+            }),
+        }
+    }
+    out.sort_by_key(|s| s.code);
+    out
+}
+
+impl TimingStats {
+    /// Reads every route now.
+    pub fn snapshot(&self) -> TimingSnapshot {
+        let threshold = self.registry.n_plus_one();
+        let mut overall = Hist::default();
+        let mut overall_total = Hist::default();
+        let mut n_plus_one = Vec::new();
+        let mut routes: Vec<RouteStats> = self
+            .registry
+            .read()
+            .into_iter()
+            .map(|(route, window, total, extras)| {
+                overall.merge(&window);
+                overall_total.merge(&total);
+                let spans = span_summaries(&extras);
+                for s in &spans {
+                    if s.suspect_requests > 0 {
+                        n_plus_one.push(NPlusOne {
+                            method: route.method.to_string(),
+                            route: route.label.to_string(),
+                            span: s.name.clone(),
+                            suspect_requests: s.suspect_requests,
+                            requests: s.requests,
+                            max_per_request: s.max_per_request,
+                            mean_per_request: s.mean_per_request,
+                            threshold,
+                        });
+                    }
+                }
+                RouteStats {
+                    method: route.method.to_string(),
+                    route: route.label.to_string(),
+                    window: Stats::from_hist(&window),
+                    total: Stats::from_hist(&total),
+                    status_codes: status_counts(&extras),
+                    spans,
+                }
+            })
+            .collect();
+        routes.sort_by(|a, b| (&a.route, &a.method).cmp(&(&b.route, &b.method)));
+        n_plus_one.sort_by_key(|n| std::cmp::Reverse(n.suspect_requests));
+        let (p99_target, error_target) = self.registry.targets();
+        let insights = insights(&routes, &n_plus_one, p99_target, error_target);
+        TimingSnapshot {
+            window_secs: self.registry.window().as_secs_f64(),
+            uptime_secs: self.registry.uptime().as_secs_f64(),
+            overall: Stats::from_hist(&overall),
+            overall_total: Stats::from_hist(&overall_total),
+            routes,
+            slow_requests: self.registry.slow_requests(),
+            n_plus_one,
+            insights,
+        }
+    }
+}
