@@ -45,9 +45,13 @@
 //! circuit breakers' state (per store, with how often and how long they
 //! opened) when the report reads a Redis store.
 //!
-//! **Schema.** JSON bodies are the serde structs of this module (field
-//! names are the JSON keys); new fields may be added, existing ones keep
-//! their names and meaning. Every answer has `Cache-Control: no-store`.
+//! **Schema.** JSON bodies are the serde structs of this module and the
+//! layers' snapshots (field names are the JSON keys); new fields may be
+//! added, existing ones keep their names and meaning. A layer's types, and
+//! its key in the summary, exist in builds with that layer's feature. The
+//! summary's recommendations are [`Insight`]s, written with the keys
+//! `level` (the severity) and `area` (the kind). Every answer has
+//! `Cache-Control: no-store`.
 //!
 //! ```
 //! # #[cfg(feature = "timing")]
