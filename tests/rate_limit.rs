@@ -384,6 +384,76 @@ async fn the_most_limited_keys_are_reported() {
     assert_eq!(top[0].policy, "key");
 }
 
+/// A statistics handle taken before the layer's last builder calls reads
+/// what the finished layer counts (the calls used to rebuild the
+/// counters, and the early handle read zero forever).
+#[tokio::test]
+async fn a_stats_handle_taken_before_builder_calls_stays_attached() {
+    let layer = RateLimitLayer::new();
+    let stats = layer.stats();
+    let layer = layer
+        .rule(RateRule::new("api", Quota::per_minute(1)))
+        .on_missing_peer_addr(MissingKey::Deny)
+        .headers(false)
+        .ipv6_prefix(48);
+    let svc = ServiceBuilder::new().layer(layer).service(service_fn(
+        |_req: Request<Full<Bytes>>| async {
+            Ok::<_, Infallible>(Response::new(Full::<Bytes>::from("ok")))
+        },
+    ));
+    assert_eq!(status_from(&svc, [203, 0, 113, 7]).await, StatusCode::OK);
+    assert_eq!(
+        status_from(&svc, [203, 0, 113, 7]).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let snapshot = stats.snapshot();
+    let got: Vec<(&str, u64, u64)> = snapshot
+        .iter()
+        .map(|p| (p.name.as_str(), p.allowed, p.limited))
+        .collect();
+    assert_eq!(got, [("api", 1, 1)]);
+    let top = stats.most_limited(5);
+    let got: Vec<(&str, &str, u64)> = top
+        .iter()
+        .map(|k| (k.policy.as_str(), k.key.as_str(), k.limited))
+        .collect();
+    assert_eq!(got, [("api", "203.0.113.7", 1)]);
+}
+
+/// Two layers made from one base by different builder calls count apart,
+/// each in the handle taken from it; a handle taken from the base stays
+/// with the base.
+#[tokio::test]
+async fn layers_made_from_one_base_keep_their_own_stats() {
+    let base = RateLimitLayer::new().headers(false);
+    let from_base = base.stats();
+    let one = base
+        .clone()
+        .rule(RateRule::new("one", Quota::per_minute(5)));
+    let two = base
+        .clone()
+        .rule(RateRule::new("two", Quota::per_minute(5)));
+    let (one_stats, two_stats) = (one.stats(), two.stats());
+    let handler = service_fn(|_req: Request<Full<Bytes>>| async {
+        Ok::<_, Infallible>(Response::new(Full::<Bytes>::from("ok")))
+    });
+    let one = ServiceBuilder::new().layer(one).service(handler);
+    let two = ServiceBuilder::new().layer(two).service(handler);
+    status_from(&one, [198, 51, 100, 1]).await;
+    for _ in 0..2 {
+        status_from(&two, [198, 51, 100, 1]).await;
+    }
+    let counts = |s: &tower_perf::rate_limit::RateLimitStats| -> Vec<(String, u64)> {
+        s.snapshot()
+            .into_iter()
+            .map(|p| (p.name, p.allowed))
+            .collect()
+    };
+    assert_eq!(counts(&one_stats), [("one".to_owned(), 1)]);
+    assert_eq!(counts(&two_stats), [("two".to_owned(), 2)]);
+    assert_eq!(counts(&from_base), []);
+}
+
 #[tokio::test]
 async fn several_policies_on_one_request() {
     let api_key = || KeySource::Header(http::HeaderName::from_static("x-api-key"));

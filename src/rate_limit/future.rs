@@ -5,7 +5,6 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
@@ -127,12 +126,8 @@ where
                     // A refused request counts as limited in the policies
                     // that refused it, and in no other.
                     for ((p, k), d) in keys.iter().zip(results.iter()) {
-                        let c = &stats.counters[usize::from(*p)];
-                        if !d.allowed {
-                            c.limited.fetch_add(1, Relaxed);
-                            stats.record_limited(usize::from(*p), k);
-                        } else if denied.is_none() {
-                            c.allowed.fetch_add(1, Relaxed);
+                        if !d.allowed || denied.is_none() {
+                            stats.count(*p, k, d.allowed);
                         }
                     }
                     let decided: Vec<(u16, Decision)> = keys

@@ -1,7 +1,7 @@
 //! The layer: the builder of the rule table and its settings, and the
 //! table it builds once for every service it makes.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use http::Response;
@@ -12,7 +12,7 @@ use super::fields::{RejectFn, Rejection, policy_field};
 use super::missing_key::{self, MissingKey};
 use super::rule::RateRule;
 use super::service::{RateLimit, Shared};
-use super::stats::RateLimitStats;
+use super::stats::{Counters, RateLimitStats};
 use super::store::{MemoryStore, PolicyRef, RateLimitStore};
 
 pub(super) struct Config {
@@ -56,7 +56,12 @@ pub struct RateLimitLayer<St = MemoryStore> {
     problem_json: bool,
     reject: Option<RejectFn>,
     shadow: bool,
-    built: std::sync::OnceLock<(Arc<Config>, RateLimitStats)>,
+    /// The table, built once for this layer and its clones (a builder
+    /// call starts a new one).
+    built: Arc<OnceLock<(Arc<Config>, Counters)>>,
+    /// What [`stats`](Self::stats) hands out: kept through builder calls,
+    /// pointed at each new table's counters when it is built.
+    stats: RateLimitStats,
 }
 
 impl<St> std::fmt::Debug for RateLimitLayer<St> {
@@ -80,6 +85,7 @@ impl<St> Clone for RateLimitLayer<St> {
             reject: self.reject.clone(),
             shadow: self.shadow,
             built: self.built.clone(),
+            stats: self.stats.clone(),
         }
     }
 }
@@ -110,12 +116,18 @@ impl<St: RateLimitStore> RateLimitLayer<St> {
             problem_json: false,
             reject: None,
             shadow: false,
-            built: std::sync::OnceLock::new(),
+            built: Arc::default(),
+            stats: RateLimitStats::new(),
         }
     }
 
     fn changed(mut self) -> Self {
-        self.built = std::sync::OnceLock::new();
+        // A clone that lives on keeps the handles taken so far; this one,
+        // now a different layer, counts apart.
+        if Arc::strong_count(&self.built) > 1 {
+            self.stats = RateLimitStats::new();
+        }
+        self.built = Arc::default();
         self
     }
 
@@ -196,7 +208,7 @@ impl<St: RateLimitStore> RateLimitLayer<St> {
         self.changed()
     }
 
-    fn build(&self) -> &(Arc<Config>, RateLimitStats) {
+    fn build(&self) -> &(Arc<Config>, Counters) {
         self.built.get_or_init(|| {
             let missing = missing_key::resolve(
                 self.missing,
@@ -237,7 +249,7 @@ impl<St: RateLimitStore> RateLimitLayer<St> {
                 })
                 .collect();
             let all: Vec<&PolicyRef> = rules.iter().flat_map(|(_, ps)| ps.iter()).collect();
-            let stats = RateLimitStats::new(all.iter().map(|p| p.name.clone()).collect());
+            let counters = Counters::new(all.iter().map(|p| p.name.clone()).collect());
             let mut policy_fields = vec![None; all.len()];
             for (_, ps) in &rules {
                 if let (Some(first), Some(hv)) = (ps.first(), policy_field(ps)) {
@@ -262,14 +274,19 @@ impl<St: RateLimitStore> RateLimitLayer<St> {
                 reject: self.reject.clone(),
                 shadow: self.shadow,
             };
-            (Arc::new(config), stats)
+            self.stats.attach(counters.clone());
+            (Arc::new(config), counters)
         })
     }
 
     /// A handle to the counters (per policy, in rule order, a rule's own
-    /// policy before its [`and_policy`](RateRule::and_policy) ones).
+    /// policy before its [`and_policy`](RateRule::and_policy) ones). It
+    /// stays attached through the builder calls that follow: taken before
+    /// the last rule is added, it still reads what the finished layer's
+    /// services count.
     pub fn stats(&self) -> RateLimitStats {
-        self.build().1.clone()
+        self.build();
+        self.stats.clone()
     }
 }
 

@@ -2,7 +2,6 @@
 //! the store, deciding inside `call` when the store can answer at once.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -19,7 +18,7 @@ use super::key::{Key, KeySource};
 use super::layer::Config;
 use super::missing_key::{self, MissingKey};
 use super::quota::Decision;
-use super::stats::RateLimitStats;
+use super::stats::Counters;
 use super::store::{MemoryStore, PolicyRef, RateLimitStore};
 
 /// What every clone of a [`RateLimit`] service shares: one reference
@@ -27,7 +26,7 @@ use super::store::{MemoryStore, PolicyRef, RateLimitStore};
 pub(super) struct Shared<St> {
     pub(super) store: Arc<St>,
     pub(super) config: Arc<Config>,
-    pub(super) stats: RateLimitStats,
+    pub(super) stats: Counters,
 }
 
 /// The service [`RateLimitLayer`](super::RateLimitLayer) builds.
@@ -96,18 +95,12 @@ where
             };
             if let Some(answer) = shared.store.check_at_once(policy, &key, rule.cost) {
                 let d = answer.unwrap_or_else(|_| fail_open(policy));
-                let c = &shared.stats.counters[usize::from(policy.index)];
-                if d.allowed {
-                    c.allowed.fetch_add(1, Relaxed);
-                } else {
-                    c.limited.fetch_add(1, Relaxed);
-                    shared.stats.record_limited(usize::from(policy.index), &key);
-                    if !config.shadow {
-                        let decided = [(policy.index, d)];
-                        return ResponseFuture::rejected(Box::new(too_many(
-                            config, policy, &key, &d, &decided,
-                        )));
-                    }
+                shared.stats.count(policy.index, &key, d.allowed);
+                if !d.allowed && !config.shadow {
+                    let decided = [(policy.index, d)];
+                    return ResponseFuture::rejected(Box::new(too_many(
+                        config, policy, &key, &d, &decided,
+                    )));
                 }
                 let fields = Fields::new(config, &[(policy.index, d)]);
                 return ResponseFuture::inner(self.inner.call(req), fields);
@@ -207,12 +200,7 @@ fn extract<St, B>(
                 retry_after: Duration::from_secs(1),
             };
             let unknown = Key::Text("unknown".into());
-            shared.stats.counters[usize::from(policy.index)]
-                .limited
-                .fetch_add(1, Relaxed);
-            shared
-                .stats
-                .record_limited(usize::from(policy.index), &unknown);
+            shared.stats.count(policy.index, &unknown, false);
             Extracted::Deny(Box::new(too_many(
                 config,
                 policy,

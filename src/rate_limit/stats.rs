@@ -1,15 +1,15 @@
 //! The rate limiter's counters: allowed and limited per policy, the most
 //! limited keys, and requests that had no key to count.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use super::key::Key;
 
 #[derive(Debug, Default)]
-pub(super) struct PolicyCounters {
-    pub(super) allowed: AtomicU64,
-    pub(super) limited: AtomicU64,
+struct PolicyCounters {
+    allowed: AtomicU64,
+    limited: AtomicU64,
 }
 
 /// Allowed and limited requests of one policy.
@@ -24,10 +24,25 @@ pub struct PolicyStats {
 }
 
 /// A cheap, cloneable handle to a [`RateLimitLayer`](super::RateLimitLayer)'s counters.
+///
+/// It stays attached to the layer it was taken from whatever builder calls
+/// follow: it reads the counters of the services the layer builds with its
+/// final rules and settings. A clone of the layer that is changed by a
+/// builder call while the original lives on gets counters of its own (take
+/// its handle from it).
 #[derive(Debug, Clone)]
 pub struct RateLimitStats {
+    /// The counters of the layer's latest table, replaced when a builder
+    /// call makes the layer build a new one. Only readers take the lock;
+    /// the services hold the `Counters` themselves.
+    current: Arc<RwLock<Counters>>,
+}
+
+/// One built table's counters, the ones its services count into.
+#[derive(Debug, Clone)]
+pub(super) struct Counters {
     names: Arc<[Arc<str>]>,
-    pub(super) counters: Arc<[PolicyCounters]>,
+    counters: Arc<[PolicyCounters]>,
     /// Limited requests by (policy, key); touched only when a request is
     /// limited, bounded to [`LIMITED_KEYS_KEPT`] entries.
     limited_keys: Arc<std::sync::Mutex<std::collections::HashMap<(usize, String), u64>>>,
@@ -50,7 +65,7 @@ pub struct LimitedKey {
     pub limited: u64,
 }
 
-impl RateLimitStats {
+impl Counters {
     /// Zeroed counters for these policies, by index.
     pub(super) fn new(names: Arc<[Arc<str>]>) -> Self {
         Self {
@@ -61,7 +76,20 @@ impl RateLimitStats {
         }
     }
 
-    pub(super) fn record_limited(&self, rule: usize, key: &Key) {
+    /// Counts one policy's decision on one request: allowed, or limited
+    /// (and the key among the most limited).
+    #[inline]
+    pub(super) fn count(&self, policy: u16, key: &Key, allowed: bool) {
+        let c = &self.counters[usize::from(policy)];
+        if allowed {
+            c.allowed.fetch_add(1, Relaxed);
+        } else {
+            c.limited.fetch_add(1, Relaxed);
+            self.record_limited(usize::from(policy), key);
+        }
+    }
+
+    fn record_limited(&self, rule: usize, key: &Key) {
         let Ok(mut m) = self.limited_keys.lock() else {
             return;
         };
@@ -73,16 +101,38 @@ impl RateLimitStats {
         }
         *m.entry(k).or_insert(0) += 1;
     }
+}
+
+impl RateLimitStats {
+    /// A handle to no table yet: no policies, nothing counted.
+    pub(super) fn new() -> Self {
+        Self {
+            current: Arc::new(RwLock::new(Counters::new(Arc::new([])))),
+        }
+    }
+
+    /// From now on, read `counters` (those of the table just built).
+    pub(super) fn attach(&self, counters: Counters) {
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = counters;
+    }
+
+    fn current(&self) -> Counters {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
 
     /// The `n` most limited keys, most limited first.
     pub fn most_limited(&self, n: usize) -> Vec<LimitedKey> {
-        let Ok(m) = self.limited_keys.lock() else {
+        let current = self.current();
+        let Ok(m) = current.limited_keys.lock() else {
             return Vec::new();
         };
         let mut v: Vec<LimitedKey> = m
             .iter()
             .map(|((rule, key), count)| LimitedKey {
-                policy: self
+                policy: current
                     .names
                     .get(*rule)
                     .map(|s| s.to_string())
@@ -100,14 +150,16 @@ impl RateLimitStats {
     /// to count them against ([`MissingKey::Fail`](super::MissingKey::Fail)): more than 0 means the
     /// server hands the layer no peer address (see [`MissingKey`](super::MissingKey)).
     pub fn missing_key_failures(&self) -> u64 {
-        self.missing_key_failures.load(Relaxed)
+        self.current().missing_key_failures.load(Relaxed)
     }
 
     /// Per policy, in rule order.
     pub fn snapshot(&self) -> Vec<PolicyStats> {
-        self.names
+        let current = self.current();
+        current
+            .names
             .iter()
-            .zip(self.counters.iter())
+            .zip(current.counters.iter())
             .map(|(n, c)| PolicyStats {
                 name: n.to_string(),
                 allowed: c.allowed.load(Relaxed),
