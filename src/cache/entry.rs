@@ -248,26 +248,6 @@ impl RetainExt for HeaderMap {
     }
 }
 
-/// Builds the fields a 304 from the cache carries (RFC 9110 §15.4.5): the
-/// ones a 200 would have that describe the representation's metadata.
-pub(crate) fn not_modified_headers(stored: &HeaderMap) -> HeaderMap {
-    let mut out = HeaderMap::new();
-    for name in [
-        header::CACHE_CONTROL,
-        header::CONTENT_LOCATION,
-        header::DATE,
-        header::ETAG,
-        header::EXPIRES,
-        header::VARY,
-        header::LAST_MODIFIED,
-    ] {
-        for v in stored.get_all(&name) {
-            out.append(name.clone(), v.clone());
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

@@ -59,7 +59,11 @@
 //!   `If-None-Match` / `If-Modified-Since` from its validators; a 304
 //!   freshens it (§3.2). On a miss the cache asks the origin
 //!   unconditionally and answers the client's own `If-None-Match` /
-//!   `If-Modified-Since` itself; a fresh hit answers them with 304.
+//!   `If-Modified-Since` itself; a fresh hit answers them with 304. They
+//!   are evaluated as `CacheControlLayer` evaluates them
+//!   ([`Preconditions`](crate::headers::Preconditions)), and
+//!   a 304 carries the fields a 200 would less the content's metadata,
+//!   `Last-Modified` only without an `ETag` (RFC 9110 §15.4.5).
 //! - **Invalidation (§4.4)**: a 2xx or 3xx answer to an unsafe method
 //!   (anything but GET, HEAD, OPTIONS, TRACE, extension methods included)
 //!   drops the target URI and a same-origin `Location` or

@@ -4,25 +4,26 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName};
+use http::header::{self, HeaderMap};
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::BodyExt;
 use tower_service::Service;
 
 use super::body::{CacheBody, Tee};
-use super::entry::{self, CachedResponse};
+use super::entry::CachedResponse;
 use super::flight::FlightGuard;
 use super::future::Resp;
 use super::key::CacheKey;
-use super::request::{ClientConditions, not_modified};
+use super::request::{not_modified, strip_client_conditions};
 use super::service::Shared;
 use super::stats::Counters;
 use super::status::Via;
 use super::storable::{self, NotStorable};
 use super::store::StoreFuture;
 use super::vary::{RequestVary, VaryKey, VaryRefusal};
-use crate::headers::{CacheControl, HttpDate};
+use crate::headers::{CacheControl, EntityTag, HttpDate};
+use crate::headers::{Preconditions, retain_not_modified_fields};
 
 impl Shared {
     /// Stores `entry` under `key` for as long as it can be used.
@@ -83,6 +84,9 @@ pub(super) struct Fetch {
     pub(super) flight: Option<FlightGuard>,
     /// `Cache-Status` forward reason of a plain miss.
     pub(super) fwd: &'static str,
+    /// The client's own `If-None-Match` / `If-Modified-Since`, answered
+    /// by the cache (the origin is asked unconditionally when storing).
+    pub(super) client: Preconditions,
 }
 
 pub(super) async fn call_inner<S, R>(mut inner: S, req: R) -> Result<S::Response, S::Error>
@@ -110,7 +114,7 @@ pub(super) async fn fetch_origin<S, ReqB, ResB>(
     shared: Arc<Shared>,
     inner: S,
     req: Request<ReqB>,
-    fetch: Fetch,
+    mut fetch: Fetch,
 ) -> Result<Resp<ResB>, S::Error>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>> + Send + 'static,
@@ -122,16 +126,14 @@ where
     let (mut parts, body) = req.into_parts();
     let method = parts.method.clone();
     let storing = method == Method::GET && !fetch.req_cc.no_store();
-    let client = if storing {
-        ClientConditions::take(&mut parts.headers)
+    // Storing, the cache asks unconditionally and answers the client's
+    // own conditions itself; otherwise the origin answers them.
+    if storing {
+        strip_client_conditions(&mut parts.headers);
     } else {
-        ClientConditions::default()
-    };
-    let req_headers = parts.headers.clone();
-    let mut client_headers = client.as_headers();
-    if !storing {
-        client_headers = HeaderMap::new();
+        fetch.client = Preconditions::default();
     }
+    let req_headers = parts.headers.clone();
     let validating = match &fetch.stale {
         Some(e) if storing && (e.facts.etag.is_some() || e.facts.last_modified.is_some()) => {
             add_validators(&mut parts.headers, e);
@@ -152,7 +154,7 @@ where
                     return Ok(shared.serve(
                         e,
                         &method,
-                        &client_headers,
+                        &fetch.client,
                         response_time,
                         Via::StaleIfError(None),
                     ));
@@ -182,7 +184,7 @@ where
             let served = shared.serve(
                 &fresh,
                 &method,
-                &client_headers,
+                &fetch.client,
                 response_time,
                 Via::Revalidated,
             );
@@ -201,7 +203,7 @@ where
                 return Ok(shared.serve(
                     e,
                     &method,
-                    &client_headers,
+                    &fetch.client,
                     response_time,
                     Via::StaleIfError(Some(status)),
                 ));
@@ -225,7 +227,6 @@ where
         resp,
         &method,
         &req_headers,
-        &client_headers,
         (request_time, response_time),
         fetch,
         fwd_status,
@@ -243,7 +244,6 @@ pub(super) fn new_response<ResB>(
     resp: Response<ResB>,
     method: &Method,
     req_headers: &HeaderMap,
-    client: &HeaderMap,
     times: (SystemTime, SystemTime),
     fetch: Fetch,
     fwd_status: Option<StatusCode>,
@@ -285,7 +285,14 @@ where
     let fwd = fetch.fwd;
     let stored = storable.is_ok();
     let stored_note = if stored { "; stored" } else { "" };
-    let client_304 = not_modified(client, parts.status, &parts.headers);
+    let client_304 = !fetch.client.is_empty()
+        && not_modified(
+            &fetch.client,
+            method,
+            parts.status,
+            EntityTag::from_headers(&parts.headers).as_ref(),
+            HttpDate::from_headers(&parts.headers, &header::LAST_MODIFIED).and_then(Result::ok),
+        );
     let tee = match storable {
         Ok(vary) => Some(Box::new(Tee {
             shared: Arc::clone(shared),
@@ -346,15 +353,8 @@ where
                 Err(_) => drop(t),
             }
         }
-        let headers = entry::not_modified_headers(&parts.headers);
-        let cache_status = parts.headers.get("cache-status").cloned();
         parts.status = StatusCode::NOT_MODIFIED;
-        parts.headers = headers;
-        if let Some(cs) = cache_status {
-            parts
-                .headers
-                .insert(HeaderName::from_static("cache-status"), cs);
-        }
+        retain_not_modified_fields(&mut parts.headers);
         return (Response::from_parts(parts, CacheBody::empty()), stored);
     }
     (
@@ -414,7 +414,6 @@ pub(super) async fn refresh<S, ReqB, ResB>(
         resp,
         &Method::GET,
         &req_headers,
-        &HeaderMap::new(),
         (request_time, response_time),
         fetch,
         None,

@@ -1,10 +1,11 @@
 //! What the cache reads of a GET or HEAD: its fields and the client's own
 //! conditions.
 
-use http::StatusCode;
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderMap};
+use http::{Method, StatusCode};
 
-use crate::headers::{CacheControl, EntityTagList, HttpDate};
+use crate::headers::{CacheControl, EntityTag, HttpDate};
+use crate::headers::{Precondition, Preconditions};
 
 /// What the cache needs to know of a GET or HEAD's fields, read in one
 /// pass over the field names (a request has few; hashing each name the
@@ -64,59 +65,27 @@ impl RequestFields {
     }
 }
 
-/// The client's `If-None-Match` / `If-Modified-Since`, kept aside while the
-/// cache talks to the origin unconditionally.
-#[derive(Default)]
-pub(super) struct ClientConditions {
-    pub(super) if_none_match: Option<HeaderValue>,
-    pub(super) if_none_match_more: Vec<HeaderValue>,
-    pub(super) if_modified_since: Option<HeaderValue>,
+/// Removes the client's `If-None-Match` / `If-Modified-Since`: the cache
+/// asks the origin for the whole response (which it can store) and answers
+/// them itself.
+pub(super) fn strip_client_conditions(headers: &mut HeaderMap) {
+    headers.remove(header::IF_NONE_MATCH);
+    headers.remove(header::IF_MODIFIED_SINCE);
 }
 
-impl ClientConditions {
-    pub(super) fn take(headers: &mut HeaderMap) -> Self {
-        let mut inm = match headers.entry(header::IF_NONE_MATCH) {
-            header::Entry::Occupied(o) => o.remove_entry_mult().1.collect::<Vec<_>>(),
-            header::Entry::Vacant(_) => Vec::new(),
-        };
-        let first = (!inm.is_empty()).then(|| inm.remove(0));
-        Self {
-            if_none_match: first,
-            if_none_match_more: inm,
-            if_modified_since: headers.remove(header::IF_MODIFIED_SINCE),
-        }
-    }
-
-    pub(super) fn as_headers(&self) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        if let Some(v) = &self.if_none_match {
-            h.append(header::IF_NONE_MATCH, v.clone());
-            for v in &self.if_none_match_more {
-                h.append(header::IF_NONE_MATCH, v.clone());
-            }
-        }
-        if let Some(v) = &self.if_modified_since {
-            h.insert(header::IF_MODIFIED_SINCE, v.clone());
-        }
-        h
-    }
-}
-
-/// Whether a GET/HEAD with these fields would get 304 for a 2xx
-/// representation with these validators (RFC 9110 §13.1.2, §13.1.3, in
-/// the order of §13.2.2).
-pub(super) fn not_modified(req: &HeaderMap, status: StatusCode, resp: &HeaderMap) -> bool {
-    if !status.is_success() {
-        return false;
-    }
-    if let Some(list) = EntityTagList::from_headers(req, &header::IF_NONE_MATCH) {
-        let etag = crate::headers::EntityTag::from_headers(resp);
-        return list.is_ok_and(|l| !l.if_none_match_passes(etag.as_ref()));
-    }
-    let Some(Ok(since)) = HttpDate::from_headers(req, &header::IF_MODIFIED_SINCE) else {
-        return false;
-    };
-    HttpDate::from_headers(resp, &header::LAST_MODIFIED)
-        .and_then(Result::ok)
-        .is_some_and(|lm| lm <= since)
+/// Whether the client's conditions turn an answer of `status` with these
+/// validators into a 304: only a 2xx (RFC 9110 §13.2.1), by the evaluation
+/// `CacheControlLayer` uses too (§13.2.2's order). Requests with
+/// `If-Match` or `If-Unmodified-Since` bypass the cache, so the only other
+/// outcome is to send the response.
+pub(super) fn not_modified(
+    conds: &Preconditions,
+    method: &Method,
+    status: StatusCode,
+    etag: Option<&EntityTag>,
+    last_modified: Option<HttpDate>,
+) -> bool {
+    !conds.is_empty()
+        && status.is_success()
+        && conds.evaluate(method, true, etag, last_modified) == Precondition::NotModified
 }

@@ -12,7 +12,7 @@ use tower_service::Service;
 
 use super::authority;
 use super::body::CacheBody;
-use super::entry::{self, CachedResponse};
+use super::entry::CachedResponse;
 use super::flight::{Flights, Join};
 use super::freshness::Decision;
 use super::future::{Resp, ResponseFuture};
@@ -20,11 +20,12 @@ use super::invalidate::other_method;
 use super::key::CacheKey;
 use super::layer::{CacheLayer, Config};
 use super::origin::{Fetch, add_validators, call_inner, fetch_origin, refresh};
-use super::request::{ClientConditions, RequestFields, not_modified};
+use super::request::{RequestFields, not_modified, strip_client_conditions};
 use super::stats::{CacheStats, Counters};
 use super::status::{self, Via};
 use super::store::{CacheStore, StoreError, Variants};
 use crate::headers::CacheControl;
+use crate::headers::{Preconditions, retain_not_modified_fields};
 
 /// State shared by every service of one [`CacheLayer`].
 #[derive(Debug)]
@@ -88,19 +89,23 @@ impl Shared {
         &self,
         e: &CachedResponse,
         method: &Method,
-        req: &HeaderMap,
+        conds: &Preconditions,
         now: SystemTime,
         via: Via,
     ) -> Resp<B> {
         let age = e.age(now);
         let ttl = e.facts.lifetime.as_secs() as i64 - age.as_secs() as i64;
-        let is_304 = not_modified(req, e.status, &e.headers);
+        let is_304 = not_modified(
+            conds,
+            method,
+            e.status,
+            e.facts.etag.as_ref(),
+            e.facts.last_modified,
+        );
         let (status, mut headers, body) = if is_304 {
-            (
-                StatusCode::NOT_MODIFIED,
-                entry::not_modified_headers(&e.headers),
-                CacheBody::empty(),
-            )
+            let mut headers = e.template.clone();
+            retain_not_modified_fields(&mut headers);
+            (StatusCode::NOT_MODIFIED, headers, CacheBody::empty())
         } else if method == Method::HEAD {
             (e.status, e.template.clone(), CacheBody::empty())
         } else {
@@ -234,6 +239,13 @@ where
             });
         }
         let req_cc = fields.directives;
+        // The field scan above already knows whether a hit can be a 304: an
+        // unconditional request skips the precondition lookups.
+        let conds = if fields.conditional {
+            Preconditions::from_headers(req.headers())
+        } else {
+            Preconditions::default()
+        };
         if !shared.config.serve_authorized && fields.authorization {
             // Its answer may depend on who asks (an origin seldom says
             // `Vary: Authorization`): ask the origin. What it answers may
@@ -242,7 +254,9 @@ where
                 vary_miss: false,
                 alone: false,
             };
-            return ResponseFuture::boxed(respond(shared, inner, req, key, req_cc, decision));
+            return ResponseFuture::boxed(respond(
+                shared, inner, req, key, req_cc, conds, decision,
+            ));
         }
         let mut lookup = shared.store.get(&key);
         let Some(found) = lookup.take_ready() else {
@@ -251,39 +265,26 @@ where
                 let variants = shared.found(r);
                 let now = shared.now();
                 let decision = shared.decide(req.headers(), &req_cc, variants.as_ref(), now);
-                respond(shared, inner, req, key, req_cc, decision).await
+                respond(shared, inner, req, key, req_cc, conds, decision).await
             });
         };
         let variants = shared.found(found);
         let now = shared.now();
-        // The field scan above already knows whether a hit can be a 304: an
-        // unconditional request skips the precondition lookups (an empty
-        // map answers them without hashing).
-        let none = HeaderMap::new();
-        let conditions = if fields.conditional {
-            req.headers()
-        } else {
-            &none
-        };
         match shared.decide(req.headers(), &req_cc, variants.as_ref(), now) {
             Decision::Fresh(e) => {
                 Counters::add(&shared.counters.hits);
-                ResponseFuture::ready(shared.serve(&e, req.method(), conditions, now, Via::Hit))
+                ResponseFuture::ready(shared.serve(&e, req.method(), &conds, now, Via::Hit))
             }
             Decision::MaxStale(e) => {
                 Counters::add(&shared.counters.stale_served);
-                ResponseFuture::ready(shared.serve(
-                    &e,
-                    req.method(),
-                    conditions,
-                    now,
-                    Via::MaxStale,
-                ))
+                ResponseFuture::ready(shared.serve(&e, req.method(), &conds, now, Via::MaxStale))
             }
             Decision::OnlyIfCached => {
                 ResponseFuture::ready(shared.gateway_timeout("only-if-cached"))
             }
-            decision => ResponseFuture::boxed(respond(shared, inner, req, key, req_cc, decision)),
+            decision => {
+                ResponseFuture::boxed(respond(shared, inner, req, key, req_cc, conds, decision))
+            }
         }
     }
 }
@@ -295,6 +296,7 @@ async fn respond<S, ReqB, ResB>(
     req: Request<ReqB>,
     key: CacheKey,
     req_cc: CacheControl,
+    conds: Preconditions,
     decision: Decision,
 ) -> Result<Resp<ResB>, S::Error>
 where
@@ -309,11 +311,11 @@ where
     let (stale, fwd) = match decision {
         Decision::Fresh(e) => {
             Counters::add(&shared.counters.hits);
-            return Ok(shared.serve(&e, req.method(), req.headers(), now, Via::Hit));
+            return Ok(shared.serve(&e, req.method(), &conds, now, Via::Hit));
         }
         Decision::MaxStale(e) => {
             Counters::add(&shared.counters.stale_served);
-            return Ok(shared.serve(&e, req.method(), req.headers(), now, Via::MaxStale));
+            return Ok(shared.serve(&e, req.method(), &conds, now, Via::MaxStale));
         }
         Decision::OnlyIfCached => return Ok(shared.gateway_timeout("only-if-cached")),
         Decision::WhileRevalidate(e) => {
@@ -322,13 +324,12 @@ where
                 (Ok(rt), Some(flight)) => {
                     Counters::add(&shared.counters.stale_served);
                     Counters::add(&shared.counters.background_refreshes);
-                    let resp =
-                        shared.serve(&e, req.method(), req.headers(), now, Via::WhileRevalidate);
+                    let resp = shared.serve(&e, req.method(), &conds, now, Via::WhileRevalidate);
                     let (mut parts, body) = req.into_parts();
                     // The refresh asks for the representation (a HEAD that
                     // found a stale GET refreshes with a GET).
                     parts.method = Method::GET;
-                    ClientConditions::take(&mut parts.headers);
+                    strip_client_conditions(&mut parts.headers);
                     add_validators(&mut parts.headers, &e);
                     let fetch = Fetch {
                         key,
@@ -336,6 +337,8 @@ where
                         stale: Some(e),
                         flight: Some(flight),
                         fwd: "stale",
+                        // A background refresh answers no client.
+                        client: Preconditions::default(),
                     };
                     rt.spawn(refresh(
                         shared,
@@ -349,13 +352,7 @@ where
                 // served while it runs ("once").
                 (Ok(_), None) => {
                     Counters::add(&shared.counters.stale_served);
-                    return Ok(shared.serve(
-                        &e,
-                        req.method(),
-                        req.headers(),
-                        now,
-                        Via::WhileRevalidate,
-                    ));
+                    return Ok(shared.serve(&e, req.method(), &conds, now, Via::WhileRevalidate));
                 }
                 // No runtime to refresh on: validate in line.
                 (Err(_), _) => (Some(e), "stale"),
@@ -422,7 +419,7 @@ where
                 if let Decision::Fresh(e) = shared.decide(req.headers(), cc, variants.as_ref(), now)
                 {
                     Counters::add(&shared.counters.hits);
-                    return Ok(shared.serve(&e, req.method(), req.headers(), now, Via::Collapsed));
+                    return Ok(shared.serve(&e, req.method(), &conds, now, Via::Collapsed));
                 }
             }
         }
@@ -433,6 +430,7 @@ where
         stale,
         flight,
         fwd,
+        client: conds,
     };
     fetch_origin(shared, inner, req, fetch).await
 }

@@ -96,12 +96,15 @@ impl StoreError {
         }
     }
 
-    /// Whether this error is the caller's mistake (see [`invalid`](Self::invalid)).
-    pub(crate) fn is_invalid(&self) -> bool {
+    /// Whether this error is the caller's mistake, not the store's
+    /// failure: a request wrong in itself, such as a URL to purge that is
+    /// not one (an HTTP answer to it is a 4xx, not a 5xx).
+    pub fn is_invalid(&self) -> bool {
         self.invalid
     }
 
     /// The message without the "cache store error" prefix.
+    #[cfg(any(feature = "report", feature = "redis"))]
     pub(crate) fn message(&self) -> String {
         self.source.to_string()
     }

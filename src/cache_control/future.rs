@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use http::header::{
-    CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_ENCODING, CONTENT_LANGUAGE, CONTENT_LENGTH,
-    CONTENT_RANGE, CONTENT_TYPE, ETAG, HeaderValue, LAST_MODIFIED, TRANSFER_ENCODING, VARY,
+    CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, HeaderValue, LAST_MODIFIED,
+    VARY,
 };
 use http::response::Parts;
 use http::{Method, Request, Response, StatusCode};
@@ -14,11 +14,13 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::body::{Collected, ResponseBody};
-use super::conditional::{Precondition as Outcome, Preconditions as Conditions};
 use super::layer::{Config, EtagMode};
 use super::stats::CacheControlStats;
 use crate::BoxError;
 use crate::headers::{EntityTag, HttpDate};
+use crate::headers::{
+    Precondition as Outcome, Preconditions as Conditions, retain_not_modified_fields,
+};
 
 /// What the request told the response future.
 #[derive(Debug)]
@@ -339,22 +341,7 @@ fn finish<B>(
         Outcome::NotModified => {
             ctx.stats.not_modified();
             parts.status = StatusCode::NOT_MODIFIED;
-            // RFC 9110 §15.4.5: keep ETag, Cache-Control, Vary, Date,
-            // Expires, Content-Location; no content or its metadata.
-            for name in [
-                CONTENT_TYPE,
-                CONTENT_LENGTH,
-                CONTENT_ENCODING,
-                CONTENT_LANGUAGE,
-                CONTENT_RANGE,
-                CONTENT_DISPOSITION,
-                TRANSFER_ENCODING,
-            ] {
-                parts.headers.remove(name);
-            }
-            if parts.headers.contains_key(ETAG) {
-                parts.headers.remove(LAST_MODIFIED);
-            }
+            retain_not_modified_fields(&mut parts.headers);
             Response::from_parts(parts, ResponseBody::empty())
         }
         Outcome::Failed => {

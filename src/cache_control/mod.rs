@@ -144,7 +144,6 @@
 //! ```
 
 mod body;
-mod conditional;
 mod future;
 mod layer;
 mod policy;
@@ -154,10 +153,36 @@ mod stats;
 #[doc(inline)]
 pub use self::{
     body::ResponseBody,
-    conditional::{Precondition, Preconditions},
     future::ResponseFuture,
     layer::{CacheControlLayer, DEFAULT_MAX_HASH_SIZE, EtagMode},
     policy::{Policy, Rule},
     service::CacheControlService,
     stats::{CacheControlSnapshot, CacheControlStats},
 };
+
+/// [`CacheControlLayer`] inserts [`Preconditions`] into the extensions of
+/// every request that carries a conditional field, so a handler of an
+/// unsafe method can check them against its current version *before* it
+/// acts, in RFC 9110 §13.2.2's order:
+///
+/// ```
+/// use axum::{Extension, http::StatusCode};
+/// use tower_perf::cache_control::{Precondition, Preconditions};
+/// use tower_perf::headers::EntityTag;
+///
+/// async fn update(pre: Option<Extension<Preconditions>>) -> StatusCode {
+///     let current = EntityTag::strong("v3").unwrap(); // read under the same lock as the write
+///     if let Some(Extension(pre)) = pre {
+///         if pre.evaluate(&http::Method::PUT, true, Some(&current), None) != Precondition::Proceed {
+///             return StatusCode::PRECONDITION_FAILED;
+///         }
+///     }
+///     // … write …
+///     StatusCode::NO_CONTENT
+/// }
+/// # let _ = update;
+/// ```
+#[doc(inline)]
+pub use crate::headers::Preconditions;
+#[doc(inline)]
+pub use crate::headers::Precondition;

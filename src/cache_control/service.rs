@@ -6,11 +6,11 @@ use http::{Method, Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
-use super::conditional::Preconditions as Conditions;
 use super::future::{Ctx, ResponseFuture};
 use super::layer::{CacheControlLayer, Config};
 use super::stats::CacheControlStats;
 use crate::BoxError;
+use crate::headers::Preconditions as Conditions;
 
 /// The service [`CacheControlLayer`] builds.
 ///

@@ -1,35 +1,21 @@
-//! The preconditions of RFC 9110 §13, evaluated in §13.2.2's order.
+//! Conditional requests (RFC 9110 §13): the preconditions, evaluated in
+//! §13.2.2's order, and the header fields of the 304 they may turn a
+//! response into (§15.4.5). The cache and `CacheControlLayer` both answer
+//! with these, so the two layers agree.
 
-use http::header::{IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_UNMODIFIED_SINCE};
+use http::header::{
+    CONTENT_DISPOSITION, CONTENT_ENCODING, CONTENT_LANGUAGE, CONTENT_LENGTH, CONTENT_RANGE,
+    CONTENT_TYPE, ETAG, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_UNMODIFIED_SINCE,
+    LAST_MODIFIED, TRANSFER_ENCODING,
+};
 use http::{HeaderMap, Method};
 
 use crate::headers::{EntityTag, EntityTagList, HttpDate, ParseError};
 
 /// The conditional header fields of one request (`If-Match`,
-/// `If-None-Match`, `If-Modified-Since`, `If-Unmodified-Since`), parsed.
-///
-/// [`CacheControlLayer`](super::CacheControlLayer) inserts it into the
-/// extensions of every request that carries any of them, so a handler of an
-/// unsafe method can check them against its current version *before* it
-/// acts, in RFC 9110 §13.2.2's order:
-///
-/// ```
-/// use axum::{Extension, http::StatusCode};
-/// use tower_perf::cache_control::{Precondition, Preconditions};
-/// use tower_perf::headers::EntityTag;
-///
-/// async fn update(pre: Option<Extension<Preconditions>>) -> StatusCode {
-///     let current = EntityTag::strong("v3").unwrap(); // read under the same lock as the write
-///     if let Some(Extension(pre)) = pre {
-///         if pre.evaluate(&http::Method::PUT, true, Some(&current), None) != Precondition::Proceed {
-///             return StatusCode::PRECONDITION_FAILED;
-///         }
-///     }
-///     // … write …
-///     StatusCode::NO_CONTENT
-/// }
-/// # let _ = update;
-/// ```
+/// `If-None-Match`, `If-Modified-Since`, `If-Unmodified-Since`), parsed,
+/// and their evaluation against a representation's validators in RFC 9110
+/// §13.2.2's order ([`evaluate`](Self::evaluate)).
 #[derive(Debug, Clone, Default)]
 pub struct Preconditions {
     if_match: Option<Result<EntityTagList, ParseError>>,
@@ -144,6 +130,31 @@ impl Preconditions {
             }
         }
         Precondition::Proceed
+    }
+}
+
+/// Turns the header section of the response a 304 replaces into the 304's
+/// own (RFC 9110 §15.4.5): the fields a 200 would carry stay (ETag,
+/// Cache-Control, Expires, Vary, Date, Content-Location, and fields that
+/// are not representation metadata, such as `Set-Cookie`); the content's
+/// metadata goes. `Last-Modified` stays only without an `ETag`: the RFC
+/// asks for no metadata beyond the listed fields unless it guides cache
+/// updates, which `Last-Modified` does only when there is no entity tag to
+/// validate with.
+pub(crate) fn retain_not_modified_fields(headers: &mut HeaderMap) {
+    for name in [
+        CONTENT_TYPE,
+        CONTENT_LENGTH,
+        CONTENT_ENCODING,
+        CONTENT_LANGUAGE,
+        CONTENT_RANGE,
+        CONTENT_DISPOSITION,
+        TRANSFER_ENCODING,
+    ] {
+        headers.remove(name);
+    }
+    if headers.contains_key(ETAG) {
+        headers.remove(LAST_MODIFIED);
     }
 }
 
@@ -275,5 +286,53 @@ mod tests {
             Precondition::Proceed
         );
         assert!(conds(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_304_keeps_last_modified_only_without_an_etag() {
+        let full = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.append(*k, HeaderValue::from_static(v));
+            }
+            h
+        };
+        let mut h = full(&[
+            ("etag", "\"v1\""),
+            ("last-modified", T0),
+            ("cache-control", "max-age=60"),
+            ("expires", T1),
+            ("vary", "accept-encoding"),
+            ("date", T1),
+            ("content-location", "/a"),
+            ("set-cookie", "a=b"),
+            ("content-type", "text/plain"),
+            ("content-length", "5"),
+            ("content-encoding", "gzip"),
+            ("content-language", "en"),
+            ("content-range", "bytes 0-4/5"),
+            ("content-disposition", "inline"),
+            ("transfer-encoding", "chunked"),
+        ]);
+        retain_not_modified_fields(&mut h);
+        let mut names: Vec<&str> = h.keys().map(|n| n.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                "cache-control",
+                "content-location",
+                "date",
+                "etag",
+                "expires",
+                "set-cookie",
+                "vary"
+            ]
+        );
+        // Without an ETag, Last-Modified is the validator: it stays.
+        let mut h = full(&[("last-modified", T0), ("content-type", "text/plain")]);
+        retain_not_modified_fields(&mut h);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h["last-modified"], T0);
     }
 }

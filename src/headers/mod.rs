@@ -34,6 +34,8 @@
 
 mod accept_encoding;
 mod cache_control;
+#[cfg(any(feature = "cache", feature = "cache-control"))]
+mod conditional;
 mod date;
 mod etag;
 #[cfg(test)]
@@ -47,6 +49,15 @@ pub(crate) use self::util::is_tchar;
 #[cfg(feature = "compression")]
 pub(crate) use self::util::{split_list, trim_ows};
 
+#[cfg(any(feature = "cache", feature = "cache-control"))]
+pub(crate) use self::conditional::retain_not_modified_fields;
+#[cfg(any(feature = "cache", feature = "cache-control"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "cache", feature = "cache-control")))
+)]
+#[doc(inline)]
+pub use self::conditional::{Precondition, Preconditions};
 #[doc(inline)]
 pub use self::{
     accept_encoding::{AcceptEncoding, ContentCoding, QValue},
