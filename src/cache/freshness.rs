@@ -291,4 +291,160 @@ mod tests {
         };
         assert_eq!(stored.age(at(110)), Duration::from_secs(20));
     }
+
+    /// The shared state of a cache with the default settings.
+    fn shared() -> Arc<Shared> {
+        let svc = crate::cache::CacheService::new(());
+        svc.shared
+    }
+
+    /// One stored response received at `at(T)` with these fields (and a
+    /// `Date` of then), as the store would hand it over.
+    fn stored(fields: &[(&str, &str)]) -> Variants {
+        let d = date(T);
+        let mut h = headers(fields);
+        h.insert(http::header::DATE, d.parse().unwrap());
+        let e = CachedResponse::new(
+            StatusCode::OK,
+            h,
+            Bytes::from_static(b"body"),
+            None,
+            (at(T), at(T)),
+            VaryKey::default(),
+            Vec::new(),
+            None,
+        );
+        Arc::from(vec![Arc::new(e)])
+    }
+
+    const T: u64 = 1_000_000;
+
+    /// What `decide` answers, as a name (`Decision` holds the entry).
+    fn decision(
+        variants: Option<&Variants>,
+        request: &[(&str, &str)],
+        secs_later: u64,
+    ) -> &'static str {
+        let req = headers(request);
+        let cc = crate::cache::request::RequestFields::read(&req).directives;
+        match shared().decide(&req, &cc, variants, at(T + secs_later)) {
+            Decision::Fresh(_) => "fresh",
+            Decision::MaxStale(_) => "max-stale",
+            Decision::WhileRevalidate(_) => "while-revalidate",
+            Decision::Validate(_) => "validate",
+            Decision::Miss {
+                vary_miss: false, ..
+            } => "miss",
+            Decision::Miss {
+                vary_miss: true, ..
+            } => "vary-miss",
+            Decision::OnlyIfCached => "only-if-cached",
+        }
+    }
+
+    #[test]
+    fn fresh_stale_and_what_the_client_asks() {
+        let v = stored(&[("cache-control", "max-age=60")]);
+        let v = Some(&v);
+        assert_eq!(decision(v, &[], 10), "fresh");
+        assert_eq!(decision(v, &[], 60), "validate", "age == lifetime is stale");
+        assert_eq!(decision(v, &[], 70), "validate");
+        // RFC 9111 §5.2.1: the request's own limits.
+        let any = [("cache-control", "max-stale")];
+        assert_eq!(decision(v, &any, 70), "max-stale");
+        let five = [("cache-control", "max-stale=5")];
+        assert_eq!(decision(v, &five, 70), "validate", "10 s stale");
+        assert_eq!(decision(v, &five, 64), "max-stale");
+        let young = [("cache-control", "max-age=5")];
+        assert_eq!(decision(v, &young, 10), "validate");
+        let min_fresh = [("cache-control", "min-fresh=55")];
+        assert_eq!(decision(v, &min_fresh, 10), "validate", "50 s left");
+        assert_eq!(decision(v, &min_fresh, 5), "fresh");
+        let no_cache = [("cache-control", "no-cache")];
+        assert_eq!(decision(v, &no_cache, 10), "validate");
+        assert_eq!(decision(v, &[("pragma", "no-cache")], 10), "validate");
+        let both = [("pragma", "no-cache"), ("cache-control", "max-stale")];
+        assert_eq!(
+            decision(v, &both, 10),
+            "fresh",
+            "Pragma only without Cache-Control"
+        );
+        let only = [("cache-control", "only-if-cached")];
+        assert_eq!(decision(v, &only, 10), "fresh");
+        assert_eq!(decision(v, &only, 70), "only-if-cached");
+        // Nothing stored.
+        assert_eq!(decision(None, &[], 0), "miss");
+        assert_eq!(decision(None, &only, 0), "only-if-cached");
+    }
+
+    #[test]
+    fn stale_windows_and_what_forbids_them() {
+        let v = stored(&[("cache-control", "max-age=10, stale-while-revalidate=30")]);
+        let v = Some(&v);
+        assert_eq!(decision(v, &[], 20), "while-revalidate");
+        assert_eq!(decision(v, &[], 40), "while-revalidate", "30 s stale");
+        assert_eq!(decision(v, &[], 41), "validate");
+        let must = stored(&[(
+            "cache-control",
+            "max-age=10, must-revalidate, stale-while-revalidate=30",
+        )]);
+        let must = Some(&must);
+        assert_eq!(decision(must, &[], 20), "validate");
+        let any = [("cache-control", "max-stale")];
+        assert_eq!(decision(must, &any, 20), "validate", "never served stale");
+        let s_maxage = stored(&[("cache-control", "s-maxage=10")]);
+        assert_eq!(decision(Some(&s_maxage), &any, 20), "validate");
+        let no_cache = stored(&[("cache-control", "no-cache"), ("etag", "\"a\"")]);
+        assert_eq!(decision(Some(&no_cache), &[], 0), "validate");
+    }
+
+    #[test]
+    fn a_variant_for_other_request_fields_is_a_vary_miss() {
+        let shared = shared();
+        let request = headers(&[("accept-language", "fr")]);
+        let enc = &shared.config.encodings;
+        let vary = VaryKey::build(
+            &headers(&[("vary", "accept-language")]),
+            &RequestVary::new(&request, enc),
+            &shared.config.implicit_vary,
+        )
+        .unwrap();
+        let e = CachedResponse::new(
+            StatusCode::OK,
+            headers(&[("cache-control", "max-age=60"), ("vary", "accept-language")]),
+            Bytes::new(),
+            None,
+            (at(T), at(T)),
+            vary,
+            Vec::new(),
+            None,
+        );
+        let v: Variants = Arc::from(vec![Arc::new(e)]);
+        assert_eq!(decision(Some(&v), &[("accept-language", "fr")], 1), "fresh");
+        assert_eq!(
+            decision(Some(&v), &[("accept-language", "de")], 1),
+            "vary-miss"
+        );
+    }
+
+    #[test]
+    fn stale_if_error_windows() {
+        let shared = shared();
+        let none = CacheControl::new();
+        let v = stored(&[("cache-control", "max-age=10, stale-if-error=30")]);
+        let e = &v[0];
+        assert!(shared.stale_if_error(e, &none, at(T + 40)));
+        assert!(!shared.stale_if_error(e, &none, at(T + 41)));
+        // The client may widen the window (RFC 5861 §4).
+        let wider = CacheControl::parse(b"stale-if-error=60");
+        assert!(shared.stale_if_error(e, &wider, at(T + 70)));
+        let plain = stored(&[("cache-control", "max-age=10")]);
+        assert!(!shared.stale_if_error(&plain[0], &none, at(T + 11)));
+        assert!(shared.stale_if_error(&plain[0], &wider, at(T + 11)));
+        let must = stored(&[(
+            "cache-control",
+            "max-age=10, must-revalidate, stale-if-error=30",
+        )]);
+        assert!(!shared.stale_if_error(&must[0], &wider, at(T + 11)));
+    }
 }

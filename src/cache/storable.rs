@@ -199,4 +199,110 @@ mod tests {
             Err(NotStorable::NoStore)
         );
     }
+
+    #[test]
+    fn statuses_and_what_makes_a_response_worth_storing() {
+        let none = CacheControl::new();
+        let check = |status: u16, h: &[(&str, &str)], heuristics: bool| {
+            let status = StatusCode::from_u16(status).unwrap();
+            check_storable(
+                &Method::GET,
+                status,
+                &headers(h),
+                &none,
+                false,
+                false,
+                heuristics,
+            )
+        };
+        let fresh = [("cache-control", "max-age=60")];
+        // Partial content, a 304 and interim answers update or precede a
+        // response: never stored themselves. Only GET is stored.
+        for s in [206, 304, 103] {
+            assert_eq!(check(s, &fresh, false), Err(NotStorable::Status), "{s}");
+        }
+        assert_eq!(
+            check_storable(
+                &Method::HEAD,
+                StatusCode::OK,
+                &headers(&fresh),
+                &none,
+                false,
+                false,
+                false
+            ),
+            Err(NotStorable::Status)
+        );
+        // A 404 is heuristically cacheable; a 500 only with explicit
+        // freshness.
+        assert_eq!(check(404, &[("etag", "\"a\"")], false), Ok(()));
+        assert_eq!(
+            check(500, &[("etag", "\"a\"")], false),
+            Err(NotStorable::Status)
+        );
+        assert_eq!(check(500, &fresh, false), Ok(()));
+        // Last-Modified alone is a validator; heuristics or not, it is
+        // worth keeping. Nothing to reuse it by: not stored.
+        let dated = [("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT")];
+        assert_eq!(check(200, &dated, false), Ok(()));
+        assert_eq!(
+            check(200, &[("cache-control", "max-age=0")], false),
+            Err(NotStorable::NoFreshness)
+        );
+        assert_eq!(
+            check(
+                200,
+                &[("cache-control", "max-age=0, stale-if-error=60")],
+                false
+            ),
+            Ok(())
+        );
+        // no-cache needs a validator to be worth storing.
+        assert_eq!(
+            check(200, &[("cache-control", "no-cache, max-age=60")], false),
+            Err(NotStorable::NoFreshness)
+        );
+        assert_eq!(
+            check(
+                200,
+                &[("cache-control", "no-cache"), ("etag", "\"a\"")],
+                false
+            ),
+            Ok(())
+        );
+        // A coding the cache can't match to Accept-Encoding.
+        assert_eq!(
+            check(
+                200,
+                &[
+                    ("cache-control", "max-age=60"),
+                    ("content-encoding", "x-mine")
+                ],
+                false
+            ),
+            Err(NotStorable::UnknownCoding)
+        );
+        assert_eq!(
+            check(
+                200,
+                &[
+                    ("cache-control", "max-age=60"),
+                    ("content-encoding", "gzip, br")
+                ],
+                false
+            ),
+            Err(NotStorable::UnknownCoding)
+        );
+        assert_eq!(
+            check(
+                200,
+                &[
+                    ("cache-control", "max-age=60"),
+                    ("content-encoding", "gzip")
+                ],
+                false
+            ),
+            Ok(())
+        );
+    }
 }
