@@ -15,6 +15,7 @@ use super::service::{RateLimit, Shared};
 use super::stats::{Counters, RateLimitStats};
 use super::store::{MemoryStore, PolicyRef, RateLimitStore};
 
+/// The rule table a layer builds once, and every service it makes reads.
 pub(super) struct Config {
     /// Each rule with its policies (the rule's own first).
     pub(super) rules: Vec<(RateRule, Vec<PolicyRef>)>,
