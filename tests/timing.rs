@@ -489,6 +489,71 @@ async fn slow_requests_are_kept_in_a_bounded_ring() {
     assert_eq!(snap.by_error_rate(5).len(), 1);
 }
 
+/// A handle taken from the layer before its builder calls reads what the
+/// configured layer records (the builder used to start new statistics on
+/// each call that changes how they are kept: the handle read zero).
+#[tokio::test]
+async fn a_stats_handle_taken_first_follows_the_builder_calls() {
+    let clock = ManualClock::new();
+    let layer = TimingLayer::new();
+    let stats = layer.stats();
+    let c = clock.clone();
+    let layer = layer
+        .clock(clock.clone())
+        .window(Duration::from_secs(60), 6)
+        .max_routes(10)
+        .slow_threshold(Some(Duration::from_millis(50)))
+        .slow_requests_kept(5)
+        .n_plus_one_threshold(3)
+        .p99_target(Duration::from_millis(20))
+        .error_rate_target(0.5)
+        .classifier(|_, uri, _| Some(uri.path().to_owned()))
+        .sub_timings(true)
+        .server_timing(["db"]);
+    let svc = ServiceBuilder::new().layer(layer).service(service_fn(
+        move |_req: Request<Full<Bytes>>| {
+            c.advance(Duration::from_millis(80));
+            async { Ok::<_, Infallible>(ok()) }
+        },
+    ));
+    // Ten: enough for the insights to judge the route.
+    for _ in 0..10 {
+        hit(&svc, "/a").await;
+    }
+    let snap = stats.snapshot();
+    let a = snap.route("GET", "/a").map(|r| r.window.count);
+    assert_eq!(a, Some(10), "{snap:?}");
+    // Read with the configuration the builder calls set.
+    assert_eq!(snap.window_secs, 60.0);
+    assert_eq!(snap.slow_requests.len(), 5);
+    assert!(
+        snap.insights
+            .iter()
+            .any(|i| i.kind == "latency" && i.message.contains("over the 20 ms target")),
+        "{:?}",
+        snap.insights
+    );
+
+    // A clone changed while the original lives on is a different layer:
+    // it records apart, and the original's handles stay with the original.
+    let layer = TimingLayer::new();
+    let stats = layer.stats();
+    let other = layer.clone().max_routes(5);
+    let other_stats = other.stats();
+    let ok_svc =
+        |layer: TimingLayer| {
+            ServiceBuilder::new().layer(layer).service(service_fn(
+                |_req: Request<Full<Bytes>>| async { Ok::<_, Infallible>(ok()) },
+            ))
+        };
+    hit(&ok_svc(layer), "/b").await;
+    let other = ok_svc(other);
+    hit(&other, "/c").await;
+    hit(&other, "/c").await;
+    assert_eq!(stats.snapshot().overall.count, 1);
+    assert_eq!(other_stats.snapshot().overall.count, 2);
+}
+
 #[tokio::test]
 async fn many_threads_record_without_losing_counts() {
     let layer = by_path();

@@ -21,7 +21,14 @@ pub type Classifier = Arc<dyn Fn(&Method, &Uri, &Extensions) -> Option<String> +
 pub struct TimingLayer {
     config: RegistryConfig,
     classifier: Option<Classifier>,
+    /// What this layer's services record into.
     registry: Arc<Registry>,
+    /// What [`stats`](Self::stats) hands out: kept through builder calls,
+    /// pointed at each new registry.
+    stats: TimingStats,
+    /// Held by this layer and its clones only (not by services or
+    /// handles): tells a builder call whether a clone lives on.
+    clones: Arc<()>,
     sub_timings: bool,
     server_timing: Option<Arc<[Box<str>]>>,
 }
@@ -55,8 +62,11 @@ impl TimingLayer {
             p99_target: Duration::from_millis(100),
             error_rate_target: 0.01,
         };
+        let registry = Arc::new(Registry::new(config.clone()));
         Self {
-            registry: Arc::new(Registry::new(config.clone())),
+            stats: TimingStats::new(registry.clone()),
+            clones: Arc::default(),
+            registry,
             config,
             classifier: None,
             sub_timings: false,
@@ -64,8 +74,19 @@ impl TimingLayer {
         }
     }
 
+    /// Starts the statistics anew for the changed configuration; the
+    /// handles taken so far follow.
     fn rebuild(mut self) -> Self {
-        self.registry = Arc::new(Registry::new(self.config.clone()));
+        let registry = Arc::new(Registry::new(self.config.clone()));
+        if Arc::strong_count(&self.clones) > 1 {
+            // A clone that lives on keeps the handles taken so far; this
+            // one, now a different layer, records apart.
+            self.clones = Arc::default();
+            self.stats = TimingStats::new(registry.clone());
+        } else {
+            self.stats.attach(registry.clone());
+        }
+        self.registry = registry;
         self
     }
 
@@ -160,11 +181,14 @@ impl TimingLayer {
     }
 
     /// A handle to the statistics, shared by every service this layer
-    /// builds.
+    /// builds. It stays attached through the builder calls that follow:
+    /// taken before [`window`](Self::window) or [`clock`](Self::clock), it
+    /// still reads what the finished layer's services record. A clone
+    /// changed by a builder call while the original lives on is a
+    /// different layer: it records apart, and the handles taken from the
+    /// original stay with the original.
     pub fn stats(&self) -> TimingStats {
-        TimingStats {
-            registry: self.registry.clone(),
-        }
+        self.stats.clone()
     }
 }
 

@@ -101,7 +101,7 @@ impl TimingStats {
         let mut out = String::new();
         out.push_str("# HELP http_server_request_duration_seconds Duration of HTTP server requests, until the response body ends.\n");
         out.push_str("# TYPE http_server_request_duration_seconds histogram\n");
-        let mut rows = self.registry.read();
+        let mut rows = self.registry().read();
         rows.sort_by(|a, b| {
             (&a.0.label, a.0.method.as_str()).cmp(&(&b.0.label, b.0.method.as_str()))
         });

@@ -1,6 +1,6 @@
 //! The handle to a layer's statistics, and the snapshot it reads.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::hist::Hist;
 use super::insights::insights;
@@ -10,9 +10,36 @@ use super::snapshot::{NPlusOne, RouteStats, SpanSummary, Stats, StatusCount, Tim
 
 /// A cheap, cloneable handle to a [`TimingLayer`](super::TimingLayer)'s
 /// statistics.
+///
+/// It stays attached to the layer it was taken from whatever builder calls
+/// follow: a call that changes how the figures are kept (the window, the
+/// clock, a target…) starts them anew, and the handle reads those.
 #[derive(Debug, Clone)]
 pub struct TimingStats {
-    pub(crate) registry: Arc<Registry>,
+    /// The registry the layer's services record into. Only readers and
+    /// builder calls lock it: services hold the registry itself.
+    slot: Arc<Mutex<Arc<Registry>>>,
+}
+
+impl TimingStats {
+    pub(super) fn new(registry: Arc<Registry>) -> Self {
+        Self {
+            slot: Arc::new(Mutex::new(registry)),
+        }
+    }
+
+    /// The registry read now. A poisoned lock still holds a whole `Arc`.
+    pub(super) fn registry(&self) -> Arc<Registry> {
+        self.slot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Points the handle, and every clone of it, at `registry`.
+    pub(super) fn attach(&self, registry: Arc<Registry>) {
+        *self.slot.lock().unwrap_or_else(PoisonError::into_inner) = registry;
+    }
 }
 
 fn span_summaries(totals: &RouteTotals) -> Vec<SpanSummary> {
@@ -65,12 +92,12 @@ fn status_counts(totals: &RouteTotals) -> Vec<StatusCount> {
 impl TimingStats {
     /// Reads every route now.
     pub fn snapshot(&self) -> TimingSnapshot {
-        let threshold = self.registry.n_plus_one();
+        let registry = self.registry();
+        let threshold = registry.n_plus_one();
         let mut overall = Hist::default();
         let mut overall_total = Hist::default();
         let mut n_plus_one = Vec::new();
-        let mut routes: Vec<RouteStats> = self
-            .registry
+        let mut routes: Vec<RouteStats> = registry
             .read()
             .into_iter()
             .map(|(route, window, total, extras)| {
@@ -103,15 +130,15 @@ impl TimingStats {
             .collect();
         routes.sort_by(|a, b| (&a.route, &a.method).cmp(&(&b.route, &b.method)));
         n_plus_one.sort_by_key(|n| std::cmp::Reverse(n.suspect_requests));
-        let (p99_target, error_target) = self.registry.targets();
+        let (p99_target, error_target) = registry.targets();
         let insights = insights(&routes, &n_plus_one, p99_target, error_target);
         TimingSnapshot {
-            window_secs: self.registry.window().as_secs_f64(),
-            uptime_secs: self.registry.uptime().as_secs_f64(),
+            window_secs: registry.window().as_secs_f64(),
+            uptime_secs: registry.uptime().as_secs_f64(),
             overall: Stats::from_hist(&overall),
             overall_total: Stats::from_hist(&overall_total),
             routes,
-            slow_requests: self.registry.slow_requests(),
+            slow_requests: registry.slow_requests(),
             n_plus_one,
             insights,
         }
