@@ -11,6 +11,8 @@
 //! ```
 #![allow(dead_code, unreachable_pub)]
 
+#[cfg(feature = "cache")]
+pub mod cache;
 #[cfg(feature = "redis")]
 pub mod redis;
 

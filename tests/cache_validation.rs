@@ -1,0 +1,193 @@
+//! CacheLayer over real HTTP, against a test origin that counts its calls
+//! (`support::cache`): validation (RFC 9111 §4.3) and the client's
+//! conditional requests (RFC 9110 §13): 304s that freshen stored responses,
+//! the 304s the cache answers and the preconditions that bypass it.
+
+mod support;
+
+use std::time::Duration;
+
+use http::StatusCode;
+use support::TestResponse;
+use support::cache::{clocked, ok, serve, status, validating};
+use tower_perf::cache::CacheLayer;
+
+#[tokio::test]
+async fn stale_entries_are_revalidated_and_freshened_by_304() {
+    let (layer, clock) = clocked();
+    let stats = layer.stats();
+    let (server, origin) = serve(layer, |p, n| validating(p, n, "max-age=10")).await;
+    server.get("/").await;
+    clock.advance(Duration::from_secs(15));
+    let r = server.get("/").await;
+    assert_eq!(r.text(), "body-v1");
+    assert_eq!(status(&r), "tower-perf; fwd=stale; fwd-status=304; ttl=10");
+    assert_eq!(
+        r.header("x-validated"),
+        Some("2"),
+        "304 fields replace stored ones"
+    );
+    assert_eq!(r.header("age"), Some("0"));
+    let sent = origin.request(2);
+    assert_eq!(sent.headers["if-none-match"], "\"v1\"");
+    // Freshened: a hit again.
+    clock.advance(Duration::from_secs(5));
+    let hit = server.get("/").await;
+    assert!(status(&hit).contains("hit"));
+    assert_eq!(hit.header("x-validated"), Some("2"));
+    assert_eq!(origin.calls(), 2);
+    assert_eq!(stats.snapshot().revalidated_not_modified, 1);
+}
+
+#[tokio::test]
+async fn response_no_cache_is_validated_before_each_reuse() {
+    let (server, origin) = serve(CacheLayer::new(), |p, n| validating(p, n, "no-cache")).await;
+    server.get("/").await;
+    for i in 2..=4 {
+        let r = server.get("/").await;
+        assert_eq!(r.text(), "body-v1");
+        assert_eq!(origin.calls(), i);
+        assert_eq!(origin.request(i).headers["if-none-match"], "\"v1\"");
+    }
+}
+
+#[tokio::test]
+async fn client_conditionals() {
+    let (server, origin) = serve(CacheLayer::new(), |p, n| validating(p, n, "max-age=60")).await;
+    // On a miss the cache asks unconditionally, stores, and answers 304.
+    let r = server.get_with("/", &[("if-none-match", "\"v1\"")]).await;
+    assert_eq!(r.status, StatusCode::NOT_MODIFIED);
+    assert!(origin.request(1).headers.get("if-none-match").is_none());
+    assert_eq!(r.header("etag"), Some("\"v1\""));
+    // Give the background store a moment, then a hit.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let full = server.get("/").await;
+    assert_eq!(full.text(), "body-v1");
+    assert!(status(&full).contains("hit"));
+    let hit304 = server
+        .get_with("/", &[("if-none-match", "W/\"v1\", \"zz\"")])
+        .await;
+    assert_eq!(hit304.status, StatusCode::NOT_MODIFIED);
+    assert!(hit304.body.is_empty());
+    assert_eq!(hit304.header("cache-control"), Some("max-age=60"));
+    let other = server.get_with("/", &[("if-none-match", "\"zz\"")]).await;
+    assert_eq!(other.status, StatusCode::OK);
+    assert_eq!(origin.calls(), 1);
+}
+
+/// RFC 9110 §15.4.5, the rule `CacheControlLayer` follows too: a 304
+/// carries what a 200 would, less the content's metadata; Last-Modified
+/// only when there is no ETag to validate with. Whether the cache answers
+/// from the store or from a response it just fetched.
+#[tokio::test]
+async fn a_304_carries_the_fields_of_a_200_less_content_metadata() {
+    const LM: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
+    let (server, origin) = serve(CacheLayer::new(), |p, _| {
+        let tagged = p.uri.path() == "/tagged";
+        let mut fields = vec![
+            ("cache-control", "max-age=60"),
+            ("last-modified", LM),
+            ("content-type", "text/plain"),
+            ("content-language", "en"),
+            ("x-custom", "kept"),
+        ];
+        if tagged {
+            fields.push(("etag", "\"v1\""));
+        }
+        ok(&fields, "body")
+    })
+    .await;
+    let check = |r: &TestResponse, tagged: bool, what: &str| {
+        assert_eq!(r.status, StatusCode::NOT_MODIFIED, "{what}");
+        assert!(r.body.is_empty(), "{what}");
+        assert_eq!(r.header("cache-control"), Some("max-age=60"), "{what}");
+        assert_eq!(r.header("x-custom"), Some("kept"), "{what}");
+        assert!(r.header("date").is_some(), "{what}");
+        assert!(r.header("cache-status").is_some(), "{what}");
+        assert_eq!(r.header("content-type"), None, "{what}");
+        assert_eq!(r.header("content-language"), None, "{what}");
+        if tagged {
+            assert_eq!(r.header("etag"), Some("\"v1\""), "{what}");
+            assert_eq!(r.header("last-modified"), None, "{what}: ETag present");
+        } else {
+            assert_eq!(r.header("last-modified"), Some(LM), "{what}: no ETag");
+        }
+    };
+    let miss = server
+        .get_with("/tagged", &[("if-none-match", "\"v1\"")])
+        .await;
+    check(&miss, true, "tagged, miss");
+    let miss = server
+        .get_with("/dated", &[("if-modified-since", LM)])
+        .await;
+    check(&miss, false, "dated, miss");
+    // The bodies reach the store in the background.
+    for _ in 0..100 {
+        if status(&server.get("/tagged").await).contains("hit")
+            && status(&server.get("/dated").await).contains("hit")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let calls = origin.calls();
+    let hit = server
+        .get_with("/tagged", &[("if-none-match", "\"v1\"")])
+        .await;
+    check(&hit, true, "tagged, hit");
+    assert!(hit.header("age").is_some());
+    let hit = server
+        .get_with("/dated", &[("if-modified-since", LM)])
+        .await;
+    check(&hit, false, "dated, hit");
+    assert_eq!(origin.calls(), calls, "both answered from the store");
+}
+
+/// The cache evaluates a client's conditions as `CacheControlLayer` does
+/// (RFC 9110 §13.1.2, §13.1.3): `If-None-Match: *` fails on any stored
+/// representation, with or without an ETag; an `If-Modified-Since` sent
+/// twice has more than one member and is ignored.
+#[tokio::test]
+async fn client_conditions_follow_rfc_9110() {
+    const LM: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
+    let (server, origin) = serve(CacheLayer::new(), |_, _| {
+        ok(
+            &[("cache-control", "max-age=60"), ("last-modified", LM)],
+            "body",
+        )
+    })
+    .await;
+    let miss = server.get_with("/", &[("if-none-match", "*")]).await;
+    assert_eq!(miss.status, StatusCode::NOT_MODIFIED, "miss");
+    for _ in 0..100 {
+        if status(&server.get("/").await).contains("hit") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let hit = server.get_with("/", &[("if-none-match", "*")]).await;
+    assert_eq!(hit.status, StatusCode::NOT_MODIFIED, "hit");
+    assert!(status(&hit).contains("hit"));
+    let one = server.get_with("/", &[("if-modified-since", LM)]).await;
+    assert_eq!(one.status, StatusCode::NOT_MODIFIED);
+    let twice = server
+        .get_with("/", &[("if-modified-since", LM), ("if-modified-since", LM)])
+        .await;
+    assert_eq!(twice.status, StatusCode::OK, "a list of dates is ignored");
+    assert_eq!(twice.text(), "body");
+    assert_eq!(origin.calls(), 1);
+}
+
+#[tokio::test]
+async fn range_and_other_preconditions_bypass() {
+    let (server, origin) = serve(CacheLayer::new(), |_, _| {
+        ok(&[("cache-control", "max-age=60")], "abc")
+    })
+    .await;
+    server.get("/").await;
+    let r = server.get_with("/", &[("range", "bytes=0-1")]).await;
+    assert_eq!(status(&r), "tower-perf; fwd=bypass");
+    server.get_with("/", &[("if-match", "\"x\"")]).await;
+    assert_eq!(origin.calls(), 3);
+    assert!(status(&server.get("/").await).contains("hit"));
+}
