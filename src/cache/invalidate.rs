@@ -1,4 +1,7 @@
-//! Invalidation by unsafe methods (RFC 9111 §4.4).
+//! Invalidation by unsafe methods (RFC 9111 §4.4): a successful POST, PUT,
+//! DELETE… drops the stored responses of its target and of a same-origin
+//! `Location` / `Content-Location`. (Purges and their replay through Redis
+//! are `invalidation.rs`.)
 
 use std::sync::Arc;
 

@@ -177,20 +177,20 @@ mod redis_store;
 mod request;
 mod service;
 mod stats;
-mod storable;
 mod status;
+mod storable;
 mod store;
 mod vary;
 mod warm;
 
 pub use self::body::CacheBody;
 pub use self::entry::CachedResponse;
+pub use self::future::ResponseFuture;
 pub use self::key::CacheKey;
 pub use self::layer::{CacheHandle, CacheLayer, DEFAULT_IMPLICIT_VARY, DEFAULT_MAX_ENTRY_SIZE};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis_store::{RedisCacheSnapshot, RedisCacheStats, RedisCacheStore, TieredStore};
-pub use self::future::ResponseFuture;
 pub use self::service::CacheService;
 pub use self::stats::{CacheSnapshot, CacheStats};
 pub use self::store::{
