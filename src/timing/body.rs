@@ -9,7 +9,8 @@ use pin_project_lite::pin_project;
 use super::guard::Guard;
 
 pin_project! {
-    /// The response body of [`Timing`]: the inner body, timed until its end.
+    /// The response body of [`Timing`](super::Timing): the inner body,
+    /// timed until its end.
     pub struct ResponseBody<B> {
         #[pin]
         pub(super) inner: B,

@@ -16,7 +16,7 @@ use super::server_timing::{SERVER_TIMING, server_timing};
 use super::service::Local;
 
 pin_project! {
-    /// The response future of [`Timing`].
+    /// The response future of [`Timing`](super::Timing).
     pub struct ResponseFuture<F> {
         #[pin]
         pub(super) inner: F,

@@ -150,9 +150,10 @@ impl TimingLayer {
         self.rebuild()
     }
 
-    /// Whether handlers get a [`Timings`](super::Timings) extension to record sub-timings.
-    /// Off by default: the extension costs about as much as the rest of the
-    /// layer together (two allocations a request; BENCHMARKS.md).
+    /// Whether handlers get a [`Timings`](super::Timings) extension to
+    /// record sub-timings. Off by default: the extension costs about as much
+    /// as the rest of the layer together (two allocations a request;
+    /// BENCHMARKS.md).
     pub fn sub_timings(mut self, on: bool) -> Self {
         self.sub_timings = on;
         self

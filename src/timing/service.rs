@@ -1,5 +1,5 @@
-//! The service [`TimingLayer`](super::TimingLayer) builds, and its per-thread handle
-//! to the settings.
+//! The service [`TimingLayer`](super::TimingLayer) builds, and its
+//! per-thread handle to the settings.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -88,7 +88,7 @@ impl Local {
     }
 }
 
-/// The service [`TimingLayer`] builds.
+/// The service [`TimingLayer`](super::TimingLayer) builds.
 pub struct Timing<S> {
     inner: S,
     local: Arc<Local>,
