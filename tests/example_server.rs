@@ -533,7 +533,7 @@ async fn api_is_rate_limited_per_client_and_can_be_turned_off() {
 #[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_limits_and_cache_through_redis() {
-    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let url = support::redis::redis_url();
     let prefix = format!(
         "tower-perf-test:demo:{}:{}",
         std::process::id(),

@@ -1,5 +1,6 @@
-//! The Redis stores against a real Redis: the one at `REDIS_URL` (default
-//! `redis://127.0.0.1:6379`), each test under its own key prefix, and, for
+//! The Redis stores against a real Redis: the one at `REDIS_URL` (or, when
+//! it is not set, a `redis-server` started for this test process), each
+//! test under its own key prefix, and, for
 //! the outage tests, a `redis-server` each test starts on its own port.
 //! (Cargo.toml: needs feature `redis`; the report tests also `report`.)
 
@@ -23,7 +24,7 @@ async fn admin(url: &str) -> redis::aio::MultiplexedConnection {
         .unwrap()
         .get_multiplexed_async_connection()
         .await
-        .expect("a Redis at REDIS_URL")
+        .expect("the tests' Redis")
 }
 
 type Svc = tower::util::BoxCloneService<

@@ -1,17 +1,71 @@
-//! A Redis for the tests: the one at `REDIS_URL`, or a `redis-server` a
+//! A Redis for the tests: the one at `REDIS_URL` (or one started for the
+//! test process when it is not set), or a `redis-server` a
 //! test starts on a port of its own (outage tests kill, pause and restart
 //! it), and a proxy that can turn connections into black holes.
 
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+/// The Redis the tests share: `REDIS_URL` when set (CI sets it), otherwise
+/// a `redis-server` this test process starts on a free port the first time
+/// it is asked for, and which goes when the process exits. A missing
+/// `redis-server` fails loudly, naming the Debian package.
 pub fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+    if let Ok(url) = std::env::var("REDIS_URL") {
+        return url;
+    }
+    static OWN: OnceLock<String> = OnceLock::new();
+    OWN.get_or_init(start_for_this_process).clone()
+}
+
+/// Starts `redis-server` under a shell that kills it when this process's
+/// end of the shell's stdin closes (at exit, however the process ends).
+fn start_for_this_process() -> String {
+    static STDIN: OnceLock<Mutex<ChildStdin>> = OnceLock::new();
+    let port = free_port();
+    let script = format!(
+        "redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly no >/dev/null 2>&1 & \
+         r=$!; read _; kill $r"
+    );
+    let probe = Command::new("redis-server").arg("--version").output();
+    assert!(
+        probe.is_ok_and(|o| o.status.success()),
+        "REDIS_URL is not set and redis-server is not installed: install the Debian package \
+         redis-server (or set REDIS_URL to a Redis the tests may use)"
+    );
+    let mut child = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("sh");
+    let stdin = child.stdin.take().expect("piped stdin");
+    // Kept open until the process exits.
+    let _ = STDIN.set(Mutex::new(stdin));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            use std::io::{Read, Write};
+            let mut pong = [0u8; 5];
+            if c.write_all(b"PING\r\n").is_ok()
+                && c.read_exact(&mut pong).is_ok()
+                && &pong == b"+PONG"
+            {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the redis-server started for the tests did not answer on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    format!("redis://127.0.0.1:{port}")
 }
 
 /// A key prefix no other test (or run) uses.
