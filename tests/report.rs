@@ -593,7 +593,10 @@ fn chromium() -> Option<&'static str> {
             std::env::var_os("TOWER_PERF_REQUIRE_CHROMIUM").is_none(),
             "chromium required"
         );
-        eprintln!("skipped: chromium not installed");
+        support::skipped(
+            "the dashboard in a browser",
+            "chromium is not installed (Debian package chromium)",
+        );
     }
     found
 }

@@ -262,6 +262,13 @@ pub fn inflate(b: &[u8]) -> Vec<u8> {
 /// installs promtool (Debian package `prometheus`) and sets
 /// TOWER_PERF_REQUIRE_PROMTOOL=1; elsewhere a missing promtool skips the
 /// check, saying so.
+/// Says on the terminal, past the test harness's output capture, that a
+/// check did not run and what to install for it.
+pub fn skipped(check: &str, why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {check}: {why}");
+}
+
 pub fn promtool(text: &str) {
     use std::io::Write;
     let child = std::process::Command::new("promtool")
@@ -277,7 +284,10 @@ pub fn promtool(text: &str) {
                 std::env::var_os("TOWER_PERF_REQUIRE_PROMTOOL").is_none(),
                 "promtool required: {e}"
             );
-            eprintln!("skipped: promtool not installed ({e})");
+            skipped(
+                "promtool check metrics",
+                &format!("promtool is not installed ({e}; Debian package prometheus)"),
+            );
             return;
         }
     };
