@@ -25,6 +25,10 @@ pub fn redis_url() -> String {
 
 /// Starts `redis-server` under a shell that kills it when this process's
 /// end of the shell's stdin closes (at exit, however the process ends).
+// The shell is never waited for: it outlives nothing but this process,
+// and exits (stopping redis-server) when the process's end of its stdin
+// closes.
+#[allow(clippy::zombie_processes)]
 fn start_for_this_process() -> String {
     static STDIN: OnceLock<Mutex<ChildStdin>> = OnceLock::new();
     let port = free_port();
