@@ -160,6 +160,8 @@ pub use self::{
     stats::{CacheControlSnapshot, CacheControlStats},
 };
 
+#[doc(inline)]
+pub use crate::headers::Precondition;
 /// [`CacheControlLayer`] inserts [`Preconditions`] into the extensions of
 /// every request that carries a conditional field, so a handler of an
 /// unsafe method can check them against its current version *before* it
@@ -184,5 +186,3 @@ pub use self::{
 /// ```
 #[doc(inline)]
 pub use crate::headers::Preconditions;
-#[doc(inline)]
-pub use crate::headers::Precondition;

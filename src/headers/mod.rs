@@ -52,10 +52,7 @@ pub(crate) use self::util::{split_list, trim_ows};
 #[cfg(any(feature = "cache", feature = "cache-control"))]
 pub(crate) use self::conditional::retain_not_modified_fields;
 #[cfg(any(feature = "cache", feature = "cache-control"))]
-#[cfg_attr(
-    docsrs,
-    doc(cfg(any(feature = "cache", feature = "cache-control")))
-)]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "cache", feature = "cache-control"))))]
 #[doc(inline)]
 pub use self::conditional::{Precondition, Preconditions};
 #[doc(inline)]
