@@ -137,7 +137,9 @@ impl Preconditions {
 /// own (RFC 9110 §15.4.5): the fields a 200 would carry stay (ETag,
 /// Cache-Control, Expires, Vary, Date, Content-Location, and fields that
 /// are not representation metadata, such as `Set-Cookie`); the content's
-/// metadata goes. `Last-Modified` stays only without an `ETag`: the RFC
+/// metadata goes: its type, length, codings, language, range,
+/// disposition, transfer coding and digests (`Content-Digest`,
+/// `Repr-Digest`, and the obsolete `Digest` and `Content-MD5`). `Last-Modified` stays only without an `ETag`: the RFC
 /// asks for no metadata beyond the listed fields unless it guides cache
 /// updates, which `Last-Modified` does only when there is no entity tag to
 /// validate with.
@@ -151,6 +153,11 @@ pub(crate) fn retain_not_modified_fields(headers: &mut HeaderMap) {
         CONTENT_DISPOSITION,
         TRANSFER_ENCODING,
     ] {
+        headers.remove(name);
+    }
+    // Digests of content the 304 does not carry (RFC 9530; RFC 3230 and
+    // RFC 1864, obsolete).
+    for name in ["content-digest", "repr-digest", "digest", "content-md5"] {
         headers.remove(name);
     }
     if headers.contains_key(ETAG) {
@@ -313,6 +320,10 @@ mod tests {
             ("content-range", "bytes 0-4/5"),
             ("content-disposition", "inline"),
             ("transfer-encoding", "chunked"),
+            ("content-digest", "sha-256=:AAAA:"),
+            ("repr-digest", "sha-256=:AAAA:"),
+            ("digest", "SHA-256=AAAA"),
+            ("content-md5", "AAAA"),
         ]);
         retain_not_modified_fields(&mut h);
         let mut names: Vec<&str> = h.keys().map(|n| n.as_str()).collect();
