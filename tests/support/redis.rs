@@ -25,51 +25,89 @@ pub fn redis_url() -> String {
 
 /// Starts `redis-server` under a shell that kills it when this process's
 /// end of the shell's stdin closes (at exit, however the process ends).
-// The shell is never waited for: it outlives nothing but this process,
-// and exits (stopping redis-server) when the process's end of its stdin
-// closes.
-#[allow(clippy::zombie_processes)]
+/// The server is identified by its process id (`INFO server`), so a
+/// server another test started on the same free port in between is never
+/// mistaken for it: the start is tried again on another port.
 fn start_for_this_process() -> String {
-    static STDIN: OnceLock<Mutex<ChildStdin>> = OnceLock::new();
-    let port = free_port();
-    let script = format!(
-        "redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly no >/dev/null 2>&1 & \
-         r=$!; read _; kill $r"
-    );
+    static STDIN: OnceLock<Mutex<Vec<ChildStdin>>> = OnceLock::new();
     let probe = Command::new("redis-server").arg("--version").output();
     assert!(
         probe.is_ok_and(|o| o.status.success()),
         "REDIS_URL is not set and redis-server is not installed: install the Debian package \
          redis-server (or set REDIS_URL to a Redis the tests may use)"
     );
+    for _ in 0..5 {
+        let port = free_port();
+        let (stdin, pid) = spawn_guarded(port);
+        // Kept open until the process exits (a failed attempt's shell
+        // stops its server too, when the process exits).
+        STDIN
+            .get_or_init(|| Mutex::new(Vec::new()))
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(stdin);
+        if answers_as(port, &pid) {
+            return format!("redis://127.0.0.1:{port}");
+        }
+    }
+    panic!("could not start a redis-server of the tests' own (5 attempts)");
+}
+
+/// `sh` running `redis-server` on `port` until its stdin closes; the
+/// server's process id.
+// The shell is never waited for: it exits (stopping redis-server) when
+// this process's end of its stdin closes.
+#[allow(clippy::zombie_processes)]
+fn spawn_guarded(port: u16) -> (ChildStdin, String) {
+    use std::io::BufRead;
+    let script = format!(
+        "redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly no >/dev/null 2>&1 & \
+         r=$!; echo $r; read _; kill $r"
+    );
     let mut child = Command::new("sh")
         .args(["-c", &script])
         .stdin(Stdio::piped())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .spawn()
         .expect("sh");
     let stdin = child.stdin.take().expect("piped stdin");
-    // Kept open until the process exits.
-    let _ = STDIN.set(Mutex::new(stdin));
+    let mut pid = String::new();
+    let stdout = child.stdout.take().expect("piped stdout");
+    std::io::BufReader::new(stdout)
+        .read_line(&mut pid)
+        .expect("the shell says the server's pid");
+    (stdin, pid.trim().to_owned())
+}
+
+/// Whether the Redis answering on `port` within 10 s is process `pid`.
+fn answers_as(port: u16, pid: &str) -> bool {
+    use std::io::{Read, Write};
     let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    while Instant::now() < deadline {
         if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            use std::io::{Read, Write};
-            let mut pong = [0u8; 5];
-            if c.write_all(b"PING\r\n").is_ok()
-                && c.read_exact(&mut pong).is_ok()
-                && &pong == b"+PONG"
-            {
-                break;
+            let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut reply = Vec::new();
+            let mut buf = [0u8; 4096];
+            if c.write_all(b"INFO server\r\n").is_ok() {
+                // A bulk string: read until the whole reply is in.
+                while let Ok(n) = c.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    reply.extend_from_slice(&buf[..n]);
+                    if reply.ends_with(b"\r\n\r\n") || reply.len() > 64 * 1024 {
+                        break;
+                    }
+                }
+                let text = String::from_utf8_lossy(&reply);
+                if let Some(line) = text.lines().find(|l| l.starts_with("process_id:")) {
+                    return line["process_id:".len()..].trim() == pid;
+                }
             }
         }
-        assert!(
-            Instant::now() < deadline,
-            "the redis-server started for the tests did not answer on {port}"
-        );
         std::thread::sleep(Duration::from_millis(20));
     }
-    format!("redis://127.0.0.1:{port}")
+    false
 }
 
 /// A key prefix no other test (or run) uses.
