@@ -43,7 +43,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn connections_give_up_on_a_silent_peer() {
+    async fn connections_are_set_to_give_up_on_a_silent_peer() {
         let (client, _) = connect("redis://127.0.0.1:1/0").unwrap();
         #[cfg(target_os = "linux")]
         assert_eq!(
