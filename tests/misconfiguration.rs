@@ -18,6 +18,15 @@ use tower_perf::cache::MemoryStore as CacheMemory;
 #[cfg(feature = "rate-limit")]
 use tower_perf::rate_limit::{KeySource, Quota, RateLimitLayer, RateRule};
 
+/// The services of `layer`, built (where a configuration that cannot work
+/// panics).
+#[cfg(feature = "rate-limit")]
+fn built(layer: RateLimitLayer) -> impl Sized {
+    layer.layer(service_fn(|_: http::Request<()>| async {
+        Ok::<_, std::convert::Infallible>(http::Response::new(()))
+    }))
+}
+
 /// The panic message of `f`, which must panic.
 #[cfg(any(feature = "cache", feature = "rate-limit"))]
 fn panic_message<R>(f: impl FnOnce() -> R) -> String {
@@ -70,7 +79,7 @@ fn a_zero_cost_panics_and_a_cost_above_the_burst_panics_when_built() {
     );
     // Equal to the burst is fine.
     let layer = RateLimitLayer::new().rule(RateRule::new("api", Quota::per_minute(10)).cost(10));
-    let _ = layer.stats();
+    let _ = built(layer);
 }
 
 #[cfg(feature = "rate-limit")]
@@ -95,39 +104,39 @@ fn a_missing_key_choice_that_applies_to_no_policy_panics() {
         ))
     };
     let msg = panic_message(|| {
-        RateLimitLayer::new()
-            .rule(ip_rule())
-            .on_missing_key(MissingKey::Shared)
-            .stats()
+        built(
+            RateLimitLayer::new()
+                .rule(ip_rule())
+                .on_missing_key(MissingKey::Shared),
+        )
     });
     assert!(
         msg.contains("RateLimitLayer::on_missing_key") && msg.contains("on_missing_peer_addr"),
         "{msg}"
     );
     let msg = panic_message(|| {
-        RateLimitLayer::new()
-            .rule(key_rule().on_missing_key(MissingKey::Allow))
-            .on_missing_peer_addr(MissingKey::Allow)
-            .stats()
+        built(
+            RateLimitLayer::new()
+                .rule(key_rule().on_missing_key(MissingKey::Allow))
+                .on_missing_peer_addr(MissingKey::Allow),
+        )
     });
     assert!(
         msg.contains("RateLimitLayer::on_missing_peer_addr") && msg.contains("on_missing_key"),
         "{msg}"
     );
     let msg = panic_message(|| {
-        RateLimitLayer::new()
-            .rule(ip_rule().on_missing_key(MissingKey::Allow))
-            .stats()
+        built(RateLimitLayer::new().rule(ip_rule().on_missing_key(MissingKey::Allow)))
     });
     assert!(msg.contains("rule 'ip' sets `on_missing_key`"), "{msg}");
     let msg = panic_message(|| {
-        RateLimitLayer::new()
-            .rule(
+        built(
+            RateLimitLayer::new().rule(
                 key_rule()
                     .on_missing_key(MissingKey::Allow)
                     .on_missing_peer_addr(MissingKey::Allow),
-            )
-            .stats()
+            ),
+        )
     });
     assert!(
         msg.contains("rule 'key' sets `on_missing_peer_addr`"),
@@ -135,23 +144,23 @@ fn a_missing_key_choice_that_applies_to_no_policy_panics() {
     );
     // Fail is about servers, never a choice for what clients leave out.
     let msg = panic_message(|| {
-        RateLimitLayer::new()
-            .rule(key_rule().on_missing_key(MissingKey::Fail))
-            .stats()
+        built(RateLimitLayer::new().rule(key_rule().on_missing_key(MissingKey::Fail)))
     });
     assert!(msg.contains("which a client can leave out"), "{msg}");
     // Each where it applies is fine, and so is the API key's rule choosing
     // for itself and the layer choosing for the address.
-    let _ = RateLimitLayer::new()
-        .rule(ip_rule())
-        .rule(key_rule())
-        .on_missing_key(MissingKey::Deny)
-        .on_missing_peer_addr(MissingKey::Fail)
-        .stats();
-    let _ = RateLimitLayer::new()
-        .rule(ip_rule().on_missing_peer_addr(MissingKey::Shared))
-        .rule(key_rule().on_missing_key(MissingKey::Allow))
-        .stats();
+    let _ = built(
+        RateLimitLayer::new()
+            .rule(ip_rule())
+            .rule(key_rule())
+            .on_missing_key(MissingKey::Deny)
+            .on_missing_peer_addr(MissingKey::Fail),
+    );
+    let _ = built(
+        RateLimitLayer::new()
+            .rule(ip_rule().on_missing_peer_addr(MissingKey::Shared))
+            .rule(key_rule().on_missing_key(MissingKey::Allow)),
+    );
 }
 
 #[cfg(feature = "rate-limit")]

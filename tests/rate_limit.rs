@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use support::{TestResponse, TestServer};
-use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_perf::clock::ManualClock;
 use tower_perf::rate_limit::{
     KeySource, MemoryStore, MissingKey, PeerAddr, Quota, RateLimitLayer, RateRule,
@@ -735,5 +735,34 @@ fn a_header_key_without_a_missing_key_choice_panics_when_built() {
     let layer = RateLimitLayer::new().rule(RateRule::new("key", Quota::per_minute(1)).key(
         KeySource::Header(http::HeaderName::from_static("x-api-key")),
     ));
-    let _ = layer.stats();
+    let _ = layer.layer(service_fn(|_: Request<Full<Bytes>>| async {
+        Ok::<_, Infallible>(Response::new(Full::<Bytes>::from("ok")))
+    }));
+}
+
+/// Taking the handle builds nothing: a layer not finished yet (here a
+/// missing-address choice before any rule keyed on addresses, which
+/// building would reject) gives a handle that reads what the finished
+/// layer's services count.
+#[tokio::test]
+async fn a_handle_taken_before_the_rules_reads_the_finished_layer() {
+    let layer = RateLimitLayer::new().on_missing_peer_addr(MissingKey::Deny);
+    let stats = layer.stats();
+    let layer = layer.rule(RateRule::new("api", Quota::per_minute(1)));
+    let svc = ServiceBuilder::new().layer(layer).service(service_fn(
+        |_req: Request<Full<Bytes>>| async {
+            Ok::<_, Infallible>(Response::new(Full::<Bytes>::from("ok")))
+        },
+    ));
+    assert_eq!(status_from(&svc, [203, 0, 113, 7]).await, StatusCode::OK);
+    assert_eq!(
+        status_from(&svc, [203, 0, 113, 7]).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let got: Vec<(String, u64, u64)> = stats
+        .snapshot()
+        .into_iter()
+        .map(|p| (p.name, p.allowed, p.limited))
+        .collect();
+    assert_eq!(got, [("api".to_owned(), 1, 1)]);
 }

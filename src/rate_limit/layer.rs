@@ -41,9 +41,8 @@ pub(super) struct Config {
 ///
 /// # Panics
 ///
-/// Building the services ([`Layer::layer`]) or the statistics
-/// ([`stats`](Self::stats)) panics, with a message naming the rule, when a
-/// rule could never work: it costs more than a policy's burst, or it is
+/// Building the services ([`Layer::layer`]) panics, with a message naming
+/// the rule, when a rule could never work: it costs more than a policy's burst, or it is
 /// keyed on a header or a closure and no [`on_missing_key`](Self::on_missing_key)
 /// was chosen for it, or a missing-key choice applies to no policy (see
 /// [`MissingKey`]).
@@ -284,9 +283,10 @@ impl<St: RateLimitStore> RateLimitLayer<St> {
     /// policy before its [`and_policy`](RateRule::and_policy) ones). It
     /// stays attached through the builder calls that follow: taken before
     /// the last rule is added, it still reads what the finished layer's
-    /// services count.
+    /// services count. Taking it builds nothing (the layer may not be
+    /// finished yet): it reads an empty table until [`Layer::layer`] builds
+    /// the services.
     pub fn stats(&self) -> RateLimitStats {
-        self.build();
         self.stats.clone()
     }
 }
