@@ -83,7 +83,9 @@ pub struct CacheSnapshot {
     /// 504s: `only-if-cached` with nothing usable, or an unreachable origin
     /// for a response that must be revalidated.
     pub gateway_timeouts: u64,
-    /// Requests passed straight through (Range, If-Match, other methods).
+    /// GET and HEAD requests passed straight through because they carry
+    /// `Range`, `If-Range`, `If-Match` or `If-Unmodified-Since` (other
+    /// methods are not counted here).
     pub bypassed: u64,
     /// Requests answered 400 because of their `Host` or target authority
     /// (missing, repeated or invalid; RFC 9112 §3.2).
@@ -94,7 +96,9 @@ pub struct CacheSnapshot {
     pub bytes: u64,
     /// Entries evicted to stay within the byte budget.
     pub evictions: u64,
-    /// `hits / (hits + misses + revalidations)`, 0 when nothing was asked.
+    /// `(hits + stale_served) / (hits + stale_served + misses +
+    /// revalidations)`: the share of cacheable lookups answered from the
+    /// store without waiting for the origin; 0 when nothing was asked.
     pub hit_rate: f64,
 }
 
