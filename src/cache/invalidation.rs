@@ -184,6 +184,7 @@ impl Broadcast {
     /// that no replica refills its memory from a Redis copy about to go.
     async fn apply(&self, purge: &Purge) -> Result<u64, StoreError> {
         let n = self.l2.purge(purge).await?;
+        self.l2.stats.bump_generation();
         let _ = self.l1.purge(purge).take_ready();
         self.publish(purge).await?;
         Ok(n)
@@ -285,6 +286,7 @@ pub(crate) async fn subscribe(
                 // Invalidations published while this replica wasn't
                 // listening are lost: drop what L1 holds (while Redis was
                 // unreachable, L1 kept serving).
+                stats.bump_generation();
                 let _ = l1.purge(&Purge::All).take_ready();
                 stats.inner.l1_dropped.fetch_add(1, Relaxed);
             }
@@ -302,6 +304,7 @@ pub(crate) async fn subscribe(
                         if let Some((from, purge)) = decode_purge(text) {
                             if from != id {
                                 stats.inner.received.fetch_add(1, Relaxed);
+                                stats.bump_generation();
                                 let _ = l1.purge(&purge).take_ready();
                             }
                         }

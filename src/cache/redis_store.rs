@@ -60,6 +60,9 @@ pub(crate) struct Counters {
     pub(crate) replayed: AtomicU64,
     pending: AtomicU64,
     pub(crate) l1_dropped: AtomicU64,
+    /// Bumped before every purge of the memory tier, so a lookup that
+    /// copies a Redis answer into it can tell a purge ran meanwhile.
+    generation: AtomicU64,
 }
 
 /// Counters of the Redis cache stores; clones share them.
@@ -123,6 +126,19 @@ impl RedisCacheStats {
             l1_dropped: c.l1_dropped.load(Relaxed),
             breaker: self.breaker.snapshot(),
         }
+    }
+
+    /// Call before purging the memory tier.
+    pub(crate) fn bump_generation(&self) {
+        self.inner
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub(crate) fn generation(&self) -> u64 {
+        self.inner
+            .generation
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub(crate) fn has_pending(&self) -> bool {
@@ -528,6 +544,7 @@ impl CacheStore for TieredStore {
             self.broadcast.l2.stats.inner.l1_hits.fetch_add(1, Relaxed);
             return StoreFuture::ready(Ok(Some(v)));
         }
+        let before = self.broadcast.l2.stats.generation();
         let mut l2 = self.broadcast.l2.get(key);
         let broadcast = self.broadcast.clone();
         let key = key.clone();
@@ -549,6 +566,13 @@ impl CacheStore for TieredStore {
                     let ttl = v.retention(now, Duration::from_secs(3600));
                     let _ = l1.put(key.clone(), Arc::clone(v), ttl).take_ready();
                 }
+                // A purge ran while Redis answered: what was read may be
+                // what it purged, so it must not stay in memory (the copy
+                // is checked after it is put, as a purge bumps the
+                // generation before it empties the memory tier).
+                if broadcast.l2.stats.generation() != before {
+                    let _ = l1.remove(&key).take_ready();
+                }
             }
             Ok(found)
         })
@@ -566,6 +590,7 @@ impl CacheStore for TieredStore {
     }
 
     fn remove(&self, key: &CacheKey) -> StoreFuture<bool> {
+        self.broadcast.l2.stats.bump_generation();
         let local = matches!(self.l1.remove(key).take_ready(), Some(Ok(true)));
         let purge = Purge::Key(key.clone());
         let l2 = self.broadcast.l2.remove(key);
@@ -574,6 +599,7 @@ impl CacheStore for TieredStore {
             match l2.await {
                 Ok(removed) => {
                     // A lookup may have copied Redis's copy back meanwhile.
+                    broadcast.l2.stats.bump_generation();
                     let _ = broadcast.l1.remove(&key).take_ready();
                     // The other replicas learn in the background: an
                     // invalidating request waits for one round trip, not two.
@@ -595,6 +621,7 @@ impl CacheStore for TieredStore {
     }
 
     fn purge(&self, purge: &Purge) -> StoreFuture<u64> {
+        self.broadcast.l2.stats.bump_generation();
         let local = match self.l1.purge(purge).take_ready() {
             Some(Ok(n)) => n,
             _ => 0,
