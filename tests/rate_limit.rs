@@ -420,6 +420,32 @@ async fn a_stats_handle_taken_before_builder_calls_stays_attached() {
     assert_eq!(got, [("api", "203.0.113.7", 1)]);
 }
 
+/// A handle stays with the services a layer already made: a builder call
+/// after that (even with the clone that made them gone, as axum drops its
+/// own) makes a new layer that counts apart.
+#[tokio::test]
+async fn a_stats_handle_stays_with_the_services_made_before_a_builder_call() {
+    let layer = RateLimitLayer::new().rule(RateRule::new("api", Quota::per_minute(1)));
+    let stats = layer.stats();
+    let handler = service_fn(|_req: Request<Full<Bytes>>| async {
+        Ok::<_, Infallible>(Response::new(Full::<Bytes>::from("ok")))
+    });
+    let first = ServiceBuilder::new().layer(layer.clone()).service(handler);
+    let later = layer.headers(false);
+    let _second = ServiceBuilder::new().layer(later).service(handler);
+    assert_eq!(status_from(&first, [203, 0, 113, 7]).await, StatusCode::OK);
+    assert_eq!(
+        status_from(&first, [203, 0, 113, 7]).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let got: Vec<(String, u64, u64)> = stats
+        .snapshot()
+        .into_iter()
+        .map(|p| (p.name, p.allowed, p.limited))
+        .collect();
+    assert_eq!(got, [("api".to_owned(), 1, 1)]);
+}
+
 /// Two layers made from one base by different builder calls count apart,
 /// each in the handle taken from it; a handle taken from the base stays
 /// with the base.

@@ -1,6 +1,7 @@
 //! The layer: the builder of the rule table and its settings, and the
 //! table it builds once for every service it makes.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
@@ -34,6 +35,16 @@ pub(super) struct Config {
     pub(super) shadow: bool,
 }
 
+/// The table of one layer and its clones, built once.
+#[derive(Default)]
+struct Built {
+    table: OnceLock<(Arc<Config>, Counters)>,
+    /// Whether a service was made with the table: from then on its
+    /// counters are the running services', and the handles taken so far
+    /// must stay with them.
+    layered: AtomicBool,
+}
+
 /// Rate limiting per route and key with GCRA, answering 429 with
 /// `Retry-After` and the IETF `RateLimit` fields.
 ///
@@ -58,7 +69,7 @@ pub struct RateLimitLayer<St = MemoryStore> {
     shadow: bool,
     /// The table, built once for this layer and its clones (a builder
     /// call starts a new one).
-    built: Arc<OnceLock<(Arc<Config>, Counters)>>,
+    built: Arc<Built>,
     /// What [`stats`](Self::stats) hands out: kept through builder calls,
     /// pointed at each new table's counters when it is built.
     stats: RateLimitStats,
@@ -122,9 +133,11 @@ impl<St: RateLimitStore> RateLimitLayer<St> {
     }
 
     fn changed(mut self) -> Self {
-        // A clone that lives on keeps the handles taken so far; this one,
-        // now a different layer, counts apart.
-        if Arc::strong_count(&self.built) > 1 {
+        // Services made already, or a clone that lives on, keep the handles
+        // taken so far; this layer, now a different one, counts apart. (The
+        // clone count errs on the safe side: a clone dropped meanwhile on
+        // another thread only makes this layer count apart.)
+        if self.built.layered.load(Ordering::Acquire) || Arc::strong_count(&self.built) > 1 {
             self.stats = RateLimitStats::new();
         }
         self.built = Arc::default();
@@ -209,7 +222,7 @@ impl<St: RateLimitStore> RateLimitLayer<St> {
     }
 
     fn build(&self) -> &(Arc<Config>, Counters) {
-        self.built.get_or_init(|| {
+        self.built.table.get_or_init(|| {
             let missing = missing_key::resolve(
                 self.missing,
                 self.rules.iter().map(|r| {
@@ -280,12 +293,18 @@ impl<St: RateLimitStore> RateLimitLayer<St> {
     }
 
     /// A handle to the counters (per policy, in rule order, a rule's own
-    /// policy before its [`and_policy`](RateRule::and_policy) ones). It
-    /// stays attached through the builder calls that follow: taken before
-    /// the last rule is added, it still reads what the finished layer's
-    /// services count. Taking it builds nothing (the layer may not be
-    /// finished yet): it reads an empty table until [`Layer::layer`] builds
-    /// the services.
+    /// policy before its [`and_policy`](RateRule::and_policy) ones).
+    ///
+    /// A handle follows the layer until the layer wraps a service; builder
+    /// calls after that start new statistics for the new layer. So a handle
+    /// taken before the last rule is added still reads what the finished
+    /// layer's services count, and a handle taken from a layer that already
+    /// serves stays with those services whatever the layer becomes next.
+    /// A clone changed by a builder call while the original lives on is a
+    /// different layer too: it counts apart.
+    ///
+    /// Taking it builds nothing (the layer may not be finished yet): it
+    /// reads an empty table until [`Layer::layer`] builds the services.
     pub fn stats(&self) -> RateLimitStats {
         self.stats.clone()
     }
@@ -296,6 +315,7 @@ impl<S, St: RateLimitStore> Layer<S> for RateLimitLayer<St> {
 
     fn layer(&self, inner: S) -> Self::Service {
         let (config, stats) = self.build().clone();
+        self.built.layered.store(true, Ordering::Release);
         RateLimit {
             inner,
             shared: Arc::new(Shared {

@@ -25,11 +25,13 @@ pub struct PolicyStats {
 
 /// A cheap, cloneable handle to a [`RateLimitLayer`](super::RateLimitLayer)'s counters.
 ///
-/// It stays attached to the layer it was taken from whatever builder calls
-/// follow: it reads the counters of the services the layer builds with its
-/// final rules and settings. A clone of the layer that is changed by a
-/// builder call while the original lives on gets counters of its own (take
-/// its handle from it).
+/// It follows the layer it was taken from until the layer wraps a service:
+/// taken before the last builder calls, it reads the counters of the
+/// services the layer builds with its final rules and settings. Builder
+/// calls on a layer that already wraps a service, or on a clone while the
+/// original lives on, make a different layer with counters of its own
+/// (take its handle from it); the handles taken before stay with the
+/// services already made.
 #[derive(Debug, Clone)]
 pub struct RateLimitStats {
     /// The counters of the layer's latest table, replaced when a builder

@@ -1,6 +1,7 @@
 //! The builder: [`TimingLayer`](super::TimingLayer).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use http::{Extensions, Method, Uri};
@@ -27,8 +28,10 @@ pub struct TimingLayer {
     /// pointed at each new registry.
     stats: TimingStats,
     /// Held by this layer and its clones only (not by services or
-    /// handles): tells a builder call whether a clone lives on.
-    clones: Arc<()>,
+    /// handles): tells a builder call whether a clone lives on, and
+    /// whether the registry was handed to a service (`true`: the handles
+    /// taken so far must stay with the services).
+    clones: Arc<AtomicBool>,
     sub_timings: bool,
     server_timing: Option<Arc<[Box<str>]>>,
 }
@@ -78,9 +81,12 @@ impl TimingLayer {
     /// handles taken so far follow.
     fn rebuild(mut self) -> Self {
         let registry = Arc::new(Registry::new(self.config.clone()));
-        if Arc::strong_count(&self.clones) > 1 {
-            // A clone that lives on keeps the handles taken so far; this
-            // one, now a different layer, records apart.
+        if self.clones.load(Ordering::Acquire) || Arc::strong_count(&self.clones) > 1 {
+            // Services made already, or a clone that lives on, keep the
+            // handles taken so far; this layer, now a different one,
+            // records apart. (The clone count errs on the safe side: a
+            // clone dropped meanwhile on another thread only makes this
+            // layer record apart.)
             self.clones = Arc::default();
             self.stats = TimingStats::new(registry.clone());
         } else {
@@ -182,12 +188,16 @@ impl TimingLayer {
     }
 
     /// A handle to the statistics, shared by every service this layer
-    /// builds. It stays attached through the builder calls that follow:
-    /// taken before [`window`](Self::window) or [`clock`](Self::clock), it
-    /// still reads what the finished layer's services record. A clone
-    /// changed by a builder call while the original lives on is a
-    /// different layer: it records apart, and the handles taken from the
-    /// original stay with the original.
+    /// builds.
+    ///
+    /// A handle follows the layer until the layer wraps a service; builder
+    /// calls after that start new statistics for the new layer. So a handle
+    /// taken before [`window`](Self::window) or [`clock`](Self::clock) still
+    /// reads what the finished layer's services record, and a handle taken
+    /// from a layer that already serves stays with those services whatever
+    /// the layer becomes next. A clone changed by a builder call while the
+    /// original lives on is a different layer too: it records apart, and
+    /// the handles taken from the original stay with the original.
     pub fn stats(&self) -> TimingStats {
         self.stats.clone()
     }
@@ -197,6 +207,7 @@ impl<S> Layer<S> for TimingLayer {
     type Service = Timing<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
+        self.clones.store(true, Ordering::Release);
         let settings = Settings::new(
             self.registry.clone(),
             self.classifier.clone(),

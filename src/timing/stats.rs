@@ -11,9 +11,11 @@ use super::snapshot::{NPlusOne, RouteStats, SpanSummary, Stats, StatusCount, Tim
 /// A cheap, cloneable handle to a [`TimingLayer`](super::TimingLayer)'s
 /// statistics.
 ///
-/// It stays attached to the layer it was taken from whatever builder calls
-/// follow: a call that changes how the figures are kept (the window, the
-/// clock, a target…) starts them anew, and the handle reads those.
+/// It follows the layer it was taken from until the layer wraps a service:
+/// a call that changes how the figures are kept (the window, the clock, a
+/// target…) starts them anew, and the handle reads those. Once the layer
+/// wraps a service, such a call makes a different layer with statistics
+/// of its own, and the handle stays with the services already made.
 #[derive(Debug, Clone)]
 pub struct TimingStats {
     /// The registry the layer's services record into. Only readers and

@@ -459,6 +459,23 @@ async fn a_stats_handle_taken_first_follows_the_builder_calls() {
     assert_eq!(other_stats.snapshot().overall.count, 2);
 }
 
+/// A handle stays with the services a layer already made: a builder call
+/// after that (even with the clone that made them gone, as axum drops its
+/// own) makes a new layer that records apart.
+#[tokio::test]
+async fn a_stats_handle_stays_with_the_services_made_before_a_builder_call() {
+    let layer = TimingLayer::new();
+    let stats = layer.stats();
+    let handler = service_fn(|_req: Request<Full<Bytes>>| async { Ok::<_, Infallible>(ok()) });
+    let first = ServiceBuilder::new().layer(layer.clone()).service(handler);
+    let later = layer.max_routes(5);
+    let later_stats = later.stats();
+    hit(&first, "/a").await;
+    hit(&first, "/a").await;
+    assert_eq!(stats.snapshot().overall.count, 2);
+    assert_eq!(later_stats.snapshot().overall.count, 0);
+}
+
 #[tokio::test]
 async fn many_threads_record_without_losing_counts() {
     let layer = by_path();
