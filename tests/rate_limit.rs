@@ -286,6 +286,32 @@ async fn shadow_mode_counts_but_never_rejects() {
     assert_eq!((snap[0].allowed, snap[0].limited), (1, 4));
 }
 
+/// `MissingKey::Deny` in shadow mode: counted as limited, never rejected.
+#[tokio::test]
+async fn shadow_mode_never_rejects_a_request_without_a_key() {
+    let layer = RateLimitLayer::new()
+        .rule(RateRule::new("api", Quota::per_minute(5)))
+        .on_missing_peer_addr(MissingKey::Deny)
+        .shadow(true);
+    let stats = layer.stats();
+    let svc = ServiceBuilder::new().layer(layer).service(service_fn(
+        |_req: Request<Full<Bytes>>| async {
+            Ok::<_, Infallible>(Response::new(Full::<Bytes>::from("ok")))
+        },
+    ));
+    for _ in 0..2 {
+        let req = Request::get("/").body(Full::default()).unwrap();
+        let res = svc.clone().oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    let got: Vec<(String, u64, u64)> = stats
+        .snapshot()
+        .into_iter()
+        .map(|p| (p.name, p.allowed, p.limited))
+        .collect();
+    assert_eq!(got, [("api".to_owned(), 0, 2)]);
+}
+
 #[tokio::test]
 async fn headers_can_be_turned_off() {
     let layer = RateLimitLayer::new()

@@ -50,7 +50,9 @@ pub enum MissingKey {
     Shared,
     /// Let them through, not counted by this policy.
     Allow,
-    /// Reject them with 429.
+    /// Reject them with 429. In [shadow](super::RateLimitLayer::shadow)
+    /// mode, which never rejects, they are counted as limited (under the
+    /// key `unknown`) and go on.
     Deny,
 }
 

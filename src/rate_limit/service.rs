@@ -157,8 +157,8 @@ where
 /// A rule's key for one request.
 enum Extracted {
     Key(Key),
-    /// No key, and [`MissingKey::Allow`] (or [`MissingKey::Fail`] in
-    /// shadow mode): this policy doesn't apply.
+    /// No key, and [`MissingKey::Allow`] (or [`MissingKey::Fail`] or
+    /// [`MissingKey::Deny`] in shadow mode): this policy doesn't apply.
     Skip,
     /// No key: the answer instead, the 500 of [`MissingKey::Fail`] or the
     /// 429 of [`MissingKey::Deny`].
@@ -201,6 +201,10 @@ fn extract<St, B>(
             };
             let unknown = Key::Text("unknown".into());
             shared.stats.count(policy.index, &unknown, false);
+            if config.shadow {
+                // Shadow mode never rejects: counted as limited, let through.
+                return Extracted::Skip;
+            }
             Extracted::Deny(Box::new(too_many(
                 config,
                 policy,
