@@ -335,6 +335,39 @@ async fn the_report_names_missing_address_failures() {
     support::promtool(&text);
 }
 
+/// In shadow mode the requests without an address were let through: the
+/// report says so, as a warning, and speaks of no 500s.
+#[cfg(feature = "report")]
+#[tokio::test]
+async fn in_shadow_mode_the_report_says_missing_addresses_were_let_through() {
+    use tower_perf::report::Report;
+
+    let rate_limit = two_rules().on_missing_key(MissingKey::Allow).shadow(true);
+    let report = Report::builder().rate_limit(rate_limit.stats()).build();
+    let addr = serve_without_connect_info(app(rate_limit)).await;
+    for _ in 0..3 {
+        assert_eq!(get_from(addr, "/login", None).await.status, StatusCode::OK);
+    }
+    let summary = serde_json::to_value(report.summary()).unwrap();
+    assert_eq!(
+        summary["rate_limit"]["missing_key_failures"], 3,
+        "{summary:#}"
+    );
+    assert_eq!(summary["status"], "warning", "{summary:#}");
+    let first = &summary["recommendations"][0];
+    assert_eq!(
+        (&first["level"], &first["area"]),
+        (&"warning".into(), &"rate_limit".into()),
+        "{summary:#}"
+    );
+    let message = first["message"].as_str().unwrap();
+    assert!(
+        message.contains("3 requests") && message.contains("let through: shadow mode"),
+        "{message}"
+    );
+    assert!(!message.contains("were answered 500"), "{message}");
+}
+
 /// Without failures the report says nothing about them but the zero.
 #[cfg(feature = "report")]
 #[test]

@@ -262,7 +262,10 @@ impl<St: RateLimitStore> RateLimitLayer<St> {
                 })
                 .collect();
             let all: Vec<&PolicyRef> = rules.iter().flat_map(|(_, ps)| ps.iter()).collect();
-            let counters = Counters::new(all.iter().map(|p| p.name.clone()).collect());
+            let counters = Counters::new(
+                all.iter().map(|p| p.name.clone()).collect(),
+                self.shadow,
+            );
             let mut policy_fields = vec![None; all.len()];
             for (_, ps) in &rules {
                 if let (Some(first), Some(hv)) = (ps.first(), policy_field(ps)) {

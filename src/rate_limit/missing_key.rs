@@ -156,21 +156,28 @@ Serve the app with `axum::serve(listener, app.into_make_service_with_connect_inf
 (or insert `tower_perf::rate_limit::PeerAddr` in each request), \
 or choose `.on_missing_peer_addr(MissingKey::Shared)` or `.on_missing_peer_addr(MissingKey::Allow)` on the RateLimitLayer.\n";
 
-/// Counts a [`MissingKey::Fail`] answer; the first one of the layer is
-/// logged (a log line per request would flood the log at the rate of the
-/// traffic, and one says all there is to say).
-pub(super) fn record_failure(failures: &AtomicU64, policy: &str) {
-    if failures.fetch_add(1, Relaxed) == 0 {
-        tracing::error!(
-            policy,
-            "tower_perf rate limit: a request reached the layer without a client address (no axum \
-             ConnectInfo<SocketAddr>, no PeerAddr), so it cannot be counted; answering 500 to every \
-             such request. Serve the app with \
-             `axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())`, or \
-             choose `.on_missing_peer_addr(MissingKey::Shared)` or \
-             `.on_missing_peer_addr(MissingKey::Allow)`. Logged once."
-        );
+/// Counts a [`MissingKey::Fail`] answer (or, in shadow mode, a request let
+/// through instead); the first one of the layer is logged (a log line per
+/// request would flood the log at the rate of the traffic, and one says all
+/// there is to say).
+pub(super) fn record_failure(failures: &AtomicU64, policy: &str, shadow: bool) {
+    if failures.fetch_add(1, Relaxed) != 0 {
+        return;
     }
+    let outcome = if shadow {
+        "shadow mode lets every such request through, uncounted (outside shadow mode each would be \
+         answered 500)"
+    } else {
+        "answering 500 to every such request"
+    };
+    tracing::error!(
+        policy,
+        "tower_perf rate limit: a request reached the layer without a client address (no axum \
+         ConnectInfo<SocketAddr>, no PeerAddr), so it cannot be counted; {outcome}. Serve the app \
+         with `axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())`, or \
+         choose `.on_missing_peer_addr(MissingKey::Shared)` or \
+         `.on_missing_peer_addr(MissingKey::Allow)`. Logged once."
+    );
 }
 
 /// Panics when a policy keyed on what clients send has no mode chosen for

@@ -177,7 +177,11 @@ fn extract<St, B>(
     }
     match config.missing_key[usize::from(policy.index)] {
         MissingKey::Fail => {
-            missing_key::record_failure(&shared.stats.missing_key_failures, &policy.name);
+            missing_key::record_failure(
+                &shared.stats.missing_key_failures,
+                &policy.name,
+                config.shadow,
+            );
             if config.shadow {
                 // Shadow mode never rejects: the error log says it all.
                 return Extracted::Skip;

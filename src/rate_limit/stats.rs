@@ -48,8 +48,12 @@ pub(super) struct Counters {
     /// Limited requests by (policy, key); touched only when a request is
     /// limited, bounded to [`LIMITED_KEYS_KEPT`] entries.
     limited_keys: Arc<std::sync::Mutex<std::collections::HashMap<(usize, String), u64>>>,
-    /// Requests answered 500 by [`MissingKey::Fail`](super::MissingKey::Fail); the first is logged.
+    /// Requests without a client address under [`MissingKey::Fail`](super::MissingKey::Fail)
+    /// (answered 500, or let through in shadow mode); the first is logged.
     pub(super) missing_key_failures: Arc<AtomicU64>,
+    /// Whether the table's layer is in shadow mode (limited and failed
+    /// requests were let through, not answered): the report says so.
+    shadow: bool,
 }
 
 /// Keys the statistics keep limited counts for; the smallest count goes
@@ -68,13 +72,15 @@ pub struct LimitedKey {
 }
 
 impl Counters {
-    /// Zeroed counters for these policies, by index.
-    pub(super) fn new(names: Arc<[Arc<str>]>) -> Self {
+    /// Zeroed counters for these policies, by index, of a layer in shadow
+    /// mode or not.
+    pub(super) fn new(names: Arc<[Arc<str>]>, shadow: bool) -> Self {
         Self {
             counters: names.iter().map(|_| PolicyCounters::default()).collect(),
             names,
             limited_keys: Arc::default(),
             missing_key_failures: Arc::default(),
+            shadow,
         }
     }
 
@@ -109,7 +115,7 @@ impl RateLimitStats {
     /// A handle to no table yet: no policies, nothing counted.
     pub(super) fn new() -> Self {
         Self {
-            current: Arc::new(RwLock::new(Counters::new(Arc::new([])))),
+            current: Arc::new(RwLock::new(Counters::new(Arc::new([]), false))),
         }
     }
 
@@ -148,11 +154,20 @@ impl RateLimitStats {
         v
     }
 
-    /// Requests answered `500` because they carried no client address
-    /// to count them against ([`MissingKey::Fail`](super::MissingKey::Fail)): more than 0 means the
-    /// server hands the layer no peer address (see [`MissingKey`](super::MissingKey)).
+    /// Requests that carried no client address to count them against,
+    /// under [`MissingKey::Fail`](super::MissingKey::Fail): answered `500`,
+    /// or let through uncounted in [shadow](super::RateLimitLayer::shadow)
+    /// mode. More than 0 means the server hands the layer no peer address
+    /// (see [`MissingKey`](super::MissingKey)).
     pub fn missing_key_failures(&self) -> u64 {
         self.current().missing_key_failures.load(Relaxed)
+    }
+
+    /// Whether the layer counted in shadow mode (nothing rejected): the
+    /// report words its findings by it.
+    #[cfg_attr(not(feature = "report"), allow(dead_code))]
+    pub(crate) fn shadow(&self) -> bool {
+        self.current().shadow
     }
 
     /// Per policy, in rule order.

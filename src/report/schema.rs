@@ -135,10 +135,10 @@ pub struct RateLimitReport {
     pub limited: u64,
     /// Allowed requests, all policies.
     pub allowed: u64,
-    /// Requests answered `500` because they carried no client address to
-    /// count them against
-    /// ([`MissingKey::Fail`](crate::rate_limit::MissingKey::Fail)): the
-    /// server hands the layer no peer address.
+    /// Requests that carried no client address to count them against
+    /// ([`MissingKey::Fail`](crate::rate_limit::MissingKey::Fail)), answered
+    /// `500` (let through in shadow mode): the server hands the layer no
+    /// peer address.
     pub missing_key_failures: u64,
 }
 

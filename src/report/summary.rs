@@ -42,8 +42,11 @@ impl Sources {
         let rate_limit = self.rate_limit();
         #[cfg(feature = "rate-limit")]
         if let Some(r) = &rate_limit {
-            recs.extend(rate_limit_info(r));
-            if let Some(rec) = missing_address(r) {
+            // Shadow mode lets limited and failed requests through: the
+            // findings must not speak of answers never sent.
+            let shadow = self.rate_limit.as_ref().is_some_and(|h| h.shadow());
+            recs.extend(rate_limit_info(r, shadow));
+            if let Some(rec) = missing_address(r, shadow) {
                 // First among the critical ones (the sort below is stable):
                 // these 500s are also among timing's server errors, whose
                 // advice can only point at the handler.
@@ -208,7 +211,7 @@ fn poor_ratio(c: &CompressionReport) -> Option<Insight> {
 /// Clients over their limits, named: information, never a warning (a 429
 /// is the limiter doing its job, and the client's to handle).
 #[cfg(feature = "rate-limit")]
-fn rate_limit_info(r: &RateLimitReport) -> Option<Insight> {
+fn rate_limit_info(r: &RateLimitReport, shadow: bool) -> Option<Insight> {
     let counted = r.allowed + r.limited;
     if counted < 50 || ratio(r.limited, counted) <= 0.1 {
         return None;
@@ -238,8 +241,13 @@ fn rate_limit_info(r: &RateLimitReport) -> Option<Insight> {
         kind: "rate_limit",
         route: None,
         message: format!(
-            "{:.0}% of rate-limited requests got 429 ({} of {counted}{which})",
+            "{:.0}% of rate-limited requests {} ({} of {counted}{which})",
             ratio(r.limited, counted) * 100.0,
+            if shadow {
+                "were over a limit (let through: shadow mode)"
+            } else {
+                "got 429"
+            },
             r.limited
         ),
         recommendation: "clients over a limit, not a server fault: one key far ahead is likely abusive; many normal clients limited mean the quota is too tight".into(),
@@ -247,17 +255,29 @@ fn rate_limit_info(r: &RateLimitReport) -> Option<Insight> {
 }
 
 /// Requests the rate limiter answered 500 for lack of a client address:
-/// the server's set-up, failing users now, with one fix to name.
+/// the server's set-up, failing users now, with one fix to name. In shadow
+/// mode they were let through: the same fix, before enforcing, a warning.
 #[cfg(feature = "rate-limit")]
-fn missing_address(r: &RateLimitReport) -> Option<Insight> {
+fn missing_address(r: &RateLimitReport, shadow: bool) -> Option<Insight> {
     let n = r.missing_key_failures;
     (n > 0).then(|| Insight {
-        severity: Severity::Critical,
+        severity: if shadow {
+            Severity::Warning
+        } else {
+            Severity::Critical
+        },
         kind: "rate_limit",
         route: None,
-        message: format!(
-            "{n} requests were answered 500 by the rate limiter: they carried no client address to count them against"
-        ),
+        message: if shadow {
+            format!(
+                "{n} requests had no client address for the rate limiter to count them against \
+                 (let through: shadow mode; each would be answered 500 once it enforces)"
+            )
+        } else {
+            format!(
+                "{n} requests were answered 500 by the rate limiter: they carried no client address to count them against"
+            )
+        },
         recommendation: "serve the app with `axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())` \
             (or insert `tower_perf::rate_limit::PeerAddr` in each request) so the rate limiter sees each client's address; \
             or choose `.on_missing_peer_addr(MissingKey::Shared)` (one quota for all of them) or `MissingKey::Allow` on the RateLimitLayer".into(),
