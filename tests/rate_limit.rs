@@ -472,38 +472,61 @@ async fn a_stats_handle_stays_with_the_services_made_before_a_builder_call() {
     assert_eq!(got, [("api".to_owned(), 1, 1)]);
 }
 
-/// Two layers made from one base by different builder calls count apart,
-/// each in the handle taken from it; a handle taken from the base stays
-/// with the base.
+/// Two layers made from one base by different builder calls count their
+/// statistics apart, each in the handle taken from it; a handle taken from
+/// the base stays with the base. They share the base's store, as
+/// documented: with the memory store the first policy of each shares the
+/// buckets, so a client that used up `one`'s quota is limited by `two`.
 #[tokio::test]
 async fn layers_made_from_one_base_keep_their_own_stats() {
     let base = RateLimitLayer::new().headers(false);
     let from_base = base.stats();
     let one = base
         .clone()
-        .rule(RateRule::new("one", Quota::per_minute(5)));
+        .rule(RateRule::new("one", Quota::per_minute(1)));
     let two = base
         .clone()
-        .rule(RateRule::new("two", Quota::per_minute(5)));
+        .rule(RateRule::new("two", Quota::per_minute(1)));
     let (one_stats, two_stats) = (one.stats(), two.stats());
     let handler = service_fn(|_req: Request<Full<Bytes>>| async {
         Ok::<_, Infallible>(Response::new(Full::<Bytes>::from("ok")))
     });
     let one = ServiceBuilder::new().layer(one).service(handler);
     let two = ServiceBuilder::new().layer(two).service(handler);
-    status_from(&one, [198, 51, 100, 1]).await;
+    assert_eq!(status_from(&one, [198, 51, 100, 1]).await, StatusCode::OK);
     for _ in 0..2 {
-        status_from(&two, [198, 51, 100, 1]).await;
+        assert_eq!(
+            status_from(&two, [198, 51, 100, 1]).await,
+            StatusCode::TOO_MANY_REQUESTS
+        );
     }
-    let counts = |s: &tower_perf::rate_limit::RateLimitStats| -> Vec<(String, u64)> {
+    // Another client is not touched by the first one's use.
+    assert_eq!(status_from(&two, [198, 51, 100, 2]).await, StatusCode::OK);
+    let counts = |s: &tower_perf::rate_limit::RateLimitStats| -> Vec<(String, u64, u64)> {
         s.snapshot()
             .into_iter()
-            .map(|p| (p.name, p.allowed))
+            .map(|p| (p.name, p.allowed, p.limited))
             .collect()
     };
-    assert_eq!(counts(&one_stats), [("one".to_owned(), 1)]);
-    assert_eq!(counts(&two_stats), [("two".to_owned(), 2)]);
+    assert_eq!(counts(&one_stats), [("one".to_owned(), 1, 0)]);
+    assert_eq!(counts(&two_stats), [("two".to_owned(), 1, 2)]);
     assert_eq!(counts(&from_base), []);
+}
+
+/// Layers that must limit apart get a store each.
+#[tokio::test]
+async fn layers_with_a_store_each_limit_apart() {
+    let one = RateLimitLayer::with_store(MemoryStore::new())
+        .rule(RateRule::new("one", Quota::per_minute(1)));
+    let two = RateLimitLayer::with_store(MemoryStore::new())
+        .rule(RateRule::new("two", Quota::per_minute(1)));
+    let handler = service_fn(|_req: Request<Full<Bytes>>| async {
+        Ok::<_, Infallible>(Response::new(Full::<Bytes>::from("ok")))
+    });
+    let one = ServiceBuilder::new().layer(one).service(handler);
+    let two = ServiceBuilder::new().layer(two).service(handler);
+    assert_eq!(status_from(&one, [198, 51, 100, 1]).await, StatusCode::OK);
+    assert_eq!(status_from(&two, [198, 51, 100, 1]).await, StatusCode::OK);
 }
 
 #[tokio::test]

@@ -50,6 +50,17 @@ struct Built {
 ///
 /// See the [module docs](crate::rate_limit).
 ///
+/// # Clones share the store
+///
+/// A clone, and every layer made from it by builder calls, counts in the
+/// same store as the original: the quotas' state is shared, even between
+/// layers with different rules. The [`MemoryStore`] tells policies apart
+/// by their place in the rule table (the first policy of one layer and the
+/// first of another share each key's bucket), a Redis store by their name.
+/// For layers that limit apart, give each its own store with
+/// [`with_store`](Self::with_store). (The [statistics](Self::stats) are
+/// another matter: a layer changed by a builder call counts them apart.)
+///
 /// # Panics
 ///
 /// Building the services ([`Layer::layer`]) panics, with a message naming
@@ -115,7 +126,9 @@ impl RateLimitLayer<MemoryStore> {
 }
 
 impl<St: RateLimitStore> RateLimitLayer<St> {
-    /// No rules yet, counting in `store`.
+    /// No rules yet, counting in `store`. Clones of the layer, and layers
+    /// made from them, count in the same store (see
+    /// [Clones share the store](Self#clones-share-the-store)).
     pub fn with_store(store: St) -> Self {
         Self {
             store: Arc::new(store),
