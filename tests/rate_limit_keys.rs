@@ -368,6 +368,35 @@ async fn in_shadow_mode_the_report_says_missing_addresses_were_let_through() {
     assert!(!message.contains("were answered 500"), "{message}");
 }
 
+/// In shadow mode limited requests were let through: the report's share
+/// of them speaks of no 429s.
+#[cfg(feature = "report")]
+#[tokio::test]
+async fn in_shadow_mode_the_report_says_limited_requests_were_let_through() {
+    use tower_perf::report::Report;
+
+    let layer = two_rules().on_missing_key(MissingKey::Allow).shadow(true);
+    let report = Report::builder().rate_limit(layer.stats()).build();
+    for _ in 0..60 {
+        assert_eq!(
+            call(&layer, "/api/items", None, Some("a")).await,
+            StatusCode::OK
+        );
+    }
+    let summary = serde_json::to_value(report.summary()).unwrap();
+    let info = summary["recommendations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["area"] == "rate_limit")
+        .unwrap_or_else(|| panic!("the share of limited requests: {summary:#}"));
+    let message = info["message"].as_str().unwrap();
+    assert!(
+        message.contains("let through: shadow mode") && !message.contains("429"),
+        "{message}"
+    );
+}
+
 /// Without failures the report says nothing about them but the zero.
 #[cfg(feature = "report")]
 #[test]
