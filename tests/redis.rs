@@ -254,6 +254,7 @@ async fn rate_limiting_survives_a_redis_restart() {
     );
 }
 
+#[cfg(feature = "report")]
 #[tokio::test]
 async fn the_report_flags_redis_fallbacks() {
     let url = format!("redis://127.0.0.1:{}", free_port());

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use http_body_util::Full;
 use support::redis::{BlackHole, OwnRedis, free_port, prefix, redis_url};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
@@ -306,7 +306,7 @@ async fn the_purge_endpoint_reports_an_incomplete_purge() {
         .body(Full::new(Bytes::from_static(br#"{"url":"/products/1"}"#)))
         .unwrap();
     let resp = report.clone().oneshot(req).await.unwrap();
-    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(resp.status(), http::StatusCode::SERVICE_UNAVAILABLE);
     let body: serde_json::Value =
         serde_json::from_slice(&support::body_bytes(resp.into_body()).await).unwrap();
     assert_eq!(body["purged"], 1, "{body}");
@@ -329,7 +329,7 @@ async fn the_purge_endpoint_reports_an_incomplete_purge() {
         )))
         .unwrap();
     let resp = report.clone().oneshot(req).await.unwrap();
-    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(resp.status(), http::StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
