@@ -550,11 +550,15 @@ impl CacheStore for TieredStore {
         let key = key.clone();
         StoreFuture::new(async move {
             let mut found = (&mut l2).await?;
+            let stats = &broadcast.l2.stats;
             if found.as_ref().is_some_and(|vs| {
-                broadcast.l2.stats.has_pending() && broadcast.pending_purge_of(&key, vs)
+                // A purge ran while Redis answered (what was read may be
+                // what it took), or one made here while Redis was away
+                // selects it (Redis's copy goes when the purge is
+                // replayed): a miss.
+                stats.generation() != before
+                    || (stats.has_pending() && broadcast.pending_purge_of(&key, vs))
             }) {
-                // Purged here while Redis was away; Redis's copy goes
-                // when the purge is replayed.
                 found = None;
             }
             let l1 = &broadcast.l1;
@@ -566,11 +570,10 @@ impl CacheStore for TieredStore {
                     let ttl = v.retention(now, Duration::from_secs(3600));
                     let _ = l1.put(key.clone(), Arc::clone(v), ttl).take_ready();
                 }
-                // A purge ran while Redis answered: what was read may be
-                // what it purged, so it must not stay in memory (the copy
-                // is checked after it is put, as a purge bumps the
-                // generation before it empties the memory tier).
-                if broadcast.l2.stats.generation() != before {
+                // A purge that ran since the check above must not leave
+                // the copy in memory (checked after the copy is put, as a
+                // purge bumps the generation before it empties memory).
+                if stats.generation() != before {
                     let _ = l1.remove(&key).take_ready();
                 }
             }
