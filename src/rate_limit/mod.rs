@@ -147,8 +147,6 @@ mod service;
 mod stats;
 mod store;
 
-pub use crate::clock::{Clock, SystemClock};
-
 #[doc(inline)]
 pub use self::{
     body::ResponseBody,

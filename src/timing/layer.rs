@@ -7,9 +7,10 @@ use std::time::Duration;
 use http::{Extensions, Method, Uri};
 use tower_layer::Layer;
 
-use super::registry::{Clock, Registry, RegistryConfig};
+use super::registry::{Registry, RegistryConfig};
 use super::service::{Settings, Timing};
 use super::stats::TimingStats;
+use crate::clock::Clock;
 
 /// Maps a request to a route label when axum's `MatchedPath` is absent.
 pub type Classifier = Arc<dyn Fn(&Method, &Uri, &Extensions) -> Option<String> + Send + Sync>;

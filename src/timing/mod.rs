@@ -112,7 +112,7 @@ pub use self::{
     future::ResponseFuture,
     insights::{Insight, Severity},
     layer::{Classifier, TimingLayer},
-    registry::{Clock, OTHER, SystemClock, UNMATCHED},
+    registry::{OTHER, UNMATCHED},
     service::Timing,
     snapshot::{
         NPlusOne, RouteStats, SlowRequest, SpanSummary, Stats, StatusCount, TimingSnapshot,

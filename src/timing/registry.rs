@@ -15,8 +15,8 @@ use super::hist::Hist;
 use super::route::{Cell, Route, RouteTotals, SHARDS, Shared};
 use super::snapshot::SlowRequest;
 
+use crate::clock::Clock;
 use crate::clock::Elapsed;
-pub use crate::clock::{Clock, SystemClock};
 
 /// The label of requests no route matched.
 pub const UNMATCHED: &str = "unmatched";
