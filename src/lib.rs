@@ -47,7 +47,6 @@ mod body_util;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod breaker;
-mod builder;
 #[cfg(feature = "cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 pub mod cache;
@@ -88,8 +87,6 @@ mod route_pattern;
 #[cfg(feature = "timing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "timing")))]
 pub mod timing;
-
-pub use builder::ServiceBuilderExt;
 
 /// The boxed error type bodies of this crate return.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
