@@ -465,8 +465,20 @@ async fn malformed_accept_encoding_never_panics() {
         "\"gzip\"",
         "gzip; q = 0.5",
     ] {
+        // Whatever the layer makes of the field, the client gets the body
+        // it asked for, in a coding it can read, and a cache is told the
+        // answer depends on the field.
+        let identity = s.get("/json").await.body;
         let res = s.get_with("/json", &[("accept-encoding", ae)]).await;
         assert_eq!(res.status, StatusCode::OK, "{ae}");
+        let body = match res.header("content-encoding") {
+            None => res.body.to_vec(),
+            Some("gzip") => support::gunzip(&res.body),
+            Some("deflate") => support::inflate(&res.body),
+            Some(other) => panic!("{ae}: answered in {other}"),
+        };
+        assert_eq!(body, identity, "{ae}");
+        assert_eq!(res.header("vary"), Some("accept-encoding"), "{ae}");
     }
     // Bytes no client library would send.
     let raw = s
