@@ -88,9 +88,8 @@ impl Clock for ManualClock {
 
 /// The process's counter clock (quanta: the CPU's invariant TSC, scaled to
 /// nanoseconds; the OS's monotonic clock where there is none), made and
-/// calibrated once. Cheaper than `Instant::now()`'s clock call: with it
-/// the timing layer's overhead fell from +130 to +92 ns a request
-/// (BENCHMARKS.md).
+/// calibrated once. Cheaper than `Instant::now()`'s clock call (BENCHMARKS.md,
+/// section Timing, has the measurement).
 #[cfg(any(feature = "rate-limit", feature = "timing"))]
 fn counter() -> &'static quanta::Clock {
     static CLOCK: std::sync::OnceLock<quanta::Clock> = std::sync::OnceLock::new();

@@ -14,8 +14,8 @@ use crate::body_util::poll_bytes_frame;
 use crate::headers::ContentCoding;
 
 /// Input compressed in one poll at most, so that a large body never holds
-/// the executor for long (about 0.2–0.3 ms per poll on this class of
-/// machine, BENCHMARKS.md): 32 KiB up to level 4, 16 KiB up to level 6,
+/// the executor for long (BENCHMARKS.md, section Compression, measures a
+/// poll): 32 KiB up to level 4, 16 KiB up to level 6,
 /// 8 KiB above. After that the body yields (returns the output so far, or
 /// wakes itself and returns `Pending`).
 pub(crate) const fn work_per_poll(level: u32) -> usize {

@@ -2,7 +2,7 @@
 //! `zlib-rs` backend is), driven through its own safe API.
 //!
 //! Creating a zlib stream costs about as much as compressing a 2 KiB body
-//! (see `../shared/anchors.md`), so finished encoders go back to a small
+//! (BENCHMARKS.md, section Compression), so finished encoders go back to a small
 //! per-thread pool and are reset, not rebuilt. A thread-local pool needs no
 //! lock and is never contended.
 //!

@@ -76,10 +76,9 @@
 //!   than rebuilt. Small bodies compressed whole (up to 16 KiB at levels
 //!   2–3, 4 KiB above) go through a one-shot deflate encoder whose tables are
 //!   sized to the body, so they skip zlib's fixed per-stream set-up (it
-//!   clears a 128 KiB hash table for every stream): 1.5–1.7x faster than
-//!   tower-http on a 2 KiB JSON response, output within about 1% of zlib's
-//!   size at the same level (BENCHMARKS.md). Other bodies, and level 1, go
-//!   through zlib-rs.
+//!   clears a 128 KiB hash table for every stream), with output about the
+//!   size of zlib's at the same level (BENCHMARKS.md, section Compression,
+//!   has the measurements). Other bodies, and level 1, go through zlib-rs.
 //! - **Statistics**: [`CompressionLayer::stats`] returns a cheap handle with
 //!   responses compressed per coding, bytes in and out, and skipped
 //!   responses by [`SkipReason`].

@@ -94,7 +94,7 @@ thread_local! {
 /// faster with it than with its pooled zlib-rs stream, on both JSON and
 /// text, measured in the same run (`cargo bench --bench compression_workload
 /// -- interleaved` with either limit; BENCHMARKS.md). Below these sizes
-/// zlib-rs's fixed per-stream cost (the 128 KiB hash clear, about 3 µs)
+/// zlib-rs's fixed per-stream cost (the 128 KiB hash clear)
 /// outweighs its faster matching; above them (level 2 past 16 KiB, level 6
 /// past 4 KiB, where its longer chain searches dominate) it doesn't.
 /// zlib-rs's level 1 is a single-probe, fixed-code compressor this one

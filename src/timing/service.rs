@@ -50,8 +50,8 @@ static NEXT_SETTINGS: AtomicU64 = AtomicU64::new(0);
 ///
 /// axum clones a route's service for every request. If every clone
 /// incremented one shared reference count, all requests on all threads
-/// would fight over that counter's cache line (about 150–280 ns a request
-/// on two cores). A clone instead takes the handle of the thread it runs
+/// would fight over that counter's cache line (BENCHMARKS.md, section
+/// Timing, measures it). A clone instead takes the handle of the thread it runs
 /// on, whose count only that thread touches. Each thread keeps its handles
 /// (one per layer it has served) until it exits.
 pub(super) struct Local {
