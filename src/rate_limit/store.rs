@@ -24,8 +24,9 @@ pub struct PolicyRef {
     pub quota: Quota,
 }
 
-/// A store failed (a Redis store, say); the layer applies its failure
-/// policy.
+/// A store failed (a Redis store, say); the layer then lets the request
+/// through (fails open). A store with a policy of its own answers instead
+/// of failing: `RedisStore` applies its `FailurePolicy`.
 #[derive(Debug)]
 pub struct StoreError(pub(crate) String);
 
