@@ -28,15 +28,25 @@
 
 // What the crate does not use here, and its unit tests (`clippy
 // --all-targets` sets `cfg(test)` without the test harness).
+/// The matcher it replaced, shared with the unit tests (which declare it
+/// themselves when `clippy --all-targets` builds this with `cfg(test)`).
+#[cfg(not(test))]
+#[path = "../src/route_pattern/backtracking.rs"]
+mod old;
 #[path = "../src/route_pattern.rs"]
 #[allow(dead_code, unused_imports)]
 mod route_pattern;
+#[cfg(test)]
+use route_pattern::backtracking as old;
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use route_pattern::{Pattern, Seg};
+use route_pattern::Pattern;
+// For `old` (its `use super::Seg`).
+#[cfg(not(test))]
+use route_pattern::Seg;
 
 /// Name, pattern, and the segment the path repeats.
 const HOSTILE: [(&str, &str, &str); 3] = [
@@ -77,60 +87,12 @@ fn old_matches(pattern: &Pattern, path: &str) -> bool {
             Some(slot) => *slot = seg,
             None => {
                 let segs: Vec<&str> = segments().collect();
-                return old_glob(globs, &segs);
+                return old::glob(globs, &segs);
             }
         }
         n += 1;
     }
-    old_glob(globs, &buf[..n])
-}
-
-fn old_glob(globs: &[Seg], segs: &[&str]) -> bool {
-    match globs.split_first() {
-        None => segs.is_empty(),
-        Some((Seg::Any, rest)) => (0..=segs.len()).any(|skip| old_glob(rest, &segs[skip..])),
-        Some((Seg::Rest(prefix), _)) => match segs.split_first() {
-            Some((s, srest)) => {
-                s.starts_with(prefix.as_str()) && (s.len() > prefix.len() || !srest.is_empty())
-            }
-            None => false,
-        },
-        Some((g, rest)) => match segs.split_first() {
-            Some((s, srest)) => {
-                let here = match g {
-                    Seg::Param(prefix) => {
-                        s.starts_with(prefix.as_str())
-                            && (s.len() > prefix.len() || !rest.is_empty())
-                    }
-                    Seg::Wild(w) => old_wildcard(w.as_bytes(), s.as_bytes()),
-                    Seg::Any | Seg::Rest(_) => false,
-                };
-                here && old_glob(rest, srest)
-            }
-            None => false,
-        },
-    }
-}
-
-fn old_wildcard(p: &[u8], s: &[u8]) -> bool {
-    let (mut pi, mut si) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while si < s.len() {
-        if pi < p.len() && p[pi] == b'*' {
-            star = Some((pi, si));
-            pi += 1;
-        } else if pi < p.len() && p[pi] == s[si] {
-            pi += 1;
-            si += 1;
-        } else if let Some((sp, ss)) = star {
-            pi = sp + 1;
-            si = ss + 1;
-            star = Some((sp, ss + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&b| b == b'*')
+    old::glob(globs, &buf[..n])
 }
 
 fn groups(c: &mut Criterion) {

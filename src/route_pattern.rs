@@ -15,6 +15,9 @@ use std::fmt;
 
 // Spelled out so that benches/route_pattern.rs, which compiles this file
 // itself, finds it too.
+#[cfg(test)]
+#[path = "route_pattern/backtracking.rs"]
+pub(crate) mod backtracking;
 #[path = "route_pattern/glob.rs"]
 mod glob;
 

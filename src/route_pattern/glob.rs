@@ -198,7 +198,7 @@ fn wildcard(p: &str, s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::route_pattern::{Pattern, segments};
+    use crate::route_pattern::{Pattern, backtracking, segments};
 
     thread_local! {
         /// See [`step`](super::step).
@@ -277,59 +277,6 @@ mod tests {
         assert!(p.matches(&format!("/{}b", "a".repeat(64 << 10))));
     }
 
-    /// The matcher as it was (trying every split at each `**`, and
-    /// backtracking to the last `*` within a segment): exponential, but
-    /// the reference for what matches.
-    fn backtracking(globs: &[Seg], segs: &[&str]) -> bool {
-        match globs.split_first() {
-            None => segs.is_empty(),
-            Some((Seg::Any, rest)) => {
-                (0..=segs.len()).any(|skip| backtracking(rest, &segs[skip..]))
-            }
-            Some((Seg::Rest(prefix), _)) => match segs.split_first() {
-                Some((s, srest)) => {
-                    s.starts_with(prefix.as_str()) && (s.len() > prefix.len() || !srest.is_empty())
-                }
-                None => false,
-            },
-            Some((g, rest)) => match segs.split_first() {
-                Some((s, srest)) => {
-                    let here = match g {
-                        Seg::Param(prefix) => {
-                            s.starts_with(prefix.as_str())
-                                && (s.len() > prefix.len() || !rest.is_empty())
-                        }
-                        Seg::Wild(w) => backtracking_wildcard(w.as_bytes(), s.as_bytes()),
-                        Seg::Any | Seg::Rest(_) => false,
-                    };
-                    here && backtracking(rest, srest)
-                }
-                None => false,
-            },
-        }
-    }
-
-    fn backtracking_wildcard(p: &[u8], s: &[u8]) -> bool {
-        let (mut pi, mut si) = (0, 0);
-        let mut star: Option<(usize, usize)> = None;
-        while si < s.len() {
-            if pi < p.len() && p[pi] == b'*' {
-                star = Some((pi, si));
-                pi += 1;
-            } else if pi < p.len() && p[pi] == s[si] {
-                pi += 1;
-                si += 1;
-            } else if let Some((sp, ss)) = star {
-                pi = sp + 1;
-                si = ss + 1;
-                star = Some((sp, ss + 1));
-            } else {
-                return false;
-            }
-        }
-        p[pi..].iter().all(|&b| b == b'*')
-    }
-
     /// Every sequence of up to `len` items from `items`.
     fn sequences<T: Clone>(items: &[T], len: usize) -> Vec<Vec<T>> {
         let mut all = vec![vec![]];
@@ -387,7 +334,7 @@ mod tests {
                     let segs: Vec<&str> = segments(path).collect();
                     assert_eq!(
                         p.matches(path),
-                        backtracking(&globs, &segs),
+                        backtracking::glob(&globs, &segs),
                         "{globs:?} ~ {path:?}"
                     );
                     checked += 1;
@@ -410,7 +357,7 @@ mod tests {
                 let s: String = s.iter().collect();
                 assert_eq!(
                     wildcard(&p, &s),
-                    backtracking_wildcard(p.as_bytes(), s.as_bytes()),
+                    backtracking::wildcard(p.as_bytes(), s.as_bytes()),
                     "{p:?} ~ {s:?}"
                 );
             }
