@@ -26,7 +26,11 @@
 use std::convert::Infallible;
 use std::hint::black_box;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+#[path = "common/best_of.rs"]
+mod best_of;
+
+use best_of::time_per_call;
+use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -200,26 +204,6 @@ fn parsers(c: &mut Criterion) {
         group.bench_function(name, |b| b.iter(|| HttpDate::parse(black_box(value))));
     }
     group.finish();
-}
-
-/// Best mean over batches of calls, batches doubling until one takes 10 ms,
-/// for at least 300 ms and 3 calls.
-fn time_per_call(mut f: impl FnMut()) -> Duration {
-    f();
-    let (start, mut calls, mut batch, mut best) = (Instant::now(), 0u32, 1u32, Duration::MAX);
-    while start.elapsed() < Duration::from_millis(300) || calls < 3 {
-        let t = Instant::now();
-        for _ in 0..batch {
-            f();
-        }
-        let took = t.elapsed();
-        best = best.min(took / batch);
-        calls += batch;
-        if took < Duration::from_millis(10) {
-            batch *= 2;
-        }
-    }
-    best
 }
 
 fn summary(_: &mut Criterion) {
