@@ -12,7 +12,8 @@ use axum::routing::get;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
-use support::{TestResponse, TestServer};
+use support::log::LogBuffer;
+use support::{TestResponse, TestServer, serve_without_connect_info};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_perf::clock::ManualClock;
 use tower_perf::rate_limit::{
@@ -643,58 +644,8 @@ fn an_empty_or_relative_pattern_panics_at_construction() {
     let _ = RateRule::new("api", Quota::per_minute(1)).path("api/**");
 }
 
-/// What `tracing` records while a test runs: the formatted lines, in a
-/// buffer the test reads. The subscriber is the thread's default, and a
-/// current-thread runtime runs the server's tasks on that thread.
-#[derive(Clone, Default)]
-struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogBuffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl LogBuffer {
-    fn capture(&self) -> tracing::subscriber::DefaultGuard {
-        let buf = self.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || buf.clone())
-            .with_max_level(tracing::Level::WARN)
-            .finish();
-        tracing::subscriber::set_default(subscriber)
-    }
-
-    fn lines(&self) -> Vec<String> {
-        String::from_utf8_lossy(&self.0.lock().unwrap())
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
-/// Serves `app` with `axum::serve(listener, app)`: no `ConnectInfo`, the
-/// set-up the missing-key default is for.
-async fn serve_without_connect_info(app: Router) -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
-}
-
 async fn get_from(addr: std::net::SocketAddr, path: &str) -> TestResponse {
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Full<Bytes>>();
-    let uri: http::Uri = format!("http://{addr}{path}").parse().unwrap();
-    let res = client
-        .request(Request::get(uri).body(Full::default()).unwrap())
-        .await
-        .unwrap();
-    TestResponse::collect(res).await
+    support::get_at(addr, path, &[]).await
 }
 
 /// Behind `axum::serve(listener, app)` no request carries a client
@@ -726,11 +677,7 @@ async fn without_a_client_address_the_default_fails_loudly() {
     }
     // Routes without a rule are not the layer's business.
     assert_eq!(get_from(addr, "/health").await.status, StatusCode::OK);
-    let errors: Vec<String> = log
-        .lines()
-        .into_iter()
-        .filter(|l| l.contains("ERROR"))
-        .collect();
+    let errors = log.errors();
     assert_eq!(errors.len(), 1, "one error for the layer: {errors:#?}");
     assert!(
         errors[0].contains("into_make_service_with_connect_info::<SocketAddr>()"),
@@ -798,11 +745,7 @@ async fn without_a_client_address_shadow_mode_logs_but_lets_through() {
         assert_eq!((r.status, r.header("ratelimit")), (StatusCode::OK, None));
     }
     assert_eq!(stats.missing_key_failures(), 3);
-    let errors: Vec<String> = log
-        .lines()
-        .into_iter()
-        .filter(|l| l.contains("ERROR"))
-        .collect();
+    let errors = log.errors();
     assert_eq!(errors.len(), 1);
     // It says what happened: nothing was answered 500.
     assert!(

@@ -6,14 +6,14 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::routing::get;
 use bytes::Bytes;
 use http::{HeaderName, Request, StatusCode};
 use http_body_util::Full;
-use support::TestResponse;
+use support::log::LogBuffer;
+use support::{TestResponse, serve_without_connect_info};
 use tower::ServiceExt;
 use tower_perf::rate_limit::{KeySource, MissingKey, PeerAddr, Quota, RateLimitLayer, RateRule};
 
@@ -41,25 +41,9 @@ fn app(layer: RateLimitLayer) -> Router {
 }
 
 /// Serves `app` with `axum::serve(listener, app)`: no `ConnectInfo`.
-async fn serve_without_connect_info(app: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
-}
-
 async fn get_from(addr: SocketAddr, path: &str, api_key: Option<&str>) -> TestResponse {
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Full<Bytes>>();
-    let mut req = Request::get(format!("http://{addr}{path}"));
-    if let Some(k) = api_key {
-        req = req.header("x-api-key", k);
-    }
-    let res = client
-        .request(req.body(Full::default()).unwrap())
-        .await
-        .unwrap();
-    TestResponse::collect(res).await
+    let key: Vec<(&str, &str)> = api_key.map(|k| ("x-api-key", k)).into_iter().collect();
+    support::get_at(addr, path, &key).await
 }
 
 /// Calls a service built from `layer` once, in process, with the peer
@@ -85,39 +69,6 @@ async fn call(
             .insert("x-api-key", http::HeaderValue::from_str(k).unwrap());
     }
     svc.oneshot(req).await.unwrap().status()
-}
-
-/// The `tracing` output of a test, captured.
-#[derive(Clone, Default)]
-struct LogBuffer(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogBuffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl LogBuffer {
-    fn capture(&self) -> tracing::subscriber::DefaultGuard {
-        let buf = self.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || buf.clone())
-            .with_max_level(tracing::Level::WARN)
-            .finish();
-        tracing::subscriber::set_default(subscriber)
-    }
-
-    fn errors(&self) -> Vec<String> {
-        String::from_utf8_lossy(&self.0.lock().unwrap())
-            .lines()
-            .filter(|l| l.contains("ERROR"))
-            .map(str::to_owned)
-            .collect()
-    }
 }
 
 /// The layer-wide `on_missing_key` an API-key rule needs used to be the

@@ -13,6 +13,7 @@
 
 #[cfg(feature = "cache")]
 pub mod cache;
+pub mod log;
 #[cfg(feature = "redis")]
 pub mod redis;
 
@@ -322,4 +323,27 @@ pub async fn silent_listener() -> (u16, tokio::task::JoinHandle<()>) {
         }
     });
     (port, held)
+}
+
+/// Serves `app` with `axum::serve(listener, app)`: no `ConnectInfo`, as a
+/// newcomer's first app does.
+pub async fn serve_without_connect_info(app: axum::Router) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+/// `GET path` from the server at `addr` with `headers`, on a new client.
+pub async fn get_at(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> TestResponse {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut req = Request::get(format!("http://{addr}{path}"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let res = client
+        .request(req.body(Full::default()).unwrap())
+        .await
+        .unwrap();
+    TestResponse::collect(res).await
 }
