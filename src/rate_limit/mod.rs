@@ -139,6 +139,7 @@ mod future;
 mod key;
 mod layer;
 mod missing_key;
+mod most_limited;
 mod quota;
 #[cfg(feature = "redis")]
 mod redis_store;
@@ -155,10 +156,11 @@ pub use self::{
     key::{Cidr, CidrError, Key, KeyFn, KeySource, PeerAddr, RequestHead},
     layer::RateLimitLayer,
     missing_key::MissingKey,
+    most_limited::LIMITED_KEYS_KEPT,
     quota::{Decision, Quota},
     rule::RateRule,
     service::RateLimit,
-    stats::{LIMITED_KEYS_KEPT, LimitedKey, PolicyStats, RateLimitStats},
+    stats::{LimitedKey, PolicyStats, RateLimitStats},
     store::{DEFAULT_MAX_KEYS, MemoryStore, PolicyRef, RateLimitStore, StoreError},
 };
 

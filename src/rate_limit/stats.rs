@@ -2,9 +2,10 @@
 //! limited keys, and requests that had no key to count.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use super::key::Key;
+use super::most_limited::MostLimited;
 
 #[derive(Debug, Default)]
 struct PolicyCounters {
@@ -46,8 +47,8 @@ pub(super) struct Counters {
     names: Arc<[Arc<str>]>,
     counters: Arc<[PolicyCounters]>,
     /// Limited requests by (policy, key); touched only when a request is
-    /// limited, bounded to [`LIMITED_KEYS_KEPT`] entries.
-    limited_keys: Arc<std::sync::Mutex<std::collections::HashMap<(usize, String), u64>>>,
+    /// limited, bounded to [`LIMITED_KEYS_KEPT`](super::LIMITED_KEYS_KEPT) entries.
+    limited_keys: Arc<Mutex<MostLimited>>,
     /// Requests without a client address under [`MissingKey::Fail`](super::MissingKey::Fail)
     /// (answered 500, or let through in shadow mode); the first is logged.
     pub(super) missing_key_failures: Arc<AtomicU64>,
@@ -55,10 +56,6 @@ pub(super) struct Counters {
     /// requests were let through, not answered): the report says so.
     shadow: bool,
 }
-
-/// Keys the statistics keep limited counts for; the smallest count goes
-/// when a new key comes past this.
-pub const LIMITED_KEYS_KEPT: usize = 1024;
 
 /// A key that hit its quota, and how often.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -77,8 +74,8 @@ impl Counters {
     pub(super) fn new(names: Arc<[Arc<str>]>, shadow: bool) -> Self {
         Self {
             counters: names.iter().map(|_| PolicyCounters::default()).collect(),
+            limited_keys: Arc::new(Mutex::new(MostLimited::new(names.len()))),
             names,
-            limited_keys: Arc::default(),
             missing_key_failures: Arc::default(),
             shadow,
         }
@@ -97,17 +94,11 @@ impl Counters {
         }
     }
 
-    fn record_limited(&self, rule: usize, key: &Key) {
-        let Ok(mut m) = self.limited_keys.lock() else {
-            return;
-        };
-        let k = (rule, key.to_string());
-        if !m.contains_key(&k) && m.len() >= LIMITED_KEYS_KEPT {
-            if let Some(smallest) = m.iter().min_by_key(|(_, n)| **n).map(|(k, _)| k.clone()) {
-                m.remove(&smallest);
-            }
-        }
-        *m.entry(k).or_insert(0) += 1;
+    fn record_limited(&self, policy: usize, key: &Key) {
+        self.limited_keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .record(policy, key);
     }
 }
 
@@ -134,19 +125,20 @@ impl RateLimitStats {
     /// The `n` most limited keys, most limited first.
     pub fn most_limited(&self, n: usize) -> Vec<LimitedKey> {
         let current = self.current();
-        let Ok(m) = current.limited_keys.lock() else {
-            return Vec::new();
-        };
+        let m = current
+            .limited_keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let mut v: Vec<LimitedKey> = m
             .iter()
-            .map(|((rule, key), count)| LimitedKey {
+            .map(|(policy, key, count)| LimitedKey {
                 policy: current
                     .names
-                    .get(*rule)
+                    .get(policy)
                     .map(|s| s.to_string())
                     .unwrap_or_default(),
-                key: key.clone(),
-                limited: *count,
+                key: key.to_string(),
+                limited: count,
             })
             .collect();
         v.sort_by(|a, b| b.limited.cmp(&a.limited).then_with(|| a.key.cmp(&b.key)));
