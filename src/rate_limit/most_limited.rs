@@ -11,6 +11,11 @@ use super::key::Key;
 /// half a table, not a scan per key).
 pub const LIMITED_KEYS_KEPT: usize = 1024;
 
+/// Longer text keys (a client chooses a header's value) are kept as their
+/// first bytes and `…`, so the table stays within about
+/// `LIMITED_KEYS_KEPT` × this many bytes of keys.
+const MAX_KEY_BYTES: usize = 128;
+
 /// Limited counts by policy (index) and key.
 #[derive(Debug, Default)]
 pub(super) struct MostLimited {
@@ -32,6 +37,18 @@ impl MostLimited {
     /// One more limited request of `key` under `policy`. A key already
     /// counted costs a lookup, no allocation.
     pub(super) fn record(&mut self, policy: usize, key: &Key) {
+        let shortened;
+        let key = match key {
+            Key::Text(t) if t.len() > MAX_KEY_BYTES => {
+                let mut end = MAX_KEY_BYTES;
+                while !t.is_char_boundary(end) {
+                    end -= 1;
+                }
+                shortened = Key::Text(format!("{}…", &t[..end]).into());
+                &shortened
+            }
+            _ => key,
+        };
         let Some(keys) = self.by_policy.get_mut(policy) else {
             return;
         };
@@ -110,6 +127,23 @@ mod tests {
         // The most limited key survives the flood.
         assert!(t.iter().any(|(p, k, c)| p == 1 && *k == hot && c == 50));
         assert!(t.len >= LIMITED_KEYS_KEPT / 2);
+    }
+
+    #[test]
+    fn long_keys_are_kept_short() {
+        let mut t = MostLimited::new(1);
+        let long = "é".repeat(10_000);
+        t.record(0, &Key::Text(long.clone().into()));
+        t.record(0, &Key::Text(format!("{long}x").into()));
+        let kept: Vec<(String, u64)> = t.iter().map(|(_, k, n)| (k.to_string(), n)).collect();
+        assert_eq!(kept.len(), 1, "the same first bytes: one entry");
+        assert!(
+            kept[0].0.len() <= MAX_KEY_BYTES + '…'.len_utf8(),
+            "{}",
+            kept[0].0.len()
+        );
+        assert!(kept[0].0.ends_with('…'));
+        assert_eq!(kept[0].1, 2);
     }
 
     #[test]
