@@ -23,11 +23,23 @@ use super::key::CacheKey;
 use super::redis_store::{RedisCacheStats, RedisCacheStore};
 use super::store::{CacheStore, MemoryStore, Purge, StoreError, Variants};
 
-/// Invalidations an outbox keeps (about 100 bytes each); one more and they
-/// collapse into a purge of everything (over-invalidating is safe,
-/// forgetting is not). Clients can fill it: each successful unsafe request
-/// during an outage queues its URL.
-pub(crate) const OUTBOX_CAP: usize = 4096;
+/// Invalidations an outbox keeps, and the bytes of their URLs, prefixes
+/// and tags; one more and they collapse into a purge of everything
+/// (over-invalidating is safe, forgetting is not). Clients can fill it:
+/// each successful unsafe request during an outage queues its URL, whose
+/// length they choose, and every push and every Redis hit while purges
+/// wait looks through the queue, so both bounds stay small.
+pub(crate) const OUTBOX_CAP: usize = 1024;
+pub(crate) const OUTBOX_MAX_BYTES: usize = 256 * 1024;
+
+/// The bytes a purge holds.
+fn weight(purge: &Purge) -> usize {
+    match purge {
+        Purge::Key(k) => k.as_str().len(),
+        Purge::PathAndQuery(s) | Purge::Prefix(s) | Purge::Tag(s) => s.len(),
+        Purge::All => 0,
+    }
+}
 
 /// The first wait before replaying again after a failed attempt; doubles
 /// up to [`RETRY_MAX`]. Short: while Redis is known to be down the breaker
@@ -45,6 +57,8 @@ const PING_TIMEOUT: Duration = Duration::from_secs(1);
 #[derive(Debug, Default)]
 struct Queue {
     items: VecDeque<Purge>,
+    /// What the items hold, by [`weight`].
+    bytes: usize,
     /// The front item is being replayed: a new purge equal to it is not
     /// covered by it (what was stored meanwhile must go too).
     in_flight: bool,
@@ -74,19 +88,26 @@ impl Outbox {
                 .any(|p| *p == Purge::All || *p == purge);
             if covered {
                 // Already waiting, not yet started.
-            } else if purge == Purge::All || q.items.len() >= OUTBOX_CAP {
+            } else if purge == Purge::All
+                || q.items.len() >= OUTBOX_CAP
+                || q.bytes + weight(&purge) > OUTBOX_MAX_BYTES
+            {
                 if purge != Purge::All {
                     tracing::warn!(
                         pending = q.items.len(),
-                        "tower-perf cache: more than {OUTBOX_CAP} purges wait for Redis; \
-                         they collapse into one purge of everything when it answers"
+                        bytes = q.bytes,
+                        "tower-perf cache: more purges wait for Redis than the outbox keeps \
+                         ({OUTBOX_CAP}, {OUTBOX_MAX_BYTES} bytes); they collapse into one \
+                         purge of everything when it answers"
                     );
                 }
                 // The item in flight stays at the front (its replay ends
                 // with `done`); everything after it becomes one purge.
                 q.items.truncate(waiting);
+                q.bytes = q.items.iter().map(weight).sum();
                 q.items.push_back(Purge::All);
             } else {
+                q.bytes += weight(&purge);
                 q.items.push_back(purge);
             }
             stats.set_pending(q.items.len());
@@ -106,7 +127,9 @@ impl Outbox {
     fn done(&self, stats: &RedisCacheStats) {
         let mut q = self.lock();
         if q.in_flight {
-            q.items.pop_front();
+            if let Some(p) = q.items.pop_front() {
+                q.bytes -= weight(&p);
+            }
             q.in_flight = false;
         }
         stats.set_pending(q.items.len());
@@ -390,6 +413,27 @@ mod tests {
         outbox.done(&stats);
         assert_eq!(outbox.take_front(), None);
         assert_eq!(stats.snapshot().invalidations_pending, 0);
+    }
+
+    #[test]
+    fn long_urls_collapse_the_outbox_by_bytes() {
+        let stats = RedisCacheStats::detached();
+        let outbox = Outbox::default();
+        // Client-chosen URLs of 16 KiB: far fewer than OUTBOX_CAP fit.
+        let long = |i: usize| Purge::PathAndQuery(format!("/{i}/{}", "a".repeat(16 * 1024)));
+        let fit = OUTBOX_MAX_BYTES / (16 * 1024 + 8);
+        for i in 0..fit {
+            outbox.push(long(i), &stats);
+        }
+        assert_eq!(stats.snapshot().invalidations_pending, fit as u64);
+        assert!(outbox.lock().bytes <= OUTBOX_MAX_BYTES);
+        for i in fit..fit + 4 {
+            outbox.push(long(i), &stats);
+        }
+        assert_eq!(outbox.take_front(), Some(Purge::All));
+        assert_eq!(outbox.lock().bytes, 0);
+        outbox.done(&stats);
+        assert_eq!(outbox.take_front(), None);
     }
 
     #[test]

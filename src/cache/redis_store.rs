@@ -456,9 +456,9 @@ impl CacheStore for RedisCacheStore {
 /// subscription was interrupted, or stopped answering its once-a-second
 /// ping, empties its L1 when it subscribes again. So once Redis is back,
 /// no replica serves what was purged during the outage (the replay follows
-/// within the breaker's window plus 250 ms). At most 4,096 purges wait for
-/// replay (clients fill it too: each successful unsafe request queues its
-/// URL); past that they collapse into one purge of everything. Purges
+/// within the breaker's window plus 250 ms). At most 1,024 purges (and
+/// 256 KiB of URLs, prefixes and tags) wait for replay (clients fill it
+/// too: each successful unsafe request queues its URL); past that they collapse into one purge of everything. Purges
 /// still waiting when the last clone of the store is dropped are lost,
 /// with a warning logged (`tracing`).
 #[derive(Clone)]
