@@ -131,7 +131,7 @@ fn bench(c: &mut Criterion) {
 /// The same script, sent whole with EVAL each time, as a plain client would.
 async fn eval(c: &mut redis::aio::MultiplexedConnection, prefix: &str) -> (i64, i64, i64, i64) {
     redis::cmd("EVAL")
-        .arg(RedisStore::GCRA_LUA)
+        .arg(include_str!("../src/rate_limit/gcra.lua"))
         .arg(1)
         .arg(format!("{prefix}:eval"))
         .arg(1)

@@ -57,10 +57,10 @@ use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::TokioExecutor;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_perf::BoxError;
-use tower_perf::cache::{CacheBody, CacheLayer, DEFAULT_IMPLICIT_VARY};
+use tower_perf::cache::{CacheLayer, DEFAULT_IMPLICIT_VARY, ResponseBody};
 
 /// The proxy's response body: the cache's, or a 502 of its own.
-pub(crate) type ProxyBody = Either<CacheBody<Incoming>, Full<Bytes>>;
+pub(crate) type ProxyBody = Either<ResponseBody<Incoming>, Full<Bytes>>;
 
 /// Hop-by-hop fields, always dropped (RFC 9110 §7.6.1, plus the
 /// `Proxy-*` credentials meant for this hop).

@@ -685,8 +685,8 @@ async fn without_probes_unsafe_preconditions_are_the_handlers() {
     // Behind `Router::layer` the layer must not guess: the PUT handler runs
     // and finds the parsed preconditions in its extensions.
     use axum::Extension;
-    use tower_perf::cache_control::{Precondition, Preconditions};
     use tower_perf::headers::EntityTag;
+    use tower_perf::headers::{Precondition, Preconditions};
     let puts = Arc::new(AtomicUsize::new(0));
     let counter = puts.clone();
     let app = Router::new()
@@ -866,5 +866,5 @@ fn services_futures_and_bodies_are_send() {
         Response<Full<Bytes>>,
         std::convert::Infallible,
     >;
-    assert_send::<tower_perf::cache_control::CacheControlService<Svc>>();
+    assert_send::<tower_perf::cache_control::CacheControl<Svc>>();
 }

@@ -794,3 +794,28 @@ async fn a_handle_taken_before_the_rules_reads_the_finished_layer() {
         .collect();
     assert_eq!(got, [("api".to_owned(), 1, 1)]);
 }
+
+/// `RateLimit::new` is the one-rule layer, and a service reads the
+/// statistics its layer's services count.
+#[tokio::test]
+async fn the_service_constructor_limits_and_counts() {
+    use tower_perf::rate_limit::RateLimit;
+    let inner = service_fn(|_req: Request<Full<Bytes>>| async {
+        Ok::<_, Infallible>(Response::new(Full::from("ok")))
+    });
+    let svc = RateLimit::new(inner, RateRule::new("q", Quota::per_minute(1)));
+    assert_eq!(status_from(&svc, [1, 1, 1, 1]).await, StatusCode::OK);
+    assert_eq!(
+        status_from(&svc, [1, 1, 1, 1]).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let snap = svc.stats().snapshot();
+    assert_eq!(snap.len(), 1);
+    assert_eq!((snap[0].allowed, snap[0].limited), (1, 1));
+    // The builder the service names is the layer's own.
+    let layered = RateLimit::<(), MemoryStore>::layer()
+        .rule(RateRule::new("q", Quota::per_minute(1)))
+        .layer(inner);
+    assert_eq!(status_from(&layered, [1, 1, 1, 1]).await, StatusCode::OK);
+    assert_eq!(layered.stats().snapshot()[0].allowed, 1);
+}

@@ -16,13 +16,13 @@ use http_body_util::Full;
 use support::redis::{BlackHole, OwnRedis, free_port, prefix, redis_url};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_perf::cache::{
-    CacheBody, CacheHandle, CacheKey, CacheLayer, CacheStore, MemoryStore, RedisCacheStore,
+    CacheHandle, CacheKey, CacheLayer, CacheStore, MemoryStore, RedisCacheStore, ResponseBody,
     TieredStore,
 };
 
 type CacheSvc = tower::util::BoxCloneService<
     Request<Full<Bytes>>,
-    Response<CacheBody<Full<Bytes>>>,
+    Response<ResponseBody<Full<Bytes>>>,
     Infallible,
 >;
 

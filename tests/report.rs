@@ -299,7 +299,7 @@ async fn server_errors_still_warn_and_turn_critical() {
     }
     let summary = report.summary();
     assert_eq!(summary.status, Status::Warning, "{summary:#?}");
-    let traffic = summary.traffic.as_ref().unwrap();
+    let traffic = &summary.traffic.as_ref().unwrap().overall;
     assert!((traffic.error_rate - 0.025).abs() < 1e-9, "{traffic:?}");
     assert_eq!((traffic.server_errors, traffic.client_errors), (1, 30));
     let errors = summary

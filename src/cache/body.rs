@@ -20,8 +20,8 @@ use super::stats::Counters;
 use super::vary::VaryKey;
 
 pin_project! {
-    /// The body of responses from [`CacheService`](super::CacheService).
-    pub struct CacheBody<B> {
+    /// The body of responses from [`Cache`](super::Cache).
+    pub struct ResponseBody<B> {
         #[pin]
         kind: Kind<B>,
     }
@@ -35,16 +35,16 @@ pin_project! {
     }
 }
 
-impl<B> std::fmt::Debug for CacheBody<B> {
+impl<B> std::fmt::Debug for ResponseBody<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self.kind {
-            Kind::Stored { .. } => "CacheBody::Stored",
-            Kind::Origin { .. } => "CacheBody::Origin",
+            Kind::Stored { .. } => "ResponseBody::Stored",
+            Kind::Origin { .. } => "ResponseBody::Origin",
         })
     }
 }
 
-impl<B> CacheBody<B> {
+impl<B> ResponseBody<B> {
     pub(crate) fn stored(data: Bytes, trailers: Option<HeaderMap>) -> Self {
         Self {
             kind: Kind::Stored {
@@ -154,7 +154,7 @@ impl Drop for Tee {
     }
 }
 
-impl<B> Body for CacheBody<B>
+impl<B> Body for ResponseBody<B>
 where
     B: Body<Data = Bytes>,
 {

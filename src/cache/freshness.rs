@@ -294,7 +294,7 @@ mod tests {
 
     /// The shared state of a cache with the default settings.
     fn shared() -> Arc<Shared> {
-        let svc = crate::cache::CacheService::new(());
+        let svc = crate::cache::Cache::new(());
         svc.shared
     }
 

@@ -1,4 +1,4 @@
-//! [`ResponseFuture`]: the future of [`CacheService`](super::CacheService).
+//! [`ResponseFuture`]: the future of [`Cache`](super::Cache).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -6,12 +6,12 @@ use std::task::{Context, Poll};
 
 use http::Response;
 
-use super::body::CacheBody;
+use super::body::ResponseBody;
 
-pub(super) type Resp<B> = Response<CacheBody<B>>;
+pub(super) type Resp<B> = Response<ResponseBody<B>>;
 pub(super) type BoxFut<B, E> = Pin<Box<dyn Future<Output = Result<Resp<B>, E>> + Send>>;
 
-/// The future of [`CacheService`](super::CacheService): a response at hand (a hit never
+/// The future of [`Cache`](super::Cache): a response at hand (a hit never
 /// allocates a future), or the boxed origin path (whose network I/O
 /// dwarfs one allocation).
 #[must_use = "futures do nothing unless polled"]

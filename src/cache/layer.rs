@@ -8,7 +8,7 @@ use http::{HeaderName, Uri};
 use super::flight::Flights;
 use super::freshness::Heuristic;
 use super::key::CacheKey;
-use super::service::{CacheService, Shared};
+use super::service::{Cache, Shared};
 use super::stats::{CacheStats, Counters};
 use super::store::{CacheStore, MemoryStore, Purge, StoreError};
 use super::vary::Encodings;
@@ -290,10 +290,10 @@ impl CacheLayer {
 }
 
 impl<S> tower_layer::Layer<S> for CacheLayer {
-    type Service = CacheService<S>;
+    type Service = Cache<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CacheService {
+        Cache {
             inner,
             shared: Arc::new(Shared {
                 config: Arc::clone(&self.config),

@@ -183,7 +183,7 @@ mod store;
 mod vary;
 mod warm;
 
-pub use self::body::CacheBody;
+pub use self::body::ResponseBody;
 pub use self::entry::CachedResponse;
 pub use self::future::ResponseFuture;
 pub use self::key::CacheKey;
@@ -191,7 +191,7 @@ pub use self::layer::{CacheHandle, CacheLayer, DEFAULT_IMPLICIT_VARY, DEFAULT_MA
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis_store::{RedisCacheSnapshot, RedisCacheStats, RedisCacheStore, TieredStore};
-pub use self::service::CacheService;
+pub use self::service::Cache;
 pub use self::stats::{CacheSnapshot, CacheStats};
 pub use self::store::{
     CacheStore, MemoryStore, Purge, StoreError, StoreFuture, StoreUsage, Variants,

@@ -10,7 +10,7 @@ use http_body::Body;
 use http_body_util::BodyExt;
 use tower_service::Service;
 
-use super::body::{CacheBody, Tee};
+use super::body::{ResponseBody, Tee};
 use super::entry::CachedResponse;
 use super::flight::FlightGuard;
 use super::future::Resp;
@@ -348,23 +348,23 @@ where
         if let Some(t) = tee {
             match tokio::runtime::Handle::try_current() {
                 Ok(rt) => {
-                    rt.spawn(drain(CacheBody::origin(body, Some(t))));
+                    rt.spawn(drain(ResponseBody::origin(body, Some(t))));
                 }
                 Err(_) => drop(t),
             }
         }
         parts.status = StatusCode::NOT_MODIFIED;
         retain_not_modified_fields(&mut parts.headers);
-        return (Response::from_parts(parts, CacheBody::empty()), stored);
+        return (Response::from_parts(parts, ResponseBody::empty()), stored);
     }
     (
-        Response::from_parts(parts, CacheBody::origin(body, tee)),
+        Response::from_parts(parts, ResponseBody::origin(body, tee)),
         stored,
     )
 }
 
 /// Reads a body to its end (copying it into the store on the way).
-pub(super) async fn drain<B: Body<Data = Bytes> + Send + 'static>(body: CacheBody<B>) {
+pub(super) async fn drain<B: Body<Data = Bytes> + Send + 'static>(body: ResponseBody<B>) {
     let mut body = std::pin::pin!(body);
     while let Some(frame) = body.frame().await {
         if frame.is_err() {

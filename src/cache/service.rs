@@ -1,4 +1,4 @@
-//! [`CacheService`]: the request path of the cache.
+//! [`Cache`]: the request path of the cache.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -11,7 +11,7 @@ use http_body::Body;
 use tower_service::Service;
 
 use super::authority;
-use super::body::CacheBody;
+use super::body::ResponseBody;
 use super::entry::CachedResponse;
 use super::flight::{Flights, Join};
 use super::freshness::Decision;
@@ -38,12 +38,12 @@ pub(crate) struct Shared {
 
 /// The service [`CacheLayer`] builds. See the [module docs](crate::cache).
 #[derive(Debug, Clone)]
-pub struct CacheService<S> {
+pub struct Cache<S> {
     pub(crate) inner: S,
     pub(crate) shared: Arc<Shared>,
 }
 
-impl<S> CacheService<S> {
+impl<S> Cache<S> {
     /// Wraps `inner` in a cache with the default settings.
     pub fn new(inner: S) -> Self {
         tower_layer::Layer::layer(&CacheLayer::new(), inner)
@@ -105,14 +105,14 @@ impl Shared {
         let (status, mut headers, body) = if is_304 {
             let mut headers = e.template.clone();
             retain_not_modified_fields(&mut headers);
-            (StatusCode::NOT_MODIFIED, headers, CacheBody::empty())
+            (StatusCode::NOT_MODIFIED, headers, ResponseBody::empty())
         } else if method == Method::HEAD {
-            (e.status, e.template.clone(), CacheBody::empty())
+            (e.status, e.template.clone(), ResponseBody::empty())
         } else {
             (
                 e.status,
                 e.template.clone(),
-                CacheBody::stored(e.body.clone(), e.trailers.clone()),
+                ResponseBody::stored(e.body.clone(), e.trailers.clone()),
             )
         };
         headers.insert(header::AGE, status::age_value(age));
@@ -145,7 +145,7 @@ impl Shared {
 
     pub(super) fn gateway_timeout<B>(&self, detail: &str) -> Resp<B> {
         Counters::add(&self.counters.gateway_timeouts);
-        let mut resp = Response::new(CacheBody::empty());
+        let mut resp = Response::new(ResponseBody::empty());
         *resp.status_mut() = StatusCode::GATEWAY_TIMEOUT;
         self.set_status(resp.headers_mut(), format_args!("detail={detail}"));
         resp
@@ -154,7 +154,7 @@ impl Shared {
     pub(super) fn passthrough<B>(&self, resp: Response<B>, fwd: &str) -> Resp<B> {
         let (mut parts, body) = resp.into_parts();
         self.set_status(&mut parts.headers, format_args!("fwd={fwd}"));
-        Response::from_parts(parts, CacheBody::origin(body, None))
+        Response::from_parts(parts, ResponseBody::origin(body, None))
     }
 }
 
@@ -171,14 +171,14 @@ pub(super) fn bad_request<B>(reason: &'static str, version: http::Version) -> Re
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    let body = CacheBody::stored(Bytes::from_static(reason.as_bytes()), None);
+    let body = ResponseBody::stored(Bytes::from_static(reason.as_bytes()), None);
     respond_with(StatusCode::BAD_REQUEST, headers, body)
 }
 
 pub(super) fn respond_with<B>(
     status: StatusCode,
     headers: HeaderMap,
-    body: CacheBody<B>,
+    body: ResponseBody<B>,
 ) -> Resp<B> {
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
@@ -186,7 +186,7 @@ pub(super) fn respond_with<B>(
     resp
 }
 
-impl<S, ReqB, ResB> Service<Request<ReqB>> for CacheService<S>
+impl<S, ReqB, ResB> Service<Request<ReqB>> for Cache<S>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + 'static,
     S::Future: Send + 'static,

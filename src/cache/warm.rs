@@ -40,7 +40,7 @@ impl CacheHandle {
     /// stores it, and reports what was stored.
     ///
     /// `svc` is whatever serves traffic with this cache inside it: the
-    /// [`CacheService`](super::CacheService) itself, or a whole axum
+    /// [`Cache`](super::Cache) itself, or a whole axum
     /// `Router` (requests then pass its other layers too). Runs on any
     /// executor; the requests make progress concurrently in the calling
     /// task.

@@ -55,7 +55,7 @@ pin_project! {
 }
 
 pin_project! {
-    /// The response future of [`CacheControlService`](super::CacheControlService).
+    /// The response future of [`CacheControl`](super::CacheControl).
     pub struct ResponseFuture<F, S, R, B> {
         #[pin]
         state: State<F, S, R, B>,

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use tower_layer::Layer;
 
 use super::policy::{Policy, Rule};
-use super::service::CacheControlService;
+use super::service::CacheControl;
 use super::stats::CacheControlStats;
 
 /// Whether and how the layer generates ETags.
@@ -117,7 +117,7 @@ impl CacheControlLayer {
     /// axum's `Router::layer` or `MethodRouter::layer` the inner service is
     /// the handler of the request's own method, and the "GET" would run the
     /// PUT handler. Off, unsafe requests reach the handler with a
-    /// [`Preconditions`](super::Preconditions) extension to check.
+    /// [`Preconditions`](crate::headers::Preconditions) extension to check.
     pub fn probe_unsafe_methods(mut self, on: bool) -> Self {
         Arc::make_mut(&mut self.config).probe_unsafe = on;
         self
@@ -131,10 +131,10 @@ impl CacheControlLayer {
 }
 
 impl<S> Layer<S> for CacheControlLayer {
-    type Service = CacheControlService<S>;
+    type Service = CacheControl<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CacheControlService {
+        CacheControl {
             inner,
             config: self.config.clone(),
             stats: self.stats.clone(),

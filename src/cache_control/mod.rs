@@ -49,9 +49,28 @@
 //! *before* the handler acts; judging them on its response would be too
 //! late. Two ways, by configuration:
 //!
-//! - by default the request reaches the handler with a [`Preconditions`]
+//! - by default the request reaches the handler with a
+//!   [`Preconditions`](crate::headers::Preconditions)
 //!   extension, which the handler evaluates against its current version
-//!   under the same lock as its write (the only race-free way);
+//!   under the same lock as its write (the only race-free way):
+//!
+//! ```
+//! use axum::{Extension, http::StatusCode};
+//! use tower_perf::headers::{EntityTag, Precondition, Preconditions};
+//!
+//! async fn update(pre: Option<Extension<Preconditions>>) -> StatusCode {
+//!     let current = EntityTag::strong("v3").unwrap(); // read under the same lock as the write
+//!     if let Some(Extension(pre)) = pre {
+//!         if pre.evaluate(&http::Method::PUT, true, Some(&current), None) != Precondition::Proceed {
+//!             return StatusCode::PRECONDITION_FAILED;
+//!         }
+//!     }
+//!     // … write …
+//!     StatusCode::NO_CONTENT
+//! }
+//! # let _ = update;
+//! ```
+//!
 //! - with [`probe_unsafe_methods`](CacheControlLayer::probe_unsafe_methods),
 //!   the layer first sends a `GET` of the same URI (same headers, no
 //!   preconditions, empty body) through the inner service, evaluates the
@@ -156,33 +175,6 @@ pub use self::{
     future::ResponseFuture,
     layer::{CacheControlLayer, DEFAULT_MAX_HASH_SIZE, EtagMode},
     policy::{Policy, Rule},
-    service::CacheControlService,
+    service::CacheControl,
     stats::{CacheControlSnapshot, CacheControlStats},
 };
-
-#[doc(inline)]
-pub use crate::headers::Precondition;
-/// [`CacheControlLayer`] inserts [`Preconditions`] into the extensions of
-/// every request that carries a conditional field, so a handler of an
-/// unsafe method can check them against its current version *before* it
-/// acts, in RFC 9110 §13.2.2's order:
-///
-/// ```
-/// use axum::{Extension, http::StatusCode};
-/// use tower_perf::cache_control::{Precondition, Preconditions};
-/// use tower_perf::headers::EntityTag;
-///
-/// async fn update(pre: Option<Extension<Preconditions>>) -> StatusCode {
-///     let current = EntityTag::strong("v3").unwrap(); // read under the same lock as the write
-///     if let Some(Extension(pre)) = pre {
-///         if pre.evaluate(&http::Method::PUT, true, Some(&current), None) != Precondition::Proceed {
-///             return StatusCode::PRECONDITION_FAILED;
-///         }
-///     }
-///     // … write …
-///     StatusCode::NO_CONTENT
-/// }
-/// # let _ = update;
-/// ```
-#[doc(inline)]
-pub use crate::headers::Preconditions;

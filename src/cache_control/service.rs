@@ -16,13 +16,13 @@ use crate::headers::Preconditions as Conditions;
 ///
 /// See the [module docs](crate::cache_control).
 #[derive(Debug, Clone)]
-pub struct CacheControlService<S> {
+pub struct CacheControl<S> {
     pub(crate) inner: S,
     pub(crate) config: Arc<Config>,
     pub(crate) stats: CacheControlStats,
 }
 
-impl<S> CacheControlService<S> {
+impl<S> CacheControl<S> {
     /// Wraps `inner` with the default settings (no rules).
     pub fn new(inner: S) -> Self {
         tower_layer::Layer::layer(&CacheControlLayer::new(), inner)
@@ -53,7 +53,7 @@ fn probe_skips(name: &HeaderName) -> bool {
         || n == "range"
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for CacheControlService<S>
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for CacheControl<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
     ReqBody: Default,

@@ -127,11 +127,50 @@ impl CompressionSnapshot {
     }
     /// Bytes saved over every coding.
     pub fn bytes_saved(&self) -> u64 {
-        let (i, o) = (
-            self.gzip.bytes_in + self.deflate.bytes_in,
-            self.gzip.bytes_out + self.deflate.bytes_out,
-        );
+        let (i, o) = self.codings().fold((0u64, 0u64), |(i, o), (_, c)| {
+            (i + c.bytes_in, o + c.bytes_out)
+        });
         i.saturating_sub(o)
+    }
+    /// Each coding's figures, named as in `Content-Encoding`.
+    pub fn codings(&self) -> impl Iterator<Item = (&'static str, &CodingSnapshot)> {
+        [("gzip", &self.gzip), ("deflate", &self.deflate)].into_iter()
+    }
+}
+
+/// The report's JSON: `codings` (each with its name and `ratio`),
+/// `skipped` as `[reason, count]` pairs, `not_acceptable` and
+/// `bytes_saved`.
+#[cfg(feature = "report")]
+impl serde::Serialize for CompressionSnapshot {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        #[derive(serde::Serialize)]
+        struct Coding<'a> {
+            coding: &'a str,
+            responses: u64,
+            bytes_in: u64,
+            bytes_out: u64,
+            ratio: Option<f64>,
+        }
+        let codings: Vec<Coding<'_>> = self
+            .codings()
+            .map(|(coding, c)| Coding {
+                coding,
+                responses: c.responses,
+                bytes_in: c.bytes_in,
+                bytes_out: c.bytes_out,
+                ratio: c.ratio(),
+            })
+            .collect();
+        let skipped: Vec<(&str, u64)> =
+            self.skipped.iter().map(|(r, n)| (r.as_str(), *n)).collect();
+        let mut st = s.serialize_struct("CompressionSnapshot", 4)?;
+        st.serialize_field("codings", &codings)?;
+        st.serialize_field("skipped", &skipped)?;
+        st.serialize_field("not_acceptable", &self.not_acceptable)?;
+        st.serialize_field("bytes_saved", &self.bytes_saved())?;
+        st.end()
     }
 }
 

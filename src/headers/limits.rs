@@ -120,7 +120,7 @@ fn entity_tag_lists_past_the_limit_are_unreadable() {
 #[cfg(feature = "cache-control")]
 #[test]
 fn over_long_lists_fail_safe_in_preconditions() {
-    use crate::cache_control::{Precondition, Preconditions};
+    use crate::headers::{Precondition, Preconditions};
     use http::Method;
     use http::header::IF_MATCH;
 

@@ -2,6 +2,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::{Response, StatusCode};
+
+use super::body::ResponseBody;
 use super::key::KeySource;
 
 /// What to do with a request no key can be found for.
@@ -155,6 +159,18 @@ pub(super) const FAIL_BODY: &str = "rate limiting is misconfigured: this request
 Serve the app with `axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())` \
 (or insert `tower_perf::rate_limit::PeerAddr` in each request), \
 or choose `.on_missing_peer_addr(MissingKey::Shared)` or `.on_missing_peer_addr(MissingKey::Allow)` on the RateLimitLayer.\n";
+
+/// The `500` a request without a client address gets under
+/// [`MissingKey::Fail`].
+pub(super) fn failure_response<B>() -> Response<ResponseBody<B>> {
+    let mut res = Response::new(ResponseBody::text(FAIL_BODY));
+    *res.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    res.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    res
+}
 
 /// Counts a [`MissingKey::Fail`] answer (or, in shadow mode, a request let
 /// through instead); the first one of the layer is logged (a log line per

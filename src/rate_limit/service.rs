@@ -6,8 +6,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderValue};
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
@@ -15,10 +14,11 @@ use super::body::ResponseBody;
 use super::fields::{Fields, too_many};
 use super::future::{ResponseFuture, checking};
 use super::key::{Key, KeySource};
-use super::layer::Config;
+use super::layer::{Config, RateLimitLayer};
 use super::missing_key::{self, MissingKey};
 use super::quota::Decision;
-use super::stats::Counters;
+use super::rule::RateRule;
+use super::stats::{Counters, RateLimitStats};
 use super::store::{MemoryStore, PolicyRef, RateLimitStore};
 
 /// What every clone of a [`RateLimit`] service shares: one reference
@@ -52,7 +52,32 @@ impl<S: std::fmt::Debug, St> std::fmt::Debug for RateLimit<S, St> {
     }
 }
 
+impl<S> RateLimit<S, MemoryStore> {
+    /// Wraps `inner` in one rule, counted in memory (a layer with
+    /// [`RateLimitLayer::rule`] says the same with more rules and
+    /// settings).
+    ///
+    /// # Panics
+    ///
+    /// As [`Layer::layer`](tower_layer::Layer::layer) on the layer does: if the rule costs more
+    /// than the burst of one of its policies.
+    pub fn new(inner: S, rule: RateRule) -> Self {
+        tower_layer::Layer::layer(&RateLimitLayer::new().rule(rule), inner)
+    }
+
+    /// A [`RateLimitLayer`] counting in memory, with no rules yet.
+    pub fn layer() -> RateLimitLayer {
+        RateLimitLayer::new()
+    }
+}
+
 impl<S, St> RateLimit<S, St> {
+    /// The statistics this service counts into, shared with every service
+    /// its layer built.
+    pub fn stats(&self) -> RateLimitStats {
+        RateLimitStats::attached(self.shared.stats.clone())
+    }
+
     crate::macros::define_inner_service_accessors!();
 }
 
@@ -186,13 +211,7 @@ fn extract<St, B>(
                 // Shadow mode never rejects: the error log says it all.
                 return Extracted::Skip;
             }
-            let mut res = Response::new(ResponseBody::text(missing_key::FAIL_BODY));
-            *res.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-            res.headers_mut().insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; charset=utf-8"),
-            );
-            Extracted::Deny(Box::new(res))
+            Extracted::Deny(Box::new(missing_key::failure_response()))
         }
         MissingKey::Shared => Extracted::Key(Key::Text("unknown".into())),
         MissingKey::Allow => Extracted::Skip,

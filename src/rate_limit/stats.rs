@@ -110,6 +110,13 @@ impl RateLimitStats {
         }
     }
 
+    /// A handle that reads `counters` for good (a service's own).
+    pub(super) fn attached(counters: Counters) -> Self {
+        Self {
+            current: Arc::new(RwLock::new(counters)),
+        }
+    }
+
     /// From now on, read `counters` (those of the table just built).
     pub(super) fn attach(&self, counters: Counters) {
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = counters;

@@ -12,7 +12,7 @@
 //! | `GET /performance/cache/stats` | [`CacheSnapshot`](crate::cache::CacheSnapshot) |
 //! | `POST /performance/cache/clear` | [`Purged`] (needs the token; `503` and `"complete": false` when Redis could not be reached) |
 //! | `POST /performance/cache/purge` | [`Purged`]; body [`PurgeRequest`]: `{"url": …}`, `{"prefix": …}` or `{"tag": …}` (needs the token) |
-//! | `GET /performance/compression/stats` | [`CompressionReport`] |
+//! | `GET /performance/compression/stats` | [`CompressionSnapshot`](crate::compression::CompressionSnapshot) |
 //! | `GET /performance/rate-limit/stats` | [`RateLimitReport`] |
 //! | `GET /performance/profile/overview` | [`ProfileOverview`] |
 //! | `GET /performance/profile/slowest` | the 10 routes with the highest p99 ([`RouteStats`](crate::timing::RouteStats)) |
@@ -94,9 +94,6 @@ pub use self::schema::RateLimitReport;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::schema::RedisReport;
-#[cfg(feature = "compression")]
-#[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
-pub use self::schema::{CodingReport, CompressionReport};
 #[cfg(feature = "timing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "timing")))]
 pub use self::schema::{ProfileOverview, RouteLine, Traffic};

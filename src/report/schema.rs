@@ -35,30 +35,16 @@ impl Status {
 pub struct Traffic {
     /// Requests completed since start.
     pub total: u64,
-    /// Requests completed in the rolling window.
+    /// Requests completed in the rolling window (`overall.count`).
     pub window: u64,
     /// Seconds since the timing layer started.
     pub uptime_secs: f64,
     /// Mean requests per second since start.
     pub per_second: f64,
-    /// Server error rate over the window: 5xx, inner-service errors and
-    /// failed bodies over requests. 4xx don't count (they are the
-    /// client's).
-    pub error_rate: f64,
-    /// Server errors over the window.
-    pub server_errors: u64,
-    /// 4xx answers (429 included) over the window.
-    pub client_errors: u64,
-    /// `client_errors` over requests, over the window.
-    pub client_error_rate: f64,
-    /// 429 answers over the window (also in `client_errors`).
-    pub rate_limited: u64,
-    /// Overall p50 over the window, in ms.
-    pub p50_ms: Option<f64>,
-    /// Overall p95 over the window, in ms.
-    pub p95_ms: Option<f64>,
-    /// Overall p99 over the window, in ms.
-    pub p99_ms: Option<f64>,
+    /// Every request's figures over the window (in JSON, its fields sit
+    /// beside the ones above: `error_rate`, `p99_ms`…).
+    #[serde(flatten)]
+    pub overall: crate::timing::Stats,
     /// Per route, over the window: the figures the dashboard draws.
     pub routes: Vec<RouteLine>,
 }
@@ -72,54 +58,10 @@ pub struct RouteLine {
     pub method: String,
     /// Route label.
     pub route: String,
-    /// Requests.
-    pub count: u64,
-    /// Server error rate (5xx, inner-service errors, failed bodies).
-    pub error_rate: f64,
-    /// Server errors.
-    pub server_errors: u64,
-    /// 4xx answers, 429 included.
-    pub client_errors: u64,
-    /// 429 answers (also in `client_errors`).
-    pub rate_limited: u64,
-    /// Median, ms.
-    pub p50_ms: Option<f64>,
-    /// 95th percentile, ms.
-    pub p95_ms: Option<f64>,
-    /// 99th percentile, ms.
-    pub p99_ms: Option<f64>,
-}
-
-/// The compression layer's figures.
-#[cfg(feature = "compression")]
-#[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CompressionReport {
-    /// Responses compressed, per coding.
-    pub codings: Vec<CodingReport>,
-    /// Responses left alone, by reason.
-    pub skipped: Vec<(String, u64)>,
-    /// 406 answers (no acceptable coding).
-    pub not_acceptable: u64,
-    /// Bytes in minus bytes out, all codings.
-    pub bytes_saved: u64,
-}
-
-/// One coding's figures.
-#[cfg(feature = "compression")]
-#[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CodingReport {
-    /// `gzip` or `deflate`.
-    pub coding: String,
-    /// Responses compressed.
-    pub responses: u64,
-    /// Bytes before compression.
-    pub bytes_in: u64,
-    /// Bytes after.
-    pub bytes_out: u64,
-    /// `bytes_out / bytes_in`, when anything was compressed.
-    pub ratio: Option<f64>,
+    /// The route's figures over the window (in JSON, its fields sit beside
+    /// `method` and `route`).
+    #[serde(flatten)]
+    pub window: crate::timing::Stats,
 }
 
 /// The rate limiter's figures.
@@ -172,7 +114,7 @@ pub struct Summary {
     /// The compression layer's figures.
     #[cfg(feature = "compression")]
     #[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
-    pub compression: Option<CompressionReport>,
+    pub compression: Option<crate::compression::CompressionSnapshot>,
     /// The cache-control layer's figures.
     #[cfg(feature = "cache-control")]
     #[cfg_attr(docsrs, doc(cfg(feature = "cache-control")))]

@@ -7,7 +7,6 @@ use super::schema::RateLimitReport;
 #[cfg(feature = "redis")]
 use super::schema::RedisReport;
 #[cfg(feature = "compression")]
-use super::schema::{CodingReport, CompressionReport};
 #[cfg(feature = "timing")]
 use super::schema::{RouteLine, Traffic};
 use super::schema::{Status, Summary};
@@ -82,25 +81,8 @@ impl Sources {
     }
 
     #[cfg(feature = "compression")]
-    pub(super) fn compression(&self) -> Option<CompressionReport> {
-        let s = self.compression.as_ref()?.snapshot();
-        let coding = |name: &str, x: crate::compression::CodingSnapshot| CodingReport {
-            coding: name.to_owned(),
-            responses: x.responses,
-            bytes_in: x.bytes_in,
-            bytes_out: x.bytes_out,
-            ratio: x.ratio(),
-        };
-        Some(CompressionReport {
-            codings: vec![coding("gzip", s.gzip), coding("deflate", s.deflate)],
-            skipped: s
-                .skipped
-                .iter()
-                .map(|(r, n)| (r.as_str().to_owned(), *n))
-                .collect(),
-            not_acceptable: s.not_acceptable,
-            bytes_saved: s.bytes_saved(),
-        })
+    pub(super) fn compression(&self) -> Option<crate::compression::CompressionSnapshot> {
+        Some(self.compression.as_ref()?.snapshot())
     }
 
     #[cfg(feature = "rate-limit")]
@@ -141,28 +123,14 @@ fn traffic(snap: &crate::timing::TimingSnapshot) -> Traffic {
         } else {
             0.0
         },
-        error_rate: snap.overall.error_rate,
-        server_errors: snap.overall.server_errors,
-        client_errors: snap.overall.client_errors,
-        client_error_rate: snap.overall.client_error_rate,
-        rate_limited: snap.overall.rate_limited,
-        p50_ms: snap.overall.p50_ms,
-        p95_ms: snap.overall.p95_ms,
-        p99_ms: snap.overall.p99_ms,
+        overall: snap.overall.clone(),
         routes: snap
             .routes
             .iter()
             .map(|r| RouteLine {
                 method: r.method.clone(),
                 route: r.route.clone(),
-                count: r.window.count,
-                error_rate: r.window.error_rate,
-                server_errors: r.window.server_errors,
-                client_errors: r.window.client_errors,
-                rate_limited: r.window.rate_limited,
-                p50_ms: r.window.p50_ms,
-                p95_ms: r.window.p95_ms,
-                p99_ms: r.window.p99_ms,
+                window: r.window.clone(),
             })
             .collect(),
     }
@@ -189,12 +157,11 @@ fn low_hit_rate(c: &crate::cache::CacheSnapshot) -> Option<Insight> {
 
 /// Compression that hardly shrinks what it compresses.
 #[cfg(feature = "compression")]
-fn poor_ratio(c: &CompressionReport) -> Option<Insight> {
+fn poor_ratio(c: &crate::compression::CompressionSnapshot) -> Option<Insight> {
     let (inp, out): (u64, u64) = c
-        .codings
-        .iter()
-        .fold((0, 0), |(i, o), x| (i + x.bytes_in, o + x.bytes_out));
-    let n: u64 = c.codings.iter().map(|x| x.responses).sum();
+        .codings()
+        .fold((0, 0), |(i, o), (_, x)| (i + x.bytes_in, o + x.bytes_out));
+    let n = c.compressed();
     (n >= 20 && ratio(out, inp) > 0.8).then(|| Insight {
         severity: Severity::Info,
         kind: "compression",

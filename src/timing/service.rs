@@ -14,9 +14,10 @@ use tower_service::Service;
 use super::body::ResponseBody;
 use super::future::ResponseFuture;
 use super::guard::Guard;
-use super::layer::Classifier;
+use super::layer::{Classifier, TimingLayer};
 use super::registry::{Registry, UNMATCHED};
 use super::spans::Timings;
+use super::stats::TimingStats;
 
 /// What every clone of a [`Timing`] service uses.
 pub(super) struct Settings {
@@ -112,6 +113,23 @@ impl<S: std::fmt::Debug> std::fmt::Debug for Timing<S> {
 }
 
 impl<S> Timing<S> {
+    /// Wraps `inner` with the default settings; [`stats`](Self::stats)
+    /// reads what it records.
+    pub fn new(inner: S) -> Self {
+        tower_layer::Layer::layer(&TimingLayer::new(), inner)
+    }
+
+    /// A [`TimingLayer`] with the default settings.
+    pub fn layer() -> TimingLayer {
+        TimingLayer::new()
+    }
+
+    /// The statistics this service records into, shared with every service
+    /// its layer built.
+    pub fn stats(&self) -> TimingStats {
+        TimingStats::new(self.local.settings.registry.clone())
+    }
+
     crate::macros::define_inner_service_accessors!();
 }
 

@@ -621,3 +621,22 @@ async fn server_timing_is_off_by_default_and_allow_listed() {
         assert!(dur.parse::<f64>().unwrap() >= 0.0);
     }
 }
+
+/// `Timing::new` records with the default settings, and the service reads
+/// the statistics of its layer's services.
+#[tokio::test]
+async fn the_service_constructor_records() {
+    use tower_perf::timing::Timing;
+    let svc = Timing::new(service_fn(|_req: Request<Full<Bytes>>| async {
+        Ok::<_, Infallible>(ok())
+    }));
+    hit(&svc, "/a").await;
+    hit(&svc, "/b").await;
+    assert_eq!(svc.stats().snapshot().overall.count, 2);
+    let layered = tower::Layer::layer(
+        &Timing::<()>::layer(),
+        service_fn(|_req: Request<Full<Bytes>>| async { Ok::<_, Infallible>(ok()) }),
+    );
+    hit(&layered, "/a").await;
+    assert_eq!(layered.stats().snapshot().overall.count, 1);
+}
