@@ -43,6 +43,7 @@
 #[macro_use]
 mod macros;
 
+#[cfg(any(feature = "compression", feature = "cache-control"))]
 mod body_util;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]

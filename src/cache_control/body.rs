@@ -1,74 +1,19 @@
-use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use bytes::{Buf, Bytes};
-use http::HeaderMap;
+use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 use crate::BoxError;
-use crate::body_util::poll_bytes_frame;
-
-/// A body the layer read whole (to hash it), replayed as it was.
-#[derive(Debug, Default)]
-pub(crate) struct Collected {
-    pub(crate) chunks: VecDeque<Bytes>,
-    pub(crate) trailers: Option<HeaderMap>,
-    pub(crate) error: Option<BoxError>,
-    pub(crate) len: u64,
-}
-
-impl Collected {
-    /// Reads `body` to its end; `Pending` while it waits, `Ready(true)` at
-    /// the end or on error, `Ready(false)` once more than `limit` bytes came
-    /// (the rest is then left in the body).
-    pub(crate) fn poll_collect<B>(
-        &mut self,
-        body: &mut Pin<Box<B>>,
-        limit: u64,
-        cx: &mut Context<'_>,
-    ) -> Poll<bool>
-    where
-        B: Body,
-        B::Error: Into<BoxError>,
-    {
-        loop {
-            match ready!(body.as_mut().poll_frame(cx)) {
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(mut data) => {
-                        let bytes = data.copy_to_bytes(data.remaining());
-                        self.len += bytes.len() as u64;
-                        if !bytes.is_empty() {
-                            self.chunks.push_back(bytes);
-                        }
-                        if self.len > limit {
-                            return Poll::Ready(false);
-                        }
-                    }
-                    Err(frame) => {
-                        if let Ok(t) = frame.into_trailers() {
-                            self.trailers = Some(t);
-                            return Poll::Ready(true);
-                        }
-                    }
-                },
-                Some(Err(e)) => {
-                    self.error = Some(e.into());
-                    return Poll::Ready(true);
-                }
-                None => return Poll::Ready(true),
-            }
-        }
-    }
-}
+use crate::body_util::{ReadAhead, poll_bytes_frame};
 
 pin_project! {
     #[project = KindProj]
     enum Kind<B> {
         Plain { #[pin] body: B },
         // What was read to hash the body, then whatever is left of it.
-        Collected { collected: Collected, rest: Option<Pin<Box<B>>> },
+        Collected { collected: ReadAhead, rest: Option<Pin<Box<B>>> },
         Empty,
     }
 }
@@ -100,7 +45,7 @@ impl<B> ResponseBody<B> {
         }
     }
 
-    pub(crate) fn collected(collected: Collected, rest: Option<Pin<Box<B>>>) -> Self {
+    pub(crate) fn collected(collected: ReadAhead, rest: Option<Pin<Box<B>>>) -> Self {
         Self {
             kind: Kind::Collected { collected, rest },
         }
@@ -111,14 +56,7 @@ impl<B> ResponseBody<B> {
     }
 
     pub(crate) fn text(text: &'static str) -> Self {
-        let mut collected = Collected {
-            len: text.len() as u64,
-            ..Collected::default()
-        };
-        collected
-            .chunks
-            .push_back(Bytes::from_static(text.as_bytes()));
-        Self::collected(collected, None)
+        Self::collected(ReadAhead::whole(Bytes::from_static(text.as_bytes())), None)
     }
 }
 
@@ -137,22 +75,9 @@ where
         match self.project().kind.project() {
             KindProj::Plain { body } => poll_bytes_frame(body, cx),
             KindProj::Collected { collected, rest } => {
-                if let Some(chunk) = collected.chunks.pop_front() {
-                    return Poll::Ready(Some(Ok(Frame::data(chunk))));
-                }
-                if let Some(e) = collected.error.take() {
-                    *rest = None;
-                    return Poll::Ready(Some(Err(e)));
-                }
-                if let Some(t) = collected.trailers.take() {
-                    *rest = None;
-                    return Poll::Ready(Some(Ok(Frame::trailers(t))));
-                }
-                let Some(body) = rest.as_mut() else {
-                    return Poll::Ready(None);
-                };
-                let next = ready!(poll_bytes_frame(body.as_mut(), cx));
-                if !matches!(next, Some(Ok(_))) {
+                let next = ready!(collected.poll_next(rest.as_mut().map(Pin::as_mut), cx));
+                if collected.ended {
+                    // Drop the body as soon as it has nothing more to give.
                     *rest = None;
                 }
                 Poll::Ready(next)
@@ -165,10 +90,7 @@ where
         match &self.kind {
             Kind::Plain { body } => body.is_end_stream(),
             Kind::Collected { collected, rest } => {
-                collected.chunks.is_empty()
-                    && collected.error.is_none()
-                    && collected.trailers.is_none()
-                    && rest.as_ref().is_none_or(|b| b.is_end_stream())
+                collected.is_end_stream(|| rest.as_ref().is_none_or(|b| b.is_end_stream()))
             }
             Kind::Empty => true,
         }
@@ -177,10 +99,10 @@ where
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Plain { body } => body.size_hint(),
-            Kind::Collected { collected, rest } => crate::body_util::size_hint_after(
-                &collected.chunks,
-                rest.as_ref().map(|b| b.size_hint()),
-            ),
+            Kind::Collected { collected, rest } => collected.size_hint(|| {
+                rest.as_ref()
+                    .map_or(SizeHint::with_exact(0), |b| b.size_hint())
+            }),
             Kind::Empty => SizeHint::with_exact(0),
         }
     }

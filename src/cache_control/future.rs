@@ -13,10 +13,11 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::body::{Collected, ResponseBody};
+use super::body::ResponseBody;
 use super::layer::{Config, EtagMode};
 use super::stats::CacheControlStats;
 use crate::BoxError;
+use crate::body_util::{Fill, ReadAhead};
 use crate::headers::{EntityTag, HttpDate};
 use crate::headers::{
     Precondition as Outcome, Preconditions as Conditions, retain_not_modified_fields,
@@ -43,13 +44,13 @@ pin_project! {
         ProbeHash {
             parts: Option<Parts>,
             body: Option<Pin<Box<B>>>,
-            collected: Collected,
+            collected: ReadAhead,
             next: Option<(S, Request<R>)>,
         },
         // Preconditions hold: forward the request itself.
         Call { next: Option<(S, Request<R>)> },
         Inner { #[pin] fut: F },
-        Hash { parts: Option<Parts>, body: Option<Pin<Box<B>>>, collected: Collected },
+        Hash { parts: Option<Parts>, body: Option<Pin<Box<B>>>, collected: ReadAhead },
         Done,
     }
 }
@@ -112,7 +113,7 @@ where
                         this.state.set(State::ProbeHash {
                             parts: Some(parts),
                             body,
-                            collected: Collected::default(),
+                            collected: ReadAhead::default(),
                             next,
                         });
                         continue;
@@ -136,7 +137,12 @@ where
                         this.state.set(State::Done);
                         continue;
                     };
-                    let complete = ready!(collected.poll_collect(b, ctx.config.max_hash_size, cx));
+                    let limit = ctx.config.max_hash_size;
+                    let complete = match collected.fill(b.as_mut(), cx, |len| len > limit) {
+                        Fill::Waiting => return Poll::Pending,
+                        Fill::Ended => true,
+                        Fill::Enough => false,
+                    };
                     let etag = if complete && collected.error.is_none() {
                         hash_etag(collected, ctx)
                     } else {
@@ -176,7 +182,7 @@ where
                         this.state.set(State::Hash {
                             parts: Some(parts),
                             body,
-                            collected: Collected::default(),
+                            collected: ReadAhead::default(),
                         });
                         continue;
                     }
@@ -192,7 +198,12 @@ where
                         this.state.set(State::Done);
                         continue;
                     };
-                    let complete = ready!(collected.poll_collect(b, ctx.config.max_hash_size, cx));
+                    let limit = ctx.config.max_hash_size;
+                    let complete = match collected.fill(b.as_mut(), cx, |len| len > limit) {
+                        Fill::Waiting => return Poll::Pending,
+                        Fill::Ended => true,
+                        Fill::Enough => false,
+                    };
                     let Some(mut parts) = parts.take() else {
                         this.state.set(State::Done);
                         continue;
@@ -253,12 +264,12 @@ fn hashable<B: Body>(parts: &Parts, body: &B, method: &Method, config: &Config) 
 }
 
 /// XXH3-128 of the body (benches/etag.rs compares it with other hashes).
-fn hash_etag(collected: &Collected, ctx: &Ctx) -> Option<EntityTag> {
+fn hash_etag(collected: &ReadAhead, ctx: &Ctx) -> Option<EntityTag> {
     let (buf, len) = etag_bytes(digest(collected), ctx.config.etags == EtagMode::Weak);
     EntityTag::parse(&buf[..len]).ok()
 }
 
-fn digest(collected: &Collected) -> u128 {
+fn digest(collected: &ReadAhead) -> u128 {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
     for chunk in &collected.chunks {
         h.update(chunk);

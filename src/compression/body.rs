@@ -1,16 +1,14 @@
-use std::collections::VecDeque;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
-use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 use super::encoder::{Encoder, Flush};
 use super::stats::CompressionStats;
 use crate::BoxError;
-use crate::body_util::poll_bytes_frame;
+use crate::body_util::ReadAhead;
 use crate::headers::ContentCoding;
 
 /// Input compressed in one poll at most, so that a large body never holds
@@ -74,16 +72,6 @@ impl<B: Body> Body for Inner<B> {
     }
 }
 
-/// What the body has already taken from the inner body before it was
-/// handed out.
-#[derive(Debug, Default)]
-pub(crate) struct Buffered {
-    pub(crate) prefix: VecDeque<Bytes>,
-    pub(crate) trailers: Option<HeaderMap>,
-    pub(crate) inner_done: bool,
-    pub(crate) error: Option<BoxError>,
-}
-
 struct EncodeState {
     encoder: Encoder,
     coding: ContentCoding,
@@ -119,7 +107,7 @@ pin_project! {
     pub struct ResponseBody<B> {
         #[pin]
         inner: Inner<B>,
-        buffered: Buffered,
+        buffered: ReadAhead,
         encode: Option<Box<EncodeState>>,
         // A HEAD response that says it is compressed: its (empty) body must
         // not advertise the identity length, or a server would put it in
@@ -146,7 +134,7 @@ impl<B> ResponseBody<B> {
     pub(crate) fn identity(body: B) -> Self {
         Self {
             inner: Inner::Plain { body },
-            buffered: Buffered::default(),
+            buffered: ReadAhead::default(),
             encode: None,
             hide_size: false,
         }
@@ -157,29 +145,22 @@ impl<B> ResponseBody<B> {
     pub(crate) fn head_compressed() -> Self {
         Self {
             inner: Inner::Empty,
-            buffered: Buffered::default(),
+            buffered: ReadAhead::default(),
             encode: None,
             hide_size: true,
         }
     }
 
     pub(crate) fn empty_with(text: &'static str) -> Self {
-        let mut buffered = Buffered {
-            inner_done: true,
-            ..Buffered::default()
-        };
-        buffered
-            .prefix
-            .push_back(Bytes::from_static(text.as_bytes()));
         Self {
             inner: Inner::Empty,
-            buffered,
+            buffered: ReadAhead::whole(Bytes::from_static(text.as_bytes())),
             encode: None,
             hide_size: false,
         }
     }
 
-    pub(crate) fn identity_boxed(body: Pin<Box<B>>, buffered: Buffered) -> Self {
+    pub(crate) fn identity_boxed(body: Pin<Box<B>>, buffered: ReadAhead) -> Self {
         Self {
             inner: Inner::Boxed { body },
             buffered,
@@ -198,7 +179,7 @@ impl<B> ResponseBody<B> {
     ) -> Self {
         Self {
             inner: Inner::Plain { body },
-            buffered: Buffered::default(),
+            buffered: ReadAhead::default(),
             encode: Some(encode_state(coding, level, len, stats)),
             hide_size: false,
         }
@@ -206,7 +187,7 @@ impl<B> ResponseBody<B> {
 
     pub(crate) fn encoded_boxed(
         body: Pin<Box<B>>,
-        buffered: Buffered,
+        buffered: ReadAhead,
         coding: ContentCoding,
         level: u32,
         stats: CompressionStats,
@@ -259,22 +240,14 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
         match this.encode.as_deref_mut() {
-            None => poll_identity(this.inner, this.buffered, cx),
+            None => this.buffered.poll_next(Some(this.inner), cx),
             Some(enc) => poll_encoded(this.inner, this.buffered, enc, cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.encode {
-            None => {
-                self.buffered.prefix.is_empty()
-                    && self.buffered.error.is_none()
-                    && if self.buffered.inner_done {
-                        self.buffered.trailers.is_none()
-                    } else {
-                        self.inner.is_end_stream()
-                    }
-            }
+            None => self.buffered.is_end_stream(|| self.inner.is_end_stream()),
             Some(enc) => {
                 enc.failed
                     || (enc.finished && enc.out.is_empty() && self.buffered.trailers.is_none())
@@ -286,40 +259,13 @@ where
         if self.encode.is_some() || self.hide_size {
             return SizeHint::new();
         }
-        let rest = (!self.buffered.inner_done).then(|| self.inner.size_hint());
-        crate::body_util::size_hint_after(&self.buffered.prefix, rest)
+        self.buffered.size_hint(|| self.inner.size_hint())
     }
-}
-
-fn poll_identity<B>(
-    inner: Pin<&mut Inner<B>>,
-    st: &mut Buffered,
-    cx: &mut Context<'_>,
-) -> Poll<Option<Result<Frame<Bytes>, BoxError>>>
-where
-    B: Body,
-    B::Error: Into<BoxError>,
-{
-    if let Some(b) = st.prefix.pop_front() {
-        return Poll::Ready(Some(Ok(Frame::data(b))));
-    }
-    if let Some(e) = st.error.take() {
-        st.inner_done = true;
-        return Poll::Ready(Some(Err(e)));
-    }
-    if st.inner_done {
-        return Poll::Ready(st.trailers.take().map(|t| Ok(Frame::trailers(t))));
-    }
-    let next = ready!(poll_bytes_frame(inner, cx));
-    if !matches!(next, Some(Ok(_))) {
-        st.inner_done = true;
-    }
-    Poll::Ready(next)
 }
 
 fn poll_encoded<B>(
     mut inner: Pin<&mut Inner<B>>,
-    st: &mut Buffered,
+    st: &mut ReadAhead,
     enc: &mut EncodeState,
     cx: &mut Context<'_>,
 ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>>
@@ -342,14 +288,14 @@ where
             return Poll::Ready(Some(Ok(enc.take_frame())));
         }
         if enc.input.is_empty() {
-            if let Some(b) = st.prefix.pop_front() {
+            if let Some(b) = st.chunks.pop_front() {
                 enc.input = b;
                 continue;
             }
             if let Some(e) = st.error.take() {
                 return fail(enc, e);
             }
-            if st.inner_done {
+            if st.ended {
                 if enc
                     .encoder
                     .encode(&[], &mut enc.out, Flush::Finish)
@@ -368,12 +314,12 @@ where
                         // compressed data.
                         if let Ok(t) = frame.into_trailers() {
                             st.trailers = Some(t);
-                            st.inner_done = true;
+                            st.ended = true;
                         }
                     }
                 },
                 Poll::Ready(Some(Err(e))) => return fail(enc, e.into()),
-                Poll::Ready(None) => st.inner_done = true,
+                Poll::Ready(None) => st.ended = true,
                 Poll::Pending => {
                     // The inner body is waiting: send what we have now, so
                     // streams reach the client without waiting for the end.

@@ -4,7 +4,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use http::header::{
     ACCEPT_RANGES, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE,
     ETAG, HeaderMap, HeaderValue, VARY,
@@ -14,13 +14,14 @@ use http::{Response, StatusCode};
 use http_body::Body;
 use pin_project_lite::pin_project;
 
-use super::body::{Buffered, ResponseBody};
+use super::body::ResponseBody;
 use super::encoder::{Encoder, Flush};
 use super::layer::Config;
 use super::predicate;
 use super::service::etag_suffix;
 use super::stats::{CompressionStats, SkipReason};
 use crate::BoxError;
+use crate::body_util::{Fill, ReadAhead};
 use crate::headers::{self, CacheControl, ContentCoding, EntityTag};
 
 /// What the request told the response future.
@@ -42,8 +43,7 @@ pin_project! {
         Buffering {
             parts: Option<Parts>,
             body: Option<Pin<Box<B>>>,
-            buffered: Buffered,
-            len: u64,
+            buffered: ReadAhead,
             // Compressing a small body of known length whole: read it all,
             // then compress it in one go and send its exact length.
             eager: bool,
@@ -129,8 +129,7 @@ where
                             this.state.set(State::Buffering {
                                 parts: Some(parts),
                                 body: Some(Box::pin(body)),
-                                buffered: Buffered::default(),
-                                len: 0,
+                                buffered: ReadAhead::default(),
                                 eager: true,
                             });
                         }
@@ -155,8 +154,7 @@ where
                             this.state.set(State::Buffering {
                                 parts: Some(parts),
                                 body: Some(Box::pin(body)),
-                                buffered: Buffered::default(),
-                                len: 0,
+                                buffered: ReadAhead::default(),
                                 eager: false,
                             });
                         }
@@ -166,7 +164,6 @@ where
                     parts,
                     body,
                     buffered,
-                    len,
                     eager,
                 } => {
                     let (Some(ctx), Some(b)) = (this.ctx.as_ref(), body.as_mut()) else {
@@ -176,55 +173,26 @@ where
                     let min = ctx.config.min_size;
                     // Hold back up to `min` bytes while the body has them
                     // ready; decide at `min`, at the end, or when it waits.
-                    let live = loop {
-                        match b.as_mut().poll_frame(cx) {
-                            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                                Ok(mut data) => {
-                                    let bytes: Bytes = data.copy_to_bytes(data.remaining());
-                                    *len += bytes.len() as u64;
-                                    if !bytes.is_empty() {
-                                        buffered.prefix.push_back(bytes);
-                                    }
-                                    if (!*eager && *len >= min) || *len > eager_max(ctx) {
-                                        break false;
-                                    }
-                                }
-                                Err(frame) => {
-                                    if let Ok(t) = frame.into_trailers() {
-                                        buffered.trailers = Some(t);
-                                        buffered.inner_done = true;
-                                        break false;
-                                    }
-                                }
-                            },
-                            Poll::Ready(Some(Err(e))) => {
-                                buffered.error = Some(e.into());
-                                buffered.inner_done = true;
-                                break false;
-                            }
-                            Poll::Ready(None) => {
-                                buffered.inner_done = true;
-                                break false;
-                            }
-                            Poll::Pending => break true,
-                        }
-                    };
+                    let cap = eager_max(ctx);
+                    let live = buffered
+                        .fill(b.as_mut(), cx, |len| (!*eager && len >= min) || len > cap)
+                        == Fill::Waiting;
                     let (Some(mut parts), Some(body)) = (parts.take(), body.take()) else {
                         this.state.set(State::Done);
                         continue;
                     };
                     let mut buffered = std::mem::take(buffered);
-                    let (len, eager) = (*len, *eager);
+                    let (len, eager) = (buffered.len, *eager);
                     this.state.set(State::Done);
-                    if eager && !live && buffered.inner_done && buffered.error.is_none() {
-                        if let Some(out) = compress_whole(&buffered.prefix, ctx) {
+                    if eager && !live && buffered.ended && buffered.error.is_none() {
+                        if let Some(out) = compress_whole(&buffered.chunks, ctx) {
                             apply_compressed_headers(&mut parts.headers, ctx);
                             parts
                                 .headers
                                 .insert(CONTENT_LENGTH, HeaderValue::from(out.len()));
                             ctx.stats.record_bytes(ctx.coding, len, out.len() as u64);
-                            buffered.prefix.clear();
-                            buffered.prefix.push_back(Bytes::from(out));
+                            buffered.chunks.clear();
+                            buffered.chunks.push_back(Bytes::from(out));
                             let body = ResponseBody::identity_boxed(body, buffered);
                             return Poll::Ready(Ok(Response::from_parts(parts, body)));
                         }
@@ -235,7 +203,7 @@ where
                     // (or pauses before it, as live streams do), and never
                     // sent as `Content-Length: 0`.
                     let ended_small =
-                        !eager && buffered.inner_done && len < min && !(ctx.is_head && len == 0);
+                        !eager && buffered.ended && len < min && !(ctx.is_head && len == 0);
                     let res = if buffered.error.is_some() || (ended_small && !live) {
                         if buffered.error.is_none() {
                             ctx.stats.record_skip(SkipReason::TooSmall);
