@@ -138,28 +138,17 @@ pub(crate) fn hit_status(
     write: impl FnOnce() -> Option<HeaderValue>,
 ) -> Option<HeaderValue> {
     thread_local! {
-        static LAST: std::cell::RefCell<Option<(Box<str>, i64, HeaderValue)>> =
+        static LAST: crate::headers::memo::Slot<(Box<str>, i64)> =
             const { std::cell::RefCell::new(None) };
     }
-    let mut write = Some(write);
-    let memo = LAST.try_with(|last| {
-        let mut last = last.try_borrow_mut().ok()?;
-        if let Some((n, t, v)) = last.as_ref() {
-            if *t == ttl && **n == *name {
-                return Some(v.clone());
-            }
-        }
-        let v = write.take()?()?;
-        *last = Some((name.into(), ttl, v.clone()));
-        Some(v)
-    });
-    match (memo, write) {
-        (Ok(Some(v)), _) => Some(v),
-        // The thread is going away (or the memo is busy): write it afresh.
-        (_, Some(write)) => write(),
-        (_, None) => None,
-    }
+    crate::headers::memo::memoized(
+        &LAST,
+        |(n, t)| *t == ttl && **n == *name,
+        || (name.into(), ttl),
+        write,
+    )
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;

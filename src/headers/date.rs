@@ -98,26 +98,15 @@ impl HttpDate {
     /// the same one many times a second.
     pub fn to_header_value(self) -> HeaderValue {
         thread_local! {
-            static LAST: std::cell::RefCell<Option<(u64, HeaderValue)>> =
-                const { std::cell::RefCell::new(None) };
+            static LAST: super::memo::Slot<u64> = const { std::cell::RefCell::new(None) };
         }
-        let write = || {
-            HeaderValue::try_from(self.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
-        };
-        LAST.try_with(|last| {
-            let Ok(mut last) = last.try_borrow_mut() else {
-                return write();
-            };
-            match last.as_ref() {
-                Some((secs, v)) if *secs == self.secs => v.clone(),
-                _ => {
-                    let v = write();
-                    *last = Some((self.secs, v.clone()));
-                    v
-                }
-            }
-        })
-        .unwrap_or_else(|_| write())
+        super::memo::memoized(
+            &LAST,
+            |secs| *secs == self.secs,
+            || self.secs,
+            || HeaderValue::try_from(self.to_string()).ok(),
+        )
+        .unwrap_or_else(|| HeaderValue::from_static(""))
     }
 
     /// The Gregorian year of this date, worked out from the day count

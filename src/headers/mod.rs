@@ -40,6 +40,7 @@ mod date;
 mod etag;
 #[cfg(test)]
 mod limits;
+pub(crate) mod memo;
 mod util;
 
 use std::fmt;
