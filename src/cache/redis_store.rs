@@ -35,8 +35,8 @@ end
 return 1
 ";
 
-/// Drops every URL in a tag's set, then the set. KEYS[1]: the set.
-/// ARGV[1]: the prefix of URL hashes.
+/// Drops every URL in a tag's set, then the set. `KEYS[1]`: the set.
+/// `ARGV[1]`: the prefix of URL hashes.
 const PURGE_TAG: &str = r"
 local n = 0
 for _, k in ipairs(redis.call('SMEMBERS', KEYS[1])) do

@@ -19,7 +19,7 @@ use crate::breaker::{BreakerConfig, BreakerSnapshot, CircuitBreaker};
 /// (a double holds them exactly). One round trip; the key expires when its
 /// quota is whole again, so idle keys cost nothing.
 ///
-/// KEYS[1]: the key. ARGV: emission interval (µs), tolerance (µs), cost,
+/// `KEYS[1]`: the key. ARGV: emission interval (µs), tolerance (µs), cost,
 /// 1 to only peek. Returns {allowed, remaining, reset µs, retry-after µs}.
 const GCRA: &str = include_str!("gcra.lua");
 

@@ -29,7 +29,7 @@ pub(super) struct Shared<St> {
     pub(super) stats: Counters,
 }
 
-/// The service [`RateLimitLayer`](super::RateLimitLayer) builds.
+/// The service [`RateLimitLayer`] builds.
 pub struct RateLimit<S, St = MemoryStore> {
     pub(super) inner: S,
     pub(super) shared: Arc<Shared<St>>,

@@ -1,4 +1,4 @@
-//! The builder: [`TimingLayer`](super::TimingLayer).
+//! The builder: [`TimingLayer`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,4 +1,4 @@
-//! The service [`TimingLayer`](super::TimingLayer) builds, and its
+//! The service [`TimingLayer`] builds, and its
 //! per-thread handle to the settings.
 
 use std::borrow::Cow;
@@ -89,7 +89,7 @@ impl Local {
     }
 }
 
-/// The service [`TimingLayer`](super::TimingLayer) builds.
+/// The service [`TimingLayer`] builds.
 pub struct Timing<S> {
     inner: S,
     local: Arc<Local>,
