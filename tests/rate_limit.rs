@@ -70,7 +70,7 @@ async fn per_route_rules_over_http() {
         assert_eq!(r.status, StatusCode::OK);
         assert_eq!(r.header("ratelimit"), None);
     }
-    let snap = stats.snapshot();
+    let snap = stats.snapshot().policies;
     assert_eq!(
         (snap[0].name.as_str(), snap[0].allowed, snap[0].limited),
         ("writes", 2, 1)
@@ -283,7 +283,7 @@ async fn shadow_mode_counts_but_never_rejects() {
     for _ in 0..5 {
         assert_eq!(s.get("/api/items").await.status, StatusCode::OK);
     }
-    let snap = stats.snapshot();
+    let snap = stats.snapshot().policies;
     assert_eq!((snap[0].allowed, snap[0].limited), (1, 4));
 }
 
@@ -307,6 +307,7 @@ async fn shadow_mode_never_rejects_a_request_without_a_key() {
     }
     let got: Vec<(String, u64, u64)> = stats
         .snapshot()
+        .policies
         .into_iter()
         .map(|p| (p.name, p.allowed, p.limited))
         .collect();
@@ -433,7 +434,7 @@ async fn a_stats_handle_taken_before_builder_calls_stays_attached() {
         status_from(&svc, [203, 0, 113, 7]).await,
         StatusCode::TOO_MANY_REQUESTS
     );
-    let snapshot = stats.snapshot();
+    let snapshot = stats.snapshot().policies;
     let got: Vec<(&str, u64, u64)> = snapshot
         .iter()
         .map(|p| (p.name.as_str(), p.allowed, p.limited))
@@ -467,6 +468,7 @@ async fn a_stats_handle_stays_with_the_services_made_before_a_builder_call() {
     );
     let got: Vec<(String, u64, u64)> = stats
         .snapshot()
+        .policies
         .into_iter()
         .map(|p| (p.name, p.allowed, p.limited))
         .collect();
@@ -505,6 +507,7 @@ async fn layers_made_from_one_base_keep_their_own_stats() {
     assert_eq!(status_from(&two, [198, 51, 100, 2]).await, StatusCode::OK);
     let counts = |s: &tower_perf::rate_limit::RateLimitStats| -> Vec<(String, u64, u64)> {
         s.snapshot()
+            .policies
             .into_iter()
             .map(|p| (p.name, p.allowed, p.limited))
             .collect()
@@ -582,7 +585,7 @@ async fn several_policies_on_one_request() {
         3,
         "{b:?}"
     );
-    let snap = stats.snapshot();
+    let snap = stats.snapshot().policies;
     assert_eq!(snap.len(), 2);
     assert_eq!(
         (snap[0].name.as_str(), snap[0].allowed, snap[0].limited),
@@ -627,7 +630,7 @@ async fn axum_route_syntax_limits_the_route() {
         let r = s.get("/files").await;
         assert_eq!((r.status, r.header("ratelimit")), (StatusCode::OK, None));
     }
-    let snap = stats.snapshot();
+    let snap = stats.snapshot().policies;
     assert_eq!((snap[0].allowed, snap[0].limited), (1, 2));
     assert_eq!((snap[1].allowed, snap[1].limited), (1, 1));
 }
@@ -685,7 +688,7 @@ async fn without_a_client_address_the_default_fails_loudly() {
         errors[0]
     );
     assert_eq!(stats.missing_key_failures(), 5);
-    let snap = stats.snapshot();
+    let snap = stats.snapshot().policies;
     assert_eq!((snap[0].allowed, snap[0].limited), (0, 0), "none counted");
 }
 
@@ -789,6 +792,7 @@ async fn a_handle_taken_before_the_rules_reads_the_finished_layer() {
     );
     let got: Vec<(String, u64, u64)> = stats
         .snapshot()
+        .policies
         .into_iter()
         .map(|p| (p.name, p.allowed, p.limited))
         .collect();
@@ -810,12 +814,17 @@ async fn the_service_constructor_limits_and_counts() {
         StatusCode::TOO_MANY_REQUESTS
     );
     let snap = svc.stats().snapshot();
-    assert_eq!(snap.len(), 1);
-    assert_eq!((snap[0].allowed, snap[0].limited), (1, 1));
+    assert_eq!(snap.policies.len(), 1);
+    assert_eq!((snap.policies[0].allowed, snap.policies[0].limited), (1, 1));
+    // The totals and the most limited keys come with it.
+    assert_eq!((snap.allowed, snap.limited, snap.shadow), (1, 1, false));
+    assert_eq!(snap.policy("q"), snap.policies.first());
+    assert_eq!(snap.most_limited.len(), 1);
+    assert_eq!(snap.most_limited[0].limited, 1);
     // The builder the service names is the layer's own.
     let layered = RateLimit::<(), MemoryStore>::layer()
         .rule(RateRule::new("q", Quota::per_minute(1)))
         .layer(inner);
     assert_eq!(status_from(&layered, [1, 1, 1, 1]).await, StatusCode::OK);
-    assert_eq!(layered.stats().snapshot()[0].allowed, 1);
+    assert_eq!(layered.stats().snapshot().policies[0].allowed, 1);
 }

@@ -121,7 +121,7 @@ async fn an_api_key_choice_leaves_the_ip_rules_failing_loudly() {
         errors[0]
     );
     assert_eq!(stats.missing_key_failures(), 4);
-    let snap = stats.snapshot();
+    let snap = stats.snapshot().policies;
     assert_eq!((snap[0].name.as_str(), snap[0].allowed), ("api", 1));
     assert_eq!(
         (snap[1].name.as_str(), snap[1].allowed, snap[1].limited),

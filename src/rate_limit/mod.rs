@@ -160,7 +160,7 @@ pub use self::{
     quota::{Decision, Quota},
     rule::RateRule,
     service::RateLimit,
-    stats::{LimitedKey, PolicyStats, RateLimitStats},
+    stats::{LimitedKey, MOST_LIMITED_IN_SNAPSHOT, PolicyStats, RateLimitSnapshot, RateLimitStats},
     store::{DEFAULT_MAX_KEYS, MemoryStore, PolicyRef, RateLimitStore, StoreError},
 };
 

@@ -24,6 +24,39 @@ pub struct PolicyStats {
     pub limited: u64,
 }
 
+/// A point-in-time copy of a rate limiter's counters (the JSON of
+/// `/performance/rate-limit/stats`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RateLimitSnapshot {
+    /// Allowed and limited, per policy, in rule order (a rule's own policy
+    /// before its [`and_policy`](super::RateRule::and_policy) ones).
+    pub policies: Vec<PolicyStats>,
+    /// The most limited keys (at most [`MOST_LIMITED_IN_SNAPSHOT`]), most
+    /// limited first; [`RateLimitStats::most_limited`] reads more.
+    pub most_limited: Vec<LimitedKey>,
+    /// Limited requests, all policies.
+    pub limited: u64,
+    /// Allowed requests, all policies.
+    pub allowed: u64,
+    /// Requests that carried no client address to count them against
+    /// ([`MissingKey::Fail`](super::MissingKey::Fail)), answered `500` (let
+    /// through in shadow mode): the server hands the layer no peer address.
+    pub missing_key_failures: u64,
+    /// Whether the layer counts in [shadow](super::RateLimitLayer::shadow)
+    /// mode: limited and failed requests were let through, not answered.
+    pub shadow: bool,
+}
+
+impl RateLimitSnapshot {
+    /// The figures of the policy named `name`.
+    pub fn policy(&self, name: &str) -> Option<&PolicyStats> {
+        self.policies.iter().find(|p| p.name == name)
+    }
+}
+
+/// How many of the most limited keys a [`RateLimitSnapshot`] holds.
+pub const MOST_LIMITED_IN_SNAPSHOT: usize = 20;
+
 /// A cheap, cloneable handle to a [`RateLimitLayer`](super::RateLimitLayer)'s counters.
 ///
 /// It follows the layer it was taken from until the layer wraps a service:
@@ -131,26 +164,7 @@ impl RateLimitStats {
 
     /// The `n` most limited keys, most limited first.
     pub fn most_limited(&self, n: usize) -> Vec<LimitedKey> {
-        let current = self.current();
-        let m = current
-            .limited_keys
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let mut v: Vec<LimitedKey> = m
-            .iter()
-            .map(|(policy, key, count)| LimitedKey {
-                policy: current
-                    .names
-                    .get(policy)
-                    .map(|s| s.to_string())
-                    .unwrap_or_default(),
-                key: key.to_string(),
-                limited: count,
-            })
-            .collect();
-        v.sort_by(|a, b| b.limited.cmp(&a.limited).then_with(|| a.key.cmp(&b.key)));
-        v.truncate(n);
-        v
+        most_limited(&self.current(), n)
     }
 
     /// Requests that carried no client address to count them against,
@@ -162,17 +176,11 @@ impl RateLimitStats {
         self.current().missing_key_failures.load(Relaxed)
     }
 
-    /// Whether the layer counted in shadow mode (nothing rejected): the
-    /// report words its findings by it.
-    #[cfg_attr(not(feature = "report"), allow(dead_code))]
-    pub(crate) fn shadow(&self) -> bool {
-        self.current().shadow
-    }
-
-    /// Per policy, in rule order.
-    pub fn snapshot(&self) -> Vec<PolicyStats> {
+    /// Reads every counter: per policy, the totals and the most limited
+    /// keys.
+    pub fn snapshot(&self) -> RateLimitSnapshot {
         let current = self.current();
-        current
+        let policies: Vec<PolicyStats> = current
             .names
             .iter()
             .zip(current.counters.iter())
@@ -181,6 +189,37 @@ impl RateLimitStats {
                 allowed: c.allowed.load(Relaxed),
                 limited: c.limited.load(Relaxed),
             })
-            .collect()
+            .collect();
+        RateLimitSnapshot {
+            limited: policies.iter().map(|p| p.limited).sum(),
+            allowed: policies.iter().map(|p| p.allowed).sum(),
+            policies,
+            most_limited: most_limited(&current, MOST_LIMITED_IN_SNAPSHOT),
+            missing_key_failures: current.missing_key_failures.load(Relaxed),
+            shadow: current.shadow,
+        }
     }
+}
+
+/// `current`'s `n` most limited keys, most limited first.
+fn most_limited(current: &Counters, n: usize) -> Vec<LimitedKey> {
+    let m = current
+        .limited_keys
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let mut v: Vec<LimitedKey> = m
+        .iter()
+        .map(|(policy, key, count)| LimitedKey {
+            policy: current
+                .names
+                .get(policy)
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
+            key: key.to_string(),
+            limited: count,
+        })
+        .collect();
+    v.sort_by(|a, b| b.limited.cmp(&a.limited).then_with(|| a.key.cmp(&b.key)));
+    v.truncate(n);
+    v
 }

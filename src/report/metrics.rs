@@ -284,14 +284,14 @@ fn cache_control(out: &mut String, sources: &Sources) {
 #[cfg(feature = "rate-limit")]
 fn rate_limit(out: &mut String, sources: &Sources) {
     if let Some(r) = &sources.rate_limit {
-        let policies = r.snapshot();
+        let snap = r.snapshot();
         let mut f = Family::new(
             out,
             "tower_perf_rate_limit_requests_total",
             "counter",
             "Requests counted by a rate-limit policy, by decision.",
         );
-        for p in &policies {
+        for p in &snap.policies {
             f.value(&[("policy", &p.name), ("decision", "allowed")], p.allowed);
             f.value(&[("policy", &p.name), ("decision", "limited")], p.limited);
         }
@@ -301,7 +301,7 @@ fn rate_limit(out: &mut String, sources: &Sources) {
             "counter",
             "Requests answered 500 because they carried no client address to count them against (the server hands the rate limiter no peer address).",
         )
-        .value(&[], r.missing_key_failures());
+        .value(&[], snap.missing_key_failures);
     }
 }
 

@@ -13,7 +13,7 @@
 //! | `POST /performance/cache/clear` | [`Purged`] (needs the token; `503` and `"complete": false` when Redis could not be reached) |
 //! | `POST /performance/cache/purge` | [`Purged`]; body [`PurgeRequest`]: `{"url": …}`, `{"prefix": …}` or `{"tag": …}` (needs the token) |
 //! | `GET /performance/compression/stats` | [`CompressionSnapshot`](crate::compression::CompressionSnapshot) |
-//! | `GET /performance/rate-limit/stats` | [`RateLimitReport`] |
+//! | `GET /performance/rate-limit/stats` | [`RateLimitSnapshot`](crate::rate_limit::RateLimitSnapshot) |
 //! | `GET /performance/profile/overview` | [`ProfileOverview`] |
 //! | `GET /performance/profile/slowest` | the 10 routes with the highest p99 ([`RouteStats`](crate::timing::RouteStats)) |
 //! | `GET /performance/profile/insights` | [`Insight`]s |
@@ -88,9 +88,6 @@ mod summary;
 #[cfg(feature = "cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 pub use self::purge::{PurgeRequest, Purged};
-#[cfg(feature = "rate-limit")]
-#[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
-pub use self::schema::RateLimitReport;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::schema::RedisReport;

@@ -64,26 +64,6 @@ pub struct RouteLine {
     pub window: crate::timing::Stats,
 }
 
-/// The rate limiter's figures.
-#[cfg(feature = "rate-limit")]
-#[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RateLimitReport {
-    /// Allowed and limited, per policy.
-    pub policies: Vec<crate::rate_limit::PolicyStats>,
-    /// The most limited keys (at most 20), most limited first.
-    pub most_limited: Vec<crate::rate_limit::LimitedKey>,
-    /// Limited requests, all policies.
-    pub limited: u64,
-    /// Allowed requests, all policies.
-    pub allowed: u64,
-    /// Requests that carried no client address to count them against
-    /// ([`MissingKey::Fail`](crate::rate_limit::MissingKey::Fail)), answered
-    /// `500` (let through in shadow mode): the server hands the layer no
-    /// peer address.
-    pub missing_key_failures: u64,
-}
-
 /// The Redis stores' figures.
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -122,7 +102,7 @@ pub struct Summary {
     /// The rate limiter's figures.
     #[cfg(feature = "rate-limit")]
     #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
-    pub rate_limit: Option<RateLimitReport>,
+    pub rate_limit: Option<crate::rate_limit::RateLimitSnapshot>,
     /// The Redis stores' figures.
     #[cfg(feature = "redis")]
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]

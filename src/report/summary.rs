@@ -3,7 +3,6 @@
 
 use super::builder::Sources;
 #[cfg(feature = "rate-limit")]
-use super::schema::RateLimitReport;
 #[cfg(feature = "redis")]
 use super::schema::RedisReport;
 #[cfg(feature = "compression")]
@@ -43,9 +42,8 @@ impl Sources {
         if let Some(r) = &rate_limit {
             // Shadow mode lets limited and failed requests through: the
             // findings must not speak of answers never sent.
-            let shadow = self.rate_limit.as_ref().is_some_and(|h| h.shadow());
-            recs.extend(rate_limit_info(r, shadow));
-            if let Some(rec) = missing_address(r, shadow) {
+            recs.extend(rate_limit_info(r));
+            if let Some(rec) = missing_address(r) {
                 // First among the critical ones (the sort below is stable):
                 // these 500s are also among timing's server errors, whose
                 // advice can only point at the handler.
@@ -86,16 +84,8 @@ impl Sources {
     }
 
     #[cfg(feature = "rate-limit")]
-    pub(super) fn rate_limit(&self) -> Option<RateLimitReport> {
-        let r = self.rate_limit.as_ref()?;
-        let policies = r.snapshot();
-        Some(RateLimitReport {
-            limited: policies.iter().map(|p| p.limited).sum(),
-            allowed: policies.iter().map(|p| p.allowed).sum(),
-            policies,
-            most_limited: r.most_limited(20),
-            missing_key_failures: r.missing_key_failures(),
-        })
+    pub(super) fn rate_limit(&self) -> Option<crate::rate_limit::RateLimitSnapshot> {
+        Some(self.rate_limit.as_ref()?.snapshot())
     }
 
     #[cfg(feature = "redis")]
@@ -178,7 +168,8 @@ fn poor_ratio(c: &crate::compression::CompressionSnapshot) -> Option<Insight> {
 /// Clients over their limits, named: information, never a warning (a 429
 /// is the limiter doing its job, and the client's to handle).
 #[cfg(feature = "rate-limit")]
-fn rate_limit_info(r: &RateLimitReport, shadow: bool) -> Option<Insight> {
+fn rate_limit_info(r: &crate::rate_limit::RateLimitSnapshot) -> Option<Insight> {
+    let shadow = r.shadow;
     let counted = r.allowed + r.limited;
     if counted < 50 || ratio(r.limited, counted) <= 0.1 {
         return None;
@@ -225,7 +216,8 @@ fn rate_limit_info(r: &RateLimitReport, shadow: bool) -> Option<Insight> {
 /// the server's set-up, failing users now, with one fix to name. In shadow
 /// mode they were let through: the same fix, before enforcing, a warning.
 #[cfg(feature = "rate-limit")]
-fn missing_address(r: &RateLimitReport, shadow: bool) -> Option<Insight> {
+fn missing_address(r: &crate::rate_limit::RateLimitSnapshot) -> Option<Insight> {
+    let shadow = r.shadow;
     let n = r.missing_key_failures;
     (n > 0).then(|| Insight {
         severity: if shadow {
