@@ -47,17 +47,26 @@ impl Default for Config {
 /// requests (304/412).
 ///
 /// See the [module docs](crate::cache_control).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct CacheControlLayer {
     pub(crate) config: Arc<Config>,
     pub(crate) stats: CacheControlStats,
+}
+
+impl Default for CacheControlLayer {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl CacheControlLayer {
     /// No rules, strong ETags for bodies up to [`DEFAULT_MAX_HASH_SIZE`],
     /// preconditions evaluated.
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            config: Arc::default(),
+            stats: CacheControlStats::new(),
+        }
     }
 
     /// Adds a rule: `pattern` (see [`Rule::new`]) gets `policy`. Rules are

@@ -14,7 +14,7 @@ struct Inner {
 
 /// A cheap, cloneable handle to a [`CacheControlLayer`](super::CacheControlLayer)'s
 /// counters. Clones share them; reading never blocks requests.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct CacheControlStats {
     inner: Arc<Inner>,
 }
@@ -39,8 +39,10 @@ pub struct CacheControlSnapshot {
 
 impl CacheControlStats {
     /// Fresh counters.
-    pub fn new() -> Self {
-        Self::default()
+    pub(crate) fn new() -> Self {
+        Self {
+            inner: Arc::default(),
+        }
     }
 
     /// Reads every counter.

@@ -76,10 +76,16 @@ impl fmt::Debug for Config {
 ///
 /// See the [module docs](crate::compression) for what it does and an
 /// example.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct CompressionLayer {
     pub(crate) config: Arc<Config>,
     pub(crate) stats: CompressionStats,
+}
+
+impl Default for CompressionLayer {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl CompressionLayer {
@@ -87,7 +93,10 @@ impl CompressionLayer {
     /// [`DEFAULT_LEVEL`], for compressible content types of at least
     /// [`DEFAULT_MIN_SIZE`] bytes.
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            config: Arc::default(),
+            stats: CompressionStats::new(),
+        }
     }
 
     fn config(&mut self) -> &mut Config {

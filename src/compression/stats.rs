@@ -73,7 +73,7 @@ struct Inner {
 /// A cheap, cloneable handle to a compression layer's live statistics.
 ///
 /// Clones share the counters; reading never blocks the request path.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct CompressionStats {
     inner: Arc<Inner>,
 }
@@ -176,8 +176,10 @@ impl serde::Serialize for CompressionSnapshot {
 
 impl CompressionStats {
     /// A fresh set of counters.
-    pub fn new() -> Self {
-        Self::default()
+    pub(crate) fn new() -> Self {
+        Self {
+            inner: Arc::default(),
+        }
     }
 
     fn coding(&self, coding: ContentCoding) -> Option<&CodingCounters> {
