@@ -1,6 +1,8 @@
 //! How the Redis stores connect: a client and a self-healing connection,
 //! set up the same way for every store.
 
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use redis::IntoConnectionInfo;
@@ -36,6 +38,36 @@ pub(crate) fn connect(url: &str) -> Result<(redis::Client, ConnectionManager), S
     let manager = ConnectionManager::new_lazy_with_config(client.clone(), config)
         .map_err(|e| format!("redis: {e}"))?;
     Ok((client, manager))
+}
+
+/// Runs `op`, a Redis operation the circuit breaker let through with
+/// `ticket`, waiting at most `timeout`: the breaker hears how it went, and
+/// a failure is counted in `errors` (Redis answered with an error) or
+/// `timeouts` (it did not answer in time). The error says which, for the
+/// store's `StoreError` or log.
+pub(crate) async fn guarded<T>(
+    ticket: crate::breaker::Ticket,
+    timeout: Duration,
+    op: impl Future<Output = redis::RedisResult<T>>,
+    errors: &AtomicU64,
+    timeouts: &AtomicU64,
+) -> Result<T, String> {
+    match tokio::time::timeout(timeout, op).await {
+        Ok(Ok(v)) => {
+            ticket.success();
+            Ok(v)
+        }
+        Ok(Err(e)) => {
+            ticket.failure();
+            errors.fetch_add(1, Relaxed);
+            Err(format!("redis: {e}"))
+        }
+        Err(_) => {
+            ticket.failure();
+            timeouts.fetch_add(1, Relaxed);
+            Err(format!("redis: no answer within {timeout:?}"))
+        }
+    }
 }
 
 #[cfg(test)]

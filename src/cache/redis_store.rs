@@ -257,24 +257,15 @@ impl RedisCacheStore {
         let Some(ticket) = stats.breaker.try_call() else {
             return Err(StoreError::new("redis: circuit open"));
         };
-        match tokio::time::timeout(timeout, op).await {
-            Ok(Ok(v)) => {
-                ticket.success();
-                Ok(v)
-            }
-            Ok(Err(e)) => {
-                ticket.failure();
-                stats.inner.errors.fetch_add(1, Relaxed);
-                Err(StoreError::new(format!("redis: {e}")))
-            }
-            Err(_) => {
-                ticket.failure();
-                stats.inner.timeouts.fetch_add(1, Relaxed);
-                Err(StoreError::new(format!(
-                    "redis: no answer within {timeout:?}"
-                )))
-            }
-        }
+        crate::redis_conn::guarded(
+            ticket,
+            timeout,
+            op,
+            &stats.inner.errors,
+            &stats.inner.timeouts,
+        )
+        .await
+        .map_err(StoreError::new)
     }
 
     /// Deletes every URL hash `purge` selects by scanning (prefix, path,

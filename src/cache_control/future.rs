@@ -137,12 +137,7 @@ where
                         this.state.set(State::Done);
                         continue;
                     };
-                    let limit = ctx.config.max_hash_size;
-                    let complete = match collected.fill(b.as_mut(), cx, |len| len > limit) {
-                        Fill::Waiting => return Poll::Pending,
-                        Fill::Ended => true,
-                        Fill::Enough => false,
-                    };
+                    let complete = ready!(read_to_hash(collected, b, ctx, cx));
                     let etag = if complete && collected.error.is_none() {
                         hash_etag(collected, ctx)
                     } else {
@@ -198,12 +193,7 @@ where
                         this.state.set(State::Done);
                         continue;
                     };
-                    let limit = ctx.config.max_hash_size;
-                    let complete = match collected.fill(b.as_mut(), cx, |len| len > limit) {
-                        Fill::Waiting => return Poll::Pending,
-                        Fill::Ended => true,
-                        Fill::Enough => false,
-                    };
+                    let complete = ready!(read_to_hash(collected, b, ctx, cx));
                     let Some(mut parts) = parts.take() else {
                         this.state.set(State::Done);
                         continue;
@@ -230,6 +220,26 @@ where
                 StateProj::Done => panic!("ResponseFuture polled after completion"),
             }
         }
+    }
+}
+
+/// Reads the body to hash it, up to the size limit: `Ready(true)` when it
+/// ended within it (or failed), `Ready(false)` past it.
+fn read_to_hash<B>(
+    collected: &mut ReadAhead,
+    body: &mut Pin<Box<B>>,
+    ctx: &Ctx,
+    cx: &mut Context<'_>,
+) -> Poll<bool>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    let limit = ctx.config.max_hash_size;
+    match collected.fill(body.as_mut(), cx, |len| len > limit) {
+        Fill::Waiting => Poll::Pending,
+        Fill::Ended => Poll::Ready(true),
+        Fill::Enough => Poll::Ready(false),
     }
 }
 

@@ -270,11 +270,18 @@ impl RedisStore {
                 .arg(tau_us)
                 .arg(cost.max(1))
                 .arg(u8::from(peek));
-            let answer: Result<Result<(i64, i64, i64, i64), _>, _> =
-                tokio::time::timeout(timeout, invocation.invoke_async(&mut conn)).await;
+            let answer: Result<(i64, i64, i64, i64), String> = crate::redis_conn::guarded(
+                ticket,
+                timeout,
+                invocation.invoke_async(&mut conn),
+                &stats.inner.errors,
+                &stats.inner.timeouts,
+            )
+            .await;
+            // A NOSCRIPT the script reloads from is not an outage, but
+            // `invoke_async` handles that itself: any error here is one.
             let failed = match answer {
-                Ok(Ok((allowed, remaining, reset_us, retry_us))) => {
-                    ticket.success();
+                Ok((allowed, remaining, reset_us, retry_us)) => {
                     let us = |v: i64| Duration::from_micros(u64::try_from(v).unwrap_or(0));
                     let decision = Decision {
                         allowed: allowed == 1,
@@ -291,19 +298,7 @@ impl RedisStore {
                     }
                     return Ok(decision);
                 }
-                Ok(Err(e)) => {
-                    // A NOSCRIPT the script reloads from is not an outage,
-                    // but `invoke_async` handles that itself: any error
-                    // here is one.
-                    ticket.failure();
-                    stats.inner.errors.fetch_add(1, Relaxed);
-                    format!("redis: {e}")
-                }
-                Err(_) => {
-                    ticket.failure();
-                    stats.inner.timeouts.fetch_add(1, Relaxed);
-                    format!("redis: no answer within {timeout:?}")
-                }
+                Err(failed) => failed,
             };
             stats.inner.fallbacks.fetch_add(1, Relaxed);
             fallback(failure, failed)
