@@ -32,6 +32,9 @@
 //! HDR histogram; the spike scenario also reports how much p99 and
 //! throughput degraded during the spike and how long p99 took to recover.
 
+#[path = "common/args.rs"]
+mod args;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -207,16 +210,8 @@ pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, Str
             a.endpoints.push(Endpoint::parse(&arg)?);
             continue;
         }
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) => (f.to_owned(), Some(v.to_owned())),
-            None => (arg.clone(), None),
-        };
-        let mut value = |name: &str| {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or(format!("{name} needs a value"))
-        };
+        let (flag, inline) = args::split(&arg);
+        let mut value = |name: &str| args::value(&inline, &mut args, name);
         let number =
             |name: &str, v: String| v.parse::<u64>().map_err(|e| format!("{name} {v}: {e}"));
         match flag.as_str() {
@@ -819,17 +814,7 @@ const USAGE: &str = "usage: loadtest [--scenario baseline|sustained|spike] [--du
 #[allow(dead_code)]
 #[tokio::main]
 async fn main() {
-    let args = match parse_args(std::env::args().skip(1)) {
-        Ok(a) => a,
-        Err(m) if m.is_empty() => {
-            print!("{USAGE}");
-            return;
-        }
-        Err(m) => {
-            eprint!("error: {m}\n\n{USAGE}");
-            std::process::exit(2);
-        }
-    };
+    let args = args::or_exit(parse_args(std::env::args().skip(1)), USAGE);
     let json = args.json.clone();
     let results = run(args).await;
     print!("{}", table(&results));

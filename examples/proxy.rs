@@ -39,6 +39,8 @@
 //! arriving), caps open connections and HTTP/2 streams and header sizes,
 //! and drains on Ctrl-C or SIGTERM; `--help` lists its flags and defaults.
 
+#[path = "common/args.rs"]
+mod args;
 #[path = "common/serve.rs"]
 pub(crate) mod serve;
 
@@ -388,16 +390,8 @@ pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<ProxyArgs
     let mut limits = serve::Limits::default();
     let mut args = args.peekable();
     while let Some(arg) = args.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) => (f.to_owned(), Some(v.to_owned())),
-            None => (arg.clone(), None),
-        };
-        let mut value = |name: &str| {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or(format!("{name} needs a value"))
-        };
+        let (flag, inline) = args::split(&arg);
+        let mut value = |name: &str| args::value(&inline, &mut args, name);
         match flag.as_str() {
             "--listen" => {
                 let v = value("--listen")?;
@@ -455,17 +449,10 @@ pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<ProxyArgs
 #[allow(dead_code)]
 #[tokio::main]
 async fn main() {
-    let args = match parse_args(std::env::args().skip(1)) {
-        Ok(a) => a,
-        Err(msg) if msg.is_empty() => {
-            print!("{USAGE}{}", serve::USAGE);
-            return;
-        }
-        Err(msg) => {
-            eprint!("error: {msg}\n\n{USAGE}{}", serve::USAGE);
-            std::process::exit(2);
-        }
-    };
+    let args = args::or_exit(
+        parse_args(std::env::args().skip(1)),
+        &format!("{USAGE}{}", serve::USAGE),
+    );
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(l) => l,
         Err(e) => {

@@ -51,6 +51,8 @@
 //! caps open connections and HTTP/2 streams and header sizes, and drains
 //! on Ctrl-C or SIGTERM; `--help` lists its flags and defaults.
 
+#[path = "common/args.rs"]
+mod args;
 #[path = "common/serve.rs"]
 pub(crate) mod serve;
 
@@ -567,16 +569,8 @@ pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<ServerArg
     };
     let mut args = args.peekable();
     while let Some(arg) = args.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) => (f.to_owned(), Some(v.to_owned())),
-            None => (arg.clone(), None),
-        };
-        let mut value = |name: &str| {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or(format!("{name} needs a value"))
-        };
+        let (flag, inline) = args::split(&arg);
+        let mut value = |name: &str| args::value(&inline, &mut args, name);
         match flag.as_str() {
             "--addr" => {
                 let v = value("--addr")?;
@@ -628,17 +622,10 @@ pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<ServerArg
 
 #[tokio::main]
 async fn main() {
-    let args = match parse_args(std::env::args().skip(1)) {
-        Ok(args) => args,
-        Err(msg) if msg.is_empty() => {
-            print!("{USAGE}{}", serve::USAGE);
-            return;
-        }
-        Err(msg) => {
-            eprint!("error: {msg}\n\n{USAGE}{}", serve::USAGE);
-            std::process::exit(2);
-        }
-    };
+    let args = args::or_exit(
+        parse_args(std::env::args().skip(1)),
+        &format!("{USAGE}{}", serve::USAGE),
+    );
     let addr = args.addr;
     let config = DemoConfig {
         rate_limit_per_min: args.rate_limit_per_min,
