@@ -253,7 +253,7 @@ mod tests {
         assert_eq!(ra.fill(body.as_mut(), &mut cx, |_| false), Fill::Ended);
         assert!(ra.ended && ra.error.is_some());
         assert!(!ra.is_end_stream(|| true));
-        assert_eq!(ra.size_hint(|| SizeHint::new()).exact(), Some(2));
+        assert_eq!(ra.size_hint(SizeHint::new).exact(), Some(2));
         let first = std::future::poll_fn(|cx| ra.poll_next(Some(body.as_mut()), cx)).await;
         assert_eq!(first.unwrap().unwrap().into_data().unwrap(), "ab");
         let second = std::future::poll_fn(|cx| ra.poll_next(Some(body.as_mut()), cx)).await;
@@ -277,7 +277,7 @@ mod tests {
         );
         assert!(!ra.ended);
         let whole = ReadAhead::whole(Bytes::from_static(b"xyz"));
-        assert_eq!(whole.size_hint(|| SizeHint::new()).exact(), Some(3));
+        assert_eq!(whole.size_hint(SizeHint::new).exact(), Some(3));
         assert!(!whole.is_end_stream(|| false));
     }
 

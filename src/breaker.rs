@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::clock::{Clock, SystemClock};
+
 const CLOSED: u8 = 0;
 const OPEN: u8 = 1;
 const HALF_OPEN: u8 = 2;
@@ -71,13 +73,15 @@ pub struct BreakerSnapshot {
     pub open_ms: u64,
 }
 
-#[derive(Debug)]
 struct Inner {
     /// The settings, atomics so that `configure` reaches every handle
     /// already taken (a stats handle read before `breaker(..)`).
     failures: AtomicU32,
     min_open_ns: AtomicU64,
     max_open_ns: AtomicU64,
+    /// What the windows are timed by (the real clock; tests move a manual
+    /// one).
+    clock: Arc<dyn Clock>,
     epoch: Instant,
     state: AtomicU8,
     consecutive: AtomicU32,
@@ -91,6 +95,16 @@ struct Inner {
     closed: AtomicU64,
     short_circuited: AtomicU64,
     open_ns_done: AtomicU64,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("state", &self.state)
+            .field("consecutive", &self.consecutive)
+            .field("opened", &self.opened)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The breaker; clones share it. See the [module docs](self).
@@ -112,12 +126,18 @@ pub(crate) struct Ticket {
 
 impl CircuitBreaker {
     pub(crate) fn new(config: BreakerConfig) -> Self {
+        Self::with_clock(config, Arc::new(SystemClock))
+    }
+
+    /// A breaker timed by `clock`.
+    pub(crate) fn with_clock(config: BreakerConfig, clock: Arc<dyn Clock>) -> Self {
         let breaker = Self {
             inner: Arc::new(Inner {
                 failures: AtomicU32::new(0),
                 min_open_ns: AtomicU64::new(0),
                 max_open_ns: AtomicU64::new(0),
-                epoch: Instant::now(),
+                epoch: clock.now(),
+                clock,
                 state: AtomicU8::new(CLOSED),
                 consecutive: AtomicU32::new(0),
                 open_until: AtomicU64::new(0),
@@ -159,7 +179,8 @@ impl CircuitBreaker {
     }
 
     fn now(&self) -> u64 {
-        u64::try_from(self.inner.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        let elapsed = self.inner.clock.now().saturating_duration_since(self.inner.epoch);
+        u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// A ticket to call Redis, or `None` while the breaker is open (or a
@@ -292,12 +313,19 @@ impl Drop for Ticket {
 mod tests {
     use super::*;
 
-    fn quick() -> CircuitBreaker {
-        CircuitBreaker::new(BreakerConfig {
-            failures: 3,
-            min_open: Duration::from_millis(30),
-            max_open: Duration::from_millis(100),
-        })
+    /// A breaker with 30 ms windows up to 100 ms, on a clock the test
+    /// moves (no real sleep decides a test).
+    fn quick() -> (CircuitBreaker, crate::clock::ManualClock) {
+        let clock = crate::clock::ManualClock::new();
+        let b = CircuitBreaker::with_clock(
+            BreakerConfig {
+                failures: 3,
+                min_open: Duration::from_millis(30),
+                max_open: Duration::from_millis(100),
+            },
+            Arc::new(clock.clone()),
+        );
+        (b, clock)
     }
 
     fn fail(b: &CircuitBreaker) {
@@ -306,7 +334,7 @@ mod tests {
 
     #[test]
     fn opens_after_consecutive_failures_and_short_circuits() {
-        let b = quick();
+        let (b, _) = quick();
         fail(&b);
         fail(&b);
         // A success in between resets the count.
@@ -325,12 +353,12 @@ mod tests {
 
     #[test]
     fn one_probe_after_the_window_closes_it_on_success() {
-        let b = quick();
+        let (b, clock) = quick();
         for _ in 0..3 {
             fail(&b);
         }
         assert!(b.try_call().is_none());
-        std::thread::sleep(Duration::from_millis(40));
+        clock.advance(Duration::from_millis(40));
         let probe = b.try_call().expect("the probe");
         // Exactly one probe.
         assert!(b.try_call().is_none());
@@ -344,17 +372,17 @@ mod tests {
 
     #[test]
     fn a_failed_or_abandoned_probe_reopens_for_longer() {
-        let b = quick();
+        let (b, clock) = quick();
         for _ in 0..3 {
             fail(&b);
         }
-        std::thread::sleep(Duration::from_millis(40));
+        clock.advance(Duration::from_millis(40));
         b.try_call().expect("probe").failure();
         assert_eq!(b.snapshot().state, BreakerState::Open);
         // Twice the window now (60 ms): still open after 40 ms.
-        std::thread::sleep(Duration::from_millis(40));
+        clock.advance(Duration::from_millis(40));
         assert!(b.try_call().is_none());
-        std::thread::sleep(Duration::from_millis(30));
+        clock.advance(Duration::from_millis(30));
         // A probe dropped without an answer counts as failed.
         drop(b.try_call().expect("second probe"));
         assert_eq!(b.snapshot().state, BreakerState::Open);
@@ -393,11 +421,11 @@ mod tests {
 
     #[test]
     fn concurrent_callers_get_one_probe() {
-        let b = quick();
+        let (b, clock) = quick();
         for _ in 0..3 {
             fail(&b);
         }
-        std::thread::sleep(Duration::from_millis(40));
+        clock.advance(Duration::from_millis(40));
         let probes: usize = std::thread::scope(|s| {
             let handles: Vec<_> = (0..8)
                 .map(|_| {

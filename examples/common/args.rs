@@ -41,10 +41,9 @@ pub(crate) fn or_exit<T>(parsed: Result<T, String>, usage: &str) -> T {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn inline_and_separate_values() {
+        use super::{split, value};
         let mut rest = vec!["3000".to_owned()].into_iter();
         let (flag, inline) = split("--port");
         assert_eq!(flag, "--port");
