@@ -13,6 +13,7 @@ use std::time::Duration;
 use http::{Method, StatusCode};
 use http_body_util::Full;
 use support::cache::{IntoStatus, Reply, clocked, ok, resp, serve, status};
+use support::gate::{DEADLINE, Gate, until};
 use tower_perf::cache::CacheLayer;
 use tower_perf::headers::HttpDate;
 
@@ -169,34 +170,43 @@ async fn request_directives() {
 async fn stale_while_revalidate_serves_stale_and_refreshes_once() {
     let (layer, clock) = clocked();
     let stats = layer.stats();
-    let (server, origin) = serve(layer, |_, n| {
-        Reply::Slow(
-            Duration::from_millis(if n == 1 { 0 } else { 200 }),
-            resp(
-                &[("cache-control", "max-age=10, stale-while-revalidate=30")],
-                format!("v{n}"),
-            ),
-        )
+    // The refreshes wait at the gate until the test opens it.
+    let gate = Gate::new();
+    let g = gate.clone();
+    let (server, origin) = serve(layer, move |_, n| {
+        let r = resp(
+            &[("cache-control", "max-age=10, stale-while-revalidate=30")],
+            format!("v{n}"),
+        );
+        if n == 1 {
+            Reply::Ok(r)
+        } else {
+            Reply::Held(g.clone(), r)
+        }
     })
     .await;
     server.get("/").await;
     clock.advance(Duration::from_secs(15));
-    let started = std::time::Instant::now();
-    let r = server.get("/").await;
-    assert!(
-        started.elapsed() < Duration::from_millis(150),
-        "served at once"
-    );
+    // Served while the refresh it started is still held at the origin.
+    let r = tokio::time::timeout(DEADLINE, server.get("/"))
+        .await
+        .expect("served at once");
     assert_eq!(r.text(), "v1");
     assert_eq!(
         status(&r),
         "tower-perf; hit; ttl=-5; detail=stale-while-revalidate"
     );
+    gate.arrived(1).await;
     // While the refresh runs, more requests get the stale copy, no new fetch.
     for _ in 0..3 {
         assert_eq!(server.get("/").await.text(), "v1");
     }
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(gate.count(), 1, "no second fetch while the refresh runs");
+    gate.open();
+    until("the refresh stored its answer", || {
+        stats.snapshot().stores == 2
+    })
+    .await;
     assert_eq!(origin.calls(), 2, "one background refresh");
     let fresh = server.get("/").await;
     assert_eq!(fresh.text(), "v2");

@@ -10,6 +10,7 @@ use std::time::Duration;
 use http::StatusCode;
 use support::TestResponse;
 use support::cache::{clocked, ok, serve, status, validating};
+use support::gate::until;
 use tower_perf::cache::CacheLayer;
 
 #[tokio::test]
@@ -53,14 +54,16 @@ async fn response_no_cache_is_validated_before_each_reuse() {
 
 #[tokio::test]
 async fn client_conditionals() {
-    let (server, origin) = serve(CacheLayer::new(), |p, n| validating(p, n, "max-age=60")).await;
+    let layer = CacheLayer::new();
+    let stats = layer.stats();
+    let (server, origin) = serve(layer, |p, n| validating(p, n, "max-age=60")).await;
     // On a miss the cache asks unconditionally, stores, and answers 304.
     let r = server.get_with("/", &[("if-none-match", "\"v1\"")]).await;
     assert_eq!(r.status, StatusCode::NOT_MODIFIED);
     assert!(origin.request(1).headers.get("if-none-match").is_none());
     assert_eq!(r.header("etag"), Some("\"v1\""));
-    // Give the background store a moment, then a hit.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Once the body has reached the store in the background, a hit.
+    until("the miss's body stored", || stats.snapshot().stores == 1).await;
     let full = server.get("/").await;
     assert_eq!(full.text(), "body-v1");
     assert!(status(&full).contains("hit"));
@@ -82,7 +85,9 @@ async fn client_conditionals() {
 #[tokio::test]
 async fn a_304_carries_the_fields_of_a_200_less_content_metadata() {
     const LM: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
-    let (server, origin) = serve(CacheLayer::new(), |p, _| {
+    let layer = CacheLayer::new();
+    let stats = layer.stats();
+    let (server, origin) = serve(layer, |p, _| {
         let tagged = p.uri.path() == "/tagged";
         let mut fields = vec![
             ("cache-control", "max-age=60"),
@@ -122,14 +127,7 @@ async fn a_304_carries_the_fields_of_a_200_less_content_metadata() {
         .await;
     check(&miss, false, "dated, miss");
     // The bodies reach the store in the background.
-    for _ in 0..100 {
-        if status(&server.get("/tagged").await).contains("hit")
-            && status(&server.get("/dated").await).contains("hit")
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until("both bodies stored", || stats.snapshot().stores == 2).await;
     let calls = origin.calls();
     let hit = server
         .get_with("/tagged", &[("if-none-match", "\"v1\"")])
@@ -150,7 +148,9 @@ async fn a_304_carries_the_fields_of_a_200_less_content_metadata() {
 #[tokio::test]
 async fn client_conditions_follow_rfc_9110() {
     const LM: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
-    let (server, origin) = serve(CacheLayer::new(), |_, _| {
+    let layer = CacheLayer::new();
+    let stats = layer.stats();
+    let (server, origin) = serve(layer, |_, _| {
         ok(
             &[("cache-control", "max-age=60"), ("last-modified", LM)],
             "body",
@@ -159,12 +159,7 @@ async fn client_conditions_follow_rfc_9110() {
     .await;
     let miss = server.get_with("/", &[("if-none-match", "*")]).await;
     assert_eq!(miss.status, StatusCode::NOT_MODIFIED, "miss");
-    for _ in 0..100 {
-        if status(&server.get("/").await).contains("hit") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until("the miss's body stored", || stats.snapshot().stores == 1).await;
     let hit = server.get_with("/", &[("if-none-match", "*")]).await;
     assert_eq!(hit.status, StatusCode::NOT_MODIFIED, "hit");
     assert!(status(&hit).contains("hit"));

@@ -554,17 +554,25 @@ async fn two_replicas_share_limits_and_cache_through_redis() {
     // /static is not rate limited: the cache part doesn't touch the quota.
     let first = a.get("/static/app.js").await;
     assert!(first.header("cache-status").unwrap().contains("stored"));
-    // B answers from the shared cache once A's write reached Redis.
-    let mut hit = false;
-    for _ in 0..50 {
+    // B answers from the shared cache once A's write reached Redis (asked
+    // for the same host: the host is part of the key).
+    use tower_perf::cache::{CacheKey, CacheStore, RedisCacheStore};
+    let l2 = RedisCacheStore::new(&url, &format!("{prefix}:cache")).unwrap();
+    let host = a.addr().to_string();
+    let key = CacheKey::from_text(&format!("{host}/static/app.js"));
+    let deadline = std::time::Instant::now() + support::gate::DEADLINE;
+    while l2.get(&key).await.ok().flatten().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "A's response never reached Redis"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
-        let r = b.get("/static/app.js").await;
-        if r.header("cache-status").unwrap().contains("hit") {
-            hit = true;
-            break;
-        }
     }
-    assert!(hit, "replica B never saw A's cached response");
+    let r = b.get_with("/static/app.js", &[("host", &host)]).await;
+    assert!(
+        r.header("cache-status").unwrap().contains("hit"),
+        "replica B never saw A's cached response"
+    );
     // One quota of 6 a minute for this client across both replicas.
     let mut statuses = Vec::new();
     for i in 0..8 {

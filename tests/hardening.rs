@@ -17,6 +17,7 @@ use futures_util::StreamExt;
 use http::StatusCode;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
+use support::gate::{Gate, until};
 use support::{BoxError, TestServer};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_perf::cache::CacheLayer;
@@ -133,7 +134,7 @@ async fn a_flood_of_distinct_requests_stays_bounded() {
 /// body `broken` makes, every later one "whole"; all storable for a minute.
 fn first_broken_then_whole(
     calls: Arc<AtomicUsize>,
-    broken: fn() -> Body,
+    broken: impl Fn() -> Body + Clone + Send + Sync + 'static,
 ) -> impl Service<
     Request<hyper::body::Incoming>,
     Response = Response<Body>,
@@ -144,8 +145,8 @@ fn first_broken_then_whole(
 + 'static {
     service_fn(move |_req: Request<hyper::body::Incoming>| {
         let first = calls.fetch_add(1, Ordering::SeqCst) == 0;
+        let body = if first { broken() } else { Body::from("whole") };
         async move {
-            let body = if first { broken() } else { Body::from("whole") };
             Ok::<_, Infallible>(
                 Response::builder()
                     .header("cache-control", "max-age=60")
@@ -165,17 +166,29 @@ async fn a_body_failing_midway_releases_the_waiters() {
     let calls = Arc::new(AtomicUsize::new(0));
     let timing = TimingLayer::new();
     let stats = timing.stats();
+    let cache = CacheLayer::new();
+    let cache_stats = cache.stats();
+    // The first body sends its first chunk, then fails once the test has
+    // every waiter waiting for it.
+    let fail = Gate::new();
+    let f = fail.clone();
     let app = ServiceBuilder::new()
         .layer(timing)
-        .layer(CacheLayer::new())
-        .service(first_broken_then_whole(calls.clone(), || {
+        .layer(cache)
+        .service(first_broken_then_whole(calls.clone(), move || {
+            let f = f.clone();
             let chunks: Vec<Result<Bytes, BoxError>> = vec![
                 Ok(Bytes::from_static(b"partial")),
                 Err("disk on fire".into()),
             ];
-            Body::from_stream(futures_util::stream::iter(chunks).then(|c| async move {
-                tokio::time::sleep(Duration::from_millis(150)).await;
-                c
+            Body::from_stream(futures_util::stream::iter(chunks).then(move |c| {
+                let f = f.clone();
+                async move {
+                    if c.is_err() {
+                        f.pass().await;
+                    }
+                    c
+                }
             }))
         }));
     let server = Arc::new(TestServer::serve(app).await);
@@ -192,13 +205,19 @@ async fn a_body_failing_midway_releases_the_waiters() {
             }
         })
     };
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    // The first request leads (its body is streaming), the others wait.
+    fail.arrived(1).await;
     let waiters: Vec<_> = (0..5)
         .map(|_| {
             let s = server.clone();
             tokio::spawn(async move { s.get("/x").await })
         })
         .collect();
+    until("5 requests wait for the failing fetch", || {
+        cache_stats.snapshot().coalesced == 5
+    })
+    .await;
+    fail.open();
     assert!(first.await.unwrap(), "the first client sees the failure");
     for w in waiters {
         let r = tokio::time::timeout(Duration::from_secs(3), w)
@@ -225,12 +244,19 @@ async fn a_body_failing_midway_releases_the_waiters() {
 async fn a_panicking_origin_releases_the_waiters() {
     let calls = Arc::new(AtomicUsize::new(0));
     let c = calls.clone();
-    let mut svc = ServiceBuilder::new()
-        .layer(CacheLayer::new().coalesce(true, Duration::from_secs(30)))
-        .service(service_fn(move |_req: Request<Full<Bytes>>| {
+    let cache = CacheLayer::new().coalesce(true, Duration::from_secs(30));
+    let stats = cache.stats();
+    // The first fetch panics once the waiter waits for it.
+    let panic = Gate::new();
+    let p = panic.clone();
+    let mut svc = ServiceBuilder::new().layer(cache).service(service_fn(
+        move |_req: Request<Full<Bytes>>| {
             let n = c.fetch_add(1, Ordering::SeqCst) + 1;
+            let p = p.clone();
             async move {
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                if n == 1 {
+                    p.pass().await;
+                }
                 assert!(n != 1, "the first fetch panics");
                 Ok::<_, Infallible>(
                     Response::builder()
@@ -239,7 +265,8 @@ async fn a_panicking_origin_releases_the_waiters() {
                         .unwrap(),
                 )
             }
-        }));
+        },
+    ));
     let get = || {
         Request::get("/p")
             .header("host", "h.test")
@@ -250,8 +277,13 @@ async fn a_panicking_origin_releases_the_waiters() {
         let f = svc.ready().await.unwrap().call(get());
         tokio::spawn(f)
     };
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    panic.arrived(1).await;
     let waiter = tokio::spawn(svc.clone().oneshot(get()));
+    until("the request waits for the leader", || {
+        stats.snapshot().coalesced == 1
+    })
+    .await;
+    panic.open();
     assert!(leader.await.is_err(), "the leader's task panicked");
     let r = tokio::time::timeout(Duration::from_secs(5), waiter)
         .await
@@ -297,14 +329,17 @@ async fn the_host_is_part_of_the_key() {
     }
 }
 
-/// A body that stalls midway for good: the client gives up on its own
-/// timeout, nothing is stored, and requests that were waiting for it go to
-/// the origin themselves after the coalescing timeout.
+/// A body that stalls midway for good: requests that were waiting for it
+/// go to the origin themselves after the coalescing timeout, while the
+/// stalled client still waits; it gives up, and nothing is stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_body_never_holds_the_waiters() {
     let calls = Arc::new(AtomicUsize::new(0));
+    // The coalescing timeout is real time (the point of the test).
+    let cache = CacheLayer::new().coalesce(true, Duration::from_millis(200));
+    let stats = cache.stats();
     let app = ServiceBuilder::new()
-        .layer(CacheLayer::new().coalesce(true, Duration::from_millis(200)))
+        .layer(cache)
         .service(first_broken_then_whole(calls.clone(), || {
             let first =
                 futures_util::stream::iter([Ok::<_, BoxError>(Bytes::from_static(b"part"))]);
@@ -312,6 +347,9 @@ async fn a_stalled_body_never_holds_the_waiters() {
             Body::from_stream(first.chain(futures_util::stream::pending()))
         }));
     let server = Arc::new(TestServer::serve(app).await);
+    // The stalled client gives up when the test says: only after the
+    // waiter has its answer, so the stall certainly outlasts the wait.
+    let (give_up, gave_up) = tokio::sync::oneshot::channel::<()>();
     let stalled = {
         let s = server.clone();
         tokio::spawn(async move {
@@ -320,21 +358,26 @@ async fn a_stalled_body_never_holds_the_waiters() {
                 .body(Full::default())
                 .unwrap();
             let r = s.client().request(req).await.unwrap();
-            tokio::time::timeout(Duration::from_millis(600), r.into_body().collect())
-                .await
-                .is_err()
+            tokio::select! {
+                _ = r.into_body().collect() => false,
+                _ = gave_up => true,
+            }
         })
     };
-    tokio::time::sleep(Duration::from_millis(30)).await;
-    let started = std::time::Instant::now();
+    until("the stalled request reached the origin", || {
+        calls.load(Ordering::SeqCst) == 1
+    })
+    .await;
     let waiter = server.get("/s").await;
     assert_eq!(waiter.text(), "whole");
-    assert!(
-        started.elapsed() < Duration::from_millis(500),
+    assert_eq!(
+        stats.snapshot().coalesce_timeouts,
+        1,
         "{:?}",
-        started.elapsed()
+        stats.snapshot()
     );
-    assert!(stalled.await.unwrap(), "the stalled client timed out");
+    let _ = give_up.send(());
+    assert!(stalled.await.unwrap(), "the stalled client gave up");
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 

@@ -111,6 +111,7 @@ async fn target() -> (TestServer, Arc<[AtomicU64; 4]>) {
                 async move {
                     // Two at a time: more clients only queue.
                     let _p = permits.acquire().await.unwrap();
+                    // Real time is the point: the load tester measures it.
                     tokio::time::sleep(Duration::from_millis(5)).await;
                     "queued"
                 }
@@ -120,6 +121,7 @@ async fn target() -> (TestServer, Arc<[AtomicU64; 4]>) {
             "/slow",
             get(move || async move {
                 h3[2].fetch_add(1, Ordering::Relaxed);
+                // Real time is the point: the load tester measures it.
                 tokio::time::sleep(Duration::from_millis(5)).await;
                 "slow"
             }),

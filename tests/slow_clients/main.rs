@@ -42,6 +42,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use server::DemoConfig;
 use server::serve::{self, Limits};
+use support::gate::Gate;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -160,6 +161,7 @@ async fn slow_client(
             if matches!(how, Slow::OneByte) {
                 break;
             }
+            // Real time is the point: a head slower than the header timeout.
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
         // Keep the write half (and the connection) open.
@@ -265,6 +267,8 @@ async fn slow_heads_are_closed_after_the_header_timeout_while_normal_clients_are
         let (status, took) = normal_get(addr).await;
         assert_eq!(status, "HTTP/1.1 200 OK");
         latencies.push(took);
+        // Real time is the point: the normal GETs spread over the second
+        // the slow heads are held.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let mut closed = Vec::new();
@@ -325,6 +329,8 @@ async fn a_slow_second_head_on_a_keep_alive_connection_gets_the_header_timeout()
         .await
         .unwrap();
     assert_eq!(read_response(&mut s).await, "http/1.1 200 ok");
+    // Real time is the point: the connection idles half the header
+    // timeout before the second head starts, which gets all of it.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let started = Instant::now();
     s.write_all(b"GET /he").await.unwrap();
@@ -471,10 +477,10 @@ async fn an_oversized_http1_head_gets_431() {
     assert_eq!(normal_get(server.addr).await.0, "HTTP/1.1 200 OK");
 }
 
-/// A service that says when a request arrived and answers after `delay`.
-fn delayed(
-    delay: Duration,
-    arrived: tokio::sync::mpsc::UnboundedSender<()>,
+/// A service whose requests for `/held` wait at `gate` until the test
+/// opens it (a request certainly in flight); the others answer at once.
+fn held(
+    gate: Gate,
 ) -> impl tower::Service<
     Request<serve::RequestBody>,
     Response = Response<Full<Bytes>>,
@@ -483,11 +489,12 @@ fn delayed(
 > + Clone
 + Send
 + 'static {
-    tower::service_fn(move |_req: Request<serve::RequestBody>| {
-        let arrived = arrived.clone();
+    tower::service_fn(move |req: Request<serve::RequestBody>| {
+        let gate = gate.clone();
         async move {
-            let _ = arrived.send(());
-            tokio::time::sleep(delay).await;
+            if req.uri().path() == "/held" {
+                gate.pass().await;
+            }
             Ok::<_, Infallible>(Response::new(Full::from("done")))
         }
     })
@@ -495,33 +502,33 @@ fn delayed(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_stops_accepting_and_lets_requests_in_flight_finish() {
-    let (tx, mut arrived) = tokio::sync::mpsc::unbounded_channel();
-    let mut server =
-        Running::start(delayed(Duration::from_millis(500), tx), Limits::default()).await;
+    let gate = Gate::new();
+    let mut server = Running::start(held(gate.clone()), Limits::default()).await;
     let addr = server.addr;
     // An idle keep-alive connection and a request in flight.
     let mut idle = TcpStream::connect(addr).await.unwrap();
     idle.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
-    arrived.recv().await.unwrap();
     assert_eq!(read_response(&mut idle).await, "http/1.1 200 ok");
     let mut busy = TcpStream::connect(addr).await.unwrap();
-    busy.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    busy.write_all(b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
-    arrived.recv().await.unwrap();
+    gate.arrived(1).await;
 
     let stop = Instant::now();
     let _ = server.stop.take().unwrap().send(());
-    let idle_closed = tokio::spawn(async move { closed_after(&mut idle, stop, MARGIN).await });
+    // The idle connection closes at once; the request stays in flight
+    // until the test lets it finish.
+    let idle_closed = closed_after(&mut idle, stop, MARGIN).await;
+    gate.open();
     assert_eq!(
         read_response(&mut busy).await,
         "http/1.1 200 ok",
         "in flight: finished"
     );
     closed_after(&mut busy, stop, MARGIN).await;
-    let idle_closed = idle_closed.await.unwrap();
     timeout(MARGIN, &mut server.task)
         .await
         .expect("serve returned")
@@ -540,10 +547,11 @@ async fn shutdown_stops_accepting_and_lets_requests_in_flight_finish() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_gives_up_on_requests_that_outlast_its_timeout() {
-    let (tx, mut arrived) = tokio::sync::mpsc::unbounded_channel();
+    // A gate never opened: the request is stuck for good.
+    let gate = Gate::new();
     let grace = Duration::from_secs(1);
     let mut server = Running::start(
-        delayed(Duration::from_secs(3600), tx),
+        held(gate.clone()),
         Limits {
             shutdown_timeout: grace,
             ..Limits::default()
@@ -552,10 +560,10 @@ async fn shutdown_gives_up_on_requests_that_outlast_its_timeout() {
     .await;
     let mut stuck = TcpStream::connect(server.addr).await.unwrap();
     stuck
-        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .write_all(b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
-    arrived.recv().await.unwrap();
+    gate.arrived(1).await;
     let stop = Instant::now();
     let _ = server.stop.take().unwrap().send(());
     timeout(grace + MARGIN, &mut server.task)

@@ -93,6 +93,7 @@ fn app() -> impl tower::Service<
                     if i == frames {
                         return None;
                     }
+                    // Real time is the point: a response that keeps moving.
                     tokio::time::sleep(Duration::from_millis(ms)).await;
                     Some((
                         Ok::<_, Infallible>(Frame::data(Bytes::from("drip\n"))),
@@ -105,6 +106,7 @@ fn app() -> impl tower::Service<
                 )
             }
             Some("slow") => {
+                // Real time is the point: a handler slower than the timeouts.
                 tokio::time::sleep(Duration::from_millis(num(2))).await;
                 (StatusCode::OK, full("done".into()))
             }
@@ -247,6 +249,7 @@ async fn upload(
             if wr.write_all(&vec![b'u'; n]).await.is_err() {
                 return;
             }
+            // Real time is the point: a body that arrives slowly.
             tokio::time::sleep(every).await;
         }
         // Keep the write half (and the connection) open.
@@ -332,6 +335,7 @@ async fn slow_downloads_that_keep_moving_and_slow_handlers_are_not_cut() {
                 Ok(0) | Err(_) => break,
                 Ok(n) => all.extend_from_slice(&buf[..n]),
             }
+            // Real time is the point: a slow reader that keeps reading.
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let head = all
@@ -361,6 +365,7 @@ async fn slow_downloads_that_keep_moving_and_slow_handlers_are_not_cut() {
             if let Some(d) = frame.data_ref() {
                 got += d.len();
                 // hyper hands out what came in one DATA frame (16 KiB).
+                // Real time is the point: a slow reader that keeps reading.
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
@@ -432,6 +437,8 @@ async fn a_busy_http2_connection_lives_and_a_stalled_upload_fails_only_its_own_s
             "/drip/3/300"
         };
         tasks.push(tokio::spawn(get(path)));
+        // Real time is the point: requests overlap over 4 s, longer than
+        // the timeouts.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let (up, up_at) = timeout(Duration::from_secs(1) + MARGIN, up)

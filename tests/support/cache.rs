@@ -3,7 +3,6 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::body::Body;
 use http::request::Parts;
@@ -13,6 +12,7 @@ use tower::ServiceBuilder;
 use tower_perf::cache::CacheLayer;
 use tower_perf::clock::ManualClock;
 
+use super::gate::Gate;
 use super::{BoxError, TestResponse, TestServer};
 
 /// What the test origin does for one request.
@@ -20,8 +20,9 @@ pub enum Reply {
     Ok(Response<Body>),
     /// The origin can't be reached (the service fails).
     Fail,
-    /// Answer after a delay.
-    Slow(Duration, Response<Body>),
+    /// Answer once the test opens the gate (the request counts as
+    /// arrived there): a slow origin whose slowness the test controls.
+    Held(Gate, Response<Body>),
 }
 
 /// A test origin: `script(parts, n)` answers the n-th call (1-based); it
@@ -60,8 +61,8 @@ where
             match reply {
                 Reply::Ok(r) => Ok::<_, BoxError>(r),
                 Reply::Fail => Err("origin down".into()),
-                Reply::Slow(d, r) => {
-                    tokio::time::sleep(d).await;
+                Reply::Held(gate, r) => {
+                    gate.pass().await;
                     Ok(r)
                 }
             }

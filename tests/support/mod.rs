@@ -13,6 +13,7 @@
 
 #[cfg(feature = "cache")]
 pub mod cache;
+pub mod gate;
 pub mod log;
 #[cfg(feature = "redis")]
 pub mod redis;

@@ -1,0 +1,204 @@
+//! Which coding a request gets: Accept-Encoding with its weights, the
+//! server's preference, nothing acceptable, malformed fields; the
+//! statistics; the layer behind `route_layer`.
+
+use axum::Router;
+use axum::http::{Method, StatusCode};
+use axum::routing::{get, put};
+use http_body_util::Full;
+use tower_perf::compression::{CompressionLayer, SkipReason};
+use tower_perf::headers::ContentCoding;
+
+use crate::support::{self, TestServer, gunzip, inflate};
+use crate::{app, ok, server};
+
+#[tokio::test]
+async fn gzip_round_trips_and_sets_headers() {
+    let s = server().await;
+    let plain = s.get("/json").await;
+    let res = s.get_with("/json", &[("accept-encoding", "gzip")]).await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.header("content-encoding"), Some("gzip"));
+    assert_eq!(res.header("vary"), Some("accept-encoding"));
+    // Small enough to compress whole: the exact compressed length is sent.
+    let len = res.body.len().to_string();
+    assert_eq!(res.header("content-length"), Some(len.as_str()));
+    assert!(
+        res.body.len() < plain.body.len() / 3,
+        "{} vs {}",
+        res.body.len(),
+        plain.body.len()
+    );
+    assert_eq!(gunzip(&res.body), plain.body);
+}
+
+#[tokio::test]
+async fn deflate_is_zlib_wrapped() {
+    let s = server().await;
+    let plain = s.get("/json").await;
+    let res = s.get_with("/json", &[("accept-encoding", "deflate")]).await;
+    assert_eq!(res.header("content-encoding"), Some("deflate"));
+    assert_eq!(inflate(&res.body), plain.body);
+}
+
+#[tokio::test]
+async fn q_value_negotiation() {
+    let s = server().await;
+    let cases: [(&str, Option<&str>); 14] = [
+        ("gzip;q=0, deflate", Some("deflate")),
+        ("gzip;q=0.5, deflate;q=0.9", Some("deflate")),
+        ("deflate, gzip", Some("gzip")),
+        ("*", Some("gzip")),
+        ("*;q=0.1, deflate;q=0.2", Some("deflate")),
+        ("x-gzip", Some("gzip")),
+        ("GZIP;Q=1.0", Some("gzip")),
+        ("br", None),
+        ("identity", None),
+        ("gzip;q=0.5, identity", None),
+        ("", None),
+        ("gzip;q=0", None),
+        ("gzip;q=1.5, deflate;q=0.001", Some("deflate")),
+        ("identity;q=0, *;q=0", None),
+    ];
+    for (ae, expected) in cases {
+        let res = s.get_with("/json", &[("accept-encoding", ae)]).await;
+        assert_eq!(res.status, StatusCode::OK, "{ae}");
+        assert_eq!(
+            res.header("content-encoding"),
+            expected,
+            "accept-encoding: {ae:?}"
+        );
+        assert_eq!(res.header("vary"), Some("accept-encoding"), "{ae}");
+    }
+    // Several header lines form one list.
+    let mut req = s.request(Method::GET, "/json");
+    req = req
+        .header("accept-encoding", "gzip;q=0.1")
+        .header("accept-encoding", "deflate");
+    let res = s.send(req.body(Full::default()).unwrap()).await;
+    assert_eq!(res.header("content-encoding"), Some("deflate"));
+}
+
+#[tokio::test]
+async fn server_preference_is_configurable() {
+    let s = TestServer::serve(app(
+        CompressionLayer::new().codings([ContentCoding::Deflate, ContentCoding::Gzip])
+    ))
+    .await;
+    let res = s
+        .get_with("/json", &[("accept-encoding", "gzip, deflate")])
+        .await;
+    assert_eq!(res.header("content-encoding"), Some("deflate"));
+    // The client's weights still come first.
+    let res = s
+        .get_with("/json", &[("accept-encoding", "gzip, deflate;q=0.5")])
+        .await;
+    assert_eq!(res.header("content-encoding"), Some("gzip"));
+}
+
+#[tokio::test]
+async fn nothing_acceptable_gets_identity_or_406() {
+    let s = server().await;
+    let res = s
+        .get_with("/json", &[("accept-encoding", "br, identity;q=0")])
+        .await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.header("content-encoding"), None);
+    let strict = TestServer::serve(app(CompressionLayer::new().reject_unacceptable(true))).await;
+    let res = strict
+        .get_with("/json", &[("accept-encoding", "br, identity;q=0")])
+        .await;
+    assert_eq!(res.status, StatusCode::NOT_ACCEPTABLE);
+    assert_eq!(res.header("vary"), Some("accept-encoding"));
+    assert!(res.text().contains("content codings"));
+    let res = strict
+        .get_with(
+            "/json",
+            &[("accept-encoding", "br, gzip;q=0.1, identity;q=0")],
+        )
+        .await;
+    assert_eq!(res.header("content-encoding"), Some("gzip"));
+}
+
+#[tokio::test]
+async fn malformed_accept_encoding_never_panics() {
+    let s = server().await;
+    for ae in [
+        ";;;",
+        ",,,",
+        "q=1",
+        "gzip;q=",
+        "gzip;q=\"1\"",
+        "*;q=abc",
+        "gzip;;q=0.5",
+        "\"gzip\"",
+        "gzip; q = 0.5",
+    ] {
+        // Whatever the layer makes of the field, the client gets the body
+        // it asked for, in a coding it can read, and a cache is told the
+        // answer depends on the field.
+        let identity = s.get("/json").await.body;
+        let res = s.get_with("/json", &[("accept-encoding", ae)]).await;
+        assert_eq!(res.status, StatusCode::OK, "{ae}");
+        let body = match res.header("content-encoding") {
+            None => res.body.to_vec(),
+            Some("gzip") => support::gunzip(&res.body),
+            Some("deflate") => support::inflate(&res.body),
+            Some(other) => panic!("{ae}: answered in {other}"),
+        };
+        assert_eq!(body, identity, "{ae}");
+        assert_eq!(res.header("vary"), Some("accept-encoding"), "{ae}");
+    }
+    // Bytes no client library would send.
+    let raw = s
+        .send_raw(b"GET /json HTTP/1.1\r\nHost: x\r\nAccept-Encoding: \xff\xfe, gzip;q=\xc3\xa9\r\nConnection: close\r\n\r\n")
+        .await;
+    assert!(String::from_utf8_lossy(&raw).starts_with("HTTP/1.1 200"));
+}
+
+#[tokio::test]
+async fn stats_count_what_happened() {
+    let layer = CompressionLayer::new();
+    let stats = layer.stats();
+    let s = TestServer::serve(app(layer)).await;
+    let plain = s.get("/json").await;
+    let gz = s.get_with("/json", &[("accept-encoding", "gzip")]).await;
+    let df = s.get_with("/json", &[("accept-encoding", "deflate")]).await;
+    s.get_with("/small", &[("accept-encoding", "gzip")]).await;
+    s.get_with("/png", &[("accept-encoding", "gzip")]).await;
+    s.get_with("/already", &[("accept-encoding", "gzip")]).await;
+    let snap = stats.snapshot();
+    assert_eq!(snap.gzip.responses, 1);
+    assert_eq!(snap.deflate.responses, 1);
+    assert_eq!(snap.gzip.bytes_in, plain.body.len() as u64);
+    assert_eq!(snap.gzip.bytes_out, gz.body.len() as u64);
+    assert_eq!(snap.deflate.bytes_out, df.body.len() as u64);
+    assert_eq!(snap.skipped(SkipReason::NotAccepted), 1);
+    assert_eq!(snap.skipped(SkipReason::TooSmall), 1);
+    assert_eq!(snap.skipped(SkipReason::ContentType), 1);
+    assert_eq!(snap.skipped(SkipReason::AlreadyEncoded), 1);
+    assert_eq!(snap.compressed(), 2);
+    assert!(snap.bytes_saved() > 0);
+    assert!(snap.gzip.ratio().unwrap() < 0.3);
+}
+
+#[tokio::test]
+async fn works_behind_route_layer() {
+    let app = Router::new()
+        .route("/a", get(|| async { ok("text/plain", "a".repeat(4096)) }))
+        .route_layer(CompressionLayer::new())
+        .route("/b", put(|| async { ok("text/plain", "b".repeat(4096)) }));
+    let s = TestServer::serve(app).await;
+    assert_eq!(
+        s.get_with("/a", &[("accept-encoding", "gzip")])
+            .await
+            .header("content-encoding"),
+        Some("gzip")
+    );
+    let req = s
+        .request(Method::PUT, "/b")
+        .header("accept-encoding", "gzip")
+        .body(Full::default())
+        .unwrap();
+    assert_eq!(s.send(req).await.header("content-encoding"), None);
+}
