@@ -652,6 +652,8 @@ async fn the_dashboard_draws_its_charts_in_chromium() {
                 s.get(&format!("/api/v1/items/{}", i % 7 + 1)).await;
                 s.get_with("/static/app.js", &[("accept-encoding", "gzip")])
                     .await;
+                // Real time is the point: traffic spread over the seconds
+                // the dashboard samples, not one burst.
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         })
