@@ -458,19 +458,19 @@ struct EndpointResult {
 }
 
 #[derive(Debug, Serialize)]
-struct SpikeResult {
-    normal_workers: usize,
-    spike_workers: usize,
-    normal_p99_ms: f64,
-    spike_p99_ms: f64,
-    p99_degradation_pct: f64,
-    normal_throughput: f64,
-    spike_throughput: f64,
-    throughput_change_pct: f64,
+pub(crate) struct SpikeResult {
+    pub(crate) normal_workers: usize,
+    pub(crate) spike_workers: usize,
+    pub(crate) normal_p99_ms: f64,
+    pub(crate) spike_p99_ms: f64,
+    pub(crate) p99_degradation_pct: f64,
+    pub(crate) normal_throughput: f64,
+    pub(crate) spike_throughput: f64,
+    pub(crate) throughput_change_pct: f64,
     /// Seconds after the spike until a time bucket's p99 (100 ms buckets,
     /// 1 s for runs over a minute) is back within 20% of the normal p99;
     /// `None` if it never was before the end.
-    recovery_secs: Option<f64>,
+    pub(crate) recovery_secs: Option<f64>,
 }
 
 fn ms(us: u64) -> f64 {
@@ -661,6 +661,43 @@ fn pct_change(from: f64, to: f64) -> f64 {
     }
 }
 
+/// The spike scenario's figures from its per-bucket histograms (`bucket`
+/// seconds each) over a run of `duration` seconds: the normal phase (the
+/// first third), the spike (the second) and how long p99 took to come back
+/// within 20% of the normal one afterwards.
+pub(crate) fn spike_result(
+    per: &[Histogram<u64>],
+    bucket: f64,
+    duration: f64,
+    concurrency: usize,
+    factor: usize,
+) -> SpikeResult {
+    let d = (duration / bucket).round().max(3.0) as usize;
+    let (a, b) = (d / 3, d * 2 / 3);
+    // Skip the first tenth of each phase (connections warming up).
+    let skip = (a / 10).max(1).min(a.saturating_sub(1));
+    let (normal, normal_n) = window(per, skip, a);
+    let (spiked, spike_n) = window(per, a + skip, b);
+    let per_sec = |n: f64| n / bucket;
+    let (normal_rps, spike_rps) = (per_sec(normal_n), per_sec(spike_n));
+    let normal_p99 = ms(normal.value_at_quantile(0.99));
+    let spike_p99 = ms(spiked.value_at_quantile(0.99));
+    let recovery = (b..per.len())
+        .find(|s| !per[*s].is_empty() && ms(per[*s].value_at_quantile(0.99)) <= normal_p99 * 1.2)
+        .map(|s| (s - b) as f64 * bucket);
+    SpikeResult {
+        normal_workers: concurrency,
+        spike_workers: concurrency * factor,
+        normal_p99_ms: normal_p99,
+        spike_p99_ms: spike_p99,
+        p99_degradation_pct: pct_change(normal_p99, spike_p99),
+        normal_throughput: normal_rps,
+        spike_throughput: spike_rps,
+        throughput_change_pct: pct_change(normal_rps, spike_rps),
+        recovery_secs: recovery,
+    }
+}
+
 fn summarize(args: &Args, rec: &Recorder, elapsed: Duration) -> Results {
     let secs = elapsed.as_secs_f64().max(1e-9);
     let mut endpoints = Vec::new();
@@ -704,33 +741,13 @@ fn summarize(args: &Args, rec: &Recorder, elapsed: Duration) -> Results {
     }
     let spike = (args.scenario == Scenario::Spike).then(|| {
         let per = rec.per_second.lock().map(|v| v.clone()).unwrap_or_default();
-        let bucket = rec.bucket.as_secs_f64();
-        let d = (args.duration.as_secs_f64() / bucket).round().max(3.0) as usize;
-        let (a, b) = (d / 3, d * 2 / 3);
-        // Skip the first tenth of each phase (connections warming up).
-        let skip = (a / 10).max(1).min(a.saturating_sub(1));
-        let (normal, normal_n) = window(&per, skip, a);
-        let (spiked, spike_n) = window(&per, a + skip, b);
-        let per_sec = |n: f64| n / bucket;
-        let (normal_rps, spike_rps) = (per_sec(normal_n), per_sec(spike_n));
-        let normal_p99 = ms(normal.value_at_quantile(0.99));
-        let spike_p99 = ms(spiked.value_at_quantile(0.99));
-        let recovery = (b..per.len())
-            .find(|s| {
-                !per[*s].is_empty() && ms(per[*s].value_at_quantile(0.99)) <= normal_p99 * 1.2
-            })
-            .map(|s| (s - b) as f64 * bucket);
-        SpikeResult {
-            normal_workers: args.concurrency,
-            spike_workers: args.concurrency * args.spike_factor,
-            normal_p99_ms: normal_p99,
-            spike_p99_ms: spike_p99,
-            p99_degradation_pct: pct_change(normal_p99, spike_p99),
-            normal_throughput: normal_rps,
-            spike_throughput: spike_rps,
-            throughput_change_pct: pct_change(normal_rps, spike_rps),
-            recovery_secs: recovery,
-        }
+        spike_result(
+            &per,
+            rec.bucket.as_secs_f64(),
+            args.duration.as_secs_f64(),
+            args.concurrency,
+            args.spike_factor,
+        )
     });
     Results {
         scenario: args.scenario,

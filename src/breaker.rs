@@ -179,7 +179,11 @@ impl CircuitBreaker {
     }
 
     fn now(&self) -> u64 {
-        let elapsed = self.inner.clock.now().saturating_duration_since(self.inner.epoch);
+        let elapsed = self
+            .inner
+            .clock
+            .now()
+            .saturating_duration_since(self.inner.epoch);
         u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
     }
 

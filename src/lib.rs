@@ -61,7 +61,8 @@ pub mod clock;
 pub mod compression;
 pub mod headers;
 #[cfg(any(feature = "timing", feature = "report"))]
-mod insight;
+#[cfg_attr(docsrs, doc(cfg(any(feature = "timing", feature = "report"))))]
+pub mod insight;
 #[cfg(any(
     feature = "timing",
     all(

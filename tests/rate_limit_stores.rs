@@ -3,7 +3,6 @@
 //! against the memory store that answers inside `call`.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
@@ -13,18 +12,12 @@ use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_perf::clock::ManualClock;
-use tower_perf::rate_limit::{MemoryStore, PeerAddr, Quota, RateLimitLayer, RateRule};
+use tower_perf::rate_limit::{MemoryStore, Quota, RateLimitLayer, RateRule};
 
 mod support;
 
 use support::TestServer;
-
-fn req_from(ip: [u8; 4]) -> Request<Full<Bytes>> {
-    let mut req = Request::get("/").body(Full::default()).unwrap();
-    req.extensions_mut()
-        .insert(PeerAddr(SocketAddr::from((ip, 1234))));
-    req
-}
+use support::rate_limit::req_from;
 
 /// A store that always fails, as Redis does when it is down.
 struct Broken;

@@ -1,14 +1,14 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 use super::encoder::{Encoder, Flush};
 use super::stats::CompressionStats;
 use crate::BoxError;
-use crate::body_util::ReadAhead;
+use crate::body_util::{Fill, ReadAhead};
 use crate::headers::ContentCoding;
 
 /// Input compressed in one poll at most, so that a large body never holds
@@ -222,10 +222,6 @@ fn encode_state(
     })
 }
 
-fn to_bytes<D: Buf>(mut d: D) -> Bytes {
-    d.copy_to_bytes(d.remaining())
-}
-
 impl<B> Body for ResponseBody<B>
 where
     B: Body,
@@ -306,21 +302,11 @@ where
                 enc.finished = true;
                 continue;
             }
-            match inner.as_mut().poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(data) => enc.input = to_bytes(data),
-                    Err(frame) => {
-                        // Trailers end the body; they are sent after the
-                        // compressed data.
-                        if let Ok(t) = frame.into_trailers() {
-                            st.trailers = Some(t);
-                            st.ended = true;
-                        }
-                    }
-                },
-                Poll::Ready(Some(Err(e))) => return fail(enc, e.into()),
-                Poll::Ready(None) => st.ended = true,
-                Poll::Pending => {
+            // One more frame: data to compress, or the end (trailers, sent
+            // after the compressed data, or an error, failed above).
+            match st.fill(inner.as_mut(), cx, |_| true) {
+                Fill::Enough | Fill::Ended => {}
+                Fill::Waiting => {
                     // The inner body is waiting: send what we have now, so
                     // streams reach the client without waiting for the end.
                     if enc.unflushed {

@@ -97,6 +97,10 @@ impl CodingSnapshot {
 }
 
 /// A point-in-time copy of [`CompressionStats`].
+///
+/// With the `report` feature it serializes as the report serves it:
+/// `codings` (each with `coding`, its name, and `ratio`), `skipped` as
+/// `[reason, count]` pairs, `not_acceptable` and `bytes_saved`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CompressionSnapshot {
     /// gzip responses and bytes.
@@ -142,6 +146,7 @@ impl CompressionSnapshot {
 /// `skipped` as `[reason, count]` pairs, `not_acceptable` and
 /// `bytes_saved`.
 #[cfg(feature = "report")]
+#[cfg_attr(docsrs, doc(cfg(feature = "report")))]
 impl serde::Serialize for CompressionSnapshot {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;

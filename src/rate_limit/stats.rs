@@ -176,20 +176,18 @@ impl RateLimitStats {
         self.current().missing_key_failures.load(Relaxed)
     }
 
+    /// Allowed and limited per policy, in rule order, without the most
+    /// limited keys (which [`snapshot`](Self::snapshot) sorts under their
+    /// lock, as a 429 takes it: a Prometheus scrape needs only these).
+    pub fn policies(&self) -> Vec<PolicyStats> {
+        policies(&self.current())
+    }
+
     /// Reads every counter: per policy, the totals and the most limited
     /// keys.
     pub fn snapshot(&self) -> RateLimitSnapshot {
         let current = self.current();
-        let policies: Vec<PolicyStats> = current
-            .names
-            .iter()
-            .zip(current.counters.iter())
-            .map(|(n, c)| PolicyStats {
-                name: n.to_string(),
-                allowed: c.allowed.load(Relaxed),
-                limited: c.limited.load(Relaxed),
-            })
-            .collect();
+        let policies = policies(&current);
         RateLimitSnapshot {
             limited: policies.iter().map(|p| p.limited).sum(),
             allowed: policies.iter().map(|p| p.allowed).sum(),
@@ -199,6 +197,20 @@ impl RateLimitStats {
             shadow: current.shadow,
         }
     }
+}
+
+/// `current`'s counters per policy, in rule order.
+fn policies(current: &Counters) -> Vec<PolicyStats> {
+    current
+        .names
+        .iter()
+        .zip(current.counters.iter())
+        .map(|(n, c)| PolicyStats {
+            name: n.to_string(),
+            allowed: c.allowed.load(Relaxed),
+            limited: c.limited.load(Relaxed),
+        })
+        .collect()
 }
 
 /// `current`'s `n` most limited keys, most limited first.

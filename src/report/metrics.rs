@@ -202,7 +202,6 @@ fn cache(out: &mut String, sources: &Sources) {
 fn compression(out: &mut String, sources: &Sources) {
     if let Some(c) = &sources.compression {
         let s = c.snapshot();
-        let codings = [("gzip", s.gzip), ("deflate", s.deflate)];
         type Pick = fn(&crate::compression::CodingSnapshot) -> u64;
         let per_coding: [(&'static str, &str, Pick); 3] = [
             (
@@ -223,7 +222,7 @@ fn compression(out: &mut String, sources: &Sources) {
         ];
         for (name, help, pick) in per_coding {
             let mut f = Family::new(out, name, "counter", help);
-            for (coding, x) in &codings {
+            for (coding, x) in s.codings() {
                 f.value(&[("coding", coding)], pick(x));
             }
         }
@@ -284,14 +283,13 @@ fn cache_control(out: &mut String, sources: &Sources) {
 #[cfg(feature = "rate-limit")]
 fn rate_limit(out: &mut String, sources: &Sources) {
     if let Some(r) = &sources.rate_limit {
-        let snap = r.snapshot();
         let mut f = Family::new(
             out,
             "tower_perf_rate_limit_requests_total",
             "counter",
             "Requests counted by a rate-limit policy, by decision.",
         );
-        for p in &snap.policies {
+        for p in &r.policies() {
             f.value(&[("policy", &p.name), ("decision", "allowed")], p.allowed);
             f.value(&[("policy", &p.name), ("decision", "limited")], p.limited);
         }
@@ -301,7 +299,7 @@ fn rate_limit(out: &mut String, sources: &Sources) {
             "counter",
             "Requests answered 500 because they carried no client address to count them against (the server hands the rate limiter no peer address).",
         )
-        .value(&[], snap.missing_key_failures);
+        .value(&[], r.missing_key_failures());
     }
 }
 

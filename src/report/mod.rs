@@ -8,7 +8,7 @@
 //!
 //! | endpoint | answer |
 //! |---|---|
-//! | `GET /performance/summary` | [`Summary`]: every layer's statistics, an overall [`Status`], recommendations ([`Insight`]s) |
+//! | `GET /performance/summary` | [`Summary`]: every layer's statistics, an overall [`Status`], recommendations ([`Insight`](crate::insight::Insight)s) |
 //! | `GET /performance/cache/stats` | [`CacheSnapshot`](crate::cache::CacheSnapshot) |
 //! | `POST /performance/cache/clear` | [`Purged`] (needs the token; `503` and `"complete": false` when Redis could not be reached) |
 //! | `POST /performance/cache/purge` | [`Purged`]; body [`PurgeRequest`]: `{"url": …}`, `{"prefix": …}` or `{"tag": …}` (needs the token) |
@@ -16,7 +16,7 @@
 //! | `GET /performance/rate-limit/stats` | [`RateLimitSnapshot`](crate::rate_limit::RateLimitSnapshot) |
 //! | `GET /performance/profile/overview` | [`ProfileOverview`] |
 //! | `GET /performance/profile/slowest` | the 10 routes with the highest p99 ([`RouteStats`](crate::timing::RouteStats)) |
-//! | `GET /performance/profile/insights` | [`Insight`]s |
+//! | `GET /performance/profile/insights` | [`Insight`](crate::insight::Insight)s |
 //! | `GET /performance/profile/slow-requests` | [`SlowRequest`](crate::timing::SlowRequest)s |
 //! | `GET /performance/dashboard` | a live HTML dashboard, served by the crate (no CDN, no external fetch) |
 //! | `GET /metrics` | Prometheus text for every layer present |
@@ -46,11 +46,14 @@
 //! opened) when the report reads a Redis store.
 //!
 //! **Schema.** JSON bodies are the serde structs of this module and the
-//! layers' snapshots (field names are the JSON keys); new fields may be
-//! added, existing ones keep their names and meaning. A layer's types, and
-//! its key in the summary, exist in builds with that layer's feature. The
-//! summary's recommendations are [`Insight`]s, written with the keys
-//! `level` (the severity) and `area` (the kind). Every answer has
+//! layers' snapshots (field names are the JSON keys, except where a type's
+//! docs say how it serializes:
+//! [`CompressionSnapshot`](crate::compression::CompressionSnapshot) lists
+//! its codings by name); new fields may be added, existing ones keep their
+//! names and meaning. A layer's types, and its key in the summary, exist in
+//! builds with that layer's feature. The summary's recommendations are
+//! [`Insight`](crate::insight::Insight)s, written with the keys `level`
+//! (the severity) and `area` (the kind). Every answer has
 //! `Cache-Control: no-store`.
 //!
 //! ```
@@ -101,6 +104,3 @@ pub use self::{
     schema::{Status, Summary},
     service::Report,
 };
-// The summary's findings have the type of timing's insights.
-#[doc(inline)]
-pub use crate::insight::{Insight, Severity};

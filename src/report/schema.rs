@@ -1,5 +1,6 @@
 //! The JSON schema: what the endpoints answer (field names are the JSON
-//! keys). A layer's figures exist only in builds with its feature.
+//! keys, except where a type's docs say how it serializes). A layer's
+//! figures exist only in builds with its feature.
 
 use serde::{Serialize, Serializer};
 

@@ -2,10 +2,8 @@
 //! overall status.
 
 use super::builder::Sources;
-#[cfg(feature = "rate-limit")]
 #[cfg(feature = "redis")]
 use super::schema::RedisReport;
-#[cfg(feature = "compression")]
 #[cfg(feature = "timing")]
 use super::schema::{RouteLine, Traffic};
 use super::schema::{Status, Summary};

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::snapshot::{NPlusOne, RouteStats};
 // One type for timing's insights and the report's recommendations.
-pub use crate::insight::{Insight, Severity};
+use crate::insight::{Insight, Severity};
 
 /// Routes with fewer requests in the window are not judged.
 const MIN_SAMPLES: u64 = 10;

@@ -110,7 +110,6 @@ mod stats;
 pub use self::{
     body::ResponseBody,
     future::ResponseFuture,
-    insights::{Insight, Severity},
     layer::{Classifier, TimingLayer},
     registry::{OTHER, UNMATCHED},
     service::Timing,

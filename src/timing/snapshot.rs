@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::hist::Hist;
-use super::insights::Insight;
+use crate::insight::Insight;
 
 /// Latency and status figures of a set of requests. Durations are in
 /// milliseconds; they are `None` when no request completed.

@@ -15,6 +15,8 @@
 pub mod cache;
 pub mod gate;
 pub mod log;
+#[cfg(feature = "rate-limit")]
+pub mod rate_limit;
 #[cfg(feature = "redis")]
 pub mod redis;
 

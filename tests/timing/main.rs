@@ -228,7 +228,7 @@ async fn client_errors_are_not_server_errors() {
     assert!(
         snap.insights
             .iter()
-            .all(|i| i.severity == tower_perf::timing::Severity::Info),
+            .all(|i| i.severity == tower_perf::insight::Severity::Info),
         "{:#?}",
         snap.insights
     );

@@ -173,7 +173,7 @@ async fn prometheus_text() {
 
 #[tokio::test]
 async fn insights_name_the_problem_and_the_fix() {
-    use tower_perf::timing::Severity;
+    use tower_perf::insight::Severity;
     let clock = ManualClock::new();
     let layer = by_path().clock(clock.clone()).slow_threshold(None);
     let stats = layer.stats();
