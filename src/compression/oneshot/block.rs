@@ -43,6 +43,7 @@ const CL_ORDER: [usize; 19] = [
 
 /// Writes the symbols as one final block: stored, fixed or dynamic,
 /// whichever is shortest.
+#[inline]
 pub(super) fn write_block(
     input: &[u8],
     level: u32,

@@ -3,6 +3,7 @@
 //! canonical codes for them.
 
 /// Canonical codes for code lengths, bit-reversed for LSB-first output.
+#[inline]
 pub(super) fn codes<const N: usize>(lens: &[u8; N]) -> [u16; N] {
     let mut count = [0u16; 16];
     for &l in lens {
@@ -30,6 +31,7 @@ pub(super) fn codes<const N: usize>(lens: &[u8; N]) -> [u16; N] {
 /// `lens` (0 for unused symbols). At least two symbols get a code (a tree
 /// with one leaf can't be decoded by every inflater), so a lone symbol is
 /// paired with another of length 1.
+#[inline]
 pub(super) fn code_lengths<const N: usize>(freqs: &[u32; N], max_bits: usize, lens: &mut [u8; N]) {
     // (frequency, symbol) of the used symbols, by ascending frequency.
     let mut used = [(0u32, 0u16); N];

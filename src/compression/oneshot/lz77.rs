@@ -90,6 +90,7 @@ fn match_len(d: &[u8], a: usize, b: usize, max: usize) -> usize {
 
 /// Finds greedy or lazy LZ77 matches in `d`, into `s.syms`, counting
 /// symbols into `f`.
+#[inline]
 pub(super) fn lz77(d: &[u8], p: Params, s: &mut Scratch, f: &mut Freqs) {
     let n = d.len();
     let bits = (usize::BITS - n.max(256).saturating_sub(1).leading_zeros()).clamp(8, 15);
