@@ -5,7 +5,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use super::encoder::{Encoder, Flush};
+use super::encoder::{EncodeError, Encoder, Flush};
 use super::stats::CompressionStats;
 use crate::BoxError;
 use crate::body_util::{Fill, ReadAhead};
@@ -13,14 +13,38 @@ use crate::headers::ContentCoding;
 
 /// Input compressed in one poll at most, so that a large body never holds
 /// the executor for long (BENCHMARKS.md, section Compression, measures a
-/// poll): 32 KiB up to level 4, 16 KiB up to level 6,
-/// 8 KiB above. After that the body yields (returns the output so far, or
+/// poll): for gzip and deflate 32 KiB up to level 4, 16 KiB up to level 6,
+/// 8 KiB above; brotli and zstd by levels of about the same speed, down to
+/// 1 KiB at their slowest (brotli 10–11, zstd 19–22). After that the body
+/// yields (returns the output so far, or
 /// wakes itself and returns `Pending`).
-pub(crate) const fn work_per_poll(level: u32) -> usize {
-    match level {
-        0..=4 => 32 * 1024,
-        5..=6 => 16 * 1024,
-        _ => 8 * 1024,
+pub(crate) const fn work_per_poll(coding: ContentCoding, level: u32) -> usize {
+    // Levels where each coding runs at roughly the same speed share a
+    // budget: zlib 0–4 ≈ brotli 0–4 ≈ zstd 1–6, and so on down.
+    let tier = match coding {
+        ContentCoding::Br => match level {
+            0..=4 => 0,
+            5..=7 => 1,
+            8..=9 => 2,
+            _ => 3,
+        },
+        ContentCoding::Zstd => match level {
+            0..=6 => 0,
+            7..=12 => 1,
+            13..=18 => 2,
+            _ => 3,
+        },
+        _ => match level {
+            0..=4 => 0,
+            5..=6 => 1,
+            _ => 2,
+        },
+    };
+    match tier {
+        0 => 32 * 1024,
+        1 => 16 * 1024,
+        2 => 8 * 1024,
+        _ => 1024,
     }
 }
 
@@ -73,7 +97,9 @@ impl<B: Body> Body for Inner<B> {
 }
 
 struct EncodeState {
-    encoder: Encoder,
+    /// `None` only for a coding this build cannot produce (never
+    /// negotiated): the body then fails at its first poll.
+    encoder: Option<Encoder>,
     coding: ContentCoding,
     level: u32,
     input: Bytes,
@@ -87,6 +113,14 @@ struct EncodeState {
 }
 
 impl EncodeState {
+    /// Compresses `input` onto `out`, then flushes as asked.
+    fn encode(&mut self, input: &[u8], flush: Flush) -> Result<(), EncodeError> {
+        match self.encoder.as_mut() {
+            Some(e) => e.encode(input, &mut self.out, flush),
+            None => Err(EncodeError),
+        }
+    }
+
     fn take_frame(&mut self) -> Frame<Bytes> {
         self.bytes_out += self.out.len() as u64;
         Frame::data(Bytes::from(std::mem::take(&mut self.out)))
@@ -272,7 +306,7 @@ where
     if enc.failed {
         return Poll::Ready(None);
     }
-    let mut budget = work_per_poll(enc.level);
+    let mut budget = work_per_poll(enc.coding, enc.level);
     loop {
         if enc.finished {
             if !enc.out.is_empty() {
@@ -292,11 +326,7 @@ where
                 return fail(enc, e);
             }
             if st.ended {
-                if enc
-                    .encoder
-                    .encode(&[], &mut enc.out, Flush::Finish)
-                    .is_err()
-                {
+                if enc.encode(&[], Flush::Finish).is_err() {
                     return fail(enc, encode_error());
                 }
                 enc.finished = true;
@@ -310,7 +340,7 @@ where
                     // The inner body is waiting: send what we have now, so
                     // streams reach the client without waiting for the end.
                     if enc.unflushed {
-                        if enc.encoder.encode(&[], &mut enc.out, Flush::Sync).is_err() {
+                        if enc.encode(&[], Flush::Sync).is_err() {
                             return fail(enc, encode_error());
                         }
                         enc.unflushed = false;
@@ -333,11 +363,7 @@ where
         }
         let n = enc.input.len().min(budget);
         let chunk = enc.input.split_to(n);
-        if enc
-            .encoder
-            .encode(&chunk, &mut enc.out, Flush::None)
-            .is_err()
-        {
+        if enc.encode(&chunk, Flush::None).is_err() {
             return fail(enc, encode_error());
         }
         enc.bytes_in += n as u64;

@@ -254,7 +254,7 @@ where
 /// per-poll work budget, so this never holds the executor longer than
 /// streaming would.
 fn eager_max(ctx: &Ctx) -> u64 {
-    super::body::work_per_poll(ctx.config.level(ctx.coding)) as u64
+    super::body::work_per_poll(ctx.coding, ctx.config.level(ctx.coding)) as u64
 }
 
 /// Compresses a whole small body; `None` if the encoder failed.
@@ -269,7 +269,8 @@ fn eager_max(ctx: &Ctx) -> u64 {
 fn compress_whole(chunks: &VecDeque<Bytes>, ctx: &Ctx) -> Option<Vec<u8>> {
     let total: usize = chunks.iter().map(Bytes::len).sum();
     let level = ctx.config.level(ctx.coding);
-    if total <= super::oneshot::max_input(level) {
+    let zlib = matches!(ctx.coding, ContentCoding::Gzip | ContentCoding::Deflate);
+    if zlib && total <= super::oneshot::max_input(level) {
         let joined: Vec<u8>;
         let input: &[u8] = if chunks.len() <= 1 {
             chunks.front().map_or(&[], |c| c)
@@ -286,7 +287,7 @@ fn compress_whole(chunks: &VecDeque<Bytes>, ctx: &Ctx) -> Option<Vec<u8>> {
             return Some(out);
         }
     }
-    let mut enc = Encoder::new(ctx.coding, level, Some(total as u64));
+    let mut enc = Encoder::new(ctx.coding, level, Some(total as u64))?;
     let mut out = Vec::with_capacity(total / 2 + 64);
     for chunk in chunks {
         enc.encode(chunk, &mut out, Flush::None).ok()?;

@@ -19,6 +19,14 @@ pub const DEFAULT_MIN_SIZE: u64 = 1024;
 /// JavaScript; level 1 is faster still but 25–40% larger.
 pub const DEFAULT_LEVEL: u32 = 2;
 
+/// Default brotli quality (0–11) for dynamic responses, chosen by
+/// measurement (BENCHMARKS.md, section Compression II).
+pub const DEFAULT_BR_LEVEL: u32 = 4;
+
+/// Default zstd level (1–22) for dynamic responses, chosen by measurement
+/// (BENCHMARKS.md, section Compression II).
+pub const DEFAULT_ZSTD_LEVEL: u32 = 3;
+
 pub(crate) type ContentTypeFilter = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 #[derive(Clone)]
@@ -26,6 +34,8 @@ pub(crate) struct Config {
     pub(crate) codings: Vec<ContentCoding>,
     pub(crate) gzip_level: u32,
     pub(crate) deflate_level: u32,
+    pub(crate) br_level: u32,
+    pub(crate) zstd_level: u32,
     pub(crate) min_size: u64,
     pub(crate) event_stream: bool,
     pub(crate) grpc: bool,
@@ -33,10 +43,21 @@ pub(crate) struct Config {
     pub(crate) reject_unacceptable: bool,
 }
 
+/// The server's order among codings a client weighs equally: zstd, br,
+/// gzip, deflate (those this build produces).
+const DEFAULT_PREFERENCE: [ContentCoding; 4] = [
+    ContentCoding::Zstd,
+    ContentCoding::Br,
+    ContentCoding::Gzip,
+    ContentCoding::Deflate,
+];
+
 impl Config {
     pub(crate) fn level(&self, coding: ContentCoding) -> u32 {
         match coding {
             ContentCoding::Deflate => self.deflate_level,
+            ContentCoding::Br => self.br_level,
+            ContentCoding::Zstd => self.zstd_level,
             _ => self.gzip_level,
         }
     }
@@ -45,9 +66,14 @@ impl Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            codings: vec![ContentCoding::Gzip, ContentCoding::Deflate],
+            codings: DEFAULT_PREFERENCE
+                .into_iter()
+                .filter(|c| encoder::supported(*c))
+                .collect(),
             gzip_level: DEFAULT_LEVEL,
             deflate_level: DEFAULT_LEVEL,
+            br_level: DEFAULT_BR_LEVEL,
+            zstd_level: DEFAULT_ZSTD_LEVEL,
             min_size: DEFAULT_MIN_SIZE,
             event_stream: false,
             grpc: false,
@@ -63,6 +89,8 @@ impl fmt::Debug for Config {
             .field("codings", &self.codings)
             .field("gzip_level", &self.gzip_level)
             .field("deflate_level", &self.deflate_level)
+            .field("br_level", &self.br_level)
+            .field("zstd_level", &self.zstd_level)
             .field("min_size", &self.min_size)
             .field("event_stream", &self.event_stream)
             .field("grpc", &self.grpc)
@@ -118,13 +146,18 @@ impl CompressionLayer {
         self
     }
 
-    /// The level (0 = store, 1 = fastest … 9 = smallest) for one coding.
+    /// The level for one coding: gzip and deflate 0 (store) … 9
+    /// (smallest), default [`DEFAULT_LEVEL`]; brotli 0 … 11, default
+    /// [`DEFAULT_BR_LEVEL`]; zstd 1 … 22, default [`DEFAULT_ZSTD_LEVEL`].
+    /// A level above the coding's highest is lowered to it.
     pub fn level(mut self, coding: ContentCoding, level: u32) -> Self {
-        let level = level.min(9);
+        let level = level.min(encoder::max_level(coding));
         match coding {
             ContentCoding::Gzip => self.config().gzip_level = level,
             ContentCoding::Deflate => self.config().deflate_level = level,
-            _ => {}
+            ContentCoding::Br => self.config().br_level = level,
+            ContentCoding::Zstd => self.config().zstd_level = level.max(1),
+            ContentCoding::Identity => {}
         }
         self
     }

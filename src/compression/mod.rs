@@ -175,12 +175,15 @@ mod service;
 mod stats;
 #[cfg(test)]
 mod test_util;
+mod zlib;
 
 #[doc(inline)]
 pub use self::{
     body::{CompressionError, ResponseBody},
     future::ResponseFuture,
-    layer::{CompressionLayer, DEFAULT_LEVEL, DEFAULT_MIN_SIZE},
+    layer::{
+        CompressionLayer, DEFAULT_BR_LEVEL, DEFAULT_LEVEL, DEFAULT_MIN_SIZE, DEFAULT_ZSTD_LEVEL,
+    },
     predicate::default_compressible,
     service::Compression,
     stats::{CodingSnapshot, CompressionSnapshot, CompressionStats, SkipReason},

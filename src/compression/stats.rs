@@ -66,6 +66,8 @@ struct CodingCounters {
 struct Inner {
     gzip: CodingCounters,
     deflate: CodingCounters,
+    br: CodingCounters,
+    zstd: CodingCounters,
     skipped: [AtomicU64; 7],
     not_acceptable: AtomicU64,
 }
@@ -107,6 +109,12 @@ pub struct CompressionSnapshot {
     pub gzip: CodingSnapshot,
     /// deflate responses and bytes.
     pub deflate: CodingSnapshot,
+    /// br (brotli) responses and bytes (zero in builds without the
+    /// `compression-br` feature).
+    pub br: CodingSnapshot,
+    /// zstd responses and bytes (zero in builds without the
+    /// `compression-zstd` feature).
+    pub zstd: CodingSnapshot,
     /// Uncompressed responses by reason, in [`SkipReason::ALL`] order.
     pub skipped: Vec<(SkipReason, u64)>,
     /// 406 answers (only when the layer is configured to send them).
@@ -116,7 +124,7 @@ pub struct CompressionSnapshot {
 impl CompressionSnapshot {
     /// Responses compressed, all codings.
     pub fn compressed(&self) -> u64 {
-        self.gzip.responses + self.deflate.responses
+        self.codings().map(|(_, c)| c.responses).sum()
     }
     /// Responses skipped, all reasons.
     pub fn skipped_total(&self) -> u64 {
@@ -136,9 +144,18 @@ impl CompressionSnapshot {
         });
         i.saturating_sub(o)
     }
-    /// Each coding's figures, named as in `Content-Encoding`.
+    /// The figures of each coding this build produces, named as in
+    /// `Content-Encoding`, in the layer's default order of preference.
     pub fn codings(&self) -> impl Iterator<Item = (&'static str, &CodingSnapshot)> {
-        [("gzip", &self.gzip), ("deflate", &self.deflate)].into_iter()
+        [
+            (ContentCoding::Zstd, &self.zstd),
+            (ContentCoding::Br, &self.br),
+            (ContentCoding::Gzip, &self.gzip),
+            (ContentCoding::Deflate, &self.deflate),
+        ]
+        .into_iter()
+        .filter(|(c, _)| super::encoder::supported(*c))
+        .map(|(c, s)| (c.as_str(), s))
     }
 }
 
@@ -191,7 +208,9 @@ impl CompressionStats {
         match coding {
             ContentCoding::Gzip => Some(&self.inner.gzip),
             ContentCoding::Deflate => Some(&self.inner.deflate),
-            _ => None,
+            ContentCoding::Br => Some(&self.inner.br),
+            ContentCoding::Zstd => Some(&self.inner.zstd),
+            ContentCoding::Identity => None,
         }
     }
 
@@ -226,6 +245,8 @@ impl CompressionStats {
         CompressionSnapshot {
             gzip: coding(&self.inner.gzip),
             deflate: coding(&self.inner.deflate),
+            br: coding(&self.inner.br),
+            zstd: coding(&self.inner.zstd),
             skipped: SkipReason::ALL
                 .iter()
                 .map(|r| (*r, self.inner.skipped[r.index()].load(Relaxed)))

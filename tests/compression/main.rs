@@ -21,8 +21,9 @@ use bytes::Bytes;
 use std::convert::Infallible;
 use support::TestServer;
 use tower_perf::compression::CompressionLayer;
+use tower_perf::headers::ContentCoding;
 
-fn json_body(n: usize) -> String {
+pub(crate) fn json_body(n: usize) -> String {
     let mut s = String::from("[");
     let mut i = 0;
     while s.len() < n {
@@ -224,4 +225,10 @@ async fn etag_put(headers: HeaderMap) -> impl IntoResponse {
 
 async fn server() -> TestServer {
     TestServer::serve(app(CompressionLayer::new())).await
+}
+
+/// The layer offering gzip and deflate only, whatever codings the build
+/// has: the negotiation tests' fixed ground.
+fn gzip_deflate() -> CompressionLayer {
+    CompressionLayer::new().codings([ContentCoding::Gzip, ContentCoding::Deflate])
 }

@@ -9,8 +9,10 @@ use http_body_util::Full;
 use tower_perf::compression::{CompressionLayer, SkipReason};
 use tower_perf::headers::ContentCoding;
 
+#[cfg(all(feature = "compression-br", feature = "compression-zstd"))]
+use crate::support::decode;
 use crate::support::{self, TestServer, gunzip, inflate};
-use crate::{app, ok, server};
+use crate::{app, gzip_deflate, ok, server};
 
 #[tokio::test]
 async fn gzip_round_trips_and_sets_headers() {
@@ -43,7 +45,7 @@ async fn deflate_is_zlib_wrapped() {
 
 #[tokio::test]
 async fn q_value_negotiation() {
-    let s = server().await;
+    let s = TestServer::serve(app(gzip_deflate())).await;
     let cases: [(&str, Option<&str>); 14] = [
         ("gzip;q=0, deflate", Some("deflate")),
         ("gzip;q=0.5, deflate;q=0.9", Some("deflate")),
@@ -98,13 +100,13 @@ async fn server_preference_is_configurable() {
 
 #[tokio::test]
 async fn nothing_acceptable_gets_identity_or_406() {
-    let s = server().await;
+    let s = TestServer::serve(app(gzip_deflate())).await;
     let res = s
         .get_with("/json", &[("accept-encoding", "br, identity;q=0")])
         .await;
     assert_eq!(res.status, StatusCode::OK);
     assert_eq!(res.header("content-encoding"), None);
-    let strict = TestServer::serve(app(CompressionLayer::new().reject_unacceptable(true))).await;
+    let strict = TestServer::serve(app(gzip_deflate().reject_unacceptable(true))).await;
     let res = strict
         .get_with("/json", &[("accept-encoding", "br, identity;q=0")])
         .await;
@@ -201,4 +203,82 @@ async fn works_behind_route_layer() {
         .body(Full::default())
         .unwrap();
     assert_eq!(s.send(req).await.header("content-encoding"), None);
+}
+
+/// With brotli and zstd built in, the default preference among equal
+/// weights is zstd, br, gzip, deflate; the client's weights come first,
+/// and each coding's body decodes to the original.
+#[cfg(all(feature = "compression-br", feature = "compression-zstd"))]
+#[tokio::test]
+async fn brotli_and_zstd_are_negotiated() {
+    let s = server().await;
+    let plain = s.get("/json").await;
+    let cases = [
+        ("gzip, deflate, br, zstd", "zstd"),
+        ("*", "zstd"),
+        ("gzip, br", "br"),
+        ("br;q=0.5, gzip", "gzip"),
+        ("zstd;q=0.1, br;q=0.2", "br"),
+        ("BR", "br"),
+        ("zstd", "zstd"),
+    ];
+    for (ae, expected) in cases {
+        let res = s.get_with("/json", &[("accept-encoding", ae)]).await;
+        assert_eq!(res.header("content-encoding"), Some(expected), "{ae}");
+        assert_eq!(res.header("vary"), Some("accept-encoding"), "{ae}");
+        let coding = ContentCoding::from_token(expected.as_bytes()).unwrap();
+        assert_eq!(decode(coding, &res.body), plain.body, "{ae}");
+    }
+}
+
+/// Behind the cache, each new coding is a variant of its own: a client is
+/// served only a coding it accepts, from the cache once stored.
+#[cfg(all(
+    feature = "cache",
+    feature = "compression-br",
+    feature = "compression-zstd"
+))]
+#[tokio::test]
+async fn the_cache_keeps_a_variant_per_new_coding() {
+    use tower_perf::cache::CacheLayer;
+    let cache = CacheLayer::new();
+    let stats = cache.stats();
+    let app = Router::new()
+        .route(
+            "/doc",
+            get(|| async {
+                let mut r = ok("application/json", crate::json_body(8 * 1024));
+                r.headers_mut().insert(
+                    axum::http::header::CACHE_CONTROL,
+                    axum::http::HeaderValue::from_static("max-age=60"),
+                );
+                r
+            }),
+        )
+        .layer(CompressionLayer::new())
+        .layer(cache);
+    let s = TestServer::serve(app).await;
+    let plain = s.get_with("/doc", &[("accept-encoding", "identity")]).await;
+    for round in 0..2 {
+        for (ae, expected) in [
+            ("br", "br"),
+            ("gzip", "gzip"),
+            ("zstd, br", "zstd"),
+            ("br, gzip", "br"),
+        ] {
+            let res = s.get_with("/doc", &[("accept-encoding", ae)]).await;
+            assert_eq!(
+                res.header("content-encoding"),
+                Some(expected),
+                "round {round}: {ae}"
+            );
+            let coding = ContentCoding::from_token(expected.as_bytes()).unwrap();
+            assert_eq!(decode(coding, &res.body), plain.body, "round {round}: {ae}");
+        }
+    }
+    // identity, br, gzip, zstd fetched and stored once each; `br, gzip`
+    // hit the br variant at once, and the second round hit throughout.
+    let snap = stats.snapshot();
+    assert_eq!((snap.misses, snap.stores), (4, 4), "{snap:?}");
+    assert_eq!(snap.hits, 5, "{snap:?}");
 }

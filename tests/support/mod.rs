@@ -262,6 +262,27 @@ pub fn inflate(b: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Decompresses a whole body in `coding` (`identity`: as it is). Brotli
+/// and zstd need their features.
+#[cfg(feature = "compression")]
+pub fn decode(coding: tower_perf::headers::ContentCoding, b: &[u8]) -> Vec<u8> {
+    use tower_perf::headers::ContentCoding;
+    let mut out = Vec::new();
+    let mut reader: Box<dyn std::io::Read + '_> = match coding {
+        ContentCoding::Gzip => Box::new(flate2::read::GzDecoder::new(b)),
+        ContentCoding::Deflate => Box::new(flate2::read::ZlibDecoder::new(b)),
+        #[cfg(feature = "compression-br")]
+        ContentCoding::Br => Box::new(brotli::Decompressor::new(b, 4096)),
+        #[cfg(feature = "compression-zstd")]
+        ContentCoding::Zstd => Box::new(zstd::stream::read::Decoder::new(b).expect("zstd")),
+        ContentCoding::Identity => return b.to_vec(),
+        #[allow(unreachable_patterns)]
+        other => panic!("no decoder for {other:?} in this build"),
+    };
+    reader.read_to_end(&mut out).expect("a complete stream");
+    out
+}
+
 /// Checks Prometheus text with `promtool check metrics`. `.ci/run`
 /// installs promtool (Debian package `prometheus`) and sets
 /// TOWER_PERF_REQUIRE_PROMTOOL=1; elsewhere a missing promtool skips the
