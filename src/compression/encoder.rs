@@ -64,9 +64,21 @@ impl std::fmt::Debug for Encoder {
     }
 }
 
-/// The brotli window: 4 MiB (`lgwin` 22, the format's default).
+/// The brotli window for a body of `len` bytes at `quality`: up to
+/// quality 4, the smallest that holds all of the body, at least 64 KiB
+/// (`lgwin` 16), so a small body does not pay for the default 4 MiB
+/// window; unknown or large bodies, and qualities 5 and above, get the
+/// default (`lgwin` 22): there a small window picks hash tables that made
+/// an 8 KiB body 50 times slower (BENCHMARKS.md, section Compression II).
 #[cfg(feature = "compression-br")]
-const BROTLI_LGWIN: u32 = 22;
+fn brotli_lgwin(len: Option<u64>, quality: u32) -> u32 {
+    match len {
+        Some(n) if quality <= 4 && n < (1 << 22) => {
+            (u64::BITS - (n + 16).leading_zeros()).clamp(16, 22)
+        }
+        _ => 22,
+    }
+}
 
 /// What the brotli writer gathers before handing output on.
 #[cfg(feature = "compression-br")]
@@ -91,7 +103,7 @@ impl Encoder {
                     Vec::with_capacity(cap),
                     cap,
                     level,
-                    BROTLI_LGWIN,
+                    brotli_lgwin(len, level),
                 )))))
             }
             #[cfg(feature = "compression-zstd")]

@@ -20,11 +20,14 @@ pub const DEFAULT_MIN_SIZE: u64 = 1024;
 pub const DEFAULT_LEVEL: u32 = 2;
 
 /// Default brotli quality (0–11) for dynamic responses, chosen by
-/// measurement (BENCHMARKS.md, section Compression II).
-pub const DEFAULT_BR_LEVEL: u32 = 4;
+/// measurement (BENCHMARKS.md, section Compression II): on JSON, qualities
+/// 2 and 3 are both faster and smaller than 4; 5 and above cost 2–5 times
+/// the CPU for a few percent.
+pub const DEFAULT_BR_LEVEL: u32 = 3;
 
 /// Default zstd level (1–22) for dynamic responses, chosen by measurement
-/// (BENCHMARKS.md, section Compression II).
+/// (BENCHMARKS.md, section Compression II): levels 1–3 cost about the same
+/// on JSON, 4 and above up to 5 times more.
 pub const DEFAULT_ZSTD_LEVEL: u32 = 3;
 
 pub(crate) type ContentTypeFilter = Arc<dyn Fn(&str) -> bool + Send + Sync>;
