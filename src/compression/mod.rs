@@ -1,5 +1,10 @@
-//! Response compression: streaming gzip and deflate, negotiated from
-//! `Accept-Encoding`, correct with caches.
+//! Response compression: streaming zstd, brotli, gzip and deflate,
+//! negotiated from `Accept-Encoding`, correct with caches.
+//!
+//! gzip and deflate are always built (zlib-rs). `br` comes with the
+//! `compression-br` feature (the `brotli` crate, pure Rust, on by default)
+//! and `zstd` with `compression-zstd` (the `zstd` crate over libzstd, built
+//! from C, so opt-in; in `full`).
 //!
 //! [`CompressionLayer`] compresses the bodies of the responses of any
 //! service whose body implements [`http_body::Body`], alone or in the
@@ -10,7 +15,10 @@
 //! - **Negotiation**: every `Accept-Encoding` line, with q-values, `*`,
 //!   `identity` and `x-gzip` ([`AcceptEncoding`](crate::headers::AcceptEncoding)).
 //!   Among codings the client weighs equally, the server's order wins
-//!   ([`CompressionLayer::codings`]; gzip before deflate by default).
+//!   ([`CompressionLayer::codings`]; by default zstd, br, gzip, deflate,
+//!   among those the build has). A level per coding
+//!   ([`CompressionLayer::level`]: [`DEFAULT_ZSTD_LEVEL`],
+//!   [`DEFAULT_BR_LEVEL`], [`DEFAULT_LEVEL`] for gzip and deflate).
 //!   When the client rules out every coding *and* identity, the response is
 //!   sent as identity anyway (RFC 9110 §12.5.3 allows disregarding the
 //!   field), or answered with 406 if
