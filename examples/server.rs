@@ -28,7 +28,8 @@
 //! requests from 100 ms), rate limiting (`/api/**`, 100 a minute per client,
 //! writes 10; `--rate-limit-per-min N`, `--no-rate-limit`), the response
 //! cache (32 MiB in memory, keyed on the negotiated coding; `--no-cache`),
-//! compression (gzip and deflate, negotiated) and cache-control (policies
+//! compression (br, gzip and deflate, and zstd with `compression-zstd`,
+//! negotiated) and cache-control (policies
 //! by route, ETags, 304/412), which the cache obeys. With `--redis URL`
 //! (feature `redis`) the rate limits and the cache are shared through
 //! Redis by every replica pointed at it:

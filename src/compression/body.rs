@@ -11,16 +11,20 @@ use crate::BoxError;
 use crate::body_util::{Fill, ReadAhead};
 use crate::headers::ContentCoding;
 
-/// Input compressed in one poll at most, so that a large body never holds
-/// the executor for long (BENCHMARKS.md, section Compression, measures a
+/// Input taken in one poll at most, so that a large body never holds the
+/// executor for long (BENCHMARKS.md, section Compression, measures a
 /// poll): for gzip and deflate 32 KiB up to level 4, 16 KiB up to level 6,
-/// 8 KiB above; brotli and zstd by levels of about the same speed, down to
-/// 1 KiB at their slowest (brotli 10–11, zstd 19–22). After that the body
-/// yields (returns the output so far, or
+/// 8 KiB above, and the work follows the input. brotli and zstd compress
+/// in blocks (brotli 16 KiB at qualities 2–3, 64 KiB at 4–8, 256 KiB at
+/// 9–11; zstd 128 KiB), so at their default levels a poll that completes a
+/// block does about a block's work (well under a millisecond), and at high
+/// levels one poll in many does a slow block's (BENCHMARKS.md, section
+/// Compression II: brotli 7 spends ~12 ms on 64 KiB): keep high levels for
+/// bodies compressed ahead of time. After that the body yields (returns the output so far, or
 /// wakes itself and returns `Pending`).
 pub(crate) const fn work_per_poll(coding: ContentCoding, level: u32) -> usize {
-    // Levels where each coding runs at roughly the same speed share a
-    // budget: zlib 0–4 ≈ brotli 0–4 ≈ zstd 1–6, and so on down.
+    // Input per poll shrinks with the level; the codec's own block size
+    // bounds the work of the poll that completes a block (see above).
     let tier = match coding {
         ContentCoding::Br => match level {
             0..=4 => 0,
@@ -97,8 +101,10 @@ impl<B: Body> Body for Inner<B> {
 }
 
 struct EncodeState {
-    /// `None` only for a coding this build cannot produce (never
-    /// negotiated): the body then fails at its first poll.
+    /// `None` for a coding this build cannot produce (never negotiated)
+    /// or when libzstd could not make a context: the body then fails at
+    /// its first poll, loudly (an error the server sees, a truncated
+    /// stream the client sees).
     encoder: Option<Encoder>,
     coding: ContentCoding,
     level: u32,
@@ -386,7 +392,8 @@ fn encode_error() -> BoxError {
     Box::new(CompressionError(()))
 }
 
-/// The compressor failed: an internal error, never caused by input.
+/// The compressor failed: an internal error (or libzstd out of memory),
+/// never caused by the body's bytes.
 #[derive(Debug)]
 pub struct CompressionError(pub(super) ());
 

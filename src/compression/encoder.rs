@@ -20,13 +20,22 @@ pub(crate) const fn supported(coding: ContentCoding) -> bool {
 }
 
 /// The highest level of `coding` (levels above it are lowered to it).
+/// zstd stops at 19: its "ultra" levels 20–22 exist for windows larger
+/// than the 8 MB RFC 9659 allows the `zstd` content coding.
 pub(crate) const fn max_level(coding: ContentCoding) -> u32 {
     match coding {
         ContentCoding::Br => 11,
-        ContentCoding::Zstd => 22,
+        ContentCoding::Zstd => 19,
         _ => 9,
     }
 }
+
+/// The zstd window, at most 1 MiB (`windowLog` 20; libzstd's own is 2–8
+/// MiB from level 3 up): what one zstd response can hold, whatever its
+/// length and level, and well under the 8 MB RFC 9659 allows decoders to
+/// refuse beyond.
+#[cfg(feature = "compression-zstd")]
+const ZSTD_WINDOW_LOG: u32 = 20;
 
 /// How much to flush after the input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,19 +73,21 @@ impl std::fmt::Debug for Encoder {
     }
 }
 
-/// The brotli window for a body of `len` bytes at `quality`: up to
-/// quality 4, the smallest that holds all of the body, at least 64 KiB
-/// (`lgwin` 16), so a small body does not pay for the default 4 MiB
-/// window; unknown or large bodies, and qualities 5 and above, get the
-/// default (`lgwin` 22): there a small window picks hash tables that made
-/// an 8 KiB body 50 times slower (BENCHMARKS.md, section Compression II).
+/// The brotli window for a body of `len` bytes at `quality`, at most 256
+/// KiB (`lgwin` 18; the format's default, 4 MiB, costs an 8 MiB ring buffer
+/// per streamed response). Up to quality 4, a body of known length gets the
+/// smallest window that holds it, at least 64 KiB (`lgwin` 16); qualities 5
+/// and above keep 256 KiB, as a smaller window there picks hash tables that
+/// made an 8 KiB body 50 times slower (BENCHMARKS.md, section Compression
+/// II).
 #[cfg(feature = "compression-br")]
 fn brotli_lgwin(len: Option<u64>, quality: u32) -> u32 {
+    const MAX: u32 = 18;
     match len {
-        Some(n) if quality <= 4 && n < (1 << 22) => {
-            (u64::BITS - (n + 16).leading_zeros()).clamp(16, 22)
+        Some(n) if quality <= 4 && n < (1 << MAX) => {
+            (u64::BITS - (n + 16).leading_zeros()).clamp(16, MAX)
         }
-        _ => 22,
+        _ => MAX,
     }
 }
 
@@ -86,9 +97,26 @@ const BROTLI_BUFFER: usize = 16 * 1024;
 
 impl Encoder {
     /// An encoder for `coding` at `level` (lowered to the coding's
-    /// highest) for a body of `len` bytes (`None`: unknown). `None` for a
-    /// coding this build does not produce.
+    /// highest) for a body of about `len` bytes (`None`: unknown; a hint
+    /// that sizes the state, never trusted to be exact). `None` for a
+    /// coding this build does not produce, or if libzstd cannot make a
+    /// context.
     pub(crate) fn new(coding: ContentCoding, level: u32, len: Option<u64>) -> Option<Self> {
+        Self::with_size(coding, level, len, false)
+    }
+
+    /// An encoder for a body of exactly `len` bytes, held whole: zstd
+    /// writes the size in its frame header.
+    pub(crate) fn for_whole(coding: ContentCoding, level: u32, len: u64) -> Option<Self> {
+        Self::with_size(coding, level, Some(len), true)
+    }
+
+    fn with_size(
+        coding: ContentCoding,
+        level: u32,
+        len: Option<u64>,
+        #[allow(unused_variables)] exact: bool,
+    ) -> Option<Self> {
         let level = level.min(max_level(coding));
         match coding {
             ContentCoding::Gzip | ContentCoding::Deflate => {
@@ -110,9 +138,10 @@ impl Encoder {
             ContentCoding::Zstd => {
                 let level = i32::try_from(level.max(1)).unwrap_or(3);
                 let mut e = zstd::stream::write::Encoder::new(Vec::new(), level).ok()?;
-                // The size, when known, goes in the frame header (and lets
-                // libzstd size its tables to the body).
-                if let Some(n) = len {
+                e.window_log(ZSTD_WINDOW_LOG).ok()?;
+                // Pledged only when exact: a body longer or shorter than
+                // its pledge fails the frame.
+                if let (true, Some(n)) = (exact, len) {
                     e.set_pledged_src_size(Some(n)).ok()?;
                 }
                 Some(Self::Zstd(Some(Box::new(e))))
@@ -218,6 +247,47 @@ mod tests {
             }
         }
         assert!(Encoder::new(ContentCoding::Identity, 1, None).is_none());
+    }
+
+    /// A size hint that lies (more bytes than said) costs ratio, never
+    /// correctness, in every coding; a sync flush after plain writes, and
+    /// twice, leaves everything so far decodable.
+    #[test]
+    fn a_wrong_hint_and_repeated_flushes_still_decode() {
+        let data = sample(100_000);
+        for coding in ContentCoding::ALL.into_iter().filter(|c| supported(*c)) {
+            let mut out = Vec::new();
+            let mut e = Encoder::new(coding, 3, Some(10)).unwrap();
+            e.encode(&data[..5_000], &mut out, Flush::None).unwrap();
+            e.encode(&data[5_000..6_000], &mut out, Flush::Sync)
+                .unwrap();
+            e.encode(&[], &mut out, Flush::Sync).unwrap();
+            let head = crate::compression::test_util::decode_prefix(coding, &out);
+            assert_eq!(head, &data[..6_000], "{coding:?}");
+            for chunk in data[6_000..].chunks(9_000) {
+                e.encode(chunk, &mut out, Flush::None).unwrap();
+            }
+            e.encode(&[], &mut out, Flush::Finish).unwrap();
+            assert_eq!(
+                crate::compression::test_util::decode(coding, &out),
+                data,
+                "{coding:?}"
+            );
+        }
+    }
+
+    /// Every window stays bounded, whatever the level and length.
+    #[test]
+    fn windows_are_bounded() {
+        #[cfg(feature = "compression-br")]
+        {
+            assert_eq!(brotli_lgwin(None, 11), 18);
+            assert_eq!(brotli_lgwin(Some(1 << 30), 3), 18);
+            assert_eq!(brotli_lgwin(Some(2_048), 3), 16);
+            assert_eq!(brotli_lgwin(Some(100_000), 4), 17);
+            assert_eq!(brotli_lgwin(Some(2_048), 5), 18);
+        }
+        assert_eq!(max_level(ContentCoding::Zstd), 19);
     }
 
     #[test]

@@ -287,7 +287,7 @@ fn compress_whole(chunks: &VecDeque<Bytes>, ctx: &Ctx) -> Option<Vec<u8>> {
             return Some(out);
         }
     }
-    let mut enc = Encoder::new(ctx.coding, level, Some(total as u64))?;
+    let mut enc = Encoder::for_whole(ctx.coding, level, total as u64)?;
     let mut out = Vec::with_capacity(total / 2 + 64);
     for chunk in chunks {
         enc.encode(chunk, &mut out, Flush::None).ok()?;

@@ -21,8 +21,9 @@ pub const DEFAULT_LEVEL: u32 = 2;
 
 /// Default brotli quality (0–11) for dynamic responses, chosen by
 /// measurement (BENCHMARKS.md, section Compression II): on JSON, qualities
-/// 2 and 3 are both faster and smaller than 4; 5 and above cost 2–5 times
-/// the CPU for a few percent.
+/// 2 and 3 are smaller than 4 for about the same CPU; 5 and above cost 2–16
+/// times the CPU for at most a few percent (6 and 7 were larger than 3 at
+/// 8 KiB).
 pub const DEFAULT_BR_LEVEL: u32 = 3;
 
 /// Default zstd level (1–22) for dynamic responses, chosen by measurement
@@ -103,7 +104,8 @@ impl fmt::Debug for Config {
     }
 }
 
-/// Compresses response bodies with gzip or deflate, as negotiated.
+/// Compresses response bodies with zstd, br, gzip or deflate (those the
+/// build has), as negotiated.
 ///
 /// See the [module docs](crate::compression) for what it does and an
 /// example.
@@ -120,8 +122,9 @@ impl Default for CompressionLayer {
 }
 
 impl CompressionLayer {
-    /// gzip and deflate (in that order of preference) at level
-    /// [`DEFAULT_LEVEL`], for compressible content types of at least
+    /// zstd, br, gzip and deflate, in that order of preference, those the
+    /// build has (`compression-zstd`, `compression-br`), at their default
+    /// levels, for compressible content types of at least
     /// [`DEFAULT_MIN_SIZE`] bytes.
     pub fn new() -> Self {
         Self {
@@ -151,8 +154,11 @@ impl CompressionLayer {
 
     /// The level for one coding: gzip and deflate 0 (store) … 9
     /// (smallest), default [`DEFAULT_LEVEL`]; brotli 0 … 11, default
-    /// [`DEFAULT_BR_LEVEL`]; zstd 1 … 22, default [`DEFAULT_ZSTD_LEVEL`].
-    /// A level above the coding's highest is lowered to it.
+    /// [`DEFAULT_BR_LEVEL`]; zstd 1 … 19, default [`DEFAULT_ZSTD_LEVEL`]
+    /// (its window stays at 1 MiB). A level above the coding's highest is
+    /// lowered to it. Levels well above the defaults suit bodies
+    /// compressed ahead of time: one poll may spend a whole block's work
+    /// (see the module docs).
     pub fn level(mut self, coding: ContentCoding, level: u32) -> Self {
         let level = level.min(encoder::max_level(coding));
         match coding {

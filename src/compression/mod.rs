@@ -74,9 +74,13 @@
 //!   compressed response.)
 //! - **Streaming**: bodies are never buffered whole. Compressed frames go
 //!   out as input arrives; when the inner body waits, what is pending is
-//!   flushed (a zlib sync flush), so event streams and logs reach the client
-//!   without waiting for the end. At most 32 KiB are compressed in one poll
-//!   (less at high levels), so a large body never holds the executor long. Trailers are kept. An
+//!   flushed (a zlib sync flush, a brotli or zstd flush), so event streams
+//!   and logs reach the client without waiting for the end. At most 32 KiB
+//!   of input are taken in one poll (less at high levels), so a large body
+//!   never holds the executor long; brotli and zstd work in blocks (up to
+//!   256 KiB and 128 KiB), so above their default levels a poll that
+//!   completes a block can take milliseconds. Windows are bounded: brotli
+//!   at most 256 KiB, zstd 1 MiB. Trailers are kept. An
 //!   error from the inner body ends the stream with an error, never with a
 //!   well-formed truncated gzip.
 //! - **Levels** per coding ([`CompressionLayer::level`], default

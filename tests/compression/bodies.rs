@@ -21,7 +21,7 @@ use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_perf::compression::CompressionLayer;
 use tower_perf::headers::ContentCoding;
 
-use crate::support::{BoxError, TestServer, gunzip, inflate};
+use crate::support::{BoxError, TestServer, built_codings, decode, decode_prefix, gunzip, inflate};
 use crate::{app, json_body, ok, server};
 
 /// A channel-fed streaming body and its sender.
@@ -221,6 +221,82 @@ async fn streams_reach_the_client_before_they_end() {
         .finish()
         .expect("a complete gzip stream with its trailer");
     assert_eq!(done, format!("{first}{rest}").as_bytes());
+}
+
+/// Every coding the build has streams: the first line reaches the client,
+/// decodable, while the handler holds the stream open (the body of
+/// unknown length goes through the streaming encoder, flushed when the
+/// inner body waits), and the whole decodes at the end.
+#[tokio::test]
+async fn every_coding_streams_before_the_end() {
+    for coding in built_codings() {
+        let (tx, body) = channel_body();
+        let body = std::sync::Arc::new(std::sync::Mutex::new(Some(body)));
+        let handler = service_fn(move |_req: Request<hyper::body::Incoming>| {
+            let body = body.lock().unwrap().take().unwrap_or_else(Body::empty);
+            async move { Ok::<_, Infallible>(ok("application/x-ndjson", body)) }
+        });
+        let svc = ServiceBuilder::new()
+            .layer(CompressionLayer::new().codings([coding]))
+            .service(handler);
+        let s = TestServer::serve(svc).await;
+        let req = s
+            .request(Method::GET, "/")
+            .header("accept-encoding", coding.as_str())
+            .body(Full::default())
+            .unwrap();
+        let first = json_body(3000);
+        tx.send(Ok(Bytes::from(first.clone()))).await.unwrap();
+        let res = tokio::time::timeout(Duration::from_secs(5), s.send_streaming(req))
+            .await
+            .expect("headers sent while the stream is open");
+        assert_eq!(res.headers()["content-encoding"], coding.as_str());
+        assert!(!res.headers().contains_key("content-length"), "{coding:?}");
+        let mut body = res.into_body();
+        let mut got = Vec::new();
+        while decode_prefix(coding, &got) != first.as_bytes() {
+            let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
+                .await
+                .unwrap_or_else(|_| panic!("{coding:?}: first part flushed"))
+                .unwrap()
+                .unwrap();
+            if let Ok(data) = frame.into_data() {
+                got.extend_from_slice(&data);
+            }
+        }
+        let rest = json_body(50_000);
+        tx.send(Ok(Bytes::from(rest.clone()))).await.unwrap();
+        drop(tx);
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame.unwrap().into_data() {
+                got.extend_from_slice(&data);
+            }
+        }
+        assert_eq!(
+            decode(coding, &got),
+            format!("{first}{rest}").as_bytes(),
+            "{coding:?}"
+        );
+    }
+}
+
+/// A body held whole gets its exact Content-Length in every coding.
+#[tokio::test]
+async fn every_coding_sends_the_length_of_a_body_held_whole() {
+    for coding in built_codings() {
+        let s = TestServer::serve(app(CompressionLayer::new().codings([coding]))).await;
+        let plain = s.get("/json").await;
+        let res = s
+            .get_with("/json", &[("accept-encoding", coding.as_str())])
+            .await;
+        assert_eq!(res.header("content-encoding"), Some(coding.as_str()));
+        assert_eq!(
+            res.header("content-length"),
+            Some(res.body.len().to_string().as_str()),
+            "{coding:?}"
+        );
+        assert_eq!(decode(coding, &res.body), plain.body, "{coding:?}");
+    }
 }
 
 fn frames_body(

@@ -262,25 +262,63 @@ pub fn inflate(b: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Decompresses a whole body in `coding` (`identity`: as it is). Brotli
-/// and zstd need their features.
+/// A reader that decodes `b` in `coding`. Brotli and zstd need their
+/// features.
 #[cfg(feature = "compression")]
-pub fn decode(coding: tower_perf::headers::ContentCoding, b: &[u8]) -> Vec<u8> {
+fn decoder(coding: tower_perf::headers::ContentCoding, b: &[u8]) -> Box<dyn std::io::Read + '_> {
     use tower_perf::headers::ContentCoding;
-    let mut out = Vec::new();
-    let mut reader: Box<dyn std::io::Read + '_> = match coding {
+    match coding {
         ContentCoding::Gzip => Box::new(flate2::read::GzDecoder::new(b)),
         ContentCoding::Deflate => Box::new(flate2::read::ZlibDecoder::new(b)),
         #[cfg(feature = "compression-br")]
         ContentCoding::Br => Box::new(brotli::Decompressor::new(b, 4096)),
         #[cfg(feature = "compression-zstd")]
         ContentCoding::Zstd => Box::new(zstd::stream::read::Decoder::new(b).expect("zstd")),
-        ContentCoding::Identity => return b.to_vec(),
+        ContentCoding::Identity => Box::new(b),
         #[allow(unreachable_patterns)]
         other => panic!("no decoder for {other:?} in this build"),
-    };
-    reader.read_to_end(&mut out).expect("a complete stream");
+    }
+}
+
+/// Decompresses a whole body in `coding` (`identity`: as it is); panics
+/// unless the stream is complete.
+#[cfg(feature = "compression")]
+pub fn decode(coding: tower_perf::headers::ContentCoding, b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    decoder(coding, b)
+        .read_to_end(&mut out)
+        .expect("a complete stream");
     out
+}
+
+/// What a client can decode so far from the first bytes of a stream in
+/// `coding` (the decoder stops where the bytes end).
+#[cfg(feature = "compression")]
+pub fn decode_prefix(coding: tower_perf::headers::ContentCoding, b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut d = decoder(coding, b);
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = d.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    out
+}
+
+/// The codings this build's compression layer produces.
+#[cfg(feature = "compression")]
+pub fn built_codings() -> Vec<tower_perf::headers::ContentCoding> {
+    use tower_perf::headers::ContentCoding;
+    let mut v = vec![ContentCoding::Gzip, ContentCoding::Deflate];
+    if cfg!(feature = "compression-br") {
+        v.push(ContentCoding::Br);
+    }
+    if cfg!(feature = "compression-zstd") {
+        v.push(ContentCoding::Zstd);
+    }
+    v
 }
 
 /// Checks Prometheus text with `promtool check metrics`. `.ci/run`
