@@ -2,7 +2,9 @@
 //! `CompressionLayer` and tower-http's on the same JSON bytes, the same
 //! coding and level, at 2 KiB, 8 KiB, 64 KiB and 1 MiB, with the output
 //! sizes; then the level sweep behind the brotli and zstd defaults (time
-//! and size per level at 8 KiB and 64 KiB, our layer).
+//! and size per level at 8 KiB and 64 KiB, our layer, on JSON and on text:
+//! prose and Rust sources). The payloads are `common::json` and
+//! `common::prose`, as in the other compression benches.
 //!
 //! Each figure is the median of five rounds that alternate the two
 //! contenders, each round the best mean over batches
@@ -15,55 +17,21 @@
 
 #[path = "common/best_of.rs"]
 mod best_of;
+mod common;
 
 use std::convert::Infallible;
 use std::io::Read;
 
 use best_of::time_per_call;
 use bytes::Bytes;
+use common::{handler, json, prose};
 use http::{Request, Response, header};
 use http_body_util::{BodyExt, Full};
-use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_perf::compression::{
     CompressionLayer, DEFAULT_BR_LEVEL, DEFAULT_LEVEL, DEFAULT_ZSTD_LEVEL,
 };
 use tower_perf::headers::ContentCoding;
-
-/// JSON like the demo server's item list, `n` bytes.
-fn json(n: usize) -> Bytes {
-    let mut s = String::from("[");
-    let mut i = 0u64;
-    while s.len() < n {
-        s.push_str(&format!(
-            "{{\"id\":{i},\"name\":\"item {i}\",\"price\":{}.{:02},\"tags\":[\"t{}\",\"t{}\"],\"stock\":{}}},",
-            i * 7 % 1000,
-            i * 13 % 100,
-            i % 17,
-            i % 5,
-            i * 31 % 500
-        ));
-        i += 1;
-    }
-    s.truncate(n);
-    Bytes::from(s)
-}
-
-fn handler(
-    body: Bytes,
-) -> impl Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = Infallible> + Clone
-{
-    service_fn(move |_req: Request<Full<Bytes>>| {
-        let body = body.clone();
-        async move {
-            Ok::<_, Infallible>(
-                Response::builder()
-                    .header(header::CONTENT_TYPE, "application/json")
-                    .body(Full::new(body))
-                    .unwrap(),
-            )
-        }
-    })
-}
 
 async fn fetch<S, B>(svc: &S, coding: &str) -> (Bytes, Option<String>)
 where
@@ -188,29 +156,35 @@ fn main() {
         }
     }
     println!();
-    println!("| coding | level | 8 KiB µs | 8 KiB ratio | 64 KiB µs | 64 KiB ratio |");
-    println!("|---|---|---|---|---|---|");
+    println!("| coding | level | payload | 8 KiB µs | 8 KiB ratio | 64 KiB µs | 64 KiB ratio |");
+    println!("|---|---|---|---|---|---|---|");
     for (coding, levels) in [
         (ContentCoding::Br, 1..=7u32),
         (ContentCoding::Zstd, 1..=7u32),
     ] {
         for level in levels {
-            let mut cells = Vec::new();
-            for size in [8 << 10, 64 << 10] {
-                let data = json(size);
-                let o = ours(&data, coding, level);
-                let c = coding.as_str();
-                let (ob, _) = rt.block_on(fetch(&o, c));
-                let t = time_per_call(|| {
-                    rt.block_on(fetch(&o, c));
-                });
-                cells.push(format!(
-                    "{:.1} | {:.3}",
-                    t.as_secs_f64() * 1e6,
-                    ob.len() as f64 / data.len() as f64
-                ));
+            for (payload, make) in [("json", json as fn(usize) -> Bytes), ("text", prose)] {
+                let mut cells = Vec::new();
+                for size in [8 << 10, 64 << 10] {
+                    let data = make(size);
+                    let o = ours(&data, coding, level);
+                    let c = coding.as_str();
+                    let (ob, _) = rt.block_on(fetch(&o, c));
+                    let t = time_per_call(|| {
+                        rt.block_on(fetch(&o, c));
+                    });
+                    cells.push(format!(
+                        "{:.1} | {:.3}",
+                        t.as_secs_f64() * 1e6,
+                        ob.len() as f64 / data.len() as f64
+                    ));
+                }
+                println!(
+                    "| {} | {level} | {payload} | {} |",
+                    coding.as_str(),
+                    cells.join(" | ")
+                );
             }
-            println!("| {} | {level} | {} |", coding.as_str(), cells.join(" | "));
         }
     }
 }

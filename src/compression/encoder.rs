@@ -73,16 +73,17 @@ impl std::fmt::Debug for Encoder {
     }
 }
 
-/// The brotli window for a body of `len` bytes at `quality`, at most 256
-/// KiB (`lgwin` 18; the format's default, 4 MiB, costs an 8 MiB ring buffer
-/// per streamed response). Up to quality 4, a body of known length gets the
+/// The brotli window for a body of `len` bytes at `quality`, at most 1 MiB
+/// (`lgwin` 20, as zstd's; the format's default, 4 MiB, costs an 8 MiB
+/// ring buffer per streamed response, and 256 KiB made 1 MiB of JSON 5%
+/// larger than 4 MiB did). Up to quality 4, a body of known length gets the
 /// smallest window that holds it, at least 64 KiB (`lgwin` 16); qualities 5
-/// and above keep 256 KiB, as a smaller window there picks hash tables that
+/// and above keep 1 MiB, as a smaller window there picks hash tables that
 /// made an 8 KiB body 50 times slower (BENCHMARKS.md, section Compression
 /// II).
 #[cfg(feature = "compression-br")]
 fn brotli_lgwin(len: Option<u64>, quality: u32) -> u32 {
-    const MAX: u32 = 18;
+    const MAX: u32 = 20;
     match len {
         Some(n) if quality <= 4 && n < (1 << MAX) => {
             (u64::BITS - (n + 16).leading_zeros()).clamp(16, MAX)
@@ -213,12 +214,7 @@ impl Encoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn sample(n: usize) -> Vec<u8> {
-        (0..n)
-            .map(|i| b"{\"id\":1,\"name\":\"alpha\"},"[i % 24] ^ (i / 997) as u8)
-            .collect()
-    }
+    use crate::compression::test_util::sample;
 
     /// Each coding this build has, whole and in flushed pieces, decodes to
     /// the input; what was flushed decodes before the end.
@@ -281,11 +277,11 @@ mod tests {
     fn windows_are_bounded() {
         #[cfg(feature = "compression-br")]
         {
-            assert_eq!(brotli_lgwin(None, 11), 18);
-            assert_eq!(brotli_lgwin(Some(1 << 30), 3), 18);
+            assert_eq!(brotli_lgwin(None, 11), 20);
+            assert_eq!(brotli_lgwin(Some(1 << 30), 3), 20);
             assert_eq!(brotli_lgwin(Some(2_048), 3), 16);
             assert_eq!(brotli_lgwin(Some(100_000), 4), 17);
-            assert_eq!(brotli_lgwin(Some(2_048), 5), 18);
+            assert_eq!(brotli_lgwin(Some(2_048), 5), 20);
         }
         assert_eq!(max_level(ContentCoding::Zstd), 19);
     }

@@ -20,16 +20,16 @@ pub const DEFAULT_MIN_SIZE: u64 = 1024;
 pub const DEFAULT_LEVEL: u32 = 2;
 
 /// Default brotli quality (0–11) for dynamic responses, chosen by
-/// measurement (BENCHMARKS.md, section Compression II): on JSON, qualities
-/// 2 and 3 are smaller than 4 for about the same CPU; 5 and above cost 2–16
-/// times the CPU for at most a few percent (6 and 7 were larger than 3 at
-/// 8 KiB).
+/// measurement (BENCHMARKS.md, section Compression II): on JSON and text,
+/// qualities 2–4 compress within 5% of each other and 4 costs 40–90% more
+/// than 3; 5 and above cost 2–8 times the CPU for 7–14% smaller output.
 pub const DEFAULT_BR_LEVEL: u32 = 3;
 
-/// Default zstd level (1–22) for dynamic responses, chosen by measurement
-/// (BENCHMARKS.md, section Compression II): levels 1–3 cost about the same
-/// on JSON, 4 and above up to 5 times more.
-pub const DEFAULT_ZSTD_LEVEL: u32 = 3;
+/// Default zstd level (1–19) for dynamic responses, chosen by measurement
+/// (BENCHMARKS.md, section Compression II): on JSON, level 1 was both
+/// faster (by 30–45% at 64 KiB) and smaller (by up to 14%) than 3; on
+/// text 3 was 1–8% smaller for 20–40% more CPU. API responses are JSON.
+pub const DEFAULT_ZSTD_LEVEL: u32 = 1;
 
 pub(crate) type ContentTypeFilter = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 

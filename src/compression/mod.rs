@@ -80,7 +80,7 @@
 //!   never holds the executor long; brotli and zstd work in blocks (up to
 //!   256 KiB and 128 KiB), so above their default levels a poll that
 //!   completes a block can take milliseconds. Windows are bounded: brotli
-//!   at most 256 KiB, zstd 1 MiB. Trailers are kept. An
+//!   and zstd at most 1 MiB. Trailers are kept. An
 //!   error from the inner body ends the stream with an error, never with a
 //!   well-formed truncated gzip.
 //! - **Levels** per coding ([`CompressionLayer::level`], default

@@ -4,6 +4,13 @@ use std::io::Read;
 
 use crate::headers::ContentCoding;
 
+/// `n` bytes of JSON-like text, varied every 997 bytes.
+pub(super) fn sample(n: usize) -> Vec<u8> {
+    (0..n)
+        .map(|i| b"{\"id\":1,\"name\":\"alpha\"},"[i % 24] ^ (i / 997) as u8)
+        .collect()
+}
+
 /// Decompresses one gzip member.
 pub(super) fn gunzip(b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();

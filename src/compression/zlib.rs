@@ -208,14 +208,8 @@ impl Drop for ZlibEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compression::test_util::{gunzip, inflate};
+    use crate::compression::test_util::{gunzip, inflate, sample};
     use std::io::Read;
-
-    fn sample(n: usize) -> Vec<u8> {
-        (0..n)
-            .map(|i| b"{\"id\":1,\"name\":\"alpha\"},"[i % 24] ^ (i / 997) as u8)
-            .collect()
-    }
 
     #[test]
     fn gzip_and_deflate_round_trip() {
