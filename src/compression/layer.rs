@@ -138,13 +138,29 @@ impl CompressionLayer {
     }
 
     /// The codings to offer, in the server's order of preference among
-    /// codings the client weighs equally. Codings this build can't produce
-    /// (and `identity`) are ignored; an empty list turns compression off
-    /// while `Vary` is still maintained.
+    /// codings the client weighs equally (a repeat counts once). An empty
+    /// list turns compression off while `Vary` is still maintained.
+    ///
+    /// # Panics
+    ///
+    /// On `identity` (it is not a compression) or on a coding this build
+    /// cannot produce (`br` without the `compression-br` feature, `zstd`
+    /// without `compression-zstd`), naming the feature: a layer configured
+    /// for a coding it would never send is a mistake, not a preference.
     pub fn codings<I: IntoIterator<Item = ContentCoding>>(mut self, codings: I) -> Self {
         let mut list: Vec<ContentCoding> = Vec::new();
         for c in codings {
-            if encoder::supported(c) && !list.contains(&c) {
+            assert!(
+                encoder::supported(c),
+                "CompressionLayer::codings: {} {}",
+                c.as_str(),
+                match c {
+                    ContentCoding::Br => "needs the `compression-br` feature of tower-perf",
+                    ContentCoding::Zstd => "needs the `compression-zstd` feature of tower-perf",
+                    _ => "is not a compression coding; leave it out (identity is always possible)",
+                }
+            );
+            if !list.contains(&c) {
                 list.push(c);
             }
         }

@@ -282,3 +282,30 @@ async fn the_cache_keeps_a_variant_per_new_coding() {
     assert_eq!((snap.misses, snap.stores), (4, 4), "{snap:?}");
     assert_eq!(snap.hits, 5, "{snap:?}");
 }
+
+/// A coding the layer could never send is refused when the layer is
+/// configured, naming what is missing, instead of being dropped in silence.
+#[test]
+fn codings_the_build_cannot_produce_are_refused() {
+    let refused = |c: ContentCoding| {
+        std::panic::catch_unwind(|| CompressionLayer::new().codings([ContentCoding::Gzip, c]))
+            .err()
+            .map(|e| e.downcast_ref::<String>().cloned().unwrap_or_default())
+    };
+    let identity = refused(ContentCoding::Identity).expect("identity refused");
+    assert!(identity.contains("not a compression coding"), "{identity}");
+    let br = refused(ContentCoding::Br);
+    if cfg!(feature = "compression-br") {
+        assert!(br.is_none(), "{br:?}");
+    } else {
+        assert!(br.expect("br refused").contains("compression-br"));
+    }
+    let zstd = refused(ContentCoding::Zstd);
+    if cfg!(feature = "compression-zstd") {
+        assert!(zstd.is_none(), "{zstd:?}");
+    } else {
+        assert!(zstd.expect("zstd refused").contains("compression-zstd"));
+    }
+    // Repeats count once, in first-seen order: no panic, same preference.
+    let _ = CompressionLayer::new().codings([ContentCoding::Deflate, ContentCoding::Deflate]);
+}
