@@ -45,6 +45,17 @@ pub(crate) struct ReadAhead {
     pub(crate) ended: bool,
 }
 
+/// What [`ReadAhead::next_data`] found.
+#[derive(Debug)]
+pub(crate) enum Next {
+    /// A data frame (possibly empty).
+    Data(Bytes),
+    /// The body ended (or failed, or sent trailers).
+    Ended,
+    /// The body has nothing ready; it wakes the task when it has.
+    Waiting,
+}
+
 /// Why [`ReadAhead::fill`] stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Fill {
@@ -85,36 +96,56 @@ impl ReadAhead {
         B::Error: Into<BoxError>,
     {
         loop {
+            match self.next_data(body.as_mut(), cx) {
+                Next::Data(bytes) => {
+                    if !bytes.is_empty() {
+                        self.chunks.push_back(bytes);
+                    }
+                    if enough(self.len) {
+                        return Fill::Enough;
+                    }
+                }
+                Next::Ended => return Fill::Ended,
+                Next::Waiting => return Fill::Waiting,
+            }
+        }
+    }
+
+    /// The body's next data, handed out rather than kept (a consumer that
+    /// takes frames one by one, such as the streaming compressor, needs
+    /// no queue); trailers and errors are kept and end the body, as
+    /// [`fill`](Self::fill) does. `len` counts the data handed out.
+    pub(crate) fn next_data<B>(&mut self, mut body: Pin<&mut B>, cx: &mut Context<'_>) -> Next
+    where
+        B: Body + ?Sized,
+        B::Error: Into<BoxError>,
+    {
+        loop {
             match body.as_mut().poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                     Ok(mut data) => {
                         let bytes = data.copy_to_bytes(data.remaining());
                         self.len += bytes.len() as u64;
-                        if !bytes.is_empty() {
-                            self.chunks.push_back(bytes);
-                        }
-                        if enough(self.len) {
-                            return Fill::Enough;
-                        }
+                        return Next::Data(bytes);
                     }
                     Err(frame) => {
                         if let Ok(t) = frame.into_trailers() {
                             self.trailers = Some(t);
                             self.ended = true;
-                            return Fill::Ended;
+                            return Next::Ended;
                         }
                     }
                 },
                 Poll::Ready(Some(Err(e))) => {
                     self.error = Some(e.into());
                     self.ended = true;
-                    return Fill::Ended;
+                    return Next::Ended;
                 }
                 Poll::Ready(None) => {
                     self.ended = true;
-                    return Fill::Ended;
+                    return Next::Ended;
                 }
-                Poll::Pending => return Fill::Waiting,
+                Poll::Pending => return Next::Waiting,
             }
         }
     }
@@ -260,6 +291,31 @@ mod tests {
         assert!(second.unwrap().is_err());
         let third = std::future::poll_fn(|cx| ra.poll_next(Some(body.as_mut()), cx)).await;
         assert!(third.is_none());
+    }
+
+    /// Frames taken one by one are handed out, not queued; the trailers
+    /// are kept for the replay's end.
+    #[test]
+    fn next_data_hands_frames_out() {
+        let mut trailers = HeaderMap::new();
+        trailers.insert("x-sum", http::HeaderValue::from_static("1"));
+        let mut body = Box::pin(frames(vec![
+            data("ab"),
+            data("cd"),
+            Ok(Frame::trailers(trailers)),
+        ]));
+        let mut ra = ReadAhead::default();
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        for want in ["ab", "cd"] {
+            match ra.next_data(body.as_mut(), &mut cx) {
+                Next::Data(d) => assert_eq!(d, want),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(ra.chunks.is_empty() && ra.len == 4);
+        assert!(matches!(ra.next_data(body.as_mut(), &mut cx), Next::Ended));
+        assert!(ra.ended && ra.trailers.is_some());
     }
 
     /// A body with nothing ready stops the read-ahead without ending it.

@@ -8,7 +8,7 @@ use pin_project_lite::pin_project;
 use super::encoder::{EncodeError, Encoder, Flush};
 use super::stats::CompressionStats;
 use crate::BoxError;
-use crate::body_util::{Fill, ReadAhead};
+use crate::body_util::{Next, ReadAhead};
 use crate::headers::ContentCoding;
 
 /// Input taken in one poll at most, so that a large body never holds the
@@ -340,9 +340,10 @@ where
             }
             // One more frame: data to compress, or the end (trailers, sent
             // after the compressed data, or an error, failed above).
-            match st.fill(inner.as_mut(), cx, |_| true) {
-                Fill::Enough | Fill::Ended => {}
-                Fill::Waiting => {
+            match st.next_data(inner.as_mut(), cx) {
+                Next::Data(data) => enc.input = data,
+                Next::Ended => {}
+                Next::Waiting => {
                     // The inner body is waiting: send what we have now, so
                     // streams reach the client without waiting for the end.
                     if enc.unflushed {
