@@ -239,35 +239,6 @@ fn frames_body(
     StreamBody::new(futures_util::stream::iter(frames))
 }
 
-#[tokio::test]
-async fn trailers_are_kept() {
-    let svc = ServiceBuilder::new()
-        .layer(CompressionLayer::new())
-        .service(service_fn(|_req: Request<Full<Bytes>>| async {
-            let mut trailers = HeaderMap::new();
-            trailers.insert("x-checksum", HeaderValue::from_static("42"));
-            let body = frames_body(vec![
-                Ok(Frame::data(Bytes::from(json_body(4096)))),
-                Ok(Frame::trailers(trailers)),
-            ]);
-            Ok::<_, Infallible>(
-                Response::builder()
-                    .header(header::CONTENT_TYPE, "application/json")
-                    .body(body)
-                    .unwrap(),
-            )
-        }));
-    let req = Request::get("/")
-        .header("accept-encoding", "gzip")
-        .body(Full::default())
-        .unwrap();
-    let res = svc.oneshot(req).await.unwrap();
-    assert_eq!(res.headers()["content-encoding"], "gzip");
-    let collected = res.into_body().collect().await.unwrap();
-    assert_eq!(collected.trailers().unwrap()["x-checksum"], "42");
-    assert_eq!(gunzip(&collected.to_bytes()), json_body(4096).as_bytes());
-}
-
 /// Polls a body by hand and counts frames and the pauses it asks for.
 struct Polled {
     frames: usize,
@@ -340,30 +311,80 @@ async fn a_10_mb_chunk_is_compressed_in_bounded_steps() {
     assert_eq!(gunzip(&polled.data), big);
 }
 
-#[tokio::test]
-async fn an_inner_error_midway_is_not_a_complete_gzip() {
+/// A JSON response of the given frames (no length: the streaming
+/// encoder), asked for in `coding`.
+async fn stream_frames(
+    coding: ContentCoding,
+    frames: Vec<Result<Frame<Bytes>, BoxError>>,
+) -> Response<
+    tower_perf::compression::ResponseBody<impl http_body::Body<Data = Bytes, Error = BoxError>>,
+> {
+    let body = std::sync::Mutex::new(Some(frames_body(frames)));
     let svc = ServiceBuilder::new()
-        .layer(CompressionLayer::new())
-        .service(service_fn(|_req: Request<Full<Bytes>>| async {
-            let body = frames_body(vec![
-                Ok(Frame::data(Bytes::from(json_body(4096)))),
-                Err("backend went away".into()),
-            ]);
-            Ok::<_, Infallible>(
-                Response::builder()
-                    .header(header::CONTENT_TYPE, "application/json")
-                    .body(body)
-                    .unwrap(),
-            )
+        .layer(CompressionLayer::new().codings([coding]))
+        .service(service_fn(move |_req: Request<Full<Bytes>>| {
+            let body = body.lock().unwrap().take().expect("one request");
+            async move {
+                Ok::<_, Infallible>(
+                    Response::builder()
+                        .header(header::CONTENT_TYPE, "application/json")
+                        .body(body)
+                        .unwrap(),
+                )
+            }
         }));
     let req = Request::get("/")
-        .header("accept-encoding", "gzip")
+        .header("accept-encoding", coding.as_str())
         .body(Full::default())
         .unwrap();
     let res = svc.oneshot(req).await.unwrap();
-    assert_eq!(res.headers()["content-encoding"], "gzip");
-    let err = res.into_body().collect().await.unwrap_err();
-    assert!(err.to_string().contains("backend went away"));
+    assert_eq!(res.headers()["content-encoding"], coding.as_str());
+    res
+}
+
+/// Trailers come after the compressed data, in every coding.
+#[tokio::test]
+async fn trailers_are_kept() {
+    for coding in built_codings() {
+        let mut trailers = HeaderMap::new();
+        trailers.insert("x-checksum", HeaderValue::from_static("42"));
+        let res = stream_frames(
+            coding,
+            vec![
+                Ok(Frame::data(Bytes::from(json_body(4096)))),
+                Ok(Frame::trailers(trailers)),
+            ],
+        )
+        .await;
+        let collected = res.into_body().collect().await.unwrap();
+        assert_eq!(
+            collected.trailers().unwrap()["x-checksum"],
+            "42",
+            "{coding:?}"
+        );
+        assert_eq!(
+            decode(coding, &collected.to_bytes()),
+            json_body(4096).as_bytes()
+        );
+    }
+}
+
+/// An inner error midway ends the stream with that error, never with a
+/// well-formed but truncated compressed body, in every coding.
+#[tokio::test]
+async fn an_inner_error_midway_is_not_a_complete_stream() {
+    for coding in built_codings() {
+        let res = stream_frames(
+            coding,
+            vec![
+                Ok(Frame::data(Bytes::from(json_body(4096)))),
+                Err("backend went away".into()),
+            ],
+        )
+        .await;
+        let err = res.into_body().collect().await.unwrap_err();
+        assert!(err.to_string().contains("backend went away"), "{coding:?}");
+    }
 }
 
 #[test]
