@@ -24,3 +24,13 @@ where
 {
     svc.clone().oneshot(req_from(ip)).await.unwrap().status()
 }
+
+/// Each policy's (name, allowed, limited), in rule order.
+pub fn counts(stats: &tower_perf::rate_limit::RateLimitStats) -> Vec<(String, u64, u64)> {
+    stats
+        .snapshot()
+        .policies
+        .into_iter()
+        .map(|p| (p.name, p.allowed, p.limited))
+        .collect()
+}
