@@ -29,8 +29,10 @@
 //! writes 10; `--rate-limit-per-min N`, `--no-rate-limit`), the response
 //! cache (32 MiB in memory, keyed on the negotiated coding; `--no-cache`),
 //! compression (br, gzip and deflate, and zstd with `compression-zstd`,
-//! negotiated) and cache-control (policies
-//! by route, ETags, 304/412), which the cache obeys. With `--redis URL`
+//! negotiated), cache-control (policies
+//! by route, ETags, 304/412), which the cache obeys, and request
+//! decompression next to the handlers (a `POST` body may come in any of
+//! those codings; decoded, it may be at most 64 KiB).  With `--redis URL`
 //! (feature `redis`) the rate limits and the cache are shared through
 //! Redis by every replica pointed at it:
 //!
@@ -77,6 +79,7 @@ use tower::ServiceBuilder;
 use tower_perf::cache::{CacheLayer, MemoryStore};
 use tower_perf::cache_control::{CacheControlLayer, Policy};
 use tower_perf::compression::CompressionLayer;
+use tower_perf::decompression::{DecompressionBody, RequestDecompressionLayer};
 use tower_perf::headers::ContentCoding;
 use tower_perf::rate_limit::{Quota, RateLimitLayer, RateLimitStore, RateRule};
 use tower_perf::report::{Report, ReportBuilder};
@@ -84,6 +87,8 @@ use tower_perf::timing::{SpanGuard, TimingLayer, TimingStats, Timings};
 
 /// Items the demo keeps at most, so POSTs can't grow memory without bound.
 pub(crate) const MAX_ITEMS: usize = 10_000;
+/// The most a request body may decode to (`Content-Encoding` bodies).
+pub(crate) const MAX_DECODED_BODY: u64 = 64 * 1024;
 
 /// Timings of the demo routes; tests shorten them.
 #[derive(Debug, Clone)]
@@ -332,6 +337,13 @@ where
     if bare {
         return (router, stats);
     }
+    // Next to the handlers, inside the rate limiter: a client over its
+    // quota costs no decoding. Decoded bodies are bounded well below
+    // axum's own 2 MiB (an item is a few hundred bytes); the handlers take
+    // axum's `Body` again.
+    let decompression = ServiceBuilder::new()
+        .layer(RequestDecompressionLayer::new().max_decoded_size(MAX_DECODED_BODY))
+        .map_request(|req: axum::http::Request<DecompressionBody<Body>>| req.map(Body::new));
     let router = match cache {
         Some(cache) => router.layer(
             ServiceBuilder::new()
@@ -339,14 +351,16 @@ where
                 .layer(limits)
                 .layer(cache)
                 .layer(compression)
-                .layer(cache_control),
+                .layer(cache_control)
+                .layer(decompression),
         ),
         None => router.layer(
             ServiceBuilder::new()
                 .layer(timing)
                 .layer(limits)
                 .layer(compression)
-                .layer(cache_control),
+                .layer(cache_control)
+                .layer(decompression),
         ),
     };
     (router, stats)

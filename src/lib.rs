@@ -59,6 +59,9 @@ pub mod clock;
 #[cfg(feature = "compression")]
 #[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
 pub mod compression;
+#[cfg(feature = "compression")]
+#[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
+pub mod decompression;
 pub mod headers;
 #[cfg(any(feature = "timing", feature = "report"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "timing", feature = "report"))))]

@@ -623,3 +623,45 @@ async fn bare_mode_has_no_layers() {
         assert!(r.header(h).is_none(), "{h} in bare mode");
     }
 }
+
+#[tokio::test]
+async fn post_bodies_may_come_compressed_and_bombs_are_refused() {
+    use tower_perf::headers::ContentCoding;
+    let server = start().await;
+    for coding in support::built_codings() {
+        let item = format!(
+            r#"{{"name":"sent as {}","price_cents":100}}"#,
+            coding.as_str()
+        );
+        let req = server
+            .request(Method::POST, "/api/v1/items")
+            .header("content-type", "application/json")
+            .header("content-encoding", coding.as_str())
+            .body(Full::from(support::encode(coding, item.as_bytes())))
+            .unwrap();
+        let res = server.send(req).await;
+        assert_eq!(res.status, StatusCode::CREATED, "{coding:?}");
+        assert_eq!(
+            res.json::<Item>().name,
+            format!("sent as {}", coding.as_str())
+        );
+    }
+    // 10 MB of zeros in 10 KB: refused at 64 KiB decoded.
+    let bomb = support::encode(ContentCoding::Gzip, &vec![b' '; 10_000_000]);
+    let req = server
+        .request(Method::POST, "/api/v1/items")
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(Full::from(bomb))
+        .unwrap();
+    assert_eq!(server.send(req).await.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let req = server
+        .request(Method::POST, "/api/v1/items")
+        .header("content-type", "application/json")
+        .header("content-encoding", "compress")
+        .body(Full::from("x"))
+        .unwrap();
+    let res = server.send(req).await;
+    assert_eq!(res.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(res.header("accept-encoding").unwrap().contains("gzip"));
+}

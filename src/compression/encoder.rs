@@ -19,6 +19,22 @@ pub(crate) const fn supported(coding: ContentCoding) -> bool {
     }
 }
 
+/// Panics, naming the feature to turn on, when `coding` is identity or
+/// not in this build: `who` (a builder method) was configured for a coding
+/// it could never use, a mistake rather than a preference.
+pub(crate) fn assert_buildable(who: &str, coding: ContentCoding) {
+    assert!(
+        supported(coding),
+        "{who}: {} {}",
+        coding.as_str(),
+        match coding {
+            ContentCoding::Br => "needs the `compression-br` feature of tower-perf",
+            ContentCoding::Zstd => "needs the `compression-zstd` feature of tower-perf",
+            _ => "is not a compression coding; leave it out (identity is always possible)",
+        }
+    );
+}
+
 /// The highest level of `coding` (levels above it are lowered to it).
 /// zstd stops at 19: its "ultra" levels 20–22 exist for windows larger
 /// than the 8 MB RFC 9659 allows the `zstd` content coding.

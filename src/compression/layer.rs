@@ -150,16 +150,7 @@ impl CompressionLayer {
     pub fn codings<I: IntoIterator<Item = ContentCoding>>(mut self, codings: I) -> Self {
         let mut list: Vec<ContentCoding> = Vec::new();
         for c in codings {
-            assert!(
-                encoder::supported(c),
-                "CompressionLayer::codings: {} {}",
-                c.as_str(),
-                match c {
-                    ContentCoding::Br => "needs the `compression-br` feature of tower-perf",
-                    ContentCoding::Zstd => "needs the `compression-zstd` feature of tower-perf",
-                    _ => "is not a compression coding; leave it out (identity is always possible)",
-                }
-            );
+            encoder::assert_buildable("CompressionLayer::codings", c);
             if !list.contains(&c) {
                 list.push(c);
             }

@@ -178,7 +178,7 @@
 //! ```
 
 mod body;
-mod encoder;
+pub(crate) mod encoder;
 mod future;
 mod layer;
 mod oneshot;

@@ -307,6 +307,37 @@ pub fn decode_prefix(coding: tower_perf::headers::ContentCoding, b: &[u8]) -> Ve
     out
 }
 
+/// `data` compressed whole in `coding` by the reference libraries (what
+/// a client would send).
+#[cfg(feature = "compression")]
+pub fn encode(coding: tower_perf::headers::ContentCoding, data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    use tower_perf::headers::ContentCoding;
+    let level = flate2::Compression::default();
+    match coding {
+        ContentCoding::Gzip => {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), level);
+            e.write_all(data).unwrap();
+            e.finish().unwrap()
+        }
+        ContentCoding::Deflate => {
+            let mut e = flate2::write::ZlibEncoder::new(Vec::new(), level);
+            e.write_all(data).unwrap();
+            e.finish().unwrap()
+        }
+        #[cfg(feature = "compression-br")]
+        ContentCoding::Br => {
+            let mut out = Vec::new();
+            let params = brotli::enc::BrotliEncoderParams::default();
+            brotli::BrotliCompress(&mut &data[..], &mut out, &params).unwrap();
+            out
+        }
+        #[cfg(feature = "compression-zstd")]
+        ContentCoding::Zstd => zstd::encode_all(data, 3).unwrap(),
+        other => panic!("this build cannot encode {other:?}"),
+    }
+}
+
 /// The codings this build's compression layer produces.
 #[cfg(feature = "compression")]
 pub fn built_codings() -> Vec<tower_perf::headers::ContentCoding> {
