@@ -74,7 +74,7 @@ pub(crate) enum Encoder {
     #[cfg(feature = "compression-br")]
     Br(Option<Box<brotli::CompressorWriter<Vec<u8>>>>),
     #[cfg(feature = "compression-zstd")]
-    Zstd(Option<Box<zstd::stream::write::Encoder<'static, Vec<u8>>>>),
+    Zstd(super::zstd::ZstdEncoder),
 }
 
 impl std::fmt::Debug for Encoder {
@@ -154,14 +154,10 @@ impl Encoder {
             #[cfg(feature = "compression-zstd")]
             ContentCoding::Zstd => {
                 let level = i32::try_from(level.max(1)).unwrap_or(3);
-                let mut e = zstd::stream::write::Encoder::new(Vec::new(), level).ok()?;
-                e.window_log(ZSTD_WINDOW_LOG).ok()?;
                 // Pledged only when exact: a body longer or shorter than
                 // its pledge fails the frame.
-                if let (true, Some(n)) = (exact, len) {
-                    e.set_pledged_src_size(Some(n)).ok()?;
-                }
-                Some(Self::Zstd(Some(Box::new(e))))
+                let pledged = if exact { len } else { None };
+                super::zstd::ZstdEncoder::new(level, ZSTD_WINDOW_LOG, pledged).map(Self::Zstd)
             }
             _ => None,
         }
@@ -201,28 +197,7 @@ impl Encoder {
                 Ok(())
             }
             #[cfg(feature = "compression-zstd")]
-            Self::Zstd(e) => {
-                use std::io::Write;
-                let Some(encoder) = e.as_mut() else {
-                    return Err(EncodeError);
-                };
-                encoder.write_all(input).map_err(|_| EncodeError)?;
-                match flush {
-                    Flush::None => out.append(encoder.get_mut()),
-                    Flush::Sync => {
-                        encoder.flush().map_err(|_| EncodeError)?;
-                        out.append(encoder.get_mut());
-                    }
-                    Flush::Finish => {
-                        let Some(encoder) = e.take() else {
-                            return Err(EncodeError);
-                        };
-                        let mut rest = encoder.finish().map_err(|_| EncodeError)?;
-                        out.append(&mut rest);
-                    }
-                }
-                Ok(())
-            }
+            Self::Zstd(e) => e.encode(input, out, flush),
         }
     }
 }

@@ -188,6 +188,8 @@ mod stats;
 #[cfg(test)]
 mod test_util;
 mod zlib;
+#[cfg(feature = "compression-zstd")]
+mod zstd;
 
 #[doc(inline)]
 pub use self::{
