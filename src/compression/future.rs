@@ -263,14 +263,13 @@ fn eager_max(ctx: &Ctx) -> u64 {
 /// is, so it carries no spare capacity (the cache counts the length, not
 /// the allocation).
 ///
-/// Bodies that fit deflate's window go through the one-shot encoder
-/// ([`oneshot`](super::oneshot)), whose set-up is sized to them; others
-/// through a (pooled) zlib stream.
+/// gzip and deflate go through libdeflate in one call
+/// ([`whole`](super::whole)); br and zstd through their encoders, told the
+/// exact length.
 fn compress_whole(chunks: &VecDeque<Bytes>, ctx: &Ctx) -> Option<Vec<u8>> {
     let total: usize = chunks.iter().map(Bytes::len).sum();
     let level = ctx.config.level(ctx.coding);
-    let zlib = matches!(ctx.coding, ContentCoding::Gzip | ContentCoding::Deflate);
-    if zlib && total <= super::oneshot::max_input(level) {
+    if matches!(ctx.coding, ContentCoding::Gzip | ContentCoding::Deflate) {
         let joined: Vec<u8>;
         let input: &[u8] = if chunks.len() <= 1 {
             chunks.front().map_or(&[], |c| c)
@@ -282,8 +281,7 @@ fn compress_whole(chunks: &VecDeque<Bytes>, ctx: &Ctx) -> Option<Vec<u8>> {
             joined = all;
             &joined
         };
-        let mut out = Vec::new();
-        if super::oneshot::compress(ctx.coding, level, input, &mut out) {
+        if let Some(out) = super::whole::compress(ctx.coding, level, input) {
             return Some(out);
         }
     }

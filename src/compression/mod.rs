@@ -85,12 +85,14 @@
 //!   well-formed truncated gzip.
 //! - **Levels** per coding ([`CompressionLayer::level`], default
 //!   [`DEFAULT_LEVEL`]), and encoders are pooled per thread and reset rather
-//!   than rebuilt. Small bodies compressed whole (up to 16 KiB at levels
-//!   2–3, 4 KiB above) go through a one-shot deflate encoder whose tables are
-//!   sized to the body, so they skip zlib's fixed per-stream set-up (it
-//!   clears a 128 KiB hash table for every stream), with output about the
-//!   size of zlib's at the same level (BENCHMARKS.md, section Compression,
-//!   has the measurements). Other bodies, and level 1, go through zlib-rs.
+//!   than rebuilt (zlib-rs streams, libzstd contexts, libdeflate
+//!   compressors). gzip and deflate bodies compressed whole go through
+//!   libdeflate in one call, which skips zlib's fixed per-stream set-up (it
+//!   clears a 128 KiB hash table for every stream); zlib's levels 1 and 2
+//!   become libdeflate's 1, whose output is within 1% of zlib's level 2,
+//!   other levels keep their number (BENCHMARKS.md, sections Compression
+//!   and Compression II, has the measurements). Streams and larger bodies
+//!   go through zlib-rs.
 //! - **Statistics**: [`CompressionLayer::stats`] returns a cheap handle with
 //!   responses compressed per coding, bytes in and out, and skipped
 //!   responses by [`SkipReason`].
@@ -181,12 +183,12 @@ mod body;
 pub(crate) mod encoder;
 mod future;
 mod layer;
-mod oneshot;
 mod predicate;
 mod service;
 mod stats;
 #[cfg(test)]
 mod test_util;
+mod whole;
 mod zlib;
 #[cfg(feature = "compression-zstd")]
 mod zstd;

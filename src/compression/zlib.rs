@@ -15,8 +15,8 @@
 //! format the header's window field says the smaller window), with a fifth
 //! of the clearing. Bodies of unknown or large size get zlib's defaults.
 //!
-//! Small bodies compressed whole don't come here at all: the one-shot
-//! encoder (`oneshot.rs`) has no fixed per-stream state.
+//! Bodies compressed whole don't come here at all: libdeflate
+//! (`whole.rs`) has no fixed per-stream state to clear.
 
 use std::cell::RefCell;
 

@@ -3,8 +3,9 @@
 //!
 //! Making a context costs more than compressing a 2 KiB body with it: a
 //! reused one skips the allocation and keeps its tables, which libzstd
-//! then continues rather than clears (2.4x faster on 2 KiB of JSON at
-//! level 1, the same bytes out; BENCHMARKS.md, section Compression II). A
+//! then continues rather than clears (2.1x–2.4x faster on 2 KiB of JSON
+//! at level 1, the same bytes out; BENCHMARKS.md, section Compression
+//! II). A
 //! finished or abandoned encoder resets its context's session and puts
 //! it back; level, window and size pledge are set anew for every response.
 
