@@ -386,3 +386,155 @@ async fn input_without_output_yields_to_the_executor() {
     assert_eq!(data, 0);
     assert!(pending >= 7, "{pending} yields for 2 MB");
 }
+
+/// An inner service that fails with an error (not an answer) when its body
+/// fails still gets the client its 413; one that answers 2xx despite the
+/// error keeps its answer.
+#[tokio::test]
+async fn the_verdict_replaces_errors_but_not_successes() {
+    let bomb = encode(ContentCoding::Gzip, &[0u8; 100_000]);
+    let failing = ServiceBuilder::new()
+        .layer(RequestDecompressionLayer::new().max_decoded_size(1000))
+        .service(service_fn(
+            |req: Request<DecompressionBody<Full<Bytes>>>| async move {
+                req.into_body().collect().await?;
+                Ok::<_, BoxError>(Response::new(Full::<Bytes>::default()))
+            },
+        ));
+    let res = failing
+        .oneshot(post_with(Some("gzip"), bomb.clone()))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    let tolerant = ServiceBuilder::new()
+        .layer(RequestDecompressionLayer::new().max_decoded_size(1000))
+        .service(service_fn(
+            |req: Request<DecompressionBody<Full<Bytes>>>| async move {
+                let read = req.into_body().collect().await.is_ok();
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(read.to_string()))))
+            },
+        ));
+    let res = tolerant
+        .oneshot(post_with(Some("gzip"), bomb))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(text(res).await, "false");
+}
+
+/// After the body failed at the limit, polling it again decodes nothing
+/// more: it is over.
+#[tokio::test]
+async fn a_body_past_the_limit_is_fused() {
+    let layer = RequestDecompressionLayer::new().max_decoded_size(1000);
+    let stats = layer.stats();
+    let svc = ServiceBuilder::new().layer(layer).service(service_fn(
+        |req: Request<DecompressionBody<Full<Bytes>>>| async move {
+            let mut body = req.into_body();
+            let mut seen = Vec::new();
+            for _ in 0..10 {
+                match body.frame().await {
+                    Some(Ok(_)) => seen.push("data"),
+                    Some(Err(_)) => seen.push("error"),
+                    None => seen.push("end"),
+                }
+            }
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(seen.join(",")))))
+        },
+    ));
+    let bomb = encode(ContentCoding::Gzip, &[0u8; 1_000_000]);
+    let res = svc.oneshot(post_with(Some("gzip"), bomb)).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "the service answered");
+    let seen = text(res).await;
+    assert_eq!(
+        seen, "error,end,end,end,end,end,end,end,end,end",
+        "the frame that passes the limit is the error, then nothing"
+    );
+    assert_eq!(stats.snapshot().gzip.bytes_out, 1001);
+}
+
+/// A body that decodes to nothing cannot be sent forever: its encoded size
+/// is limited too (about the decoded limit), answered 413.
+#[tokio::test]
+async fn the_encoded_size_is_limited_too() {
+    let mut gz = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+    for _ in 0..20_000 {
+        gz.extend_from_slice(&[0x00, 0x00, 0x00, 0xff, 0xff]);
+    }
+    gz.extend_from_slice(&[0x03, 0x00, 0, 0, 0, 0, 0, 0, 0, 0]);
+    let svc = |limit| {
+        ServiceBuilder::new()
+            .layer(RequestDecompressionLayer::new().max_decoded_size(limit))
+            .service(reader(Arc::default()))
+    };
+    // 100 KB of empty blocks: over a 64 KiB limit's encoded bound...
+    let res = svc(64 * 1024)
+        .oneshot(post_with(Some("gzip"), gz.clone()))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // ...and within a 1 MiB one, where it decodes to an empty body.
+    let res = svc(1024 * 1024)
+        .oneshot(post_with(Some("gzip"), gz))
+        .await
+        .unwrap();
+    assert_eq!(text(res).await, "0 None None false");
+}
+
+/// Many tiny input frames make few output frames: decoded bytes are
+/// gathered into one buffer until it is full or the input waits or ends.
+#[tokio::test]
+async fn tiny_frames_are_gathered() {
+    let data = json(2_000);
+    let encoded = encode(ContentCoding::Gzip, &data);
+    let got = Arc::new(Mutex::new(None));
+    let sink = got.clone();
+    let svc = ServiceBuilder::new()
+        .layer(RequestDecompressionLayer::new())
+        .service(service_fn(
+            move |req: Request<DecompressionBody<Frames>>| {
+                let sink = sink.clone();
+                async move {
+                    let mut body = req.into_body();
+                    let (mut frames, mut bytes) = (0, 0);
+                    while let Some(f) = body.frame().await {
+                        frames += 1;
+                        bytes += f?.into_data().map_or(0, |d| d.len());
+                    }
+                    *sink.lock().unwrap() = Some((frames, bytes));
+                    Ok::<_, BoxError>(Response::new(Full::<Bytes>::default()))
+                }
+            },
+        ));
+    let req = Request::post("/")
+        .header(header::CONTENT_ENCODING, "gzip")
+        .body(frames(&encoded, 1, false))
+        .unwrap();
+    svc.oneshot(req).await.unwrap();
+    let (frames, bytes) = got.lock().unwrap().take().unwrap();
+    assert_eq!(bytes, data.len());
+    // One frame per 256 input frames at most (the per-poll budget), never
+    // one per input byte.
+    assert!(
+        frames <= encoded.len() / 256 + data.len() / (32 * 1024) + 2,
+        "{frames} frames for {} input bytes",
+        encoded.len()
+    );
+}
+
+#[tokio::test]
+async fn too_many_gzip_members_get_400() {
+    let one = encode(ContentCoding::Gzip, b"");
+    let layer = RequestDecompressionLayer::new();
+    let stats = layer.stats();
+    let svc = ServiceBuilder::new()
+        .layer(layer)
+        .service(reader(Arc::default()));
+    let res = svc
+        .oneshot(post_with(Some("gzip"), one.repeat(1_001)))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(stats.snapshot().malformed, 1);
+}

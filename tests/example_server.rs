@@ -646,7 +646,8 @@ async fn post_bodies_may_come_compressed_and_bombs_are_refused() {
             format!("sent as {}", coding.as_str())
         );
     }
-    // 10 MB of zeros in 10 KB: refused at 64 KiB decoded.
+    // 10 MB of spaces (valid JSON whitespace) in 10 KB: refused at 64 KiB
+    // decoded.
     let bomb = support::encode(ContentCoding::Gzip, &vec![b' '; 10_000_000]);
     let req = server
         .request(Method::POST, "/api/v1/items")

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll, ready};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{LengthLimitError, Limited};
@@ -18,17 +18,25 @@ use crate::BoxError;
 use crate::body_util::poll_bytes_frame;
 use crate::headers::ContentCoding;
 
-/// Decoded bytes handed on in one frame, at most.
+/// Decoded bytes handed on in one frame, at most: the size of the one
+/// buffer each body decodes into.
 const CHUNK: usize = 32 * 1024;
-/// The smallest output buffer tried for a frame of input.
-const MIN_CHUNK: usize = 4 * 1024;
 /// Input bytes given to the decoder in one call: a decoder that writes
 /// nothing (a stream of empty blocks) would otherwise read a whole frame,
 /// however large, in one go.
 const INPUT_STEP: usize = 64 * 1024;
-/// Input bytes one poll may decode without any output before it yields
-/// to the executor.
+/// Input one poll may decode before it hands on what it has or yields to
+/// the executor. Each frame taken from the inner body counts at least
+/// [`FRAME_COST`], so a run of empty frames is bounded too.
 const INPUT_BUDGET: usize = 256 * 1024;
+const FRAME_COST: usize = 1024;
+
+/// The most encoded bytes a body may have for a decoded limit of `limit`:
+/// the limit, plus what stored (uncompressed) blocks add to incompressible
+/// data (well under 1/64) and the formats' headers.
+pub(crate) fn encoded_limit(limit: u64) -> u64 {
+    limit.saturating_add(limit / 64).saturating_add(1024)
+}
 
 /// How a decoded request body ended, as far as the layer's answer goes:
 /// shared by the body the inner service reads and the response future.
@@ -132,12 +140,15 @@ impl<B> DecompressionBody<B> {
         stats: DecompressionStats,
         outcome: Arc<Outcome>,
     ) -> Self {
+        let encoded = usize::try_from(encoded_limit(limit)).unwrap_or(usize::MAX);
         let decoding = Decoding {
-            inner: body,
+            inner: Limited::new(body, encoded),
             decoder,
             coding,
             stats,
             pending: Bytes::new(),
+            out: Vec::new(),
+            filled: 0,
             more_output: false,
             input_ended: false,
             remaining: limit,
@@ -194,24 +205,54 @@ where
 }
 
 pin_project! {
-    /// An encoded body, decoded as it is read.
+    /// An encoded body, decoded as it is read, into one buffer per body:
+    /// decoded bytes are gathered until the buffer is full, the inner body
+    /// waits or ends, so many tiny input frames make few output frames.
     struct Decoding<B> {
+        // The encoded body, limited (`encoded_limit`): a body that decodes
+        // to little cannot be sent forever.
         #[pin]
-        inner: B,
+        inner: Limited<B>,
         decoder: Decoder,
         coding: ContentCoding,
         stats: DecompressionStats,
         // Input taken from `inner` and not decoded yet.
         pending: Bytes,
-        // The last call filled its buffer: the decoder may hold more.
+        // The output buffer (CHUNK bytes once used) and how much of it
+        // holds decoded bytes not yet handed on.
+        out: Vec<u8>,
+        filled: usize,
+        // The last call filled the room it had: the decoder may hold more.
         more_output: bool,
         input_ended: bool,
-        // Decoded bytes still allowed; the decoder is given one more, so
-        // `Limited` sees the limit passed without the whole excess being
-        // decoded.
+        // Decoded bytes still allowed; the decoder is given room for one
+        // more, so `Limited` sees the limit passed without the whole excess
+        // being handed on.
         remaining: u64,
         trailers: Option<HeaderMap>,
+        // Nothing more comes: the stream ended, failed or passed the limit.
         done: bool,
+    }
+}
+
+impl<B> Decoding<B> {
+    /// Hands on what the buffer holds.
+    fn take(
+        out: &[u8],
+        filled: &mut usize,
+        remaining: &mut u64,
+        done: &mut bool,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let frame = Bytes::copy_from_slice(&out[..*filled]);
+        let n = *filled as u64;
+        *filled = 0;
+        if n > *remaining {
+            // Past the limit: `Limited` fails on this frame, and nothing
+            // more is decoded (the body is fused).
+            *done = true;
+        }
+        *remaining = remaining.saturating_sub(n);
+        Poll::Ready(Some(Ok(Frame::data(frame))))
     }
 }
 
@@ -228,65 +269,77 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
-        let mut consumed = 0usize;
+        let mut spent = 0usize;
         loop {
             if *this.done {
                 return Poll::Ready(None);
             }
+            if spent >= INPUT_BUDGET {
+                if *this.filled > 0 {
+                    return Self::take(this.out, this.filled, this.remaining, this.done);
+                }
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            // Room this frame may still take: up to one byte past the limit.
+            let allowed = usize::try_from(*this.remaining)
+                .unwrap_or(usize::MAX)
+                .saturating_add(1)
+                .min(CHUNK);
+            if *this.filled >= allowed {
+                return Self::take(this.out, this.filled, this.remaining, this.done);
+            }
             if !this.pending.is_empty() || *this.more_output {
-                let want = if *this.more_output {
-                    CHUNK
-                } else {
-                    this.pending.len().saturating_mul(4).clamp(MIN_CHUNK, CHUNK)
-                };
-                let cap = want.min(
-                    usize::try_from(*this.remaining)
-                        .unwrap_or(usize::MAX)
-                        .saturating_add(1),
-                );
-                let mut buf = BytesMut::zeroed(cap);
+                if this.out.is_empty() {
+                    this.out.resize(CHUNK, 0);
+                }
                 let input = &this.pending[..this.pending.len().min(INPUT_STEP)];
-                let progress = match this.decoder.decode(input, &mut buf) {
+                let room = &mut this.out[*this.filled..allowed];
+                let progress = match this.decoder.decode(input, room) {
                     Ok(p) => p,
                     Err(e) => {
                         *this.done = true;
                         return Poll::Ready(Some(Err(e.into())));
                     }
                 };
-                this.pending.advance(progress.read);
-                consumed += progress.read;
-                *this.more_output = progress.written == cap;
                 this.stats.record_bytes(
                     *this.coding,
                     progress.read as u64,
                     progress.written as u64,
                 );
-                if progress.written > 0 {
-                    *this.remaining = this.remaining.saturating_sub(progress.written as u64);
-                    buf.truncate(progress.written);
-                    return Poll::Ready(Some(Ok(Frame::data(buf.freeze()))));
-                }
-                if progress.read == 0 && !this.pending.is_empty() {
+                *this.more_output = progress.written == allowed - *this.filled;
+                *this.filled += progress.written;
+                this.pending.advance(progress.read);
+                spent += progress.read;
+                if progress.read == 0 && progress.written == 0 && !this.pending.is_empty() {
                     // Room to write and input to read, and no progress: no
                     // valid stream stalls like this.
                     *this.done = true;
                     let e = DecompressionError::new(*this.coding, Fault::Corrupt);
                     return Poll::Ready(Some(Err(e.into())));
                 }
-                if consumed >= INPUT_BUDGET {
-                    cx.waker().wake_by_ref();
-                    return Poll::Pending;
-                }
                 continue;
             }
             if *this.input_ended {
+                if *this.filled > 0 {
+                    return Self::take(this.out, this.filled, this.remaining, this.done);
+                }
                 *this.done = true;
                 if let Err(e) = this.decoder.finish() {
                     return Poll::Ready(Some(Err(e.into())));
                 }
                 return Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t))));
             }
-            match ready!(poll_bytes_frame(this.inner.as_mut(), cx)) {
+            let polled = poll_bytes_frame(this.inner.as_mut(), cx);
+            let Poll::Ready(next) = polled else {
+                // The client is slow: hand on what is decoded so far.
+                if *this.filled > 0 {
+                    return Self::take(this.out, this.filled, this.remaining, this.done);
+                }
+                return Poll::Pending;
+            };
+            spent += FRAME_COST;
+            match next {
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) => *this.pending = data,
                     Err(frame) => {
@@ -308,67 +361,9 @@ where
     }
 }
 
-pin_project! {
+crate::macros::define_text_or_inner_body! {
     /// The response body of
     /// [`RequestDecompression`](super::RequestDecompression): the inner
     /// service's body, or the text of an answer the layer made itself (a
-    /// 400, 413 or 415).
-    pub struct ResponseBody<B> {
-        #[pin]
-        inner: Option<B>,
-        text: Option<Bytes>,
-    }
-}
-
-impl<B> std::fmt::Debug for ResponseBody<B> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResponseBody").finish_non_exhaustive()
-    }
-}
-
-impl<B> ResponseBody<B> {
-    pub(crate) fn inner(body: B) -> Self {
-        Self {
-            inner: Some(body),
-            text: None,
-        }
-    }
-
-    pub(crate) fn text(text: &'static str) -> Self {
-        Self {
-            inner: None,
-            text: Some(Bytes::from_static(text.as_bytes())),
-        }
-    }
-}
-
-impl<B: Body<Data = Bytes>> Body for ResponseBody<B> {
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        let this = self.project();
-        if let Some(t) = this.text.take() {
-            return Poll::Ready(Some(Ok(Frame::data(t))));
-        }
-        match this.inner.as_pin_mut() {
-            Some(b) => b.poll_frame(cx),
-            None => Poll::Ready(None),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.text.is_none() && self.inner.as_ref().is_none_or(Body::is_end_stream)
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match (&self.text, &self.inner) {
-            (Some(t), _) => SizeHint::with_exact(t.len() as u64),
-            (None, Some(b)) => b.size_hint(),
-            (None, None) => SizeHint::with_exact(0),
-        }
-    }
+    /// 400, 413, 415 or 500).
 }

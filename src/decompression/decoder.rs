@@ -15,6 +15,11 @@ use zlib_rs::{Inflate, InflateFlush, Status};
 
 use crate::headers::ContentCoding;
 
+/// gzip members one body may hold. Each starts a fresh inflate stream
+/// (about 40 KiB set up for a member of perhaps 20 bytes), so members
+/// are bounded apart from bytes.
+pub(crate) const MAX_GZIP_MEMBERS: u32 = 1_000;
+
 /// log2 of the largest zstd window accepted: 8 MiB (RFC 9659 §3).
 #[cfg(feature = "compression-zstd")]
 const ZSTD_WINDOW_LOG_MAX: u32 = 23;
@@ -28,6 +33,8 @@ pub(crate) enum Fault {
     Truncated,
     /// Data followed the end of the stream.
     TrailingData,
+    /// More gzip members than [`MAX_GZIP_MEMBERS`].
+    TooManyMembers,
 }
 
 /// A request body's bytes are not what its `Content-Encoding` says.
@@ -59,6 +66,7 @@ impl fmt::Display for DecompressionError {
             Fault::Corrupt => "is not valid",
             Fault::Truncated => "ends inside the stream",
             Fault::TrailingData => "has data after the end of the stream",
+            Fault::TooManyMembers => "has more gzip members than the 1,000 allowed",
         };
         write!(f, "the {} request body {what}", self.coding.as_str())
     }
@@ -92,6 +100,8 @@ pub(crate) struct Decoder {
     kind: Kind,
     /// Some input was given.
     started: bool,
+    /// gzip members begun.
+    members: u32,
     /// The stream (for gzip the member, for zstd the frame) is complete:
     /// the input may end here.
     at_end: bool,
@@ -139,6 +149,7 @@ impl Decoder {
             coding,
             kind,
             started: false,
+            members: 1,
             at_end: false,
         })
     }
@@ -177,6 +188,10 @@ impl Decoder {
                     }
                     // The next gzip member: a fresh stream (zlib-rs's reset
                     // would forget the gzip mode).
+                    if self.members >= MAX_GZIP_MEMBERS {
+                        return Err(self.fail(Fault::TooManyMembers));
+                    }
+                    self.members += 1;
                     *z = inflate(true);
                     self.at_end = false;
                 }
@@ -362,6 +377,19 @@ mod tests {
                 assert_ne!(err.fault, Fault::TrailingData, "{coding:?}");
             }
         }
+    }
+
+    #[test]
+    fn gzip_members_are_bounded() {
+        let one = encode(ContentCoding::Gzip, b"");
+        let many = |n: usize| one.repeat(n);
+        let max = MAX_GZIP_MEMBERS as usize;
+        assert_eq!(
+            run(ContentCoding::Gzip, &many(max), 4096, 4096).unwrap(),
+            b""
+        );
+        let err = run(ContentCoding::Gzip, &many(max + 1), 4096, 4096).unwrap_err();
+        assert_eq!(err.fault, Fault::TooManyMembers);
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub(crate) enum Rejection {
     TooLarge,
     /// 400: the body was not valid for its coding.
     Malformed,
+    /// 500: the decoder could not be set up (libzstd out of memory).
+    Internal,
 }
 
 impl Rejection {
@@ -35,6 +37,10 @@ impl Rejection {
             Self::Malformed => (
                 StatusCode::BAD_REQUEST,
                 "the request body is not valid for its content coding\n",
+            ),
+            Self::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the request body's decoder could not be set up\n",
             ),
         };
         let mut res = Response::new(ResponseBody::text(text));
@@ -117,22 +123,30 @@ where
                 outcome,
                 stats,
             } => {
-                let res = ready!(fut.poll(cx))?;
-                // The inner service answered after its body failed because
-                // of what the client sent: whatever it made of the error,
-                // the answer is the client's fault, and says which.
-                let verdict = outcome.as_ref().map_or(Verdict::Ok, |o| o.verdict());
-                Poll::Ready(Ok(match verdict {
-                    Verdict::Ok => res.map(ResponseBody::inner),
+                let res = ready!(fut.poll(cx));
+                // The inner service failed (an error, or a 4xx/5xx answer)
+                // after its body failed because of what the client sent:
+                // whatever it made of the error, the answer is the
+                // client's fault, and says which. A success stands: the
+                // service had what it needed.
+                let failed = res.as_ref().map_or(true, |r| {
+                    r.status().is_client_error() || r.status().is_server_error()
+                });
+                let verdict = match outcome.as_ref() {
+                    Some(o) if failed => o.verdict(),
+                    _ => Verdict::Ok,
+                };
+                Poll::Ready(match verdict {
+                    Verdict::Ok => res.map(|r| r.map(ResponseBody::inner)),
                     Verdict::TooLarge => {
                         stats.record_too_large();
-                        Rejection::TooLarge.response()
+                        Ok(Rejection::TooLarge.response())
                     }
                     Verdict::Malformed => {
                         stats.record_malformed();
-                        Rejection::Malformed.response()
+                        Ok(Rejection::Malformed.response())
                     }
-                }))
+                })
             }
         }
     }

@@ -24,7 +24,7 @@ impl Config {
         let names: Vec<&str> = codings.iter().map(|c| c.as_str()).collect();
         // An empty list says no coding is accepted (RFC 9110 §12.5.3).
         let accept = HeaderValue::from_str(&names.join(", "))
-            .unwrap_or_else(|_| HeaderValue::from_static(""));
+            .expect("coding names are tokens: a valid header value");
         Self {
             codings,
             max_decoded_size,
@@ -95,7 +95,10 @@ impl RequestDecompressionLayer {
     /// The most bytes a request body may decode to. Past it the inner
     /// service's body fails with [`http_body_util::LengthLimitError`] and
     /// the layer answers `413 Content Too Large`; decoding stops there, so a
-    /// decompression bomb costs at most this much output.
+    /// decompression bomb costs at most this much output. The encoded body
+    /// is limited to about the same size (this, plus 1/64 and 1 KiB, what
+    /// stored blocks add to incompressible data), so a body that decodes
+    /// to little cannot be sent forever either.
     ///
     /// # Panics
     ///

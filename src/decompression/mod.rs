@@ -20,29 +20,42 @@
 //!   [`max_decoded_size`](RequestDecompressionLayer::max_decoded_size)
 //!   (default [`DEFAULT_MAX_DECODED_SIZE`], 16 MiB), and the body fails
 //!   with [`http_body_util::LengthLimitError`], the error axum's extractors
-//!   answer with 413. Behind axum the effective limit is the smaller of
-//!   this and axum's own body limit (2 MB by default), which counts the
-//!   decoded bytes.
+//!   answer with 413: the inner service is handed at most the limit and
+//!   one byte. The encoded body is limited to about the same size (the
+//!   limit plus 1/64 and 1 KiB), and a gzip body to 1,000 members, so a
+//!   body that decodes to nothing costs bounded work too. Behind axum the
+//!   effective limit is the smaller of this and axum's own body limit
+//!   (2 MiB by default), which counts the decoded bytes.
 //! - **Bounded memory and work**: a body is decoded as the inner service
-//!   reads it, at most 32 KiB of output per frame, and a poll that decodes
-//!   256 KiB of input without output yields to the executor. Decoder state
-//!   is bounded by the format, not by the sender: 32 KiB of zlib window;
-//!   brotli as RFC 7932 defines it (windows up to 16 MiB, the "large
-//!   window" extension refused); zstd windows up to 8 MiB (RFC 9659 §3;
-//!   libzstd would otherwise accept 128 MiB).
-//! - **Answers that say whose fault it is**: when the inner service
-//!   answers after its body failed because of the client (the decoded size
-//!   passed the limit, or the bytes are not valid for their coding: corrupt,
-//!   truncated, or with data after the end), the layer replaces that answer
-//!   with `413 Content Too Large` or `400 Bad Request`, whatever the inner
-//!   service made of the error (axum's own answer, or a 500 from a service
-//!   that does not tell errors apart). A failure of the underlying
-//!   connection is left to the inner service.
+//!   reads it, into one 32 KiB buffer per body; decoded bytes are gathered
+//!   into frames of up to 32 KiB (many tiny input frames make few output
+//!   frames), and a poll yields to the executor after 256 KiB of input.
+//!   Decoder state is bounded by the format, not by the sender: 32 KiB of
+//!   zlib window; brotli as RFC 7932 defines it (windows up to 16 MiB, the
+//!   "large window" extension refused); zstd windows up to 8 MiB (RFC 9659
+//!   §3; libzstd would otherwise accept 128 MiB). brotli and zstd decode
+//!   ahead of what they hand on, into their window (brotli) or by one
+//!   128 KiB block (zstd): past the limit, a brotli body may have cost up
+//!   to its window (at most 16 MiB) of decoding.
+//! - **Answers that say whose fault it is**: when the inner service fails
+//!   (an error, or a 4xx or 5xx answer) after its body failed because of
+//!   the client (the decoded size passed the limit, or the bytes are not
+//!   valid for their coding: corrupt, truncated, or with data after the
+//!   end), the layer replaces that failure with `413 Content Too Large` or
+//!   `400 Bad Request`, whatever the inner service made of the error
+//!   (axum's own answer, or a 500 from a service that does not tell errors
+//!   apart). A success stands, and so does an answer given before the
+//!   body failed. A failure of the underlying connection is left to the
+//!   inner service. If a decoder cannot be set up (libzstd out of memory)
+//!   the answer is 500.
 //! - **Empty bodies**: a body without a single byte is handed on empty (a
 //!   `GET` with a stray `Content-Encoding` is not an error).
 //! - **Statistics**: [`RequestDecompressionLayer::stats`] returns a cheap
 //!   handle with requests and bytes per coding and the 413, 415 and 400
 //!   answers.
+//!
+//! The body of a `dcb` or `dcz` request (RFC 9842 dictionary codings) is
+//! refused with 415 like any other coding the layer does not decode.
 //!
 //! Place it next to the handler, inside the rate limiter, so a client over
 //! its quota costs no decoding.

@@ -102,9 +102,13 @@ where
             }
         };
         let Some(decoder) = Decoder::new(coding) else {
-            // Only libzstd failing to allocate its context comes here.
-            self.stats.record_unsupported();
-            return ResponseFuture::reject(Rejection::Unsupported(self.config.accept.clone()));
+            // Only libzstd failing to allocate its context comes here: the
+            // server's failure, not the client's.
+            tracing::error!(
+                "request decompression: the {} decoder could not be set up",
+                coding.as_str()
+            );
+            return ResponseFuture::reject(Rejection::Internal);
         };
         self.stats.record_request(coding);
         let (mut parts, body) = req.into_parts();

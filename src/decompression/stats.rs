@@ -43,11 +43,13 @@ pub struct DecompressionStats {
 /// Requests decoded with one coding, in a [`DecompressionSnapshot`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DecodedSnapshot {
-    /// Requests whose body came with this coding and was handed on decoded.
+    /// Requests whose body came with this coding (those later answered
+    /// 400 or 413 included).
     pub requests: u64,
-    /// Encoded body bytes read.
+    /// Encoded body bytes decoded.
     pub bytes_in: u64,
-    /// Decoded body bytes handed to the inner service.
+    /// Decoded bytes produced (for a body past the limit, the one byte
+    /// past it included).
     pub bytes_out: u64,
 }
 
