@@ -21,6 +21,8 @@ use crate::headers::ContentCoding;
 /// Decoded bytes handed on in one frame, at most: the size of the one
 /// buffer each body decodes into.
 const CHUNK: usize = 32 * 1024;
+/// The buffer a body starts with (it grows to [`CHUNK`] as it fills).
+const MIN_BUFFER: usize = 4 * 1024;
 /// Input bytes given to the decoder in one call: a decoder that writes
 /// nothing (a stream of empty blocks) would otherwise read a whole frame,
 /// however large, in one go.
@@ -218,8 +220,8 @@ pin_project! {
         stats: DecompressionStats,
         // Input taken from `inner` and not decoded yet.
         pending: Bytes,
-        // The output buffer (CHUNK bytes once used) and how much of it
-        // holds decoded bytes not yet handed on.
+        // The output buffer (4 KiB to CHUNK bytes) and how much of it holds
+        // decoded bytes not yet handed on.
         out: Vec<u8>,
         filled: usize,
         // The last call filled the room it had: the decoder may hold more.
@@ -281,18 +283,30 @@ where
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
+            if this.out.is_empty() {
+                // Sized to the first input (a small body needs little),
+                // grown as it fills.
+                let first = this
+                    .pending
+                    .len()
+                    .saturating_mul(4)
+                    .clamp(MIN_BUFFER, CHUNK);
+                this.out.resize(first, 0);
+            }
             // Room this frame may still take: up to one byte past the limit.
-            let allowed = usize::try_from(*this.remaining)
+            let limit_room = usize::try_from(*this.remaining)
                 .unwrap_or(usize::MAX)
-                .saturating_add(1)
-                .min(CHUNK);
+                .saturating_add(1);
+            let allowed = limit_room.min(this.out.len());
             if *this.filled >= allowed {
+                if allowed == this.out.len() && allowed < CHUNK && allowed < limit_room {
+                    let grown = (allowed * 2).min(CHUNK);
+                    this.out.resize(grown, 0);
+                    continue;
+                }
                 return Self::take(this.out, this.filled, this.remaining, this.done);
             }
             if !this.pending.is_empty() || *this.more_output {
-                if this.out.is_empty() {
-                    this.out.resize(CHUNK, 0);
-                }
                 let input = &this.pending[..this.pending.len().min(INPUT_STEP)];
                 let room = &mut this.out[*this.filled..allowed];
                 let progress = match this.decoder.decode(input, room) {

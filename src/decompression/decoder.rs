@@ -20,10 +20,6 @@ use crate::headers::ContentCoding;
 /// are bounded apart from bytes.
 pub(crate) const MAX_GZIP_MEMBERS: u32 = 1_000;
 
-/// log2 of the largest zstd window accepted: 8 MiB (RFC 9659 §3).
-#[cfg(feature = "compression-zstd")]
-const ZSTD_WINDOW_LOG_MAX: u32 = 23;
-
 /// Why a request body could not be decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Fault {
@@ -88,7 +84,7 @@ enum Kind {
     #[cfg(feature = "compression-br")]
     Br(Box<brotli::BrotliState<BrAlloc, BrAlloc, BrAlloc>>),
     #[cfg(feature = "compression-zstd")]
-    Zstd(zstd::stream::raw::Decoder<'static>),
+    Zstd(super::zstd::ZstdDecoder),
 }
 
 #[cfg(feature = "compression-br")]
@@ -135,14 +131,7 @@ impl Decoder {
                 BrAlloc::default(),
             ))),
             #[cfg(feature = "compression-zstd")]
-            ContentCoding::Zstd => {
-                let mut d = zstd::stream::raw::Decoder::new().ok()?;
-                d.set_parameter(zstd::stream::raw::DParameter::WindowLogMax(
-                    ZSTD_WINDOW_LOG_MAX,
-                ))
-                .ok()?;
-                Kind::Zstd(d)
-            }
+            ContentCoding::Zstd => Kind::Zstd(super::zstd::ZstdDecoder::new()?),
             _ => return None,
         };
         Some(Self {
@@ -236,29 +225,27 @@ impl Decoder {
             }
             #[cfg(feature = "compression-zstd")]
             Kind::Zstd(d) => {
-                use zstd::stream::raw::{InBuffer, Operation, OutBuffer};
                 // Frames follow one another: run until the input is used up
                 // or the output is full (a frame's end stops libzstd).
-                let mut out_buf = OutBuffer::around(out);
                 let mut input = input;
                 loop {
-                    let mut in_buf = InBuffer::around(input);
-                    let hint = d.run(&mut in_buf, &mut out_buf).map_err(|_| {
-                        DecompressionError::new(ContentCoding::Zstd, Fault::Corrupt)
-                    })?;
-                    let read = in_buf.pos();
-                    progress.read += read;
-                    input = &input[read..];
-                    if hint == 0 {
+                    let step = d
+                        .decode(input, &mut out[progress.written..])
+                        .map_err(|()| {
+                            DecompressionError::new(ContentCoding::Zstd, Fault::Corrupt)
+                        })?;
+                    progress.read += step.read;
+                    progress.written += step.written;
+                    input = &input[step.read..];
+                    if step.hint == 0 {
                         self.at_end = true;
-                    } else if read > 0 || out_buf.pos() > 0 {
+                    } else if step.read > 0 || step.written > 0 {
                         self.at_end = false;
                     }
-                    if input.is_empty() || out_buf.pos() == out_buf.capacity() || read == 0 {
+                    if input.is_empty() || progress.written == out.len() || step.read == 0 {
                         break;
                     }
                 }
-                progress.written = out_buf.pos();
             }
         }
         Ok(progress)

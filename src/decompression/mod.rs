@@ -27,7 +27,8 @@
 //!   effective limit is the smaller of this and axum's own body limit
 //!   (2 MiB by default), which counts the decoded bytes.
 //! - **Bounded memory and work**: a body is decoded as the inner service
-//!   reads it, into one 32 KiB buffer per body; decoded bytes are gathered
+//!   reads it, into one buffer per body (4 KiB, growing to 32 KiB as it
+//!   fills); decoded bytes are gathered
 //!   into frames of up to 32 KiB (many tiny input frames make few output
 //!   frames), and a poll yields to the executor after 256 KiB of input.
 //!   Decoder state is bounded by the format, not by the sender: 32 KiB of
@@ -127,6 +128,8 @@ mod future;
 mod layer;
 mod service;
 mod stats;
+#[cfg(feature = "compression-zstd")]
+mod zstd;
 
 #[doc(inline)]
 pub use self::{
