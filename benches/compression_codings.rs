@@ -11,7 +11,8 @@
 //! (`common/best_of.rs`), so machine noise hits both alike.
 //!
 //! Run: `cargo bench --bench compression_codings --features full`
-//! (BENCHMARKS.md, section Compression II).
+//! (BENCHMARKS.md, section Compression II); `-- --levels` adds zstd 3 and
+//! 9, br 1 and 6, gzip 1, 6 and 9 to the side-by-side table.
 
 #![allow(missing_docs)]
 
@@ -111,11 +112,24 @@ fn main() {
         "| coding | level | body | tower-perf µs | tower-http µs | tower-http / tower-perf | tower-perf B | tower-http B |"
     );
     println!("|---|---|---|---|---|---|---|---|");
-    let codings = [
+    // The defaults, then a low and a high level of each coding (with
+    // `--levels`; about four times as long).
+    let mut codings = vec![
         (ContentCoding::Zstd, DEFAULT_ZSTD_LEVEL),
         (ContentCoding::Br, DEFAULT_BR_LEVEL),
         (ContentCoding::Gzip, DEFAULT_LEVEL),
     ];
+    if std::env::args().any(|a| a == "--levels") {
+        codings.extend([
+            (ContentCoding::Zstd, 3),
+            (ContentCoding::Zstd, 9),
+            (ContentCoding::Br, 1),
+            (ContentCoding::Br, 6),
+            (ContentCoding::Gzip, 1),
+            (ContentCoding::Gzip, 6),
+            (ContentCoding::Gzip, 9),
+        ]);
+    }
     for (coding, level) in codings {
         for (name, size) in [
             ("2 KiB", 2 << 10),

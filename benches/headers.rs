@@ -12,6 +12,9 @@
 //!   the walk from the right never stops early, read by the rate limiter
 //!   (`KeySource::client_ip`) through the public `RateLimit` service
 //!   around a handler that does nothing.
+//! - `use-as-dictionary` (with `compression`): a `match-dest` inner list
+//!   and unknown members with inner lists and parameters (RFC 9842 over
+//!   Structured Fields).
 //! - `date`: the three HTTP date formats (fixed size).
 //!
 //! After criterion's groups a summary prints nanoseconds per element at
@@ -69,7 +72,7 @@ fn header(name: &'static str, value: String) -> Input {
     )
 }
 
-const CASES: [Case; 7] = [
+const CASES: &[Case] = &[
     Case {
         name: "cache-control/extensions",
         build: |n| Input::Bytes(list(n, |i| format!("ext{i}=1")).into_bytes()),
@@ -110,6 +113,20 @@ const CASES: [Case; 7] = [
                         format!("W/\"v{i}\"")
                     }
                 })
+                .into_bytes(),
+            )
+        },
+    },
+    #[cfg(feature = "compression")]
+    Case {
+        name: "use-as-dictionary",
+        build: |n| {
+            Input::Bytes(
+                format!(
+                    "match=\"/app.*.js\", match-dest=({}), {}",
+                    vec!["\"script\""; n / 2].join(" "),
+                    list(n / 2, |i| format!("k{i}=(\"v\" tok 1);p=?1"))
+                )
                 .into_bytes(),
             )
         },
@@ -157,6 +174,11 @@ where
         ("accept-encoding", Input::Bytes(b)) => {
             black_box(AcceptEncoding::parse(black_box(b)));
         }
+        #[cfg(feature = "compression")]
+        ("use-as-dictionary", Input::Bytes(b)) => {
+            let d = tower_perf::headers::UseAsDictionary::parse(black_box(b));
+            assert!(d.is_ok_and(|d| d.destinations().len() <= 32));
+        }
         ("if-none-match", Input::Bytes(b)) => {
             // A list too long to keep is an error, which callers read as
             // "no usable If-None-Match": the full response, never a 304.
@@ -180,7 +202,7 @@ where
 
 fn parsers(c: &mut Criterion) {
     let svc = limiter();
-    for case in &CASES {
+    for case in CASES {
         let mut group = c.benchmark_group(case.name);
         group
             .sample_size(10)
@@ -215,7 +237,7 @@ fn summary(_: &mut Criterion) {
         "case", "300", "3,000", "30,000", "30k/3k"
     );
     let mut flat = true;
-    for case in &CASES {
+    for case in CASES {
         let per: Vec<f64> = SIZES
             .iter()
             .map(|&n| {

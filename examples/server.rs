@@ -301,11 +301,13 @@ where
         });
     let stats = timing.stats();
     let compression = CompressionLayer::new();
+    let request_decompression = RequestDecompressionLayer::new().max_decoded_size(MAX_DECODED_BODY);
     let cache_control = cache_control();
     let mut report = Report::builder()
         .timing(stats.clone())
         .rate_limit(limits.stats())
         .compression(compression.stats())
+        .decompression(request_decompression.stats())
         .cache_control(cache_control.stats());
     if let Some(cache) = &cache {
         report = report.cache(cache.handle());
@@ -342,7 +344,7 @@ where
     // axum's own 2 MiB (an item is a few hundred bytes); the handlers take
     // axum's `Body` again.
     let decompression = ServiceBuilder::new()
-        .layer(RequestDecompressionLayer::new().max_decoded_size(MAX_DECODED_BODY))
+        .layer(request_decompression)
         .map_request(|req: axum::http::Request<DecompressionBody<Body>>| req.map(Body::new));
     let router = match cache {
         Some(cache) => router.layer(

@@ -681,6 +681,15 @@ async fn the_dashboard_draws_its_charts_in_chromium() {
         .and_then(|v| v.split(" %<").next())
         .and_then(|v| v.parse::<f64>().ok());
     assert!(four.is_some(), "no 4xx rate:\n{dom}");
+    // A row per coding the build has (compression and request
+    // decompression know the same ones), gzip's with responses.
+    let built = support::built_codings().len() as u32;
+    assert_eq!(attr(&dom, "data-codings"), Some(built), "{dom}");
+    assert!(dom.contains("<td>gzip</td>"), "{dom}");
+    assert!(
+        dom.contains("request bodies refused: 0 unsupported"),
+        "{dom}"
+    );
     // No Redis store: no breaker panel.
     assert_eq!(attr(&dom, "data-breakers"), Some(0), "{dom}");
     assert!(
@@ -753,4 +762,61 @@ async fn the_dashboard_shows_the_redis_breakers_in_chromium() {
     assert!(badge.contains("rate-limit store"), "{badge}");
     assert!(badge.contains(">open<"), "{badge}");
     assert!(badge.contains("opened 1×"), "{badge}");
+}
+
+/// Request decompression's figures reach the summary and `/metrics`: a
+/// gzip POST decoded, a `compress` one refused with 415.
+#[tokio::test]
+async fn decompression_is_in_the_summary_and_the_metrics() {
+    use tower_perf::headers::ContentCoding;
+    let s = start(None).await;
+    let item = br#"{"name":"sent gzipped","price_cents":100}"#;
+    let gz = support::encode(ContentCoding::Gzip, item);
+    for (coding, body, status) in [
+        ("gzip", gz.clone(), StatusCode::CREATED),
+        (
+            "compress",
+            item.to_vec(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+    ] {
+        let req = s
+            .request(Method::POST, "/api/v1/items")
+            .header("content-type", "application/json")
+            .header("content-encoding", coding)
+            .body(Full::from(body))
+            .unwrap();
+        assert_eq!(s.send(req).await.status, status, "{coding}");
+    }
+    let summary = json(&s, "/performance/summary").await;
+    let d = &summary["decompression"];
+    let gzip = d["codings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["coding"] == "gzip")
+        .unwrap();
+    assert_eq!(gzip["requests"], 1, "{d}");
+    assert_eq!(gzip["bytes_in"], gz.len(), "{d}");
+    assert_eq!(gzip["bytes_out"], item.len(), "{d}");
+    assert_eq!(d["unsupported"], 1, "{d}");
+    assert_eq!(d["too_large"], 0, "{d}");
+
+    let text = s.get("/metrics").await.text().to_owned();
+    for needle in [
+        "tower_perf_decompression_requests_total{coding=\"gzip\"} 1".to_owned(),
+        format!(
+            "tower_perf_decompression_input_bytes_total{{coding=\"gzip\"}} {}",
+            gz.len()
+        ),
+        format!(
+            "tower_perf_decompression_output_bytes_total{{coding=\"gzip\"}} {}",
+            item.len()
+        ),
+        "tower_perf_decompression_rejected_total{reason=\"unsupported\"} 1".to_owned(),
+        "tower_perf_decompression_rejected_total{reason=\"too_large\"} 0".to_owned(),
+    ] {
+        assert!(text.contains(&needle), "missing {needle}:\n{text}");
+    }
+    support::promtool(&text);
 }

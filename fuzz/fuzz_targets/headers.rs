@@ -1,4 +1,5 @@
-//! Every header parser of `tower_perf::headers`, and the rate limiter's
+//! Every header parser of `tower_perf::headers` (the RFC 9842 ones with
+//! the `compression` feature, which the fuzz crate turns on), and the rate limiter's
 //! `Forwarded` / `X-Forwarded-For` reading, on arbitrary bytes: no panic,
 //! what parses writes back to something that parses the same, nothing
 //! keeps more than its limit, and (with libFuzzer's `-timeout`, see the
@@ -25,7 +26,8 @@ use http_body_util::Empty;
 use libfuzzer_sys::fuzz_target;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_perf::headers::{
-    AcceptEncoding, CacheControl, ContentCoding, EntityTag, EntityTagList, HttpDate,
+    AcceptEncoding, AvailableDictionary, CacheControl, ContentCoding, EntityTag, EntityTagList,
+    HttpDate, UseAsDictionary,
 };
 use tower_perf::rate_limit::{KeySource, MemoryStore, PeerAddr, Quota, RateLimitLayer, RateRule};
 
@@ -132,6 +134,16 @@ fuzz_target!(|data: &[u8]| {
         let _ = list.if_none_match_passes(Some(&current));
         let _ = list.if_match_passes(Some(&current));
         assert!(EntityTagList::parse(list.to_header_value().as_bytes()).is_ok());
+    }
+    if let Ok(d) = AvailableDictionary::parse(data) {
+        assert_eq!(
+            AvailableDictionary::parse(d.to_header_value().as_bytes()).ok(),
+            Some(d)
+        );
+    }
+    if let Ok(d) = UseAsDictionary::parse(data) {
+        assert!(d.destinations().len() <= 32);
+        assert!(d.id().len() <= tower_perf::headers::MAX_DICTIONARY_ID);
     }
     if let Ok(date) = HttpDate::parse(data) {
         assert_eq!(

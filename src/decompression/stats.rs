@@ -54,6 +54,10 @@ pub struct DecodedSnapshot {
 }
 
 /// A point-in-time copy of [`DecompressionStats`].
+///
+/// With the `report` feature it serializes as `/performance/summary`
+/// serves it (under `decompression`): `codings`, each with its name, then
+/// `unsupported`, `too_large` and `malformed`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DecompressionSnapshot {
     /// gzip request bodies.
@@ -74,6 +78,20 @@ pub struct DecompressionSnapshot {
 }
 
 impl DecompressionSnapshot {
+    /// The figures of each coding this build decodes, named as in
+    /// `Content-Encoding`.
+    pub fn codings(&self) -> impl Iterator<Item = (&'static str, &DecodedSnapshot)> {
+        [
+            (ContentCoding::Zstd, &self.zstd),
+            (ContentCoding::Br, &self.br),
+            (ContentCoding::Gzip, &self.gzip),
+            (ContentCoding::Deflate, &self.deflate),
+        ]
+        .into_iter()
+        .filter(|(c, _)| crate::compression::encoder::supported(*c))
+        .map(|(c, s)| (c.as_str(), s))
+    }
+
     /// The figures for one coding (`None` for identity).
     pub fn coding(&self, coding: ContentCoding) -> Option<&DecodedSnapshot> {
         match slot(coding)? {
@@ -82,6 +100,38 @@ impl DecompressionSnapshot {
             2 => Some(&self.br),
             _ => Some(&self.zstd),
         }
+    }
+}
+
+/// The report's JSON: `codings` (each with its name), `unsupported`,
+/// `too_large` and `malformed`.
+#[cfg(feature = "report")]
+#[cfg_attr(docsrs, doc(cfg(feature = "report")))]
+impl serde::Serialize for DecompressionSnapshot {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        #[derive(serde::Serialize)]
+        struct Coding<'a> {
+            coding: &'a str,
+            requests: u64,
+            bytes_in: u64,
+            bytes_out: u64,
+        }
+        let codings: Vec<Coding<'_>> = self
+            .codings()
+            .map(|(coding, c)| Coding {
+                coding,
+                requests: c.requests,
+                bytes_in: c.bytes_in,
+                bytes_out: c.bytes_out,
+            })
+            .collect();
+        let mut st = s.serialize_struct("DecompressionSnapshot", 4)?;
+        st.serialize_field("codings", &codings)?;
+        st.serialize_field("unsupported", &self.unsupported)?;
+        st.serialize_field("too_large", &self.too_large)?;
+        st.serialize_field("malformed", &self.malformed)?;
+        st.end()
     }
 }
 

@@ -3,7 +3,9 @@
 //! One parser per header, shared by every layer: [`CacheControl`],
 //! [`AcceptEncoding`] (with [`ContentCoding`] and [`QValue`]),
 //! [`EntityTag`] and [`EntityTagList`] (for `If-Match` and
-//! `If-None-Match`), and [`HttpDate`].
+//! `If-None-Match`), [`HttpDate`], and with the `compression` feature the
+//! Compression Dictionary Transport fields (RFC 9842)
+//! `AvailableDictionary` and `UseAsDictionary`.
 //!
 //! No parser panics, whatever the bytes. Where an RFC says how to treat a
 //! bad value (Cache-Control, Accept-Encoding) the parser does that and
@@ -37,10 +39,14 @@ mod cache_control;
 #[cfg(any(feature = "cache", feature = "cache-control"))]
 mod conditional;
 mod date;
+#[cfg(feature = "compression")]
+mod dictionary;
 mod etag;
 #[cfg(test)]
 mod limits;
 pub(crate) mod memo;
+#[cfg(feature = "compression")]
+mod sf;
 mod util;
 
 use std::fmt;
@@ -56,6 +62,13 @@ pub(crate) use self::conditional::retain_not_modified_fields;
 #[cfg_attr(docsrs, doc(cfg(any(feature = "cache", feature = "cache-control"))))]
 #[doc(inline)]
 pub use self::conditional::{Precondition, Preconditions};
+#[cfg(feature = "compression")]
+#[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
+#[doc(inline)]
+pub use self::dictionary::{
+    AVAILABLE_DICTIONARY, AvailableDictionary, DICTIONARY_ID, MAX_DICTIONARY_ID, USE_AS_DICTIONARY,
+    UseAsDictionary,
+};
 #[doc(inline)]
 pub use self::{
     accept_encoding::{AcceptEncoding, ContentCoding, QValue},

@@ -10,6 +10,8 @@ pub(super) struct Sources {
     pub(super) cache: Option<crate::cache::CacheHandle>,
     #[cfg(feature = "compression")]
     pub(super) compression: Option<crate::compression::CompressionStats>,
+    #[cfg(feature = "compression")]
+    pub(super) decompression: Option<crate::decompression::DecompressionStats>,
     #[cfg(feature = "cache-control")]
     pub(super) cache_control: Option<crate::cache_control::CacheControlStats>,
     #[cfg(feature = "rate-limit")]
@@ -52,6 +54,12 @@ impl ReportBuilder {
     #[cfg(feature = "compression")]
     pub fn compression(mut self, stats: crate::compression::CompressionStats) -> Self {
         self.sources.compression = Some(stats);
+        self
+    }
+    /// Reads this request decompression layer's statistics.
+    #[cfg(feature = "compression")]
+    pub fn decompression(mut self, stats: crate::decompression::DecompressionStats) -> Self {
+        self.sources.decompression = Some(stats);
         self
     }
     /// Reads this cache-control layer's statistics.

@@ -85,6 +85,8 @@ const SECTIONS: &[fn(&mut String, &Sources)] = &[
     cache,
     #[cfg(feature = "compression")]
     compression,
+    #[cfg(feature = "compression")]
+    decompression,
     #[cfg(feature = "cache-control")]
     cache_control,
     #[cfg(feature = "rate-limit")]
@@ -244,6 +246,50 @@ fn compression(out: &mut String, sources: &Sources) {
                 s.not_acceptable,
             )],
         );
+    }
+}
+
+#[cfg(feature = "compression")]
+fn decompression(out: &mut String, sources: &Sources) {
+    if let Some(d) = &sources.decompression {
+        let s = d.snapshot();
+        type Pick = fn(&crate::decompression::DecodedSnapshot) -> u64;
+        let per_coding: [(&'static str, &str, Pick); 3] = [
+            (
+                "tower_perf_decompression_requests_total",
+                "Request bodies that came encoded, by coding.",
+                |x| x.requests,
+            ),
+            (
+                "tower_perf_decompression_input_bytes_total",
+                "Encoded request body bytes decoded.",
+                |x| x.bytes_in,
+            ),
+            (
+                "tower_perf_decompression_output_bytes_total",
+                "Decoded request body bytes.",
+                |x| x.bytes_out,
+            ),
+        ];
+        for (name, help, pick) in per_coding {
+            let mut f = Family::new(out, name, "counter", help);
+            for (coding, x) in s.codings() {
+                f.value(&[("coding", coding)], pick(x));
+            }
+        }
+        let mut f = Family::new(
+            out,
+            "tower_perf_decompression_rejected_total",
+            "counter",
+            "Requests the layer answered itself: 415 (unsupported), 413 (too_large), 400 (malformed).",
+        );
+        for (reason, n) in [
+            ("unsupported", s.unsupported),
+            ("too_large", s.too_large),
+            ("malformed", s.malformed),
+        ] {
+            f.value(&[("reason", reason)], n);
+        }
     }
 }
 

@@ -96,6 +96,10 @@ pub struct Summary {
     #[cfg(feature = "compression")]
     #[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
     pub compression: Option<crate::compression::CompressionSnapshot>,
+    /// The request decompression layer's figures.
+    #[cfg(feature = "compression")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
+    pub decompression: Option<crate::decompression::DecompressionSnapshot>,
     /// The cache-control layer's figures.
     #[cfg(feature = "cache-control")]
     #[cfg_attr(docsrs, doc(cfg(feature = "cache-control")))]

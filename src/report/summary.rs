@@ -66,6 +66,8 @@ impl Sources {
             cache,
             #[cfg(feature = "compression")]
             compression,
+            #[cfg(feature = "compression")]
+            decompression: self.decompression.as_ref().map(|d| d.snapshot()),
             #[cfg(feature = "cache-control")]
             cache_control: self.cache_control.as_ref().map(|c| c.snapshot()),
             #[cfg(feature = "rate-limit")]

@@ -1,0 +1,358 @@
+//! A reader for Structured Field Dictionaries (RFC 8941 §4.2.2), as much
+//! as the headers this crate reads need: every bare item type is parsed
+//! (so an unknown member cannot make a valid field fail), and each member
+//! is handed to the caller, which keeps what it knows. Parameters are
+//! parsed and dropped. Time is linear in the input; nothing is kept
+//! beyond the member being handed on.
+
+/// A member's value, as the caller sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Item<'a> {
+    /// `"..."`, unescaped.
+    String(String),
+    /// A token.
+    Token(&'a str),
+    /// `:base64:`, decoded.
+    Bytes(Vec<u8>),
+    /// An integer, a decimal or a boolean (the headers read here use none).
+    Other,
+}
+
+/// A member: one item, or an inner list of items.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Member<'a> {
+    Item(Item<'a>),
+    /// At most `MAX_INNER` items are kept; `true` when more were dropped.
+    InnerList(Vec<Item<'a>>, bool),
+}
+
+/// Items kept from one inner list.
+pub(crate) const MAX_INNER: usize = 32;
+
+/// The input is not a Structured Field Dictionary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Invalid;
+
+struct Parser<'a> {
+    s: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Parser<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.at).copied()
+    }
+
+    fn eat(&mut self, b: u8) -> bool {
+        if self.peek() == Some(b) {
+            self.at += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn skip_sp(&mut self) {
+        while self.peek() == Some(b' ') {
+            self.at += 1;
+        }
+    }
+
+    fn skip_ows(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t')) {
+            self.at += 1;
+        }
+    }
+
+    /// `key = ( lcalpha / "*" ) *( lcalpha / DIGIT / "_" / "-" / "." / "*" )`
+    fn key(&mut self) -> Result<&'a str, Invalid> {
+        let start = self.at;
+        match self.peek() {
+            Some(b'a'..=b'z' | b'*') => self.at += 1,
+            _ => return Err(Invalid),
+        }
+        while let Some(b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'.' | b'*') = self.peek() {
+            self.at += 1;
+        }
+        std::str::from_utf8(&self.s[start..self.at]).map_err(|_| Invalid)
+    }
+
+    fn bare_item(&mut self) -> Result<Item<'a>, Invalid> {
+        match self.peek() {
+            Some(b'"') => self.string().map(Item::String),
+            Some(b':') => self.bytes().map(Item::Bytes),
+            Some(b'?') => {
+                self.at += 1;
+                match self.peek() {
+                    Some(b'0' | b'1') => {
+                        self.at += 1;
+                        Ok(Item::Other)
+                    }
+                    _ => Err(Invalid),
+                }
+            }
+            Some(b'-' | b'0'..=b'9') => self.number().map(|()| Item::Other),
+            Some(b'A'..=b'Z' | b'a'..=b'z' | b'*') => self.token().map(Item::Token),
+            _ => Err(Invalid),
+        }
+    }
+
+    /// RFC 8941 §4.2.8: `"` then printable ASCII, `\"` and `\\`, `"`.
+    fn string(&mut self) -> Result<String, Invalid> {
+        self.at += 1;
+        let mut out = String::new();
+        loop {
+            match self.peek() {
+                None => return Err(Invalid),
+                Some(b'"') => {
+                    self.at += 1;
+                    return Ok(out);
+                }
+                Some(b'\\') => {
+                    self.at += 1;
+                    match self.peek() {
+                        Some(c @ (b'"' | b'\\')) => {
+                            out.push(char::from(c));
+                            self.at += 1;
+                        }
+                        _ => return Err(Invalid),
+                    }
+                }
+                Some(c @ 0x20..=0x7e) => {
+                    out.push(char::from(c));
+                    self.at += 1;
+                }
+                Some(_) => return Err(Invalid),
+            }
+        }
+    }
+
+    /// RFC 8941 §4.2.6: `ALPHA / "*"`, then tchar, `:` and `/`.
+    fn token(&mut self) -> Result<&'a str, Invalid> {
+        let start = self.at;
+        self.at += 1;
+        while let Some(c) = self.peek() {
+            if super::util::is_tchar(c) || c == b':' || c == b'/' {
+                self.at += 1;
+            } else {
+                break;
+            }
+        }
+        std::str::from_utf8(&self.s[start..self.at]).map_err(|_| Invalid)
+    }
+
+    /// RFC 8941 §4.2.7: `:` base64 `:` (padding may be omitted).
+    fn bytes(&mut self) -> Result<Vec<u8>, Invalid> {
+        use base64::Engine as _;
+        self.at += 1;
+        let start = self.at;
+        while let Some(c) = self.peek() {
+            if c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=') {
+                self.at += 1;
+            } else {
+                break;
+            }
+        }
+        let body = &self.s[start..self.at];
+        if !self.eat(b':') {
+            return Err(Invalid);
+        }
+        base64::engine::general_purpose::STANDARD_NO_PAD
+            .decode(
+                body.strip_suffix(b"==")
+                    .or(body.strip_suffix(b"="))
+                    .unwrap_or(body),
+            )
+            .map_err(|_| Invalid)
+    }
+
+    /// RFC 8941 §4.2.4: an integer (up to 15 digits) or a decimal (up to
+    /// 12 integer digits and 3 fractional ones).
+    fn number(&mut self) -> Result<(), Invalid> {
+        self.eat(b'-');
+        let (mut int, mut frac, mut dot) = (0usize, 0usize, false);
+        while let Some(c) = self.peek() {
+            match c {
+                b'0'..=b'9' if dot => frac += 1,
+                b'0'..=b'9' => int += 1,
+                b'.' if !dot && int > 0 => dot = true,
+                _ => break,
+            }
+            self.at += 1;
+        }
+        let ok = if dot {
+            (1..=12).contains(&int) && (1..=3).contains(&frac)
+        } else {
+            (1..=15).contains(&int)
+        };
+        if ok { Ok(()) } else { Err(Invalid) }
+    }
+
+    /// `*( ";" *SP key [ "=" bare-item ] )`, dropped.
+    fn params(&mut self) -> Result<(), Invalid> {
+        while self.eat(b';') {
+            self.skip_sp();
+            self.key()?;
+            if self.eat(b'=') {
+                self.bare_item()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn member_value(&mut self) -> Result<Member<'a>, Invalid> {
+        if !self.eat(b'(') {
+            let item = self.bare_item()?;
+            self.params()?;
+            return Ok(Member::Item(item));
+        }
+        let (mut items, mut dropped) = (Vec::new(), false);
+        loop {
+            self.skip_sp();
+            if self.eat(b')') {
+                self.params()?;
+                return Ok(Member::InnerList(items, dropped));
+            }
+            let item = self.bare_item()?;
+            self.params()?;
+            if items.len() < MAX_INNER {
+                items.push(item);
+            } else {
+                dropped = true;
+            }
+            match self.peek() {
+                Some(b' ' | b')') => {}
+                _ => return Err(Invalid),
+            }
+        }
+    }
+}
+
+/// Reads `input` as an Item (RFC 8941 §4.2.3): a bare item and its
+/// parameters (dropped), with spaces around.
+pub(crate) fn item(input: &[u8]) -> Result<Item<'_>, Invalid> {
+    let mut p = Parser { s: input, at: 0 };
+    p.skip_sp();
+    let item = p.bare_item()?;
+    p.params()?;
+    p.skip_sp();
+    if p.peek().is_some() {
+        return Err(Invalid);
+    }
+    Ok(item)
+}
+
+/// Reads `input` as a Dictionary, handing each member to `member` in
+/// order (a key may come twice: the last one is the member's value, RFC
+/// 8941 §4.2.2). A member without a value is the boolean true.
+pub(crate) fn dictionary<'a>(
+    input: &'a [u8],
+    mut member: impl FnMut(&'a str, Member<'a>),
+) -> Result<(), Invalid> {
+    let mut p = Parser { s: input, at: 0 };
+    p.skip_sp();
+    if p.peek().is_none() {
+        return Ok(());
+    }
+    loop {
+        let key = p.key()?;
+        let value = if p.eat(b'=') {
+            p.member_value()?
+        } else {
+            p.params()?;
+            Member::Item(Item::Other)
+        };
+        member(key, value);
+        p.skip_ows();
+        match p.peek() {
+            None => return Ok(()),
+            Some(b',') => {
+                p.at += 1;
+                p.skip_ows();
+                if p.peek().is_none() {
+                    // A trailing comma.
+                    return Err(Invalid);
+                }
+            }
+            Some(_) => return Err(Invalid),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(s: &str) -> Result<Vec<(String, Member<'_>)>, Invalid> {
+        let mut out = Vec::new();
+        dictionary(s.as_bytes(), |k, v| out.push((k.to_owned(), v)))?;
+        Ok(out)
+    }
+
+    #[test]
+    fn members_of_every_kind() {
+        let m = read(
+            r#"match="/js/app.*.js", match-dest=("script" "style"), id="v\"1\\", type=raw, n=-12, d=3.25, b=?0, flag, bytes=:aGVsbG8=:;p=1, x;y"#,
+        )
+        .unwrap();
+        assert_eq!(
+            m[0],
+            (
+                "match".into(),
+                Member::Item(Item::String("/js/app.*.js".into()))
+            )
+        );
+        assert_eq!(
+            m[1].1,
+            Member::InnerList(
+                vec![Item::String("script".into()), Item::String("style".into())],
+                false
+            )
+        );
+        assert_eq!(m[2].1, Member::Item(Item::String("v\"1\\".into())));
+        assert_eq!(m[3].1, Member::Item(Item::Token("raw")));
+        assert_eq!(m[4].1, Member::Item(Item::Other));
+        assert_eq!(m[7].1, Member::Item(Item::Other), "a bare key is true");
+        assert_eq!(m[8].1, Member::Item(Item::Bytes(b"hello".to_vec())));
+        assert_eq!(m.len(), 10);
+        assert_eq!(read("").unwrap(), vec![]);
+        assert_eq!(read("  a=1").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn invalid_fields() {
+        for bad in [
+            "A=1",
+            "a=1,",
+            "a=1 b=2",
+            "a=\"unterminated",
+            "a=\"tab\there\"",
+            "a=\"\\x\"",
+            "a=:not base64!:",
+            "a=:aGVsbG8",
+            "a=1234567890123456",
+            "a=1.2345",
+            "a=(\"x\"\"y\")",
+            "a=(1 2",
+            "a=?2",
+            "a=@12",
+            "a=é",
+            "a=1;B=2",
+        ] {
+            assert_eq!(read(bad), Err(Invalid), "{bad}");
+        }
+    }
+
+    #[test]
+    fn inner_lists_keep_a_bounded_part() {
+        let list = format!("a=({})", vec!["x"; MAX_INNER + 5].join(" "));
+        let m = read(&list).unwrap();
+        match &m[0].1 {
+            Member::InnerList(items, dropped) => {
+                assert_eq!(items.len(), MAX_INNER);
+                assert!(dropped);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
