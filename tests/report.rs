@@ -658,6 +658,18 @@ async fn the_dashboard_draws_its_charts_in_chromium() {
             }
         })
     };
+    // One request body decoded, for the codings table.
+    let gz = support::encode(
+        tower_perf::headers::ContentCoding::Gzip,
+        br#"{"name":"decoded","price_cents":1}"#,
+    );
+    let req = s
+        .request(Method::POST, "/api/v1/items")
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(Full::from(gz))
+        .unwrap();
+    assert_eq!(s.send(req).await.status, StatusCode::CREATED);
     let dom = dump_dom(
         chromium,
         s.uri("/performance/dashboard").to_string(),
@@ -682,10 +694,24 @@ async fn the_dashboard_draws_its_charts_in_chromium() {
         .and_then(|v| v.parse::<f64>().ok());
     assert!(four.is_some(), "no 4xx rate:\n{dom}");
     // A row per coding the build has (compression and request
-    // decompression know the same ones), gzip's with responses.
+    // decompression know the same ones); gzip's shows the responses
+    // compressed and the one request body decoded.
     let built = support::built_codings().len() as u32;
     assert_eq!(attr(&dom, "data-codings"), Some(built), "{dom}");
-    assert!(dom.contains("<td>gzip</td>"), "{dom}");
+    let gzip_row: Vec<&str> = dom
+        .split("<td>gzip</td>")
+        .nth(1)
+        .expect("a gzip row")
+        .split("</tr>")
+        .next()
+        .unwrap_or("")
+        .split("<td>")
+        .skip(1)
+        .map(|c| c.trim_end_matches("</td>"))
+        .collect();
+    assert_eq!(gzip_row.len(), 5, "{gzip_row:?}");
+    assert!(gzip_row[0].parse::<u64>().unwrap() > 0, "{gzip_row:?}");
+    assert_eq!(gzip_row[3], "1", "requests decoded: {gzip_row:?}");
     assert!(
         dom.contains("request bodies refused: 0 unsupported"),
         "{dom}"
@@ -779,6 +805,7 @@ async fn decompression_is_in_the_summary_and_the_metrics() {
             item.to_vec(),
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ),
+        ("gzip", b"not gzip".to_vec(), StatusCode::BAD_REQUEST),
     ] {
         let req = s
             .request(Method::POST, "/api/v1/items")
@@ -796,15 +823,17 @@ async fn decompression_is_in_the_summary_and_the_metrics() {
         .iter()
         .find(|c| c["coding"] == "gzip")
         .unwrap();
-    assert_eq!(gzip["requests"], 1, "{d}");
+    assert_eq!(gzip["requests"], 2, "{d}");
     assert_eq!(gzip["bytes_in"], gz.len(), "{d}");
     assert_eq!(gzip["bytes_out"], item.len(), "{d}");
     assert_eq!(d["unsupported"], 1, "{d}");
     assert_eq!(d["too_large"], 0, "{d}");
+    assert_eq!(d["malformed"], 1, "{d}");
+    assert_eq!(json(&s, "/performance/decompression/stats").await, *d);
 
     let text = s.get("/metrics").await.text().to_owned();
     for needle in [
-        "tower_perf_decompression_requests_total{coding=\"gzip\"} 1".to_owned(),
+        "tower_perf_decompression_requests_total{coding=\"gzip\"} 2".to_owned(),
         format!(
             "tower_perf_decompression_input_bytes_total{{coding=\"gzip\"}} {}",
             gz.len()
@@ -815,6 +844,7 @@ async fn decompression_is_in_the_summary_and_the_metrics() {
         ),
         "tower_perf_decompression_rejected_total{reason=\"unsupported\"} 1".to_owned(),
         "tower_perf_decompression_rejected_total{reason=\"too_large\"} 0".to_owned(),
+        "tower_perf_decompression_rejected_total{reason=\"malformed\"} 1".to_owned(),
     ] {
         assert!(text.contains(&needle), "missing {needle}:\n{text}");
     }

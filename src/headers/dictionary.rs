@@ -53,7 +53,7 @@ impl AvailableDictionary {
         let bad = |reason| ParseError::new("available-dictionary", reason);
         // A Structured Field Item: the byte sequence, maybe with parameters
         // (none is defined; they are ignored).
-        match sf::item(value.trim_ascii()) {
+        match sf::item(value) {
             Ok(Item::Bytes(b)) => <[u8; 32]>::try_from(b)
                 .map(Self)
                 .map_err(|_| bad("not a 32-byte SHA-256")),
@@ -102,11 +102,12 @@ impl fmt::Debug for AvailableDictionary {
 /// dictionary for later requests whose URL matches `match`.
 ///
 /// A field is valid when it is a Structured Field Dictionary with a
-/// `match` string; `match-dest` (an inner list of strings, at most 32
-/// kept), `id` (a string of at most 1,024 characters) and `type` (a token,
-/// `raw` by default) are read when present, other members ignored.
-/// Whether `match` is a valid URL pattern (no regular-expression groups,
-/// same origin) is the client's to judge.
+/// `match` string; `match-dest` (an inner list of strings; past 32 the
+/// rest are dropped, which only narrows it), `id` (a string of at most
+/// 1,024 characters) and `type` (a token, `raw` by default) are read when
+/// present, other members ignored. The pattern is kept whole (the field's
+/// size bounds it). Whether it is a valid URL pattern (no
+/// regular-expression groups, same origin) is the client's to judge.
 ///
 /// ```
 /// use tower_perf::headers::UseAsDictionary;
@@ -123,50 +124,61 @@ pub struct UseAsDictionary {
     pattern: String,
     destinations: Vec<String>,
     id: String,
-    kind: String,
+    raw: bool,
 }
 
 impl UseAsDictionary {
-    /// Reads a field value.
+    /// Reads a field value. A key given twice counts by its last value
+    /// (RFC 9651 §4.2.2), whatever the earlier one was.
     pub fn parse(value: &[u8]) -> Result<Self, ParseError> {
         let bad = |reason| ParseError::new("use-as-dictionary", reason);
-        let mut pattern = None;
-        let mut destinations = Vec::new();
-        let mut id = String::new();
-        let mut kind = "raw".to_owned();
-        let mut wrong = None;
-        sf::dictionary(value, |key, m| match (key, m) {
-            ("match", Member::Item(Item::String(s))) => pattern = Some(s),
-            ("match", _) => wrong = Some("match is not a string"),
-            ("match-dest", Member::InnerList(items, _)) => {
-                destinations = items
-                    .into_iter()
-                    .filter_map(|i| match i {
-                        Item::String(s) => Some(s),
-                        _ => None,
-                    })
-                    .collect();
+        // The last value of each known key: what it holds, or why not.
+        let mut pattern: Option<Result<String, &'static str>> = None;
+        let mut destinations: Result<Vec<String>, &'static str> = Ok(Vec::new());
+        let mut id: Result<String, &'static str> = Ok(String::new());
+        let mut raw: Result<bool, &'static str> = Ok(true);
+        sf::dictionary(value, |key, m| match key {
+            "match" => {
+                pattern = Some(match m {
+                    Member::Item(Item::String(s)) => Ok(s),
+                    _ => Err("match is not a string"),
+                });
             }
-            ("match-dest", _) => wrong = Some("match-dest is not an inner list"),
-            ("id", Member::Item(Item::String(s))) => id = s,
-            ("id", _) => wrong = Some("id is not a string"),
-            ("type", Member::Item(Item::Token(t))) => kind = t.to_owned(),
-            ("type", _) => wrong = Some("type is not a token"),
+            "match-dest" => {
+                // Every item must be a string: a malformed restriction
+                // must not read as none ("all destinations").
+                destinations = match m {
+                    Member::InnerList(items, _) => items
+                        .into_iter()
+                        .map(|i| match i {
+                            Item::String(s) => Ok(s),
+                            _ => Err("match-dest holds something other than strings"),
+                        })
+                        .collect(),
+                    Member::Item(_) => Err("match-dest is not an inner list"),
+                };
+            }
+            "id" => {
+                id = match m {
+                    Member::Item(Item::String(s)) if s.len() <= MAX_DICTIONARY_ID => Ok(s),
+                    Member::Item(Item::String(_)) => Err("id is longer than 1024 characters"),
+                    _ => Err("id is not a string"),
+                };
+            }
+            "type" => {
+                raw = match m {
+                    Member::Item(Item::Token(t)) => Ok(t == "raw"),
+                    _ => Err("type is not a token"),
+                };
+            }
             _ => {}
         })
         .map_err(|_| bad("not a structured field dictionary"))?;
-        if let Some(reason) = wrong {
-            return Err(bad(reason));
-        }
-        if id.chars().count() > MAX_DICTIONARY_ID {
-            return Err(bad("id is longer than 1024 characters"));
-        }
-        let pattern = pattern.ok_or_else(|| bad("no match"))?;
         Ok(Self {
-            pattern,
-            destinations,
-            id,
-            kind,
+            pattern: pattern.ok_or_else(|| bad("no match"))?.map_err(bad)?,
+            destinations: destinations.map_err(bad)?,
+            id: id.map_err(bad)?,
+            raw: raw.map_err(bad)?,
         })
     }
 
@@ -202,7 +214,7 @@ impl UseAsDictionary {
     /// `type` is `raw`, the only type RFC 9842 defines: a client uses no
     /// other.
     pub fn is_raw(&self) -> bool {
-        self.kind == "raw"
+        self.raw
     }
 }
 
@@ -265,6 +277,20 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(bad)
             );
+        }
+        // The last value of a key counts, whatever came before it.
+        let d =
+            UseAsDictionary::parse(br#"match=1, match="/a", id=2, id="x", type="raw", type=raw"#)
+                .unwrap();
+        assert_eq!((d.pattern(), d.id(), d.is_raw()), ("/a", "x", true));
+        assert!(UseAsDictionary::parse(br#"match="/a", match=1"#).is_err());
+        for bad_dest in [
+            &br#"match="/a", match-dest=(script)"#[..],
+            br#"match="/a", match-dest=("a" 1)"#,
+            br#"match="/a", match-dest="a""#,
+        ] {
+            let text = String::from_utf8_lossy(bad_dest);
+            assert!(UseAsDictionary::parse(bad_dest).is_err(), "{text}");
         }
         // Lines combine; the last `match` wins.
         let mut h = HeaderMap::new();

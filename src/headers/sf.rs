@@ -1,9 +1,9 @@
-//! A reader for Structured Field Dictionaries (RFC 8941 §4.2.2), as much
-//! as the headers this crate reads need: every bare item type is parsed
-//! (so an unknown member cannot make a valid field fail), and each member
-//! is handed to the caller, which keeps what it knows. Parameters are
-//! parsed and dropped. Time is linear in the input; nothing is kept
-//! beyond the member being handed on.
+//! A reader for Structured Field Dictionaries and Items (RFC 9651, which
+//! obsoletes RFC 8941), as much as the headers this crate reads need:
+//! every bare item type is parsed (so an unknown member cannot make a
+//! valid field fail), and each member is handed to the caller, which keeps
+//! what it knows. Parameters are parsed and dropped. Time is linear in the
+//! input; nothing is kept beyond the member being handed on.
 
 /// A member's value, as the caller sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,7 +14,8 @@ pub(crate) enum Item<'a> {
     Token(&'a str),
     /// `:base64:`, decoded.
     Bytes(Vec<u8>),
-    /// An integer, a decimal or a boolean (the headers read here use none).
+    /// An integer, a decimal, a boolean, a date or a display string (the
+    /// headers read here use none).
     Other,
 }
 
@@ -92,6 +93,15 @@ impl<'a> Parser<'a> {
                 }
             }
             Some(b'-' | b'0'..=b'9') => self.number().map(|()| Item::Other),
+            Some(b'@') => {
+                // A date (RFC 9651 §3.3.7): `@` and an integer.
+                self.at += 1;
+                match self.peek() {
+                    Some(b'-' | b'0'..=b'9') => self.integer().map(|()| Item::Other),
+                    _ => Err(Invalid),
+                }
+            }
+            Some(b'%') => self.display_string().map(|()| Item::Other),
             Some(b'A'..=b'Z' | b'a'..=b'z' | b'*') => self.token().map(Item::Token),
             _ => Err(Invalid),
         }
@@ -141,9 +151,17 @@ impl<'a> Parser<'a> {
         std::str::from_utf8(&self.s[start..self.at]).map_err(|_| Invalid)
     }
 
-    /// RFC 8941 §4.2.7: `:` base64 `:` (padding may be omitted).
+    /// RFC 9651 §4.2.7: `:` base64 `:`; padding may be left out and
+    /// non-zero padding bits are accepted, as the RFC asks of parsers.
     fn bytes(&mut self) -> Result<Vec<u8>, Invalid> {
         use base64::Engine as _;
+        use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+        const LENIENT: GeneralPurpose = GeneralPurpose::new(
+            &base64::alphabet::STANDARD,
+            GeneralPurposeConfig::new()
+                .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+                .with_decode_allow_trailing_bits(true),
+        );
         self.at += 1;
         let start = self.at;
         while let Some(c) = self.peek() {
@@ -157,16 +175,61 @@ impl<'a> Parser<'a> {
         if !self.eat(b':') {
             return Err(Invalid);
         }
-        base64::engine::general_purpose::STANDARD_NO_PAD
-            .decode(
-                body.strip_suffix(b"==")
-                    .or(body.strip_suffix(b"="))
-                    .unwrap_or(body),
-            )
-            .map_err(|_| Invalid)
+        LENIENT.decode(body).map_err(|_| Invalid)
     }
 
-    /// RFC 8941 §4.2.4: an integer (up to 15 digits) or a decimal (up to
+    /// RFC 9651 §4.2.4: an integer (up to 15 digits).
+    fn integer(&mut self) -> Result<(), Invalid> {
+        self.eat(b'-');
+        let start = self.at;
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.at += 1;
+        }
+        if (1..=15).contains(&(self.at - start)) {
+            Ok(())
+        } else {
+            Err(Invalid)
+        }
+    }
+
+    /// RFC 9651 §4.2.10: `%"`, printable ASCII but `%` and `"`, or `%` and
+    /// two lowercase hex digits, `"`; the bytes must be UTF-8.
+    fn display_string(&mut self) -> Result<(), Invalid> {
+        self.at += 1;
+        if !self.eat(b'"') {
+            return Err(Invalid);
+        }
+        let mut bytes = Vec::new();
+        loop {
+            match self.peek() {
+                Some(b'"') => {
+                    self.at += 1;
+                    return std::str::from_utf8(&bytes).map(|_| ()).map_err(|_| Invalid);
+                }
+                Some(b'%') => {
+                    let hex = |c: u8| match c {
+                        b'0'..=b'9' => Some(c - b'0'),
+                        b'a'..=b'f' => Some(c - b'a' + 10),
+                        _ => None,
+                    };
+                    let hi = self.s.get(self.at + 1).copied().and_then(hex);
+                    let lo = self.s.get(self.at + 2).copied().and_then(hex);
+                    let (Some(hi), Some(lo)) = (hi, lo) else {
+                        return Err(Invalid);
+                    };
+                    bytes.push(hi << 4 | lo);
+                    self.at += 3;
+                }
+                Some(c @ 0x20..=0x7e) => {
+                    bytes.push(c);
+                    self.at += 1;
+                }
+                _ => return Err(Invalid),
+            }
+        }
+    }
+
+    /// RFC 9651 §4.2.4: an integer (up to 15 digits) or a decimal (up to
     /// 12 integer digits and 3 fractional ones).
     fn number(&mut self) -> Result<(), Invalid> {
         self.eat(b'-');
@@ -317,6 +380,24 @@ mod tests {
         assert_eq!(m.len(), 10);
         assert_eq!(read("").unwrap(), vec![]);
         assert_eq!(read("  a=1").unwrap().len(), 1);
+        // RFC 9651's dates and display strings; OWS (tabs too) around
+        // commas; `*` keys; parameters after a space; empty inner lists.
+        let m = read(
+            "a=@1700000000,\tb=%\"caf%c3%a9\" ,*c;  p, d=( 1 ), e=(), f=:aGVsbG8:, g=:aGVsbG9=:, h=-0.5",
+        )
+        .unwrap();
+        let keys: Vec<&str> = m.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["a", "b", "*c", "d", "e", "f", "g", "h"]);
+        assert_eq!(m[3].1, Member::InnerList(vec![Item::Other], false));
+        assert_eq!(m[4].1, Member::InnerList(vec![], false));
+        assert_eq!(m[5].1, Member::Item(Item::Bytes(b"hello".to_vec())));
+        // Non-zero padding bits are accepted (`o=` would be `o` exactly).
+        assert_eq!(m[6].1, Member::Item(Item::Bytes(b"hello".to_vec())));
+        assert_eq!(read("a=1\t").unwrap().len(), 1, "trailing OWS");
+        assert_eq!(
+            item(b" :aGVsbG8=:;x=?1 "),
+            Ok(Item::Bytes(b"hello".to_vec()))
+        );
     }
 
     #[test]
@@ -335,7 +416,15 @@ mod tests {
             "a=(\"x\"\"y\")",
             "a=(1 2",
             "a=?2",
-            "a=@12",
+            "a=@",
+            "a=@1.5",
+            "a=%\"%4\"",
+            "a=%\"%C3%A9\"",
+            "a=%\"%c3\"",
+            "a=:abcd==:",
+            "a=:=:",
+            "\ta=1",
+            "a=()x",
             "a=é",
             "a=1;B=2",
         ] {

@@ -13,6 +13,7 @@
 //! | `POST /performance/cache/clear` | [`Purged`] (needs the token; `503` and `"complete": false` when Redis could not be reached) |
 //! | `POST /performance/cache/purge` | [`Purged`]; body [`PurgeRequest`]: `{"url": …}`, `{"prefix": …}` or `{"tag": …}` (needs the token) |
 //! | `GET /performance/compression/stats` | [`CompressionSnapshot`](crate::compression::CompressionSnapshot) |
+//! | `GET /performance/decompression/stats` | [`DecompressionSnapshot`](crate::decompression::DecompressionSnapshot) |
 //! | `GET /performance/rate-limit/stats` | [`RateLimitSnapshot`](crate::rate_limit::RateLimitSnapshot) |
 //! | `GET /performance/profile/overview` | [`ProfileOverview`] |
 //! | `GET /performance/profile/slowest` | the 10 routes with the highest p99 ([`RouteStats`](crate::timing::RouteStats)) |
@@ -41,15 +42,17 @@
 //! share of them, and clients over a rate limit (429), are reported as
 //! information (naming the status, the policy and the most limited key)
 //! and never turn the status to warning or critical. The dashboard shows
-//! the server error rate, the 4xx rate and the 429s apart, and the Redis
-//! circuit breakers' state (per store, with how often and how long they
-//! opened) when the report reads a Redis store.
+//! the server error rate, the 4xx rate and the 429s apart, a table of
+//! content codings (responses compressed and request bodies decoded, per
+//! coding), and the Redis circuit breakers' state (per store, with how
+//! often and how long they opened) when the report reads a Redis store.
 //!
 //! **Schema.** JSON bodies are the serde structs of this module and the
 //! layers' snapshots (field names are the JSON keys, except where a type's
 //! docs say how it serializes:
-//! [`CompressionSnapshot`](crate::compression::CompressionSnapshot) lists
-//! its codings by name); new fields may be added, existing ones keep their
+//! [`CompressionSnapshot`](crate::compression::CompressionSnapshot) and
+//! [`DecompressionSnapshot`](crate::decompression::DecompressionSnapshot)
+//! list their codings by name); new fields may be added, existing ones keep their
 //! names and meaning. A layer's types, and its key in the summary, exist in
 //! builds with that layer's feature. The summary's recommendations are
 //! [`Insight`](crate::insight::Insight)s, written with the keys `level`

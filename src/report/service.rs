@@ -36,6 +36,7 @@ enum Read {
     Dashboard,
     Metrics,
     CompressionStats,
+    DecompressionStats,
     RateLimitStats,
     CacheStats,
     Profile(Profile),
@@ -67,6 +68,7 @@ impl Endpoint {
             "/dashboard" | "/dashboard/" => Self::Read(Read::Dashboard),
             "/metrics" => Self::Read(Read::Metrics),
             "/compression/stats" => Self::Read(Read::CompressionStats),
+            "/decompression/stats" => Self::Read(Read::DecompressionStats),
             "/rate-limit/stats" => Self::Read(Read::RateLimitStats),
             "/cache/stats" => Self::Read(Read::CacheStats),
             "/profile/overview" => Self::Read(Read::Profile(Profile::Overview)),
@@ -270,6 +272,13 @@ impl Inner {
                 }
                 absent("compression")
             }
+            Read::DecompressionStats => {
+                #[cfg(feature = "compression")]
+                if let Some(d) = &s.decompression {
+                    return json(StatusCode::OK, &d.snapshot());
+                }
+                absent("decompression")
+            }
             Read::RateLimitStats => {
                 #[cfg(feature = "rate-limit")]
                 if let Some(r) = s.rate_limit() {
@@ -329,6 +338,10 @@ mod tests {
             ("/dashboard/", Endpoint::Read(Read::Dashboard)),
             ("/metrics", Endpoint::Read(Read::Metrics)),
             ("/compression/stats", Endpoint::Read(Read::CompressionStats)),
+            (
+                "/decompression/stats",
+                Endpoint::Read(Read::DecompressionStats),
+            ),
             ("/rate-limit/stats", Endpoint::Read(Read::RateLimitStats)),
             ("/cache/stats", Endpoint::Read(Read::CacheStats)),
             (
