@@ -183,6 +183,7 @@ mod body;
 pub(crate) mod encoder;
 mod future;
 mod layer;
+pub(crate) mod pool;
 mod predicate;
 mod service;
 mod stats;

@@ -12,13 +12,15 @@ use std::cell::RefCell;
 
 use libdeflater::{CompressionLvl, Compressor};
 
+use super::pool::Pool;
+
 use crate::headers::ContentCoding;
 
 /// Compressors kept per thread, over all levels (a few hundred KiB each).
 const POOL_CAP: usize = 4;
 
 thread_local! {
-    static POOL: RefCell<Vec<(i32, Compressor)>> = const { RefCell::new(Vec::new()) };
+    static POOL: Pool<(i32, Compressor)> = const { RefCell::new(Vec::new()) };
 }
 
 /// libdeflate's level for the layer's (zlib's) `level`: zlib's 1 and 2
@@ -47,16 +49,8 @@ pub(crate) fn compress(coding: ContentCoding, level: u32, input: &[u8]) -> Optio
         _ => return None,
     };
     let lvl = libdeflate_level(level);
-    let pooled = POOL
-        .try_with(|p| {
-            let mut p = p.borrow_mut();
-            let i = p.iter().position(|(l, _)| *l == lvl)?;
-            Some(p.remove(i).1)
-        })
-        .ok()
-        .flatten();
-    let mut c = match pooled {
-        Some(c) => c,
+    let mut c = match super::pool::take(&POOL, |(l, _)| *l == lvl) {
+        Some((_, c)) => c,
         None => Compressor::new(CompressionLvl::new(lvl).expect("levels 0-9 are libdeflate's")),
     };
     let bound = if gzip {
@@ -70,13 +64,7 @@ pub(crate) fn compress(coding: ContentCoding, level: u32, input: &[u8]) -> Optio
     } else {
         c.zlib_compress(input, &mut out)
     };
-    let _ = POOL.try_with(|p| {
-        let mut p = p.borrow_mut();
-        if p.len() >= POOL_CAP {
-            p.remove(0);
-        }
-        p.push((lvl, c));
-    });
+    super::pool::give_back(&POOL, (lvl, c), POOL_CAP);
     // The bound always suffices: an error here is libdeflate's bug, and the
     // caller falls back to zlib-rs.
     let n = written.ok()?;

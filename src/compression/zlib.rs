@@ -23,6 +23,7 @@ use std::cell::RefCell;
 use zlib_rs::{Deflate, DeflateConfig, DeflateFlush, Status};
 
 use super::encoder::{EncodeError, Flush};
+use super::pool::Pool;
 use crate::headers::ContentCoding;
 
 /// Encoders kept per thread, over all codings, levels and sizes. A default
@@ -30,7 +31,7 @@ use crate::headers::ContentCoding;
 const POOL_CAP: usize = 8;
 
 thread_local! {
-    static POOL: RefCell<Vec<(Key, Deflate)>> = const { RefCell::new(Vec::new()) };
+    static POOL: Pool<(Key, Deflate)> = const { RefCell::new(Vec::new()) };
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,12 +102,8 @@ impl ZlibEncoder {
     /// body of `len` bytes (`None`: unknown), from the pool when one fits.
     pub(crate) fn new(coding: ContentCoding, level: u32, len: Option<u64>) -> Self {
         let key = Key::sized(coding == ContentCoding::Gzip, level, len);
-        let pooled = POOL.with(|p| {
-            let mut p = p.borrow_mut();
-            let i = p.iter().position(|(k, _)| *k == key)?;
-            Some(p.swap_remove(i).1)
-        });
-        let deflate = pooled.unwrap_or_else(|| Deflate::new_with_config(key.config()));
+        let deflate = super::pool::take(&POOL, |(k, _)| *k == key)
+            .map_or_else(|| Deflate::new_with_config(key.config()), |(_, d)| d);
         Self {
             key,
             deflate: Some(deflate),
@@ -190,17 +187,7 @@ impl Drop for ZlibEncoder {
     fn drop(&mut self) {
         if let Some(mut d) = self.deflate.take() {
             d.reset();
-            let key = self.key;
-            // `try_with`: during thread teardown the pool may be gone.
-            let _ = POOL.try_with(|p| {
-                if let Ok(mut p) = p.try_borrow_mut() {
-                    if p.len() >= POOL_CAP {
-                        // Make room: the oldest goes.
-                        p.remove(0);
-                    }
-                    p.push((key, d));
-                }
-            });
+            super::pool::give_back(&POOL, (self.key, d), POOL_CAP);
         }
     }
 }

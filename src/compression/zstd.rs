@@ -15,6 +15,7 @@ use zstd::zstd_safe::zstd_sys::ZSTD_EndDirective;
 use zstd::zstd_safe::{CCtx, CParameter, InBuffer, OutBuffer, ResetDirective};
 
 use super::encoder::{EncodeError, Flush};
+use super::pool::Pool;
 
 /// Contexts kept per thread.
 const POOL_CAP: usize = 4;
@@ -22,7 +23,7 @@ const POOL_CAP: usize = 4;
 const POOL_MAX_BYTES: usize = 8 << 20;
 
 thread_local! {
-    static POOL: RefCell<Vec<CCtx<'static>>> = const { RefCell::new(Vec::new()) };
+    static POOL: Pool<CCtx<'static>> = const { RefCell::new(Vec::new()) };
 }
 
 /// One response's zstd stream.
@@ -41,8 +42,7 @@ impl ZstdEncoder {
     /// `pledged`, the frame header says the size and libzstd sizes its
     /// tables to it: the body must be exactly that long.
     pub(crate) fn new(level: i32, window_log: u32, pledged: Option<u64>) -> Option<Self> {
-        let pooled = POOL.try_with(|p| p.borrow_mut().pop()).ok().flatten();
-        let mut cctx = match pooled {
+        let mut cctx = match super::pool::take(&POOL, |_| true) {
             Some(c) => c,
             None => CCtx::try_create()?,
         };
@@ -95,12 +95,7 @@ impl ZstdEncoder {
         if cctx.reset(ResetDirective::SessionOnly).is_err() || cctx.sizeof() > POOL_MAX_BYTES {
             return;
         }
-        let _ = POOL.try_with(|p| {
-            let mut p = p.borrow_mut();
-            if p.len() < POOL_CAP {
-                p.push(cctx);
-            }
-        });
+        super::pool::give_back(&POOL, cctx, POOL_CAP);
     }
 }
 

@@ -10,6 +10,8 @@ use std::cell::RefCell;
 
 use zstd::zstd_safe::{DCtx, DParameter, InBuffer, OutBuffer, ResetDirective};
 
+use crate::compression::pool::{self, Pool};
+
 /// log2 of the largest zstd window accepted: 8 MiB (RFC 9659 §3).
 const WINDOW_LOG_MAX: u32 = 23;
 /// Contexts kept per thread.
@@ -20,7 +22,7 @@ const POOL_CAP: usize = 2;
 const POOL_MAX_BYTES: usize = 3 << 20;
 
 thread_local! {
-    static POOL: RefCell<Vec<DCtx<'static>>> = const { RefCell::new(Vec::new()) };
+    static POOL: Pool<DCtx<'static>> = const { RefCell::new(Vec::new()) };
 }
 
 /// One body's zstd decoder.
@@ -40,8 +42,7 @@ impl ZstdDecoder {
     /// A decoder that refuses windows over 8 MiB; `None` if libzstd cannot
     /// make a context.
     pub(crate) fn new() -> Option<Self> {
-        let pooled = POOL.try_with(|p| p.borrow_mut().pop()).ok().flatten();
-        let dctx = match pooled {
+        let dctx = match pool::take(&POOL, |_| true) {
             Some(d) => d,
             None => {
                 let mut d = DCtx::try_create()?;
@@ -76,12 +77,7 @@ impl Drop for ZstdDecoder {
         if dctx.reset(ResetDirective::SessionOnly).is_err() || dctx.sizeof() > POOL_MAX_BYTES {
             return;
         }
-        let _ = POOL.try_with(|p| {
-            let mut p = p.borrow_mut();
-            if p.len() < POOL_CAP {
-                p.push(dctx);
-            }
-        });
+        pool::give_back(&POOL, dctx, POOL_CAP);
     }
 }
 
