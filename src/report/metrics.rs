@@ -222,12 +222,7 @@ fn compression(out: &mut String, sources: &Sources) {
                 |x| x.bytes_out,
             ),
         ];
-        for (name, help, pick) in per_coding {
-            let mut f = Family::new(out, name, "counter", help);
-            for (coding, x) in s.codings() {
-                f.value(&[("coding", coding)], pick(x));
-            }
-        }
+        per_coding_families(out, &per_coding, s.codings());
         let mut f = Family::new(
             out,
             "tower_perf_compression_skipped_total",
@@ -246,6 +241,22 @@ fn compression(out: &mut String, sources: &Sources) {
                 s.not_acceptable,
             )],
         );
+    }
+}
+
+/// Counter families with one line per content coding (labelled `coding`):
+/// the compression layer's and request decompression's.
+#[cfg(feature = "compression")]
+fn per_coding_families<'a, T: 'a>(
+    out: &mut String,
+    families: &[(&'static str, &str, fn(&T) -> u64)],
+    codings: impl Iterator<Item = (&'static str, &'a T)> + Clone,
+) {
+    for (name, help, pick) in families {
+        let mut f = Family::new(out, name, "counter", help);
+        for (coding, x) in codings.clone() {
+            f.value(&[("coding", coding)], pick(x));
+        }
     }
 }
 
@@ -271,12 +282,7 @@ fn decompression(out: &mut String, sources: &Sources) {
                 |x| x.bytes_out,
             ),
         ];
-        for (name, help, pick) in per_coding {
-            let mut f = Family::new(out, name, "counter", help);
-            for (coding, x) in s.codings() {
-                f.value(&[("coding", coding)], pick(x));
-            }
-        }
+        per_coding_families(out, &per_coding, s.codings());
         let mut f = Family::new(
             out,
             "tower_perf_decompression_rejected_total",
