@@ -222,7 +222,8 @@ fn compression(out: &mut String, sources: &Sources) {
                 |x| x.bytes_out,
             ),
         ];
-        per_coding_families(out, &per_coding, s.codings());
+        let codings: Vec<_> = s.codings().collect();
+        per_coding_families(out, &per_coding, &codings);
         let mut f = Family::new(
             out,
             "tower_perf_compression_skipped_total",
@@ -247,14 +248,14 @@ fn compression(out: &mut String, sources: &Sources) {
 /// Counter families with one line per content coding (labelled `coding`):
 /// the compression layer's and request decompression's.
 #[cfg(feature = "compression")]
-fn per_coding_families<'a, T: 'a>(
+fn per_coding_families<T>(
     out: &mut String,
     families: &[(&'static str, &str, fn(&T) -> u64)],
-    codings: impl Iterator<Item = (&'static str, &'a T)> + Clone,
+    codings: &[(&'static str, &T)],
 ) {
     for (name, help, pick) in families {
         let mut f = Family::new(out, name, "counter", help);
-        for (coding, x) in codings.clone() {
+        for (coding, x) in codings {
             f.value(&[("coding", coding)], pick(x));
         }
     }
@@ -282,7 +283,8 @@ fn decompression(out: &mut String, sources: &Sources) {
                 |x| x.bytes_out,
             ),
         ];
-        per_coding_families(out, &per_coding, s.codings());
+        let codings: Vec<_> = s.codings().collect();
+        per_coding_families(out, &per_coding, &codings);
         let mut f = Family::new(
             out,
             "tower_perf_decompression_rejected_total",
