@@ -15,6 +15,7 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 
 use super::body::ResponseBody;
+use super::dictionary::Choice;
 use super::encoder::{Encoder, Flush};
 use super::layer::Config;
 use super::predicate;
@@ -28,6 +29,9 @@ use crate::headers::{self, CacheControl, ContentCoding, EntityTag};
 #[derive(Debug)]
 pub(crate) struct Ctx {
     pub(crate) coding: ContentCoding,
+    /// The dictionary coding and dictionary the request may get, for a
+    /// body compressed whole (RFC 9842).
+    pub(crate) dictionary: Option<Choice>,
     pub(crate) is_head: bool,
     /// Base tags of If-None-Match entries the client had from us with a
     /// coding suffix.
@@ -185,6 +189,15 @@ where
                     let (len, eager) = (buffered.len, *eager);
                     this.state.set(State::Done);
                     if eager && !live && buffered.ended && buffered.error.is_none() {
+                        if let Some(out) = with_dictionary(&mut parts, &buffered.chunks, ctx) {
+                            parts
+                                .headers
+                                .insert(CONTENT_LENGTH, HeaderValue::from(out.len()));
+                            buffered.chunks.clear();
+                            buffered.chunks.push_back(Bytes::from(out));
+                            let body = ResponseBody::identity_boxed(body, buffered);
+                            return Poll::Ready(Ok(Response::from_parts(parts, body)));
+                        }
                         if let Some(out) = compress_whole(&buffered.chunks, ctx) {
                             apply_compressed_headers(&mut parts.headers, ctx);
                             parts
@@ -257,6 +270,63 @@ fn eager_max(ctx: &Ctx) -> u64 {
     super::body::work_per_poll(ctx.coding, ctx.config.level(ctx.coding)) as u64
 }
 
+/// The body, joined (a copy only when it came in several frames).
+fn joined(chunks: &VecDeque<Bytes>) -> Bytes {
+    match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks[0].clone(),
+        _ => {
+            let mut all = Vec::with_capacity(chunks.iter().map(Bytes::len).sum());
+            for c in chunks {
+                all.extend_from_slice(c);
+            }
+            Bytes::from(all)
+        }
+    }
+}
+
+/// For a body held whole (RFC 9842): learns it as a dictionary when the
+/// response says `Use-As-Dictionary` (a 200 to a GET), and compresses it
+/// with the dictionary the request named, if any. `Some` with the output
+/// and the headers set, or `None` to compress it the usual way.
+fn with_dictionary(parts: &mut Parts, chunks: &VecDeque<Bytes>, ctx: &Ctx) -> Option<Vec<u8>> {
+    let store = ctx.config.dictionaries.as_ref()?;
+    let learn = parts.status == StatusCode::OK
+        && !ctx.is_head
+        && headers::UseAsDictionary::from_headers(&parts.headers)
+            .is_some_and(|d| d.is_ok_and(|d| d.is_raw()));
+    let choice = ctx.dictionary.as_ref();
+    if !learn && choice.is_none() {
+        return None;
+    }
+    let input = joined(chunks);
+    if learn {
+        store.insert(input.clone());
+    }
+    let choice = choice?;
+    let config = &ctx.config;
+    let out = choice.compress(
+        &input,
+        config.level(ContentCoding::Br),
+        config.level(ContentCoding::Zstd),
+    )?;
+    let headers = &mut parts.headers;
+    headers.insert(
+        CONTENT_ENCODING,
+        HeaderValue::from_static(choice.coding.as_str()),
+    );
+    headers.remove(ACCEPT_RANGES);
+    // A strong validator names these bytes, which depend on the dictionary
+    // as well as the coding: without a tag that says both (future work),
+    // none rather than a wrong one. A weak one may stay.
+    if EntityTag::from_headers(headers).is_some_and(|t| !t.is_weak()) {
+        headers.remove(ETAG);
+    }
+    ctx.stats
+        .record_dictionary(choice.coding, input.len() as u64, out.len() as u64);
+    Some(out)
+}
+
 /// Compresses a whole small body; `None` if the encoder failed.
 ///
 /// The output goes out as one `Bytes` that a cache outside may keep as
@@ -270,18 +340,8 @@ fn compress_whole(chunks: &VecDeque<Bytes>, ctx: &Ctx) -> Option<Vec<u8>> {
     let total: usize = chunks.iter().map(Bytes::len).sum();
     let level = ctx.config.level(ctx.coding);
     if matches!(ctx.coding, ContentCoding::Gzip | ContentCoding::Deflate) {
-        let joined: Vec<u8>;
-        let input: &[u8] = if chunks.len() <= 1 {
-            chunks.front().map_or(&[], |c| c)
-        } else {
-            let mut all = Vec::with_capacity(total);
-            for c in chunks {
-                all.extend_from_slice(c);
-            }
-            joined = all;
-            &joined
-        };
-        if let Some(out) = super::whole::compress(ctx.coding, level, input) {
+        let input = joined(chunks);
+        if let Some(out) = super::whole::compress(ctx.coding, level, &input) {
             return Some(out);
         }
     }
@@ -311,7 +371,7 @@ fn decide(parts: &mut Parts, hint: http_body::SizeHint, ctx: &Ctx) -> Decision {
         if status == StatusCode::NOT_MODIFIED && !already_encoded(headers) {
             // A 304 must carry the Vary (and the validator) of the 200 it
             // stands for (RFC 9110 §15.4.5).
-            add_vary(headers);
+            add_vary(headers, ctx);
             if ctx.coding != ContentCoding::Identity {
                 suffix_etag_if(headers, ctx, |base| {
                     ctx.stripped.iter().any(|s| s.strong_eq(base))
@@ -332,7 +392,7 @@ fn decide(parts: &mut Parts, hint: http_body::SizeHint, ctx: &Ctx) -> Decision {
         return skip(SkipReason::ContentType);
     }
     // From here on the representation depends on Accept-Encoding.
-    add_vary(headers);
+    add_vary(headers, ctx);
     if status == StatusCode::PARTIAL_CONTENT || headers.contains_key(CONTENT_RANGE) {
         return skip(SkipReason::Range);
     }
@@ -421,18 +481,28 @@ fn suffix_etag_if(headers: &mut HeaderMap, ctx: &Ctx, when: impl Fn(&EntityTag) 
 
 /// Adds `accept-encoding` to Vary, merged into the existing field, unless
 /// it (or `*`) is already there.
-fn add_vary(headers: &mut HeaderMap) {
+fn add_vary(headers: &mut HeaderMap, ctx: &Ctx) {
+    add_vary_field(headers, "accept-encoding");
+    if ctx.config.dictionaries.is_some() {
+        // RFC 9842 §6.2: the representation depends on the dictionary too.
+        add_vary_field(headers, "available-dictionary");
+    }
+}
+
+/// Adds `field` to `Vary`, merged with what is there (never twice; nothing
+/// after `*`).
+fn add_vary_field(headers: &mut HeaderMap, field: &'static str) {
     let mut existing: VecDeque<&[u8]> = VecDeque::new();
     for v in headers.get_all(VARY) {
         for elem in headers::split_list(v.as_bytes()) {
-            if elem == b"*" || elem.eq_ignore_ascii_case(b"accept-encoding") {
+            if elem == b"*" || elem.eq_ignore_ascii_case(field.as_bytes()) {
                 return;
             }
             existing.push_back(elem);
         }
     }
     if existing.is_empty() {
-        headers.insert(VARY, HeaderValue::from_static("accept-encoding"));
+        headers.insert(VARY, HeaderValue::from_static(field));
         return;
     }
     let mut merged = Vec::new();
@@ -440,7 +510,7 @@ fn add_vary(headers: &mut HeaderMap) {
         merged.extend_from_slice(e);
         merged.extend_from_slice(b", ");
     }
-    merged.extend_from_slice(b"accept-encoding");
+    merged.extend_from_slice(field.as_bytes());
     if let Ok(v) = HeaderValue::from_bytes(&merged) {
         headers.insert(VARY, v);
     }
@@ -457,6 +527,7 @@ mod tests {
         };
         Ctx {
             coding: ContentCoding::Gzip,
+            dictionary: None,
             is_head: false,
             stripped: Vec::new(),
             config: Arc::new(config),

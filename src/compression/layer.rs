@@ -45,6 +45,7 @@ pub(crate) struct Config {
     pub(crate) grpc: bool,
     pub(crate) filter: Option<ContentTypeFilter>,
     pub(crate) reject_unacceptable: bool,
+    pub(crate) dictionaries: Option<super::Dictionaries>,
 }
 
 /// The server's order among codings a client weighs equally: zstd, br,
@@ -83,6 +84,7 @@ impl Default for Config {
             grpc: false,
             filter: None,
             reject_unacceptable: false,
+            dictionaries: None,
         }
     }
 }
@@ -100,6 +102,7 @@ impl fmt::Debug for Config {
             .field("grpc", &self.grpc)
             .field("filter", &self.filter.as_ref().map(|_| "custom"))
             .field("reject_unacceptable", &self.reject_unacceptable)
+            .field("dictionaries", &self.dictionaries.as_ref().map(|d| d.len()))
             .finish()
     }
 }
@@ -219,6 +222,33 @@ impl CompressionLayer {
     /// client better than an error.
     pub fn reject_unacceptable(mut self, on: bool) -> Self {
         self.config().reject_unacceptable = on;
+        self
+    }
+
+    /// Compresses with shared dictionaries (RFC 9842): a request whose
+    /// `Available-Dictionary` names one of `dictionaries` and whose
+    /// `Accept-Encoding` lists `dcz` or `dcb` gets its response compressed
+    /// with it, when the layer compresses the body whole (known length,
+    /// up to 32 KiB at the default levels; larger or streamed bodies get
+    /// the usual coding). Responses the layer compresses whole that carry
+    /// a valid `Use-As-Dictionary` are added to `dictionaries`. Every
+    /// response whose representation depends on `Accept-Encoding` then
+    /// varies on `Available-Dictionary` too. See the module docs.
+    ///
+    /// # Panics
+    ///
+    /// In a build without `compression-br` and `compression-zstd`: no
+    /// dictionary coding could ever be produced.
+    pub fn dictionaries(mut self, dictionaries: super::Dictionaries) -> Self {
+        if cfg!(not(any(
+            feature = "compression-br",
+            feature = "compression-zstd"
+        ))) {
+            panic!(
+                "CompressionLayer::dictionaries: dictionary compression (dcb, dcz) needs the `compression-br` or `compression-zstd` feature of tower-perf"
+            );
+        }
+        self.config().dictionaries = Some(dictionaries);
         self
     }
 

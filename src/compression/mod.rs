@@ -180,6 +180,7 @@
 //! ```
 
 mod body;
+mod dictionary;
 pub(crate) mod encoder;
 mod future;
 mod layer;
@@ -194,6 +195,8 @@ mod zlib;
 #[cfg(feature = "compression-zstd")]
 mod zstd;
 
+#[doc(inline)]
+pub use self::dictionary::{DEFAULT_DICTIONARIES_BYTES, Dictionaries, MAX_DICTIONARY_SIZE};
 #[doc(inline)]
 pub use self::{
     body::{CompressionError, ResponseBody},

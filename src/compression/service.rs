@@ -82,8 +82,13 @@ where
         } else {
             strip_coding_suffixes(req.headers_mut(), coding)
         };
+        let dictionary = match &self.config.dictionaries {
+            Some(d) if coding != ContentCoding::Identity => d.choose(req.headers()),
+            _ => None,
+        };
         let ctx = Ctx {
             coding,
+            dictionary,
             is_head: req.method() == Method::HEAD,
             stripped,
             config: self.config.clone(),

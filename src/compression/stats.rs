@@ -68,6 +68,8 @@ struct Inner {
     deflate: CodingCounters,
     br: CodingCounters,
     zstd: CodingCounters,
+    dcb: CodingCounters,
+    dcz: CodingCounters,
     skipped: [AtomicU64; 7],
     not_acceptable: AtomicU64,
 }
@@ -115,6 +117,12 @@ pub struct CompressionSnapshot {
     /// zstd responses and bytes (zero in builds without the
     /// `compression-zstd` feature).
     pub zstd: CodingSnapshot,
+    /// Responses compressed with a dictionary as `dcb` (brotli, RFC 9842),
+    /// and their bytes.
+    pub dcb: CodingSnapshot,
+    /// Responses compressed with a dictionary as `dcz` (zstd, RFC 9842),
+    /// and their bytes.
+    pub dcz: CodingSnapshot,
     /// Uncompressed responses by reason, in [`SkipReason::ALL`] order.
     pub skipped: Vec<(SkipReason, u64)>,
     /// 406 answers (only when the layer is configured to send them).
@@ -145,7 +153,8 @@ impl CompressionSnapshot {
         i.saturating_sub(o)
     }
     /// The figures of each coding this build produces, named as in
-    /// `Content-Encoding`, in the layer's default order of preference.
+    /// `Content-Encoding`, in the layer's default order of preference, then
+    /// the dictionary codings (`dcz`, `dcb`) once they were used.
     pub fn codings(&self) -> impl Iterator<Item = (&'static str, &CodingSnapshot)> {
         [
             (ContentCoding::Zstd, &self.zstd),
@@ -156,6 +165,11 @@ impl CompressionSnapshot {
         .into_iter()
         .filter(|(c, _)| super::encoder::supported(*c))
         .map(|(c, s)| (c.as_str(), s))
+        .chain(
+            [("dcz", &self.dcz), ("dcb", &self.dcb)]
+                .into_iter()
+                .filter(|(_, s)| s.responses > 0),
+        )
     }
 }
 
@@ -227,6 +241,22 @@ impl CompressionStats {
         }
     }
 
+    /// A response compressed with a dictionary: counted, with its bytes.
+    pub(crate) fn record_dictionary(
+        &self,
+        coding: super::dictionary::DictionaryCoding,
+        bytes_in: u64,
+        bytes_out: u64,
+    ) {
+        let c = match coding {
+            super::dictionary::DictionaryCoding::Dcb => &self.inner.dcb,
+            super::dictionary::DictionaryCoding::Dcz => &self.inner.dcz,
+        };
+        c.responses.fetch_add(1, Relaxed);
+        c.bytes_in.fetch_add(bytes_in, Relaxed);
+        c.bytes_out.fetch_add(bytes_out, Relaxed);
+    }
+
     pub(crate) fn record_skip(&self, reason: SkipReason) {
         self.inner.skipped[reason.index()].fetch_add(1, Relaxed);
     }
@@ -247,6 +277,8 @@ impl CompressionStats {
             deflate: coding(&self.inner.deflate),
             br: coding(&self.inner.br),
             zstd: coding(&self.inner.zstd),
+            dcb: coding(&self.inner.dcb),
+            dcz: coding(&self.inner.dcz),
             skipped: SkipReason::ALL
                 .iter()
                 .map(|r| (*r, self.inner.skipped[r.index()].load(Relaxed)))

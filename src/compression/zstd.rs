@@ -99,6 +99,54 @@ impl ZstdEncoder {
     }
 }
 
+/// `input` compressed as one zstd frame with `dictionary` as raw content
+/// (RFC 9842's `dcz`), appended to `out`, on a pooled context that gives
+/// the dictionary up afterwards. `None` for a dictionary in zstd's own
+/// format (libzstd would read it as such, not as raw content) or one that,
+/// with the body, needs a window over 8 MiB.
+pub(crate) fn compress_with_dictionary(
+    level: u32,
+    dictionary: &[u8],
+    input: &[u8],
+    mut out: Vec<u8>,
+) -> Option<Vec<u8>> {
+    if dictionary.starts_with(&[0x37, 0xa4, 0x30, 0xec]) {
+        return None;
+    }
+    let need = dictionary.len() + input.len();
+    let mut window_log = 10u32;
+    while (1usize << window_log) < need {
+        if window_log == 23 {
+            return None;
+        }
+        window_log += 1;
+    }
+    let mut cctx = match super::pool::take(&POOL, |_| true) {
+        Some(c) => c,
+        None => CCtx::try_create()?,
+    };
+    let level = i32::try_from(level.clamp(1, 19)).unwrap_or(3);
+    let done = (|| {
+        cctx.set_parameter(CParameter::CompressionLevel(level))
+            .ok()?;
+        cctx.set_parameter(CParameter::WindowLog(window_log)).ok()?;
+        cctx.set_pledged_src_size(Some(input.len() as u64)).ok()?;
+        cctx.load_dictionary(dictionary).ok()?;
+        let mut frame = Vec::with_capacity(zstd::zstd_safe::compress_bound(input.len()));
+        cctx.compress2(&mut frame, input).ok()?;
+        out.extend_from_slice(&frame);
+        Some(())
+    })();
+    // The dictionary sticks to the context: drop it (and the parameters,
+    // set anew by every user) before the context goes back.
+    if cctx.reset(ResetDirective::SessionAndParameters).is_ok() && cctx.sizeof() <= POOL_MAX_BYTES {
+        super::pool::give_back(&POOL, cctx, POOL_CAP);
+    }
+    done?;
+    out.shrink_to_fit();
+    Some(out)
+}
+
 impl Drop for ZstdEncoder {
     fn drop(&mut self) {
         self.release();

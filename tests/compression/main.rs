@@ -9,6 +9,8 @@
 mod support;
 
 mod bodies;
+#[cfg(any(feature = "compression-br", feature = "compression-zstd"))]
+mod dictionaries;
 mod negotiation;
 mod rules;
 

@@ -1,0 +1,427 @@
+//! Compression Dictionary Transport (RFC 9842): the dictionaries the layer
+//! knows, which request may use one, and the `dcb` and `dcz` encoders.
+//!
+//! A response is compressed with a dictionary when the request names, in
+//! `Available-Dictionary`, the SHA-256 of a dictionary the layer has, and
+//! lists `dcz` or `dcb` in `Accept-Encoding`. Dictionaries come from
+//! [`Dictionaries::insert`] or are learned from the responses the layer
+//! compresses whole that carry a valid `Use-As-Dictionary`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use http::HeaderMap;
+use http::header::ACCEPT_ENCODING;
+use sha2::{Digest, Sha256};
+
+use crate::headers::{AvailableDictionary, split_list, trim_ows};
+
+/// The most a single dictionary may hold (and the default): responses
+/// compressed with it keep dictionary and body within one window (zstd's
+/// is at most 8 MiB here, RFC 9659).
+pub const MAX_DICTIONARY_SIZE: usize = 1 << 20;
+
+/// The default bound on the bytes all dictionaries hold together.
+pub const DEFAULT_DICTIONARIES_BYTES: usize = 16 << 20;
+
+#[derive(Debug, Default)]
+struct Store {
+    by_hash: HashMap<[u8; 32], Bytes>,
+    /// Oldest first: the first to go when the store is full.
+    order: VecDeque<[u8; 32]>,
+    bytes: usize,
+}
+
+/// The dictionaries a [`CompressionLayer`](super::CompressionLayer) may
+/// compress responses with (RFC 9842), by SHA-256. A cheap, cloneable
+/// handle: clones share the store.
+///
+/// Bounded in bytes ([`max_bytes`](Self::max_bytes), default 16 MiB):
+/// when full, the oldest dictionaries go. Each holds at most
+/// [`MAX_DICTIONARY_SIZE`].
+#[derive(Debug, Clone)]
+pub struct Dictionaries {
+    store: Arc<RwLock<Store>>,
+    max_bytes: usize,
+}
+
+impl Default for Dictionaries {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Dictionaries {
+    /// An empty store of at most [`DEFAULT_DICTIONARIES_BYTES`].
+    pub fn new() -> Self {
+        Self {
+            store: Arc::default(),
+            max_bytes: DEFAULT_DICTIONARIES_BYTES,
+        }
+    }
+
+    /// The most bytes all dictionaries hold together.
+    pub fn max_bytes(mut self, bytes: usize) -> Self {
+        self.max_bytes = bytes;
+        self
+    }
+
+    /// Keeps `dictionary` and returns its hash, what a client sends in
+    /// `Available-Dictionary`; `None` when it is empty or larger than
+    /// [`MAX_DICTIONARY_SIZE`] or the whole store.
+    pub fn insert(&self, dictionary: impl Into<Bytes>) -> Option<AvailableDictionary> {
+        let dictionary = dictionary.into();
+        let len = dictionary.len();
+        if len == 0 || len > MAX_DICTIONARY_SIZE || len > self.max_bytes {
+            return None;
+        }
+        let hash: [u8; 32] = Sha256::digest(&dictionary).into();
+        let mut s = self.store.write().unwrap_or_else(|e| e.into_inner());
+        if s.by_hash.contains_key(&hash) {
+            return Some(AvailableDictionary::new(hash));
+        }
+        while s.bytes + len > self.max_bytes {
+            let Some(old) = s.order.pop_front() else {
+                break;
+            };
+            if let Some(b) = s.by_hash.remove(&old) {
+                s.bytes -= b.len();
+            }
+        }
+        s.bytes += len;
+        s.order.push_back(hash);
+        s.by_hash.insert(hash, dictionary);
+        Some(AvailableDictionary::new(hash))
+    }
+
+    /// The dictionary with this hash, if the store has it.
+    pub fn get(&self, hash: &AvailableDictionary) -> Option<Bytes> {
+        let s = self.store.read().unwrap_or_else(|e| e.into_inner());
+        s.by_hash.get(hash.hash()).cloned()
+    }
+
+    /// How many dictionaries the store holds.
+    pub fn len(&self) -> usize {
+        self.store
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .by_hash
+            .len()
+    }
+
+    /// Whether the store is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bytes the dictionaries hold together.
+    pub fn bytes(&self) -> usize {
+        self.store.read().unwrap_or_else(|e| e.into_inner()).bytes
+    }
+
+    /// The dictionary coding and dictionary this request may get, if any.
+    pub(crate) fn choose(&self, headers: &HeaderMap) -> Option<Choice> {
+        let available = AvailableDictionary::from_headers(headers)?.ok()?;
+        let coding = if cfg!(feature = "compression-zstd") && accepts(headers, b"dcz") {
+            DictionaryCoding::Dcz
+        } else if cfg!(feature = "compression-br") && accepts(headers, b"dcb") {
+            DictionaryCoding::Dcb
+        } else {
+            return None;
+        };
+        let dictionary = self.get(&available)?;
+        Some(Choice {
+            coding,
+            hash: *available.hash(),
+            dictionary,
+        })
+    }
+}
+
+/// Whether `Accept-Encoding` lists `token` with a weight above zero.
+fn accepts(headers: &HeaderMap, token: &[u8]) -> bool {
+    headers.get_all(ACCEPT_ENCODING).iter().any(|v| {
+        split_list(v.as_bytes()).any(|elem| {
+            let mut parts = elem.split(|&b| b == b';');
+            let name = trim_ows(parts.next().unwrap_or_default());
+            name.eq_ignore_ascii_case(token)
+                && !parts.any(|p| {
+                    let p = trim_ows(p);
+                    p.len() >= 2
+                        && p[..2].eq_ignore_ascii_case(b"q=")
+                        && p[2..].first() == Some(&b'0')
+                        && p[3..].iter().all(|&c| c == b'.' || c == b'0')
+                })
+        })
+    })
+}
+
+/// A dictionary content coding (RFC 9842 §4, §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DictionaryCoding {
+    /// Dictionary-compressed brotli.
+    Dcb,
+    /// Dictionary-compressed zstd.
+    Dcz,
+}
+
+impl DictionaryCoding {
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            Self::Dcb => "dcb",
+            Self::Dcz => "dcz",
+        }
+    }
+}
+
+/// What a request may get: a coding and the dictionary it names.
+#[derive(Debug, Clone)]
+pub(crate) struct Choice {
+    pub(crate) coding: DictionaryCoding,
+    pub(crate) hash: [u8; 32],
+    pub(crate) dictionary: Bytes,
+}
+
+impl Choice {
+    /// `input` compressed with the dictionary, the format's header first;
+    /// `None` when this dictionary cannot be used for it (a zstd-format
+    /// dictionary, which libzstd would not read as raw content, or a
+    /// dictionary and body too large for one window).
+    pub(crate) fn compress(&self, input: &[u8], br_level: u32, zstd_level: u32) -> Option<Vec<u8>> {
+        let (dict, hash) = (&self.dictionary[..], &self.hash);
+        match self.coding {
+            #[cfg(feature = "compression-br")]
+            DictionaryCoding::Dcb => dcb(dict, hash, input, br_level),
+            #[cfg(feature = "compression-zstd")]
+            DictionaryCoding::Dcz => {
+                // RFC 9842 §5: a skippable frame holding the hash.
+                let mut out = vec![0x5e, 0x2a, 0x4d, 0x18, 0x20, 0, 0, 0];
+                out.extend_from_slice(hash);
+                super::zstd::compress_with_dictionary(zstd_level, dict, input, out)
+            }
+            #[allow(unreachable_patterns)]
+            _ => {
+                let _ = (dict, hash, input, br_level, zstd_level);
+                None
+            }
+        }
+    }
+}
+
+/// RFC 9842 §4: `FF 44 43 42`, the hash, then brotli with the dictionary as
+/// a raw prefix (quality at least 2: 0 and 1 ignore it), a window that
+/// holds dictionary and body (at most 16 MiB, no large window).
+#[cfg(feature = "compression-br")]
+fn dcb(dict: &[u8], hash: &[u8; 32], input: &[u8], level: u32) -> Option<Vec<u8>> {
+    use brotli::enc::StandardAlloc;
+    use brotli::enc::encode::{
+        BrotliEncoderOperation, BrotliEncoderParameter, BrotliEncoderStateStruct,
+    };
+    let need = dict.len() + input.len() + 16;
+    let mut lgwin = 16u32;
+    while (1usize << lgwin) - 16 < need {
+        if lgwin == 24 {
+            return None;
+        }
+        lgwin += 1;
+    }
+    let mut s = BrotliEncoderStateStruct::new(StandardAlloc::default());
+    let quality = level.clamp(
+        2,
+        super::encoder::max_level(crate::headers::ContentCoding::Br),
+    );
+    let size_hint = u32::try_from(input.len()).unwrap_or(u32::MAX);
+    if !(s.set_parameter(BrotliEncoderParameter::BROTLI_PARAM_QUALITY, quality)
+        && s.set_parameter(BrotliEncoderParameter::BROTLI_PARAM_LGWIN, lgwin)
+        && s.set_parameter(BrotliEncoderParameter::BROTLI_PARAM_SIZE_HINT, size_hint))
+    {
+        return None;
+    }
+    s.set_custom_dictionary(dict.len(), dict);
+    let mut out = vec![0u8; 36 + input.len() / 2 + 1024];
+    out[..4].copy_from_slice(&[0xff, 0x44, 0x43, 0x42]);
+    out[4..36].copy_from_slice(hash);
+    let (mut avail_in, mut in_off) = (input.len(), 0usize);
+    let mut out_off = 36usize;
+    let mut avail_out = out.len() - out_off;
+    let mut total = None;
+    loop {
+        let ok = s.compress_stream(
+            BrotliEncoderOperation::BROTLI_OPERATION_FINISH,
+            &mut avail_in,
+            input,
+            &mut in_off,
+            &mut avail_out,
+            &mut out,
+            &mut out_off,
+            &mut total,
+            &mut |_, _, _, _| (),
+        );
+        if !ok {
+            return None;
+        }
+        if s.is_finished() {
+            break;
+        }
+        if avail_out == 0 {
+            let grow = out.len();
+            out.resize(out.len() + grow, 0);
+            avail_out = out.len() - out_off;
+        }
+    }
+    out.truncate(out_off);
+    out.shrink_to_fit();
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+    use crate::compression::encoder::{Encoder, Flush};
+    use crate::headers::{AVAILABLE_DICTIONARY, ContentCoding};
+
+    #[allow(dead_code)]
+    fn encode(coding: ContentCoding, data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut e = Encoder::for_whole(coding, 3, data.len() as u64).unwrap();
+        e.encode(data, &mut out, Flush::Finish).unwrap();
+        out
+    }
+
+    fn script(version: u32, n: usize) -> Vec<u8> {
+        let mut s = String::new();
+        let mut i = 0u32;
+        while s.len() < n {
+            let k = if i % 37 == 0 { version } else { 1 };
+            s.push_str(&format!(
+                "function f{i}(e) {{ const v = e.detail.x{i} * {k}; if (v > {i}) render('i-{i}', v); return v; }}\n"
+            ));
+            i += 1;
+        }
+        s.truncate(n);
+        s.into_bytes()
+    }
+
+    fn request(hash: &AvailableDictionary, accept: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(&AVAILABLE_DICTIONARY, hash.to_header_value());
+        h.insert(ACCEPT_ENCODING, HeaderValue::from_str(accept).unwrap());
+        h
+    }
+
+    /// A layer told to use dictionaries in a build that can produce no
+    /// dictionary coding says so at once.
+    #[cfg(not(any(feature = "compression-br", feature = "compression-zstd")))]
+    #[test]
+    #[should_panic(expected = "needs the `compression-br` or `compression-zstd` feature")]
+    fn dictionaries_without_br_or_zstd_are_refused() {
+        let _ = crate::compression::CompressionLayer::new().dictionaries(Dictionaries::new());
+    }
+
+    #[test]
+    fn the_store_is_bounded_and_keyed_by_sha256() {
+        let d = Dictionaries::new().max_bytes(100);
+        // SHA-256 of "abc" (FIPS 180-2's example).
+        let abc = d.insert(&b"abc"[..]).unwrap();
+        assert_eq!(abc.hash()[..4], [0xba, 0x78, 0x16, 0xbf]);
+        assert_eq!(d.get(&abc).unwrap(), &b"abc"[..]);
+        assert!(d.insert(vec![1u8; 101]).is_none(), "larger than the store");
+        assert!(d.insert(Bytes::new()).is_none());
+        let a = d.insert(vec![2u8; 60]).unwrap();
+        let b = d.insert(vec![3u8; 60]).unwrap();
+        // 3 + 60 + 60 > 100: the oldest went (abc, then the 60 of 2s).
+        assert!(d.get(&abc).is_none() && d.get(&a).is_none());
+        assert!(d.get(&b).is_some());
+        assert_eq!((d.len(), d.bytes()), (1, 60));
+    }
+
+    #[test]
+    fn a_request_chooses_a_known_dictionary_it_accepts_a_coding_for() {
+        let d = Dictionaries::new();
+        let hash = d.insert(script(1, 4000)).unwrap();
+        let unknown = AvailableDictionary::new([7; 32]);
+        assert!(d.choose(&request(&unknown, "dcz, dcb, br")).is_none());
+        assert!(d.choose(&request(&hash, "br, gzip")).is_none());
+        assert!(d.choose(&request(&hash, "dcz;q=0, dcb;q=0.000")).is_none());
+        if cfg!(feature = "compression-zstd") {
+            let c = d.choose(&request(&hash, "gzip, DCZ;q=0.5, dcb")).unwrap();
+            assert_eq!(c.coding, DictionaryCoding::Dcz);
+        }
+        if cfg!(feature = "compression-br") {
+            let c = d.choose(&request(&hash, "gzip, dcb")).unwrap();
+            assert_eq!(c.coding, DictionaryCoding::Dcb);
+            assert_eq!(&c.hash, hash.hash());
+        }
+        let mut no_field = request(&hash, "dcb, dcz");
+        no_field.remove(&AVAILABLE_DICTIONARY);
+        assert!(d.choose(&no_field).is_none());
+    }
+
+    #[cfg(feature = "compression-br")]
+    #[test]
+    fn dcb_is_the_header_then_brotli_over_the_dictionary() {
+        use std::io::Read;
+        let (v1, v2) = (script(1, 30 * 1024), script(2, 30 * 1024 + 300));
+        let d = Dictionaries::new();
+        let hash = d.insert(v1.clone()).unwrap();
+        let choice = d.choose(&request(&hash, "dcb")).unwrap();
+        let out = choice.compress(&v2, 3, 1).unwrap();
+        assert_eq!(out[..4], [0xff, 0x44, 0x43, 0x42]);
+        assert_eq!(&out[4..36], hash.hash());
+        let mut back = Vec::new();
+        brotli::reader::Decompressor::new_with_custom_dict(&out[36..], 4096, v1.into())
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, v2);
+        let plain = encode(ContentCoding::Br, &v2);
+        assert!(
+            out.len() * 3 < plain.len(),
+            "{} against {}",
+            out.len(),
+            plain.len()
+        );
+    }
+
+    #[cfg(feature = "compression-zstd")]
+    #[test]
+    fn dcz_is_a_skippable_frame_with_the_hash_then_zstd_over_the_dictionary() {
+        use crate::compression::test_util::decode;
+        use std::io::Read;
+        let (v1, v2) = (script(1, 30 * 1024), script(2, 30 * 1024 + 300));
+        let d = Dictionaries::new();
+        let hash = d.insert(v1.clone()).unwrap();
+        let choice = d.choose(&request(&hash, "dcz")).unwrap();
+        for _ in 0..2 {
+            // Twice: the pooled context gives the dictionary up after use.
+            let out = choice.compress(&v2, 3, 1).unwrap();
+            assert_eq!(out[..8], [0x5e, 0x2a, 0x4d, 0x18, 0x20, 0, 0, 0]);
+            assert_eq!(&out[8..40], hash.hash());
+            let mut back = Vec::new();
+            zstd::stream::read::Decoder::with_ref_prefix(&out[40..], &v1)
+                .unwrap()
+                .read_to_end(&mut back)
+                .unwrap();
+            assert_eq!(back, v2);
+            let plain = encode(ContentCoding::Zstd, &v2);
+            assert!(
+                out.len() * 4 < plain.len(),
+                "{} against {}",
+                out.len(),
+                plain.len()
+            );
+        }
+        // The pooled context, taken again by a plain response, has given
+        // the dictionary up: its frame decodes without one.
+        let plain = encode(ContentCoding::Zstd, &v2);
+        assert_eq!(decode(ContentCoding::Zstd, &plain), v2);
+        // A zstd-format dictionary is not read as raw content: not used.
+        let mut formatted = vec![0x37, 0xa4, 0x30, 0xec];
+        formatted.extend_from_slice(&v1);
+        let hash = d.insert(formatted).unwrap();
+        let choice = d.choose(&request(&hash, "dcz")).unwrap();
+        assert!(choice.compress(&v2, 3, 1).is_none());
+    }
+}

@@ -1,0 +1,230 @@
+//! Compression Dictionary Transport (RFC 9842): a response marked
+//! `Use-As-Dictionary` is learned, and a later request that names it in
+//! `Available-Dictionary` and accepts `dcz`/`dcb` gets the new version
+//! compressed against it; anything else gets the usual coding.
+
+use std::io::Read;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, Response, StatusCode, header};
+use axum::routing::get;
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+use tower_perf::compression::{CompressionLayer, Dictionaries};
+use tower_perf::headers::{AVAILABLE_DICTIONARY, AvailableDictionary};
+
+/// A 30 KiB script; `version` changes one function in 37.
+fn script(version: u32) -> String {
+    let mut s = String::new();
+    let mut i = 0u32;
+    while s.len() < 30 * 1024 {
+        let k = if i % 37 == 0 { version } else { 1 };
+        s.push_str(&format!(
+            "function on{i}(e) {{ const v = e.detail.x{i} * {k}; if (v > {i}) show('n-{i}', v); return v; }}\n"
+        ));
+        i += 1;
+    }
+    s
+}
+
+fn app(dictionaries: Dictionaries) -> Router {
+    let js = |version: u32| {
+        move || async move {
+            Response::builder()
+                .header(header::CONTENT_TYPE, "text/javascript")
+                .header(header::ETAG, format!("\"v{version}\""))
+                .header("use-as-dictionary", "match=\"/app.*.js\"")
+                .header(header::CACHE_CONTROL, "max-age=3600")
+                .body(Body::from(script(version)))
+                .unwrap()
+        }
+    };
+    Router::new()
+        .route("/app.v1.js", get(js(1)))
+        .route("/app.v2.js", get(js(2)))
+        .layer(CompressionLayer::new().dictionaries(dictionaries))
+}
+
+async fn fetch(app: &Router, path: &str, fields: &[(&str, String)]) -> (Response<()>, Vec<u8>) {
+    let mut req = Request::get(path);
+    for (name, value) in fields {
+        req = req.header(*name, value.as_str());
+    }
+    let res = app
+        .clone()
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let (parts, body) = res.into_parts();
+    let bytes = body.collect().await.unwrap().to_bytes().to_vec();
+    (Response::from_parts(parts, ()), bytes)
+}
+
+fn undictionary(
+    coding: &str,
+    body: &[u8],
+    dictionary: &[u8],
+    hash: &AvailableDictionary,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    match coding {
+        #[cfg(feature = "compression-zstd")]
+        "dcz" => {
+            assert_eq!(body[..8], [0x5e, 0x2a, 0x4d, 0x18, 0x20, 0, 0, 0]);
+            assert_eq!(&body[8..40], hash.hash());
+            zstd::stream::read::Decoder::with_ref_prefix(&body[40..], dictionary)
+                .unwrap()
+                .read_to_end(&mut out)
+                .unwrap();
+        }
+        #[cfg(feature = "compression-br")]
+        "dcb" => {
+            assert_eq!(body[..4], [0xff, 0x44, 0x43, 0x42]);
+            assert_eq!(&body[4..36], hash.hash());
+            brotli::reader::Decompressor::new_with_custom_dict(
+                &body[36..],
+                4096,
+                dictionary.to_vec().into(),
+            )
+            .read_to_end(&mut out)
+            .unwrap();
+        }
+        other => panic!("not a dictionary coding: {other}"),
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_learned_dictionary_compresses_the_next_version() {
+    let dictionaries = Dictionaries::new();
+    let app = app(dictionaries.clone());
+    let v1 = script(1);
+    // The first version, as a client without a dictionary gets it (gzip),
+    // is learned.
+    let (res, _) = fetch(&app, "/app.v1.js", &[("accept-encoding", "gzip".into())]).await;
+    assert_eq!(res.headers()[header::CONTENT_ENCODING], "gzip");
+    assert_eq!(dictionaries.len(), 1);
+    let hash = dictionaries.insert(v1.clone()).unwrap();
+    assert_eq!(dictionaries.len(), 1, "the same dictionary, once");
+
+    // The second version, to a client that does not have the first.
+    let (plain, plain_body) =
+        fetch(&app, "/app.v2.js", &[("accept-encoding", "gzip".into())]).await;
+    assert_eq!(plain.headers()[header::CONTENT_ENCODING], "gzip");
+    assert_eq!(
+        plain.headers()[header::VARY],
+        "accept-encoding, available-dictionary"
+    );
+    assert_eq!(plain.headers()[header::ETAG], "\"v2-gzip\"");
+    // And to one that has it: dcz where the build has zstd, else dcb.
+    let (zstd, br) = (
+        cfg!(feature = "compression-zstd"),
+        cfg!(feature = "compression-br"),
+    );
+    let cases = [
+        (
+            "gzip, br, zstd, dcb, dcz",
+            if zstd { Some("dcz") } else { Some("dcb") },
+        ),
+        ("gzip, dcb", br.then_some("dcb")),
+        ("dcz;q=0.9, gzip", zstd.then_some("dcz")),
+    ];
+    for (accept, expected) in cases {
+        let fields = [
+            ("accept-encoding", accept.to_owned()),
+            (AVAILABLE_DICTIONARY.as_str(), hash.to_string()),
+        ];
+        let (res, body) = fetch(&app, "/app.v2.js", &fields).await;
+        let coding = res.headers()[header::CONTENT_ENCODING]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let Some(expected) = expected else {
+            // The build cannot produce that dictionary coding.
+            assert_eq!(coding, "gzip", "{accept}");
+            continue;
+        };
+        assert_eq!(coding, expected, "{accept}");
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(
+            res.headers()[header::CONTENT_LENGTH],
+            body.len().to_string().as_str()
+        );
+        assert_eq!(
+            res.headers()[header::VARY],
+            "accept-encoding, available-dictionary"
+        );
+        // No strong validator names these bytes yet: none rather than a
+        // wrong one.
+        assert!(res.headers().get(header::ETAG).is_none());
+        assert_eq!(
+            undictionary(&coding, &body, v1.as_bytes(), &hash),
+            script(2).as_bytes()
+        );
+        assert!(
+            body.len() * 4 < plain_body.len(),
+            "{coding}: {} bytes against gzip's {}",
+            body.len(),
+            plain_body.len()
+        );
+    }
+}
+
+#[tokio::test]
+async fn unknown_dictionaries_and_clients_without_the_codings_get_the_usual_coding() {
+    let dictionaries = Dictionaries::new();
+    let hash = dictionaries.insert(script(1)).unwrap();
+    let layer = CompressionLayer::new().dictionaries(dictionaries);
+    let stats = layer.stats();
+    let app = Router::new()
+        .route(
+            "/app.v2.js",
+            get(|| async {
+                Response::builder()
+                    .header(header::CONTENT_TYPE, "text/javascript")
+                    .body(Body::from(script(2)))
+                    .unwrap()
+            }),
+        )
+        .layer(layer);
+    let unknown = AvailableDictionary::new([9; 32]);
+    for (accept, available) in [
+        ("gzip, dcb, dcz", unknown.to_string()),
+        ("gzip", hash.to_string()),
+        ("gzip, dcb;q=0, dcz;q=0", hash.to_string()),
+        ("gzip, dcb, dcz", ":not a hash:".to_owned()),
+    ] {
+        let fields = [
+            ("accept-encoding", accept.to_owned()),
+            (AVAILABLE_DICTIONARY.as_str(), available.clone()),
+        ];
+        let (res, _) = fetch(&app, "/app.v2.js", &fields).await;
+        assert_eq!(
+            res.headers()[header::CONTENT_ENCODING],
+            "gzip",
+            "{accept} {available}"
+        );
+    }
+    let snap = stats.snapshot();
+    assert_eq!(snap.gzip.responses, 4);
+    assert_eq!(snap.dcz.responses + snap.dcb.responses, 0);
+    // The dictionary codings appear among the codings once used.
+    assert!(snap.codings().all(|(c, _)| c != "dcz" && c != "dcb"));
+    let fields = [
+        ("accept-encoding", "gzip, dcb, dcz".to_owned()),
+        (AVAILABLE_DICTIONARY.as_str(), hash.to_string()),
+    ];
+    let (res, _) = fetch(&app, "/app.v2.js", &fields).await;
+    let used = res.headers()[header::CONTENT_ENCODING]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(used == "dcz" || used == "dcb", "{used}");
+    assert!(
+        stats
+            .snapshot()
+            .codings()
+            .any(|(c, s)| c == used && s.responses == 1)
+    );
+}
