@@ -576,57 +576,6 @@ async fn the_dashboard_is_self_contained() {
     }
 }
 
-/// A Chromium to drive, if one is installed. `.ci/run` installs Chromium
-/// and sets TOWER_PERF_REQUIRE_CHROMIUM=1; elsewhere the tests that need
-/// it are skipped when it is missing.
-fn chromium() -> Option<&'static str> {
-    let found = ["chromium", "chromium-browser", "google-chrome"]
-        .into_iter()
-        .find(|c| {
-            std::process::Command::new(c)
-                .arg("--version")
-                .output()
-                .is_ok()
-        });
-    if found.is_none() {
-        assert!(
-            std::env::var_os("TOWER_PERF_REQUIRE_CHROMIUM").is_none(),
-            "chromium required"
-        );
-        support::skipped(
-            "the dashboard in a browser",
-            "chromium is not installed (Debian package chromium)",
-        );
-    }
-    found
-}
-
-/// The page at `url` after 9 s of (virtual) time in headless Chromium.
-async fn dump_dom(chromium: &'static str, url: String, name: &str) -> String {
-    let profile =
-        std::env::temp_dir().join(format!("tower-perf-chromium-{name}-{}", std::process::id()));
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(chromium)
-            .args([
-                "--headless=new",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--no-first-run",
-                "--window-size=1280,1600",
-                &format!("--user-data-dir={}", profile.display()),
-                "--virtual-time-budget=9000",
-                "--dump-dom",
-                &url,
-            ])
-            .output()
-    })
-    .await
-    .unwrap()
-    .expect("chromium runs");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// A numeric `name="…"` attribute of the dumped page (the first one).
 fn attr(dom: &str, name: &str) -> Option<u32> {
     let key = format!("{name}=\"");
@@ -639,7 +588,7 @@ fn attr(dom: &str, name: &str) -> Option<u32> {
 /// no breaker panel without a Redis store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_draws_its_charts_in_chromium() {
-    let Some(chromium) = chromium() else {
+    let Some(chromium) = support::chromium::find("the dashboard in a browser") else {
         return;
     };
     let s = std::sync::Arc::new(start(None).await);
@@ -670,7 +619,7 @@ async fn the_dashboard_draws_its_charts_in_chromium() {
         .body(Full::from(gz))
         .unwrap();
     assert_eq!(s.send(req).await.status, StatusCode::CREATED);
-    let dom = dump_dom(
+    let dom = support::chromium::dump_dom(
         chromium,
         s.uri("/performance/dashboard").to_string(),
         "charts",
@@ -734,7 +683,7 @@ async fn the_dashboard_shows_the_redis_breakers_in_chromium() {
     use tower_perf::rate_limit::{
         KeySource, PeerAddr, Quota, RateLimitLayer, RateRule, RedisStore,
     };
-    let Some(chromium) = chromium() else {
+    let Some(chromium) = support::chromium::find("the dashboard in a browser") else {
         return;
     };
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -771,7 +720,7 @@ async fn the_dashboard_shows_the_redis_breakers_in_chromium() {
         .redis_rate_limit(stats)
         .build();
     let s = TestServer::serve(axum::Router::new().nest_service("/performance", report)).await;
-    let dom = dump_dom(
+    let dom = support::chromium::dump_dom(
         chromium,
         s.uri("/performance/dashboard").to_string(),
         "breakers",

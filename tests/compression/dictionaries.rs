@@ -228,3 +228,100 @@ async fn unknown_dictionaries_and_clients_without_the_codings_get_the_usual_codi
             .any(|(c, s)| c == used && s.responses == 1)
     );
 }
+
+/// The page the browser test loads: it fetches version 1 (a dictionary for
+/// `/app.*.js`), then version 2 until it comes dictionary-compressed (at
+/// most ten times: Chromium stores a dictionary in the background, and
+/// `/wait` lets real time pass, which virtual time would not), and says in
+/// `data-*` attributes what it got last.
+const PAGE: &str = r#"<!doctype html><html><body data-done="0"><script>
+(async () => {
+  try {
+    await (await fetch('/app.v1.js')).text();
+    for (let i = 0; i < 10; i++) {
+      await (await fetch('/wait', { cache: 'no-store' })).text();
+      const r = await fetch('/app.v2.js', { cache: 'no-store' });
+      const v2 = await r.text();
+      document.body.dataset.encoding = r.headers.get('content-encoding') || 'identity';
+      document.body.dataset.length = String(v2.length);
+      document.body.dataset.head = v2.slice(0, 12);
+      document.body.dataset.tries = String(i + 1);
+      if (/^dc[bz]$/.test(document.body.dataset.encoding)) break;
+    }
+  } catch (e) {
+    document.body.dataset.error = String(e);
+  }
+  document.body.dataset.done = "1";
+})();
+</script></body></html>"#;
+
+/// Chromium (which speaks RFC 9842 since version 130, and counts
+/// 127.0.0.1 as a secure context) learns version 1 as a dictionary, asks
+/// for version 2 with `Available-Dictionary`, gets it dictionary-compressed
+/// from the layer, and decodes it to the right text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_fetches_the_next_version_dictionary_compressed() {
+    let Some(chromium) = crate::support::chromium::find("compression dictionaries in a browser")
+    else {
+        return;
+    };
+    let dictionaries = Dictionaries::new();
+    let layer = CompressionLayer::new().dictionaries(dictionaries.clone());
+    let stats = layer.stats();
+    let js = |version: u32| {
+        move || async move {
+            Response::builder()
+                .header(header::CONTENT_TYPE, "text/javascript")
+                .header("use-as-dictionary", "match=\"/app.*.js\"")
+                .header(header::CACHE_CONTROL, "max-age=3600")
+                .body(Body::from(script(version)))
+                .unwrap()
+        }
+    };
+    let app = Router::new()
+        .route(
+            "/",
+            get(|| async {
+                Response::builder()
+                    .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+                    .body(Body::from(PAGE))
+                    .unwrap()
+            }),
+        )
+        .route("/app.v1.js", get(js(1)))
+        .route("/app.v2.js", get(js(2)))
+        .route(
+            "/wait",
+            // Real time is the point: Chromium stores the dictionary in the
+            // background while the page waits on this request.
+            get(|| async {
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                "ok"
+            }),
+        )
+        .layer(layer);
+    let server = crate::support::TestServer::serve(app).await;
+    let dom =
+        crate::support::chromium::dump_dom(chromium, server.uri("/").to_string(), "dictionaries")
+            .await;
+    assert!(dom.contains("data-done=\"1\""), "{dom}");
+    assert!(!dom.contains("data-error"), "{dom}");
+    let expected = script(2);
+    assert!(
+        dom.contains(&format!("data-length=\"{}\"", expected.len())),
+        "{dom}"
+    );
+    assert!(dom.contains("data-head=\"function on0\""), "{dom}");
+    let coding = if cfg!(feature = "compression-zstd") {
+        "dcz"
+    } else {
+        "dcb"
+    };
+    assert!(
+        dom.contains(&format!("data-encoding=\"{coding}\"")),
+        "version 2 came {coding}-compressed and decoded:\n{dom}"
+    );
+    assert_eq!(dictionaries.len(), 2, "both versions were learned");
+    let snap = stats.snapshot();
+    assert_eq!(snap.dcz.responses + snap.dcb.responses, 1, "{snap:?}");
+}

@@ -13,6 +13,7 @@
 
 #[cfg(feature = "cache")]
 pub mod cache;
+pub mod chromium;
 pub mod gate;
 pub mod log;
 #[cfg(feature = "rate-limit")]
