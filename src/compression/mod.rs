@@ -1,5 +1,6 @@
 //! Response compression: streaming zstd, brotli, gzip and deflate,
-//! negotiated from `Accept-Encoding`, correct with caches.
+//! negotiated from `Accept-Encoding`, correct with caches, and shared
+//! dictionaries (RFC 9842: `dcz`, `dcb`).
 //!
 //! gzip and deflate are always built (zlib-rs). `br` comes with the
 //! `compression-br` feature (the `brotli` crate, pure Rust, on by default)
@@ -93,6 +94,21 @@
 //!   other levels keep their number (BENCHMARKS.md, sections Compression
 //!   and Compression II, has the measurements). Streams and larger bodies
 //!   go through zlib-rs.
+//! - **Shared dictionaries** (RFC 9842, Compression Dictionary Transport),
+//!   with [`CompressionLayer::dictionaries`] and a [`Dictionaries`] store:
+//!   a response the layer compresses whole (known length, up to 32 KiB at
+//!   the default levels) that carries a valid `Use-As-Dictionary` is kept
+//!   as a dictionary (by SHA-256; the store is bounded in bytes, and
+//!   [`Dictionaries::insert`] adds others). A later request naming one in
+//!   `Available-Dictionary` and listing `dcz` or `dcb` in
+//!   `Accept-Encoding` (besides a usual coding, as browsers do) gets a body
+//!   held whole compressed against it: `dcz` (zstd, with the build's
+//!   `compression-zstd`) or `dcb` (brotli), the RFC's header first, often
+//!   tens of times smaller than without (BENCHMARKS.md). Responses then
+//!   vary on `Available-Dictionary` too. A dictionary-compressed response
+//!   carries no strong `ETag` (none yet names both the bytes and the
+//!   dictionary); bodies streamed or larger than the whole-body limit get
+//!   the usual coding.
 //! - **Statistics**: [`CompressionLayer::stats`] returns a cheap handle with
 //!   responses compressed per coding, bytes in and out, and skipped
 //!   responses by [`SkipReason`].
