@@ -12,7 +12,7 @@
 //!   price and adds an item.
 //!
 //! Run: `cargo bench --bench dictionaries --features full`
-//! (BENCHMARKS.md, section Compression II).
+//! (BENCHMARKS.md, section Dictionary compression).
 
 #![allow(missing_docs)]
 
@@ -54,7 +54,7 @@ fn main() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    println!("| resource | coding | bytes | µs per response | bytes vs gzip |");
+    println!("| resource | coding | bytes | µs per response | gzip's bytes / these |");
     println!("|---|---|---|---|---|");
     for (name, ctype, (v1, v2)) in [
         ("script, 30 KiB", "text/javascript", script_versions()),
@@ -108,7 +108,7 @@ fn main() {
                 rt.block_on(fetch(accept));
             });
             println!(
-                "| {name} | {coding} | {bytes} | {:.1} | {:.1}x smaller |",
+                "| {name} | {coding} | {bytes} | {:.1} | {:.2}x |",
                 t.as_secs_f64() * 1e6,
                 gzip_bytes as f64 / bytes as f64
             );

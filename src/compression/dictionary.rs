@@ -11,11 +11,11 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
-use http::HeaderMap;
-use http::header::ACCEPT_ENCODING;
+use http::header::{ACCEPT_ENCODING, ACCESS_CONTROL_ALLOW_ORIGIN, ORIGIN};
+use http::{HeaderMap, HeaderValue};
 use sha2::{Digest, Sha256};
 
-use crate::headers::{AvailableDictionary, split_list, trim_ows};
+use crate::headers::{AvailableDictionary, QValue, split_list, trim_ows};
 
 /// The most a single dictionary may hold (and the default): responses
 /// compressed with it keep dictionary and body within one window (zstd's
@@ -25,25 +25,73 @@ pub const MAX_DICTIONARY_SIZE: usize = 1 << 20;
 /// The default bound on the bytes all dictionaries hold together.
 pub const DEFAULT_DICTIONARIES_BYTES: usize = 16 << 20;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Store {
-    by_hash: HashMap<[u8; 32], Bytes>,
-    /// Oldest first: the first to go when the store is full.
-    order: VecDeque<[u8; 32]>,
+    /// Each dictionary and the generation it was last kept or used in.
+    by_hash: HashMap<[u8; 32], (Bytes, u64)>,
+    /// Least recently kept first, with the generation of that mention; a
+    /// mention older than the dictionary's generation is stale and skipped.
+    order: VecDeque<([u8; 32], u64)>,
+    generation: u64,
     bytes: usize,
+    max_bytes: usize,
+}
+
+impl Store {
+    /// Drops the least recently kept dictionaries until `room` more bytes
+    /// fit.
+    fn make_room(&mut self, room: usize) {
+        while self.bytes + room > self.max_bytes {
+            let Some((old, generation)) = self.order.pop_front() else {
+                break;
+            };
+            if self
+                .by_hash
+                .get(&old)
+                .is_some_and(|(_, g)| *g == generation)
+            {
+                if let Some((b, _)) = self.by_hash.remove(&old) {
+                    self.bytes -= b.len();
+                }
+            }
+        }
+    }
+
+    /// Marks `hash` as just kept (it moves to the back of the order).
+    fn touch(&mut self, hash: [u8; 32]) {
+        self.generation += 1;
+        let generation = self.generation;
+        if let Some((_, g)) = self.by_hash.get_mut(&hash) {
+            *g = generation;
+            self.order.push_back((hash, generation));
+        }
+        // Stale mentions pile up as dictionaries are touched: drop them
+        // once they outnumber the live ones.
+        if self.order.len() > 2 * self.by_hash.len() + 16 {
+            let live = &self.by_hash;
+            self.order
+                .retain(|(h, g)| live.get(h).is_some_and(|(_, cur)| cur == g));
+        }
+    }
 }
 
 /// The dictionaries a [`CompressionLayer`](super::CompressionLayer) may
 /// compress responses with (RFC 9842), by SHA-256. A cheap, cloneable
-/// handle: clones share the store.
+/// handle: clones share the store (and its bound).
 ///
 /// Bounded in bytes ([`max_bytes`](Self::max_bytes), default 16 MiB):
-/// when full, the oldest dictionaries go. Each holds at most
-/// [`MAX_DICTIONARY_SIZE`].
+/// when full, the least recently kept dictionaries go (keeping one again,
+/// as the layer does each time it serves it, counts as recent). Each holds
+/// at most [`MAX_DICTIONARY_SIZE`].
+///
+/// The layer learns only what it compresses whole (bodies up to 32 KiB at
+/// the default levels) and only in memory: after a restart, or on another
+/// replica, a client's dictionary is unknown until its resource is served
+/// again. Insert the assets of the previous release at start-up
+/// ([`insert`](Self::insert)) to serve clients that have them at once.
 #[derive(Debug, Clone)]
 pub struct Dictionaries {
     store: Arc<RwLock<Store>>,
-    max_bytes: usize,
 }
 
 impl Default for Dictionaries {
@@ -56,58 +104,73 @@ impl Dictionaries {
     /// An empty store of at most [`DEFAULT_DICTIONARIES_BYTES`].
     pub fn new() -> Self {
         Self {
-            store: Arc::default(),
-            max_bytes: DEFAULT_DICTIONARIES_BYTES,
+            store: Arc::new(RwLock::new(Store {
+                by_hash: HashMap::new(),
+                order: VecDeque::new(),
+                generation: 0,
+                bytes: 0,
+                max_bytes: DEFAULT_DICTIONARIES_BYTES,
+            })),
         }
     }
 
-    /// The most bytes all dictionaries hold together.
-    pub fn max_bytes(mut self, bytes: usize) -> Self {
-        self.max_bytes = bytes;
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Store> {
+        self.store.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Store> {
+        self.store.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The most bytes all dictionaries hold together (for every handle of
+    /// this store; lowering it drops the least recently kept at once).
+    pub fn max_bytes(self, bytes: usize) -> Self {
+        {
+            let mut s = self.write();
+            s.max_bytes = bytes;
+            s.make_room(0);
+        }
         self
     }
 
-    /// Keeps `dictionary` and returns its hash, what a client sends in
+    /// Keeps `dictionary` (a copy of its bytes, so it pins no larger
+    /// buffer) and returns its hash, what a client sends in
     /// `Available-Dictionary`; `None` when it is empty or larger than
-    /// [`MAX_DICTIONARY_SIZE`] or the whole store.
-    pub fn insert(&self, dictionary: impl Into<Bytes>) -> Option<AvailableDictionary> {
-        let dictionary = dictionary.into();
+    /// [`MAX_DICTIONARY_SIZE`] or the whole store. Keeping one the store
+    /// has marks it as recent.
+    pub fn insert(&self, dictionary: impl AsRef<[u8]>) -> Option<AvailableDictionary> {
+        let dictionary = dictionary.as_ref();
         let len = dictionary.len();
-        if len == 0 || len > MAX_DICTIONARY_SIZE || len > self.max_bytes {
+        if len == 0 || len > MAX_DICTIONARY_SIZE {
             return None;
         }
-        let hash: [u8; 32] = Sha256::digest(&dictionary).into();
-        let mut s = self.store.write().unwrap_or_else(|e| e.into_inner());
-        if s.by_hash.contains_key(&hash) {
+        let hash: [u8; 32] = Sha256::digest(dictionary).into();
+        if self.read().by_hash.contains_key(&hash) {
+            self.write().touch(hash);
             return Some(AvailableDictionary::new(hash));
         }
-        while s.bytes + len > self.max_bytes {
-            let Some(old) = s.order.pop_front() else {
-                break;
-            };
-            if let Some(b) = s.by_hash.remove(&old) {
-                s.bytes -= b.len();
-            }
+        let dictionary = Bytes::copy_from_slice(dictionary);
+        let mut s = self.write();
+        if len > s.max_bytes {
+            return None;
         }
-        s.bytes += len;
-        s.order.push_back(hash);
-        s.by_hash.insert(hash, dictionary);
+        if !s.by_hash.contains_key(&hash) {
+            s.make_room(len);
+            s.bytes += len;
+            s.by_hash.insert(hash, (dictionary, 0));
+        }
+        s.touch(hash);
         Some(AvailableDictionary::new(hash))
     }
 
     /// The dictionary with this hash, if the store has it.
     pub fn get(&self, hash: &AvailableDictionary) -> Option<Bytes> {
-        let s = self.store.read().unwrap_or_else(|e| e.into_inner());
-        s.by_hash.get(hash.hash()).cloned()
+        self.read().by_hash.get(hash.hash()).map(|(b, _)| b.clone())
     }
 
     /// How many dictionaries the store holds.
     pub fn len(&self) -> usize {
-        self.store
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .by_hash
-            .len()
+        self.read().by_hash.len()
     }
 
     /// Whether the store is empty.
@@ -117,42 +180,96 @@ impl Dictionaries {
 
     /// The bytes the dictionaries hold together.
     pub fn bytes(&self) -> usize {
-        self.store.read().unwrap_or_else(|e| e.into_inner()).bytes
+        self.read().bytes
     }
 
-    /// The dictionary coding and dictionary this request may get, if any.
+    /// The dictionary coding and dictionary this request may get, if any:
+    /// the hash it names is known, it accepts the coding, and RFC 9842
+    /// §9.3.3 lets a dictionary be used for it (see [`Choice::cors_origin`]
+    /// for the part the response decides). `dcz` is preferred where the
+    /// build has zstd, unless the dictionary is in zstd's own format
+    /// (libzstd would not read it as raw content): then `dcb`.
     pub(crate) fn choose(&self, headers: &HeaderMap) -> Option<Choice> {
         let available = AvailableDictionary::from_headers(headers)?.ok()?;
-        let coding = if cfg!(feature = "compression-zstd") && accepts(headers, b"dcz") {
-            DictionaryCoding::Dcz
-        } else if cfg!(feature = "compression-br") && accepts(headers, b"dcb") {
-            DictionaryCoding::Dcb
-        } else {
-            return None;
+        let cors_origin = match fetch_metadata(headers) {
+            Fetch::Safe => None,
+            Fetch::Cors(origin) => Some(origin),
+            Fetch::Unsafe => return None,
         };
         let dictionary = self.get(&available)?;
+        let zstd_format = dictionary.starts_with(&ZSTD_DICTIONARY_MAGIC);
+        let coding =
+            if cfg!(feature = "compression-zstd") && !zstd_format && accepts(headers, b"dcz") {
+                DictionaryCoding::Dcz
+            } else if cfg!(feature = "compression-br") && accepts(headers, b"dcb") {
+                DictionaryCoding::Dcb
+            } else {
+                return None;
+            };
         Some(Choice {
             coding,
             hash: *available.hash(),
             dictionary,
+            cors_origin,
         })
     }
 }
 
-/// Whether `Accept-Encoding` lists `token` with a weight above zero.
+/// The first bytes of a dictionary in zstd's own format.
+pub(crate) const ZSTD_DICTIONARY_MAGIC: [u8; 4] = [0x37, 0xa4, 0x30, 0xec];
+
+/// What the request's Fetch Metadata says about using a dictionary for it
+/// (RFC 9842 §9.3.3).
+enum Fetch {
+    /// Same origin, a navigation, or a client that sends no metadata.
+    Safe,
+    /// A cross-site CORS request from this origin: safe if the response
+    /// allows that origin to read it.
+    Cors(HeaderValue),
+    /// A cross-site request whose response the page may not read (`no-cors`
+    /// and the like): the compressed size could reveal the content.
+    Unsafe,
+}
+
+fn fetch_metadata(headers: &HeaderMap) -> Fetch {
+    let value = |name: &str| headers.get(name).map(HeaderValue::as_bytes);
+    if value("sec-fetch-site").is_none_or(|v| v.eq_ignore_ascii_case(b"same-origin")) {
+        return Fetch::Safe;
+    }
+    match value("sec-fetch-mode") {
+        None => Fetch::Safe,
+        Some(m)
+            if m.eq_ignore_ascii_case(b"navigate") || m.eq_ignore_ascii_case(b"same-origin") =>
+        {
+            Fetch::Safe
+        }
+        Some(m) if m.eq_ignore_ascii_case(b"cors") => match headers.get(ORIGIN) {
+            Some(origin) => Fetch::Cors(origin.clone()),
+            None => Fetch::Unsafe,
+        },
+        Some(_) => Fetch::Unsafe,
+    }
+}
+
+/// Whether `Accept-Encoding` lists `token` with a weight above zero (an
+/// element whose weight is not a valid q-value does not count).
 fn accepts(headers: &HeaderMap, token: &[u8]) -> bool {
     headers.get_all(ACCEPT_ENCODING).iter().any(|v| {
         split_list(v.as_bytes()).any(|elem| {
             let mut parts = elem.split(|&b| b == b';');
             let name = trim_ows(parts.next().unwrap_or_default());
-            name.eq_ignore_ascii_case(token)
-                && !parts.any(|p| {
-                    let p = trim_ows(p);
-                    p.len() >= 2
-                        && p[..2].eq_ignore_ascii_case(b"q=")
-                        && p[2..].first() == Some(&b'0')
-                        && p[3..].iter().all(|&c| c == b'.' || c == b'0')
-                })
+            if !name.eq_ignore_ascii_case(token) {
+                return false;
+            }
+            parts.all(|p| {
+                let p = trim_ows(p);
+                match p.get(..2) {
+                    Some(q) if q.eq_ignore_ascii_case(b"q=") => {
+                        QValue::parse(&p[2..]).is_some_and(|q| q > QValue::ZERO)
+                    }
+                    _ => true,
+                }
+            })
         })
     })
 }
@@ -181,9 +298,24 @@ pub(crate) struct Choice {
     pub(crate) coding: DictionaryCoding,
     pub(crate) hash: [u8; 32],
     pub(crate) dictionary: Bytes,
+    /// For a cross-site CORS request, its `Origin`: the dictionary is used
+    /// only if the response lets that origin read it
+    /// (`Access-Control-Allow-Origin` `*` or the origin).
+    pub(crate) cors_origin: Option<HeaderValue>,
 }
 
 impl Choice {
+    /// Whether RFC 9842 §9.3.3 lets the dictionary be used for a response
+    /// with these fields.
+    pub(crate) fn allowed_for(&self, response: &HeaderMap) -> bool {
+        let Some(origin) = &self.cors_origin else {
+            return true;
+        };
+        response
+            .get(ACCESS_CONTROL_ALLOW_ORIGIN)
+            .is_some_and(|a| a.as_bytes() == b"*" || a == origin)
+    }
+
     /// `input` compressed with the dictionary, the format's header first;
     /// `None` when this dictionary cannot be used for it (a zstd-format
     /// dictionary, which libzstd would not read as raw content, or a
@@ -339,6 +471,82 @@ mod tests {
     }
 
     #[test]
+    fn the_least_recently_kept_go_first_and_clones_share_the_bound() {
+        let d = Dictionaries::new().max_bytes(100);
+        let a = d.insert([1u8; 40]).unwrap();
+        let b = d.insert([2u8; 40]).unwrap();
+        // Kept again (as the layer does each time it serves it): recent.
+        assert_eq!(d.insert([1u8; 40]), Some(a));
+        let c = d.clone().insert([3u8; 40]).unwrap();
+        assert!(d.get(&a).is_some() && d.get(&c).is_some());
+        assert!(d.get(&b).is_none(), "b was the least recently kept");
+        // Lowering the bound on any handle applies to the store at once.
+        let _ = d.clone().max_bytes(50);
+        assert_eq!((d.len(), d.bytes()), (1, 40));
+        assert!(d.get(&c).is_some());
+        // Many touches leave the order bounded.
+        for _ in 0..1000 {
+            d.insert([3u8; 40]);
+        }
+        assert!(d.read().order.len() <= 2 * d.len() + 16);
+    }
+
+    #[cfg(any(feature = "compression-br", feature = "compression-zstd"))]
+    #[test]
+    fn fetch_metadata_keeps_dictionaries_to_readable_responses() {
+        let d = Dictionaries::new();
+        let hash = d.insert(script(1, 2000)).unwrap();
+        let with = |fields: &[(&'static str, &'static str)]| {
+            let mut h = request(&hash, "gzip, dcb, dcz");
+            for (k, v) in fields {
+                h.insert(*k, HeaderValue::from_static(v));
+            }
+            d.choose(&h)
+        };
+        assert!(with(&[]).is_some());
+        assert!(
+            with(&[
+                ("sec-fetch-site", "same-origin"),
+                ("sec-fetch-mode", "no-cors")
+            ])
+            .is_some()
+        );
+        assert!(
+            with(&[
+                ("sec-fetch-site", "cross-site"),
+                ("sec-fetch-mode", "navigate")
+            ])
+            .is_some()
+        );
+        assert!(
+            with(&[
+                ("sec-fetch-site", "cross-site"),
+                ("sec-fetch-mode", "no-cors")
+            ])
+            .is_none()
+        );
+        assert!(
+            with(&[("sec-fetch-site", "same-site"), ("sec-fetch-mode", "cors")]).is_none(),
+            "cors without Origin"
+        );
+        let cors = with(&[
+            ("sec-fetch-site", "cross-site"),
+            ("sec-fetch-mode", "cors"),
+            ("origin", "https://a.example"),
+        ])
+        .unwrap();
+        let allow = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static(v));
+            h
+        };
+        assert!(cors.allowed_for(&allow("*")));
+        assert!(cors.allowed_for(&allow("https://a.example")));
+        assert!(!cors.allowed_for(&allow("https://b.example")));
+        assert!(!cors.allowed_for(&HeaderMap::new()));
+    }
+
+    #[test]
     fn a_request_chooses_a_known_dictionary_it_accepts_a_coding_for() {
         let d = Dictionaries::new();
         let hash = d.insert(script(1, 4000)).unwrap();
@@ -346,6 +554,10 @@ mod tests {
         assert!(d.choose(&request(&unknown, "dcz, dcb, br")).is_none());
         assert!(d.choose(&request(&hash, "br, gzip")).is_none());
         assert!(d.choose(&request(&hash, "dcz;q=0, dcb;q=0.000")).is_none());
+        assert!(
+            d.choose(&request(&hash, "dcz;q=0.0001, dcb;q=2")).is_none(),
+            "not q-values"
+        );
         if cfg!(feature = "compression-zstd") {
             let c = d.choose(&request(&hash, "gzip, DCZ;q=0.5, dcb")).unwrap();
             assert_eq!(c.coding, DictionaryCoding::Dcz);
@@ -366,7 +578,7 @@ mod tests {
         use std::io::Read;
         let (v1, v2) = (script(1, 30 * 1024), script(2, 30 * 1024 + 300));
         let d = Dictionaries::new();
-        let hash = d.insert(v1.clone()).unwrap();
+        let hash = d.insert(&v1).unwrap();
         let choice = d.choose(&request(&hash, "dcb")).unwrap();
         let out = choice.compress(&v2, 3, 1).unwrap();
         assert_eq!(out[..4], [0xff, 0x44, 0x43, 0x42]);
@@ -392,7 +604,7 @@ mod tests {
         use std::io::Read;
         let (v1, v2) = (script(1, 30 * 1024), script(2, 30 * 1024 + 300));
         let d = Dictionaries::new();
-        let hash = d.insert(v1.clone()).unwrap();
+        let hash = d.insert(&v1).unwrap();
         let choice = d.choose(&request(&hash, "dcz")).unwrap();
         for _ in 0..2 {
             // Twice: the pooled context gives the dictionary up after use.
@@ -417,11 +629,22 @@ mod tests {
         // the dictionary up: its frame decodes without one.
         let plain = encode(ContentCoding::Zstd, &v2);
         assert_eq!(decode(ContentCoding::Zstd, &plain), v2);
-        // A zstd-format dictionary is not read as raw content: not used.
-        let mut formatted = vec![0x37, 0xa4, 0x30, 0xec];
+        // A zstd-format dictionary would not be read as raw content: never
+        // dcz (dcb where the build and the client have it).
+        let mut formatted = ZSTD_DICTIONARY_MAGIC.to_vec();
         formatted.extend_from_slice(&v1);
-        let hash = d.insert(formatted).unwrap();
-        let choice = d.choose(&request(&hash, "dcz")).unwrap();
+        let hash = d.insert(&formatted).unwrap();
+        assert!(d.choose(&request(&hash, "dcz")).is_none());
+        if cfg!(feature = "compression-br") {
+            let c = d.choose(&request(&hash, "dcz, dcb")).unwrap();
+            assert_eq!(c.coding, DictionaryCoding::Dcb);
+        }
+        let choice = Choice {
+            coding: DictionaryCoding::Dcz,
+            hash: *hash.hash(),
+            dictionary: Bytes::from(formatted),
+            cors_origin: None,
+        };
         assert!(choice.compress(&v2, 3, 1).is_none());
     }
 }

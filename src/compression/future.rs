@@ -7,7 +7,7 @@ use std::task::{Context, Poll, ready};
 use bytes::Bytes;
 use http::header::{
     ACCEPT_RANGES, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE,
-    ETAG, HeaderMap, HeaderValue, VARY,
+    ETAG, HeaderMap, HeaderValue, SET_COOKIE, VARY,
 };
 use http::response::Parts;
 use http::{Response, StatusCode};
@@ -29,6 +29,11 @@ use crate::headers::{self, CacheControl, ContentCoding, EntityTag};
 #[derive(Debug)]
 pub(crate) struct Ctx {
     pub(crate) coding: ContentCoding,
+    /// The request is a GET (only a GET's answer is learned as a
+    /// dictionary).
+    pub(crate) is_get: bool,
+    /// The request carried `Authorization`.
+    pub(crate) authorized: bool,
     /// The dictionary coding and dictionary the request may get, for a
     /// body compressed whole (RFC 9842).
     pub(crate) dictionary: Option<Choice>,
@@ -286,22 +291,23 @@ fn joined(chunks: &VecDeque<Bytes>) -> Bytes {
 }
 
 /// For a body held whole (RFC 9842): learns it as a dictionary when the
-/// response says `Use-As-Dictionary` (a 200 to a GET), and compresses it
-/// with the dictionary the request named, if any. `Some` with the output
-/// and the headers set, or `None` to compress it the usual way.
+/// response says `Use-As-Dictionary` ([`learnable`]), and compresses it
+/// with the dictionary the request named, if any and if the response lets
+/// it be used. `Some` with the output and the headers set, or `None` to
+/// compress it the usual way.
 fn with_dictionary(parts: &mut Parts, chunks: &VecDeque<Bytes>, ctx: &Ctx) -> Option<Vec<u8>> {
     let store = ctx.config.dictionaries.as_ref()?;
-    let learn = parts.status == StatusCode::OK
-        && !ctx.is_head
-        && headers::UseAsDictionary::from_headers(&parts.headers)
-            .is_some_and(|d| d.is_ok_and(|d| d.is_raw()));
-    let choice = ctx.dictionary.as_ref();
+    let learn = learnable(parts, ctx);
+    let choice = ctx
+        .dictionary
+        .as_ref()
+        .filter(|c| c.allowed_for(&parts.headers));
     if !learn && choice.is_none() {
         return None;
     }
     let input = joined(chunks);
     if learn {
-        store.insert(input.clone());
+        store.insert(&input);
     }
     let choice = choice?;
     let config = &ctx.config;
@@ -317,14 +323,37 @@ fn with_dictionary(parts: &mut Parts, chunks: &VecDeque<Bytes>, ctx: &Ctx) -> Op
     );
     headers.remove(ACCEPT_RANGES);
     // A strong validator names these bytes, which depend on the dictionary
-    // as well as the coding: without a tag that says both (future work),
-    // none rather than a wrong one. A weak one may stay.
-    if EntityTag::from_headers(headers).is_some_and(|t| !t.is_weak()) {
-        headers.remove(ETAG);
-    }
+    // as well as the coding: without a tag that says both (future work), a
+    // weak one, which may be shared by every coding of the representation
+    // and still revalidates (If-None-Match compares weakly).
+    weaken_etag(headers);
     ctx.stats
         .record_dictionary(choice.coding, input.len() as u64, out.len() as u64);
     Some(out)
+}
+
+/// Whether the response is one every client may be handed as a dictionary
+/// (RFC 9842 §2.1): a valid raw `Use-As-Dictionary` on a 200 to a GET,
+/// shared (no `no-store` or `private`, no `Set-Cookie`, and a request
+/// without `Authorization`): the store serves every client, and a private
+/// body in it would let others probe for it by its hash.
+fn learnable(parts: &Parts, ctx: &Ctx) -> bool {
+    let h = &parts.headers;
+    parts.status == StatusCode::OK
+        && ctx.is_get
+        && !ctx.authorized
+        && !h.contains_key(SET_COOKIE)
+        && !CacheControl::from_headers(h).is_some_and(|c| c.no_store() || c.private())
+        && headers::UseAsDictionary::from_headers(h).is_some_and(|d| d.is_ok_and(|d| d.is_raw()))
+}
+
+/// Makes a strong `ETag` weak (`"abc"` → `W/"abc"`).
+fn weaken_etag(headers: &mut HeaderMap) {
+    if let Some(tag) = EntityTag::from_headers(headers).filter(|t| !t.is_weak()) {
+        if let Ok(weak) = EntityTag::weak(tag.tag()) {
+            headers.insert(ETAG, weak.to_header_value());
+        }
+    }
 }
 
 /// Compresses a whole small body; `None` if the encoder failed.
@@ -376,6 +405,11 @@ fn decide(parts: &mut Parts, hint: http_body::SizeHint, ctx: &Ctx) -> Decision {
                 suffix_etag_if(headers, ctx, |base| {
                     ctx.stripped.iter().any(|s| s.strong_eq(base))
                 });
+                if ctx.dictionary.is_some() && ctx.stripped.is_empty() {
+                    // Revalidating what it most likely got dictionary-
+                    // compressed, with the weak tag that response had.
+                    weaken_etag(headers);
+                }
             }
         }
         return skip(SkipReason::NoBody);
@@ -527,6 +561,8 @@ mod tests {
         };
         Ctx {
             coding: ContentCoding::Gzip,
+            is_get: true,
+            authorized: false,
             dictionary: None,
             is_head: false,
             stripped: Vec::new(),

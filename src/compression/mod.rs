@@ -104,11 +104,22 @@
 //!   `Accept-Encoding` (besides a usual coding, as browsers do) gets a body
 //!   held whole compressed against it: `dcz` (zstd, with the build's
 //!   `compression-zstd`) or `dcb` (brotli), the RFC's header first, often
-//!   tens of times smaller than without (BENCHMARKS.md). Responses then
-//!   vary on `Available-Dictionary` too. A dictionary-compressed response
-//!   carries no strong `ETag` (none yet names both the bytes and the
-//!   dictionary); bodies streamed or larger than the whole-body limit get
-//!   the usual coding.
+//!   tens of times smaller than without (BENCHMARKS.md). Only a 200 to a
+//!   GET that every client may share is learned (no `no-store`,
+//!   `private`, `Set-Cookie` or `Authorization`). Following RFC 9842
+//!   §9.3.3, a cross-site request whose response the page may not read
+//!   (Fetch Metadata: `Sec-Fetch-Mode` other than `navigate`,
+//!   `same-origin`, or `cors` with an allowed `Origin`) gets no
+//!   dictionary. Every response whose representation depends on
+//!   `Accept-Encoding` then varies on `Available-Dictionary` too (so a
+//!   cache keeps one copy per dictionary a client names, even of
+//!   responses too large to be compressed against one). A
+//!   dictionary-compressed response carries a weak `ETag` (a strong one
+//!   naming both the bytes and the dictionary is future work); bodies
+//!   streamed or larger than the whole-body limit get the usual coding.
+//!   A dictionary's set-up (zstd loads it, brotli hashes it) is part of
+//!   the poll that compresses, so keep dictionaries small (at most
+//!   [`MAX_DICTIONARY_SIZE`]).
 //! - **Statistics**: [`CompressionLayer::stats`] returns a cheap handle with
 //!   responses compressed per coding, bytes in and out, and skipped
 //!   responses by [`SkipReason`].

@@ -88,6 +88,8 @@ where
         };
         let ctx = Ctx {
             coding,
+            is_get: req.method() == Method::GET,
+            authorized: req.headers().contains_key(http::header::AUTHORIZATION),
             dictionary,
             is_head: req.method() == Method::HEAD,
             stripped,

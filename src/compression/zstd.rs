@@ -110,7 +110,7 @@ pub(crate) fn compress_with_dictionary(
     input: &[u8],
     mut out: Vec<u8>,
 ) -> Option<Vec<u8>> {
-    if dictionary.starts_with(&[0x37, 0xa4, 0x30, 0xec]) {
+    if dictionary.starts_with(&super::dictionary::ZSTD_DICTIONARY_MAGIC) {
         return None;
     }
     let need = dictionary.len() + input.len();
@@ -132,10 +132,15 @@ pub(crate) fn compress_with_dictionary(
         cctx.set_parameter(CParameter::WindowLog(window_log)).ok()?;
         cctx.set_pledged_src_size(Some(input.len() as u64)).ok()?;
         cctx.load_dictionary(dictionary).ok()?;
-        let mut frame = Vec::with_capacity(zstd::zstd_safe::compress_bound(input.len()));
-        cctx.compress2(&mut frame, input).ok()?;
-        out.extend_from_slice(&frame);
-        Some(())
+        out.reserve(zstd::zstd_safe::compress_bound(input.len()));
+        let pos = out.len();
+        let mut dst = OutBuffer::around_pos(&mut out, pos);
+        let mut src = InBuffer::around(input);
+        let left = cctx
+            .compress_stream2(&mut dst, &mut src, ZSTD_EndDirective::ZSTD_e_end)
+            .ok()?;
+        // The bound always holds a whole frame.
+        (left == 0 && src.pos() == input.len()).then_some(())
     })();
     // The dictionary sticks to the context: drop it (and the parameters,
     // set anew by every user) before the context goes back.
