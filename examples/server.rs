@@ -32,7 +32,10 @@
 //! negotiated), cache-control (policies
 //! by route, ETags, 304/412), which the cache obeys, and request
 //! decompression next to the handlers (a `POST` body may come in any of
-//! those codings; decoded, it may be at most 64 KiB).  With `--redis URL`
+//! those codings; decoded, it may be at most 64 KiB), and shared
+//! dictionaries (RFC 9842: `/static/app.js` is marked
+//! `Use-As-Dictionary`, and a browser that has it gets later versions
+//! compressed against it).  With `--redis URL`
 //! (feature `redis`) the rate limits and the cache are shared through
 //! Redis by every replica pointed at it:
 //!
@@ -78,7 +81,7 @@ use serde::{Deserialize, Serialize};
 use tower::ServiceBuilder;
 use tower_perf::cache::{CacheLayer, MemoryStore};
 use tower_perf::cache_control::{CacheControlLayer, Policy};
-use tower_perf::compression::CompressionLayer;
+use tower_perf::compression::{CompressionLayer, Dictionaries};
 use tower_perf::decompression::{DecompressionBody, RequestDecompressionLayer};
 use tower_perf::headers::ContentCoding;
 use tower_perf::rate_limit::{Quota, RateLimitLayer, RateLimitStore, RateRule};
@@ -300,7 +303,16 @@ where
                 .then(|| "/performance/*".to_owned())
         });
     let stats = timing.stats();
-    let compression = CompressionLayer::new();
+    let mut compression = CompressionLayer::new();
+    if cfg!(any(
+        feature = "compression-br",
+        feature = "compression-zstd"
+    )) {
+        // RFC 9842: /static/app.js says it may serve as a dictionary for
+        // later versions of itself; a browser that has it gets those
+        // compressed against it (dcz, dcb). Learned in memory, 4 MiB at most.
+        compression = compression.dictionaries(Dictionaries::new().max_bytes(4 << 20));
+    }
     let request_decompression = RequestDecompressionLayer::new().max_decoded_size(MAX_DECODED_BODY);
     let cache_control = cache_control();
     let mut report = Report::builder()
@@ -531,7 +543,15 @@ pub(crate) static APP_JS: LazyLock<Bytes> = LazyLock::new(|| {
 
 async fn app_js() -> Response {
     (
-        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            // Later versions (`/static/app.v2.js`, …) may be compressed
+            // against this one (RFC 9842).
+            (
+                header::HeaderName::from_static("use-as-dictionary"),
+                "match=\"/static/app*.js\"",
+            ),
+        ],
         APP_JS.clone(),
     )
         .into_response()

@@ -332,7 +332,17 @@ async fn responses_are_compressed_when_asked() {
         .get_with("/api/v1/items", &[("accept-encoding", "gzip, deflate")])
         .await;
     assert_eq!(gz.header("content-encoding"), Some("gzip"));
-    assert_eq!(gz.header("vary"), Some("accept-encoding"));
+    // With br or zstd the demo also compresses against shared dictionaries
+    // (RFC 9842), so what it sends varies on Available-Dictionary too.
+    let vary = if cfg!(any(
+        feature = "compression-br",
+        feature = "compression-zstd"
+    )) {
+        "accept-encoding, available-dictionary"
+    } else {
+        "accept-encoding"
+    };
+    assert_eq!(gz.header("vary"), Some(vary));
     let mut unzipped = Vec::new();
     std::io::Read::read_to_end(
         &mut flate2::read::GzDecoder::new(&gz.body[..]),
@@ -665,4 +675,47 @@ async fn post_bodies_may_come_compressed_and_bombs_are_refused() {
     let res = server.send(req).await;
     assert_eq!(res.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert!(res.header("accept-encoding").unwrap().contains("gzip"));
+}
+
+/// `/static/app.js` is learned as a dictionary (RFC 9842); a client that
+/// names it gets the script compressed against it, through the cache.
+#[tokio::test]
+async fn the_script_is_a_dictionary_for_its_next_versions() {
+    if !cfg!(any(
+        feature = "compression-br",
+        feature = "compression-zstd"
+    )) {
+        return;
+    }
+    let server = start().await;
+    let first = server
+        .get_with("/static/app.js", &[("accept-encoding", "gzip")])
+        .await;
+    assert_eq!(first.header("content-encoding"), Some("gzip"));
+    assert!(first.header("use-as-dictionary").is_some());
+    let hash = tower_perf::compression::Dictionaries::new()
+        .insert(server::APP_JS.as_ref())
+        .unwrap()
+        .to_string();
+    let res = server
+        .get_with(
+            "/static/app.js",
+            &[
+                ("accept-encoding", "gzip, br, zstd, dcb, dcz"),
+                ("available-dictionary", hash.as_str()),
+            ],
+        )
+        .await;
+    let expected = if cfg!(feature = "compression-zstd") {
+        "dcz"
+    } else {
+        "dcb"
+    };
+    assert_eq!(res.header("content-encoding"), Some(expected));
+    // The same script against itself: little more than the header.
+    assert!(res.body.len() < 100, "{} bytes", res.body.len());
+    assert_eq!(
+        res.header("vary"),
+        Some("accept-encoding, available-dictionary")
+    );
 }
