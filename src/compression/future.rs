@@ -339,12 +339,16 @@ fn with_dictionary(parts: &mut Parts, chunks: &VecDeque<Bytes>, ctx: &Ctx) -> Op
 /// body in it would let others probe for it by its hash.
 fn learnable(parts: &Parts, ctx: &Ctx) -> bool {
     let h = &parts.headers;
-    parts.status == StatusCode::OK
+    // The field itself first: most responses have none, and then nothing
+    // else is read (Cache-Control, which `decide` already read for
+    // no-transform, is parsed again only for dictionary responses).
+    h.contains_key(&headers::USE_AS_DICTIONARY)
+        && parts.status == StatusCode::OK
         && ctx.is_get
         && !ctx.authorized
         && !h.contains_key(SET_COOKIE)
-        && !CacheControl::from_headers(h).is_some_and(|c| c.no_store() || c.private())
         && headers::UseAsDictionary::from_headers(h).is_some_and(|d| d.is_ok_and(|d| d.is_raw()))
+        && !CacheControl::from_headers(h).is_some_and(|c| c.no_store() || c.private())
 }
 
 /// Makes a strong `ETag` weak (`"abc"` → `W/"abc"`).
