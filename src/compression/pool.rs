@@ -36,3 +36,9 @@ pub(crate) fn give_back<T: 'static>(pool: &'static LocalKey<Pool<T>>, item: T, c
         }
     });
 }
+
+/// How many items the thread's pool holds (for tests).
+#[cfg(test)]
+pub(crate) fn len<T: 'static>(pool: &'static LocalKey<Pool<T>>) -> usize {
+    pool.with(|p| p.borrow().len())
+}

@@ -6,8 +6,9 @@
 //! then continues rather than clears (2.1x–2.4x faster on 2 KiB of JSON
 //! at level 1, the same bytes out; BENCHMARKS.md, section Compression
 //! II). A
-//! finished or abandoned encoder resets its context's session and puts
-//! it back; level, window and size pledge are set anew for every response.
+//! finished or abandoned encoder resets its context's session and
+//! parameters (a dictionary with them) and puts it back; level, window and
+//! size pledge are set anew for every response.
 
 use std::cell::RefCell;
 
@@ -89,12 +90,22 @@ impl ZstdEncoder {
     }
 
     fn release(&mut self) {
-        let Some(mut cctx) = self.cctx.take() else {
-            return;
-        };
-        if cctx.reset(ResetDirective::SessionOnly).is_err() || cctx.sizeof() > POOL_MAX_BYTES {
-            return;
+        if let Some(cctx) = self.cctx.take() {
+            put_back(cctx);
         }
+    }
+}
+
+/// A pooled context, or a new one (`None` if libzstd cannot make one).
+/// Its user sets every parameter it needs.
+fn take() -> Option<CCtx<'static>> {
+    super::pool::take(&POOL, |_| true).or_else(CCtx::try_create)
+}
+
+/// Resets a context's session and parameters (a loaded dictionary with
+/// them) and keeps it, unless it grew too large.
+fn put_back(mut cctx: CCtx<'static>) {
+    if cctx.reset(ResetDirective::SessionAndParameters).is_ok() && cctx.sizeof() <= POOL_MAX_BYTES {
         super::pool::give_back(&POOL, cctx, POOL_CAP);
     }
 }
@@ -121,10 +132,7 @@ pub(crate) fn compress_with_dictionary(
         }
         window_log += 1;
     }
-    let mut cctx = match super::pool::take(&POOL, |_| true) {
-        Some(c) => c,
-        None => CCtx::try_create()?,
-    };
+    let mut cctx = take()?;
     let level = i32::try_from(level.clamp(1, 19)).unwrap_or(3);
     let done = (|| {
         cctx.set_parameter(CParameter::CompressionLevel(level))
@@ -142,11 +150,8 @@ pub(crate) fn compress_with_dictionary(
         // The bound always holds a whole frame.
         (left == 0 && src.pos() == input.len()).then_some(())
     })();
-    // The dictionary sticks to the context: drop it (and the parameters,
-    // set anew by every user) before the context goes back.
-    if cctx.reset(ResetDirective::SessionAndParameters).is_ok() && cctx.sizeof() <= POOL_MAX_BYTES {
-        super::pool::give_back(&POOL, cctx, POOL_CAP);
-    }
+    // The dictionary sticks to the context until `put_back` resets it.
+    put_back(cctx);
     done?;
     out.shrink_to_fit();
     Some(out)
@@ -165,7 +170,7 @@ mod tests {
     use crate::headers::ContentCoding;
 
     fn pooled() -> usize {
-        POOL.with(|p| p.borrow().len())
+        crate::compression::pool::len(&POOL)
     }
 
     /// A context comes back after a finished stream and after an abandoned

@@ -86,7 +86,7 @@ mod tests {
     use super::*;
 
     fn pooled() -> usize {
-        POOL.with(|p| p.borrow().len())
+        pool::len(&POOL)
     }
 
     /// A context comes back after a body, even one abandoned mid-frame, and
