@@ -302,33 +302,49 @@ fn frames(data: &[u8], step: usize, trailers: bool) -> Frames {
     StreamBody::new(stream::iter(f))
 }
 
+/// Sends `req` through `RequestDecompressionLayer::new()` to a service
+/// that reads the decoded body with `read`, and returns what `read` made
+/// of it.
+async fn read_through<B, T, F, Fut>(req: Request<B>, read: F) -> T
+where
+    B: Body + 'static,
+    B::Error: Into<BoxError>,
+    F: FnOnce(DecompressionBody<B>) -> Fut + Clone + 'static,
+    Fut: std::future::Future<Output = T>,
+    T: 'static,
+{
+    let got = Arc::new(Mutex::new(None));
+    let sink = got.clone();
+    let svc = ServiceBuilder::new()
+        .layer(RequestDecompressionLayer::new())
+        .service(service_fn(move |req: Request<DecompressionBody<B>>| {
+            let (sink, read) = (sink.clone(), read.clone());
+            async move {
+                *sink.lock().unwrap() = Some(read(req.into_body()).await);
+                Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
+            }
+        }));
+    svc.oneshot(req).await.unwrap();
+    let value = got.lock().unwrap().take();
+    value.expect("the inner service read the body")
+}
+
 #[tokio::test]
 async fn frames_of_any_size_decode_and_trailers_pass() {
     let data = json(300);
     for coding in built_codings() {
         let encoded = encode(coding, &data);
-        let got = Arc::new(Mutex::new(None));
-        let sink = got.clone();
-        let svc = ServiceBuilder::new()
-            .layer(RequestDecompressionLayer::new())
-            .service(service_fn(
-                move |req: Request<DecompressionBody<Frames>>| {
-                    let sink = sink.clone();
-                    async move {
-                        let collected = req.into_body().collect().await?;
-                        let trailers = collected.trailers().cloned();
-                        *sink.lock().unwrap() = Some((collected.to_bytes(), trailers));
-                        Ok::<_, BoxError>(Response::new(Full::<Bytes>::default()))
-                    }
-                },
-            ));
         for step in [1, 7, 1000] {
             let req = Request::post("/")
                 .header(header::CONTENT_ENCODING, coding.as_str())
                 .body(frames(&encoded, step, true))
                 .unwrap();
-            svc.clone().oneshot(req).await.unwrap();
-            let (body, trailers) = got.lock().unwrap().take().unwrap();
+            let (body, trailers) = read_through(req, |body| async move {
+                let collected = body.collect().await.expect("a valid stream");
+                let trailers = collected.trailers().cloned();
+                (collected.to_bytes(), trailers)
+            })
+            .await;
             assert!(body == data, "{coding:?} step {step}");
             assert_eq!(trailers.unwrap()["x-checksum"], "abc", "{coding:?}");
         }
@@ -346,43 +362,29 @@ async fn input_without_output_yields_to_the_executor() {
     }
     // A final empty fixed block, then the CRC-32 and length of nothing.
     gz.extend_from_slice(&[0x03, 0x00, 0, 0, 0, 0, 0, 0, 0, 0]);
-    let got = Arc::new(Mutex::new(None));
-    let sink = got.clone();
-    let svc = ServiceBuilder::new()
-        .layer(RequestDecompressionLayer::new())
-        .service(service_fn(
-            move |req: Request<DecompressionBody<Full<Bytes>>>| {
-                let sink = sink.clone();
-                async move {
-                    let mut body = req.into_body();
-                    let (mut pending, mut data) = (0, 0);
-                    std::future::poll_fn(|cx| {
-                        loop {
-                            match Pin::new(&mut body).poll_frame(cx) {
-                                Poll::Pending => {
-                                    pending += 1;
-                                    return Poll::Pending;
-                                }
-                                Poll::Ready(Some(Ok(f))) => {
-                                    data += f.into_data().map_or(0, |d| d.len())
-                                }
-                                Poll::Ready(Some(Err(e))) => panic!("{e}"),
-                                Poll::Ready(None) => return Poll::Ready(()),
-                            }
-                        }
-                    })
-                    .await;
-                    *sink.lock().unwrap() = Some((pending, data));
-                    Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
-                }
-            },
-        ));
     let req = Request::post("/")
         .header(header::CONTENT_ENCODING, "gzip")
         .body(Full::new(Bytes::from(gz)))
         .unwrap();
-    svc.oneshot(req).await.unwrap();
-    let (pending, data) = got.lock().unwrap().take().unwrap();
+    let (pending, data) = read_through(req, |mut body| async move {
+        let (mut pending, mut data) = (0, 0);
+        std::future::poll_fn(|cx| {
+            loop {
+                match Pin::new(&mut body).poll_frame(cx) {
+                    Poll::Pending => {
+                        pending += 1;
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(Some(Ok(f))) => data += f.into_data().map_or(0, |d| d.len()),
+                    Poll::Ready(Some(Err(e))) => panic!("{e}"),
+                    Poll::Ready(None) => return Poll::Ready(()),
+                }
+            }
+        })
+        .await;
+        (pending, data)
+    })
+    .await;
     assert_eq!(data, 0);
     assert!(pending >= 7, "{pending} yields for 2 MB");
 }
@@ -488,31 +490,22 @@ async fn the_encoded_size_is_limited_too() {
 async fn tiny_frames_are_gathered() {
     let data = json(2_000);
     let encoded = encode(ContentCoding::Gzip, &data);
-    let got = Arc::new(Mutex::new(None));
-    let sink = got.clone();
-    let svc = ServiceBuilder::new()
-        .layer(RequestDecompressionLayer::new())
-        .service(service_fn(
-            move |req: Request<DecompressionBody<Frames>>| {
-                let sink = sink.clone();
-                async move {
-                    let mut body = req.into_body();
-                    let (mut frames, mut bytes) = (0, 0);
-                    while let Some(f) = body.frame().await {
-                        frames += 1;
-                        bytes += f?.into_data().map_or(0, |d| d.len());
-                    }
-                    *sink.lock().unwrap() = Some((frames, bytes));
-                    Ok::<_, BoxError>(Response::new(Full::<Bytes>::default()))
-                }
-            },
-        ));
     let req = Request::post("/")
         .header(header::CONTENT_ENCODING, "gzip")
         .body(frames(&encoded, 1, false))
         .unwrap();
-    svc.oneshot(req).await.unwrap();
-    let (frames, bytes) = got.lock().unwrap().take().unwrap();
+    let (frames, bytes) = read_through(req, |mut body| async move {
+        let (mut frames, mut bytes) = (0, 0);
+        while let Some(f) = body.frame().await {
+            frames += 1;
+            bytes += f
+                .expect("a valid stream")
+                .into_data()
+                .map_or(0, |d| d.len());
+        }
+        (frames, bytes)
+    })
+    .await;
     assert_eq!(bytes, data.len());
     // One frame per 256 input frames at most (the per-poll budget), never
     // one per input byte.
