@@ -38,6 +38,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tower::{Service, ServiceExt};
+use tower_perf::headers::ContentCoding;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -247,66 +248,10 @@ where
     })
 }
 
-/// Decompresses a whole gzip stream; panics unless it is complete.
-pub fn gunzip(b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(b), &mut out)
-        .expect("complete gzip stream");
-    out
-}
-
-/// Decompresses a whole zlib (`deflate` coding) stream.
-pub fn inflate(b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    std::io::Read::read_to_end(&mut flate2::read::ZlibDecoder::new(b), &mut out)
-        .expect("complete zlib stream");
-    out
-}
-
-/// A reader that decodes `b` in `coding`. Brotli and zstd need their
-/// features.
-#[cfg(feature = "compression")]
-fn decoder(coding: tower_perf::headers::ContentCoding, b: &[u8]) -> Box<dyn std::io::Read + '_> {
-    use tower_perf::headers::ContentCoding;
-    match coding {
-        ContentCoding::Gzip => Box::new(flate2::read::GzDecoder::new(b)),
-        ContentCoding::Deflate => Box::new(flate2::read::ZlibDecoder::new(b)),
-        #[cfg(feature = "compression-br")]
-        ContentCoding::Br => Box::new(brotli::Decompressor::new(b, 4096)),
-        #[cfg(feature = "compression-zstd")]
-        ContentCoding::Zstd => Box::new(zstd::stream::read::Decoder::new(b).expect("zstd")),
-        ContentCoding::Identity => Box::new(b),
-        #[allow(unreachable_patterns)]
-        other => panic!("no decoder for {other:?} in this build"),
-    }
-}
-
-/// Decompresses a whole body in `coding` (`identity`: as it is); panics
-/// unless the stream is complete.
-#[cfg(feature = "compression")]
-pub fn decode(coding: tower_perf::headers::ContentCoding, b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    decoder(coding, b)
-        .read_to_end(&mut out)
-        .expect("a complete stream");
-    out
-}
-
-/// What a client can decode so far from the first bytes of a stream in
-/// `coding` (the decoder stops where the bytes end).
-#[cfg(feature = "compression")]
-pub fn decode_prefix(coding: tower_perf::headers::ContentCoding, b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut d = decoder(coding, b);
-    let mut buf = [0u8; 4096];
-    while let Ok(n) = d.read(&mut buf) {
-        if n == 0 {
-            break;
-        }
-        out.extend_from_slice(&buf[..n]);
-    }
-    out
-}
+#[path = "decoders.rs"]
+mod decoders;
+#[allow(unused_imports)]
+pub use decoders::{decode, decode_prefix, gunzip, inflate};
 
 /// `data` compressed whole in `coding` by the reference libraries (what
 /// a client would send).
