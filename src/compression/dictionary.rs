@@ -124,7 +124,16 @@ impl Dictionaries {
 
     /// The most bytes all dictionaries hold together (for every handle of
     /// this store; lowering it drops the least recently kept at once).
+    ///
+    /// # Panics
+    ///
+    /// On 0: no dictionary could ever be kept, so the layer would never
+    /// use one.
     pub fn max_bytes(self, bytes: usize) -> Self {
+        assert!(
+            bytes > 0,
+            "Dictionaries::max_bytes: 0 keeps no dictionary; leave CompressionLayer::dictionaries out to turn them off"
+        );
         {
             let mut s = self.write();
             s.max_bytes = bytes;
@@ -451,6 +460,12 @@ mod tests {
     #[should_panic(expected = "needs the `compression-br` or `compression-zstd` feature")]
     fn dictionaries_without_br_or_zstd_are_refused() {
         let _ = crate::compression::CompressionLayer::new().dictionaries(Dictionaries::new());
+    }
+
+    #[test]
+    #[should_panic(expected = "0 keeps no dictionary")]
+    fn a_store_that_can_keep_nothing_is_refused() {
+        let _ = Dictionaries::new().max_bytes(0);
     }
 
     #[test]
