@@ -140,15 +140,13 @@ pub(crate) fn compress_with_dictionary(
         cctx.set_parameter(CParameter::WindowLog(window_log)).ok()?;
         cctx.set_pledged_src_size(Some(input.len() as u64)).ok()?;
         cctx.load_dictionary(dictionary).ok()?;
-        out.reserve(zstd::zstd_safe::compress_bound(input.len()));
+        // One-shot, into the room after the header: the streaming call
+        // would make the context set up stream buffers it does not need.
         let pos = out.len();
-        let mut dst = OutBuffer::around_pos(&mut out, pos);
-        let mut src = InBuffer::around(input);
-        let left = cctx
-            .compress_stream2(&mut dst, &mut src, ZSTD_EndDirective::ZSTD_e_end)
-            .ok()?;
-        // The bound always holds a whole frame.
-        (left == 0 && src.pos() == input.len()).then_some(())
+        out.resize(pos + zstd::zstd_safe::compress_bound(input.len()), 0);
+        let written = cctx.compress2(&mut out[pos..], input).ok()?;
+        out.truncate(pos + written);
+        Some(())
     })();
     // The dictionary sticks to the context until `put_back` resets it.
     put_back(cctx);
