@@ -5,6 +5,8 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
+use super::Dictionaries;
+use super::dictionary::DictionaryCoding;
 use super::encoder::{EncodeError, Encoder, Flush};
 use super::stats::CompressionStats;
 use crate::BoxError;
@@ -100,13 +102,44 @@ impl<B: Body> Body for Inner<B> {
     }
 }
 
-struct EncodeState {
+/// How a body is compressed as it streams.
+pub(crate) struct Encoding {
     /// `None` for a coding this build cannot produce (never negotiated)
     /// or when libzstd could not make a context: the body then fails at
     /// its first poll, loudly (an error the server sees, a truncated
     /// stream the client sees).
+    pub(crate) encoder: Option<Encoder>,
+    /// What the body starts with: a dictionary coding's header.
+    pub(crate) header: Vec<u8>,
+    /// The coding the encoder runs (for a dictionary coding, the one it
+    /// compresses with), which sets the work per poll.
+    pub(crate) coding: ContentCoding,
+    pub(crate) level: u32,
+    /// The dictionary coding, when the body is compressed against one.
+    pub(crate) dictionary: Option<DictionaryCoding>,
+    /// Where to keep the body as a dictionary once it has ended, when the
+    /// response said `Use-As-Dictionary` and may be learned.
+    pub(crate) learn: Option<Dictionaries>,
+}
+
+impl Encoding {
+    /// `coding` at `level`, for a body of about `len` bytes.
+    pub(crate) fn plain(coding: ContentCoding, level: u32, len: Option<u64>) -> Self {
+        Self {
+            encoder: Encoder::new(coding, level, len),
+            header: Vec::new(),
+            coding,
+            level,
+            dictionary: None,
+            learn: None,
+        }
+    }
+}
+
+struct EncodeState {
     encoder: Option<Encoder>,
     coding: ContentCoding,
+    dictionary: Option<DictionaryCoding>,
     level: u32,
     input: Bytes,
     out: Vec<u8>,
@@ -115,6 +148,11 @@ struct EncodeState {
     failed: bool,
     bytes_in: u64,
     bytes_out: u64,
+    /// The store and the body so far, while it may still become a
+    /// dictionary (dropped once it outgrows [`MAX_DICTIONARY_SIZE`]).
+    ///
+    /// [`MAX_DICTIONARY_SIZE`]: super::MAX_DICTIONARY_SIZE
+    learn: Option<(Dictionaries, Vec<u8>)>,
     stats: CompressionStats,
 }
 
@@ -127,6 +165,24 @@ impl EncodeState {
         }
     }
 
+    /// Keeps `input` for the dictionary the body may become.
+    fn keep(&mut self, input: &[u8]) {
+        if let Some((_, kept)) = &mut self.learn {
+            if kept.len() + input.len() > super::MAX_DICTIONARY_SIZE {
+                self.learn = None;
+            } else {
+                kept.extend_from_slice(input);
+            }
+        }
+    }
+
+    /// The body ended whole: keep it as a dictionary if it may be one.
+    fn learn(&mut self) {
+        if let Some((store, kept)) = self.learn.take() {
+            store.insert(kept);
+        }
+    }
+
     fn take_frame(&mut self) -> Frame<Bytes> {
         self.bytes_out += self.out.len() as u64;
         Frame::data(Bytes::from(std::mem::take(&mut self.out)))
@@ -136,8 +192,14 @@ impl EncodeState {
 impl Drop for EncodeState {
     fn drop(&mut self) {
         // Counted on drop, so aborted responses count what was sent.
-        self.stats
-            .record_bytes(self.coding, self.bytes_in, self.bytes_out);
+        match self.dictionary {
+            Some(d) => self
+                .stats
+                .record_dictionary_bytes(d, self.bytes_in, self.bytes_out),
+            None => self
+                .stats
+                .record_bytes(self.coding, self.bytes_in, self.bytes_out),
+        }
     }
 }
 
@@ -209,18 +271,11 @@ impl<B> ResponseBody<B> {
         }
     }
 
-    /// `len`: the body's exact length when known (sizes the encoder).
-    pub(crate) fn encoded(
-        body: B,
-        coding: ContentCoding,
-        level: u32,
-        len: Option<u64>,
-        stats: CompressionStats,
-    ) -> Self {
+    pub(crate) fn encoded(body: B, encoding: Encoding, stats: CompressionStats) -> Self {
         Self {
             inner: Inner::Plain { body },
             buffered: ReadAhead::default(),
-            encode: Some(encode_state(coding, level, len, stats)),
+            encode: Some(encode_state(encoding, stats)),
             hide_size: false,
         }
     }
@@ -228,36 +283,33 @@ impl<B> ResponseBody<B> {
     pub(crate) fn encoded_boxed(
         body: Pin<Box<B>>,
         buffered: ReadAhead,
-        coding: ContentCoding,
-        level: u32,
+        encoding: Encoding,
         stats: CompressionStats,
     ) -> Self {
         Self {
             inner: Inner::Boxed { body },
             buffered,
-            encode: Some(encode_state(coding, level, None, stats)),
+            encode: Some(encode_state(encoding, stats)),
             hide_size: false,
         }
     }
 }
 
-fn encode_state(
-    coding: ContentCoding,
-    level: u32,
-    len: Option<u64>,
-    stats: CompressionStats,
-) -> Box<EncodeState> {
+fn encode_state(encoding: Encoding, stats: CompressionStats) -> Box<EncodeState> {
+    let learn = encoding.learn.map(|store| (store, Vec::new()));
     Box::new(EncodeState {
-        encoder: Encoder::new(coding, level, len),
-        coding,
-        level,
+        encoder: encoding.encoder,
+        coding: encoding.coding,
+        dictionary: encoding.dictionary,
+        level: encoding.level,
         input: Bytes::new(),
-        out: Vec::new(),
+        out: encoding.header,
         unflushed: false,
         finished: false,
         failed: false,
         bytes_in: 0,
         bytes_out: 0,
+        learn,
         stats,
     })
 }
@@ -336,6 +388,7 @@ where
                     return fail(enc, encode_error());
                 }
                 enc.finished = true;
+                enc.learn();
                 continue;
             }
             // One more frame: data to compress, or the end (trailers, sent
@@ -373,6 +426,7 @@ where
         if enc.encode(&chunk, Flush::None).is_err() {
             return fail(enc, encode_error());
         }
+        enc.keep(&chunk);
         enc.bytes_in += n as u64;
         enc.unflushed = true;
         budget -= n;

@@ -15,7 +15,8 @@ use http::header::{ACCEPT_ENCODING, ACCESS_CONTROL_ALLOW_ORIGIN, ORIGIN};
 use http::{HeaderMap, HeaderValue};
 use sha2::{Digest, Sha256};
 
-use crate::headers::{AvailableDictionary, QValue, split_list, trim_ows};
+use super::encoder::{Encoder, Flush};
+use crate::headers::{AvailableDictionary, ContentCoding, QValue, split_list, trim_ows};
 
 /// The most a single dictionary may hold (and the default): responses
 /// compressed with it keep dictionary and body within one window (zstd's
@@ -293,6 +294,14 @@ pub(crate) enum DictionaryCoding {
 }
 
 impl DictionaryCoding {
+    /// The coding it compresses with, against the dictionary.
+    pub(crate) const fn base(self) -> ContentCoding {
+        match self {
+            Self::Dcb => ContentCoding::Br,
+            Self::Dcz => ContentCoding::Zstd,
+        }
+    }
+
     pub(crate) const fn as_str(self) -> &'static str {
         match self {
             Self::Dcb => "dcb",
@@ -325,104 +334,96 @@ impl Choice {
             .is_some_and(|a| a.as_bytes() == b"*" || a == origin)
     }
 
-    /// `input` compressed with the dictionary, the format's header first;
-    /// `None` when this dictionary cannot be used for it (a zstd-format
-    /// dictionary, which libzstd would not read as raw content, or a
-    /// dictionary and body too large for one window).
-    pub(crate) fn compress(&self, input: &[u8], br_level: u32, zstd_level: u32) -> Option<Vec<u8>> {
-        let (dict, hash) = (&self.dictionary[..], &self.hash);
+    /// The format's header (RFC 9842 §4, §5): what the body starts with,
+    /// before the compressed stream.
+    pub(crate) fn header(&self) -> Vec<u8> {
+        let magic: &[u8] = match self.coding {
+            DictionaryCoding::Dcb => &[0xff, 0x44, 0x43, 0x42],
+            // A zstd skippable frame of 32 bytes.
+            DictionaryCoding::Dcz => &[0x5e, 0x2a, 0x4d, 0x18, 0x20, 0, 0, 0],
+        };
+        let mut out = Vec::with_capacity(magic.len() + 32);
+        out.extend_from_slice(magic);
+        out.extend_from_slice(&self.hash);
+        out
+    }
+
+    /// An encoder that compresses a body of about `len` bytes (exactly,
+    /// with `exact`: zstd says it in its frame) against the dictionary, at
+    /// `level` (of brotli for `dcb`, of zstd for `dcz`); the caller writes
+    /// [`header`](Self::header) first. `None` when this build lacks the
+    /// coding or the encoder can't be set up (libzstd out of memory).
+    ///
+    /// The window holds the dictionary and the body's first MiB (the
+    /// dictionary is referenced until the window slides past it): at most
+    /// 2 MiB with a dictionary of [`MAX_DICTIONARY_SIZE`], within the 16
+    /// MiB brotli (no large window) and the 8 MiB zstd decoders must take.
+    pub(crate) fn encoder(&self, level: u32, len: Option<u64>, exact: bool) -> Option<Encoder> {
+        let body = len.map_or(WINDOW_BODY, |n| n.min(WINDOW_BODY));
+        let need = self.dictionary.len() as u64 + body + 16;
+        let log = u64::BITS - need.saturating_sub(1).leading_zeros();
         match self.coding {
             #[cfg(feature = "compression-br")]
-            DictionaryCoding::Dcb => dcb(dict, hash, input, br_level),
+            DictionaryCoding::Dcb => {
+                super::dcb::DcbEncoder::new(&self.dictionary, level, log.clamp(16, 24), len)
+                    .map(Encoder::Dcb)
+            }
             #[cfg(feature = "compression-zstd")]
             DictionaryCoding::Dcz => {
-                // RFC 9842 §5: a skippable frame holding the hash.
-                let mut out = vec![0x5e, 0x2a, 0x4d, 0x18, 0x20, 0, 0, 0];
-                out.extend_from_slice(hash);
-                super::zstd::compress_with_dictionary(zstd_level, dict, input, out)
+                let level = i32::try_from(level.clamp(1, 19)).unwrap_or(3);
+                super::zstd::ZstdEncoder::with_dictionary(
+                    level,
+                    log.clamp(10, 23),
+                    if exact { len } else { None },
+                    &self.dictionary,
+                )
+                .map(Encoder::Zstd)
             }
             #[allow(unreachable_patterns)]
             _ => {
-                let _ = (dict, hash, input, br_level, zstd_level);
+                let _ = (level, exact, log);
                 None
             }
         }
     }
+
+    /// The level this choice compresses at: brotli's for `dcb` (at least
+    /// 2: qualities 0 and 1 ignore a dictionary), zstd's for `dcz`.
+    pub(crate) fn level(&self, br_level: u32, zstd_level: u32) -> u32 {
+        match self.coding {
+            DictionaryCoding::Dcb => br_level.max(2),
+            DictionaryCoding::Dcz => zstd_level,
+        }
+    }
+
+    /// `input` compressed with the dictionary, the format's header first;
+    /// `None` when this build lacks the coding or the encoder failed.
+    pub(crate) fn compress(&self, input: &[u8], level: u32) -> Option<Vec<u8>> {
+        let out = self.header();
+        #[cfg(feature = "compression-zstd")]
+        if self.coding == DictionaryCoding::Dcz {
+            // One call: libzstd's one-shot path sets up no stream buffers.
+            return super::zstd::compress_with_dictionary(level, &self.dictionary, input, out);
+        }
+        let mut out = out;
+        let mut e = self.encoder(level, Some(input.len() as u64), true)?;
+        e.encode(input, &mut out, Flush::Finish).ok()?;
+        out.shrink_to_fit();
+        Some(out)
+    }
 }
 
-/// RFC 9842 §4: `FF 44 43 42`, the hash, then brotli with the dictionary as
-/// a raw prefix (quality at least 2: 0 and 1 ignore it), a window that
-/// holds dictionary and body (at most 16 MiB, no large window).
-#[cfg(feature = "compression-br")]
-fn dcb(dict: &[u8], hash: &[u8; 32], input: &[u8], level: u32) -> Option<Vec<u8>> {
-    use brotli::enc::StandardAlloc;
-    use brotli::enc::encode::{
-        BrotliEncoderOperation, BrotliEncoderParameter, BrotliEncoderStateStruct,
-    };
-    let need = dict.len() + input.len() + 16;
-    let mut lgwin = 16u32;
-    while (1usize << lgwin) - 16 < need {
-        if lgwin == 24 {
-            return None;
-        }
-        lgwin += 1;
-    }
-    let mut s = BrotliEncoderStateStruct::new(StandardAlloc::default());
-    let quality = level.clamp(
-        2,
-        super::encoder::max_level(crate::headers::ContentCoding::Br),
-    );
-    let size_hint = u32::try_from(input.len()).unwrap_or(u32::MAX);
-    if !(s.set_parameter(BrotliEncoderParameter::BROTLI_PARAM_QUALITY, quality)
-        && s.set_parameter(BrotliEncoderParameter::BROTLI_PARAM_LGWIN, lgwin)
-        && s.set_parameter(BrotliEncoderParameter::BROTLI_PARAM_SIZE_HINT, size_hint))
-    {
-        return None;
-    }
-    s.set_custom_dictionary(dict.len(), dict);
-    let mut out = vec![0u8; 36 + input.len() / 2 + 1024];
-    out[..4].copy_from_slice(&[0xff, 0x44, 0x43, 0x42]);
-    out[4..36].copy_from_slice(hash);
-    let (mut avail_in, mut in_off) = (input.len(), 0usize);
-    let mut out_off = 36usize;
-    let mut avail_out = out.len() - out_off;
-    let mut total = None;
-    loop {
-        let ok = s.compress_stream(
-            BrotliEncoderOperation::BROTLI_OPERATION_FINISH,
-            &mut avail_in,
-            input,
-            &mut in_off,
-            &mut avail_out,
-            &mut out,
-            &mut out_off,
-            &mut total,
-            &mut |_, _, _, _| (),
-        );
-        if !ok {
-            return None;
-        }
-        if s.is_finished() {
-            break;
-        }
-        if avail_out == 0 {
-            let grow = out.len();
-            out.resize(out.len() + grow, 0);
-            avail_out = out.len() - out_off;
-        }
-    }
-    out.truncate(out_off);
-    out.shrink_to_fit();
-    Some(out)
-}
+/// How much of a body the window of a dictionary coding holds beyond the
+/// dictionary.
+const WINDOW_BODY: u64 = 1 << 20;
 
 #[cfg(test)]
 mod tests {
     use http::HeaderValue;
 
     use super::*;
-    use crate::compression::encoder::{Encoder, Flush};
-    use crate::headers::{AVAILABLE_DICTIONARY, ContentCoding};
+    use crate::compression::test_util::{undictionary, undictionary_prefix};
+    use crate::headers::AVAILABLE_DICTIONARY;
 
     #[allow(dead_code)]
     fn encode(coding: ContentCoding, data: &[u8]) -> Vec<u8> {
@@ -590,19 +591,13 @@ mod tests {
     #[cfg(feature = "compression-br")]
     #[test]
     fn dcb_is_the_header_then_brotli_over_the_dictionary() {
-        use std::io::Read;
         let (v1, v2) = (script(1, 30 * 1024), script(2, 30 * 1024 + 300));
         let d = Dictionaries::new();
         let hash = d.insert(&v1).unwrap();
         let choice = d.choose(&request(&hash, "dcb")).unwrap();
-        let out = choice.compress(&v2, 3, 1).unwrap();
-        assert_eq!(out[..4], [0xff, 0x44, 0x43, 0x42]);
-        assert_eq!(&out[4..36], hash.hash());
-        let mut back = Vec::new();
-        brotli::reader::Decompressor::new_with_custom_dict(&out[36..], 4096, v1.into())
-            .read_to_end(&mut back)
-            .unwrap();
-        assert_eq!(back, v2);
+        let out = choice.compress(&v2, 3).unwrap();
+        // `undictionary` checks the header names the hash.
+        assert_eq!(undictionary("dcb", &out, &v1, hash.hash()), v2);
         let plain = encode(ContentCoding::Br, &v2);
         assert!(
             out.len() * 3 < plain.len(),
@@ -612,26 +607,64 @@ mod tests {
         );
     }
 
+    /// Streamed bodies of unknown length, in pieces with a flush that
+    /// makes the first part decodable, in both codings; one longer than
+    /// the window's share of the body (1 MiB) still decodes, and its first
+    /// MiB, which the window lets reference the dictionary, is as small as
+    /// a copy of it should be.
+    #[test]
+    fn streamed_bodies_compress_against_the_dictionary() {
+        let v1 = script(1, 30 * 1024);
+        let d = Dictionaries::new();
+        let hash = d.insert(&v1).unwrap();
+        let mut v2 = script(2, 30 * 1024 + 300);
+        let short = v2.clone();
+        while v2.len() < 1_200_000 {
+            v2.extend_from_slice(&short);
+        }
+        for coding in ["dcz", "dcb"] {
+            if (coding == "dcz" && !cfg!(feature = "compression-zstd"))
+                || (coding == "dcb" && !cfg!(feature = "compression-br"))
+            {
+                continue;
+            }
+            let choice = d.choose(&request(&hash, coding)).unwrap();
+            for body in [&short, &v2] {
+                let mut e = choice.encoder(3, None, false).unwrap();
+                let mut out = choice.header();
+                e.encode(&body[..1_000], &mut out, Flush::Sync).unwrap();
+                let head = undictionary_prefix(coding, &out, &v1, hash.hash());
+                assert_eq!(head, &body[..1_000], "{coding}");
+                for chunk in body[1_000..].chunks(9_000) {
+                    e.encode(chunk, &mut out, Flush::None).unwrap();
+                }
+                e.encode(&[], &mut out, Flush::Finish).unwrap();
+                assert_eq!(undictionary(coding, &out, &v1, hash.hash()), *body);
+                if body.len() == short.len() {
+                    let plain = encode(ContentCoding::Gzip, body);
+                    assert!(
+                        out.len() * 5 < plain.len(),
+                        "{coding}: {} of {}",
+                        out.len(),
+                        plain.len()
+                    );
+                }
+            }
+        }
+    }
+
     #[cfg(feature = "compression-zstd")]
     #[test]
     fn dcz_is_a_skippable_frame_with_the_hash_then_zstd_over_the_dictionary() {
         use crate::compression::test_util::decode;
-        use std::io::Read;
         let (v1, v2) = (script(1, 30 * 1024), script(2, 30 * 1024 + 300));
         let d = Dictionaries::new();
         let hash = d.insert(&v1).unwrap();
         let choice = d.choose(&request(&hash, "dcz")).unwrap();
         for _ in 0..2 {
             // Twice: the pooled context gives the dictionary up after use.
-            let out = choice.compress(&v2, 3, 1).unwrap();
-            assert_eq!(out[..8], [0x5e, 0x2a, 0x4d, 0x18, 0x20, 0, 0, 0]);
-            assert_eq!(&out[8..40], hash.hash());
-            let mut back = Vec::new();
-            zstd::stream::read::Decoder::with_ref_prefix(&out[40..], &v1)
-                .unwrap()
-                .read_to_end(&mut back)
-                .unwrap();
-            assert_eq!(back, v2);
+            let out = choice.compress(&v2, 1).unwrap();
+            assert_eq!(undictionary("dcz", &out, &v1, hash.hash()), v2);
             let plain = encode(ContentCoding::Zstd, &v2);
             assert!(
                 out.len() * 4 < plain.len(),
@@ -660,6 +693,6 @@ mod tests {
             dictionary: Bytes::from(formatted),
             cors_origin: None,
         };
-        assert!(choice.compress(&v2, 3, 1).is_none());
+        assert!(choice.compress(&v2, 1).is_none());
     }
 }

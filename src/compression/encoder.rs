@@ -75,6 +75,10 @@ pub(crate) enum Encoder {
     Br(Option<Box<brotli::CompressorWriter<Vec<u8>>>>),
     #[cfg(feature = "compression-zstd")]
     Zstd(super::zstd::ZstdEncoder),
+    /// brotli against a dictionary (RFC 9842's `dcb`; `dcz` is a `Zstd`
+    /// with the dictionary loaded).
+    #[cfg(feature = "compression-br")]
+    Dcb(super::dcb::DcbEncoder),
 }
 
 impl std::fmt::Debug for Encoder {
@@ -85,6 +89,8 @@ impl std::fmt::Debug for Encoder {
             Self::Br(_) => f.write_str("Encoder::Br"),
             #[cfg(feature = "compression-zstd")]
             Self::Zstd(_) => f.write_str("Encoder::Zstd"),
+            #[cfg(feature = "compression-br")]
+            Self::Dcb(_) => f.write_str("Encoder::Dcb"),
         }
     }
 }
@@ -198,6 +204,8 @@ impl Encoder {
             }
             #[cfg(feature = "compression-zstd")]
             Self::Zstd(e) => e.encode(input, out, flush),
+            #[cfg(feature = "compression-br")]
+            Self::Dcb(e) => e.encode(input, out, flush),
         }
     }
 }

@@ -14,7 +14,7 @@ use http::{Response, StatusCode};
 use http_body::Body;
 use pin_project_lite::pin_project;
 
-use super::body::ResponseBody;
+use super::body::{Encoding, ResponseBody};
 use super::dictionary::Choice;
 use super::encoder::{Encoder, Flush};
 use super::layer::Config;
@@ -34,8 +34,8 @@ pub(crate) struct Ctx {
     pub(crate) is_get: bool,
     /// The request carried `Authorization`.
     pub(crate) authorized: bool,
-    /// The dictionary coding and dictionary the request may get, for a
-    /// body compressed whole (RFC 9842).
+    /// The dictionary coding and dictionary the request may get (RFC
+    /// 9842).
     pub(crate) dictionary: Option<Choice>,
     pub(crate) is_head: bool,
     /// Base tags of If-None-Match entries the client had from us with a
@@ -143,19 +143,13 @@ where
                             });
                         }
                         Decision::Compress => {
-                            apply_compressed_headers(&mut parts.headers, ctx);
                             this.state.set(State::Done);
                             let body = if ctx.is_head {
+                                head_headers(&mut parts, ctx);
                                 ResponseBody::head_compressed()
                             } else {
-                                let level = ctx.config.level(ctx.coding);
-                                ResponseBody::encoded(
-                                    body,
-                                    ctx.coding,
-                                    level,
-                                    hint.exact(),
-                                    ctx.stats.clone(),
-                                )
+                                let encoding = streamed(&mut parts, ctx, hint.exact());
+                                ResponseBody::encoded(body, encoding, ctx.stats.clone())
                             };
                             return Poll::Ready(Ok(Response::from_parts(parts, body)));
                         }
@@ -230,16 +224,14 @@ where
                         }
                         Response::from_parts(parts, ResponseBody::identity_boxed(body, buffered))
                     } else if ctx.is_head {
-                        apply_compressed_headers(&mut parts.headers, ctx);
+                        head_headers(&mut parts, ctx);
                         Response::from_parts(parts, ResponseBody::head_compressed())
                     } else {
-                        apply_compressed_headers(&mut parts.headers, ctx);
-                        let level = ctx.config.level(ctx.coding);
+                        let encoding = streamed(&mut parts, ctx, None);
                         let body = ResponseBody::encoded_boxed(
                             body,
                             buffered,
-                            ctx.coding,
-                            level,
+                            encoding,
                             ctx.stats.clone(),
                         );
                         Response::from_parts(parts, body)
@@ -298,10 +290,7 @@ fn joined(chunks: &VecDeque<Bytes>) -> Bytes {
 fn with_dictionary(parts: &mut Parts, chunks: &VecDeque<Bytes>, ctx: &Ctx) -> Option<Vec<u8>> {
     let store = ctx.config.dictionaries.as_ref()?;
     let learn = learnable(parts, ctx);
-    let choice = ctx
-        .dictionary
-        .as_ref()
-        .filter(|c| c.allowed_for(&parts.headers));
+    let choice = usable_dictionary(parts, ctx);
     if !learn && choice.is_none() {
         return None;
     }
@@ -310,26 +299,87 @@ fn with_dictionary(parts: &mut Parts, chunks: &VecDeque<Bytes>, ctx: &Ctx) -> Op
         store.insert(&input);
     }
     let choice = choice?;
+    let out = choice.compress(&input, dictionary_level(choice, ctx))?;
+    dictionary_headers(&mut parts.headers, choice, ctx);
+    ctx.stats
+        .record_dictionary_bytes(choice.coding, input.len() as u64, out.len() as u64);
+    Some(out)
+}
+
+/// How a streamed body is compressed, with the response's fields set to
+/// say so: against the dictionary the request named when the response
+/// lets it be used ([`usable_dictionary`]), else in the negotiated
+/// coding; kept as a dictionary at its end when it may be one
+/// ([`learnable`]). `len`: the body's length when known.
+fn streamed(parts: &mut Parts, ctx: &Ctx, len: Option<u64>) -> Encoding {
+    let learn = match &ctx.config.dictionaries {
+        Some(store) if learnable(parts, ctx) => Some(store.clone()),
+        _ => None,
+    };
+    if let Some(choice) = usable_dictionary(parts, ctx) {
+        let level = dictionary_level(choice, ctx);
+        // An encoder that can't be set up (libzstd out of memory) leaves
+        // the usual coding, whose own failure is reported at the first
+        // poll.
+        if let Some(encoder) = choice.encoder(level, len, false) {
+            dictionary_headers(&mut parts.headers, choice, ctx);
+            return Encoding {
+                encoder: Some(encoder),
+                header: choice.header(),
+                coding: choice.coding.base(),
+                level,
+                dictionary: Some(choice.coding),
+                learn,
+            };
+        }
+    }
+    apply_compressed_headers(&mut parts.headers, ctx);
+    Encoding {
+        learn,
+        ..Encoding::plain(ctx.coding, ctx.config.level(ctx.coding), len)
+    }
+}
+
+/// The fields of a compressed HEAD response: those its GET would get.
+fn head_headers(parts: &mut Parts, ctx: &Ctx) {
+    match usable_dictionary(parts, ctx) {
+        Some(choice) => dictionary_headers(&mut parts.headers, choice, ctx),
+        None => apply_compressed_headers(&mut parts.headers, ctx),
+    }
+}
+
+/// The dictionary the request named, when the layer has a store and RFC
+/// 9842 §9.3.3 lets this response be compressed with it.
+fn usable_dictionary<'c>(parts: &Parts, ctx: &'c Ctx) -> Option<&'c Choice> {
+    ctx.config.dictionaries.as_ref()?;
+    ctx.dictionary
+        .as_ref()
+        .filter(|c| c.allowed_for(&parts.headers))
+}
+
+fn dictionary_level(choice: &Choice, ctx: &Ctx) -> u32 {
     let config = &ctx.config;
-    let out = choice.compress(
-        &input,
+    choice.level(
         config.level(ContentCoding::Br),
         config.level(ContentCoding::Zstd),
-    )?;
-    let headers = &mut parts.headers;
+    )
+}
+
+/// The fields of a dictionary-compressed response (without
+/// `Content-Length`, which only a body held whole knows), counted.
+fn dictionary_headers(headers: &mut HeaderMap, choice: &Choice, ctx: &Ctx) {
     headers.insert(
         CONTENT_ENCODING,
         HeaderValue::from_static(choice.coding.as_str()),
     );
+    headers.remove(CONTENT_LENGTH);
     headers.remove(ACCEPT_RANGES);
     // A strong validator names these bytes, which depend on the dictionary
     // as well as the coding: without a tag that says both (future work), a
     // weak one, which may be shared by every coding of the representation
     // and still revalidates (If-None-Match compares weakly).
     weaken_etag(headers);
-    ctx.stats
-        .record_dictionary(choice.coding, input.len() as u64, out.len() as u64);
-    Some(out)
+    ctx.stats.record_dictionary(choice.coding);
 }
 
 /// Whether the response is one every client may be handed as a dictionary

@@ -228,10 +228,10 @@ impl CompressionLayer {
     /// Compresses with shared dictionaries (RFC 9842): a request whose
     /// `Available-Dictionary` names one of `dictionaries` and whose
     /// `Accept-Encoding` lists `dcz` or `dcb` gets its response compressed
-    /// with it, when the layer compresses the body whole (known length,
-    /// up to 32 KiB at the default levels; larger or streamed bodies get
-    /// the usual coding). Responses the layer compresses whole that carry
-    /// a valid `Use-As-Dictionary` are added to `dictionaries`. Every
+    /// with it, whole or as it streams. Responses the layer compresses
+    /// that carry a valid `Use-As-Dictionary` are added to
+    /// `dictionaries` once they have ended (up to
+    /// [`MAX_DICTIONARY_SIZE`](super::MAX_DICTIONARY_SIZE)). Every
     /// response whose representation depends on `Accept-Encoding` then
     /// varies on `Available-Dictionary` too. See the module docs.
     ///

@@ -96,30 +96,30 @@
 //!   go through zlib-rs.
 //! - **Shared dictionaries** (RFC 9842, Compression Dictionary Transport),
 //!   with [`CompressionLayer::dictionaries`] and a [`Dictionaries`] store:
-//!   a response the layer compresses whole (known length, up to 32 KiB at
-//!   the default levels) that carries a valid `Use-As-Dictionary` is kept
-//!   as a dictionary (by SHA-256; the store is bounded in bytes, and
-//!   [`Dictionaries::insert`] adds others). A later request naming one in
-//!   `Available-Dictionary` and listing `dcz` or `dcb` in
-//!   `Accept-Encoding` (besides a usual coding, as browsers do) gets a body
-//!   held whole compressed against it: `dcz` (zstd, with the build's
-//!   `compression-zstd`) or `dcb` (brotli), the RFC's header first, often
-//!   tens of times smaller than without (BENCHMARKS.md). Only a 200 to a
-//!   GET that every client may share is learned (no `no-store`,
+//!   a response the layer compresses that carries a valid
+//!   `Use-As-Dictionary` is kept as a dictionary once it has ended (by
+//!   SHA-256; up to [`MAX_DICTIONARY_SIZE`], a copy kept while it streams;
+//!   the store is bounded in bytes, and [`Dictionaries::insert`] adds
+//!   others). A later request naming one in `Available-Dictionary` and
+//!   listing `dcz` or `dcb` in `Accept-Encoding` (besides a usual coding,
+//!   as browsers do) gets its body compressed against it, whole or as it
+//!   streams: `dcz` (zstd, with the build's `compression-zstd`) or `dcb`
+//!   (brotli), the RFC's header first, often tens of times smaller than
+//!   without (BENCHMARKS.md). The window holds the dictionary and the
+//!   body's first MiB (at most 2 MiB per streamed response). Only a 200 to
+//!   a GET that every client may share is learned (no `no-store`,
 //!   `private`, `Set-Cookie` or `Authorization`). Following RFC 9842
 //!   §9.3.3, a cross-site request whose response the page may not read
 //!   (Fetch Metadata: `Sec-Fetch-Mode` other than `navigate`,
 //!   `same-origin`, or `cors` with an allowed `Origin`) gets no
 //!   dictionary. Every response whose representation depends on
 //!   `Accept-Encoding` then varies on `Available-Dictionary` too (so a
-//!   cache keeps one copy per dictionary a client names, even of
-//!   responses too large to be compressed against one). A
+//!   cache keeps one copy per dictionary a client names). A
 //!   dictionary-compressed response carries a weak `ETag` (a strong one
-//!   naming both the bytes and the dictionary is future work); bodies
-//!   streamed or larger than the whole-body limit get the usual coding.
-//!   A dictionary's set-up (zstd loads it, brotli hashes it) is part of
-//!   the poll that compresses, so keep dictionaries small (at most
-//!   [`MAX_DICTIONARY_SIZE`]).
+//!   naming both the bytes and the dictionary is future work). A
+//!   dictionary's set-up (zstd loads it, brotli hashes it) and a learned
+//!   body's SHA-256 are part of the poll that does them, so keep
+//!   dictionaries small (at most [`MAX_DICTIONARY_SIZE`]).
 //! - **Statistics**: [`CompressionLayer::stats`] returns a cheap handle with
 //!   responses compressed per coding, bytes in and out, and skipped
 //!   responses by [`SkipReason`].
@@ -207,6 +207,8 @@
 //! ```
 
 mod body;
+#[cfg(feature = "compression-br")]
+mod dcb;
 mod dictionary;
 pub(crate) mod encoder;
 mod future;

@@ -241,20 +241,29 @@ impl CompressionStats {
         }
     }
 
-    /// A response compressed with a dictionary: counted, with its bytes.
-    pub(crate) fn record_dictionary(
+    /// A response compressed with a dictionary, counted when its head goes
+    /// out.
+    pub(crate) fn record_dictionary(&self, coding: super::dictionary::DictionaryCoding) {
+        self.dictionary(coding).responses.fetch_add(1, Relaxed);
+    }
+
+    /// The bytes a dictionary-compressed body took in and sent.
+    pub(crate) fn record_dictionary_bytes(
         &self,
         coding: super::dictionary::DictionaryCoding,
         bytes_in: u64,
         bytes_out: u64,
     ) {
-        let c = match coding {
-            super::dictionary::DictionaryCoding::Dcb => &self.inner.dcb,
-            super::dictionary::DictionaryCoding::Dcz => &self.inner.dcz,
-        };
-        c.responses.fetch_add(1, Relaxed);
+        let c = self.dictionary(coding);
         c.bytes_in.fetch_add(bytes_in, Relaxed);
         c.bytes_out.fetch_add(bytes_out, Relaxed);
+    }
+
+    fn dictionary(&self, coding: super::dictionary::DictionaryCoding) -> &CodingCounters {
+        match coding {
+            super::dictionary::DictionaryCoding::Dcb => &self.inner.dcb,
+            super::dictionary::DictionaryCoding::Dcz => &self.inner.dcz,
+        }
     }
 
     pub(crate) fn record_skip(&self, reason: SkipReason) {

@@ -13,4 +13,6 @@ pub(super) fn sample(n: usize) -> Vec<u8> {
 // The reference decoders, shared with the integration tests.
 #[path = "../../tests/support/decoders.rs"]
 mod decoders;
-pub(super) use decoders::{decode, decode_prefix, gunzip, inflate};
+pub(super) use decoders::{
+    decode, decode_prefix, gunzip, inflate, undictionary, undictionary_prefix,
+};

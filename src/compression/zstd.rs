@@ -43,15 +43,40 @@ impl ZstdEncoder {
     /// `pledged`, the frame header says the size and libzstd sizes its
     /// tables to it: the body must be exactly that long.
     pub(crate) fn new(level: i32, window_log: u32, pledged: Option<u64>) -> Option<Self> {
-        let mut cctx = match super::pool::take(&POOL, |_| true) {
-            Some(c) => c,
-            None => CCtx::try_create()?,
+        Self::start(level, window_log, pledged, None)
+    }
+
+    /// As [`new`](Self::new), compressing against `dictionary` as raw
+    /// content (RFC 9842's `dcz`; the caller writes the hash frame first
+    /// and checks the dictionary is not in zstd's own format).
+    pub(crate) fn with_dictionary(
+        level: i32,
+        window_log: u32,
+        pledged: Option<u64>,
+        dictionary: &[u8],
+    ) -> Option<Self> {
+        Self::start(level, window_log, pledged, Some(dictionary))
+    }
+
+    fn start(
+        level: i32,
+        window_log: u32,
+        pledged: Option<u64>,
+        dictionary: Option<&[u8]>,
+    ) -> Option<Self> {
+        // Held by `Self` from here on, so an early return gives it back.
+        let mut this = Self {
+            cctx: Some(take()?),
         };
+        let cctx = this.cctx.as_mut()?;
         cctx.set_parameter(CParameter::CompressionLevel(level))
             .ok()?;
         cctx.set_parameter(CParameter::WindowLog(window_log)).ok()?;
         cctx.set_pledged_src_size(pledged).ok()?;
-        Some(Self { cctx: Some(cctx) })
+        if let Some(d) = dictionary {
+            cctx.load_dictionary(d).ok()?;
+        }
+        Some(this)
     }
 
     /// Compresses all of `input`, appending to `out`, then flushes as

@@ -3,8 +3,6 @@
 //! `Available-Dictionary` and accepts `dcz`/`dcb` gets the new version
 //! compressed against it; anything else gets the usual coding.
 
-use std::io::Read;
-
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, Response, StatusCode, header};
@@ -14,11 +12,18 @@ use tower::ServiceExt;
 use tower_perf::compression::{CompressionLayer, Dictionaries};
 use tower_perf::headers::{AVAILABLE_DICTIONARY, AvailableDictionary};
 
+use crate::support::undictionary;
+
 /// A 30 KiB script; `version` changes one function in 37.
 fn script(version: u32) -> String {
+    script_of(version, 30 * 1024)
+}
+
+/// A script of at least `len` bytes; `version` changes one function in 37.
+fn script_of(version: u32, len: usize) -> String {
     let mut s = String::new();
     let mut i = 0u32;
-    while s.len() < 30 * 1024 {
+    while s.len() < len {
         let k = if i % 37 == 0 { version } else { 1 };
         s.push_str(&format!(
             "function on{i}(e) {{ const v = e.detail.x{i} * {k}; if (v > {i}) show('n-{i}', v); return v; }}\n"
@@ -59,40 +64,6 @@ async fn fetch(app: &Router, path: &str, fields: &[(&str, String)]) -> (Response
     let (parts, body) = res.into_parts();
     let bytes = body.collect().await.unwrap().to_bytes().to_vec();
     (Response::from_parts(parts, ()), bytes)
-}
-
-fn undictionary(
-    coding: &str,
-    body: &[u8],
-    dictionary: &[u8],
-    hash: &AvailableDictionary,
-) -> Vec<u8> {
-    let mut out = Vec::new();
-    match coding {
-        #[cfg(feature = "compression-zstd")]
-        "dcz" => {
-            assert_eq!(body[..8], [0x5e, 0x2a, 0x4d, 0x18, 0x20, 0, 0, 0]);
-            assert_eq!(&body[8..40], hash.hash());
-            zstd::stream::read::Decoder::with_ref_prefix(&body[40..], dictionary)
-                .unwrap()
-                .read_to_end(&mut out)
-                .unwrap();
-        }
-        #[cfg(feature = "compression-br")]
-        "dcb" => {
-            assert_eq!(body[..4], [0xff, 0x44, 0x43, 0x42]);
-            assert_eq!(&body[4..36], hash.hash());
-            brotli::reader::Decompressor::new_with_custom_dict(
-                &body[36..],
-                4096,
-                dictionary.to_vec().into(),
-            )
-            .read_to_end(&mut out)
-            .unwrap();
-        }
-        other => panic!("not a dictionary coding: {other}"),
-    }
-    out
 }
 
 #[tokio::test]
@@ -158,7 +129,7 @@ async fn a_learned_dictionary_compresses_the_next_version() {
         // No strong validator names these bytes yet: a weak one.
         assert_eq!(res.headers()[header::ETAG], "W/\"v2\"");
         assert_eq!(
-            undictionary(&coding, &body, v1.as_bytes(), &hash),
+            undictionary(&coding, &body, v1.as_bytes(), hash.hash()),
             script(2).as_bytes()
         );
         assert!(
@@ -226,6 +197,102 @@ async fn unknown_dictionaries_and_clients_without_the_codings_get_the_usual_codi
             .codings()
             .any(|(c, s)| c == used && s.responses == 1)
     );
+}
+
+/// Bodies too large to be held whole, of known length or streamed in
+/// pieces of unknown length, are learned as they stream and compressed
+/// against a dictionary as they stream; one larger than a dictionary may
+/// be is not learned.
+#[tokio::test]
+async fn streamed_bodies_are_learned_and_compressed_against_a_dictionary() {
+    const LEN: usize = 200 * 1024;
+    let dictionaries = Dictionaries::new();
+    let layer = CompressionLayer::new().dictionaries(dictionaries.clone());
+    let stats = layer.stats();
+    let js = |version: u32, len: usize, streamed: bool| {
+        move || async move {
+            let text = script_of(version, len);
+            let body = if streamed {
+                let pieces: Vec<Result<String, std::io::Error>> = text
+                    .as_bytes()
+                    .chunks(8 * 1024)
+                    .map(|c| Ok(String::from_utf8(c.to_vec()).unwrap()))
+                    .collect();
+                Body::from_stream(futures_util::stream::iter(pieces))
+            } else {
+                Body::from(text)
+            };
+            Response::builder()
+                .header(header::CONTENT_TYPE, "text/javascript")
+                .header(header::ETAG, format!("\"v{version}\""))
+                .header("use-as-dictionary", "match=\"/big.*.js\"")
+                .body(body)
+                .unwrap()
+        }
+    };
+    let app = Router::new()
+        .route("/big.v1.js", get(js(1, LEN, true)))
+        .route("/big.v2.js", get(js(2, LEN, false)))
+        .route("/big.v3.js", get(js(3, LEN, true)))
+        .route("/huge.js", get(js(1, 1_100_000, true)))
+        .layer(layer);
+    let gzip = [("accept-encoding", "gzip".to_owned())];
+    let (res, _) = fetch(&app, "/huge.js", &gzip).await;
+    assert_eq!(res.headers()[header::CONTENT_ENCODING], "gzip");
+    assert_eq!(dictionaries.len(), 0, "over MAX_DICTIONARY_SIZE");
+    let (res, _) = fetch(&app, "/big.v1.js", &gzip).await;
+    assert!(!res.headers().contains_key(header::CONTENT_LENGTH));
+    assert_eq!(dictionaries.len(), 1);
+    let v1 = script_of(1, LEN);
+    let hash = dictionaries.insert(&v1).unwrap();
+    assert_eq!(dictionaries.len(), 1, "the streamed body, whole");
+    let (_, plain) = fetch(&app, "/big.v2.js", &gzip).await;
+    let mut sent = 0;
+    for path in ["/big.v2.js", "/big.v3.js"] {
+        let fields = [
+            ("accept-encoding", "gzip, br, zstd, dcb, dcz".to_owned()),
+            (AVAILABLE_DICTIONARY.as_str(), hash.to_string()),
+        ];
+        let (res, body) = fetch(&app, path, &fields).await;
+        let coding = res.headers()[header::CONTENT_ENCODING].to_str().unwrap();
+        assert!(coding == "dcz" || coding == "dcb", "{path}: {coding}");
+        assert!(
+            !res.headers().contains_key(header::CONTENT_LENGTH),
+            "{path}"
+        );
+        assert_eq!(
+            res.headers()[header::VARY],
+            "accept-encoding, available-dictionary"
+        );
+        assert!(
+            res.headers()[header::ETAG]
+                .to_str()
+                .unwrap()
+                .starts_with("W/")
+        );
+        let version = if path == "/big.v2.js" { 2 } else { 3 };
+        assert_eq!(
+            undictionary(coding, &body, v1.as_bytes(), hash.hash()),
+            script_of(version, LEN).as_bytes(),
+            "{path}"
+        );
+        assert!(
+            body.len() * 5 < plain.len(),
+            "{path}: {} bytes against gzip's {}",
+            body.len(),
+            plain.len()
+        );
+        sent += body.len() as u64;
+    }
+    // Counted as the dictionary coding, with the bytes it took and sent.
+    let snap = stats.snapshot();
+    let (_, dict) = snap
+        .codings()
+        .find(|(c, _)| *c == "dcz" || *c == "dcb")
+        .unwrap();
+    assert_eq!(dict.responses, 2);
+    assert_eq!(dict.bytes_in, 2 * script_of(2, LEN).len() as u64);
+    assert_eq!(dict.bytes_out, sent);
 }
 
 /// Only a 200 to a GET that every client may share is learned: not a

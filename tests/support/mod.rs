@@ -251,7 +251,7 @@ where
 #[path = "decoders.rs"]
 mod decoders;
 #[allow(unused_imports)]
-pub use decoders::{decode, decode_prefix, gunzip, inflate};
+pub use decoders::{decode, decode_prefix, gunzip, inflate, undictionary, undictionary_prefix};
 
 /// `data` compressed whole in `coding` by the reference libraries (what
 /// a client would send).
