@@ -83,7 +83,6 @@ use tower_perf::cache::{CacheLayer, MemoryStore};
 use tower_perf::cache_control::{CacheControlLayer, Policy};
 use tower_perf::compression::{CompressionLayer, Dictionaries};
 use tower_perf::decompression::{DecompressionBody, RequestDecompressionLayer};
-use tower_perf::headers::ContentCoding;
 use tower_perf::rate_limit::{Quota, RateLimitLayer, RateLimitStore, RateRule};
 use tower_perf::report::{Report, ReportBuilder};
 use tower_perf::timing::{SpanGuard, TimingLayer, TimingStats, Timings};
@@ -247,9 +246,10 @@ pub(crate) fn app_with_stats(config: DemoConfig) -> (Router, TimingStats) {
     build(config, limits, cache, |r| r)
 }
 
-/// The demo's cache settings (without its store).
+/// The demo's cache settings (without its store): keyed on the codings
+/// the compression layer inside it offers.
 pub(crate) fn demo_cache() -> CacheLayer {
-    CacheLayer::new().codings([ContentCoding::Gzip, ContentCoding::Deflate])
+    CacheLayer::new().codings(CompressionLayer::new().offered_codings().iter().copied())
 }
 
 /// The demo app with both layers in Redis at `url` (`--redis`): the rate

@@ -11,10 +11,10 @@ use http::header;
 
 use super::entry::CachedResponse;
 use super::service::Shared;
-use super::storable::{heuristically_cacheable, response_coding};
+use super::storable::{StoredCoding, heuristically_cacheable, response_coding};
 use super::store::Variants;
 use super::vary::RequestVary;
-use crate::headers::{CacheControl, ContentCoding, EntityTag, HttpDate};
+use crate::headers::{CacheControl, EntityTag, HttpDate};
 
 /// What to do with a GET or HEAD, given what the store holds.
 pub(super) enum Decision {
@@ -137,7 +137,7 @@ pub(crate) struct Facts {
     pub(crate) last_modified: Option<HttpDate>,
     /// The `Content-Encoding` (identity when absent); `None` when it is
     /// not one coding this crate knows, and then no request is served it.
-    pub(crate) coding: Option<ContentCoding>,
+    pub(crate) coding: Option<StoredCoding>,
 }
 
 /// Heuristic freshness (RFC 9111 §4.2.2): a fraction of the time since

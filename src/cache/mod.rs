@@ -47,8 +47,14 @@
 //!   the request's preferred coding: by default among every coding this
 //!   crate knows (the origin negotiates, as behind a proxy), with
 //!   [`CacheLayer::codings`] among those the compression layer inside the
-//!   cache produces. A response in a coding this crate doesn't know (or
-//!   several) is not stored.
+//!   cache produces. A response compressed against a dictionary (RFC
+//!   9842's `dcz` and `dcb`) is stored when its `Vary` names
+//!   `Available-Dictionary` (as the compression layer's does), keyed by
+//!   the dictionary the request named and the dictionary codings it
+//!   lists, and served only to a request naming the same dictionary and
+//!   listing the coding (`*` does not count). A response in a coding this
+//!   crate doesn't know (or several), or a dictionary coding without that
+//!   `Vary`, is not stored.
 //! - **Request directives**: `no-cache` (and `Pragma: no-cache`),
 //!   `no-store`, `max-age`, `max-stale`, `min-fresh`, `only-if-cached`
 //!   (504 when nothing fits).
@@ -163,6 +169,7 @@ mod body;
 #[cfg(feature = "redis")]
 mod codec;
 mod entry;
+mod fields;
 mod flight;
 mod freshness;
 mod future;

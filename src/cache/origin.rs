@@ -314,7 +314,8 @@ where
                 // Remember the URL when the response, not this request,
                 // made it uncacheable.
                 // An unknown coding answers the client's own
-                // Accept-Encoding (`dcb`, say): not the URL's fault either.
+                // Accept-Encoding (`x-custom`, say): not the URL's fault
+                // either.
                 let request_made_it = fetch.req_cc.no_store()
                     || (authorized && reason == NotStorable::Authorization)
                     || reason == NotStorable::UnknownCoding;

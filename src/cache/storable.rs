@@ -14,22 +14,49 @@ pub(super) fn heuristically_cacheable(status: StatusCode) -> bool {
     )
 }
 
+/// The one content coding of a stored response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StoredCoding {
+    /// A coding `Accept-Encoding` weighs (identity when there is none).
+    Plain(ContentCoding),
+    /// Compressed against a dictionary (RFC 9842): `dcb` or `dcz`, its
+    /// name. Served only to a request that names a dictionary and lists
+    /// the coding; the response's `Vary` must name `Available-Dictionary`,
+    /// so it is the same dictionary ([`check_storable`]).
+    Dictionary(&'static str),
+}
+
 /// The one content coding of a response: identity without
 /// `Content-Encoding`; `None` for a coding this crate doesn't know or a
 /// stack of codings (which the cache does not store).
-pub(crate) fn response_coding(headers: &HeaderMap) -> Option<ContentCoding> {
+pub(crate) fn response_coding(headers: &HeaderMap) -> Option<StoredCoding> {
     let mut lines = headers.get_all(header::CONTENT_ENCODING).iter();
     let Some(first) = lines.next() else {
-        return Some(ContentCoding::Identity);
+        return Some(StoredCoding::Plain(ContentCoding::Identity));
     };
     if lines.next().is_some() {
         return None;
     }
     let value = first.as_bytes().trim_ascii();
     if value.is_empty() {
-        return Some(ContentCoding::Identity);
+        return Some(StoredCoding::Plain(ContentCoding::Identity));
     }
-    ContentCoding::from_token(value)
+    if let Some(c) = ContentCoding::from_token(value) {
+        return Some(StoredCoding::Plain(c));
+    }
+    ["dcb", "dcz"]
+        .into_iter()
+        .find(|d| value.eq_ignore_ascii_case(d.as_bytes()))
+        .map(StoredCoding::Dictionary)
+}
+
+/// Whether `Vary` names `field` (lowercase).
+fn vary_names(headers: &HeaderMap, field: &str) -> bool {
+    headers.get_all(header::VARY).iter().any(|v| {
+        v.as_bytes()
+            .split(|b| *b == b',')
+            .any(|f| f.trim_ascii().eq_ignore_ascii_case(field.as_bytes()))
+    })
 }
 
 /// Why a response is not stored, for statistics and `Cache-Status`.
@@ -44,7 +71,8 @@ pub(crate) enum NotStorable {
     /// `Vary` names more than `vary::MAX_VARY_FIELDS` fields.
     VaryTooLong,
     /// A `Content-Encoding` this cache can't match to what a request
-    /// accepts (unknown, or several codings).
+    /// accepts (unknown, several codings, or a dictionary coding without
+    /// `Vary: Available-Dictionary`).
     UnknownCoding,
     NoFreshness,
     TooLarge,
@@ -97,8 +125,14 @@ pub(crate) fn check_storable(
     }) {
         return Err(NotStorable::VaryStar);
     }
-    if response_coding(headers).is_none() {
-        return Err(NotStorable::UnknownCoding);
+    match response_coding(headers) {
+        None => return Err(NotStorable::UnknownCoding),
+        // Which dictionary it was compressed against is known only through
+        // Vary: without it, any client naming any dictionary would match.
+        Some(StoredCoding::Dictionary(_)) if !vary_names(headers, "available-dictionary") => {
+            return Err(NotStorable::UnknownCoding);
+        }
+        Some(_) => {}
     }
     let explicit = cc.s_maxage().is_some()
         || cc.max_age().is_some()
@@ -304,5 +338,16 @@ mod tests {
             ),
             Ok(())
         );
+        // A dictionary coding, only with the dictionary in the variant.
+        let dcz = [("cache-control", "max-age=60"), ("content-encoding", "DCZ")];
+        assert_eq!(check(200, &dcz, false), Err(NotStorable::UnknownCoding));
+        let varying = [
+            ("cache-control", "max-age=60"),
+            ("content-encoding", "dcb"),
+            ("vary", "accept-encoding, Available-Dictionary"),
+        ];
+        assert_eq!(check(200, &varying, false), Ok(()));
+        let h = headers(&varying);
+        assert_eq!(response_coding(&h), Some(StoredCoding::Dictionary("dcb")));
     }
 }

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use http::header::{self, HeaderMap, HeaderName};
 
 use super::entry::CachedResponse;
-use crate::headers::{AcceptEncoding, ContentCoding, QValue};
+use super::fields::normalize;
+use super::storable::StoredCoding;
+use crate::headers::{AcceptEncoding, ContentCoding, QValue, listed_weight};
 
 /// How the cache reads `Accept-Encoding` (RFC 9110 §12.5.3) when a
 /// response varies on it: a request reduces to its preferred coding among
@@ -87,8 +89,19 @@ impl<'a> RequestVary<'a> {
     /// it accepts it (`None` for an unknown coding). A request without
     /// `Accept-Encoding` accepts identity only: the RFC lets it take any
     /// coding, but such clients (curl, probes, scripts) often can't decode.
-    pub(crate) fn acceptable(&self, coding: Option<ContentCoding>) -> Option<QValue> {
-        let coding = coding?;
+    pub(crate) fn acceptable(&self, coding: Option<StoredCoding>) -> Option<QValue> {
+        let coding = match coding? {
+            StoredCoding::Plain(c) => c,
+            // Only to a request naming a dictionary (the variant's `Vary`,
+            // which storing requires to name `Available-Dictionary`, makes
+            // it the same one) and listing the coding.
+            StoredCoding::Dictionary(token) => {
+                if !self.headers.contains_key(&AVAILABLE_DICTIONARY) {
+                    return None;
+                }
+                return listed_weight(self.headers, token.as_bytes()).filter(|q| *q > QValue::ZERO);
+            }
+        };
         if coding == ContentCoding::Identity && !self.headers.contains_key(header::ACCEPT_ENCODING)
         {
             return Some(QValue::ONE);
@@ -103,8 +116,9 @@ impl<'a> RequestVary<'a> {
     /// exclude it (no `=` in the field: no `identity;q=0`, no `*;q=0`).
     ///
     /// [`acceptable`]: Self::acceptable
-    fn accepts(&self, coding: Option<ContentCoding>) -> bool {
-        if coding == Some(ContentCoding::Identity) && self.accept_encoding.get().is_none() {
+    fn accepts(&self, coding: Option<StoredCoding>) -> bool {
+        let identity = Some(StoredCoding::Plain(ContentCoding::Identity));
+        if coding == identity && self.accept_encoding.get().is_none() {
             // One look-up of the field: absent, or without any weight.
             let mut weighted = false;
             for v in self.headers.get_all(header::ACCEPT_ENCODING) {
@@ -149,7 +163,28 @@ impl<'a> RequestVary<'a> {
             .negotiate(self.encodings.codings())
             .map_or("none", ContentCoding::as_str)
     }
+
+    /// What the key adds to the reduced `Accept-Encoding` when the variant
+    /// also varies on `Available-Dictionary`: the dictionary codings a
+    /// request naming a dictionary lists (RFC 9842), so one that lists
+    /// none of them never shares a variant with one that got `dcz`.
+    fn dictionary_codings(&self) -> &'static str {
+        if !self.headers.contains_key(&AVAILABLE_DICTIONARY) {
+            return "";
+        }
+        let lists =
+            |t: &str| listed_weight(self.headers, t.as_bytes()).is_some_and(|q| q > QValue::ZERO);
+        match (lists("dcb"), lists("dcz")) {
+            (false, false) => "",
+            (true, false) => ";dcb",
+            (false, true) => ";dcz",
+            (true, true) => ";dcb;dcz",
+        }
+    }
 }
+
+/// RFC 9842's request field naming the client's dictionary.
+const AVAILABLE_DICTIONARY: HeaderName = HeaderName::from_static("available-dictionary");
 
 /// The request's values for the fields a stored response's `Vary` names,
 /// normalized, in the order of `Vary`. Two requests select the same
@@ -200,6 +235,15 @@ impl VaryKey {
                 fields.push((name, value));
             }
         }
+        if fields.iter().any(|(n, _)| *n == AVAILABLE_DICTIONARY) {
+            let suffix = req.dictionary_codings();
+            let ae = fields
+                .iter_mut()
+                .find(|(n, _)| n == header::ACCEPT_ENCODING);
+            if let (false, Some((_, Some(value)))) = (suffix.is_empty(), ae) {
+                *value = [&value[..], suffix.as_bytes()].concat().into();
+            }
+        }
         // One pass over the request's few field names (most are standard
         // names, which differ from the custom implicit ones at the first
         // comparison), instead of a hashed look-up per implicit name;
@@ -229,9 +273,17 @@ impl VaryKey {
     pub(crate) fn matches(&self, req: &RequestVary<'_>) -> bool {
         self.fields.iter().all(|(name, stored)| {
             if name == header::ACCEPT_ENCODING {
-                return stored
-                    .as_deref()
-                    .is_some_and(|s| s == req.reduced_encoding().as_bytes());
+                let suffix = if self.fields.iter().any(|(n, _)| *n == AVAILABLE_DICTIONARY) {
+                    req.dictionary_codings()
+                } else {
+                    ""
+                };
+                let reduced = req.reduced_encoding();
+                return stored.as_deref().is_some_and(|s| {
+                    s.len() == reduced.len() + suffix.len()
+                        && s.starts_with(reduced.as_bytes())
+                        && s.ends_with(suffix.as_bytes())
+                });
             }
             normalize(name, req.headers) == *stored
         })
@@ -270,108 +322,6 @@ impl VaryKey {
             .map(|(n, v)| n.as_str().len() + v.as_ref().map_or(0, |v| v.len()) + 24)
             .sum()
     }
-}
-
-/// Fields whose values compare case-insensitively (their grammars are
-/// tokens and language tags).
-fn case_insensitive(name: &HeaderName) -> bool {
-    name == header::ACCEPT_LANGUAGE || name == header::ACCEPT_CHARSET || name == header::ACCEPT
-}
-
-/// A request field's value as the cache compares it: every line joined as
-/// one list, list elements trimmed and joined with ", ", runs of
-/// whitespace folded, lowercased where the field is case-insensitive.
-/// `None` when the request lacks the field. (`Accept-Encoding` is read by
-/// [`RequestVary`].)
-pub(crate) fn normalize(name: &HeaderName, request_headers: &HeaderMap) -> Option<Box<[u8]>> {
-    let mut lines = request_headers.get_all(name).iter().peekable();
-    lines.peek()?;
-    if name == header::FORWARDED {
-        return Some(forwarded_essentials(lines));
-    }
-    let lower = case_insensitive(name);
-    let mut out = Vec::new();
-    for line in lines {
-        for elem in line.as_bytes().split(|b| *b == b',') {
-            let elem = elem.trim_ascii();
-            if elem.is_empty() {
-                continue;
-            }
-            if !out.is_empty() {
-                out.extend_from_slice(b", ");
-            }
-            let mut last_space = false;
-            for &b in elem {
-                let ws = b == b' ' || b == b'\t';
-                if ws {
-                    if !last_space {
-                        out.push(b' ');
-                    }
-                } else {
-                    out.push(if lower { b.to_ascii_lowercase() } else { b });
-                }
-                last_space = ws;
-            }
-        }
-    }
-    Some(out.into_boxed_slice())
-}
-
-/// `Forwarded` (RFC 7239) reduced to what frameworks read as the
-/// request's own host and scheme: each element's `host` and `proto`
-/// parameters (names lowercased, values as sent, quotes included), pairs
-/// joined by `;`, elements by `,`. `for` and `by`, which name the client
-/// and differ per client, are dropped, so a proxy that adds them to every
-/// request does not make every client a variant of its own. Quote-aware
-/// (a `,` or `;` inside a quoted value separates nothing); one pass.
-fn forwarded_essentials<'a>(lines: impl Iterator<Item = &'a http::HeaderValue>) -> Box<[u8]> {
-    let mut out = Vec::new();
-    for (n, line) in lines.enumerate() {
-        if n > 0 {
-            out.push(b',');
-        }
-        let v = line.as_bytes();
-        let (mut start, mut quoted, mut escaped) = (0, false, false);
-        let mut kept_in_element = false;
-        for i in 0..=v.len() {
-            let b = v.get(i).copied();
-            if quoted {
-                match b {
-                    Some(b'\\') if !escaped => escaped = true,
-                    Some(b'"') if !escaped => quoted = false,
-                    _ => escaped = false,
-                }
-                if b.is_some() {
-                    continue;
-                }
-            }
-            match b {
-                Some(b'"') => quoted = true,
-                Some(b';' | b',') | None => {
-                    let pair = v[start..i].trim_ascii();
-                    if let Some(eq) = pair.iter().position(|&c| c == b'=') {
-                        let key = pair[..eq].trim_ascii();
-                        if key.eq_ignore_ascii_case(b"host") || key.eq_ignore_ascii_case(b"proto") {
-                            if kept_in_element {
-                                out.push(b';');
-                            }
-                            out.extend(key.iter().map(u8::to_ascii_lowercase));
-                            out.push(b'=');
-                            out.extend_from_slice(pair[eq + 1..].trim_ascii());
-                            kept_in_element = true;
-                        }
-                    }
-                    if b == Some(b',') {
-                        out.push(b',');
-                        kept_in_element = false;
-                    }
-                    start = i + 1;
-                }
-                _ => {}
-            }
-        }
-    }
-    out.into_boxed_slice()
 }
 
 #[cfg(test)]
@@ -497,38 +447,6 @@ mod tests {
     /// A stored response in `coding`, fetched by a request with
     /// `fetched_with` as its Accept-Encoding; `vary`: whether it says
     /// `Vary: Accept-Encoding`.
-    #[test]
-    fn forwarded_keeps_host_and_proto_only() {
-        let value = |v: &str| {
-            let h = req(&[("forwarded", v)]);
-            String::from_utf8(normalize(&header::FORWARDED, &h).unwrap().into_vec()).unwrap()
-        };
-        // Per-client parameters don't split the variants.
-        assert_eq!(
-            value("for=192.0.2.1;proto=https"),
-            value("for=198.51.100.7; proto=https")
-        );
-        assert_eq!(value("for=192.0.2.1;proto=https"), "proto=https");
-        assert_eq!(value("for=1.1.1.1"), "");
-        // Host and proto do, element by element.
-        assert_eq!(
-            value("for=a;Host=Evil.test;proto=http, for=b;host=x"),
-            "host=Evil.test;proto=http,host=x"
-        );
-        assert_ne!(value("host=a"), value("host=b"));
-        // Quoted separators separate nothing.
-        assert_eq!(value(r#"for="x;host=evil";host=real"#), "host=real");
-        assert_eq!(value(r#"host="a,b", for=c"#), r#"host="a,b","#);
-        assert_eq!(value(r#"host="a\"b;c""#), r#"host="a\"b;c""#);
-        // Several lines are one list.
-        let h = req(&[("forwarded", "host=a"), ("forwarded", "for=x")]);
-        let both = normalize(&header::FORWARDED, &h).unwrap();
-        assert_eq!(&*both, b"host=a,");
-        // Linear: 30,000 elements in one pass.
-        let long = vec!["for=10.0.0.1;proto=http"; 30_000].join(", ");
-        assert_eq!(value(&long).len(), 30_000 * 10 + 29_999);
-    }
-
     fn stored(coding: Option<&str>, fetched_with: Option<&str>, vary: bool) -> Arc<CachedResponse> {
         let mut h = HeaderMap::new();
         h.insert("cache-control", HeaderValue::from_static("max-age=60"));
@@ -638,6 +556,64 @@ mod tests {
         assert_eq!(chosen(&odd, Some("x-custom, *"), &enc), None);
     }
 
+    /// RFC 9842: a variant compressed against a dictionary reaches only a
+    /// request naming the same dictionary and listing the coding; one
+    /// naming it without listing the coding keys a variant of its own.
+    #[test]
+    fn dictionary_variants_serve_only_their_dictionary_and_coding() {
+        let enc = Encodings::Inside(vec![ContentCoding::Gzip]);
+        let (a, b) = (":AAAA:", ":BBBB:");
+        let browser =
+            |dict: &str, ae: &str| req(&[("accept-encoding", ae), ("available-dictionary", dict)]);
+        let mut h = HeaderMap::new();
+        h.insert("cache-control", HeaderValue::from_static("max-age=60"));
+        h.insert(
+            "vary",
+            HeaderValue::from_static("accept-encoding, available-dictionary"),
+        );
+        h.insert("content-encoding", HeaderValue::from_static("dcz"));
+        let fetched = browser(a, "gzip, dcb, dcz");
+        let now = std::time::SystemTime::now();
+        let dcz = Arc::new(CachedResponse::new(
+            http::StatusCode::OK,
+            h.clone(),
+            bytes::Bytes::from_static(b"x"),
+            None,
+            (now, now),
+            build(&h, &fetched, &enc),
+            Vec::new(),
+            None,
+        ));
+        let variants = [dcz];
+        let select = |r: &HeaderMap| RequestVary::new(r, &enc).select(&variants).is_some();
+        assert!(select(&fetched));
+        assert!(select(&browser(a, "dcz, gzip, dcb")));
+        assert!(!select(&browser(b, "gzip, dcb, dcz")), "another dictionary");
+        assert!(!select(&req(&[("accept-encoding", "gzip, dcb, dcz")])));
+        assert!(!select(&browser(a, "gzip, dcb, dcz;q=0")));
+        assert!(!select(&browser(a, "gzip, dcb")), "keyed apart: ;dcb");
+        // Listing dcz with the dictionary is what selects, not the key:
+        // served as if no Vary held the codings, it still needs them.
+        let bare = Arc::new(CachedResponse::new(
+            http::StatusCode::OK,
+            h.clone(),
+            bytes::Bytes::from_static(b"x"),
+            None,
+            (now, now),
+            VaryKey::default(),
+            Vec::new(),
+            None,
+        ));
+        let rv = |r: HeaderMap| {
+            RequestVary::new(&r, &enc)
+                .acceptable(bare.facts.coding)
+                .is_some()
+        };
+        assert!(rv(browser(a, "dcz")));
+        assert!(!rv(req(&[("accept-encoding", "dcz, *")])));
+        assert!(!rv(browser(a, "gzip, *")));
+    }
+
     #[test]
     fn a_request_with_implicit_fields_does_not_revalidate_a_shared_variant() {
         let enc = Encodings::Origin;
@@ -680,7 +656,8 @@ mod tests {
                 self.0
             }
             fn bytes(&mut self, n: u64) -> Vec<u8> {
-                const ALPHABET: &[u8] = b" \t,;=*/?#%:AaZz09-_.\"\\\x7f\xff\x00gzipdeflateidentity";
+                const ALPHABET: &[u8] =
+                    b" \t,;=*/?#%:AaZz09-_.\"\\\x7f\xff\x00gzipdeflateidentitydcbz";
                 let len = (self.next() % n) as usize;
                 (0..len)
                     .map(|_| ALPHABET[(self.next() % ALPHABET.len() as u64) as usize])
@@ -707,10 +684,15 @@ mod tests {
                     resp.append(header::VARY, v);
                 }
             }
+            if g.next() % 2 == 0 {
+                let v = HeaderValue::from_static("accept-encoding, available-dictionary");
+                resp.append(header::VARY, v);
+            }
             for name in [
                 header::ACCEPT_ENCODING,
                 header::ACCEPT_LANGUAGE,
                 header::ACCEPT,
+                AVAILABLE_DICTIONARY,
             ] {
                 for _ in 0..(g.next() % 3) {
                     if let Ok(v) = HeaderValue::from_bytes(&g.bytes(40)) {

@@ -11,12 +11,12 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
-use http::header::{ACCEPT_ENCODING, ACCESS_CONTROL_ALLOW_ORIGIN, ORIGIN};
+use http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, ORIGIN};
 use http::{HeaderMap, HeaderValue};
 use sha2::{Digest, Sha256};
 
 use super::encoder::{Encoder, Flush};
-use crate::headers::{AvailableDictionary, ContentCoding, QValue, split_list, trim_ows};
+use crate::headers::{AvailableDictionary, ContentCoding, QValue, listed_weight};
 
 /// The most a single dictionary may hold (and the default): responses
 /// compressed with it keep dictionary and body within one window (zstd's
@@ -261,27 +261,9 @@ fn fetch_metadata(headers: &HeaderMap) -> Fetch {
     }
 }
 
-/// Whether `Accept-Encoding` lists `token` with a weight above zero (an
-/// element whose weight is not a valid q-value does not count).
+/// Whether `Accept-Encoding` lists `token` with a weight above zero.
 fn accepts(headers: &HeaderMap, token: &[u8]) -> bool {
-    headers.get_all(ACCEPT_ENCODING).iter().any(|v| {
-        split_list(v.as_bytes()).any(|elem| {
-            let mut parts = elem.split(|&b| b == b';');
-            let name = trim_ows(parts.next().unwrap_or_default());
-            if !name.eq_ignore_ascii_case(token) {
-                return false;
-            }
-            parts.all(|p| {
-                let p = trim_ows(p);
-                match p.get(..2) {
-                    Some(q) if q.eq_ignore_ascii_case(b"q=") => {
-                        QValue::parse(&p[2..]).is_some_and(|q| q > QValue::ZERO)
-                    }
-                    _ => true,
-                }
-            })
-        })
-    })
+    listed_weight(headers, token).is_some_and(|q| q > QValue::ZERO)
 }
 
 /// A dictionary content coding (RFC 9842 §4, §5).
@@ -450,7 +432,10 @@ mod tests {
     fn request(hash: &AvailableDictionary, accept: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert(&AVAILABLE_DICTIONARY, hash.to_header_value());
-        h.insert(ACCEPT_ENCODING, HeaderValue::from_str(accept).unwrap());
+        h.insert(
+            http::header::ACCEPT_ENCODING,
+            HeaderValue::from_str(accept).unwrap(),
+        );
         h
     }
 

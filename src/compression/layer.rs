@@ -162,6 +162,13 @@ impl CompressionLayer {
         self
     }
 
+    /// The codings this layer offers, in its order of preference: what a
+    /// response cache outside it keys on
+    /// (`CacheLayer::codings(compression.offered_codings().iter().copied())`).
+    pub fn offered_codings(&self) -> &[ContentCoding] {
+        &self.config.codings
+    }
+
     /// The level for one coding: gzip and deflate 0 (store) … 9
     /// (smallest), default [`DEFAULT_LEVEL`]; brotli 0 … 11, default
     /// [`DEFAULT_BR_LEVEL`]; zstd 1 … 19, default [`DEFAULT_ZSTD_LEVEL`]

@@ -141,6 +141,35 @@ impl fmt::Display for QValue {
     }
 }
 
+/// The weight `Accept-Encoding` gives `token`, a coding [`AcceptEncoding`]
+/// does not keep (RFC 9842's `dcz` and `dcb`), by naming it: the first
+/// element with that name and a valid weight (case-insensitive); `None`
+/// when no element names it. `*` does not count: such codings need state
+/// the client announces elsewhere (`Available-Dictionary`). Linear in the
+/// field.
+pub(crate) fn listed_weight(headers: &HeaderMap, token: &[u8]) -> Option<QValue> {
+    for line in headers.get_all(ACCEPT_ENCODING) {
+        for elem in util::split_list(line.as_bytes()) {
+            let mut parts = elem.split(|&b| b == b';');
+            if !util::trim_ows(parts.next().unwrap_or_default()).eq_ignore_ascii_case(token) {
+                continue;
+            }
+            let mut q = Some(QValue::ONE);
+            for param in parts {
+                let (name, value) = util::split_name_value(param);
+                if name.eq_ignore_ascii_case(b"q") {
+                    q = value.and_then(QValue::parse);
+                    break;
+                }
+            }
+            if q.is_some() {
+                return q;
+            }
+        }
+    }
+    None
+}
+
 const STAR: usize = 5;
 
 /// A parsed `Accept-Encoding` field (RFC 9110 §12.5.3), all of its lines

@@ -51,6 +51,8 @@ mod util;
 
 use std::fmt;
 
+#[cfg(any(feature = "cache", feature = "compression"))]
+pub(crate) use self::accept_encoding::listed_weight;
 #[cfg(any(feature = "compression", feature = "timing"))]
 pub(crate) use self::util::is_tchar;
 #[cfg(feature = "compression")]

@@ -468,3 +468,84 @@ async fn chromium_fetches_the_next_version_dictionary_compressed() {
     let snap = stats.snapshot();
     assert_eq!(snap.dcz.responses + snap.dcb.responses, 1, "{snap:?}");
 }
+
+/// A response cache outside the compression layer keeps a
+/// dictionary-compressed response as a variant of its own, keyed by the
+/// dictionary, and serves it only to requests naming that dictionary and
+/// listing its coding (RFC 9842 §6.2).
+#[cfg(feature = "cache")]
+#[tokio::test]
+async fn a_cache_outside_keeps_one_variant_per_dictionary() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tower_perf::cache::CacheLayer;
+
+    let dictionaries = Dictionaries::new();
+    let hash = dictionaries.insert(script(1)).unwrap();
+    let compression = CompressionLayer::new().dictionaries(dictionaries);
+    let cache = CacheLayer::new().codings(compression.offered_codings().iter().copied());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let app = Router::new()
+        .route(
+            "/app.v2.js",
+            get(move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+                async {
+                    Response::builder()
+                        .header(header::CONTENT_TYPE, "text/javascript")
+                        .header(header::CACHE_CONTROL, "max-age=3600")
+                        .body(Body::from(script(2)))
+                        .unwrap()
+                }
+            }),
+        )
+        .layer(compression)
+        .layer(cache);
+    let browser = |dictionary: String, accept: &str| {
+        vec![
+            ("host", "example.test".to_owned()),
+            ("accept-encoding", accept.to_owned()),
+            (AVAILABLE_DICTIONARY.as_str(), dictionary),
+        ]
+    };
+    let with = browser(hash.to_string(), "gzip, br, zstd, dcb, dcz");
+    let (first, body) = fetch(&app, "/app.v2.js", &with).await;
+    let coding = first.headers()[header::CONTENT_ENCODING]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(coding == "dcz" || coding == "dcb", "{coding}");
+    // The same request again: from the cache, the same bytes.
+    let (again, cached) = fetch(&app, "/app.v2.js", &with).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "served from the cache");
+    assert_eq!(again.headers()[header::CONTENT_ENCODING], coding.as_str());
+    assert_eq!(cached, body);
+    assert_eq!(
+        undictionary(&coding, &cached, script(1).as_bytes(), hash.hash()),
+        script(2).as_bytes()
+    );
+    // Another dictionary, none, or the dictionary without the codings:
+    // never the dictionary-compressed variant.
+    let other = AvailableDictionary::new([7; 32]).to_string();
+    let cases = [
+        browser(other, "gzip, br, zstd, dcb, dcz"),
+        vec![
+            ("host", "example.test".to_owned()),
+            ("accept-encoding", "gzip, br, zstd, dcb, dcz".to_owned()),
+        ],
+        browser(hash.to_string(), "gzip, br, zstd"),
+    ];
+    for fields in cases {
+        let (res, body) = fetch(&app, "/app.v2.js", &fields).await;
+        let got = res.headers()[header::CONTENT_ENCODING].to_str().unwrap();
+        assert!(got != "dcz" && got != "dcb", "{fields:?}: {got}");
+        assert!(body.len() > cached.len() * 4, "{fields:?}");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 4, "one variant each");
+    // Each is a variant of its own now: all served from the cache.
+    let (res, body) = fetch(&app, "/app.v2.js", &with).await;
+    assert_eq!(res.headers()[header::CONTENT_ENCODING], coding.as_str());
+    assert_eq!(body, cached);
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+}
