@@ -147,6 +147,7 @@ impl fmt::Display for QValue {
 /// when no element names it. `*` does not count: such codings need state
 /// the client announces elsewhere (`Available-Dictionary`). Linear in the
 /// field.
+#[cfg(any(feature = "cache", feature = "compression"))]
 pub(crate) fn listed_weight(headers: &HeaderMap, token: &[u8]) -> Option<QValue> {
     for line in headers.get_all(ACCEPT_ENCODING) {
         for elem in util::split_list(line.as_bytes()) {
@@ -406,6 +407,28 @@ mod tests {
 
     fn ae(s: &str) -> AcceptEncoding {
         AcceptEncoding::parse(s.as_bytes())
+    }
+
+    /// Codings the parsed form does not keep are weighed by name: the
+    /// first valid element counts, `*` does not, names compare
+    /// case-insensitively, across lines.
+    #[cfg(any(feature = "cache", feature = "compression"))]
+    #[test]
+    fn listed_weight_reads_codings_by_name() {
+        let weight = |lines: &[&str], token: &str| {
+            let mut h = HeaderMap::new();
+            for l in lines {
+                h.append(ACCEPT_ENCODING, HeaderValue::from_str(l).unwrap());
+            }
+            listed_weight(&h, token.as_bytes()).map(QValue::thousandths)
+        };
+        assert_eq!(weight(&["gzip, dcz"], "dcz"), Some(1000));
+        assert_eq!(weight(&["gzip, DCZ;q=0.5"], "dcz"), Some(500));
+        assert_eq!(weight(&["dcz;q=0", "dcz"], "dcz"), Some(0));
+        assert_eq!(weight(&["dcz;q=2, dcz;q=0.3"], "dcz"), Some(300));
+        assert_eq!(weight(&["gzip, *"], "dcz"), None);
+        assert_eq!(weight(&["dcb"], "dcz"), None);
+        assert_eq!(weight(&[], "dcz"), None);
     }
     const ALL: [ContentCoding; 4] = [Zstd, Br, Gzip, Deflate];
 
