@@ -10,6 +10,10 @@
 //!   six places, as a release does.
 //! - **item list**: 8 KiB of JSON (`common::json`); version 2 changes one
 //!   price and adds an item.
+//! - **bundle, streamed**: 256 KiB of source text (this crate's cache and
+//!   compression modules, no repeats), sent in 16 KiB frames of unknown
+//!   total length, so the layer compresses it as it streams; version 2
+//!   changes a few hundred bytes in six places.
 //!
 //! Run: `cargo bench --bench dictionaries --features full`
 //! (BENCHMARKS.md, section Dictionary compression).
@@ -25,20 +29,49 @@ use std::convert::Infallible;
 use best_of::time_per_call;
 use bytes::Bytes;
 use http::{Request, Response, header};
-use http_body_util::{BodyExt, Full};
+use http_body::Frame;
+use http_body_util::{BodyExt, Either, Full, StreamBody};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_perf::compression::{CompressionLayer, Dictionaries};
 use tower_perf::headers::AVAILABLE_DICTIONARY;
 
 fn script_versions() -> (Bytes, Bytes) {
-    let v1 = common::prose(30 * 1024);
+    edited(common::prose(30 * 1024))
+}
+
+/// Version 1 and 2 of `v1`: six edits of 40 bytes spread over it.
+fn edited(v1: Bytes) -> (Bytes, Bytes) {
     let mut v2 = v1.to_vec();
+    let step = v1.len() / 6 - 100;
     for k in 0..6 {
-        let at = 2_000 + k * 4_700;
+        let at = 2_000 + k * step;
         let edit = format!("/* release 2, change {k}: renamed a helper and added a check */ ");
         v2.splice(at..at + 40, edit.bytes());
     }
     (v1, Bytes::from(v2))
+}
+
+fn bundle_versions() -> (Bytes, Bytes) {
+    let text = [
+        include_str!("../src/cache/vary.rs"),
+        include_str!("../src/cache/redis_store.rs"),
+        include_str!("../src/cache/authority.rs"),
+        include_str!("../src/cache/invalidation.rs"),
+        include_str!("../src/cache/freshness.rs"),
+        include_str!("../src/cache/origin.rs"),
+        include_str!("../src/cache/service.rs"),
+        include_str!("../src/cache/store.rs"),
+        include_str!("../src/cache/layer.rs"),
+        include_str!("../src/compression/future.rs"),
+        include_str!("../src/compression/dictionary.rs"),
+        include_str!("../src/compression/body.rs"),
+        include_str!("../src/compression/zlib.rs"),
+        include_str!("../src/compression/layer.rs"),
+        include_str!("../src/compression/stats.rs"),
+    ]
+    .concat();
+    assert!(text.len() >= 256 * 1024, "{} bytes of sources", text.len());
+    edited(Bytes::copy_from_slice(&text.as_bytes()[..256 * 1024]))
 }
 
 fn list_versions() -> (Bytes, Bytes) {
@@ -56,9 +89,25 @@ fn main() {
         .unwrap();
     println!("| resource | coding | bytes | µs per response | gzip's bytes / these |");
     println!("|---|---|---|---|---|");
-    for (name, ctype, (v1, v2)) in [
-        ("script, 30 KiB", "text/javascript", script_versions()),
-        ("item list, 8 KiB", "application/json", list_versions()),
+    for (name, ctype, (v1, v2), streamed) in [
+        (
+            "script, 30 KiB",
+            "text/javascript",
+            script_versions(),
+            false,
+        ),
+        (
+            "item list, 8 KiB",
+            "application/json",
+            list_versions(),
+            false,
+        ),
+        (
+            "bundle, 256 KiB streamed",
+            "text/javascript",
+            bundle_versions(),
+            true,
+        ),
     ] {
         let dictionaries = Dictionaries::new();
         let hash = dictionaries.insert(v1.clone()).unwrap();
@@ -68,10 +117,24 @@ fn main() {
             .service(service_fn(move |_req: Request<Full<Bytes>>| {
                 let body = body.clone();
                 async move {
+                    let body = if streamed {
+                        // 16 KiB frames, no total length.
+                        let frames: Vec<Result<Frame<Bytes>, Infallible>> = (0..body.len())
+                            .step_by(16 * 1024)
+                            .map(|at| {
+                                Ok(Frame::data(
+                                    body.slice(at..(at + 16 * 1024).min(body.len())),
+                                ))
+                            })
+                            .collect();
+                        Either::Right(StreamBody::new(futures_util::stream::iter(frames)))
+                    } else {
+                        Either::Left(Full::new(body))
+                    };
                     Ok::<_, Infallible>(
                         Response::builder()
                             .header(header::CONTENT_TYPE, ctype)
-                            .body(Full::new(body))
+                            .body(body)
                             .unwrap(),
                     )
                 }

@@ -246,10 +246,10 @@ pub(crate) fn app_with_stats(config: DemoConfig) -> (Router, TimingStats) {
     build(config, limits, cache, |r| r)
 }
 
-/// The demo's cache settings (without its store): keyed on the codings
-/// the compression layer inside it offers.
+/// The demo's cache settings (without its store; `build` keys it on the
+/// codings of the compression layer inside it).
 pub(crate) fn demo_cache() -> CacheLayer {
-    CacheLayer::new().codings(CompressionLayer::new().offered_codings().iter().copied())
+    CacheLayer::new()
 }
 
 /// The demo app with both layers in Redis at `url` (`--redis`): the rate
@@ -313,6 +313,8 @@ where
         // compressed against it (dcz, dcb). Learned in memory, 4 MiB at most.
         compression = compression.dictionaries(Dictionaries::new().max_bytes(4 << 20));
     }
+    // Keyed on the codings the compression layer below it offers.
+    let cache = cache.map(|c| c.codings(compression.offered_codings().iter().copied()));
     let request_decompression = RequestDecompressionLayer::new().max_decoded_size(MAX_DECODED_BODY);
     let cache_control = cache_control();
     let mut report = Report::builder()

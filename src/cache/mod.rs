@@ -52,7 +52,11 @@
 //!   `Available-Dictionary` (as the compression layer's does), keyed by
 //!   the dictionary the request named and the dictionary codings it
 //!   lists, and served only to a request naming the same dictionary and
-//!   listing the coding (`*` does not count). A response in a coding this
+//!   listing the coding (`*` does not count) whose Fetch Metadata lets it
+//!   have one (RFC 9842 §9.3.3, as the compression layer decides: a
+//!   cross-site request the page may not read never, a cross-site CORS
+//!   request, keyed on its `Origin`, only if the response lets that
+//!   origin read it). A response in a coding this
 //!   crate doesn't know (or several), or a dictionary coding without that
 //!   `Vary`, is not stored.
 //! - **Request directives**: `no-cache` (and `Pragma: no-cache`),

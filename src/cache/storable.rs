@@ -3,7 +3,7 @@
 use http::header::{self, HeaderMap};
 use http::{Method, StatusCode};
 
-use crate::headers::{CacheControl, ContentCoding};
+use crate::headers::{CacheControl, ContentCoding, dictionary_coding};
 
 /// Statuses a cache may store without explicit freshness (RFC 9110 §15.1),
 /// less 206: this cache does not combine partial content.
@@ -44,10 +44,7 @@ pub(crate) fn response_coding(headers: &HeaderMap) -> Option<StoredCoding> {
     if let Some(c) = ContentCoding::from_token(value) {
         return Some(StoredCoding::Plain(c));
     }
-    ["dcb", "dcz"]
-        .into_iter()
-        .find(|d| value.eq_ignore_ascii_case(d.as_bytes()))
-        .map(StoredCoding::Dictionary)
+    dictionary_coding(value).map(StoredCoding::Dictionary)
 }
 
 /// Whether `Vary` names `field` (lowercase).

@@ -179,7 +179,7 @@ impl EncodeState {
     /// The body ended whole: keep it as a dictionary if it may be one.
     fn learn(&mut self) {
         if let Some((store, kept)) = self.learn.take() {
-            store.insert(kept);
+            store.insert_owned(kept);
         }
     }
 
@@ -459,3 +459,37 @@ impl std::fmt::Display for CompressionError {
 }
 
 impl std::error::Error for CompressionError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A body is kept for the store only up to `MAX_DICTIONARY_SIZE`, and
+    /// learned only when it ends.
+    #[test]
+    fn a_body_is_kept_up_to_the_largest_dictionary() {
+        let store = Dictionaries::new();
+        let state = |store: &Dictionaries| {
+            let mut encoding = Encoding::plain(ContentCoding::Gzip, 1, None);
+            encoding.learn = Some(store.clone());
+            encode_state(encoding, CompressionStats::new())
+        };
+        let half = vec![b'a'; super::super::MAX_DICTIONARY_SIZE / 2];
+        let mut large = state(&store);
+        large.keep(&half);
+        large.keep(&half);
+        assert!(large.learn.is_some(), "exactly the largest");
+        large.keep(b"x");
+        assert!(large.learn.is_none(), "one byte over");
+        large.learn();
+        assert!(store.is_empty());
+        let mut small = state(&store);
+        small.keep(b"a dictionary");
+        drop(small);
+        assert!(store.is_empty(), "not ended: not learned");
+        let mut small = state(&store);
+        small.keep(b"a dictionary");
+        small.learn();
+        assert_eq!(store.len(), 1);
+    }
+}

@@ -12,8 +12,10 @@ use brotli::enc::encode::{
 
 use super::encoder::{EncodeError, Flush};
 
-/// Output room added per round when the encoder has more to write.
-const ROOM: usize = 4 * 1024;
+/// Output room added per round: the encoder writes into initialized
+/// bytes, so a round zeroes this much, and a frame keeps what it did not
+/// use as spare capacity.
+const ROOM: usize = 8 * 1024;
 
 /// One response's `dcb` stream (the hash header is the caller's).
 pub(crate) struct DcbEncoder {
@@ -75,7 +77,7 @@ impl DcbEncoder {
             // The encoder writes into initialized bytes: give it room
             // after what `out` holds, and cut back to what it wrote.
             let mut out_off = out.len();
-            out.resize(out_off + ROOM.max(avail_in / 2), 0);
+            out.resize(out_off + ROOM, 0);
             let mut avail_out = out.len() - out_off;
             let ok = self.state.compress_stream(
                 op,

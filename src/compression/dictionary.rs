@@ -5,22 +5,21 @@
 //! `Available-Dictionary`, the SHA-256 of a dictionary the layer has, and
 //! lists `dcz` or `dcb` in `Accept-Encoding`. Dictionaries come from
 //! [`Dictionaries::insert`] or are learned from the responses the layer
-//! compresses whole that carry a valid `Use-As-Dictionary`.
+//! compresses that carry a valid `Use-As-Dictionary`.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
-use http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, ORIGIN};
 use http::{HeaderMap, HeaderValue};
 use sha2::{Digest, Sha256};
 
 use super::encoder::{Encoder, Flush};
-use crate::headers::{AvailableDictionary, ContentCoding, QValue, listed_weight};
+use crate::headers::{AvailableDictionary, ContentCoding, Fetch, accepts_coding};
 
-/// The most a single dictionary may hold (and the default): responses
-/// compressed with it keep dictionary and body within one window (zstd's
-/// is at most 8 MiB here, RFC 9659).
+/// The most a single dictionary may hold: a response compressed against
+/// it has a window of 2 MiB at most (the dictionary and the first MiB of
+/// the body), well within what RFC 9842 decoders must take.
 pub const MAX_DICTIONARY_SIZE: usize = 1 << 20;
 
 /// The default bound on the bytes all dictionaries hold together.
@@ -85,8 +84,8 @@ impl Store {
 /// as the layer does each time it serves it, counts as recent). Each holds
 /// at most [`MAX_DICTIONARY_SIZE`].
 ///
-/// The layer learns only what it compresses whole (bodies up to 32 KiB at
-/// the default levels) and only in memory: after a restart, or on another
+/// The layer learns what it compresses (up to [`MAX_DICTIONARY_SIZE`]),
+/// and only in memory: after a restart, or on another
 /// replica, a client's dictionary is unknown until its resource is served
 /// again. Insert the assets of the previous release at start-up
 /// ([`insert`](Self::insert)) to serve clients that have them at once.
@@ -150,6 +149,20 @@ impl Dictionaries {
     /// has marks it as recent.
     pub fn insert(&self, dictionary: impl AsRef<[u8]>) -> Option<AvailableDictionary> {
         let dictionary = dictionary.as_ref();
+        self.keep(dictionary, || Bytes::copy_from_slice(dictionary))
+    }
+
+    /// [`insert`](Self::insert) for a body the layer gathered: kept as it
+    /// is (without spare capacity), no copy.
+    pub(crate) fn insert_owned(&self, mut dictionary: Vec<u8>) -> Option<AvailableDictionary> {
+        dictionary.shrink_to_fit();
+        let owned = Bytes::from(dictionary);
+        self.keep(&owned, || owned.clone())
+    }
+
+    /// Keeps `dictionary`, made owned by `own` only when the store takes
+    /// it.
+    fn keep(&self, dictionary: &[u8], own: impl FnOnce() -> Bytes) -> Option<AvailableDictionary> {
         let len = dictionary.len();
         if len == 0 || len > MAX_DICTIONARY_SIZE {
             return None;
@@ -159,7 +172,7 @@ impl Dictionaries {
             self.write().touch(hash);
             return Some(AvailableDictionary::new(hash));
         }
-        let dictionary = Bytes::copy_from_slice(dictionary);
+        let dictionary = own();
         let mut s = self.write();
         if len > s.max_bytes {
             return None;
@@ -201,17 +214,18 @@ impl Dictionaries {
     /// (libzstd would not read it as raw content): then `dcb`.
     pub(crate) fn choose(&self, headers: &HeaderMap) -> Option<Choice> {
         let available = AvailableDictionary::from_headers(headers)?.ok()?;
-        let cors_origin = match fetch_metadata(headers) {
+        let cors_origin = match Fetch::of(headers) {
             Fetch::Safe => None,
-            Fetch::Cors(origin) => Some(origin),
+            Fetch::Cors(origin) => Some(origin.clone()),
             Fetch::Unsafe => return None,
         };
         let dictionary = self.get(&available)?;
         let zstd_format = dictionary.starts_with(&ZSTD_DICTIONARY_MAGIC);
         let coding =
-            if cfg!(feature = "compression-zstd") && !zstd_format && accepts(headers, b"dcz") {
+            if cfg!(feature = "compression-zstd") && !zstd_format && accepts_coding(headers, "dcz")
+            {
                 DictionaryCoding::Dcz
-            } else if cfg!(feature = "compression-br") && accepts(headers, b"dcb") {
+            } else if cfg!(feature = "compression-br") && accepts_coding(headers, "dcb") {
                 DictionaryCoding::Dcb
             } else {
                 return None;
@@ -227,44 +241,6 @@ impl Dictionaries {
 
 /// The first bytes of a dictionary in zstd's own format.
 pub(crate) const ZSTD_DICTIONARY_MAGIC: [u8; 4] = [0x37, 0xa4, 0x30, 0xec];
-
-/// What the request's Fetch Metadata says about using a dictionary for it
-/// (RFC 9842 §9.3.3).
-enum Fetch {
-    /// Same origin, a navigation, or a client that sends no metadata.
-    Safe,
-    /// A cross-site CORS request from this origin: safe if the response
-    /// allows that origin to read it.
-    Cors(HeaderValue),
-    /// A cross-site request whose response the page may not read (`no-cors`
-    /// and the like): the compressed size could reveal the content.
-    Unsafe,
-}
-
-fn fetch_metadata(headers: &HeaderMap) -> Fetch {
-    let value = |name: &str| headers.get(name).map(HeaderValue::as_bytes);
-    if value("sec-fetch-site").is_none_or(|v| v.eq_ignore_ascii_case(b"same-origin")) {
-        return Fetch::Safe;
-    }
-    match value("sec-fetch-mode") {
-        None => Fetch::Safe,
-        Some(m)
-            if m.eq_ignore_ascii_case(b"navigate") || m.eq_ignore_ascii_case(b"same-origin") =>
-        {
-            Fetch::Safe
-        }
-        Some(m) if m.eq_ignore_ascii_case(b"cors") => match headers.get(ORIGIN) {
-            Some(origin) => Fetch::Cors(origin.clone()),
-            None => Fetch::Unsafe,
-        },
-        Some(_) => Fetch::Unsafe,
-    }
-}
-
-/// Whether `Accept-Encoding` lists `token` with a weight above zero.
-fn accepts(headers: &HeaderMap, token: &[u8]) -> bool {
-    listed_weight(headers, token).is_some_and(|q| q > QValue::ZERO)
-}
 
 /// A dictionary content coding (RFC 9842 §4, §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -308,12 +284,9 @@ impl Choice {
     /// Whether RFC 9842 §9.3.3 lets the dictionary be used for a response
     /// with these fields.
     pub(crate) fn allowed_for(&self, response: &HeaderMap) -> bool {
-        let Some(origin) = &self.cors_origin else {
-            return true;
-        };
-        response
-            .get(ACCESS_CONTROL_ALLOW_ORIGIN)
-            .is_some_and(|a| a.as_bytes() == b"*" || a == origin)
+        self.cors_origin
+            .as_ref()
+            .is_none_or(|origin| Fetch::Cors(origin).allows(response))
     }
 
     /// The format's header (RFC 9842 §4, §5): what the body starts with,
@@ -336,13 +309,22 @@ impl Choice {
     /// [`header`](Self::header) first. `None` when this build lacks the
     /// coding or the encoder can't be set up (libzstd out of memory).
     ///
-    /// The window holds the dictionary and the body's first MiB (the
-    /// dictionary is referenced until the window slides past it): at most
-    /// 2 MiB with a dictionary of [`MAX_DICTIONARY_SIZE`], within the 16
-    /// MiB brotli (no large window) and the 8 MiB zstd decoders must take.
+    /// The window is 1 MiB, as for plain br and zstd, or 2 MiB with a
+    /// dictionary over 512 KiB (smaller for a short body of known length):
+    /// it holds the dictionary and as much of the body as fits (the body
+    /// refers to the dictionary until the window slides past it), within
+    /// the 16 MiB brotli (no large window) and the 8 MiB zstd decoders must
+    /// take. brotli's ring buffer is twice the window.
     pub(crate) fn encoder(&self, level: u32, len: Option<u64>, exact: bool) -> Option<Encoder> {
-        let body = len.map_or(WINDOW_BODY, |n| n.min(WINDOW_BODY));
-        let need = self.dictionary.len() as u64 + body + 16;
+        let dictionary = self.dictionary.len() as u64;
+        let window = if dictionary <= WINDOW / 2 {
+            WINDOW
+        } else {
+            2 * WINDOW
+        };
+        // brotli's window holds 16 bytes less than its size.
+        let room = window - dictionary - 16;
+        let need = dictionary + len.map_or(room, |n| n.min(room)) + 16;
         let log = u64::BITS - need.saturating_sub(1).leading_zeros();
         match self.coding {
             #[cfg(feature = "compression-br")]
@@ -395,9 +377,9 @@ impl Choice {
     }
 }
 
-/// How much of a body the window of a dictionary coding holds beyond the
-/// dictionary.
-const WINDOW_BODY: u64 = 1 << 20;
+/// The window of a dictionary coding (doubled for a dictionary over half
+/// of it).
+const WINDOW: u64 = 1 << 20;
 
 #[cfg(test)]
 mod tests {
@@ -538,7 +520,10 @@ mod tests {
         .unwrap();
         let allow = |v: &'static str| {
             let mut h = HeaderMap::new();
-            h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static(v));
+            h.insert(
+                http::header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                HeaderValue::from_static(v),
+            );
             h
         };
         assert!(cors.allowed_for(&allow("*")));
@@ -593,10 +578,9 @@ mod tests {
     }
 
     /// Streamed bodies of unknown length, in pieces with a flush that
-    /// makes the first part decodable, in both codings; one longer than
-    /// the window's share of the body (1 MiB) still decodes, and its first
-    /// MiB, which the window lets reference the dictionary, is as small as
-    /// a copy of it should be.
+    /// makes the first part decodable, in both codings: a short one is as
+    /// small as a near copy of the dictionary should be, and one longer
+    /// than the window (1 MiB) still decodes.
     #[test]
     fn streamed_bodies_compress_against_the_dictionary() {
         let v1 = script(1, 30 * 1024);

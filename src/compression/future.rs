@@ -312,8 +312,10 @@ fn with_dictionary(parts: &mut Parts, chunks: &VecDeque<Bytes>, ctx: &Ctx) -> Op
 /// coding; kept as a dictionary at its end when it may be one
 /// ([`learnable`]). `len`: the body's length when known.
 fn streamed(parts: &mut Parts, ctx: &Ctx, len: Option<u64>) -> Encoding {
+    // A body known to be too large for a dictionary is never copied.
+    let fits = len.is_none_or(|n| n <= super::MAX_DICTIONARY_SIZE as u64);
     let learn = match &ctx.config.dictionaries {
-        Some(store) if learnable(parts, ctx) => Some(store.clone()),
+        Some(store) if fits && learnable(parts, ctx) => Some(store.clone()),
         _ => None,
     };
     if let Some(choice) = usable_dictionary(parts, ctx) {

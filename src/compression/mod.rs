@@ -105,8 +105,9 @@
 //!   as browsers do) gets its body compressed against it, whole or as it
 //!   streams: `dcz` (zstd, with the build's `compression-zstd`) or `dcb`
 //!   (brotli), the RFC's header first, often tens of times smaller than
-//!   without (BENCHMARKS.md). The window holds the dictionary and the
-//!   body's first MiB (at most 2 MiB per streamed response). Only a 200 to
+//!   without (BENCHMARKS.md). The window is 1 MiB, as for plain br and
+//!   zstd (2 MiB with a dictionary over 512 KiB): the dictionary and as
+//!   much of the body as fits. Only a 200 to
 //!   a GET that every client may share is learned (no `no-store`,
 //!   `private`, `Set-Cookie` or `Authorization`). Following RFC 9842
 //!   §9.3.3, a cross-site request whose response the page may not read

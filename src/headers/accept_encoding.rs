@@ -148,7 +148,7 @@ impl fmt::Display for QValue {
 /// the client announces elsewhere (`Available-Dictionary`). Linear in the
 /// field.
 #[cfg(any(feature = "cache", feature = "compression"))]
-pub(crate) fn listed_weight(headers: &HeaderMap, token: &[u8]) -> Option<QValue> {
+pub(super) fn listed_weight(headers: &HeaderMap, token: &[u8]) -> Option<QValue> {
     for line in headers.get_all(ACCEPT_ENCODING) {
         for elem in util::split_list(line.as_bytes()) {
             let mut parts = elem.split(|&b| b == b';');

@@ -1,16 +1,16 @@
 //! The fields of Compression Dictionary Transport (RFC 9842):
 //! `Available-Dictionary` on requests and `Use-As-Dictionary` on
-//! responses.
+//! responses (the field names live in `dictionary_use`, which the cache
+//! shares).
 
 use std::fmt;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::ParseError;
+use super::dictionary_use::AVAILABLE_DICTIONARY;
 use super::sf::{self, Item, Member};
 
-/// `Available-Dictionary` (RFC 9842 §2.2).
-pub static AVAILABLE_DICTIONARY: HeaderName = HeaderName::from_static("available-dictionary");
 /// `Use-As-Dictionary` (RFC 9842 §2.1).
 pub static USE_AS_DICTIONARY: HeaderName = HeaderName::from_static("use-as-dictionary");
 /// `Dictionary-ID` (RFC 9842 §2.3).

@@ -41,6 +41,8 @@ mod conditional;
 mod date;
 #[cfg(feature = "compression")]
 mod dictionary;
+#[cfg(any(feature = "cache", feature = "compression"))]
+mod dictionary_use;
 mod etag;
 #[cfg(test)]
 mod limits;
@@ -51,8 +53,6 @@ mod util;
 
 use std::fmt;
 
-#[cfg(any(feature = "cache", feature = "compression"))]
-pub(crate) use self::accept_encoding::listed_weight;
 #[cfg(any(feature = "compression", feature = "timing"))]
 pub(crate) use self::util::is_tchar;
 #[cfg(feature = "compression")]
@@ -68,9 +68,16 @@ pub use self::conditional::{Precondition, Preconditions};
 #[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
 #[doc(inline)]
 pub use self::dictionary::{
-    AVAILABLE_DICTIONARY, AvailableDictionary, DICTIONARY_ID, MAX_DICTIONARY_ID, USE_AS_DICTIONARY,
-    UseAsDictionary,
+    AvailableDictionary, DICTIONARY_ID, MAX_DICTIONARY_ID, USE_AS_DICTIONARY, UseAsDictionary,
 };
+#[cfg(any(feature = "cache", feature = "compression"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "cache", feature = "compression"))))]
+#[doc(inline)]
+pub use self::dictionary_use::AVAILABLE_DICTIONARY;
+#[cfg(any(feature = "cache", feature = "compression"))]
+pub(crate) use self::dictionary_use::{Fetch, accepts as accepts_coding};
+#[cfg(feature = "cache")]
+pub(crate) use self::dictionary_use::{dictionary_coding, weight as dictionary_coding_weight};
 #[doc(inline)]
 pub use self::{
     accept_encoding::{AcceptEncoding, ContentCoding, QValue},

@@ -535,6 +535,16 @@ async fn a_cache_outside_keeps_one_variant_per_dictionary() {
             ("accept-encoding", "gzip, br, zstd, dcb, dcz".to_owned()),
         ],
         browser(hash.to_string(), "gzip, br, zstd"),
+        // RFC 9842 §9.3.3: a cross-site request the page may not read (or
+        // a client claiming to be one) gets none, and pins nobody to it:
+        // it shares the variant of the one above, which lists no
+        // dictionary coding.
+        {
+            let mut fields = with.clone();
+            fields.push(("sec-fetch-site", "cross-site".to_owned()));
+            fields.push(("sec-fetch-mode", "no-cors".to_owned()));
+            fields
+        },
     ];
     for fields in cases {
         let (res, body) = fetch(&app, "/app.v2.js", &fields).await;
