@@ -74,7 +74,7 @@ impl ZstdEncoder {
         cctx.set_parameter(CParameter::WindowLog(window_log)).ok()?;
         cctx.set_pledged_src_size(pledged).ok()?;
         if let Some(d) = dictionary {
-            cctx.load_dictionary(d).ok()?;
+            load_dictionary(cctx, level, d)?;
         }
         Some(this)
     }
@@ -121,6 +121,23 @@ impl ZstdEncoder {
     }
 }
 
+/// Loads `dictionary` (raw content) into a context set to `level`. At
+/// levels 1 and 2 (the `fast` strategy) the hash table also grows to about
+/// one slot per two bytes of the dictionary (2^14 to 2^18 slots): with
+/// the level's own 2^14 most of a large dictionary can't be found again (a
+/// streamed 256 KiB bundle came out 39,582 bytes against a 256 KiB
+/// previous version, 259 with 2^17; BENCHMARKS.md). Levels from 3 on
+/// have tables that large already.
+fn load_dictionary(cctx: &mut CCtx<'static>, level: i32, dictionary: &[u8]) -> Option<()> {
+    if level < 3 {
+        let bits = usize::BITS - dictionary.len().saturating_sub(1).leading_zeros();
+        let hash_log = bits.saturating_sub(1).clamp(14, 18);
+        cctx.set_parameter(CParameter::HashLog(hash_log)).ok()?;
+    }
+    cctx.load_dictionary(dictionary).ok()?;
+    Some(())
+}
+
 /// A pooled context, or a new one (`None` if libzstd cannot make one).
 /// Its user sets every parameter it needs.
 fn take() -> Option<CCtx<'static>> {
@@ -164,7 +181,7 @@ pub(crate) fn compress_with_dictionary(
             .ok()?;
         cctx.set_parameter(CParameter::WindowLog(window_log)).ok()?;
         cctx.set_pledged_src_size(Some(input.len() as u64)).ok()?;
-        cctx.load_dictionary(dictionary).ok()?;
+        load_dictionary(&mut cctx, level, dictionary)?;
         // One-shot, into the room after the header: the streaming call
         // would make the context set up stream buffers it does not need.
         let pos = out.len();
