@@ -109,18 +109,7 @@ fn forwarded_essentials<'a>(lines: impl Iterator<Item = &'a http::HeaderValue>) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
-
-    fn req(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (n, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(n.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
-    }
+    use crate::cache::entry::tests::headers as req;
 
     #[test]
     fn forwarded_keeps_host_and_proto_only() {

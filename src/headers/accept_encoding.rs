@@ -151,24 +151,27 @@ impl fmt::Display for QValue {
 pub(super) fn listed_weight(headers: &HeaderMap, token: &[u8]) -> Option<QValue> {
     for line in headers.get_all(ACCEPT_ENCODING) {
         for elem in util::split_list(line.as_bytes()) {
-            let mut parts = elem.split(|&b| b == b';');
-            if !util::trim_ows(parts.next().unwrap_or_default()).eq_ignore_ascii_case(token) {
-                continue;
-            }
-            let mut q = Some(QValue::ONE);
-            for param in parts {
-                let (name, value) = util::split_name_value(param);
-                if name.eq_ignore_ascii_case(b"q") {
-                    q = value.and_then(QValue::parse);
-                    break;
-                }
-            }
-            if q.is_some() {
+            let (coding, q) = element(elem);
+            if q.is_some() && coding.eq_ignore_ascii_case(token) {
                 return q;
             }
         }
     }
     None
+}
+
+/// One list element: its coding name and its weight (1 without `q`,
+/// `None` when `q` is not a valid qvalue).
+fn element(elem: &[u8]) -> (&[u8], Option<QValue>) {
+    let mut parts = elem.split(|&b| b == b';');
+    let coding = util::trim_ows(parts.next().unwrap_or_default());
+    for param in parts {
+        let (name, value) = util::split_name_value(param);
+        if name.eq_ignore_ascii_case(b"q") {
+            return (coding, value.and_then(QValue::parse));
+        }
+    }
+    (coding, Some(QValue::ONE))
 }
 
 const STAR: usize = 5;
@@ -269,8 +272,7 @@ impl AcceptEncoding {
 
     fn parse_into(&mut self, value: &[u8]) {
         for elem in util::split_list(value) {
-            let mut parts = elem.split(|&b| b == b';');
-            let coding = util::trim_ows(parts.next().unwrap_or_default());
+            let (coding, q) = element(elem);
             let slot = if coding == b"*" {
                 STAR
             } else {
@@ -279,14 +281,6 @@ impl AcceptEncoding {
                     None => continue,
                 }
             };
-            let mut q = Some(QValue::ONE);
-            for param in parts {
-                let (name, value) = util::split_name_value(param);
-                if name.eq_ignore_ascii_case(b"q") {
-                    q = value.and_then(QValue::parse);
-                    break;
-                }
-            }
             if let Some(q) = q {
                 self.weights[slot].get_or_insert(q);
             }

@@ -7,16 +7,7 @@ use http::{HeaderValue, Uri};
 
 const CODINGS: &[ContentCoding] = &[ContentCoding::Gzip, ContentCoding::Deflate];
 
-fn req(pairs: &[(&str, &str)]) -> HeaderMap {
-    let mut h = HeaderMap::new();
-    for (n, v) in pairs {
-        h.append(
-            HeaderName::from_bytes(n.as_bytes()).unwrap(),
-            HeaderValue::from_str(v).unwrap(),
-        );
-    }
-    h
-}
+use crate::cache::entry::tests::headers as req;
 
 fn inside() -> Encodings {
     Encodings::Inside(CODINGS.to_vec())
