@@ -15,7 +15,8 @@
 //! - `use-as-dictionary` (with `compression`): a `match-dest` inner list
 //!   and unknown members with inner lists and parameters (RFC 9842 over
 //!   Structured Fields).
-//! - `date`: the three HTTP date formats (fixed size).
+//! - `date`: the three HTTP date formats (fixed size), one read
+//!   leniently, and a 100 KB value refused.
 //!
 //! After criterion's groups a summary prints nanoseconds per element at
 //! each size (best of several batches) and the 30,000/3,000 ratio, which
@@ -222,9 +223,21 @@ fn parsers(c: &mut Criterion) {
         ("imf-fixdate", &b"Sun, 06 Nov 1994 08:49:37 GMT"[..]),
         ("rfc850", b"Sunday, 06-Nov-94 08:49:37 GMT"),
         ("asctime", b"Sun Nov  6 08:49:37 1994"),
+        // Read leniently (RFC 9110 §5.6.7): rewritten, then checked.
+        ("lenient", b"mon, 06 NOV 1994 08:49:37 gmt"),
     ] {
         group.bench_function(name, |b| b.iter(|| HttpDate::parse(black_box(value))));
     }
+    // Refused in bounded time however long the value.
+    let long: Vec<u8> = [
+        &b"Sun, 06 Nov 1994 08:49:37 GMT"[..],
+        &[b' '; 100_000],
+        b"x",
+    ]
+    .concat();
+    group.bench_function("100 KB, refused", |b| {
+        b.iter(|| HttpDate::parse(black_box(&long)))
+    });
     group.finish();
 }
 

@@ -140,6 +140,33 @@ pub(crate) struct Facts {
     pub(crate) coding: Option<StoredCoding>,
 }
 
+/// The `Age` a response arrived with (RFC 9111 §5.1): delta-seconds,
+/// from the first member when the field is a list (`7200, 0`, as some
+/// caches chain it) or has several lines; a value too large for the
+/// clock counts as 2^31 seconds (§1.2.2); absent or invalid, 0.
+fn age_value(headers: &HeaderMap) -> Duration {
+    let Some(first) = headers.get(header::AGE) else {
+        return Duration::ZERO;
+    };
+    let member = first
+        .as_bytes()
+        .split(|&b| b == b',')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
+    if member.is_empty() || !member.iter().all(u8::is_ascii_digit) {
+        return Duration::ZERO;
+    }
+    let secs = std::str::from_utf8(member)
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .map_or(MAX_DELTA, |n| n.min(MAX_DELTA));
+    Duration::from_secs(secs)
+}
+
+/// The largest delta-seconds a cache needs to represent (RFC 9111 §1.2.2).
+const MAX_DELTA: u64 = 1 << 31;
+
 /// Heuristic freshness (RFC 9111 §4.2.2): a fraction of the time since
 /// `Last-Modified`, capped.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -194,12 +221,7 @@ impl Facts {
         };
 
         // §4.2.3
-        let age_value = headers
-            .get(header::AGE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .map(Duration::from_secs)
-            .unwrap_or_default();
+        let age_value = age_value(headers);
         let apparent_age = response_time.duration_since(date_value).unwrap_or_default();
         let response_delay = response_time
             .duration_since(request_time)
@@ -290,6 +312,33 @@ mod tests {
             facts,
         };
         assert_eq!(stored.age(at(110)), Duration::from_secs(20));
+    }
+
+    /// RFC 9111 §5.1 and §1.2.2: the first member of a list, overflow as
+    /// 2^31, anything else 0.
+    #[test]
+    fn age_values_as_rfc_9111_reads_them() {
+        for (value, secs) in [
+            ("7200, 0", 7200),
+            (" 30 ", 30),
+            ("0", 0),
+            ("99999999999999999999999", 1 << 31),
+            ("3000000000", 1 << 31),
+            ("-5", 0),
+            ("1.5", 0),
+            ("abc, 10", 0),
+            ("", 0),
+        ] {
+            assert_eq!(
+                age_value(&headers(&[("age", value)])),
+                Duration::from_secs(secs),
+                "{value:?}"
+            );
+        }
+        // Several lines: the first.
+        let h = headers(&[("age", "60"), ("age", "5")]);
+        assert_eq!(age_value(&h), Duration::from_secs(60));
+        assert_eq!(age_value(&HeaderMap::new()), Duration::ZERO);
     }
 
     /// The shared state of a cache with the default settings.

@@ -61,7 +61,14 @@
 //!   `Vary`, is not stored.
 //! - **Request directives**: `no-cache` (and `Pragma: no-cache`),
 //!   `no-store`, `max-age`, `max-stale`, `min-fresh`, `only-if-cached`
-//!   (504 when nothing fits).
+//!   (504 when nothing fits). `max-stale` reaches a stale response while
+//!   the store still holds it: with a validator, for
+//!   [`CacheLayer::validator_grace`], or within a `stale-while-revalidate`
+//!   or `stale-if-error` window.
+//! - **Freshness fields**: `Age` is read from its first member when it is
+//!   a list (`7200, 0`); dates (`Date`, `Expires`, `Last-Modified`) as
+//!   leniently as RFC 9110 §5.6.7 asks ([`HttpDate`](crate::headers::HttpDate));
+//!   an `Expires` that is no date means already expired.
 //! - **Response directives**: `no-cache` (stored, validated before each
 //!   reuse), `must-revalidate`, `proxy-revalidate` and `s-maxage` (never
 //!   served stale; 504 when the origin can't be reached).

@@ -14,7 +14,9 @@ const MAX_SECS: u64 = 253_402_300_799;
 
 /// A point in time with one-second resolution, as HTTP dates carry it.
 ///
-/// Parsing accepts the three formats of RFC 9110 §5.6.7. For RFC 850's
+/// Parsing accepts the three formats of RFC 9110 §5.6.7, as leniently as
+/// §5.6.7 asks of recipients: day and month names and `GMT` in any case,
+/// runs of spaces, and a day name that is not the date's. For RFC 850's
 /// two-digit years it applies the RFC's rule: a year that would lie more
 /// than 50 years in the future is the most recent past year with those
 /// digits. Writing always produces IMF-fixdate. Times before 1970 or after
@@ -74,12 +76,23 @@ impl HttpDate {
 
     fn parse_with(value: &[u8], now_year: impl FnOnce() -> u16) -> Result<Self, ParseError> {
         let err = || ParseError::new("http-date", "not an IMF-fixdate, RFC 850 or asctime date");
+        // The longest date is 33 bytes: refuse a long value unread.
+        if value.len() > MAX_DATE_LEN {
+            return Err(err());
+        }
         let s = std::str::from_utf8(value).map_err(|_| err())?.trim();
-        let parsed = match rfc850_to_imf(s, now_year) {
-            Some(imf) => httpdate::parse_http_date(&imf),
-            None => httpdate::parse_http_date(s),
-        };
-        parsed.map(Self::from).map_err(|_| err())
+        // The forms senders write, canonical: the strict parser alone.
+        // (IMF-fixdate has its comma fourth, asctime a space; RFC 850's
+        // two-digit year needs the rewrite for RFC 9110's century rule.)
+        if matches!(s.as_bytes().get(3), Some(b',' | b' ')) {
+            if let Ok(t) = httpdate::parse_http_date(s) {
+                return Ok(Self::from(t));
+            }
+        }
+        let imf = lenient_to_imf(s, now_year).ok_or_else(err)?;
+        httpdate::parse_http_date(&imf)
+            .map(Self::from)
+            .map_err(|_| err())
     }
 
     /// The first line of date field `name` (`Date`, `Expires`,
@@ -153,42 +166,111 @@ impl std::str::FromStr for HttpDate {
     }
 }
 
-/// Rewrites an RFC 850 date (`Sunday, 06-Nov-94 08:49:37 GMT`) as an
-/// IMF-fixdate with the year RFC 9110 §5.6.7 prescribes. `None` when `s` is
-/// not in RFC 850 form.
-fn rfc850_to_imf(s: &str, now_year: impl FnOnce() -> u16) -> Option<String> {
-    const DAYS: [&str; 7] = [
-        "Monday",
-        "Tuesday",
-        "Wednesday",
-        "Thursday",
-        "Friday",
-        "Saturday",
-        "Sunday",
-    ];
-    let (day, rest) = s.split_once(", ")?;
-    if !DAYS.contains(&day) {
+/// The longest field value read as a date: twice the longest date (33
+/// bytes, RFC 850 on a Wednesday), for runs of spaces.
+const MAX_DATE_LEN: usize = 64;
+
+const DAYS: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// Rewrites a date in any of the three formats, read as leniently as RFC
+/// 9110 §5.6.7 asks of recipients, as the IMF-fixdate the strict parser
+/// then checks (digits, ranges, days of the month): day and month names
+/// and `GMT` in any case, runs of spaces, and a day name that need not be
+/// the date's (it is checked to be one, then replaced by the right one).
+/// An RFC 850 two-digit year becomes the year RFC 9110 prescribes.
+/// `None` when `s` is in none of the formats. Linear (the caller reads at
+/// most [`MAX_DATE_LEN`] bytes).
+fn lenient_to_imf(s: &str, now_year: impl FnOnce() -> u16) -> Option<String> {
+    let end = s.find([',', ' '])?;
+    let (day, rest) = s.split_at(end);
+    if !DAYS
+        .iter()
+        .any(|d| day.eq_ignore_ascii_case(d) || day.eq_ignore_ascii_case(&d[..3]))
+    {
         return None;
     }
-    // "DD-Mon-YY HH:MM:SS GMT"
-    let b = rest.as_bytes();
-    if b.len() != 22 || b[2] != b'-' || b[6] != b'-' || !rest.is_char_boundary(9) {
+    let comma = rest.starts_with(',');
+    let mut words = rest[usize::from(comma)..].split_ascii_whitespace();
+    let (mday, month, year, time) = if comma {
+        let first = words.next()?;
+        let date = if let Some((mday, rest)) = first.split_once('-') {
+            // RFC 850: `06-Nov-94 08:49:37 GMT`.
+            let (month, yy) = rest.split_once('-')?;
+            let yy = digits(yy, 2..=2)?;
+            let now = now_year();
+            let mut year = now / 100 * 100 + yy;
+            if year > now.saturating_add(50) {
+                year -= 100;
+            }
+            (
+                digits(mday, 2..=2)?,
+                month_index(month)?,
+                year,
+                words.next()?,
+            )
+        } else {
+            // IMF-fixdate: `06 Nov 1994 08:49:37 GMT`.
+            let month = month_index(words.next()?)?;
+            let year = digits(words.next()?, 4..=4)?;
+            (digits(first, 2..=2)?, month, year, words.next()?)
+        };
+        if !words.next()?.eq_ignore_ascii_case("GMT") {
+            return None;
+        }
+        date
+    } else {
+        // asctime: `Nov  6 08:49:37 1994`.
+        let month = month_index(words.next()?)?;
+        let mday = digits(words.next()?, 1..=2)?;
+        let time = words.next()?;
+        (mday, month, digits(words.next()?, 4..=4)?, time)
+    };
+    if words.next().is_some() || !(1..=31).contains(&mday) {
         return None;
     }
-    let yy: u16 = rest.get(7..9)?.parse().ok()?;
-    let now_year = now_year();
-    let mut year = now_year / 100 * 100 + yy;
-    if year > now_year + 50 {
-        year -= 100;
-    }
+    let weekday = (days_from_civil(year, month + 1, mday) + 3) % 7;
     Some(format!(
-        "{}, {} {} {}{}",
-        day.get(..3)?,
-        rest.get(..2)?,
-        rest.get(3..6)?,
-        year,
-        rest.get(9..)?
+        "{}, {mday:02} {} {year:04} {time} GMT",
+        &DAYS[weekday as usize][..3],
+        MONTHS[month]
     ))
+}
+
+/// `s` as a number, when it is `len` ASCII digits.
+fn digits(s: &str, len: std::ops::RangeInclusive<usize>) -> Option<u16> {
+    if !len.contains(&s.len()) || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// The month (0 for January) of a three-letter name in any case.
+fn month_index(name: &str) -> Option<usize> {
+    MONTHS.iter().position(|m| name.eq_ignore_ascii_case(m))
+}
+
+/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar
+/// (`month` 1–12), for years from 1970 (the days-from-civil algorithm).
+fn days_from_civil(year: u16, month: usize, mday: u16) -> u64 {
+    let (year, month, mday) = (u64::from(year), month as u64, u64::from(mday));
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * ((month + 9) % 12) + 2) / 5 + mday - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    (era * 146_097 + doe).saturating_sub(719_468)
 }
 
 #[cfg(test)]
@@ -227,8 +309,47 @@ mod tests {
         // 2077 would be 51 years ahead: read as 1977.
         let d = HttpDate::parse_at(b"Tuesday, 01-Mar-77 00:00:00 GMT", at_2026).unwrap();
         assert_eq!(d.year(), 1977);
-        // Wrong weekday for the resolved year is rejected.
-        assert!(HttpDate::parse_at(b"Saturday, 01-Mar-75 00:00:00 GMT", at_2026).is_err());
+        // A weekday that is not the resolved year's is read and ignored.
+        let d = HttpDate::parse_at(b"Saturday, 01-Mar-75 00:00:00 GMT", at_2026).unwrap();
+        assert_eq!(d.year(), 2075);
+    }
+
+    /// RFC 9110 §5.6.7: recipients read names in any case and a weekday
+    /// that does not match the date, in all three formats.
+    #[test]
+    fn lenient_reading() {
+        for s in [
+            "sun, 06 nov 1994 08:49:37 gmt",
+            "SUN, 06 NOV 1994 08:49:37 GMT",
+            "Mon, 06 Nov 1994 08:49:37 GMT",
+            "Sun,  06 Nov 1994  08:49:37 GMT",
+            "SUNDAY, 06-nov-94 08:49:37 Gmt",
+            "Friday, 06-Nov-94 08:49:37 GMT",
+            "sun nov  6 08:49:37 1994",
+            "Tue NOV 6 08:49:37 1994",
+            "Sun Nov 06 08:49:37 1994",
+        ] {
+            assert_eq!(
+                HttpDate::parse(s.as_bytes()).map(HttpDate::as_unix_secs),
+                Ok(SUNDAY_1994),
+                "{s}"
+            );
+        }
+        // Leap days and the turn of a century, against the writer.
+        for secs in [951_782_400u64, 4_107_542_399, 1_709_164_800, 0] {
+            let text = HttpDate::from_unix_secs(secs).to_string();
+            let wrong_day = format!("Wed{}", &text[3..]).to_lowercase();
+            assert_eq!(
+                HttpDate::parse(wrong_day.as_bytes())
+                    .unwrap()
+                    .as_unix_secs(),
+                secs,
+                "{wrong_day}"
+            );
+        }
+        // Linear and bounded: a long value is refused at once.
+        let long = format!("Sun, 06 Nov 1994 08:49:37 GMT{}", " ".repeat(100_000) + "x");
+        assert!(HttpDate::parse(long.as_bytes()).is_err());
     }
 
     #[test]
@@ -240,8 +361,16 @@ mod tests {
             b"Sun, 06 Nov 1994 08:49:37",
             b"Sun, 06 Nov 1994 25:49:37 GMT",
             b"Sun, 31 Feb 1994 08:49:37 GMT",
-            b"Mon, 06 Nov 1994 08:49:37 GMT",
             b"Sun, 06 Nov 1969 08:49:37 GMT",
+            b"Sun, 06 Nov 1994 08:49:37 UTC",
+            b"Son, 06 Nov 1994 08:49:37 GMT",
+            b"Sun, 06 Novem 1994 08:49:37 GMT",
+            b"Sun, 6 Nov 1994 08:49:37 GMT",
+            b"Sun, 06 Nov 94 08:49:37 GMT",
+            b"Sun Nov  6 08:49:37 1994 GMT",
+            b"Sun Nov 06 08:49 1994",
+            b"Sun, 00 Nov 1994 08:49:37 GMT",
+            b"Sun, 32 Nov 1994 08:49:37 GMT",
             b"\xff\xfe",
             b"Sunday, 06-Nov-9\xc3\xa9 08:49:37 GMT",
             "Sunday, 06-Nov-é 08:49:37 GMT".as_bytes(),
