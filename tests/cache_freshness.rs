@@ -272,7 +272,10 @@ async fn background_refresh_stores_with_cache_status_off() {
 
 #[tokio::test]
 async fn stale_if_error_and_must_revalidate() {
+    // Only stale-if-error here: the window for an unreachable origin is
+    // `a_stale_copy_answers_while_the_origin_is_unreachable`'s.
     let (layer, clock) = clocked();
+    let layer = layer.stale_if_unreachable(Duration::ZERO);
     let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let d = down.clone();
     let (server, _origin) = serve(layer, move |parts, _| {
@@ -328,4 +331,100 @@ async fn stale_if_error_and_must_revalidate() {
         )
         .await;
     assert!(r.is_err() || r.unwrap().status().is_server_error());
+}
+
+/// RFC 9111 §4.2.4: disconnected from the origin (it fails, or answers
+/// 502, 503 or 504), the cache serves a stale copy within
+/// `stale_if_unreachable`, unless `must-revalidate`, `proxy-revalidate`,
+/// `s-maxage` or `no-cache` forbid it; a 500 is the origin's answer and
+/// goes through. Past the window, or with the window off, the failure
+/// goes through too.
+#[tokio::test]
+async fn a_stale_copy_answers_while_the_origin_is_unreachable() {
+    let (layer, clock) = clocked();
+    let layer = layer.stale_if_unreachable(Duration::from_secs(60));
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let d = down.clone();
+    let (server, _origin) = serve(layer, move |parts, _| {
+        let path = parts.uri.path();
+        if !d.load(Ordering::SeqCst) {
+            let cc = match path {
+                "/must" => "max-age=10, must-revalidate",
+                "/proxy" => "max-age=10, proxy-revalidate",
+                "/shared" => "max-age=100, s-maxage=10",
+                "/no-cache" => "no-cache, max-age=10",
+                _ => "max-age=10",
+            };
+            return Reply::Ok(resp(&[("cache-control", cc), ("etag", "\"v1\"")], "good"));
+        }
+        match path.strip_prefix("/status-") {
+            Some(code) => Reply::Ok(resp(&[], "broken").into_status(code.parse().unwrap())),
+            None => Reply::Fail,
+        }
+    })
+    .await;
+    let paths = [
+        "/plain",
+        "/status-502",
+        "/status-503",
+        "/status-504",
+        "/status-500",
+        "/must",
+        "/proxy",
+        "/shared",
+        "/no-cache",
+    ];
+    for p in paths {
+        server.get(p).await;
+    }
+    down.store(true, Ordering::SeqCst);
+    // Stale by 10 seconds.
+    clock.advance(Duration::from_secs(20));
+    let r = server.get("/plain").await;
+    assert_eq!((r.status, r.text()), (StatusCode::OK, "good"));
+    assert_eq!(
+        status(&r),
+        "tower-perf; fwd=stale; ttl=-10; detail=origin-unreachable"
+    );
+    for code in [502, 503, 504] {
+        let r = server.get(&format!("/status-{code}")).await;
+        assert_eq!((r.status, r.text()), (StatusCode::OK, "good"), "{code}");
+        assert_eq!(
+            status(&r),
+            format!("tower-perf; fwd=stale; fwd-status={code}; ttl=-10; detail=origin-unreachable")
+        );
+    }
+    let r = server.get("/status-500").await;
+    assert_eq!(
+        r.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the origin's answer"
+    );
+    for p in ["/must", "/proxy", "/shared", "/no-cache"] {
+        let r = server
+            .client()
+            .request(
+                server
+                    .request(Method::GET, p)
+                    .body(Full::default())
+                    .unwrap(),
+            )
+            .await;
+        let served = r.is_ok_and(|r| r.status() == StatusCode::OK);
+        assert!(!served, "{p}: forbidden to serve stale");
+    }
+    // 70 seconds stale: past the window.
+    clock.advance(Duration::from_secs(60));
+    let r = server
+        .client()
+        .request(
+            server
+                .request(Method::GET, "/plain")
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await;
+    assert!(r.is_err() || r.unwrap().status().is_server_error());
+    let r = server.get("/status-503").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
 }

@@ -22,8 +22,11 @@ use axum::routing::get;
 use support::TestServer;
 use tower_perf::headers::HttpDate;
 
-/// The fields the origin sends for a path.
+/// The fields the origin sends for a path (`STATUS`: the status instead).
 type Fields = fn(&str) -> Vec<(&'static str, String)>;
+
+/// Not a field: the status the origin answers with.
+const STATUS: &str = "x-test-status";
 
 /// The proxy (with the settings its `main` uses) in front of an origin
 /// answering with `fields`; the origin's calls.
@@ -37,6 +40,10 @@ async fn start(fields: Fields) -> (TestServer, TestServer, Arc<AtomicUsize>) {
             async move {
                 let mut res = format!("call #{n}").into_response();
                 for (name, value) in fields(uri.path()) {
+                    if name == STATUS {
+                        *res.status_mut() = value.parse().unwrap();
+                        continue;
+                    }
                     res.headers_mut().append(
                         HeaderName::from_static(name),
                         HeaderValue::from_str(&value).unwrap(),
@@ -174,4 +181,40 @@ async fn the_proxy_applies_heuristic_freshness() {
     let again = proxy.get("/no-cache").await;
     assert_ne!(again.text(), "call #2", "no-cache: validated each time");
     assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
+
+/// The origin is down for the test below once this is set.
+static DOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// RFC 9111 §4.2.4: an origin answering 503 (down for maintenance,
+/// overloaded) gets its stale copy served, within the proxy's
+/// `stale_if_unreachable` (a day by default); `must-revalidate` forbids
+/// it.
+#[tokio::test]
+async fn a_stale_copy_answers_while_the_origin_is_down() {
+    // Stale by 40 seconds on arrival: max-age 60, Age 100.
+    let (proxy, _origin, _calls) = start(|path| {
+        if DOWN.load(Ordering::SeqCst) {
+            return vec![(STATUS, "503".into())];
+        }
+        let cc = if path == "/must" {
+            "max-age=60, must-revalidate"
+        } else {
+            "max-age=60"
+        };
+        vec![("cache-control", cc.into()), ("age", "100".into())]
+    })
+    .await;
+    proxy.get("/page").await;
+    proxy.get("/must").await;
+    DOWN.store(true, Ordering::SeqCst);
+    let r = proxy.get("/page").await;
+    assert_eq!((r.status.as_u16(), r.text()), (200, "call #1"));
+    let status = r.header("cache-status").unwrap();
+    assert!(
+        status.contains("fwd-status=503") && status.contains("detail=origin-unreachable"),
+        "{status}"
+    );
+    let r = proxy.get("/must").await;
+    assert_eq!(r.status.as_u16(), 503, "must-revalidate: never stale");
 }

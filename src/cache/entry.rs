@@ -125,17 +125,29 @@ impl CachedResponse {
     }
 
     /// How long the store should keep it: while fresh, then for the longest
-    /// stale window, then (if it has validators, so a conditional request
-    /// can refresh it cheaply) for `validator_grace`.
-    pub(crate) fn retention(&self, now: SystemTime, validator_grace: Duration) -> Duration {
+    /// stale window (`unreachable`: how long it may be served stale when
+    /// the origin can't be reached), then (if it has validators, so a
+    /// conditional request can refresh it cheaply) for `validator_grace`.
+    pub(crate) fn retention(
+        &self,
+        now: SystemTime,
+        validator_grace: Duration,
+        unreachable: Duration,
+    ) -> Duration {
         let remaining = self.facts.lifetime.saturating_sub(self.age(now));
         let stale = if self.facts.must_revalidate {
             Duration::ZERO
         } else {
+            let unreachable = if self.facts.no_cache {
+                Duration::ZERO
+            } else {
+                unreachable
+            };
             self.facts
                 .stale_while_revalidate
                 .unwrap_or_default()
                 .max(self.facts.stale_if_error.unwrap_or_default())
+                .max(unreachable)
         };
         let grace = if self.facts.etag.is_some() || self.facts.last_modified.is_some() {
             validator_grace

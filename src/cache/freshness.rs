@@ -116,6 +116,18 @@ impl Shared {
             .max();
         window.is_some_and(|w| staleness <= w)
     }
+
+    /// Whether `e` may be served because the origin can't be reached (RFC
+    /// 9111 §4.2.4), within [`CacheLayer::stale_if_unreachable`]: never
+    /// against `must-revalidate`, `proxy-revalidate`, `s-maxage` or
+    /// `no-cache`.
+    ///
+    /// [`CacheLayer::stale_if_unreachable`]: super::CacheLayer::stale_if_unreachable
+    pub(super) fn stale_if_unreachable(&self, e: &CachedResponse, now: SystemTime) -> bool {
+        let window = self.config.stale_if_unreachable;
+        !(e.facts.must_revalidate || e.facts.no_cache || window.is_zero())
+            && e.age(now).saturating_sub(e.facts.lifetime) <= window
+    }
 }
 
 /// What the cache derives from a stored response's header section once,

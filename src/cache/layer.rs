@@ -30,6 +30,7 @@ pub(crate) struct Config {
     pub(crate) tag_header: Option<HeaderName>,
     pub(crate) strip_tag_header: bool,
     pub(crate) validator_grace: Duration,
+    pub(crate) stale_if_unreachable: Duration,
     pub(crate) clock: Arc<dyn Clock>,
 }
 
@@ -45,9 +46,17 @@ impl std::fmt::Debug for Config {
             .field("store_set_cookie", &self.store_set_cookie)
             .field("status_name", &self.status_name)
             .field("tag_header", &self.tag_header)
+            .field("stale_if_unreachable", &self.stale_if_unreachable)
             .finish_non_exhaustive()
     }
 }
+
+/// How long past freshness a response is served when the origin can't be
+/// reached ([`CacheLayer::stale_if_unreachable`]): a day. Squid
+/// (`max_stale`) and Traffic Server (`max_stale_age`) serve a week by
+/// default; a day keeps entries out of a shared store (Redis) for less
+/// long, and covers an outage someone is paged for.
+pub const DEFAULT_STALE_IF_UNREACHABLE: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// The request fields [`CacheLayer::implicit_vary`] adds to a variant by
 /// default: those that frameworks and proxies read as the request's host,
@@ -120,6 +129,7 @@ impl CacheLayer {
                 tag_header: Some(HeaderName::from_static("surrogate-key")),
                 strip_tag_header: true,
                 validator_grace: Duration::from_secs(3600),
+                stale_if_unreachable: DEFAULT_STALE_IF_UNREACHABLE,
                 clock: Arc::new(SystemClock),
             }),
             store: Arc::new(MemoryStore::default()),
@@ -207,6 +217,22 @@ impl CacheLayer {
     /// other for an answer that can't be shared ("hit-for-miss").
     pub fn hit_for_miss(mut self, d: Duration) -> Self {
         self.flights = Arc::new(Flights::new(d));
+        self
+    }
+
+    /// How long past its freshness a stored response may still be served
+    /// when the origin can't be reached (the connection fails or times
+    /// out) or answers 502, 503 or 504 (RFC 9111 §4.2.4: a cache
+    /// disconnected from the origin may serve stale), default
+    /// [`DEFAULT_STALE_IF_UNREACHABLE`]; `Duration::ZERO` turns it off.
+    /// Never for a response with `must-revalidate`, `proxy-revalidate`,
+    /// `s-maxage` or `no-cache`, which forbid it; `Cache-Status` says
+    /// `fwd=stale; detail=origin-unreachable`. The store keeps entries this
+    /// long past their freshness (a memory store evicts the least used
+    /// first when full). A `stale-if-error` window (RFC 5861), from the
+    /// response or the request, applies to every 5xx and on top of this.
+    pub fn stale_if_unreachable(mut self, window: Duration) -> Self {
+        Arc::make_mut(&mut self.config).stale_if_unreachable = window;
         self
     }
 

@@ -62,9 +62,17 @@
 //! - **Request directives**: `no-cache` (and `Pragma: no-cache`),
 //!   `no-store`, `max-age`, `max-stale`, `min-fresh`, `only-if-cached`
 //!   (504 when nothing fits). `max-stale` reaches a stale response while
-//!   the store still holds it: with a validator, for
+//!   the store still holds it: within
+//!   [`CacheLayer::stale_if_unreachable`] (a day by default) unless it
+//!   forbids stale, with a validator for
 //!   [`CacheLayer::validator_grace`], or within a `stale-while-revalidate`
 //!   or `stale-if-error` window.
+//! - **Disconnected from the origin (RFC 9111 §4.2.4)**: when the origin
+//!   fails (connection refused, reset, timed out) or answers 502, 503 or
+//!   504, a stale copy is served within
+//!   [`CacheLayer::stale_if_unreachable`] (default a day), unless
+//!   `must-revalidate`, `proxy-revalidate`, `s-maxage` or `no-cache`
+//!   forbid it; `Cache-Status: …; fwd=stale; detail=origin-unreachable`.
 //! - **Freshness fields**: `Age` is read from its first member when it is
 //!   a list (`7200, 0`); dates (`Date`, `Expires`, `Last-Modified`) as
 //!   leniently as RFC 9110 §5.6.7 asks ([`HttpDate`](crate::headers::HttpDate));
@@ -205,7 +213,10 @@ pub use self::body::ResponseBody;
 pub use self::entry::CachedResponse;
 pub use self::future::ResponseFuture;
 pub use self::key::CacheKey;
-pub use self::layer::{CacheHandle, CacheLayer, DEFAULT_IMPLICIT_VARY, DEFAULT_MAX_ENTRY_SIZE};
+pub use self::layer::{
+    CacheHandle, CacheLayer, DEFAULT_IMPLICIT_VARY, DEFAULT_MAX_ENTRY_SIZE,
+    DEFAULT_STALE_IF_UNREACHABLE,
+};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis_store::{RedisCacheSnapshot, RedisCacheStats, RedisCacheStore, TieredStore};

@@ -29,7 +29,11 @@ impl Shared {
     /// Stores `entry` under `key` for as long as it can be used.
     pub(crate) fn store_entry(&self, key: CacheKey, entry: CachedResponse) {
         self.flights.mark_cacheable(&key);
-        let ttl = entry.retention(self.now(), self.config.validator_grace);
+        let ttl = entry.retention(
+            self.now(),
+            self.config.validator_grace,
+            self.config.stale_if_unreachable,
+        );
         let fut = self.store.put(key, Arc::new(entry), ttl);
         self.drive(fut, true);
     }
@@ -149,15 +153,16 @@ where
         Err(err) => {
             drop(fetch.flight);
             if let Some(e) = &fetch.stale {
-                if shared.stale_if_error(e, &fetch.req_cc, response_time) {
+                let via = if shared.stale_if_error(e, &fetch.req_cc, response_time) {
+                    Some(Via::StaleIfError(None))
+                } else if shared.stale_if_unreachable(e, response_time) {
+                    Some(Via::StaleUnreachable(None))
+                } else {
+                    None
+                };
+                if let Some(via) = via {
                     Counters::add(&shared.counters.stale_served);
-                    return Ok(shared.serve(
-                        e,
-                        &method,
-                        &fetch.client,
-                        response_time,
-                        Via::StaleIfError(None),
-                    ));
+                    return Ok(shared.serve(e, &method, &fetch.client, response_time, via));
                 }
                 if e.facts.must_revalidate {
                     return Ok(shared.gateway_timeout("origin-unreachable"));
@@ -197,16 +202,20 @@ where
     }
     if status.is_server_error() {
         if let Some(e) = &fetch.stale {
-            if shared.stale_if_error(e, &fetch.req_cc, response_time) {
+            // 502, 503 and 504: a gateway or the origin saying it can't
+            // answer now, as good as unreachable.
+            let gone = matches!(status.as_u16(), 502..=504);
+            let via = if shared.stale_if_error(e, &fetch.req_cc, response_time) {
+                Some(Via::StaleIfError(Some(status)))
+            } else if gone && shared.stale_if_unreachable(e, response_time) {
+                Some(Via::StaleUnreachable(Some(status)))
+            } else {
+                None
+            };
+            if let Some(via) = via {
                 drop(fetch.flight);
                 Counters::add(&shared.counters.stale_served);
-                return Ok(shared.serve(
-                    e,
-                    &method,
-                    &fetch.client,
-                    response_time,
-                    Via::StaleIfError(Some(status)),
-                ));
+                return Ok(shared.serve(e, &method, &fetch.client, response_time, via));
             }
         }
     }

@@ -558,7 +558,11 @@ impl CacheStore for TieredStore {
                 // may be used (its age is counted from its own times).
                 let now = std::time::SystemTime::now();
                 for v in vs.iter().rev() {
-                    let ttl = v.retention(now, Duration::from_secs(3600));
+                    let ttl = v.retention(
+                        now,
+                        Duration::from_secs(3600),
+                        crate::cache::DEFAULT_STALE_IF_UNREACHABLE,
+                    );
                     let _ = l1.put(key.clone(), Arc::clone(v), ttl).take_ready();
                 }
                 // A purge that ran since the check above must not leave

@@ -16,6 +16,9 @@ pub(super) enum Via {
     MaxStale,
     WhileRevalidate,
     StaleIfError(Option<StatusCode>),
+    /// Served stale because the origin could not be reached (or answered
+    /// this 502/503/504), within `stale_if_unreachable`.
+    StaleUnreachable(Option<StatusCode>),
     Revalidated,
 }
 
@@ -57,6 +60,13 @@ impl Shared {
             Via::StaleIfError(None) => {
                 self.status_value(format_args!("fwd=stale; ttl={ttl}; detail=stale-if-error"))
             }
+            Via::StaleUnreachable(Some(s)) => self.status_value(format_args!(
+                "fwd=stale; fwd-status={}; ttl={ttl}; detail=origin-unreachable",
+                s.as_u16()
+            )),
+            Via::StaleUnreachable(None) => self.status_value(format_args!(
+                "fwd=stale; ttl={ttl}; detail=origin-unreachable"
+            )),
             Via::Revalidated => {
                 self.status_value(format_args!("fwd=stale; fwd-status=304; ttl={ttl}"))
             }
