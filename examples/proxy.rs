@@ -15,8 +15,9 @@
 //! plus the request's path and query, never an authority the client
 //! named. Only the cache sits in front: the origin's own Cache-Control
 //! decides what is stored; the proxy adds no policy and no compression. An
-//! unreachable origin gets 502 (or a stale response, where
-//! `stale-if-error` allows). A response without explicit freshness but
+//! unreachable origin gets 502, or a stale copy: up to a day past its
+//! freshness (`CacheLayer::stale_if_unreachable`, RFC 9111 §4.2.4), or
+//! where `stale-if-error` allows. A response without explicit freshness but
 //! with `Last-Modified` is fresh for 10% of the time since then, at most a
 //! day (heuristic freshness, RFC 9111 §4.2.2; `Cache-Control: no-cache`,
 //! or a status not cacheable by default, turns it off).
@@ -262,8 +263,8 @@ impl<B: ForwardBody> Service<Request<B>> for Forward<B> {
                 .append(header::VIA, HeaderValue::from_static("1.1 tower-perf"));
             parts.version = http::Version::HTTP_11;
             // An origin that accepts and never answers must not hold the
-            // client's connection (and its slot) forever: 504, or stale
-            // where `stale-if-error` allows (the cache in front decides).
+            // client's connection (and its slot) forever: 504, or a stale
+            // copy (the cache in front decides).
             let upstream = client.request(Request::from_parts(parts, body));
             let mut resp = tokio::time::timeout(upstream_timeout, upstream)
                 .await

@@ -400,6 +400,27 @@ async fn a_stale_copy_answers_while_the_origin_is_unreachable() {
         StatusCode::INTERNAL_SERVER_ERROR,
         "the origin's answer"
     );
+    // A client that wants no stored response unvalidated, or none this
+    // old, gets the failure (RFC 9111 §5.2.1.4, §5.2.1.1); with
+    // `max-stale` it takes the stale copy.
+    for (cc, served) in [
+        ("no-cache", false),
+        ("max-age=0", false),
+        ("max-age=0, max-stale", true),
+    ] {
+        let r = server
+            .get_with("/status-503", &[("cache-control", cc)])
+            .await;
+        assert_eq!(r.status == StatusCode::OK, served, "{cc}: {}", r.status);
+    }
+    let r = server
+        .get_with("/status-503", &[("pragma", "no-cache")])
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Pragma: no-cache"
+    );
     for p in ["/must", "/proxy", "/shared", "/no-cache"] {
         let r = server
             .client()

@@ -138,7 +138,10 @@ impl CachedResponse {
         let stale = if self.facts.must_revalidate {
             Duration::ZERO
         } else {
-            let unreachable = if self.facts.no_cache {
+            // Not for a response that was never fresh (`Expires: 0`,
+            // `max-age=0`: origins saying "don't reuse" more often than
+            // "keep for outages"), nor one that may not be served stale.
+            let unreachable = if self.facts.no_cache || self.facts.lifetime.is_zero() {
                 Duration::ZERO
             } else {
                 unreachable
@@ -311,5 +314,45 @@ pub(crate) mod tests {
         assert_eq!(t.get_all("vary").iter().count(), 2);
         let upstream = template(&headers(&[("cache-status", "origin-cache; hit")]));
         assert_eq!(upstream.get_all("cache-status").iter().count(), 1);
+    }
+
+    /// Retention: fresh time, then the longest stale window (the window
+    /// for an unreachable origin only for responses that were fresh and
+    /// may be served stale), or the validator grace.
+    #[test]
+    fn retention_keeps_what_may_still_be_served() {
+        let now = SystemTime::now();
+        let hour = Duration::from_secs(3600);
+        let day = Duration::from_secs(86_400);
+        let keep = |fields: &[(&str, &str)]| {
+            CachedResponse::new(
+                StatusCode::OK,
+                headers(fields),
+                Bytes::new(),
+                None,
+                (now, now),
+                VaryKey::default(),
+                Vec::new(),
+                None,
+            )
+            .retention(now, hour, day)
+        };
+        let minute = Duration::from_secs(60);
+        assert_eq!(keep(&[("cache-control", "max-age=60")]), minute + day);
+        assert_eq!(
+            keep(&[("cache-control", "max-age=60, must-revalidate")]),
+            minute
+        );
+        assert_eq!(
+            keep(&[("cache-control", "max-age=60, s-maxage=60")]),
+            minute
+        );
+        assert_eq!(keep(&[("cache-control", "no-cache, max-age=60")]), minute);
+        assert_eq!(keep(&[("expires", "0")]), Duration::ZERO, "never fresh");
+        assert_eq!(
+            keep(&[("cache-control", "max-age=0"), ("etag", "\"a\"")]),
+            hour,
+            "validator grace"
+        );
     }
 }

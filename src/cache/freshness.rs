@@ -120,13 +120,28 @@ impl Shared {
     /// Whether `e` may be served because the origin can't be reached (RFC
     /// 9111 §4.2.4), within [`CacheLayer::stale_if_unreachable`]: never
     /// against `must-revalidate`, `proxy-revalidate`, `s-maxage` or
-    /// `no-cache`.
+    /// `no-cache` in the response, nor to a request that said it wants no
+    /// stored response unvalidated (`no-cache`, §5.2.1.4) or none older
+    /// than its `max-age` without allowing `max-stale` (§5.2.1.1).
     ///
     /// [`CacheLayer::stale_if_unreachable`]: super::CacheLayer::stale_if_unreachable
-    pub(super) fn stale_if_unreachable(&self, e: &CachedResponse, now: SystemTime) -> bool {
+    pub(super) fn stale_if_unreachable(
+        &self,
+        e: &CachedResponse,
+        req_cc: &CacheControl,
+        now: SystemTime,
+    ) -> bool {
         let window = self.config.stale_if_unreachable;
-        !(e.facts.must_revalidate || e.facts.no_cache || window.is_zero())
-            && e.age(now).saturating_sub(e.facts.lifetime) <= window
+        let age = e.age(now);
+        let too_old_for_client = req_cc
+            .max_age()
+            .is_some_and(|max| age > max && req_cc.max_stale().is_none());
+        !(e.facts.must_revalidate
+            || e.facts.no_cache
+            || window.is_zero()
+            || req_cc.no_cache()
+            || too_old_for_client)
+            && age.saturating_sub(e.facts.lifetime) <= window
     }
 }
 

@@ -155,7 +155,7 @@ where
             if let Some(e) = &fetch.stale {
                 let via = if shared.stale_if_error(e, &fetch.req_cc, response_time) {
                     Some(Via::StaleIfError(None))
-                } else if shared.stale_if_unreachable(e, response_time) {
+                } else if shared.stale_if_unreachable(e, &fetch.req_cc, response_time) {
                     Some(Via::StaleUnreachable(None))
                 } else {
                     None
@@ -207,7 +207,7 @@ where
             let gone = matches!(status.as_u16(), 502..=504);
             let via = if shared.stale_if_error(e, &fetch.req_cc, response_time) {
                 Some(Via::StaleIfError(Some(status)))
-            } else if gone && shared.stale_if_unreachable(e, response_time) {
+            } else if gone && shared.stale_if_unreachable(e, &fetch.req_cc, response_time) {
                 Some(Via::StaleUnreachable(Some(status)))
             } else {
                 None

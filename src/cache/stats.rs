@@ -53,7 +53,8 @@ pub struct CacheSnapshot {
     /// the origin without a validator.
     pub misses: u64,
     /// Stale responses served: `stale-while-revalidate`, `stale-if-error`,
-    /// or a client's `max-stale`.
+    /// a client's `max-stale`, or the origin unreachable
+    /// ([`CacheLayer::stale_if_unreachable`](super::CacheLayer::stale_if_unreachable)).
     pub stale_served: u64,
     /// Revalidations the origin answered with 304 (the stored body reused).
     pub revalidated_not_modified: u64,

@@ -237,7 +237,9 @@ fn lenient_to_imf(s: &str, now_year: impl FnOnce() -> u16) -> Option<String> {
         let time = words.next()?;
         (mday, month, digits(words.next()?, 4..=4)?, time)
     };
-    if words.next().is_some() || !(1..=31).contains(&mday) {
+    // Years before 1970 are refused here, before any arithmetic on them
+    // (httpdate refuses them too).
+    if words.next().is_some() || !(1..=31).contains(&mday) || !(1970..=9999).contains(&year) {
         return None;
     }
     let weekday = (days_from_civil(year, month + 1, mday) + 3) % 7;
@@ -371,6 +373,9 @@ mod tests {
             b"Sun Nov 06 08:49 1994",
             b"Sun, 00 Nov 1994 08:49:37 GMT",
             b"Sun, 32 Nov 1994 08:49:37 GMT",
+            b"Sun, 01 Jan 0000 00:00:00 GMT",
+            b"Sun Jan  1 00:00:00 0000",
+            b"sun, 01 feb 1969 00:00:00 gmt",
             b"\xff\xfe",
             b"Sunday, 06-Nov-9\xc3\xa9 08:49:37 GMT",
             "Sunday, 06-Nov-é 08:49:37 GMT".as_bytes(),
