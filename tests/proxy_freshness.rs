@@ -218,3 +218,60 @@ async fn a_stale_copy_answers_while_the_origin_is_down() {
     let r = proxy.get("/must").await;
     assert_eq!(r.status.as_u16(), 503, "must-revalidate: never stale");
 }
+
+/// RFC 9213: the proxy's cache obeys `CDN-Cache-Control` (its default
+/// target list) over `Cache-Control` and `Expires`, in both directions;
+/// an invalid or empty one is as if absent; both fields reach the client
+/// as the origin sent them.
+#[tokio::test]
+async fn cdn_cache_control_governs_this_cache() {
+    let (proxy, _origin, calls) = start(|path| {
+        let (cc, cdn): (&str, &str) = match path {
+            "/longer" => ("no-store", "max-age=600"),
+            "/private" => ("max-age=60", "private"),
+            "/no-store" => ("max-age=60", "no-store"),
+            "/no-cache" => ("max-age=60", "no-cache"),
+            "/invalid" => ("max-age=60", "max-age=60,"),
+            "/empty" => ("max-age=60", ""),
+            _ => ("", "must-revalidate"),
+        };
+        let mut fields = vec![("cdn-cache-control", cdn.to_owned())];
+        if cc.is_empty() {
+            // Expires an hour ahead, which the targeted field overrides.
+            fields.push(("expires", date(3600)));
+        } else {
+            fields.push(("cache-control", cc.to_owned()));
+        }
+        fields
+    })
+    .await;
+    for (path, cached) in [
+        ("/longer", true),
+        ("/private", false),
+        ("/no-store", false),
+        ("/no-cache", false),
+        ("/invalid", true),
+        ("/empty", true),
+        ("/expires", false),
+    ] {
+        let first = proxy.get(path).await;
+        let before = calls.load(Ordering::SeqCst);
+        let second = proxy.get(path).await;
+        let from_cache = calls.load(Ordering::SeqCst) == before;
+        assert_eq!(
+            from_cache,
+            cached,
+            "{path}: {:?}",
+            second.header("cache-status")
+        );
+        // Forwarded untouched, for the caches after this one.
+        assert_eq!(
+            first.header("cdn-cache-control"),
+            second.header("cdn-cache-control"),
+            "{path}"
+        );
+    }
+    let r = proxy.get("/longer").await;
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    assert_eq!(r.header("cdn-cache-control"), Some("max-age=600"));
+}

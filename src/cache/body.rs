@@ -137,7 +137,7 @@ impl Tee {
             self.times,
             std::mem::take(&mut self.vary),
             std::mem::take(&mut self.tags),
-            self.shared.config.heuristic,
+            &self.shared.config.rules,
         );
         let key = self.key.clone();
         self.shared.store_entry(key, entry);

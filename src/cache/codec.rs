@@ -7,10 +7,25 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use super::entry::CachedResponse;
-use super::freshness::Facts;
+use super::freshness::{Facts, Rules};
 use super::vary::VaryKey;
 
-const VERSION: u8 = 1;
+/// 2: the directives the entry was stored under follow its lifetime (a
+/// targeted field, RFC 9213, may have decided them, and a reader does
+/// not know the writer's target list). Entries of version 1 read as
+/// missing.
+const VERSION: u8 = 2;
+
+/// Encodes an optional delta as a presence flag and its seconds.
+fn put_delta(out: &mut Vec<u8>, d: Option<Duration>) {
+    match d {
+        Some(d) => {
+            out.push(1);
+            out.extend_from_slice(&u32::try_from(d.as_secs()).unwrap_or(u32::MAX).to_le_bytes());
+        }
+        None => out.push(0),
+    }
+}
 
 fn micros(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
@@ -60,6 +75,9 @@ pub(crate) fn encode(r: &CachedResponse) -> Vec<u8> {
             .unwrap_or(u64::MAX)
             .to_le_bytes(),
     );
+    out.push(u8::from(r.facts.must_revalidate) | (u8::from(r.facts.no_cache) << 1));
+    put_delta(&mut out, r.facts.stale_while_revalidate);
+    put_delta(&mut out, r.facts.stale_if_error);
     put_headers(&mut out, &r.headers);
     match &r.trailers {
         Some(t) => {
@@ -151,6 +169,16 @@ pub(crate) fn decode(buf: &[u8]) -> Option<CachedResponse> {
     let request_time = at(r.u64()?)?;
     let response_time = at(r.u64()?)?;
     let lifetime = Duration::from_micros(r.u64()?);
+    let flags = r.u8()?;
+    if flags > 3 {
+        return None;
+    }
+    let mut delta = || match r.u8()? {
+        0 => Some(None),
+        1 => Some(Some(Duration::from_secs(u64::from(r.u32()?)))),
+        _ => None,
+    };
+    let (stale_while_revalidate, stale_if_error) = (delta()?, delta()?);
     let headers = r.headers()?;
     let trailers = match r.u8()? {
         0 => None,
@@ -179,11 +207,16 @@ pub(crate) fn decode(buf: &[u8]) -> Option<CachedResponse> {
         (request_time, response_time),
         vary,
         tags,
-        None,
+        &Rules::default(),
     );
-    // The lifetime as computed when stored (a heuristic one included).
+    // The lifetime and directives as computed when stored (a heuristic
+    // lifetime, a targeted field's directives included).
     entry.facts = Facts {
         lifetime,
+        must_revalidate: flags & 1 != 0,
+        no_cache: flags & 2 != 0,
+        stale_while_revalidate,
+        stale_if_error,
         ..entry.facts
     };
     Some(entry)
@@ -217,8 +250,45 @@ mod tests {
             (now, now + Duration::from_millis(3)),
             vary,
             vec!["a".into(), "b-2".into()],
-            None,
+            &Rules::default(),
         )
+    }
+
+    /// Directives a targeted field decided survive the trip: the reader
+    /// does not know the writer's target list.
+    #[test]
+    fn targeted_directives_round_trip() {
+        let mut h = HeaderMap::new();
+        h.insert("cache-control", HeaderValue::from_static("max-age=60"));
+        h.insert(
+            "cdn-cache-control",
+            HeaderValue::from_static("max-age=600, no-cache, must-revalidate, stale-if-error=30"),
+        );
+        let rules = Rules {
+            heuristic: None,
+            targets: vec![HeaderName::from_static("cdn-cache-control")],
+        };
+        let now = SystemTime::now();
+        let r = CachedResponse::new(
+            StatusCode::OK,
+            h,
+            Bytes::new(),
+            None,
+            (now, now),
+            VaryKey::default(),
+            Vec::new(),
+            &rules,
+        );
+        assert!(r.facts.no_cache && r.facts.must_revalidate);
+        let back = decode(&encode(&r)).unwrap();
+        assert_eq!(back.facts.lifetime, Duration::from_secs(600));
+        assert!(back.facts.no_cache && back.facts.must_revalidate);
+        assert_eq!(back.facts.stale_if_error, Some(Duration::from_secs(30)));
+        assert_eq!(back.facts.stale_while_revalidate, None);
+        // Version 1 entries read as missing.
+        let mut old = encode(&r);
+        old[0] = 1;
+        assert!(decode(&old).is_none());
     }
 
     #[test]

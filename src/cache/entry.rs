@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::StatusCode;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-use super::freshness::{Facts, Heuristic};
+use super::freshness::{Facts, Rules};
 use super::status::CACHE_STATUS;
 use super::vary::VaryKey;
 use crate::headers::HttpDate;
@@ -66,11 +66,11 @@ impl CachedResponse {
         times: (SystemTime, SystemTime),
         vary: VaryKey,
         tags: Vec<Box<str>>,
-        heuristic: Option<Heuristic>,
+        rules: &Rules,
     ) -> Self {
         let (request_time, response_time) = times;
         headers.retain_not_hop_by_hop();
-        let facts = Facts::derive(status, &headers, request_time, response_time, heuristic);
+        let facts = Facts::derive(status, &headers, request_time, response_time, rules);
         Self {
             status,
             template: template(&headers),
@@ -184,7 +184,7 @@ impl CachedResponse {
         &self,
         not_modified: &HeaderMap,
         times: (SystemTime, SystemTime),
-        heuristic: Option<Heuristic>,
+        rules: &Rules,
     ) -> Self {
         let mut headers = self.headers.clone();
         for name in not_modified.keys() {
@@ -209,7 +209,7 @@ impl CachedResponse {
         if !not_modified.contains_key(header::DATE) {
             headers.insert(header::DATE, HttpDate::from(times.1).to_header_value());
         }
-        let facts = Facts::derive(self.status, &headers, times.0, times.1, heuristic);
+        let facts = Facts::derive(self.status, &headers, times.0, times.1, rules);
         Self {
             status: self.status,
             template: template(&headers),
@@ -301,7 +301,7 @@ pub(crate) mod tests {
             (at(1), at(1)),
             VaryKey::default(),
             Vec::new(),
-            None,
+            &Default::default(),
         );
         assert_eq!(r.headers().len(), 1);
         assert!(r.headers().contains_key("etag"));
@@ -333,7 +333,7 @@ pub(crate) mod tests {
                 (now, now),
                 VaryKey::default(),
                 Vec::new(),
-                None,
+                &Default::default(),
             )
             .retention(now, hour, day)
         };

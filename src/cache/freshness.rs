@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use http::header::HeaderMap;
+use http::header::{HeaderMap, HeaderName};
 
 use http::StatusCode;
 use http::header;
@@ -194,6 +194,15 @@ fn age_value(headers: &HeaderMap) -> Duration {
 /// The largest delta-seconds a cache needs to represent (RFC 9111 §1.2.2).
 const MAX_DELTA: u64 = 1 << 31;
 
+/// What the layer's configuration adds to reading a response's
+/// freshness: heuristic freshness, and the targeted fields (RFC 9213) that
+/// replace `Cache-Control` and `Expires` for this cache.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Rules {
+    pub(crate) heuristic: Option<Heuristic>,
+    pub(crate) targets: Vec<HeaderName>,
+}
+
 /// Heuristic freshness (RFC 9111 §4.2.2): a fraction of the time since
 /// `Last-Modified`, capped.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -208,9 +217,10 @@ impl Facts {
         headers: &HeaderMap,
         request_time: SystemTime,
         response_time: SystemTime,
-        heuristic: Option<Heuristic>,
+        rules: &Rules,
     ) -> Self {
-        let cc = CacheControl::from_headers(headers).unwrap_or_default();
+        let policy = super::storable::policy(headers, &rules.targets);
+        let cc = &policy.cc;
         let date = HttpDate::from_headers(headers, &header::DATE)
             .and_then(Result::ok)
             .map(HttpDate::to_system_time);
@@ -224,7 +234,7 @@ impl Facts {
             s
         } else if let Some(m) = cc.max_age() {
             m
-        } else if let Some(expires) = headers.get(header::EXPIRES) {
+        } else if let Some(expires) = headers.get(header::EXPIRES).filter(|_| !policy.targeted) {
             // An invalid Expires (including "0") means already expired
             // (§5.3).
             match HttpDate::parse(expires.as_bytes()) {
@@ -235,7 +245,7 @@ impl Facts {
                 Err(_) => Duration::ZERO,
             }
         } else if let (Some(h), Some(lm), true) = (
-            heuristic,
+            rules.heuristic,
             last_modified,
             heuristically_cacheable(status) && !cc.no_cache(),
         ) {
@@ -285,7 +295,9 @@ mod tests {
         let t = 1_000_000;
         let d = date(t);
         let e = date(t + 500);
-        let f = |h: &HeaderMap| Facts::derive(StatusCode::OK, h, at(t), at(t), None).lifetime;
+        let f = |h: &HeaderMap| {
+            Facts::derive(StatusCode::OK, h, at(t), at(t), &Rules::default()).lifetime
+        };
         let all = headers(&[
             ("cache-control", "max-age=60, s-maxage=120"),
             ("date", &d),
@@ -312,7 +324,19 @@ mod tests {
             fraction: 0.1,
             max: Duration::from_secs(3600),
         });
-        let f = |s, heur| Facts::derive(s, &h, at(t), at(t), heur).lifetime;
+        let f = |s, heur| {
+            Facts::derive(
+                s,
+                &h,
+                at(t),
+                at(t),
+                &Rules {
+                    heuristic: heur,
+                    ..Rules::default()
+                },
+            )
+            .lifetime
+        };
         assert_eq!(f(StatusCode::OK, heur), Duration::from_secs(100));
         assert_eq!(f(StatusCode::OK, None), Duration::ZERO);
         assert_eq!(f(StatusCode::CREATED, heur), Duration::ZERO);
@@ -323,7 +347,7 @@ mod tests {
         // Sent at 100, received at 102, Date says 95 (origin clock behind
         // or response queued), Age: 10 from upstream.
         let h = headers(&[("date", &date(95)), ("age", "10")]);
-        let facts = Facts::derive(StatusCode::OK, &h, at(100), at(102), None);
+        let facts = Facts::derive(StatusCode::OK, &h, at(100), at(102), &Rules::default());
         // apparent = 7, corrected_age_value = 10 + 2 = 12 → 12.
         assert_eq!(facts.initial_age, Duration::from_secs(12));
         let stored = CachedResponse {
@@ -388,7 +412,7 @@ mod tests {
             (at(T), at(T)),
             VaryKey::default(),
             Vec::new(),
-            None,
+            &Default::default(),
         );
         Arc::from(vec![Arc::new(e)])
     }
@@ -493,7 +517,7 @@ mod tests {
             (at(T), at(T)),
             vary,
             Vec::new(),
-            None,
+            &Default::default(),
         );
         let v: Variants = Arc::from(vec![Arc::new(e)]);
         assert_eq!(decision(Some(&v), &[("accept-language", "fr")], 1), "fresh");

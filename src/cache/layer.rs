@@ -6,7 +6,7 @@ use std::time::Duration;
 use http::{HeaderName, Uri};
 
 use super::flight::Flights;
-use super::freshness::Heuristic;
+use super::freshness::{Heuristic, Rules};
 use super::key::CacheKey;
 use super::service::{Cache, Shared};
 use super::stats::{CacheStats, Counters};
@@ -23,7 +23,7 @@ pub(crate) struct Config {
     pub(crate) max_entry_size: usize,
     pub(crate) coalesce: bool,
     pub(crate) coalesce_timeout: Duration,
-    pub(crate) heuristic: Option<Heuristic>,
+    pub(crate) rules: Rules,
     pub(crate) store_set_cookie: bool,
     pub(crate) serve_authorized: bool,
     pub(crate) status_name: Option<Box<str>>,
@@ -42,7 +42,7 @@ impl std::fmt::Debug for Config {
             .field("max_entry_size", &self.max_entry_size)
             .field("coalesce", &self.coalesce)
             .field("coalesce_timeout", &self.coalesce_timeout)
-            .field("heuristic", &self.heuristic)
+            .field("rules", &self.rules)
             .field("store_set_cookie", &self.store_set_cookie)
             .field("status_name", &self.status_name)
             .field("tag_header", &self.tag_header)
@@ -122,7 +122,10 @@ impl CacheLayer {
                 max_entry_size: DEFAULT_MAX_ENTRY_SIZE,
                 coalesce: true,
                 coalesce_timeout: Duration::from_secs(5),
-                heuristic: None,
+                rules: Rules {
+                    heuristic: None,
+                    targets: vec![HeaderName::from_static("cdn-cache-control")],
+                },
                 store_set_cookie: false,
                 serve_authorized: false,
                 status_name: Some("tower-perf".into()),
@@ -236,11 +239,33 @@ impl CacheLayer {
         self
     }
 
+    /// The targeted cache-control fields this cache obeys (RFC 9213), most
+    /// applicable first (default: `CDN-Cache-Control`; add your own, e.g.
+    /// `TowerPerf-Cache-Control`, or pass none to obey `Cache-Control`
+    /// only). For each response, the first of them present with a valid,
+    /// non-empty value (a Structured Field Dictionary, read by
+    /// [`CacheControl::from_targeted`](crate::headers::CacheControl::from_targeted))
+    /// decides what this cache stores and for how long, and the response's
+    /// `Cache-Control` and `Expires` are then ignored by this cache; an
+    /// empty or invalid one is as if absent. Every field is still
+    /// forwarded as it came: caches further down read their own (RFC 9213
+    /// §3: a CDN forwards `CDN-Cache-Control` for the next one).
+    pub fn targeted_cache_control<I: IntoIterator<Item = HeaderName>>(mut self, names: I) -> Self {
+        let mut targets: Vec<HeaderName> = Vec::new();
+        for n in names {
+            if !targets.contains(&n) {
+                targets.push(n);
+            }
+        }
+        Arc::make_mut(&mut self.config).rules.targets = targets;
+        self
+    }
+
     /// Heuristic freshness (RFC 9111 §4.2.2) for responses without explicit
     /// freshness but with `Last-Modified`: `fraction` of the time since the
     /// last modification (0.1 is usual), at most `max`. Off by default.
     pub fn heuristic_freshness(mut self, fraction: f64, max: Duration) -> Self {
-        Arc::make_mut(&mut self.config).heuristic = Some(Heuristic {
+        Arc::make_mut(&mut self.config).rules.heuristic = Some(Heuristic {
             fraction: fraction.clamp(0.0, 1.0),
             max,
         });

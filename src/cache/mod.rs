@@ -59,6 +59,12 @@
 //!   origin read it). A response in a coding this
 //!   crate doesn't know (or several), or a dictionary coding without that
 //!   `Vary`, is not stored.
+//! - **Targeted fields (RFC 9213)**: `CDN-Cache-Control` by default, or
+//!   the list given to [`CacheLayer::targeted_cache_control`]: the first
+//!   present with a valid, non-empty value (a Structured Field
+//!   Dictionary) replaces `Cache-Control` and `Expires` for this cache's
+//!   storing and freshness; an empty or invalid one is as if absent. All
+//!   are forwarded as they came.
 //! - **Request directives**: `no-cache` (and `Pragma: no-cache`),
 //!   `no-store`, `max-age`, `max-stale`, `min-fresh`, `only-if-cached`
 //!   (504 when nothing fits). `max-stale` reaches a stale response while

@@ -184,7 +184,7 @@ where
             let fresh = e.freshened(
                 resp.headers(),
                 (request_time, response_time),
-                shared.config.heuristic,
+                &shared.config.rules,
             );
             let served = shared.serve(
                 &fresh,
@@ -269,14 +269,16 @@ where
     }
     let tags = shared.tags(&mut parts.headers);
     let authorized = req_headers.contains_key(header::AUTHORIZATION);
+    let policy = storable::policy(&parts.headers, &shared.config.rules.targets);
     let storable = storable::check_storable(
         method,
         parts.status,
         &parts.headers,
+        &policy,
         &fetch.req_cc,
         authorized,
         shared.config.store_set_cookie,
-        shared.config.heuristic.is_some(),
+        shared.config.rules.heuristic.is_some(),
     )
     .and_then(|()| match body.size_hint().exact() {
         Some(n) if n > shared.config.max_entry_size as u64 => Err(NotStorable::TooLarge),
@@ -409,7 +411,7 @@ pub(super) async fn refresh<S, ReqB, ResB>(
         let fresh = e.freshened(
             resp.headers(),
             (request_time, response_time),
-            shared.config.heuristic,
+            &shared.config.rules,
         );
         shared.store_entry(fetch.key, fresh);
         return;

@@ -1,6 +1,6 @@
 //! The storing rules of RFC 9111 §3 for a shared cache.
 
-use http::header::{self, HeaderMap};
+use http::header::{self, HeaderMap, HeaderName};
 use http::{Method, StatusCode};
 
 use crate::headers::{CacheControl, ContentCoding, dictionary_coding};
@@ -56,6 +56,40 @@ fn vary_names(headers: &HeaderMap, field: &str) -> bool {
     })
 }
 
+/// The response directives this cache obeys (RFC 9213 §2.2): those of the
+/// first field of `targets` present with a valid, non-empty value, and
+/// then `Cache-Control` and `Expires` are ignored; else `Cache-Control`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Policy {
+    pub(crate) cc: CacheControl,
+    /// A targeted field decided: `Expires` does not count.
+    pub(crate) targeted: bool,
+}
+
+impl Policy {
+    /// Whether `Expires` counts and the response has one.
+    fn expires(&self, headers: &HeaderMap) -> bool {
+        !self.targeted && headers.contains_key(header::EXPIRES)
+    }
+}
+
+/// The [`Policy`] of a response, given the cache's target list.
+pub(crate) fn policy(headers: &HeaderMap, targets: &[HeaderName]) -> Policy {
+    for name in targets {
+        let mut lines = headers.get_all(name).iter().peekable();
+        if lines.peek().is_none() {
+            continue;
+        }
+        if let Some(cc) = CacheControl::from_targeted(lines) {
+            return Policy { cc, targeted: true };
+        }
+    }
+    Policy {
+        cc: CacheControl::from_headers(headers).unwrap_or_default(),
+        targeted: false,
+    }
+}
+
 /// Why a response is not stored, for statistics and `Cache-Status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum NotStorable {
@@ -76,11 +110,14 @@ pub(crate) enum NotStorable {
 }
 
 /// The storing rules of RFC 9111 §3 for a shared cache, for a response to
-/// a GET whose request had `req_cc` and (maybe) `Authorization`.
+/// a GET whose request had `req_cc` and (maybe) `Authorization`, under the
+/// response's [`Policy`].
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn check_storable(
     method: &Method,
     status: StatusCode,
     headers: &HeaderMap,
+    policy: &Policy,
     req_cc: &CacheControl,
     authorized: bool,
     store_set_cookie: bool,
@@ -98,7 +135,7 @@ pub(crate) fn check_storable(
     {
         return Err(NotStorable::Status);
     }
-    let cc = CacheControl::from_headers(headers).unwrap_or_default();
+    let cc = &policy.cc;
     if req_cc.no_store() || cc.no_store() {
         return Err(NotStorable::NoStore);
     }
@@ -131,10 +168,8 @@ pub(crate) fn check_storable(
         }
         Some(_) => {}
     }
-    let explicit = cc.s_maxage().is_some()
-        || cc.max_age().is_some()
-        || headers.contains_key(header::EXPIRES)
-        || cc.public();
+    let explicit =
+        cc.s_maxage().is_some() || cc.max_age().is_some() || policy.expires(headers) || cc.public();
     if !explicit && !heuristically_cacheable(status) {
         return Err(NotStorable::Status);
     }
@@ -144,9 +179,7 @@ pub(crate) fn check_storable(
         headers.contains_key(header::ETAG) || headers.contains_key(header::LAST_MODIFIED);
     let may_be_fresh = cc.s_maxage().is_some_and(|d| !d.is_zero())
         || (cc.s_maxage().is_none() && cc.max_age().is_some_and(|d| !d.is_zero()))
-        || (cc.s_maxage().is_none()
-            && cc.max_age().is_none()
-            && headers.contains_key(header::EXPIRES))
+        || (cc.s_maxage().is_none() && cc.max_age().is_none() && policy.expires(headers))
         || (heuristics && headers.contains_key(header::LAST_MODIFIED));
     let stale_usable = cc.stale_while_revalidate().is_some() || cc.stale_if_error().is_some();
     if cc.no_cache() && !has_validator {
@@ -167,8 +200,18 @@ mod tests {
     fn storing_rules() {
         let get = Method::GET;
         let none = CacheControl::new();
-        let ok =
-            |h: &HeaderMap| check_storable(&get, StatusCode::OK, h, &none, false, false, false);
+        let ok = |h: &HeaderMap| {
+            check_storable(
+                &get,
+                StatusCode::OK,
+                h,
+                &policy(h, &[]),
+                &none,
+                false,
+                false,
+                false,
+            )
+        };
         assert_eq!(ok(&headers(&[("cache-control", "max-age=60")])), Ok(()));
         assert_eq!(
             ok(&headers(&[("cache-control", "max-age=60, no-store")])),
@@ -195,8 +238,18 @@ mod tests {
         assert_eq!(ok(&headers(&[])), Err(NotStorable::NoFreshness));
         assert_eq!(ok(&headers(&[("etag", "\"a\"")])), Ok(()));
         // Authorization: only with public, s-maxage or must-revalidate.
-        let auth =
-            |h: &HeaderMap| check_storable(&get, StatusCode::OK, h, &none, true, false, false);
+        let auth = |h: &HeaderMap| {
+            check_storable(
+                &get,
+                StatusCode::OK,
+                h,
+                &policy(h, &[]),
+                &none,
+                true,
+                false,
+                false,
+            )
+        };
         assert_eq!(
             auth(&headers(&[("cache-control", "max-age=60")])),
             Err(NotStorable::Authorization)
@@ -208,7 +261,16 @@ mod tests {
         assert_eq!(auth(&headers(&[("cache-control", "s-maxage=60")])), Ok(()));
         // 201 only with explicit freshness.
         let created = |h: &HeaderMap| {
-            check_storable(&get, StatusCode::CREATED, h, &none, false, false, false)
+            check_storable(
+                &get,
+                StatusCode::CREATED,
+                h,
+                &policy(h, &[]),
+                &none,
+                false,
+                false,
+                false,
+            )
         };
         assert_eq!(
             created(&headers(&[("etag", "\"a\"")])),
@@ -222,6 +284,7 @@ mod tests {
                 &get,
                 StatusCode::OK,
                 &headers(&[("cache-control", "max-age=60")]),
+                &policy(&headers(&[("cache-control", "max-age=60")]), &[]),
                 &req_ns,
                 false,
                 false,
@@ -240,6 +303,7 @@ mod tests {
                 &Method::GET,
                 status,
                 &headers(h),
+                &policy(&headers(h), &[]),
                 &none,
                 false,
                 false,
@@ -257,6 +321,7 @@ mod tests {
                 &Method::HEAD,
                 StatusCode::OK,
                 &headers(&fresh),
+                &Policy::default(),
                 &none,
                 false,
                 false,
@@ -346,5 +411,88 @@ mod tests {
         assert_eq!(check(200, &varying, false), Ok(()));
         let h = headers(&varying);
         assert_eq!(response_coding(&h), Some(StoredCoding::Dictionary("dcb")));
+    }
+
+    /// RFC 9213 §2.2: the first target present with a valid, non-empty
+    /// value replaces `Cache-Control` and `Expires`; an empty or invalid
+    /// one, or a field not on the list, changes nothing.
+    #[test]
+    fn targeted_fields_replace_cache_control_and_expires() {
+        let cdn = HeaderName::from_static("cdn-cache-control");
+        let own = HeaderName::from_static("towerperf-cache-control");
+        let targets = [own.clone(), cdn.clone()];
+        let check = |h: &[(&str, &str)]| {
+            let h = headers(h);
+            let none = CacheControl::new();
+            check_storable(
+                &Method::GET,
+                StatusCode::OK,
+                &h,
+                &policy(&h, &targets),
+                &none,
+                false,
+                false,
+                false,
+            )
+        };
+        // The examples of RFC 9213 §3.1.
+        assert_eq!(
+            check(&[
+                ("cache-control", "no-store"),
+                ("cdn-cache-control", "max-age=600")
+            ]),
+            Ok(())
+        );
+        assert_eq!(
+            check(&[("cache-control", "no-store"), ("cdn-cache-control", "none")]),
+            Err(NotStorable::NoFreshness)
+        );
+        assert_eq!(
+            check(&[("cache-control", "no-store")]),
+            Err(NotStorable::NoStore)
+        );
+        // The other direction: a targeted private, no-store.
+        assert_eq!(
+            check(&[
+                ("cache-control", "max-age=60"),
+                ("cdn-cache-control", "private")
+            ]),
+            Err(NotStorable::Private)
+        );
+        assert_eq!(
+            check(&[
+                ("cache-control", "max-age=60"),
+                ("cdn-cache-control", "no-store")
+            ]),
+            Err(NotStorable::NoStore)
+        );
+        // Expires is ignored with a targeted field.
+        let later = "Sun, 06 Nov 2094 08:49:37 GMT";
+        assert_eq!(
+            check(&[("expires", later), ("cdn-cache-control", "must-revalidate")]),
+            Err(NotStorable::NoFreshness)
+        );
+        // Empty or invalid: as if absent.
+        for bad in ["", "max-age=60,", "Max-Age=60"] {
+            assert_eq!(
+                check(&[("cache-control", "no-store"), ("cdn-cache-control", bad)]),
+                Err(NotStorable::NoStore),
+                "{bad:?}"
+            );
+        }
+        // The first target wins; fields off the list change nothing.
+        assert_eq!(
+            check(&[
+                ("cdn-cache-control", "no-store"),
+                ("towerperf-cache-control", "max-age=60")
+            ]),
+            Ok(())
+        );
+        let h = headers(&[
+            ("cache-control", "max-age=60"),
+            ("other-cache-control", "no-store"),
+        ]);
+        assert!(!policy(&h, &targets).targeted);
+        assert!(!policy(&headers(&[("cdn-cache-control", "no-store")]), &[]).targeted);
     }
 }

@@ -47,8 +47,10 @@ mod etag;
 #[cfg(test)]
 mod limits;
 pub(crate) mod memo;
-#[cfg(feature = "compression")]
+#[cfg(any(feature = "cache", feature = "compression"))]
 mod sf;
+#[cfg(feature = "cache")]
+mod targeted;
 mod util;
 
 use std::fmt;

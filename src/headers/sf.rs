@@ -14,8 +14,12 @@ pub(crate) enum Item<'a> {
     Token(&'a str),
     /// `:base64:`, decoded.
     Bytes(Vec<u8>),
-    /// An integer, a decimal, a boolean, a date or a display string (the
-    /// headers read here use none).
+    /// An integer (at most 15 digits).
+    Integer(i64),
+    /// `?1` or `?0`; a dictionary member without a value is `true`.
+    Boolean(bool),
+    /// A decimal, a date or a display string (the headers read here use
+    /// none).
     Other,
 }
 
@@ -85,14 +89,14 @@ impl<'a> Parser<'a> {
             Some(b'?') => {
                 self.at += 1;
                 match self.peek() {
-                    Some(b'0' | b'1') => {
+                    Some(b @ (b'0' | b'1')) => {
                         self.at += 1;
-                        Ok(Item::Other)
+                        Ok(Item::Boolean(b == b'1'))
                     }
                     _ => Err(Invalid),
                 }
             }
-            Some(b'-' | b'0'..=b'9') => self.number().map(|()| Item::Other),
+            Some(b'-' | b'0'..=b'9') => self.number(),
             Some(b'@') => {
                 // A date (RFC 9651 §3.3.7): `@` and an integer.
                 self.at += 1;
@@ -231,7 +235,8 @@ impl<'a> Parser<'a> {
 
     /// RFC 9651 §4.2.4: an integer (up to 15 digits) or a decimal (up to
     /// 12 integer digits and 3 fractional ones).
-    fn number(&mut self) -> Result<(), Invalid> {
+    fn number(&mut self) -> Result<Item<'a>, Invalid> {
+        let start = self.at;
         self.eat(b'-');
         let (mut int, mut frac, mut dot) = (0usize, 0usize, false);
         while let Some(c) = self.peek() {
@@ -243,12 +248,22 @@ impl<'a> Parser<'a> {
             }
             self.at += 1;
         }
-        let ok = if dot {
-            (1..=12).contains(&int) && (1..=3).contains(&frac)
-        } else {
-            (1..=15).contains(&int)
-        };
-        if ok { Ok(()) } else { Err(Invalid) }
+        if dot {
+            return if (1..=12).contains(&int) && (1..=3).contains(&frac) {
+                Ok(Item::Other)
+            } else {
+                Err(Invalid)
+            };
+        }
+        if !(1..=15).contains(&int) {
+            return Err(Invalid);
+        }
+        // At most 15 digits and a sign: always an i64.
+        std::str::from_utf8(&self.s[start..self.at])
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .map(Item::Integer)
+            .ok_or(Invalid)
     }
 
     /// `*( ";" *SP key [ "=" bare-item ] )`, dropped.
@@ -293,6 +308,7 @@ impl<'a> Parser<'a> {
 
 /// Reads `input` as an Item (RFC 8941 §4.2.3): a bare item and its
 /// parameters (dropped), with spaces around.
+#[cfg(any(test, feature = "compression"))]
 pub(crate) fn item(input: &[u8]) -> Result<Item<'_>, Invalid> {
     let mut p = Parser { s: input, at: 0 };
     p.skip_sp();
@@ -323,7 +339,7 @@ pub(crate) fn dictionary<'a>(
             p.member_value()?
         } else {
             p.params()?;
-            Member::Item(Item::Other)
+            Member::Item(Item::Boolean(true))
         };
         member(key, value);
         p.skip_ows();
@@ -374,8 +390,14 @@ mod tests {
         );
         assert_eq!(m[2].1, Member::Item(Item::String("v\"1\\".into())));
         assert_eq!(m[3].1, Member::Item(Item::Token("raw")));
-        assert_eq!(m[4].1, Member::Item(Item::Other));
-        assert_eq!(m[7].1, Member::Item(Item::Other), "a bare key is true");
+        assert_eq!(m[4].1, Member::Item(Item::Integer(-12)));
+        assert_eq!(m[5].1, Member::Item(Item::Other), "a decimal");
+        assert_eq!(m[6].1, Member::Item(Item::Boolean(false)));
+        assert_eq!(
+            m[7].1,
+            Member::Item(Item::Boolean(true)),
+            "a bare key is true"
+        );
         assert_eq!(m[8].1, Member::Item(Item::Bytes(b"hello".to_vec())));
         assert_eq!(m.len(), 10);
         assert_eq!(read("").unwrap(), vec![]);
@@ -388,7 +410,7 @@ mod tests {
         .unwrap();
         let keys: Vec<&str> = m.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(keys, ["a", "b", "*c", "d", "e", "f", "g", "h"]);
-        assert_eq!(m[3].1, Member::InnerList(vec![Item::Other], false));
+        assert_eq!(m[3].1, Member::InnerList(vec![Item::Integer(1)], false));
         assert_eq!(m[4].1, Member::InnerList(vec![], false));
         assert_eq!(m[5].1, Member::Item(Item::Bytes(b"hello".to_vec())));
         // Non-zero padding bits are accepted (`o=` would be `o` exactly).

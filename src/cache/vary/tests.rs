@@ -136,7 +136,7 @@ fn stored(coding: Option<&str>, fetched_with: Option<&str>, vary: bool) -> Arc<C
         (now, now),
         v,
         Vec::new(),
-        None,
+        &Default::default(),
     ))
 }
 
@@ -244,7 +244,7 @@ fn dictionary_variants_serve_only_their_dictionary_and_coding() {
         (now, now),
         build(&h, &fetched, &enc),
         Vec::new(),
-        None,
+        &Default::default(),
     ));
     let variants = [dcz];
     let select = |r: &HeaderMap| RequestVary::new(r, &enc).select(&variants).is_some();
@@ -302,7 +302,7 @@ fn dictionary_variants_serve_only_their_dictionary_and_coding() {
             (now, now),
             VaryKey::default(),
             Vec::new(),
-            None,
+            &Default::default(),
         )
     };
     let plain = bare(&[]);
