@@ -182,6 +182,20 @@ fn a_zero_byte_cache_budget_panics() {
     let _ = CacheMemory::new(1).max_variants(1);
 }
 
+/// RFC 9213: `Cache-Control` and `Expires` are not targeted fields.
+#[cfg(feature = "cache")]
+#[test]
+fn cache_control_as_a_targeted_field_panics() {
+    use http::header::{CACHE_CONTROL, EXPIRES, HeaderName};
+    use tower_perf::cache::CacheLayer;
+    for name in [CACHE_CONTROL, EXPIRES] {
+        let msg = panic_message(|| CacheLayer::new().targeted_cache_control([name.clone()]));
+        assert!(msg.contains("not a targeted field"), "{msg}");
+    }
+    let _ =
+        CacheLayer::new().targeted_cache_control([HeaderName::from_static("cdn-cache-control")]);
+}
+
 #[cfg(all(feature = "cache-control", feature = "rate-limit"))]
 #[test]
 fn route_patterns_that_cannot_match_panic() {

@@ -250,9 +250,19 @@ impl CacheLayer {
     /// empty or invalid one is as if absent. Every field is still
     /// forwarded as it came: caches further down read their own (RFC 9213
     /// §3: a CDN forwards `CDN-Cache-Control` for the next one).
+    ///
+    /// # Panics
+    ///
+    /// On `Cache-Control` or `Expires`: they are not targeted fields (read
+    /// with Structured Field rules, `Cache-Control` would mean something
+    /// else than it says).
     pub fn targeted_cache_control<I: IntoIterator<Item = HeaderName>>(mut self, names: I) -> Self {
         let mut targets: Vec<HeaderName> = Vec::new();
         for n in names {
+            assert!(
+                n != http::header::CACHE_CONTROL && n != http::header::EXPIRES,
+                "CacheLayer::targeted_cache_control: {n} is not a targeted field (RFC 9213); it is read as always"
+            );
             if !targets.contains(&n) {
                 targets.push(n);
             }

@@ -488,6 +488,14 @@ mod tests {
             ]),
             Ok(())
         );
+        // An invalid first target falls through to the next.
+        assert_eq!(
+            check(&[
+                ("towerperf-cache-control", "max-age=60,"),
+                ("cdn-cache-control", "no-store")
+            ]),
+            Err(NotStorable::NoStore)
+        );
         let h = headers(&[
             ("cache-control", "max-age=60"),
             ("other-cache-control", "no-store"),

@@ -41,13 +41,15 @@ impl CacheControl {
     ///
     /// Each directive takes the type RFC 9213 maps it to, and a member of
     /// another type is ignored: `max-age`, `s-maxage`,
-    /// `stale-while-revalidate` and `stale-if-error` are Integers
-    /// (negative ones ignored, large ones capped as delta-seconds);
+    /// `stale-while-revalidate` and `stale-if-error` are Integers (large
+    /// ones capped as delta-seconds; a negative `max-age` or `s-maxage` is
+    /// 0, as in `Cache-Control`, a negative window none);
     /// `no-store`, `must-revalidate`, `proxy-revalidate`, `public`,
     /// `immutable`, `no-transform` and `must-understand` are Booleans
     /// (`?0` is absent); `no-cache` and `private` are `true` or a String
     /// naming fields. Parameters and unknown members are ignored; a key's
-    /// last value counts.
+    /// last value counts, and when it is of the wrong type the directive
+    /// is absent.
     ///
     /// ```
     /// use std::time::Duration;
@@ -83,53 +85,53 @@ impl CacheControl {
         let mut flags = [false; 7];
         let (mut no_cache, mut private) = (None, None);
         let mut members = 0usize;
+        const DELTAS: [&str; 4] = [
+            "max-age",
+            "s-maxage",
+            "stale-while-revalidate",
+            "stale-if-error",
+        ];
+        const FLAGS: [&str; 7] = [
+            "no-store",
+            "must-revalidate",
+            "proxy-revalidate",
+            "public",
+            "immutable",
+            "no-transform",
+            "must-understand",
+        ];
         sf::dictionary(&value, |key, member| {
             members += 1;
-            let Member::Item(item) = member else {
-                return;
+            // A key's last value is its value: whatever came before goes,
+            // and a value of the wrong type leaves the directive absent.
+            let item = match member {
+                Member::Item(item) => Some(item),
+                Member::InnerList(..) => None,
             };
-            const DELTAS: [&str; 4] = [
-                "max-age",
-                "s-maxage",
-                "stale-while-revalidate",
-                "stale-if-error",
-            ];
-            const FLAGS: [&str; 7] = [
-                "no-store",
-                "must-revalidate",
-                "proxy-revalidate",
-                "public",
-                "immutable",
-                "no-transform",
-                "must-understand",
-            ];
             if let Some(i) = DELTAS.iter().position(|d| *d == key) {
-                if let Item::Integer(n) = item {
-                    if n >= 0 {
-                        deltas[i] = Some(
-                            u32::try_from(n)
-                                .map_or(DELTA_SECONDS_MAX, |n| n.min(DELTA_SECONDS_MAX)),
-                        );
-                    }
-                }
+                deltas[i] = match item {
+                    // A negative `max-age` or `s-maxage` reads as 0 (stale),
+                    // as in Cache-Control; a negative stale window as none.
+                    Some(Item::Integer(n)) if n < 0 => (i < 2).then_some(0),
+                    Some(Item::Integer(n)) => Some(
+                        u32::try_from(n).map_or(DELTA_SECONDS_MAX, |n| n.min(DELTA_SECONDS_MAX)),
+                    ),
+                    _ => None,
+                };
             } else if let Some(i) = FLAGS.iter().position(|f| *f == key) {
-                if let Item::Boolean(b) = item {
-                    flags[i] = b;
-                }
+                flags[i] = item == Some(Item::Boolean(true));
             } else if key == "no-cache" || key == "private" {
                 let q = match item {
-                    Item::Boolean(true) => Some(Qualified::All),
-                    Item::String(s) => {
+                    Some(Item::Boolean(true)) => Some(Qualified::All),
+                    Some(Item::String(s)) => {
                         Some(field_names(&s).map_or(Qualified::All, Qualified::Fields))
                     }
                     _ => None,
                 };
-                if let Some(q) = q {
-                    if key == "no-cache" {
-                        no_cache = Some(q);
-                    } else {
-                        private = Some(q);
-                    }
+                if key == "no-cache" {
+                    no_cache = q;
+                } else {
+                    private = q;
                 }
             }
         })
@@ -211,9 +213,22 @@ mod tests {
         // Wrongly typed members are ignored, the field stays valid.
         let cc = read(&["max-age=\"60\", no-store=1, must-revalidate=?0, private=tok"]).unwrap();
         assert_eq!(cc, CacheControl::new());
-        let cc = read(&["max-age=-5, public, none"]).unwrap();
-        assert_eq!(cc.max_age(), None);
+        let cc = read(&["max-age=-5, stale-if-error=-5, public, none"]).unwrap();
+        assert_eq!(cc.max_age(), Some(Duration::ZERO), "negative: stale");
+        assert_eq!(cc.stale_if_error(), None);
         assert!(cc.public());
+        // The last value counts even when it is of the wrong type.
+        for field in [
+            "max-age=600, max-age=6.5",
+            "no-store, no-store=(1)",
+            "no-cache, no-cache=?0",
+            "private, private=tok",
+            "must-revalidate, must-revalidate=1",
+        ] {
+            let values = [HeaderValue::from_str(field).unwrap()];
+            let cc = CacheControl::from_targeted(&values).unwrap();
+            assert_eq!(cc, CacheControl::new(), "{field}");
+        }
         // The last value of a key counts.
         let cc = read(&["max-age=10, no-store, max-age=20, no-store=?0"]).unwrap();
         assert_eq!(cc.max_age(), Some(Duration::from_secs(20)));
