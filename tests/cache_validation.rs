@@ -186,3 +186,43 @@ async fn range_and_other_preconditions_bypass() {
     assert_eq!(origin.calls(), 3);
     assert!(status(&server.get("/").await).contains("hit"));
 }
+
+/// A 304 whose fields now say `no-store` or `private` (in Cache-Control
+/// or CDN-Cache-Control) answers this request, and the stored response
+/// goes: the next request reaches the origin (RFC 9111 §3, §4.3.4).
+#[tokio::test]
+async fn a_304_that_forbids_storing_removes_the_entry() {
+    for (name, value) in [
+        ("cache-control", "no-store"),
+        ("cache-control", "private"),
+        ("cdn-cache-control", "no-store"),
+    ] {
+        let (layer, clock) = clocked();
+        let (server, origin) = serve(layer, move |p, _| {
+            if p.headers.contains_key("if-none-match") {
+                return support::cache::Reply::Ok(
+                    http::Response::builder()
+                        .status(304)
+                        .header("etag", "\"v1\"")
+                        .header(name, value)
+                        .body(axum::body::Body::empty())
+                        .unwrap(),
+                );
+            }
+            ok(
+                &[("cache-control", "max-age=10"), ("etag", "\"v1\"")],
+                "body-v1",
+            )
+        })
+        .await;
+        server.get("/").await;
+        clock.advance(Duration::from_secs(15));
+        let r = server.get("/").await;
+        assert_eq!(r.text(), "body-v1", "{name}: {value}");
+        assert_eq!(origin.calls(), 2);
+        let r = server.get("/").await;
+        assert_eq!(r.text(), "body-v1");
+        assert_eq!(origin.calls(), 3, "{name}: {value}: not stored any more");
+        assert!(!status(&r).contains("hit"), "{}", status(&r));
+    }
+}

@@ -38,6 +38,21 @@ impl Shared {
         self.drive(fut, true);
     }
 
+    /// Keeps what a 304 freshened (RFC 9111 §4.3.4), unless the fields it
+    /// brought now forbid storing (`no-store` or `private`, in
+    /// `Cache-Control` or the targeted field the cache obeys): then the
+    /// URL's stored responses go (§3), and this one is served only once.
+    pub(crate) fn keep_freshened(&self, key: CacheKey, fresh: CachedResponse) {
+        let policy = storable::policy(fresh.headers(), &self.config.rules.targets);
+        if policy.cc.no_store() || policy.cc.private() {
+            self.flights.mark_uncacheable(&key);
+            let fut = self.store.remove(&key);
+            self.drive(fut, true);
+        } else {
+            self.store_entry(key, fresh);
+        }
+    }
+
     /// Completes a store operation: at once when it is ready (memory), on
     /// the runtime otherwise; failures counted.
     pub(super) fn drive<T: Send + 'static>(&self, mut fut: StoreFuture<T>, is_store: bool) {
@@ -193,7 +208,7 @@ where
                 response_time,
                 Via::Revalidated,
             );
-            shared.store_entry(fetch.key.clone(), fresh);
+            shared.keep_freshened(fetch.key.clone(), fresh);
             drop(fetch.flight);
             return Ok(served);
         }
@@ -413,7 +428,7 @@ pub(super) async fn refresh<S, ReqB, ResB>(
             (request_time, response_time),
             &shared.config.rules,
         );
-        shared.store_entry(fetch.key, fresh);
+        shared.keep_freshened(fetch.key, fresh);
         return;
     }
     if resp.status().is_server_error() {
