@@ -73,14 +73,21 @@ impl CacheControl {
     where
         I: IntoIterator<Item = &'a HeaderValue>,
     {
-        // RFC 9651 §4.2: the lines are one list.
-        let mut value: Vec<u8> = Vec::new();
-        for line in lines {
-            if !value.is_empty() {
-                value.extend_from_slice(b", ");
+        // RFC 9651 §4.2: the lines are one list (joined only when there
+        // are several: the usual single line is read where it is).
+        let mut lines = lines.into_iter();
+        let first = lines.next()?.as_bytes();
+        let value: std::borrow::Cow<'_, [u8]> = match lines.next() {
+            None => first.into(),
+            Some(second) => {
+                let mut joined = [first, b", ", second.as_bytes()].concat();
+                for line in lines {
+                    joined.extend_from_slice(b", ");
+                    joined.extend_from_slice(line.as_bytes());
+                }
+                joined.into()
             }
-            value.extend_from_slice(line.as_bytes());
-        }
+        };
         let mut deltas: [Option<u32>; 4] = [None; 4];
         let mut flags = [false; 7];
         let (mut no_cache, mut private) = (None, None);
