@@ -179,7 +179,7 @@ impl EncodeState {
     /// The body ended whole: keep it as a dictionary if it may be one.
     fn learn(&mut self) {
         if let Some((store, kept)) = self.learn.take() {
-            store.insert_owned(kept);
+            store.insert(&kept);
         }
     }
 

@@ -152,14 +152,6 @@ impl Dictionaries {
         self.keep(dictionary, || Bytes::copy_from_slice(dictionary))
     }
 
-    /// [`insert`](Self::insert) for a body the layer gathered: kept as it
-    /// is (without spare capacity), no copy.
-    pub(crate) fn insert_owned(&self, mut dictionary: Vec<u8>) -> Option<AvailableDictionary> {
-        dictionary.shrink_to_fit();
-        let owned = Bytes::from(dictionary);
-        self.keep(&owned, || owned.clone())
-    }
-
     /// Keeps `dictionary`, made owned by `own` only when the store takes
     /// it.
     fn keep(&self, dictionary: &[u8], own: impl FnOnce() -> Bytes) -> Option<AvailableDictionary> {
@@ -289,6 +281,18 @@ impl Choice {
             .is_none_or(|origin| Fetch::Cors(origin).allows(response))
     }
 
+    /// Whether a body of `len` bytes (when known) is worth loading this
+    /// dictionary for: one of up to [`SMALL_DICTIONARY`] always is, a
+    /// larger one only for a body of at least 1/64 of its size. Each
+    /// response loads its dictionary anew, so without this a client naming
+    /// a 1 MiB dictionary (hashes are public) for 1 KiB responses would
+    /// make each cost a megabyte of set-up. A body of unknown length
+    /// (streamed) is taken to be worth it.
+    pub(crate) fn worth_it(&self, len: Option<u64>) -> bool {
+        let size = self.dictionary.len() as u64;
+        size <= SMALL_DICTIONARY || len.is_none_or(|n| n >= size / 64)
+    }
+
     /// The format's header (RFC 9842 §4, §5): what the body starts with,
     /// before the compressed stream.
     pub(crate) fn header(&self) -> Vec<u8> {
@@ -376,6 +380,10 @@ impl Choice {
         Some(out)
     }
 }
+
+/// Dictionaries up to this size are used for a body of any size
+/// ([`Choice::worth_it`]).
+const SMALL_DICTIONARY: u64 = 64 * 1024;
 
 /// The window of a dictionary coding (doubled for a dictionary over half
 /// of it).
@@ -620,6 +628,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A large dictionary is used only for a body worth its set-up (at
+    /// least 1/64 of it); one up to 64 KiB for any body.
+    #[cfg(any(feature = "compression-br", feature = "compression-zstd"))]
+    #[test]
+    fn large_dictionaries_only_for_bodies_worth_their_set_up() {
+        let d = Dictionaries::new();
+        let big = d.insert(script(1, 256 * 1024)).unwrap();
+        let small = d.insert(script(2, 30 * 1024)).unwrap();
+        let big = d.choose(&request(&big, "dcz, dcb")).unwrap();
+        let small = d.choose(&request(&small, "dcz, dcb")).unwrap();
+        assert!(!big.worth_it(Some(1024)));
+        assert!(!big.worth_it(Some(4095)));
+        assert!(big.worth_it(Some(4096)));
+        assert!(big.worth_it(None), "streamed");
+        assert!(small.worth_it(Some(10)));
     }
 
     /// A large dictionary (256 KiB) is found again whole or streamed, in

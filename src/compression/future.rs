@@ -290,7 +290,8 @@ fn joined(chunks: &VecDeque<Bytes>) -> Bytes {
 fn with_dictionary(parts: &mut Parts, chunks: &VecDeque<Bytes>, ctx: &Ctx) -> Option<Vec<u8>> {
     let store = ctx.config.dictionaries.as_ref()?;
     let learn = learnable(parts, ctx);
-    let choice = usable_dictionary(parts, ctx);
+    let total = chunks.iter().map(|c| c.len() as u64).sum();
+    let choice = usable_dictionary(parts, ctx, Some(total));
     if !learn && choice.is_none() {
         return None;
     }
@@ -318,7 +319,7 @@ fn streamed(parts: &mut Parts, ctx: &Ctx, len: Option<u64>) -> Encoding {
         Some(store) if fits && learnable(parts, ctx) => Some(store.clone()),
         _ => None,
     };
-    if let Some(choice) = usable_dictionary(parts, ctx) {
+    if let Some(choice) = usable_dictionary(parts, ctx, len) {
         let level = dictionary_level(choice, ctx);
         // An encoder that can't be set up (libzstd out of memory) leaves
         // the usual coding, whose own failure is reported at the first
@@ -344,19 +345,25 @@ fn streamed(parts: &mut Parts, ctx: &Ctx, len: Option<u64>) -> Encoding {
 
 /// The fields of a compressed HEAD response: those its GET would get.
 fn head_headers(parts: &mut Parts, ctx: &Ctx) {
-    match usable_dictionary(parts, ctx) {
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse().ok());
+    match usable_dictionary(parts, ctx, declared) {
         Some(choice) => dictionary_headers(&mut parts.headers, choice, ctx),
         None => apply_compressed_headers(&mut parts.headers, ctx),
     }
 }
 
-/// The dictionary the request named, when the layer has a store and RFC
-/// 9842 §9.3.3 lets this response be compressed with it.
-fn usable_dictionary<'c>(parts: &Parts, ctx: &'c Ctx) -> Option<&'c Choice> {
+/// The dictionary the request named, when the layer has a store, RFC 9842
+/// §9.3.3 lets this response be compressed with it, and a body of `len`
+/// bytes (when known) is worth its set-up ([`Choice::worth_it`]).
+fn usable_dictionary<'c>(parts: &Parts, ctx: &'c Ctx, len: Option<u64>) -> Option<&'c Choice> {
     ctx.config.dictionaries.as_ref()?;
     ctx.dictionary
         .as_ref()
-        .filter(|c| c.allowed_for(&parts.headers))
+        .filter(|c| c.allowed_for(&parts.headers) && c.worth_it(len))
 }
 
 fn dictionary_level(choice: &Choice, ctx: &Ctx) -> u32 {

@@ -559,3 +559,33 @@ async fn a_cache_outside_keeps_one_variant_per_dictionary() {
     assert_eq!(body, cached);
     assert_eq!(calls.load(Ordering::SeqCst), 4);
 }
+
+/// A client naming a large dictionary for a small response gets the usual
+/// coding: the dictionary's set-up would cost far more than the body (a
+/// dictionary over 64 KiB needs a body of at least 1/64 of its size).
+#[tokio::test]
+async fn a_large_dictionary_is_not_loaded_for_a_small_body() {
+    let dictionaries = Dictionaries::new();
+    let hash = dictionaries.insert(script_of(1, 256 * 1024)).unwrap();
+    let js = |len: usize| {
+        move || async move {
+            Response::builder()
+                .header(header::CONTENT_TYPE, "text/javascript")
+                .body(Body::from(script_of(2, len)))
+                .unwrap()
+        }
+    };
+    let app = Router::new()
+        .route("/small.js", get(js(2 * 1024)))
+        .route("/large.js", get(js(8 * 1024)))
+        .layer(CompressionLayer::new().dictionaries(dictionaries));
+    let fields = [
+        ("accept-encoding", "gzip, dcb, dcz".to_owned()),
+        (AVAILABLE_DICTIONARY.as_str(), hash.to_string()),
+    ];
+    let (small, _) = fetch(&app, "/small.js", &fields).await;
+    assert_eq!(small.headers()[header::CONTENT_ENCODING], "gzip");
+    let (large, _) = fetch(&app, "/large.js", &fields).await;
+    let coding = large.headers()[header::CONTENT_ENCODING].to_str().unwrap();
+    assert!(coding == "dcz" || coding == "dcb", "{coding}");
+}
