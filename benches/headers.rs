@@ -15,6 +15,12 @@
 //! - `use-as-dictionary` (with `compression`): a `match-dest` inner list
 //!   and unknown members with inner lists and parameters (RFC 9842 over
 //!   Structured Fields).
+//! - `range` (with `cache`): `bytes=0-5, 10-15, …` read by `ByteRanges`
+//!   (the cache answers several ranges whole, so it keeps the first and a
+//!   flag). `range/one` compares one range read and resolved against a
+//!   length with `http-range-header` (what tower-http's `ServeDir` uses),
+//!   and the summary times that crate on the lists too: its `validate`
+//!   compares every pair of ranges.
 //! - `date`: the three HTTP date formats (fixed size), one read
 //!   leniently, and a 100 KB value refused.
 //!
@@ -60,6 +66,15 @@ struct Case {
 
 fn list(n: usize, f: impl Fn(usize) -> String) -> String {
     (0..n).map(f).collect::<Vec<_>>().join(", ")
+}
+
+/// `bytes=` and `n` disjoint ranges in ascending order.
+#[cfg_attr(not(feature = "cache"), allow(dead_code))]
+fn ranges(n: usize) -> String {
+    format!(
+        "bytes={}",
+        list(n, |i| format!("{}-{}", i * 10, i * 10 + 5))
+    )
 }
 
 fn hop(i: usize) -> String {
@@ -132,6 +147,11 @@ const CASES: &[Case] = &[
             )
         },
     },
+    #[cfg(feature = "cache")]
+    Case {
+        name: "range",
+        build: |n| Input::Bytes(ranges(n).into_bytes()),
+    },
     Case {
         name: "x-forwarded-for",
         build: |n| header("x-forwarded-for", list(n, hop)),
@@ -180,6 +200,11 @@ where
             let d = tower_perf::headers::UseAsDictionary::parse(black_box(b));
             assert!(d.is_ok_and(|d| d.destinations().len() <= 32));
         }
+        #[cfg(feature = "cache")]
+        ("range", Input::Bytes(b)) => {
+            let r = tower_perf::headers::ByteRanges::parse(black_box(b));
+            assert!(r.is_ok_and(|r| r.is_several()));
+        }
         ("if-none-match", Input::Bytes(b)) => {
             // A list too long to keep is an error, which callers read as
             // "no usable If-None-Match": the full response, never a 304.
@@ -214,6 +239,25 @@ fn parsers(c: &mut Criterion) {
             group.throughput(Throughput::Elements(n as u64));
             group.bench_function(BenchmarkId::from_parameter(n), |b| {
                 b.iter(|| run(case.name, &input, &svc))
+            });
+        }
+        group.finish();
+    }
+    #[cfg(feature = "cache")]
+    {
+        let mut group = c.benchmark_group("range/one");
+        for value in ["bytes=500-999", "bytes=-500"] {
+            group.bench_function(format!("tower-perf {value}"), |b| {
+                b.iter(|| {
+                    let r = tower_perf::headers::ByteRanges::parse(black_box(value.as_bytes()));
+                    black_box(r.ok().and_then(|r| r.first().resolve(black_box(10_000))))
+                })
+            });
+            group.bench_function(format!("http-range-header {value}"), |b| {
+                b.iter(|| {
+                    let r = http_range_header::parse_range_header(black_box(value));
+                    black_box(r.ok().and_then(|r| r.validate(black_box(10_000)).ok()))
+                })
             });
         }
         group.finish();
@@ -264,6 +308,31 @@ fn summary(_: &mut Criterion) {
         println!(
             "{:<32} {:>10.1} {:>10.1} {:>10.1} {:>8.2}x",
             case.name, per[0], per[1], per[2], ratio
+        );
+    }
+    #[cfg(feature = "cache")]
+    {
+        // The peer on the same lists, parsed and validated against a
+        // length as `ServeDir` does (it refuses more than 100 ranges only
+        // from 1.0, which needs a newer Rust than this crate's).
+        let per: Vec<f64> = [300, 3_000]
+            .iter()
+            .map(|&n| {
+                let value = ranges(n);
+                let t = time_per_call(|| {
+                    let r = http_range_header::parse_range_header(black_box(&value));
+                    black_box(r.ok().map(|r| r.validate(u64::MAX).is_ok()));
+                });
+                t.as_nanos() as f64 / n as f64
+            })
+            .collect();
+        println!(
+            "{:<32} {:>10.1} {:>10.1} {:>10} {:>8.2}x (3k/300)",
+            "range: http-range-header",
+            per[0],
+            per[1],
+            "-",
+            per[1] / per[0]
         );
     }
     let date = time_per_call(|| {

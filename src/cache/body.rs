@@ -15,6 +15,7 @@ use pin_project_lite::pin_project;
 use super::entry::CachedResponse;
 use super::flight::FlightGuard;
 use super::key::CacheKey;
+use super::range::Segment;
 use super::service::Shared;
 use super::stats::Counters;
 use super::vary::VaryKey;
@@ -80,6 +81,8 @@ pub(crate) struct Tee {
     /// Released (waiters woken) once the response is stored or abandoned.
     pub(crate) flight: Option<FlightGuard>,
     pub(crate) finished: bool,
+    /// A 206: the bytes it holds, stored to combine with others.
+    pub(crate) part: Option<Segment>,
 }
 
 impl std::fmt::Debug for Tee {
@@ -140,7 +143,14 @@ impl Tee {
             &self.shared.config.rules,
         );
         let key = self.key.clone();
-        self.shared.store_entry(key, entry);
+        match self.part {
+            // A part shorter or longer than its Content-Range says.
+            Some(seg) if seg.len() != entry.body.len() as u64 => {
+                Counters::add(&self.shared.counters.not_stored);
+            }
+            Some(_) => self.shared.store_part(key, entry),
+            None => self.shared.store_entry(key, entry),
+        }
         // Waiters now find the entry.
         drop(self.flight.take());
     }

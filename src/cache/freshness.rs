@@ -10,6 +10,7 @@ use http::StatusCode;
 use http::header;
 
 use super::entry::CachedResponse;
+use super::range::{Ranged, Segment, last_modified_strong};
 use super::service::Shared;
 use super::storable::{StoredCoding, heuristically_cacheable, response_coding};
 use super::store::Variants;
@@ -41,16 +42,10 @@ impl Shared {
         req_cc: &CacheControl,
         variants: Option<&Variants>,
         now: SystemTime,
+        range: Option<&Ranged>,
     ) -> Decision {
         let request = RequestVary::new(req, &self.config.encodings);
         let entry = variants.and_then(|vs| request.select(vs).cloned());
-        // A request with implicit fields its variant lacks may be served
-        // it fresh, never go to the origin on its behalf (see
-        // `VaryKey::lacks_implicit_of`): it fetches a variant of its own.
-        let own_fetch = |e: &CachedResponse| {
-            e.vary
-                .lacks_implicit_of(&request, &self.config.implicit_vary)
-        };
         let Some(e) = entry else {
             if req_cc.only_if_cached() {
                 return Decision::OnlyIfCached;
@@ -59,6 +54,46 @@ impl Shared {
                 vary_miss: variants.is_some(),
                 alone: false,
             };
+        };
+        if e.status != StatusCode::PARTIAL_CONTENT {
+            return self.decide_entry(e, req_cc, &request, now);
+        }
+        // A stored 206 answers only a range it holds, and only while
+        // fresh (it is never validated: a request it can't answer fetches
+        // its range, which may then combine with it).
+        let decision = if range.is_some_and(|r| r.answerable_from(&e)) {
+            self.decide_entry(e, req_cc, &request, now)
+        } else {
+            Decision::Miss {
+                vary_miss: true,
+                alone: true,
+            }
+        };
+        match decision {
+            Decision::Fresh(e) => Decision::Fresh(e),
+            Decision::MaxStale(e) => Decision::MaxStale(e),
+            _ if req_cc.only_if_cached() => Decision::OnlyIfCached,
+            _ => Decision::Miss {
+                vary_miss: true,
+                alone: true,
+            },
+        }
+    }
+
+    /// [`decide`](Self::decide) once `e` is the variant for the request.
+    fn decide_entry(
+        &self,
+        e: Arc<CachedResponse>,
+        req_cc: &CacheControl,
+        request: &RequestVary<'_>,
+        now: SystemTime,
+    ) -> Decision {
+        // A request with implicit fields its variant lacks may be served
+        // it fresh, never go to the origin on its behalf (see
+        // `VaryKey::lacks_implicit_of`): it fetches a variant of its own.
+        let own_fetch = |e: &CachedResponse| {
+            e.vary
+                .lacks_implicit_of(request, &self.config.implicit_vary)
         };
         let age = e.age(now);
         let life = e.facts.lifetime;
@@ -165,6 +200,13 @@ pub(crate) struct Facts {
     /// The `Content-Encoding` (identity when absent); `None` when it is
     /// not one coding this crate knows, and then no request is served it.
     pub(crate) coding: Option<StoredCoding>,
+    /// `Last-Modified` is a strong validator: `Date` is at least a
+    /// second later (RFC 9110 §8.8.2.2).
+    pub(crate) last_modified_strong: bool,
+    /// A stored 206: the bytes it holds of the whole (`None` for any
+    /// other status, or a 206 without one `Content-Range` of a known
+    /// length, which no request is served).
+    pub(crate) partial: Option<Segment>,
 }
 
 /// The `Age` a response arrived with (RFC 9111 §5.1): delta-seconds,
@@ -247,7 +289,8 @@ impl Facts {
         } else if let (Some(h), Some(lm), true) = (
             rules.heuristic,
             last_modified,
-            heuristically_cacheable(status) && !cc.no_cache(),
+            (heuristically_cacheable(status) || status == StatusCode::PARTIAL_CONTENT)
+                && !cc.no_cache(),
         ) {
             let since = date_value
                 .duration_since(lm.to_system_time())
@@ -278,6 +321,12 @@ impl Facts {
             etag: EntityTag::from_headers(headers),
             last_modified,
             coding: response_coding(headers),
+            last_modified_strong: last_modified_strong(headers),
+            partial: if status == StatusCode::PARTIAL_CONTENT {
+                Segment::of(headers)
+            } else {
+                None
+            },
         }
     }
 }
@@ -427,7 +476,7 @@ mod tests {
     ) -> &'static str {
         let req = headers(request);
         let cc = crate::cache::request::RequestFields::read(&req).directives;
-        match shared().decide(&req, &cc, variants, at(T + secs_later)) {
+        match shared().decide(&req, &cc, variants, at(T + secs_later), None) {
             Decision::Fresh(_) => "fresh",
             Decision::MaxStale(_) => "max-stale",
             Decision::WhileRevalidate(_) => "while-revalidate",

@@ -107,8 +107,30 @@
 //!   depend on who asks.
 //! - HEAD is answered from a stored GET response. HEAD responses
 //!   themselves are not stored (they have no content to reuse).
-//! - Requests with `Range`, `If-Match`, `If-Unmodified-Since` or `If-Range`
-//!   go straight to the origin: this cache stores whole responses only.
+//! - **Ranges (RFC 9110 §14, RFC 9111 §3.3–3.4)**: a GET's single byte
+//!   range (`bytes=a-b`, `a-`, `-n`) is answered from a stored 200 as 206
+//!   with `Content-Range` (a last offset past the end, or a suffix longer
+//!   than the representation, cut to it), or 416 with
+//!   `Content-Range: bytes */len` when it selects nothing; after
+//!   `If-None-Match`/`If-Modified-Since` (a 304 wins), and only when
+//!   `If-Range` holds (the stored strong `ETag`, or its `Last-Modified`
+//!   when that is a strong validator: `Date` a second or more later),
+//!   else the whole 200. Several ranges get the whole 200, from the store
+//!   or the origin (never `multipart/byteranges`: overlapping or many
+//!   small ranges cost a server far more than a client). A range the
+//!   store can't answer goes to the origin as asked; a 206 that the rules
+//!   for its 200 would store, with one `Content-Range` of a known length
+//!   and a strong validator, is stored as a part, answers the ranges it
+//!   holds while fresh (never a request for the whole, never validated),
+//!   and combines with a part of the same representation it meets or
+//!   overlaps (one run of bytes per variant, up to
+//!   [`CacheLayer::max_entry_size`]) into the complete 200 once they
+//!   cover it; a 206 of a representation stored whole updates its fields.
+//!   Any other answer to a forwarded range (a 416, say) is not stored. A
+//!   stored compressed variant is ranged as the bytes it holds, with its
+//!   `Content-Encoding`. HEAD ignores `Range`.
+//! - Requests with `If-Match` or `If-Unmodified-Since`, or a `Range` of
+//!   another unit or invalid, go straight to the origin.
 //! - The key is the host, the path and the query exactly as requested (no
 //!   decoding of `%2f`, no removal of dot segments: the origin gets the
 //!   same bytes), plus the request fields the response's `Vary` names,
@@ -204,6 +226,7 @@ mod invalidation;
 mod key;
 mod layer;
 mod origin;
+mod range;
 #[cfg(feature = "redis")]
 mod redis_store;
 mod request;

@@ -15,7 +15,8 @@ use super::entry::CachedResponse;
 use super::flight::FlightGuard;
 use super::future::Resp;
 use super::key::CacheKey;
-use super::request::{not_modified, strip_client_conditions};
+use super::range::storable_part;
+use super::request::{Client, not_modified, strip_client_conditions, strip_range};
 use super::service::Shared;
 use super::stats::Counters;
 use super::status::Via;
@@ -104,8 +105,9 @@ pub(super) struct Fetch {
     /// `Cache-Status` forward reason of a plain miss.
     pub(super) fwd: &'static str,
     /// The client's own `If-None-Match` / `If-Modified-Since`, answered
-    /// by the cache (the origin is asked unconditionally when storing).
-    pub(super) client: Preconditions,
+    /// by the cache (the origin is asked unconditionally when storing),
+    /// and its range.
+    pub(super) client: Client,
 }
 
 pub(super) async fn call_inner<S, R>(mut inner: S, req: R) -> Result<S::Response, S::Error>
@@ -145,12 +147,19 @@ where
     let (mut parts, body) = req.into_parts();
     let method = parts.method.clone();
     let storing = method == Method::GET && !fetch.req_cc.no_store();
+    // A range the store could not answer goes to the origin as asked
+    // (with the client's conditions: the answer is stored only as a part
+    // to combine); validating a stored response, the whole is asked for.
+    let ranged = fetch.client.range.is_some() && fetch.stale.is_none();
+    if fetch.stale.is_some() {
+        strip_range(&mut parts.headers);
+    }
     // Storing, the cache asks unconditionally and answers the client's
     // own conditions itself; otherwise the origin answers them.
-    if storing {
+    if storing && !ranged {
         strip_client_conditions(&mut parts.headers);
     } else {
-        fetch.client = Preconditions::default();
+        fetch.client.conds = Preconditions::default();
     }
     let req_headers = parts.headers.clone();
     let validating = match &fetch.stale {
@@ -187,6 +196,19 @@ where
         }
     };
     let status = resp.status();
+    if ranged {
+        Counters::add(&shared.counters.misses);
+        if status == StatusCode::PARTIAL_CONTENT {
+            let times = (request_time, response_time);
+            return Ok(new_part(&shared, resp, &req_headers, times, fetch));
+        }
+        if status != StatusCode::OK {
+            // A 416, a 304 to the client's own condition, an error:
+            // answers to this request, not the URL's to store.
+            drop(fetch.flight);
+            return Ok(shared.passthrough(resp, fetch.fwd));
+        }
+    }
     if let (true, Some(e)) = (
         status == StatusCode::NOT_MODIFIED && validating,
         &fetch.stale,
@@ -234,7 +256,7 @@ where
             }
         }
     }
-    if method == Method::GET {
+    if method == Method::GET && !ranged {
         Counters::add(if fetch.stale.is_some() {
             &shared.counters.revalidated_200
         } else {
@@ -276,12 +298,7 @@ where
     ResB: Body<Data = Bytes> + Send + 'static,
 {
     let (mut parts, body) = resp.into_parts();
-    // RFC 9110 §6.6.1: a cache adds the Date the origin left out.
-    if !parts.headers.contains_key(header::DATE) {
-        parts
-            .headers
-            .insert(header::DATE, HttpDate::from(times.1).to_header_value());
-    }
+    add_date(&mut parts.headers, times.1);
     let tags = shared.tags(&mut parts.headers);
     let authorized = req_headers.contains_key(header::AUTHORIZATION);
     let policy = storable::policy(&parts.headers, &shared.config.rules.targets);
@@ -311,9 +328,9 @@ where
     let fwd = fetch.fwd;
     let stored = storable.is_ok();
     let stored_note = if stored { "; stored" } else { "" };
-    let client_304 = !fetch.client.is_empty()
+    let client_304 = !fetch.client.conds.is_empty()
         && not_modified(
-            &fetch.client,
+            &fetch.client.conds,
             method,
             parts.status,
             EntityTag::from_headers(&parts.headers).as_ref(),
@@ -333,6 +350,7 @@ where
             trailers: None,
             flight: fetch.flight,
             finished: false,
+            part: None,
         })),
         Err(reason) => {
             if *method == Method::GET {
@@ -388,6 +406,76 @@ where
         Response::from_parts(parts, ResponseBody::origin(body, tee)),
         stored,
     )
+}
+
+/// RFC 9110 §6.6.1: a cache adds the `Date` the origin left out.
+fn add_date(headers: &mut HeaderMap, received: SystemTime) {
+    if !headers.contains_key(header::DATE) {
+        headers.insert(header::DATE, HttpDate::from(received).to_header_value());
+    }
+}
+
+/// The origin's 206 to a range the store could not answer: stored as a
+/// part (to answer that range again and combine with others, RFC 9111
+/// §3.4) when the rules for a 200 would store it and it has one range of
+/// a known length and a strong validator; streamed to the client as it
+/// comes.
+fn new_part<ResB>(
+    shared: &Arc<Shared>,
+    resp: Response<ResB>,
+    req_headers: &HeaderMap,
+    times: (SystemTime, SystemTime),
+    fetch: Fetch,
+) -> Resp<ResB>
+where
+    ResB: Body<Data = Bytes> + Send + 'static,
+{
+    let (mut parts, body) = resp.into_parts();
+    add_date(&mut parts.headers, times.1);
+    let tags = shared.tags(&mut parts.headers);
+    let authorized = req_headers.contains_key(header::AUTHORIZATION);
+    let policy = storable::policy(&parts.headers, &shared.config.rules.targets);
+    let config = &shared.config;
+    let part = storable::check_storable(
+        &Method::GET,
+        // A 206 is stored by the rules of the 200 it is part of.
+        StatusCode::OK,
+        &parts.headers,
+        &policy,
+        &fetch.req_cc,
+        authorized,
+        config.store_set_cookie,
+        config.rules.heuristic.is_some(),
+    )
+    .ok()
+    .and_then(|()| storable_part(&parts.headers, config.max_entry_size))
+    .filter(|seg| body.size_hint().exact().is_none_or(|n| n == seg.len()))
+    .and_then(|seg| {
+        let request = RequestVary::new(req_headers, &config.encodings);
+        VaryKey::build(&parts.headers, &request, &config.implicit_vary)
+            .ok()
+            .map(|vary| (seg, vary))
+    });
+    let note = if part.is_some() { "; stored" } else { "" };
+    let tee = part.map(|(seg, vary)| {
+        Box::new(Tee {
+            shared: Arc::clone(shared),
+            key: fetch.key,
+            status: parts.status,
+            headers: parts.headers.clone(),
+            times,
+            vary,
+            tags,
+            chunks: Vec::new(),
+            size: 0,
+            trailers: None,
+            flight: None,
+            finished: false,
+            part: Some(seg),
+        })
+    });
+    shared.set_status(&mut parts.headers, format_args!("fwd={}{note}", fetch.fwd));
+    Response::from_parts(parts, ResponseBody::origin(body, tee))
 }
 
 /// Reads a body to its end (copying it into the store on the way).

@@ -4,6 +4,7 @@
 use http::header::{self, HeaderMap};
 use http::{Method, StatusCode};
 
+use super::range::Ranged;
 use crate::headers::{CacheControl, EntityTag, HttpDate};
 use crate::headers::{Precondition, Preconditions};
 
@@ -11,10 +12,11 @@ use crate::headers::{Precondition, Preconditions};
 /// pass over the field names (a request has few; hashing each name the
 /// cache asks about would cost more).
 pub(super) struct RequestFields {
-    /// `Range`, `If-Match`, `If-Unmodified-Since` or `If-Range`: the
-    /// cache stores whole responses only and evaluates only the two other
-    /// preconditions, so such requests go straight through.
+    /// `If-Match` or `If-Unmodified-Since`: the cache evaluates only the
+    /// two other preconditions, so such requests go straight through.
     pub(super) bypass: bool,
+    /// `Range` (read by [`Ranged::read`] for a GET).
+    pub(super) range: bool,
     pub(super) authorization: bool,
     /// `If-None-Match` or `If-Modified-Since`: a hit may be a 304.
     pub(super) conditional: bool,
@@ -24,14 +26,12 @@ pub(super) struct RequestFields {
 impl RequestFields {
     pub(super) fn read(headers: &HeaderMap) -> Self {
         let (mut bypass, mut authorization, mut cc, mut pragma) = (false, false, false, false);
-        let mut conditional = false;
+        let (mut conditional, mut range) = (false, false);
         for name in headers.keys() {
-            if name == header::RANGE
-                || name == header::IF_MATCH
-                || name == header::IF_UNMODIFIED_SINCE
-                || name == header::IF_RANGE
-            {
+            if name == header::IF_MATCH || name == header::IF_UNMODIFIED_SINCE {
                 bypass = true;
+            } else if name == header::RANGE {
+                range = true;
             } else if name == header::AUTHORIZATION {
                 authorization = true;
             } else if name == header::IF_NONE_MATCH || name == header::IF_MODIFIED_SINCE {
@@ -58,11 +58,26 @@ impl RequestFields {
         };
         Self {
             bypass,
+            range,
             authorization,
             conditional,
             directives,
         }
     }
+}
+
+/// What a GET or HEAD asks of the cache beyond the resource: its
+/// `If-None-Match` / `If-Modified-Since`, and the one range of a GET.
+#[derive(Debug, Default)]
+pub(crate) struct Client {
+    pub(crate) conds: Preconditions,
+    pub(crate) range: Option<Ranged>,
+}
+
+/// Removes `Range` and `If-Range`: the whole representation is asked for.
+pub(super) fn strip_range(headers: &mut HeaderMap) {
+    headers.remove(header::RANGE);
+    headers.remove(header::IF_RANGE);
 }
 
 /// Removes the client's `If-None-Match` / `If-Modified-Since`: the cache
@@ -75,7 +90,7 @@ pub(super) fn strip_client_conditions(headers: &mut HeaderMap) {
 
 /// Whether the client's conditions turn an answer of `status` with these
 /// validators into a 304: only a 2xx (RFC 9110 §13.2.1), by the evaluation
-/// `CacheControlLayer` uses too (§13.2.2's order). Requests with
+/// `CacheControlLayer` uses too (§13.2.2's order, before any range). Requests with
 /// `If-Match` or `If-Unmodified-Since` bypass the cache, so the only other
 /// outcome is to send the response.
 pub(super) fn not_modified(

@@ -20,7 +20,8 @@ use super::invalidate::other_method;
 use super::key::CacheKey;
 use super::layer::{CacheLayer, Config};
 use super::origin::{Fetch, add_validators, call_inner, fetch_origin, refresh};
-use super::request::{RequestFields, not_modified, strip_client_conditions};
+use super::range::{RangeRead, Ranged, answer};
+use super::request::{Client, RequestFields, not_modified, strip_client_conditions, strip_range};
 use super::stats::{CacheStats, Counters};
 use super::status::{self, Via};
 use super::store::{CacheStore, StoreError, Variants};
@@ -84,19 +85,20 @@ impl Shared {
     }
 
     /// A response from a stored one: 304 when the client's condition
-    /// holds, headers only for HEAD, with `Age` and `Cache-Status`.
+    /// holds, headers only for HEAD, 206 or 416 for a GET's range, with
+    /// `Age` and `Cache-Status`.
     pub(super) fn serve<B>(
         &self,
         e: &CachedResponse,
         method: &Method,
-        conds: &Preconditions,
+        client: &Client,
         now: SystemTime,
         via: Via,
     ) -> Resp<B> {
         let age = e.age(now);
         let ttl = e.facts.lifetime.as_secs() as i64 - age.as_secs() as i64;
         let is_304 = not_modified(
-            conds,
+            &client.conds,
             method,
             e.status,
             e.facts.etag.as_ref(),
@@ -108,6 +110,10 @@ impl Shared {
             (StatusCode::NOT_MODIFIED, headers, ResponseBody::empty())
         } else if method == Method::HEAD {
             (e.status, e.template.clone(), ResponseBody::empty())
+        } else if let Some((status, headers, body)) =
+            client.range.as_ref().and_then(|r| answer(r, e))
+        {
+            (status, headers, ResponseBody::stored(body, None))
         } else {
             (
                 e.status,
@@ -231,7 +237,26 @@ where
             return ResponseFuture::boxed(other_method(shared, inner, req, key, invalidates));
         }
         let fields = RequestFields::read(req.headers());
-        if fields.bypass {
+        let mut bypass = fields.bypass;
+        // RFC 9110 §14.2: a range applies to GET only.
+        let range = if fields.range && method == Method::GET {
+            match Ranged::read(req.headers()) {
+                RangeRead::One(r) => Some(r),
+                // Answered whole, from the cache or the origin.
+                RangeRead::Several => {
+                    strip_range(req.headers_mut());
+                    None
+                }
+                // Another unit, or no valid range: the origin decides.
+                RangeRead::Invalid => {
+                    bypass = true;
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        if bypass {
             Counters::add(&shared.counters.bypassed);
             return ResponseFuture::boxed(async move {
                 let resp = call_inner(inner, req).await?;
@@ -241,10 +266,13 @@ where
         let req_cc = fields.directives;
         // The field scan above already knows whether a hit can be a 304: an
         // unconditional request skips the precondition lookups.
-        let conds = if fields.conditional {
-            Preconditions::from_headers(req.headers())
-        } else {
-            Preconditions::default()
+        let conds = Client {
+            conds: if fields.conditional {
+                Preconditions::from_headers(req.headers())
+            } else {
+                Preconditions::default()
+            },
+            range,
         };
         if !shared.config.serve_authorized && fields.authorization {
             // Its answer may depend on who asks (an origin seldom says
@@ -264,13 +292,25 @@ where
                 let r = lookup.await;
                 let variants = shared.found(r);
                 let now = shared.now();
-                let decision = shared.decide(req.headers(), &req_cc, variants.as_ref(), now);
+                let decision = shared.decide(
+                    req.headers(),
+                    &req_cc,
+                    variants.as_ref(),
+                    now,
+                    conds.range.as_ref(),
+                );
                 respond(shared, inner, req, key, req_cc, conds, decision).await
             });
         };
         let variants = shared.found(found);
         let now = shared.now();
-        match shared.decide(req.headers(), &req_cc, variants.as_ref(), now) {
+        match shared.decide(
+            req.headers(),
+            &req_cc,
+            variants.as_ref(),
+            now,
+            conds.range.as_ref(),
+        ) {
             Decision::Fresh(e) => {
                 Counters::add(&shared.counters.hits);
                 ResponseFuture::ready(shared.serve(&e, req.method(), &conds, now, Via::Hit))
@@ -296,7 +336,7 @@ async fn respond<S, ReqB, ResB>(
     req: Request<ReqB>,
     key: CacheKey,
     req_cc: CacheControl,
-    conds: Preconditions,
+    conds: Client,
     decision: Decision,
 ) -> Result<Resp<ResB>, S::Error>
 where
@@ -330,6 +370,7 @@ where
                     // found a stale GET refreshes with a GET).
                     parts.method = Method::GET;
                     strip_client_conditions(&mut parts.headers);
+                    strip_range(&mut parts.headers);
                     add_validators(&mut parts.headers, &e);
                     let fetch = Fetch {
                         key,
@@ -338,7 +379,7 @@ where
                         flight: Some(flight),
                         fwd: "stale",
                         // A background refresh answers no client.
-                        client: Preconditions::default(),
+                        client: Client::default(),
                     };
                     rt.spawn(refresh(
                         shared,
@@ -395,6 +436,8 @@ where
         && !req.headers().contains_key(header::AUTHORIZATION)
         && !shared.flights.is_uncacheable(&key)
         && !req_cc.no_store()
+        // Each range is its own request.
+        && conds.range.is_none()
         && tokio::runtime::Handle::try_current().is_ok();
     if coalesces {
         match shared.flights.join(&key) {
@@ -416,7 +459,9 @@ where
                 } else {
                     &req_cc
                 };
-                if let Decision::Fresh(e) = shared.decide(req.headers(), cc, variants.as_ref(), now)
+                let range = conds.range.as_ref();
+                if let Decision::Fresh(e) =
+                    shared.decide(req.headers(), cc, variants.as_ref(), now, range)
                 {
                     Counters::add(&shared.counters.hits);
                     return Ok(shared.serve(&e, req.method(), &conds, now, Via::Collapsed));

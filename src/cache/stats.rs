@@ -85,8 +85,8 @@ pub struct CacheSnapshot {
     /// for a response that must be revalidated.
     pub gateway_timeouts: u64,
     /// GET and HEAD requests passed straight through because they carry
-    /// `Range`, `If-Range`, `If-Match` or `If-Unmodified-Since` (other
-    /// methods are not counted here).
+    /// `If-Match` or `If-Unmodified-Since`, or a GET's `Range` that is
+    /// not a valid byte range (other methods are not counted here).
     pub bypassed: u64,
     /// Requests answered 400 because of their `Host` or target authority
     /// (missing, repeated or invalid; RFC 9112 §3.2).

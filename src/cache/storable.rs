@@ -6,7 +6,8 @@ use http::{Method, StatusCode};
 use crate::headers::{CacheControl, ContentCoding, dictionary_coding};
 
 /// Statuses a cache may store without explicit freshness (RFC 9110 §15.1),
-/// less 206: this cache does not combine partial content.
+/// less 206: a 206 is stored only as a part of a 200, by that status's
+/// rules (see `range.rs`).
 pub(super) fn heuristically_cacheable(status: StatusCode) -> bool {
     matches!(
         status.as_u16(),

@@ -5,7 +5,9 @@
 //! [`EntityTag`] and [`EntityTagList`] (for `If-Match` and
 //! `If-None-Match`), [`HttpDate`], and with the `compression` feature the
 //! Compression Dictionary Transport fields (RFC 9842)
-//! `AvailableDictionary` and `UseAsDictionary`.
+//! `AvailableDictionary` and `UseAsDictionary`, and with the `cache`
+//! feature the range fields [`ByteRanges`], [`IfRange`] and
+//! [`ContentRange`].
 //!
 //! No parser panics, whatever the bytes. Where an RFC says how to treat a
 //! bad value (Cache-Control, Accept-Encoding) the parser does that and
@@ -47,6 +49,8 @@ mod etag;
 #[cfg(test)]
 mod limits;
 pub(crate) mod memo;
+#[cfg(feature = "cache")]
+mod range;
 #[cfg(any(feature = "cache", feature = "compression"))]
 mod sf;
 #[cfg(feature = "cache")]
@@ -80,6 +84,10 @@ pub use self::dictionary_use::AVAILABLE_DICTIONARY;
 pub(crate) use self::dictionary_use::{Fetch, accepts as accepts_coding};
 #[cfg(feature = "cache")]
 pub(crate) use self::dictionary_use::{dictionary_coding, weight as dictionary_coding_weight};
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+#[doc(inline)]
+pub use self::range::{ByteRangeSpec, ByteRanges, ContentRange, IfRange};
 #[doc(inline)]
 pub use self::{
     accept_encoding::{AcceptEncoding, ContentCoding, QValue},
