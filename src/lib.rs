@@ -87,7 +87,7 @@ mod redis_conn;
 #[cfg(feature = "report")]
 #[cfg_attr(docsrs, doc(cfg(feature = "report")))]
 pub mod report;
-#[cfg(any(feature = "cache-control", feature = "rate-limit"))]
+#[cfg(any(feature = "cache", feature = "cache-control", feature = "rate-limit"))]
 mod route_pattern;
 #[cfg(feature = "timing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "timing")))]

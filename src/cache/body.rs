@@ -141,7 +141,8 @@ impl Tee {
             std::mem::take(&mut self.vary),
             std::mem::take(&mut self.tags),
             &self.shared.config.rules,
-        );
+        )
+        .with_default_ttl(self.shared.config.default_ttl(self.key.path()));
         let key = self.key.clone();
         match self.part {
             // A part shorter or longer than its Content-Range says.

@@ -75,7 +75,16 @@ pub(crate) fn encode(r: &CachedResponse) -> Vec<u8> {
             .unwrap_or(u64::MAX)
             .to_le_bytes(),
     );
-    out.push(u8::from(r.facts.must_revalidate) | (u8::from(r.facts.no_cache) << 1));
+    // Bit 2: the lifetime is a configured default (kept when a 304
+    // freshens the entry). Bit 3: a stored 206, a part of a response
+    // (re-derived from its Content-Range). Readers from before either
+    // refuse the entry (a miss): one would serve a part as a whole.
+    out.push(
+        u8::from(r.facts.must_revalidate)
+            | (u8::from(r.facts.no_cache) << 1)
+            | (u8::from(r.facts.default_ttl.is_some()) << 2)
+            | (u8::from(r.status == StatusCode::PARTIAL_CONTENT) << 3),
+    );
     put_delta(&mut out, r.facts.stale_while_revalidate);
     put_delta(&mut out, r.facts.stale_if_error);
     put_headers(&mut out, &r.headers);
@@ -170,7 +179,7 @@ pub(crate) fn decode(buf: &[u8]) -> Option<CachedResponse> {
     let response_time = at(r.u64()?)?;
     let lifetime = Duration::from_micros(r.u64()?);
     let flags = r.u8()?;
-    if flags > 3 {
+    if flags > 15 || (flags & 8 != 0) != (status == StatusCode::PARTIAL_CONTENT) {
         return None;
     }
     let mut delta = || match r.u8()? {
@@ -217,6 +226,7 @@ pub(crate) fn decode(buf: &[u8]) -> Option<CachedResponse> {
         no_cache: flags & 2 != 0,
         stale_while_revalidate,
         stale_if_error,
+        default_ttl: (flags & 4 != 0).then_some(lifetime),
         ..entry.facts
     };
     Some(entry)
@@ -305,6 +315,56 @@ mod tests {
         assert_eq!(back.response_time, r.response_time);
         assert_eq!(back.facts.lifetime, Duration::from_secs(60));
         assert_eq!(encode_vary(&back.vary), encode_vary(&r.vary));
+    }
+
+    /// A stored part round-trips as one (its segment derived again), and
+    /// is flagged so that readers from before parts refuse it.
+    #[test]
+    fn a_part_round_trips() {
+        let now = SystemTime::now();
+        let mut h = HeaderMap::new();
+        h.insert("content-range", HeaderValue::from_static("bytes 2-3/10"));
+        h.insert("etag", HeaderValue::from_static("\"v\""));
+        let r = CachedResponse::new(
+            StatusCode::PARTIAL_CONTENT,
+            h,
+            Bytes::from_static(b"23"),
+            None,
+            (now, now),
+            VaryKey::default(),
+            Vec::new(),
+            &Rules::default(),
+        );
+        let bytes = encode(&r);
+        assert_eq!(bytes[1 + 2 + 8 + 8 + 8] & 8, 8, "flagged");
+        let back = decode(&bytes).unwrap();
+        assert_eq!(back.status, StatusCode::PARTIAL_CONTENT);
+        assert_eq!(back.facts.partial, r.facts.partial);
+        assert!(back.facts.partial.is_some());
+    }
+
+    /// A lifetime from `CacheLayer::default_ttl` stays one (a 304 that
+    /// freshens the decoded entry keeps it).
+    #[test]
+    fn a_default_lifetime_round_trips() {
+        let now = SystemTime::now();
+        let r = CachedResponse::new(
+            StatusCode::OK,
+            HeaderMap::new(),
+            Bytes::from_static(b"x"),
+            None,
+            (now, now),
+            VaryKey::default(),
+            Vec::new(),
+            &Rules::default(),
+        )
+        .with_default_ttl(Some(Duration::from_secs(300)));
+        let back = decode(&encode(&r)).unwrap();
+        assert_eq!(back.facts.lifetime, Duration::from_secs(300));
+        assert_eq!(back.facts.default_ttl, Some(Duration::from_secs(300)));
+        let fresh = back.freshened(&HeaderMap::new(), (now, now), &Rules::default());
+        assert_eq!(fresh.facts.lifetime, Duration::from_secs(300));
+        assert_eq!(decode(&encode(&sample())).unwrap().facts.default_ttl, None);
     }
 
     #[test]

@@ -29,6 +29,12 @@ pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
+/// A digest of the content itself (RFC 9530 `Content-Digest`, RFC 1864
+/// `Content-MD5`): true of one body only, not of a part or a merge.
+pub(crate) fn is_content_digest(name: &HeaderName) -> bool {
+    matches!(name.as_str(), "content-digest" | "content-md5")
+}
+
 /// A response held by a cache store: status, headers, the whole body and
 /// trailers, plus the times and derived facts the cache needs to reuse it.
 ///
@@ -83,6 +89,13 @@ impl CachedResponse {
             tags,
             facts,
         }
+    }
+
+    /// This response with `ttl` as its lifetime if it has no explicit
+    /// freshness ([`CacheLayer::default_ttl`](super::CacheLayer::default_ttl)).
+    pub(crate) fn with_default_ttl(mut self, ttl: Option<Duration>) -> Self {
+        self.facts = self.facts.with_default_ttl(self.status, ttl);
+        self
     }
 
     /// The status code.
@@ -177,9 +190,10 @@ impl CachedResponse {
     }
 
     /// Applies the header section of a 304 that validated this response
-    /// (RFC 9111 §4.3.4, §3.2): its fields replace the stored ones, except
-    /// those that describe the content (`Content-Length`,
-    /// `Content-Encoding`, `Content-Range`), and the times restart.
+    /// (RFC 9111 §4.3.4, §3.2), or of a 206 of it (§3.4): its fields
+    /// replace the stored ones, except those that describe the content
+    /// (`Content-Length`, `Content-Encoding`, `Content-Range`, the digests
+    /// of the content a 206 holds part of), and the times restart.
     pub(crate) fn freshened(
         &self,
         not_modified: &HeaderMap,
@@ -193,6 +207,7 @@ impl CachedResponse {
                 || name == header::CONTENT_ENCODING
                 || name == header::CONTENT_RANGE
                 || name == header::TRANSFER_ENCODING
+                || is_content_digest(name)
             {
                 continue;
             }
@@ -209,7 +224,8 @@ impl CachedResponse {
         if !not_modified.contains_key(header::DATE) {
             headers.insert(header::DATE, HttpDate::from(times.1).to_header_value());
         }
-        let facts = Facts::derive(self.status, &headers, times.0, times.1, rules);
+        let facts = Facts::derive(self.status, &headers, times.0, times.1, rules)
+            .with_default_ttl(self.status, self.facts.default_ttl);
         Self {
             status: self.status,
             template: template(&headers),

@@ -30,7 +30,13 @@ pub(super) enum Decision {
     /// Nothing usable stored (`vary_miss`: the URL is stored, not for
     /// this request's Vary values; `alone`: the request fetches a variant
     /// of its own, so it neither leads nor joins the URL's shared fetch).
-    Miss { vary_miss: bool, alone: bool },
+    /// `partial`: what is stored is a part that doesn't answer this
+    /// request (RFC 9211's `fwd=partial`).
+    Miss {
+        vary_miss: bool,
+        alone: bool,
+        partial: bool,
+    },
     /// `only-if-cached` and nothing usable: 504.
     OnlyIfCached,
 }
@@ -53,30 +59,29 @@ impl Shared {
             return Decision::Miss {
                 vary_miss: variants.is_some(),
                 alone: false,
+                partial: false,
             };
         };
         if e.status != StatusCode::PARTIAL_CONTENT {
             return self.decide_entry(e, req_cc, &request, now);
         }
         // A stored 206 answers only a range it holds, and only while
-        // fresh (it is never validated: a request it can't answer fetches
-        // its range, which may then combine with it).
-        let decision = if range.is_some_and(|r| r.answerable_from(&e)) {
-            self.decide_entry(e, req_cc, &request, now)
-        } else {
-            Decision::Miss {
-                vary_miss: true,
-                alone: true,
+        // fresh (or within the client's max-stale); it is never validated:
+        // a request it can't answer fetches what it asked for, which may
+        // then combine with the part.
+        if range.is_some_and(|r| r.answerable_from(&e)) {
+            let d = self.decide_entry(e, req_cc, &request, now);
+            if matches!(d, Decision::Fresh(_) | Decision::MaxStale(_)) {
+                return d;
             }
-        };
-        match decision {
-            Decision::Fresh(e) => Decision::Fresh(e),
-            Decision::MaxStale(e) => Decision::MaxStale(e),
-            _ if req_cc.only_if_cached() => Decision::OnlyIfCached,
-            _ => Decision::Miss {
-                vary_miss: true,
-                alone: true,
-            },
+        }
+        if req_cc.only_if_cached() {
+            return Decision::OnlyIfCached;
+        }
+        Decision::Miss {
+            vary_miss: false,
+            alone: false,
+            partial: true,
         }
     }
 
@@ -127,6 +132,7 @@ impl Shared {
             return Decision::Miss {
                 vary_miss: true,
                 alone: true,
+                partial: false,
             };
         }
         Decision::Validate(e)
@@ -203,6 +209,12 @@ pub(crate) struct Facts {
     /// `Last-Modified` is a strong validator: `Date` is at least a
     /// second later (RFC 9110 §8.8.2.2).
     pub(crate) last_modified_strong: bool,
+    /// The lifetime came from [`CacheLayer::default_ttl`](super::CacheLayer::default_ttl)
+    /// (kept when a 304 freshens the response).
+    pub(crate) default_ttl: Option<Duration>,
+    /// `s-maxage`, `max-age` or `Expires` (of the directives obeyed) gave
+    /// the lifetime.
+    pub(crate) explicit: bool,
     /// A stored 206: the bytes it holds of the whole (`None` for any
     /// other status, or a 206 without one `Content-Range` of a known
     /// length, which no request is served).
@@ -254,6 +266,19 @@ pub(crate) struct Heuristic {
 }
 
 impl Facts {
+    /// These facts with `ttl` as the lifetime when the response has no
+    /// explicit freshness, a status cacheable without it, and no
+    /// `no-cache` ([`CacheLayer::default_ttl`](super::CacheLayer::default_ttl)).
+    pub(crate) fn with_default_ttl(mut self, status: StatusCode, ttl: Option<Duration>) -> Self {
+        if let Some(ttl) = ttl {
+            if !self.explicit && !self.no_cache && heuristically_cacheable(status) {
+                self.lifetime = ttl;
+                self.default_ttl = Some(ttl);
+            }
+        }
+        self
+    }
+
     pub(crate) fn derive(
         status: StatusCode,
         headers: &HeaderMap,
@@ -272,11 +297,13 @@ impl Facts {
 
         // §4.2.1: s-maxage, then max-age, then Expires - Date, then a
         // heuristic.
+        let expires = headers.get(header::EXPIRES).filter(|_| !policy.targeted);
+        let explicit = cc.s_maxage().is_some() || cc.max_age().is_some() || expires.is_some();
         let lifetime = if let Some(s) = cc.s_maxage() {
             s
         } else if let Some(m) = cc.max_age() {
             m
-        } else if let Some(expires) = headers.get(header::EXPIRES).filter(|_| !policy.targeted) {
+        } else if let Some(expires) = expires {
             // An invalid Expires (including "0") means already expired
             // (§5.3).
             match HttpDate::parse(expires.as_bytes()) {
@@ -322,6 +349,8 @@ impl Facts {
             last_modified,
             coding: response_coding(headers),
             last_modified_strong: last_modified_strong(headers),
+            default_ttl: None,
+            explicit,
             partial: if status == StatusCode::PARTIAL_CONTENT {
                 Segment::of(headers)
             } else {

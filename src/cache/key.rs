@@ -10,10 +10,16 @@ use http::{Request, Uri};
 /// The primary cache key of a request: its host (lowercased) and its path
 /// and query, exactly as requested. The method is not part of it: GET and
 /// HEAD share entries, and unsafe methods invalidate them.
+///
+/// With [`KeyRules`](super::KeyRules) that add request values, the key
+/// also holds them after a `#` (which no request target contains).
 #[derive(Clone)]
 pub struct CacheKey {
     text: Box<str>,
     path_at: usize,
+    /// Where the path and query end (the `#` of the added values, or the
+    /// end).
+    pq_end: usize,
 }
 
 impl CacheKey {
@@ -59,9 +65,11 @@ impl CacheKey {
             text.push('/');
         }
         text.push_str(pq);
+        let pq_end = text.len();
         Self {
             text: text.into_boxed_str(),
             path_at,
+            pq_end,
         }
     }
 
@@ -76,9 +84,26 @@ impl CacheKey {
             text.push('/');
         }
         text.push_str(pq);
+        let pq_end = text.len();
         Self {
             text: text.into_boxed_str(),
             path_at: host.len(),
+            pq_end,
+        }
+    }
+
+    /// This key with the request values `extra` (see
+    /// [`KeyRules`](super::KeyRules)) after a `#`.
+    pub(crate) fn with_extra(&self, extra: &str) -> Self {
+        let base = &self.text[..self.pq_end];
+        let mut text = String::with_capacity(base.len() + 1 + extra.len());
+        text.push_str(base);
+        text.push('#');
+        text.push_str(extra);
+        Self {
+            text: text.into_boxed_str(),
+            path_at: self.path_at,
+            pq_end: self.pq_end,
         }
     }
 
@@ -86,9 +111,13 @@ impl CacheKey {
     /// starts at the first `/`.
     pub fn from_text(text: &str) -> Self {
         let path_at = text.find('/').unwrap_or(text.len());
+        let pq_end = text[path_at..]
+            .find('#')
+            .map_or(text.len(), |i| path_at + i);
         Self {
             text: text.into(),
             path_at,
+            pq_end,
         }
     }
 
@@ -99,7 +128,7 @@ impl CacheKey {
 
     /// The path and query.
     pub fn path_and_query(&self) -> &str {
-        &self.text[self.path_at..]
+        &self.text[self.path_at..self.pq_end]
     }
 
     /// The path (without the query).
@@ -108,7 +137,8 @@ impl CacheKey {
         pq.split_once('?').map_or(pq, |(p, _)| p)
     }
 
-    /// Host followed by path and query, as one string.
+    /// Host followed by path and query (and any request values the key
+    /// rules added, after a `#`), as one string.
     pub fn as_str(&self) -> &str {
         &self.text
     }

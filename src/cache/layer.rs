@@ -8,12 +8,14 @@ use http::{HeaderName, Uri};
 use super::flight::Flights;
 use super::freshness::{Heuristic, Rules};
 use super::key::CacheKey;
+use super::key_rules::KeyRules;
 use super::service::{Cache, Shared};
 use super::stats::{CacheStats, Counters};
 use super::store::{CacheStore, MemoryStore, Purge, StoreError};
 use super::vary::Encodings;
 use crate::clock::{Clock, SystemClock};
 use crate::headers::ContentCoding;
+use crate::route_pattern::Pattern;
 
 /// Settings of a cache layer (shared by its services).
 #[derive(Clone)]
@@ -32,6 +34,24 @@ pub(crate) struct Config {
     pub(crate) validator_grace: Duration,
     pub(crate) stale_if_unreachable: Duration,
     pub(crate) clock: Arc<dyn Clock>,
+    /// `None` for the default key (host, path and query as requested).
+    pub(crate) key_rules: Option<KeyRules>,
+    /// Lifetimes for responses without explicit freshness: per path
+    /// pattern (first match), then for every path.
+    pub(crate) default_ttls: Vec<(Pattern, Duration)>,
+    pub(crate) default_ttl: Option<Duration>,
+}
+
+impl Config {
+    /// The default lifetime for a response to `path` without explicit
+    /// freshness, if one is configured.
+    pub(crate) fn default_ttl(&self, path: &str) -> Option<Duration> {
+        self.default_ttls
+            .iter()
+            .find(|(p, _)| p.matches(path))
+            .map(|(_, ttl)| *ttl)
+            .or(self.default_ttl)
+    }
 }
 
 impl std::fmt::Debug for Config {
@@ -47,6 +67,7 @@ impl std::fmt::Debug for Config {
             .field("status_name", &self.status_name)
             .field("tag_header", &self.tag_header)
             .field("stale_if_unreachable", &self.stale_if_unreachable)
+            .field("key_rules", &self.key_rules)
             .finish_non_exhaustive()
     }
 }
@@ -134,11 +155,23 @@ impl CacheLayer {
                 validator_grace: Duration::from_secs(3600),
                 stale_if_unreachable: DEFAULT_STALE_IF_UNREACHABLE,
                 clock: Arc::new(SystemClock),
+                key_rules: None,
+                default_ttls: Vec::new(),
+                default_ttl: None,
             }),
             store: Arc::new(MemoryStore::default()),
             counters: Arc::default(),
             flights: Arc::default(),
         }
+    }
+
+    /// Keys requests by `rules` as well as host, path and query: query
+    /// parameters dropped or sorted (in the request the inner service sees
+    /// too), request header, cookie or extension values added. See
+    /// [`KeyRules`].
+    pub fn key(mut self, rules: KeyRules) -> Self {
+        Arc::make_mut(&mut self.config).key_rules = (!rules.is_identity()).then_some(rules);
+        self
     }
 
     /// Keeps responses in `store` instead of the default 64 MiB memory
@@ -268,6 +301,38 @@ impl CacheLayer {
             }
         }
         Arc::make_mut(&mut self.config).rules.targets = targets;
+        self
+    }
+
+    /// A freshness lifetime for responses that carry none (no `s-maxage`,
+    /// `max-age` or `Expires`, in `Cache-Control` or the targeted field
+    /// this cache obeys), as the query cache this crate was designed from
+    /// gives every entry 300 s. Off by default: RFC 9111 lets a cache
+    /// choose such a lifetime (§4.2.2), and an origin that says nothing is
+    /// then reused for `ttl` without being asked. Only for the statuses a
+    /// cache may store without explicit freshness (200, 203, 204, 300,
+    /// 301, 308, 404, 405, 410, 414, 501); never against `no-cache`,
+    /// `no-store` or `private`. It wins over
+    /// [`heuristic_freshness`](Self::heuristic_freshness). Per route with
+    /// [`default_ttl_for`](Self::default_ttl_for).
+    pub fn default_ttl(mut self, ttl: Duration) -> Self {
+        Arc::make_mut(&mut self.config).default_ttl = Some(ttl);
+        self
+    }
+
+    /// [`default_ttl`](Self::default_ttl) for paths matching `pattern`: an
+    /// exact path, or a glob (`*` within a segment, `**` across) or an
+    /// axum route (`/api/items/{id}`). The first pattern added that
+    /// matches wins over the layer's default; `Duration::ZERO` keeps a
+    /// route out of a layer-wide default.
+    ///
+    /// # Panics
+    ///
+    /// When the pattern can never match a request path (empty, without a
+    /// leading `/`, malformed braces…), naming it and why.
+    pub fn default_ttl_for(mut self, pattern: &str, ttl: Duration) -> Self {
+        let p = Pattern::parse(pattern);
+        Arc::make_mut(&mut self.config).default_ttls.push((p, ttl));
         self
     }
 

@@ -121,14 +121,19 @@
 //!   store can't answer goes to the origin as asked; a 206 that the rules
 //!   for its 200 would store, with one `Content-Range` of a known length
 //!   and a strong validator, is stored as a part, answers the ranges it
-//!   holds while fresh (never a request for the whole, never validated),
-//!   and combines with a part of the same representation it meets or
-//!   overlaps (one run of bytes per variant, up to
-//!   [`CacheLayer::max_entry_size`]) into the complete 200 once they
-//!   cover it; a 206 of a representation stored whole updates its fields.
-//!   Any other answer to a forwarded range (a 416, say) is not stored. A
-//!   stored compressed variant is ranged as the bytes it holds, with its
-//!   `Content-Encoding`. HEAD ignores `Range`.
+//!   holds while fresh or within the client's `max-stale` (never a
+//!   request for the whole, `Cache-Status: fwd=partial`; never
+//!   validated), and combines with a part of the same representation it
+//!   meets or overlaps (one run of bytes per variant, up to
+//!   [`CacheLayer::max_entry_size`]; a part apart from the stored one
+//!   replaces it) into the complete 200 once they cover it; a 206 of a
+//!   representation stored whole updates its fields (not its length or
+//!   content digests). An answer to a forwarded range other than 200 or
+//!   206 (a 416, say) is not stored. A stale stored 200 is validated for
+//!   the whole representation, and a new 200 then answers the range
+//!   whole. A stored compressed variant is ranged as the bytes it holds,
+//!   with its `Content-Encoding`. A HEAD's `Range` is ignored (and passed
+//!   on as it came).
 //! - Requests with `If-Match` or `If-Unmodified-Since`, or a `Range` of
 //!   another unit or invalid, go straight to the origin.
 //! - The key is the host, the path and the query exactly as requested (no
@@ -143,6 +148,14 @@
 //!   must name it in `Vary` or mark the answer `private`/`no-store`: no
 //!   cache can tell otherwise, and that answer would be shared (cache
 //!   poisoning).
+//! - **Custom keys** ([`CacheLayer::key`], [`KeyRules`]): query parameters
+//!   dropped (`utm_*`, a list or a predicate) or sorted, in the request
+//!   the inner service sees as well as in the key; a request header, a
+//!   cookie or a request extension (a user id an authentication layer
+//!   set) added to the key as a SHA-256 digest.
+//! - **A default TTL** ([`CacheLayer::default_ttl`], per route with
+//!   [`CacheLayer::default_ttl_for`]; off by default) for responses that
+//!   carry no freshness, of the statuses cacheable without it.
 //!
 //! Beyond the RFC:
 //!
@@ -224,6 +237,7 @@ mod invalidate;
 #[cfg(feature = "redis")]
 mod invalidation;
 mod key;
+mod key_rules;
 mod layer;
 mod origin;
 mod range;
@@ -242,6 +256,7 @@ pub use self::body::ResponseBody;
 pub use self::entry::CachedResponse;
 pub use self::future::ResponseFuture;
 pub use self::key::CacheKey;
+pub use self::key_rules::KeyRules;
 pub use self::layer::{
     CacheHandle, CacheLayer, DEFAULT_IMPLICIT_VARY, DEFAULT_MAX_ENTRY_SIZE,
     DEFAULT_STALE_IF_UNREACHABLE,

@@ -311,6 +311,10 @@ where
         authorized,
         shared.config.store_set_cookie,
         shared.config.rules.heuristic.is_some(),
+        shared
+            .config
+            .default_ttl(fetch.key.path())
+            .is_some_and(|t| !t.is_zero()),
     )
     .and_then(|()| match body.size_hint().exact() {
         Some(n) if n > shared.config.max_entry_size as u64 => Err(NotStorable::TooLarge),
@@ -446,6 +450,9 @@ where
         authorized,
         config.store_set_cookie,
         config.rules.heuristic.is_some(),
+        config
+            .default_ttl(fetch.key.path())
+            .is_some_and(|t| !t.is_zero()),
     )
     .ok()
     .and_then(|()| storable_part(&parts.headers, config.max_entry_size))

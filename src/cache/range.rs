@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use http::StatusCode;
 use http::header::{self, HeaderMap, HeaderValue};
 
-use super::entry::CachedResponse;
+use super::entry::{CachedResponse, is_content_digest};
 use super::freshness::Rules;
 use super::key::CacheKey;
 use super::service::Shared;
@@ -137,6 +137,11 @@ pub(super) fn answer(range: &Ranged, e: &CachedResponse) -> Option<(StatusCode, 
     if !range.applies(e) {
         return None;
     }
+    // RFC 9110 §14.1.1: of an empty representation a non-zero suffix is
+    // satisfiable, but no 206 can carry zero bytes: the whole (empty) 200.
+    if complete == 0 && matches!(range.spec, ByteRangeSpec::Suffix(n) if n > 0) {
+        return None;
+    }
     let Some(r) = range.spec.resolve(complete) else {
         let mut headers = HeaderMap::with_capacity(4);
         headers.insert(
@@ -156,6 +161,9 @@ pub(super) fn answer(range: &Ranged, e: &CachedResponse) -> Option<(StatusCode, 
     }
     let body = e.body.slice(from..=to);
     let mut headers = e.template.clone();
+    // They describe the whole body, not this part.
+    headers.remove("content-digest");
+    headers.remove("content-md5");
     headers.insert(
         header::CONTENT_RANGE,
         ContentRange::Bytes {
@@ -222,21 +230,27 @@ fn same_representation(a: &CachedResponse, b: &CachedResponse) -> bool {
 ///   200 once they cover it all, within `max_entry_size`;
 /// - otherwise the new 206 (a newer representation, or bytes apart from
 ///   the stored ones: a partial entry keeps one run of bytes), as a 200
-///   if it covers everything.
+///   if it covers everything; but `None` (keep what is stored) when the
+///   stored response of another representation is the newer one (a slow
+///   206 finishing after a new 200 was stored).
 pub(super) fn combine(
     stored: Option<&CachedResponse>,
     new: CachedResponse,
     rules: &Rules,
     max_entry_size: usize,
-) -> CachedResponse {
+) -> Option<CachedResponse> {
     let Some(seg) = new.facts.partial else {
-        return new;
+        return Some(new);
     };
     let Some(old) = stored.filter(|old| same_representation(old, &new)) else {
-        return whole_if_complete(new, seg, rules);
+        if stored.is_some_and(|old| old.response_time > new.response_time) {
+            return None;
+        }
+        return Some(whole_if_complete(new, seg, rules));
     };
     if old.status == StatusCode::OK && old.body.len() as u64 == seg.complete {
-        return old.freshened(&new.headers, (new.request_time, new.response_time), rules);
+        let times = (new.request_time, new.response_time);
+        return Some(old.freshened(&new.headers, times, rules));
     }
     let Some(o) = old.facts.partial.filter(|o| {
         o.complete == seg.complete
@@ -244,8 +258,13 @@ pub(super) fn combine(
             && old.body.len() as u64 == o.len()
             && new.body.len() as u64 == seg.len()
     }) else {
-        return whole_if_complete(new, seg, rules);
+        return Some(whole_if_complete(new, seg, rules));
     };
+    if o.first <= seg.first && seg.last <= o.last {
+        // Nothing new: the stored bytes, with the new fields.
+        let body = old.body.clone();
+        return Some(rebuild(new, o, body, rules));
+    }
     let apart = seg.first > o.last.saturating_add(1) || o.first > seg.last.saturating_add(1);
     let merged = Segment {
         first: o.first.min(seg.first),
@@ -253,7 +272,7 @@ pub(super) fn combine(
         complete: seg.complete,
     };
     if apart || merged.len() > max_entry_size as u64 {
-        return whole_if_complete(new, seg, rules);
+        return Some(whole_if_complete(new, seg, rules));
     }
     // The earlier-starting one, then what the other has past its end.
     let ((lead, ls), (tail, ts)) = if o.first <= seg.first {
@@ -267,7 +286,7 @@ pub(super) fn combine(
         let skip = (ls.last + 1 - ts.first) as usize;
         body.extend_from_slice(&tail[skip..]);
     }
-    rebuild(new, merged, body.freeze(), rules)
+    Some(rebuild(new, merged, body.freeze(), rules))
 }
 
 /// `new` as a complete 200 when its one segment is everything.
@@ -284,6 +303,15 @@ fn whole_if_complete(new: CachedResponse, seg: Segment, rules: &Rules) -> Cached
 /// without `Content-Range` when it is the whole representation.
 fn rebuild(new: CachedResponse, seg: Segment, body: Bytes, rules: &Rules) -> CachedResponse {
     let mut headers = new.headers;
+    // A digest of one part's bytes is not one of these.
+    let digests: Vec<_> = headers
+        .keys()
+        .filter(|n| is_content_digest(n))
+        .cloned()
+        .collect();
+    for n in digests {
+        headers.remove(n);
+    }
     let status = if seg.is_whole() {
         headers.remove(header::CONTENT_RANGE);
         StatusCode::OK
@@ -336,13 +364,15 @@ impl Shared {
         variants: Option<&[Arc<CachedResponse>]>,
     ) {
         let stored = variants.and_then(|vs| vs.iter().find(|v| v.vary == part.vary));
-        let entry = combine(
+        let combined = combine(
             stored.map(|s| &**s),
             part,
             &self.config.rules,
             self.config.max_entry_size,
         );
-        self.store_entry(key, entry);
+        if let Some(entry) = combined {
+            self.store_entry(key, entry);
+        }
     }
 }
 
@@ -465,13 +495,13 @@ mod tests {
     #[test]
     fn parts_combine_into_the_complete_response() {
         let rules = Rules::default();
-        let a = combine(None, part(0, 3, "\"v\""), &rules, 1 << 20);
+        let a = combine(None, part(0, 3, "\"v\""), &rules, 1 << 20).unwrap();
         assert_eq!(a.status, StatusCode::PARTIAL_CONTENT);
         // Overlapping, then touching: one run, then the whole 200.
-        let b = combine(Some(&a), part(2, 6, "\"v\""), &rules, 1 << 20);
+        let b = combine(Some(&a), part(2, 6, "\"v\""), &rules, 1 << 20).unwrap();
         assert_eq!(&b.body[..], b"0123456");
         assert_eq!(b.headers["content-range"], "bytes 0-6/10");
-        let c = combine(Some(&b), part(7, 9, "\"v\""), &rules, 1 << 20);
+        let c = combine(Some(&b), part(7, 9, "\"v\""), &rules, 1 << 20).unwrap();
         assert_eq!(c.status, StatusCode::OK);
         assert_eq!(&c.body[..], BODY);
         assert!(!c.headers.contains_key("content-range"));
@@ -482,19 +512,79 @@ mod tests {
             part(0, 5, "\"v\""),
             &rules,
             1 << 20,
-        );
+        )
+        .unwrap();
         assert_eq!((d.status, &d.body[..]), (StatusCode::OK, BODY));
         // Another representation, or bytes apart: the new part alone.
-        let e = combine(Some(&a), part(4, 9, "\"w\""), &rules, 1 << 20);
+        let e = combine(Some(&a), part(4, 9, "\"w\""), &rules, 1 << 20).unwrap();
         assert_eq!(e.headers["content-range"], "bytes 4-9/10");
-        let f = combine(Some(&a), part(6, 9, "\"v\""), &rules, 1 << 20);
+        let f = combine(Some(&a), part(6, 9, "\"v\""), &rules, 1 << 20).unwrap();
         assert_eq!(f.headers["content-range"], "bytes 6-9/10");
         // Too large together: the new part alone.
-        let g = combine(Some(&a), part(4, 9, "\"v\""), &rules, 8);
+        let g = combine(Some(&a), part(4, 9, "\"v\""), &rules, 8).unwrap();
         assert_eq!(g.headers["content-range"], "bytes 4-9/10");
         // One part that is everything.
-        let h = combine(None, part(0, 9, "\"v\""), &rules, 1 << 20);
+        let h = combine(None, part(0, 9, "\"v\""), &rules, 1 << 20).unwrap();
         assert_eq!(h.status, StatusCode::OK);
+    }
+
+    #[test]
+    fn what_combining_keeps() {
+        let rules = Rules::default();
+        // A part inside the stored one: its bytes, the new fields.
+        let a = combine(None, part(0, 6, "\"v\""), &rules, 1 << 20).unwrap();
+        let mut inner = part(2, 3, "\"v\"");
+        inner.headers.insert("x-new", HeaderValue::from_static("1"));
+        let k = combine(Some(&a), inner, &rules, 1 << 20).unwrap();
+        assert_eq!(&k.body[..], b"0123456");
+        assert_eq!(k.headers["content-range"], "bytes 0-6/10");
+        assert_eq!(k.headers["x-new"], "1");
+        // A late part of another representation leaves a newer 200 alone.
+        let newer = CachedResponse::new(
+            StatusCode::OK,
+            headers(&[("etag", "\"w\""), ("cache-control", "max-age=60")]),
+            Bytes::from_static(BODY),
+            None,
+            (at(2_000), at(2_000)),
+            VaryKey::default(),
+            Vec::new(),
+            &rules,
+        );
+        assert!(combine(Some(&newer), part(0, 1, "\"v\""), &rules, 1 << 20).is_none());
+        // Digests of one part don't survive a merge.
+        let mut d = part(7, 9, "\"v\"");
+        d.headers
+            .insert("content-digest", HeaderValue::from_static("sha-256=:x:"));
+        let whole = combine(Some(&a), d, &rules, 1 << 20).unwrap();
+        assert_eq!(whole.status, StatusCode::OK);
+        assert!(!whole.headers.contains_key("content-digest"));
+    }
+
+    #[test]
+    fn ranges_of_an_empty_body_and_digests() {
+        let empty = entry(200, &[("etag", "\"v\"")], b"");
+        assert!(
+            served(&ranged("bytes=-5", None), &empty).is_none(),
+            "the whole"
+        );
+        assert_eq!(
+            served(&ranged("bytes=0-", None), &empty).map(|r| r.0),
+            Some(416)
+        );
+        let digested = entry(
+            200,
+            &[
+                ("content-digest", "sha-256=:x:"),
+                ("repr-digest", "sha-256=:y:"),
+            ],
+            BODY,
+        );
+        let (_, h, _) = answer(&ranged("bytes=0-1", None), &digested).unwrap();
+        assert!(!h.contains_key("content-digest"));
+        assert!(
+            h.contains_key("repr-digest"),
+            "of the representation: still true"
+        );
     }
 
     #[test]
@@ -511,12 +601,15 @@ mod tests {
         );
         let mut p = part(0, 1, "\"v\"");
         p.headers.insert("x-version", HeaderValue::from_static("2"));
-        let u = combine(Some(&whole), p, &rules, 1 << 20);
+        p.headers
+            .insert("content-digest", HeaderValue::from_static("sha-256=:p:"));
+        let u = combine(Some(&whole), p, &rules, 1 << 20).unwrap();
         assert_eq!(u.status, StatusCode::OK);
         assert_eq!(&u.body[..], BODY);
         assert_eq!(u.headers["x-version"], "2");
         assert_eq!(u.headers["content-length"], whole.headers["content-length"]);
         assert!(!u.headers.contains_key("content-range"));
+        assert!(!u.headers.contains_key("content-digest"));
     }
 
     #[test]

@@ -225,6 +225,10 @@ where
                 }
             }
         };
+        let key = match &shared.config.key_rules {
+            Some(rules) if req.method() != Method::CONNECT => rules.apply(&mut req, key),
+            _ => key,
+        };
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let method = req.method();
@@ -238,8 +242,9 @@ where
         }
         let fields = RequestFields::read(req.headers());
         let mut bypass = fields.bypass;
-        // RFC 9110 §14.2: a range applies to GET only.
-        let range = if fields.range && method == Method::GET {
+        // RFC 9110 §14.2: a range applies to GET only. A request that
+        // bypasses the cache goes on untouched.
+        let range = if fields.range && !bypass && method == Method::GET {
             match Ranged::read(req.headers()) {
                 RangeRead::One(r) => Some(r),
                 // Answered whole, from the cache or the origin.
@@ -281,6 +286,7 @@ where
             let decision = Decision::Miss {
                 vary_miss: false,
                 alone: false,
+                partial: false,
             };
             return ResponseFuture::boxed(respond(
                 shared, inner, req, key, req_cc, conds, decision,
@@ -410,6 +416,7 @@ where
         Decision::Miss {
             vary_miss,
             alone: own,
+            partial,
         } => {
             // A request with implicit fields the stored variant lacks: if
             // it led the URL's flight, waiters for the shared variant would
@@ -419,6 +426,8 @@ where
                 && !shared.config.serve_authorized
             {
                 "request"
+            } else if partial {
+                "partial"
             } else if vary_miss {
                 "vary-miss"
             } else {

@@ -123,6 +123,7 @@ pub(crate) fn check_storable(
     authorized: bool,
     store_set_cookie: bool,
     heuristics: bool,
+    default_ttl: bool,
 ) -> Result<(), NotStorable> {
     if method != Method::GET {
         return Err(NotStorable::Status);
@@ -181,7 +182,9 @@ pub(crate) fn check_storable(
     let may_be_fresh = cc.s_maxage().is_some_and(|d| !d.is_zero())
         || (cc.s_maxage().is_none() && cc.max_age().is_some_and(|d| !d.is_zero()))
         || (cc.s_maxage().is_none() && cc.max_age().is_none() && policy.expires(headers))
-        || (heuristics && headers.contains_key(header::LAST_MODIFIED));
+        || (heuristics && headers.contains_key(header::LAST_MODIFIED))
+        // A configured default lifetime (`CacheLayer::default_ttl`).
+        || default_ttl;
     let stale_usable = cc.stale_while_revalidate().is_some() || cc.stale_if_error().is_some();
     if cc.no_cache() && !has_validator {
         return Err(NotStorable::NoFreshness);
@@ -208,6 +211,7 @@ mod tests {
                 h,
                 &policy(h, &[]),
                 &none,
+                false,
                 false,
                 false,
                 false,
@@ -249,6 +253,7 @@ mod tests {
                 true,
                 false,
                 false,
+                false,
             )
         };
         assert_eq!(
@@ -271,6 +276,7 @@ mod tests {
                 false,
                 false,
                 false,
+                false,
             )
         };
         assert_eq!(
@@ -287,6 +293,7 @@ mod tests {
                 &headers(&[("cache-control", "max-age=60")]),
                 &policy(&headers(&[("cache-control", "max-age=60")]), &[]),
                 &req_ns,
+                false,
                 false,
                 false,
                 false
@@ -309,6 +316,7 @@ mod tests {
                 false,
                 false,
                 heuristics,
+                false,
             )
         };
         let fresh = [("cache-control", "max-age=60")];
@@ -324,6 +332,7 @@ mod tests {
                 &headers(&fresh),
                 &Policy::default(),
                 &none,
+                false,
                 false,
                 false,
                 false
@@ -431,6 +440,7 @@ mod tests {
                 &h,
                 &policy(&h, &targets),
                 &none,
+                false,
                 false,
                 false,
                 false,
