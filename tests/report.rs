@@ -75,6 +75,18 @@ async fn stats_endpoints_count_the_traffic() {
     assert_eq!(cache["stores"], 3, "{cache}");
     assert_eq!(cache["not_stored"], 1, "{cache}");
     assert!(cache["misses"].as_u64().unwrap() >= 3, "{cache}");
+    // Per route template: the item route had its miss and its hit.
+    let routes = json(&s, "/performance/cache/routes").await;
+    let item = routes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["route"] == "/api/v1/items/{id}")
+        .unwrap_or_else(|| panic!("no item route: {routes}"));
+    assert_eq!(item["hits"], 1, "{item}");
+    assert_eq!(item["misses"], 2, "item 3, then 99999: {item}");
+    let summary = json(&s, "/performance/summary").await;
+    assert_eq!(summary["cache_routes"], routes);
 
     let comp = json(&s, "/performance/compression/stats").await;
     let gzip = comp["codings"]
@@ -532,6 +544,7 @@ async fn metrics_cover_every_layer_and_promtool_accepts_them() {
         "http_server_request_duration_seconds_bucket",
         "tower_perf_cache_requests_total{result=\"hit\"} 1",
         "tower_perf_cache_stores_total 3",
+        "tower_perf_cache_route_requests_total{route=\"/api/v1/items/{id}\",result=\"hit\"} 1",
         "tower_perf_compression_responses_total{coding=\"gzip\"} 1",
         "tower_perf_rate_limit_requests_total{policy=\"api\",decision=\"allowed\"} 4",
         "tower_perf_cache_control_etags_total",
@@ -647,6 +660,9 @@ async fn the_dashboard_draws_its_charts_in_chromium() {
     // compressed and the one request body decoded.
     let built = support::built_codings().len() as u32;
     assert_eq!(attr(&dom, "data-codings"), Some(built), "{dom}");
+    // The cache's hit rates per route: items and app.js at least.
+    assert!(attr(&dom, "data-cache-routes").unwrap_or(0) >= 2, "{dom}");
+    assert!(dom.contains("<td>/api/v1/items/{id}</td>"), "{dom}");
     let gzip_row: Vec<&str> = dom
         .split("<td>gzip</td>")
         .nth(1)

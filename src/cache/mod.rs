@@ -168,6 +168,12 @@
 //!   don't queue.
 //! - **Purge** by URL, path prefix, tag (from `Surrogate-Key` by default)
 //!   or everything, through a cloneable [`CacheHandle`].
+//! - **Hit rates per route**: with the `axum` feature, the answers to
+//!   requests that carry axum's `MatchedPath` (the cache layer added with
+//!   `Router::layer` or `route_layer`) are counted per route template, for
+//!   [`MAX_ROUTES`] routes (later ones under [`OTHER_ROUTES`]):
+//!   [`CacheStats::routes`], the report's summary, Prometheus and the
+//!   dashboard.
 //! - **`Cache-Status`** (RFC 9211) on every response, e.g.
 //!   `tower-perf; hit; ttl=42` or `tower-perf; fwd=uri-miss; stored`.
 //! - **Warming**: [`CacheHandle::warm`] sends a list of requests (the
@@ -244,6 +250,7 @@ mod range;
 #[cfg(feature = "redis")]
 mod redis_store;
 mod request;
+mod routes;
 mod service;
 mod stats;
 mod status;
@@ -264,6 +271,7 @@ pub use self::layer::{
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis_store::{RedisCacheSnapshot, RedisCacheStats, RedisCacheStore, TieredStore};
+pub use self::routes::{MAX_ROUTES, OTHER_ROUTES, RouteSnapshot};
 pub use self::service::Cache;
 pub use self::stats::{CacheSnapshot, CacheStats};
 pub use self::store::{

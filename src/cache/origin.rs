@@ -17,6 +17,7 @@ use super::future::Resp;
 use super::key::CacheKey;
 use super::range::storable_part;
 use super::request::{Client, not_modified, strip_client_conditions, strip_range};
+use super::routes::Answer;
 use super::service::Shared;
 use super::stats::Counters;
 use super::status::Via;
@@ -198,6 +199,9 @@ where
     let status = resp.status();
     if ranged {
         Counters::add(&shared.counters.misses);
+        if let Some(r) = &fetch.client.route {
+            r.fetched(Answer::Miss);
+        }
         if status == StatusCode::PARTIAL_CONTENT {
             let times = (request_time, response_time);
             return Ok(new_part(&shared, resp, &req_headers, times, fetch));
@@ -262,6 +266,13 @@ where
         } else {
             &shared.counters.misses
         });
+        if let Some(r) = &fetch.client.route {
+            r.fetched(if fetch.stale.is_some() {
+                Answer::Revalidated
+            } else {
+                Answer::Miss
+            });
+        }
     }
     let fwd_status = if fetch.stale.is_some() {
         Some(status)

@@ -4,7 +4,10 @@
 use http::header::{self, HeaderMap};
 use http::{Method, StatusCode};
 
+use std::sync::Arc;
+
 use super::range::Ranged;
+use super::routes::RouteCounters;
 use crate::headers::{CacheControl, EntityTag, HttpDate};
 use crate::headers::{Precondition, Preconditions};
 
@@ -72,6 +75,8 @@ impl RequestFields {
 pub(crate) struct Client {
     pub(crate) conds: Preconditions,
     pub(crate) range: Option<Ranged>,
+    /// The counters of the route the request matched.
+    pub(crate) route: Option<Arc<RouteCounters>>,
 }
 
 /// Removes `Range` and `If-Range`: the whole representation is asked for.

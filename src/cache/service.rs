@@ -95,6 +95,9 @@ impl Shared {
         now: SystemTime,
         via: Via,
     ) -> Resp<B> {
+        if let Some(r) = &client.route {
+            r.served(&via);
+        }
         let age = e.age(now);
         let ttl = e.facts.lifetime.as_secs() as i64 - age.as_secs() as i64;
         let is_304 = not_modified(
@@ -278,6 +281,7 @@ where
                 Preconditions::default()
             },
             range,
+            route: route_of(&req).map(|r| shared.counters.routes.get(r)),
         };
         if !shared.config.serve_authorized && fields.authorization {
             // Its answer may depend on who asks (an origin seldom says
@@ -333,6 +337,16 @@ where
             }
         }
     }
+}
+
+/// The route template the request matched, if the router said.
+#[allow(unused_variables)]
+fn route_of<B>(req: &Request<B>) -> Option<&str> {
+    #[cfg(feature = "axum")]
+    if let Some(p) = req.extensions().get::<axum::extract::MatchedPath>() {
+        return Some(p.as_str());
+    }
+    None
 }
 
 /// The asynchronous part of a GET or HEAD.

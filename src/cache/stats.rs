@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use serde::Serialize;
 
+use super::routes::{RouteSnapshot, Routes};
 use super::store::CacheStore;
 
 #[derive(Debug, Default)]
@@ -26,6 +27,7 @@ pub(crate) struct Counters {
     pub(crate) gateway_timeouts: AtomicU64,
     pub(crate) bypassed: AtomicU64,
     pub(crate) rejected: AtomicU64,
+    pub(crate) routes: Routes,
 }
 
 impl Counters {
@@ -104,6 +106,13 @@ pub struct CacheSnapshot {
 }
 
 impl CacheStats {
+    /// Hit rates per route template (axum's `MatchedPath`), the busiest
+    /// first; empty without the `axum` feature or when requests carry no
+    /// `MatchedPath`.
+    pub fn routes(&self) -> Vec<RouteSnapshot> {
+        self.counters.routes.snapshot()
+    }
+
     /// Reads every counter and the store's usage.
     pub fn snapshot(&self) -> CacheSnapshot {
         let c = &self.counters;

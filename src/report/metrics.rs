@@ -197,6 +197,25 @@ fn cache(out: &mut String, sources: &Sources) {
                 ),
             ],
         );
+        let routes = h.stats().routes();
+        if !routes.is_empty() {
+            let mut f = Family::new(
+                out,
+                "tower_perf_cache_route_requests_total",
+                "counter",
+                "Cacheable requests by route template (at most 256, then `(other)`) and how the cache answered them.",
+            );
+            for r in &routes {
+                for (result, v) in [
+                    ("hit", r.hits),
+                    ("stale", r.stale_served),
+                    ("miss", r.misses),
+                    ("revalidated", r.revalidated),
+                ] {
+                    f.value(&[("route", &r.route), ("result", result)], v);
+                }
+            }
+        }
     }
 }
 

@@ -10,6 +10,7 @@
 //! |---|---|
 //! | `GET /performance/summary` | [`Summary`]: every layer's statistics, an overall [`Status`], recommendations ([`Insight`](crate::insight::Insight)s) |
 //! | `GET /performance/cache/stats` | [`CacheSnapshot`](crate::cache::CacheSnapshot) |
+//! | `GET /performance/cache/routes` | hit rates per route template, a list of [`RouteSnapshot`](crate::cache::RouteSnapshot) |
 //! | `POST /performance/cache/clear` | [`Purged`] (needs the token; `503` and `"complete": false` when Redis could not be reached) |
 //! | `POST /performance/cache/purge` | [`Purged`]; body [`PurgeRequest`]: `{"url": …}`, `{"prefix": …}` or `{"tag": …}` (needs the token) |
 //! | `GET /performance/compression/stats` | [`CompressionSnapshot`](crate::compression::CompressionSnapshot) |

@@ -92,6 +92,11 @@ pub struct Summary {
     #[cfg(feature = "cache")]
     #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
     pub cache: Option<crate::cache::CacheSnapshot>,
+    /// The cache's hit rates per route template, the busiest first
+    /// (empty without axum's `MatchedPath`).
+    #[cfg(feature = "cache")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+    pub cache_routes: Vec<crate::cache::RouteSnapshot>,
     /// The compression layer's figures.
     #[cfg(feature = "compression")]
     #[cfg_attr(docsrs, doc(cfg(feature = "compression")))]

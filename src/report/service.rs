@@ -39,6 +39,7 @@ enum Read {
     DecompressionStats,
     RateLimitStats,
     CacheStats,
+    CacheRoutes,
     Profile(Profile),
 }
 
@@ -71,6 +72,7 @@ impl Endpoint {
             "/decompression/stats" => Self::Read(Read::DecompressionStats),
             "/rate-limit/stats" => Self::Read(Read::RateLimitStats),
             "/cache/stats" => Self::Read(Read::CacheStats),
+            "/cache/routes" => Self::Read(Read::CacheRoutes),
             "/profile/overview" => Self::Read(Read::Profile(Profile::Overview)),
             "/profile/slowest" => Self::Read(Read::Profile(Profile::Slowest)),
             "/profile/insights" => Self::Read(Read::Profile(Profile::Insights)),
@@ -293,6 +295,13 @@ impl Inner {
                 }
                 absent("cache")
             }
+            Read::CacheRoutes => {
+                #[cfg(feature = "cache")]
+                if let Some(h) = &s.cache {
+                    return json(StatusCode::OK, &h.stats().routes());
+                }
+                absent("cache")
+            }
             #[cfg(feature = "timing")]
             Read::Profile(profile) => match &s.timing {
                 Some(t) => timing_endpoint(t, profile),
@@ -344,6 +353,7 @@ mod tests {
             ),
             ("/rate-limit/stats", Endpoint::Read(Read::RateLimitStats)),
             ("/cache/stats", Endpoint::Read(Read::CacheStats)),
+            ("/cache/routes", Endpoint::Read(Read::CacheRoutes)),
             (
                 "/profile/overview",
                 Endpoint::Read(Read::Profile(Profile::Overview)),

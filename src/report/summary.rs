@@ -64,6 +64,12 @@ impl Sources {
             traffic,
             #[cfg(feature = "cache")]
             cache,
+            #[cfg(feature = "cache")]
+            cache_routes: self
+                .cache
+                .as_ref()
+                .map(|h| h.stats().routes())
+                .unwrap_or_default(),
             #[cfg(feature = "compression")]
             compression,
             #[cfg(feature = "compression")]
