@@ -11,12 +11,6 @@
 //! `Router::route` does): a rule that silently matches nothing would leave
 //! the route without the limit or policy it was written for.
 
-// The cache uses patterns only, not prefixes.
-#![cfg_attr(
-    not(any(feature = "cache-control", feature = "rate-limit")),
-    allow(dead_code)
-)]
-
 use std::fmt;
 
 // Spelled out so that benches/route_pattern.rs, which compiles this file
@@ -31,6 +25,11 @@ mod glob;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Pattern {
     Exact(String),
+    // The cache uses patterns only, not prefixes.
+    #[cfg_attr(
+        not(any(feature = "cache-control", feature = "rate-limit")),
+        allow(dead_code)
+    )]
     Prefix(String),
     /// A glob of literal segments then `**` (`/static/**`): the directory
     /// itself or anything under it, matched without splitting the path.
@@ -190,11 +189,19 @@ impl Pattern {
     /// When the prefix can never match a request path, or holds a brace
     /// (a prefix is compared byte by byte: axum's parameters belong in a
     /// pattern).
+    #[cfg_attr(
+        not(any(feature = "cache-control", feature = "rate-limit")),
+        allow(dead_code)
+    )]
     pub(crate) fn prefix(prefix: &str) -> Self {
         Self::try_prefix(prefix).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// See [`prefix`](Self::prefix).
+    #[cfg_attr(
+        not(any(feature = "cache-control", feature = "rate-limit")),
+        allow(dead_code)
+    )]
     pub(crate) fn try_prefix(prefix: &str) -> Result<Self, PatternError> {
         let err = |why: String| PatternError {
             pattern: prefix.to_owned(),

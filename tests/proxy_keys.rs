@@ -136,35 +136,52 @@ async fn a_default_ttl_applies_to_responses_without_freshness() {
             .map(|s| s.to_owned())
             .unwrap_or_default()
     };
+    // The ttl a hit reports: the lifetime less the age (a second at most).
+    let ttl = |r: &TestResponse| -> u64 {
+        let s = hit(r);
+        assert!(s.contains("; hit;"), "{s}");
+        s.split("ttl=")
+            .nth(1)
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| panic!("{s}"))
+    };
     proxy.get("/b").await;
-    let r = proxy.get("/b").await;
-    assert!(
-        hit(&r).contains("hit; ttl=300") || hit(&r).contains("hit; ttl=299"),
-        "{}",
-        hit(&r)
-    );
+    let t = ttl(&proxy.get("/b").await);
+    assert!((299..=300).contains(&t), "{t}");
     proxy.get("/items/7").await;
-    let r = proxy.get("/items/7").await;
-    assert!(
-        hit(&r).contains("hit; ttl=30") || hit(&r).contains("hit; ttl=29"),
-        "{}",
-        hit(&r)
-    );
+    let t = ttl(&proxy.get("/items/7").await);
+    assert!((29..=30).contains(&t), "the route's own: {t}");
     let before = calls.load(Ordering::SeqCst);
     proxy.get("/live/feed").await;
     proxy.get("/live/feed").await;
     assert_eq!(calls.load(Ordering::SeqCst), before + 2, "kept out");
 }
 
-/// The origin's own freshness wins over the default TTL.
+/// The origin's own freshness wins over the default TTL: `no-cache` is
+/// validated (stored, with its ETag), `max-age=0` without a validator not
+/// even stored, `max-age=5` lives 5 s.
 #[tokio::test]
 async fn explicit_freshness_wins_over_the_default_ttl() {
-    let (uri, calls) = origin(&[("cache-control", "no-cache")]).await;
+    let (uri, calls) = origin(&[("cache-control", "no-cache"), ("etag", "\"e\"")]).await;
     let cache = CacheLayer::new().default_ttl(Duration::from_secs(300));
     let proxy = TestServer::serve(proxy::proxy(uri, cache)).await;
-    proxy.get("/c").await;
-    proxy.get("/c").await;
+    let first = proxy.get("/c").await;
+    assert!(
+        first.headers["cache-status"]
+            .to_str()
+            .unwrap()
+            .contains("stored")
+    );
+    let second = proxy.get("/c").await;
+    let status = second.headers["cache-status"].to_str().unwrap();
+    assert!(status.contains("fwd=stale"), "{status}");
     assert_eq!(calls.load(Ordering::SeqCst), 2, "no-cache is validated");
+    let (uri, _) = origin(&[("cache-control", "max-age=0")]).await;
+    let cache = CacheLayer::new().default_ttl(Duration::from_secs(300));
+    let proxy = TestServer::serve(proxy::proxy(uri, cache)).await;
+    let r = proxy.get("/e").await;
+    let status = r.headers["cache-status"].to_str().unwrap();
+    assert!(!status.contains("stored"), "stale on arrival: {status}");
     let (uri, _) = origin(&[("cache-control", "max-age=5")]).await;
     let cache = CacheLayer::new().default_ttl(Duration::from_secs(300));
     let proxy = TestServer::serve(proxy::proxy(uri, cache)).await;
@@ -175,4 +192,32 @@ async fn explicit_freshness_wins_over_the_default_ttl() {
         status.contains("ttl=5") || status.contains("ttl=4"),
         "{status}"
     );
+}
+
+/// `Duration::ZERO` for a route keeps it out of the layer's default TTL,
+/// not out of heuristic freshness (here 10% of a day: 8,640 s).
+#[tokio::test]
+async fn a_zero_route_ttl_leaves_the_heuristic() {
+    let lm = tower_perf::headers::HttpDate::from(
+        std::time::SystemTime::now() - Duration::from_secs(86_400),
+    )
+    .to_string();
+    let lm: &'static str = Box::leak(lm.into_boxed_str());
+    let fields: &'static [(&'static str, &'static str)] =
+        Box::leak(vec![("last-modified", lm)].into_boxed_slice());
+    let (uri, _) = origin(fields).await;
+    let cache = CacheLayer::new()
+        .heuristic_freshness(0.1, Duration::from_secs(86_400))
+        .default_ttl(Duration::from_secs(300))
+        .default_ttl_for("/live/**", Duration::ZERO);
+    let proxy = TestServer::serve(proxy::proxy(uri, cache)).await;
+    proxy.get("/live/x").await;
+    let r = proxy.get("/live/x").await;
+    let status = r.headers["cache-status"].to_str().unwrap();
+    let ttl: u64 = status
+        .split("ttl=")
+        .nth(1)
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
+    assert!((8_630..=8_640).contains(&ttl), "{status}");
 }

@@ -544,7 +544,7 @@ async fn metrics_cover_every_layer_and_promtool_accepts_them() {
         "http_server_request_duration_seconds_bucket",
         "tower_perf_cache_requests_total{result=\"hit\"} 1",
         "tower_perf_cache_stores_total 3",
-        "tower_perf_cache_route_requests_total{route=\"/api/v1/items/{id}\",result=\"hit\"} 1",
+        "tower_perf_cache_route_requests_total{http_route=\"/api/v1/items/{id}\",result=\"hit\"} 1",
         "tower_perf_compression_responses_total{coding=\"gzip\"} 1",
         "tower_perf_rate_limit_requests_total{policy=\"api\",decision=\"allowed\"} 4",
         "tower_perf_cache_control_etags_total",

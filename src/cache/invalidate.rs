@@ -52,11 +52,15 @@ where
     if invalidates && (status.is_success() || status.is_redirection()) {
         let mut keys = vec![key.clone()];
         for name in [header::LOCATION, header::CONTENT_LOCATION] {
-            if let Some(k) = resp
+            let location = resp
                 .headers()
                 .get(&name)
-                .and_then(|v| same_origin_key(key.host(), v))
-            {
+                .and_then(|v| same_origin_key(key.host(), v));
+            let location = match (&shared.config.key_rules, location) {
+                (Some(rules), Some(k)) => Some(rules.location_key(k, &key)),
+                (_, k) => k,
+            };
+            if let Some(k) = location {
                 if !keys.contains(&k) {
                     keys.push(k);
                 }

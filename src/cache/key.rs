@@ -131,6 +131,14 @@ impl CacheKey {
         &self.text[self.path_at..self.pq_end]
     }
 
+    /// The request values [`KeyRules`](super::KeyRules) added (after the
+    /// `#`), if any.
+    pub(crate) fn extra(&self) -> Option<&str> {
+        self.text
+            .get(self.pq_end + 1..)
+            .filter(|_| self.pq_end < self.text.len())
+    }
+
     /// The path (without the query).
     pub fn path(&self) -> &str {
         let pq = self.path_and_query();

@@ -5,7 +5,7 @@ use std::fmt::{self, Write as _};
 use std::sync::Arc;
 
 use http::header::{self, HeaderName};
-use http::{Extensions, Request, Uri};
+use http::{Extensions, Method, Request, Uri};
 use sha2::{Digest, Sha256};
 
 use super::key::CacheKey;
@@ -37,10 +37,11 @@ enum Part {
 ///
 /// **Request values** ([`header`](Self::header), [`cookie`](Self::cookie),
 /// [`extension`](Self::extension)) are added to the key, each as a
-/// SHA-256 digest (a fixed 32 hex digits, whatever the value: no secret
-/// is kept in a store or shown by a report, and a value of any length
-/// makes a key of bounded size); an absent value keys differently from
-/// an empty one. Keying on a user id that an authentication layer puts in
+/// SHA-256 digest (32 hex digits, whatever the value: a value of any
+/// length makes a key of bounded size, and the value itself is not kept
+/// in a store or shown by a report, though a guessable one, such as a
+/// small numeric id, can be found again by hashing guesses); an absent
+/// value keys differently from an empty one. Keying on a user id that an authentication layer puts in
 /// the request extensions caches per user without keying on the raw
 /// token. Such responses are still stored only when the storing rules
 /// allow: a `private` response never is (this is a shared cache), so an
@@ -50,10 +51,17 @@ enum Part {
 /// [`CacheLayer::targeted_cache_control`](super::CacheLayer::targeted_cache_control)),
 /// and requests with `Authorization` are answered from the store only
 /// with [`CacheLayer::serve_authorized`](super::CacheLayer::serve_authorized).
-/// An unsafe method invalidates the target's entry for the request's own
-/// key values (RFC 9111 §4.4 at the granularity the key chose); purge a
-/// path ([`Purge::PathAndQuery`](super::Purge::PathAndQuery)) or a tag to
-/// drop everyone's.
+/// An unsafe method invalidates the target's entry (and a same-origin
+/// `Location`'s) for the request's own key values (RFC 9111 §4.4 at the
+/// granularity the key chose); [`CacheHandle::purge_url`](super::CacheHandle::purge_url)
+/// applies the query rules to the URL it is given and, when the key holds
+/// request values, drops everyone's entries for that path and query (on
+/// every host), as a tag does.
+///
+/// Only GET and HEAD requests are rewritten: other methods, never answered
+/// from the store, reach the inner service as they came. With
+/// [`sort_query`](Self::sort_query) or ignored parameters, empty elements
+/// (`a&&b`) are dropped too.
 ///
 /// ```
 /// use tower_perf::cache::{CacheLayer, KeyRules};
@@ -120,9 +128,10 @@ impl KeyRules {
     {
         for n in names {
             let n = n.as_ref();
+            let base = n.strip_suffix('*').unwrap_or(n);
             assert!(
-                !n.is_empty() && n != "*",
-                "KeyRules::ignore_query_params({n:?}): name a parameter or a prefix (`utm_*`)"
+                !base.is_empty() && !base.contains(['&', '=', '*', '#']),
+                "KeyRules::ignore_query_params({n:?}): name a parameter or a prefix (`utm_*`); no parameter name holds `&`, `=`, `#` or an inner `*`"
             );
             self.ignore.push(n.into());
         }
@@ -154,14 +163,20 @@ impl KeyRules {
         self
     }
 
-    /// Adds the value of the cookie `name` (the first of that name in the
-    /// request's `Cookie` fields) to the key.
+    /// Adds the values of the cookie `name` (every one of that name in the
+    /// request's `Cookie` fields, in order: servers differ on which of
+    /// several they read, so all of them key) to the key.
     ///
     /// # Panics
     ///
-    /// On an empty name.
+    /// On a name that is not a token (empty, with `=`, `;` or white
+    /// space): no cookie could match it, and every request would share
+    /// one entry.
     pub fn cookie(mut self, name: &str) -> Self {
-        assert!(!name.is_empty(), "KeyRules::cookie(\"\"): name a cookie");
+        assert!(
+            !name.is_empty() && name.bytes().all(crate::headers::is_tchar),
+            "KeyRules::cookie({name:?}): a cookie name is a token (RFC 6265 §4.1.1), no such cookie could match"
+        );
         self.parts.push(Part::Cookie(name.into()));
         self
     }
@@ -190,19 +205,59 @@ impl KeyRules {
         self.ignore.is_empty() && self.ignore_if.is_none() && !self.sort && self.parts.is_empty()
     }
 
-    /// Rewrites the request's query as the rules say and returns its key:
-    /// `key` (the settled host, path and query) redone for the new query,
-    /// plus the request values.
+    /// Rewrites a GET's or HEAD's query as the rules say and returns the
+    /// request's key: `key` (the settled host, path and query) redone for
+    /// the new query, plus the request values. Other methods (never
+    /// answered from the store) reach the inner service as they came; their
+    /// key, which they invalidate, is the rewritten one.
     pub(crate) fn apply<B>(&self, req: &mut Request<B>, key: CacheKey) -> CacheKey {
         let mut key = key;
-        if let Some(pq) = self.query(req.uri()) {
-            if let Ok(uri) = Uri::try_from(pq) {
+        if let Some(uri) = self.query(req.uri()).and_then(|pq| Uri::try_from(pq).ok()) {
+            key = CacheKey::normalized(key.host(), &uri);
+            if matches!(*req.method(), Method::GET | Method::HEAD) {
                 *req.uri_mut() = uri;
-                key = CacheKey::normalized(key.host(), req.uri());
             }
         }
+        match self.extra(req) {
+            Some(extra) => key.with_extra(&extra),
+            None => key,
+        }
+    }
+
+    /// The key of `location` (a same-origin `Location` or
+    /// `Content-Location` an unsafe method invalidates) as a GET for it by
+    /// the same client would have: its query rewritten, the request's own
+    /// values (`request_key`'s) added.
+    pub(crate) fn location_key(&self, location: CacheKey, request_key: &CacheKey) -> CacheKey {
+        let pq = location.path_and_query();
+        let key = match Uri::try_from(pq).ok().and_then(|u| self.query(&u)) {
+            Some(rewritten) => match Uri::try_from(rewritten) {
+                Ok(u) => CacheKey::normalized(location.host(), &u),
+                Err(_) => location,
+            },
+            None => location,
+        };
+        match request_key.extra() {
+            Some(extra) => key.with_extra(extra),
+            None => key,
+        }
+    }
+
+    /// The path and query a purge names, as the rules rewrite it.
+    pub(crate) fn purge_target(&self, uri: &Uri) -> Option<String> {
+        self.query(uri)
+    }
+
+    /// Whether the key holds request values (then a URL has one entry per
+    /// set of values).
+    pub(crate) fn adds_values(&self) -> bool {
+        !self.parts.is_empty()
+    }
+
+    /// The request values, as they follow the `#` of the key.
+    fn extra<B>(&self, req: &Request<B>) -> Option<String> {
         if self.parts.is_empty() {
-            return key;
+            return None;
         }
         let mut extra = String::with_capacity(self.parts.len() * 40);
         for part in &self.parts {
@@ -218,13 +273,15 @@ impl KeyRules {
                     }
                     (name.as_str(), any)
                 }
-                Part::Cookie(name) => match cookie(req.headers(), name) {
-                    Some(v) => {
+                Part::Cookie(name) => {
+                    let mut any = false;
+                    for v in cookies(req.headers(), name) {
+                        h.update((v.len() as u64).to_le_bytes());
                         h.update(v);
-                        (&**name, true)
+                        any = true;
                     }
-                    None => (&**name, false),
-                },
+                    (&**name, any)
+                }
                 Part::Extension(name, read) => (&**name, read(req.extensions(), &mut h)),
             };
             let kind = match part {
@@ -249,7 +306,7 @@ impl KeyRules {
                 }
             }
         }
-        key.with_extra(&extra)
+        Some(extra)
     }
 
     /// The path and query the rules make of `uri`'s; `None` when they
@@ -264,7 +321,12 @@ impl KeyRules {
             .filter(|p| !p.is_empty() && !self.ignored(p))
             .collect();
         if self.sort {
-            params.sort_by(|a, b| name_of(a).cmp(name_of(b)));
+            // By the decoded name, so `%61` sorts as `a` and repeated names
+            // keep their order however they are spelled.
+            params.sort_by_cached_key(|p| {
+                let raw = name_of(p);
+                percent_decode(raw).unwrap_or_else(|| raw.to_owned())
+            });
         }
         let rebuilt = params.join("&");
         if rebuilt == query {
@@ -323,14 +385,14 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// The first value of cookie `name` in the request's `Cookie` fields
+/// The values of cookie `name` in the request's `Cookie` fields, in order
 /// (RFC 6265 §5.4: `name=value` pairs separated by `;`).
-fn cookie<'h>(headers: &'h http::HeaderMap, name: &str) -> Option<&'h [u8]> {
+fn cookies<'h>(headers: &'h http::HeaderMap, name: &'h str) -> impl Iterator<Item = &'h [u8]> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
-        .find_map(|pair| {
+        .filter_map(move |pair| {
             let pair = pair.trim_ascii();
             let eq = pair.iter().position(|&b| b == b'=')?;
             (pair[..eq].trim_ascii() == name.as_bytes()).then(|| pair[eq + 1..].trim_ascii())
@@ -368,6 +430,10 @@ mod tests {
         assert_eq!(uri, "/p");
         let (uri, _) = keyed(&r, "/p?a=1&b=2", &[]);
         assert_eq!(uri, "/p?a=1&b=2", "unchanged");
+        // Sorted by the decoded name: `%61` is `a`, and the two `a`s keep
+        // their order.
+        let (uri, _) = keyed(&KeyRules::new().sort_query(), "/p?b=0&%61=1&a=2", &[]);
+        assert_eq!(uri, "/p?%61=1&a=2&b=0");
         let pred = KeyRules::new().ignore_query_params_if(|n| n.starts_with('_'));
         assert_eq!(keyed(&pred, "/p?_t=1&x=2", &[]).0, "/p?x=2");
     }
@@ -417,14 +483,51 @@ mod tests {
         assert_eq!(key(None), "h/me#e:user");
     }
 
+    /// Only GET and HEAD reach the inner service rewritten; the key of
+    /// another method (what it invalidates) is the rewritten one.
+    #[test]
+    fn other_methods_keep_their_query() {
+        let r = KeyRules::new().ignore_query_params(["utm_*"]);
+        let mut post = Request::post("/p?utm_x=1&a=1").body(()).unwrap();
+        let key = CacheKey::normalized("h", post.uri());
+        let key = r.apply(&mut post, key);
+        assert_eq!(post.uri(), "/p?utm_x=1&a=1");
+        assert_eq!(key.as_str(), "h/p?a=1");
+    }
+
+    /// Two cookies of one name: both key (servers differ on which one they
+    /// read), so `tenant=a; tenant=b` never shares `tenant=a`'s entry.
+    #[test]
+    fn every_cookie_of_the_name_keys() {
+        let r = KeyRules::new().cookie("tenant");
+        let one = keyed(&r, "/p", &[("cookie", "tenant=a")]).1;
+        let two = keyed(&r, "/p", &[("cookie", "tenant=a; tenant=b")]).1;
+        let other = keyed(&r, "/p", &[("cookie", "tenant=b; tenant=a")]).1;
+        assert_ne!(one, two);
+        assert_ne!(two, other);
+    }
+
+    #[test]
+    #[should_panic(expected = "a cookie name is a token")]
+    fn a_cookie_name_that_cannot_match_panics() {
+        let _ = KeyRules::new().cookie("tenant ");
+    }
+
+    #[test]
+    #[should_panic(expected = "name a parameter or a prefix")]
+    fn an_ignored_name_that_cannot_match_panics() {
+        let _ = KeyRules::new().ignore_query_params(["a=b"]);
+    }
+
     #[test]
     fn cookies_and_escapes() {
         let mut h = http::HeaderMap::new();
         h.append(header::COOKIE, "a=1; b = 2 ".parse().unwrap());
         h.append(header::COOKIE, "c=3;b=9".parse().unwrap());
-        assert_eq!(cookie(&h, "b"), Some(&b"2"[..]));
-        assert_eq!(cookie(&h, "c"), Some(&b"3"[..]));
-        assert_eq!(cookie(&h, "d"), None);
+        let all = |n| cookies(&h, n).collect::<Vec<_>>();
+        assert_eq!(all("b"), [&b"2"[..], &b"9"[..]]);
+        assert_eq!(all("c"), [&b"3"[..]]);
+        assert!(all("d").is_empty());
         assert_eq!(percent_decode("utm%5Fx").as_deref(), Some("utm_x"));
         assert_eq!(percent_decode("a%"), Some("a%".into()));
         assert_eq!(percent_decode("a%4"), Some("a%4".into()));

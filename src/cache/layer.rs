@@ -46,11 +46,11 @@ impl Config {
     /// The default lifetime for a response to `path` without explicit
     /// freshness, if one is configured.
     pub(crate) fn default_ttl(&self, path: &str) -> Option<Duration> {
-        self.default_ttls
-            .iter()
-            .find(|(p, _)| p.matches(path))
-            .map(|(_, ttl)| *ttl)
-            .or(self.default_ttl)
+        match self.default_ttls.iter().find(|(p, _)| p.matches(path)) {
+            // Zero: the route is kept out of the layer's default.
+            Some((_, ttl)) => Some(*ttl).filter(|t| !t.is_zero()),
+            None => self.default_ttl,
+        }
     }
 }
 
@@ -324,7 +324,8 @@ impl CacheLayer {
     /// exact path, or a glob (`*` within a segment, `**` across) or an
     /// axum route (`/api/items/{id}`). The first pattern added that
     /// matches wins over the layer's default; `Duration::ZERO` keeps a
-    /// route out of a layer-wide default.
+    /// route out of a layer-wide default (heuristic freshness, if on,
+    /// still applies to it). A 206 part is never given a default TTL.
     ///
     /// # Panics
     ///
@@ -474,11 +475,21 @@ impl CacheHandle {
     }
 
     /// Purges one URL. An absolute URL (`https://example.com/a?b`) purges
-    /// it on its host; a path (`/a?b`) purges it on every host.
+    /// it on its host; a path (`/a?b`) purges it on every host. The
+    /// layer's [`KeyRules`] rewrite its query first (`/a?utm_source=x&b`
+    /// purges what `/a?b` stored); when they add request values to the
+    /// key, every set of values goes, on every host.
     pub async fn purge_url(&self, url: &str) -> Result<u64, StoreError> {
-        let uri: Uri = url
+        let mut uri: Uri = url
             .parse()
             .map_err(|_| StoreError::invalid("not a URL or path"))?;
+        let rules = self.config.key_rules.as_ref();
+        if let Some(pq) = rules.and_then(|r| r.purge_target(&uri)) {
+            let mut parts = uri.into_parts();
+            parts.path_and_query = pq.parse().ok();
+            uri = Uri::from_parts(parts).map_err(|_| StoreError::invalid("not a URL or path"))?;
+        }
+        let per_values = rules.is_some_and(KeyRules::adds_values);
         let purge = match (uri.scheme(), uri.authority()) {
             (Some(scheme), Some(a)) => {
                 // The cache refuses other schemes (400): nothing to purge.
@@ -489,7 +500,11 @@ impl CacheHandle {
                 // dropped): `http://Example.com:80/a` purges `example.com/a`.
                 let host = super::authority::normalize(a.as_str().as_bytes())
                     .ok_or_else(|| StoreError::invalid("not a valid host"))?;
-                Purge::Key(CacheKey::new(host.as_bytes(), &uri))
+                if per_values {
+                    Purge::PathAndQuery(uri.path_and_query().map_or("/", |p| p.as_str()).to_owned())
+                } else {
+                    Purge::Key(CacheKey::new(host.as_bytes(), &uri))
+                }
             }
             (None, None) if url.starts_with('/') => {
                 Purge::PathAndQuery(uri.path_and_query().map_or("/", |p| p.as_str()).to_owned())

@@ -138,7 +138,8 @@
 //!   another unit or invalid, go straight to the origin.
 //! - The key is the host, the path and the query exactly as requested (no
 //!   decoding of `%2f`, no removal of dot segments: the origin gets the
-//!   same bytes), plus the request fields the response's `Vary` names,
+//!   same bytes; [`KeyRules`] may rewrite the query, of the request the
+//!   origin gets too, and add request values), plus the request fields the response's `Vary` names,
 //!   plus the [implicit](CacheLayer::implicit_vary) fields frameworks read
 //!   as the host, scheme, URL or method (`X-Forwarded-Host`, `Forwarded`,
 //!   `X-Original-URL`, `X-HTTP-Method-Override`…) when the request that

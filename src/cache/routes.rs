@@ -73,6 +73,10 @@ impl Routes {
             if let Some(c) = map.get(route) {
                 return Arc::clone(c);
             }
+            // Full: no write lock for each request of an unlisted route.
+            if map.len() >= MAX_ROUTES {
+                return Arc::clone(&self.other);
+            }
         }
         let Ok(mut map) = self.map.write() else {
             return Arc::clone(&self.other);

@@ -183,8 +183,12 @@ pub(crate) fn check_storable(
         || (cc.s_maxage().is_none() && cc.max_age().is_some_and(|d| !d.is_zero()))
         || (cc.s_maxage().is_none() && cc.max_age().is_none() && policy.expires(headers))
         || (heuristics && headers.contains_key(header::LAST_MODIFIED))
-        // A configured default lifetime (`CacheLayer::default_ttl`).
-        || default_ttl;
+        // A configured default lifetime (`CacheLayer::default_ttl`), for
+        // a response that gives none itself.
+        || (default_ttl
+            && cc.s_maxage().is_none()
+            && cc.max_age().is_none()
+            && !policy.expires(headers));
     let stale_usable = cc.stale_while_revalidate().is_some() || cc.stale_if_error().is_some();
     if cc.no_cache() && !has_validator {
         return Err(NotStorable::NoFreshness);

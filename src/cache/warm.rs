@@ -134,6 +134,11 @@ impl CacheHandle {
                 return Outcome::Failed(url, refused.reason().to_owned());
             }
         };
+        // As the cache keys it (its query rewritten, request values added).
+        let key = match &self.config.key_rules {
+            Some(rules) => rules.apply(&mut req, key),
+            None => key,
+        };
         let url = key.to_string();
         let headers = req.headers().clone();
         let start = self.config.clock.system_time();

@@ -203,7 +203,7 @@ fn cache(out: &mut String, sources: &Sources) {
                 out,
                 "tower_perf_cache_route_requests_total",
                 "counter",
-                "Cacheable requests by route template (at most 256, then `(other)`) and how the cache answered them.",
+                "Cacheable GET requests by route template (`http_route`, at most 256, then `(other)`) and how the cache answered them (`revalidated`: a 304 or a new 200).",
             );
             for r in &routes {
                 for (result, v) in [
@@ -212,7 +212,7 @@ fn cache(out: &mut String, sources: &Sources) {
                     ("miss", r.misses),
                     ("revalidated", r.revalidated),
                 ] {
-                    f.value(&[("route", &r.route), ("result", result)], v);
+                    f.value(&[("http_route", &r.route), ("result", result)], v);
                 }
             }
         }
