@@ -59,7 +59,7 @@ mod util;
 
 use std::fmt;
 
-#[cfg(any(feature = "compression", feature = "timing"))]
+#[cfg(any(feature = "cache", feature = "compression", feature = "timing"))]
 pub(crate) use self::util::is_tchar;
 #[cfg(feature = "compression")]
 pub(crate) use self::util::{split_list, trim_ows};
