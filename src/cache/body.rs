@@ -95,6 +95,36 @@ impl std::fmt::Debug for Tee {
 }
 
 impl Tee {
+    /// A copy of a response about to stream: `part` for a 206 stored to
+    /// combine; `flight` released once it is stored or abandoned.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        shared: &Arc<Shared>,
+        key: CacheKey,
+        status: StatusCode,
+        headers: HeaderMap,
+        times: (SystemTime, SystemTime),
+        (vary, tags): (VaryKey, Vec<Box<str>>),
+        flight: Option<FlightGuard>,
+        part: Option<Segment>,
+    ) -> Box<Self> {
+        Box::new(Self {
+            shared: Arc::clone(shared),
+            key,
+            status,
+            headers,
+            times,
+            vary,
+            tags,
+            chunks: Vec::new(),
+            size: 0,
+            trailers: None,
+            flight,
+            finished: false,
+            part,
+        })
+    }
+
     /// Takes a data chunk; `false` when the response outgrew the maximum
     /// entry size and is no longer to be stored.
     fn push(&mut self, chunk: &Bytes) -> bool {

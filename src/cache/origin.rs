@@ -352,21 +352,16 @@ where
             HttpDate::from_headers(&parts.headers, &header::LAST_MODIFIED).and_then(Result::ok),
         );
     let tee = match storable {
-        Ok(vary) => Some(Box::new(Tee {
-            shared: Arc::clone(shared),
-            key: fetch.key,
-            status: parts.status,
-            headers: parts.headers.clone(),
+        Ok(vary) => Some(Tee::new(
+            shared,
+            fetch.key,
+            parts.status,
+            parts.headers.clone(),
             times,
-            vary,
-            tags,
-            chunks: Vec::new(),
-            size: 0,
-            trailers: None,
-            flight: fetch.flight,
-            finished: false,
-            part: None,
-        })),
+            (vary, tags),
+            fetch.flight,
+            None,
+        )),
         Err(reason) => {
             if *method == Method::GET {
                 Counters::add(&shared.counters.not_stored);
@@ -476,21 +471,18 @@ where
     });
     let note = if part.is_some() { "; stored" } else { "" };
     let tee = part.map(|(seg, vary)| {
-        Box::new(Tee {
-            shared: Arc::clone(shared),
-            key: fetch.key,
-            status: parts.status,
-            headers: parts.headers.clone(),
+        let headers = parts.headers.clone();
+        let (status, tt) = (parts.status, (vary, tags));
+        Tee::new(
+            shared,
+            fetch.key,
+            status,
+            headers,
             times,
-            vary,
-            tags,
-            chunks: Vec::new(),
-            size: 0,
-            trailers: None,
-            flight: None,
-            finished: false,
-            part: Some(seg),
-        })
+            tt,
+            None,
+            Some(seg),
+        )
     });
     shared.set_status(&mut parts.headers, format_args!("fwd={}{note}", fetch.fwd));
     Response::from_parts(parts, ResponseBody::origin(body, tee))

@@ -165,17 +165,18 @@ mod tests {
             routes.get(&format!("/r{i}")).fetched(Answer::Miss);
         }
         let a = routes.get("/r0");
-        a.served(&Via::Hit);
-        a.served(&Via::Hit);
+        for _ in 0..14 {
+            a.served(&Via::Hit);
+        }
         a.served(&Via::MaxStale);
         let snap = routes.snapshot();
         assert_eq!(snap.len(), MAX_ROUTES + 1);
         assert_eq!(snap[0].route, "/r0");
         assert_eq!(
             (snap[0].hits, snap[0].stale_served, snap[0].misses),
-            (2, 1, 1)
+            (14, 1, 1)
         );
-        assert_eq!(snap[0].hit_rate, 0.75);
+        assert_eq!(snap[0].hit_rate, 15.0 / 16.0);
         assert_eq!(snap[1].route, OTHER_ROUTES);
         assert_eq!(snap[1].misses, 10);
     }
