@@ -1,9 +1,12 @@
 //! A fixed workload for instruction counts (benches/callgrind.sh): `N`
 //! cache misses (distinct URLs, each stored) through the example server's
 //! whole stack, or its bare handlers, bodies collected: the load test's
-//! "cache miss" path without the network.
+//! "cache miss" path without the network. The `-health` contenders send
+//! `GET /health` instead (a 2-byte `no-cache` answer: the pass-through
+//! path of issue 21); `full-health-stored` with the cache storing and
+//! revalidating it, as `CacheLayer::store_validated(true)` does.
 //!
-//! Run: `cargo bench --bench stack_workload -- <bare|full> <n>`.
+//! Run: `cargo bench --bench stack_workload -- <bare|full|bare-health|full-health|full-health-stored> <n>`.
 #![allow(missing_docs)]
 
 mod common;
@@ -18,8 +21,12 @@ use http::Request;
 #[path = "../examples/server.rs"]
 mod server;
 
-fn request(i: u32) -> Request<Body> {
-    let uri = format!("/api/v1/items/{}?r={i}", i % 55 + 1);
+fn request(i: u32, health: bool) -> Request<Body> {
+    let uri = if health {
+        "/health".to_owned()
+    } else {
+        format!("/api/v1/items/{}?r={i}", i % 55 + 1)
+    };
     let mut req = Request::get(uri)
         .header("host", "bench.test")
         .body(Body::empty())
@@ -30,9 +37,12 @@ fn request(i: u32) -> Request<Body> {
 }
 
 fn main() {
-    let Some((contender, n)) = common::workload_args("stack_workload <bare|full> <n>") else {
+    let Some((contender, n)) = common::workload_args(
+        "stack_workload <bare|full|bare-health|full-health|full-health-stored> <n>",
+    ) else {
         return;
     };
+    let health = contender.ends_with("-health") || contender.ends_with("-health-stored");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -40,15 +50,27 @@ fn main() {
     let config = server::DemoConfig {
         // No 429s: every request is a miss through every layer.
         rate_limit_per_min: Some(1_000_000_000),
-        bare: contender == "bare",
+        bare: contender.starts_with("bare"),
         ..server::DemoConfig::default()
     };
-    if contender != "bare" && contender != "full" {
+    let known = [
+        "bare",
+        "full",
+        "bare-health",
+        "full-health",
+        "full-health-stored",
+    ];
+    if !known.contains(&contender.as_str()) {
         eprintln!("unknown contender {contender}");
         return;
     }
-    let app = rt.block_on(async { server::app_with(config) });
+    let app = if contender == "full-health-stored" {
+        let cache = server::demo_cache().store_validated(true);
+        rt.block_on(async { server::app_with_cache(config, cache) })
+    } else {
+        rt.block_on(async { server::app_with(config) })
+    };
     // URLs the counted requests never ask for warm the stack up.
-    common::drive(&rt, &app, 100, |i| request(1_000_000 + i));
-    common::drive(&rt, &app, n, request)
+    common::drive(&rt, &app, 100, |i| request(1_000_000 + i, health));
+    common::drive(&rt, &app, n, |i| request(i, health))
 }

@@ -234,6 +234,16 @@ pub(crate) fn app_with(config: DemoConfig) -> Router {
 
 /// The demo app and its timing statistics.
 pub(crate) fn app_with_stats(config: DemoConfig) -> (Router, TimingStats) {
+    app_with_cache_layer(config, demo_cache())
+}
+
+/// The demo app with `cache`'s settings (benches compare them).
+#[allow(dead_code)]
+pub(crate) fn app_with_cache(config: DemoConfig, cache: CacheLayer) -> Router {
+    app_with_cache_layer(config, cache).0
+}
+
+fn app_with_cache_layer(config: DemoConfig, cache: CacheLayer) -> (Router, TimingStats) {
     // No rules (nothing limited) when rate limiting is off.
     let limits = config
         .rate_limit_per_min
@@ -242,14 +252,17 @@ pub(crate) fn app_with_stats(config: DemoConfig) -> (Router, TimingStats) {
     // picks.
     let cache = config
         .cache
-        .then(|| demo_cache().store(MemoryStore::new(32 * 1024 * 1024)));
+        .then(|| cache.store(MemoryStore::new(32 * 1024 * 1024)));
     build(config, limits, cache, |r| r)
 }
 
 /// The demo's cache settings (without its store; `build` keys it on the
-/// codings of the compression layer inside it).
+/// codings of the compression layer inside it). The origin is this
+/// process: responses that could be reused only after validating them
+/// (`/health`'s `no-cache`) are not stored, since the handler would run
+/// for the validation anyway (`CacheLayer::store_validated`).
 pub(crate) fn demo_cache() -> CacheLayer {
-    CacheLayer::new()
+    CacheLayer::new().store_validated(false)
 }
 
 /// The demo app with both layers in Redis at `url` (`--redis`): the rate

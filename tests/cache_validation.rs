@@ -52,6 +52,36 @@ async fn response_no_cache_is_validated_before_each_reuse() {
     }
 }
 
+/// `store_validated(false)`: what could be reused only after validation
+/// (`no-cache`, or `max-age=0` with an `ETag`) is not stored, and goes
+/// straight to the origin each time, unconditionally; a response with a
+/// lifetime or a stale window still is.
+#[tokio::test]
+async fn responses_reusable_only_after_validation_can_be_left_out() {
+    for cc in ["no-cache", "max-age=0"] {
+        let layer = CacheLayer::new().store_validated(false);
+        let stats = layer.stats();
+        let (server, origin) = serve(layer, move |p, n| validating(p, n, cc)).await;
+        let first = server.get("/").await;
+        assert_eq!(status(&first), "tower-perf; fwd=uri-miss", "{cc}");
+        let second = server.get("/").await;
+        assert_eq!(second.text(), "body-v1");
+        assert_eq!(origin.calls(), 2, "{cc}");
+        assert!(origin.request(2).headers.get("if-none-match").is_none());
+        assert_eq!(stats.snapshot().stores, 0, "{cc}");
+    }
+    for cc in ["max-age=60", "max-age=0, stale-while-revalidate=60"] {
+        let layer = CacheLayer::new().store_validated(false);
+        let (server, _) = serve(layer, move |p, n| validating(p, n, cc)).await;
+        let first = server.get("/").await;
+        assert!(
+            status(&first).contains("stored"),
+            "{cc}: {}",
+            status(&first)
+        );
+    }
+}
+
 #[tokio::test]
 async fn client_conditionals() {
     let layer = CacheLayer::new();

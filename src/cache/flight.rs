@@ -87,9 +87,15 @@ impl Flights {
         }
     }
 
-    /// The origin's last answer for `key` could not be stored.
+    /// The origin's last answer for `key` could not be stored. A URL
+    /// already remembered stays so from when it was first marked: a read
+    /// costs a few hundred instructions, an insert into the bounded map
+    /// several thousand (its key cloned, its eviction policy updated), on
+    /// every request for a URL that is never stored.
     pub(crate) fn mark_uncacheable(&self, key: &CacheKey) {
-        self.uncacheable.insert(key.clone(), ());
+        if !self.uncacheable.contains_key(key) {
+            self.uncacheable.insert(key.clone(), ());
+        }
     }
 
     /// An answer for `key` was stored.

@@ -10,7 +10,7 @@ use http::StatusCode;
 use http::header;
 
 use super::entry::CachedResponse;
-use super::range::{Ranged, Segment, last_modified_strong};
+use super::range::{Ranged, Segment};
 use super::service::Shared;
 use super::storable::{StoredCoding, heuristically_cacheable, response_coding};
 use super::store::Variants;
@@ -348,7 +348,12 @@ impl Facts {
             etag: EntityTag::from_headers(headers),
             last_modified,
             coding: response_coding(headers),
-            last_modified_strong: last_modified_strong(headers),
+            // RFC 9110 §8.8.2.2: a Date at least a second later (both
+            // fields already read above).
+            last_modified_strong: match (date, last_modified) {
+                (Some(d), Some(lm)) => d >= lm.to_system_time() + Duration::from_secs(1),
+                _ => false,
+            },
             default_ttl: None,
             explicit,
             partial: if status == StatusCode::PARTIAL_CONTENT {

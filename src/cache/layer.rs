@@ -40,6 +40,8 @@ pub(crate) struct Config {
     /// pattern (first match), then for every path.
     pub(crate) default_ttls: Vec<(Pattern, Duration)>,
     pub(crate) default_ttl: Option<Duration>,
+    /// Whether responses reusable only after validation are stored.
+    pub(crate) store_validated: bool,
 }
 
 impl Config {
@@ -158,6 +160,7 @@ impl CacheLayer {
                 key_rules: None,
                 default_ttls: Vec::new(),
                 default_ttl: None,
+                store_validated: true,
             }),
             store: Arc::new(MemoryStore::default()),
             counters: Arc::default(),
@@ -334,6 +337,28 @@ impl CacheLayer {
     pub fn default_ttl_for(mut self, pattern: &str, ttl: Duration) -> Self {
         let p = Pattern::parse(pattern);
         Arc::make_mut(&mut self.config).default_ttls.push((p, ttl));
+        self
+    }
+
+    /// Whether responses that could be reused only after the origin
+    /// validated them are stored: `no-cache` ones, and those with neither a
+    /// freshness lifetime nor a stale window (`max-age=0` with an `ETag`,
+    /// say). On by default, as RFC 9111 describes a cache.
+    ///
+    /// Turn it off when the origin is in this process (the cache in front
+    /// of your own handlers): revalidating such a response sends a
+    /// conditional request through the inner layers, whose handler runs
+    /// all the same (a `CacheControlLayer` answers 304 by hashing the body
+    /// the handler made), then updates the stored copy, which costs more
+    /// than passing the response through (BENCHMARKS.md, "The pass-through
+    /// path"). Such responses then go straight through, and their URL is
+    /// remembered as uncacheable for [`hit_for_miss`](Self::hit_for_miss)
+    /// so requests for it don't wait on each other. Keep it on in front of
+    /// a remote origin, where a 304 saves sending the body, or for
+    /// handlers that answer conditional requests without doing the work.
+    /// Not storing is always allowed (RFC 9111 §3).
+    pub fn store_validated(mut self, on: bool) -> Self {
+        Arc::make_mut(&mut self.config).store_validated = on;
         self
     }
 

@@ -313,6 +313,11 @@ where
     let tags = shared.tags(&mut parts.headers);
     let authorized = req_headers.contains_key(header::AUTHORIZATION);
     let policy = storable::policy(&parts.headers, &shared.config.rules.targets);
+    let default_ttl = shared
+        .config
+        .default_ttl(fetch.key.path())
+        .is_some_and(|t| !t.is_zero());
+    let heuristics = shared.config.rules.heuristic.is_some();
     let storable = storable::check_storable(
         method,
         parts.status,
@@ -321,12 +326,21 @@ where
         &fetch.req_cc,
         authorized,
         shared.config.store_set_cookie,
-        shared.config.rules.heuristic.is_some(),
-        shared
-            .config
-            .default_ttl(fetch.key.path())
-            .is_some_and(|t| !t.is_zero()),
+        heuristics,
+        default_ttl,
     )
+    .and_then(|()| {
+        // A copy that must be validated before each use saves nothing
+        // when the origin is in this process: it answers the conditional
+        // request by running the handler all the same (BENCHMARKS.md).
+        if !shared.config.store_validated
+            && storable::validated_on_every_use(&parts.headers, &policy, heuristics, default_ttl)
+        {
+            Err(NotStorable::ValidatedOnly)
+        } else {
+            Ok(())
+        }
+    })
     .and_then(|()| match body.size_hint().exact() {
         Some(n) if n > shared.config.max_entry_size as u64 => Err(NotStorable::TooLarge),
         _ => Ok(()),

@@ -196,7 +196,7 @@ pub(super) fn storable_part(headers: &HeaderMap, max_entry_size: usize) -> Optio
 
 /// Whether `Last-Modified` is a strong validator for a cache (RFC 9110
 /// §8.8.2.2): the response's `Date` is at least a second later.
-pub(crate) fn last_modified_strong(headers: &HeaderMap) -> bool {
+fn last_modified_strong(headers: &HeaderMap) -> bool {
     let date = |name| HttpDate::from_headers(headers, name).and_then(Result::ok);
     match (date(&header::DATE), date(&header::LAST_MODIFIED)) {
         (Some(d), Some(lm)) => d.to_system_time() >= lm.to_system_time() + Duration::from_secs(1),

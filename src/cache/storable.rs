@@ -108,6 +108,9 @@ pub(crate) enum NotStorable {
     UnknownCoding,
     NoFreshness,
     TooLarge,
+    /// Reusable only after validation, and the layer is told not to keep
+    /// such responses ([`CacheLayer::store_validated`](super::CacheLayer::store_validated)).
+    ValidatedOnly,
 }
 
 /// The storing rules of RFC 9111 §3 for a shared cache, for a response to
@@ -179,6 +182,26 @@ pub(crate) fn check_storable(
     // servable stale, or cheap to validate.
     let has_validator =
         headers.contains_key(header::ETAG) || headers.contains_key(header::LAST_MODIFIED);
+    if cc.no_cache() && !has_validator {
+        return Err(NotStorable::NoFreshness);
+    }
+    if !has_validator && validated_on_every_use(headers, policy, heuristics, default_ttl) {
+        return Err(NotStorable::NoFreshness);
+    }
+    Ok(())
+}
+
+/// Whether a stored copy of the response could be reused only after the
+/// origin validated it: `no-cache`, or neither a lifetime (explicit,
+/// heuristic with `Last-Modified`, or a configured default) nor a stale
+/// window (`stale-while-revalidate`, `stale-if-error`).
+pub(crate) fn validated_on_every_use(
+    headers: &HeaderMap,
+    policy: &Policy,
+    heuristics: bool,
+    default_ttl: bool,
+) -> bool {
+    let cc = &policy.cc;
     let may_be_fresh = cc.s_maxage().is_some_and(|d| !d.is_zero())
         || (cc.s_maxage().is_none() && cc.max_age().is_some_and(|d| !d.is_zero()))
         || (cc.s_maxage().is_none() && cc.max_age().is_none() && policy.expires(headers))
@@ -190,13 +213,7 @@ pub(crate) fn check_storable(
             && cc.max_age().is_none()
             && !policy.expires(headers));
     let stale_usable = cc.stale_while_revalidate().is_some() || cc.stale_if_error().is_some();
-    if cc.no_cache() && !has_validator {
-        return Err(NotStorable::NoFreshness);
-    }
-    if !(may_be_fresh || has_validator || stale_usable) {
-        return Err(NotStorable::NoFreshness);
-    }
-    Ok(())
+    cc.no_cache() || !(may_be_fresh || stale_usable)
 }
 
 #[cfg(test)]
