@@ -70,7 +70,8 @@ fn main() {
     } else {
         rt.block_on(async { server::app_with(config) })
     };
-    // URLs the counted requests never ask for warm the stack up.
+    // Requests outside the counted ones warm the stack up (for the miss
+    // contenders, URLs they never ask for; `/health` is one URL).
     common::drive(&rt, &app, 100, |i| request(1_000_000 + i, health));
     common::drive(&rt, &app, n, |i| request(i, health))
 }

@@ -82,6 +82,42 @@ async fn responses_reusable_only_after_validation_can_be_left_out() {
     }
 }
 
+/// A stored response that a 304 makes reusable only after validation
+/// (`max-age=0` now) is dropped, not kept, with `store_validated(false)`.
+#[tokio::test]
+async fn a_304_that_leaves_only_validation_drops_the_entry() {
+    let (layer, clock) = clocked();
+    let (server, origin) = serve(layer.store_validated(false), |p, _| {
+        if p.headers.contains_key("if-none-match") {
+            return support::cache::Reply::Ok(
+                http::Response::builder()
+                    .status(304)
+                    .header("etag", "\"v1\"")
+                    .header("cache-control", "max-age=0")
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            );
+        }
+        ok(
+            &[("cache-control", "max-age=10"), ("etag", "\"v1\"")],
+            "body-v1",
+        )
+    })
+    .await;
+    server.get("/").await;
+    clock.advance(Duration::from_secs(15));
+    let validated = server.get("/").await;
+    assert_eq!(validated.text(), "body-v1");
+    assert_eq!(origin.calls(), 2);
+    assert!(origin.request(2).headers.contains_key("if-none-match"));
+    server.get("/").await;
+    assert_eq!(origin.calls(), 3);
+    assert!(
+        !origin.request(3).headers.contains_key("if-none-match"),
+        "nothing stored to validate"
+    );
+}
+
 #[tokio::test]
 async fn client_conditionals() {
     let layer = CacheLayer::new();

@@ -342,8 +342,13 @@ impl CacheLayer {
 
     /// Whether responses that could be reused only after the origin
     /// validated them are stored: `no-cache` ones, and those with neither a
-    /// freshness lifetime nor a stale window (`max-age=0` with an `ETag`,
-    /// say). On by default, as RFC 9111 describes a cache.
+    /// freshness lifetime (`max-age=0`, an `Expires` not after `Date`, no
+    /// freshness and no default TTL or heuristic) nor a stale window they
+    /// may be served in (`max-age=0` with an `ETag`, say). On by default,
+    /// as RFC 9111 describes a cache. Off, they are not stored, not kept
+    /// when a 304 makes them so, and not stored as 206 parts; and they
+    /// can't be served while the origin is unreachable
+    /// ([`stale_if_unreachable`](Self::stale_if_unreachable)).
     ///
     /// Turn it off when the origin is in this process (the cache in front
     /// of your own handlers): revalidating such a response sends a

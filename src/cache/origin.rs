@@ -46,13 +46,34 @@ impl Shared {
     /// URL's stored responses go (§3), and this one is served only once.
     pub(crate) fn keep_freshened(&self, key: CacheKey, fresh: CachedResponse) {
         let policy = storable::policy(fresh.headers(), &self.config.rules.targets);
-        if policy.cc.no_store() || policy.cc.private() {
+        if policy.cc.no_store()
+            || policy.cc.private()
+            || self.leaves_out(&key, fresh.headers(), &policy)
+        {
             self.flights.mark_uncacheable(&key);
             let fut = self.store.remove(&key);
             self.drive(fut, true);
         } else {
             self.store_entry(key, fresh);
         }
+    }
+
+    /// Whether `store_validated(false)` keeps this response out of the
+    /// store: it could be reused only after validation.
+    pub(crate) fn leaves_out(
+        &self,
+        key: &CacheKey,
+        headers: &HeaderMap,
+        policy: &storable::Policy,
+    ) -> bool {
+        let config = &self.config;
+        !config.store_validated
+            && storable::validated_on_every_use(
+                headers,
+                policy,
+                config.rules.heuristic.is_some(),
+                config.default_ttl(key.path()).is_some(),
+            )
     }
 
     /// Completes a store operation: at once when it is ready (memory), on
@@ -333,9 +354,7 @@ where
         // A copy that must be validated before each use saves nothing
         // when the origin is in this process: it answers the conditional
         // request by running the handler all the same (BENCHMARKS.md).
-        if !shared.config.store_validated
-            && storable::validated_on_every_use(&parts.headers, &policy, heuristics, default_ttl)
-        {
+        if shared.leaves_out(&fetch.key, &parts.headers, &policy) {
             Err(NotStorable::ValidatedOnly)
         } else {
             Ok(())
@@ -475,6 +494,7 @@ where
             .is_some_and(|t| !t.is_zero()),
     )
     .ok()
+    .filter(|()| !shared.leaves_out(&fetch.key, &parts.headers, &policy))
     .and_then(|()| storable_part(&parts.headers, config.max_entry_size))
     .filter(|seg| body.size_hint().exact().is_none_or(|n| n == seg.len()))
     .and_then(|seg| {
