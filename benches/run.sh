@@ -3,8 +3,9 @@
 # generated section of BENCHMARKS.md (between the run.sh markers):
 #
 #   1. bare axum vs the full tower-perf stack on the same handlers, with the
-#      load-test runner: cache-miss, cache-hit, compressed and rate-limited
-#      paths (req/s and p99, as ratios to bare);
+#      load-test runner: cache-miss, cache-hit, compressed, `no-cache`
+#      (`/health`) and rate-limited paths (req/s, p99 and the server's CPU
+#      time per request, read from /proc, as ratios to bare);
 #   2. each layer's criterion bench beside its peer (cache hit vs moka
 #      alone, compression vs tower-http, rate limiting vs governor and
 #      tower_governor), as ratios.
@@ -30,8 +31,11 @@ cargo build --release --example server --example loadtest
 SERVER=target/release/examples/server
 LOADTEST=target/release/examples/loadtest
 "$SERVER" --bare --addr 127.0.0.1:3301 >"$OUT/bare.log" 2>&1 &
+PID_3301=$!
 "$SERVER" --addr 127.0.0.1:3302 --rate-limit-per-min 1000000000 >"$OUT/full.log" 2>&1 &
+PID_3302=$!
 "$SERVER" --addr 127.0.0.1:3303 --rate-limit-per-min 1 >"$OUT/limited.log" 2>&1 &
+PID_3303=$!
 for port in 3301 3302 3303; do
   for _ in $(seq 1 100); do
     curl -fs "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
@@ -39,15 +43,27 @@ for port in 3301 3302 3303; do
   done
 done
 
+# The CPU time (user + system, clock ticks) a server process has used.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# One load-test run against the server on `port`, its CPU ticks during the
+# run written beside the JSON.
+run_one() {
+  local file="$1" port="$2" path="$3"; shift 3
+  local pid_var="PID_$port" before
+  before=$(cpu_ticks "${!pid_var}")
+  "$LOADTEST" --quiet --duration "$DURATION" --concurrency "$CONCURRENCY" "$@" \
+    --json "$OUT/$file.json" "http://127.0.0.1:$port$path" >/dev/null
+  echo $(( $(cpu_ticks "${!pid_var}") - before )) >"$OUT/$file.cpu"
+}
+
 # name | server port of the stack | path | extra loadtest options
 run_pair() {
   local name="$1" port="$2" path="$3"; shift 3
   echo "==> $name: bare"
-  "$LOADTEST" --quiet --duration "$DURATION" --concurrency "$CONCURRENCY" "$@" \
-    --json "$OUT/$name.bare.json" "http://127.0.0.1:3301$path" >/dev/null
+  run_one "$name.bare" 3301 "$path" "$@"
   echo "==> $name: tower-perf"
-  "$LOADTEST" --quiet --duration "$DURATION" --concurrency "$CONCURRENCY" "$@" \
-    --json "$OUT/$name.full.json" "http://127.0.0.1:$port$path" >/dev/null
+  run_one "$name.full" "$port" "$path" "$@"
 }
 
 # Distinct query strings: every request is a cache miss (and is stored).
@@ -56,6 +72,9 @@ run_pair miss 3302 '/api/v1/items/{1..55}?r={1..1000000000}'
 run_pair hit 3302 '/api/v1/items/3'
 # 8 KiB of JSON, gzip negotiated, distinct URLs: compressed on every request.
 run_pair compressed 3302 '/api/v1/items?r={1..1000000000}' --header 'accept-encoding: gzip'
+# `no-cache`, 2 bytes: passed through (the example server's cache keeps
+# nothing it must validate on every use).
+run_pair health 3302 '/health'
 # A client far over its quota: every request after the first is a 429.
 run_pair limited 3303 '/api/v1/items/3'
 
@@ -69,26 +88,39 @@ fi
 MACHINE="$(nproc) vCPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr), $(rustc --version)"
 DATE="$(date -u +%Y-%m-%d)"
 
-python3 - "$OUT" "$MACHINE" "$DATE" "$DURATION" "$CONCURRENCY" <<'PY'
+python3 - "$OUT" "$MACHINE" "$DATE" "$DURATION" "$CONCURRENCY" "$(getconf CLK_TCK)" <<'PY'
 import json, re, sys, pathlib
-out, machine, date, duration, conc = sys.argv[1:6]
+out, machine, date, duration, conc, tck = sys.argv[1:7]
 out = pathlib.Path(out)
 
 def load(name, side):
     j = json.loads((out / f"{name}.{side}.json").read_text())
     e = j["endpoints"][0]
-    return j["throughput"], e["p99_ms"], e["status_codes"]
+    cpu = out / f"{name}.{side}.cpu"
+    # Server CPU µs per request answered (None for runs from before the
+    # CPU was recorded).
+    us = None
+    if cpu.exists() and j["total_requests"]:
+        us = int(cpu.read_text()) / int(tck) * 1e6 / j["total_requests"]
+    return j["throughput"], e["p99_ms"], e["status_codes"], us
+
+def fmt_us(v):
+    return "–" if v is None else f"{v:.1f}"
 
 rows = []
 for name, what in [
     ("miss", "cache miss (distinct URLs, stored)"),
     ("hit", "cache hit (one URL)"),
     ("compressed", "compressed (8 KiB JSON, gzip, distinct URLs)"),
+    ("health", "`/health` (`no-cache`, 2 bytes, passed through)"),
     ("limited", "rate-limited (429 after the first)"),
 ]:
-    b_rps, b_p99, _ = load(name, "bare")
-    f_rps, f_p99, codes = load(name, "full")
-    rows.append(f"| {what} | {b_rps:,.0f} | {f_rps:,.0f} | {f_rps / b_rps:.2f}x | {b_p99:.2f} | {f_p99:.2f} | {f_p99 / max(b_p99, 1e-9):.2f}x | {', '.join(f'{k}: {v}' for k, v in codes.items())} |")
+    if not (out / f"{name}.full.json").exists():
+        continue
+    b_rps, b_p99, _, b_us = load(name, "bare")
+    f_rps, f_p99, codes, f_us = load(name, "full")
+    cpu_ratio = "–" if b_us is None or f_us is None else f"{f_us / b_us:.2f}x"
+    rows.append(f"| {what} | {b_rps:,.0f} | {f_rps:,.0f} | {f_rps / b_rps:.2f}x | {fmt_us(b_us)} | {fmt_us(f_us)} | {cpu_ratio} | {b_p99:.2f} | {f_p99:.2f} | {f_p99 / max(b_p99, 1e-9):.2f}x | {', '.join(f'{k}: {v}' for k, v in codes.items())} |")
 
 def medians(path):
     text = (out / path).read_text()
@@ -148,10 +180,13 @@ between runs on a shared machine; compare the ratios.
 The example server's handlers alone (`--bare`) and under the whole stack
 (timing, rate limiting, cache, compression, cache-control), each driven for
 {duration} by `examples/loadtest.rs` with {conc} connections from the same
-machine (the load generator shares the 2 cores with the server).
+machine (the load generator shares the 2 cores with the server). Server
+CPU per request is the server process's user and system time during the
+run (from `/proc`) over the requests answered: steadier than req/s on a
+shared machine.
 
-| path | bare req/s | tower-perf req/s | ratio | bare p99 ms | tower-perf p99 ms | ratio | tower-perf statuses |
-|---|---|---|---|---|---|---|---|
+| path | bare req/s | tower-perf req/s | ratio | bare CPU µs/req | tower-perf CPU µs/req | ratio | bare p99 ms | tower-perf p99 ms | ratio | tower-perf statuses |
+|---|---|---|---|---|---|---|---|---|---|---|
 """ + "\n".join(rows) + """
 
 ### Criterion: each layer beside its peer (ratios of medians; below 1 is faster)
