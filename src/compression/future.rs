@@ -480,7 +480,7 @@ fn decide(parts: &mut Parts, hint: http_body::SizeHint, ctx: &Ctx) -> Decision {
     if already_encoded(headers) {
         return skip(SkipReason::AlreadyEncoded);
     }
-    if headers.contains_key(CACHE_CONTROL)
+    if may_say_no_transform(headers)
         && CacheControl::from_headers(headers).is_some_and(|c| c.no_transform())
     {
         return skip(SkipReason::NoTransform);
@@ -523,6 +523,18 @@ fn decide(parts: &mut Parts, hint: http_body::SizeHint, ctx: &Ctx) -> Decision {
         None if ctx.config.min_size == 0 => Decision::Compress,
         None => Decision::Buffer,
     }
+}
+
+/// Whether a `Cache-Control` line holds the letters of `no-transform`
+/// (any case): only then is the field parsed, which most responses (with
+/// `max-age` or `no-cache`) are spared.
+fn may_say_no_transform(headers: &HeaderMap) -> bool {
+    const NT: &[u8] = b"no-transform";
+    headers.get_all(CACHE_CONTROL).iter().any(|v| {
+        v.as_bytes()
+            .windows(NT.len())
+            .any(|w| w.eq_ignore_ascii_case(NT))
+    })
 }
 
 fn already_encoded(headers: &HeaderMap) -> bool {
@@ -632,6 +644,19 @@ mod tests {
             config: Arc::new(config),
             stats: CompressionStats::new(),
         }
+    }
+
+    #[test]
+    fn no_transform_is_looked_for_before_parsing() {
+        let h = |v: &'static str| {
+            let mut m = HeaderMap::new();
+            m.insert(CACHE_CONTROL, HeaderValue::from_static(v));
+            m
+        };
+        assert!(may_say_no_transform(&h("public, NO-Transform")));
+        assert!(may_say_no_transform(&h("no-transform")));
+        assert!(!may_say_no_transform(&h("max-age=60, no-cache")));
+        assert!(!may_say_no_transform(&HeaderMap::new()));
     }
 
     #[test]
