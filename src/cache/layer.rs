@@ -50,9 +50,10 @@ impl Config {
     pub(crate) fn default_ttl(&self, path: &str) -> Option<Duration> {
         match self.default_ttls.iter().find(|(p, _)| p.matches(path)) {
             // Zero: the route is kept out of the layer's default.
-            Some((_, ttl)) => Some(*ttl).filter(|t| !t.is_zero()),
+            Some((_, ttl)) => Some(*ttl),
             None => self.default_ttl,
         }
+        .filter(|t| !t.is_zero())
     }
 }
 

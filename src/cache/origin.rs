@@ -48,7 +48,7 @@ impl Shared {
         let policy = storable::policy(fresh.headers(), &self.config.rules.targets);
         if policy.cc.no_store()
             || policy.cc.private()
-            || self.leaves_out(&key, fresh.headers(), &policy)
+            || self.leaves_out(fresh.headers(), &policy, &self.settings(&key, false))
         {
             self.flights.mark_uncacheable(&key);
             let fut = self.store.remove(&key);
@@ -58,22 +58,53 @@ impl Shared {
         }
     }
 
+    /// What the storing rules read of this layer's settings for `key`,
+    /// and of the request (`authorized`).
+    fn settings(&self, key: &CacheKey, authorized: bool) -> storable::Settings {
+        let config = &self.config;
+        storable::Settings {
+            authorized,
+            store_set_cookie: config.store_set_cookie,
+            heuristics: config.rules.heuristic.is_some(),
+            default_ttl: config.default_ttl(key.path()).is_some(),
+        }
+    }
+
     /// Whether `store_validated(false)` keeps this response out of the
     /// store: it could be reused only after validation.
-    pub(crate) fn leaves_out(
+    fn leaves_out(
         &self,
-        key: &CacheKey,
         headers: &HeaderMap,
         policy: &storable::Policy,
+        settings: &storable::Settings,
     ) -> bool {
-        let config = &self.config;
-        !config.store_validated
-            && storable::validated_on_every_use(
-                headers,
-                policy,
-                config.rules.heuristic.is_some(),
-                config.default_ttl(key.path()).is_some(),
-            )
+        !self.config.store_validated && storable::validated_on_every_use(headers, policy, settings)
+    }
+
+    /// The storing rules (RFC 9111 §3) and this layer's own
+    /// ([`CacheLayer::store_validated`](super::CacheLayer::store_validated))
+    /// for a response of `status` under `policy` to a `method` request for
+    /// `key`.
+    #[allow(clippy::too_many_arguments)]
+    fn may_store(
+        &self,
+        key: &CacheKey,
+        method: &Method,
+        status: StatusCode,
+        headers: &HeaderMap,
+        policy: &storable::Policy,
+        req_cc: &CacheControl,
+        authorized: bool,
+    ) -> Result<(), NotStorable> {
+        let settings = self.settings(key, authorized);
+        storable::check_storable(method, status, headers, policy, req_cc, &settings)?;
+        // A copy that must be validated before each use saves nothing
+        // when the origin is in this process: it answers the conditional
+        // request by running the handler all the same (BENCHMARKS.md).
+        if self.leaves_out(headers, policy, &settings) {
+            return Err(NotStorable::ValidatedOnly);
+        }
+        Ok(())
     }
 
     /// Completes a store operation: at once when it is ready (memory), on
@@ -334,45 +365,29 @@ where
     let tags = shared.tags(&mut parts.headers);
     let authorized = req_headers.contains_key(header::AUTHORIZATION);
     let policy = storable::policy(&parts.headers, &shared.config.rules.targets);
-    let default_ttl = shared
-        .config
-        .default_ttl(fetch.key.path())
-        .is_some_and(|t| !t.is_zero());
-    let heuristics = shared.config.rules.heuristic.is_some();
-    let storable = storable::check_storable(
-        method,
-        parts.status,
-        &parts.headers,
-        &policy,
-        &fetch.req_cc,
-        authorized,
-        shared.config.store_set_cookie,
-        heuristics,
-        default_ttl,
-    )
-    .and_then(|()| {
-        // A copy that must be validated before each use saves nothing
-        // when the origin is in this process: it answers the conditional
-        // request by running the handler all the same (BENCHMARKS.md).
-        if shared.leaves_out(&fetch.key, &parts.headers, &policy) {
-            Err(NotStorable::ValidatedOnly)
-        } else {
-            Ok(())
-        }
-    })
-    .and_then(|()| match body.size_hint().exact() {
-        Some(n) if n > shared.config.max_entry_size as u64 => Err(NotStorable::TooLarge),
-        _ => Ok(()),
-    })
-    .and_then(|()| {
-        let request = RequestVary::new(req_headers, &shared.config.encodings);
-        VaryKey::build(&parts.headers, &request, &shared.config.implicit_vary).map_err(|refused| {
-            match refused {
-                VaryRefusal::Star => NotStorable::VaryStar,
-                VaryRefusal::TooMany => NotStorable::VaryTooLong,
-            }
+    let storable = shared
+        .may_store(
+            &fetch.key,
+            method,
+            parts.status,
+            &parts.headers,
+            &policy,
+            &fetch.req_cc,
+            authorized,
+        )
+        .and_then(|()| match body.size_hint().exact() {
+            Some(n) if n > shared.config.max_entry_size as u64 => Err(NotStorable::TooLarge),
+            _ => Ok(()),
         })
-    });
+        .and_then(|()| {
+            let request = RequestVary::new(req_headers, &shared.config.encodings);
+            VaryKey::build(&parts.headers, &request, &shared.config.implicit_vary).map_err(
+                |refused| match refused {
+                    VaryRefusal::Star => NotStorable::VaryStar,
+                    VaryRefusal::TooMany => NotStorable::VaryTooLong,
+                },
+            )
+        });
     let fwd = fetch.fwd;
     let stored = storable.is_ok();
     let stored_note = if stored { "; stored" } else { "" };
@@ -479,30 +494,26 @@ where
     let authorized = req_headers.contains_key(header::AUTHORIZATION);
     let policy = storable::policy(&parts.headers, &shared.config.rules.targets);
     let config = &shared.config;
-    let part = storable::check_storable(
-        &Method::GET,
-        // A 206 is stored by the rules of the 200 it is part of.
-        StatusCode::OK,
-        &parts.headers,
-        &policy,
-        &fetch.req_cc,
-        authorized,
-        config.store_set_cookie,
-        config.rules.heuristic.is_some(),
-        config
-            .default_ttl(fetch.key.path())
-            .is_some_and(|t| !t.is_zero()),
-    )
-    .ok()
-    .filter(|()| !shared.leaves_out(&fetch.key, &parts.headers, &policy))
-    .and_then(|()| storable_part(&parts.headers, config.max_entry_size))
-    .filter(|seg| body.size_hint().exact().is_none_or(|n| n == seg.len()))
-    .and_then(|seg| {
-        let request = RequestVary::new(req_headers, &config.encodings);
-        VaryKey::build(&parts.headers, &request, &config.implicit_vary)
-            .ok()
-            .map(|vary| (seg, vary))
-    });
+    // A 206 is stored by the rules of the 200 it is part of.
+    let part = shared
+        .may_store(
+            &fetch.key,
+            &Method::GET,
+            StatusCode::OK,
+            &parts.headers,
+            &policy,
+            &fetch.req_cc,
+            authorized,
+        )
+        .ok()
+        .and_then(|()| storable_part(&parts.headers, config.max_entry_size))
+        .filter(|seg| body.size_hint().exact().is_none_or(|n| n == seg.len()))
+        .and_then(|seg| {
+            let request = RequestVary::new(req_headers, &config.encodings);
+            VaryKey::build(&parts.headers, &request, &config.implicit_vary)
+                .ok()
+                .map(|vary| (seg, vary))
+        });
     let note = if part.is_some() { "; stored" } else { "" };
     let tee = part.map(|(seg, vary)| {
         let headers = parts.headers.clone();

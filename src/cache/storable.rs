@@ -113,21 +113,35 @@ pub(crate) enum NotStorable {
     ValidatedOnly,
 }
 
+/// What the request and the layer's settings add to the storing rules.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Settings {
+    /// The request had `Authorization` (§3.5).
+    pub(crate) authorized: bool,
+    /// [`CacheLayer::store_set_cookie`](super::CacheLayer::store_set_cookie).
+    pub(crate) store_set_cookie: bool,
+    /// Heuristic freshness is on.
+    pub(crate) heuristics: bool,
+    /// A default TTL applies to this URL.
+    pub(crate) default_ttl: bool,
+}
+
 /// The storing rules of RFC 9111 §3 for a shared cache, for a response to
-/// a GET whose request had `req_cc` and (maybe) `Authorization`, under the
-/// response's [`Policy`].
-#[allow(clippy::too_many_arguments)]
+/// a GET whose request had `req_cc`, under the response's [`Policy`].
 pub(crate) fn check_storable(
     method: &Method,
     status: StatusCode,
     headers: &HeaderMap,
     policy: &Policy,
     req_cc: &CacheControl,
-    authorized: bool,
-    store_set_cookie: bool,
-    heuristics: bool,
-    default_ttl: bool,
+    settings: &Settings,
 ) -> Result<(), NotStorable> {
+    let Settings {
+        authorized,
+        store_set_cookie,
+        heuristics,
+        default_ttl,
+    } = *settings;
     if method != Method::GET {
         return Err(NotStorable::Status);
     }
@@ -213,9 +227,9 @@ pub(crate) fn check_storable(
 pub(crate) fn validated_on_every_use(
     headers: &HeaderMap,
     policy: &Policy,
-    heuristics: bool,
-    default_ttl: bool,
+    settings: &Settings,
 ) -> bool {
+    let (heuristics, default_ttl) = (settings.heuristics, settings.default_ttl);
     let cc = &policy.cc;
     if cc.no_cache() {
         return true;
@@ -255,7 +269,15 @@ mod tests {
         let (d, later, earlier) = (date(1_000), date(2_000), date(500));
         let only_validated = |fields: &[(&str, &str)], heuristics: bool, default_ttl: bool| {
             let h = headers(fields);
-            validated_on_every_use(&h, &policy(&h, &[]), heuristics, default_ttl)
+            validated_on_every_use(
+                &h,
+                &policy(&h, &[]),
+                &Settings {
+                    heuristics,
+                    default_ttl,
+                    ..Settings::default()
+                },
+            )
         };
         let cc = |v| [("cache-control", v), ("date", d.as_str())];
         for v in [
@@ -307,10 +329,7 @@ mod tests {
                 h,
                 &policy(h, &[]),
                 &none,
-                false,
-                false,
-                false,
-                false,
+                &Settings::default(),
             )
         };
         assert_eq!(ok(&headers(&[("cache-control", "max-age=60")])), Ok(()));
@@ -346,10 +365,12 @@ mod tests {
                 h,
                 &policy(h, &[]),
                 &none,
-                true,
-                false,
-                false,
-                false,
+                &Settings {
+                    authorized: true,
+                    store_set_cookie: false,
+                    heuristics: false,
+                    default_ttl: false,
+                },
             )
         };
         assert_eq!(
@@ -369,10 +390,7 @@ mod tests {
                 h,
                 &policy(h, &[]),
                 &none,
-                false,
-                false,
-                false,
-                false,
+                &Settings::default(),
             )
         };
         assert_eq!(
@@ -389,10 +407,7 @@ mod tests {
                 &headers(&[("cache-control", "max-age=60")]),
                 &policy(&headers(&[("cache-control", "max-age=60")]), &[]),
                 &req_ns,
-                false,
-                false,
-                false,
-                false
+                &Settings::default()
             ),
             Err(NotStorable::NoStore)
         );
@@ -409,10 +424,12 @@ mod tests {
                 &headers(h),
                 &policy(&headers(h), &[]),
                 &none,
-                false,
-                false,
-                heuristics,
-                false,
+                &Settings {
+                    authorized: false,
+                    store_set_cookie: false,
+                    heuristics,
+                    default_ttl: false,
+                },
             )
         };
         let fresh = [("cache-control", "max-age=60")];
@@ -428,10 +445,7 @@ mod tests {
                 &headers(&fresh),
                 &Policy::default(),
                 &none,
-                false,
-                false,
-                false,
-                false
+                &Settings::default()
             ),
             Err(NotStorable::Status)
         );
@@ -536,10 +550,7 @@ mod tests {
                 &h,
                 &policy(&h, &targets),
                 &none,
-                false,
-                false,
-                false,
-                false,
+                &Settings::default(),
             )
         };
         // The examples of RFC 9213 §3.1.
