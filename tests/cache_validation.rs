@@ -88,20 +88,7 @@ async fn responses_reusable_only_after_validation_can_be_left_out() {
 async fn a_304_that_leaves_only_validation_drops_the_entry() {
     let (layer, clock) = clocked();
     let (server, origin) = serve(layer.store_validated(false), |p, _| {
-        if p.headers.contains_key("if-none-match") {
-            return support::cache::Reply::Ok(
-                http::Response::builder()
-                    .status(304)
-                    .header("etag", "\"v1\"")
-                    .header("cache-control", "max-age=0")
-                    .body(axum::body::Body::empty())
-                    .unwrap(),
-            );
-        }
-        ok(
-            &[("cache-control", "max-age=10"), ("etag", "\"v1\"")],
-            "body-v1",
-        )
+        fresh_then_304(p, "cache-control", "max-age=0")
     })
     .await;
     server.get("/").await;
@@ -277,23 +264,7 @@ async fn a_304_that_forbids_storing_removes_the_entry() {
         ("cdn-cache-control", "no-store"),
     ] {
         let (layer, clock) = clocked();
-        let (server, origin) = serve(layer, move |p, _| {
-            if p.headers.contains_key("if-none-match") {
-                return support::cache::Reply::Ok(
-                    http::Response::builder()
-                        .status(304)
-                        .header("etag", "\"v1\"")
-                        .header(name, value)
-                        .body(axum::body::Body::empty())
-                        .unwrap(),
-                );
-            }
-            ok(
-                &[("cache-control", "max-age=10"), ("etag", "\"v1\"")],
-                "body-v1",
-            )
-        })
-        .await;
+        let (server, origin) = serve(layer, move |p, _| fresh_then_304(p, name, value)).await;
         server.get("/").await;
         clock.advance(Duration::from_secs(15));
         let r = server.get("/").await;
@@ -304,4 +275,27 @@ async fn a_304_that_forbids_storing_removes_the_entry() {
         assert_eq!(origin.calls(), 3, "{name}: {value}: not stored any more");
         assert!(!status(&r).contains("hit"), "{}", status(&r));
     }
+}
+
+/// `max-age=10` with `ETag: "v1"`; to a conditional request, a 304 that
+/// brings `name: value`.
+fn fresh_then_304(
+    p: &http::request::Parts,
+    name: &'static str,
+    value: &'static str,
+) -> support::cache::Reply {
+    if p.headers.contains_key("if-none-match") {
+        return support::cache::Reply::Ok(
+            http::Response::builder()
+                .status(304)
+                .header("etag", "\"v1\"")
+                .header(name, value)
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        );
+    }
+    ok(
+        &[("cache-control", "max-age=10"), ("etag", "\"v1\"")],
+        "body-v1",
+    )
 }

@@ -108,6 +108,15 @@ fn header<'a>(r: &'a TestResponse, name: &str) -> &'a str {
     r.headers.get(name).map_or("", |v| v.to_str().unwrap_or(""))
 }
 
+/// `HEAD path`, with `range` if given.
+async fn head(proxy: &TestServer, path: &str, range: Option<&str>) -> TestResponse {
+    let mut req = proxy.request(http::Method::HEAD, path);
+    if let Some(r) = range {
+        req = req.header("range", r);
+    }
+    proxy.send(req.body(Default::default()).unwrap()).await
+}
+
 fn cache_status(r: &TestResponse) -> &str {
     header(r, "cache-status")
 }
@@ -147,15 +156,7 @@ async fn a_stored_response_answers_single_ranges() {
         assert!(r.body.is_empty());
     }
     // HEAD ignores Range (RFC 9110 §14.2: GET only).
-    let head = proxy
-        .send(
-            proxy
-                .request(http::Method::HEAD, "/r")
-                .header("range", "bytes=0-9")
-                .body(Default::default())
-                .unwrap(),
-        )
-        .await;
+    let head = head(&proxy, "/r", Some("bytes=0-9")).await;
     assert_eq!(head.status, StatusCode::OK);
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
@@ -347,14 +348,7 @@ async fn if_range_by_date() {
 async fn heads_and_parts_that_may_not_be_stored() {
     let (proxy, calls) = start(&[]).await;
     proxy.get_with("/h", &[("range", "bytes=0-9")]).await;
-    let head = proxy
-        .send(
-            proxy
-                .request(http::Method::HEAD, "/h")
-                .body(Default::default())
-                .unwrap(),
-        )
-        .await;
+    let head = head(&proxy, "/h", None).await;
     assert_eq!(head.status, StatusCode::OK);
     assert!(cache_status(&head).contains("fwd=partial"), "{head:?}");
     assert_eq!(calls.load(Ordering::SeqCst), 2);
