@@ -53,7 +53,7 @@ table() { # workload baseline contender... -> a markdown table
   done
 }
 
-table rate_limit_workload bare tower_governor quiet fields
+table rate_limit_workload bare tower_governor quiet tower_governor-headers fields
 table timing_workload bare timed sub-timings
 table cache_workload bare hit
 table stack_workload bare full

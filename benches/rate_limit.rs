@@ -202,10 +202,22 @@ fn layers(c: &mut Criterion) {
     let theirs = ServiceBuilder::new()
         .layer(tower_governor::GovernorLayer::new(config))
         .service(handler());
+    // Its `x-ratelimit-limit`/`-remaining` fields on: the peer of ours with
+    // the RateLimit fields.
+    let config = tower_governor::governor::GovernorConfigBuilder::default()
+        .per_nanosecond(1)
+        .burst_size(1_000_000_000)
+        .use_headers()
+        .finish()
+        .unwrap();
+    let theirs_headers = ServiceBuilder::new()
+        .layer(tower_governor::GovernorLayer::new(config))
+        .service(handler());
     let bare = handler();
     // Both let every request through with this quota.
     assert_eq!(rt.block_on(run(&ours, 1)), 200);
     assert_eq!(rt.block_on(run(&theirs, 1)), 200);
+    assert_eq!(rt.block_on(run(&theirs_headers, 1)), 200);
 
     let mut group = c.benchmark_group("rate-limit-layer");
     group
@@ -242,6 +254,14 @@ fn layers(c: &mut Criterion) {
             i = i.wrapping_add(1);
             let n = i;
             let svc = &theirs;
+            async move { black_box(run(svc, n).await) }
+        })
+    });
+    group.bench_function("tower_governor-headers", |b| {
+        b.to_async(&rt).iter(|| {
+            i = i.wrapping_add(1);
+            let n = i;
+            let svc = &theirs_headers;
             async move { black_box(run(svc, n).await) }
         })
     });

@@ -2,7 +2,9 @@
 //! requests through one contender, bodies collected (the clock's one-off
 //! calibration stays out of the count).
 //!
-//! Run: `cargo bench --bench rate_limit_workload -- <bare|fields|quiet|tower_governor> <n>`.
+//! Run: `cargo bench --bench rate_limit_workload -- <bare|fields|quiet|tower_governor|tower_governor-headers> <n>`.
+//! `tower_governor-headers` turns on its `x-ratelimit-*` fields
+//! (`use_headers`): the peer of `fields`.
 #![allow(missing_docs)]
 
 mod common;
@@ -27,9 +29,9 @@ fn request(i: u32) -> Request<Body> {
 }
 
 fn main() {
-    let Some((contender, n)) =
-        common::workload_args("rate_limit_workload <bare|fields|quiet|tower_governor> <n>")
-    else {
+    let Some((contender, n)) = common::workload_args(
+        "rate_limit_workload <bare|fields|quiet|tower_governor|tower_governor-headers> <n>",
+    ) else {
         return;
     };
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -55,6 +57,18 @@ fn main() {
             let config = tower_governor::governor::GovernorConfigBuilder::default()
                 .per_nanosecond(1)
                 .burst_size(1_000_000_000)
+                .finish()
+                .expect("a valid quota");
+            let theirs = ServiceBuilder::new()
+                .layer(tower_governor::GovernorLayer::new(config))
+                .service(handler);
+            common::drive(&rt, &theirs, n, request)
+        }
+        "tower_governor-headers" => {
+            let config = tower_governor::governor::GovernorConfigBuilder::default()
+                .per_nanosecond(1)
+                .burst_size(1_000_000_000)
+                .use_headers()
                 .finish()
                 .expect("a valid quota");
             let theirs = ServiceBuilder::new()

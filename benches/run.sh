@@ -161,7 +161,8 @@ for case in ["2KiB-L2", "1MiB-L2", "2KiB-L6", "1MiB-L6"]:
 for case in ["1-key", "100k-keys"]:
     pairs.append((f"rate-limit store {case}: tower-perf / governor", f"rate-limit/tower-perf/{case}", f"rate-limit/governor/{case}"))
     pairs.append((f"rate-limit store {case}, 2 threads: tower-perf / governor", f"rate-limit/tower-perf-2-threads/{case}", f"rate-limit/governor-2-threads/{case}"))
-pairs.append(("rate-limit layer: tower-perf / tower_governor", "rate-limit-layer/tower-perf", "rate-limit-layer/tower_governor"))
+pairs.append(("rate-limit layer, both sending their fields: tower-perf / tower_governor with use_headers", "rate-limit-layer/tower-perf", "rate-limit-layer/tower_governor-headers"))
+pairs.append(("rate-limit layer: tower-perf with fields / tower_governor without", "rate-limit-layer/tower-perf", "rate-limit-layer/tower_governor"))
 pairs.append(("rate-limit layer without fields: tower-perf / tower_governor", "rate-limit-layer/tower-perf-no-fields", "rate-limit-layer/tower_governor"))
 ratios = []
 for label, a, b in pairs:

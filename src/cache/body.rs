@@ -18,6 +18,7 @@ use super::key::CacheKey;
 use super::range::Segment;
 use super::service::Shared;
 use super::stats::Counters;
+use super::storable::Policy;
 use super::vary::VaryKey;
 
 pin_project! {
@@ -83,6 +84,8 @@ pub(crate) struct Tee {
     pub(crate) finished: bool,
     /// A 206: the bytes it holds, stored to combine with others.
     pub(crate) part: Option<Segment>,
+    /// The caching fields of `headers`, read when it was decided to store.
+    pub(crate) policy: Policy,
 }
 
 impl std::fmt::Debug for Tee {
@@ -104,7 +107,7 @@ impl Tee {
         status: StatusCode,
         headers: HeaderMap,
         times: (SystemTime, SystemTime),
-        (vary, tags): (VaryKey, Vec<Box<str>>),
+        (vary, tags, policy): (VaryKey, Vec<Box<str>>, Policy),
         flight: Option<FlightGuard>,
         part: Option<Segment>,
     ) -> Box<Self> {
@@ -122,6 +125,7 @@ impl Tee {
             flight,
             finished: false,
             part,
+            policy,
         })
     }
 
@@ -162,15 +166,18 @@ impl Tee {
                 http::HeaderValue::from(body.len()),
             );
         }
-        let entry = CachedResponse::new(
+        let entry = CachedResponse::with_policy(
             self.status,
             std::mem::take(&mut self.headers),
             body,
             self.trailers.take(),
             self.times,
-            std::mem::take(&mut self.vary),
-            std::mem::take(&mut self.tags),
+            (
+                std::mem::take(&mut self.vary),
+                std::mem::take(&mut self.tags),
+            ),
             &self.shared.config.rules,
+            &self.policy,
         )
         .with_default_ttl(self.shared.config.default_ttl(self.key.path()));
         let key = self.key.clone();

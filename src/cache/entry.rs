@@ -9,6 +9,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use super::freshness::{Facts, Rules};
 use super::status::CACHE_STATUS;
+use super::storable::Policy;
 use super::vary::VaryKey;
 use crate::headers::HttpDate;
 
@@ -66,7 +67,7 @@ impl CachedResponse {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         status: StatusCode,
-        mut headers: HeaderMap,
+        headers: HeaderMap,
         body: Bytes,
         trailers: Option<HeaderMap>,
         times: (SystemTime, SystemTime),
@@ -74,9 +75,63 @@ impl CachedResponse {
         tags: Vec<Box<str>>,
         rules: &Rules,
     ) -> Self {
+        Self::build(
+            status,
+            headers,
+            body,
+            trailers,
+            times,
+            (vary, tags),
+            rules,
+            None,
+        )
+    }
+
+    /// [`new`](Self::new) for a response whose storing decision already
+    /// read its [`Policy`] from `headers`: the caching fields are not parsed
+    /// again (unless `Connection` names fields to drop, which may change
+    /// them).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn with_policy(
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Bytes,
+        trailers: Option<HeaderMap>,
+        times: (SystemTime, SystemTime),
+        (vary, tags): (VaryKey, Vec<Box<str>>),
+        rules: &Rules,
+        policy: &Policy,
+    ) -> Self {
+        let policy = Some(policy).filter(|_| !headers.contains_key(header::CONNECTION));
+        Self::build(
+            status,
+            headers,
+            body,
+            trailers,
+            times,
+            (vary, tags),
+            rules,
+            policy,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        status: StatusCode,
+        mut headers: HeaderMap,
+        body: Bytes,
+        trailers: Option<HeaderMap>,
+        times: (SystemTime, SystemTime),
+        (vary, tags): (VaryKey, Vec<Box<str>>),
+        rules: &Rules,
+        policy: Option<&Policy>,
+    ) -> Self {
         let (request_time, response_time) = times;
         headers.retain_not_hop_by_hop();
-        let facts = Facts::derive(status, &headers, request_time, response_time, rules);
+        let facts = match policy {
+            Some(p) => Facts::derive_with(p, status, &headers, request_time, response_time, rules),
+            None => Facts::derive(status, &headers, request_time, response_time, rules),
+        };
         Self {
             status,
             template: template(&headers),

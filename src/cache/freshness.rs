@@ -287,6 +287,20 @@ impl Facts {
         rules: &Rules,
     ) -> Self {
         let policy = super::storable::policy(headers, &rules.targets);
+        Self::derive_with(&policy, status, headers, request_time, response_time, rules)
+    }
+
+    /// [`derive`](Self::derive) with the [`Policy`](super::storable::Policy)
+    /// already read from `headers` (the storing decision read it: the
+    /// field is parsed once per response).
+    pub(crate) fn derive_with(
+        policy: &super::storable::Policy,
+        status: StatusCode,
+        headers: &HeaderMap,
+        request_time: SystemTime,
+        response_time: SystemTime,
+        rules: &Rules,
+    ) -> Self {
         let cc = &policy.cc;
         let date = HttpDate::from_headers(headers, &header::DATE)
             .and_then(Result::ok)

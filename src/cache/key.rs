@@ -1,8 +1,8 @@
 //! Cache keys (RFC 9111 §2): the request's host and target.
 
-use std::borrow::Borrow;
 use std::fmt;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::LazyLock;
 
 use http::header;
 use http::{Request, Uri};
@@ -16,6 +16,10 @@ use http::{Request, Uri};
 #[derive(Clone)]
 pub struct CacheKey {
     text: Box<str>,
+    /// The text's hash, computed once (with this process's random seed):
+    /// the stores' maps hash this, not the text, on every lookup and when
+    /// they grow.
+    hash: u64,
     path_at: usize,
     /// Where the path and query end (the `#` of the added values, or the
     /// end).
@@ -66,11 +70,7 @@ impl CacheKey {
         }
         text.push_str(pq);
         let pq_end = text.len();
-        Self {
-            text: text.into_boxed_str(),
-            path_at,
-            pq_end,
-        }
+        Self::make(text.into_boxed_str(), path_at, pq_end)
     }
 
     /// The key of `uri` on `host`, a host already checked and normalized
@@ -85,11 +85,7 @@ impl CacheKey {
         }
         text.push_str(pq);
         let pq_end = text.len();
-        Self {
-            text: text.into_boxed_str(),
-            path_at: host.len(),
-            pq_end,
-        }
+        Self::make(text.into_boxed_str(), host.len(), pq_end)
     }
 
     /// This key with the request values `extra` (see
@@ -100,11 +96,7 @@ impl CacheKey {
         text.push_str(base);
         text.push('#');
         text.push_str(extra);
-        Self {
-            text: text.into_boxed_str(),
-            path_at: self.path_at,
-            pq_end: self.pq_end,
-        }
+        Self::make(text.into_boxed_str(), self.path_at, self.pq_end)
     }
 
     /// A key from its text form ([`as_str`](Self::as_str)): the path
@@ -114,11 +106,7 @@ impl CacheKey {
         let pq_end = text[path_at..]
             .find('#')
             .map_or(text.len(), |i| path_at + i);
-        Self {
-            text: text.into(),
-            path_at,
-            pq_end,
-        }
+        Self::make(text.into(), path_at, pq_end)
     }
 
     /// The host part (lowercase; may be empty).
@@ -152,21 +140,31 @@ impl CacheKey {
     }
 }
 
+/// The seed of the keys' hashes: random for each process, so a client
+/// can't choose URLs that collide.
+static KEY_HASHER: LazyLock<foldhash::quality::RandomState> = LazyLock::new(Default::default);
+
+impl CacheKey {
+    fn make(text: Box<str>, path_at: usize, pq_end: usize) -> Self {
+        let hash = KEY_HASHER.hash_one(&*text);
+        Self {
+            text,
+            hash,
+            path_at,
+            pq_end,
+        }
+    }
+}
+
 impl PartialEq for CacheKey {
     fn eq(&self, other: &Self) -> bool {
-        self.text == other.text
+        self.hash == other.hash && self.text == other.text
     }
 }
 impl Eq for CacheKey {}
 impl Hash for CacheKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        // Same as `str`'s hash, so `Borrow<str>` lookups agree.
-        self.text.hash(state);
-    }
-}
-impl Borrow<str> for CacheKey {
-    fn borrow(&self) -> &str {
-        &self.text
+        state.write_u64(self.hash);
     }
 }
 impl fmt::Debug for CacheKey {

@@ -406,7 +406,7 @@ where
             parts.status,
             parts.headers.clone(),
             times,
-            (vary, tags),
+            (vary, tags, policy),
             fetch.flight,
             None,
         )),
@@ -517,7 +517,7 @@ where
     let note = if part.is_some() { "; stored" } else { "" };
     let tee = part.map(|(seg, vary)| {
         let headers = parts.headers.clone();
-        let (status, tt) = (parts.status, (vary, tags));
+        let (status, tt) = (parts.status, (vary, tags, policy));
         Tee::new(
             shared,
             fetch.key,

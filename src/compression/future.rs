@@ -591,35 +591,59 @@ fn suffix_etag_if(headers: &mut HeaderMap, ctx: &Ctx, when: impl Fn(&EntityTag) 
 /// Adds `accept-encoding` to Vary, merged into the existing field, unless
 /// it (or `*`) is already there.
 fn add_vary(headers: &mut HeaderMap, ctx: &Ctx) {
-    add_vary_field(headers, "accept-encoding");
-    if ctx.config.dictionaries.is_some() {
-        // RFC 9842 §6.2: the representation depends on the dictionary too.
-        add_vary_field(headers, "available-dictionary");
-    }
+    // RFC 9842 §6.2: with dictionaries the representation depends on the
+    // dictionary too.
+    add_vary_fields(headers, ctx.config.dictionaries.is_some());
 }
 
-/// Adds `field` to `Vary`, merged with what is there (never twice; nothing
-/// after `*`).
-fn add_vary_field(headers: &mut HeaderMap, field: &'static str) {
-    let mut existing: VecDeque<&[u8]> = VecDeque::new();
+/// The fields compression adds to `Vary`: the first alone, or both when
+/// dictionaries are on.
+const VARY_FIELDS: [&str; 2] = ["accept-encoding", "available-dictionary"];
+
+/// Adds `accept-encoding` (and `available-dictionary` with `dictionaries`)
+/// to `Vary`, merged with what is there (each once; nothing after `*`), in
+/// one insert. Without a `Vary` already (most responses) the value is a
+/// static one: no allocation.
+fn add_vary_fields(headers: &mut HeaderMap, dictionaries: bool) {
+    let fields = &VARY_FIELDS[..if dictionaries { 2 } else { 1 }];
+    let mut present = [false; 2];
+    let mut any = false;
     for v in headers.get_all(VARY) {
         for elem in headers::split_list(v.as_bytes()) {
-            if elem == b"*" || elem.eq_ignore_ascii_case(field.as_bytes()) {
+            if elem == b"*" {
                 return;
             }
-            existing.push_back(elem);
+            any = true;
+            for (seen, field) in present.iter_mut().zip(fields) {
+                *seen |= elem.eq_ignore_ascii_case(field.as_bytes());
+            }
         }
     }
-    if existing.is_empty() {
-        headers.insert(VARY, HeaderValue::from_static(field));
+    let mut missing = fields.iter().zip(present).filter(|(_, seen)| !seen);
+    if !any {
+        let value = if dictionaries {
+            "accept-encoding, available-dictionary"
+        } else {
+            "accept-encoding"
+        };
+        headers.insert(VARY, HeaderValue::from_static(value));
         return;
     }
+    let Some((first, _)) = missing.next() else {
+        return;
+    };
     let mut merged = Vec::new();
-    for e in existing {
-        merged.extend_from_slice(e);
-        merged.extend_from_slice(b", ");
+    for v in headers.get_all(VARY) {
+        for elem in headers::split_list(v.as_bytes()) {
+            merged.extend_from_slice(elem);
+            merged.extend_from_slice(b", ");
+        }
     }
-    merged.extend_from_slice(field.as_bytes());
+    merged.extend_from_slice(first.as_bytes());
+    for (f, _) in missing {
+        merged.extend_from_slice(b", ");
+        merged.extend_from_slice(f.as_bytes());
+    }
     if let Ok(v) = HeaderValue::from_bytes(&merged) {
         headers.insert(VARY, v);
     }
@@ -644,6 +668,40 @@ mod tests {
             config: Arc::new(config),
             stats: CompressionStats::new(),
         }
+    }
+
+    #[test]
+    fn vary_is_merged_in_one_value() {
+        let vary = |existing: &[&'static str], dictionaries: bool| {
+            let mut m = HeaderMap::new();
+            for v in existing {
+                m.append(VARY, HeaderValue::from_static(v));
+            }
+            add_vary_fields(&mut m, dictionaries);
+            let all: Vec<_> = m
+                .get_all(VARY)
+                .iter()
+                .map(|v| v.to_str().unwrap().to_owned())
+                .collect();
+            all.join(" | ")
+        };
+        assert_eq!(vary(&[], false), "accept-encoding");
+        assert_eq!(vary(&[], true), "accept-encoding, available-dictionary");
+        assert_eq!(vary(&["Origin"], false), "Origin, accept-encoding");
+        assert_eq!(
+            vary(&["Origin", "cookie, Accept-Encoding"], true),
+            "Origin, cookie, Accept-Encoding, available-dictionary"
+        );
+        assert_eq!(
+            vary(&["origin"], true),
+            "origin, accept-encoding, available-dictionary"
+        );
+        assert_eq!(vary(&["Accept-Encoding"], false), "Accept-Encoding");
+        assert_eq!(
+            vary(&["Available-Dictionary, accept-encoding"], true),
+            "Available-Dictionary, accept-encoding"
+        );
+        assert_eq!(vary(&["origin, *"], true), "origin, *");
     }
 
     #[test]
