@@ -274,11 +274,11 @@ where
             .is_none_or(|t| e.facts.etag.as_ref().is_some_and(|s| s.weak_eq(&t)));
         if etag_ok {
             Counters::add(&shared.counters.revalidated_304);
-            let fresh = e.freshened(
+            let fresh = Arc::new(e.freshened(
                 resp.headers(),
                 (request_time, response_time),
                 &shared.config.rules,
-            );
+            ));
             let served = shared.serve(
                 &fresh,
                 &method,
@@ -286,7 +286,7 @@ where
                 response_time,
                 Via::Revalidated,
             );
-            shared.keep_freshened(fetch.key.clone(), fresh);
+            shared.keep_freshened(fetch.key.clone(), Arc::unwrap_or_clone(fresh));
             drop(fetch.flight);
             return Ok(served);
         }

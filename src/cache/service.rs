@@ -89,7 +89,7 @@ impl Shared {
     /// `Age` and `Cache-Status`.
     pub(super) fn serve<B>(
         &self,
-        e: &CachedResponse,
+        e: &Arc<CachedResponse>,
         method: &Method,
         client: &Client,
         now: SystemTime,
@@ -118,10 +118,11 @@ impl Shared {
         {
             (status, headers, ResponseBody::stored(body, None))
         } else {
+            let (template, body) = super::hot::template_and_body(e);
             (
                 e.status,
-                e.template.clone(),
-                ResponseBody::stored(e.body.clone(), e.trailers.clone()),
+                template,
+                ResponseBody::stored(body, e.trailers.clone()),
             )
         };
         headers.insert(header::AGE, status::age_value(age));
