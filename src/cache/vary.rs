@@ -289,7 +289,14 @@ impl VaryKey {
                 if name == b"*" {
                     return Err(VaryRefusal::Star);
                 }
-                let Ok(name) = HeaderName::from_bytes(name) else {
+                // The names compression adds, without the parser.
+                let name = if name.eq_ignore_ascii_case(b"accept-encoding") {
+                    header::ACCEPT_ENCODING
+                } else if name.eq_ignore_ascii_case(AVAILABLE_DICTIONARY.as_str().as_bytes()) {
+                    AVAILABLE_DICTIONARY.clone()
+                } else if let Ok(name) = HeaderName::from_bytes(name) {
+                    name
+                } else {
                     // A field name no request can carry: every request
                     // lacks it, so they all agree on it.
                     continue;
@@ -302,21 +309,22 @@ impl VaryKey {
                 if fields.len() == MAX_VARY_FIELDS {
                     return Err(VaryRefusal::TooMany);
                 }
+                // Accept-Encoding's value depends on whether Available-
+                // Dictionary is named too: worked out after the loop.
                 let value = if name == header::ACCEPT_ENCODING {
-                    Some(req.encoding_value(false))
+                    None
                 } else {
                     normalize(&name, req.headers)
                 };
                 fields.push((name, value));
             }
         }
-        if fields.iter().any(|(n, _)| *n == AVAILABLE_DICTIONARY) {
-            if let Some((_, value)) = fields
-                .iter_mut()
-                .find(|(n, _)| n == header::ACCEPT_ENCODING)
-            {
-                *value = Some(req.encoding_value(true));
-            }
+        let dictionary = fields.iter().any(|(n, _)| *n == AVAILABLE_DICTIONARY);
+        if let Some((_, value)) = fields
+            .iter_mut()
+            .find(|(n, _)| n == header::ACCEPT_ENCODING)
+        {
+            *value = Some(req.encoding_value(dictionary));
         }
         // One pass over the request's few field names (most are standard
         // names, which differ from the custom implicit ones at the first

@@ -62,7 +62,8 @@ impl HttpDate {
         UNIX_EPOCH + Duration::from_secs(self.secs)
     }
 
-    /// Parses a date in any of the three formats.
+    /// Parses a date in any of the three formats. Each thread remembers
+    /// the last IMF-fixdate it parsed.
     pub fn parse(value: &[u8]) -> Result<Self, ParseError> {
         // The clock is read only for an RFC 850 date's two-digit year.
         Self::parse_with(value, || Self::now().year())
@@ -81,12 +82,34 @@ impl HttpDate {
             return Err(err());
         }
         let s = std::str::from_utf8(value).map_err(|_| err())?.trim();
+        // An IMF-fixdate this thread parsed last (a `Date` is the same for
+        // a whole second, and a cache reads back the one it wrote).
+        let fixdate: Option<[u8; IMF_FIXDATE_LEN]> = s.as_bytes().try_into().ok();
+        if let Some(bytes) = fixdate {
+            if let Some(secs) = LAST_PARSED
+                .try_with(|last| {
+                    last.get()
+                        .filter(|(b, _)| *b == bytes)
+                        .map(|(_, secs)| secs)
+                })
+                .ok()
+                .flatten()
+            {
+                return Ok(Self { secs });
+            }
+        }
         // The forms senders write, canonical: the strict parser alone.
         // (IMF-fixdate has its comma fourth, asctime a space; RFC 850's
         // two-digit year needs the rewrite for RFC 9110's century rule.)
         if matches!(s.as_bytes().get(3), Some(b',' | b' ')) {
             if let Ok(t) = httpdate::parse_http_date(s) {
-                return Ok(Self::from(t));
+                let date = Self::from(t);
+                if let Some(bytes) = fixdate {
+                    // Only what the strict parser read alone: the result
+                    // doesn't depend on the clock.
+                    let _ = LAST_PARSED.try_with(|last| last.set(Some((bytes, date.secs))));
+                }
+                return Ok(date);
             }
         }
         let imf = lenient_to_imf(s, now_year).ok_or_else(err)?;
@@ -169,6 +192,15 @@ impl std::str::FromStr for HttpDate {
 /// The longest field value read as a date: twice the longest date (33
 /// bytes, RFC 850 on a Wednesday), for runs of spaces.
 const MAX_DATE_LEN: usize = 64;
+
+/// The length of every IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
+const IMF_FIXDATE_LEN: usize = 29;
+
+thread_local! {
+    /// The last IMF-fixdate this thread parsed, and its seconds.
+    static LAST_PARSED: std::cell::Cell<Option<([u8; IMF_FIXDATE_LEN], u64)>> =
+        const { std::cell::Cell::new(None) };
+}
 
 const DAYS: [&str; 7] = [
     "Monday",
@@ -299,6 +331,26 @@ mod tests {
             HttpDate::from_unix_secs(SUNDAY_1994).to_string(),
             "Sun, 06 Nov 1994 08:49:37 GMT"
         );
+    }
+
+    #[test]
+    fn the_remembered_date_answers_only_its_own_bytes() {
+        let a = b"Sun, 06 Nov 1994 08:49:37 GMT";
+        let b = b"Sun, 06 Nov 1994 08:49:38 GMT";
+        for _ in 0..2 {
+            assert_eq!(HttpDate::parse(a).unwrap().as_unix_secs(), SUNDAY_1994);
+            assert_eq!(HttpDate::parse(b).unwrap().as_unix_secs(), SUNDAY_1994 + 1);
+        }
+        // Surrounding whitespace is trimmed before the memo is consulted.
+        assert_eq!(
+            HttpDate::parse(b" Sun, 06 Nov 1994 08:49:38 GMT ")
+                .unwrap()
+                .as_unix_secs(),
+            SUNDAY_1994 + 1
+        );
+        // 29 bytes that are not a date are still refused after a date.
+        assert!(HttpDate::parse(b"Sun, 06 Nov 1994 08:49:38 GMX").is_err());
+        assert!(HttpDate::parse(&[0u8; 29]).is_err());
     }
 
     #[test]
