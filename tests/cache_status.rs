@@ -69,3 +69,52 @@ async fn upstream_cache_status_members_are_kept() {
         ]
     );
 }
+
+/// The forwarded member is kept per thread: two caches with different
+/// names on one thread each write their own, stored or not.
+#[tokio::test]
+async fn forwarded_members_carry_each_caches_name() {
+    use std::convert::Infallible;
+
+    use bytes::Bytes;
+    use http::{Request, Response, header};
+    use http_body_util::Full;
+    use tower::{ServiceBuilder, ServiceExt};
+    use tower_perf::cache::CacheLayer;
+
+    let origin = |cc: &'static str| {
+        tower::service_fn(move |_req: Request<Full<Bytes>>| async move {
+            Ok::<_, Infallible>(
+                Response::builder()
+                    .header(header::CACHE_CONTROL, cc)
+                    .body(Full::new(Bytes::from_static(b"v")))
+                    .expect("a response"),
+            )
+        })
+    };
+    let status = |res: &Response<_>| {
+        res.headers()
+            .get_all("cache-status")
+            .iter()
+            .map(|v| v.to_str().expect("ascii").to_owned())
+            .collect::<Vec<_>>()
+    };
+    for path in ["/a", "/b"] {
+        for (name, cc, expect) in [
+            ("one", "max-age=60", "one; fwd=uri-miss; stored"),
+            ("two", "max-age=60", "two; fwd=uri-miss; stored"),
+            ("one", "no-store", "one; fwd=uri-miss"),
+            ("two", "no-store", "two; fwd=uri-miss"),
+        ] {
+            let svc = ServiceBuilder::new()
+                .layer(CacheLayer::new().cache_status(Some(name)))
+                .service(origin(cc));
+            let req = Request::get(path)
+                .header(header::HOST, "example.com")
+                .body(Full::default())
+                .expect("a request");
+            let res = svc.oneshot(req).await.expect("infallible");
+            assert_eq!(status(&res), [expect], "{path} {name} {cc}");
+        }
+    }
+}

@@ -435,7 +435,7 @@ where
             &mut parts.headers,
             format_args!("fwd={fwd}; fwd-status={}{stored_note}", s.as_u16()),
         ),
-        None => shared.set_status(&mut parts.headers, format_args!("fwd={fwd}{stored_note}")),
+        None => shared.set_fwd_status(&mut parts.headers, fwd, stored),
     }
     let tee = match tee {
         // Nothing more to read: store at once.
@@ -514,7 +514,7 @@ where
                 .ok()
                 .map(|vary| (seg, vary))
         });
-    let note = if part.is_some() { "; stored" } else { "" };
+    let stored = part.is_some();
     let tee = part.map(|(seg, vary)| {
         let headers = parts.headers.clone();
         let (status, tt) = (parts.status, (vary, tags, policy));
@@ -529,7 +529,7 @@ where
             Some(seg),
         )
     });
-    shared.set_status(&mut parts.headers, format_args!("fwd={}{note}", fetch.fwd));
+    shared.set_fwd_status(&mut parts.headers, fetch.fwd, stored);
     Response::from_parts(parts, ResponseBody::origin(body, tee))
 }
 

@@ -161,9 +161,9 @@ impl Shared {
         resp
     }
 
-    pub(super) fn passthrough<B>(&self, resp: Response<B>, fwd: &str) -> Resp<B> {
+    pub(super) fn passthrough<B>(&self, resp: Response<B>, fwd: &'static str) -> Resp<B> {
         let (mut parts, body) = resp.into_parts();
-        self.set_status(&mut parts.headers, format_args!("fwd={fwd}"));
+        self.set_fwd_status(&mut parts.headers, fwd, false);
         Response::from_parts(parts, ResponseBody::origin(body, None))
     }
 }

@@ -33,6 +33,36 @@ impl Shared {
         HeaderValue::from_maybe_shared(Bytes::from(s)).ok()
     }
 
+    /// Appends `<name>; fwd=<fwd>` (`; stored` when `stored`): the member
+    /// of every response the origin answered, kept per thread like a
+    /// hit's (no formatting machinery, no count shared between threads).
+    pub(super) fn set_fwd_status(&self, headers: &mut HeaderMap, fwd: &'static str, stored: bool) {
+        let Some(name) = self.config.status_name.as_deref() else {
+            return;
+        };
+        thread_local! {
+            static LAST: crate::headers::memo::Slot<(Box<str>, &'static str, bool)> =
+                const { std::cell::RefCell::new(None) };
+        }
+        let value = crate::headers::memo::memoized(
+            &LAST,
+            |(n, f, s)| *s == stored && *f == fwd && **n == *name,
+            || (name.into(), fwd, stored),
+            || {
+                let note = if stored { "; stored" } else { "" };
+                let mut s = String::with_capacity(name.len() + 6 + fwd.len() + note.len());
+                s.push_str(name);
+                s.push_str("; fwd=");
+                s.push_str(fwd);
+                s.push_str(note);
+                HeaderValue::from_maybe_shared(Bytes::from(s)).ok()
+            },
+        );
+        if let Some(v) = value {
+            headers.append(CACHE_STATUS.clone(), v);
+        }
+    }
+
     pub(super) fn set_status(&self, headers: &mut HeaderMap, rest: std::fmt::Arguments<'_>) {
         if let Some(v) = self.status_value(rest) {
             headers.append(CACHE_STATUS.clone(), v);
