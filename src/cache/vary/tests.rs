@@ -422,3 +422,35 @@ fn vary_star_matches_nothing() {
     );
     assert_eq!(r, Err(VaryRefusal::Star));
 }
+
+/// The memory store keeps each variant of a URL: the first by a plain
+/// insert, the next merged beside it, a newer copy of one in its place.
+#[test]
+fn the_memory_store_keeps_a_urls_variants() {
+    use crate::cache::{CacheKey, CacheStore, MemoryStore};
+    use std::time::Duration;
+
+    let store = MemoryStore::new(1 << 20);
+    let key = CacheKey::from_text("example.com/v");
+    let get = |store: &MemoryStore| {
+        let mut f = store.get(&key);
+        f.take_ready()
+            .expect("the memory store answers at once")
+            .expect("no error")
+            .expect("stored")
+    };
+    let ttl = Duration::from_secs(60);
+    let gzip = stored(Some("gzip"), Some("gzip"), true);
+    let _ = store.put(key.clone(), Arc::clone(&gzip), ttl).take_ready();
+    assert_eq!(get(&store).len(), 1);
+    let plain = stored(None, None, true);
+    let _ = store.put(key.clone(), Arc::clone(&plain), ttl).take_ready();
+    let both = get(&store);
+    assert_eq!(both.len(), 2);
+    assert!(Arc::ptr_eq(&both[0], &plain) && Arc::ptr_eq(&both[1], &gzip));
+    let newer = stored(Some("gzip"), Some("gzip"), true);
+    let _ = store.put(key.clone(), Arc::clone(&newer), ttl).take_ready();
+    let now = get(&store);
+    assert_eq!(now.len(), 2);
+    assert!(Arc::ptr_eq(&now[0], &newer) && Arc::ptr_eq(&now[1], &plain));
+}
