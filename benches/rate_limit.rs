@@ -194,22 +194,13 @@ fn layers(c: &mut Criterion) {
         )
         .service(handler())
         .map_response(|r: Response<tower_perf::rate_limit::ResponseBody<Body>>| r.map(Body::new));
-    let config = tower_governor::governor::GovernorConfigBuilder::default()
-        .per_nanosecond(1)
-        .burst_size(1_000_000_000)
-        .finish()
-        .unwrap();
+    let config = common::governor_quota().finish().unwrap();
     let theirs = ServiceBuilder::new()
         .layer(tower_governor::GovernorLayer::new(config))
         .service(handler());
     // Its `x-ratelimit-limit`/`-remaining` fields on: the peer of ours with
     // the RateLimit fields.
-    let config = tower_governor::governor::GovernorConfigBuilder::default()
-        .per_nanosecond(1)
-        .burst_size(1_000_000_000)
-        .use_headers()
-        .finish()
-        .unwrap();
+    let config = common::governor_quota().use_headers().finish().unwrap();
     let theirs_headers = ServiceBuilder::new()
         .layer(tower_governor::GovernorLayer::new(config))
         .service(handler());

@@ -54,20 +54,14 @@ fn main() {
         "fields" => common::drive(&rt, &ours(true), n, request),
         "quiet" => common::drive(&rt, &ours(false), n, request),
         "tower_governor" => {
-            let config = tower_governor::governor::GovernorConfigBuilder::default()
-                .per_nanosecond(1)
-                .burst_size(1_000_000_000)
-                .finish()
-                .expect("a valid quota");
+            let config = common::governor_quota().finish().expect("a valid quota");
             let theirs = ServiceBuilder::new()
                 .layer(tower_governor::GovernorLayer::new(config))
                 .service(handler);
             common::drive(&rt, &theirs, n, request)
         }
         "tower_governor-headers" => {
-            let config = tower_governor::governor::GovernorConfigBuilder::default()
-                .per_nanosecond(1)
-                .burst_size(1_000_000_000)
+            let config = common::governor_quota()
                 .use_headers()
                 .finish()
                 .expect("a valid quota");

@@ -136,3 +136,35 @@ async fn purge_by_url_prefix_tag_and_all() {
     assert_eq!(origin.calls(), 9);
     assert_eq!(handle.stats().snapshot().purged, 8);
 }
+
+/// A hot entry (copied into the serving thread's memory after a few hits)
+/// is never served once purged or replaced: the next answer is the
+/// origin's new one, with its own fields.
+#[tokio::test]
+async fn hot_entries_go_with_their_stored_response() {
+    let layer = CacheLayer::new();
+    let handle = layer.handle();
+    let (server, origin) = serve(layer, |_, n| {
+        ok(
+            &[
+                ("cache-control", "max-age=600"),
+                ("x-version", &format!("{n}")),
+            ],
+            &format!("v{n}"),
+        )
+    })
+    .await;
+    let check = |r: &TestResponse, n: usize| {
+        assert_eq!(r.text(), format!("v{n}"));
+        assert_eq!(r.header("x-version"), Some(n.to_string().as_str()));
+    };
+    // The origin numbers its answers from 1.
+    for _ in 0..6 {
+        check(&server.get("/hot").await, 1);
+    }
+    assert_eq!(handle.purge_url("/hot").await.unwrap(), 1);
+    for _ in 0..6 {
+        check(&server.get("/hot").await, 2);
+    }
+    assert_eq!(origin.calls(), 2);
+}

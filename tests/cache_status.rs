@@ -99,22 +99,28 @@ async fn forwarded_members_carry_each_caches_name() {
             .map(|v| v.to_str().expect("ascii").to_owned())
             .collect::<Vec<_>>()
     };
+    // Each step changes one of the memo's inputs: the name, whether the
+    // response was stored, or the reason it was forwarded.
     for path in ["/a", "/b"] {
-        for (name, cc, expect) in [
-            ("one", "max-age=60", "one; fwd=uri-miss; stored"),
-            ("two", "max-age=60", "two; fwd=uri-miss; stored"),
-            ("one", "no-store", "one; fwd=uri-miss"),
-            ("two", "no-store", "two; fwd=uri-miss"),
+        for (name, cc, auth, expect) in [
+            ("one", "max-age=60", false, "one; fwd=uri-miss; stored"),
+            ("one", "no-store", false, "one; fwd=uri-miss"),
+            ("one", "max-age=60", true, "one; fwd=request"),
+            ("two", "max-age=60", true, "two; fwd=request"),
+            ("two", "max-age=60", false, "two; fwd=uri-miss; stored"),
+            ("two", "no-store", false, "two; fwd=uri-miss"),
+            ("one", "no-store", false, "one; fwd=uri-miss"),
         ] {
             let svc = ServiceBuilder::new()
                 .layer(CacheLayer::new().cache_status(Some(name)))
                 .service(origin(cc));
-            let req = Request::get(path)
-                .header(header::HOST, "example.com")
-                .body(Full::default())
-                .expect("a request");
+            let mut req = Request::get(path).header(header::HOST, "example.com");
+            if auth {
+                req = req.header(header::AUTHORIZATION, "Bearer t");
+            }
+            let req = req.body(Full::default()).expect("a request");
             let res = svc.oneshot(req).await.expect("infallible");
-            assert_eq!(status(&res), [expect], "{path} {name} {cc}");
+            assert_eq!(status(&res), [expect], "{path} {name} {cc} {auth}");
         }
     }
 }

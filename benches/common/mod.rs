@@ -236,3 +236,15 @@ pub(crate) fn cacheable_origin(
         }
     })
 }
+
+/// tower_governor's configuration in the rate-limit benches: a quota no
+/// request reaches (one per nanosecond, a burst of a billion), keyed on
+/// the peer IP; `.use_headers()` on it turns its `x-ratelimit-*` fields on.
+pub(crate) fn governor_quota() -> tower_governor::governor::GovernorConfigBuilder<
+    tower_governor::key_extractor::PeerIpKeyExtractor,
+    governor::middleware::NoOpMiddleware,
+> {
+    let mut b = tower_governor::governor::GovernorConfigBuilder::default();
+    b.per_nanosecond(1).burst_size(1_000_000_000);
+    b
+}

@@ -349,6 +349,36 @@ pub(crate) mod tests {
         h
     }
 
+    /// The storing decision's parsed fields are reused only while they
+    /// are the stored ones: a field `Connection` names is dropped before
+    /// storing, and freshness is read from what is left.
+    #[test]
+    fn a_policy_is_not_reused_for_fields_connection_drops() {
+        let now = SystemTime::now();
+        let build = |pairs: &[(&str, &str)]| {
+            let h = headers(pairs);
+            let policy = super::super::storable::policy(&h, &[]);
+            CachedResponse::with_policy(
+                StatusCode::OK,
+                h,
+                Bytes::new(),
+                None,
+                (now, now),
+                (VaryKey::default(), Vec::new()),
+                &Rules::default(),
+                &policy,
+            )
+        };
+        let kept = build(&[("cache-control", "max-age=600")]);
+        assert_eq!(kept.facts.lifetime, Duration::from_secs(600));
+        let dropped = build(&[
+            ("cache-control", "max-age=600"),
+            ("connection", "cache-control"),
+        ]);
+        assert!(dropped.headers().get("cache-control").is_none());
+        assert_eq!(dropped.facts.lifetime, Duration::ZERO);
+    }
+
     pub(crate) fn at(secs: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
     }

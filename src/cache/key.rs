@@ -183,6 +183,32 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
+    /// However a key is built, equal text means an equal key with an equal
+    /// hash (the stores find it), and different text a different key.
+    #[test]
+    fn equal_keys_hash_alike_however_built() {
+        use std::hash::BuildHasher;
+        let h = |k: &CacheKey| foldhash::fast::FixedState::with_seed(7).hash_one(k);
+        let r = Request::get("/a?x=1")
+            .header("host", "Example.com")
+            .body(())
+            .unwrap();
+        let from_request = CacheKey::from_request(&r);
+        let from_text = CacheKey::from_text(from_request.as_str());
+        let normalized = CacheKey::normalized("example.com", r.uri());
+        for k in [&from_text, &normalized] {
+            assert!(*k == from_request);
+            assert_eq!(h(k), h(&from_request));
+        }
+        let extra = from_request.with_extra("ab12");
+        let extra_text = CacheKey::from_text(extra.as_str());
+        assert!(extra == extra_text);
+        assert_eq!(h(&extra), h(&extra_text));
+        assert_eq!(extra_text.path_and_query(), "/a?x=1");
+        assert!(extra != from_request);
+        assert!(CacheKey::from_text("example.com/a?x=2") != from_request);
+    }
+
     #[test]
     fn keys_hold_host_and_path() {
         let r = Request::get("/a/b?x=1")
