@@ -251,8 +251,8 @@ where
     let status = resp.status();
     if ranged {
         Counters::add(&shared.counters.misses);
-        if let Some(r) = &fetch.client.route {
-            r.fetched(Answer::Miss);
+        if let Some(r) = fetch.client.route {
+            shared.counters.routes.at(r).fetched(Answer::Miss);
         }
         if status == StatusCode::PARTIAL_CONTENT {
             let times = (request_time, response_time);
@@ -318,12 +318,16 @@ where
         } else {
             &shared.counters.misses
         });
-        if let Some(r) = &fetch.client.route {
-            r.fetched(if fetch.stale.is_some() {
-                Answer::Revalidated
-            } else {
-                Answer::Miss
-            });
+        if let Some(r) = fetch.client.route {
+            shared
+                .counters
+                .routes
+                .at(r)
+                .fetched(if fetch.stale.is_some() {
+                    Answer::Revalidated
+                } else {
+                    Answer::Miss
+                });
         }
     }
     let fwd_status = if fetch.stale.is_some() {

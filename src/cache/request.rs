@@ -4,10 +4,8 @@
 use http::header::{self, HeaderMap};
 use http::{Method, StatusCode};
 
-use std::sync::Arc;
-
 use super::range::Ranged;
-use super::routes::RouteCounters;
+use super::routes::RouteIndex;
 use crate::headers::{CacheControl, EntityTag, HttpDate};
 use crate::headers::{Precondition, Preconditions};
 
@@ -76,7 +74,7 @@ pub(crate) struct Client {
     pub(crate) conds: Preconditions,
     pub(crate) range: Option<Ranged>,
     /// The counters of the route the request matched.
-    pub(crate) route: Option<Arc<RouteCounters>>,
+    pub(crate) route: Option<RouteIndex>,
 }
 
 /// Removes `Range` and `If-Range`: the whole representation is asked for.

@@ -3,8 +3,8 @@
 //! routes.
 
 use std::collections::HashMap;
+use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
 
@@ -58,50 +58,110 @@ impl RouteCounters {
     }
 }
 
-/// The counters of every route seen, at most [`MAX_ROUTES`] of them.
-#[derive(Debug, Default)]
+/// The counters of every route seen, at most [`MAX_ROUTES`] of them, and
+/// those of the routes past them.
+///
+/// A request holds its route's index, not a reference-counted handle, and
+/// each thread remembers the last route it looked up: a run of requests
+/// for one route on a thread takes no lock and touches no count shared
+/// with other threads but the one it adds to.
+#[derive(Debug)]
 pub(crate) struct Routes {
-    map: RwLock<HashMap<Box<str>, Arc<RouteCounters>, foldhash::fast::RandomState>>,
-    other: Arc<RouteCounters>,
+    /// This table's id in the threads' memos (tables are made and dropped
+    /// with their layers: an address could be reused, an id is not).
+    id: u64,
+    index: RwLock<HashMap<Box<str>, u16, foldhash::fast::RandomState>>,
+    /// `MAX_ROUTES` slots, then the one of the routes past them.
+    counters: Box<[RouteCounters]>,
+}
+
+/// A route's place in its [`Routes`].
+pub(crate) type RouteIndex = u16;
+
+const OTHER_INDEX: RouteIndex = MAX_ROUTES as RouteIndex;
+
+impl Default for Routes {
+    fn default() -> Self {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+        Self {
+            id: NEXT_ID.fetch_add(1, Relaxed),
+            index: RwLock::default(),
+            counters: (0..=MAX_ROUTES).map(|_| RouteCounters::default()).collect(),
+        }
+    }
+}
+
+thread_local! {
+    /// The last route this thread looked up: (table id, route, index).
+    static LAST: std::cell::RefCell<Option<(u64, Box<str>, RouteIndex)>> =
+        const { std::cell::RefCell::new(None) };
 }
 
 impl Routes {
-    /// The counters of `route` (created on first sight while there is
+    /// The index of `route` (given one on first sight while there is
     /// room).
-    pub(crate) fn get(&self, route: &str) -> Arc<RouteCounters> {
-        if let Ok(map) = self.map.read() {
-            if let Some(c) = map.get(route) {
-                return Arc::clone(c);
+    pub(crate) fn get(&self, route: &str) -> RouteIndex {
+        let memo = LAST
+            .try_with(|last| {
+                let last = last.try_borrow().ok()?;
+                let (id, r, i) = last.as_ref()?;
+                (*id == self.id && **r == *route).then_some(*i)
+            })
+            .ok()
+            .flatten();
+        if let Some(i) = memo {
+            return i;
+        }
+        let i = self.look_up(route);
+        let _ = LAST.try_with(|last| {
+            if let Ok(mut last) = last.try_borrow_mut() {
+                *last = Some((self.id, route.into(), i));
+            }
+        });
+        i
+    }
+
+    fn look_up(&self, route: &str) -> RouteIndex {
+        if let Ok(map) = self.index.read() {
+            if let Some(&i) = map.get(route) {
+                return i;
             }
             // Full: no write lock for each request of an unlisted route.
             if map.len() >= MAX_ROUTES {
-                return Arc::clone(&self.other);
+                return OTHER_INDEX;
             }
         }
-        let Ok(mut map) = self.map.write() else {
-            return Arc::clone(&self.other);
+        let Ok(mut map) = self.index.write() else {
+            return OTHER_INDEX;
         };
-        if let Some(c) = map.get(route) {
-            return Arc::clone(c);
+        if let Some(&i) = map.get(route) {
+            return i;
         }
-        if map.len() >= MAX_ROUTES {
-            return Arc::clone(&self.other);
+        let Ok(i) = RouteIndex::try_from(map.len()) else {
+            return OTHER_INDEX;
+        };
+        if usize::from(i) >= MAX_ROUTES {
+            return OTHER_INDEX;
         }
-        let c = Arc::new(RouteCounters::default());
-        map.insert(route.into(), Arc::clone(&c));
-        c
+        map.insert(route.into(), i);
+        i
+    }
+
+    /// The counters at `i`.
+    pub(crate) fn at(&self, i: RouteIndex) -> &RouteCounters {
+        &self.counters[usize::from(i).min(MAX_ROUTES)]
     }
 
     /// Every route's figures, the busiest first.
     pub(crate) fn snapshot(&self) -> Vec<RouteSnapshot> {
-        let mut out: Vec<RouteSnapshot> = match self.map.read() {
+        let mut out: Vec<RouteSnapshot> = match self.index.read() {
             Ok(map) => map
                 .iter()
-                .map(|(route, c)| RouteSnapshot::of(route, c))
+                .map(|(route, &i)| RouteSnapshot::of(route, self.at(i)))
                 .collect(),
             Err(_) => Vec::new(),
         };
-        let other = RouteSnapshot::of(OTHER_ROUTES, &self.other);
+        let other = RouteSnapshot::of(OTHER_ROUTES, self.at(OTHER_INDEX));
         if other.lookups() > 0 {
             out.push(other);
         }
@@ -162,9 +222,11 @@ mod tests {
     fn routes_are_bounded_and_sorted_by_traffic() {
         let routes = Routes::default();
         for i in 0..MAX_ROUTES + 10 {
-            routes.get(&format!("/r{i}")).fetched(Answer::Miss);
+            routes
+                .at(routes.get(&format!("/r{i}")))
+                .fetched(Answer::Miss);
         }
-        let a = routes.get("/r0");
+        let a = routes.at(routes.get("/r0"));
         for _ in 0..14 {
             a.served(&Via::Hit);
         }
@@ -179,5 +241,22 @@ mod tests {
         assert_eq!(snap[0].hit_rate, 15.0 / 16.0);
         assert_eq!(snap[1].route, OTHER_ROUTES);
         assert_eq!(snap[1].misses, 10);
+    }
+
+    /// The per-thread memo answers for its own table only.
+    #[test]
+    fn each_table_keeps_its_own_indexes() {
+        let (one, two) = (Routes::default(), Routes::default());
+        one.get("/a");
+        let b_in_one = one.get("/b");
+        // "/b" is the first route of `two`: index 0, not one's 1.
+        let b_in_two = two.get("/b");
+        assert_eq!((b_in_one, b_in_two), (1, 0));
+        two.at(b_in_two).served(&Via::Hit);
+        one.at(one.get("/b")).served(&Via::Hit);
+        one.at(one.get("/b")).served(&Via::Hit);
+        assert_eq!(two.snapshot()[0].hits, 1);
+        let snap = one.snapshot();
+        assert_eq!((snap[0].route.as_str(), snap[0].hits), ("/b", 2));
     }
 }

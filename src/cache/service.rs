@@ -95,8 +95,8 @@ impl Shared {
         now: SystemTime,
         via: Via,
     ) -> Resp<B> {
-        if let Some(r) = &client.route {
-            r.served(&via);
+        if let Some(r) = client.route {
+            self.counters.routes.at(r).served(&via);
         }
         let age = e.age(now);
         let ttl = e.facts.lifetime.as_secs() as i64 - age.as_secs() as i64;
