@@ -676,7 +676,7 @@ pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<ServerArg
 /// malloc spent 17% of this server's CPU on a cache-miss load (arena locks
 /// when one thread frees what another allocated, consolidation), and a
 /// miss cost 55.7 µs of CPU against 38.9 µs with mimalloc (BENCHMARKS.md,
-/// "Allocator"). Any server that stores responses frees on one thread what
+/// "The pass-through path, second part"). Any server that stores responses frees on one thread what
 /// another allocated; `--bare` uses the same allocator, so the comparisons
 /// stay fair.
 #[global_allocator]
