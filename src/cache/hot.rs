@@ -5,8 +5,9 @@
 //! section and body for a hit bumps reference counts in that shared memory
 //! (one per field value, one for the body), so two threads serving the same
 //! entry fight over those cache lines on every hit. Here each thread keeps
-//! [`SLOTS`] recently hit entries of its own: an entry found again within
-//! [`SEEN`] lookups on a thread is copied (field names, values and body)
+//! [`SLOTS`] recently hit entries of its own: an entry found again while
+//! it is among the last [`SEEN`] entries the thread looked up without a
+//! copy is copied (field names, values and body)
 //! into memory only that thread touches, and later hits clone the copy.
 //!
 //! A copy is used only for the very entry the store just returned (the
@@ -15,9 +16,11 @@
 //! new `Arc` on every lookup (Redis) never gets copies. Entries that weigh
 //! more than [`MAX_WEIGHT`] (body and fields) are not copied. Slots are
 //! replaced second-chance (CLOCK): a copy hit since the hand last passed
-//! stays; when every copy was, no new one is made, so a thread cycling
-//! through more hot entries than slots doesn't recopy on every hit. A
-//! slot whose entry the store dropped is freed at the next copy. At most
+//! stays, and each candidate refused moves the hand one slot, so a thread
+//! cycling through more hot entries than slots replaces copies slowly
+//! instead of recopying on every hit. A slot whose entry the store
+//! dropped is taken by the next copy; until then it holds that entry. At
+//! most
 //! [`SLOTS`] × 2 × [`MAX_WEIGHT`] per thread (the copies and the entries
 //! they hold), outside the store's budget.
 
@@ -49,10 +52,14 @@ struct Hot {
     copies: Vec<Copy>,
     /// The clock hand over `copies`.
     hand: usize,
-    /// Entries found lately. `Weak`, so an address isn't reused for
+    /// Entries looked up lately without a copy, and whether each was
+    /// found too heavy to copy. `Weak`, so an address isn't reused for
     /// another entry while it is remembered; compared, never upgraded.
-    seen: Vec<Weak<CachedResponse>>,
+    seen: Vec<(Weak<CachedResponse>, bool)>,
     seen_next: usize,
+    /// Copies made (tests count them).
+    #[cfg(test)]
+    made: u64,
 }
 
 thread_local! {
@@ -62,6 +69,8 @@ thread_local! {
             hand: 0,
             seen: Vec::new(),
             seen_next: 0,
+            #[cfg(test)]
+            made: 0,
         })
     };
 }
@@ -93,24 +102,32 @@ impl Hot {
         let Some(at) = self
             .seen
             .iter()
-            .position(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(e)))
+            .position(|(w, _)| std::ptr::eq(w.as_ptr(), Arc::as_ptr(e)))
         else {
+            let candidate = (Arc::downgrade(e), false);
             if self.seen.len() < SEEN {
-                self.seen.push(Arc::downgrade(e));
+                self.seen.push(candidate);
             } else {
-                self.seen[self.seen_next] = Arc::downgrade(e);
+                self.seen[self.seen_next] = candidate;
             }
             self.seen_next = (self.seen_next + 1) % SEEN;
             return own();
         };
+        // Weighed once, when found again: a heavy entry stays marked and
+        // never reaches the clock.
+        if self.seen[at].1 || e.weight() > MAX_WEIGHT {
+            self.seen[at].1 = true;
+            return own();
+        }
         let Some(slot) = self.free_slot() else {
             return own();
         };
-        if e.weight() > MAX_WEIGHT {
-            return own();
+        // Copied, and no longer a candidate.
+        self.seen[at] = (Weak::new(), false);
+        #[cfg(test)]
+        {
+            self.made += 1;
         }
-        // Found again: copied, and no longer a candidate.
-        self.seen[at] = Weak::new();
         let copy = Copy {
             entry: Arc::clone(e),
             template: deep_copy(&e.template),
@@ -126,9 +143,10 @@ impl Hot {
     }
 
     /// The slot a new copy may take: a free one, one whose entry only it
-    /// still holds (the store dropped it), or the first the clock hand
-    /// finds not hit since its last pass; `None` when every copy was hit
-    /// (their bits cleared for the next time).
+    /// still holds (the store dropped it), or the one under the clock
+    /// hand if it was not hit since the hand last passed. A copy that was
+    /// hit loses that mark and the candidate waits: each refused candidate
+    /// moves the hand one slot, so copies in use are replaced slowly.
     fn free_slot(&mut self) -> Option<usize> {
         if self.copies.len() < SLOTS {
             return Some(self.copies.len());
@@ -140,16 +158,14 @@ impl Hot {
         {
             return Some(i);
         }
-        for _ in 0..SLOTS {
-            let i = self.hand;
-            self.hand = (self.hand + 1) % SLOTS;
-            let c = &mut self.copies[i];
-            if !c.referenced {
-                return Some(i);
-            }
+        let i = self.hand;
+        self.hand = (self.hand + 1) % SLOTS;
+        let c = &mut self.copies[i];
+        if c.referenced {
             c.referenced = false;
+            return None;
         }
-        None
+        Some(i)
     }
 }
 
@@ -230,60 +246,105 @@ mod tests {
         assert_eq!(&b[..], b"old");
     }
 
-    #[test]
-    fn copies_are_bounded_and_not_remade_on_every_hit() {
-        // Clean slate for this thread (tests share threads).
-        HOT.with(|h| h.borrow_mut().copies.clear());
-        let entries: Vec<_> = (0..SLOTS + 4).map(|_| entry(b"x")).collect();
-        // Every entry hit three times over, round after round: the first
-        // SLOTS are copied; the others, while those keep being hit, are
-        // not copied in their place.
-        for _ in 0..4 {
-            for e in &entries {
-                template_and_body(e);
-            }
-        }
-        let copied = |entries: &[Arc<CachedResponse>]| {
-            HOT.with(|h| {
-                let h = h.borrow();
-                entries
-                    .iter()
-                    .filter(|e| h.copies.iter().any(|c| Arc::ptr_eq(&c.entry, e)))
-                    .count()
-            })
-        };
-        HOT.with(|h| assert_eq!(h.borrow().copies.len(), SLOTS));
-        let first = copied(&entries);
-        for _ in 0..4 {
-            for e in &entries {
-                template_and_body(e);
-            }
-        }
-        // At most one slot changes hands per round of misses that find
-        // every copy hit.
-        assert_eq!(copied(&entries), first);
-        // An entry the store dropped frees its slot for the next copy.
-        let dropped = HOT.with(|h| Arc::clone(&h.borrow().copies[0].entry));
-        drop(entries);
-        drop(dropped);
-        let fresh = entry(b"fresh");
-        template_and_body(&fresh);
-        let (_, b) = template_and_body(&fresh);
-        assert_ne!(b.as_ptr(), fresh.body.as_ptr(), "copied into a freed slot");
+    /// A clean slate for this thread (tests share threads).
+    fn reset() {
+        HOT.with(|h| {
+            let mut h = h.borrow_mut();
+            h.copies.clear();
+            h.seen.clear();
+            h.hand = 0;
+            h.seen_next = 0;
+            h.made = 0;
+        });
+    }
+
+    fn made() -> u64 {
+        HOT.with(|h| h.borrow().made)
     }
 
     #[test]
-    fn heavy_entries_are_never_copied() {
+    fn copies_are_bounded_and_not_remade_on_every_hit() {
+        reset();
+        // A thread cycling through more hot entries than it has slots.
+        let entries: Vec<_> = (0..SLOTS + 4).map(|_| entry(b"x")).collect();
+        let round = || {
+            for e in &entries {
+                template_and_body(e);
+            }
+        };
+        for _ in 0..4 {
+            round();
+        }
+        HOT.with(|h| assert_eq!(h.borrow().copies.len(), SLOTS));
+        let before = made();
+        for _ in 0..8 {
+            round();
+        }
+        let remade = made() - before;
+        // At most one copy a round (sweeping the clock round on each
+        // refusal made 13 in 4 rounds).
+        assert!(
+            remade <= 8,
+            "{remade} copies in 8 rounds of {} lookups",
+            entries.len()
+        );
+    }
+
+    #[test]
+    fn a_slot_whose_entry_the_store_dropped_is_taken() {
+        reset();
+        let entries: Vec<_> = (0..SLOTS).map(|_| entry(b"x")).collect();
+        // Every slot copied, and every copy hit since: the clock would
+        // refuse a newcomer.
+        for _ in 0..3 {
+            for e in &entries {
+                template_and_body(e);
+            }
+        }
+        assert_eq!(made(), SLOTS as u64);
+        let fresh = entry(b"fresh");
+        template_and_body(&fresh);
+        let (_, b) = template_and_body(&fresh);
+        assert_eq!(
+            b.as_ptr(),
+            fresh.body.as_ptr(),
+            "refused: every copy was hit"
+        );
+        // The store drops one of them: its slot goes to the newcomer.
+        let mut entries = entries;
+        drop(entries.pop());
+        let (_, b) = template_and_body(&fresh);
+        assert_ne!(
+            b.as_ptr(),
+            fresh.body.as_ptr(),
+            "copied into the freed slot"
+        );
+        assert_eq!(made(), SLOTS as u64 + 1);
+    }
+
+    #[test]
+    fn heavy_entries_are_never_copied_nor_touch_the_clock() {
+        reset();
+        let light: Vec<_> = (0..SLOTS).map(|_| entry(b"x")).collect();
+        for _ in 0..3 {
+            for e in &light {
+                template_and_body(e);
+            }
+        }
+        // A body under the limit, the whole entry over it.
         let big = Arc::new({
             let e = entry(b"");
             let mut e = Arc::try_unwrap(e).ok().unwrap();
             e.body = Bytes::from(vec![b'y'; MAX_WEIGHT - 100]);
             e
         });
-        for _ in 0..3 {
+        assert!(big.weight() > MAX_WEIGHT);
+        for _ in 0..5 {
             let (_, b) = template_and_body(&big);
             assert_eq!(b.as_ptr(), big.body.as_ptr());
         }
+        assert_eq!(made(), SLOTS as u64);
+        HOT.with(|h| assert!(h.borrow().copies.iter().all(|c| c.referenced)));
     }
 
     #[test]

@@ -181,17 +181,17 @@
 //!   hottest URLs) through the service, bounded in concurrency, and
 //!   reports what was stored.
 //! - **Statistics** through [`CacheStats`].
-//! - **Hot entries per thread**: an entry found again within 16 lookups on
-//!   a worker thread is copied (header section and body; entries weighing
+//! - **Hot entries per thread**: an entry found again while it is among
+//!   the last 16 a worker thread looked up without a copy is copied (header section and body; entries weighing
 //!   up to 64 KiB; 8 per thread, replaced second-chance) into memory only
 //!   that thread touches, and whole answers from the store (not HEAD, 304
 //!   or ranges) clone the copy, so threads serving the same entry don't
 //!   contend for its reference counts. A copy serves only the very entry
 //!   the store returns: a replaced, purged or evicted entry is never served
 //!   from one, and a store that decodes a new entry per lookup (Redis)
-//!   gets none. The copies, and the entries they hold until the store
-//!   drops them or a later hot entry takes their slot, are outside the
-//!   store's budget: at most 8 × 2 × 64 KiB a thread.
+//!   gets none. The copies, and the entries they hold until that thread
+//!   makes another copy (even after the store dropped them), are outside
+//!   the store's budget: at most 8 × 2 × 64 KiB a thread.
 //! - **Several replicas** (feature `redis`): `RedisCacheStore` keeps
 //!   responses in Redis, and `TieredStore` puts a memory store in front of
 //!   it, with purges and invalidations published so every replica drops

@@ -16,8 +16,10 @@ pub const MAX_ROUTES: usize = 256;
 /// The label of the routes past [`MAX_ROUTES`].
 pub const OTHER_ROUTES: &str = "(other)";
 
-/// One route's counters.
+/// One route's counters, a cache line of their own (two busy routes on
+/// two threads don't contend).
 #[derive(Debug, Default)]
+#[repr(align(64))]
 pub(crate) struct RouteCounters {
     hits: AtomicU64,
     stale: AtomicU64,
@@ -62,9 +64,10 @@ impl RouteCounters {
 /// those of the routes past them.
 ///
 /// A request holds its route's index, not a reference-counted handle, and
-/// each thread remembers the last route it looked up: a run of requests
-/// for one route on a thread takes no lock and touches no count shared
-/// with other threads but the one it adds to.
+/// each thread remembers the last route it looked up: in a run of
+/// requests for one route on a thread, each takes no lock and touches no
+/// count shared with other threads but the one it adds to. Other requests
+/// take the read lock for the index, as they took it before for a handle.
 #[derive(Debug)]
 pub(crate) struct Routes {
     /// This table's id in the threads' memos (tables are made and dropped
@@ -78,6 +81,7 @@ pub(crate) struct Routes {
 /// A route's place in its [`Routes`].
 pub(crate) type RouteIndex = u16;
 
+const _: () = assert!(MAX_ROUTES < RouteIndex::MAX as usize);
 const OTHER_INDEX: RouteIndex = MAX_ROUTES as RouteIndex;
 
 impl Default for Routes {
@@ -92,9 +96,10 @@ impl Default for Routes {
 }
 
 thread_local! {
-    /// The last route this thread looked up: (table id, route, index).
-    static LAST: std::cell::RefCell<Option<(u64, Box<str>, RouteIndex)>> =
-        const { std::cell::RefCell::new(None) };
+    /// The last route this thread looked up: (table id, route, index);
+    /// the string's buffer is reused from one route to the next.
+    static LAST: std::cell::RefCell<(u64, String, RouteIndex)> =
+        const { std::cell::RefCell::new((u64::MAX, String::new(), 0)) };
 }
 
 impl Routes {
@@ -104,8 +109,8 @@ impl Routes {
         let memo = LAST
             .try_with(|last| {
                 let last = last.try_borrow().ok()?;
-                let (id, r, i) = last.as_ref()?;
-                (*id == self.id && **r == *route).then_some(*i)
+                let (id, r, i) = &*last;
+                (*id == self.id && r == route).then_some(*i)
             })
             .ok()
             .flatten();
@@ -115,7 +120,11 @@ impl Routes {
         let i = self.look_up(route);
         let _ = LAST.try_with(|last| {
             if let Ok(mut last) = last.try_borrow_mut() {
-                *last = Some((self.id, route.into(), i));
+                let (id, r, index) = &mut *last;
+                *id = self.id;
+                r.clear();
+                r.push_str(route);
+                *index = i;
             }
         });
         i

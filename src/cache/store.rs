@@ -350,9 +350,11 @@ impl CacheStore for MemoryStore {
         let now = Instant::now();
         // A URL not stored yet (every miss of a new URL): a plain insert,
         // without the per-key lock and merge of `and_compute_with` (2,300
-        // instructions a miss). Two first variants of one URL stored at
-        // the same instant may then keep only the later one; the other is
-        // fetched and stored again when next asked for.
+        // instructions a miss). The check and the insert are not one
+        // step: a put of the same URL on another thread in between (a
+        // second variant, or a tiered store refilling this one) may lose
+        // its variants to this insert. What is lost is fetched and stored
+        // again when next asked for; nothing else is served.
         if !self.cache.contains_key(&key) {
             let weight = u32::try_from(response.weight()).unwrap_or(u32::MAX);
             let slot = Slot {
