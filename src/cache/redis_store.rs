@@ -557,14 +557,20 @@ impl CacheStore for TieredStore {
                 // Copy into L1 for as long as the longest-lived variant
                 // may be used (its age is counted from its own times).
                 let now = std::time::SystemTime::now();
-                for v in vs.iter().rev() {
-                    let ttl = v.retention(
-                        now,
-                        Duration::from_secs(3600),
-                        crate::cache::DEFAULT_STALE_IF_UNREACHABLE,
-                    );
-                    let _ = l1.put(key.clone(), Arc::clone(v), ttl).take_ready();
-                }
+                let ttl = vs
+                    .iter()
+                    .map(|v| {
+                        v.retention(
+                            now,
+                            Duration::from_secs(3600),
+                            crate::cache::DEFAULT_STALE_IF_UNREACHABLE,
+                        )
+                    })
+                    .max()
+                    .unwrap_or_default();
+                // All of them in one insert: refills racing for one URL
+                // can't leave part of its variants.
+                l1.fill(key.clone(), vs, ttl);
                 // A purge that ran since the check above must not leave
                 // the copy in memory (checked after the copy is put, as a
                 // purge bumps the generation before it empties memory).

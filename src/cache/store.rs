@@ -332,6 +332,26 @@ impl MemoryStore {
         self
     }
 
+    /// Holds exactly `variants` (at most [`max_variants`](Self::max_variants)
+    /// of them, in order) under `key`, for `ttl`, in one insert: a tier
+    /// above refilling this one from the tier below, where putting the
+    /// variants one by one could interleave with another refill.
+    pub(crate) fn fill(&self, key: CacheKey, variants: &Variants, ttl: Duration) {
+        let kept: Variants = variants.iter().take(self.max_variants).cloned().collect();
+        if kept.is_empty() {
+            return;
+        }
+        let weight: usize = kept.iter().map(|v| v.weight()).sum();
+        self.cache.insert(
+            key,
+            Slot {
+                variants: kept,
+                expires_at: Instant::now() + ttl,
+                weight: u32::try_from(weight).unwrap_or(u32::MAX),
+            },
+        );
+    }
+
     /// Applies pending evictions and expirations now (they otherwise run
     /// in small steps during reads and writes), so [`usage`](CacheStore::usage)
     /// is exact.
@@ -352,9 +372,10 @@ impl CacheStore for MemoryStore {
         // without the per-key lock and merge of `and_compute_with` (2,300
         // instructions a miss). The check and the insert are not one
         // step: a put of the same URL on another thread in between (a
-        // second variant, or a tiered store refilling this one) may lose
-        // its variants to this insert. What is lost is fetched and stored
-        // again when next asked for; nothing else is served.
+        // second variant) may lose its variants to this insert. What is
+        // lost is fetched and stored again when next asked for; nothing
+        // else is served. (A tiered store refills with `fill`, all the
+        // variants in one insert.)
         if !self.cache.contains_key(&key) {
             let weight = u32::try_from(response.weight()).unwrap_or(u32::MAX);
             let slot = Slot {

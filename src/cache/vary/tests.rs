@@ -454,3 +454,37 @@ fn the_memory_store_keeps_a_urls_variants() {
     assert_eq!(now.len(), 2);
     assert!(Arc::ptr_eq(&now[0], &newer) && Arc::ptr_eq(&now[1], &plain));
 }
+
+/// A refill from a lower tier holds exactly the variants it was given, in
+/// order, in place of what was there, at most `max_variants`.
+#[test]
+fn a_refill_holds_the_variants_given() {
+    use crate::cache::{CacheKey, CacheStore, MemoryStore};
+    use std::time::Duration;
+
+    let store = MemoryStore::new(1 << 20).max_variants(2);
+    let key = CacheKey::from_text("example.com/r");
+    let get = |store: &MemoryStore| {
+        let mut f = store.get(&key);
+        f.take_ready()
+            .expect("the memory store answers at once")
+            .expect("no error")
+    };
+    let ttl = Duration::from_secs(60);
+    let old = stored(None, None, true);
+    let _ = store.put(key.clone(), old, ttl).take_ready();
+    let (gzip, plain, br) = (
+        stored(Some("gzip"), Some("gzip"), true),
+        stored(None, None, true),
+        stored(Some("br"), Some("br"), true),
+    );
+    let given: crate::cache::store::Variants =
+        vec![Arc::clone(&gzip), Arc::clone(&plain), Arc::clone(&br)].into();
+    store.fill(key.clone(), &given, ttl);
+    let now = get(&store).expect("filled");
+    assert_eq!(now.len(), 2);
+    assert!(Arc::ptr_eq(&now[0], &gzip) && Arc::ptr_eq(&now[1], &plain));
+    // Nothing given: nothing changes.
+    store.fill(key.clone(), &Vec::new().into(), ttl);
+    assert_eq!(get(&store).expect("still there").len(), 2);
+}
