@@ -336,6 +336,7 @@ impl MemoryStore {
     /// of them, in order) under `key`, for `ttl`, in one insert: a tier
     /// above refilling this one from the tier below, where putting the
     /// variants one by one could interleave with another refill.
+    #[cfg(feature = "redis")]
     pub(crate) fn fill(&self, key: CacheKey, variants: &Variants, ttl: Duration) {
         let kept: Variants = variants.iter().take(self.max_variants).cloned().collect();
         if kept.is_empty() {

@@ -457,6 +457,7 @@ fn the_memory_store_keeps_a_urls_variants() {
 
 /// A refill from a lower tier holds exactly the variants it was given, in
 /// order, in place of what was there, at most `max_variants`.
+#[cfg(feature = "redis")]
 #[test]
 fn a_refill_holds_the_variants_given() {
     use crate::cache::{CacheKey, CacheStore, MemoryStore};
