@@ -166,7 +166,7 @@ impl Tee {
                 http::HeaderValue::from(body.len()),
             );
         }
-        let entry = CachedResponse::with_policy(
+        let entry = CachedResponse::build(
             self.status,
             std::mem::take(&mut self.headers),
             body,
@@ -177,7 +177,7 @@ impl Tee {
                 std::mem::take(&mut self.tags),
             ),
             &self.shared.config.rules,
-            &self.policy,
+            Some(&self.policy),
         )
         .with_default_ttl(self.shared.config.default_ttl(self.key.path()));
         let key = self.key.clone();

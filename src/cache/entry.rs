@@ -87,36 +87,12 @@ impl CachedResponse {
         )
     }
 
-    /// [`new`](Self::new) for a response whose storing decision already
-    /// read its [`Policy`] from `headers`: the caching fields are not parsed
-    /// again (unless `Connection` names fields to drop, which may change
-    /// them).
+    /// [`new`](Self::new), given the [`Policy`] the storing decision
+    /// already read from `headers` when there is one: the caching fields
+    /// are then not parsed again (unless `Connection` names fields to
+    /// drop, which may change them).
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn with_policy(
-        status: StatusCode,
-        headers: HeaderMap,
-        body: Bytes,
-        trailers: Option<HeaderMap>,
-        times: (SystemTime, SystemTime),
-        (vary, tags): (VaryKey, Vec<Box<str>>),
-        rules: &Rules,
-        policy: &Policy,
-    ) -> Self {
-        let policy = Some(policy).filter(|_| !headers.contains_key(header::CONNECTION));
-        Self::build(
-            status,
-            headers,
-            body,
-            trailers,
-            times,
-            (vary, tags),
-            rules,
-            policy,
-        )
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn build(
+    pub(crate) fn build(
         status: StatusCode,
         mut headers: HeaderMap,
         body: Bytes,
@@ -126,12 +102,10 @@ impl CachedResponse {
         rules: &Rules,
         policy: Option<&Policy>,
     ) -> Self {
+        let policy = policy.filter(|_| !headers.contains_key(header::CONNECTION));
         let (request_time, response_time) = times;
         headers.retain_not_hop_by_hop();
-        let facts = match policy {
-            Some(p) => Facts::derive_with(p, status, &headers, request_time, response_time, rules),
-            None => Facts::derive(status, &headers, request_time, response_time, rules),
-        };
+        let facts = Facts::derive(status, &headers, request_time, response_time, rules, policy);
         Self {
             status,
             template: template(&headers),
@@ -279,7 +253,7 @@ impl CachedResponse {
         if !not_modified.contains_key(header::DATE) {
             headers.insert(header::DATE, HttpDate::from(times.1).to_header_value());
         }
-        let facts = Facts::derive(self.status, &headers, times.0, times.1, rules)
+        let facts = Facts::derive(self.status, &headers, times.0, times.1, rules, None)
             .with_default_ttl(self.status, self.facts.default_ttl);
         Self {
             status: self.status,
@@ -358,7 +332,7 @@ pub(crate) mod tests {
         let build = |pairs: &[(&str, &str)]| {
             let h = headers(pairs);
             let policy = super::super::storable::policy(&h, &[]);
-            CachedResponse::with_policy(
+            CachedResponse::build(
                 StatusCode::OK,
                 h,
                 Bytes::new(),
@@ -366,7 +340,7 @@ pub(crate) mod tests {
                 (now, now),
                 (VaryKey::default(), Vec::new()),
                 &Rules::default(),
-                &policy,
+                Some(&policy),
             )
         };
         let kept = build(&[("cache-control", "max-age=600")]);

@@ -279,28 +279,25 @@ impl Facts {
         self
     }
 
+    /// The facts of a response: `parsed` is the [`Policy`](super::storable::Policy)
+    /// the storing decision already read from `headers`, if any (the
+    /// field is then parsed once per response).
     pub(crate) fn derive(
         status: StatusCode,
         headers: &HeaderMap,
         request_time: SystemTime,
         response_time: SystemTime,
         rules: &Rules,
+        parsed: Option<&super::storable::Policy>,
     ) -> Self {
-        let policy = super::storable::policy(headers, &rules.targets);
-        Self::derive_with(&policy, status, headers, request_time, response_time, rules)
-    }
-
-    /// [`derive`](Self::derive) with the [`Policy`](super::storable::Policy)
-    /// already read from `headers` (the storing decision read it: the
-    /// field is parsed once per response).
-    pub(crate) fn derive_with(
-        policy: &super::storable::Policy,
-        status: StatusCode,
-        headers: &HeaderMap,
-        request_time: SystemTime,
-        response_time: SystemTime,
-        rules: &Rules,
-    ) -> Self {
+        let read;
+        let policy = match parsed {
+            Some(p) => p,
+            None => {
+                read = super::storable::policy(headers, &rules.targets);
+                &read
+            }
+        };
         let cc = &policy.cc;
         let date = HttpDate::from_headers(headers, &header::DATE)
             .and_then(Result::ok)
@@ -393,7 +390,7 @@ mod tests {
         let d = date(t);
         let e = date(t + 500);
         let f = |h: &HeaderMap| {
-            Facts::derive(StatusCode::OK, h, at(t), at(t), &Rules::default()).lifetime
+            Facts::derive(StatusCode::OK, h, at(t), at(t), &Rules::default(), None).lifetime
         };
         let all = headers(&[
             ("cache-control", "max-age=60, s-maxage=120"),
@@ -431,6 +428,7 @@ mod tests {
                     heuristic: heur,
                     ..Rules::default()
                 },
+                None,
             )
             .lifetime
         };
@@ -444,7 +442,14 @@ mod tests {
         // Sent at 100, received at 102, Date says 95 (origin clock behind
         // or response queued), Age: 10 from upstream.
         let h = headers(&[("date", &date(95)), ("age", "10")]);
-        let facts = Facts::derive(StatusCode::OK, &h, at(100), at(102), &Rules::default());
+        let facts = Facts::derive(
+            StatusCode::OK,
+            &h,
+            at(100),
+            at(102),
+            &Rules::default(),
+            None,
+        );
         // apparent = 7, corrected_age_value = 10 + 2 = 12 → 12.
         assert_eq!(facts.initial_age, Duration::from_secs(12));
         let stored = CachedResponse {
