@@ -258,6 +258,15 @@ mod tests {
         });
     }
 
+    /// Every entry looked up, `rounds` times over.
+    fn hit_all(entries: &[Arc<CachedResponse>], rounds: usize) {
+        for _ in 0..rounds {
+            for e in entries {
+                template_and_body(e);
+            }
+        }
+    }
+
     fn made() -> u64 {
         HOT.with(|h| h.borrow().made)
     }
@@ -267,19 +276,10 @@ mod tests {
         reset();
         // A thread cycling through more hot entries than it has slots.
         let entries: Vec<_> = (0..SLOTS + 4).map(|_| entry(b"x")).collect();
-        let round = || {
-            for e in &entries {
-                template_and_body(e);
-            }
-        };
-        for _ in 0..4 {
-            round();
-        }
+        hit_all(&entries, 4);
         HOT.with(|h| assert_eq!(h.borrow().copies.len(), SLOTS));
         let before = made();
-        for _ in 0..8 {
-            round();
-        }
+        hit_all(&entries, 8);
         let remade = made() - before;
         // At most one copy a round (sweeping the clock round on each
         // refusal made 13 in 4 rounds).
@@ -296,11 +296,7 @@ mod tests {
         let entries: Vec<_> = (0..SLOTS).map(|_| entry(b"x")).collect();
         // Every slot copied, and every copy hit since: the clock would
         // refuse a newcomer.
-        for _ in 0..3 {
-            for e in &entries {
-                template_and_body(e);
-            }
-        }
+        hit_all(&entries, 3);
         assert_eq!(made(), SLOTS as u64);
         let fresh = entry(b"fresh");
         template_and_body(&fresh);
@@ -326,11 +322,7 @@ mod tests {
     fn heavy_entries_are_never_copied_nor_touch_the_clock() {
         reset();
         let light: Vec<_> = (0..SLOTS).map(|_| entry(b"x")).collect();
-        for _ in 0..3 {
-            for e in &light {
-                template_and_body(e);
-            }
-        }
+        hit_all(&light, 3);
         // A body under the limit, the whole entry over it.
         let big = Arc::new({
             let e = entry(b"");

@@ -68,7 +68,6 @@ impl RouteCounters {
 /// requests for one route on a thread, each takes no lock and touches no
 /// count shared with other threads but the one it adds to. Other requests
 /// take the read lock for the index, as they took it before for a handle.
-#[derive(Debug)]
 pub(crate) struct Routes {
     /// This table's id in the threads' memos (tables are made and dropped
     /// with their layers: an address could be reused, an id is not).
@@ -76,6 +75,15 @@ pub(crate) struct Routes {
     index: RwLock<HashMap<Box<str>, u16, foldhash::fast::RandomState>>,
     /// `MAX_ROUTES` slots, then the one of the routes past them.
     counters: Box<[RouteCounters]>,
+}
+
+impl std::fmt::Debug for Routes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The routes seen, not the table's 257 slots.
+        f.debug_struct("Routes")
+            .field("routes", &self.index.read().map(|m| m.len()).unwrap_or(0))
+            .finish_non_exhaustive()
+    }
 }
 
 /// A route's place in its [`Routes`].

@@ -423,6 +423,18 @@ fn vary_star_matches_nothing() {
     assert_eq!(r, Err(VaryRefusal::Star));
 }
 
+/// What the memory store holds for `key` (it answers at once).
+fn in_memory(
+    store: &crate::cache::MemoryStore,
+    key: &crate::cache::CacheKey,
+) -> Option<crate::cache::store::Variants> {
+    use crate::cache::CacheStore;
+    let mut f = store.get(key);
+    f.take_ready()
+        .expect("the memory store answers at once")
+        .expect("no error")
+}
+
 /// The memory store keeps each variant of a URL: the first by a plain
 /// insert, the next merged beside it, a newer copy of one in its place.
 #[test]
@@ -432,13 +444,7 @@ fn the_memory_store_keeps_a_urls_variants() {
 
     let store = MemoryStore::new(1 << 20);
     let key = CacheKey::from_text("example.com/v");
-    let get = |store: &MemoryStore| {
-        let mut f = store.get(&key);
-        f.take_ready()
-            .expect("the memory store answers at once")
-            .expect("no error")
-            .expect("stored")
-    };
+    let get = |store: &MemoryStore| in_memory(store, &key).expect("stored");
     let ttl = Duration::from_secs(60);
     let gzip = stored(Some("gzip"), Some("gzip"), true);
     let _ = store.put(key.clone(), Arc::clone(&gzip), ttl).take_ready();
@@ -465,12 +471,7 @@ fn a_refill_holds_the_variants_given() {
 
     let store = MemoryStore::new(1 << 20).max_variants(2);
     let key = CacheKey::from_text("example.com/r");
-    let get = |store: &MemoryStore| {
-        let mut f = store.get(&key);
-        f.take_ready()
-            .expect("the memory store answers at once")
-            .expect("no error")
-    };
+    let get = |store: &MemoryStore| in_memory(store, &key);
     let ttl = Duration::from_secs(60);
     let old = stored(None, None, true);
     let _ = store.put(key.clone(), old, ttl).take_ready();
