@@ -14,11 +14,11 @@ use pin_project_lite::pin_project;
 
 use super::entry::CachedResponse;
 use super::flight::FlightGuard;
+use super::freshness::Facts;
 use super::key::CacheKey;
 use super::range::Segment;
 use super::service::Shared;
 use super::stats::Counters;
-use super::storable::Policy;
 use super::vary::VaryKey;
 
 pin_project! {
@@ -84,8 +84,9 @@ pub(crate) struct Tee {
     pub(crate) finished: bool,
     /// A 206: the bytes it holds, stored to combine with others.
     pub(crate) part: Option<Segment>,
-    /// The caching fields of `headers`, read when it was decided to store.
-    pub(crate) policy: Policy,
+    /// The facts of a whole response, derived when it was decided to
+    /// store it (`None` for a part: a 206's are its own).
+    pub(crate) facts: Option<Facts>,
 }
 
 impl std::fmt::Debug for Tee {
@@ -107,7 +108,7 @@ impl Tee {
         status: StatusCode,
         headers: HeaderMap,
         times: (SystemTime, SystemTime),
-        (vary, tags, policy): (VaryKey, Vec<Box<str>>, Policy),
+        (vary, tags, facts): (VaryKey, Vec<Box<str>>, Option<Facts>),
         flight: Option<FlightGuard>,
         part: Option<Segment>,
     ) -> Box<Self> {
@@ -125,7 +126,7 @@ impl Tee {
             flight,
             finished: false,
             part,
-            policy,
+            facts,
         })
     }
 
@@ -177,7 +178,7 @@ impl Tee {
                 std::mem::take(&mut self.tags),
             ),
             &self.shared.config.rules,
-            Some(&self.policy),
+            self.facts.take(),
         )
         .with_default_ttl(self.shared.config.default_ttl(self.key.path()));
         let key = self.key.clone();

@@ -9,7 +9,6 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use super::freshness::{Facts, Rules};
 use super::status::CACHE_STATUS;
-use super::storable::Policy;
 use super::vary::VaryKey;
 use crate::headers::HttpDate;
 
@@ -87,10 +86,10 @@ impl CachedResponse {
         )
     }
 
-    /// [`new`](Self::new), given the [`Policy`] the storing decision
-    /// already read from `headers` when there is one: the caching fields
-    /// are then not parsed again (unless `Connection` names fields to
-    /// drop, which may change them).
+    /// [`new`](Self::new), given the [`Facts`] the storing decision
+    /// already derived from `headers` when there are some: the fields are
+    /// then not read again (unless `Connection` names fields to drop, which
+    /// may change them).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn build(
         status: StatusCode,
@@ -100,12 +99,14 @@ impl CachedResponse {
         times: (SystemTime, SystemTime),
         (vary, tags): (VaryKey, Vec<Box<str>>),
         rules: &Rules,
-        policy: Option<&Policy>,
+        facts: Option<Facts>,
     ) -> Self {
-        let policy = policy.filter(|_| !headers.contains_key(header::CONNECTION));
+        let facts = facts.filter(|_| !headers.contains_key(header::CONNECTION));
         let (request_time, response_time) = times;
         headers.retain_not_hop_by_hop();
-        let facts = Facts::derive(status, &headers, request_time, response_time, rules, policy);
+        let facts = facts.unwrap_or_else(|| {
+            Facts::derive(status, &headers, request_time, response_time, rules, None)
+        });
         Self {
             status,
             template: template(&headers),
@@ -323,8 +324,8 @@ pub(crate) mod tests {
         h
     }
 
-    /// The storing decision's parsed fields are reused only while they
-    /// are the stored ones: a field `Connection` names is dropped before
+    /// The storing decision's facts are reused only while they are the
+    /// stored fields' facts: a field `Connection` names is dropped before
     /// storing, and freshness is read from what is left.
     #[test]
     fn a_policy_is_not_reused_for_fields_connection_drops() {
@@ -332,6 +333,14 @@ pub(crate) mod tests {
         let build = |pairs: &[(&str, &str)]| {
             let h = headers(pairs);
             let policy = super::super::storable::policy(&h, &[]);
+            let facts = Facts::derive(
+                StatusCode::OK,
+                &h,
+                now,
+                now,
+                &Rules::default(),
+                Some(&policy),
+            );
             CachedResponse::build(
                 StatusCode::OK,
                 h,
@@ -340,7 +349,7 @@ pub(crate) mod tests {
                 (now, now),
                 (VaryKey::default(), Vec::new()),
                 &Rules::default(),
-                Some(&policy),
+                Some(facts),
             )
         };
         let kept = build(&[("cache-control", "max-age=600")]);

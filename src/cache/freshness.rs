@@ -266,6 +266,16 @@ pub(crate) struct Heuristic {
 }
 
 impl Facts {
+    /// Whether the response could be reused only after validating it:
+    /// `no-cache`, or no freshness lifetime and no stale window it may be
+    /// served in (RFC 9111 §4.2.4, §4.3; RFC 5861).
+    pub(crate) fn validated_on_every_use(&self) -> bool {
+        let window = |w: Option<Duration>| w.is_some_and(|d| !d.is_zero());
+        let stale_usable = !self.must_revalidate
+            && (window(self.stale_while_revalidate) || window(self.stale_if_error));
+        self.no_cache || (self.lifetime.is_zero() && !stale_usable)
+    }
+
     /// These facts with `ttl` as the lifetime when the response has no
     /// explicit freshness, a status cacheable without it, and no
     /// `no-cache` ([`CacheLayer::default_ttl`](super::CacheLayer::default_ttl)).
@@ -383,6 +393,79 @@ mod tests {
     use crate::cache::vary::VaryKey;
     use bytes::Bytes;
     use http::StatusCode;
+
+    /// What `store_validated(false)` leaves out, read from the same facts
+    /// freshness uses: only what could be reused after validation alone.
+    #[test]
+    fn what_could_be_reused_only_after_validation() {
+        let (d, later, earlier) = (date(1_000), date(2_000), date(500));
+        let only_validated = |fields: &[(&str, &str)], heuristic: bool, default_ttl: bool| {
+            let h = headers(fields);
+            let rules = Rules {
+                heuristic: heuristic.then_some(Heuristic {
+                    fraction: 0.1,
+                    max: Duration::from_secs(86_400),
+                }),
+                ..Rules::default()
+            };
+            let ttl = default_ttl.then_some(Duration::from_secs(60));
+            Facts::derive(StatusCode::OK, &h, at(1_000), at(1_000), &rules, None)
+                .with_default_ttl(StatusCode::OK, ttl)
+                .validated_on_every_use()
+        };
+        let cc = |v| [("cache-control", v), ("date", d.as_str())];
+        for v in [
+            "no-cache",
+            "no-cache, max-age=60",
+            "max-age=0",
+            "s-maxage=0, max-age=60",
+            "max-age=0, stale-while-revalidate=0",
+            "max-age=0, must-revalidate, stale-while-revalidate=60",
+            "s-maxage=0, stale-if-error=60",
+        ] {
+            assert!(only_validated(&cc(v), false, false), "{v}");
+        }
+        for v in [
+            "max-age=60",
+            "s-maxage=60, max-age=0",
+            "max-age=0, stale-while-revalidate=60",
+            "max-age=0, stale-if-error=60",
+        ] {
+            assert!(!only_validated(&cc(v), false, false), "{v}");
+        }
+        for (e, validated) in [
+            (later.as_str(), false),
+            (earlier.as_str(), true),
+            ("0", true),
+        ] {
+            let f = [("date", d.as_str()), ("expires", e)];
+            assert_eq!(only_validated(&f, false, false), validated, "Expires {e}");
+        }
+        // Without `Date`, `Expires` counts from when the response came
+        // (the copy this replaced called any such `Expires` fresh).
+        assert!(only_validated(
+            &[("expires", earlier.as_str())],
+            false,
+            false
+        ));
+        assert!(!only_validated(
+            &[("expires", later.as_str())],
+            false,
+            false
+        ));
+        let lm = [("date", d.as_str()), ("last-modified", earlier.as_str())];
+        assert!(only_validated(&lm, false, false), "no heuristic");
+        assert!(!only_validated(&lm, true, false), "heuristic");
+        assert!(!only_validated(&lm, false, true), "default TTL");
+        // A heuristic over no time since Last-Modified gives no lifetime.
+        let lm_now = [("date", d.as_str()), ("last-modified", d.as_str())];
+        assert!(only_validated(&lm_now, true, false), "Last-Modified = Date");
+        let lm0 = [
+            ("cache-control", "max-age=0"),
+            ("last-modified", earlier.as_str()),
+        ];
+        assert!(only_validated(&lm0, true, true), "explicit zero wins");
+    }
 
     #[test]
     fn lifetime_precedence() {

@@ -13,6 +13,7 @@ use tower_service::Service;
 use super::body::{ResponseBody, Tee};
 use super::entry::CachedResponse;
 use super::flight::FlightGuard;
+use super::freshness::Facts;
 use super::future::Resp;
 use super::key::CacheKey;
 use super::range::storable_part;
@@ -48,7 +49,7 @@ impl Shared {
         let policy = storable::policy(fresh.headers(), &self.config.rules.targets);
         if policy.cc.no_store()
             || policy.cc.private()
-            || self.leaves_out(fresh.headers(), &policy, &self.settings(&key, false))
+            || (!self.config.store_validated && fresh.facts.validated_on_every_use())
         {
             self.flights.mark_uncacheable(&key);
             let fut = self.store.remove(&key);
@@ -70,21 +71,10 @@ impl Shared {
         }
     }
 
-    /// Whether `store_validated(false)` keeps this response out of the
-    /// store: it could be reused only after validation.
-    fn leaves_out(
-        &self,
-        headers: &HeaderMap,
-        policy: &storable::Policy,
-        settings: &storable::Settings,
-    ) -> bool {
-        !self.config.store_validated && storable::validated_on_every_use(headers, policy, settings)
-    }
-
     /// The storing rules (RFC 9111 §3) and this layer's own
     /// ([`CacheLayer::store_validated`](super::CacheLayer::store_validated))
     /// for a response of `status` under `policy` to a `method` request for
-    /// `key`.
+    /// `key`, and the [`Facts`] of the response when it may be stored.
     #[allow(clippy::too_many_arguments)]
     fn may_store(
         &self,
@@ -95,16 +85,30 @@ impl Shared {
         policy: &storable::Policy,
         req_cc: &CacheControl,
         authorized: bool,
-    ) -> Result<(), NotStorable> {
+        times: (SystemTime, SystemTime),
+    ) -> Result<Facts, NotStorable> {
         let settings = self.settings(key, authorized);
         storable::check_storable(method, status, headers, policy, req_cc, &settings)?;
         // A copy that must be validated before each use saves nothing
         // when the origin is in this process: it answers the conditional
         // request by running the handler all the same (BENCHMARKS.md).
-        if self.leaves_out(headers, policy, &settings) {
+        let validated_only = !self.config.store_validated;
+        if validated_only && policy.cc.no_cache() {
             return Err(NotStorable::ValidatedOnly);
         }
-        Ok(())
+        let facts = Facts::derive(
+            status,
+            headers,
+            times.0,
+            times.1,
+            &self.config.rules,
+            Some(policy),
+        )
+        .with_default_ttl(status, self.config.default_ttl(key.path()));
+        if validated_only && facts.validated_on_every_use() {
+            return Err(NotStorable::ValidatedOnly);
+        }
+        Ok(facts)
     }
 
     /// Completes a store operation: at once when it is ready (memory), on
@@ -378,19 +382,20 @@ where
             &policy,
             &fetch.req_cc,
             authorized,
+            times,
         )
-        .and_then(|()| match body.size_hint().exact() {
+        .and_then(|facts| match body.size_hint().exact() {
             Some(n) if n > shared.config.max_entry_size as u64 => Err(NotStorable::TooLarge),
-            _ => Ok(()),
+            _ => Ok(facts),
         })
-        .and_then(|()| {
+        .and_then(|facts| {
             let request = RequestVary::new(req_headers, &shared.config.encodings);
-            VaryKey::build(&parts.headers, &request, &shared.config.implicit_vary).map_err(
-                |refused| match refused {
+            VaryKey::build(&parts.headers, &request, &shared.config.implicit_vary)
+                .map(|vary| (vary, facts))
+                .map_err(|refused| match refused {
                     VaryRefusal::Star => NotStorable::VaryStar,
                     VaryRefusal::TooMany => NotStorable::VaryTooLong,
-                },
-            )
+                })
         });
     let fwd = fetch.fwd;
     let stored = storable.is_ok();
@@ -404,13 +409,13 @@ where
             HttpDate::from_headers(&parts.headers, &header::LAST_MODIFIED).and_then(Result::ok),
         );
     let tee = match storable {
-        Ok(vary) => Some(Tee::new(
+        Ok((vary, facts)) => Some(Tee::new(
             shared,
             fetch.key,
             parts.status,
             parts.headers.clone(),
             times,
-            (vary, tags, policy),
+            (vary, tags, Some(facts)),
             fetch.flight,
             None,
         )),
@@ -508,9 +513,11 @@ where
             &policy,
             &fetch.req_cc,
             authorized,
+            times,
         )
         .ok()
-        .and_then(|()| storable_part(&parts.headers, config.max_entry_size))
+        // The part's own facts (a 206's) are read when it is stored.
+        .and_then(|_| storable_part(&parts.headers, config.max_entry_size))
         .filter(|seg| body.size_hint().exact().is_none_or(|n| n == seg.len()))
         .and_then(|seg| {
             let request = RequestVary::new(req_headers, &config.encodings);
@@ -521,7 +528,7 @@ where
     let stored = part.is_some();
     let tee = part.map(|(seg, vary)| {
         let headers = parts.headers.clone();
-        let (status, tt) = (parts.status, (vary, tags, policy));
+        let (status, tt) = (parts.status, (vary, tags, None));
         Tee::new(
             shared,
             fetch.key,

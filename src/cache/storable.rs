@@ -3,7 +3,7 @@
 use http::header::{self, HeaderMap, HeaderName};
 use http::{Method, StatusCode};
 
-use crate::headers::{CacheControl, ContentCoding, HttpDate, dictionary_coding};
+use crate::headers::{CacheControl, ContentCoding, dictionary_coding};
 
 /// Statuses a cache may store without explicit freshness (RFC 9110 §15.1),
 /// less 206: a 206 is stored only as a part of a 200, by that status's
@@ -216,107 +216,10 @@ pub(crate) fn check_storable(
     Ok(())
 }
 
-/// Whether a stored copy of the response could be reused only after the
-/// origin validated it ([`CacheLayer::store_validated`](super::CacheLayer::store_validated)):
-/// `no-cache`; or no lifetime (`s-maxage`, else `max-age`, of zero; an
-/// `Expires` that is no date or not after `Date`; none of them, and no
-/// default TTL or heuristic with `Last-Modified`) and no stale window it
-/// may be served in (`stale-while-revalidate` or `stale-if-error` above
-/// zero, without `must-revalidate`, `proxy-revalidate` or `s-maxage`,
-/// which forbid serving stale).
-pub(crate) fn validated_on_every_use(
-    headers: &HeaderMap,
-    policy: &Policy,
-    settings: &Settings,
-) -> bool {
-    let (heuristics, default_ttl) = (settings.heuristics, settings.default_ttl);
-    let cc = &policy.cc;
-    if cc.no_cache() {
-        return true;
-    }
-    let fresh = match (cc.s_maxage(), cc.max_age()) {
-        (Some(d), _) | (None, Some(d)) => !d.is_zero(),
-        (None, None) if policy.expires(headers) => expires_after_date(headers),
-        (None, None) => default_ttl || (heuristics && headers.contains_key(header::LAST_MODIFIED)),
-    };
-    let never_stale = cc.must_revalidate() || cc.proxy_revalidate() || cc.s_maxage().is_some();
-    let window = |w: Option<std::time::Duration>| w.is_some_and(|d| !d.is_zero());
-    let stale =
-        !never_stale && (window(cc.stale_while_revalidate()) || window(cc.stale_if_error()));
-    !(fresh || stale)
-}
-
-/// An `Expires` that is a date after `Date` (RFC 9111 §5.3: anything
-/// else means already expired).
-fn expires_after_date(headers: &HeaderMap) -> bool {
-    let date = |name| HttpDate::from_headers(headers, name).and_then(Result::ok);
-    match (date(&header::EXPIRES), date(&header::DATE)) {
-        (Some(e), Some(d)) => e > d,
-        (Some(_), None) => true,
-        _ => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::entry::tests::{date, headers};
-
-    /// What `store_validated(false)` leaves out: only what could be
-    /// reused after validation alone.
-    #[test]
-    fn what_could_be_reused_only_after_validation() {
-        let (d, later, earlier) = (date(1_000), date(2_000), date(500));
-        let only_validated = |fields: &[(&str, &str)], heuristics: bool, default_ttl: bool| {
-            let h = headers(fields);
-            validated_on_every_use(
-                &h,
-                &policy(&h, &[]),
-                &Settings {
-                    heuristics,
-                    default_ttl,
-                    ..Settings::default()
-                },
-            )
-        };
-        let cc = |v| [("cache-control", v), ("date", d.as_str())];
-        for v in [
-            "no-cache",
-            "no-cache, max-age=60",
-            "max-age=0",
-            "s-maxage=0, max-age=60",
-            "max-age=0, stale-while-revalidate=0",
-            "max-age=0, must-revalidate, stale-while-revalidate=60",
-            "s-maxage=0, stale-if-error=60",
-        ] {
-            assert!(only_validated(&cc(v), false, false), "{v}");
-        }
-        for v in [
-            "max-age=60",
-            "s-maxage=60, max-age=0",
-            "max-age=0, stale-while-revalidate=60",
-            "max-age=0, stale-if-error=60",
-        ] {
-            assert!(!only_validated(&cc(v), false, false), "{v}");
-        }
-        for (e, validated) in [
-            (later.as_str(), false),
-            (earlier.as_str(), true),
-            ("0", true),
-        ] {
-            let f = [("date", d.as_str()), ("expires", e)];
-            assert_eq!(only_validated(&f, false, false), validated, "Expires {e}");
-        }
-        let lm = [("date", d.as_str()), ("last-modified", earlier.as_str())];
-        assert!(only_validated(&lm, false, false), "no heuristic");
-        assert!(!only_validated(&lm, true, false), "heuristic");
-        assert!(!only_validated(&lm, false, true), "default TTL");
-        let lm0 = [
-            ("cache-control", "max-age=0"),
-            ("last-modified", earlier.as_str()),
-        ];
-        assert!(only_validated(&lm0, true, true), "explicit zero wins");
-    }
+    use crate::cache::entry::tests::headers;
 
     #[test]
     fn storing_rules() {
