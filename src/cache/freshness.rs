@@ -369,12 +369,8 @@ impl Facts {
             etag: EntityTag::from_headers(headers),
             last_modified,
             coding: response_coding(headers),
-            // RFC 9110 §8.8.2.2: a Date at least a second later (both
-            // fields already read above).
-            last_modified_strong: match (date, last_modified) {
-                (Some(d), Some(lm)) => d >= lm.to_system_time() + Duration::from_secs(1),
-                _ => false,
-            },
+            // Both fields already read above.
+            last_modified_strong: super::range::last_modified_strong(date, last_modified),
             default_ttl: None,
             explicit,
             partial: if status == StatusCode::PARTIAL_CONTENT {

@@ -3,7 +3,7 @@
 //! combined into the complete one.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use http::StatusCode;
@@ -189,17 +189,25 @@ pub(super) fn storable_part(headers: &HeaderMap, max_entry_size: usize) -> Optio
     }
     let strong = match EntityTag::from_headers(headers) {
         Some(t) => !t.is_weak(),
-        None => last_modified_strong(headers),
+        None => {
+            let date = |name| HttpDate::from_headers(headers, name).and_then(Result::ok);
+            last_modified_strong(
+                date(&header::DATE).map(HttpDate::to_system_time),
+                date(&header::LAST_MODIFIED),
+            )
+        }
     };
     strong.then_some(s)
 }
 
 /// Whether `Last-Modified` is a strong validator for a cache (RFC 9110
 /// §8.8.2.2): the response's `Date` is at least a second later.
-fn last_modified_strong(headers: &HeaderMap) -> bool {
-    let date = |name| HttpDate::from_headers(headers, name).and_then(Result::ok);
-    match (date(&header::DATE), date(&header::LAST_MODIFIED)) {
-        (Some(d), Some(lm)) => d.to_system_time() >= lm.to_system_time() + Duration::from_secs(1),
+pub(super) fn last_modified_strong(
+    date: Option<SystemTime>,
+    last_modified: Option<HttpDate>,
+) -> bool {
+    match (date, last_modified) {
+        (Some(d), Some(lm)) => d >= lm.to_system_time() + Duration::from_secs(1),
         _ => false,
     }
 }
