@@ -57,3 +57,4 @@ table rate_limit_workload bare tower_governor quiet tower_governor-headers field
 table timing_workload bare timed sub-timings
 table cache_workload bare hit
 table stack_workload bare full
+table stack_workload bare-health floor-health full-health

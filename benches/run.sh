@@ -10,13 +10,18 @@
 #      alone, compression vs tower-http, rate limiting vs governor and
 #      tower_governor), as ratios.
 #
-# Usage: bash benches/run.sh            (about 10 minutes)
-#        DURATION=5s CONCURRENCY=16 bash benches/run.sh
+# Usage: bash benches/run.sh            (about 15 minutes)
+#        DURATION=5s CONCURRENCY=16 ROUNDS=5 bash benches/run.sh
+#
+# Each load-test pair runs ROUNDS times (default 3), bare and tower-perf
+# alternating, and the table gives the median of each column: one run on
+# a shared 2-core machine moves by 20%.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION="${DURATION:-10s}"
 CONCURRENCY="${CONCURRENCY:-32}"
+ROUNDS="${ROUNDS:-3}"
 # Raw outputs stay in target/bench-run (REPORT_ONLY=1 rewrites the
 # section from them without measuring again).
 OUT="target/bench-run"
@@ -59,11 +64,14 @@ run_one() {
 
 # name | server port of the stack | path | extra loadtest options
 run_pair() {
-  local name="$1" port="$2" path="$3"; shift 3
-  echo "==> $name: bare"
-  run_one "$name.bare" 3301 "$path" "$@"
-  echo "==> $name: tower-perf"
-  run_one "$name.full" "$port" "$path" "$@"
+  local name="$1" port="$2" path="$3" round; shift 3
+  rm -f "$OUT/$name".*.json "$OUT/$name".*.cpu
+  for round in $(seq 1 "$ROUNDS"); do
+    echo "==> $name ($round/$ROUNDS): bare"
+    run_one "$name.bare.$round" 3301 "$path" "$@"
+    echo "==> $name ($round/$ROUNDS): tower-perf"
+    run_one "$name.full.$round" "$port" "$path" "$@"
+  done
 }
 
 # Distinct query strings: every request is a cache miss (and is stored).
@@ -93,21 +101,29 @@ import json, re, sys, pathlib
 out, machine, date, duration, conc, tck = sys.argv[1:7]
 out = pathlib.Path(out)
 
-def load(name, side):
-    j = json.loads((out / f"{name}.{side}.json").read_text())
+def load_one(stem):
+    j = json.loads((out / f"{stem}.json").read_text())
     e = j["endpoints"][0]
-    cpu = out / f"{name}.{side}.cpu"
-    # Server CPU µs per request answered (None for runs from before the
-    # CPU was recorded).
+    cpu = out / f"{stem}.cpu"
+    # Server CPU µs per request answered.
     us = None
     if cpu.exists() and j["total_requests"]:
         us = int(cpu.read_text()) / int(tck) * 1e6 / j["total_requests"]
     return j["throughput"], e["p99_ms"], e["status_codes"], us
 
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+def runs(name, side):
+    return [load_one(p.name[: -len(".json")]) for p in sorted(out.glob(f"{name}.{side}.*.json"))]
+
 def fmt_us(v):
     return "–" if v is None else f"{v:.1f}"
 
 rows = []
+rounds = 0
 for name, what in [
     ("miss", "cache miss (distinct URLs, stored)"),
     ("hit", "cache hit (one URL)"),
@@ -115,12 +131,24 @@ for name, what in [
     ("health", "`/health` (`no-cache`, 2 bytes, passed through)"),
     ("limited", "rate-limited (429 after the first)"),
 ]:
-    if not (out / f"{name}.full.json").exists():
+    bare, full = runs(name, "bare"), runs(name, "full")
+    if not bare or len(bare) != len(full):
         continue
-    b_rps, b_p99, _, b_us = load(name, "bare")
-    f_rps, f_p99, codes, f_us = load(name, "full")
-    cpu_ratio = "–" if b_us is None or f_us is None else f"{f_us / b_us:.2f}x"
-    rows.append(f"| {what} | {b_rps:,.0f} | {f_rps:,.0f} | {f_rps / b_rps:.2f}x | {fmt_us(b_us)} | {fmt_us(f_us)} | {cpu_ratio} | {b_p99:.2f} | {f_p99:.2f} | {f_p99 / max(b_p99, 1e-9):.2f}x | {', '.join(f'{k}: {v}' for k, v in codes.items())} |")
+    rounds = max(rounds, len(full))
+    # Each column is the median over the rounds; each ratio the median of
+    # the rounds' own ratios (a bare run and the tower-perf run after it
+    # share the machine's mood).
+    col = lambda rs, i: median([r[i] for r in rs])
+    ratio = lambda i: median([f[i] / max(b[i], 1e-9) for b, f in zip(bare, full)])
+    codes = {}
+    for _, _, c, _ in full:
+        for k, v in c.items():
+            codes[k] = codes.get(k, 0) + v
+    have_cpu = all(r[3] is not None for r in bare + full)
+    b_us = col(bare, 3) if have_cpu else None
+    f_us = col(full, 3) if have_cpu else None
+    cpu_ratio = f"{ratio(3):.2f}x" if have_cpu else "–"
+    rows.append(f"| {what} | {col(bare, 0):,.0f} | {col(full, 0):,.0f} | {ratio(0):.2f}x | {fmt_us(b_us)} | {fmt_us(f_us)} | {cpu_ratio} | {col(bare, 1):.2f} | {col(full, 1):.2f} | {ratio(1):.2f}x | {', '.join(f'{k}: {v}' for k, v in codes.items())} |")
 
 def medians(path):
     text = (out / path).read_text()
@@ -181,7 +209,10 @@ between runs on a shared machine; compare the ratios.
 The example server's handlers alone (`--bare`) and under the whole stack
 (timing, rate limiting, cache, compression, cache-control), each driven for
 {duration} by `examples/loadtest.rs` with {conc} connections from the same
-machine (the load generator shares the 2 cores with the server). Server
+machine (the load generator shares the 2 cores with the server), {rounds}
+rounds with bare and tower-perf alternating: each figure is the median
+over the rounds, each ratio the median of the rounds' ratios (statuses are
+summed). Server
 CPU per request is the server process's user and system time during the
 run (from `/proc`) over the requests answered: steadier than req/s on a
 shared machine.

@@ -5,12 +5,15 @@
 //! `GET /health` instead (a 2-byte `no-cache` answer: the pass-through
 //! path of issue 21); `full-health-stored` with the cache storing and
 //! revalidating it, as `CacheLayer::store_validated(true)` does.
+//! `floor-health` is the bare handlers under six layers that only write
+//! the fields the full stack's `/health` answer carries (static values):
+//! what layering alone costs, before any layer does its work.
 //!
 //! The example server's global allocator (mimalloc) comes with it: the
 //! counts are the server's. Counts published before issue 21's second
 //! part were taken with glibc's allocator.
 //!
-//! Run: `cargo bench --bench stack_workload -- <bare|full|bare-health|full-health|full-health-stored> <n>`.
+//! Run: `cargo bench --bench stack_workload -- <bare|full|bare-health|full-health|full-health-stored|floor-health> <n>`.
 #![allow(missing_docs)]
 
 mod common;
@@ -40,9 +43,40 @@ fn request(i: u32, health: bool) -> Request<Body> {
     req
 }
 
+/// Six layers that do nothing but write the fields the full stack's
+/// `/health` answer carries (one each, static values) around the bare
+/// router: what any stack of six layers costs before it does any work.
+fn floor(app: axum::Router) -> axum::Router {
+    use http::HeaderValue;
+    use http::header::{CACHE_CONTROL, DATE, ETAG, HeaderName, VARY};
+    fn field(
+        name: HeaderName,
+        value: &'static str,
+    ) -> impl Fn(axum::response::Response) -> axum::response::Response + Clone {
+        move |mut r| {
+            r.headers_mut()
+                .insert(name.clone(), HeaderValue::from_static(value));
+            r
+        }
+    }
+    app.layer(
+        tower::ServiceBuilder::new()
+            .map_response(field(HeaderName::from_static("x-timing"), "1"))
+            .map_response(field(
+                HeaderName::from_static("cache-status"),
+                "tower-perf; fwd=uri-miss",
+            ))
+            .map_response(field(DATE, "Mon, 30 Nov 2026 20:44:24 GMT"))
+            .map_response(field(VARY, "accept-encoding, available-dictionary"))
+            .map_response(field(ETAG, "\"707da546ca9349c738af4cfed25a8222\""))
+            .map_response(field(CACHE_CONTROL, "no-cache"))
+            .map_request(|req: http::Request<Body>| req.map(Body::new)),
+    )
+}
+
 fn main() {
     let Some((contender, n)) = common::workload_args(
-        "stack_workload <bare|full|bare-health|full-health|full-health-stored> <n>",
+        "stack_workload <bare|full|bare-health|full-health|full-health-stored|floor-health> <n>",
     ) else {
         return;
     };
@@ -54,7 +88,7 @@ fn main() {
     let config = server::DemoConfig {
         // No 429s: every request is a miss through every layer.
         rate_limit_per_min: Some(1_000_000_000),
-        bare: contender.starts_with("bare"),
+        bare: contender.starts_with("bare") || contender.starts_with("floor"),
         ..server::DemoConfig::default()
     };
     let known = [
@@ -63,12 +97,15 @@ fn main() {
         "bare-health",
         "full-health",
         "full-health-stored",
+        "floor-health",
     ];
     if !known.contains(&contender.as_str()) {
         eprintln!("unknown contender {contender}");
         return;
     }
-    let app = if contender == "full-health-stored" {
+    let app = if contender == "floor-health" {
+        rt.block_on(async { floor(server::app_with(config)) })
+    } else if contender == "full-health-stored" {
         let cache = server::demo_cache().store_validated(true);
         rt.block_on(async { server::app_with_cache(config, cache) })
     } else {
