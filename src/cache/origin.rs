@@ -68,6 +68,7 @@ impl Shared {
             store_set_cookie: config.store_set_cookie,
             heuristics: config.rules.heuristic.is_some(),
             default_ttl: config.default_ttl(key.path()).is_some(),
+            validated_only: !config.store_validated,
         }
     }
 
@@ -88,14 +89,12 @@ impl Shared {
         times: (SystemTime, SystemTime),
     ) -> Result<Facts, NotStorable> {
         let settings = self.settings(key, authorized);
-        storable::check_storable(method, status, headers, policy, req_cc, &settings)?;
         // A copy that must be validated before each use saves nothing
         // when the origin is in this process: it answers the conditional
         // request by running the handler all the same (BENCHMARKS.md).
-        let validated_only = !self.config.store_validated;
-        if validated_only && policy.cc.no_cache() {
-            return Err(NotStorable::ValidatedOnly);
-        }
+        // `no-cache` is refused there; what else only validation could
+        // reuse, here from the response's facts.
+        storable::check_storable(method, status, headers, policy, req_cc, &settings)?;
         let facts = Facts::derive(
             status,
             headers,
@@ -105,7 +104,7 @@ impl Shared {
             Some(policy),
         )
         .with_default_ttl(status, self.config.default_ttl(key.path()));
-        if validated_only && facts.validated_on_every_use() {
+        if settings.validated_only && facts.validated_on_every_use() {
             return Err(NotStorable::ValidatedOnly);
         }
         Ok(facts)
@@ -137,6 +136,10 @@ impl Shared {
         let Some(name) = &self.config.tag_header else {
             return Vec::new();
         };
+        // Most responses carry none: one lookup, not a read and a removal.
+        if !headers.contains_key(name) {
+            return Vec::new();
+        }
         let mut tags: Vec<Box<str>> = Vec::new();
         for v in headers.get_all(name) {
             let Ok(s) = v.to_str() else { continue };
@@ -165,6 +168,10 @@ pub(super) struct Fetch {
     /// by the cache (the origin is asked unconditionally when storing),
     /// and its range.
     pub(super) client: Client,
+    /// The URL was marked uncacheable when this request looked
+    /// ([`Flights::is_uncacheable`](super::flight::Flights::is_uncacheable)):
+    /// an uncacheable answer needn't mark it again.
+    pub(super) marked: bool,
 }
 
 pub(super) async fn call_inner<S, R>(mut inner: S, req: R) -> Result<S::Response, S::Error>
@@ -430,7 +437,7 @@ where
                 let request_made_it = fetch.req_cc.no_store()
                     || (authorized && reason == NotStorable::Authorization)
                     || reason == NotStorable::UnknownCoding;
-                if !request_made_it {
+                if !request_made_it && !fetch.marked {
                     shared.flights.mark_uncacheable(&fetch.key);
                 }
             }

@@ -401,6 +401,7 @@ where
                         fwd: "stale",
                         // A background refresh answers no client.
                         client: Client::default(),
+                        marked: false,
                     };
                     rt.spawn(refresh(
                         shared,
@@ -454,11 +455,15 @@ where
 
     // Coalescing: one fetch per key; the others wait, then look again.
     let mut flight = None;
-    let coalesces = shared.config.coalesce
+    let may_coalesce = shared.config.coalesce
         && !alone
         && req.method() == Method::GET
-        && !req.headers().contains_key(header::AUTHORIZATION)
-        && !shared.flights.is_uncacheable(&key)
+        && !req.headers().contains_key(header::AUTHORIZATION);
+    // Found uncacheable lately: no waiting for a leader, and no second
+    // mark when the answer is uncacheable again.
+    let marked = may_coalesce && shared.flights.is_uncacheable(&key);
+    let coalesces = may_coalesce
+        && !marked
         && !req_cc.no_store()
         // Each range is its own request.
         && conds.range.is_none()
@@ -500,6 +505,7 @@ where
         flight,
         fwd,
         client: conds,
+        marked,
     };
     fetch_origin(shared, inner, req, fetch).await
 }

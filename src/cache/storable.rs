@@ -124,6 +124,11 @@ pub(crate) struct Settings {
     pub(crate) heuristics: bool,
     /// A default TTL applies to this URL.
     pub(crate) default_ttl: bool,
+    /// The layer keeps no copy that must be validated before each use
+    /// ([`CacheLayer::store_validated`](super::CacheLayer::store_validated)
+    /// off): a `no-cache` response is refused before its other fields are
+    /// read.
+    pub(crate) validated_only: bool,
 }
 
 /// The storing rules of RFC 9111 §3 for a shared cache, for a response to
@@ -141,6 +146,7 @@ pub(crate) fn check_storable(
         store_set_cookie,
         heuristics,
         default_ttl,
+        validated_only,
     } = *settings;
     if method != Method::GET {
         return Err(NotStorable::Status);
@@ -167,6 +173,10 @@ pub(crate) fn check_storable(
     // §3.5
     if authorized && !(cc.public() || cc.s_maxage().is_some() || cc.must_revalidate()) {
         return Err(NotStorable::Authorization);
+    }
+    // The rest reads header fields; `no-cache` settles it without them.
+    if validated_only && cc.no_cache() {
+        return Err(NotStorable::ValidatedOnly);
     }
     if !store_set_cookie && headers.contains_key(header::SET_COOKIE) {
         return Err(NotStorable::SetCookie);
@@ -260,6 +270,40 @@ mod tests {
         );
         assert_eq!(ok(&headers(&[])), Err(NotStorable::NoFreshness));
         assert_eq!(ok(&headers(&[("etag", "\"a\"")])), Ok(()));
+        // A layer that keeps nothing it must validate on every use refuses
+        // `no-cache` before reading the other fields; what the request or
+        // the directives say first still comes first.
+        let no_validated = |h: &HeaderMap| {
+            check_storable(
+                &get,
+                StatusCode::OK,
+                h,
+                &policy(h, &[]),
+                &none,
+                &Settings {
+                    validated_only: true,
+                    ..Settings::default()
+                },
+            )
+        };
+        let validated = headers(&[("cache-control", "no-cache"), ("etag", "\"a\"")]);
+        assert_eq!(ok(&validated), Ok(()));
+        assert_eq!(no_validated(&validated), Err(NotStorable::ValidatedOnly));
+        assert_eq!(
+            no_validated(&headers(&[
+                ("cache-control", "no-cache"),
+                ("set-cookie", "a=b")
+            ])),
+            Err(NotStorable::ValidatedOnly)
+        );
+        assert_eq!(
+            no_validated(&headers(&[("cache-control", "no-cache, no-store")])),
+            Err(NotStorable::NoStore)
+        );
+        assert_eq!(
+            no_validated(&headers(&[("cache-control", "max-age=60")])),
+            Ok(())
+        );
         // Authorization: only with public, s-maxage or must-revalidate.
         let auth = |h: &HeaderMap| {
             check_storable(
@@ -273,6 +317,7 @@ mod tests {
                     store_set_cookie: false,
                     heuristics: false,
                     default_ttl: false,
+                    validated_only: false,
                 },
             )
         };
@@ -332,6 +377,7 @@ mod tests {
                     store_set_cookie: false,
                     heuristics,
                     default_ttl: false,
+                    validated_only: false,
                 },
             )
         };

@@ -176,9 +176,14 @@ impl CacheControl {
     /// Parses every `Cache-Control` line of `headers` as one list
     /// (RFC 9110 §5.3). Returns `None` when there is no such line.
     pub fn from_headers(headers: &HeaderMap) -> Option<Self> {
-        let mut lines = headers.get_all(CACHE_CONTROL).iter().peekable();
-        lines.peek()?;
-        Some(Self::from_values(lines))
+        let mut lines = headers.get_all(CACHE_CONTROL).iter();
+        let first = lines.next()?;
+        let Some(second) = lines.next() else {
+            // The common case, one line: parsed once per thread while it
+            // keeps coming back (a route's responses all say the same).
+            return Some(memo::parsed(first.as_bytes()));
+        };
+        Some(Self::from_values([first, second].into_iter().chain(lines)))
     }
 
     /// Parses several field lines as one list (RFC 9110 §5.3).
@@ -591,6 +596,51 @@ impl fmt::Display for CacheControl {
             }
         }
         f.write_str(&out)
+    }
+}
+
+/// What recently parsed one-line `Cache-Control` values say, per thread.
+mod memo {
+    use std::cell::RefCell;
+
+    use super::CacheControl;
+
+    /// Values remembered per thread, replaced in turn.
+    const SLOTS: usize = 4;
+    /// The longest value remembered (longer ones are parsed each time).
+    const MAX_LEN: usize = 128;
+
+    struct Memo {
+        slots: [Option<(Box<[u8]>, CacheControl)>; SLOTS],
+        next: usize,
+    }
+
+    thread_local! {
+        static MEMO: RefCell<Memo> = const {
+            RefCell::new(Memo { slots: [const { None }; SLOTS], next: 0 })
+        };
+    }
+
+    /// `CacheControl::parse(value)`, from this thread's memo when `value`
+    /// was parsed lately. A parse depends on the bytes alone, so a
+    /// remembered result is the same as a new one.
+    pub(super) fn parsed(value: &[u8]) -> CacheControl {
+        if value.len() > MAX_LEN {
+            return CacheControl::parse(value);
+        }
+        let kept = MEMO.try_with(|memo| {
+            let mut memo = memo.try_borrow_mut().ok()?;
+            if let Some((_, cc)) = memo.slots.iter().flatten().find(|(k, _)| **k == *value) {
+                return Some(cc.clone());
+            }
+            let cc = CacheControl::parse(value);
+            let i = memo.next;
+            memo.slots[i] = Some((value.into(), cc.clone()));
+            memo.next = (i + 1) % SLOTS;
+            Some(cc)
+        });
+        // While the thread is going away: parsed afresh.
+        kept.ok().flatten().unwrap_or_else(|| CacheControl::parse(value))
     }
 }
 

@@ -207,3 +207,39 @@ fn writer() {
 fn absent_header() {
     assert_eq!(CacheControl::from_headers(&HeaderMap::new()), None);
 }
+
+#[test]
+fn from_headers_remembers_what_it_parsed() {
+    // The per-thread memo answers what a fresh parse would, whatever the
+    // order and however many values take turns (more than it keeps).
+    let values = [
+        "no-cache",
+        "max-age=60, stale-while-revalidate=30",
+        "private=\"set-cookie\", max-age=5",
+        "public, s-maxage=600, x-ext=\"a b\"",
+        "no-store",
+        "max-age=0, must-revalidate",
+    ];
+    for round in 0..3 {
+        for i in 0..values.len() {
+            let v = values[(i * 5 + round) % values.len()];
+            let mut h = HeaderMap::new();
+            h.insert(CACHE_CONTROL, HeaderValue::from_str(v).unwrap());
+            let got = CacheControl::from_headers(&h).unwrap();
+            assert_eq!(got, CacheControl::parse(v.as_bytes()), "{v}");
+            assert_eq!(got.to_string(), CacheControl::parse(v.as_bytes()).to_string());
+        }
+    }
+    // Two lines are one list, whatever the memo holds for each.
+    let mut h = HeaderMap::new();
+    h.append(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.append(CACHE_CONTROL, HeaderValue::from_static("max-age=60"));
+    let both = CacheControl::from_headers(&h).unwrap();
+    assert!(both.no_cache());
+    assert_eq!(both.max_age(), Some(Duration::from_secs(60)));
+    // A value too long to remember is parsed all the same.
+    let long = format!("max-age=7, {}", "x-pad, ".repeat(40));
+    let mut h = HeaderMap::new();
+    h.insert(CACHE_CONTROL, HeaderValue::from_str(&long).unwrap());
+    assert_eq!(CacheControl::from_headers(&h).unwrap().max_age(), Some(Duration::from_secs(7)));
+}
