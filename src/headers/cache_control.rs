@@ -640,7 +640,9 @@ mod memo {
             Some(cc)
         });
         // While the thread is going away: parsed afresh.
-        kept.ok().flatten().unwrap_or_else(|| CacheControl::parse(value))
+        kept.ok()
+            .flatten()
+            .unwrap_or_else(|| CacheControl::parse(value))
     }
 }
 

@@ -8,7 +8,7 @@ use http::header::{
     CONTENT_TYPE, ETAG, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_UNMODIFIED_SINCE,
     LAST_MODIFIED, TRANSFER_ENCODING,
 };
-use http::{HeaderMap, Method};
+use http::{HeaderMap, HeaderName, Method};
 
 use crate::headers::{EntityTag, EntityTagList, HttpDate, ParseError};
 
@@ -49,10 +49,23 @@ fn date(headers: &HeaderMap, name: &http::HeaderName) -> Option<HttpDate> {
 impl Preconditions {
     /// Parses the conditional fields of a request's headers.
     pub fn from_headers(headers: &HeaderMap) -> Self {
-        let any = headers.contains_key(IF_MATCH)
-            || headers.contains_key(IF_NONE_MATCH)
-            || headers.contains_key(IF_MODIFIED_SINCE)
-            || headers.contains_key(IF_UNMODIFIED_SINCE);
+        let conditional = |n: &HeaderName| {
+            n == IF_MATCH
+                || n == IF_NONE_MATCH
+                || n == IF_MODIFIED_SINCE
+                || n == IF_UNMODIFIED_SINCE
+        };
+        // Most requests carry none of them. A short header section is
+        // scanned once (comparing standard names is comparing small
+        // integers); a long one is asked four times.
+        let any = if headers.keys_len() <= 8 {
+            headers.keys().any(conditional)
+        } else {
+            headers.contains_key(IF_MATCH)
+                || headers.contains_key(IF_NONE_MATCH)
+                || headers.contains_key(IF_MODIFIED_SINCE)
+                || headers.contains_key(IF_UNMODIFIED_SINCE)
+        };
         if !any {
             return Self::default();
         }
@@ -224,6 +237,42 @@ mod tests {
         );
         assert_eq!(c.evaluate(&put, true, e, t(T0)), Precondition::Proceed);
         assert_eq!(c.evaluate(&get, true, e, None), Precondition::Proceed);
+    }
+
+    #[test]
+    fn found_in_short_and_long_header_sections() {
+        let fillers: Vec<(String, &str)> =
+            (0..12).map(|i| (format!("x-filler-{i}"), "1")).collect();
+        for n in [0, 3, 7, 8, 12] {
+            for name in [
+                "if-match",
+                "if-none-match",
+                "if-modified-since",
+                "if-unmodified-since",
+            ] {
+                let value = if name.ends_with("since") {
+                    T0
+                } else {
+                    "\"v1\""
+                };
+                let mut h = HeaderMap::new();
+                for (k, v) in &fillers[..n] {
+                    h.append(
+                        HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                        HeaderValue::from_static(v),
+                    );
+                }
+                assert!(Preconditions::from_headers(&h).is_empty(), "{n} fillers");
+                h.append(
+                    HeaderName::from_static(name),
+                    HeaderValue::from_static(value),
+                );
+                assert!(
+                    !Preconditions::from_headers(&h).is_empty(),
+                    "{name} after {n} fillers"
+                );
+            }
+        }
     }
 
     #[test]

@@ -227,7 +227,10 @@ fn from_headers_remembers_what_it_parsed() {
             h.insert(CACHE_CONTROL, HeaderValue::from_str(v).unwrap());
             let got = CacheControl::from_headers(&h).unwrap();
             assert_eq!(got, CacheControl::parse(v.as_bytes()), "{v}");
-            assert_eq!(got.to_string(), CacheControl::parse(v.as_bytes()).to_string());
+            assert_eq!(
+                got.to_string(),
+                CacheControl::parse(v.as_bytes()).to_string()
+            );
         }
     }
     // Two lines are one list, whatever the memo holds for each.
@@ -241,5 +244,8 @@ fn from_headers_remembers_what_it_parsed() {
     let long = format!("max-age=7, {}", "x-pad, ".repeat(40));
     let mut h = HeaderMap::new();
     h.insert(CACHE_CONTROL, HeaderValue::from_str(&long).unwrap());
-    assert_eq!(CacheControl::from_headers(&h).unwrap().max_age(), Some(Duration::from_secs(7)));
+    assert_eq!(
+        CacheControl::from_headers(&h).unwrap().max_age(),
+        Some(Duration::from_secs(7))
+    );
 }
