@@ -180,7 +180,7 @@ impl Tee {
             &self.shared.config.rules,
             self.facts.take(),
         )
-        .with_default_ttl(self.shared.config.default_ttl(self.key.path()));
+        .with_default_ttl(self.shared.config.default_ttl(&self.key));
         let key = self.key.clone();
         match self.part {
             // A part shorter or longer than its Content-Range says.

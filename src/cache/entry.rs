@@ -275,10 +275,9 @@ impl CachedResponse {
 /// answer from the cache sets. A `Cache-Status` from an upstream cache
 /// stays (this cache appends its own after it); no placeholder then.
 pub(super) fn template(headers: &HeaderMap) -> HeaderMap {
-    let mut t = HeaderMap::with_capacity(headers.len() + 2);
-    for (k, v) in headers {
-        t.append(k.clone(), v.clone());
-    }
+    // A clone copies the table as it is: no name hashed again.
+    let mut t = headers.clone();
+    t.reserve(2);
     t.insert(header::AGE, HeaderValue::from_static("0"));
     if !t.contains_key(&CACHE_STATUS) {
         t.insert(CACHE_STATUS.clone(), HeaderValue::from_static(""));

@@ -45,10 +45,15 @@ pub(crate) struct Config {
 }
 
 impl Config {
-    /// The default lifetime for a response to `path` without explicit
-    /// freshness, if one is configured.
-    pub(crate) fn default_ttl(&self, path: &str) -> Option<Duration> {
-        match self.default_ttls.iter().find(|(p, _)| p.matches(path)) {
+    /// The default lifetime for a response stored under `key` without
+    /// explicit freshness, if one is configured. The key's path is looked
+    /// for only when there are per-path settings.
+    pub(crate) fn default_ttl(&self, key: &CacheKey) -> Option<Duration> {
+        let per_path = || {
+            let path = key.path();
+            self.default_ttls.iter().find(|(p, _)| p.matches(path))
+        };
+        match (!self.default_ttls.is_empty()).then(per_path).flatten() {
             // Zero: the route is kept out of the layer's default.
             Some((_, ttl)) => Some(*ttl),
             None => self.default_ttl,

@@ -1,7 +1,7 @@
 //! The origin: fetching, storing what comes back, background refresh.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap};
@@ -59,15 +59,15 @@ impl Shared {
         }
     }
 
-    /// What the storing rules read of this layer's settings for `key`,
-    /// and of the request (`authorized`).
-    fn settings(&self, key: &CacheKey, authorized: bool) -> storable::Settings {
+    /// What the storing rules read of this layer's settings (`default_ttl`
+    /// for the URL) and of the request (`authorized`).
+    fn settings(&self, default_ttl: Option<Duration>, authorized: bool) -> storable::Settings {
         let config = &self.config;
         storable::Settings {
             authorized,
             store_set_cookie: config.store_set_cookie,
             heuristics: config.rules.heuristic.is_some(),
-            default_ttl: config.default_ttl(key.path()).is_some(),
+            default_ttl: default_ttl.is_some(),
             validated_only: !config.store_validated,
         }
     }
@@ -88,7 +88,8 @@ impl Shared {
         authorized: bool,
         times: (SystemTime, SystemTime),
     ) -> Result<Facts, NotStorable> {
-        let settings = self.settings(key, authorized);
+        let default_ttl = self.config.default_ttl(key);
+        let settings = self.settings(default_ttl, authorized);
         // A copy that must be validated before each use saves nothing
         // when the origin is in this process: it answers the conditional
         // request by running the handler all the same (BENCHMARKS.md).
@@ -103,7 +104,7 @@ impl Shared {
             &self.config.rules,
             Some(policy),
         )
-        .with_default_ttl(status, self.config.default_ttl(key.path()));
+        .with_default_ttl(status, default_ttl);
         if settings.validated_only && facts.validated_on_every_use() {
             return Err(NotStorable::ValidatedOnly);
         }
