@@ -293,9 +293,7 @@ where
                 alone: false,
                 partial: false,
             };
-            return ResponseFuture::boxed(respond(
-                shared, inner, req, key, req_cc, conds, decision,
-            ));
+            return respond(shared, inner, req, key, req_cc, conds, decision);
         }
         let mut lookup = shared.store.get(&key);
         let Some(found) = lookup.take_ready() else {
@@ -333,9 +331,7 @@ where
             Decision::OnlyIfCached => {
                 ResponseFuture::ready(shared.gateway_timeout("only-if-cached"))
             }
-            decision => {
-                ResponseFuture::boxed(respond(shared, inner, req, key, req_cc, conds, decision))
-            }
+            decision => respond(shared, inner, req, key, req_cc, conds, decision),
         }
     }
 }
@@ -350,8 +346,10 @@ fn route_of<B>(req: &Request<B>) -> Option<&str> {
     None
 }
 
-/// The asynchronous part of a GET or HEAD.
-async fn respond<S, ReqB, ResB>(
+/// A GET or HEAD once the store has been read: an answer from it, or a
+/// future that goes to the origin (or waits for the request already
+/// there).
+fn respond<S, ReqB, ResB>(
     shared: Arc<Shared>,
     inner: S,
     req: Request<ReqB>,
@@ -359,7 +357,7 @@ async fn respond<S, ReqB, ResB>(
     req_cc: CacheControl,
     conds: Client,
     decision: Decision,
-) -> Result<Resp<ResB>, S::Error>
+) -> ResponseFuture<ResB, S::Error>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>> + Send + 'static,
     S::Future: Send + 'static,
@@ -372,13 +370,21 @@ where
     let (stale, fwd) = match decision {
         Decision::Fresh(e) => {
             Counters::add(&shared.counters.hits);
-            return Ok(shared.serve(&e, req.method(), &conds, now, Via::Hit));
+            return ResponseFuture::ready(shared.serve(&e, req.method(), &conds, now, Via::Hit));
         }
         Decision::MaxStale(e) => {
             Counters::add(&shared.counters.stale_served);
-            return Ok(shared.serve(&e, req.method(), &conds, now, Via::MaxStale));
+            return ResponseFuture::ready(shared.serve(
+                &e,
+                req.method(),
+                &conds,
+                now,
+                Via::MaxStale,
+            ));
         }
-        Decision::OnlyIfCached => return Ok(shared.gateway_timeout("only-if-cached")),
+        Decision::OnlyIfCached => {
+            return ResponseFuture::ready(shared.gateway_timeout("only-if-cached"));
+        }
         Decision::WhileRevalidate(e) => {
             let runtime = tokio::runtime::Handle::try_current();
             match (runtime, shared.flights.try_lead(&key)) {
@@ -409,13 +415,19 @@ where
                         Request::from_parts(parts, body),
                         fetch,
                     ));
-                    return Ok(resp);
+                    return ResponseFuture::ready(resp);
                 }
                 // A refresh is under way already: the stale response is
                 // served while it runs ("once").
                 (Ok(_), None) => {
                     Counters::add(&shared.counters.stale_served);
-                    return Ok(shared.serve(&e, req.method(), &conds, now, Via::WhileRevalidate));
+                    return ResponseFuture::ready(shared.serve(
+                        &e,
+                        req.method(),
+                        &conds,
+                        now,
+                        Via::WhileRevalidate,
+                    ));
                 }
                 // No runtime to refresh on: validate in line.
                 (Err(_), _) => (Some(e), "stale"),
@@ -473,28 +485,43 @@ where
             Join::Leader(g) => flight = Some(g),
             Join::Waiter(w) => {
                 Counters::add(&shared.counters.coalesced);
-                if !w.wait(shared.config.coalesce_timeout).await {
-                    Counters::add(&shared.counters.coalesce_timeouts);
-                }
-                let variants = shared.lookup(&key).await;
-                let now = shared.now();
-                // Only a response usable without the origin ends the wait;
-                // anything else goes to the origin (without leading).
-                let retry = CacheControl::new();
-                let cc = if req_cc.no_cache() || req_cc.max_age().is_some() {
-                    // The leader just validated: that is what the client's
-                    // no-cache / max-age=0 asked for.
-                    &retry
-                } else {
-                    &req_cc
-                };
-                let range = conds.range.as_ref();
-                if let Decision::Fresh(e) =
-                    shared.decide(req.headers(), cc, variants.as_ref(), now, range)
-                {
-                    Counters::add(&shared.counters.hits);
-                    return Ok(shared.serve(&e, req.method(), &conds, now, Via::Collapsed));
-                }
+                // The waiting has a future of its own: the leader's path
+                // (every miss) keeps a small one.
+                return ResponseFuture::boxed(async move {
+                    if !w.wait(shared.config.coalesce_timeout).await {
+                        Counters::add(&shared.counters.coalesce_timeouts);
+                    }
+                    let variants = shared.lookup(&key).await;
+                    let now = shared.now();
+                    // Only a response usable without the origin ends the
+                    // wait; anything else goes to the origin (without
+                    // leading).
+                    let retry = CacheControl::new();
+                    let cc = if req_cc.no_cache() || req_cc.max_age().is_some() {
+                        // The leader just validated: that is what the
+                        // client's no-cache / max-age=0 asked for.
+                        &retry
+                    } else {
+                        &req_cc
+                    };
+                    let range = conds.range.as_ref();
+                    if let Decision::Fresh(e) =
+                        shared.decide(req.headers(), cc, variants.as_ref(), now, range)
+                    {
+                        Counters::add(&shared.counters.hits);
+                        return Ok(shared.serve(&e, req.method(), &conds, now, Via::Collapsed));
+                    }
+                    let fetch = Fetch {
+                        key,
+                        req_cc,
+                        stale,
+                        flight: None,
+                        fwd,
+                        client: conds,
+                        marked,
+                    };
+                    fetch_origin(shared, inner, req, fetch).await
+                });
             }
         }
     }
@@ -507,5 +534,5 @@ where
         client: conds,
         marked,
     };
-    fetch_origin(shared, inner, req, fetch).await
+    ResponseFuture::boxed(fetch_origin(shared, inner, req, fetch))
 }
