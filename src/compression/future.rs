@@ -551,15 +551,16 @@ fn content_type_allowed(headers: &HeaderMap, config: &Config) -> bool {
     else {
         return false;
     };
-    if predicate::is_grpc(&essence) {
+    let essence: &str = &essence;
+    if predicate::is_grpc(essence) {
         return config.grpc;
     }
-    if &*essence == "text/event-stream" {
+    if essence == "text/event-stream" {
         return config.event_stream;
     }
     match &config.filter {
-        Some(f) => f(&essence),
-        None => predicate::default_compressible(&essence),
+        Some(f) => f(essence),
+        None => predicate::default_compressible(essence),
     }
 }
 
