@@ -22,6 +22,10 @@ cd "$(dirname "$0")/.."
 DURATION="${DURATION:-10s}"
 CONCURRENCY="${CONCURRENCY:-32}"
 ROUNDS="${ROUNDS:-3}"
+if ! [ "$ROUNDS" -ge 1 ] 2>/dev/null; then
+  echo "ROUNDS must be a whole number of at least 1 (got '$ROUNDS')" >&2
+  exit 2
+fi
 # Raw outputs stay in target/bench-run (REPORT_ONLY=1 rewrites the
 # section from them without measuring again).
 OUT="target/bench-run"
@@ -67,10 +71,18 @@ run_pair() {
   local name="$1" port="$2" path="$3" round; shift 3
   rm -f "$OUT/$name".*.json "$OUT/$name".*.cpu
   for round in $(seq 1 "$ROUNDS"); do
+    # The load test draws the same random URLs on every run: a path with
+    # random parts gets a round number too, or a later round's "misses"
+    # would find what the earlier ones stored.
+    local p="$path"
+    case "$p" in
+      *'{'*'?'* | *'?'*'{'*) p="$p&round=$round" ;;
+      *'{'*) p="$p?round=$round" ;;
+    esac
     echo "==> $name ($round/$ROUNDS): bare"
-    run_one "$name.bare.$round" 3301 "$path" "$@"
+    run_one "$name.bare.$round" 3301 "$p" "$@"
     echo "==> $name ($round/$ROUNDS): tower-perf"
-    run_one "$name.full.$round" "$port" "$path" "$@"
+    run_one "$name.full.$round" "$port" "$p" "$@"
   done
 }
 
@@ -116,8 +128,17 @@ def median(xs):
     n = len(xs)
     return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
 
-def runs(name, side):
-    return [load_one(p.name[: -len(".json")]) for p in sorted(out.glob(f"{name}.{side}.*.json"))]
+def rounds_of(name):
+    """The rounds with both sides measured, by number; the single pair of
+    runs from before the script had rounds, as one."""
+    found = []
+    r = 1
+    while (out / f"{name}.bare.{r}.json").exists() and (out / f"{name}.full.{r}.json").exists():
+        found.append((load_one(f"{name}.bare.{r}"), load_one(f"{name}.full.{r}")))
+        r += 1
+    if not found and (out / f"{name}.bare.json").exists() and (out / f"{name}.full.json").exists():
+        found.append((load_one(f"{name}.bare"), load_one(f"{name}.full")))
+    return found
 
 def fmt_us(v):
     return "–" if v is None else f"{v:.1f}"
@@ -131,9 +152,11 @@ for name, what in [
     ("health", "`/health` (`no-cache`, 2 bytes, passed through)"),
     ("limited", "rate-limited (429 after the first)"),
 ]:
-    bare, full = runs(name, "bare"), runs(name, "full")
-    if not bare or len(bare) != len(full):
+    pairs_run = rounds_of(name)
+    if not pairs_run:
         continue
+    bare = [b for b, _ in pairs_run]
+    full = [f for _, f in pairs_run]
     rounds = max(rounds, len(full))
     # Each column is the median over the rounds; each ratio the median of
     # the rounds' own ratios (a bare run and the tower-perf run after it
@@ -149,6 +172,9 @@ for name, what in [
     f_us = col(full, 3) if have_cpu else None
     cpu_ratio = f"{ratio(3):.2f}x" if have_cpu else "–"
     rows.append(f"| {what} | {col(bare, 0):,.0f} | {col(full, 0):,.0f} | {ratio(0):.2f}x | {fmt_us(b_us)} | {fmt_us(f_us)} | {cpu_ratio} | {col(bare, 1):.2f} | {col(full, 1):.2f} | {ratio(1):.2f}x | {', '.join(f'{k}: {v}' for k, v in codes.items())} |")
+
+if not rows:
+    sys.exit(f"no load-test results in {out}: nothing to report")
 
 def medians(path):
     text = (out / path).read_text()

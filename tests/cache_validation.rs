@@ -5,13 +5,20 @@
 
 mod support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use http::StatusCode;
+use http_body_util::BodyExt;
 use support::TestResponse;
 use support::cache::{clocked, ok, serve, status, validating};
 use support::gate::until;
-use tower_perf::cache::CacheLayer;
+use tower::{Layer, ServiceExt};
+use tower_perf::cache::{
+    CacheKey, CacheLayer, CacheStore, CachedResponse, MemoryStore, Purge, StoreFuture, StoreUsage,
+    Variants,
+};
 
 #[tokio::test]
 async fn stale_entries_are_revalidated_and_freshened_by_304() {
@@ -298,4 +305,102 @@ fn fresh_then_304(
         &[("cache-control", "max-age=10"), ("etag", "\"v1\"")],
         "body-v1",
     )
+}
+
+/// A memory store that does what it is asked only after the task yields
+/// once, as a network store would: what the cache leaves to the
+/// background shows as not done yet when the response is in.
+#[derive(Debug, Clone)]
+struct Slow(MemoryStore);
+
+impl Slow {
+    fn later<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&MemoryStore) -> StoreFuture<T> + Send + 'static,
+    ) -> StoreFuture<T> {
+        let store = self.0.clone();
+        StoreFuture::new(async move {
+            tokio::task::yield_now().await;
+            op(&store).await
+        })
+    }
+}
+
+impl CacheStore for Slow {
+    fn get(&self, key: &CacheKey) -> StoreFuture<Option<Variants>> {
+        let key = key.clone();
+        self.later(move |s| s.get(&key))
+    }
+    fn put(&self, key: CacheKey, response: Arc<CachedResponse>, ttl: Duration) -> StoreFuture<()> {
+        self.later(move |s| s.put(key, response, ttl))
+    }
+    fn remove(&self, key: &CacheKey) -> StoreFuture<bool> {
+        let key = key.clone();
+        self.later(move |s| s.remove(&key))
+    }
+    fn purge(&self, purge: &Purge) -> StoreFuture<u64> {
+        let purge = purge.clone();
+        self.later(move |s| s.purge(&purge))
+    }
+    fn usage(&self) -> StoreUsage {
+        self.0.usage()
+    }
+}
+
+/// A 304 that names another representation than the stored one (RFC
+/// 9111 §4.3.4: it updates nothing): the stored response is removed, and
+/// is gone by the time the answer is, even from a store that answers
+/// later, so no request coalesced behind this one finds it.
+#[tokio::test]
+async fn a_304_for_another_representation_removes_the_entry_first() {
+    let memory = MemoryStore::new(1 << 20);
+    let (layer, clock) = clocked();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&calls);
+    let origin = tower::service_fn(move |req: http::Request<String>| {
+        let n = seen.fetch_add(1, Ordering::SeqCst);
+        let conditional = req.headers().contains_key("if-none-match");
+        async move {
+            let r = if conditional {
+                http::Response::builder()
+                    .status(304)
+                    .header("etag", "\"v2\"")
+                    .body(String::new())
+            } else {
+                http::Response::builder()
+                    .header("cache-control", "max-age=10")
+                    .header("etag", "\"v1\"")
+                    .body(format!("body-{n}"))
+            };
+            Ok::<_, std::convert::Infallible>(r.unwrap())
+        }
+    });
+    let svc = layer.store(Slow(memory.clone())).layer(origin);
+    let get = || {
+        http::Request::get("http://example.com/a")
+            .header("host", "example.com")
+            .body(String::new())
+            .unwrap()
+    };
+    let first = svc.clone().oneshot(get()).await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let _ = first.into_body().collect().await;
+    // Stored once its body is read, and the store's put has run.
+    tokio::task::yield_now().await;
+    tokio::task::yield_now().await;
+    memory.sync();
+    assert_eq!(memory.usage().entries, 1);
+    clock.advance(Duration::from_secs(15));
+    let second = svc.clone().oneshot(get()).await.unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(second.status(), StatusCode::NOT_MODIFIED);
+    // No yield since the answer came: nothing in the background could
+    // have run.
+    memory.sync();
+    assert_eq!(
+        memory.usage().entries,
+        0,
+        "the entry the 304 did not validate is gone with the answer ({:?})",
+        second.headers().get("cache-status")
+    );
 }

@@ -198,10 +198,10 @@ pub(super) fn add_validators(headers: &mut HeaderMap, e: &CachedResponse) {
 /// on its validators; then stores and serves what comes back.
 ///
 /// The request is prepared and `inner` (the clone the caller readied,
-/// tower's contract) called at once; the future returned holds no more
-/// than the inner future and what the answer is judged by. (An `async fn`
-/// keeps its arguments beside its locals: this one's future was 3.3 KB,
-/// copied into a box on every miss.)
+/// tower's contract) called at once, as most middleware does in `call`;
+/// the future returned holds no more than the inner future and what the
+/// answer is judged by (an `async fn` would keep its arguments beside its
+/// locals, and the whole is copied into a box on every miss).
 pub(super) fn fetch_origin<S, ReqB, ResB>(
     shared: Arc<Shared>,
     mut inner: S,
@@ -251,8 +251,32 @@ where
     };
     async move {
         let result = call.await;
-        answered(shared, result, sent, fetch)
+        let validated = match &result {
+            Ok(resp) => validation(resp, &sent, &fetch),
+            Err(_) => None,
+        };
+        if validated == Some(false) {
+            // A 304 for another representation: the stored one is no
+            // good. It goes before the flight ends, so no waiter finds it.
+            let _ = shared.store.remove(&fetch.key).await;
+        }
+        answered(shared, result, sent, fetch, validated)
     }
+}
+
+/// What a 304 to the cache's own conditional request says of the stored
+/// response it validated: `Some(true)` when it freshens it (§4.3.4: no
+/// validator, or the stored one's), `Some(false)` when it names another
+/// representation, `None` for any other answer.
+fn validation<B>(resp: &Response<B>, sent: &Sent, fetch: &Fetch) -> Option<bool> {
+    let e = fetch.stale.as_ref()?;
+    if resp.status() != StatusCode::NOT_MODIFIED || !sent.validating {
+        return None;
+    }
+    Some(
+        EntityTag::from_headers(resp.headers())
+            .is_none_or(|t| e.facts.etag.as_ref().is_some_and(|s| s.weak_eq(&t))),
+    )
 }
 
 /// What [`fetch_origin`] sent, for judging the answer.
@@ -273,6 +297,7 @@ fn answered<ResB, E>(
     result: Result<Response<ResB>, E>,
     sent: Sent,
     fetch: Fetch,
+    validated: Option<bool>,
 ) -> Result<Resp<ResB>, E>
 where
     ResB: Body<Data = Bytes> + Send + 'static,
@@ -280,9 +305,9 @@ where
     let Sent {
         method,
         req_headers,
-        validating,
         ranged,
         request_time,
+        ..
     } = sent;
     let response_time = shared.now();
     let resp = match result {
@@ -325,34 +350,24 @@ where
             return Ok(shared.passthrough(resp, fetch.fwd));
         }
     }
-    if let (true, Some(e)) = (
-        status == StatusCode::NOT_MODIFIED && validating,
-        &fetch.stale,
-    ) {
+    if let (Some(true), Some(e)) = (validated, &fetch.stale) {
         // §4.3.4: the 304 freshens the stored response it validated.
-        let etag_ok = crate::headers::EntityTag::from_headers(resp.headers())
-            .is_none_or(|t| e.facts.etag.as_ref().is_some_and(|s| s.weak_eq(&t)));
-        if etag_ok {
-            Counters::add(&shared.counters.revalidated_304);
-            let fresh = Arc::new(e.freshened(
-                resp.headers(),
-                (request_time, response_time),
-                &shared.config.rules,
-            ));
-            let served = shared.serve(
-                &fresh,
-                &method,
-                &fetch.client,
-                response_time,
-                Via::Revalidated,
-            );
-            shared.keep_freshened(fetch.key.clone(), Arc::unwrap_or_clone(fresh));
-            drop(fetch.flight);
-            return Ok(served);
-        }
-        // A 304 for another representation: the stored one is no good.
-        // (Nothing is stored after it: a 304 is passed on.)
-        shared.drive(shared.store.remove(&fetch.key), false);
+        Counters::add(&shared.counters.revalidated_304);
+        let fresh = Arc::new(e.freshened(
+            resp.headers(),
+            (request_time, response_time),
+            &shared.config.rules,
+        ));
+        let served = shared.serve(
+            &fresh,
+            &method,
+            &fetch.client,
+            response_time,
+            Via::Revalidated,
+        );
+        shared.keep_freshened(fetch.key.clone(), Arc::unwrap_or_clone(fresh));
+        drop(fetch.flight);
+        return Ok(served);
     }
     if status.is_server_error() {
         if let Some(e) = &fetch.stale {

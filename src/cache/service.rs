@@ -346,9 +346,10 @@ fn route_of<B>(req: &Request<B>) -> Option<&str> {
     None
 }
 
-/// A GET or HEAD once the store has been read: an answer from it, or a
-/// future that goes to the origin (or waits for the request already
-/// there).
+/// A GET or HEAD the store can't answer at once as it stands (or, with
+/// `Authorization`, isn't asked to): an answer from it after all (stale
+/// serving), or a future that goes to the origin (or waits for the
+/// request already there).
 fn respond<S, ReqB, ResB>(
     shared: Arc<Shared>,
     inner: S,
@@ -470,16 +471,16 @@ where
     let may_coalesce = shared.config.coalesce
         && !alone
         && req.method() == Method::GET
-        && !req.headers().contains_key(header::AUTHORIZATION);
-    // Found uncacheable lately: no waiting for a leader, and no second
-    // mark when the answer is uncacheable again.
-    let marked = may_coalesce && shared.flights.is_uncacheable(&key);
-    let coalesces = may_coalesce
-        && !marked
+        && !req.headers().contains_key(header::AUTHORIZATION)
         && !req_cc.no_store()
         // Each range is its own request.
-        && conds.range.is_none()
-        && tokio::runtime::Handle::try_current().is_ok();
+        && conds.range.is_none();
+    // Found uncacheable lately: no waiting for a leader, and no second
+    // mark when the answer is uncacheable again (should the mark lapse
+    // meanwhile, the URL goes unmarked until an answer marks it anew:
+    // one round of coalescing more).
+    let marked = may_coalesce && shared.flights.is_uncacheable(&key);
+    let coalesces = may_coalesce && !marked && tokio::runtime::Handle::try_current().is_ok();
     if coalesces {
         match shared.flights.join(&key) {
             Join::Leader(g) => flight = Some(g),

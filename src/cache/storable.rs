@@ -300,6 +300,16 @@ mod tests {
             no_validated(&headers(&[("cache-control", "no-cache, no-store")])),
             Err(NotStorable::NoStore)
         );
+        // An unknown coding is the request's doing, `no-cache` the
+        // response's: the layer's rule answers first, so the URL is
+        // marked uncacheable (the request-made reasons don't mark it).
+        let unknown = headers(&[
+            ("cache-control", "no-cache"),
+            ("content-encoding", "x-custom"),
+            ("etag", "\"a\""),
+        ]);
+        assert_eq!(ok(&unknown), Err(NotStorable::UnknownCoding));
+        assert_eq!(no_validated(&unknown), Err(NotStorable::ValidatedOnly));
         assert_eq!(
             no_validated(&headers(&[("cache-control", "max-age=60")])),
             Ok(())

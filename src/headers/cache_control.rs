@@ -605,8 +605,10 @@ mod memo {
 
     use super::CacheControl;
 
-    /// Values remembered per thread, replaced in turn.
-    const SLOTS: usize = 4;
+    /// Values remembered per thread, replaced in turn: a server's
+    /// routes say few different things (the example server, five), and
+    /// requests mostly nothing.
+    const SLOTS: usize = 8;
     /// The longest value remembered (longer ones are parsed each time).
     const MAX_LEN: usize = 128;
 

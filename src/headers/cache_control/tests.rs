@@ -212,17 +212,20 @@ fn absent_header() {
 fn from_headers_remembers_what_it_parsed() {
     // The per-thread memo answers what a fresh parse would, whatever the
     // order and however many values take turns (more than it keeps).
-    let values = [
+    let mut values: Vec<String> = [
         "no-cache",
         "max-age=60, stale-while-revalidate=30",
         "private=\"set-cookie\", max-age=5",
         "public, s-maxage=600, x-ext=\"a b\"",
         "no-store",
         "max-age=0, must-revalidate",
-    ];
+    ]
+    .map(String::from)
+    .to_vec();
+    values.extend((1..=7).map(|n| format!("max-age={n}")));
     for round in 0..3 {
         for i in 0..values.len() {
-            let v = values[(i * 5 + round) % values.len()];
+            let v = values[(i * 5 + round) % values.len()].as_str();
             let mut h = HeaderMap::new();
             h.insert(CACHE_CONTROL, HeaderValue::from_str(v).unwrap());
             let got = CacheControl::from_headers(&h).unwrap();
