@@ -172,3 +172,43 @@ async fn waiters_go_to_the_origin_after_the_coalescing_timeout() {
     assert_eq!(origin.calls(), 2);
     assert_eq!(stats.snapshot().coalesce_timeouts, 1);
 }
+
+/// A URL marked uncacheable keeps no request fields for its answers (it
+/// seldom stores one). When its answer turns storable, that first one
+/// goes through unstored and lifts the mark; the next is stored, and the
+/// one after is a hit.
+#[tokio::test]
+async fn a_marked_url_that_turns_cacheable_is_stored_the_next_time() {
+    let layer = CacheLayer::new();
+    let stats = layer.stats();
+    let (server, origin) = serve(layer, move |_, n| {
+        let cc = if n == 1 { "private" } else { "max-age=60" };
+        Reply::Ok(resp(&[("cache-control", cc)], format!("v{n}")))
+    })
+    .await;
+    // 1: private, not stored; the URL is marked.
+    let r = server.get("/turns").await;
+    assert_eq!(r.text(), "v1");
+    // 2: storable now, but this request came marked: not stored.
+    let r = server.get("/turns").await;
+    assert_eq!(r.text(), "v2");
+    assert!(
+        !r.header("cache-status").unwrap_or("").contains("stored"),
+        "{:?}",
+        r.header("cache-status")
+    );
+    // 3: the mark is gone: stored.
+    let r = server.get("/turns").await;
+    assert_eq!(r.text(), "v3");
+    assert!(
+        r.header("cache-status").unwrap_or("").contains("stored"),
+        "{:?}",
+        r.header("cache-status")
+    );
+    // 4: a hit.
+    let r = server.get("/turns").await;
+    assert_eq!(r.text(), "v3");
+    assert!(r.header("cache-status").unwrap_or("").contains("hit"));
+    assert_eq!(origin.calls(), 3);
+    assert_eq!(stats.snapshot().hits, 1);
+}

@@ -171,7 +171,9 @@ pub(super) struct Fetch {
     pub(super) client: Client,
     /// The URL was marked uncacheable when this request looked
     /// ([`Flights::is_uncacheable`](super::flight::Flights::is_uncacheable)):
-    /// an uncacheable answer needn't mark it again.
+    /// an uncacheable answer needn't mark it again, and the request's
+    /// fields aren't kept to key a variant by. Only a GET without
+    /// `Authorization`, `no-store` or a range is ever marked.
     pub(super) marked: bool,
 }
 
@@ -232,7 +234,10 @@ where
     } else {
         fetch.client.conds = Preconditions::default();
     }
-    let req_headers = parts.headers.clone();
+    // Kept to key a stored variant by the fields its `Vary` names. Not
+    // for a URL found uncacheable lately: its answer is seldom stored, and
+    // if it now may be, it is stored the next time (the mark goes).
+    let req_headers = (!fetch.marked).then(|| parts.headers.clone());
     let validating = match &fetch.stale {
         Some(e) if storing && (e.facts.etag.is_some() || e.facts.last_modified.is_some()) => {
             add_validators(&mut parts.headers, e);
@@ -282,7 +287,8 @@ fn validation<B>(resp: &Response<B>, sent: &Sent, fetch: &Fetch) -> Option<bool>
 /// What [`fetch_origin`] sent, for judging the answer.
 struct Sent {
     method: Method,
-    req_headers: HeaderMap,
+    /// `None` for a URL marked uncacheable ([`Fetch::marked`]).
+    req_headers: Option<HeaderMap>,
     /// Conditional on a stored response's validators.
     validating: bool,
     /// A range the store could not answer, asked of the origin as is.
@@ -339,9 +345,10 @@ where
         if let Some(r) = fetch.client.route {
             shared.counters.routes.at(r).fetched(Answer::Miss);
         }
-        if status == StatusCode::PARTIAL_CONTENT {
+        // A range request is never marked: its fields are at hand.
+        if let (StatusCode::PARTIAL_CONTENT, Some(req_headers)) = (status, &req_headers) {
             let times = (request_time, response_time);
-            return Ok(new_part(&shared, resp, &req_headers, times, fetch));
+            return Ok(new_part(&shared, resp, req_headers, times, fetch));
         }
         if status != StatusCode::OK {
             // A 416, a 304 to the client's own condition, an error:
@@ -415,7 +422,7 @@ where
         &shared,
         resp,
         &method,
-        &req_headers,
+        req_headers.as_ref(),
         (request_time, response_time),
         fetch,
         fwd_status,
@@ -427,12 +434,17 @@ where
 /// streams to the client) when RFC 9111 allows, and answer the client's
 /// own conditional request. Also says whether the response is being
 /// stored (the decision, not what `Cache-Status` shows: it may be off).
+///
+/// `req_headers` are the request's fields, `None` when they weren't kept
+/// ([`Fetch::marked`]: such a request had no `Authorization`). A response
+/// that could be stored then isn't, and the URL's uncacheable mark goes,
+/// so the next request keeps its fields and stores the answer.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn new_response<ResB>(
     shared: &Arc<Shared>,
     resp: Response<ResB>,
     method: &Method,
-    req_headers: &HeaderMap,
+    req_headers: Option<&HeaderMap>,
     times: (SystemTime, SystemTime),
     fetch: Fetch,
     fwd_status: Option<StatusCode>,
@@ -443,7 +455,7 @@ where
     let (mut parts, body) = resp.into_parts();
     add_date(&mut parts.headers, times.1);
     let tags = shared.tags(&mut parts.headers);
-    let authorized = req_headers.contains_key(header::AUTHORIZATION);
+    let authorized = req_headers.is_some_and(|h| h.contains_key(header::AUTHORIZATION));
     let policy = storable::policy(&parts.headers, &shared.config.rules.targets);
     let storable = shared
         .may_store(
@@ -461,6 +473,10 @@ where
             _ => Ok(facts),
         })
         .and_then(|facts| {
+            let Some(req_headers) = req_headers else {
+                shared.flights.mark_cacheable(&fetch.key);
+                return Err(NotStorable::Unkeyed);
+            };
             let request = RequestVary::new(req_headers, &shared.config.encodings);
             VaryKey::build(&parts.headers, &request, &shared.config.implicit_vary)
                 .map(|vary| (vary, facts))
@@ -666,7 +682,7 @@ pub(super) async fn refresh<S, ReqB, ResB>(
         &shared,
         resp,
         &Method::GET,
-        &req_headers,
+        Some(&req_headers),
         (request_time, response_time),
         fetch,
         None,

@@ -111,6 +111,10 @@ pub(crate) enum NotStorable {
     /// Reusable only after validation, and the layer is told not to keep
     /// such responses ([`CacheLayer::store_validated`](super::CacheLayer::store_validated)).
     ValidatedOnly,
+    /// Storable, but the request's fields weren't kept to key it by: its
+    /// URL was marked uncacheable when the request came. The next request
+    /// stores it.
+    Unkeyed,
 }
 
 /// What the request and the layer's settings add to the storing rules.
