@@ -403,4 +403,14 @@ async fn a_304_for_another_representation_removes_the_entry_first() {
         "the entry the 304 did not validate is gone with the answer ({:?})",
         second.headers().get("cache-status")
     );
+    // A 304 says nothing of whether the URL's answers can be kept: the
+    // URL isn't marked uncacheable, and the next answer is stored.
+    let third = svc.clone().oneshot(get()).await.unwrap();
+    let stored = third
+        .headers()
+        .get("cache-status")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(stored.contains("stored"), "{stored}");
 }

@@ -259,7 +259,10 @@ impl CacheLayer {
     /// How long a URL whose answer could not be stored (`no-store`,
     /// `private`, too large…) is remembered as such (default 30 s): its
     /// requests skip coalescing meanwhile, so they don't queue behind each
-    /// other for an answer that can't be shared ("hit-for-miss").
+    /// other for an answer that can't be shared ("hit-for-miss"). They
+    /// keep no copy of their header fields either: the first answer that
+    /// turns storable in that time is passed on unstored and ends the
+    /// window, and the next request stores it.
     pub fn hit_for_miss(mut self, d: Duration) -> Self {
         self.flights = Arc::new(Flights::new(d));
         self

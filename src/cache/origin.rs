@@ -172,8 +172,9 @@ pub(super) struct Fetch {
     /// The URL was marked uncacheable when this request looked
     /// ([`Flights::is_uncacheable`](super::flight::Flights::is_uncacheable)):
     /// an uncacheable answer needn't mark it again, and the request's
-    /// fields aren't kept to key a variant by. Only a GET without
-    /// `Authorization`, `no-store` or a range is ever marked.
+    /// fields aren't kept to key a variant by. Only a request that could
+    /// coalesce (coalescing on, a GET without `Authorization`, `no-store`
+    /// or a range, not kept apart by its implicit fields) is ever marked.
     pub(super) marked: bool,
 }
 
@@ -262,7 +263,8 @@ where
         };
         if validated == Some(false) {
             // A 304 for another representation: the stored one is no
-            // good. It goes before the flight ends, so no waiter finds it.
+            // good. It goes before this request's flight ends, so a request
+            // coming after it doesn't validate with it again.
             let _ = shared.store.remove(&fetch.key).await;
         }
         answered(shared, result, sent, fetch, validated)
@@ -474,7 +476,20 @@ where
         })
         .and_then(|facts| {
             let Some(req_headers) = req_headers else {
+                // Storable but for its fields: the mark goes (unless its
+                // Vary could never be keyed, whatever the request), and
+                // a stale copy this answer would have replaced goes too.
+                let empty = HeaderMap::new();
+                let no_fields = RequestVary::new(&empty, &shared.config.encodings);
+                if let Err(VaryRefusal::TooMany) =
+                    VaryKey::build(&parts.headers, &no_fields, &shared.config.implicit_vary)
+                {
+                    return Err(NotStorable::VaryTooLong);
+                }
                 shared.flights.mark_cacheable(&fetch.key);
+                if fetch.stale.is_some() {
+                    shared.drive(shared.store.remove(&fetch.key), false);
+                }
                 return Err(NotStorable::Unkeyed);
             };
             let request = RequestVary::new(req_headers, &shared.config.encodings);
@@ -515,9 +530,12 @@ where
                 // An unknown coding answers the client's own
                 // Accept-Encoding (`x-custom`, say): not the URL's fault
                 // either.
+                // A 304 answers a conditional request, nothing more: it
+                // says nothing of whether the URL's answers can be kept.
                 let request_made_it = fetch.req_cc.no_store()
                     || (authorized && reason == NotStorable::Authorization)
-                    || reason == NotStorable::UnknownCoding;
+                    || reason == NotStorable::UnknownCoding
+                    || parts.status == StatusCode::NOT_MODIFIED;
                 if !request_made_it && !fetch.marked {
                     shared.flights.mark_uncacheable(&fetch.key);
                 }

@@ -346,10 +346,11 @@ fn route_of<B>(req: &Request<B>) -> Option<&str> {
     None
 }
 
-/// A GET or HEAD the store can't answer at once as it stands (or, with
-/// `Authorization`, isn't asked to): an answer from it after all (stale
-/// serving), or a future that goes to the origin (or waits for the
-/// request already there).
+/// A GET or HEAD once the store's answer is decided (or, with
+/// `Authorization`, without asking it): a stored response served (a
+/// hit found through a store that answers later, or stale serving), or a
+/// future that goes to the origin (or waits for the request already
+/// there).
 fn respond<S, ReqB, ResB>(
     shared: Arc<Shared>,
     inner: S,
