@@ -239,16 +239,11 @@ mod tests {
     fn storing_rules() {
         let get = Method::GET;
         let none = CacheControl::new();
-        let ok = |h: &HeaderMap| {
-            check_storable(
-                &get,
-                StatusCode::OK,
-                h,
-                &policy(h, &[]),
-                &none,
-                &Settings::default(),
-            )
+        // A 200 to a GET without request directives, under `settings`.
+        let with = |h: &HeaderMap, settings: Settings| {
+            check_storable(&get, StatusCode::OK, h, &policy(h, &[]), &none, &settings)
         };
+        let ok = |h: &HeaderMap| with(h, Settings::default());
         assert_eq!(ok(&headers(&[("cache-control", "max-age=60")])), Ok(()));
         assert_eq!(
             ok(&headers(&[("cache-control", "max-age=60, no-store")])),
@@ -278,17 +273,11 @@ mod tests {
         // `no-cache` before reading the other fields; what the request or
         // the directives say first still comes first.
         let no_validated = |h: &HeaderMap| {
-            check_storable(
-                &get,
-                StatusCode::OK,
-                h,
-                &policy(h, &[]),
-                &none,
-                &Settings {
-                    validated_only: true,
-                    ..Settings::default()
-                },
-            )
+            let settings = Settings {
+                validated_only: true,
+                ..Settings::default()
+            };
+            with(h, settings)
         };
         let validated = headers(&[("cache-control", "no-cache"), ("etag", "\"a\"")]);
         assert_eq!(ok(&validated), Ok(()));
@@ -320,20 +309,11 @@ mod tests {
         );
         // Authorization: only with public, s-maxage or must-revalidate.
         let auth = |h: &HeaderMap| {
-            check_storable(
-                &get,
-                StatusCode::OK,
-                h,
-                &policy(h, &[]),
-                &none,
-                &Settings {
-                    authorized: true,
-                    store_set_cookie: false,
-                    heuristics: false,
-                    default_ttl: false,
-                    validated_only: false,
-                },
-            )
+            let settings = Settings {
+                authorized: true,
+                ..Settings::default()
+            };
+            with(h, settings)
         };
         assert_eq!(
             auth(&headers(&[("cache-control", "max-age=60")])),
