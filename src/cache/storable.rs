@@ -86,7 +86,7 @@ pub(crate) fn policy(headers: &HeaderMap, targets: &[HeaderName]) -> Policy {
         }
     }
     Policy {
-        cc: CacheControl::from_headers(headers).unwrap_or_default(),
+        cc: CacheControl::from_response_headers(headers).unwrap_or_default(),
         targeted: false,
     }
 }

@@ -407,7 +407,7 @@ fn learnable(parts: &Parts, ctx: &Ctx) -> bool {
         && !ctx.authorized
         && !h.contains_key(SET_COOKIE)
         && headers::UseAsDictionary::from_headers(h).is_some_and(|d| d.is_ok_and(|d| d.is_raw()))
-        && !CacheControl::from_headers(h).is_some_and(|c| c.no_store() || c.private())
+        && !CacheControl::from_response_headers(h).is_some_and(|c| c.no_store() || c.private())
 }
 
 /// Makes a strong `ETag` weak (`"abc"` → `W/"abc"`).
@@ -481,7 +481,7 @@ fn decide(parts: &mut Parts, hint: http_body::SizeHint, ctx: &Ctx) -> Decision {
         return skip(SkipReason::AlreadyEncoded);
     }
     if may_say_no_transform(headers)
-        && CacheControl::from_headers(headers).is_some_and(|c| c.no_transform())
+        && CacheControl::from_response_headers(headers).is_some_and(|c| c.no_transform())
     {
         return skip(SkipReason::NoTransform);
     }

@@ -176,11 +176,20 @@ impl CacheControl {
     /// Parses every `Cache-Control` line of `headers` as one list
     /// (RFC 9110 §5.3). Returns `None` when there is no such line.
     pub fn from_headers(headers: &HeaderMap) -> Option<Self> {
+        let mut lines = headers.get_all(CACHE_CONTROL).iter().peekable();
+        lines.peek()?;
+        Some(Self::from_values(lines))
+    }
+
+    /// [`from_headers`](Self::from_headers) for a response's fields: a
+    /// one-line value is parsed once per thread while it keeps coming
+    /// back (a route's responses all say the same). Not for requests:
+    /// their values are the client's to vary, and would push the
+    /// origin's out of the memo.
+    pub(crate) fn from_response_headers(headers: &HeaderMap) -> Option<Self> {
         let mut lines = headers.get_all(CACHE_CONTROL).iter();
         let first = lines.next()?;
         let Some(second) = lines.next() else {
-            // The common case, one line: parsed once per thread while it
-            // keeps coming back (a route's responses all say the same).
             return Some(memo::parsed(first.as_bytes()));
         };
         Some(Self::from_values([first, second].into_iter().chain(lines)))

@@ -209,7 +209,7 @@ fn absent_header() {
 }
 
 #[test]
-fn from_headers_remembers_what_it_parsed() {
+fn response_headers_remembered_as_parsed() {
     // The per-thread memo answers what a fresh parse would, whatever the
     // order and however many values take turns (more than it keeps).
     let mut values: Vec<String> = [
@@ -228,7 +228,7 @@ fn from_headers_remembers_what_it_parsed() {
             let v = values[(i * 5 + round) % values.len()].as_str();
             let mut h = HeaderMap::new();
             h.insert(CACHE_CONTROL, HeaderValue::from_str(v).unwrap());
-            let got = CacheControl::from_headers(&h).unwrap();
+            let got = CacheControl::from_response_headers(&h).unwrap();
             assert_eq!(got, CacheControl::parse(v.as_bytes()), "{v}");
             assert_eq!(
                 got.to_string(),
@@ -240,7 +240,7 @@ fn from_headers_remembers_what_it_parsed() {
     let mut h = HeaderMap::new();
     h.append(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.append(CACHE_CONTROL, HeaderValue::from_static("max-age=60"));
-    let both = CacheControl::from_headers(&h).unwrap();
+    let both = CacheControl::from_response_headers(&h).unwrap();
     assert!(both.no_cache());
     assert_eq!(both.max_age(), Some(Duration::from_secs(60)));
     // A value too long to remember is parsed all the same.
@@ -248,7 +248,7 @@ fn from_headers_remembers_what_it_parsed() {
     let mut h = HeaderMap::new();
     h.insert(CACHE_CONTROL, HeaderValue::from_str(&long).unwrap());
     assert_eq!(
-        CacheControl::from_headers(&h).unwrap().max_age(),
+        CacheControl::from_response_headers(&h).unwrap().max_age(),
         Some(Duration::from_secs(7))
     );
 }
