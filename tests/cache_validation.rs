@@ -414,3 +414,67 @@ async fn a_304_for_another_representation_removes_the_entry_first() {
         .to_owned();
     assert!(stored.contains("stored"), "{stored}");
 }
+
+/// A URL marked uncacheable whose stale copy is validated: when the
+/// answer turns storable, it goes unstored (the request kept no fields to
+/// key it by) and takes the stale copy with it, so nothing older than the
+/// origin's word is left to serve (stale-if-error, say); the next request
+/// stores the new one.
+#[tokio::test]
+async fn a_marked_url_drops_its_stale_copy_when_the_answer_turns_storable() {
+    let memory = MemoryStore::new(1 << 20);
+    let (layer, clock) = clocked();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&calls);
+    let origin = tower::service_fn(move |_req: http::Request<String>| {
+        let n = seen.fetch_add(1, Ordering::SeqCst) + 1;
+        async move {
+            let b = http::Response::builder();
+            let r = match n {
+                1 => b
+                    .header("cache-control", "max-age=10")
+                    .header("etag", "\"v1\""),
+                // The revalidation finds it private now: not stored, the
+                // URL marked, the stale copy still there.
+                2 => b.header("cache-control", "private"),
+                _ => b
+                    .header("cache-control", "max-age=10")
+                    .header("etag", "\"v3\""),
+            };
+            Ok::<_, std::convert::Infallible>(r.body(format!("body-{n}")).unwrap())
+        }
+    });
+    let svc = layer.store(memory.clone()).layer(origin);
+    let get = || async {
+        let req = http::Request::get("http://example.com/m")
+            .header("host", "example.com")
+            .body(String::new())
+            .unwrap();
+        let r = svc.clone().oneshot(req).await.unwrap();
+        let status = r
+            .headers()
+            .get("cache-status")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body = r.into_body().collect().await.unwrap().to_bytes();
+        memory.sync();
+        (String::from_utf8_lossy(&body).into_owned(), status)
+    };
+    assert_eq!(get().await.0, "body-1");
+    assert_eq!(memory.usage().entries, 1);
+    clock.advance(Duration::from_secs(15));
+    assert_eq!(get().await.0, "body-2");
+    assert_eq!(memory.usage().entries, 1, "the stale copy stays");
+    let (body, status) = get().await;
+    assert_eq!(body, "body-3");
+    assert!(!status.contains("stored"), "{status}");
+    assert_eq!(memory.usage().entries, 0, "the stale copy went with it");
+    let (body, status) = get().await;
+    assert_eq!(body, "body-4");
+    assert!(status.contains("stored"), "{status}");
+    let (body, status) = get().await;
+    assert_eq!(body, "body-4");
+    assert!(status.contains("hit"), "{status}");
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+}

@@ -481,11 +481,8 @@ where
                 // a stale copy this answer would have replaced goes too.
                 let empty = HeaderMap::new();
                 let no_fields = RequestVary::new(&empty, &shared.config.encodings);
-                if let Err(VaryRefusal::TooMany) =
-                    VaryKey::build(&parts.headers, &no_fields, &shared.config.implicit_vary)
-                {
-                    return Err(NotStorable::VaryTooLong);
-                }
+                VaryKey::build(&parts.headers, &no_fields, &shared.config.implicit_vary)
+                    .map_err(unkeyable)?;
                 shared.flights.mark_cacheable(&fetch.key);
                 if fetch.stale.is_some() {
                     shared.drive(shared.store.remove(&fetch.key), false);
@@ -495,10 +492,7 @@ where
             let request = RequestVary::new(req_headers, &shared.config.encodings);
             VaryKey::build(&parts.headers, &request, &shared.config.implicit_vary)
                 .map(|vary| (vary, facts))
-                .map_err(|refused| match refused {
-                    VaryRefusal::Star => NotStorable::VaryStar,
-                    VaryRefusal::TooMany => NotStorable::VaryTooLong,
-                })
+                .map_err(unkeyable)
         });
     let fwd = fetch.fwd;
     let stored = storable.is_ok();
@@ -579,6 +573,14 @@ where
         Response::from_parts(parts, ResponseBody::origin(body, tee)),
         stored,
     )
+}
+
+/// Why a response whose `Vary` can't be keyed isn't stored.
+fn unkeyable(refused: VaryRefusal) -> NotStorable {
+    match refused {
+        VaryRefusal::Star => NotStorable::VaryStar,
+        VaryRefusal::TooMany => NotStorable::VaryTooLong,
+    }
 }
 
 /// RFC 9110 §6.6.1: a cache adds the `Date` the origin left out.
