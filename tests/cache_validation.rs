@@ -350,9 +350,11 @@ impl CacheStore for Slow {
 /// A 304 that names another representation than the stored one (RFC
 /// 9111 §4.3.4: it updates nothing): the stored response is removed, and
 /// is gone by the time the answer is, even from a store that answers
-/// later, so no request coalesced behind this one finds it.
+/// later. The client gets that 304 only when its own condition holds for
+/// it; one that asked for no condition gets a 502, not an answer to the
+/// cache's question.
 #[tokio::test]
-async fn a_304_for_another_representation_removes_the_entry_first() {
+async fn a_304_for_another_representation_removes_the_entry_and_answers_only_its_askers() {
     let memory = MemoryStore::new(1 << 20);
     let (layer, clock) = clocked();
     let calls = Arc::new(AtomicUsize::new(0));
@@ -393,7 +395,17 @@ async fn a_304_for_another_representation_removes_the_entry_first() {
     clock.advance(Duration::from_secs(15));
     let second = svc.clone().oneshot(get()).await.unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 2);
-    assert_eq!(second.status(), StatusCode::NOT_MODIFIED);
+    // The client asked for no condition: not the 304 of the cache's own
+    // question, but a 502 that says what happened.
+    let status_of = |r: &http::Response<_>| {
+        r.headers()
+            .get("cache-status")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(second.status(), StatusCode::BAD_GATEWAY);
+    assert!(status_of(&second).contains("detail=validation-mismatch"));
     // No yield since the answer came: nothing in the background could
     // have run.
     memory.sync();
@@ -403,16 +415,37 @@ async fn a_304_for_another_representation_removes_the_entry_first() {
         "the entry the 304 did not validate is gone with the answer ({:?})",
         second.headers().get("cache-status")
     );
-    // A 304 says nothing of whether the URL's answers can be kept: the
-    // URL isn't marked uncacheable, and the next answer is stored.
+    // Nothing stored: the next request asks unconditionally, and stores.
     let third = svc.clone().oneshot(get()).await.unwrap();
-    let stored = third
-        .headers()
-        .get("cache-status")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    assert!(stored.contains("stored"), "{stored}");
+    assert_eq!(third.status(), StatusCode::OK);
+    assert!(
+        status_of(&third).contains("stored"),
+        "{}",
+        status_of(&third)
+    );
+    let _ = third.into_body().collect().await;
+    tokio::task::yield_now().await;
+    tokio::task::yield_now().await;
+    // A client whose own condition the origin's 304 meets gets it.
+    clock.advance(Duration::from_secs(15));
+    let mut conditional = get();
+    conditional
+        .headers_mut()
+        .insert("if-none-match", http::HeaderValue::from_static("\"v2\""));
+    let fourth = svc.clone().oneshot(conditional).await.unwrap();
+    assert_eq!(fourth.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+    // That 304 says nothing of whether the URL's answers can be kept: the
+    // URL isn't marked uncacheable, and the next answer is stored.
+    tokio::task::yield_now().await;
+    tokio::task::yield_now().await;
+    let fifth = svc.clone().oneshot(get()).await.unwrap();
+    assert_eq!(fifth.status(), StatusCode::OK);
+    assert!(
+        status_of(&fifth).contains("stored"),
+        "{}",
+        status_of(&fifth)
+    );
 }
 
 /// A URL marked uncacheable whose stale copy is validated: when the

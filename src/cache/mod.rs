@@ -88,7 +88,12 @@
 //!   served stale; 504 when the origin can't be reached).
 //! - **Validation (§4.3)**: a stale entry is revalidated with
 //!   `If-None-Match` / `If-Modified-Since` from its validators; a 304
-//!   freshens it (§3.2). On a miss the cache asks the origin
+//!   freshens it (§3.2). A 304 that names another representation (§4.3.4)
+//!   updates nothing and the entry goes; the client gets it only when its
+//!   own conditions hold for it, else a 502 (`Cache-Status: …;
+//!   detail=validation-mismatch`: the request's body went with the ask,
+//!   so it isn't replayed), and the next request asks unconditionally.
+//!   On a miss the cache asks the origin
 //!   unconditionally and answers the client's own `If-None-Match` /
 //!   `If-Modified-Since` itself; a fresh hit answers them with 304. They
 //!   are evaluated as `CacheControlLayer` evaluates them

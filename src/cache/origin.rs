@@ -359,6 +359,29 @@ where
             return Ok(shared.passthrough(resp, fetch.fwd));
         }
     }
+    if validated == Some(false) {
+        // A 304 for another representation than the stored one: it
+        // updates nothing (§4.3.4), and the cache has no copy of what it
+        // names. It answers the client only when the client's own
+        // conditions hold for it; a 304 to a request that set none would
+        // be a response to another question. The origin isn't asked again
+        // (the request's body went with the first ask): a 502 says what
+        // happened, and the next request, finding nothing stored, asks
+        // unconditionally.
+        let etag = EntityTag::from_headers(resp.headers());
+        let lm =
+            HttpDate::from_headers(resp.headers(), &header::LAST_MODIFIED).and_then(Result::ok);
+        if !not_modified(
+            &fetch.client.conds,
+            &method,
+            StatusCode::OK,
+            etag.as_ref(),
+            lm,
+        ) {
+            drop(fetch.flight);
+            return Ok(shared.gateway_error(StatusCode::BAD_GATEWAY, "validation-mismatch"));
+        }
+    }
     if let (Some(true), Some(e)) = (validated, &fetch.stale) {
         // §4.3.4: the 304 freshens the stored response it validated.
         Counters::add(&shared.counters.revalidated_304);

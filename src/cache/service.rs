@@ -155,8 +155,14 @@ impl Shared {
 
     pub(super) fn gateway_timeout<B>(&self, detail: &str) -> Resp<B> {
         Counters::add(&self.counters.gateway_timeouts);
+        self.gateway_error(StatusCode::GATEWAY_TIMEOUT, detail)
+    }
+
+    /// An empty `status` answer of the cache's own, `detail` saying why
+    /// in `Cache-Status`.
+    pub(super) fn gateway_error<B>(&self, status: StatusCode, detail: &str) -> Resp<B> {
         let mut resp = Response::new(ResponseBody::empty());
-        *resp.status_mut() = StatusCode::GATEWAY_TIMEOUT;
+        *resp.status_mut() = status;
         self.set_status(resp.headers_mut(), format_args!("detail={detail}"));
         resp
     }
