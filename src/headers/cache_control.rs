@@ -186,6 +186,7 @@ impl CacheControl {
     /// back (a route's responses all say the same). Not for requests:
     /// their values are the client's to vary, and would push the
     /// origin's out of the memo.
+    #[cfg(any(feature = "cache", feature = "compression"))]
     pub(crate) fn from_response_headers(headers: &HeaderMap) -> Option<Self> {
         let mut lines = headers.get_all(CACHE_CONTROL).iter();
         let first = lines.next()?;
@@ -609,6 +610,7 @@ impl fmt::Display for CacheControl {
 }
 
 /// What recently parsed one-line `Cache-Control` values say, per thread.
+#[cfg(any(feature = "cache", feature = "compression"))]
 mod memo {
     use std::cell::RefCell;
 

@@ -208,6 +208,7 @@ fn absent_header() {
     assert_eq!(CacheControl::from_headers(&HeaderMap::new()), None);
 }
 
+#[cfg(any(feature = "cache", feature = "compression"))]
 #[test]
 fn response_headers_remembered_as_parsed() {
     // The per-thread memo answers what a fresh parse would, whatever the
