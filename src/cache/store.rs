@@ -233,26 +233,81 @@ struct Slot {
     weight: u32,
 }
 
-struct SlotExpiry;
-
-impl moka::Expiry<CacheKey, Slot> for SlotExpiry {
-    fn expire_after_create(&self, _: &CacheKey, value: &Slot, now: Instant) -> Option<Duration> {
-        Some(value.expires_at.saturating_duration_since(now))
+impl Slot {
+    fn new(variants: Variants, expires_at: Instant) -> Self {
+        let weight: usize = variants.iter().map(|v| v.weight()).sum();
+        Self {
+            variants,
+            expires_at,
+            weight: u32::try_from(weight).unwrap_or(u32::MAX),
+        }
     }
-    fn expire_after_update(
-        &self,
-        _: &CacheKey,
-        value: &Slot,
-        now: Instant,
-        _: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(value.expires_at.saturating_duration_since(now))
+
+    /// Whether the entry can still be used at `now` (fresh time plus the
+    /// stale windows the layer gave it as its TTL).
+    fn live(&self, now: Instant) -> bool {
+        now < self.expires_at
     }
 }
 
+/// An entry weighs what [`CachedResponse::weight`] says of its variants.
+#[derive(Clone)]
+struct SlotWeight;
+
+impl quick_cache::Weighter<CacheKey, Slot> for SlotWeight {
+    fn weight(&self, _: &CacheKey, slot: &Slot) -> u64 {
+        u64::from(slot.weight)
+    }
+}
+
+/// Counts the entries dropped to stay within the budget (and those too
+/// heavy to admit), and drops the first two of one insert after the
+/// shard's lock is released rather than under it.
+#[derive(Clone)]
+struct Evictions(Arc<AtomicU64>);
+
+impl quick_cache::Lifecycle<CacheKey, Slot> for Evictions {
+    type RequestState = [Option<Slot>; 2];
+
+    fn begin_request(&self) -> Self::RequestState {
+        [None, None]
+    }
+
+    fn on_evict(&self, state: &mut Self::RequestState, _: CacheKey, slot: Slot) {
+        self.0.fetch_add(1, Relaxed);
+        if let Some(free) = state.iter_mut().find(|s| s.is_none()) {
+            *free = Some(slot);
+        }
+    }
+}
+
+type Map =
+    quick_cache::sync::Cache<CacheKey, Slot, SlotWeight, foldhash::fast::RandomState, Evictions>;
+
+/// Each shard of the memory store holds at least this much (a store with
+/// a smaller budget has one shard): a shard is the most one entry can
+/// weigh.
+const MIN_SHARD_BYTES: u64 = 8 * 1024 * 1024;
+
+/// The weight an entry is guessed at to size the store's tables (they grow
+/// when entries are lighter).
+const TYPICAL_ENTRY_WEIGHT: u64 = 4 * 1024;
+
 /// The default store: in memory, bounded by a byte budget, entries weighed
-/// by their size, admission and eviction by TinyLFU (moka), each entry
-/// dropped once it can no longer be used (fresh time plus stale windows).
+/// by their size, admission and eviction by S3-FIFO (quick_cache: a small
+/// queue that URLs asked for once leave first, a main queue for the rest,
+/// and a ghost list that readmits what was evicted too soon), each entry
+/// unusable once its time (fresh time plus stale windows) is up.
+///
+/// The map is split into shards of at least 8 MiB (one shard below
+/// 16 MiB), each with its own lock and its share of the budget. An entry
+/// heavier than 97% of a shard is not kept, and counts as an eviction:
+/// keep [`CacheLayer::max_entry_size`](super::CacheLayer::max_entry_size)
+/// (1 MiB by default) below that.
+///
+/// An entry whose time is up is never returned, and goes when next looked
+/// up or stored over, when the budget needs its room, or at
+/// [`sync`](Self::sync); until then it counts in [`usage`](CacheStore::usage).
 ///
 /// ```
 /// use tower_perf::cache::{CacheStore, MemoryStore};
@@ -262,7 +317,7 @@ impl moka::Expiry<CacheKey, Slot> for SlotExpiry {
 /// ```
 #[derive(Clone)]
 pub struct MemoryStore {
-    cache: moka::sync::Cache<CacheKey, Slot, foldhash::fast::RandomState>,
+    cache: Arc<Map>,
     max_variants: usize,
     evictions: Arc<AtomicU64>,
 }
@@ -271,6 +326,7 @@ impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryStore")
             .field("usage", &self.usage())
+            .field("shards", &self.cache.num_shards())
             .field("max_variants", &self.max_variants)
             .finish()
     }
@@ -297,21 +353,35 @@ impl MemoryStore {
             budget_bytes > 0,
             "cache::MemoryStore::new(0): a zero-byte budget stores nothing; give it bytes, or leave the cache layer out"
         );
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let by_size = usize::try_from(budget_bytes / MIN_SHARD_BYTES).unwrap_or(usize::MAX);
+        // A power of two (quick_cache rounds up; rounding down here keeps
+        // every shard at least MIN_SHARD_BYTES).
+        let wanted = (cores * 4).min(by_size).max(1);
+        let shards = 1usize << wanted.ilog2();
+        let items = usize::try_from(budget_bytes / TYPICAL_ENTRY_WEIGHT)
+            .unwrap_or(usize::MAX)
+            .max(32);
         let evictions = Arc::new(AtomicU64::new(0));
-        let counter = Arc::clone(&evictions);
-        let cache = moka::sync::Cache::builder()
-            .max_capacity(budget_bytes)
-            .weigher(|_: &CacheKey, slot: &Slot| slot.weight)
-            .expire_after(SlotExpiry)
-            .eviction_listener(move |_, _, cause| {
-                if cause == moka::notification::RemovalCause::Size {
-                    counter.fetch_add(1, Relaxed);
-                }
-            })
+        let mut options = quick_cache::OptionsBuilder::new();
+        options
+            .shards(shards)
+            .estimated_items_capacity(items)
+            .weight_capacity(budget_bytes);
+        let options = match options.build() {
+            Ok(o) => o,
+            // Only a missing size fails, and both are set.
+            Err(e) => unreachable!("quick_cache options: {e}"),
+        };
+        let cache = Map::with_options(
+            options,
+            SlotWeight,
             // Keys are URLs, which clients choose: a hash seeded per store.
-            .build_with_hasher(foldhash::fast::RandomState::default());
+            foldhash::fast::RandomState::default(),
+            Evictions(Arc::clone(&evictions)),
+        );
         Self {
-            cache,
+            cache: Arc::new(cache),
             max_variants: 16,
             evictions,
         }
@@ -342,73 +412,65 @@ impl MemoryStore {
         if kept.is_empty() {
             return;
         }
-        let weight: usize = kept.iter().map(|v| v.weight()).sum();
-        self.cache.insert(
-            key,
-            Slot {
-                variants: kept,
-                expires_at: Instant::now() + ttl,
-                weight: u32::try_from(weight).unwrap_or(u32::MAX),
-            },
-        );
+        self.cache
+            .insert(key, Slot::new(kept, Instant::now() + ttl));
     }
 
-    /// Applies pending evictions and expirations now (they otherwise run
-    /// in small steps during reads and writes), so [`usage`](CacheStore::usage)
-    /// is exact.
+    /// Drops the entries whose time is up now (they otherwise go when
+    /// next looked up or when the budget needs their room), so
+    /// [`usage`](CacheStore::usage) counts only live ones.
     pub fn sync(&self) {
-        self.cache.run_pending_tasks();
+        let now = Instant::now();
+        self.cache.retain(|_, slot| slot.live(now));
     }
 }
 
 impl CacheStore for MemoryStore {
     fn get(&self, key: &CacheKey) -> StoreFuture<Option<Variants>> {
-        StoreFuture::ready(Ok(self.cache.get(key).map(|s| s.variants)))
+        let found = match self.cache.get(key) {
+            Some(slot) if slot.live(Instant::now()) => Some(slot.variants),
+            Some(slot) => {
+                // Only this expired copy goes: a fresher one stored
+                // meanwhile stays.
+                let _ = self
+                    .cache
+                    .remove_if(key, |s| Arc::ptr_eq(&s.variants, &slot.variants));
+                None
+            }
+            None => None,
+        };
+        StoreFuture::ready(Ok(found))
     }
 
     fn put(&self, key: CacheKey, response: Arc<CachedResponse>, ttl: Duration) -> StoreFuture<()> {
         let max_variants = self.max_variants;
         let now = Instant::now();
-        // A URL not stored yet (every miss of a new URL): a plain insert,
-        // without the per-key lock and merge of `and_compute_with` (2,300
-        // instructions a miss). The check and the insert are not one
-        // step: a put of the same URL on another thread in between (a
-        // second variant) may lose its variants to this insert. What is
-        // lost is fetched and stored again when next asked for; nothing
-        // else is served. (A tiered store refills with `fill`, all the
-        // variants in one insert.)
-        if !self.cache.contains_key(&key) {
-            let weight = u32::try_from(response.weight()).unwrap_or(u32::MAX);
-            let slot = Slot {
-                variants: Arc::from([response]),
-                expires_at: now + ttl,
-                weight,
-            };
-            self.cache.insert(key, slot);
-            return StoreFuture::ready(Ok(()));
-        }
-        self.cache.entry(key).and_compute_with(|old| {
+        let expires_at = now + ttl;
+        // One step under the shard's lock: a put of another variant, a
+        // remove or a purge of the same URL on another thread comes
+        // wholly before or wholly after this one.
+        let result = self.cache.entry(&key, None, |_, slot| {
             let mut variants: Vec<Arc<CachedResponse>> = Vec::with_capacity(4);
-            let mut expires_at = now + ttl;
             variants.push(Arc::clone(&response));
-            if let Some(old) = old {
-                let old = old.into_value();
-                for v in old.variants.iter() {
+            let mut until = expires_at;
+            if slot.live(now) {
+                for v in slot.variants.iter() {
                     if v.vary != response.vary && variants.len() < max_variants {
                         variants.push(Arc::clone(v));
                     }
                 }
                 if variants.len() > 1 {
-                    expires_at = expires_at.max(old.expires_at);
+                    until = until.max(slot.expires_at);
                 }
             }
-            let weight: usize = variants.iter().map(|v| v.weight()).sum();
-            moka::ops::compute::Op::Put(Slot {
-                variants: variants.into(),
-                expires_at,
-                weight: u32::try_from(weight).unwrap_or(u32::MAX),
-            })
+            *slot = Slot::new(variants.into(), until);
+            quick_cache::sync::EntryAction::Retain(())
         });
+        if let quick_cache::sync::EntryResult::Vacant(guard) = result {
+            // Err: the placeholder was removed meanwhile (a purge); the
+            // response is not kept, as if stored just before it.
+            let _ = guard.insert(Slot::new(Arc::from([response]), expires_at));
+        }
         StoreFuture::ready(Ok(()))
     }
 
@@ -417,33 +479,31 @@ impl CacheStore for MemoryStore {
     }
 
     fn purge(&self, purge: &Purge) -> StoreFuture<u64> {
-        let mut n = 0;
-        if let Purge::Key(k) = purge {
-            n = u64::from(self.cache.remove(k).is_some());
-        } else if *purge == Purge::All {
-            self.cache.run_pending_tasks();
-            n = self.cache.entry_count();
-            self.cache.invalidate_all();
-            self.cache.run_pending_tasks();
-        } else {
-            for (k, slot) in self.cache.iter() {
-                if purge.matches(&k, &slot.variants) {
-                    self.cache.invalidate(&*k);
-                    n += 1;
-                }
+        let n = match purge {
+            Purge::Key(k) => u64::from(self.cache.remove(k).is_some()),
+            _ => {
+                let n = AtomicU64::new(0);
+                self.cache.retain(|k, slot| {
+                    let goes = purge.matches(k, &slot.variants);
+                    if goes {
+                        n.fetch_add(1, Relaxed);
+                    }
+                    !goes
+                });
+                n.into_inner()
             }
-        }
+        };
         StoreFuture::ready(Ok(n))
     }
 
     fn usage(&self) -> StoreUsage {
-        // Counts lag behind until moka's pending work runs; statistics are
-        // read rarely, so make them exact.
-        self.cache.run_pending_tasks();
         StoreUsage {
-            entries: self.cache.entry_count(),
-            bytes: self.cache.weighted_size(),
+            entries: self.cache.len() as u64,
+            bytes: self.cache.weight(),
             evictions: self.evictions.load(Relaxed),
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
