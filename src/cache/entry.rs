@@ -1,6 +1,7 @@
 //! Stored responses: what the store holds of a response and how it is
 //! aged, retained and freshened by a 304.
 
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -45,7 +46,9 @@ pub struct CachedResponse {
     pub(crate) headers: HeaderMap,
     /// `headers` plus placeholders for `Age` and `Cache-Status`: a hit
     /// clones it and overwrites them in place, and the map never grows.
-    pub(crate) template: HeaderMap,
+    /// Built at the first hit, not when stored: a response stored and
+    /// never asked for again (as many are) never pays for the copy.
+    pub(crate) template: OnceLock<HeaderMap>,
     pub(crate) body: Bytes,
     pub(crate) trailers: Option<HeaderMap>,
     /// When the request that produced this response was sent.
@@ -109,7 +112,7 @@ impl CachedResponse {
         });
         Self {
             status,
-            template: template(&headers),
+            template: OnceLock::new(),
             headers,
             body,
             trailers,
@@ -126,6 +129,13 @@ impl CachedResponse {
     pub(crate) fn with_default_ttl(mut self, ttl: Option<Duration>) -> Self {
         self.facts = self.facts.with_default_ttl(self.status, ttl);
         self
+    }
+
+    /// The header section a hit starts from: the stored fields with
+    /// placeholders for `Age` and `Cache-Status` (built once, at the
+    /// first use).
+    pub(crate) fn template(&self) -> &HeaderMap {
+        self.template.get_or_init(|| template(&self.headers))
     }
 
     /// The status code.
@@ -211,8 +221,10 @@ impl CachedResponse {
                 .sum::<usize>()
         };
         self.body.len()
-            + fields(&self.headers)
-            + fields(&self.template)
+            // The stored fields, and the template's copy of them with its
+            // two placeholders, built or not: a weight never changes.
+            + 2 * fields(&self.headers)
+            + TEMPLATE_PLACEHOLDERS
             + self.trailers.as_ref().map_or(0, fields)
             + self.vary.weight()
             + self.tags.iter().map(|t| t.len() + 16).sum::<usize>()
@@ -258,7 +270,7 @@ impl CachedResponse {
             .with_default_ttl(self.status, self.facts.default_ttl);
         Self {
             status: self.status,
-            template: template(&headers),
+            template: OnceLock::new(),
             headers,
             body: self.body.clone(),
             trailers: self.trailers.clone(),
@@ -270,6 +282,10 @@ impl CachedResponse {
         }
     }
 }
+
+/// What the template's placeholders weigh ([`CachedResponse::weight`]
+/// counts a field as its name, its value and 32 bytes).
+const TEMPLATE_PLACEHOLDERS: usize = ("age".len() + 1 + 32) + ("cache-status".len() + 32);
 
 /// `headers` with room for, and placeholders of, the two fields each
 /// answer from the cache sets. A `Cache-Status` from an upstream cache
@@ -291,6 +307,11 @@ trait RetainExt {
 
 impl RetainExt for HeaderMap {
     fn retain_not_hop_by_hop(&mut self) {
+        // Most responses have none (`Connection` is one of them): nothing
+        // to collect then.
+        if !self.keys().any(is_hop_by_hop) {
+            return;
+        }
         // Fields named by Connection are hop-by-hop too (RFC 9110 §7.6.1).
         let named: Vec<HeaderName> = self
             .get_all(header::CONNECTION)
@@ -397,6 +418,27 @@ pub(crate) mod tests {
         assert_eq!(t.get_all("vary").iter().count(), 2);
         let upstream = template(&headers(&[("cache-status", "origin-cache; hit")]));
         assert_eq!(upstream.get_all("cache-status").iter().count(), 1);
+    }
+
+    /// The template is built at the first use, not when the response is
+    /// stored, and the weight the store keeps does not change when it is.
+    #[test]
+    fn the_template_waits_for_its_first_use_and_weighs_the_same() {
+        let r = CachedResponse::new(
+            StatusCode::OK,
+            headers(&[("etag", "\"a\""), ("content-type", "text/plain")]),
+            Bytes::from_static(b"hello"),
+            None,
+            (at(1), at(1)),
+            VaryKey::default(),
+            Vec::new(),
+            &Default::default(),
+        );
+        let before = r.weight();
+        assert!(r.template.get().is_none(), "not built when stored");
+        assert_eq!(r.template().len(), 4);
+        assert!(r.template.get().is_some());
+        assert_eq!(r.weight(), before);
     }
 
     /// Retention: fresh time, then the longest stale window (the window

@@ -79,7 +79,7 @@ thread_local! {
 /// thread's copy when `e` is hot here, else of `e`'s own.
 pub(super) fn template_and_body(e: &Arc<CachedResponse>) -> (HeaderMap, Bytes) {
     if e.body.len() > MAX_WEIGHT {
-        return (e.template.clone(), e.body.clone());
+        return (e.template().clone(), e.body.clone());
     }
     HOT.try_with(|hot| {
         let Ok(mut hot) = hot.try_borrow_mut() else {
@@ -89,7 +89,7 @@ pub(super) fn template_and_body(e: &Arc<CachedResponse>) -> (HeaderMap, Bytes) {
     })
     .ok()
     .flatten()
-    .unwrap_or_else(|| (e.template.clone(), e.body.clone()))
+    .unwrap_or_else(|| (e.template().clone(), e.body.clone()))
 }
 
 impl Hot {
@@ -98,7 +98,7 @@ impl Hot {
             c.referenced = true;
             return (c.template.clone(), c.body.clone());
         }
-        let own = || (e.template.clone(), e.body.clone());
+        let own = || (e.template().clone(), e.body.clone());
         let Some(at) = self
             .seen
             .iter()
@@ -130,7 +130,7 @@ impl Hot {
         }
         let copy = Copy {
             entry: Arc::clone(e),
-            template: deep_copy(&e.template),
+            template: deep_copy(e.template()),
             body: Bytes::copy_from_slice(&e.body),
             referenced: false,
         };
@@ -214,15 +214,15 @@ mod tests {
         let (t1, b1) = template_and_body(&e);
         // First sight: the entry's own memory.
         assert_eq!(b1.as_ptr(), e.body.as_ptr());
-        assert_eq!(t1, e.template);
+        assert_eq!(&t1, e.template());
         // Second: copied, equal in content, not in memory.
         let (t2, b2) = template_and_body(&e);
         assert_eq!(b2, e.body);
         assert_ne!(b2.as_ptr(), e.body.as_ptr());
-        assert_eq!(t2, e.template);
+        assert_eq!(&t2, e.template());
         assert_ne!(
             t2.get("x-custom").unwrap().as_bytes().as_ptr(),
-            e.template.get("x-custom").unwrap().as_bytes().as_ptr()
+            e.template().get("x-custom").unwrap().as_bytes().as_ptr()
         );
         // Third: the same copy again.
         let (_, b3) = template_and_body(&e);

@@ -160,7 +160,7 @@ pub(super) fn answer(range: &Ranged, e: &CachedResponse) -> Option<(StatusCode, 
         return None;
     }
     let body = e.body.slice(from..=to);
-    let mut headers = e.template.clone();
+    let mut headers = e.template().clone();
     // They describe the whole body, not this part.
     headers.remove("content-digest");
     headers.remove("content-md5");

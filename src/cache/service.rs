@@ -108,11 +108,11 @@ impl Shared {
             e.facts.last_modified,
         );
         let (status, mut headers, body) = if is_304 {
-            let mut headers = e.template.clone();
+            let mut headers = e.template().clone();
             retain_not_modified_fields(&mut headers);
             (StatusCode::NOT_MODIFIED, headers, ResponseBody::empty())
         } else if method == Method::HEAD {
-            (e.status, e.template.clone(), ResponseBody::empty())
+            (e.status, e.template().clone(), ResponseBody::empty())
         } else if let Some((status, headers, body)) =
             client.range.as_ref().and_then(|r| answer(r, e))
         {
