@@ -1,7 +1,7 @@
 //! Serving a cache hit of a 10 KiB entry, beside calling a trivial inner
 //! service directly (the bare cost of a tower call and a body), beside the
-//! harness's floor (a response with no fields) and beside a moka lookup
-//! alone (the store's floor).
+//! harness's floor (a response with no fields) and beside a quick_cache
+//! lookup alone (the memory store's map: its floor).
 //!
 //! Run: `cargo bench --bench cache`.
 #![allow(missing_docs)]
@@ -49,8 +49,19 @@ fn bench(c: &mut Criterion) {
     let hit = rt.block_on(get(&cached));
     assert_eq!(first.as_ptr(), hit.as_ptr(), "a hit must not copy the body");
 
-    let moka: moka::sync::Cache<String, Bytes> = moka::sync::Cache::new(1024);
-    moka.insert("example.com/api/v1/items".to_owned(), body.clone());
+    let map: quick_cache::sync::Cache<
+        String,
+        Bytes,
+        quick_cache::UnitWeighter,
+        foldhash::fast::RandomState,
+    > = quick_cache::sync::Cache::with(
+        1024,
+        1024,
+        quick_cache::UnitWeighter,
+        foldhash::fast::RandomState::default(),
+        Default::default(),
+    );
+    map.insert("example.com/api/v1/items".to_owned(), body.clone());
 
     let mut group = c.benchmark_group("cache-hit-10KiB");
     group
@@ -105,8 +116,8 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
-    group.bench_function("moka get alone", |b| {
-        b.iter(|| black_box(moka.get(black_box("example.com/api/v1/items"))))
+    group.bench_function("quick_cache get alone", |b| {
+        b.iter(|| black_box(map.get(black_box("example.com/api/v1/items"))))
     });
     group.finish();
 }

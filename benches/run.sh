@@ -6,7 +6,7 @@
 #      load-test runner: cache-miss, cache-hit, compressed, `no-cache`
 #      (`/health`) and rate-limited paths (req/s, p99 and the server's CPU
 #      time per request, read from /proc, as ratios to bare);
-#   2. each layer's criterion bench beside its peer (cache hit vs moka
+#   2. each layer's criterion bench beside its peer (cache hit vs a quick_cache
 #      alone, compression vs tower-http, rate limiting vs governor and
 #      tower_governor), as ratios.
 #
@@ -209,7 +209,7 @@ def ns(name):
 
 pairs = [("cache hit / bare inner service", "cache-hit-10KiB/tower-perf hit", "cache-hit-10KiB/bare inner service"),
          ("cache hit / bare inner service, 2 threads", "cache-hit-10KiB/tower-perf hit, 2 threads", "cache-hit-10KiB/bare inner service, 2 threads"),
-         ("cache hit / moka lookup alone", "cache-hit-10KiB/tower-perf hit", "cache-hit-10KiB/moka get alone")]
+         ("cache hit / store lookup alone (quick_cache)", "cache-hit-10KiB/tower-perf hit", "cache-hit-10KiB/quick_cache get alone")]
 for case in ["2KiB-L2", "1MiB-L2", "2KiB-L6", "1MiB-L6"]:
     pairs.append((f"compression {case}: tower-perf / tower-http", f"compression/tower-perf/{case}", f"compression/tower-http/{case}"))
 for case in ["1-key", "100k-keys"]:

@@ -439,6 +439,17 @@ pub(crate) mod tests {
         assert_eq!(r.template().len(), 4);
         assert!(r.template.get().is_some());
         assert_eq!(r.weight(), before);
+        // The weight counts the template as it is built: the fields again
+        // and the two placeholders.
+        let fields = |h: &HeaderMap| {
+            h.iter()
+                .map(|(n, v)| n.as_str().len() + v.len() + 32)
+                .sum::<usize>()
+        };
+        assert_eq!(
+            fields(r.template()),
+            fields(r.headers()) + TEMPLATE_PLACEHOLDERS
+        );
     }
 
     /// Retention: fresh time, then the longest stale window (the window

@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use quick_cache::sync::{EntryAction, EntryResult};
+
 use super::entry::CachedResponse;
 use super::key::CacheKey;
 use crate::BoxError;
@@ -234,15 +236,6 @@ struct Slot {
 }
 
 impl Slot {
-    fn new(variants: Variants, expires_at: Instant) -> Self {
-        let weight: usize = variants.iter().map(|v| v.weight()).sum();
-        Self {
-            variants,
-            expires_at,
-            weight: u32::try_from(weight).unwrap_or(u32::MAX),
-        }
-    }
-
     /// Whether the entry can still be used at `now` (fresh time plus the
     /// stale windows the layer gave it as its TTL).
     fn live(&self, now: Instant) -> bool {
@@ -289,9 +282,29 @@ type Map =
 /// weigh.
 const MIN_SHARD_BYTES: u64 = 8 * 1024 * 1024;
 
-/// The weight an entry is guessed at to size the store's tables (they grow
-/// when entries are lighter).
+/// The share of a shard its entries may take before the oldest are
+/// evicted (quick_cache's "hot" allocation, set here so the store knows
+/// the heaviest entry a shard admits).
+const HOT_ALLOCATION: f64 = 0.97;
+
+/// The weight an entry is guessed at, from which quick_cache sizes the
+/// list of recently evicted keys it readmits (half as many keys as the
+/// guess of entries) and keeps shards from holding too few.
 const TYPICAL_ENTRY_WEIGHT: u64 = 4 * 1024;
+
+/// How long a put waits for another put of the same URL on another thread
+/// (held only while that one merges, unless its thread was descheduled)
+/// before giving up with an error.
+const PUT_WAIT: Duration = Duration::from_millis(10);
+
+/// Shards for a store of `budget` bytes on `cores` cores: four a core, as
+/// quick_cache chooses, but no fewer than `MIN_SHARD_BYTES` each; a power
+/// of two (quick_cache rounds up, so rounding down here keeps the floor).
+fn shard_count(budget: u64, cores: usize) -> usize {
+    let by_size = usize::try_from(budget / MIN_SHARD_BYTES).unwrap_or(usize::MAX);
+    let wanted = cores.saturating_mul(4).min(by_size).max(1);
+    1usize << wanted.ilog2()
+}
 
 /// The default store: in memory, bounded by a byte budget, entries weighed
 /// by their size, admission and eviction by S3-FIFO (quick_cache: a small
@@ -303,11 +316,16 @@ const TYPICAL_ENTRY_WEIGHT: u64 = 4 * 1024;
 /// 16 MiB), each with its own lock and its share of the budget. An entry
 /// heavier than 97% of a shard is not kept, and counts as an eviction:
 /// keep [`CacheLayer::max_entry_size`](super::CacheLayer::max_entry_size)
-/// (1 MiB by default) below that.
+/// (1 MiB by default) below that. A URL whose variants together outgrow
+/// that keeps its newest ones.
 ///
-/// An entry whose time is up is never returned, and goes when next looked
-/// up or stored over, when the budget needs its room, or at
-/// [`sync`](Self::sync); until then it counts in [`usage`](CacheStore::usage).
+/// An entry whose time is up is never returned. It goes when next looked
+/// up or stored over, when eviction reaches it, or at
+/// [`sync`](Self::sync), and counts in [`usage`](CacheStore::usage) until
+/// then. Eviction goes by use, not by age: an expired entry that was
+/// asked for often can stay until the budget needs its room, so a
+/// service that wants exact usage figures (or its memory back sooner)
+/// calls `sync` now and then (it scans every entry).
 ///
 /// ```
 /// use tower_perf::cache::{CacheStore, MemoryStore};
@@ -319,6 +337,8 @@ const TYPICAL_ENTRY_WEIGHT: u64 = 4 * 1024;
 pub struct MemoryStore {
     cache: Arc<Map>,
     max_variants: usize,
+    /// The heaviest entry a shard admits.
+    max_weight: usize,
     evictions: Arc<AtomicU64>,
 }
 
@@ -354,23 +374,19 @@ impl MemoryStore {
             "cache::MemoryStore::new(0): a zero-byte budget stores nothing; give it bytes, or leave the cache layer out"
         );
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let by_size = usize::try_from(budget_bytes / MIN_SHARD_BYTES).unwrap_or(usize::MAX);
-        // A power of two (quick_cache rounds up; rounding down here keeps
-        // every shard at least MIN_SHARD_BYTES).
-        let wanted = (cores * 4).min(by_size).max(1);
-        let shards = 1usize << wanted.ilog2();
         let items = usize::try_from(budget_bytes / TYPICAL_ENTRY_WEIGHT)
             .unwrap_or(usize::MAX)
             .max(32);
         let evictions = Arc::new(AtomicU64::new(0));
         let mut options = quick_cache::OptionsBuilder::new();
         options
-            .shards(shards)
+            .shards(shard_count(budget_bytes, cores))
             .estimated_items_capacity(items)
-            .weight_capacity(budget_bytes);
+            .weight_capacity(budget_bytes)
+            .hot_allocation(HOT_ALLOCATION);
         let options = match options.build() {
             Ok(o) => o,
-            // Only a missing size fails, and both are set.
+            // Only a missing size or an allocation outside 0..1 fails.
             Err(e) => unreachable!("quick_cache options: {e}"),
         };
         let cache = Map::with_options(
@@ -380,9 +396,12 @@ impl MemoryStore {
             foldhash::fast::RandomState::default(),
             Evictions(Arc::clone(&evictions)),
         );
+        // As quick_cache computes the most a shard admits.
+        let max_weight = (cache.shard_capacity() as f64 * HOT_ALLOCATION) as u64;
         Self {
             cache: Arc::new(cache),
             max_variants: 16,
+            max_weight: usize::try_from(max_weight).unwrap_or(usize::MAX),
             evictions,
         }
     }
@@ -402,23 +421,82 @@ impl MemoryStore {
         self
     }
 
+    /// An entry of `variants` (newest first) until `expires_at`, the
+    /// oldest dropped while they outweigh what a shard admits (the newest
+    /// always stays: alone too heavy, the store refuses it).
+    fn fitted(&self, mut variants: Vec<Arc<CachedResponse>>, expires_at: Instant) -> Slot {
+        let weights: Vec<usize> = variants.iter().map(|v| v.weight()).collect();
+        let mut weight: usize = weights.iter().sum();
+        while variants.len() > 1 && weight > self.max_weight {
+            variants.pop();
+            weight -= weights[variants.len()];
+        }
+        Slot {
+            variants: variants.into(),
+            expires_at,
+            weight: u32::try_from(weight).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// What `slot` becomes with `response` stored into it at `now`: the
+    /// response first, then the slot's other variants (those with other
+    /// `Vary` values), while it is still live.
+    fn merged(
+        &self,
+        slot: &Slot,
+        response: &Arc<CachedResponse>,
+        now: Instant,
+        expires_at: Instant,
+    ) -> Slot {
+        let mut variants: Vec<Arc<CachedResponse>> = Vec::with_capacity(4);
+        variants.push(Arc::clone(response));
+        let mut until = expires_at;
+        if slot.live(now) {
+            for v in slot.variants.iter() {
+                if v.vary != response.vary && variants.len() < self.max_variants {
+                    variants.push(Arc::clone(v));
+                }
+            }
+            if variants.len() > 1 {
+                until = until.max(slot.expires_at);
+            }
+        }
+        self.fitted(variants, until)
+    }
+
     /// Holds exactly `variants` (at most [`max_variants`](Self::max_variants)
-    /// of them, in order) under `key`, for `ttl`, in one insert: a tier
+    /// of them, in order) under `key`, for `ttl`, in one step: a tier
     /// above refilling this one from the tier below, where putting the
     /// variants one by one could interleave with another refill.
     #[cfg(feature = "redis")]
     pub(crate) fn fill(&self, key: CacheKey, variants: &Variants, ttl: Duration) {
-        let kept: Variants = variants.iter().take(self.max_variants).cloned().collect();
+        let kept: Vec<_> = variants.iter().take(self.max_variants).cloned().collect();
         if kept.is_empty() {
             return;
         }
-        self.cache
-            .insert(key, Slot::new(kept, Instant::now() + ttl));
+        let slot = self.fitted(kept, Instant::now() + ttl);
+        // Through a placeholder, as a put that grows an entry: the size
+        // check and eviction of an insert, and a replaced entry is not
+        // counted as evicted (a plain insert over it would be).
+        match self.cache.entry(&key, Some(PUT_WAIT), |_, _| {
+            EntryAction::<()>::ReplaceWithGuard
+        }) {
+            EntryResult::Vacant(guard) => {
+                let _ = guard.insert(slot);
+            }
+            EntryResult::Replaced(guard, old) => {
+                let _ = guard.insert(slot);
+                drop(old);
+            }
+            // A refill is an optimisation: skipped when the URL is busy.
+            EntryResult::Retained(()) | EntryResult::Removed(..) | EntryResult::Timeout => {}
+        }
     }
 
     /// Drops the entries whose time is up now (they otherwise go when
-    /// next looked up or when the budget needs their room), so
-    /// [`usage`](CacheStore::usage) counts only live ones.
+    /// next looked up, stored over or evicted), so
+    /// [`usage`](CacheStore::usage) counts only live ones. It scans every
+    /// entry, a shard at a time under that shard's lock.
     pub fn sync(&self) {
         let now = Instant::now();
         self.cache.retain(|_, slot| slot.live(now));
@@ -443,35 +521,50 @@ impl CacheStore for MemoryStore {
     }
 
     fn put(&self, key: CacheKey, response: Arc<CachedResponse>, ttl: Duration) -> StoreFuture<()> {
-        let max_variants = self.max_variants;
         let now = Instant::now();
         let expires_at = now + ttl;
         // One step under the shard's lock: a put of another variant, a
         // remove or a purge of the same URL on another thread comes
-        // wholly before or wholly after this one.
-        let result = self.cache.entry(&key, None, |_, slot| {
-            let mut variants: Vec<Arc<CachedResponse>> = Vec::with_capacity(4);
-            variants.push(Arc::clone(&response));
-            let mut until = expires_at;
-            if slot.live(now) {
-                for v in slot.variants.iter() {
-                    if v.vary != response.vary && variants.len() < max_variants {
-                        variants.push(Arc::clone(v));
-                    }
-                }
-                if variants.len() > 1 {
-                    until = until.max(slot.expires_at);
-                }
+        // wholly before or wholly after this one. An entry that grows is
+        // stored through a placeholder (the insert path: the shard's
+        // budget kept, entries evicted), one that doesn't is replaced in
+        // place; either way the old one is dropped after the lock is
+        // released.
+        let mut grown = None;
+        let result = self.cache.entry(&key, Some(PUT_WAIT), |_, slot| {
+            let merged = self.merged(slot, &response, now, expires_at);
+            if merged.weight <= slot.weight {
+                EntryAction::Retain(Some(std::mem::replace(slot, merged)))
+            } else {
+                grown = Some(merged);
+                EntryAction::ReplaceWithGuard
             }
-            *slot = Slot::new(variants.into(), until);
-            quick_cache::sync::EntryAction::Retain(())
         });
-        if let quick_cache::sync::EntryResult::Vacant(guard) = result {
-            // Err: the placeholder was removed meanwhile (a purge); the
-            // response is not kept, as if stored just before it.
-            let _ = guard.insert(Slot::new(Arc::from([response]), expires_at));
-        }
-        StoreFuture::ready(Ok(()))
+        let outcome = match result {
+            EntryResult::Retained(old) => {
+                drop(old);
+                Ok(())
+            }
+            EntryResult::Vacant(guard) => {
+                // Err: the placeholder went meanwhile (a remove of this
+                // URL, or a refill): the response is not kept, as if
+                // stored just before that.
+                let _ = guard.insert(self.fitted(vec![response], expires_at));
+                Ok(())
+            }
+            EntryResult::Replaced(guard, old) => {
+                if let Some(slot) = grown {
+                    let _ = guard.insert(slot);
+                }
+                drop(old);
+                Ok(())
+            }
+            EntryResult::Removed(..) => Ok(()),
+            EntryResult::Timeout => Err(StoreError::new(format!(
+                "another put of this URL held it for {PUT_WAIT:?}; not stored"
+            ))),
+        };
+        StoreFuture::ready(outcome)
     }
 
     fn remove(&self, key: &CacheKey) -> StoreFuture<bool> {

@@ -125,16 +125,96 @@ fn an_entry_too_heavy_for_the_store_is_not_kept_and_counts() {
     assert_eq!((usage.entries, usage.evictions), (0, 1), "{usage:?}");
 }
 
-/// Shards hold at least 8 MiB, whatever the machine's core count: the
-/// default 64 MiB store keeps a 7 MiB entry (a shard per core would not
-/// on a large machine).
+/// Shards hold at least 8 MiB, whatever the machine's core count (four a
+/// core would leave 256 KiB shards of a 64 MiB store on 64 cores, too
+/// small for a 1 MiB response).
 #[test]
-fn a_shard_holds_at_least_eight_mebibytes() {
+fn shards_hold_at_least_eight_mebibytes() {
+    const MIB: u64 = 1 << 20;
+    assert_eq!(shard_count(64 * MIB, 64), 8);
+    assert_eq!(shard_count(64 * MIB, 1), 4);
+    assert_eq!(shard_count(24 * MIB, 64), 2, "a power of two, rounded down");
+    assert_eq!(shard_count(MIB, 64), 1);
+    assert_eq!(shard_count(1024 * MIB, 2), 8);
+    assert_eq!(shard_count(1024 * MIB, 64), 128);
+}
+
+/// And the default store keeps an entry of 7 MiB, just below 97% of one.
+#[test]
+fn the_default_store_keeps_a_seven_mebibyte_entry() {
     let store = MemoryStore::default();
     let key = CacheKey::from_text("example.com/large");
     put(&store, &key, &response(7 << 20, "gzip", None), MINUTE);
     assert!(get(&store, &key).is_some(), "{:?}", store.usage());
-    assert!(store.cache.num_shards() <= 8);
+}
+
+/// Variants added to URLs already stored grow their entries: those go
+/// through the insert path, which keeps the shard within its budget (a
+/// merge in place would not evict anything).
+#[test]
+fn growing_entries_keep_the_budget() {
+    let budget = 256 * 1024;
+    let store = MemoryStore::new(budget);
+    let keys: Vec<CacheKey> = (0..20)
+        .map(|i| CacheKey::from_text(&format!("example.com/{i}")))
+        .collect();
+    for key in &keys {
+        put(&store, key, &response(10_000, "gzip", None), MINUTE);
+    }
+    assert_eq!(store.usage().evictions, 0);
+    for key in &keys {
+        put(&store, key, &response(10_000, "identity", None), MINUTE);
+    }
+    let usage = store.usage();
+    assert!(usage.bytes <= budget, "{usage:?}");
+    assert!(usage.evictions > 0, "{usage:?}");
+}
+
+/// A URL whose variants together outweigh what a shard admits keeps its
+/// newest ones.
+#[test]
+fn a_url_too_heavy_with_all_its_variants_keeps_the_newest() {
+    let budget = 256 * 1024;
+    let store = MemoryStore::new(budget);
+    let key = CacheKey::from_text("example.com/v");
+    let (gzip, plain, br) = (
+        response(100_000, "gzip", None),
+        response(100_000, "identity", None),
+        response(100_000, "br", None),
+    );
+    for r in [&gzip, &plain, &br] {
+        put(&store, &key, r, MINUTE);
+    }
+    let now = get(&store, &key).expect("stored");
+    assert_eq!(now.len(), 2);
+    assert!(Arc::ptr_eq(&now[0], &br) && Arc::ptr_eq(&now[1], &plain));
+    assert!(store.usage().bytes <= budget, "{:?}", store.usage());
+}
+
+/// A newer copy of a variant replaces the old one in place: not an
+/// eviction.
+#[test]
+fn a_replaced_variant_is_not_an_eviction() {
+    let store = MemoryStore::new(1 << 20);
+    let key = CacheKey::from_text("example.com/r");
+    for _ in 0..3 {
+        put(&store, &key, &response(10, "gzip", None), MINUTE);
+    }
+    assert_eq!(store.usage().evictions, 0);
+    assert_eq!(get(&store, &key).expect("stored").len(), 1);
+}
+
+/// A refill over what a URL holds is not an eviction either.
+#[cfg(feature = "redis")]
+#[test]
+fn a_refill_is_not_an_eviction() {
+    let store = MemoryStore::new(1 << 20);
+    let key = CacheKey::from_text("example.com/f");
+    let given: Variants = vec![response(10, "gzip", None)].into();
+    store.fill(key.clone(), &given, MINUTE);
+    store.fill(key.clone(), &given, MINUTE);
+    assert_eq!(store.usage().evictions, 0);
+    assert_eq!(store.usage().entries, 1);
 }
 
 #[test]
