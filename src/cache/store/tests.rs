@@ -47,17 +47,17 @@ fn put(store: &MemoryStore, key: &CacheKey, r: &Arc<CachedResponse>, ttl: Durati
 
 const MINUTE: Duration = Duration::from_secs(60);
 
+/// Stores `r` under `key` for 1 ms, and lets that pass.
+fn put_expired(store: &MemoryStore, key: &CacheKey, r: &Arc<CachedResponse>) {
+    put(store, key, r, Duration::from_millis(1));
+    std::thread::sleep(Duration::from_millis(20));
+}
+
 #[test]
 fn an_entry_whose_time_is_up_is_not_returned_and_goes() {
     let store = MemoryStore::new(1 << 20);
     let key = CacheKey::from_text("example.com/a");
-    put(
-        &store,
-        &key,
-        &response(10, "gzip", None),
-        Duration::from_millis(1),
-    );
-    std::thread::sleep(Duration::from_millis(20));
+    put_expired(&store, &key, &response(10, "gzip", None));
     assert!(get(&store, &key).is_none());
     assert_eq!(store.usage().entries, 0, "the lookup dropped it");
 }
@@ -69,14 +69,8 @@ fn sync_drops_what_is_past_its_time_and_keeps_the_rest() {
         CacheKey::from_text("example.com/old"),
         CacheKey::from_text("example.com/live"),
     );
-    put(
-        &store,
-        &old,
-        &response(10, "gzip", None),
-        Duration::from_millis(1),
-    );
     put(&store, &live, &response(10, "gzip", None), MINUTE);
-    std::thread::sleep(Duration::from_millis(20));
+    put_expired(&store, &old, &response(10, "gzip", None));
     assert_eq!(store.usage().entries, 2, "counted until dropped");
     store.sync();
     assert_eq!(store.usage().entries, 1);
@@ -87,13 +81,7 @@ fn sync_drops_what_is_past_its_time_and_keeps_the_rest() {
 fn a_put_over_an_expired_entry_keeps_none_of_its_variants() {
     let store = MemoryStore::new(1 << 20);
     let key = CacheKey::from_text("example.com/v");
-    put(
-        &store,
-        &key,
-        &response(10, "gzip", None),
-        Duration::from_millis(1),
-    );
-    std::thread::sleep(Duration::from_millis(20));
+    put_expired(&store, &key, &response(10, "gzip", None));
     let plain = response(10, "identity", None);
     put(&store, &key, &plain, MINUTE);
     let now = get(&store, &key).expect("stored");
