@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
@@ -18,8 +18,19 @@ pub(crate) struct Flights {
     // map, as the memory store does (650 instructions less than SipHash
     // per cache miss of the example server).
     map: Mutex<HashMap<CacheKey, Arc<Flight>, foldhash::fast::RandomState>>,
-    uncacheable: moka::sync::Cache<CacheKey, (), foldhash::fast::RandomState>,
+    /// URLs marked uncacheable, each until when. A mark past its time is
+    /// ignored, and replaced when the URL is marked again or forgotten as
+    /// the map makes room.
+    uncacheable: Marks,
+    hit_for_miss: Duration,
 }
+
+type Marks = quick_cache::sync::Cache<
+    CacheKey,
+    Instant,
+    quick_cache::UnitWeighter,
+    foldhash::fast::RandomState,
+>;
 
 impl Default for Flights {
     fn default() -> Self {
@@ -27,7 +38,8 @@ impl Default for Flights {
     }
 }
 
-/// URLs remembered as uncacheable at most (the oldest are forgotten first).
+/// URLs remembered as uncacheable at most (those marked once and not
+/// asked for again are forgotten first).
 const UNCACHEABLE_MAX: u64 = 10_000;
 
 /// One fetch in flight: set done and notified once, when its leader lets
@@ -98,32 +110,38 @@ impl Flights {
     pub(crate) fn new(hit_for_miss: Duration) -> Self {
         Self {
             map: Mutex::default(),
-            uncacheable: moka::sync::Cache::builder()
-                .max_capacity(UNCACHEABLE_MAX)
-                .time_to_live(hit_for_miss.max(Duration::from_millis(1)))
-                .build_with_hasher(foldhash::fast::RandomState::default()),
+            uncacheable: Marks::with(
+                UNCACHEABLE_MAX as usize,
+                UNCACHEABLE_MAX,
+                quick_cache::UnitWeighter,
+                foldhash::fast::RandomState::default(),
+                Default::default(),
+            ),
+            hit_for_miss: hit_for_miss.max(Duration::from_millis(1)),
         }
     }
 
     /// The origin's last answer for `key` could not be stored. A URL
     /// already remembered stays so from when it was first marked: a read
-    /// costs a few hundred instructions, an insert into the bounded map
-    /// several thousand (its key cloned, its eviction policy updated), on
-    /// every request for a URL that is never stored.
+    /// is a lookup, an insert clones the key and takes the shard's write
+    /// lock, on every request for a URL that is never stored.
     pub(crate) fn mark_uncacheable(&self, key: &CacheKey) {
-        if !self.uncacheable.contains_key(key) {
-            self.uncacheable.insert(key.clone(), ());
+        if !self.is_uncacheable(key) {
+            self.uncacheable
+                .insert(key.clone(), Instant::now() + self.hit_for_miss);
         }
     }
 
     /// An answer for `key` was stored.
     pub(crate) fn mark_cacheable(&self, key: &CacheKey) {
-        self.uncacheable.invalidate(key);
+        self.uncacheable.remove(key);
     }
 
     /// Whether `key` was found uncacheable lately.
     pub(crate) fn is_uncacheable(&self, key: &CacheKey) -> bool {
-        self.uncacheable.contains_key(key)
+        self.uncacheable
+            .get(key)
+            .is_some_and(|until| Instant::now() < until)
     }
 
     /// Becomes the leader for `key`, or a waiter if a fetch is in flight.
