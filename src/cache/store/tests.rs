@@ -257,3 +257,52 @@ fn concurrent_puts_of_two_variants_keep_both() {
         assert_eq!(get(&store, key).expect("stored").len(), 2, "{key:?}");
     }
 }
+
+/// A thread's lookups of a quiet store are answered from its own copy of
+/// the entry (the same responses), and any change to the store ends that:
+/// a new variant, a remove, a purge.
+#[test]
+fn the_per_thread_front_serves_only_what_the_store_holds() {
+    let store = MemoryStore::new(1 << 20);
+    let key = CacheKey::from_text("example.com/f");
+    let gzip = response(10, "gzip", None);
+    put(&store, &key, &gzip, MINUTE);
+    let before = front::served();
+    let from_store = get(&store, &key).expect("stored");
+    get(&store, &key).expect("stored");
+    let copy = get(&store, &key).expect("stored");
+    assert_eq!(front::served(), before + 1, "the third from the front");
+    assert!(Arc::ptr_eq(&copy[0], &gzip));
+    assert!(!Arc::ptr_eq(&copy, &from_store), "this thread's own list");
+
+    let plain = response(10, "identity", None);
+    put(&store, &key, &plain, MINUTE);
+    let now = get(&store, &key).expect("stored");
+    assert_eq!(now.len(), 2, "the new variant, not the copy");
+    get(&store, &key).expect("stored");
+    assert_eq!(get(&store, &key).expect("stored").len(), 2);
+
+    let _ = store.remove(&key).take_ready();
+    assert!(get(&store, &key).is_none(), "removed");
+
+    put(&store, &key, &response(10, "gzip", Some("t")), MINUTE);
+    for _ in 0..3 {
+        get(&store, &key).expect("stored");
+    }
+    let _ = store.purge(&Purge::Tag("t".into())).take_ready();
+    assert!(get(&store, &key).is_none(), "purged");
+}
+
+/// Two stores holding the same URL each answer with their own.
+#[test]
+fn the_front_keeps_stores_apart() {
+    let (a, b) = (MemoryStore::new(1 << 20), MemoryStore::new(1 << 20));
+    let key = CacheKey::from_text("example.com/s");
+    let (ra, rb) = (response(10, "gzip", None), response(10, "gzip", None));
+    put(&a, &key, &ra, MINUTE);
+    put(&b, &key, &rb, MINUTE);
+    for _ in 0..3 {
+        assert!(Arc::ptr_eq(&get(&a, &key).expect("in a")[0], &ra));
+        assert!(Arc::ptr_eq(&get(&b, &key).expect("in b")[0], &rb));
+    }
+}
