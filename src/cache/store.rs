@@ -5,8 +5,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -337,11 +336,6 @@ fn shard_count(budget: u64, cores: usize) -> usize {
 #[derive(Clone)]
 pub struct MemoryStore {
     cache: Arc<Map>,
-    /// This store (and its clones) among others, for the per-thread front.
-    id: u64,
-    /// Bumped after every change to what the store holds: a per-thread
-    /// copy read at another generation is not served (`store/front.rs`).
-    generation: Arc<AtomicU64>,
     max_variants: usize,
     /// The heaviest entry a shard admits.
     max_weight: usize,
@@ -384,7 +378,6 @@ impl MemoryStore {
             .unwrap_or(usize::MAX)
             .max(32);
         let evictions = Arc::new(AtomicU64::new(0));
-        let generation = Arc::new(AtomicU64::new(0));
         let mut options = quick_cache::OptionsBuilder::new();
         options
             .shards(shard_count(budget_bytes, cores))
@@ -401,17 +394,12 @@ impl MemoryStore {
             SlotWeight,
             // Keys are URLs, which clients choose: a hash seeded per store.
             foldhash::fast::RandomState::default(),
-            // Evictions happen only inside puts and refills, which bump
-            // the generation when they are done.
             Evictions(Arc::clone(&evictions)),
         );
-        static STORES: AtomicU64 = AtomicU64::new(1);
         // As quick_cache computes the most a shard admits.
         let max_weight = (cache.shard_capacity() as f64 * HOT_ALLOCATION) as u64;
         Self {
             cache: Arc::new(cache),
-            id: STORES.fetch_add(1, Relaxed),
-            generation,
             max_variants: 16,
             max_weight: usize::try_from(max_weight).unwrap_or(usize::MAX),
             evictions,
@@ -503,12 +491,6 @@ impl MemoryStore {
             // A refill is an optimisation: skipped when the URL is busy.
             EntryResult::Retained(()) | EntryResult::Removed(..) | EntryResult::Timeout => {}
         }
-        self.changed();
-    }
-
-    /// After any change to what the store holds.
-    fn changed(&self) {
-        self.generation.fetch_add(1, Release);
     }
 
     /// Drops the entries whose time is up now (they otherwise go when
@@ -518,34 +500,19 @@ impl MemoryStore {
     pub fn sync(&self) {
         let now = Instant::now();
         self.cache.retain(|_, slot| slot.live(now));
-        self.changed();
     }
 }
 
 impl CacheStore for MemoryStore {
     fn get(&self, key: &CacheKey) -> StoreFuture<Option<Variants>> {
-        // Read before the lookup: a copy kept at this generation is of
-        // what the store held then, or later.
-        let generation = self.generation.load(Acquire);
-        let now = Instant::now();
-        if let Some(v) = front::get(self.id, generation, key, now) {
-            return StoreFuture::ready(Ok(Some(v)));
-        }
         let found = match self.cache.get(key) {
-            Some(slot) if slot.live(now) => {
-                front::keep(self.id, generation, key, &slot);
-                Some(slot.variants)
-            }
+            Some(slot) if slot.live(Instant::now()) => Some(slot.variants),
             Some(slot) => {
                 // Only this expired copy goes: a fresher one stored
                 // meanwhile stays.
-                if self
+                let _ = self
                     .cache
-                    .remove_if(key, |s| Arc::ptr_eq(&s.variants, &slot.variants))
-                    .is_some()
-                {
-                    self.changed();
-                }
+                    .remove_if(key, |s| Arc::ptr_eq(&s.variants, &slot.variants));
                 None
             }
             None => None,
@@ -597,14 +564,11 @@ impl CacheStore for MemoryStore {
                 "another put of this URL held it for {PUT_WAIT:?}; not stored"
             ))),
         };
-        self.changed();
         StoreFuture::ready(outcome)
     }
 
     fn remove(&self, key: &CacheKey) -> StoreFuture<bool> {
-        let removed = self.cache.remove(key).is_some();
-        self.changed();
-        StoreFuture::ready(Ok(removed))
+        StoreFuture::ready(Ok(self.cache.remove(key).is_some()))
     }
 
     fn purge(&self, purge: &Purge) -> StoreFuture<u64> {
@@ -622,7 +586,6 @@ impl CacheStore for MemoryStore {
                 n.into_inner()
             }
         };
-        self.changed();
         StoreFuture::ready(Ok(n))
     }
 
@@ -634,8 +597,6 @@ impl CacheStore for MemoryStore {
         }
     }
 }
-
-mod front;
 
 #[cfg(test)]
 mod tests;
