@@ -25,12 +25,18 @@ pub(crate) struct Flights {
     hit_for_miss: Duration,
 }
 
-type Marks = quick_cache::sync::Cache<
-    CacheKey,
-    Instant,
-    quick_cache::UnitWeighter,
-    foldhash::fast::RandomState,
->;
+type Marks = quick_cache::sync::Cache<CacheKey, Instant, MarkWeight, foldhash::fast::RandomState>;
+
+/// A mark weighs its key (a URL a client chose, as long as it likes) and
+/// the map's bookkeeping.
+#[derive(Clone)]
+struct MarkWeight;
+
+impl quick_cache::Weighter<CacheKey, Instant> for MarkWeight {
+    fn weight(&self, key: &CacheKey, _: &Instant) -> u64 {
+        key.as_str().len() as u64 + 64
+    }
+}
 
 impl Default for Flights {
     fn default() -> Self {
@@ -38,9 +44,13 @@ impl Default for Flights {
     }
 }
 
-/// URLs remembered as uncacheable at most (those marked once and not
-/// asked for again are forgotten first).
-const UNCACHEABLE_MAX: u64 = 10_000;
+/// Bytes of URLs remembered as uncacheable at most (those marked once and
+/// not asked for again are forgotten first): about 10,000 URLs of 340
+/// bytes, fewer when clients make them long.
+const UNCACHEABLE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The typical mark's weight, to size the map.
+const TYPICAL_MARK: u64 = 400;
 
 /// One fetch in flight: set done and notified once, when its leader lets
 /// go. (A `watch` channel did the same with a larger allocation and eight
@@ -111,9 +121,9 @@ impl Flights {
         Self {
             map: Mutex::default(),
             uncacheable: Marks::with(
-                UNCACHEABLE_MAX as usize,
-                UNCACHEABLE_MAX,
-                quick_cache::UnitWeighter,
+                (UNCACHEABLE_BYTES / TYPICAL_MARK) as usize,
+                UNCACHEABLE_BYTES,
+                MarkWeight,
                 foldhash::fast::RandomState::default(),
                 Default::default(),
             ),
@@ -228,6 +238,21 @@ mod tests {
         };
         drop(guard);
         assert!(w.wait(Duration::from_secs(30)).await);
+    }
+
+    /// Marks weigh their URLs: clients asking for long uncacheable URLs
+    /// can't hold more than the byte cap.
+    #[test]
+    fn marks_of_long_urls_stay_within_their_bytes() {
+        let flights = Flights::default();
+        let long = "q".repeat(8 * 1024);
+        for i in 0..2_000 {
+            let uri: http::Uri = format!("/u/{i}?{long}").parse().unwrap();
+            flights.mark_uncacheable(&CacheKey::new(b"h", &uri));
+        }
+        let held = flights.uncacheable.len() as u64;
+        assert!(held * 8 * 1024 <= UNCACHEABLE_BYTES, "{held} marks");
+        assert!(flights.uncacheable.weight() <= UNCACHEABLE_BYTES);
     }
 
     #[tokio::test]
