@@ -243,7 +243,14 @@ impl Slot {
     }
 }
 
-/// An entry weighs what [`CachedResponse::weight`] says of its variants.
+/// What a key adds to its entry's weight: its text and the map's
+/// bookkeeping.
+fn key_weight(key: &CacheKey) -> usize {
+    key.as_str().len() + 64
+}
+
+/// An entry weighs what [`CachedResponse::weight`] says of its variants,
+/// plus its key ([`key_weight`]).
 #[derive(Clone)]
 struct SlotWeight;
 
@@ -253,8 +260,7 @@ impl quick_cache::Weighter<CacheKey, Slot> for SlotWeight {
     }
 }
 
-/// Counts the entries dropped to stay within the budget (and those too
-/// heavy to admit), and drops the first two of one insert after the
+/// Counts the entries dropped to stay within the budget, and drops the first two of one insert after the
 /// shard's lock is released rather than under it.
 #[derive(Clone)]
 struct Evictions(Arc<AtomicU64>);
@@ -313,11 +319,15 @@ fn shard_count(budget: u64, cores: usize) -> usize {
 /// unusable once its time (fresh time plus stale windows) is up.
 ///
 /// The map is split into shards of at least 8 MiB (one shard below
-/// 16 MiB), each with its own lock and its share of the budget. An entry
-/// heavier than 97% of a shard is not kept, and counts as an eviction:
-/// keep [`CacheLayer::max_entry_size`](super::CacheLayer::max_entry_size)
+/// 16 MiB), each with its own lock and its share of the budget. A
+/// response heavier than 97% of a shard (with its key) is refused: the
+/// put fails with a store error saying so (counted in
+/// [`CacheStats`](super::CacheStats) as a store error, not as stored), and
+/// a copy it would have replaced goes. Keep
+/// [`CacheLayer::max_entry_size`](super::CacheLayer::max_entry_size)
 /// (1 MiB by default) below that. A URL whose variants together outgrow
-/// that keeps its newest ones.
+/// it keeps its newest ones. Entries weigh their key (the URL a client
+/// chose) as well as their responses.
 ///
 /// An entry whose time is up is never returned. It goes when next looked
 /// up or stored over, when eviction reaches it, or at
@@ -422,14 +432,20 @@ impl MemoryStore {
     }
 
     /// An entry of `variants` (newest first) until `expires_at`, the
-    /// oldest dropped while they outweigh what a shard admits (the newest
-    /// always stays: alone too heavy, the store refuses it).
-    fn fitted(&self, mut variants: Vec<Arc<CachedResponse>>, expires_at: Instant) -> Slot {
-        let weights: Vec<usize> = variants.iter().map(|v| v.weight()).collect();
-        let mut weight: usize = weights.iter().sum();
+    /// oldest dropped while they (and the key) outweigh what a shard
+    /// admits; the newest always stays.
+    fn fitted(
+        &self,
+        key: &CacheKey,
+        mut variants: Vec<Arc<CachedResponse>>,
+        expires_at: Instant,
+    ) -> Slot {
+        // The key is the client's URL, as long as it likes: it counts.
+        let mut weight = key_weight(key) + variants.iter().map(|v| v.weight()).sum::<usize>();
         while variants.len() > 1 && weight > self.max_weight {
-            variants.pop();
-            weight -= weights[variants.len()];
+            if let Some(oldest) = variants.pop() {
+                weight -= oldest.weight();
+            }
         }
         Slot {
             variants: variants.into(),
@@ -443,6 +459,7 @@ impl MemoryStore {
     /// `Vary` values), while it is still live.
     fn merged(
         &self,
+        key: &CacheKey,
         slot: &Slot,
         response: &Arc<CachedResponse>,
         now: Instant,
@@ -461,7 +478,21 @@ impl MemoryStore {
                 until = until.max(slot.expires_at);
             }
         }
-        self.fitted(variants, until)
+        self.fitted(key, variants, until)
+    }
+
+    /// Why `response` can't be kept under `key` at all, if so: heavier,
+    /// with its key, than a shard admits.
+    fn too_heavy(&self, key: &CacheKey, response: &CachedResponse) -> Option<StoreError> {
+        let weight = key_weight(key) + response.weight();
+        (weight > self.max_weight).then(|| {
+            StoreError::new(format!(
+                "a response weighing {weight} bytes with its key is more than one shard of this \
+                 MemoryStore admits ({} bytes): give the store a larger budget, or lower \
+                 CacheLayer::max_entry_size",
+                self.max_weight
+            ))
+        })
     }
 
     /// Holds exactly `variants` (at most [`max_variants`](Self::max_variants)
@@ -474,7 +505,11 @@ impl MemoryStore {
         if kept.is_empty() {
             return;
         }
-        let slot = self.fitted(kept, Instant::now() + ttl);
+        let slot = self.fitted(&key, kept, Instant::now() + ttl);
+        if slot.weight as usize > self.max_weight {
+            // The lower tier keeps it.
+            return;
+        }
         // Through a placeholder, as a put that grows an entry: the size
         // check and eviction of an insert, and a replaced entry is not
         // counted as evicted (a plain insert over it would be).
@@ -530,9 +565,14 @@ impl CacheStore for MemoryStore {
         // budget kept, entries evicted), one that doesn't is replaced in
         // place; either way the old one is dropped after the lock is
         // released.
+        if let Some(e) = self.too_heavy(&key, &response) {
+            // Not kept, and not shadowed by the copy it replaces either.
+            self.cache.remove(&key);
+            return StoreFuture::ready(Err(e));
+        }
         let mut grown = None;
         let result = self.cache.entry(&key, Some(PUT_WAIT), |_, slot| {
-            let merged = self.merged(slot, &response, now, expires_at);
+            let merged = self.merged(&key, slot, &response, now, expires_at);
             if merged.weight <= slot.weight {
                 EntryAction::Retain(Some(std::mem::replace(slot, merged)))
             } else {
@@ -549,7 +589,7 @@ impl CacheStore for MemoryStore {
                 // Err: the placeholder went meanwhile (a remove of this
                 // URL, or a refill): the response is not kept, as if
                 // stored just before that.
-                let _ = guard.insert(self.fitted(vec![response], expires_at));
+                let _ = guard.insert(self.fitted(&key, vec![response], expires_at));
                 Ok(())
             }
             EntryResult::Replaced(guard, old) => {

@@ -103,14 +103,38 @@ fn the_budget_holds_and_evictions_are_counted() {
     assert_eq!(usage.evictions, 200 - usage.entries, "{usage:?}");
 }
 
+/// A response too heavy for a shard is refused out loud (the put fails,
+/// saying why), and the copy it would have replaced goes with it.
 #[test]
-fn an_entry_too_heavy_for_the_store_is_not_kept_and_counts() {
+fn a_response_too_heavy_for_the_store_is_refused_with_an_error() {
     let store = MemoryStore::new(64 * 1024);
     let key = CacheKey::from_text("example.com/big");
-    put(&store, &key, &response(100_000, "gzip", None), MINUTE);
-    assert!(get(&store, &key).is_none());
+    put(&store, &key, &response(10, "gzip", None), MINUTE);
+    let refused = store
+        .put(key.clone(), response(100_000, "gzip", None), MINUTE)
+        .take_ready()
+        .expect("at once");
+    let message = refused.expect_err("too heavy").to_string();
+    assert!(message.contains("max_entry_size"), "{message}");
+    assert!(get(&store, &key).is_none(), "the old copy went too");
     let usage = store.usage();
-    assert_eq!((usage.entries, usage.evictions), (0, 1), "{usage:?}");
+    assert_eq!((usage.entries, usage.evictions), (0, 0), "{usage:?}");
+}
+
+/// The key counts in an entry's weight: a client asking for long URLs
+/// can't hold more than the budget in small responses.
+#[test]
+fn long_keys_count_against_the_budget() {
+    let budget = 256 * 1024;
+    let store = MemoryStore::new(budget);
+    let long = "q".repeat(10_000);
+    for i in 0..100 {
+        let key = CacheKey::from_text(&format!("example.com/{i}?{long}"));
+        put(&store, &key, &response(10, "gzip", None), MINUTE);
+    }
+    let usage = store.usage();
+    assert!(usage.bytes <= budget, "{usage:?}");
+    assert!(usage.entries * 10_000 <= budget, "{usage:?}");
 }
 
 /// Shards hold at least 8 MiB, whatever the machine's core count (four a
