@@ -12,7 +12,7 @@ use std::time::Duration;
 use http::StatusCode;
 use http_body_util::BodyExt;
 use support::TestResponse;
-use support::cache::{clocked, ok, serve, status, validating};
+use support::cache::{clocked, ok, serve, status, status_of, validating};
 use support::gate::until;
 use tower::{Layer, ServiceExt};
 use tower_perf::cache::{
@@ -397,13 +397,6 @@ async fn a_304_for_another_representation_removes_the_entry_and_answers_only_its
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     // The client asked for no condition: not the 304 of the cache's own
     // question, but a 502 that says what happened.
-    let status_of = |r: &http::Response<_>| {
-        r.headers()
-            .get("cache-status")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned()
-    };
     assert_eq!(second.status(), StatusCode::BAD_GATEWAY);
     assert!(status_of(&second).contains("detail=validation-mismatch"));
     // No yield since the answer came: nothing in the background could
@@ -484,12 +477,7 @@ async fn a_marked_url_drops_its_stale_copy_when_the_answer_turns_storable() {
             .body(String::new())
             .unwrap();
         let r = svc.clone().oneshot(req).await.unwrap();
-        let status = r
-            .headers()
-            .get("cache-status")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
+        let status = status_of(&r);
         let body = r.into_body().collect().await.unwrap().to_bytes();
         memory.sync();
         (String::from_utf8_lossy(&body).into_owned(), status)

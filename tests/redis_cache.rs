@@ -66,10 +66,7 @@ async fn fetch(svc: &CacheSvc, method: http::Method, path: &str) -> (String, Str
         .body(Full::default())
         .unwrap();
     let resp = svc.clone().oneshot(req).await.unwrap();
-    let status = resp
-        .headers()
-        .get("cache-status")
-        .map_or(String::new(), |v| v.to_str().unwrap().to_owned());
+    let status = support::cache::status_of(&resp);
     let body = support::body_bytes(resp.into_body()).await;
     (String::from_utf8(body.to_vec()).unwrap(), status)
 }

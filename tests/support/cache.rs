@@ -88,6 +88,15 @@ pub fn status(r: &TestResponse) -> &str {
     r.header("cache-status").unwrap_or("")
 }
 
+/// [`status`] of a response straight from a service.
+pub fn status_of<B>(r: &http::Response<B>) -> String {
+    r.headers()
+        .get("cache-status")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
 pub fn clocked() -> (CacheLayer, ManualClock) {
     let clock = ManualClock::new();
     (CacheLayer::new().clock(clock.clone()), clock)
