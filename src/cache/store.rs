@@ -481,10 +481,9 @@ impl MemoryStore {
         self.fitted(key, variants, until)
     }
 
-    /// Why `response` can't be kept under `key` at all, if so: heavier,
-    /// with its key, than a shard admits.
-    fn too_heavy(&self, key: &CacheKey, response: &CachedResponse) -> Option<StoreError> {
-        let weight = key_weight(key) + response.weight();
+    /// Why a response weighing `weight` with its key can't be kept at
+    /// all, if so: more than a shard admits.
+    fn too_heavy(&self, weight: usize) -> Option<StoreError> {
         (weight > self.max_weight).then(|| {
             StoreError::new(format!(
                 "a response weighing {weight} bytes with its key is more than one shard of this \
@@ -565,7 +564,8 @@ impl CacheStore for MemoryStore {
         // budget kept, entries evicted), one that doesn't is replaced in
         // place; either way the old one is dropped after the lock is
         // released.
-        if let Some(e) = self.too_heavy(&key, &response) {
+        let own = key_weight(&key) + response.weight();
+        if let Some(e) = self.too_heavy(own) {
             // Not kept, and not shadowed by the copy it replaces either.
             self.cache.remove(&key);
             return StoreFuture::ready(Err(e));
@@ -589,7 +589,11 @@ impl CacheStore for MemoryStore {
                 // Err: the placeholder went meanwhile (a remove of this
                 // URL, or a refill): the response is not kept, as if
                 // stored just before that.
-                let _ = guard.insert(self.fitted(&key, vec![response], expires_at));
+                let _ = guard.insert(Slot {
+                    variants: Arc::from([response]),
+                    expires_at,
+                    weight: u32::try_from(own).unwrap_or(u32::MAX),
+                });
                 Ok(())
             }
             EntryResult::Replaced(guard, old) => {
