@@ -12,6 +12,7 @@
 //! | `cache-control` | [`cache_control`]: policies by route, ETags, 304/412                 | available   |
 //! | `timing`        | [`timing`]: per-route latency, sub-timings, Server-Timing, Prometheus | available   |
 //! | `rate-limit`    | [`rate_limit`]: GCRA quotas per route and key, IETF RateLimit fields | available   |
+//! | `tasks`         | [`tasks`]: `Prefer: respond-async` → 202, background tasks, monitors  | available   |
 //! | `report`        | [`report`]: `/performance/*` endpoints, Prometheus, live dashboard    | available   |
 //! | `redis`         | Redis stores for the cache and the limiter (several replicas)        | available   |
 //! | `axum`          | route labels from `MatchedPath`, peer address from `ConnectInfo`     | available   |
@@ -54,7 +55,7 @@ pub mod cache;
 #[cfg(feature = "cache-control")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache-control")))]
 pub mod cache_control;
-#[cfg(any(feature = "cache", feature = "timing", feature = "rate-limit"))]
+#[cfg(any(feature = "cache", feature = "timing", feature = "rate-limit", feature = "tasks"))]
 pub mod clock;
 #[cfg(feature = "compression")]
 #[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
@@ -74,7 +75,8 @@ pub mod insight;
             feature = "cache",
             feature = "compression",
             feature = "cache-control",
-            feature = "rate-limit"
+            feature = "rate-limit",
+            feature = "tasks"
         )
     )
 ))]
@@ -87,8 +89,16 @@ mod redis_conn;
 #[cfg(feature = "report")]
 #[cfg_attr(docsrs, doc(cfg(feature = "report")))]
 pub mod report;
-#[cfg(any(feature = "cache", feature = "cache-control", feature = "rate-limit"))]
+#[cfg(any(
+    feature = "cache",
+    feature = "cache-control",
+    feature = "rate-limit",
+    feature = "tasks"
+))]
 mod route_pattern;
+#[cfg(feature = "tasks")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tasks")))]
+pub mod tasks;
 #[cfg(feature = "timing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "timing")))]
 pub mod timing;

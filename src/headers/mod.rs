@@ -3,7 +3,7 @@
 //! One parser per header, shared by every layer: [`CacheControl`],
 //! [`AcceptEncoding`] (with [`ContentCoding`] and [`QValue`]),
 //! [`EntityTag`] and [`EntityTagList`] (for `If-Match` and
-//! `If-None-Match`), [`HttpDate`], and with the `compression` feature the
+//! `If-None-Match`), [`HttpDate`], [`Prefer`] (RFC 7240), and with the `compression` feature the
 //! Compression Dictionary Transport fields (RFC 9842)
 //! `AvailableDictionary` and `UseAsDictionary`, and with the `cache`
 //! feature the range fields [`ByteRanges`], [`IfRange`] and
@@ -49,6 +49,7 @@ mod etag;
 #[cfg(test)]
 mod limits;
 pub(crate) mod memo;
+mod prefer;
 #[cfg(feature = "cache")]
 mod range;
 #[cfg(any(feature = "cache", feature = "compression"))]
@@ -94,6 +95,7 @@ pub use self::{
     cache_control::{CacheControl, MaxStale},
     date::HttpDate,
     etag::{EntityTag, EntityTagList},
+    prefer::{PREFER, PREFERENCE_APPLIED, Prefer},
 };
 
 /// A header value that could not be read.

@@ -51,6 +51,20 @@ pub(super) fn respond(
     resp
 }
 
+/// An answer with these fields and body, as given (a task's kept
+/// response).
+#[cfg(feature = "tasks")]
+pub(super) fn respond_with(
+    status: StatusCode,
+    headers: http::HeaderMap,
+    body: Bytes,
+) -> Response<ReportBody> {
+    let mut resp = Response::new(ReportBody(Full::new(body)));
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    resp
+}
+
 pub(super) fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<ReportBody> {
     match serde_json::to_vec(value) {
         Ok(v) => respond(status, "application/json", v),

@@ -18,6 +18,8 @@ pub(super) struct Sources {
     pub(super) rate_limit: Option<crate::rate_limit::RateLimitStats>,
     #[cfg(feature = "timing")]
     pub(super) timing: Option<crate::timing::TimingStats>,
+    #[cfg(feature = "tasks")]
+    pub(super) tasks: Option<crate::tasks::TasksHandle>,
     #[cfg(feature = "redis")]
     pub(super) redis_rate_limit: Option<crate::rate_limit::RedisStoreStats>,
     #[cfg(feature = "redis")]
@@ -78,6 +80,13 @@ impl ReportBuilder {
     #[cfg(feature = "timing")]
     pub fn timing(mut self, stats: crate::timing::TimingStats) -> Self {
         self.sources.timing = Some(stats);
+        self
+    }
+    /// Serves this task layer's monitors under `/tasks` (list, status,
+    /// result, cancel) and reads its statistics.
+    #[cfg(feature = "tasks")]
+    pub fn tasks(mut self, handle: crate::tasks::TasksHandle) -> Self {
+        self.sources.tasks = Some(handle);
         self
     }
     /// Reads a Redis rate-limit store's counters.

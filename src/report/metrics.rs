@@ -4,7 +4,8 @@
     feature = "cache",
     feature = "compression",
     feature = "cache-control",
-    feature = "rate-limit"
+    feature = "rate-limit",
+    feature = "tasks"
 ))]
 use std::fmt::Write;
 
@@ -13,7 +14,8 @@ use super::builder::Sources;
     feature = "cache",
     feature = "compression",
     feature = "cache-control",
-    feature = "rate-limit"
+    feature = "rate-limit",
+    feature = "tasks"
 ))]
 use crate::prometheus::escape;
 
@@ -23,9 +25,10 @@ use crate::prometheus::escape;
     feature = "cache",
     feature = "compression",
     feature = "cache-control",
-    feature = "rate-limit"
+    feature = "rate-limit",
+    feature = "tasks"
 ))]
-struct Family<'a> {
+pub(super) struct Family<'a> {
     out: &'a mut String,
     name: &'static str,
 }
@@ -34,16 +37,17 @@ struct Family<'a> {
     feature = "cache",
     feature = "compression",
     feature = "cache-control",
-    feature = "rate-limit"
+    feature = "rate-limit",
+    feature = "tasks"
 ))]
 impl<'a> Family<'a> {
-    fn new(out: &'a mut String, name: &'static str, kind: &str, help: &str) -> Self {
+    pub(super) fn new(out: &'a mut String, name: &'static str, kind: &str, help: &str) -> Self {
         let _ = writeln!(out, "# HELP {name} {help}");
         let _ = writeln!(out, "# TYPE {name} {kind}");
         Self { out, name }
     }
 
-    fn value(&mut self, labels: &[(&str, &str)], v: u64) {
+    pub(super) fn value(&mut self, labels: &[(&str, &str)], v: u64) {
         let _ = write!(self.out, "{}", self.name);
         if !labels.is_empty() {
             self.out.push('{');
@@ -60,8 +64,8 @@ impl<'a> Family<'a> {
 }
 
 /// One counter family with one label, a value per row.
-#[cfg(any(feature = "cache", feature = "redis"))]
-fn by_label(out: &mut String, name: &'static str, help: &str, label: &str, rows: &[(&str, u64)]) {
+#[cfg(any(feature = "cache", feature = "redis", feature = "tasks"))]
+pub(super) fn by_label(out: &mut String, name: &'static str, help: &str, label: &str, rows: &[(&str, u64)]) {
     let mut f = Family::new(out, name, "counter", help);
     for (l, v) in rows {
         f.value(&[(label, l)], *v);
@@ -69,8 +73,13 @@ fn by_label(out: &mut String, name: &'static str, help: &str, label: &str, rows:
 }
 
 /// One family per row, each a single unlabelled value of `kind`.
-#[cfg(any(feature = "cache", feature = "compression", feature = "cache-control"))]
-fn singles(out: &mut String, kind: &str, rows: &[(&'static str, &str, u64)]) {
+#[cfg(any(
+    feature = "cache",
+    feature = "compression",
+    feature = "cache-control",
+    feature = "tasks"
+))]
+pub(super) fn singles(out: &mut String, kind: &str, rows: &[(&'static str, &str, u64)]) {
     for (name, help, v) in rows {
         Family::new(out, name, kind, help).value(&[], *v);
     }
@@ -91,6 +100,8 @@ const SECTIONS: &[fn(&mut String, &Sources)] = &[
     cache_control,
     #[cfg(feature = "rate-limit")]
     rate_limit,
+    #[cfg(feature = "tasks")]
+    super::tasks::metrics,
     #[cfg(feature = "redis")]
     redis_rate_limit,
     #[cfg(feature = "redis")]

@@ -21,6 +21,10 @@
 //! | `GET /performance/profile/insights` | [`Insight`](crate::insight::Insight)s |
 //! | `GET /performance/profile/slow-requests` | [`SlowRequest`](crate::timing::SlowRequest)s |
 //! | `GET /performance/dashboard` | a live HTML dashboard, served by the crate (no CDN, no external fetch) |
+//! | `GET /performance/tasks/{id}` | [`TaskInfo`](crate::tasks::TaskInfo): a deferred request's state, progress, timings, error |
+//! | `GET /performance/tasks/{id}/result` | the task's kept response (`409` while it runs, `404` for an unknown id) |
+//! | `DELETE /performance/tasks/{id}` | cancels the task (needs the token) |
+//! | `GET /performance/tasks?state=…&limit=…` | the tasks kept, newest first (needs the token: it shows every id) |
 //! | `GET /metrics` | Prometheus text for every layer present |
 //!
 //! Endpoints of layers that aren't configured answer 404 with a JSON
@@ -91,6 +95,8 @@ mod purge;
 mod schema;
 mod service;
 mod summary;
+#[cfg(feature = "tasks")]
+mod tasks;
 
 #[cfg(feature = "cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]

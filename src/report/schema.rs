@@ -113,6 +113,10 @@ pub struct Summary {
     #[cfg(feature = "rate-limit")]
     #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
     pub rate_limit: Option<crate::rate_limit::RateLimitSnapshot>,
+    /// The task layer's figures.
+    #[cfg(feature = "tasks")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tasks")))]
+    pub tasks: Option<crate::tasks::TaskSnapshot>,
     /// The Redis stores' figures.
     #[cfg(feature = "redis")]
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]

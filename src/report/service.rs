@@ -140,6 +140,10 @@ where
         let inner = Arc::clone(&self.inner);
         Box::pin(async move {
             let method = req.method();
+            #[cfg(feature = "tasks")]
+            if let Some(t) = super::tasks::TaskEndpoint::parse(inner.route(req.uri().path())) {
+                return Ok(inner.tasks(t, &req));
+            }
             match Endpoint::parse(inner.route(req.uri().path())) {
                 None => Ok(error(StatusCode::NOT_FOUND, "no such endpoint")),
                 Some(Endpoint::Mutation(mutation)) => {
@@ -183,7 +187,7 @@ impl Inner {
         }
     }
 
-    fn authorized(&self, headers: &http::HeaderMap) -> bool {
+    pub(super) fn authorized(&self, headers: &http::HeaderMap) -> bool {
         let Some(token) = &self.token else {
             return false;
         };
@@ -205,7 +209,7 @@ impl Inner {
             })
     }
 
-    fn unauthorized(&self) -> Response<ReportBody> {
+    pub(super) fn unauthorized(&self) -> Response<ReportBody> {
         let mut r = error(StatusCode::UNAUTHORIZED, "a bearer token is required");
         r.headers_mut().insert(
             header::WWW_AUTHENTICATE,
@@ -227,11 +231,19 @@ impl Inner {
                 .insert(header::ALLOW, HeaderValue::from_static("POST"));
             return Some(r);
         }
+        self.refuse_without_token(headers, "cache mutations")
+    }
+
+    /// The answer refusing a request without the token (`what` names it
+    /// when none is configured, and it is disabled).
+    pub(super) fn refuse_without_token(
+        &self,
+        headers: &http::HeaderMap,
+        what: &str,
+    ) -> Option<Response<ReportBody>> {
         if self.token.is_none() {
-            return Some(error(
-                StatusCode::FORBIDDEN,
-                "cache mutations are disabled: no token is configured",
-            ));
+            let why = format!("{what}: disabled, no token is configured");
+            return Some(error(StatusCode::FORBIDDEN, &why));
         }
         (!self.authorized(headers)).then(|| self.unauthorized())
     }

@@ -78,6 +78,8 @@ impl Sources {
             cache_control: self.cache_control.as_ref().map(|c| c.snapshot()),
             #[cfg(feature = "rate-limit")]
             rate_limit,
+            #[cfg(feature = "tasks")]
+            tasks: self.tasks.as_ref().map(crate::tasks::TasksHandle::stats),
             #[cfg(feature = "redis")]
             redis,
             recommendations: recs,

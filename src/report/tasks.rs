@@ -1,0 +1,238 @@
+//! The task monitors (`/tasks`): the list, one task, its result, its
+//! cancellation; and the task layer's Prometheus families.
+
+use std::fmt::Write;
+
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+
+use super::body::{ReportBody, error, json, respond_with};
+use super::builder::Sources;
+use super::metrics::{Family, by_label, singles};
+use super::service::Inner;
+use crate::headers::{AcceptEncoding, ContentCoding, QValue};
+use crate::tasks::{ResultError, TaskId, TaskState, TasksHandle};
+
+/// The most tasks one list answer shows.
+const MAX_LIST: usize = 1000;
+
+/// What a path under `/tasks` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum TaskEndpoint {
+    /// `/tasks`: the list.
+    List,
+    /// `/tasks/{id}`: one task (GET), or its cancellation (DELETE).
+    One(TaskId),
+    /// `/tasks/{id}/result`: its kept response.
+    Result(TaskId),
+    /// `/tasks/{anything else}`: no task has that id.
+    Unknown,
+}
+
+impl TaskEndpoint {
+    /// The endpoint at `route` (relative to the report's base), if it is
+    /// under `/tasks`.
+    pub(super) fn parse(route: &str) -> Option<Self> {
+        let rest = route.strip_prefix("/tasks")?;
+        if rest.is_empty() || rest == "/" {
+            return Some(Self::List);
+        }
+        let rest = rest.strip_prefix('/')?;
+        let (id, tail) = match rest.split_once('/') {
+            Some((id, tail)) => (id, Some(tail)),
+            None => (rest, None),
+        };
+        Some(match (TaskId::parse(id), tail) {
+            (Some(id), None) => Self::One(id),
+            (Some(id), Some("result")) => Self::Result(id),
+            _ => Self::Unknown,
+        })
+    }
+}
+
+impl Inner {
+    /// Answers a request for a task endpoint.
+    pub(super) fn tasks<B>(&self, endpoint: TaskEndpoint, req: &Request<B>) -> Response<ReportBody> {
+        let Some(handle) = &self.sources.tasks else {
+            return super::body::absent("tasks");
+        };
+        let method = req.method();
+        let read = method == Method::GET || method == Method::HEAD;
+        match endpoint {
+            TaskEndpoint::List if read => {
+                // Every id is a task's key: the list needs the token.
+                if let Some(refused) = self.refuse_without_token(req.headers(), "the task list") {
+                    return refused;
+                }
+                list(handle, req.uri().query())
+            }
+            TaskEndpoint::One(id) if method == Method::DELETE => {
+                if let Some(refused) = self.refuse_without_token(req.headers(), "task cancellation") {
+                    return refused;
+                }
+                match handle.cancel(id) {
+                    Some(info) if info.state == TaskState::Cancelled => json(StatusCode::OK, &info),
+                    Some(info) => json(StatusCode::CONFLICT, &info),
+                    None => error(StatusCode::NOT_FOUND, "no such task"),
+                }
+            }
+            TaskEndpoint::One(_) | TaskEndpoint::Result(_) | TaskEndpoint::Unknown
+                if read && self.protect_reads && !self.authorized(req.headers()) =>
+            {
+                self.unauthorized()
+            }
+            TaskEndpoint::One(id) if read => match handle.get(id) {
+                Some(info) => json(StatusCode::OK, &info),
+                None => error(StatusCode::NOT_FOUND, "no such task"),
+            },
+            TaskEndpoint::Result(id) if read => result(handle, id, req.headers()),
+            TaskEndpoint::Unknown if read => error(StatusCode::NOT_FOUND, "no such task"),
+            TaskEndpoint::One(_) => not_allowed("GET, HEAD, DELETE"),
+            TaskEndpoint::List | TaskEndpoint::Result(_) | TaskEndpoint::Unknown => {
+                not_allowed("GET, HEAD")
+            }
+        }
+    }
+}
+
+fn not_allowed(allow: &'static str) -> Response<ReportBody> {
+    let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here");
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    r
+}
+
+/// `?state=…&limit=…`.
+fn list(handle: &TasksHandle, query: Option<&str>) -> Response<ReportBody> {
+    let mut state = None;
+    let mut limit = 100;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "state" => match TaskState::parse(v) {
+                Some(s) => state = Some(s),
+                None => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "state is one of pending, running, completed, failed, cancelled",
+                    );
+                }
+            },
+            "limit" => match v.parse::<usize>() {
+                Ok(n) => limit = n.min(MAX_LIST),
+                Err(_) => return error(StatusCode::BAD_REQUEST, "limit is a number"),
+            },
+            _ => {}
+        }
+    }
+    json(StatusCode::OK, &handle.list(state, limit))
+}
+
+/// The kept response, as the inner service gave it, unless it is encoded
+/// in a coding this request doesn't accept.
+fn result(handle: &TasksHandle, id: TaskId, req: &http::HeaderMap) -> Response<ReportBody> {
+    let kept = match handle.result(id) {
+        Ok(kept) => kept,
+        Err(ResultError::Unknown) => return error(StatusCode::NOT_FOUND, "no such task"),
+        Err(ResultError::NotFinished(state)) => {
+            let why = format!("the task is {}: no result yet", state.as_str());
+            return error(StatusCode::CONFLICT, &why);
+        }
+        Err(ResultError::NoResult(state)) => {
+            let why = format!("the task {} without a response", match state {
+                TaskState::Cancelled => "was cancelled",
+                _ => "failed",
+            });
+            return error(StatusCode::CONFLICT, &why);
+        }
+    };
+    if let Some(coding) = kept.headers.get(header::CONTENT_ENCODING) {
+        let accepted = ContentCoding::from_token(coding.as_bytes()).is_some_and(|c| {
+            c == ContentCoding::Identity
+                || AcceptEncoding::from_headers(req).quality(c) != QValue::ZERO
+        });
+        if !accepted {
+            let why = format!(
+                "the result is encoded as {}, which this request doesn't accept",
+                String::from_utf8_lossy(coding.as_bytes())
+            );
+            return error(StatusCode::NOT_ACCEPTABLE, &why);
+        }
+    }
+    let mut resp = respond_with(kept.status, kept.headers.clone(), kept.body.clone());
+    // One client's answer, fetched by its id: no cache keeps it.
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// The task layer's Prometheus families.
+pub(super) fn metrics(out: &mut String, sources: &Sources) {
+    let Some(handle) = &sources.tasks else {
+        return;
+    };
+    let s = handle.stats();
+    singles(
+        out,
+        "counter",
+        &[
+            (
+                "tower_perf_tasks_submitted_total",
+                "Requests run as background tasks.",
+                s.submitted,
+            ),
+            (
+                "tower_perf_tasks_rejected_total",
+                "Deferred requests refused with 503: the task queue was full.",
+                s.rejected,
+            ),
+        ],
+    );
+    by_label(
+        out,
+        "tower_perf_tasks_finished_total",
+        "Tasks that ended, by how.",
+        "outcome",
+        &[
+            ("completed", s.completed),
+            (
+                "failed",
+                s.failed
+                    .saturating_sub(s.timed_out + s.panicked + s.too_large),
+            ),
+            ("timeout", s.timed_out),
+            ("panic", s.panicked),
+            ("too_large", s.too_large),
+            ("cancelled", s.cancelled),
+        ],
+    );
+    singles(
+        out,
+        "gauge",
+        &[
+            (
+                "tower_perf_tasks_queued",
+                "Tasks waiting for a slot.",
+                s.queued as u64,
+            ),
+            ("tower_perf_tasks_running", "Tasks running.", s.running as u64),
+            (
+                "tower_perf_tasks_result_bytes",
+                "Bytes the kept results hold.",
+                s.result_bytes as u64,
+            ),
+        ],
+    );
+    if let Some(r) = s.run_ms {
+        let name = "tower_perf_tasks_run_time_seconds";
+        drop(Family::new(
+            out,
+            name,
+            "gauge",
+            "Run time of the last tasks that ran, by quantile.",
+        ));
+        for (q, v) in [("0.5", r.p50), ("0.95", r.p95), ("0.99", r.p99), ("1", r.max)] {
+            let _ = writeln!(out, "{name}{{quantile=\"{q}\"}} {}", v / 1000.0);
+        }
+    }
+}

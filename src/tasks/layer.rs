@@ -1,0 +1,390 @@
+//! The layer's settings, the routes it defers, and the handle operators
+//! (and the report) reach its tasks through.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use http::Method;
+use tower_layer::Layer;
+
+use super::id::TaskId;
+use super::record::{TaskInfo, TaskResult, TaskState};
+use super::registry::{Bounds, Registry};
+use super::service::Async;
+use super::stats::TaskSnapshot;
+use crate::clock::{Clock, SystemClock};
+use crate::route_pattern::Pattern;
+
+/// Routes whose requests run as tasks whatever the client prefers, or
+/// that get their own timeout.
+///
+/// ```
+/// use http::Method;
+/// use std::time::Duration;
+/// use tower_perf::tasks::TaskRoute;
+///
+/// let exports = TaskRoute::new("/api/v1/exports")
+///     .methods([Method::POST])
+///     .always()
+///     .timeout(Duration::from_secs(60));
+/// # let _ = exports;
+/// ```
+#[derive(Debug, Clone)]
+pub struct TaskRoute {
+    pattern: Pattern,
+    methods: Option<Vec<Method>>,
+    always: bool,
+    timeout: Option<Duration>,
+}
+
+impl TaskRoute {
+    /// Requests whose path matches `pattern` (as
+    /// [`RateRule::path`](crate::rate_limit::RateRule) reads it: an exact
+    /// path, `*` and `**` globs, axum's `{param}` and `{*rest}`), any
+    /// method.
+    ///
+    /// # Panics
+    ///
+    /// When `pattern` can never match a request path (empty, no leading
+    /// `/`, malformed braces…), naming it and why.
+    pub fn new(pattern: &str) -> Self {
+        Self {
+            pattern: Pattern::parse(pattern),
+            methods: None,
+            always: false,
+            timeout: None,
+        }
+    }
+
+    /// Only these methods.
+    pub fn methods<I: IntoIterator<Item = Method>>(mut self, methods: I) -> Self {
+        self.methods = Some(methods.into_iter().collect());
+        self
+    }
+
+    /// Run every matching request as a task, with or without
+    /// `Prefer: respond-async`.
+    pub fn always(mut self) -> Self {
+        self.always = true;
+        self
+    }
+
+    /// The longest a matching task may run (the layer's
+    /// [`timeout`](AsyncLayer::timeout) otherwise).
+    ///
+    /// # Panics
+    ///
+    /// When `timeout` is zero: no task could ever finish.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        assert!(
+            !timeout.is_zero(),
+            "TaskRoute::timeout(0): no task could ever finish"
+        );
+        self.timeout = Some(timeout);
+        self
+    }
+
+    pub(super) fn matches(&self, method: &Method, path: &str) -> bool {
+        self.methods.as_ref().is_none_or(|m| m.contains(method)) && self.pattern.matches(path)
+    }
+}
+
+/// What every [`Async`] service of one layer reads.
+#[derive(Debug)]
+pub(super) struct Config {
+    pub(super) registry: Arc<Registry>,
+    pub(super) routes: Vec<TaskRoute>,
+    /// Whether any route defers every request (else only `Prefer` does).
+    pub(super) any_always: bool,
+    pub(super) timeout: Duration,
+    pub(super) max_request_body: usize,
+    pub(super) max_result: usize,
+}
+
+impl Config {
+    /// The first route a request matches.
+    pub(super) fn route(&self, method: &Method, path: &str) -> Option<&TaskRoute> {
+        self.routes.iter().find(|r| r.matches(method, path))
+    }
+
+    /// Whether a request without the preference runs as a task.
+    pub(super) fn always(&self, method: &Method, path: &str) -> bool {
+        self.any_always && self.route(method, path).is_some_and(|r| r.always)
+    }
+
+    /// A task's timeout.
+    pub(super) fn timeout_for(&self, method: &Method, path: &str) -> Duration {
+        self.route(method, path)
+            .and_then(|r| r.timeout)
+            .unwrap_or(self.timeout)
+    }
+}
+
+/// Runs requests that carry `Prefer: respond-async` (RFC 7240), or that
+/// match an [`always`](TaskRoute::always) route, as background tasks.
+/// See the [module docs](super).
+#[derive(Clone)]
+pub struct AsyncLayer {
+    concurrency: usize,
+    queue: usize,
+    timeout: Duration,
+    routes: Vec<TaskRoute>,
+    max_request_body: usize,
+    max_result: usize,
+    result_budget: usize,
+    retention: Duration,
+    max_finished: usize,
+    monitor: String,
+    clock: Arc<dyn Clock>,
+    built: Arc<OnceLock<Arc<Config>>>,
+}
+
+impl std::fmt::Debug for AsyncLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncLayer")
+            .field("concurrency", &self.concurrency)
+            .field("queue", &self.queue)
+            .field("timeout", &self.timeout)
+            .field("routes", &self.routes)
+            .field("monitor", &self.monitor)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for AsyncLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl AsyncLayer {
+    /// 10 tasks at once, 100 more queued, 300 s each; request bodies up to
+    /// 1 MiB, results up to 8 MiB each and 64 MiB in all, kept 7 days (at
+    /// most 10,000 finished tasks); monitors at `/performance/tasks/{id}`.
+    pub fn new() -> Self {
+        Self {
+            concurrency: 10,
+            queue: 100,
+            timeout: Duration::from_secs(300),
+            routes: Vec::new(),
+            max_request_body: 1 << 20,
+            max_result: 8 << 20,
+            result_budget: 64 << 20,
+            retention: Duration::from_secs(7 * 24 * 3600),
+            max_finished: 10_000,
+            monitor: "/performance/tasks".to_owned(),
+            clock: Arc::new(SystemClock),
+            built: Arc::default(),
+        }
+    }
+
+    /// Settings change only before the layer wraps a service or hands out
+    /// its [`handle`](Self::handle): both share what was built.
+    fn changed(self) -> Self {
+        assert!(
+            self.built.get().is_none(),
+            "AsyncLayer configured after it was used: set everything before .layer() and .handle()"
+        );
+        self
+    }
+
+    /// Tasks that run at once (default 10); the others wait in the queue,
+    /// first come first served.
+    ///
+    /// # Panics
+    ///
+    /// When `n` is 0: no task could ever run.
+    pub fn concurrency(mut self, n: usize) -> Self {
+        assert!(n > 0, "AsyncLayer::concurrency(0): no task could ever run");
+        self.concurrency = n;
+        self.changed()
+    }
+
+    /// Tasks that may wait for a slot (default 100); past that a deferred
+    /// request gets `503` with `Retry-After`.
+    pub fn queue(mut self, n: usize) -> Self {
+        self.queue = n;
+        self.changed()
+    }
+
+    /// The longest a task may run (default 300 s); a task past it fails
+    /// with `timeout` and its future is dropped.
+    ///
+    /// # Panics
+    ///
+    /// When `timeout` is zero.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        assert!(
+            !timeout.is_zero(),
+            "AsyncLayer::timeout(0): no task could ever finish"
+        );
+        self.timeout = timeout;
+        self.changed()
+    }
+
+    /// Adds a route (the first route a request matches applies).
+    pub fn route(mut self, route: TaskRoute) -> Self {
+        self.routes.push(route);
+        self.changed()
+    }
+
+    /// The largest request body a task takes (default 1 MiB): it is read
+    /// whole before the `202`; a larger one gets `413`.
+    pub fn max_request_body(mut self, bytes: usize) -> Self {
+        self.max_request_body = bytes;
+        self.changed()
+    }
+
+    /// The largest response a task may keep (default 8 MiB); past it the
+    /// task fails with `result too large`.
+    pub fn max_result_size(mut self, bytes: usize) -> Self {
+        self.max_result = bytes;
+        self.changed()
+    }
+
+    /// Bytes all kept results may hold (default 64 MiB); past it the
+    /// oldest finished tasks go first.
+    pub fn result_budget(mut self, bytes: usize) -> Self {
+        self.result_budget = bytes;
+        self.changed()
+    }
+
+    /// How long a finished task is kept (default 7 days).
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
+        self.changed()
+    }
+
+    /// Finished tasks kept at most (default 10,000), oldest dropped first.
+    pub fn max_finished(mut self, n: usize) -> Self {
+        self.max_finished = n;
+        self.changed()
+    }
+
+    /// Where the task monitors are served (default `/performance/tasks`,
+    /// where [`Report`](crate::report::Report) serves them under its
+    /// default base): the `Location` of a `202` is `{path}/{id}`.
+    ///
+    /// # Panics
+    ///
+    /// When `path` doesn't start with `/`.
+    pub fn monitor_path(mut self, path: &str) -> Self {
+        assert!(
+            path.starts_with('/'),
+            "AsyncLayer::monitor_path({path:?}): a path starts with '/'"
+        );
+        self.monitor = path.trim_end_matches('/').to_owned();
+        self.changed()
+    }
+
+    /// The clock timestamps and retention read (tests move it).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self.changed()
+    }
+
+    fn config(&self) -> &Arc<Config> {
+        self.built.get_or_init(|| {
+            let bounds = Bounds {
+                concurrency: self.concurrency,
+                queue: self.queue,
+                retention: self.retention,
+                result_budget: self.result_budget,
+                max_finished: self.max_finished,
+                monitor: self.monitor.clone(),
+            };
+            Arc::new(Config {
+                registry: Arc::new(Registry::new(bounds, Arc::clone(&self.clock))),
+                any_always: self.routes.iter().any(|r| r.always),
+                routes: self.routes.clone(),
+                timeout: self.timeout,
+                max_request_body: self.max_request_body,
+                max_result: self.max_result,
+            })
+        })
+    }
+
+    /// The handle to this layer's tasks: their monitors, results,
+    /// cancellation, statistics and shutdown.
+    pub fn handle(&self) -> TasksHandle {
+        TasksHandle {
+            registry: Arc::clone(&self.config().registry),
+        }
+    }
+}
+
+impl<S> Layer<S> for AsyncLayer {
+    type Service = Async<S>;
+
+    fn layer(&self, inner: S) -> Async<S> {
+        Async {
+            inner,
+            config: Arc::clone(self.config()),
+        }
+    }
+}
+
+/// A cheap, cloneable handle to an [`AsyncLayer`]'s tasks.
+#[derive(Debug, Clone)]
+pub struct TasksHandle {
+    registry: Arc<Registry>,
+}
+
+/// Why a task's result can't be served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResultError {
+    /// No such task (never, or no longer, kept).
+    Unknown,
+    /// It hasn't ended (pending or running).
+    NotFinished(TaskState),
+    /// It ended without a response (failed before one, or cancelled).
+    NoResult(TaskState),
+}
+
+impl TasksHandle {
+    /// One task as its monitor shows it.
+    pub fn get(&self, id: TaskId) -> Option<TaskInfo> {
+        self.registry.info(id)
+    }
+
+    /// The tasks kept (only those in `state`, if given), newest first, at
+    /// most `limit`.
+    pub fn list(&self, state: Option<TaskState>, limit: usize) -> Vec<TaskInfo> {
+        self.registry.list(state, limit)
+    }
+
+    /// A finished task's response.
+    pub fn result(&self, id: TaskId) -> Result<Arc<TaskResult>, ResultError> {
+        match self.registry.result(id) {
+            None => Err(ResultError::Unknown),
+            Some((state, _)) if !state.is_finished() => Err(ResultError::NotFinished(state)),
+            Some((_, Some(result))) => Ok(result),
+            Some((state, None)) => Err(ResultError::NoResult(state)),
+        }
+    }
+
+    /// Cancels a task that hasn't ended: marked cancelled at once, its
+    /// future dropped by its worker. `None` for an unknown task; a task
+    /// that had ended comes back unchanged.
+    pub fn cancel(&self, id: TaskId) -> Option<TaskInfo> {
+        self.registry.cancel(id)
+    }
+
+    /// The statistics.
+    pub fn stats(&self) -> TaskSnapshot {
+        self.registry.snapshot()
+    }
+
+    /// Stops taking tasks (deferred requests get `503`), fails the queued
+    /// ones, gives running ones up to `grace` to finish, then fails those
+    /// left ("the server shut down before the task finished") and drops
+    /// their futures. Returns how many running tasks were stopped.
+    pub async fn shutdown(&self, grace: Duration) -> usize {
+        self.registry.shutdown(grace).await
+    }
+
+    /// Where the monitors are served (`/performance/tasks`).
+    pub fn monitor_path(&self) -> &str {
+        &self.registry.bounds.monitor
+    }
+}

@@ -1,0 +1,401 @@
+//! The service: passes a request through, or reads its body, records it
+//! as a task, answers `202` and runs it in the background.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tower_service::Service;
+
+use super::body::{ResponseBody, TaskBody};
+use super::id::TaskId;
+use super::layer::Config;
+use super::progress::TaskProgress;
+use super::record::{Failure, Outcome, TaskResult};
+use super::registry::{Control, Refusal};
+use crate::BoxError;
+use crate::headers::{PREFER, PREFERENCE_APPLIED, Prefer};
+
+/// The longest request path a task record keeps.
+const MAX_PATH: usize = 1024;
+
+/// The service [`AsyncLayer`](super::AsyncLayer) builds.
+pub struct Async<S> {
+    pub(super) inner: S,
+    pub(super) config: Arc<Config>,
+}
+
+impl<S: Clone> Clone for Async<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            config: Arc::clone(&self.config),
+        }
+    }
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for Async<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Async")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Async<S> {
+    crate::macros::define_inner_service_accessors!();
+}
+
+/// The answers the layer makes itself.
+type Own<ResB> = Pin<Box<dyn Future<Output = Response<ResponseBody<ResB>>> + Send>>;
+
+pin_project_lite::pin_project! {
+    /// The future of [`Async`]: the inner service's, or the layer's own
+    /// answer (a `202` once the body is read, a `503`…).
+    pub struct ResponseFuture<F, ResB, E> {
+        #[pin]
+        kind: Kind<F, ResB, E>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = Proj]
+    enum Kind<F, ResB, E> {
+        Inline { #[pin] fut: F },
+        Own { fut: Own<ResB>, _error: PhantomData<fn() -> E> },
+    }
+}
+
+impl<F, ResB, E> ResponseFuture<F, ResB, E> {
+    fn inline(fut: F) -> Self {
+        Self {
+            kind: Kind::Inline { fut },
+        }
+    }
+
+    fn own(fut: Own<ResB>) -> Self {
+        Self {
+            kind: Kind::Own {
+                fut,
+                _error: PhantomData,
+            },
+        }
+    }
+}
+
+impl<F, ResB, E> std::fmt::Debug for ResponseFuture<F, ResB, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, ResB, E> Future for ResponseFuture<F, ResB, E>
+where
+    F: Future<Output = Result<Response<ResB>, E>>,
+{
+    type Output = Result<Response<ResponseBody<ResB>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            Proj::Inline { fut } => fut
+                .poll(cx)
+                .map(|r| r.map(|resp| resp.map(ResponseBody::inner))),
+            Proj::Own { fut, .. } => fut.as_mut().poll(cx).map(Ok),
+        }
+    }
+}
+
+impl<S, ReqB, ResB> Service<Request<ReqB>> for Async<S>
+where
+    S: Service<Request<TaskBody<ReqB>>, Response = Response<ResB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    ReqB: Body<Data = Bytes> + Send + 'static,
+    ReqB::Error: Into<BoxError>,
+    ResB: Body<Data = Bytes> + Send + 'static,
+    ResB::Error: Into<BoxError>,
+{
+    type Response = Response<ResponseBody<ResB>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResB, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+        let cfg = &self.config;
+        let asked = req.headers().contains_key(PREFER)
+            && Prefer::from_headers(req.headers()).respond_async()
+            // A request already running as a task (an inner layer).
+            && !req.extensions().get::<TaskProgress>().is_some_and(TaskProgress::is_deferred);
+        if !asked && !cfg.always(req.method(), req.uri().path()) {
+            return ResponseFuture::inline(self.inner.call(req.map(TaskBody::inline)));
+        }
+        let own = ResponseFuture::own;
+        if tokio::runtime::Handle::try_current().is_err() {
+            tracing::error!("tower-perf AsyncLayer: a deferred request outside a tokio runtime; tasks need one to run in");
+            return own(Box::pin(std::future::ready(text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "tasks need a tokio runtime; none is running",
+            ))));
+        }
+        let cfg = Arc::clone(cfg);
+        if let Err(refusal) = cfg.registry.admit() {
+            return own(Box::pin(std::future::ready(refused(refusal))));
+        }
+        let inner = self.inner.clone();
+        own(Box::pin(submit(cfg, inner, req, asked)))
+    }
+}
+
+/// Reads the body, records the task, starts its worker and answers `202`.
+async fn submit<S, ReqB, ResB>(
+    cfg: Arc<Config>,
+    inner: S,
+    req: Request<ReqB>,
+    asked: bool,
+) -> Response<ResponseBody<ResB>>
+where
+    S: Service<Request<TaskBody<ReqB>>, Response = Response<ResB>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    ReqB: Body<Data = Bytes> + Send + 'static,
+    ReqB::Error: Into<BoxError>,
+    ResB: Body<Data = Bytes> + Send + 'static,
+    ResB::Error: Into<BoxError>,
+{
+    let registry = &cfg.registry;
+    let (mut parts, body) = req.into_parts();
+    let body = match Limited::new(body, cfg.max_request_body).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => {
+            registry.release();
+            return if e.is::<LengthLimitError>() {
+                text(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "the request body is larger than a task may take",
+                )
+            } else {
+                text(StatusCode::BAD_REQUEST, "the request body could not be read")
+            };
+        }
+    };
+    let id = match TaskId::random() {
+        Ok(id) => id,
+        Err(e) => {
+            registry.release();
+            tracing::error!("tower-perf AsyncLayer: no random task id: {e}");
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "no task id could be generated",
+            );
+        }
+    };
+    let progress = TaskProgress::new();
+    parts.extensions.insert(progress.clone());
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |pq| pq.as_str());
+    let path = match path.char_indices().nth(MAX_PATH) {
+        Some((end, _)) => &path[..end],
+        None => path,
+    };
+    let timeout = cfg.timeout_for(&parts.method, parts.uri.path());
+    let control = registry.insert(id, parts.method.to_string(), path.to_owned(), progress);
+    let req = Request::from_parts(parts, TaskBody::whole(body));
+    tokio::spawn(work(Arc::clone(&cfg), inner, req, id, control, timeout));
+    accepted(&cfg, id, asked)
+}
+
+/// A task's life after its `202`: a slot, the inner service, its whole
+/// response, within the timeout, unless cancelled.
+async fn work<S, ReqB, ResB>(
+    cfg: Arc<Config>,
+    inner: S,
+    req: Request<TaskBody<ReqB>>,
+    id: TaskId,
+    control: Arc<Control>,
+    timeout: Duration,
+) where
+    S: Service<Request<TaskBody<ReqB>>, Response = Response<ResB>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    ReqB: Send + 'static,
+    ResB: Body<Data = Bytes> + Send + 'static,
+    ResB::Error: Into<BoxError>,
+{
+    let registry = &cfg.registry;
+    let slot = tokio::select! {
+        biased;
+        () = control.stop.notified() => {
+            registry.leave_queue(id, Outcome::Cancelled("cancelled"));
+            return;
+        }
+        slot = Arc::clone(&registry.slots).acquire_owned() => slot,
+    };
+    let Ok(_slot) = slot else {
+        let why = "the server shut down before the task started".to_owned();
+        registry.leave_queue(id, Outcome::Failed(Failure::Shutdown, why, None));
+        return;
+    };
+    if !registry.start(id) {
+        return; // cancelled while it waited
+    }
+    let max_result = cfg.max_result;
+    // Its own tokio task: a panic ends that task, not this worker, and
+    // aborting it drops the inner future.
+    let mut run = tokio::spawn(async move {
+        let mut inner = inner;
+        let failed = |e: S::Error| (Failure::Error, format!("the service failed: {}", e.into()));
+        std::future::poll_fn(|cx| inner.poll_ready(cx))
+            .await
+            .map_err(failed)?;
+        let resp = inner.call(req).await.map_err(failed)?;
+        let (parts, body) = resp.into_parts();
+        let body = Limited::new(body, max_result)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<LengthLimitError>() {
+                    let why = format!("result too large: the response passed {max_result} bytes");
+                    (Failure::TooLarge, why)
+                } else {
+                    (Failure::Error, format!("the response body failed: {e}"))
+                }
+            })?
+            .to_bytes();
+        Ok::<_, (Failure, String)>(kept(parts.status, parts.headers, body))
+    });
+    let outcome = tokio::select! {
+        joined = &mut run => match joined {
+            Ok(Ok(result)) if result.status.is_server_error() => {
+                let why = format!("the service answered {}", result.status);
+                Outcome::Failed(Failure::ServerError, why, Some(result))
+            }
+            Ok(Ok(result)) => Outcome::Completed(result),
+            Ok(Err((failure, why))) => Outcome::Failed(failure, why, None),
+            Err(e) if e.is_panic() => {
+                Outcome::Failed(Failure::Panic, "the handler panicked".to_owned(), None)
+            }
+            Err(_) => Outcome::Cancelled("cancelled"),
+        },
+        () = tokio::time::sleep(timeout) => {
+            run.abort();
+            let why = format!("timeout: ran longer than {} ms", timeout.as_millis());
+            Outcome::Failed(Failure::Timeout, why, None)
+        }
+        () = control.stop.notified() => {
+            run.abort();
+            if control.shutdown.load(std::sync::atomic::Ordering::Relaxed) {
+                let why = "the server shut down before the task finished".to_owned();
+                Outcome::Failed(Failure::Shutdown, why, None)
+            } else {
+                Outcome::Cancelled("cancelled")
+            }
+        }
+    };
+    registry.leave_running(id, outcome);
+}
+
+/// The response as kept: without the fields of its connection (they
+/// described a transfer that is over) and its length (the result endpoint
+/// sets its own).
+fn kept(status: StatusCode, mut headers: HeaderMap, body: Bytes) -> TaskResult {
+    let named: Vec<header::HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| header::HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(&[
+        header::CONNECTION,
+        header::TRANSFER_ENCODING,
+        header::CONTENT_LENGTH,
+        header::TE,
+        header::TRAILER,
+        header::UPGRADE,
+        header::PROXY_AUTHENTICATE,
+        header::HeaderName::from_static("keep-alive"),
+    ]) {
+        headers.remove(name);
+    }
+    TaskResult {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// `202 Accepted`: where the task's monitor is, and the task as it is.
+fn accepted<ResB>(cfg: &Config, id: TaskId, asked: bool) -> Response<ResponseBody<ResB>> {
+    let Some(info) = cfg.registry.info(id) else {
+        // Dropped already: only a zero retention and budget do that.
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "the task was not kept");
+    };
+    let location = HeaderValue::from_str(&info.links.monitor);
+    let Ok(body) = serde_json::to_vec(&info) else {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "serialization failed");
+    };
+    let mut resp = Response::new(ResponseBody::bytes(Bytes::from(body)));
+    *resp.status_mut() = StatusCode::ACCEPTED;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(location) = location {
+        h.insert(header::LOCATION, location);
+    }
+    if asked {
+        h.insert(
+            PREFERENCE_APPLIED,
+            HeaderValue::from_static("respond-async"),
+        );
+    }
+    resp
+}
+
+/// A `503` for a request the queue can't take.
+fn refused<ResB>(refusal: Refusal) -> Response<ResponseBody<ResB>> {
+    match refusal {
+        Refusal::Full(after) => {
+            let mut resp = text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the task queue is full; try again later",
+            );
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(after.as_secs().max(1)),
+            );
+            resp
+        }
+        Refusal::ShuttingDown => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is shutting down and takes no new tasks",
+        ),
+    }
+}
+
+fn text<ResB>(status: StatusCode, message: &'static str) -> Response<ResponseBody<ResB>> {
+    let mut resp = Response::new(ResponseBody::text(message));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
