@@ -1,0 +1,568 @@
+//! The task layer over HTTP: `Prefer: respond-async` → 202 → monitor →
+//! result; progress, timeouts, cancellation (queued and running), the
+//! queue bound, the concurrency limit, retention, panics, shutdown, and
+//! the monitors' access rules.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::http::{Method, StatusCode};
+use axum::routing::{get, post};
+use http_body_util::Full;
+use serde_json::Value;
+use support::gate::{Gate, until};
+use support::{TestResponse, TestServer};
+use tower_perf::clock::ManualClock;
+use tower_perf::report::Report;
+use tower_perf::tasks::{AsyncLayer, TaskId, TaskProgress, TaskRoute, TaskState, TasksHandle};
+
+const TOKEN: &str = "s3cret";
+
+/// Sets its flag when dropped: proves a handler's future was dropped.
+struct DropGuard(Arc<AtomicBool>);
+
+impl Drop for DropGuard {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+#[derive(Clone, Default)]
+struct Probes {
+    gate: Gate,
+    dropped: Arc<AtomicBool>,
+    ran: Arc<AtomicUsize>,
+}
+
+/// The routes under test, the layer around them, the report beside them.
+fn app(layer: AsyncLayer, probes: &Probes) -> (Router, TasksHandle) {
+    let tasks = layer.handle();
+    let report = Report::builder()
+        .tasks(tasks.clone())
+        .token(TOKEN)
+        .build();
+    let p = probes.clone();
+    let work = move |progress: TaskProgress, body: Bytes| {
+        let p = p.clone();
+        async move {
+            p.ran.fetch_add(1, Ordering::SeqCst);
+            progress.set(40, "step 2 of 5");
+            p.gate.pass().await;
+            progress.set(90, "almost");
+            format!("done: {}", String::from_utf8_lossy(&body))
+        }
+    };
+    let p = probes.clone();
+    let hang = move || {
+        let p = p.clone();
+        async move {
+            let _guard = DropGuard(p.dropped.clone());
+            p.ran.fetch_add(1, Ordering::SeqCst);
+            p.gate.pass().await;
+            std::future::pending::<()>().await;
+            "never"
+        }
+    };
+    let router = Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route(
+            "/inline",
+            get(|p: TaskProgress| async move { format!("deferred={}", p.is_deferred()) }),
+        )
+        .route("/work", post(work))
+        .route("/exports", post(|| async { "exported" }))
+        .route("/hang", post(hang))
+        .route(
+            "/panic",
+            post(|| async {
+                if true {
+                    panic!("a handler bug");
+                }
+                "unreachable"
+            }),
+        )
+        .route("/big", post(|| async { "x".repeat(4096) }))
+        .route(
+            "/broken",
+            post(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "the database is down") }),
+        )
+        .nest_service("/performance", report)
+        .layer(layer);
+    (router, tasks)
+}
+
+async fn serve(layer: AsyncLayer) -> (TestServer, TasksHandle, Probes) {
+    let probes = Probes::default();
+    let (router, tasks) = app(layer, &probes);
+    (TestServer::serve(router).await, tasks, probes)
+}
+
+async fn submit(server: &TestServer, path: &str, body: &str) -> TestResponse {
+    let req = server
+        .request(Method::POST, path)
+        .header("prefer", "respond-async")
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .unwrap();
+    server.send(req).await
+}
+
+/// The id in a 202's `Location`.
+fn id_of(accepted: &TestResponse) -> TaskId {
+    assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.text());
+    let location = accepted.header("location").expect("a Location");
+    TaskId::parse(location.rsplit('/').next().unwrap()).expect("an id")
+}
+
+async fn monitor(server: &TestServer, id: TaskId) -> Value {
+    let res = server.get(&format!("/performance/tasks/{id}")).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    res.json()
+}
+
+async fn wait_for(tasks: &TasksHandle, id: TaskId, state: TaskState) {
+    until(&format!("task {id} {}", state.as_str()), || {
+        tasks.get(id).is_some_and(|t| t.state == state)
+    })
+    .await;
+}
+
+fn with_token(
+    server: &TestServer,
+    method: Method,
+    path: &str,
+    token: &str,
+) -> http::Request<Full<Bytes>> {
+    server
+        .request(method, path)
+        .header("authorization", format!("Bearer {token}"))
+        .body(Full::default())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_deferred_request_answers_202_then_its_monitor_then_its_result() {
+    let (server, tasks, probes) = serve(AsyncLayer::new()).await;
+    let accepted = submit(&server, "/work", "report-7").await;
+    assert_eq!(accepted.header("preference-applied"), Some("respond-async"));
+    assert_eq!(accepted.header("cache-control"), Some("no-store"));
+    let id = id_of(&accepted);
+    assert_eq!(
+        accepted.header("location").unwrap(),
+        format!("/performance/tasks/{id}")
+    );
+    let body: Value = accepted.json();
+    assert_eq!(body["id"], id.to_string());
+    assert!(matches!(body["state"].as_str(), Some("pending" | "running")));
+
+    // The handler reports progress and waits at the gate.
+    probes.gate.arrived(1).await;
+    let running = monitor(&server, id).await;
+    assert_eq!(running["state"], "running");
+    assert_eq!(running["progress"], 40);
+    assert_eq!(running["message"], "step 2 of 5");
+    assert!(running["links"]["result"].is_null());
+    let early = server
+        .get(&format!("/performance/tasks/{id}/result"))
+        .await;
+    assert_eq!(early.status, StatusCode::CONFLICT, "{}", early.text());
+
+    probes.gate.open();
+    wait_for(&tasks, id, TaskState::Completed).await;
+    let done = monitor(&server, id).await;
+    assert_eq!(done["progress"], 100);
+    assert_eq!(done["message"], "almost");
+    assert_eq!(done["result"]["status"], 200);
+    assert!(done["finished_at_ms"].as_u64() >= done["started_at_ms"].as_u64());
+    let result_link = done["links"]["result"].as_str().unwrap().to_owned();
+    // Served as many times as asked, with the request's own body echoed.
+    for _ in 0..2 {
+        let result = server.get(&result_link).await;
+        assert_eq!(result.status, StatusCode::OK);
+        assert_eq!(result.text(), "done: report-7");
+        assert_eq!(result.header("cache-control"), Some("no-store"));
+    }
+    assert_eq!(tasks.stats().completed, 1);
+}
+
+#[tokio::test]
+async fn other_requests_pass_through_with_a_noop_progress() {
+    let (server, tasks, _) = serve(AsyncLayer::new()).await;
+    let res = server.get("/inline").await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.text(), "deferred=false");
+    assert_eq!(res.header("preference-applied"), None);
+    // Other preferences aren't respond-async.
+    let res = server
+        .get_with("/inline", &[("prefer", "return=minimal, wait=5")])
+        .await;
+    assert_eq!(res.text(), "deferred=false");
+    // A deferred GET sees a real one.
+    let res = server
+        .get_with("/inline", &[("prefer", "respond-async")])
+        .await;
+    let id = id_of(&res);
+    wait_for(&tasks, id, TaskState::Completed).await;
+    assert_eq!(tasks.result(id).unwrap().body, "deferred=true");
+    assert_eq!(tasks.stats().submitted, 1);
+}
+
+#[tokio::test]
+async fn an_always_route_defers_without_the_preference() {
+    let layer = AsyncLayer::new().route(TaskRoute::new("/exports").methods([Method::POST]).always());
+    let (server, tasks, _) = serve(layer).await;
+    let req = server
+        .request(Method::POST, "/exports")
+        .body(Full::default())
+        .unwrap();
+    let res = server.send(req).await;
+    let id = id_of(&res);
+    // Not asked for, so not "applied".
+    assert_eq!(res.header("preference-applied"), None);
+    wait_for(&tasks, id, TaskState::Completed).await;
+    assert_eq!(tasks.result(id).unwrap().body, "exported");
+    // Another method on the route is answered inline.
+    assert_eq!(server.get("/health").await.text(), "ok");
+}
+
+#[tokio::test]
+async fn a_task_past_its_timeout_fails_and_its_future_is_dropped() {
+    let layer = AsyncLayer::new()
+        .route(TaskRoute::new("/hang").timeout(Duration::from_millis(50)));
+    let (server, tasks, probes) = serve(layer).await;
+    probes.gate.open();
+    let id = id_of(&submit(&server, "/hang", "").await);
+    wait_for(&tasks, id, TaskState::Failed).await;
+    let info = monitor(&server, id).await;
+    assert!(
+        info["error"].as_str().unwrap().starts_with("timeout"),
+        "{info}"
+    );
+    until("the handler's future dropped", || {
+        probes.dropped.load(Ordering::SeqCst)
+    })
+    .await;
+    let stats = tasks.stats();
+    assert_eq!((stats.failed, stats.timed_out), (1, 1));
+}
+
+#[tokio::test]
+async fn cancelling_a_running_task_drops_its_future() {
+    let (server, tasks, probes) = serve(AsyncLayer::new()).await;
+    let id = id_of(&submit(&server, "/hang", "").await);
+    probes.gate.arrived(1).await;
+    let path = format!("/performance/tasks/{id}");
+    // The token is needed.
+    let res = server
+        .send(server.request(Method::DELETE, &path).body(Full::default()).unwrap())
+        .await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    let res = server
+        .send(with_token(&server, Method::DELETE, &path, "wrong"))
+        .await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(tasks.get(id).unwrap().state, TaskState::Running);
+
+    let res = server
+        .send(with_token(&server, Method::DELETE, &path, TOKEN))
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    assert_eq!(res.json::<Value>()["state"], "cancelled");
+    until("the handler's future dropped", || {
+        probes.dropped.load(Ordering::SeqCst)
+    })
+    .await;
+    // Cancelling again changes nothing.
+    let res = server
+        .send(with_token(&server, Method::DELETE, &path, TOKEN))
+        .await;
+    assert_eq!(res.status, StatusCode::OK);
+    let result = server.get(&format!("{path}/result")).await;
+    assert_eq!(result.status, StatusCode::CONFLICT);
+    assert!(result.text().contains("cancelled"), "{}", result.text());
+    until("the slot is free", || tasks.stats().running == 0).await;
+    assert_eq!(tasks.stats().cancelled, 1);
+}
+
+#[tokio::test]
+async fn a_queued_task_cancelled_never_runs() {
+    let (server, tasks, probes) = serve(AsyncLayer::new().concurrency(1)).await;
+    let first = id_of(&submit(&server, "/work", "1").await);
+    probes.gate.arrived(1).await;
+    let second = id_of(&submit(&server, "/work", "2").await);
+    assert_eq!(tasks.get(second).unwrap().state, TaskState::Pending);
+    let path = format!("/performance/tasks/{second}");
+    let res = server
+        .send(with_token(&server, Method::DELETE, &path, TOKEN))
+        .await;
+    assert_eq!(res.json::<Value>()["state"], "cancelled");
+    probes.gate.open();
+    wait_for(&tasks, first, TaskState::Completed).await;
+    until("the queue is empty", || tasks.stats().queued == 0).await;
+    assert_eq!(probes.ran.load(Ordering::SeqCst), 1, "the cancelled task ran");
+    assert_eq!(tasks.get(second).unwrap().state, TaskState::Cancelled);
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_503_with_retry_after() {
+    let (server, tasks, probes) = serve(AsyncLayer::new().concurrency(1).queue(1)).await;
+    let running = id_of(&submit(&server, "/work", "a").await);
+    probes.gate.arrived(1).await;
+    let queued = id_of(&submit(&server, "/work", "b").await);
+    let refused = submit(&server, "/work", "c").await;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    let after: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+    assert!(after >= 1);
+    assert_eq!(tasks.stats().rejected, 1);
+    // Requests answered inline still pass.
+    assert_eq!(server.get("/health").await.text(), "ok");
+    probes.gate.open();
+    wait_for(&tasks, running, TaskState::Completed).await;
+    wait_for(&tasks, queued, TaskState::Completed).await;
+    // Room again.
+    let again = id_of(&submit(&server, "/work", "d").await);
+    wait_for(&tasks, again, TaskState::Completed).await;
+}
+
+#[tokio::test]
+async fn the_eleventh_task_runs_only_when_one_of_ten_ends() {
+    let (server, tasks, probes) = serve(AsyncLayer::new()).await;
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        ids.push(id_of(&submit(&server, "/hang", &i.to_string()).await));
+    }
+    probes.gate.arrived(10).await;
+    let eleventh = id_of(&submit(&server, "/hang", "11").await);
+    // Ten slots are taken: it can't have started.
+    assert_eq!(tasks.get(eleventh).unwrap().state, TaskState::Pending);
+    assert_eq!(tasks.stats().running, 10);
+    assert_eq!(tasks.stats().queued, 1);
+    assert_eq!(monitor(&server, eleventh).await["state"], "pending");
+    tasks.cancel(ids[3]).unwrap();
+    probes.gate.arrived(11).await;
+    wait_for(&tasks, eleventh, TaskState::Running).await;
+    assert_eq!(probes.ran.load(Ordering::SeqCst), 11);
+}
+
+#[tokio::test]
+async fn finished_tasks_go_after_their_retention() {
+    let clock = ManualClock::new();
+    let layer = AsyncLayer::new()
+        .clock(clock.clone())
+        .retention(Duration::from_secs(3600));
+    let (server, tasks, probes) = serve(layer).await;
+    probes.gate.open();
+    let id = id_of(&submit(&server, "/work", "x").await);
+    wait_for(&tasks, id, TaskState::Completed).await;
+    clock.advance(Duration::from_secs(3599));
+    assert_eq!(monitor(&server, id).await["state"], "completed");
+    clock.advance(Duration::from_secs(1));
+    let gone = server.get(&format!("/performance/tasks/{id}")).await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    let gone = server.get(&format!("/performance/tasks/{id}/result")).await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    assert_eq!(tasks.stats().kept, 0);
+}
+
+#[tokio::test]
+async fn the_result_budget_drops_the_oldest_first() {
+    // Each result weighs its 7-byte body and its field (about 80 bytes):
+    // three don't fit in 200.
+    let layer = AsyncLayer::new().result_budget(200);
+    let (server, tasks, probes) = serve(layer).await;
+    probes.gate.open();
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let id = id_of(&submit(&server, "/work", &i.to_string()).await);
+        wait_for(&tasks, id, TaskState::Completed).await;
+        ids.push(id);
+    }
+    assert!(tasks.get(ids[0]).is_none(), "the oldest stays");
+    assert!(tasks.get(ids[2]).is_some());
+    assert!(tasks.stats().result_bytes <= 200);
+}
+
+#[tokio::test]
+async fn a_panicking_handler_fails_its_task_and_the_server_goes_on() {
+    let (server, tasks, _) = serve(AsyncLayer::new()).await;
+    let id = id_of(&submit(&server, "/panic", "").await);
+    wait_for(&tasks, id, TaskState::Failed).await;
+    assert_eq!(
+        tasks.get(id).unwrap().error.as_deref(),
+        Some("the handler panicked")
+    );
+    assert_eq!(tasks.stats().panicked, 1);
+    assert_eq!(server.get("/health").await.text(), "ok");
+    let id = id_of(&submit(&server, "/exports", "").await);
+    wait_for(&tasks, id, TaskState::Completed).await;
+}
+
+#[tokio::test]
+async fn a_server_error_fails_the_task_but_keeps_the_answer() {
+    let (server, tasks, _) = serve(AsyncLayer::new()).await;
+    let id = id_of(&submit(&server, "/broken", "").await);
+    wait_for(&tasks, id, TaskState::Failed).await;
+    let info = monitor(&server, id).await;
+    assert_eq!(info["error"], "the service answered 500 Internal Server Error");
+    let result = server.get(&format!("/performance/tasks/{id}/result")).await;
+    assert_eq!(result.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(result.text(), "the database is down");
+}
+
+#[tokio::test]
+async fn a_result_above_the_limit_fails_and_a_body_above_its_limit_is_refused() {
+    let layer = AsyncLayer::new()
+        .max_result_size(1024)
+        .max_request_body(16);
+    let (server, tasks, _) = serve(layer).await;
+    let id = id_of(&submit(&server, "/big", "").await);
+    wait_for(&tasks, id, TaskState::Failed).await;
+    let error = tasks.get(id).unwrap().error.unwrap();
+    assert!(error.starts_with("result too large"), "{error}");
+    assert_eq!(tasks.stats().too_large, 1);
+    let refused = submit(&server, "/work", &"y".repeat(17)).await;
+    assert_eq!(refused.status, StatusCode::PAYLOAD_TOO_LARGE);
+    // The refused request left no place taken.
+    assert_eq!(tasks.stats().queued, 0);
+    assert_eq!(tasks.stats().submitted, 1);
+}
+
+#[tokio::test]
+async fn the_list_needs_the_token_and_filters_by_state() {
+    let (server, tasks, probes) = serve(AsyncLayer::new()).await;
+    let running = id_of(&submit(&server, "/work", "a").await);
+    probes.gate.arrived(1).await;
+    let done = id_of(&submit(&server, "/exports", "").await);
+    wait_for(&tasks, done, TaskState::Completed).await;
+
+    assert_eq!(
+        server.get("/performance/tasks").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let all = server
+        .send(with_token(&server, Method::GET, "/performance/tasks", TOKEN))
+        .await;
+    assert_eq!(all.status, StatusCode::OK);
+    let all: Vec<Value> = all.json();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0]["id"], done.to_string(), "newest first");
+    let only = server
+        .send(with_token(
+            &server,
+            Method::GET,
+            "/performance/tasks?state=running&limit=5",
+            TOKEN,
+        ))
+        .await;
+    let only: Vec<Value> = only.json();
+    assert_eq!(only.len(), 1);
+    assert_eq!(only[0]["id"], running.to_string());
+    let bad = server
+        .send(with_token(&server, Method::GET, "/performance/tasks?state=odd", TOKEN))
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    // Unknown and malformed ids, and methods the monitors don't take.
+    let unknown = TaskId::parse(&"0".repeat(32)).unwrap();
+    for path in [
+        format!("/performance/tasks/{unknown}"),
+        format!("/performance/tasks/{unknown}/result"),
+        "/performance/tasks/not-an-id".to_owned(),
+        format!("/performance/tasks/{running}/other"),
+    ] {
+        assert_eq!(server.get(&path).await.status, StatusCode::NOT_FOUND, "{path}");
+    }
+    let post = server
+        .send(with_token(&server, Method::POST, &format!("/performance/tasks/{running}"), TOKEN))
+        .await;
+    assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(post.header("allow"), Some("GET, HEAD, DELETE"));
+    probes.gate.open();
+}
+
+#[tokio::test]
+async fn the_list_is_disabled_without_a_token() {
+    let layer = AsyncLayer::new();
+    let tasks = layer.handle();
+    let report = Report::builder().tasks(tasks).build();
+    let router = Router::new()
+        .route("/exports", post(|| async { "x" }))
+        .nest_service("/performance", report)
+        .layer(layer);
+    let server = TestServer::serve(router).await;
+    let res = server.get("/performance/tasks").await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    assert!(res.text().contains("no token is configured"), "{}", res.text());
+}
+
+#[tokio::test]
+async fn shutdown_fails_what_is_left_after_the_grace_period() {
+    let (server, tasks, probes) = serve(AsyncLayer::new().concurrency(1)).await;
+    let running = id_of(&submit(&server, "/hang", "").await);
+    probes.gate.arrived(1).await;
+    let queued = id_of(&submit(&server, "/hang", "").await);
+    let stopped = tasks.shutdown(Duration::from_millis(20)).await;
+    assert_eq!(stopped, 1);
+    for id in [running, queued] {
+        wait_for(&tasks, id, TaskState::Failed).await;
+        let error = tasks.get(id).unwrap().error.unwrap();
+        assert!(error.contains("shut down"), "{error}");
+    }
+    until("the running handler's future dropped", || {
+        probes.dropped.load(Ordering::SeqCst)
+    })
+    .await;
+    let refused = submit(&server, "/work", "").await;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    // Inline requests are still answered while the server drains.
+    assert_eq!(server.get("/health").await.text(), "ok");
+}
+
+#[tokio::test]
+async fn a_result_encoded_in_a_coding_the_request_refuses_is_not_served() {
+    let layer = AsyncLayer::new();
+    let tasks = layer.handle();
+    let report = Report::builder().tasks(tasks.clone()).build();
+    let router = Router::new()
+        .route(
+            "/gz",
+            post(|| async { ([("content-encoding", "gzip")], Bytes::from_static(b"\x1f\x8b")) }),
+        )
+        .nest_service("/performance", report)
+        .layer(layer);
+    let server = TestServer::serve(router).await;
+    let id = id_of(&submit(&server, "/gz", "").await);
+    wait_for(&tasks, id, TaskState::Completed).await;
+    let path = format!("/performance/tasks/{id}/result");
+    let refused = server
+        .get_with(&path, &[("accept-encoding", "identity")])
+        .await;
+    assert_eq!(refused.status, StatusCode::NOT_ACCEPTABLE);
+    let served = server.get_with(&path, &[("accept-encoding", "gzip")]).await;
+    assert_eq!(served.status, StatusCode::OK);
+    assert_eq!(served.header("content-encoding"), Some("gzip"));
+}
+
+#[tokio::test]
+async fn the_summary_and_prometheus_show_the_tasks() {
+    let (server, tasks, probes) = serve(AsyncLayer::new()).await;
+    probes.gate.open();
+    let id = id_of(&submit(&server, "/work", "z").await);
+    wait_for(&tasks, id, TaskState::Completed).await;
+    let failed = id_of(&submit(&server, "/panic", "").await);
+    wait_for(&tasks, failed, TaskState::Failed).await;
+    let summary: Value = server.get("/performance/summary").await.json();
+    let t = &summary["tasks"];
+    assert_eq!((t["submitted"].as_u64(), t["completed"].as_u64()), (Some(2), Some(1)));
+    assert_eq!(t["panicked"], 1);
+    assert!(t["run_ms"]["p50"].as_f64().is_some(), "{t}");
+    let text = server.get("/performance/metrics").await;
+    let text = text.text();
+    assert!(text.contains("tower_perf_tasks_submitted_total 2"), "{text}");
+    assert!(text.contains("tower_perf_tasks_finished_total{outcome=\"panic\"} 1"), "{text}");
+    assert!(text.contains("tower_perf_tasks_run_time_seconds{quantile=\"0.5\"}"), "{text}");
+    support::promtool(text);
+}
