@@ -17,14 +17,17 @@
 //! | `GET /static/app.js`     | a JavaScript asset of about 30 KiB                   |
 //! | `GET /api/v1/stream`     | 20 NDJSON lines, 50 ms apart, chunked                |
 //! | `GET /api/v1/report`     | a summary that reads the items one by one (an N+1)   |
+//! | `POST /api/v1/exports`   | a 2 s export in ten steps; with `Prefer: respond-async`, `202` and a task monitor |
 //! | `GET /metrics`           | Prometheus text for every layer                      |
-//! | `/performance/*`         | statistics, purge, profile, live dashboard (`tower_perf::report`) |
+//! | `/performance/*`         | statistics, purge, profile, task monitors, live dashboard (`tower_perf::report`) |
 //!
 //! It needs nothing else running: everything is in memory.
 //!
 //! The tower-perf layers wrap every route, in the order the README
 //! explains (Timing → RateLimit → Cache → Compression → CacheControl →
-//! handlers). Wired so far: timing (outermost; per-route latency, slow
+//! Async → handlers). Any request with `Prefer: respond-async` runs as a
+//! background task (4 at once, 32 queued, 60 s each, results kept a
+//! day): `202 Accepted` with `Location: /performance/tasks/{id}`. Wired so far: timing (outermost; per-route latency, slow
 //! requests from 100 ms), rate limiting (`/api/**`, 100 a minute per client,
 //! writes 10; `--rate-limit-per-min N`, `--no-rate-limit`), the response
 //! cache (32 MiB in memory, keyed on the negotiated coding; `--no-cache`),
@@ -75,7 +78,7 @@ use axum::extract::{Path, State};
 use axum::http::Method;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tower::ServiceBuilder;
@@ -85,6 +88,7 @@ use tower_perf::compression::{CompressionLayer, Dictionaries};
 use tower_perf::decompression::{DecompressionBody, RequestDecompressionLayer};
 use tower_perf::rate_limit::{Quota, RateLimitLayer, RateLimitStore, RateRule};
 use tower_perf::report::{Report, ReportBuilder};
+use tower_perf::tasks::{AsyncLayer, TaskBody, TaskProgress};
 use tower_perf::timing::{SpanGuard, TimingLayer, TimingStats, Timings};
 
 /// Items the demo keeps at most, so POSTs can't grow memory without bound.
@@ -112,6 +116,12 @@ pub(crate) struct DemoConfig {
     /// `--bare`: the handlers without any tower-perf layer (the baseline
     /// of benches/run.sh).
     pub(crate) bare: bool,
+    /// `/api/v1/exports` takes ten of these steps.
+    pub(crate) export_step: Duration,
+    /// Runs requests that carry `Prefer: respond-async` in the
+    /// background; its handle serves the monitors and shuts the tasks
+    /// down with the server.
+    pub(crate) tasks: AsyncLayer,
 }
 
 impl Default for DemoConfig {
@@ -124,8 +134,20 @@ impl Default for DemoConfig {
             cache: true,
             token: None,
             bare: false,
+            export_step: Duration::from_millis(200),
+            tasks: demo_tasks(),
         }
     }
+}
+
+/// The demo's task layer: 4 tasks at once, 32 queued, 60 s each; results
+/// up to 8 MiB, kept a day.
+pub(crate) fn demo_tasks() -> AsyncLayer {
+    AsyncLayer::new()
+        .concurrency(4)
+        .queue(32)
+        .timeout(Duration::from_secs(60))
+        .retention(Duration::from_secs(24 * 3600))
 }
 
 /// What the command line says.
@@ -162,6 +184,18 @@ pub(crate) fn rate_limit_rules<St: RateLimitStore>(
                 .path("/performance/cache/**")
                 .methods([Method::POST]),
         )
+        // The task monitors: cancel, list, read one (and its result).
+        .rule(
+            RateRule::new("perf-tasks-cancel", Quota::per_minute(20))
+                .path("/performance/tasks/{id}")
+                .methods([Method::DELETE]),
+        )
+        .rule(
+            RateRule::new("perf-tasks-list", Quota::per_minute(50))
+                .path("/performance/tasks")
+                .methods([Method::GET, Method::HEAD]),
+        )
+        .rule(RateRule::new("perf-tasks", Quota::per_minute(100)).path("/performance/tasks/**"))
         .rule(RateRule::new("perf-dashboard", Quota::per_minute(30)).path("/performance/dashboard"))
         .rule(RateRule::new("perf-stats", Quota::per_minute(100)).path("/performance/**"))
         .rule(
@@ -342,6 +376,8 @@ where
     if let Some(token) = &config.token {
         report = report.token(token.clone());
     }
+    let tasks = config.tasks.clone();
+    report = report.tasks(tasks.handle());
     let report = extra(report).build();
     let items = seed_items();
     let next_id = items.len() as u64 + 1;
@@ -360,6 +396,7 @@ where
         .route("/api/v1/slow", get(slow))
         .route("/static/app.js", get(app_js))
         .route("/api/v1/stream", get(stream))
+        .route("/api/v1/exports", post(export))
         .route_service("/metrics", report.clone())
         .nest_service("/performance", report)
         .with_state(state);
@@ -370,7 +407,11 @@ where
     // quota costs no decoding. Decoded bodies are bounded well below
     // axum's own 2 MiB (an item is a few hundred bytes); the handlers take
     // axum's `Body` again.
+    // Deferred requests hand the handlers a body read whole
+    // (`TaskBody`); axum's `Body` again for decompression.
     let decompression = ServiceBuilder::new()
+        .layer(tasks)
+        .map_request(|req: axum::http::Request<TaskBody<Body>>| req.map(Body::new))
         .layer(request_decompression)
         .map_request(|req: axum::http::Request<DecompressionBody<Body>>| req.map(Body::new));
     let router = match cache {
@@ -600,6 +641,34 @@ async fn stream(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
+/// Steps of `/api/v1/exports`.
+const EXPORT_STEPS: u32 = 10;
+
+/// An export that takes a while: the catalogue, ten times over in ten
+/// steps (`export_step` apart, 2 s in all by default), about 80 KiB of
+/// JSON. Inline it just takes that long; with `Prefer: respond-async` it
+/// runs as a task whose monitor shows each step.
+async fn export(State(state): State<Arc<AppState>>, progress: TaskProgress) -> Response {
+    let mut pages = Vec::with_capacity(EXPORT_STEPS as usize);
+    for step in 0..EXPORT_STEPS {
+        progress.set(
+            (step * 100 / EXPORT_STEPS) as u8,
+            format!("page {} of {EXPORT_STEPS}", step + 1),
+        );
+        tokio::time::sleep(state.config.export_step).await;
+        let page = match state.items.read() {
+            Ok(items) => serde_json::to_value(&*items),
+            Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "item store poisoned"),
+        };
+        match page {
+            Ok(page) => pages.push(page),
+            Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "serialization failed"),
+        }
+    }
+    progress.set(100, "done");
+    Json(serde_json::json!({ "pages": pages, "steps": EXPORT_STEPS })).into_response()
+}
+
 const USAGE: &str = "usage: server [--addr HOST:PORT] [--rate-limit-per-min N | --no-rate-limit] [--no-cache] [--bare] [--token T] [--redis URL] [connection limits]\n\n  \
 --addr HOST:PORT         listen address (default 127.0.0.1:3000)\n  \
 --rate-limit-per-min N   requests a minute per client on /api/** (default 100; writes get N/10)\n  \
@@ -700,6 +769,7 @@ async fn main() {
         }),
         ..DemoConfig::default()
     };
+    let tasks = config.tasks.handle();
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,
         Err(e) => {
@@ -722,12 +792,22 @@ async fn main() {
         Some(_) => std::process::exit(2),
     };
     eprintln!("tower-perf demo listening on http://{addr}");
-    serve::serve(
-        listener,
-        app,
-        args.limits,
-        serve::stderr_log(),
-        serve::shutdown_signal(),
-    )
-    .await;
+    // On Ctrl-C or SIGTERM the tasks stop being taken at once, and running
+    // ones get the same grace period as the connections draining beside
+    // them; those left fail, saying why.
+    let grace = args.limits.shutdown_timeout;
+    let (stopping_tx, stopping) = tokio::sync::oneshot::channel();
+    let shutdown = async move {
+        serve::shutdown_signal().await;
+        let stopping = tokio::spawn(async move { tasks.shutdown(grace).await });
+        let _ = stopping_tx.send(stopping);
+    };
+    serve::serve(listener, app, args.limits, serve::stderr_log(), shutdown).await;
+    if let Ok(stopping) = stopping.await {
+        if let Ok(stopped) = stopping.await {
+            if stopped > 0 {
+                eprintln!("{stopped} running task(s) failed: the server shut down first");
+            }
+        }
+    }
 }

@@ -55,7 +55,12 @@ pub mod cache;
 #[cfg(feature = "cache-control")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache-control")))]
 pub mod cache_control;
-#[cfg(any(feature = "cache", feature = "timing", feature = "rate-limit", feature = "tasks"))]
+#[cfg(any(
+    feature = "cache",
+    feature = "timing",
+    feature = "rate-limit",
+    feature = "tasks"
+))]
 pub mod clock;
 #[cfg(feature = "compression")]
 #[cfg_attr(docsrs, doc(cfg(feature = "compression")))]

@@ -24,6 +24,8 @@ fn fast() -> DemoConfig {
         cache: true,
         token: None,
         bare: false,
+        export_step: Duration::from_millis(1),
+        tasks: server::demo_tasks(),
     }
 }
 
@@ -721,4 +723,97 @@ async fn the_script_is_a_dictionary_for_its_next_versions() {
         res.header("vary"),
         Some("accept-encoding, available-dictionary")
     );
+}
+
+#[tokio::test]
+async fn an_export_runs_inline_or_as_a_task_with_progress() {
+    let server = TestServer::serve(server::app_with(DemoConfig {
+        token: Some("t0ken".to_owned()),
+        export_step: Duration::from_millis(30),
+        ..fast()
+    }))
+    .await;
+    let post = |prefer: bool| {
+        let mut req = server
+            .request(Method::POST, "/api/v1/exports")
+            .header("accept-encoding", "gzip");
+        if prefer {
+            req = req.header("prefer", "respond-async");
+        }
+        req.body(Full::default()).unwrap()
+    };
+    // Inline: the whole export, compressed like any answer.
+    let inline = server.send(post(false)).await;
+    assert_eq!(inline.status, StatusCode::OK);
+    assert_eq!(inline.header("content-encoding"), Some("gzip"));
+
+    // Deferred: 202 at once, a monitor whose progress moves, the result.
+    let accepted = server.send(post(true)).await;
+    assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.text());
+    assert_eq!(accepted.header("preference-applied"), Some("respond-async"));
+    let monitor = accepted.header("location").unwrap().to_owned();
+    assert!(monitor.starts_with("/performance/tasks/"), "{monitor}");
+    let mut seen = Vec::new();
+    let done = loop {
+        let info: serde_json::Value = server.get(&monitor).await.json();
+        if let Some(p) = info["progress"].as_u64() {
+            if seen.last() != Some(&p) {
+                seen.push(p);
+            }
+        }
+        if info["state"] == "completed" {
+            break info;
+        }
+        assert!(
+            matches!(info["state"].as_str(), Some("pending" | "running")),
+            "{info}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(seen.last(), Some(&100));
+    assert!(seen.len() >= 2, "progress never moved: {seen:?}");
+    assert_eq!(done["message"], "done");
+    let result = server
+        .get_with(
+            done["links"]["result"].as_str().unwrap(),
+            &[("accept-encoding", "gzip")],
+        )
+        .await;
+    assert_eq!(result.status, StatusCode::OK);
+    // Kept uncompressed, compressed for whoever fetches it.
+    assert_eq!(result.header("content-encoding"), Some("gzip"));
+    let plain = server.get(done["links"]["result"].as_str().unwrap()).await;
+    let export: serde_json::Value = plain.json();
+    assert_eq!(export["steps"], 10);
+    assert_eq!(export["pages"].as_array().unwrap().len(), 10);
+    assert_eq!(plain.header("cache-control"), Some("no-store"));
+
+    // The summary counts it.
+    let summary: serde_json::Value = server.get("/performance/summary").await.json();
+    assert_eq!(summary["tasks"]["completed"], 1);
+}
+
+#[tokio::test]
+async fn the_task_monitors_have_their_own_rate_limits() {
+    let server = TestServer::serve(server::app_with(DemoConfig {
+        token: Some("t0ken".to_owned()),
+        ..fast()
+    }))
+    .await;
+    let unknown = "0".repeat(32);
+    let delete = || {
+        server
+            .request(Method::DELETE, &format!("/performance/tasks/{unknown}"))
+            .header("authorization", "Bearer t0ken")
+            .body(Full::default())
+            .unwrap()
+    };
+    for _ in 0..20 {
+        assert_eq!(server.send(delete()).await.status, StatusCode::NOT_FOUND);
+    }
+    let limited = server.send(delete()).await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    // Reading a task has its own, larger quota.
+    let read = server.get(&format!("/performance/tasks/{unknown}")).await;
+    assert_eq!(read.status, StatusCode::NOT_FOUND);
 }

@@ -28,6 +28,8 @@ fn config(token: Option<&str>) -> DemoConfig {
         cache: true,
         token: token.map(str::to_owned),
         bare: false,
+        export_step: Duration::from_millis(1),
+        tasks: server::demo_tasks(),
     }
 }
 

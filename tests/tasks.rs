@@ -42,10 +42,7 @@ struct Probes {
 /// The routes under test, the layer around them, the report beside them.
 fn app(layer: AsyncLayer, probes: &Probes) -> (Router, TasksHandle) {
     let tasks = layer.handle();
-    let report = Report::builder()
-        .tasks(tasks.clone())
-        .token(TOKEN)
-        .build();
+    let report = Report::builder().tasks(tasks.clone()).token(TOKEN).build();
     let p = probes.clone();
     let work = move |progress: TaskProgress, body: Bytes| {
         let p = p.clone();
@@ -157,7 +154,10 @@ async fn a_deferred_request_answers_202_then_its_monitor_then_its_result() {
     );
     let body: Value = accepted.json();
     assert_eq!(body["id"], id.to_string());
-    assert!(matches!(body["state"].as_str(), Some("pending" | "running")));
+    assert!(matches!(
+        body["state"].as_str(),
+        Some("pending" | "running")
+    ));
 
     // The handler reports progress and waits at the gate.
     probes.gate.arrived(1).await;
@@ -166,9 +166,7 @@ async fn a_deferred_request_answers_202_then_its_monitor_then_its_result() {
     assert_eq!(running["progress"], 40);
     assert_eq!(running["message"], "step 2 of 5");
     assert!(running["links"]["result"].is_null());
-    let early = server
-        .get(&format!("/performance/tasks/{id}/result"))
-        .await;
+    let early = server.get(&format!("/performance/tasks/{id}/result")).await;
     assert_eq!(early.status, StatusCode::CONFLICT, "{}", early.text());
 
     probes.gate.open();
@@ -213,7 +211,8 @@ async fn other_requests_pass_through_with_a_noop_progress() {
 
 #[tokio::test]
 async fn an_always_route_defers_without_the_preference() {
-    let layer = AsyncLayer::new().route(TaskRoute::new("/exports").methods([Method::POST]).always());
+    let layer =
+        AsyncLayer::new().route(TaskRoute::new("/exports").methods([Method::POST]).always());
     let (server, tasks, _) = serve(layer).await;
     let req = server
         .request(Method::POST, "/exports")
@@ -231,8 +230,7 @@ async fn an_always_route_defers_without_the_preference() {
 
 #[tokio::test]
 async fn a_task_past_its_timeout_fails_and_its_future_is_dropped() {
-    let layer = AsyncLayer::new()
-        .route(TaskRoute::new("/hang").timeout(Duration::from_millis(50)));
+    let layer = AsyncLayer::new().route(TaskRoute::new("/hang").timeout(Duration::from_millis(50)));
     let (server, tasks, probes) = serve(layer).await;
     probes.gate.open();
     let id = id_of(&submit(&server, "/hang", "").await);
@@ -258,7 +256,12 @@ async fn cancelling_a_running_task_drops_its_future() {
     let path = format!("/performance/tasks/{id}");
     // The token is needed.
     let res = server
-        .send(server.request(Method::DELETE, &path).body(Full::default()).unwrap())
+        .send(
+            server
+                .request(Method::DELETE, &path)
+                .body(Full::default())
+                .unwrap(),
+        )
         .await;
     assert_eq!(res.status, StatusCode::UNAUTHORIZED);
     let res = server
@@ -303,7 +306,11 @@ async fn a_queued_task_cancelled_never_runs() {
     probes.gate.open();
     wait_for(&tasks, first, TaskState::Completed).await;
     until("the queue is empty", || tasks.stats().queued == 0).await;
-    assert_eq!(probes.ran.load(Ordering::SeqCst), 1, "the cancelled task ran");
+    assert_eq!(
+        probes.ran.load(Ordering::SeqCst),
+        1,
+        "the cancelled task ran"
+    );
     assert_eq!(tasks.get(second).unwrap().state, TaskState::Cancelled);
 }
 
@@ -407,7 +414,10 @@ async fn a_server_error_fails_the_task_but_keeps_the_answer() {
     let id = id_of(&submit(&server, "/broken", "").await);
     wait_for(&tasks, id, TaskState::Failed).await;
     let info = monitor(&server, id).await;
-    assert_eq!(info["error"], "the service answered 500 Internal Server Error");
+    assert_eq!(
+        info["error"],
+        "the service answered 500 Internal Server Error"
+    );
     let result = server.get(&format!("/performance/tasks/{id}/result")).await;
     assert_eq!(result.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(result.text(), "the database is down");
@@ -415,9 +425,7 @@ async fn a_server_error_fails_the_task_but_keeps_the_answer() {
 
 #[tokio::test]
 async fn a_result_above_the_limit_fails_and_a_body_above_its_limit_is_refused() {
-    let layer = AsyncLayer::new()
-        .max_result_size(1024)
-        .max_request_body(16);
+    let layer = AsyncLayer::new().max_result_size(1024).max_request_body(16);
     let (server, tasks, _) = serve(layer).await;
     let id = id_of(&submit(&server, "/big", "").await);
     wait_for(&tasks, id, TaskState::Failed).await;
@@ -444,7 +452,12 @@ async fn the_list_needs_the_token_and_filters_by_state() {
         StatusCode::UNAUTHORIZED
     );
     let all = server
-        .send(with_token(&server, Method::GET, "/performance/tasks", TOKEN))
+        .send(with_token(
+            &server,
+            Method::GET,
+            "/performance/tasks",
+            TOKEN,
+        ))
         .await;
     assert_eq!(all.status, StatusCode::OK);
     let all: Vec<Value> = all.json();
@@ -462,7 +475,12 @@ async fn the_list_needs_the_token_and_filters_by_state() {
     assert_eq!(only.len(), 1);
     assert_eq!(only[0]["id"], running.to_string());
     let bad = server
-        .send(with_token(&server, Method::GET, "/performance/tasks?state=odd", TOKEN))
+        .send(with_token(
+            &server,
+            Method::GET,
+            "/performance/tasks?state=odd",
+            TOKEN,
+        ))
         .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     // Unknown and malformed ids, and methods the monitors don't take.
@@ -473,10 +491,19 @@ async fn the_list_needs_the_token_and_filters_by_state() {
         "/performance/tasks/not-an-id".to_owned(),
         format!("/performance/tasks/{running}/other"),
     ] {
-        assert_eq!(server.get(&path).await.status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(
+            server.get(&path).await.status,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
     }
     let post = server
-        .send(with_token(&server, Method::POST, &format!("/performance/tasks/{running}"), TOKEN))
+        .send(with_token(
+            &server,
+            Method::POST,
+            &format!("/performance/tasks/{running}"),
+            TOKEN,
+        ))
         .await;
     assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(post.header("allow"), Some("GET, HEAD, DELETE"));
@@ -495,7 +522,11 @@ async fn the_list_is_disabled_without_a_token() {
     let server = TestServer::serve(router).await;
     let res = server.get("/performance/tasks").await;
     assert_eq!(res.status, StatusCode::FORBIDDEN);
-    assert!(res.text().contains("no token is configured"), "{}", res.text());
+    assert!(
+        res.text().contains("no token is configured"),
+        "{}",
+        res.text()
+    );
 }
 
 #[tokio::test]
@@ -529,7 +560,12 @@ async fn a_result_encoded_in_a_coding_the_request_refuses_is_not_served() {
     let router = Router::new()
         .route(
             "/gz",
-            post(|| async { ([("content-encoding", "gzip")], Bytes::from_static(b"\x1f\x8b")) }),
+            post(|| async {
+                (
+                    [("content-encoding", "gzip")],
+                    Bytes::from_static(b"\x1f\x8b"),
+                )
+            }),
         )
         .nest_service("/performance", report)
         .layer(layer);
@@ -556,13 +592,25 @@ async fn the_summary_and_prometheus_show_the_tasks() {
     wait_for(&tasks, failed, TaskState::Failed).await;
     let summary: Value = server.get("/performance/summary").await.json();
     let t = &summary["tasks"];
-    assert_eq!((t["submitted"].as_u64(), t["completed"].as_u64()), (Some(2), Some(1)));
+    assert_eq!(
+        (t["submitted"].as_u64(), t["completed"].as_u64()),
+        (Some(2), Some(1))
+    );
     assert_eq!(t["panicked"], 1);
     assert!(t["run_ms"]["p50"].as_f64().is_some(), "{t}");
     let text = server.get("/performance/metrics").await;
     let text = text.text();
-    assert!(text.contains("tower_perf_tasks_submitted_total 2"), "{text}");
-    assert!(text.contains("tower_perf_tasks_finished_total{outcome=\"panic\"} 1"), "{text}");
-    assert!(text.contains("tower_perf_tasks_run_time_seconds{quantile=\"0.5\"}"), "{text}");
+    assert!(
+        text.contains("tower_perf_tasks_submitted_total 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tower_perf_tasks_finished_total{outcome=\"panic\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tower_perf_tasks_run_time_seconds{quantile=\"0.5\"}"),
+        "{text}"
+    );
     support::promtool(text);
 }

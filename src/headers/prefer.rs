@@ -74,9 +74,7 @@ impl Prefer {
                 }
             } else if name.eq_ignore_ascii_case(b"wait") && !seen.wait {
                 seen.wait = true;
-                self.wait = raw
-                    .and_then(unquote)
-                    .and_then(|v| parse_delta_seconds(&v));
+                self.wait = raw.and_then(unquote).and_then(|v| parse_delta_seconds(&v));
             }
         }
     }

@@ -65,7 +65,13 @@ impl<'a> Family<'a> {
 
 /// One counter family with one label, a value per row.
 #[cfg(any(feature = "cache", feature = "redis", feature = "tasks"))]
-pub(super) fn by_label(out: &mut String, name: &'static str, help: &str, label: &str, rows: &[(&str, u64)]) {
+pub(super) fn by_label(
+    out: &mut String,
+    name: &'static str,
+    help: &str,
+    label: &str,
+    rows: &[(&str, u64)],
+) {
     let mut f = Family::new(out, name, "counter", help);
     for (l, v) in rows {
         f.value(&[(label, l)], *v);

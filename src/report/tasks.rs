@@ -52,7 +52,11 @@ impl TaskEndpoint {
 
 impl Inner {
     /// Answers a request for a task endpoint.
-    pub(super) fn tasks<B>(&self, endpoint: TaskEndpoint, req: &Request<B>) -> Response<ReportBody> {
+    pub(super) fn tasks<B>(
+        &self,
+        endpoint: TaskEndpoint,
+        req: &Request<B>,
+    ) -> Response<ReportBody> {
         let Some(handle) = &self.sources.tasks else {
             return super::body::absent("tasks");
         };
@@ -67,7 +71,8 @@ impl Inner {
                 list(handle, req.uri().query())
             }
             TaskEndpoint::One(id) if method == Method::DELETE => {
-                if let Some(refused) = self.refuse_without_token(req.headers(), "task cancellation") {
+                if let Some(refused) = self.refuse_without_token(req.headers(), "task cancellation")
+                {
                     return refused;
                 }
                 match handle.cancel(id) {
@@ -139,10 +144,13 @@ fn result(handle: &TasksHandle, id: TaskId, req: &http::HeaderMap) -> Response<R
             return error(StatusCode::CONFLICT, &why);
         }
         Err(ResultError::NoResult(state)) => {
-            let why = format!("the task {} without a response", match state {
-                TaskState::Cancelled => "was cancelled",
-                _ => "failed",
-            });
+            let why = format!(
+                "the task {} without a response",
+                match state {
+                    TaskState::Cancelled => "was cancelled",
+                    _ => "failed",
+                }
+            );
             return error(StatusCode::CONFLICT, &why);
         }
     };
@@ -215,7 +223,11 @@ pub(super) fn metrics(out: &mut String, sources: &Sources) {
                 "Tasks waiting for a slot.",
                 s.queued as u64,
             ),
-            ("tower_perf_tasks_running", "Tasks running.", s.running as u64),
+            (
+                "tower_perf_tasks_running",
+                "Tasks running.",
+                s.running as u64,
+            ),
             (
                 "tower_perf_tasks_result_bytes",
                 "Bytes the kept results hold.",
@@ -231,7 +243,12 @@ pub(super) fn metrics(out: &mut String, sources: &Sources) {
             "gauge",
             "Run time of the last tasks that ran, by quantile.",
         ));
-        for (q, v) in [("0.5", r.p50), ("0.95", r.p95), ("0.99", r.p99), ("1", r.max)] {
+        for (q, v) in [
+            ("0.5", r.p50),
+            ("0.95", r.p95),
+            ("0.99", r.p99),
+            ("1", r.max),
+        ] {
             let _ = writeln!(out, "{name}{{quantile=\"{q}\"}} {}", v / 1000.0);
         }
     }

@@ -67,7 +67,13 @@ mod tests {
         assert_eq!(text.len(), 32);
         assert_eq!(TaskId::parse(&text), Some(a));
         assert_eq!(TaskId::parse(&text.to_uppercase()), Some(a));
-        for bad in ["", "xyz", &text[..31], &format!("{text}0"), &text.replace(|_| true, "g")] {
+        for bad in [
+            "",
+            "xyz",
+            &text[..31],
+            &format!("{text}0"),
+            &text.replace(|_| true, "g"),
+        ] {
             assert_eq!(TaskId::parse(bad), None, "{bad}");
         }
         // Not ASCII: no panic on a byte boundary.

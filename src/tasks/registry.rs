@@ -306,9 +306,7 @@ impl Registry {
         let now = self.clock.now();
         let mut s = self.lock();
         self.sweep(&mut s, now);
-        s.tasks
-            .get(&id)
-            .map(|(r, _)| (r.state, r.result.clone()))
+        s.tasks.get(&id).map(|(r, _)| (r.state, r.result.clone()))
     }
 
     /// Cancels a task that hasn't ended: it is marked cancelled at once,

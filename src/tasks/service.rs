@@ -22,7 +22,7 @@ use super::progress::TaskProgress;
 use super::record::{Failure, Outcome, TaskResult};
 use super::registry::{Control, Refusal};
 use crate::BoxError;
-use crate::headers::{PREFER, PREFERENCE_APPLIED, Prefer};
+use crate::headers::{PREFERENCE_APPLIED, Prefer};
 
 /// The longest request path a task record keeps.
 const MAX_PATH: usize = 1024;
@@ -133,8 +133,7 @@ where
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
         let cfg = &self.config;
-        let asked = req.headers().contains_key(PREFER)
-            && Prefer::from_headers(req.headers()).respond_async()
+        let asked = Prefer::from_headers(req.headers()).respond_async()
             // A request already running as a task (an inner layer).
             && !req.extensions().get::<TaskProgress>().is_some_and(TaskProgress::is_deferred);
         if !asked && !cfg.always(req.method(), req.uri().path()) {
@@ -142,7 +141,9 @@ where
         }
         let own = ResponseFuture::own;
         if tokio::runtime::Handle::try_current().is_err() {
-            tracing::error!("tower-perf AsyncLayer: a deferred request outside a tokio runtime; tasks need one to run in");
+            tracing::error!(
+                "tower-perf AsyncLayer: a deferred request outside a tokio runtime; tasks need one to run in"
+            );
             return own(Box::pin(std::future::ready(text(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "tasks need a tokio runtime; none is running",
@@ -185,7 +186,10 @@ where
                     "the request body is larger than a task may take",
                 )
             } else {
-                text(StatusCode::BAD_REQUEST, "the request body could not be read")
+                text(
+                    StatusCode::BAD_REQUEST,
+                    "the request body could not be read",
+                )
             };
         }
     };
@@ -202,10 +206,7 @@ where
     };
     let progress = TaskProgress::new();
     parts.extensions.insert(progress.clone());
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |pq| pq.as_str());
+    let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let path = match path.char_indices().nth(MAX_PATH) {
         Some((end, _)) => &path[..end],
         None => path,
