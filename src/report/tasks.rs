@@ -237,12 +237,13 @@ pub(super) fn metrics(out: &mut String, sources: &Sources) {
     );
     if let Some(r) = s.run_ms {
         let name = "tower_perf_tasks_run_time_seconds";
-        drop(Family::new(
+        // The family's HELP and TYPE; its lines carry a float each.
+        let _ = Family::new(
             out,
             name,
             "gauge",
             "Run time of the last tasks that ran, by quantile.",
-        ));
+        );
         for (q, v) in [
             ("0.5", r.p50),
             ("0.95", r.p95),

@@ -293,7 +293,7 @@ impl Registry {
             .map(|(r, _)| r)
             .filter(|r| state.is_none_or(|st| r.state == st))
             .collect();
-        found.sort_unstable_by(|a, b| b.submitted.1.cmp(&a.submitted.1));
+        found.sort_unstable_by_key(|r| std::cmp::Reverse(r.submitted.1));
         found
             .into_iter()
             .take(limit)
