@@ -40,6 +40,10 @@ fn call<S, B>(svc: &mut S, prefer: bool) -> Response<B>
 where
     S: Service<Request<Full<Bytes>>, Response = Response<B>, Error = Infallible>,
 {
+    std::future::poll_fn(|cx| svc.poll_ready(cx))
+        .now_or_never()
+        .expect("ready at once")
+        .unwrap();
     svc.call(request(prefer))
         .now_or_never()
         .expect("ready at once")

@@ -376,21 +376,125 @@ async fn finished_tasks_go_after_their_retention() {
 }
 
 #[tokio::test]
-async fn the_result_budget_drops_the_oldest_first() {
-    // Each result weighs its 7-byte body and its field (about 80 bytes):
-    // three don't fit in 200.
-    let layer = AsyncLayer::new().result_budget(200);
+async fn the_budget_drops_the_oldest_first() {
+    // A finished task weighs its record (about 600 bytes here) and its
+    // result: five don't fit in 2,000 bytes, one does.
+    let layer = AsyncLayer::new().result_budget(2000);
     let (server, tasks, probes) = serve(layer).await;
     probes.gate.open();
     let mut ids = Vec::new();
-    for i in 0..3 {
+    for i in 0..5 {
         let id = id_of(&submit(&server, "/work", &i.to_string()).await);
-        wait_for(&tasks, id, TaskState::Completed).await;
+        until("the task ended", || tasks.stats().completed == i + 1).await;
         ids.push(id);
     }
     assert!(tasks.get(ids[0]).is_none(), "the oldest stays");
-    assert!(tasks.get(ids[2]).is_some());
-    assert!(tasks.stats().result_bytes <= 200);
+    assert_eq!(tasks.get(ids[4]).unwrap().state, TaskState::Completed);
+    let stats = tasks.stats();
+    assert!(stats.kept_bytes <= 2000, "{stats:?}");
+    assert!(stats.kept < 5, "{stats:?}");
+}
+
+#[tokio::test]
+async fn long_methods_and_paths_are_kept_cut() {
+    let (server, tasks, probes) = serve(AsyncLayer::new()).await;
+    probes.gate.open();
+    let path = format!("/work?{}", "q".repeat(100_000));
+    let id = id_of(&submit(&server, &path, "").await);
+    wait_for(&tasks, id, TaskState::Completed).await;
+    let info = tasks.get(id).unwrap();
+    assert_eq!(info.path.len(), 1024);
+    assert!(tasks.stats().kept_bytes < 4096, "{:?}", tasks.stats());
+}
+
+#[tokio::test]
+async fn the_monitors_are_never_deferred() {
+    let (server, tasks, probes) = serve(AsyncLayer::new()).await;
+    probes.gate.open();
+    let id = id_of(&submit(&server, "/work", "m").await);
+    wait_for(&tasks, id, TaskState::Completed).await;
+    // A client that sends the preference on every request still reads
+    // its monitor and its result.
+    let prefer = [("prefer", "respond-async")];
+    let info = server
+        .get_with(&format!("/performance/tasks/{id}"), &prefer)
+        .await;
+    assert_eq!(info.status, StatusCode::OK);
+    assert_eq!(info.json::<Value>()["state"], "completed");
+    assert_eq!(info.header("referrer-policy"), Some("no-referrer"));
+    let result = server
+        .get_with(&format!("/performance/tasks/{id}/result"), &prefer)
+        .await;
+    assert_eq!(result.text(), "done: m");
+    assert_eq!(tasks.stats().submitted, 1);
+}
+
+#[tokio::test]
+async fn a_kept_result_drops_its_cookies_and_connection_fields() {
+    let layer = AsyncLayer::new();
+    let tasks = layer.handle();
+    let report = Report::builder().tasks(tasks.clone()).build();
+    let router = Router::new()
+        .route(
+            "/login",
+            post(|| async {
+                (
+                    [
+                        ("set-cookie", "session=abc"),
+                        ("connection", "x-hop"),
+                        ("x-hop", "1"),
+                        ("x-kept", "yes"),
+                    ],
+                    "welcome",
+                )
+            }),
+        )
+        .nest_service("/performance", report)
+        .layer(layer);
+    let server = TestServer::serve(router).await;
+    let id = id_of(&submit(&server, "/login", "").await);
+    wait_for(&tasks, id, TaskState::Completed).await;
+    let result = server.get(&format!("/performance/tasks/{id}/result")).await;
+    assert_eq!(result.text(), "welcome");
+    assert_eq!(result.header("x-kept"), Some("yes"));
+    for gone in ["set-cookie", "x-hop"] {
+        assert_eq!(result.header(gone), None, "{gone}");
+    }
+}
+
+#[test]
+#[should_panic(expected = "monitor_path")]
+fn a_report_that_does_not_serve_the_monitors_fails_to_build() {
+    let layer = AsyncLayer::new().monitor_path("/ops/tasks");
+    let _ = Report::builder().tasks(layer.handle()).build();
+}
+
+/// A GET deferred through the response cache is the client's own
+/// answer: the URL stays cacheable for everyone else.
+#[cfg(feature = "cache")]
+#[tokio::test]
+async fn a_deferred_get_does_not_make_its_url_uncacheable() {
+    use tower_perf::cache::CacheLayer;
+    let layer = AsyncLayer::new();
+    let tasks = layer.handle();
+    let router = Router::new()
+        .route(
+            "/cacheable",
+            get(|| async { ([("cache-control", "max-age=60")], "fresh") }),
+        )
+        .layer(layer)
+        .layer(CacheLayer::new());
+    let server = TestServer::serve(router).await;
+    let deferred = server
+        .get_with("/cacheable", &[("prefer", "respond-async")])
+        .await;
+    let id = id_of(&deferred);
+    wait_for(&tasks, id, TaskState::Completed).await;
+    let first = server.get("/cacheable").await;
+    assert_eq!(first.text(), "fresh");
+    let second = server.get("/cacheable").await;
+    let status = second.header("cache-status").unwrap_or_default();
+    assert!(status.contains("hit"), "{status}");
 }
 
 #[tokio::test]

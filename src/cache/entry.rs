@@ -12,23 +12,7 @@ use super::freshness::{Facts, Rules};
 use super::status::CACHE_STATUS;
 use super::vary::VaryKey;
 use crate::headers::HttpDate;
-
-/// Hop-by-hop fields (RFC 9110 §7.6.1) and fields a cache must not
-/// replay, dropped before a response is stored (RFC 9111 §3.1).
-pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-            | "proxy-authenticate"
-            | "proxy-authentication-info"
-    )
-}
+use crate::headers::{is_hop_by_hop, remove_hop_by_hop};
 
 /// A digest of the content itself (RFC 9530 `Content-Digest`, RFC 1864
 /// `Content-MD5`): true of one body only, not of a part or a merge.
@@ -106,7 +90,7 @@ impl CachedResponse {
     ) -> Self {
         let facts = facts.filter(|_| !headers.contains_key(header::CONNECTION));
         let (request_time, response_time) = times;
-        headers.retain_not_hop_by_hop();
+        remove_hop_by_hop(&mut headers);
         let facts = facts.unwrap_or_else(|| {
             Facts::derive(status, &headers, request_time, response_time, rules, None)
         });
@@ -299,34 +283,6 @@ pub(super) fn template(headers: &HeaderMap) -> HeaderMap {
         t.insert(CACHE_STATUS.clone(), HeaderValue::from_static(""));
     }
     t
-}
-
-trait RetainExt {
-    fn retain_not_hop_by_hop(&mut self);
-}
-
-impl RetainExt for HeaderMap {
-    fn retain_not_hop_by_hop(&mut self) {
-        // Most responses have none (`Connection` is one of them): nothing
-        // to collect then.
-        if !self.keys().any(is_hop_by_hop) {
-            return;
-        }
-        // Fields named by Connection are hop-by-hop too (RFC 9110 §7.6.1).
-        let named: Vec<HeaderName> = self
-            .get_all(header::CONNECTION)
-            .iter()
-            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-            .filter_map(|n| HeaderName::from_bytes(n.trim_ascii()).ok())
-            .collect();
-        for n in named {
-            self.remove(n);
-        }
-        let hop: Vec<HeaderName> = self.keys().filter(|n| is_hop_by_hop(n)).cloned().collect();
-        for n in hop {
-            self.remove(n);
-        }
-    }
 }
 
 #[cfg(test)]

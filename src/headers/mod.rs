@@ -46,6 +46,8 @@ mod dictionary;
 #[cfg(any(feature = "cache", feature = "compression"))]
 mod dictionary_use;
 mod etag;
+#[cfg(any(feature = "cache", feature = "tasks"))]
+mod hop;
 #[cfg(test)]
 mod limits;
 pub(crate) mod memo;
@@ -60,10 +62,16 @@ mod util;
 
 use std::fmt;
 
+#[cfg(feature = "cache")]
+pub(crate) use self::hop::is_hop_by_hop;
+#[cfg(any(feature = "cache", feature = "tasks"))]
+pub(crate) use self::hop::remove_hop_by_hop;
 #[cfg(any(feature = "cache", feature = "compression", feature = "timing"))]
 pub(crate) use self::util::is_tchar;
+#[cfg(any(feature = "compression", all(feature = "tasks", feature = "report")))]
+pub(crate) use self::util::split_list;
 #[cfg(feature = "compression")]
-pub(crate) use self::util::{split_list, trim_ows};
+pub(crate) use self::util::trim_ows;
 
 #[cfg(any(feature = "cache", feature = "cache-control"))]
 pub(crate) use self::conditional::retain_not_modified_fields;

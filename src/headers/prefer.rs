@@ -14,14 +14,19 @@ pub const PREFER: HeaderName = HeaderName::from_static("prefer");
 /// The `Preference-Applied` field's name (RFC 7240 §3).
 pub const PREFERENCE_APPLIED: HeaderName = HeaderName::from_static("preference-applied");
 
-/// The preferences of a request's `Prefer` fields that this crate acts
-/// on: `respond-async` and `wait` (RFC 7240 §4.1, §4.3).
+/// The preferences of a request's `Prefer` fields that concern when it is
+/// answered: `respond-async` (RFC 7240 §4.1), on which
+/// `tasks::AsyncLayer` defers a request, and `wait`
+/// (§4.3), read for applications (the layer answers a deferred request at
+/// once, which `wait` allows).
 ///
 /// Every `Prefer` field is read, as one list. Preference names are
 /// case-insensitive; only the first occurrence of each counts (§2: later
 /// ones are ignored); parameters after `;` are skipped, as are
 /// preferences this type doesn't know. A `wait` whose value isn't
 /// delta-seconds is ignored (and, being the first, hides later ones).
+/// `respond-async` takes no value; one given anyway is ignored, the
+/// preference still counts.
 /// Linear in the fields' length; nothing is kept but the two values.
 ///
 /// ```

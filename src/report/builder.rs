@@ -118,7 +118,23 @@ impl ReportBuilder {
         self
     }
     /// The service.
+    ///
+    /// # Panics
+    ///
+    /// With [`tasks`](Self::tasks), when the task layer's
+    /// [`monitor_path`](crate::tasks::AsyncLayer::monitor_path) isn't
+    /// `{base}/tasks`: the `Location` of every `202` would name a page
+    /// this report doesn't serve.
     pub fn build(self) -> Report {
+        #[cfg(feature = "tasks")]
+        if let Some(tasks) = &self.sources.tasks {
+            let served = format!("{}/tasks", self.base);
+            assert!(
+                tasks.monitor_path() == served,
+                "the task layer's monitors are at {} but this report serves them at {served}: set AsyncLayer::monitor_path({served:?}) or the report's base_path to match",
+                tasks.monitor_path()
+            );
+        }
         Report::new(Inner {
             sources: self.sources,
             token: self.token,

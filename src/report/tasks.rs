@@ -8,10 +8,11 @@ use http::{Method, Request, Response, StatusCode};
 
 use super::body::{ReportBody, error, json, respond_with};
 use super::builder::Sources;
-use super::metrics::{Family, by_label, singles};
+use super::metrics::{by_label, singles};
 use super::service::Inner;
+use crate::headers::split_list;
 use crate::headers::{AcceptEncoding, ContentCoding, QValue};
-use crate::tasks::{ResultError, TaskId, TaskState, TasksHandle};
+use crate::tasks::{RUN_TIMES_KEPT, ResultError, TaskId, TaskState, TasksHandle};
 
 /// The most tasks one list answer shows.
 const MAX_LIST: usize = 1000;
@@ -154,15 +155,18 @@ fn result(handle: &TasksHandle, id: TaskId, req: &http::HeaderMap) -> Response<R
             return error(StatusCode::CONFLICT, &why);
         }
     };
-    if let Some(coding) = kept.headers.get(header::CONTENT_ENCODING) {
-        let accepted = ContentCoding::from_token(coding.as_bytes()).is_some_and(|c| {
-            c == ContentCoding::Identity
-                || AcceptEncoding::from_headers(req).quality(c) != QValue::ZERO
+    // Every coding applied must be one the request accepts (a list, as
+    // `gzip, br`, names each one; one this crate doesn't know, none).
+    let accept = AcceptEncoding::from_headers(req);
+    for value in kept.headers.get_all(header::CONTENT_ENCODING) {
+        let accepted = split_list(value.as_bytes()).all(|token| {
+            ContentCoding::from_token(token)
+                .is_some_and(|c| c == ContentCoding::Identity || accept.quality(c) != QValue::ZERO)
         });
         if !accepted {
             let why = format!(
                 "the result is encoded as {}, which this request doesn't accept",
-                String::from_utf8_lossy(coding.as_bytes())
+                String::from_utf8_lossy(value.as_bytes())
             );
             return error(StatusCode::NOT_ACCEPTABLE, &why);
         }
@@ -229,28 +233,22 @@ pub(super) fn metrics(out: &mut String, sources: &Sources) {
                 s.running as u64,
             ),
             (
-                "tower_perf_tasks_result_bytes",
-                "Bytes the kept results hold.",
-                s.result_bytes as u64,
+                "tower_perf_tasks_kept_bytes",
+                "Bytes the finished tasks kept for their monitors hold.",
+                s.kept_bytes as u64,
             ),
         ],
     );
+    let name = "tower_perf_tasks_run_duration_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} How long tasks ran (quantiles over the last {RUN_TIMES_KEPT}).\n# TYPE {name} summary"
+    );
     if let Some(r) = s.run_ms {
-        let name = "tower_perf_tasks_run_time_seconds";
-        // The family's HELP and TYPE; its lines carry a float each.
-        let _ = Family::new(
-            out,
-            name,
-            "gauge",
-            "Run time of the last tasks that ran, by quantile.",
-        );
-        for (q, v) in [
-            ("0.5", r.p50),
-            ("0.95", r.p95),
-            ("0.99", r.p99),
-            ("1", r.max),
-        ] {
+        for (q, v) in [("0.5", r.p50), ("0.95", r.p95), ("0.99", r.p99)] {
             let _ = writeln!(out, "{name}{{quantile=\"{q}\"}} {}", v / 1000.0);
         }
     }
+    let _ = writeln!(out, "{name}_sum {}", s.run_seconds_total);
+    let _ = writeln!(out, "{name}_count {}", s.runs);
 }

@@ -107,6 +107,22 @@ impl Config {
         self.routes.iter().find(|r| r.matches(method, path))
     }
 
+    /// Whether a request may run as a task at all: not one already running
+    /// as a task (an inner layer), and not one for the task monitors
+    /// themselves (polling with the preference on must not start tasks).
+    pub(super) fn deferrable<B>(&self, req: &http::Request<B>) -> bool {
+        let monitor = &self.registry.bounds.monitor;
+        let path = req.uri().path();
+        let under_monitor = path
+            .strip_prefix(monitor.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+        !under_monitor
+            && !req
+                .extensions()
+                .get::<super::TaskProgress>()
+                .is_some_and(super::TaskProgress::is_deferred)
+    }
+
     /// Whether a request without the preference runs as a task.
     pub(super) fn always(&self, method: &Method, path: &str) -> bool {
         self.any_always && self.route(method, path).is_some_and(|r| r.always)
@@ -180,11 +196,13 @@ impl AsyncLayer {
 
     /// Settings change only before the layer wraps a service or hands out
     /// its [`handle`](Self::handle): both share what was built.
-    fn changed(self) -> Self {
+    fn changed(mut self) -> Self {
         assert!(
             self.built.get().is_none(),
             "AsyncLayer configured after it was used: set everything before .layer() and .handle()"
         );
+        // A clone configured apart from its original builds its own.
+        self.built = Arc::default();
         self
     }
 
@@ -375,10 +393,11 @@ impl TasksHandle {
         self.registry.snapshot()
     }
 
-    /// Stops taking tasks (deferred requests get `503`), fails the queued
-    /// ones, gives running ones up to `grace` to finish, then fails those
-    /// left ("the server shut down before the task finished") and drops
-    /// their futures. Returns how many running tasks were stopped.
+    /// Stops taking tasks (deferred requests get `503`) and fails the
+    /// queued ones, gives running ones up to `grace` to finish, then fails
+    /// those left ("the server shut down before the task finished") and
+    /// waits up to a second for their futures to be dropped. Returns how
+    /// many running tasks were stopped.
     pub async fn shutdown(&self, grace: Duration) -> usize {
         self.registry.shutdown(grace).await
     }

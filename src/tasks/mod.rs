@@ -66,6 +66,14 @@
 //! Timing ─▶ RateLimit ─▶ Cache ─▶ Compression ─▶ CacheControl ─▶ Async ─▶ your service
 //! ```
 //!
+//! Requests for the monitors themselves (under
+//! [`monitor_path`](AsyncLayer::monitor_path)) and requests already
+//! running as a task are never deferred. No response carries `Vary:
+//! Prefer`: the `202` is `no-store`, and a request answered inline gets
+//! the same representation with or without the preference (RFC 7240 lets
+//! a server ignore it), so a cache may serve it to either; the response
+//! cache of this crate keeps no `202` and doesn't hold it against the URL.
+//!
 //! Needs a tokio runtime (a deferred request outside one gets `500` and
 //! an error log). On shutdown, [`TasksHandle::shutdown`] stops taking
 //! tasks and gives running ones a grace period.
@@ -99,9 +107,13 @@
 //! let monitor = resp.headers()["location"].to_str().unwrap().to_owned();
 //! let id = TaskId::parse(monitor.rsplit('/').next().unwrap()).unwrap();
 //!
-//! while tasks.get(id).unwrap().state != TaskState::Completed {
+//! for _ in 0..5000 {
+//!     if tasks.get(id).unwrap().state.is_finished() {
+//!         break;
+//!     }
 //!     tokio::time::sleep(Duration::from_millis(1)).await;
 //! }
+//! assert_eq!(tasks.get(id).unwrap().state, TaskState::Completed);
 //! let result = tasks.result(id).unwrap();
 //! assert_eq!(result.body, "the export");
 //! assert_eq!(tasks.get(id).unwrap().progress, 100);

@@ -107,6 +107,20 @@ pub(super) enum Outcome {
     Cancelled(&'static str),
 }
 
+/// The longest method, path or error text a record keeps, in bytes.
+pub(super) const MAX_TEXT: usize = 1024;
+
+/// `text` cut to [`MAX_TEXT`] bytes at a character boundary: every text a
+/// record keeps comes from a request or a handler, and a record may be
+/// kept for days.
+pub(super) fn bounded(text: &str) -> String {
+    let mut end = text.len().min(MAX_TEXT);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
 /// One task, as the registry keeps it.
 #[derive(Debug)]
 pub(super) struct Record {
@@ -131,7 +145,8 @@ pub struct TaskInfo {
     pub state: TaskState,
     /// The request's method.
     pub method: String,
-    /// The request's path and query (cut to 1 KiB).
+    /// The request's path and query (cut to 1 KiB, as the method and
+    /// the error are).
     pub path: String,
     /// The last percentage the handler reported (100 once completed).
     pub progress: u8,
@@ -183,6 +198,18 @@ fn ms(d: Duration) -> u64 {
 }
 
 impl Record {
+    /// Bytes the record holds once finished: its texts (the progress
+    /// message counted at its bound), its result, and its own size.
+    pub(super) fn weight(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + 64
+            + self.method.len()
+            + self.path.len()
+            + self.error.as_ref().map_or(0, String::len)
+            + super::progress::MAX_PROGRESS_MESSAGE
+            + self.result.as_deref().map_or(0, TaskResult::weight)
+    }
+
     /// The monitor's view of the record at `now`, with links under
     /// `monitor`.
     pub(super) fn info(&self, now: Instant, monitor: &str) -> TaskInfo {

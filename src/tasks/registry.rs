@@ -5,13 +5,13 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{Notify, Semaphore};
 
 use super::id::TaskId;
 use super::progress::TaskProgress;
-use super::record::{Failure, Outcome, Record, TaskInfo, TaskResult, TaskState};
+use super::record::{Failure, Outcome, Record, TaskInfo, TaskResult, TaskState, bounded};
 use super::stats::{RUN_TIMES_KEPT, TaskSnapshot};
 use crate::clock::Clock;
 
@@ -64,9 +64,13 @@ struct State {
     /// Admitted, not yet running (their bodies may still be arriving).
     pending: usize,
     running: usize,
-    result_bytes: usize,
+    /// Bytes the finished records hold (results included).
+    kept_bytes: usize,
     /// The last run times (µs), for the percentiles.
     run_times: VecDeque<u64>,
+    /// Every run so far: how many, and their sum (µs).
+    run_count: u64,
+    run_micros_sum: u64,
 }
 
 /// Every task of one [`AsyncLayer`](super::AsyncLayer).
@@ -75,7 +79,7 @@ pub(super) struct Registry {
     pub(super) clock: Arc<dyn Clock>,
     pub(super) slots: Arc<Semaphore>,
     shutting_down: AtomicBool,
-    /// Notified when the last running task ends.
+    /// Notified when the last queued or running task ends.
     idle: Notify,
     counters: Counters,
     state: Mutex<State>,
@@ -106,43 +110,47 @@ impl Registry {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Reserves a place in the queue, or says why there is none.
-    pub(super) fn admit(&self) -> Result<(), Refusal> {
+    fn now(&self) -> (SystemTime, Instant) {
+        (self.clock.system_time(), self.clock.now())
+    }
+
+    /// Whether a task could be taken now (nothing is reserved: the body
+    /// is read before [`insert`](Self::insert) checks again).
+    pub(super) fn room(&self) -> Result<(), Refusal> {
+        self.check(&self.lock())
+    }
+
+    fn check(&self, s: &State) -> Result<(), Refusal> {
         if self.shutting_down.load(Relaxed) {
             return Err(Refusal::ShuttingDown);
         }
-        let mut s = self.lock();
         if s.pending + s.running >= self.bounds.queue + self.bounds.concurrency {
-            drop(s);
             self.counters.rejected.fetch_add(1, Relaxed);
-            return Err(Refusal::Full(self.retry_after()));
+            let ahead = s.pending / self.bounds.concurrency + 1;
+            return Err(Refusal::Full(retry_after(&s.run_times, ahead)));
         }
-        s.pending += 1;
         Ok(())
     }
 
-    /// Gives back a place [`admit`](Self::admit) reserved for a request
-    /// that never became a task.
-    pub(super) fn release(&self) {
-        let mut s = self.lock();
-        s.pending = s.pending.saturating_sub(1);
-    }
-
-    /// Records an admitted request as a pending task.
+    /// Records a request as a pending task, if the queue has room and the
+    /// server isn't shutting down.
     pub(super) fn insert(
         &self,
         id: TaskId,
-        method: String,
-        path: String,
+        method: &str,
+        path: &str,
         progress: TaskProgress,
-    ) -> Arc<Control> {
-        let now = (self.clock.system_time(), self.clock.now());
+    ) -> Result<Arc<Control>, Refusal> {
+        let now = self.now();
+        let mut s = self.lock();
+        self.check(&s)?;
+        self.sweep(&mut s, now.1);
         let control = Arc::new(Control::default());
         let record = Record {
             id,
             state: TaskState::Pending,
-            method,
-            path,
+            method: bounded(method),
+            path: bounded(path),
             progress,
             submitted: now,
             started: None,
@@ -150,57 +158,68 @@ impl Registry {
             error: None,
             result: None,
         };
-        self.counters.submitted.fetch_add(1, Relaxed);
-        let mut s = self.lock();
-        self.sweep(&mut s, now.1);
         s.tasks.insert(id, (record, Arc::clone(&control)));
-        control
+        s.pending += 1;
+        self.counters.submitted.fetch_add(1, Relaxed);
+        Ok(control)
     }
 
-    /// The task got a slot: it runs now. False when it ended already
-    /// (cancelled while it waited).
+    /// The task got a slot: it runs now. False when it may not: it ended
+    /// while it waited (cancelled), or the server is shutting down (it
+    /// fails, saying so).
     pub(super) fn start(&self, id: TaskId) -> bool {
-        let now = (self.clock.system_time(), self.clock.now());
+        let now = self.now();
         let mut s = self.lock();
         s.pending = s.pending.saturating_sub(1);
-        match s.tasks.get_mut(&id) {
-            Some((r, _)) if r.state == TaskState::Pending => {
-                r.state = TaskState::Running;
-                r.started = Some(now);
-                s.running += 1;
-                true
-            }
-            _ => false,
+        let pending = s
+            .tasks
+            .get(&id)
+            .is_some_and(|(r, _)| r.state == TaskState::Pending);
+        if pending && self.shutting_down.load(Relaxed) {
+            let why = "the server shut down before the task started".to_owned();
+            self.finish(
+                &mut s,
+                id,
+                Outcome::Failed(Failure::Shutdown, why, None),
+                now,
+            );
+        } else if let (true, Some((r, _))) = (pending, s.tasks.get_mut(&id)) {
+            r.state = TaskState::Running;
+            r.started = Some(now);
+            s.running += 1;
+            return true;
         }
+        self.notify_if_idle(&s);
+        false
     }
 
     /// The worker of a task that never started is done (cancelled or shut
     /// down while it waited).
     pub(super) fn leave_queue(&self, id: TaskId, outcome: Outcome) {
-        {
-            let mut s = self.lock();
-            s.pending = s.pending.saturating_sub(1);
-        }
-        self.finish(id, outcome);
+        let now = self.now();
+        let mut s = self.lock();
+        s.pending = s.pending.saturating_sub(1);
+        self.finish(&mut s, id, outcome, now);
+        self.notify_if_idle(&s);
     }
 
-    /// A running task's worker is done.
+    /// A running task's worker is done (its future dropped).
     pub(super) fn leave_running(&self, id: TaskId, outcome: Outcome) {
-        let idle = {
-            let mut s = self.lock();
-            s.running = s.running.saturating_sub(1);
-            s.running == 0
-        };
-        self.finish(id, outcome);
-        if idle {
+        let now = self.now();
+        let mut s = self.lock();
+        s.running = s.running.saturating_sub(1);
+        self.finish(&mut s, id, outcome, now);
+        self.notify_if_idle(&s);
+    }
+
+    fn notify_if_idle(&self, s: &State) {
+        if s.pending + s.running == 0 {
             self.idle.notify_waiters();
         }
     }
 
     /// Ends a task, unless something ended it first (a cancel).
-    fn finish(&self, id: TaskId, outcome: Outcome) {
-        let now = (self.clock.system_time(), self.clock.now());
-        let mut s = self.lock();
+    fn finish(&self, s: &mut State, id: TaskId, outcome: Outcome, now: (SystemTime, Instant)) {
         let Some((r, _)) = s.tasks.get_mut(&id) else {
             return;
         };
@@ -208,7 +227,6 @@ impl Registry {
             return;
         }
         let run = r.started.map(|(_, t)| now.1.saturating_duration_since(t));
-        r.finished = Some(now);
         let (state, error, result) = match outcome {
             Outcome::Completed(result) => {
                 self.counters.completed.fetch_add(1, Relaxed);
@@ -225,7 +243,7 @@ impl Registry {
                 if let Some(c) = detail {
                     c.fetch_add(1, Relaxed);
                 }
-                (TaskState::Failed, Some(message), result)
+                (TaskState::Failed, Some(bounded(&message)), result)
             }
             Outcome::Cancelled(why) => {
                 self.counters.cancelled.fetch_add(1, Relaxed);
@@ -234,22 +252,24 @@ impl Registry {
         };
         r.state = state;
         r.error = error;
-        let weight = result.as_ref().map_or(0, TaskResult::weight);
         r.result = result.map(Arc::new);
-        s.result_bytes += weight;
+        r.finished = Some(now);
+        s.kept_bytes += r.weight();
         s.finished.push_back(id);
         if let Some(run) = run {
             if s.run_times.len() == RUN_TIMES_KEPT {
                 s.run_times.pop_front();
             }
-            s.run_times
-                .push_back(u64::try_from(run.as_micros()).unwrap_or(u64::MAX));
+            let micros = u64::try_from(run.as_micros()).unwrap_or(u64::MAX);
+            s.run_times.push_back(micros);
+            s.run_count += 1;
+            s.run_micros_sum = s.run_micros_sum.saturating_add(micros);
         }
-        self.sweep(&mut s, now.1);
+        self.sweep(s, now.1);
     }
 
     /// Drops finished tasks past their retention, then the oldest ones
-    /// while the results pass their budget or the records their count.
+    /// while the kept bytes pass their budget or the records their count.
     fn sweep(&self, s: &mut State, now: Instant) {
         while let Some(&id) = s.finished.front() {
             let Some((r, _)) = s.tasks.get(&id) else {
@@ -259,15 +279,14 @@ impl Registry {
             let expired = r
                 .finished
                 .is_some_and(|(_, t)| now.saturating_duration_since(t) >= self.bounds.retention);
-            let over = s.result_bytes > self.bounds.result_budget
+            let over = s.kept_bytes > self.bounds.result_budget
                 || s.finished.len() > self.bounds.max_finished;
             if !expired && !over {
                 break;
             }
             s.finished.pop_front();
             if let Some((r, _)) = s.tasks.remove(&id) {
-                let weight = r.result.as_deref().map_or(0, TaskResult::weight);
-                s.result_bytes = s.result_bytes.saturating_sub(weight);
+                s.kept_bytes = s.kept_bytes.saturating_sub(r.weight());
             }
         }
     }
@@ -293,10 +312,15 @@ impl Registry {
             .map(|(r, _)| r)
             .filter(|r| state.is_none_or(|st| r.state == st))
             .collect();
-        found.sort_unstable_by_key(|r| std::cmp::Reverse(r.submitted.1));
+        let newest_first = |r: &&Record| std::cmp::Reverse(r.submitted.1);
+        if limit < found.len() {
+            // The newest `limit` first, then only those sorted.
+            found.select_nth_unstable_by_key(limit, newest_first);
+            found.truncate(limit);
+        }
+        found.sort_unstable_by_key(newest_first);
         found
             .into_iter()
-            .take(limit)
             .map(|r| r.info(now, &self.bounds.monitor))
             .collect()
     }
@@ -310,42 +334,54 @@ impl Registry {
     }
 
     /// Cancels a task that hasn't ended: it is marked cancelled at once,
-    /// and its worker drops the inner service's future. `None` for an
-    /// unknown task; the task as it is otherwise (unchanged if it had
-    /// ended).
+    /// and its worker drops the inner service's future (its slot is free
+    /// once the future is gone). `None` for an unknown task; the task as
+    /// it is otherwise (unchanged if it had ended).
     pub(super) fn cancel(&self, id: TaskId) -> Option<TaskInfo> {
-        let now = (self.clock.system_time(), self.clock.now());
+        let now = self.now();
         let mut s = self.lock();
-        let (r, control) = s.tasks.get_mut(&id)?;
-        if !r.state.is_finished() {
-            r.state = TaskState::Cancelled;
-            r.error = Some("cancelled".to_owned());
-            r.finished = Some(now);
+        let control = match s.tasks.get(&id)? {
+            (r, control) if !r.state.is_finished() => Some(Arc::clone(control)),
+            _ => None,
+        };
+        if let Some(control) = control {
+            self.finish(&mut s, id, Outcome::Cancelled("cancelled"), now);
             control.stop.notify_one();
-            self.counters.cancelled.fetch_add(1, Relaxed);
-            s.finished.push_back(id);
         }
         s.tasks
             .get(&id)
             .map(|(r, _)| r.info(now.1, &self.bounds.monitor))
     }
 
-    /// Stops taking tasks, fails the queued ones, lets the running ones
-    /// finish within `grace`, then fails those left. Returns how many
-    /// were failed.
-    pub(super) async fn shutdown(&self, grace: Duration) -> usize {
-        self.shutting_down.store(true, Relaxed);
-        // Queued workers wake with a closed semaphore and fail.
-        self.slots.close();
-        let deadline = tokio::time::Instant::now() + grace;
+    /// Waits until no task is queued or running, or `deadline` passes;
+    /// says which.
+    async fn idle_by(&self, deadline: tokio::time::Instant) -> bool {
         loop {
             let idle = self.idle.notified();
-            if self.lock().running == 0 {
-                break;
+            {
+                let s = self.lock();
+                if s.pending + s.running == 0 {
+                    return true;
+                }
             }
             if tokio::time::timeout_at(deadline, idle).await.is_err() {
-                break;
+                return false;
             }
+        }
+    }
+
+    /// Stops taking tasks and fails the queued ones; lets the running ones
+    /// finish within `grace`, then fails those left and waits (up to a
+    /// second) for their futures to be dropped. Returns how many running
+    /// tasks were stopped.
+    pub(super) async fn shutdown(&self, grace: Duration) -> usize {
+        self.shutting_down.store(true, Relaxed);
+        // Queued workers wake with a closed semaphore and fail; a worker
+        // that got its slot just before finds `shutting_down` in `start`.
+        self.slots.close();
+        let deadline = tokio::time::Instant::now() + grace;
+        if self.idle_by(deadline).await {
+            return 0;
         }
         let mut stopped = 0;
         for (r, control) in self.lock().tasks.values() {
@@ -355,32 +391,9 @@ impl Registry {
                 stopped += 1;
             }
         }
-        // Their workers drop the futures and record the failure at once.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
-        loop {
-            let idle = self.idle.notified();
-            if self.lock().running == 0 || tokio::time::timeout_at(deadline, idle).await.is_err() {
-                break;
-            }
-        }
+        self.idle_by(tokio::time::Instant::now() + Duration::from_secs(1))
+            .await;
         stopped
-    }
-
-    /// How long a client refused for a full queue should wait: the queue
-    /// ahead of it over the slots, times the median run time (5 s before
-    /// any task ended), between 1 s and 1 h.
-    fn retry_after(&self) -> Duration {
-        let s = self.lock();
-        let mut times: Vec<u64> = s.run_times.iter().copied().collect();
-        let ahead = (s.pending / self.bounds.concurrency.max(1)) as u64 + 1;
-        drop(s);
-        if times.is_empty() {
-            return Duration::from_secs(5);
-        }
-        let mid = times.len() / 2;
-        let (_, median, _) = times.select_nth_unstable(mid);
-        let micros = median.saturating_mul(ahead);
-        Duration::from_micros(micros).clamp(Duration::from_secs(1), Duration::from_secs(3600))
     }
 
     /// The statistics.
@@ -388,8 +401,9 @@ impl Registry {
         let c = &self.counters;
         let s = self.lock();
         let run_times: Vec<u64> = s.run_times.iter().copied().collect();
-        let (queued, running, results, result_bytes) =
-            (s.pending, s.running, s.finished.len(), s.result_bytes);
+        let (queued, running, kept, kept_bytes) =
+            (s.pending, s.running, s.finished.len(), s.kept_bytes);
+        let runs = (s.run_count, s.run_micros_sum);
         drop(s);
         TaskSnapshot::new(
             [
@@ -403,8 +417,149 @@ impl Registry {
                 c.cancelled.load(Relaxed),
             ],
             (queued, running, self.bounds.concurrency, self.bounds.queue),
-            (results, result_bytes),
+            (kept, kept_bytes),
             run_times,
+            runs,
         )
+    }
+}
+
+/// How long a client refused for a full queue should wait: the queue
+/// ahead of it over the slots (`ahead` rounds), times the median run time
+/// (5 s before any task ended), between 1 s and 1 h.
+fn retry_after(run_times: &VecDeque<u64>, ahead: usize) -> Duration {
+    if run_times.is_empty() {
+        return Duration::from_secs(5);
+    }
+    let mut times: Vec<u64> = run_times.iter().copied().collect();
+    let mid = times.len() / 2;
+    let (_, median, _) = times.select_nth_unstable(mid);
+    let micros = median.saturating_mul(ahead as u64);
+    Duration::from_micros(micros).clamp(Duration::from_secs(1), Duration::from_secs(3600))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering::Relaxed;
+    use std::time::Duration;
+
+    use super::{Bounds, Refusal, Registry};
+    use crate::clock::ManualClock;
+    use crate::tasks::TaskId;
+    use crate::tasks::progress::TaskProgress;
+    use crate::tasks::record::{Failure, Outcome, TaskResult, TaskState};
+
+    fn registry(concurrency: usize, queue: usize, max_finished: usize) -> Registry {
+        let bounds = Bounds {
+            concurrency,
+            queue,
+            retention: Duration::from_secs(60),
+            result_budget: 1 << 20,
+            max_finished,
+            monitor: "/performance/tasks".to_owned(),
+        };
+        Registry::new(bounds, Arc::new(ManualClock::new()))
+    }
+
+    fn task(r: &Registry) -> TaskId {
+        let id = TaskId::random().unwrap();
+        r.insert(id, "POST", "/x", TaskProgress::new()).unwrap();
+        id
+    }
+
+    fn done() -> Outcome {
+        Outcome::Completed(TaskResult {
+            status: http::StatusCode::OK,
+            headers: http::HeaderMap::new(),
+            body: bytes::Bytes::from_static(b"ok"),
+        })
+    }
+
+    fn counts(r: &Registry) -> (usize, usize) {
+        let s = r.lock();
+        (s.pending, s.running)
+    }
+
+    #[test]
+    fn a_task_cancelled_while_queued_never_starts_and_counts_once() {
+        let r = registry(1, 1, 10);
+        let id = task(&r);
+        assert_eq!(r.cancel(id).unwrap().state, TaskState::Cancelled);
+        assert!(!r.start(id));
+        assert_eq!(counts(&r), (0, 0));
+        // Its worker's own ending changes nothing.
+        r.leave_running(id, done());
+        let s = r.snapshot();
+        assert_eq!((s.cancelled, s.completed, s.kept), (1, 0, 1));
+    }
+
+    #[test]
+    fn a_running_task_cancelled_stays_cancelled_when_its_worker_ends() {
+        let r = registry(1, 1, 10);
+        let id = task(&r);
+        assert!(r.start(id));
+        r.cancel(id);
+        assert_eq!(counts(&r), (0, 1), "its slot is held until the future goes");
+        r.leave_running(id, done());
+        assert_eq!(counts(&r), (0, 0));
+        assert_eq!(r.info(id).unwrap().state, TaskState::Cancelled);
+        let s = r.snapshot();
+        assert_eq!((s.cancelled, s.completed, s.runs), (1, 0, 1));
+        // Cancelling an ended task changes nothing.
+        r.cancel(id);
+        assert_eq!(r.snapshot().cancelled, 1);
+    }
+
+    #[test]
+    fn a_slot_taken_after_shutdown_began_fails_the_task() {
+        let r = registry(1, 1, 10);
+        let id = task(&r);
+        r.shutting_down.store(true, Relaxed);
+        assert!(!r.start(id));
+        let info = r.info(id).unwrap();
+        assert_eq!(info.state, TaskState::Failed);
+        assert!(info.error.unwrap().contains("shut down"));
+        assert_eq!(counts(&r), (0, 0));
+        let other = TaskId::random().unwrap();
+        assert_eq!(
+            r.insert(other, "GET", "/", TaskProgress::new()).err(),
+            Some(Refusal::ShuttingDown)
+        );
+    }
+
+    #[test]
+    fn the_queue_counts_running_and_waiting_tasks() {
+        let r = registry(1, 1, 10);
+        let a = task(&r);
+        assert!(r.start(a));
+        let _b = task(&r);
+        assert!(matches!(r.room(), Err(Refusal::Full(_))));
+        let c = TaskId::random().unwrap();
+        assert!(matches!(
+            r.insert(c, "GET", "/", TaskProgress::new()),
+            Err(Refusal::Full(_))
+        ));
+        assert_eq!(r.snapshot().rejected, 2);
+        r.leave_running(a, Outcome::Failed(Failure::Timeout, "timeout".into(), None));
+        assert!(r.room().is_ok());
+        let s = r.snapshot();
+        assert_eq!((s.failed, s.timed_out, s.runs), (1, 1, 1));
+    }
+
+    #[test]
+    fn finished_tasks_are_bounded_in_number_oldest_first() {
+        let r = registry(4, 4, 2);
+        let ids: Vec<TaskId> = (0..3).map(|_| task(&r)).collect();
+        for &id in &ids {
+            assert!(r.start(id));
+            r.leave_running(id, done());
+        }
+        assert!(r.info(ids[0]).is_none());
+        assert!(r.info(ids[1]).is_some() && r.info(ids[2]).is_some());
+        assert_eq!(r.snapshot().kept, 2);
+        let listed = r.list(None, 10);
+        assert_eq!(listed.len(), 2);
+        assert_eq!(r.list(None, 1).len(), 1);
     }
 }

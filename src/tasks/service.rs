@@ -22,10 +22,7 @@ use super::progress::TaskProgress;
 use super::record::{Failure, Outcome, TaskResult};
 use super::registry::{Control, Refusal};
 use crate::BoxError;
-use crate::headers::{PREFERENCE_APPLIED, Prefer};
-
-/// The longest request path a task record keeps.
-const MAX_PATH: usize = 1024;
+use crate::headers::{PREFERENCE_APPLIED, Prefer, remove_hop_by_hop};
 
 /// The service [`AsyncLayer`](super::AsyncLayer) builds.
 pub struct Async<S> {
@@ -133,14 +130,12 @@ where
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
         let cfg = &self.config;
-        let asked = Prefer::from_headers(req.headers()).respond_async()
-            // A request already running as a task (an inner layer).
-            && !req.extensions().get::<TaskProgress>().is_some_and(TaskProgress::is_deferred);
-        if !asked && !cfg.always(req.method(), req.uri().path()) {
+        let asked = Prefer::from_headers(req.headers()).respond_async();
+        if !(asked || cfg.always(req.method(), req.uri().path())) || !cfg.deferrable(&req) {
             return ResponseFuture::inline(self.inner.call(req.map(TaskBody::inline)));
         }
         let own = ResponseFuture::own;
-        if tokio::runtime::Handle::try_current().is_err() {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::error!(
                 "tower-perf AsyncLayer: a deferred request outside a tokio runtime; tasks need one to run in"
             );
@@ -148,13 +143,21 @@ where
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "tasks need a tokio runtime; none is running",
             ))));
-        }
-        let cfg = Arc::clone(cfg);
-        if let Err(refusal) = cfg.registry.admit() {
+        };
+        // Refused before its body is read when the queue is full already;
+        // nothing is reserved while the body arrives (`insert` checks
+        // again).
+        if let Err(refusal) = cfg.registry.room() {
             return own(Box::pin(std::future::ready(refused(refusal))));
         }
         let inner = self.inner.clone();
-        own(Box::pin(submit(cfg, inner, req, asked)))
+        own(Box::pin(submit(
+            Arc::clone(cfg),
+            inner,
+            req,
+            asked,
+            runtime,
+        )))
     }
 }
 
@@ -164,6 +167,7 @@ async fn submit<S, ReqB, ResB>(
     inner: S,
     req: Request<ReqB>,
     asked: bool,
+    runtime: tokio::runtime::Handle,
 ) -> Response<ResponseBody<ResB>>
 where
     S: Service<Request<TaskBody<ReqB>>, Response = Response<ResB>> + Send + 'static,
@@ -179,7 +183,6 @@ where
     let body = match Limited::new(body, cfg.max_request_body).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) => {
-            registry.release();
             return if e.is::<LengthLimitError>() {
                 text(
                     StatusCode::PAYLOAD_TOO_LARGE,
@@ -196,7 +199,6 @@ where
     let id = match TaskId::random() {
         Ok(id) => id,
         Err(e) => {
-            registry.release();
             tracing::error!("tower-perf AsyncLayer: no random task id: {e}");
             return text(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -207,14 +209,13 @@ where
     let progress = TaskProgress::new();
     parts.extensions.insert(progress.clone());
     let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let path = match path.char_indices().nth(MAX_PATH) {
-        Some((end, _)) => &path[..end],
-        None => path,
-    };
     let timeout = cfg.timeout_for(&parts.method, parts.uri.path());
-    let control = registry.insert(id, parts.method.to_string(), path.to_owned(), progress);
+    let control = match registry.insert(id, parts.method.as_str(), path, progress) {
+        Ok(control) => control,
+        Err(refusal) => return refused(refusal),
+    };
     let req = Request::from_parts(parts, TaskBody::whole(body));
-    tokio::spawn(work(Arc::clone(&cfg), inner, req, id, control, timeout));
+    runtime.spawn(work(Arc::clone(&cfg), inner, req, id, control, timeout));
     accepted(&cfg, id, asked)
 }
 
@@ -279,6 +280,10 @@ async fn work<S, ReqB, ResB>(
     });
     let outcome = tokio::select! {
         joined = &mut run => match joined {
+            Ok(Ok(result)) if result.status.is_informational() => {
+                let why = format!("the service answered {}, which can't be kept", result.status);
+                Outcome::Failed(Failure::Error, why, None)
+            }
             Ok(Ok(result)) if result.status.is_server_error() => {
                 let why = format!("the service answered {}", result.status);
                 Outcome::Failed(Failure::ServerError, why, Some(result))
@@ -292,11 +297,14 @@ async fn work<S, ReqB, ResB>(
         },
         () = tokio::time::sleep(timeout) => {
             run.abort();
+            // The slot stays taken until the future is gone.
+            let _ = (&mut run).await;
             let why = format!("timeout: ran longer than {} ms", timeout.as_millis());
             Outcome::Failed(Failure::Timeout, why, None)
         }
         () = control.stop.notified() => {
             run.abort();
+            let _ = (&mut run).await;
             if control.shutdown.load(std::sync::atomic::Ordering::Relaxed) {
                 let why = "the server shut down before the task finished".to_owned();
                 Outcome::Failed(Failure::Shutdown, why, None)
@@ -308,27 +316,13 @@ async fn work<S, ReqB, ResB>(
     registry.leave_running(id, outcome);
 }
 
-/// The response as kept: without the fields of its connection (they
-/// described a transfer that is over) and its length (the result endpoint
-/// sets its own).
+/// The response as kept, to be served later to whoever holds the task's
+/// id: without the fields of its connection (they described a transfer
+/// that is over), its length and date (the result endpoint's answer has
+/// its own), and `Set-Cookie` (a session must not travel with a link).
 fn kept(status: StatusCode, mut headers: HeaderMap, body: Bytes) -> TaskResult {
-    let named: Vec<header::HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| header::HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for name in named.iter().chain(&[
-        header::CONNECTION,
-        header::TRANSFER_ENCODING,
-        header::CONTENT_LENGTH,
-        header::TE,
-        header::TRAILER,
-        header::UPGRADE,
-        header::PROXY_AUTHENTICATE,
-        header::HeaderName::from_static("keep-alive"),
-    ]) {
+    remove_hop_by_hop(&mut headers);
+    for name in [header::CONTENT_LENGTH, header::DATE, header::SET_COOKIE] {
         headers.remove(name);
     }
     TaskResult {

@@ -36,8 +36,13 @@ pub struct TaskSnapshot {
     pub queue_capacity: usize,
     /// Finished tasks kept (for their monitor and result).
     pub kept: usize,
-    /// Bytes their results hold.
-    pub result_bytes: usize,
+    /// Bytes they hold (their records and results), bounded by
+    /// [`result_budget`](super::AsyncLayer::result_budget).
+    pub kept_bytes: usize,
+    /// Tasks that ran (started, then ended in any way).
+    pub runs: u64,
+    /// Their run times added up, in seconds.
+    pub run_seconds_total: f64,
     /// Run time percentiles over the last [`RUN_TIMES_KEPT`] tasks that
     /// ran, in milliseconds (none before the first).
     pub run_ms: Option<RunTimes>,
@@ -62,8 +67,9 @@ impl TaskSnapshot {
     pub(super) fn new(
         counts: [u64; 8],
         (queued, running, concurrency, queue_capacity): (usize, usize, usize, usize),
-        (kept, result_bytes): (usize, usize),
+        (kept, kept_bytes): (usize, usize),
         mut run_micros: Vec<u64>,
+        (runs, run_micros_sum): (u64, u64),
     ) -> Self {
         let [
             submitted,
@@ -103,7 +109,9 @@ impl TaskSnapshot {
             concurrency,
             queue_capacity,
             kept,
-            result_bytes,
+            kept_bytes,
+            runs,
+            run_seconds_total: run_micros_sum as f64 / 1e6,
             run_ms,
         }
     }
@@ -116,13 +124,14 @@ mod tests {
     #[test]
     fn percentiles_by_nearest_rank() {
         let times: Vec<u64> = (1..=100).rev().map(|ms| ms * 1000).collect();
-        let s = TaskSnapshot::new([0; 8], (0, 0, 1, 1), (0, 0), times);
+        let s = TaskSnapshot::new([0; 8], (0, 0, 1, 1), (0, 0), times, (100, 5_050_000));
         let r = s.run_ms.unwrap();
         assert_eq!((r.p50, r.p95, r.p99, r.max), (50.0, 95.0, 99.0, 100.0));
         assert_eq!(r.samples, 100);
-        let s = TaskSnapshot::new([0; 8], (0, 0, 1, 1), (0, 0), vec![]);
+        assert_eq!(s.run_seconds_total, 5.05);
+        let s = TaskSnapshot::new([0; 8], (0, 0, 1, 1), (0, 0), vec![], (0, 0));
         assert!(s.run_ms.is_none());
-        let s = TaskSnapshot::new([0; 8], (0, 0, 1, 1), (0, 0), vec![7_000]);
+        let s = TaskSnapshot::new([0; 8], (0, 0, 1, 1), (0, 0), vec![7_000], (1, 7_000));
         assert_eq!(s.run_ms.unwrap().p50, 7.0);
     }
 }
