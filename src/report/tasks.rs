@@ -58,6 +58,17 @@ impl Inner {
         endpoint: TaskEndpoint,
         req: &Request<B>,
     ) -> Response<ReportBody> {
+        let mut resp = self.task_answer(endpoint, req);
+        // A task's URL is its key: no page served from it names it to
+        // another site.
+        resp.headers_mut().insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        );
+        resp
+    }
+
+    fn task_answer<B>(&self, endpoint: TaskEndpoint, req: &Request<B>) -> Response<ReportBody> {
         let Some(handle) = &self.sources.tasks else {
             return super::body::absent("tasks");
         };
