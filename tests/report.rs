@@ -634,6 +634,26 @@ async fn the_dashboard_draws_its_charts_in_chromium() {
         .body(Full::from(gz))
         .unwrap();
     assert_eq!(s.send(req).await.status, StatusCode::CREATED);
+    // One export deferred and done, for the tasks table.
+    let req = s
+        .request(Method::POST, "/api/v1/exports")
+        .header("prefer", "respond-async")
+        .body(Full::default())
+        .unwrap();
+    let accepted = s.send(req).await;
+    assert_eq!(accepted.status, StatusCode::ACCEPTED);
+    let monitor = accepted.header("location").unwrap().to_owned();
+    tokio::time::timeout(support::gate::DEADLINE, async {
+        loop {
+            let info: serde_json::Value = s.get(&monitor).await.json();
+            if info["state"] == "completed" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the export completed");
     let dom = support::chromium::dump_dom(
         chromium,
         s.uri("/performance/dashboard").to_string(),
@@ -683,6 +703,20 @@ async fn the_dashboard_draws_its_charts_in_chromium() {
         dom.contains("request bodies refused: 0 unsupported"),
         "{dom}"
     );
+    // The tasks table: the export, completed.
+    assert_eq!(attr(&dom, "data-tasks"), Some(1), "{dom}");
+    let task_row: Vec<&str> = dom
+        .split("<tbody id=\"task-rows\">")
+        .nth(1)
+        .and_then(|t| t.split("</tr>").next())
+        .unwrap_or("")
+        .split("<td>")
+        .skip(1)
+        .map(|c| c.trim_end_matches("</td>"))
+        .collect();
+    assert_eq!(task_row.len(), 10, "{dom}");
+    assert_eq!(task_row[2], "1", "completed: {task_row:?}");
+    assert!(task_row[7].ends_with(" ms"), "run p50: {task_row:?}");
     // No Redis store: no breaker panel.
     assert_eq!(attr(&dom, "data-breakers"), Some(0), "{dom}");
     assert!(
