@@ -21,6 +21,9 @@
 //!   length with `http-range-header` (what tower-http's `ServeDir` uses),
 //!   and the summary times that crate on the lists too: its `validate`
 //!   compares every pair of ranges.
+//! - `prefer`: `p0="a, b; c";q=1, p1=…` (preferences with quoted
+//!   values and parameters), then `respond-async` (RFC 7240): the whole
+//!   field is read, nothing kept but two values.
 //! - `date`: the three HTTP date formats (fixed size), one read
 //!   leniently, and a 100 KB value refused.
 //!
@@ -48,7 +51,9 @@ use futures_util::FutureExt;
 use http::{HeaderValue, Request, Response};
 use http_body_util::Empty;
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
-use tower_perf::headers::{AcceptEncoding, CacheControl, EntityTag, EntityTagList, HttpDate};
+use tower_perf::headers::{
+    AcceptEncoding, CacheControl, EntityTag, EntityTagList, HttpDate, Prefer,
+};
 use tower_perf::rate_limit::{KeySource, PeerAddr, Quota, RateLimitLayer, RateRule};
 
 const SIZES: [usize; 3] = [300, 3_000, 30_000];
@@ -133,6 +138,18 @@ const CASES: &[Case] = &[
             )
         },
     },
+    Case {
+        name: "prefer",
+        build: |n| {
+            Input::Bytes(
+                format!(
+                    "{}, respond-async",
+                    list(n, |i| format!("p{i}=\"a, b; c\";q=1"))
+                )
+                .into_bytes(),
+            )
+        },
+    },
     #[cfg(feature = "compression")]
     Case {
         name: "use-as-dictionary",
@@ -204,6 +221,9 @@ where
         ("range", Input::Bytes(b)) => {
             let r = tower_perf::headers::ByteRanges::parse(black_box(b));
             assert!(r.is_ok_and(|r| r.is_several()));
+        }
+        ("prefer", Input::Bytes(b)) => {
+            assert!(Prefer::parse(black_box(b)).respond_async());
         }
         ("if-none-match", Input::Bytes(b)) => {
             // A list too long to keep is an error, which callers read as
