@@ -210,6 +210,34 @@ async fn other_requests_pass_through_with_a_noop_progress() {
 }
 
 #[tokio::test]
+async fn with_wait_a_task_that_ends_in_time_is_answered_inline() {
+    let (server, tasks, probes) = serve(AsyncLayer::new()).await;
+    let req = server
+        .request(Method::POST, "/exports")
+        .header("prefer", "respond-async, wait=5")
+        .body(Full::default())
+        .unwrap();
+    let res = server.send(req).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    assert_eq!(res.text(), "exported");
+    assert_eq!(res.header("preference-applied"), None);
+    assert_eq!(tasks.stats().completed, 1);
+    // One that doesn't end in time gets its 202 after the wait.
+    let req = server
+        .request(Method::POST, "/work")
+        .header("prefer", "respond-async; x=1, wait=1")
+        .body(Full::default())
+        .unwrap();
+    let started = std::time::Instant::now();
+    let res = server.send(req).await;
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    let id = id_of(&res);
+    assert_eq!(res.header("preference-applied"), Some("respond-async"));
+    probes.gate.open();
+    wait_for(&tasks, id, TaskState::Completed).await;
+}
+
+#[tokio::test]
 async fn an_always_route_defers_without_the_preference() {
     let layer =
         AsyncLayer::new().route(TaskRoute::new("/exports").methods([Method::POST]).always());

@@ -16,9 +16,8 @@ pub const PREFERENCE_APPLIED: HeaderName = HeaderName::from_static("preference-a
 
 /// The preferences of a request's `Prefer` fields that concern when it is
 /// answered: `respond-async` (RFC 7240 §4.1), on which
-/// `tasks::AsyncLayer` defers a request, and `wait`
-/// (§4.3), read for applications (the layer answers a deferred request at
-/// once, which `wait` allows).
+/// `tasks::AsyncLayer` defers a request, and `wait` (§4.3), with which
+/// the layer answers inline a task that ends within that many seconds.
 ///
 /// Every `Prefer` field is read, as one list. Preference names are
 /// case-insensitive; only the first occurrence of each counts (§2: later

@@ -14,6 +14,13 @@
 //! GET /performance/tasks/3f…9c/result   → the handler's own response
 //! ```
 //!
+//! **`wait`.** With `Prefer: respond-async, wait=N` (RFC 7240 §4.3) the
+//! client would rather wait up to N seconds for the answer itself: the
+//! task starts as above, and if it ends within N seconds (and its
+//! timeout) with a response, that response is the answer, without
+//! `Preference-Applied`; otherwise the `202` goes out after N seconds. The
+//! task is kept either way.
+//!
 //! **What runs.** Other requests pass straight through (a header lookup,
 //! plus a route match when a route always defers). A deferred request's
 //! body is read whole first (up to

@@ -41,6 +41,8 @@ pub(super) struct Control {
     pub(super) stop: Notify,
     /// Set before `stop` is notified by a shutdown (not a cancel).
     pub(super) shutdown: AtomicBool,
+    /// Notified (all waiters) when the task ends.
+    pub(super) done: Notify,
 }
 
 #[derive(Debug, Default)]
@@ -220,12 +222,13 @@ impl Registry {
 
     /// Ends a task, unless something ended it first (a cancel).
     fn finish(&self, s: &mut State, id: TaskId, outcome: Outcome, now: (SystemTime, Instant)) {
-        let Some((r, _)) = s.tasks.get_mut(&id) else {
+        let Some((r, control)) = s.tasks.get_mut(&id) else {
             return;
         };
         if r.state.is_finished() {
             return;
         }
+        control.done.notify_waiters();
         let run = r.started.map(|(_, t)| now.1.saturating_duration_since(t));
         let (state, error, result) = match outcome {
             Outcome::Completed(result) => {

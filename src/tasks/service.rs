@@ -130,7 +130,8 @@ where
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
         let cfg = &self.config;
-        let asked = Prefer::from_headers(req.headers()).respond_async();
+        let prefer = Prefer::from_headers(req.headers());
+        let asked = prefer.respond_async();
         if !(asked || cfg.always(req.method(), req.uri().path())) || !cfg.deferrable(&req) {
             return ResponseFuture::inline(self.inner.call(req.map(TaskBody::inline)));
         }
@@ -151,11 +152,17 @@ where
             return own(Box::pin(std::future::ready(refused(refusal))));
         }
         let inner = self.inner.clone();
+        // RFC 7240 §4.3: with `wait`, a task that ends within it is
+        // answered inline (never longer than the task may run).
+        let wait = prefer
+            .wait()
+            .filter(|_| asked)
+            .map(|w| w.min(cfg.timeout_for(req.method(), req.uri().path())));
         own(Box::pin(submit(
             Arc::clone(cfg),
             inner,
             req,
-            asked,
+            (asked, wait),
             runtime,
         )))
     }
@@ -166,7 +173,7 @@ async fn submit<S, ReqB, ResB>(
     cfg: Arc<Config>,
     inner: S,
     req: Request<ReqB>,
-    asked: bool,
+    (asked, wait): (bool, Option<Duration>),
     runtime: tokio::runtime::Handle,
 ) -> Response<ResponseBody<ResB>>
 where
@@ -215,8 +222,29 @@ where
         Err(refusal) => return refused(refusal),
     };
     let req = Request::from_parts(parts, TaskBody::whole(body));
+    let done = Arc::clone(&control);
+    let ended = done.done.notified();
+    tokio::pin!(ended);
+    // Registered before the task can end, so its end isn't missed.
+    ended.as_mut().enable();
     runtime.spawn(work(Arc::clone(&cfg), inner, req, id, control, timeout));
+    if let Some(wait) = wait {
+        if tokio::time::timeout(wait, ended).await.is_ok() {
+            if let Some((_, Some(result))) = registry.result(id) {
+                return inline(&result);
+            }
+        }
+    }
     accepted(&cfg, id, asked)
+}
+
+/// A task that ended within the client's `wait`: its response, as the
+/// result endpoint would serve it (the task stays, with its monitor).
+fn inline<ResB>(result: &TaskResult) -> Response<ResponseBody<ResB>> {
+    let mut resp = Response::new(ResponseBody::bytes(result.body.clone()));
+    *resp.status_mut() = result.status;
+    *resp.headers_mut() = result.headers.clone();
+    resp
 }
 
 /// A task's life after its `202`: a slot, the inner service, its whole
