@@ -756,22 +756,24 @@ async fn an_export_runs_inline_or_as_a_task_with_progress() {
     // Progress only grows, to 100 (that it moves mid-way is checked in
     // tests/tasks.rs, with a gate instead of a clock).
     let mut seen = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let done = loop {
-        let info: serde_json::Value = server.get(&monitor).await.json();
-        if let Some(p) = info["progress"].as_u64() {
-            seen.push(p);
+    let done = tokio::time::timeout(support::gate::DEADLINE, async {
+        loop {
+            let info: serde_json::Value = server.get(&monitor).await.json();
+            if let Some(p) = info["progress"].as_u64() {
+                seen.push(p);
+            }
+            if info["state"] == "completed" {
+                break info;
+            }
+            assert!(
+                matches!(info["state"].as_str(), Some("pending" | "running")),
+                "{info}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        if info["state"] == "completed" {
-            break info;
-        }
-        assert!(
-            matches!(info["state"].as_str(), Some("pending" | "running")),
-            "{info}"
-        );
-        assert!(tokio::time::Instant::now() < deadline, "{info}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    })
+    .await
+    .expect("the export completed");
     assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
     assert_eq!(seen.last(), Some(&100));
     assert_eq!(done["message"], "done");

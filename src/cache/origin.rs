@@ -549,15 +549,16 @@ where
                 // either.
                 // A 304 answers a conditional request, nothing more: it
                 // says nothing of whether the URL's answers can be kept.
-                // Nor does an answer that applied the client's own
-                // preference (RFC 7240: a `202` to `respond-async`).
+                // Nor does a `202` that applied the client's own
+                // preference (RFC 7240's `respond-async`).
                 let request_made_it = fetch.req_cc.no_store()
                     || (authorized && reason == NotStorable::Authorization)
                     || reason == NotStorable::UnknownCoding
                     || parts.status == StatusCode::NOT_MODIFIED
-                    || parts
-                        .headers
-                        .contains_key(crate::headers::PREFERENCE_APPLIED);
+                    || (parts.status == StatusCode::ACCEPTED
+                        && parts
+                            .headers
+                            .contains_key(crate::headers::PREFERENCE_APPLIED));
                 if !request_made_it && !fetch.marked {
                     shared.flights.mark_uncacheable(&fetch.key);
                 }

@@ -260,8 +260,9 @@ impl AsyncLayer {
         self.changed()
     }
 
-    /// Bytes all kept results may hold (default 64 MiB); past it the
-    /// oldest finished tasks go first.
+    /// Bytes the finished tasks may hold, their records (about 600 bytes
+    /// each) and results (default 64 MiB); past it the oldest go first.
+    /// The task that ended last is always kept, even alone over it.
     pub fn result_budget(mut self, bytes: usize) -> Self {
         self.result_budget = bytes;
         self.changed()
@@ -274,7 +275,15 @@ impl AsyncLayer {
     }
 
     /// Finished tasks kept at most (default 10,000), oldest dropped first.
+    ///
+    /// # Panics
+    ///
+    /// When `n` is 0: no client could read its task's outcome.
     pub fn max_finished(mut self, n: usize) -> Self {
+        assert!(
+            n > 0,
+            "AsyncLayer::max_finished(0): no client could read its task's outcome"
+        );
         self.max_finished = n;
         self.changed()
     }

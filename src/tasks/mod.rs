@@ -15,11 +15,13 @@
 //! ```
 //!
 //! **`wait`.** With `Prefer: respond-async, wait=N` (RFC 7240 §4.3) the
-//! client would rather wait up to N seconds for the answer itself: the
-//! task starts as above, and if it ends within N seconds (and its
-//! timeout) with a response, that response is the answer, without
-//! `Preference-Applied`; otherwise the `202` goes out after N seconds. The
-//! task is kept either way.
+//! client would rather wait up to N seconds for the answer itself. The
+//! task is recorded as above; if it ends within N seconds (time in the
+//! queue included; never longer than its timeout) with a response, that
+//! response as kept (see the result endpoint below: no `Set-Cookie`) is
+//! the answer, without `Preference-Applied`; a task that ends without one
+//! (failed, cancelled) gets its `202` at once, and one still running after
+//! N seconds gets it then. The task is kept either way.
 //!
 //! **What runs.** Other requests pass straight through (a header lookup,
 //! plus a route match when a route always defers). A deferred request's
@@ -36,8 +38,8 @@
 //! [`timeout`](AsyncLayer::timeout) (default 300 s, per route with
 //! [`TaskRoute::timeout`]). Finished tasks are kept for their monitor and
 //! result for [`retention`](AsyncLayer::retention) (default 7 days), and
-//! while their results fit [`result_budget`](AsyncLayer::result_budget)
-//! (64 MiB) and they number at most
+//! while they fit [`result_budget`](AsyncLayer::result_budget) (64 MiB:
+//! their results, and about 600 bytes a record) and number at most
 //! [`max_finished`](AsyncLayer::max_finished) (10,000), oldest dropped
 //! first; a response above
 //! [`max_result_size`](AsyncLayer::max_result_size) (8 MiB) fails the
@@ -72,6 +74,11 @@
 //! ```text
 //! Timing ─▶ RateLimit ─▶ Cache ─▶ Compression ─▶ CacheControl ─▶ Async ─▶ your service
 //! ```
+//!
+//! The result endpoint serves a kept response without `Set-Cookie`,
+//! `Date`, its length and its connection's fields, with `Cache-Control:
+//! no-store` and `Referrer-Policy: no-referrer` (the URL is the key to
+//! it), and `406` when its `Content-Encoding` is one the request refuses.
 //!
 //! Requests for the monitors themselves (under
 //! [`monitor_path`](AsyncLayer::monitor_path)) and requests already

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::id::TaskId;
 use super::progress::TaskProgress;
@@ -80,6 +80,9 @@ pub(super) struct Registry {
     pub(super) bounds: Bounds,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) slots: Arc<Semaphore>,
+    /// Requests being read or queued or running, at most the queue plus
+    /// the slots (see [`admit`](Self::admit)).
+    intake: Arc<Semaphore>,
     shutting_down: AtomicBool,
     /// Notified when the last queued or running task ends.
     idle: Notify,
@@ -99,6 +102,12 @@ impl Registry {
     pub(super) fn new(bounds: Bounds, clock: Arc<dyn Clock>) -> Self {
         Self {
             slots: Arc::new(Semaphore::new(bounds.concurrency)),
+            intake: Arc::new(Semaphore::new(
+                bounds
+                    .queue
+                    .saturating_add(bounds.concurrency)
+                    .min(Semaphore::MAX_PERMITS),
+            )),
             bounds,
             clock,
             shutting_down: AtomicBool::new(false),
@@ -116,17 +125,27 @@ impl Registry {
         (self.clock.system_time(), self.clock.now())
     }
 
-    /// Whether a task could be taken now (nothing is reserved: the body
-    /// is read before [`insert`](Self::insert) checks again).
-    pub(super) fn room(&self) -> Result<(), Refusal> {
-        self.check(&self.lock())
+    /// Admits a request to be read: a permit of the intake (one per place
+    /// in the queue and the slots), held while its body arrives and
+    /// released when dropped, so bodies being read are bounded like the
+    /// tasks themselves; or why not.
+    pub(super) fn admit(&self) -> Result<OwnedSemaphorePermit, Refusal> {
+        self.check(&self.lock())?;
+        Arc::clone(&self.intake).try_acquire_owned().map_err(|_| {
+            self.counters.rejected.fetch_add(1, Relaxed);
+            let s = self.lock();
+            Refusal::Full(retry_after(
+                &s.run_times,
+                s.pending / self.bounds.concurrency + 1,
+            ))
+        })
     }
 
     fn check(&self, s: &State) -> Result<(), Refusal> {
         if self.shutting_down.load(Relaxed) {
             return Err(Refusal::ShuttingDown);
         }
-        if s.pending + s.running >= self.bounds.queue + self.bounds.concurrency {
+        if s.pending + s.running >= self.bounds.queue.saturating_add(self.bounds.concurrency) {
             self.counters.rejected.fetch_add(1, Relaxed);
             let ahead = s.pending / self.bounds.concurrency + 1;
             return Err(Refusal::Full(retry_after(&s.run_times, ahead)));
@@ -135,14 +154,15 @@ impl Registry {
     }
 
     /// Records a request as a pending task, if the queue has room and the
-    /// server isn't shutting down.
+    /// server isn't shutting down; returns how to reach its worker and
+    /// the task as its monitor shows it now.
     pub(super) fn insert(
         &self,
         id: TaskId,
         method: &str,
         path: &str,
         progress: TaskProgress,
-    ) -> Result<Arc<Control>, Refusal> {
+    ) -> Result<(Arc<Control>, TaskInfo), Refusal> {
         let now = self.now();
         let mut s = self.lock();
         self.check(&s)?;
@@ -160,10 +180,11 @@ impl Registry {
             error: None,
             result: None,
         };
+        let info = record.info(now.1, &self.bounds.monitor);
         s.tasks.insert(id, (record, Arc::clone(&control)));
         s.pending += 1;
         self.counters.submitted.fetch_add(1, Relaxed);
-        Ok(control)
+        Ok((control, info))
     }
 
     /// The task got a slot: it runs now. False when it may not: it ended
@@ -272,7 +293,9 @@ impl Registry {
     }
 
     /// Drops finished tasks past their retention, then the oldest ones
-    /// while the kept bytes pass their budget or the records their count.
+    /// while the kept bytes pass their budget or the records their count,
+    /// but never the last one to finish (a task that just ended is shown
+    /// to its client even when it alone passes the budget).
     fn sweep(&self, s: &mut State, now: Instant) {
         while let Some(&id) = s.finished.front() {
             let Some((r, _)) = s.tasks.get(&id) else {
@@ -282,8 +305,9 @@ impl Registry {
             let expired = r
                 .finished
                 .is_some_and(|(_, t)| now.saturating_duration_since(t) >= self.bounds.retention);
-            let over = s.kept_bytes > self.bounds.result_budget
-                || s.finished.len() > self.bounds.max_finished;
+            let over = s.finished.len() > 1
+                && (s.kept_bytes > self.bounds.result_budget
+                    || s.finished.len() > self.bounds.max_finished);
             if !expired && !over {
                 break;
             }
@@ -537,7 +561,7 @@ mod tests {
         let a = task(&r);
         assert!(r.start(a));
         let _b = task(&r);
-        assert!(matches!(r.room(), Err(Refusal::Full(_))));
+        assert!(matches!(r.admit(), Err(Refusal::Full(_))));
         let c = TaskId::random().unwrap();
         assert!(matches!(
             r.insert(c, "GET", "/", TaskProgress::new()),
@@ -545,9 +569,45 @@ mod tests {
         ));
         assert_eq!(r.snapshot().rejected, 2);
         r.leave_running(a, Outcome::Failed(Failure::Timeout, "timeout".into(), None));
-        assert!(r.room().is_ok());
+        assert!(r.admit().is_ok());
         let s = r.snapshot();
         assert_eq!((s.failed, s.timed_out, s.runs), (1, 1, 1));
+    }
+
+    #[test]
+    fn bodies_being_read_hold_a_place_until_dropped() {
+        let r = registry(1, 1, 10);
+        let a = r.admit().unwrap();
+        let _b = r.admit().unwrap();
+        assert!(matches!(r.admit(), Err(Refusal::Full(_))));
+        drop(a);
+        assert!(r.admit().is_ok());
+    }
+
+    #[test]
+    fn the_task_that_ended_last_is_kept_even_over_the_budget() {
+        let mut r = registry(2, 2, 10);
+        r.bounds.result_budget = 10;
+        let big = || {
+            Outcome::Completed(TaskResult {
+                status: http::StatusCode::OK,
+                headers: http::HeaderMap::new(),
+                body: bytes::Bytes::from(vec![b'x'; 1000]),
+            })
+        };
+        let first = task(&r);
+        assert!(r.start(first));
+        r.leave_running(first, big());
+        assert_eq!(r.info(first).unwrap().state, TaskState::Completed);
+        let second = task(&r);
+        assert!(r.start(second));
+        r.leave_running(second, big());
+        assert!(r.info(first).is_none(), "the older one makes room");
+        assert!(r.info(second).is_some());
+        // A cancel is an end too: the cancelled task is kept.
+        let third = task(&r);
+        assert_eq!(r.cancel(third).unwrap().state, TaskState::Cancelled);
+        assert!(r.info(third).is_some());
     }
 
     #[test]

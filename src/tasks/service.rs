@@ -19,8 +19,8 @@ use super::body::{ResponseBody, TaskBody};
 use super::id::TaskId;
 use super::layer::Config;
 use super::progress::TaskProgress;
-use super::record::{Failure, Outcome, TaskResult};
-use super::registry::{Control, Refusal};
+use super::record::{Failure, Outcome, TaskInfo, TaskResult};
+use super::registry::{Control, Refusal, Registry};
 use crate::BoxError;
 use crate::headers::{PREFERENCE_APPLIED, Prefer, remove_hop_by_hop};
 
@@ -145,12 +145,13 @@ where
                 "tasks need a tokio runtime; none is running",
             ))));
         };
-        // Refused before its body is read when the queue is full already;
-        // nothing is reserved while the body arrives (`insert` checks
-        // again).
-        if let Err(refusal) = cfg.registry.room() {
-            return own(Box::pin(std::future::ready(refused(refusal))));
-        }
+        // Refused before its body is read when the queue is full; the
+        // permit bounds the bodies being read, and goes with the future
+        // (`insert` checks the queue again).
+        let intake = match cfg.registry.admit() {
+            Ok(permit) => permit,
+            Err(refusal) => return own(Box::pin(std::future::ready(refused(refusal)))),
+        };
         let inner = self.inner.clone();
         // RFC 7240 §4.3: with `wait`, a task that ends within it is
         // answered inline (never longer than the task may run).
@@ -163,7 +164,7 @@ where
             inner,
             req,
             (asked, wait),
-            runtime,
+            (runtime, intake),
         )))
     }
 }
@@ -174,7 +175,7 @@ async fn submit<S, ReqB, ResB>(
     inner: S,
     req: Request<ReqB>,
     (asked, wait): (bool, Option<Duration>),
-    runtime: tokio::runtime::Handle,
+    (runtime, intake): (tokio::runtime::Handle, tokio::sync::OwnedSemaphorePermit),
 ) -> Response<ResponseBody<ResB>>
 where
     S: Service<Request<TaskBody<ReqB>>, Response = Response<ResB>> + Send + 'static,
@@ -217,29 +218,34 @@ where
     parts.extensions.insert(progress.clone());
     let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let timeout = cfg.timeout_for(&parts.method, parts.uri.path());
-    let control = match registry.insert(id, parts.method.as_str(), path, progress) {
-        Ok(control) => control,
+    let (control, info) = match registry.insert(id, parts.method.as_str(), path, progress) {
+        Ok(inserted) => inserted,
         Err(refusal) => return refused(refusal),
     };
+    // Queued now: the queue's own count bounds it from here.
+    drop(intake);
     let req = Request::from_parts(parts, TaskBody::whole(body));
     let done = Arc::clone(&control);
     let ended = done.done.notified();
     tokio::pin!(ended);
-    // Registered before the task can end, so its end isn't missed.
     ended.as_mut().enable();
     runtime.spawn(work(Arc::clone(&cfg), inner, req, id, control, timeout));
     if let Some(wait) = wait {
-        if tokio::time::timeout(wait, ended).await.is_ok() {
+        // Ended already (cancelled before `ended` was made), or ends in
+        // time: a response, if it left one, is the answer.
+        let finished = registry.info(id).is_none_or(|t| t.state.is_finished());
+        if finished || tokio::time::timeout(wait, ended).await.is_ok() {
             if let Some((_, Some(result))) = registry.result(id) {
                 return inline(&result);
             }
         }
     }
-    accepted(&cfg, id, asked)
+    accepted(info, asked)
 }
 
-/// A task that ended within the client's `wait`: its response, as the
-/// result endpoint would serve it (the task stays, with its monitor).
+/// A task that ended within the client's `wait`: its response as kept,
+/// as the result endpoint serves it (without `Set-Cookie` and the
+/// connection's fields; the task stays, with its monitor).
 fn inline<ResB>(result: &TaskResult) -> Response<ResponseBody<ResB>> {
     let mut resp = Response::new(ResponseBody::bytes(result.body.clone()));
     *resp.status_mut() = result.status;
@@ -265,22 +271,29 @@ async fn work<S, ReqB, ResB>(
     ResB::Error: Into<BoxError>,
 {
     let registry = &cfg.registry;
+    let mut phase = Phase {
+        registry,
+        id,
+        at: At::Queued,
+    };
     let slot = tokio::select! {
         biased;
         () = control.stop.notified() => {
-            registry.leave_queue(id, Outcome::Cancelled("cancelled"));
+            phase.end(Outcome::Cancelled("cancelled"));
             return;
         }
         slot = Arc::clone(&registry.slots).acquire_owned() => slot,
     };
     let Ok(_slot) = slot else {
         let why = "the server shut down before the task started".to_owned();
-        registry.leave_queue(id, Outcome::Failed(Failure::Shutdown, why, None));
+        phase.end(Outcome::Failed(Failure::Shutdown, why, None));
         return;
     };
     if !registry.start(id) {
-        return; // cancelled while it waited
+        phase.at = At::Done;
+        return; // cancelled while it waited, or shutting down
     }
+    phase.at = At::Running;
     let max_result = cfg.max_result;
     // Its own tokio task: a panic ends that task, not this worker, and
     // aborting it drops the inner future.
@@ -341,7 +354,42 @@ async fn work<S, ReqB, ResB>(
             }
         }
     };
-    registry.leave_running(id, outcome);
+    phase.end(outcome);
+}
+
+/// Where a worker is, so that the registry's counts come right even when
+/// the worker is dropped before its end (its runtime shut down): the task
+/// then fails, saying so.
+struct Phase<'a> {
+    registry: &'a Registry,
+    id: TaskId,
+    at: At,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum At {
+    Queued,
+    Running,
+    Done,
+}
+
+impl Phase<'_> {
+    fn end(&mut self, outcome: Outcome) {
+        match std::mem::replace(&mut self.at, At::Done) {
+            At::Queued => self.registry.leave_queue(self.id, outcome),
+            At::Running => self.registry.leave_running(self.id, outcome),
+            At::Done => {}
+        }
+    }
+}
+
+impl Drop for Phase<'_> {
+    fn drop(&mut self) {
+        if self.at != At::Done {
+            let why = "the runtime shut down before the task ended".to_owned();
+            self.end(Outcome::Failed(Failure::Shutdown, why, None));
+        }
+    }
 }
 
 /// The response as kept, to be served later to whoever holds the task's
@@ -360,12 +408,9 @@ fn kept(status: StatusCode, mut headers: HeaderMap, body: Bytes) -> TaskResult {
     }
 }
 
-/// `202 Accepted`: where the task's monitor is, and the task as it is.
-fn accepted<ResB>(cfg: &Config, id: TaskId, asked: bool) -> Response<ResponseBody<ResB>> {
-    let Some(info) = cfg.registry.info(id) else {
-        // Dropped already: only a zero retention and budget do that.
-        return text(StatusCode::INTERNAL_SERVER_ERROR, "the task was not kept");
-    };
+/// `202 Accepted`: where the task's monitor is, and the task as it was
+/// when recorded.
+fn accepted<ResB>(info: TaskInfo, asked: bool) -> Response<ResponseBody<ResB>> {
     let location = HeaderValue::from_str(&info.links.monitor);
     let Ok(body) = serde_json::to_vec(&info) else {
         return text(StatusCode::INTERNAL_SERVER_ERROR, "serialization failed");
