@@ -769,6 +769,21 @@ async fn main() {
         }),
         ..DemoConfig::default()
     };
+    // With --redis, every replica answers any task's monitor.
+    #[cfg(feature = "redis")]
+    let config = match args.redis.as_deref() {
+        Some(url) => match tower_perf::tasks::RedisTasks::new(url, "tower-perf-demo:tasks") {
+            Ok(shared) => DemoConfig {
+                tasks: config.tasks.clone().redis(shared),
+                ..config
+            },
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::exit(2);
+            }
+        },
+        None => config,
+    };
     let tasks = config.tasks.handle();
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,

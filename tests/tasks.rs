@@ -600,7 +600,9 @@ async fn the_list_needs_the_token_and_filters_by_state() {
         ))
         .await;
     assert_eq!(all.status, StatusCode::OK);
-    let all: Vec<Value> = all.json();
+    let all: Value = all.json();
+    assert_eq!(all["complete"], true);
+    let all = all["tasks"].as_array().unwrap();
     assert_eq!(all.len(), 2);
     assert_eq!(all[0]["id"], done.to_string(), "newest first");
     let only = server
@@ -611,7 +613,8 @@ async fn the_list_needs_the_token_and_filters_by_state() {
             TOKEN,
         ))
         .await;
-    let only: Vec<Value> = only.json();
+    let only: Value = only.json();
+    let only = only["tasks"].as_array().unwrap();
     assert_eq!(only.len(), 1);
     assert_eq!(only[0]["id"], running.to_string());
     let bad = server

@@ -24,7 +24,7 @@
 //! | `GET /performance/tasks/{id}` | [`TaskInfo`](crate::tasks::TaskInfo): a deferred request's state, progress, timings, error |
 //! | `GET /performance/tasks/{id}/result` | the task's kept response (`409` while it runs, `404` for an unknown id) |
 //! | `DELETE /performance/tasks/{id}` | cancels the task (needs the token) |
-//! | `GET /performance/tasks?state=…&limit=…` | the tasks kept, newest first (needs the token: it shows every id) |
+//! | `GET /performance/tasks?state=…&limit=…` | [`TaskList`](crate::tasks::TaskList): the tasks kept, newest first, every replica's when shared through Redis (needs the token: it shows every id) |
 //! | `GET /metrics` | Prometheus text for every layer present |
 //!
 //! Endpoints of layers that aren't configured answer 404 with a JSON

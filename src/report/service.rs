@@ -142,7 +142,8 @@ where
             let method = req.method();
             #[cfg(feature = "tasks")]
             if let Some(t) = super::tasks::TaskEndpoint::parse(inner.route(req.uri().path())) {
-                return Ok(inner.tasks(t, &req));
+                let (parts, _) = req.into_parts();
+                return Ok(inner.tasks(t, &parts).await);
             }
             match Endpoint::parse(inner.route(req.uri().path())) {
                 None => Ok(error(StatusCode::NOT_FOUND, "no such endpoint")),

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use http::header::{self, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Response, StatusCode};
 
 use super::body::{ReportBody, error, json, respond_with};
 use super::builder::Sources;
@@ -12,7 +12,7 @@ use super::metrics::{by_label, singles};
 use super::service::Inner;
 use crate::headers::split_list;
 use crate::headers::{AcceptEncoding, ContentCoding, QValue};
-use crate::tasks::{RUN_TIMES_KEPT, ResultError, TaskId, TaskState, TasksHandle};
+use crate::tasks::{Cancelled, RUN_TIMES_KEPT, ResultError, TaskId, TaskState, TasksHandle};
 
 /// The most tasks one list answer shows.
 const MAX_LIST: usize = 1000;
@@ -53,12 +53,12 @@ impl TaskEndpoint {
 
 impl Inner {
     /// Answers a request for a task endpoint.
-    pub(super) fn tasks<B>(
+    pub(super) async fn tasks(
         &self,
         endpoint: TaskEndpoint,
-        req: &Request<B>,
+        req: &http::request::Parts,
     ) -> Response<ReportBody> {
-        let mut resp = self.task_answer(endpoint, req);
+        let mut resp = self.task_answer(endpoint, req).await;
         // A task's URL is its key: no page served from it names it to
         // another site.
         resp.headers_mut().insert(
@@ -68,41 +68,49 @@ impl Inner {
         resp
     }
 
-    fn task_answer<B>(&self, endpoint: TaskEndpoint, req: &Request<B>) -> Response<ReportBody> {
+    async fn task_answer(
+        &self,
+        endpoint: TaskEndpoint,
+        req: &http::request::Parts,
+    ) -> Response<ReportBody> {
         let Some(handle) = &self.sources.tasks else {
             return super::body::absent("tasks");
         };
-        let method = req.method();
+        let method = &req.method;
         let read = method == Method::GET || method == Method::HEAD;
         match endpoint {
             TaskEndpoint::List if read => {
                 // Every id is a task's key: the list needs the token.
-                if let Some(refused) = self.refuse_without_token(req.headers(), "the task list") {
+                if let Some(refused) = self.refuse_without_token(&req.headers, "the task list") {
                     return refused;
                 }
-                list(handle, req.uri().query())
+                list(handle, req.uri.query()).await
             }
             TaskEndpoint::One(id) if method == Method::DELETE => {
-                if let Some(refused) = self.refuse_without_token(req.headers(), "task cancellation")
+                if let Some(refused) = self.refuse_without_token(&req.headers, "task cancellation")
                 {
                     return refused;
                 }
-                match handle.cancel(id) {
-                    Some(info) if info.state == TaskState::Cancelled => json(StatusCode::OK, &info),
-                    Some(info) => json(StatusCode::CONFLICT, &info),
-                    None => error(StatusCode::NOT_FOUND, "no such task"),
+                match handle.cancel_anywhere(id).await {
+                    Cancelled::Done(info) => json(StatusCode::OK, &info),
+                    Cancelled::Ended(info) => json(StatusCode::CONFLICT, &info),
+                    // Another replica runs it and hasn't confirmed yet.
+                    Cancelled::Requested(info) => json(StatusCode::ACCEPTED, &info),
+                    Cancelled::Unknown => error(StatusCode::NOT_FOUND, "no such task"),
+                    Cancelled::Unreachable(e) => unreachable(&e),
                 }
             }
             TaskEndpoint::One(_) | TaskEndpoint::Result(_) | TaskEndpoint::Unknown
-                if read && self.protect_reads && !self.authorized(req.headers()) =>
+                if read && self.protect_reads && !self.authorized(&req.headers) =>
             {
                 self.unauthorized()
             }
-            TaskEndpoint::One(id) if read => match handle.get(id) {
-                Some(info) => json(StatusCode::OK, &info),
-                None => error(StatusCode::NOT_FOUND, "no such task"),
+            TaskEndpoint::One(id) if read => match handle.find(id).await {
+                Ok(Some(info)) => json(StatusCode::OK, &info),
+                Ok(None) => error(StatusCode::NOT_FOUND, "no such task"),
+                Err(e) => unreachable(&e),
             },
-            TaskEndpoint::Result(id) if read => result(handle, id, req.headers()),
+            TaskEndpoint::Result(id) if read => result(handle, id, &req.headers).await,
             TaskEndpoint::Unknown if read => error(StatusCode::NOT_FOUND, "no such task"),
             TaskEndpoint::One(_) => not_allowed("GET, HEAD, DELETE"),
             TaskEndpoint::List | TaskEndpoint::Result(_) | TaskEndpoint::Unknown => {
@@ -119,8 +127,15 @@ fn not_allowed(allow: &'static str) -> Response<ReportBody> {
     r
 }
 
+/// `503`: another replica's task, maybe, and the shared records can't be
+/// read now.
+fn unreachable(why: &str) -> Response<ReportBody> {
+    let why = format!("the shared task records can't be read now ({why}); this replica's own tasks are answered");
+    error(StatusCode::SERVICE_UNAVAILABLE, &why)
+}
+
 /// `?state=…&limit=…`.
-fn list(handle: &TasksHandle, query: Option<&str>) -> Response<ReportBody> {
+async fn list(handle: &TasksHandle, query: Option<&str>) -> Response<ReportBody> {
     let mut state = None;
     let mut limit = 100;
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
@@ -142,19 +157,20 @@ fn list(handle: &TasksHandle, query: Option<&str>) -> Response<ReportBody> {
             _ => {}
         }
     }
-    json(StatusCode::OK, &handle.list(state, limit))
+    json(StatusCode::OK, &handle.list_all(state, limit).await)
 }
 
 /// The kept response, as the inner service gave it, unless it is encoded
 /// in a coding this request doesn't accept.
-fn result(handle: &TasksHandle, id: TaskId, req: &http::HeaderMap) -> Response<ReportBody> {
-    let kept = match handle.result(id) {
+async fn result(handle: &TasksHandle, id: TaskId, req: &http::HeaderMap) -> Response<ReportBody> {
+    let kept = match handle.find_result(id).await {
         Ok(kept) => kept,
         Err(ResultError::Unknown) => return error(StatusCode::NOT_FOUND, "no such task"),
         Err(ResultError::NotFinished(state)) => {
             let why = format!("the task is {}: no result yet", state.as_str());
             return error(StatusCode::CONFLICT, &why);
         }
+        Err(ResultError::Unreachable(e)) => return unreachable(&e),
         Err(ResultError::NoResult(state)) => {
             let why = format!(
                 "the task {} without a response",

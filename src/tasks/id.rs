@@ -54,6 +54,13 @@ impl serde::Serialize for TaskId {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for TaskId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Self::parse(&text).ok_or_else(|| serde::de::Error::custom("not a task id"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::TaskId;

@@ -152,6 +152,8 @@ pub struct AsyncLayer {
     max_finished: usize,
     monitor: String,
     clock: Arc<dyn Clock>,
+    #[cfg(feature = "redis")]
+    redis: Option<super::RedisTasks>,
     built: Arc<OnceLock<Arc<Config>>>,
 }
 
@@ -190,6 +192,8 @@ impl AsyncLayer {
             max_finished: 10_000,
             monitor: "/performance/tasks".to_owned(),
             clock: Arc::new(SystemClock),
+            #[cfg(feature = "redis")]
+            redis: None,
             built: Arc::default(),
         }
     }
@@ -304,6 +308,18 @@ impl AsyncLayer {
         self.changed()
     }
 
+    /// Shares the task records through Redis, so that every replica
+    /// answers any task's monitor, result, list and cancel (see
+    /// [`RedisTasks`](super::RedisTasks)); tasks still run where they were
+    /// submitted. The layer must then be built (`.layer()` or
+    /// `.handle()`) inside a Tokio runtime.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn redis(mut self, shared: super::RedisTasks) -> Self {
+        self.redis = Some(shared);
+        self.changed()
+    }
+
     /// The clock timestamps and retention read (tests move it).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
@@ -320,8 +336,19 @@ impl AsyncLayer {
                 max_finished: self.max_finished,
                 monitor: self.monitor.clone(),
             };
+            let clock = Arc::clone(&self.clock);
+            #[cfg(feature = "redis")]
+            let registry = Arc::new_cyclic(|weak| {
+                let mut registry = Registry::new(bounds.clone(), clock);
+                registry.mirror = self.redis.clone().map(|shared| {
+                    super::shared::Mirror::start(shared, bounds.retention, weak.clone())
+                });
+                registry
+            });
+            #[cfg(not(feature = "redis"))]
+            let registry = Arc::new(Registry::new(bounds, clock));
             Arc::new(Config {
-                registry: Arc::new(Registry::new(bounds, Arc::clone(&self.clock))),
+                registry,
                 any_always: self.routes.iter().any(|r| r.always),
                 routes: self.routes.clone(),
                 timeout: self.timeout,
@@ -366,6 +393,39 @@ pub enum ResultError {
     NotFinished(TaskState),
     /// It ended without a response (failed before one, or cancelled).
     NoResult(TaskState),
+    /// Another replica's task, and the shared records can't be read now
+    /// (why).
+    Unreachable(String),
+}
+
+/// What a cancel did ([`TasksHandle::cancel_anywhere`]).
+#[derive(Debug, Clone)]
+pub enum Cancelled {
+    /// Cancelled: the task as it is now.
+    Done(TaskInfo),
+    /// It had ended already: unchanged.
+    Ended(TaskInfo),
+    /// Another replica runs it: the cancel was sent, and that replica
+    /// hadn't confirmed it within a second (the task as last recorded).
+    Requested(TaskInfo),
+    /// No such task.
+    Unknown,
+    /// Another replica's task, maybe, and the shared records can't be read
+    /// now (why).
+    Unreachable(String),
+}
+
+/// Tasks every replica recorded, as far as they could be read.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TaskList {
+    /// The tasks, newest first.
+    pub tasks: Vec<TaskInfo>,
+    /// False when the shared records couldn't be read: `tasks` are this
+    /// replica's alone.
+    pub complete: bool,
+    /// Why they couldn't.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl TasksHandle {
@@ -414,5 +474,112 @@ impl TasksHandle {
     /// Where the monitors are served (`/performance/tasks`).
     pub fn monitor_path(&self) -> &str {
         &self.registry.bounds.monitor
+    }
+
+    #[cfg(feature = "redis")]
+    fn shared(&self) -> Option<&super::RedisTasks> {
+        self.registry.mirror.as_ref().map(|m| &m.shared)
+    }
+
+    /// One task, this replica's or (shared through Redis) another's.
+    pub async fn find(&self, id: TaskId) -> Result<Option<TaskInfo>, String> {
+        if let Some(info) = self.get(id) {
+            return Ok(Some(info));
+        }
+        #[cfg(feature = "redis")]
+        if let Some(shared) = self.shared() {
+            return shared.info(id).await;
+        }
+        Ok(None)
+    }
+
+    /// A finished task's response, this replica's or another's.
+    pub async fn find_result(&self, id: TaskId) -> Result<Arc<TaskResult>, ResultError> {
+        let local = self.result(id);
+        #[cfg(feature = "redis")]
+        if let (Err(ResultError::Unknown), Some(shared)) = (&local, self.shared()) {
+            let info = shared.info(id).await.map_err(ResultError::Unreachable)?;
+            let Some(info) = info else {
+                return Err(ResultError::Unknown);
+            };
+            if !info.state.is_finished() {
+                return Err(ResultError::NotFinished(info.state));
+            }
+            let result = shared.result(id).await.map_err(ResultError::Unreachable)?;
+            return result.map(Arc::new).ok_or(ResultError::NoResult(info.state));
+        }
+        local
+    }
+
+    /// Every task recorded (only those in `state`, if given), newest
+    /// first, at most `limit`: every replica's when shared, else (or when
+    /// Redis can't be read, saying so) this one's.
+    pub async fn list_all(&self, state: Option<TaskState>, limit: usize) -> TaskList {
+        #[cfg(feature = "redis")]
+        if let Some(shared) = self.shared() {
+            match shared.list(state, limit).await {
+                Ok(tasks) => {
+                    return TaskList {
+                        tasks,
+                        complete: true,
+                        error: None,
+                    };
+                }
+                Err(e) => {
+                    return TaskList {
+                        tasks: self.list(state, limit),
+                        complete: false,
+                        error: Some(e),
+                    };
+                }
+            }
+        }
+        TaskList {
+            tasks: self.list(state, limit),
+            complete: true,
+            error: None,
+        }
+    }
+
+    /// Cancels a task this replica runs, or asks the replica that runs it
+    /// (shared through Redis) and waits up to a second to see it done.
+    pub async fn cancel_anywhere(&self, id: TaskId) -> Cancelled {
+        if let Some(info) = self.cancel(id) {
+            return if info.state == TaskState::Cancelled {
+                Cancelled::Done(info)
+            } else {
+                Cancelled::Ended(info)
+            };
+        }
+        #[cfg(feature = "redis")]
+        if let Some(shared) = self.shared() {
+            let info = match shared.info(id).await {
+                Ok(Some(info)) => info,
+                Ok(None) => return Cancelled::Unknown,
+                Err(e) => return Cancelled::Unreachable(e),
+            };
+            if info.state.is_finished() {
+                return Cancelled::Ended(info);
+            }
+            if let Err(e) = shared.send_cancel(id).await {
+                return Cancelled::Unreachable(e);
+            }
+            let mut last = info;
+            for _ in 0..20 {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                if let Ok(Some(now)) = shared.info(id).await {
+                    if now.state.is_finished() {
+                        return if now.state == TaskState::Cancelled {
+                            Cancelled::Done(now)
+                        } else {
+                            Cancelled::Ended(now)
+                        };
+                    }
+                    last = now;
+                }
+            }
+            return Cancelled::Requested(last);
+        }
+        Cancelled::Unknown
     }
 }

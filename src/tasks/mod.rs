@@ -88,6 +88,12 @@
 //! a server ignore it), so a cache may serve it to either; the response
 //! cache of this crate keeps no `202` and doesn't hold it against the URL.
 //!
+//! **Several replicas** (feature `redis`): with
+//! [`AsyncLayer::redis`] every replica writes its tasks' records to Redis
+//! and answers any task's monitor, result, list and cancel (a cancel
+//! reaches the replica that runs the task over pub/sub); the task runs
+//! where it was submitted. See [`RedisTasks`].
+//!
 //! Needs a tokio runtime (a deferred request outside one gets `500` and
 //! an error log). On shutdown, [`TasksHandle::shutdown`] stops taking
 //! tasks and gives running ones a grace period.
@@ -141,15 +147,21 @@ mod progress;
 mod record;
 mod registry;
 mod service;
+#[cfg(feature = "redis")]
+mod shared;
 mod stats;
 
 #[doc(inline)]
 pub use self::{
     body::{ResponseBody, TaskBody},
     id::TaskId,
-    layer::{AsyncLayer, ResultError, TaskRoute, TasksHandle},
+    layer::{AsyncLayer, Cancelled, ResultError, TaskList, TaskRoute, TasksHandle},
     progress::{MAX_PROGRESS_MESSAGE, TaskProgress},
     record::{Links, ResultInfo, TaskInfo, TaskResult, TaskState},
     service::{Async, ResponseFuture},
     stats::{RUN_TIMES_KEPT, RunTimes, TaskSnapshot},
 };
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+#[doc(inline)]
+pub use self::shared::{RedisTaskSnapshot, RedisTaskStats, RedisTasks};

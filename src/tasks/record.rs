@@ -4,13 +4,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::id::TaskId;
 use super::progress::TaskProgress;
 
 /// Where a task is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskState {
     /// Queued: waiting for one of the layer's concurrency slots.
@@ -137,7 +137,7 @@ pub(super) struct Record {
 }
 
 /// What the task monitor shows of one task (its JSON).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskInfo {
     /// The task's id.
     pub id: TaskId,
@@ -171,7 +171,7 @@ pub struct TaskInfo {
 }
 
 /// The status and size of a task's kept response.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ResultInfo {
     /// Its status code.
     pub status: u16,
@@ -180,7 +180,7 @@ pub struct ResultInfo {
 }
 
 /// A task's addresses.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Links {
     /// The task's monitor (its status).
     pub monitor: String,

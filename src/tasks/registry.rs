@@ -88,6 +88,9 @@ pub(super) struct Registry {
     idle: Notify,
     counters: Counters,
     state: Mutex<State>,
+    /// The records' copy in Redis, when shared.
+    #[cfg(feature = "redis")]
+    pub(super) mirror: Option<super::shared::Mirror>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -101,6 +104,8 @@ impl std::fmt::Debug for Registry {
 impl Registry {
     pub(super) fn new(bounds: Bounds, clock: Arc<dyn Clock>) -> Self {
         Self {
+            #[cfg(feature = "redis")]
+            mirror: None,
             slots: Arc::new(Semaphore::new(bounds.concurrency)),
             intake: Arc::new(Semaphore::new(
                 bounds
@@ -181,6 +186,7 @@ impl Registry {
             result: None,
         };
         let info = record.info(now.1, &self.bounds.monitor);
+        self.mirror_info(&info);
         s.tasks.insert(id, (record, Arc::clone(&control)));
         s.pending += 1;
         self.counters.submitted.fetch_add(1, Relaxed);
@@ -209,6 +215,7 @@ impl Registry {
         } else if let (true, Some((r, _))) = (pending, s.tasks.get_mut(&id)) {
             r.state = TaskState::Running;
             r.started = Some(now);
+            self.mirror_info(&r.info(now.1, &self.bounds.monitor));
             s.running += 1;
             return true;
         }
@@ -278,6 +285,11 @@ impl Registry {
         r.error = error;
         r.result = result.map(Arc::new);
         r.finished = Some(now);
+        #[cfg(feature = "redis")]
+        if let (Some(m), Some(result)) = (&self.mirror, &r.result) {
+            m.send(super::shared::Write::Result(id, Arc::clone(result)));
+        }
+        self.mirror_info(&r.info(now.1, &self.bounds.monitor));
         s.kept_bytes += r.weight();
         s.finished.push_back(id);
         if let Some(run) = run {
@@ -316,6 +328,42 @@ impl Registry {
                 s.kept_bytes = s.kept_bytes.saturating_sub(r.weight());
             }
         }
+    }
+
+    /// Hands a record's new state to the Redis writer, when shared.
+    #[cfg(feature = "redis")]
+    fn mirror_info(&self, info: &TaskInfo) {
+        if let Some(m) = &self.mirror {
+            m.send(super::shared::Write::Info(info.clone()));
+        }
+    }
+
+    #[cfg(not(feature = "redis"))]
+    fn mirror_info(&self, _: &TaskInfo) {}
+
+    /// The running tasks as their monitors show them (their progress, for
+    /// the Redis writer).
+    #[cfg(feature = "redis")]
+    pub(super) fn running(&self) -> Vec<TaskInfo> {
+        let now = self.clock.now();
+        self.lock()
+            .tasks
+            .values()
+            .filter(|(r, _)| r.state == TaskState::Running)
+            .map(|(r, _)| r.info(now, &self.bounds.monitor))
+            .collect()
+    }
+
+    /// Cancels `id` if this replica has it and it hasn't ended; says
+    /// whether it did.
+    #[cfg(feature = "redis")]
+    pub(super) fn cancel_local(&self, id: TaskId) -> bool {
+        let running = self
+            .lock()
+            .tasks
+            .get(&id)
+            .is_some_and(|(r, _)| !r.state.is_finished());
+        running && self.cancel(id).is_some()
     }
 
     /// The monitor's view of one task.
@@ -432,7 +480,8 @@ impl Registry {
             (s.pending, s.running, s.finished.len(), s.kept_bytes);
         let runs = (s.run_count, s.run_micros_sum);
         drop(s);
-        TaskSnapshot::new(
+        #[allow(unused_mut)]
+        let mut snap = TaskSnapshot::new(
             [
                 c.submitted.load(Relaxed),
                 c.rejected.load(Relaxed),
@@ -447,7 +496,12 @@ impl Registry {
             (kept, kept_bytes),
             run_times,
             runs,
-        )
+        );
+        #[cfg(feature = "redis")]
+        {
+            snap.redis = self.mirror.as_ref().map(|m| m.shared.stats().snapshot());
+        }
+        snap
     }
 }
 

@@ -46,6 +46,11 @@ pub struct TaskSnapshot {
     /// Run time percentiles over the last [`RUN_TIMES_KEPT`] tasks that
     /// ran, in milliseconds (none before the first).
     pub run_ms: Option<RunTimes>,
+    /// The task records' copy in Redis, when shared
+    /// ([`AsyncLayer::redis`](super::AsyncLayer::redis)).
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub redis: Option<super::RedisTaskSnapshot>,
 }
 
 /// Run-time percentiles, in milliseconds.
@@ -113,6 +118,8 @@ impl TaskSnapshot {
             runs,
             run_seconds_total: run_micros_sum as f64 / 1e6,
             run_ms,
+            #[cfg(feature = "redis")]
+            redis: None,
         }
     }
 }
