@@ -97,7 +97,12 @@ fn with_token(server: &TestServer, method: Method, path: &str) -> http::Request<
 
 /// Polls `path` on `server` until its JSON satisfies `cond`; the last
 /// answer.
-async fn poll_until(server: &TestServer, path: &str, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
+async fn poll_until(
+    server: &TestServer,
+    path: &str,
+    what: &str,
+    cond: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = tokio::time::Instant::now() + support::gate::DEADLINE;
     loop {
         let res: TestResponse = server.get(path).await;
@@ -139,7 +144,10 @@ async fn either_replica_answers_for_a_task_the_other_runs() {
         v["state"] == "completed"
     })
     .await;
-    let result = b.server.get(done["links"]["result"].as_str().unwrap()).await;
+    let result = b
+        .server
+        .get(done["links"]["result"].as_str().unwrap())
+        .await;
     assert_eq!(result.status, StatusCode::OK);
     assert_eq!(result.text(), "done: from-a");
     // B's list holds A's task, and says it is complete.
@@ -173,7 +181,10 @@ async fn a_cancel_on_one_replica_reaches_the_one_that_runs_the_task() {
     let mut listening = 0;
     let deadline = tokio::time::Instant::now() + support::gate::DEADLINE;
     while listening < 2 {
-        assert!(tokio::time::Instant::now() < deadline, "{listening} subscribers");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{listening} subscribers"
+        );
         let counts: Vec<(String, u64)> = redis::cmd("PUBSUB")
             .arg("NUMSUB")
             .arg(&channel)
@@ -224,7 +235,9 @@ async fn with_redis_unreachable_each_replica_answers_for_its_own() {
     gate.open();
     let id = submit(&a.server, "/work", "alone").await;
     until("A's task completed", || {
-        a.tasks.get(id).is_some_and(|t| t.state == TaskState::Completed)
+        a.tasks
+            .get(id)
+            .is_some_and(|t| t.state == TaskState::Completed)
     })
     .await;
     let monitor = format!("/performance/tasks/{id}");
@@ -234,7 +247,12 @@ async fn with_redis_unreachable_each_replica_answers_for_its_own() {
     assert_eq!(result.text(), "done: alone");
     // B can't tell: it says so rather than "no such task".
     let other = b.server.get(&monitor).await;
-    assert_eq!(other.status, StatusCode::SERVICE_UNAVAILABLE, "{}", other.text());
+    assert_eq!(
+        other.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        other.text()
+    );
     let list = a
         .server
         .send(with_token(&a.server, Method::GET, "/performance/tasks"))

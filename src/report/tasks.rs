@@ -130,7 +130,9 @@ fn not_allowed(allow: &'static str) -> Response<ReportBody> {
 /// `503`: another replica's task, maybe, and the shared records can't be
 /// read now.
 fn unreachable(why: &str) -> Response<ReportBody> {
-    let why = format!("the shared task records can't be read now ({why}); this replica's own tasks are answered");
+    let why = format!(
+        "the shared task records can't be read now ({why}); this replica's own tasks are answered"
+    );
     error(StatusCode::SERVICE_UNAVAILABLE, &why)
 }
 

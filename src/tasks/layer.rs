@@ -506,7 +506,9 @@ impl TasksHandle {
                 return Err(ResultError::NotFinished(info.state));
             }
             let result = shared.result(id).await.map_err(ResultError::Unreachable)?;
-            return result.map(Arc::new).ok_or(ResultError::NoResult(info.state));
+            return result
+                .map(Arc::new)
+                .ok_or(ResultError::NoResult(info.state));
         }
         local
     }

@@ -151,6 +151,10 @@ mod service;
 mod shared;
 mod stats;
 
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+#[doc(inline)]
+pub use self::shared::{RedisTaskSnapshot, RedisTaskStats, RedisTasks};
 #[doc(inline)]
 pub use self::{
     body::{ResponseBody, TaskBody},
@@ -161,7 +165,3 @@ pub use self::{
     service::{Async, ResponseFuture},
     stats::{RUN_TIMES_KEPT, RunTimes, TaskSnapshot},
 };
-#[cfg(feature = "redis")]
-#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-#[doc(inline)]
-pub use self::shared::{RedisTaskSnapshot, RedisTaskStats, RedisTasks};

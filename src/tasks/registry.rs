@@ -334,7 +334,7 @@ impl Registry {
     #[cfg(feature = "redis")]
     fn mirror_info(&self, info: &TaskInfo) {
         if let Some(m) = &self.mirror {
-            m.send(super::shared::Write::Info(info.clone()));
+            m.send(super::shared::Write::Info(Box::new(info.clone())));
         }
     }
 

@@ -286,7 +286,7 @@ impl RedisTasks {
 /// What the writer writes.
 #[derive(Debug)]
 pub(super) enum Write {
-    Info(TaskInfo),
+    Info(Box<TaskInfo>),
     Result(TaskId, Arc<TaskResult>),
 }
 
@@ -304,11 +304,7 @@ impl Mirror {
     /// # Panics
     ///
     /// Outside a Tokio runtime, which the two tasks need.
-    pub(super) fn start(
-        shared: RedisTasks,
-        retention: Duration,
-        registry: Weak<Registry>,
-    ) -> Self {
+    pub(super) fn start(shared: RedisTasks, retention: Duration, registry: Weak<Registry>) -> Self {
         let runtime = tokio::runtime::Handle::try_current().unwrap_or_else(|_| {
             panic!("AsyncLayer::redis: the layer must be built (.layer() or .handle()) inside a Tokio runtime, which its Redis writer runs in")
         });
@@ -324,7 +320,6 @@ impl Mirror {
             self.shared.stats.inner.dropped.fetch_add(1, Relaxed);
         }
     }
-
 }
 
 /// The writer: batches of queued writes, and the running tasks' progress
@@ -335,7 +330,9 @@ async fn write(
     registry: Weak<Registry>,
     retention: Duration,
 ) {
-    let ttl = u64::try_from(retention.as_millis()).unwrap_or(u64::MAX).max(1);
+    let ttl = u64::try_from(retention.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1);
     let mut tick = tokio::time::interval(PROGRESS_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -355,7 +352,7 @@ async fn write(
             },
             _ = tick.tick() => {
                 let Some(registry) = registry.upgrade() else { return };
-                batch.extend(registry.running().into_iter().map(Write::Info));
+                batch.extend(registry.running().into_iter().map(|i| Write::Info(Box::new(i))));
             }
         }
         if batch.is_empty() {
