@@ -676,7 +676,7 @@ const USAGE: &str = "usage: server [--addr HOST:PORT] [--rate-limit-per-min N | 
 --no-cache               no response cache\n  \
 --bare                   the handlers alone, without any tower-perf layer (a baseline)\n  \
 --token T                bearer token for POST /performance/cache/* (or TOWER_PERF_TOKEN)\n  \
---redis URL              rate limits and cache shared through Redis (feature `redis`)\n";
+--redis URL              rate limits, cache and task records shared through Redis (feature `redis`)\n";
 
 pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<ServerArgs, String> {
     let mut parsed = ServerArgs {

@@ -23,7 +23,7 @@
 //! | `GET /performance/dashboard` | a live HTML dashboard, served by the crate (no CDN, no external fetch) |
 //! | `GET /performance/tasks/{id}` | [`TaskInfo`](crate::tasks::TaskInfo): a deferred request's state, progress, timings, error |
 //! | `GET /performance/tasks/{id}/result` | the task's kept response (`409` while it runs, `404` for an unknown id) |
-//! | `DELETE /performance/tasks/{id}` | cancels the task (needs the token) |
+//! | `DELETE /performance/tasks/{id}` | cancels the task (needs the token): `200` cancelled, `409` it had ended, `404` unknown; shared through Redis, `202` when another replica runs it and hasn't confirmed within a second, `503` when Redis can't be reached |
 //! | `GET /performance/tasks?state=…&limit=…` | [`TaskList`](crate::tasks::TaskList): the tasks kept, newest first, every replica's when shared through Redis (needs the token: it shows every id) |
 //! | `GET /metrics` | Prometheus text for every layer present |
 //!

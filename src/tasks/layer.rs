@@ -338,13 +338,16 @@ impl AsyncLayer {
             };
             let clock = Arc::clone(&self.clock);
             #[cfg(feature = "redis")]
-            let registry = Arc::new_cyclic(|weak| {
-                let mut registry = Registry::new(bounds.clone(), clock);
-                registry.mirror = self.redis.clone().map(|shared| {
-                    super::shared::Mirror::start(shared, bounds.retention, weak.clone())
-                });
+            let registry = {
+                let retention = bounds.retention;
+                let registry = Arc::new(Registry::new(bounds, clock));
+                if let Some(shared) = self.redis.clone() {
+                    let mirror =
+                        super::shared::Mirror::start(shared, retention, Arc::downgrade(&registry));
+                    let _ = registry.mirror.set(mirror);
+                }
                 registry
-            });
+            };
             #[cfg(not(feature = "redis"))]
             let registry = Arc::new(Registry::new(bounds, clock));
             Arc::new(Config {
@@ -478,7 +481,7 @@ impl TasksHandle {
 
     #[cfg(feature = "redis")]
     fn shared(&self) -> Option<&super::RedisTasks> {
-        self.registry.mirror.as_ref().map(|m| &m.shared)
+        self.registry.mirror.get().map(|m| &m.shared)
     }
 
     /// One task, this replica's or (shared through Redis) another's.
@@ -506,38 +509,55 @@ impl TasksHandle {
                 return Err(ResultError::NotFinished(info.state));
             }
             let result = shared.result(id).await.map_err(ResultError::Unreachable)?;
-            return result
-                .map(Arc::new)
-                .ok_or(ResultError::NoResult(info.state));
+            return match (result, info.result) {
+                (Some(result), _) => Ok(Arc::new(result)),
+                // It left one, too large to share (or its write is late).
+                (None, Some(_)) => Err(ResultError::Unreachable(
+                    "the result is kept only by the replica that ran the task".to_owned(),
+                )),
+                (None, None) => Err(ResultError::NoResult(info.state)),
+            };
         }
         local
     }
 
     /// Every task recorded (only those in `state`, if given), newest
-    /// first, at most `limit`: every replica's when shared, else (or when
-    /// Redis can't be read, saying so) this one's.
+    /// first, at most `limit`: every replica's when shared (this one's
+    /// records winning over their copies), else (or when Redis can't be
+    /// read within a second, saying so) this one's.
     pub async fn list_all(&self, state: Option<TaskState>, limit: usize) -> TaskList {
+        let local = self.list(state, limit);
         #[cfg(feature = "redis")]
         if let Some(shared) = self.shared() {
-            match shared.list(state, limit).await {
-                Ok(tasks) => {
-                    return TaskList {
+            let read =
+                tokio::time::timeout(super::shared::SHARED_DEADLINE, shared.list(state, limit))
+                    .await
+                    .unwrap_or_else(
+                        |_| Err("redis: the list took longer than a second".to_owned()),
+                    );
+            return match read {
+                Ok(others) => {
+                    let mut tasks = local;
+                    let mine: std::collections::HashSet<TaskId> =
+                        tasks.iter().map(|t| t.id).collect();
+                    tasks.extend(others.into_iter().filter(|t| !mine.contains(&t.id)));
+                    tasks.sort_by_key(|t| std::cmp::Reverse(t.submitted_at_ms));
+                    tasks.truncate(limit);
+                    TaskList {
                         tasks,
                         complete: true,
                         error: None,
-                    };
+                    }
                 }
-                Err(e) => {
-                    return TaskList {
-                        tasks: self.list(state, limit),
-                        complete: false,
-                        error: Some(e),
-                    };
-                }
-            }
+                Err(e) => TaskList {
+                    tasks: local,
+                    complete: false,
+                    error: Some(e),
+                },
+            };
         }
         TaskList {
-            tasks: self.list(state, limit),
+            tasks: local,
             complete: true,
             error: None,
         }
@@ -555,33 +575,54 @@ impl TasksHandle {
         }
         #[cfg(feature = "redis")]
         if let Some(shared) = self.shared() {
-            let info = match shared.info(id).await {
-                Ok(Some(info)) => info,
-                Ok(None) => return Cancelled::Unknown,
-                Err(e) => return Cancelled::Unreachable(e),
-            };
-            if info.state.is_finished() {
-                return Cancelled::Ended(info);
-            }
-            if let Err(e) = shared.send_cancel(id).await {
-                return Cancelled::Unreachable(e);
-            }
-            let mut last = info;
-            for _ in 0..20 {
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                if let Ok(Some(now)) = shared.info(id).await {
-                    if now.state.is_finished() {
-                        return if now.state == TaskState::Cancelled {
-                            Cancelled::Done(now)
-                        } else {
-                            Cancelled::Ended(now)
-                        };
-                    }
-                    last = now;
-                }
-            }
-            return Cancelled::Requested(last);
+            let deadline = tokio::time::Instant::now() + super::shared::SHARED_DEADLINE;
+            return remote_cancel(shared, id, deadline).await;
         }
         Cancelled::Unknown
+    }
+}
+
+/// Cancels another replica's task: sends the cancel, then watches its
+/// record until it ends or `deadline` passes.
+#[cfg(feature = "redis")]
+async fn remote_cancel(
+    shared: &super::RedisTasks,
+    id: TaskId,
+    deadline: tokio::time::Instant,
+) -> Cancelled {
+    let late = || Cancelled::Unreachable("redis: the cancel took longer than a second".to_owned());
+    let info = match tokio::time::timeout_at(deadline, shared.info(id)).await {
+        Err(_) => return late(),
+        Ok(Ok(Some(info))) => info,
+        Ok(Ok(None)) => return Cancelled::Unknown,
+        Ok(Err(e)) => return Cancelled::Unreachable(e),
+    };
+    if info.state.is_finished() {
+        return Cancelled::Ended(info);
+    }
+    match tokio::time::timeout_at(deadline, shared.send_cancel(id)).await {
+        Err(_) => return late(),
+        Ok(Ok(0)) => {
+            return Cancelled::Unreachable(
+                "no replica is listening for cancels (the task's may be gone)".to_owned(),
+            );
+        }
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Cancelled::Unreachable(e),
+    }
+    // Sent: from here on the answer is at worst "requested".
+    let mut last = info;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let Ok(read) = tokio::time::timeout_at(deadline, shared.info(id)).await else {
+            return Cancelled::Requested(last);
+        };
+        match read {
+            Ok(Some(now)) if now.state == TaskState::Cancelled => return Cancelled::Done(now),
+            Ok(Some(now)) if now.state.is_finished() => return Cancelled::Ended(now),
+            Ok(Some(now)) => last = now,
+            // Gone or unreadable: the cancel was sent.
+            Ok(None) | Err(_) => return Cancelled::Requested(last),
+        }
     }
 }

@@ -154,7 +154,7 @@ mod stats;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 #[doc(inline)]
-pub use self::shared::{RedisTaskSnapshot, RedisTaskStats, RedisTasks};
+pub use self::shared::{MAX_SHARED_RESULT, RedisTaskSnapshot, RedisTaskStats, RedisTasks};
 #[doc(inline)]
 pub use self::{
     body::{ResponseBody, TaskBody},

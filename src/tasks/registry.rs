@@ -88,9 +88,10 @@ pub(super) struct Registry {
     idle: Notify,
     counters: Counters,
     state: Mutex<State>,
-    /// The records' copy in Redis, when shared.
+    /// The records' copy in Redis, when shared (set once the registry is
+    /// in its `Arc`, which the writer holds weakly).
     #[cfg(feature = "redis")]
-    pub(super) mirror: Option<super::shared::Mirror>,
+    pub(super) mirror: std::sync::OnceLock<super::shared::Mirror>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -105,7 +106,7 @@ impl Registry {
     pub(super) fn new(bounds: Bounds, clock: Arc<dyn Clock>) -> Self {
         Self {
             #[cfg(feature = "redis")]
-            mirror: None,
+            mirror: std::sync::OnceLock::new(),
             slots: Arc::new(Semaphore::new(bounds.concurrency)),
             intake: Arc::new(Semaphore::new(
                 bounds
@@ -286,7 +287,7 @@ impl Registry {
         r.result = result.map(Arc::new);
         r.finished = Some(now);
         #[cfg(feature = "redis")]
-        if let (Some(m), Some(result)) = (&self.mirror, &r.result) {
+        if let (Some(m), Some(result)) = (self.mirror.get(), &r.result) {
             m.send(super::shared::Write::Result(id, Arc::clone(result)));
         }
         self.mirror_info(&r.info(now.1, &self.bounds.monitor));
@@ -326,6 +327,10 @@ impl Registry {
             s.finished.pop_front();
             if let Some((r, _)) = s.tasks.remove(&id) {
                 s.kept_bytes = s.kept_bytes.saturating_sub(r.weight());
+                #[cfg(feature = "redis")]
+                if let Some(m) = self.mirror.get() {
+                    m.send(super::shared::Write::Forget(id));
+                }
             }
         }
     }
@@ -333,7 +338,7 @@ impl Registry {
     /// Hands a record's new state to the Redis writer, when shared.
     #[cfg(feature = "redis")]
     fn mirror_info(&self, info: &TaskInfo) {
-        if let Some(m) = &self.mirror {
+        if let Some(m) = self.mirror.get() {
             m.send(super::shared::Write::Info(Box::new(info.clone())));
         }
     }
@@ -341,15 +346,15 @@ impl Registry {
     #[cfg(not(feature = "redis"))]
     fn mirror_info(&self, _: &TaskInfo) {}
 
-    /// The running tasks as their monitors show them (their progress, for
-    /// the Redis writer).
+    /// The tasks that haven't ended, as their monitors show them (their
+    /// progress, for the Redis writer's heartbeat).
     #[cfg(feature = "redis")]
-    pub(super) fn running(&self) -> Vec<TaskInfo> {
+    pub(super) fn unfinished(&self) -> Vec<TaskInfo> {
         let now = self.clock.now();
         self.lock()
             .tasks
             .values()
-            .filter(|(r, _)| r.state == TaskState::Running)
+            .filter(|(r, _)| !r.state.is_finished())
             .map(|(r, _)| r.info(now, &self.bounds.monitor))
             .collect()
     }
@@ -358,12 +363,7 @@ impl Registry {
     /// whether it did.
     #[cfg(feature = "redis")]
     pub(super) fn cancel_local(&self, id: TaskId) -> bool {
-        let running = self
-            .lock()
-            .tasks
-            .get(&id)
-            .is_some_and(|(r, _)| !r.state.is_finished());
-        running && self.cancel(id).is_some()
+        self.cancel_now(id).is_some_and(|(_, now)| now)
     }
 
     /// The monitor's view of one task.
@@ -413,19 +413,25 @@ impl Registry {
     /// once the future is gone). `None` for an unknown task; the task as
     /// it is otherwise (unchanged if it had ended).
     pub(super) fn cancel(&self, id: TaskId) -> Option<TaskInfo> {
+        self.cancel_now(id).map(|(info, _)| info)
+    }
+
+    /// [`cancel`](Self::cancel), and whether this call cancelled it.
+    fn cancel_now(&self, id: TaskId) -> Option<(TaskInfo, bool)> {
         let now = self.now();
         let mut s = self.lock();
         let control = match s.tasks.get(&id)? {
             (r, control) if !r.state.is_finished() => Some(Arc::clone(control)),
             _ => None,
         };
+        let cancelled = control.is_some();
         if let Some(control) = control {
             self.finish(&mut s, id, Outcome::Cancelled("cancelled"), now);
             control.stop.notify_one();
         }
         s.tasks
             .get(&id)
-            .map(|(r, _)| r.info(now.1, &self.bounds.monitor))
+            .map(|(r, _)| (r.info(now.1, &self.bounds.monitor), cancelled))
     }
 
     /// Waits until no task is queued or running, or `deadline` passes;
@@ -499,7 +505,7 @@ impl Registry {
         );
         #[cfg(feature = "redis")]
         {
-            snap.redis = self.mirror.as_ref().map(|m| m.shared.stats().snapshot());
+            snap.redis = self.mirror.get().map(|m| m.shared.stats().snapshot());
         }
         snap
     }

@@ -3,14 +3,19 @@
 //! it was submitted.
 //!
 //! - Each replica writes its tasks' records to Redis as they change
-//!   (submitted, started, ended; a running task's progress twice a
-//!   second): `{prefix}:t:{id}` (the monitor's JSON), `{prefix}:r:{id}`
-//!   (the kept response), both expiring after the retention, and the id
-//!   in `{prefix}:idx` (by submission time) for the list. Writes go
-//!   through a bounded queue to one writer task: a request never waits
-//!   for Redis, and what the queue can't hold is dropped and counted.
+//!   (submitted, started, ended) on a connection of its own:
+//!   `{prefix}:t:{id}` (the monitor's JSON) and `{prefix}:r:{id}` (the
+//!   kept response, if at most [`MAX_SHARED_RESULT`]), and the id in
+//!   `{prefix}:idx` (by the time of the write) for the list. A task that
+//!   hasn't ended is written again every second with a 10 s lifetime (its
+//!   progress; a replica that dies leaves no task "running" for long); an
+//!   ended one lives for the retention, and goes when its replica drops
+//!   it. Writes go through a bounded queue to one writer task: a request
+//!   never waits for a write, and what the queue can't hold is dropped and
+//!   counted; an ended task's write that failed is tried again.
 //! - A replica answers for its own tasks from memory, and for the others'
-//!   from Redis.
+//!   from Redis, waiting at most the timeout (a list or a cancel: one
+//!   second in all).
 //! - A cancel for a task another replica runs is published on
 //!   `{prefix}:cancel`; the replica that runs it cancels it.
 //! - Redis unreachable: a circuit breaker keeps it off the request path;
@@ -37,11 +42,32 @@ use crate::breaker::{BreakerConfig, BreakerSnapshot, CircuitBreaker};
 /// dropped (and counted).
 const QUEUE: usize = 1024;
 
-/// How often the writer writes the running tasks' progress.
-const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+/// How often the writer writes the tasks that haven't ended (their
+/// progress), and how long those records live unless written again.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+const UNFINISHED_TTL: Duration = Duration::from_secs(10);
 
-/// How many ids a list reads at most from the index (newest first).
-const LIST_SCAN: isize = 5000;
+/// The largest kept response shared through Redis; a larger one stays on
+/// the replica that ran the task (another replica answers `503` for it).
+pub const MAX_SHARED_RESULT: usize = 1 << 20;
+
+/// How many ids a list reads at most from the index (newest first), and
+/// per round trip.
+const LIST_SCAN: usize = 5000;
+const LIST_PAGE: usize = 500;
+
+/// The longest a list or a cancel of another replica's task waits for
+/// Redis in all.
+pub(super) const SHARED_DEADLINE: Duration = Duration::from_secs(1);
+
+/// Failed writes of ended tasks kept to try again, at most.
+const RETRY_MAX: usize = 1024;
+
+/// Header fields a shared result may hold.
+const MAX_FIELDS: usize = 1000;
+
+/// How often the cancel subscriber checks its connection still answers.
+const PING_EVERY: Duration = Duration::from_secs(1);
 
 /// Ids the index keeps at most (the newest).
 const INDEX_MAX: isize = 100_000;
@@ -62,6 +88,8 @@ const INDEX_MAX: isize = 100_000;
 pub struct RedisTasks {
     pub(super) client: redis::Client,
     pub(super) conn: ConnectionManager,
+    /// The writer's own: a batch of results doesn't hold up reads.
+    writes: ConnectionManager,
     pub(super) prefix: Arc<str>,
     pub(super) timeout: Duration,
     pub(super) stats: RedisTaskStats,
@@ -135,9 +163,11 @@ impl RedisTasks {
     /// Tokio runtime.
     pub fn new(url: &str, prefix: &str) -> Result<Self, String> {
         let (client, conn) = crate::redis_conn::connect(url)?;
+        let (_, writes) = crate::redis_conn::connect(url)?;
         Ok(Self {
             client,
             conn,
+            writes,
             prefix: prefix.into(),
             timeout: Duration::from_millis(200),
             stats: RedisTaskStats {
@@ -229,32 +259,40 @@ impl RedisTasks {
         let (Some(status), Some(headers), Some(body)) = (status, headers, body) else {
             return Ok(None);
         };
-        Ok(StatusCode::from_u16(status).ok().and_then(|status| {
-            Some(TaskResult {
-                status,
-                headers: decode_headers(&headers)?,
-                body: Bytes::from(body),
-            })
-        }))
+        Ok((200..=599)
+            .contains(&status)
+            .then(|| StatusCode::from_u16(status).ok())
+            .flatten()
+            .and_then(|status| {
+                Some(TaskResult {
+                    status,
+                    headers: decode_headers(&headers)?,
+                    body: Bytes::from(body),
+                })
+            }))
     }
 
-    /// The tasks every replica recorded (in `state` if given), newest
-    /// first, at most `limit`.
+    /// The tasks every replica recorded (in `state` if given), most
+    /// recently written first, at most `limit`; read page by page, at most
+    /// [`LIST_SCAN`] ids.
     pub(super) async fn list(
         &self,
         state: Option<TaskState>,
         limit: usize,
     ) -> Result<Vec<TaskInfo>, String> {
         let mut conn = self.conn.clone();
-        let ids: Vec<String> = self
-            .run(conn.zrevrange(self.index_key(), 0, LIST_SCAN - 1))
-            .await?;
         let mut found = Vec::new();
-        for chunk in ids.chunks(500) {
-            if found.len() >= limit {
+        let mut start = 0;
+        while found.len() < limit && start < LIST_SCAN {
+            let stop = start + LIST_PAGE - 1;
+            let ids: Vec<String> = self
+                .run(conn.zrevrange(self.index_key(), start as isize, stop as isize))
+                .await?;
+            if ids.is_empty() {
                 break;
             }
-            let keys: Vec<String> = chunk
+            start += LIST_PAGE;
+            let keys: Vec<String> = ids
                 .iter()
                 .map(|id| format!("{}:t:{id}", self.prefix))
                 .collect();
@@ -288,18 +326,33 @@ impl RedisTasks {
 pub(super) enum Write {
     Info(Box<TaskInfo>),
     Result(TaskId, Arc<TaskResult>),
+    /// The replica dropped the task: its records go.
+    Forget(TaskId),
 }
 
-/// The registry's side: the writer's queue.
+impl Write {
+    /// Whether to try it again after a failed batch: what isn't written
+    /// again by the heartbeat (an ended task's record and response, a
+    /// removal).
+    fn lasting(&self) -> bool {
+        match self {
+            Write::Info(info) => info.state.is_finished(),
+            Write::Result(..) | Write::Forget(_) => true,
+        }
+    }
+}
+
+/// The registry's side: the writer's queue. The writer and the cancel
+/// subscriber stop when it goes (with the registry).
 #[derive(Debug)]
 pub(super) struct Mirror {
     pub(super) shared: RedisTasks,
     tx: mpsc::Sender<Write>,
+    _stop: tokio::sync::watch::Sender<()>,
 }
 
 impl Mirror {
-    /// Starts the writer and the cancel subscriber for `registry`; they
-    /// stop when it goes.
+    /// Starts the writer and the cancel subscriber for `registry`.
     ///
     /// # Panics
     ///
@@ -309,9 +362,14 @@ impl Mirror {
             panic!("AsyncLayer::redis: the layer must be built (.layer() or .handle()) inside a Tokio runtime, which its Redis writer runs in")
         });
         let (tx, rx) = mpsc::channel(QUEUE);
+        let (stop_tx, stop) = tokio::sync::watch::channel(());
         runtime.spawn(write(shared.clone(), rx, registry.clone(), retention));
-        runtime.spawn(listen(shared.clone(), registry));
-        Self { shared, tx }
+        runtime.spawn(listen(shared.clone(), registry, stop));
+        Self {
+            shared,
+            tx,
+            _stop: stop_tx,
+        }
     }
 
     /// Queues a write; drops it (counted) when the queue is full.
@@ -322,19 +380,25 @@ impl Mirror {
     }
 }
 
-/// The writer: batches of queued writes, and the running tasks' progress
-/// every [`PROGRESS_EVERY`].
+fn millis(d: Duration) -> u64 {
+    // Redis refuses an expiry past 2^63 ms; a year is plenty here.
+    u64::try_from(d.as_millis())
+        .unwrap_or(u64::MAX)
+        .clamp(1, 365 * 24 * 3600 * 1000)
+}
+
+/// The writer: batches of queued writes, and every [`HEARTBEAT`] the
+/// tasks that haven't ended; ends when the registry (its queue) goes.
 async fn write(
     shared: RedisTasks,
     mut rx: mpsc::Receiver<Write>,
     registry: Weak<Registry>,
     retention: Duration,
 ) {
-    let ttl = u64::try_from(retention.as_millis())
-        .unwrap_or(u64::MAX)
-        .max(1);
-    let mut tick = tokio::time::interval(PROGRESS_EVERY);
+    let (ttl, short) = (millis(retention), millis(UNFINISHED_TTL));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut retry: Vec<Write> = Vec::new();
     loop {
         let mut batch = Vec::new();
         tokio::select! {
@@ -351,37 +415,43 @@ async fn write(
                 None => return,
             },
             _ = tick.tick() => {
-                let Some(registry) = registry.upgrade() else { return };
-                batch.extend(registry.running().into_iter().map(|i| Write::Info(Box::new(i))));
+                if let Some(registry) = registry.upgrade() {
+                    batch.extend(registry.unfinished().into_iter().map(|i| Write::Info(Box::new(i))));
+                }
+                batch.append(&mut retry);
             }
         }
         if batch.is_empty() {
             continue;
         }
         let n = batch.len() as u64;
-        let mut pipe = redis::pipe();
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let mut pipe = redis::pipe();
         for w in &batch {
             match w {
                 Write::Info(info) => {
                     let Ok(json) = serde_json::to_string(info) else {
                         continue;
                     };
+                    let life = if info.state.is_finished() { ttl } else { short };
                     pipe.cmd("SET")
                         .arg(shared.info_key(info.id))
                         .arg(json)
                         .arg("PX")
-                        .arg(ttl)
+                        .arg(life)
                         .ignore();
                     pipe.cmd("ZADD")
                         .arg(shared.index_key())
-                        .arg(info.submitted_at_ms)
+                        .arg(now_ms)
                         .arg(info.id.to_string())
                         .ignore();
                 }
                 Write::Result(id, result) => {
+                    if result.body.len() > MAX_SHARED_RESULT {
+                        continue;
+                    }
                     let key = shared.result_key(*id);
                     pipe.cmd("HSET")
                         .arg(&key)
@@ -393,6 +463,16 @@ async fn write(
                         .arg(result.body.as_ref())
                         .ignore();
                     pipe.cmd("PEXPIRE").arg(&key).arg(ttl).ignore();
+                }
+                Write::Forget(id) => {
+                    pipe.cmd("DEL")
+                        .arg(shared.info_key(*id))
+                        .arg(shared.result_key(*id))
+                        .ignore();
+                    pipe.cmd("ZREM")
+                        .arg(shared.index_key())
+                        .arg(id.to_string())
+                        .ignore();
                 }
             }
         }
@@ -407,18 +487,32 @@ async fn write(
             .arg(0)
             .arg(-INDEX_MAX - 1)
             .ignore();
-        let mut conn = shared.conn.clone();
+        let mut conn = shared.writes.clone();
         match shared.run(pipe.query_async::<()>(&mut conn)).await {
-            Ok(()) => shared.stats.inner.written.fetch_add(n, Relaxed),
-            Err(_) => shared.stats.inner.dropped.fetch_add(n, Relaxed),
-        };
+            Ok(()) => {
+                shared.stats.inner.written.fetch_add(n, Relaxed);
+            }
+            Err(_) => {
+                shared.stats.inner.dropped.fetch_add(n, Relaxed);
+                // An ended task isn't written again by the heartbeat: its
+                // writes wait for the next one (the newest kept).
+                retry.extend(batch.into_iter().filter(Write::lasting));
+                let over = retry.len().saturating_sub(RETRY_MAX);
+                retry.drain(..over);
+            }
+        }
     }
 }
 
 /// The cancel subscriber: cancels the tasks this replica runs that
-/// another replica was asked to cancel; subscribes again after a lost
-/// connection; stops when the registry goes.
-async fn listen(shared: RedisTasks, registry: Weak<Registry>) {
+/// another replica was asked to cancel; checks its connection every
+/// [`PING_EVERY`] and subscribes again after a lost or silent one; ends
+/// with its [`Mirror`].
+async fn listen(
+    shared: RedisTasks,
+    registry: Weak<Registry>,
+    mut stop: tokio::sync::watch::Receiver<()>,
+) {
     let channel = shared.cancel_channel();
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -426,34 +520,48 @@ async fn listen(shared: RedisTasks, registry: Weak<Registry>) {
             let mut pubsub = shared.client.get_async_pubsub().await?;
             pubsub.subscribe(&channel).await?;
             backoff = Duration::from_millis(100);
-            let mut messages = pubsub.on_message();
+            let (mut sink, mut messages) = pubsub.split();
+            let mut check = tokio::time::interval(PING_EVERY);
+            check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            check.tick().await;
             loop {
-                let next = tokio::time::timeout(Duration::from_secs(1), messages.next()).await;
-                let Some(registry) = registry.upgrade() else {
-                    return Ok(());
-                };
-                match next {
-                    Ok(Some(msg)) => {
+                tokio::select! {
+                    msg = messages.next() => {
+                        let Some(msg) = msg else { break };
                         let id = std::str::from_utf8(msg.get_payload_bytes())
                             .ok()
                             .and_then(TaskId::parse);
-                        if let Some(id) = id {
-                            if registry.cancel_local(id) {
-                                shared.stats.inner.cancels_received.fetch_add(1, Relaxed);
+                        let cancelled = id.is_some_and(|id| {
+                            registry.upgrade().is_some_and(|r| r.cancel_local(id))
+                        });
+                        if cancelled {
+                            shared.stats.inner.cancels_received.fetch_add(1, Relaxed);
+                        }
+                    }
+                    _ = check.tick() => {
+                        match tokio::time::timeout(PING_EVERY, sink.ping::<redis::Value>()).await {
+                            Ok(Ok(_)) => {}
+                            Ok(Err(e)) => return Err(e),
+                            Err(_) => {
+                                return Err(redis::RedisError::from((
+                                    redis::ErrorKind::Io,
+                                    "the subscription connection stopped answering",
+                                )));
                             }
                         }
                     }
-                    Ok(None) => break,
-                    Err(_) => {} // a second without a message: look at the registry again
                 }
             }
             redis::RedisResult::Ok(())
         };
-        let _ = session.await;
-        if registry.strong_count() == 0 {
-            return;
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = session => {}
         }
-        tokio::time::sleep(backoff).await;
+        tokio::select! {
+            _ = stop.changed() => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
         backoff = (backoff * 2).min(Duration::from_secs(2));
     }
 }
@@ -476,14 +584,19 @@ fn encode_headers(headers: &HeaderMap) -> Vec<u8> {
 fn decode_headers(mut bytes: &[u8]) -> Option<HeaderMap> {
     let mut headers = HeaderMap::new();
     while !bytes.is_empty() {
+        if headers.len() >= MAX_FIELDS {
+            return None;
+        }
         let (len, rest) = bytes.split_first_chunk::<2>()?;
         let (name, rest) = rest.split_at_checked(usize::from(u16::from_be_bytes(*len)))?;
         let (len, rest) = rest.split_first_chunk::<4>()?;
         let (value, rest) = rest.split_at_checked(u32::from_be_bytes(*len) as usize)?;
-        headers.append(
-            HeaderName::from_bytes(name).ok()?,
-            HeaderValue::from_bytes(value).ok()?,
-        );
+        headers
+            .try_append(
+                HeaderName::from_bytes(name).ok()?,
+                HeaderValue::from_bytes(value).ok()?,
+            )
+            .ok()?;
         bytes = rest;
     }
     Some(headers)
@@ -491,9 +604,30 @@ fn decode_headers(mut bytes: &[u8]) -> Option<HeaderMap> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use http::{HeaderMap, HeaderValue};
 
-    use super::{decode_headers, encode_headers};
+    use super::{MAX_FIELDS, decode_headers, encode_headers, millis};
+
+    #[test]
+    fn expiries_are_ones_redis_takes() {
+        assert_eq!(millis(Duration::ZERO), 1);
+        assert_eq!(millis(Duration::from_secs(60)), 60_000);
+        assert_eq!(millis(Duration::MAX), 365 * 24 * 3600 * 1000);
+    }
+
+    #[test]
+    fn too_many_fields_are_refused() {
+        let mut h = HeaderMap::new();
+        for i in 0..=MAX_FIELDS {
+            h.append(
+                http::HeaderName::from_bytes(format!("x-{i}").as_bytes()).unwrap(),
+                HeaderValue::from_static("1"),
+            );
+        }
+        assert_eq!(decode_headers(&encode_headers(&h)), None);
+    }
 
     #[test]
     fn header_fields_round_trip_and_garbage_is_refused() {
