@@ -537,10 +537,11 @@ impl TasksHandle {
                     );
             return match read {
                 Ok(others) => {
+                    // This replica's own records are its tasks as they
+                    // are; Redis may hold an older copy.
                     let mut tasks = local;
-                    let mine: std::collections::HashSet<TaskId> =
-                        tasks.iter().map(|t| t.id).collect();
-                    tasks.extend(others.into_iter().filter(|t| !mine.contains(&t.id)));
+                    let registry = &self.registry;
+                    tasks.extend(others.into_iter().filter(|t| !registry.knows(t.id)));
                     tasks.sort_by_key(|t| std::cmp::Reverse(t.submitted_at_ms));
                     tasks.truncate(limit);
                     TaskList {
@@ -591,20 +592,20 @@ async fn remote_cancel(
     deadline: tokio::time::Instant,
 ) -> Cancelled {
     let late = || Cancelled::Unreachable("redis: the cancel took longer than a second".to_owned());
-    let info = match tokio::time::timeout_at(deadline, shared.info(id)).await {
+    let (info, owner) = match tokio::time::timeout_at(deadline, shared.owned(id)).await {
         Err(_) => return late(),
-        Ok(Ok(Some(info))) => info,
+        Ok(Ok(Some(o))) => (o.info, o.owner),
         Ok(Ok(None)) => return Cancelled::Unknown,
         Ok(Err(e)) => return Cancelled::Unreachable(e),
     };
     if info.state.is_finished() {
         return Cancelled::Ended(info);
     }
-    match tokio::time::timeout_at(deadline, shared.send_cancel(id)).await {
+    match tokio::time::timeout_at(deadline, shared.send_cancel(id, owner)).await {
         Err(_) => return late(),
         Ok(Ok(0)) => {
             return Cancelled::Unreachable(
-                "no replica is listening for cancels (the task's may be gone)".to_owned(),
+                "the replica that runs the task isn't listening (it may be gone)".to_owned(),
             );
         }
         Ok(Ok(_)) => {}

@@ -359,6 +359,12 @@ impl Registry {
             .collect()
     }
 
+    /// Whether this replica holds `id` (running it, or keeping it).
+    #[cfg(feature = "redis")]
+    pub(super) fn knows(&self, id: TaskId) -> bool {
+        self.lock().tasks.contains_key(&id)
+    }
+
     /// Cancels `id` if this replica has it and it hasn't ended; says
     /// whether it did.
     #[cfg(feature = "redis")]

@@ -10,14 +10,16 @@
 //!   hasn't ended is written again every second with a 10 s lifetime (its
 //!   progress; a replica that dies leaves no task "running" for long); an
 //!   ended one lives for the retention, and goes when its replica drops
-//!   it. Writes go through a bounded queue to one writer task: a request
-//!   never waits for a write, and what the queue can't hold is dropped and
-//!   counted; an ended task's write that failed is tried again.
+//!   it (a replica that dies leaves its ended tasks until their retention
+//!   ends). Writes go through a queue (1,024 writes, 16 MiB) to one writer
+//!   task: a request never waits for a write, and what the queue can't
+//!   hold is dropped and counted; an ended task's write that failed is
+//!   tried again, three times in all, within the same 16 MiB.
+//! - A cancel goes to the channel of the replica that runs the task
+//!   (`{prefix}:cancel:{replica}`), which its record names.
 //! - A replica answers for its own tasks from memory, and for the others'
 //!   from Redis, waiting at most the timeout (a list or a cancel: one
 //!   second in all).
-//! - A cancel for a task another replica runs is published on
-//!   `{prefix}:cancel`; the replica that runs it cancels it.
 //! - Redis unreachable: a circuit breaker keeps it off the request path;
 //!   each replica still answers for its own tasks, a list says it is
 //!   incomplete, and a monitor of another replica's task answers `503`.
@@ -60,9 +62,6 @@ const LIST_PAGE: usize = 500;
 /// Redis in all.
 pub(super) const SHARED_DEADLINE: Duration = Duration::from_secs(1);
 
-/// Failed writes of ended tasks kept to try again, at most.
-const RETRY_MAX: usize = 1024;
-
 /// Header fields a shared result may hold.
 const MAX_FIELDS: usize = 1000;
 
@@ -93,6 +92,9 @@ pub struct RedisTasks {
     pub(super) prefix: Arc<str>,
     pub(super) timeout: Duration,
     pub(super) stats: RedisTaskStats,
+    /// This replica's id: its records name it, and cancels for its tasks
+    /// go to its own channel.
+    replica: u64,
 }
 
 impl std::fmt::Debug for RedisTasks {
@@ -164,7 +166,10 @@ impl RedisTasks {
     pub fn new(url: &str, prefix: &str) -> Result<Self, String> {
         let (client, conn) = crate::redis_conn::connect(url)?;
         let (_, writes) = crate::redis_conn::connect(url)?;
+        let mut id = [0u8; 8];
+        getrandom::fill(&mut id).map_err(|e| format!("no random replica id: {e}"))?;
         Ok(Self {
+            replica: u64::from_le_bytes(id),
             client,
             conn,
             writes,
@@ -212,8 +217,8 @@ impl RedisTasks {
         format!("{}:idx", self.prefix)
     }
 
-    fn cancel_channel(&self) -> String {
-        format!("{}:cancel", self.prefix)
+    fn cancel_channel(&self, replica: u64) -> String {
+        format!("{}:cancel:{replica:016x}", self.prefix)
     }
 
     /// Runs `op` through the breaker, within the timeout.
@@ -236,6 +241,11 @@ impl RedisTasks {
 
     /// A task's record as its replica last wrote it.
     pub(super) async fn info(&self, id: TaskId) -> Result<Option<TaskInfo>, String> {
+        Ok(self.owned(id).await?.map(|o| o.info))
+    }
+
+    /// A task's record and the replica that runs it.
+    pub(super) async fn owned(&self, id: TaskId) -> Result<Option<Owned>, String> {
         let mut conn = self.conn.clone();
         let key = self.info_key(id);
         let text: Option<String> = self.run(conn.get(&key)).await?;
@@ -309,16 +319,32 @@ impl RedisTasks {
         Ok(found)
     }
 
-    /// Asks the replica that runs `id` to cancel it; how many replicas
-    /// heard.
-    pub(super) async fn send_cancel(&self, id: TaskId) -> Result<u64, String> {
+    /// Asks `owner`, the replica that runs `id`, to cancel it; whether it
+    /// heard (it listens while it is up).
+    pub(super) async fn send_cancel(&self, id: TaskId, owner: u64) -> Result<u64, String> {
         let mut conn = self.conn.clone();
         let heard: u64 = self
-            .run(conn.publish(self.cancel_channel(), id.to_string()))
+            .run(conn.publish(self.cancel_channel(owner), id.to_string()))
             .await?;
         self.stats.inner.cancels_sent.fetch_add(1, Relaxed);
         Ok(heard)
     }
+}
+
+/// A record as stored: the monitor's JSON and the replica that runs the
+/// task.
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct Owned {
+    pub(super) owner: u64,
+    #[serde(flatten)]
+    pub(super) info: TaskInfo,
+}
+
+#[derive(serde::Serialize)]
+struct OwnedOut<'a> {
+    owner: u64,
+    #[serde(flatten)]
+    info: &'a TaskInfo,
 }
 
 /// What the writer writes.
@@ -340,7 +366,33 @@ impl Write {
             Write::Result(..) | Write::Forget(_) => true,
         }
     }
+
+    fn id(&self) -> TaskId {
+        match self {
+            Write::Info(info) => info.id,
+            Write::Result(id, _) | Write::Forget(id) => *id,
+        }
+    }
+
+    /// About what it holds, in bytes.
+    fn weight(&self) -> usize {
+        match self {
+            Write::Info(_) => 1024,
+            Write::Result(_, r) => 1024 + r.body.len(),
+            Write::Forget(_) => 64,
+        }
+    }
 }
+
+/// Bytes of writes waiting (queued, or to try again) at most; past it
+/// new ones are dropped (counted).
+const WAITING_BYTES: usize = 16 << 20;
+
+/// Bytes one pipeline carries at most.
+const BATCH_BYTES: usize = 4 << 20;
+
+/// Attempts at a write before it is dropped (counted).
+const ATTEMPTS: u8 = 3;
 
 /// The registry's side: the writer's queue. The writer and the cancel
 /// subscriber stop when it goes (with the registry).
@@ -348,6 +400,8 @@ impl Write {
 pub(super) struct Mirror {
     pub(super) shared: RedisTasks,
     tx: mpsc::Sender<Write>,
+    /// Bytes of writes in the queue.
+    queued: Arc<std::sync::atomic::AtomicUsize>,
     _stop: tokio::sync::watch::Sender<()>,
 }
 
@@ -363,76 +417,130 @@ impl Mirror {
         });
         let (tx, rx) = mpsc::channel(QUEUE);
         let (stop_tx, stop) = tokio::sync::watch::channel(());
-        runtime.spawn(write(shared.clone(), rx, registry.clone(), retention));
+        let queued = Arc::default();
+        let writer = Writer {
+            shared: shared.clone(),
+            registry: registry.clone(),
+            queued: Arc::clone(&queued),
+            retry: Vec::new(),
+            ttl: millis(retention),
+        };
+        runtime.spawn(writer.run(rx));
         runtime.spawn(listen(shared.clone(), registry, stop));
         Self {
             shared,
             tx,
+            queued,
             _stop: stop_tx,
         }
     }
 
-    /// Queues a write; drops it (counted) when the queue is full.
+    /// Queues a write; drops it (counted) when the queue is full or holds
+    /// [`WAITING_BYTES`] already. A response larger than
+    /// [`MAX_SHARED_RESULT`] isn't shared.
     pub(super) fn send(&self, w: Write) {
+        if matches!(&w, Write::Result(_, r) if r.body.len() > MAX_SHARED_RESULT) {
+            return;
+        }
+        let weight = w.weight();
+        if self.queued.fetch_add(weight, Relaxed) + weight > WAITING_BYTES {
+            self.queued.fetch_sub(weight, Relaxed);
+            self.shared.stats.inner.dropped.fetch_add(1, Relaxed);
+            return;
+        }
         if self.tx.try_send(w).is_err() {
+            self.queued.fetch_sub(weight, Relaxed);
             self.shared.stats.inner.dropped.fetch_add(1, Relaxed);
         }
     }
 }
 
-fn millis(d: Duration) -> u64 {
+pub(super) fn millis(d: Duration) -> u64 {
     // Redis refuses an expiry past 2^63 ms; a year is plenty here.
     u64::try_from(d.as_millis())
         .unwrap_or(u64::MAX)
         .clamp(1, 365 * 24 * 3600 * 1000)
 }
 
-/// The writer: batches of queued writes, and every [`HEARTBEAT`] the
-/// tasks that haven't ended; ends when the registry (its queue) goes.
-async fn write(
+/// The writer: batches of queued writes; every [`HEARTBEAT`] the tasks
+/// that haven't ended, then the writes that failed (each tried
+/// [`ATTEMPTS`] times); ends when the registry (its queue) goes.
+struct Writer {
     shared: RedisTasks,
-    mut rx: mpsc::Receiver<Write>,
     registry: Weak<Registry>,
-    retention: Duration,
-) {
-    let (ttl, short) = (millis(retention), millis(UNFINISHED_TTL));
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut retry: Vec<Write> = Vec::new();
-    loop {
-        let mut batch = Vec::new();
-        tokio::select! {
-            w = rx.recv() => match w {
-                Some(w) => {
-                    batch.push(w);
-                    while batch.len() < 64 {
+    queued: Arc<std::sync::atomic::AtomicUsize>,
+    retry: Vec<(Write, u8)>,
+    ttl: u64,
+}
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::Receiver<Write>) {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                w = rx.recv() => {
+                    let Some(w) = w else { return };
+                    let mut batch = vec![w];
+                    let mut bytes = batch[0].weight();
+                    while batch.len() < 64 && bytes < BATCH_BYTES {
                         match rx.try_recv() {
-                            Ok(w) => batch.push(w),
+                            Ok(w) => {
+                                bytes += w.weight();
+                                batch.push(w);
+                            }
                             Err(_) => break,
                         }
                     }
+                    self.queued.fetch_sub(bytes, Relaxed);
+                    let batch = batch.into_iter().map(|w| (w, 0)).collect();
+                    self.write(batch).await;
                 }
-                None => return,
-            },
-            _ = tick.tick() => {
-                if let Some(registry) = registry.upgrade() {
-                    batch.extend(registry.unfinished().into_iter().map(|i| Write::Info(Box::new(i))));
+                _ = tick.tick() => {
+                    if let Some(registry) = self.registry.upgrade() {
+                        let beat = registry
+                            .unfinished()
+                            .into_iter()
+                            .map(|i| (Write::Info(Box::new(i)), ATTEMPTS))
+                            .collect();
+                        self.write(beat).await;
+                        // What the replica has dropped since isn't written
+                        // again (its removal is).
+                        let retry = std::mem::take(&mut self.retry)
+                            .into_iter()
+                            .filter(|(w, _)| {
+                                matches!(w, Write::Forget(_)) || registry.knows(w.id())
+                            })
+                            .collect();
+                        drop(registry);
+                        self.write(retry).await;
+                    }
                 }
-                batch.append(&mut retry);
             }
         }
+    }
+
+    /// Writes `batch` in one pipeline; on failure keeps the lasting
+    /// writes to try again (those tried [`ATTEMPTS`] times, and those past
+    /// [`WAITING_BYTES`], are dropped and counted).
+    async fn write(&mut self, batch: Vec<(Write, u8)>) {
         if batch.is_empty() {
-            continue;
+            return;
         }
-        let n = batch.len() as u64;
+        let shared = &self.shared;
+        let (ttl, short) = (self.ttl, millis(UNFINISHED_TTL));
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         let mut pipe = redis::pipe();
-        for w in &batch {
+        for (w, _) in &batch {
             match w {
                 Write::Info(info) => {
-                    let Ok(json) = serde_json::to_string(info) else {
+                    let owned = OwnedOut {
+                        owner: shared.replica,
+                        info,
+                    };
+                    let Ok(json) = serde_json::to_string(&owned) else {
                         continue;
                     };
                     let life = if info.state.is_finished() { ttl } else { short };
@@ -444,14 +552,11 @@ async fn write(
                         .ignore();
                     pipe.cmd("ZADD")
                         .arg(shared.index_key())
-                        .arg(now_ms)
+                        .arg(info.submitted_at_ms)
                         .arg(info.id.to_string())
                         .ignore();
                 }
                 Write::Result(id, result) => {
-                    if result.body.len() > MAX_SHARED_RESULT {
-                        continue;
-                    }
                     let key = shared.result_key(*id);
                     pipe.cmd("HSET")
                         .arg(&key)
@@ -476,11 +581,12 @@ async fn write(
                 }
             }
         }
-        // The index keeps what the retention and its bound allow.
+        // The index keeps what the retention (and a day for tasks still
+        // running) and its bound allow.
         pipe.cmd("ZREMRANGEBYSCORE")
             .arg(shared.index_key())
             .arg("-inf")
-            .arg(now_ms.saturating_sub(ttl))
+            .arg(now_ms.saturating_sub(ttl.saturating_add(24 * 3600 * 1000)))
             .ignore();
         pipe.cmd("ZREMRANGEBYRANK")
             .arg(shared.index_key())
@@ -488,18 +594,33 @@ async fn write(
             .arg(-INDEX_MAX - 1)
             .ignore();
         let mut conn = shared.writes.clone();
-        match shared.run(pipe.query_async::<()>(&mut conn)).await {
-            Ok(()) => {
-                shared.stats.inner.written.fetch_add(n, Relaxed);
+        if shared.run(pipe.query_async::<()>(&mut conn)).await.is_ok() {
+            shared
+                .stats
+                .inner
+                .written
+                .fetch_add(batch.len() as u64, Relaxed);
+            // A removal that went through: nothing of that task is written
+            // again.
+            let forgotten: Vec<TaskId> = batch
+                .iter()
+                .filter(|(w, _)| matches!(w, Write::Forget(_)))
+                .map(|(w, _)| w.id())
+                .collect();
+            self.retry.retain(|(w, _)| !forgotten.contains(&w.id()));
+            return;
+        }
+        // What hasn't ended is written again by the heartbeat; the rest
+        // is tried again, within bounds.
+        let mut bytes: usize = self.retry.iter().map(|(w, _)| w.weight()).sum();
+        for (w, tries) in batch.into_iter().filter(|(w, _)| w.lasting()) {
+            let tries = tries + 1;
+            if tries >= ATTEMPTS || bytes + w.weight() > WAITING_BYTES {
+                shared.stats.inner.dropped.fetch_add(1, Relaxed);
+                continue;
             }
-            Err(_) => {
-                shared.stats.inner.dropped.fetch_add(n, Relaxed);
-                // An ended task isn't written again by the heartbeat: its
-                // writes wait for the next one (the newest kept).
-                retry.extend(batch.into_iter().filter(Write::lasting));
-                let over = retry.len().saturating_sub(RETRY_MAX);
-                retry.drain(..over);
-            }
+            bytes += w.weight();
+            self.retry.push((w, tries));
         }
     }
 }
@@ -513,12 +634,22 @@ async fn listen(
     registry: Weak<Registry>,
     mut stop: tokio::sync::watch::Receiver<()>,
 ) {
-    let channel = shared.cancel_channel();
+    let channel = shared.cancel_channel(shared.replica);
     let mut backoff = Duration::from_millis(100);
+    let silent = || {
+        redis::RedisError::from((
+            redis::ErrorKind::Io,
+            "the subscription connection stopped answering",
+        ))
+    };
     loop {
         let session = async {
-            let mut pubsub = shared.client.get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
+            let mut pubsub = tokio::time::timeout(PING_EVERY * 2, shared.client.get_async_pubsub())
+                .await
+                .map_err(|_| silent())??;
+            tokio::time::timeout(PING_EVERY * 2, pubsub.subscribe(&channel))
+                .await
+                .map_err(|_| silent())??;
             backoff = Duration::from_millis(100);
             let (mut sink, mut messages) = pubsub.split();
             let mut check = tokio::time::interval(PING_EVERY);
@@ -542,12 +673,7 @@ async fn listen(
                         match tokio::time::timeout(PING_EVERY, sink.ping::<redis::Value>()).await {
                             Ok(Ok(_)) => {}
                             Ok(Err(e)) => return Err(e),
-                            Err(_) => {
-                                return Err(redis::RedisError::from((
-                                    redis::ErrorKind::Io,
-                                    "the subscription connection stopped answering",
-                                )));
-                            }
+                            Err(_) => return Err(silent()),
                         }
                     }
                 }
