@@ -190,7 +190,7 @@ impl RedisTasks {
     }
 
     /// The circuit breaker's settings (see
-    /// [`BreakerConfig`](crate::breaker::BreakerConfig)).
+    /// [`BreakerConfig`]).
     ///
     /// # Panics
     ///
