@@ -58,3 +58,4 @@ table timing_workload bare timed sub-timings
 table cache_workload bare hit
 table stack_workload bare full
 table stack_workload bare-health floor-health full-health
+table tasks_workload bare layer routed
