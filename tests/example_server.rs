@@ -224,13 +224,16 @@ fn args() {
     assert!(parse(&["--addr"]).is_err());
     assert!(parse(&["--addr", "nope"]).is_err());
     assert!(parse(&["--bogus"]).is_err());
-    assert_eq!(
-        parse(&["--redis", "redis://127.0.0.1:6379"])
-            .unwrap()
-            .redis
-            .as_deref(),
-        Some("redis://127.0.0.1:6379")
-    );
+    // `--redis` needs the feature; without it the server says so.
+    let redis = parse(&["--redis", "redis://127.0.0.1:6379"]);
+    if cfg!(feature = "redis") {
+        assert_eq!(
+            redis.unwrap().redis.as_deref(),
+            Some("redis://127.0.0.1:6379")
+        );
+    } else {
+        assert!(redis.unwrap_err().contains("the `redis` feature"));
+    }
     assert!(parse(&["--redis", "127.0.0.1:6379"]).is_err());
     assert!(parse(&[]).unwrap().cache);
     assert!(!parse(&["--no-cache"]).unwrap().cache);
