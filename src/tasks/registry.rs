@@ -12,7 +12,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use super::id::TaskId;
 use super::progress::TaskProgress;
 use super::record::{Failure, Outcome, Record, TaskInfo, TaskResult, TaskState, bounded};
-use super::stats::{RUN_TIMES_KEPT, TaskSnapshot};
+use super::stats::{RUN_TIMES_KEPT, RunTimes, TaskSnapshot};
 use crate::clock::Clock;
 
 /// The registry's bounds, fixed when the layer is built.
@@ -490,30 +490,29 @@ impl Registry {
         let run_times: Vec<u64> = s.run_times.iter().copied().collect();
         let (queued, running, kept, kept_bytes) =
             (s.pending, s.running, s.finished.len(), s.kept_bytes);
-        let runs = (s.run_count, s.run_micros_sum);
+        let (runs, run_micros_sum) = (s.run_count, s.run_micros_sum);
         drop(s);
-        #[allow(unused_mut)]
-        let mut snap = TaskSnapshot::new(
-            [
-                c.submitted.load(Relaxed),
-                c.rejected.load(Relaxed),
-                c.completed.load(Relaxed),
-                c.failed.load(Relaxed),
-                c.timed_out.load(Relaxed),
-                c.panicked.load(Relaxed),
-                c.too_large.load(Relaxed),
-                c.cancelled.load(Relaxed),
-            ],
-            (queued, running, self.bounds.concurrency, self.bounds.queue),
-            (kept, kept_bytes),
-            run_times,
+        TaskSnapshot {
+            submitted: c.submitted.load(Relaxed),
+            rejected: c.rejected.load(Relaxed),
+            completed: c.completed.load(Relaxed),
+            failed: c.failed.load(Relaxed),
+            timed_out: c.timed_out.load(Relaxed),
+            panicked: c.panicked.load(Relaxed),
+            too_large: c.too_large.load(Relaxed),
+            cancelled: c.cancelled.load(Relaxed),
+            queued,
+            running,
+            concurrency: self.bounds.concurrency,
+            queue_capacity: self.bounds.queue,
+            kept,
+            kept_bytes,
             runs,
-        );
-        #[cfg(feature = "redis")]
-        {
-            snap.redis = self.mirror.get().map(|m| m.shared.stats().snapshot());
+            run_seconds_total: run_micros_sum as f64 / 1e6,
+            run_ms: RunTimes::of(run_times),
+            #[cfg(feature = "redis")]
+            redis: self.mirror.get().map(|m| m.shared.stats().snapshot()),
         }
-        snap
     }
 }
 

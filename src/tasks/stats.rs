@@ -68,77 +68,40 @@ pub struct RunTimes {
     pub samples: usize,
 }
 
-impl TaskSnapshot {
-    pub(super) fn new(
-        counts: [u64; 8],
-        (queued, running, concurrency, queue_capacity): (usize, usize, usize, usize),
-        (kept, kept_bytes): (usize, usize),
-        mut run_micros: Vec<u64>,
-        (runs, run_micros_sum): (u64, u64),
-    ) -> Self {
-        let [
-            submitted,
-            rejected,
-            completed,
-            failed,
-            timed_out,
-            panicked,
-            too_large,
-            cancelled,
-        ] = counts;
-        run_micros.sort_unstable();
+impl RunTimes {
+    /// The percentiles of `micros` (run times in microseconds), by
+    /// nearest rank; none for no run.
+    pub(super) fn of(mut micros: Vec<u64>) -> Option<Self> {
+        if micros.is_empty() {
+            return None;
+        }
+        micros.sort_unstable();
+        let n = micros.len();
         let at = |q: f64| {
-            let last = run_micros.len().saturating_sub(1);
-            // Nearest rank.
-            let i = ((q * run_micros.len() as f64).ceil() as usize).clamp(1, last + 1) - 1;
-            run_micros.get(i).map_or(0.0, |&us| us as f64 / 1000.0)
+            let rank = ((q * n as f64).ceil() as usize).clamp(1, n);
+            micros[rank - 1] as f64 / 1000.0
         };
-        let run_ms = (!run_micros.is_empty()).then(|| RunTimes {
+        Some(Self {
             p50: at(0.50),
             p95: at(0.95),
             p99: at(0.99),
             max: at(1.0),
-            samples: run_micros.len(),
-        });
-        Self {
-            submitted,
-            rejected,
-            completed,
-            failed,
-            timed_out,
-            panicked,
-            too_large,
-            cancelled,
-            queued,
-            running,
-            concurrency,
-            queue_capacity,
-            kept,
-            kept_bytes,
-            runs,
-            run_seconds_total: run_micros_sum as f64 / 1e6,
-            run_ms,
-            #[cfg(feature = "redis")]
-            redis: None,
-        }
+            samples: n,
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::TaskSnapshot;
+    use super::RunTimes;
 
     #[test]
     fn percentiles_by_nearest_rank() {
         let times: Vec<u64> = (1..=100).rev().map(|ms| ms * 1000).collect();
-        let s = TaskSnapshot::new([0; 8], (0, 0, 1, 1), (0, 0), times, (100, 5_050_000));
-        let r = s.run_ms.unwrap();
+        let r = RunTimes::of(times).unwrap();
         assert_eq!((r.p50, r.p95, r.p99, r.max), (50.0, 95.0, 99.0, 100.0));
         assert_eq!(r.samples, 100);
-        assert_eq!(s.run_seconds_total, 5.05);
-        let s = TaskSnapshot::new([0; 8], (0, 0, 1, 1), (0, 0), vec![], (0, 0));
-        assert!(s.run_ms.is_none());
-        let s = TaskSnapshot::new([0; 8], (0, 0, 1, 1), (0, 0), vec![7_000], (1, 7_000));
-        assert_eq!(s.run_ms.unwrap().p50, 7.0);
+        assert!(RunTimes::of(vec![]).is_none());
+        assert_eq!(RunTimes::of(vec![7_000]).unwrap().p50, 7.0);
     }
 }
