@@ -70,6 +70,89 @@ pub(crate) async fn guarded<T>(
     }
 }
 
+/// How often a subscriber checks that its connection still answers, and
+/// the longest it waits for that, for a connection, or for a subscription:
+/// a connection that died without a word (a partition, a paused Redis)
+/// must not leave the replica deaf for good.
+const PING_EVERY: Duration = Duration::from_secs(1);
+
+/// What a [`subscribe`] loop does with its channel.
+pub(crate) trait Listener: Send {
+    /// Subscribed: for the first time, or `again` after a lost or silent
+    /// connection (messages published meanwhile were missed).
+    fn subscribed(&mut self, again: bool);
+    /// A message arrived.
+    fn message(&mut self, payload: &[u8]);
+    /// A session ended with an error (it subscribes again).
+    fn failed(&mut self) {}
+}
+
+/// Listens on `channel` until `stop` turns true or its sender goes:
+/// checks the connection every second, and subscribes again (after 20 ms,
+/// doubling up to 2 s) after a lost or silent one.
+pub(crate) async fn subscribe(
+    client: redis::Client,
+    channel: &str,
+    mut listener: impl Listener,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    use futures_util::StreamExt;
+    let silent = || {
+        redis::RedisError::from((
+            redis::ErrorKind::Io,
+            "the subscription connection stopped answering",
+        ))
+    };
+    let mut backoff = Duration::from_millis(20);
+    let mut again = false;
+    loop {
+        let session = async {
+            let mut pubsub = tokio::time::timeout(2 * PING_EVERY, client.get_async_pubsub())
+                .await
+                .map_err(|_| silent())??;
+            tokio::time::timeout(2 * PING_EVERY, pubsub.subscribe(channel))
+                .await
+                .map_err(|_| silent())??;
+            backoff = Duration::from_millis(20);
+            listener.subscribed(again);
+            let (mut sink, mut messages) = pubsub.split();
+            let mut check = tokio::time::interval(PING_EVERY);
+            check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            check.tick().await;
+            loop {
+                tokio::select! {
+                    msg = messages.next() => {
+                        let Some(msg) = msg else { break };
+                        listener.message(msg.get_payload_bytes());
+                    }
+                    _ = check.tick() => {
+                        match tokio::time::timeout(PING_EVERY, sink.ping::<redis::Value>()).await {
+                            Ok(Ok(_)) => {}
+                            Ok(Err(e)) => return Err(e),
+                            Err(_) => return Err(silent()),
+                        }
+                    }
+                }
+            }
+            redis::RedisResult::Ok(())
+        };
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            r = session => {
+                if r.is_err() {
+                    listener.failed();
+                }
+            }
+        }
+        again = true;
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,8 +17,6 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use futures_util::StreamExt;
-
 use super::key::CacheKey;
 use super::redis_store::{RedisCacheStats, RedisCacheStore};
 use super::store::{CacheStore, MemoryStore, Purge, StoreError, Variants};
@@ -47,12 +45,6 @@ fn weight(purge: &Purge) -> usize {
 /// follows Redis's return closely.
 const RETRY_MIN: Duration = Duration::from_millis(20);
 const RETRY_MAX: Duration = Duration::from_millis(250);
-
-/// How often the subscriber checks that its connection still answers, and
-/// how long it waits: a connection that died without a word (a partition,
-/// a paused Redis) must not leave the replica deaf for good.
-const PING_EVERY: Duration = Duration::from_secs(1);
-const PING_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Default)]
 struct Queue {
@@ -281,87 +273,47 @@ impl Broadcast {
     }
 }
 
-/// Listens on the channel until `stop`, dropping from `l1` what other
-/// replicas purge; checks the connection every [`PING_EVERY`]; subscribes
-/// again after a lost or silent connection and then empties `l1`
-/// (messages sent meanwhile are lost). Signals `ready` once first
+/// What a replica's subscriber does with the channel: drops from `l1`
+/// what other replicas purge; after a lost or silent connection, empties
+/// `l1` (messages sent meanwhile are lost); signals `ready` once first
 /// subscribed.
-pub(crate) async fn subscribe(
-    client: redis::Client,
-    channel: Arc<str>,
-    id: u64,
-    l1: MemoryStore,
-    stats: RedisCacheStats,
-    ready: tokio::sync::oneshot::Sender<()>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    let mut ready = Some(ready);
-    let mut backoff = RETRY_MIN;
-    let mut reconnecting = false;
-    loop {
-        let session = async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&*channel).await?;
-            if let Some(r) = ready.take() {
-                let _ = r.send(());
-            }
-            if reconnecting {
-                // Invalidations published while this replica wasn't
-                // listening are lost: drop what L1 holds (while Redis was
-                // unreachable, L1 kept serving).
-                stats.bump_generation();
-                let _ = l1.purge(&Purge::All).take_ready();
-                stats.inner.l1_dropped.fetch_add(1, Relaxed);
-            }
-            let (mut sink, mut messages) = pubsub.split();
-            let mut check = tokio::time::interval(PING_EVERY);
-            check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            check.tick().await;
-            loop {
-                tokio::select! {
-                    msg = messages.next() => {
-                        let Some(msg) = msg else { break };
-                        let Ok(text) = std::str::from_utf8(msg.get_payload_bytes()) else {
-                            continue;
-                        };
-                        if let Some((from, purge)) = decode_purge(text) {
-                            if from != id {
-                                stats.inner.received.fetch_add(1, Relaxed);
-                                stats.bump_generation();
-                                let _ = l1.purge(&purge).take_ready();
-                            }
-                        }
-                    }
-                    _ = check.tick() => {
-                        match tokio::time::timeout(PING_TIMEOUT, sink.ping::<redis::Value>()).await {
-                            Ok(Ok(_)) => {}
-                            Ok(Err(e)) => return Err(e),
-                            Err(_) => {
-                                return Err(redis::RedisError::from((
-                                    redis::ErrorKind::Io,
-                                    "the subscription connection stopped answering",
-                                )));
-                            }
-                        }
-                    }
-                }
-            }
-            redis::RedisResult::Ok(())
+pub(crate) struct Subscriber {
+    pub(crate) id: u64,
+    pub(crate) l1: MemoryStore,
+    pub(crate) stats: RedisCacheStats,
+    pub(crate) ready: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl crate::redis_conn::Listener for Subscriber {
+    fn subscribed(&mut self, again: bool) {
+        if let Some(r) = self.ready.take() {
+            let _ = r.send(());
+        }
+        if again {
+            // Invalidations published while this replica wasn't listening
+            // are lost: drop what L1 holds (while Redis was unreachable,
+            // L1 kept serving).
+            self.stats.bump_generation();
+            let _ = self.l1.purge(&Purge::All).take_ready();
+            self.stats.inner.l1_dropped.fetch_add(1, Relaxed);
+        }
+    }
+
+    fn message(&mut self, payload: &[u8]) {
+        let Ok(text) = std::str::from_utf8(payload) else {
+            return;
         };
-        tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
-            r = session => {
-                if r.is_err() {
-                    stats.inner.errors.fetch_add(1, Relaxed);
-                }
+        if let Some((from, purge)) = decode_purge(text) {
+            if from != self.id {
+                self.stats.inner.received.fetch_add(1, Relaxed);
+                self.stats.bump_generation();
+                let _ = self.l1.purge(&purge).take_ready();
             }
         }
-        reconnecting = true;
-        tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
-            () = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+
+    fn failed(&mut self) {
+        self.stats.inner.errors.fetch_add(1, Relaxed);
     }
 }
 

@@ -498,15 +498,16 @@ impl TieredStore {
         };
         let (alive, stop) = tokio::sync::watch::channel(false);
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(invalidation::subscribe(
-            l2.client.clone(),
-            Arc::clone(&channel),
+        let subscriber = invalidation::Subscriber {
             id,
-            l1.clone(),
-            l2.stats.clone(),
-            ready_tx,
-            stop.clone(),
-        ));
+            l1: l1.clone(),
+            stats: l2.stats.clone(),
+            ready: Some(ready_tx),
+        };
+        let (client, listened, stopped) = (l2.client.clone(), Arc::clone(&channel), stop.clone());
+        tokio::spawn(async move {
+            crate::redis_conn::subscribe(client, &listened, subscriber, stopped).await;
+        });
         let broadcast = Broadcast {
             l1: l1.clone(),
             l2,

@@ -29,7 +29,6 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
@@ -64,9 +63,6 @@ pub(super) const SHARED_DEADLINE: Duration = Duration::from_secs(1);
 
 /// Header fields a shared result may hold.
 const MAX_FIELDS: usize = 1000;
-
-/// How often the cancel subscriber checks its connection still answers.
-const PING_EVERY: Duration = Duration::from_secs(1);
 
 /// Ids the index keeps at most (the newest).
 const INDEX_MAX: isize = 100_000;
@@ -402,7 +398,7 @@ pub(super) struct Mirror {
     tx: mpsc::Sender<Write>,
     /// Bytes of writes in the queue.
     queued: Arc<std::sync::atomic::AtomicUsize>,
-    _stop: tokio::sync::watch::Sender<()>,
+    _stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl Mirror {
@@ -416,7 +412,7 @@ impl Mirror {
             panic!("AsyncLayer::redis: the layer must be built (.layer() or .handle()) inside a Tokio runtime, which its Redis writer runs in")
         });
         let (tx, rx) = mpsc::channel(QUEUE);
-        let (stop_tx, stop) = tokio::sync::watch::channel(());
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
         let queued = Arc::default();
         let writer = Writer {
             shared: shared.clone(),
@@ -426,7 +422,15 @@ impl Mirror {
             ttl: millis(retention),
         };
         runtime.spawn(writer.run(rx));
-        runtime.spawn(listen(shared.clone(), registry, stop));
+        let canceller = Canceller {
+            registry,
+            stats: shared.stats.clone(),
+        };
+        let (client, channel) = (shared.client.clone(), shared.cancel_channel(shared.replica));
+        // Ends when this `Mirror` (its `_stop`) goes with the registry.
+        runtime.spawn(async move {
+            crate::redis_conn::subscribe(client, &channel, canceller, stop).await;
+        });
         Self {
             shared,
             tx,
@@ -626,69 +630,26 @@ impl Writer {
 }
 
 /// The cancel subscriber: cancels the tasks this replica runs that
-/// another replica was asked to cancel; checks its connection every
-/// [`PING_EVERY`] and subscribes again after a lost or silent one; ends
-/// with its [`Mirror`].
-async fn listen(
-    shared: RedisTasks,
+/// another replica was asked to cancel.
+struct Canceller {
     registry: Weak<Registry>,
-    mut stop: tokio::sync::watch::Receiver<()>,
-) {
-    let channel = shared.cancel_channel(shared.replica);
-    let mut backoff = Duration::from_millis(100);
-    let silent = || {
-        redis::RedisError::from((
-            redis::ErrorKind::Io,
-            "the subscription connection stopped answering",
-        ))
-    };
-    loop {
-        let session = async {
-            let mut pubsub = tokio::time::timeout(PING_EVERY * 2, shared.client.get_async_pubsub())
-                .await
-                .map_err(|_| silent())??;
-            tokio::time::timeout(PING_EVERY * 2, pubsub.subscribe(&channel))
-                .await
-                .map_err(|_| silent())??;
-            backoff = Duration::from_millis(100);
-            let (mut sink, mut messages) = pubsub.split();
-            let mut check = tokio::time::interval(PING_EVERY);
-            check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            check.tick().await;
-            loop {
-                tokio::select! {
-                    msg = messages.next() => {
-                        let Some(msg) = msg else { break };
-                        let id = std::str::from_utf8(msg.get_payload_bytes())
-                            .ok()
-                            .and_then(TaskId::parse);
-                        let cancelled = id.is_some_and(|id| {
-                            registry.upgrade().is_some_and(|r| r.cancel_local(id))
-                        });
-                        if cancelled {
-                            shared.stats.inner.cancels_received.fetch_add(1, Relaxed);
-                        }
-                    }
-                    _ = check.tick() => {
-                        match tokio::time::timeout(PING_EVERY, sink.ping::<redis::Value>()).await {
-                            Ok(Ok(_)) => {}
-                            Ok(Err(e)) => return Err(e),
-                            Err(_) => return Err(silent()),
-                        }
-                    }
-                }
-            }
-            redis::RedisResult::Ok(())
-        };
-        tokio::select! {
-            _ = stop.changed() => return,
-            _ = session => {}
+    stats: RedisTaskStats,
+}
+
+impl crate::redis_conn::Listener for Canceller {
+    fn subscribed(&mut self, _again: bool) {}
+
+    fn message(&mut self, payload: &[u8]) {
+        let id = std::str::from_utf8(payload).ok().and_then(TaskId::parse);
+        let cancelled =
+            id.is_some_and(|id| self.registry.upgrade().is_some_and(|r| r.cancel_local(id)));
+        if cancelled {
+            self.stats.inner.cancels_received.fetch_add(1, Relaxed);
         }
-        tokio::select! {
-            _ = stop.changed() => return,
-            () = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+
+    fn failed(&mut self) {
+        self.stats.inner.errors.fetch_add(1, Relaxed);
     }
 }
 
