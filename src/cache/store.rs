@@ -5,7 +5,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -245,7 +245,7 @@ impl Slot {
 
 /// What a key adds to its entry's weight: its text and the map's
 /// bookkeeping.
-fn key_weight(key: &CacheKey) -> usize {
+pub(super) fn key_weight(key: &CacheKey) -> usize {
     key.as_str().len() + 64
 }
 
@@ -350,6 +350,14 @@ pub struct MemoryStore {
     /// The heaviest entry a shard admits.
     max_weight: usize,
     evictions: Arc<AtomicU64>,
+    /// Bumped by every purge before it scans: a put that grew an entry
+    /// (stored through a placeholder, which a purge's scan can't see)
+    /// knows a purge may have missed the variants it carried over.
+    purges: Arc<AtomicU64>,
+    /// Tests run a purge at the moment a growing put holds its
+    /// placeholder.
+    #[cfg(test)]
+    pub(super) while_growing: Arc<std::sync::Mutex<Option<Box<dyn Fn() + Send>>>>,
 }
 
 impl fmt::Debug for MemoryStore {
@@ -413,6 +421,9 @@ impl MemoryStore {
             max_variants: 16,
             max_weight: usize::try_from(max_weight).unwrap_or(usize::MAX),
             evictions,
+            purges: Arc::default(),
+            #[cfg(test)]
+            while_growing: Arc::default(),
         }
     }
 
@@ -571,6 +582,7 @@ impl CacheStore for MemoryStore {
             return StoreFuture::ready(Err(e));
         }
         let mut grown = None;
+        let epoch = self.purges.load(Acquire);
         let result = self.cache.entry(&key, Some(PUT_WAIT), |_, slot| {
             let merged = self.merged(&key, slot, &response, now, expires_at);
             if merged.weight <= slot.weight {
@@ -597,10 +609,20 @@ impl CacheStore for MemoryStore {
                 Ok(())
             }
             EntryResult::Replaced(guard, old) => {
+                #[cfg(test)]
+                if let Some(hook) = self.while_growing.lock().ok().and_then(|mut h| h.take()) {
+                    hook();
+                }
                 if let Some(slot) = grown {
                     let _ = guard.insert(slot);
                 }
                 drop(old);
+                // A purge that scanned while the placeholder stood didn't
+                // see the variants carried over into the grown entry: it
+                // wins, and the URL is fetched again.
+                if self.purges.load(Acquire) != epoch {
+                    self.cache.remove(&key);
+                }
                 Ok(())
             }
             EntryResult::Removed(..) => Ok(()),
@@ -616,6 +638,7 @@ impl CacheStore for MemoryStore {
     }
 
     fn purge(&self, purge: &Purge) -> StoreFuture<u64> {
+        self.purges.fetch_add(1, Release);
         let n = match purge {
             Purge::Key(k) => u64::from(self.cache.remove(k).is_some()),
             _ => {

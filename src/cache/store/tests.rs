@@ -281,3 +281,24 @@ fn concurrent_puts_of_two_variants_keep_both() {
         assert_eq!(get(&store, key).expect("stored").len(), 2, "{key:?}");
     }
 }
+
+/// A purge that runs while a put holds its placeholder (the entry grows)
+/// can't see the variants the put carries over: the put must not bring
+/// them back.
+#[test]
+fn a_purge_during_a_growing_put_is_not_undone() {
+    let store = MemoryStore::new(64 << 20);
+    let key = CacheKey::from_text("example.com/p");
+    put(&store, &key, &response(10, "gzip", Some("t")), MINUTE);
+    let purger = store.clone();
+    *store.while_growing.lock().unwrap() = Some(Box::new(move || {
+        let _ = purger.purge(&Purge::Tag("t".into())).take_ready();
+    }));
+    // A heavier variant: the entry grows, through a placeholder.
+    put(&store, &key, &response(10_000, "identity", None), MINUTE);
+    let kept = get(&store, &key);
+    assert!(
+        kept.is_none_or(|v| v.iter().all(|r| r.tags().next().is_none())),
+        "the purged variant came back"
+    );
+}
