@@ -34,7 +34,7 @@ struct MarkWeight;
 
 impl quick_cache::Weighter<CacheKey, Instant> for MarkWeight {
     fn weight(&self, key: &CacheKey, _: &Instant) -> u64 {
-        key.as_str().len() as u64 + 64
+        super::store::key_weight(key) as u64
     }
 }
 
@@ -144,7 +144,11 @@ impl Flights {
 
     /// An answer for `key` was stored.
     pub(crate) fn mark_cacheable(&self, key: &CacheKey) {
-        self.uncacheable.remove(key);
+        // Called on every store, and almost no URL is marked: a read
+        // first, the write lock only to remove a mark.
+        if self.uncacheable.contains_key(key) {
+            self.uncacheable.remove(key);
+        }
     }
 
     /// Whether `key` was found uncacheable lately.
