@@ -480,6 +480,8 @@ async fn a_kept_result_drops_its_cookies_and_connection_fields() {
                         ("connection", "x-hop"),
                         ("x-hop", "1"),
                         ("x-kept", "yes"),
+                        ("cdn-cache-control", "max-age=600"),
+                        ("expires", "Thu, 01 Dec 2094 16:00:00 GMT"),
                     ],
                     "welcome",
                 )
@@ -493,7 +495,8 @@ async fn a_kept_result_drops_its_cookies_and_connection_fields() {
     let result = server.get(&format!("/performance/tasks/{id}/result")).await;
     assert_eq!(result.text(), "welcome");
     assert_eq!(result.header("x-kept"), Some("yes"));
-    for gone in ["set-cookie", "x-hop"] {
+    assert_eq!(result.header("cache-control"), Some("no-store"));
+    for gone in ["set-cookie", "x-hop", "cdn-cache-control", "expires"] {
         assert_eq!(result.header(gone), None, "{gone}");
     }
 }
@@ -756,4 +759,38 @@ async fn the_summary_and_prometheus_show_the_tasks() {
         "{text}"
     );
     support::promtool(text);
+}
+
+/// A client that waits gets the handler's own response, cookie included:
+/// a cache in front then judges it as it would the inline answer, and
+/// keeps no one's cookie-setting response for everyone else.
+#[cfg(feature = "cache")]
+#[tokio::test]
+async fn a_waited_answer_keeps_its_cookie_and_the_cache_keeps_none_of_it() {
+    use tower_perf::cache::CacheLayer;
+    let layer = AsyncLayer::new();
+    let router = Router::new()
+        .route(
+            "/me",
+            get(|| async {
+                (
+                    [
+                        ("cache-control", "max-age=60"),
+                        ("set-cookie", "session=alice"),
+                    ],
+                    "alice's page",
+                )
+            }),
+        )
+        .layer(layer)
+        .layer(CacheLayer::new());
+    let server = TestServer::serve(router).await;
+    let waited = server
+        .get_with("/me", &[("prefer", "respond-async, wait=5")])
+        .await;
+    assert_eq!(waited.status, StatusCode::OK, "{}", waited.text());
+    assert_eq!(waited.header("set-cookie"), Some("session=alice"));
+    let other = server.get("/me").await;
+    let status = other.header("cache-status").unwrap_or_default();
+    assert!(!status.contains("hit"), "served from the cache: {status}");
 }

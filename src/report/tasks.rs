@@ -200,7 +200,7 @@ async fn result(handle: &TasksHandle, id: TaskId, req: &http::HeaderMap) -> Resp
             return error(StatusCode::NOT_ACCEPTABLE, &why);
         }
     }
-    let mut resp = respond_with(kept.status, kept.headers.clone(), kept.body.clone());
+    let mut resp = respond_with(kept.status, kept.for_later(), kept.body.clone());
     // One client's answer, fetched by its id: no cache keeps it.
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -17,9 +17,9 @@
 //! **`wait`.** With `Prefer: respond-async, wait=N` (RFC 7240 §4.3) the
 //! client would rather wait up to N seconds for the answer itself. The
 //! task is recorded as above; if it ends within N seconds (time in the
-//! queue included; never longer than its timeout) with a response, that
-//! response as kept (see the result endpoint below: no `Set-Cookie`) is
-//! the answer, without `Preference-Applied`; a task that ends without one
+//! queue included; never longer than its timeout) with a response, the
+//! handler's response is the answer, as it would have been inline
+//! (without `Preference-Applied`); a task that ends without one
 //! (failed, cancelled) gets its `202` at once, and one still running after
 //! N seconds gets it then. The task is kept either way.
 //!
@@ -76,9 +76,11 @@
 //! ```
 //!
 //! The result endpoint serves a kept response without `Set-Cookie`,
-//! `Date`, its length and its connection's fields, with `Cache-Control:
-//! no-store` and `Referrer-Policy: no-referrer` (the URL is the key to
-//! it), and `406` when its `Content-Encoding` is one the request refuses.
+//! `Date`, `Expires`, targeted cache fields (`CDN-Cache-Control`…), its
+//! length and its connection's fields ([`TaskResult::for_later`]), with
+//! `Cache-Control: no-store` and `Referrer-Policy: no-referrer` (the URL
+//! is the key to it), and `406` when its `Content-Encoding` is one the
+//! request refuses.
 //!
 //! Requests for the monitors themselves (under
 //! [`monitor_path`](AsyncLayer::monitor_path)) and requests already

@@ -64,13 +64,38 @@ impl TaskState {
 pub struct TaskResult {
     /// Its status.
     pub status: StatusCode,
-    /// Its header fields (hop-by-hop ones removed).
+    /// Its header fields (hop-by-hop ones and the length removed; see
+    /// [`for_later`](Self::for_later) for what a later request gets).
     pub headers: HeaderMap,
     /// Its whole body.
     pub body: Bytes,
 }
 
 impl TaskResult {
+    /// The fields to serve this response with to a later request (its
+    /// result endpoint, another replica): none of what belonged to the
+    /// exchange it answered (`Set-Cookie`, `Date`) or says how caches may
+    /// keep it (`Expires`, `CDN-Cache-Control` and every other
+    /// `*-Cache-Control` a targeted cache reads, RFC 9213), since it is
+    /// one client's answer reached by its task's id.
+    pub fn for_later(&self) -> HeaderMap {
+        let mut headers = self.headers.clone();
+        let doomed: Vec<http::HeaderName> = headers
+            .keys()
+            .filter(|n| {
+                *n == http::header::SET_COOKIE
+                    || *n == http::header::DATE
+                    || *n == http::header::EXPIRES
+                    || n.as_str().ends_with("-cache-control")
+            })
+            .cloned()
+            .collect();
+        for name in doomed {
+            headers.remove(name);
+        }
+        headers
+    }
+
     /// Bytes the result holds: the body and the fields' names and values.
     pub(super) fn weight(&self) -> usize {
         self.body.len()

@@ -243,9 +243,10 @@ where
     accepted(info, asked)
 }
 
-/// A task that ended within the client's `wait`: its response as kept,
-/// as the result endpoint serves it (without `Set-Cookie` and the
-/// connection's fields; the task stays, with its monitor).
+/// A task that ended within the client's `wait`: the handler's response,
+/// as an inline answer would have been (its cookies and caching fields
+/// included, so a cache in front judges it as it would that one); the
+/// task stays, with its monitor.
 fn inline<ResB>(result: &TaskResult) -> Response<ResponseBody<ResB>> {
     let mut resp = Response::new(ResponseBody::bytes(result.body.clone()));
     *resp.status_mut() = result.status;
@@ -392,15 +393,14 @@ impl Drop for Phase<'_> {
     }
 }
 
-/// The response as kept, to be served later to whoever holds the task's
-/// id: without the fields of its connection (they described a transfer
-/// that is over), its length and date (the result endpoint's answer has
-/// its own), and `Set-Cookie` (a session must not travel with a link).
+/// The response as kept: without the fields of its connection (they
+/// described a transfer that is over) and its length. Whoever serves it
+/// later to another request (the result endpoint, the Redis copy) drops
+/// what belonged to this one ([`TaskResult::for_later`]); a client that
+/// waited for it gets it whole.
 fn kept(status: StatusCode, mut headers: HeaderMap, body: Bytes) -> TaskResult {
     remove_hop_by_hop(&mut headers);
-    for name in [header::CONTENT_LENGTH, header::DATE, header::SET_COOKIE] {
-        headers.remove(name);
-    }
+    headers.remove(header::CONTENT_LENGTH);
     TaskResult {
         status,
         headers,

@@ -567,7 +567,7 @@ impl Writer {
                         .arg("status")
                         .arg(result.status.as_u16())
                         .arg("headers")
-                        .arg(encode_headers(&result.headers))
+                        .arg(encode_headers(&result.for_later()))
                         .arg("body")
                         .arg(result.body.as_ref())
                         .ignore();
