@@ -794,3 +794,30 @@ async fn a_waited_answer_keeps_its_cookie_and_the_cache_keeps_none_of_it() {
     let status = other.header("cache-status").unwrap_or_default();
     assert!(!status.contains("hit"), "served from the cache: {status}");
 }
+
+/// The task layer's own refusal of a client that asked for
+/// `respond-async` (here a body over its limit: `413`) is that client's
+/// answer: the URL stays cacheable (and coalesced) for everyone else.
+#[cfg(feature = "cache")]
+#[tokio::test]
+async fn a_refused_deferral_does_not_make_its_url_uncacheable() {
+    use tower_perf::cache::CacheLayer;
+    let router = Router::new()
+        .route(
+            "/cacheable",
+            get(|| async { ([("cache-control", "max-age=60")], "fresh") }),
+        )
+        .layer(AsyncLayer::new().max_request_body(1))
+        .layer(CacheLayer::new());
+    let server = TestServer::serve(router).await;
+    let req = server
+        .request(Method::GET, "/cacheable")
+        .header("prefer", "respond-async")
+        .body(Full::new(Bytes::from_static(b"too long")))
+        .unwrap();
+    assert_eq!(server.send(req).await.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(server.get("/cacheable").await.text(), "fresh");
+    let second = server.get("/cacheable").await;
+    let status = second.header("cache-status").unwrap_or_default();
+    assert!(status.contains("hit"), "{status}");
+}

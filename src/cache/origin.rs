@@ -176,6 +176,17 @@ pub(super) struct Fetch {
     /// coalesce (coalescing on, a GET without `Authorization`, `no-store`
     /// or a range, not kept apart by its implicit fields) is ever marked.
     pub(super) marked: bool,
+    /// The client asked for an answer of its own (RFC 7240's
+    /// `respond-async`): whatever it gets (a `202`, or a task layer's
+    /// `503` or `413`) says nothing of whether the URL's answers can be
+    /// kept.
+    pub(super) own_answer: bool,
+}
+
+/// Whether a request asks for an answer of its own
+/// ([`Fetch::own_answer`]).
+pub(super) fn asks_own_answer(headers: &HeaderMap) -> bool {
+    crate::headers::Prefer::from_headers(headers).respond_async()
 }
 
 pub(super) async fn call_inner<S, R>(mut inner: S, req: R) -> Result<S::Response, S::Error>
@@ -549,16 +560,13 @@ where
                 // either.
                 // A 304 answers a conditional request, nothing more: it
                 // says nothing of whether the URL's answers can be kept.
-                // Nor does a `202` that applied the client's own
-                // preference (RFC 7240's `respond-async`).
+                // Nor does an answer to a client that asked for one of
+                // its own (RFC 7240's `respond-async`).
                 let request_made_it = fetch.req_cc.no_store()
                     || (authorized && reason == NotStorable::Authorization)
                     || reason == NotStorable::UnknownCoding
                     || parts.status == StatusCode::NOT_MODIFIED
-                    || (parts.status == StatusCode::ACCEPTED
-                        && parts
-                            .headers
-                            .contains_key(crate::headers::PREFERENCE_APPLIED));
+                    || fetch.own_answer;
                 if !request_made_it && !fetch.marked {
                     shared.flights.mark_uncacheable(&fetch.key);
                 }

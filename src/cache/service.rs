@@ -416,6 +416,7 @@ where
                         // A background refresh answers no client.
                         client: Client::default(),
                         marked: false,
+                        own_answer: false,
                     };
                     rt.spawn(refresh(
                         shared,
@@ -527,6 +528,7 @@ where
                         fwd,
                         client: conds,
                         marked,
+                        own_answer: super::origin::asks_own_answer(req.headers()),
                     };
                     fetch_origin(shared, inner, req, fetch).await
                 });
@@ -541,6 +543,7 @@ where
         fwd,
         client: conds,
         marked,
+        own_answer: super::origin::asks_own_answer(req.headers()),
     };
     ResponseFuture::boxed(fetch_origin(shared, inner, req, fetch))
 }
