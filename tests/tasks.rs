@@ -252,8 +252,43 @@ async fn an_always_route_defers_without_the_preference() {
     assert_eq!(res.header("preference-applied"), None);
     wait_for(&tasks, id, TaskState::Completed).await;
     assert_eq!(tasks.result(id).unwrap().body, "exported");
-    // Another method on the route is answered inline.
-    assert_eq!(server.get("/health").await.text(), "ok");
+    // Another method on the route is answered inline (axum's 405: not
+    // a task's 202).
+    let get = server.get("/exports").await;
+    assert_eq!(get.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(tasks.stats().submitted, 1);
+}
+
+#[tokio::test]
+async fn a_broad_timeout_route_does_not_hide_a_narrower_always_one() {
+    let layer = AsyncLayer::new()
+        .route(TaskRoute::new("/**").timeout(Duration::from_secs(5)))
+        .route(TaskRoute::new("/exports").always());
+    let (server, tasks, _) = serve(layer).await;
+    let req = server
+        .request(Method::POST, "/exports")
+        .body(Full::default())
+        .unwrap();
+    let id = id_of(&server.send(req).await);
+    wait_for(&tasks, id, TaskState::Completed).await;
+}
+
+#[test]
+#[should_panic(expected = "does nothing")]
+fn a_route_that_sets_nothing_is_refused() {
+    let _ = AsyncLayer::new().route(TaskRoute::new("/x"));
+}
+
+#[test]
+#[should_panic(expected = "isn't the root")]
+fn the_root_as_the_monitor_path_is_refused() {
+    let _ = AsyncLayer::new().monitor_path("/");
+}
+
+#[test]
+#[should_panic(expected = "retention(0)")]
+fn a_zero_retention_is_refused() {
+    let _ = AsyncLayer::new().retention(Duration::ZERO);
 }
 
 #[tokio::test]
@@ -620,6 +655,18 @@ async fn the_list_needs_the_token_and_filters_by_state() {
     let only = only["tasks"].as_array().unwrap();
     assert_eq!(only.len(), 1);
     assert_eq!(only[0]["id"], running.to_string());
+    let one = server
+        .send(with_token(
+            &server,
+            Method::GET,
+            "/performance/tasks?limit=1",
+            TOKEN,
+        ))
+        .await;
+    let one: Value = one.json();
+    let one = one["tasks"].as_array().unwrap();
+    assert_eq!(one.len(), 1, "the limit holds");
+    assert_eq!(one[0]["id"], done.to_string(), "the newest");
     let bad = server
         .send(with_token(
             &server,

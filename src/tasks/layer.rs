@@ -102,9 +102,17 @@ pub(super) struct Config {
 }
 
 impl Config {
-    /// The first route a request matches.
-    pub(super) fn route(&self, method: &Method, path: &str) -> Option<&TaskRoute> {
-        self.routes.iter().find(|r| r.matches(method, path))
+    /// The first route a request matches that says what `setting` reads.
+    fn first<T>(
+        &self,
+        method: &Method,
+        path: &str,
+        setting: impl Fn(&TaskRoute) -> Option<T>,
+    ) -> Option<T> {
+        self.routes
+            .iter()
+            .filter(|r| r.matches(method, path))
+            .find_map(setting)
     }
 
     /// Whether a request may run as a task at all: not one already running
@@ -125,13 +133,17 @@ impl Config {
 
     /// Whether a request without the preference runs as a task.
     pub(super) fn always(&self, method: &Method, path: &str) -> bool {
-        self.any_always && self.route(method, path).is_some_and(|r| r.always)
+        self.any_always
+            && self
+                .first(method, path, |r| r.always.then_some(()))
+                .is_some()
     }
 
-    /// A task's timeout.
+    /// A task's timeout: the first matching route's that sets one, else
+    /// the layer's (a route that only defers doesn't hide a timeout set
+    /// by a broader one, nor the other way round).
     pub(super) fn timeout_for(&self, method: &Method, path: &str) -> Duration {
-        self.route(method, path)
-            .and_then(|r| r.timeout)
+        self.first(method, path, |r| r.timeout)
             .unwrap_or(self.timeout)
     }
 }
@@ -244,8 +256,18 @@ impl AsyncLayer {
         self.changed()
     }
 
-    /// Adds a route (the first route a request matches applies).
+    /// Adds a route. A request is deferred when any route it matches is
+    /// [`always`](TaskRoute::always), and gets the timeout of the first
+    /// matching route that sets one.
+    ///
+    /// # Panics
+    ///
+    /// When the route sets neither: it would do nothing.
     pub fn route(mut self, route: TaskRoute) -> Self {
+        assert!(
+            route.always || route.timeout.is_some(),
+            "AsyncLayer::route: a TaskRoute that is neither always() nor has a timeout() does nothing"
+        );
         self.routes.push(route);
         self.changed()
     }
@@ -273,7 +295,16 @@ impl AsyncLayer {
     }
 
     /// How long a finished task is kept (default 7 days).
+    ///
+    /// # Panics
+    ///
+    /// When `retention` is zero: every task would go as it ends, and its
+    /// `202`'s `Location` would name nothing.
     pub fn retention(mut self, retention: Duration) -> Self {
+        assert!(
+            !retention.is_zero(),
+            "AsyncLayer::retention(0): every task would go as it ends, before its client could read it"
+        );
         self.retention = retention;
         self.changed()
     }
@@ -298,13 +329,14 @@ impl AsyncLayer {
     ///
     /// # Panics
     ///
-    /// When `path` doesn't start with `/`.
+    /// When `path` doesn't start with `/`, or is `/` itself.
     pub fn monitor_path(mut self, path: &str) -> Self {
+        let trimmed = path.trim_end_matches('/');
         assert!(
-            path.starts_with('/'),
-            "AsyncLayer::monitor_path({path:?}): a path starts with '/'"
+            path.starts_with('/') && !trimmed.is_empty(),
+            "AsyncLayer::monitor_path({path:?}): a path starts with '/' and isn't the root (every request would be a monitor's, and none deferred)"
         );
-        self.monitor = path.trim_end_matches('/').to_owned();
+        self.monitor = trimmed.to_owned();
         self.changed()
     }
 
