@@ -408,12 +408,13 @@ where
     // axum's own 2 MiB (an item is a few hundred bytes); the handlers take
     // axum's `Body` again.
     // Deferred requests hand the handlers a body read whole
-    // (`TaskBody`); axum's `Body` again for decompression.
+    // (`TaskBody`), decoded next; axum's `Body` once, at the end.
     let decompression = ServiceBuilder::new()
         .layer(tasks)
-        .map_request(|req: axum::http::Request<TaskBody<Body>>| req.map(Body::new))
         .layer(request_decompression)
-        .map_request(|req: axum::http::Request<DecompressionBody<Body>>| req.map(Body::new));
+        .map_request(
+            |req: axum::http::Request<DecompressionBody<TaskBody<Body>>>| req.map(Body::new),
+        );
     let router = match cache {
         Some(cache) => router.layer(
             ServiceBuilder::new()
