@@ -70,6 +70,8 @@ struct State {
     kept_bytes: usize,
     /// The last run times (µs), for the percentiles.
     run_times: VecDeque<u64>,
+    /// The median of `run_times`, as of lately (µs).
+    median_run: Option<u64>,
     /// Every run so far: how many, and their sum (µs).
     run_count: u64,
     run_micros_sum: u64,
@@ -141,7 +143,7 @@ impl Registry {
             self.counters.rejected.fetch_add(1, Relaxed);
             let s = self.lock();
             Refusal::Full(retry_after(
-                &s.run_times,
+                s.median_run,
                 s.pending / self.bounds.concurrency + 1,
             ))
         })
@@ -154,7 +156,7 @@ impl Registry {
         if s.pending + s.running >= self.bounds.queue.saturating_add(self.bounds.concurrency) {
             self.counters.rejected.fetch_add(1, Relaxed);
             let ahead = s.pending / self.bounds.concurrency + 1;
-            return Err(Refusal::Full(retry_after(&s.run_times, ahead)));
+            return Err(Refusal::Full(retry_after(s.median_run, ahead)));
         }
         Ok(())
     }
@@ -301,6 +303,11 @@ impl Registry {
             s.run_times.push_back(micros);
             s.run_count += 1;
             s.run_micros_sum = s.run_micros_sum.saturating_add(micros);
+            // Refusals read it under load: kept here, refreshed every 32
+            // runs (and at each of the first), not worked out per refusal.
+            if s.run_count <= 32 || s.run_count % 32 == 0 {
+                s.median_run = Some(median(&s.run_times));
+            }
         }
         self.sweep(s, now.1);
     }
@@ -519,15 +526,19 @@ impl Registry {
 /// How long a client refused for a full queue should wait: the queue
 /// ahead of it over the slots (`ahead` rounds), times the median run time
 /// (5 s before any task ended), between 1 s and 1 h.
-fn retry_after(run_times: &VecDeque<u64>, ahead: usize) -> Duration {
-    if run_times.is_empty() {
+fn retry_after(median_run: Option<u64>, ahead: usize) -> Duration {
+    let Some(median) = median_run else {
         return Duration::from_secs(5);
-    }
-    let mut times: Vec<u64> = run_times.iter().copied().collect();
-    let mid = times.len() / 2;
-    let (_, median, _) = times.select_nth_unstable(mid);
+    };
     let micros = median.saturating_mul(ahead as u64);
     Duration::from_micros(micros).clamp(Duration::from_secs(1), Duration::from_secs(3600))
+}
+
+/// The median of the (non-empty) run times.
+fn median(run_times: &VecDeque<u64>) -> u64 {
+    let mut times: Vec<u64> = run_times.iter().copied().collect();
+    let mid = times.len() / 2;
+    *times.select_nth_unstable(mid).1
 }
 
 #[cfg(test)]
@@ -637,6 +648,40 @@ mod tests {
         assert!(r.admit().is_ok());
         let s = r.snapshot();
         assert_eq!((s.failed, s.timed_out, s.runs), (1, 1, 1));
+    }
+
+    #[test]
+    fn a_refusal_says_to_come_back_after_the_queue_ahead_at_the_median_run() {
+        let clock = ManualClock::new();
+        let bounds = Bounds {
+            concurrency: 1,
+            queue: 1,
+            retention: Duration::from_secs(60),
+            result_budget: 1 << 20,
+            max_finished: 10,
+            monitor: "/performance/tasks".to_owned(),
+        };
+        let r = Registry::new(bounds, Arc::new(clock.clone()));
+        // Before any run: 5 s.
+        let (a, b) = (task(&r), task(&r));
+        assert_eq!(r.admit().err(), Some(Refusal::Full(Duration::from_secs(5))));
+        // Runs of 10 s and 30 s, then 20 s: the median is 20 s.
+        for (id, secs) in [(a, 10), (b, 30)] {
+            assert!(r.start(id));
+            clock.advance(Duration::from_secs(secs));
+            r.leave_running(id, done());
+        }
+        let c = task(&r);
+        assert!(r.start(c));
+        clock.advance(Duration::from_secs(20));
+        r.leave_running(c, done());
+        let (d, _e) = (task(&r), task(&r));
+        assert!(r.start(d));
+        // One running, one queued ahead, one slot: two median runs.
+        assert_eq!(
+            r.admit().err(),
+            Some(Refusal::Full(Duration::from_secs(40)))
+        );
     }
 
     #[test]
