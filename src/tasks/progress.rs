@@ -68,13 +68,7 @@ impl TaskProgress {
         let Some(cell) = &self.cell else { return };
         cell.percent.store(percent.min(100), Ordering::Relaxed);
         let mut message = message.into();
-        if message.len() > MAX_PROGRESS_MESSAGE {
-            let mut end = MAX_PROGRESS_MESSAGE;
-            while !message.is_char_boundary(end) {
-                end -= 1;
-            }
-            message.truncate(end);
-        }
+        message.truncate(super::record::prefix(&message, MAX_PROGRESS_MESSAGE).len());
         if let Ok(mut m) = cell.message.lock() {
             *m = Some(message.into_boxed_str());
         }

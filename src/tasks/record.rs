@@ -135,15 +135,20 @@ pub(super) enum Outcome {
 /// The longest method, path or error text a record keeps, in bytes.
 pub(super) const MAX_TEXT: usize = 1024;
 
-/// `text` cut to [`MAX_TEXT`] bytes at a character boundary: every text a
-/// record keeps comes from a request or a handler, and a record may be
-/// kept for days.
-pub(super) fn bounded(text: &str) -> String {
-    let mut end = text.len().min(MAX_TEXT);
+/// The longest start of `text` of at most `max` bytes that ends on a
+/// character boundary.
+pub(super) fn prefix(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    text[..end].to_owned()
+    &text[..end]
+}
+
+/// `text` cut to [`MAX_TEXT`] bytes: every text a record keeps comes from
+/// a request or a handler, and a record may be kept for days.
+pub(super) fn bounded(text: &str) -> String {
+    prefix(text, MAX_TEXT).to_owned()
 }
 
 /// One task, as the registry keeps it.
