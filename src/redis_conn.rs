@@ -70,6 +70,21 @@ pub(crate) async fn guarded<T>(
     }
 }
 
+/// Runs `op` if `breaker` lets it through (refused at once while it is
+/// open), with [`guarded`]'s timeout and counting.
+pub(crate) async fn through<T>(
+    breaker: &crate::breaker::CircuitBreaker,
+    timeout: Duration,
+    op: impl Future<Output = redis::RedisResult<T>>,
+    errors: &AtomicU64,
+    timeouts: &AtomicU64,
+) -> Result<T, String> {
+    let Some(ticket) = breaker.try_call() else {
+        return Err("redis: circuit open".to_owned());
+    };
+    guarded(ticket, timeout, op, errors, timeouts).await
+}
+
 /// How often a subscriber checks that its connection still answers, and
 /// the longest it waits for that, for a connection, or for a subscription:
 /// a connection that died without a word (a partition, a paused Redis)

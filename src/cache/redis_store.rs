@@ -254,11 +254,8 @@ impl RedisCacheStore {
         timeout: Duration,
         op: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, StoreError> {
-        let Some(ticket) = stats.breaker.try_call() else {
-            return Err(StoreError::new("redis: circuit open"));
-        };
-        crate::redis_conn::guarded(
-            ticket,
+        crate::redis_conn::through(
+            &stats.breaker,
             timeout,
             op,
             &stats.inner.errors,

@@ -222,11 +222,8 @@ impl RedisTasks {
         &self,
         op: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, String> {
-        let Some(ticket) = self.stats.breaker.try_call() else {
-            return Err("redis: circuit open".to_owned());
-        };
-        crate::redis_conn::guarded(
-            ticket,
+        crate::redis_conn::through(
+            &self.stats.breaker,
             self.timeout,
             op,
             &self.stats.inner.errors,
