@@ -148,7 +148,7 @@ async fn stored_entry() -> tower_perf::cache::CachedResponse {
     use http::{Request, Response};
     use http_body_util::Full;
     use tower::{ServiceBuilder, ServiceExt, service_fn};
-    let layer = tower_perf::cache::CacheLayer::new();
+    let layer = tower_perf::cache::CacheLayer::new().max_entry_size(256 << 10);
     let handle_store = tower_perf::cache::MemoryStore::new(1 << 20);
     let layer = layer.store(handle_store.clone());
     let body = common::json(10 * 1024);

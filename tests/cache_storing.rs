@@ -286,7 +286,10 @@ async fn head_is_answered_from_a_stored_get() {
 async fn byte_budget_holds() {
     let budget = 256 * 1024;
     let store = MemoryStore::new(budget);
-    let layer = CacheLayer::new().store(store.clone());
+    // Entries up to 64 KiB: a 256 KiB store can't hold the default 1 MiB.
+    let layer = CacheLayer::new()
+        .max_entry_size(64 << 10)
+        .store(store.clone());
     let (server, _origin) = serve(layer, |_, _| {
         ok(&[("cache-control", "max-age=600")], &"x".repeat(10_000))
     })

@@ -470,7 +470,10 @@ async fn a_marked_url_drops_its_stale_copy_when_the_answer_turns_storable() {
             Ok::<_, std::convert::Infallible>(r.body(format!("body-{n}")).unwrap())
         }
     });
-    let svc = layer.store(memory.clone()).layer(origin);
+    let svc = layer
+        .max_entry_size(256 << 10)
+        .store(memory.clone())
+        .layer(origin);
     let get = || async {
         let req = http::Request::get("http://example.com/m")
             .header("host", "example.com")

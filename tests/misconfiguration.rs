@@ -182,6 +182,31 @@ fn a_zero_byte_cache_budget_panics() {
     let _ = CacheMemory::new(1).max_variants(1);
 }
 
+/// A store whose shards can't hold a response at the layer's
+/// `max_entry_size`: every such response would be read whole and refused.
+#[cfg(feature = "cache")]
+#[test]
+fn a_store_too_small_for_the_largest_entry_panics_when_layered() {
+    use tower::Layer;
+    use tower_perf::cache::CacheLayer;
+    let origin = tower::service_fn(|_: http::Request<()>| async {
+        Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    });
+    // 256 KiB: one shard, entries up to about 248 KiB; the default limit
+    // is 1 MiB.
+    let small = CacheLayer::new().store(CacheMemory::new(256 << 10));
+    let msg = panic_message(|| {
+        let _ = small.layer(origin);
+    });
+    assert!(msg.contains("max_entry_size is 1048576 bytes"), "{msg}");
+    assert!(msg.contains("lower max_entry_size to"), "{msg}");
+    // Within it, it layers.
+    let fits = CacheLayer::new()
+        .max_entry_size(128 << 10)
+        .store(CacheMemory::new(256 << 10));
+    let _ = fits.layer(origin);
+}
+
 /// RFC 9213: `Cache-Control` and `Expires` are not targeted fields.
 #[cfg(feature = "cache")]
 #[test]

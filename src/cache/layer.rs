@@ -113,6 +113,11 @@ pub const DEFAULT_IMPLICIT_VARY: &[&str] = &[
     "x-method-override",
 ];
 
+/// What a response weighs in a store beyond its body, at least (a few
+/// fields, its key, the entry's bookkeeping): the margin the check of
+/// `max_entry_size` against the store's bound leaves.
+const ENTRY_OVERHEAD: usize = 1024;
+
 /// Default [`CacheLayer::max_entry_size`]: 1 MiB.
 pub const DEFAULT_MAX_ENTRY_SIZE: usize = 1024 * 1024;
 
@@ -458,7 +463,25 @@ impl CacheLayer {
 impl<S> tower_layer::Layer<S> for CacheLayer {
     type Service = Cache<S>;
 
+    /// # Panics
+    ///
+    /// When a response of [`max_entry_size`](CacheLayer::max_entry_size)
+    /// could never fit the store (a [`MemoryStore`](super::MemoryStore)
+    /// keeps entries up to about 97% of one shard of its budget): such
+    /// responses would be read whole and refused by the store, every time.
     fn layer(&self, inner: S) -> Self::Service {
+        if let Some(max) = self.store.max_entry_weight() {
+            // A response at the limit, with a few fields and its key.
+            let least = self.config.max_entry_size.saturating_add(ENTRY_OVERHEAD);
+            assert!(
+                least <= max,
+                "CacheLayer: max_entry_size is {} bytes, but its store keeps entries of at most {max} bytes \
+                 (with their fields and key): a response at the limit would be read whole and refused \
+                 every time; give the store a larger budget or lower max_entry_size to {}",
+                self.config.max_entry_size,
+                max.saturating_sub(ENTRY_OVERHEAD)
+            );
+        }
         Cache {
             inner,
             shared: Arc::new(Shared {

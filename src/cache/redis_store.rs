@@ -644,6 +644,10 @@ impl CacheStore for TieredStore {
         })
     }
 
+    fn max_entry_weight(&self) -> Option<usize> {
+        self.l1.max_entry_weight()
+    }
+
     fn usage(&self) -> StoreUsage {
         self.l1.usage()
     }

@@ -225,6 +225,14 @@ pub trait CacheStore: fmt::Debug + Send + Sync + 'static {
 
     /// How much the store holds now.
     fn usage(&self) -> StoreUsage;
+
+    /// The heaviest entry (a response with its key, as
+    /// [`CachedResponse`] weighs it) the store can ever keep, if it has
+    /// such a bound (none by default). A [`CacheLayer`](super::CacheLayer)
+    /// whose `max_entry_size` can't fit under it fails when it is layered.
+    fn max_entry_weight(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// The entries of the memory store: variants plus their expiry.
@@ -654,6 +662,10 @@ impl CacheStore for MemoryStore {
             }
         };
         StoreFuture::ready(Ok(n))
+    }
+
+    fn max_entry_weight(&self) -> Option<usize> {
+        Some(self.max_weight)
     }
 
     fn usage(&self) -> StoreUsage {
