@@ -466,7 +466,7 @@ impl<S> tower_layer::Layer<S> for CacheLayer {
     /// # Panics
     ///
     /// When a response of [`max_entry_size`](CacheLayer::max_entry_size)
-    /// could never fit the store (a [`MemoryStore`](super::MemoryStore)
+    /// could never fit the store (a [`MemoryStore`]
     /// keeps entries up to about 97% of one shard of its budget): such
     /// responses would be read whole and refused by the store, every time.
     fn layer(&self, inner: S) -> Self::Service {
