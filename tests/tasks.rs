@@ -868,3 +868,21 @@ async fn a_refused_deferral_does_not_make_its_url_uncacheable() {
     let status = second.header("cache-status").unwrap_or_default();
     assert!(status.contains("hit"), "{status}");
 }
+
+/// A request refused while its body was read (`413`) gives back its
+/// place: with room for one task, the next one still gets in.
+#[tokio::test]
+async fn a_refused_body_gives_back_its_place() {
+    let layer = AsyncLayer::new()
+        .concurrency(1)
+        .queue(0)
+        .max_request_body(4);
+    let (server, tasks, probes) = serve(layer).await;
+    probes.gate.open();
+    for _ in 0..3 {
+        let refused = submit(&server, "/work", "far too long").await;
+        assert_eq!(refused.status, StatusCode::PAYLOAD_TOO_LARGE);
+    }
+    let id = id_of(&submit(&server, "/work", "ok").await);
+    wait_for(&tasks, id, TaskState::Completed).await;
+}
