@@ -3,6 +3,7 @@
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
+use bytes::Buf;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
@@ -48,7 +49,10 @@ impl<B: Body> Body for ResponseBody<B> {
                     g.fail();
                 }
             }
-            Some(Ok(_)) => {
+            Some(Ok(f)) => {
+                if let (Some(g), Some(d)) = (this.guard.as_mut(), f.data_ref()) {
+                    g.sizes.response = g.sizes.response.saturating_add(d.remaining() as u64);
+                }
                 if this.inner.is_end_stream() {
                     if let Some(g) = this.guard.as_mut() {
                         g.finish();

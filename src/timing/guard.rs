@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::route::{Cell, End};
+use super::route::{Cell, End, Sizes};
 use super::spans::Timings;
 
 /// Records the request when it ends; as an abort if dropped before that.
@@ -13,6 +13,7 @@ pub(super) struct Guard {
     pub(super) status: u16,
     pub(super) done: bool,
     pub(super) timings: Option<Timings>,
+    pub(super) sizes: Sizes,
 }
 
 impl Guard {
@@ -35,7 +36,8 @@ impl Guard {
                 .as_ref()
                 .map(Timings::take_aggregates)
                 .unwrap_or_default();
-            self.cell.record(self.start, self.status, end, &spans);
+            self.cell
+                .record(self.start, self.status, end, &spans, self.sizes);
         }
     }
 }

@@ -102,6 +102,7 @@ mod registry;
 mod route;
 mod server_timing;
 mod service;
+mod sizes;
 mod snapshot;
 mod spans;
 mod stats;

@@ -1,7 +1,8 @@
 //! The Prometheus text: the histogram at OpenTelemetry's advised bounds
 //! and its exposition.
 
-use super::route::End;
+use super::route::{End, RouteTotals};
+use super::sizes::{SIZE_BOUNDS, SizeHist};
 use super::stats::TimingStats;
 use crate::prometheus::escape;
 
@@ -85,7 +86,14 @@ impl TimingStats {
     /// when a status was sent, and `error_type` on the requests that ended
     /// in an error; buckets 0.005 s … 10 s), cumulative since start, and
     /// `http_server_request_aborted_total` for responses dropped before
-    /// their end.
+    /// their end. Beside it, per method and route:
+    /// `http_server_active_requests` (a gauge: requests arrived and not yet
+    /// ended or dropped; an aborted request leaves it at once), and the
+    /// histograms `http_server_request_body_size_bytes` (requests whose
+    /// body size was known on arrival: its `Content-Length`, or an exact
+    /// size hint) and `http_server_response_body_size_bytes` (the bytes
+    /// this layer passed on: after compression when timing is outside
+    /// it), in bytes, with bounds 0 and 128 B to 8 MiB by powers of four.
     ///
     /// `error_type`, as the conventions set `error.type` on a server:
     /// - a 5xx: its status code (`error_type="503"`);
@@ -143,6 +151,51 @@ impl TimingStats {
                     "http_server_request_duration_seconds_count{{{labels}}} {}",
                     ph.count
                 );
+            }
+        }
+        let labels = |route: &super::route::Route| {
+            format!(
+                "http_request_method=\"{}\",http_route=\"{}\"",
+                otel_method(route.method.as_str()),
+                escape(&route.label)
+            )
+        };
+        out.push_str("# HELP http_server_active_requests Requests in flight: arrived, and neither ended nor dropped.\n");
+        out.push_str("# TYPE http_server_active_requests gauge\n");
+        for (route, _, _, extras) in &rows {
+            let _ = writeln!(
+                out,
+                "http_server_active_requests{{{}}} {}",
+                labels(route),
+                extras.active.max(0)
+            );
+        }
+        for (name, help, pick) in [
+            (
+                "http_server_request_body_size_bytes",
+                "Sizes of HTTP server request bodies, where the request told it (Content-Length).",
+                (|t: &RouteTotals| &t.request_sizes) as fn(&RouteTotals) -> &SizeHist,
+            ),
+            (
+                "http_server_response_body_size_bytes",
+                "Sizes of HTTP server response bodies, as sent by this layer.",
+                |t: &RouteTotals| &t.response_sizes,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} histogram");
+            for (route, _, _, extras) in &rows {
+                let h = pick(extras);
+                if h.count == 0 {
+                    continue;
+                }
+                let labels = labels(route);
+                for (bound, count) in SIZE_BOUNDS.iter().zip(h.cumulative()) {
+                    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {count}");
+                }
+                let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
+                let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.sum);
+                let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.count);
             }
         }
         out.push_str("# HELP http_server_request_aborted_total Responses whose body was dropped before its end.\n");

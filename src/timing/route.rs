@@ -8,6 +8,7 @@
 //! another thread's). Readers lock each cell briefly to merge it.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use http::Method;
 use super::hist::Hist;
 use super::prometheus::PromHist;
 use super::registry::OTHER;
+use super::sizes::SizeHist;
 use super::snapshot::SlowRequest;
 use super::spans::{SpanAgg, SpanStats};
 use crate::clock::Elapsed;
@@ -86,6 +88,9 @@ struct Current {
     spans: Vec<(Box<str>, SpanStats)>,
     /// Since start (never flushed): Prometheus buckets by status code.
     by_status: Vec<(StatusKey, PromHist)>,
+    /// Since start: request bodies of a known size, response bodies sent.
+    request_sizes: SizeHist,
+    response_sizes: SizeHist,
 }
 
 /// A status code (0: codes past [`MAX_STATUSES`]) and how the request
@@ -114,12 +119,28 @@ const MAX_STATUSES: usize = 64;
 pub(crate) struct RouteTotals {
     pub(crate) spans: Vec<(Box<str>, SpanStats)>,
     pub(crate) by_status: Vec<(StatusKey, PromHist)>,
+    pub(crate) request_sizes: SizeHist,
+    pub(crate) response_sizes: SizeHist,
+    /// Requests in flight now.
+    pub(crate) active: i64,
+}
+
+/// The body sizes of one request, where known.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Sizes {
+    /// The request body's exact size hint (its `Content-Length`), if any.
+    pub(crate) request: Option<u64>,
+    /// The bytes of response body this layer passed on.
+    pub(crate) response: u64,
 }
 
 /// A thread's share of a route: the current slot's histogram.
 #[repr(align(128))]
 pub(crate) struct Cell {
     current: Mutex<Current>,
+    /// Requests that started in this cell and have not ended: raised on
+    /// the thread that took the request, lowered wherever it ends.
+    active: AtomicI64,
     route: std::sync::Weak<Route>,
     shared: Arc<Shared>,
 }
@@ -139,7 +160,10 @@ impl Route {
                             hist: Hist::default(),
                             spans: Vec::new(),
                             by_status: Vec::new(),
+                            request_sizes: SizeHist::default(),
+                            response_sizes: SizeHist::default(),
                         }),
+                        active: AtomicI64::new(0),
                         route: weak.clone(),
                         shared: shared.clone(),
                     })
@@ -177,9 +201,12 @@ impl Route {
     pub(super) fn totals(&self) -> RouteTotals {
         let mut t = RouteTotals::default();
         for cell in &self.cells {
+            t.active += cell.active.load(Ordering::Relaxed);
             let Ok(cur) = cell.current.lock() else {
                 continue;
             };
+            t.request_sizes.merge(&cur.request_sizes);
+            t.response_sizes.merge(&cur.response_sizes);
             for (name, st) in &cur.spans {
                 match t.spans.iter_mut().find(|(n, _)| n == name) {
                     Some((_, acc)) => acc.merge(st),
@@ -251,15 +278,36 @@ impl Cell {
         f(&mut cur);
     }
 
+    /// Counts a request in flight until [`record`](Self::record) or
+    /// [`record_abort`](Self::record_abort).
+    #[inline]
+    pub(crate) fn start(&self) {
+        self.active.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Records a request that started at `start` (nanoseconds on the
     /// registry's clock) and ends now, as `how` says.
-    pub(crate) fn record(&self, start: u64, status: u16, how: End, spans: &[SpanAgg]) {
+    pub(crate) fn record(
+        &self,
+        start: u64,
+        status: u16,
+        how: End,
+        spans: &[SpanAgg],
+        sizes: Sizes,
+    ) {
+        self.active.fetch_sub(1, Ordering::Relaxed);
         let end = self.now();
         let ns = end.saturating_sub(start);
         let duration = Duration::from_nanos(ns);
         let threshold = self.shared.n_plus_one;
         self.with_current(end, |cur| {
             cur.hist.record(ns, status, how == End::BodyFailed);
+            if let Some(n) = sizes.request {
+                cur.request_sizes.record(n);
+            }
+            if how != End::NoResponse {
+                cur.response_sizes.record(sizes.response);
+            }
             let key = (status, how);
             // Inner-service errors are one series (no status code), never
             // folded: the fold's would carry the same labels.
@@ -304,6 +352,7 @@ impl Cell {
     }
 
     pub(crate) fn record_abort(&self) {
+        self.active.fetch_sub(1, Ordering::Relaxed);
         self.with_current(self.now(), |cur| cur.hist.record_abort());
     }
 

@@ -16,6 +16,7 @@ use super::future::ResponseFuture;
 use super::guard::Guard;
 use super::layer::{Classifier, TimingLayer};
 use super::registry::{Registry, UNMATCHED};
+use super::route::Sizes;
 use super::spans::Timings;
 use super::stats::TimingStats;
 
@@ -159,6 +160,7 @@ fn label<'a, B>(req: &'a Request<B>, classifier: Option<&Classifier>) -> Cow<'a,
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Timing<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ReqBody: Body,
     ResBody: Body,
 {
     type Response = Response<ResponseBody<ResBody>>;
@@ -177,6 +179,10 @@ where
             .registry
             .cell(req.method(), &label(&req, settings.classifier.as_ref()));
         let head = req.method() == Method::HEAD;
+        let sizes = Sizes {
+            request: req.body().size_hint().exact(),
+            response: 0,
+        };
         let timings = settings.sub_timings.then(|| {
             let t = Timings::default();
             req.extensions_mut().insert(t.clone());
@@ -188,7 +194,9 @@ where
             status: 0,
             done: false,
             timings,
+            sizes,
         };
+        guard.cell.start();
         ResponseFuture {
             inner: self.inner.call(req),
             guard: Some(guard),

@@ -106,6 +106,8 @@ pub struct RouteStats {
     pub status_codes: Vec<StatusCount>,
     /// Sub-timings handlers recorded, by name, since start.
     pub spans: Vec<SpanSummary>,
+    /// Requests in flight now: arrived, and neither ended nor dropped.
+    pub active_requests: u64,
 }
 
 /// Responses of one status code.
@@ -188,6 +190,8 @@ pub struct TimingSnapshot {
     pub overall: Stats,
     /// All routes together, since start.
     pub overall_total: Stats,
+    /// Requests in flight now, over all routes.
+    pub active_requests: u64,
     /// Per route, sorted by method and route.
     pub routes: Vec<RouteStats>,
     /// The most recent slow requests, oldest first.

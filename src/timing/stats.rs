@@ -127,6 +127,7 @@ impl TimingStats {
                     total: Stats::from_hist(&total),
                     status_codes: status_counts(&extras),
                     spans,
+                    active_requests: u64::try_from(extras.active).unwrap_or(0),
                 }
             })
             .collect();
@@ -139,6 +140,7 @@ impl TimingStats {
             uptime_secs: registry.uptime().as_secs_f64(),
             overall: Stats::from_hist(&overall),
             overall_total: Stats::from_hist(&overall_total),
+            active_requests: routes.iter().map(|r| r.active_requests).sum(),
             routes,
             slow_requests: registry.slow_requests(),
             n_plus_one,

@@ -7,6 +7,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod inflight;
 mod output;
 
 use std::convert::Infallible;
