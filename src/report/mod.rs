@@ -90,6 +90,8 @@
 mod body;
 mod builder;
 mod metrics;
+#[cfg(feature = "otel")]
+mod otel;
 #[cfg(feature = "cache")]
 mod purge;
 mod schema;

@@ -96,7 +96,7 @@ pub(super) struct Inner {
 /// [module docs](crate::report).
 #[derive(Debug, Clone)]
 pub struct Report {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
 impl Report {

@@ -14,6 +14,9 @@ pub(super) struct Guard {
     pub(super) done: bool,
     pub(super) timings: Option<Timings>,
     pub(super) sizes: Sizes,
+    /// The OpenTelemetry record, when the layer has a meter.
+    #[cfg(feature = "otel")]
+    pub(super) otel: Option<Box<super::otel::InFlight>>,
 }
 
 impl Guard {
@@ -36,8 +39,13 @@ impl Guard {
                 .as_ref()
                 .map(Timings::take_aggregates)
                 .unwrap_or_default();
-            self.cell
+            let _ns = self
+                .cell
                 .record(self.start, self.status, end, &spans, self.sizes);
+            #[cfg(feature = "otel")]
+            if let Some(o) = &self.otel {
+                o.end(_ns, self.status, end, self.sizes);
+            }
         }
     }
 }
@@ -47,6 +55,10 @@ impl Drop for Guard {
         if !self.done {
             self.done = true;
             self.cell.record_abort();
+            #[cfg(feature = "otel")]
+            if let Some(o) = &self.otel {
+                o.abort();
+            }
         }
     }
 }

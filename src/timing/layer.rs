@@ -22,9 +22,9 @@ pub type Classifier = Arc<dyn Fn(&Method, &Uri, &Extensions) -> Option<String> +
 #[derive(Clone)]
 pub struct TimingLayer {
     config: RegistryConfig,
-    classifier: Option<Classifier>,
+    pub(super) classifier: Option<Classifier>,
     /// What this layer's services record into.
-    registry: Arc<Registry>,
+    pub(super) registry: Arc<Registry>,
     /// What [`stats`](Self::stats) hands out: kept through builder calls,
     /// pointed at each new registry.
     stats: TimingStats,
@@ -33,8 +33,14 @@ pub struct TimingLayer {
     /// whether the registry was handed to a service (`true`: the handles
     /// taken so far must stay with the services).
     clones: Arc<AtomicBool>,
-    sub_timings: bool,
-    server_timing: Option<Arc<[Box<str>]>>,
+    pub(super) sub_timings: bool,
+    pub(super) server_timing: Option<Arc<[Box<str>]>>,
+    #[cfg(feature = "otel")]
+    pub(super) otel: Option<Arc<super::otel::Instruments>>,
+    #[cfg(feature = "otel")]
+    meter: Option<opentelemetry::metrics::Meter>,
+    #[cfg(feature = "otel")]
+    scheme: &'static str,
 }
 
 impl std::fmt::Debug for TimingLayer {
@@ -75,6 +81,12 @@ impl TimingLayer {
             classifier: None,
             sub_timings: false,
             server_timing: None,
+            #[cfg(feature = "otel")]
+            otel: None,
+            #[cfg(feature = "otel")]
+            meter: None,
+            #[cfg(feature = "otel")]
+            scheme: "http",
         }
     }
 
@@ -182,6 +194,57 @@ impl TimingLayer {
         self
     }
 
+    /// Also records into OpenTelemetry instruments made from `meter`
+    /// (feature `otel`), as the stable HTTP semantic conventions name them:
+    ///
+    /// - `http.server.request.duration` (histogram, `s`, the advised
+    ///   buckets 0.005 s … 10 s): from arrival to the end of the response
+    ///   body; a response dropped before its end is not recorded (as in
+    ///   the statistics);
+    /// - `http.server.active_requests` (up-down counter, `{request}`,
+    ///   attributes `http.request.method` and `url.scheme`): lowered when
+    ///   the request ends or is dropped;
+    /// - `http.server.request.body.size` (histogram, `By`): requests whose
+    ///   body size was known on arrival (`Content-Length`, or an exact size
+    ///   hint);
+    /// - `http.server.response.body.size` (histogram, `By`): the bytes this
+    ///   layer passed on.
+    ///
+    /// Attributes: `http.request.method` (unknown methods are `_OTHER`),
+    /// `url.scheme` (the URI's, else [`url_scheme`](Self::url_scheme)),
+    /// `http.route` (the route label; absent for `unmatched` and `other`),
+    /// `http.response.status_code` (absent when the inner service failed and
+    /// no response was sent), and `error.type`: the status code of a 5xx,
+    /// `_OTHER` for a failed body or no response, absent for anything else
+    /// (a 4xx is the client's).
+    ///
+    /// The layer's own statistics and Prometheus text are kept as well.
+    #[cfg(feature = "otel")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
+    pub fn meter(mut self, meter: &opentelemetry::metrics::Meter) -> Self {
+        self.otel = Some(super::otel::Instruments::new(meter, self.scheme));
+        self.meter = Some(meter.clone());
+        self
+    }
+
+    /// The `url.scheme` OpenTelemetry records for requests whose URI names
+    /// none (a server sees `/path`, not `https://host/path`): `http` by
+    /// default; say `https` when the server terminates TLS. Only `http` and
+    /// `https` are taken; anything else panics, as a misconfiguration.
+    #[cfg(feature = "otel")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
+    pub fn url_scheme(mut self, scheme: &str) -> Self {
+        self.scheme = match scheme {
+            "http" => "http",
+            "https" => "https",
+            other => panic!("TimingLayer::url_scheme: {other:?} is neither \"http\" nor \"https\""),
+        };
+        if let Some(meter) = &self.meter {
+            self.otel = Some(super::otel::Instruments::new(meter, self.scheme));
+        }
+        self
+    }
+
     /// Replaces the clock (tests move time with it).
     pub fn clock<C: Clock>(mut self, clock: C) -> Self {
         self.config.clock = Some(Arc::new(clock));
@@ -209,12 +272,7 @@ impl<S> Layer<S> for TimingLayer {
 
     fn layer(&self, inner: S) -> Self::Service {
         self.clones.store(true, Ordering::Release);
-        let settings = Settings::new(
-            self.registry.clone(),
-            self.classifier.clone(),
-            self.sub_timings,
-            self.server_timing.clone(),
-        );
+        let settings = Settings::new(self);
         Timing::with_settings(inner, &settings)
     }
 }

@@ -97,6 +97,8 @@ mod guard;
 mod hist;
 mod insights;
 mod layer;
+#[cfg(feature = "otel")]
+mod otel;
 mod prometheus;
 mod registry;
 mod route;

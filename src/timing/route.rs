@@ -278,6 +278,12 @@ impl Cell {
         f(&mut cur);
     }
 
+    /// The route's label (`None` once the route is gone).
+    #[cfg(feature = "otel")]
+    pub(crate) fn label(&self) -> Option<Arc<str>> {
+        self.route.upgrade().map(|r| r.label.clone())
+    }
+
     /// Counts a request in flight until [`record`](Self::record) or
     /// [`record_abort`](Self::record_abort).
     #[inline]
@@ -286,7 +292,8 @@ impl Cell {
     }
 
     /// Records a request that started at `start` (nanoseconds on the
-    /// registry's clock) and ends now, as `how` says.
+    /// registry's clock) and ends now, as `how` says; returns its
+    /// duration in nanoseconds.
     pub(crate) fn record(
         &self,
         start: u64,
@@ -294,7 +301,7 @@ impl Cell {
         how: End,
         spans: &[SpanAgg],
         sizes: Sizes,
-    ) {
+    ) -> u64 {
         self.active.fetch_sub(1, Ordering::Relaxed);
         let end = self.now();
         let ns = end.saturating_sub(start);
@@ -349,6 +356,7 @@ impl Cell {
                 self.push_slow(status, duration, end);
             }
         }
+        ns
     }
 
     pub(crate) fn record_abort(&self) {

@@ -27,21 +27,20 @@ pub(super) struct Settings {
     pub(super) classifier: Option<Classifier>,
     pub(super) sub_timings: bool,
     pub(super) server_timing: Option<Arc<[Box<str>]>>,
+    #[cfg(feature = "otel")]
+    pub(super) otel: Option<Arc<super::otel::Instruments>>,
 }
 
 impl Settings {
-    pub(super) fn new(
-        registry: Arc<Registry>,
-        classifier: Option<Classifier>,
-        sub_timings: bool,
-        server_timing: Option<Arc<[Box<str>]>>,
-    ) -> Arc<Self> {
+    pub(super) fn new(layer: &TimingLayer) -> Arc<Self> {
         Arc::new(Self {
             id: NEXT_SETTINGS.fetch_add(1, Ordering::Relaxed),
-            registry,
-            classifier,
-            sub_timings,
-            server_timing,
+            registry: layer.registry.clone(),
+            classifier: layer.classifier.clone(),
+            sub_timings: layer.sub_timings,
+            server_timing: layer.server_timing.clone(),
+            #[cfg(feature = "otel")]
+            otel: layer.otel.clone(),
         })
     }
 }
@@ -188,6 +187,8 @@ where
             req.extensions_mut().insert(t.clone());
             t
         });
+        #[cfg(feature = "otel")]
+        let otel = settings.otel.as_ref().map(|o| o.start(&req, &cell));
         let guard = Guard {
             cell,
             start,
@@ -195,6 +196,8 @@ where
             done: false,
             timings,
             sizes,
+            #[cfg(feature = "otel")]
+            otel,
         };
         guard.cell.start();
         ResponseFuture {
