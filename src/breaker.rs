@@ -74,6 +74,8 @@ pub struct BreakerSnapshot {
 }
 
 struct Inner {
+    /// What the breaker guards, for its log events.
+    name: &'static str,
     /// The settings, atomics so that `configure` reaches every handle
     /// already taken (a stats handle read before `breaker(..)`).
     failures: AtomicU32,
@@ -125,14 +127,21 @@ pub(crate) struct Ticket {
 }
 
 impl CircuitBreaker {
-    pub(crate) fn new(config: BreakerConfig) -> Self {
-        Self::with_clock(config, Arc::new(SystemClock))
+    /// A breaker for what `name` says (`"redis cache store"`): its log
+    /// events name it.
+    pub(crate) fn new(name: &'static str, config: BreakerConfig) -> Self {
+        Self::with_clock(name, config, Arc::new(SystemClock))
     }
 
     /// A breaker timed by `clock`.
-    pub(crate) fn with_clock(config: BreakerConfig, clock: Arc<dyn Clock>) -> Self {
+    pub(crate) fn with_clock(
+        name: &'static str,
+        config: BreakerConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         let breaker = Self {
             inner: Arc::new(Inner {
+                name,
                 failures: AtomicU32::new(0),
                 min_open_ns: AtomicU64::new(0),
                 max_open_ns: AtomicU64::new(0),
@@ -231,8 +240,13 @@ impl CircuitBreaker {
         {
             i.closed.fetch_add(1, Ordering::Relaxed);
             let since = i.open_since.load(Ordering::Acquire);
-            i.open_ns_done
-                .fetch_add(self.now().saturating_sub(since), Ordering::Relaxed);
+            let outage = self.now().saturating_sub(since);
+            i.open_ns_done.fetch_add(outage, Ordering::Relaxed);
+            tracing::info!(
+                breaker = i.name,
+                outage_ms = outage / 1_000_000,
+                "circuit breaker closed: the probe succeeded, calls go through again"
+            );
             i.window.store(0, Ordering::Release);
         }
     }
@@ -249,6 +263,11 @@ impl CircuitBreaker {
                 .store(now.saturating_add(window), Ordering::Release);
             i.opened.fetch_add(1, Ordering::Relaxed);
             i.state.store(OPEN, Ordering::Release);
+            tracing::info!(
+                breaker = i.name,
+                open_ms = window / 1_000_000,
+                "circuit breaker probe failed: still unreachable, calls are skipped for longer"
+            );
             return;
         }
         let failures = i.consecutive.fetch_add(1, Ordering::AcqRel) + 1;
@@ -264,6 +283,12 @@ impl CircuitBreaker {
                 .store(now.saturating_add(window), Ordering::Release);
             i.opened.fetch_add(1, Ordering::Relaxed);
             i.consecutive.store(0, Ordering::Relaxed);
+            tracing::warn!(
+                breaker = i.name,
+                failures,
+                open_ms = window / 1_000_000,
+                "circuit breaker opened: calls are skipped (fallback) until a probe succeeds"
+            );
         }
     }
 
@@ -292,6 +317,11 @@ impl CircuitBreaker {
 }
 
 impl Ticket {
+    /// What the breaker guards.
+    pub(crate) fn name(&self) -> &'static str {
+        self.breaker.inner.name
+    }
+
     /// Redis answered.
     pub(crate) fn success(mut self) {
         self.reported = true;
@@ -322,6 +352,7 @@ mod tests {
     fn quick() -> (CircuitBreaker, crate::clock::ManualClock) {
         let clock = crate::clock::ManualClock::new();
         let b = CircuitBreaker::with_clock(
+            "test",
             BreakerConfig {
                 failures: 3,
                 min_open: Duration::from_millis(30),
@@ -353,6 +384,51 @@ mod tests {
             assert!(b.try_call().is_none());
         }
         assert_eq!(b.snapshot().short_circuited, 1000);
+    }
+
+    /// The log an operator reads: one warning when it opens (not one per
+    /// refused call), then what each probe found.
+    #[test]
+    fn opening_warns_once_and_probes_say_how_they_went() {
+        #[derive(Clone, Default)]
+        struct Buf(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let (b, clock) = quick();
+            for _ in 0..3 {
+                fail(&b);
+            }
+            for _ in 0..100 {
+                assert!(b.try_call().is_none());
+            }
+            clock.advance(Duration::from_millis(40));
+            b.try_call().expect("the probe").failure();
+            clock.advance(Duration::from_millis(70));
+            b.try_call().expect("the probe").success();
+        });
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(lines[0].contains("WARN") && lines[0].contains("circuit breaker opened"));
+        assert!(lines[0].contains("breaker=\"test\"") && lines[0].contains("open_ms=30"));
+        assert!(lines[1].contains("INFO") && lines[1].contains("probe failed"));
+        assert!(lines[1].contains("open_ms=60"), "{text}");
+        assert!(lines[2].contains("INFO") && lines[2].contains("circuit breaker closed"));
     }
 
     #[test]
@@ -395,7 +471,7 @@ mod tests {
 
     #[test]
     fn configuring_reaches_handles_taken_before_and_refuses_what_cannot_work() {
-        let b = CircuitBreaker::new(BreakerConfig::default());
+        let b = CircuitBreaker::new("test", BreakerConfig::default());
         let earlier = b.clone();
         b.configure(BreakerConfig {
             failures: 1,
@@ -418,7 +494,7 @@ mod tests {
                 ..BreakerConfig::default()
             },
         ] {
-            let r = std::panic::catch_unwind(|| CircuitBreaker::new(bad));
+            let r = std::panic::catch_unwind(|| CircuitBreaker::new("test", bad));
             assert!(r.is_err(), "{bad:?}");
         }
     }

@@ -107,6 +107,7 @@ pub mod tasks;
 #[cfg(feature = "timing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "timing")))]
 pub mod timing;
+pub mod trace;
 
 /// The boxed error type bodies of this crate return.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

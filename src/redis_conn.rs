@@ -58,11 +58,13 @@ pub(crate) async fn guarded<T>(
             Ok(v)
         }
         Ok(Err(e)) => {
+            tracing::debug!(breaker = ticket.name(), error = %e, "redis call failed");
             ticket.failure();
             errors.fetch_add(1, Relaxed);
             Err(format!("redis: {e}"))
         }
         Err(_) => {
+            tracing::debug!(breaker = ticket.name(), ?timeout, "redis call timed out");
             ticket.failure();
             timeouts.fetch_add(1, Relaxed);
             Err(format!("redis: no answer within {timeout:?}"))

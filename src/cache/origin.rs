@@ -342,7 +342,7 @@ where
                     None
                 };
                 if let Some(via) = via {
-                    Counters::add(&shared.counters.stale_served);
+                    Counters::outcome(&shared.counters.stale_served, "stale");
                     return Ok(shared.serve(e, &method, &fetch.client, response_time, via));
                 }
                 if e.facts.must_revalidate {
@@ -354,7 +354,7 @@ where
     };
     let status = resp.status();
     if ranged {
-        Counters::add(&shared.counters.misses);
+        Counters::outcome(&shared.counters.misses, "miss");
         if let Some(r) = fetch.client.route {
             shared.counters.routes.at(r).fetched(Answer::Miss);
         }
@@ -395,7 +395,7 @@ where
     }
     if let (Some(true), Some(e)) = (validated, &fetch.stale) {
         // §4.3.4: the 304 freshens the stored response it validated.
-        Counters::add(&shared.counters.revalidated_304);
+        Counters::outcome(&shared.counters.revalidated_304, "revalidated");
         let fresh = Arc::new(e.freshened(
             resp.headers(),
             (request_time, response_time),
@@ -426,17 +426,17 @@ where
             };
             if let Some(via) = via {
                 drop(fetch.flight);
-                Counters::add(&shared.counters.stale_served);
+                Counters::outcome(&shared.counters.stale_served, "stale");
                 return Ok(shared.serve(e, &method, &fetch.client, response_time, via));
             }
         }
     }
     if method == Method::GET && !ranged {
-        Counters::add(if fetch.stale.is_some() {
-            &shared.counters.revalidated_200
+        if fetch.stale.is_some() {
+            Counters::outcome(&shared.counters.revalidated_200, "modified");
         } else {
-            &shared.counters.misses
-        });
+            Counters::outcome(&shared.counters.misses, "miss");
+        }
         if let Some(r) = fetch.client.route {
             shared
                 .counters
@@ -721,7 +721,7 @@ pub(super) async fn refresh<S, ReqB, ResB>(
     let response_time = shared.now();
     let Some(e) = fetch.stale.clone() else { return };
     if resp.status() == StatusCode::NOT_MODIFIED {
-        Counters::add(&shared.counters.revalidated_304);
+        Counters::outcome(&shared.counters.revalidated_304, "revalidated");
         let fresh = e.freshened(
             resp.headers(),
             (request_time, response_time),
@@ -733,7 +733,7 @@ pub(super) async fn refresh<S, ReqB, ResB>(
     if resp.status().is_server_error() {
         return;
     }
-    Counters::add(&shared.counters.revalidated_200);
+    Counters::outcome(&shared.counters.revalidated_200, "modified");
     let key = fetch.key.clone();
     let (resp, stored) = new_response(
         &shared,

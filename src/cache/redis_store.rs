@@ -156,7 +156,7 @@ impl RedisCacheStats {
     pub(crate) fn detached() -> Self {
         Self {
             inner: Arc::default(),
-            breaker: CircuitBreaker::new(BreakerConfig::default()),
+            breaker: CircuitBreaker::new("redis cache store", BreakerConfig::default()),
         }
     }
 }
@@ -212,7 +212,7 @@ impl RedisCacheStore {
             purge_tag: Arc::new(redis::Script::new(PURGE_TAG)),
             stats: RedisCacheStats {
                 inner: Arc::default(),
-                breaker: CircuitBreaker::new(BreakerConfig::default()),
+                breaker: CircuitBreaker::new("redis cache store", BreakerConfig::default()),
             },
         })
     }

@@ -154,7 +154,7 @@ impl Shared {
     }
 
     pub(super) fn gateway_timeout<B>(&self, detail: &str) -> Resp<B> {
-        Counters::add(&self.counters.gateway_timeouts);
+        Counters::outcome(&self.counters.gateway_timeouts, "gateway_timeout");
         self.gateway_error(StatusCode::GATEWAY_TIMEOUT, detail)
     }
 
@@ -230,7 +230,7 @@ where
             match authority::settle(&mut req) {
                 Ok(key) => key,
                 Err(refused) => {
-                    Counters::add(&shared.counters.rejected);
+                    Counters::outcome(&shared.counters.rejected, "rejected");
                     return ResponseFuture::ready(bad_request(refused.reason(), req.version()));
                 }
             }
@@ -272,7 +272,7 @@ where
             None
         };
         if bypass {
-            Counters::add(&shared.counters.bypassed);
+            Counters::outcome(&shared.counters.bypassed, "bypass");
             return ResponseFuture::boxed(async move {
                 let resp = call_inner(inner, req).await?;
                 Ok(shared.passthrough(resp, "bypass"))
@@ -327,11 +327,11 @@ where
             conds.range.as_ref(),
         ) {
             Decision::Fresh(e) => {
-                Counters::add(&shared.counters.hits);
+                Counters::outcome(&shared.counters.hits, "hit");
                 ResponseFuture::ready(shared.serve(&e, req.method(), &conds, now, Via::Hit))
             }
             Decision::MaxStale(e) => {
-                Counters::add(&shared.counters.stale_served);
+                Counters::outcome(&shared.counters.stale_served, "stale");
                 ResponseFuture::ready(shared.serve(&e, req.method(), &conds, now, Via::MaxStale))
             }
             Decision::OnlyIfCached => {
@@ -377,11 +377,11 @@ where
     let mut alone = false;
     let (stale, fwd) = match decision {
         Decision::Fresh(e) => {
-            Counters::add(&shared.counters.hits);
+            Counters::outcome(&shared.counters.hits, "hit");
             return ResponseFuture::ready(shared.serve(&e, req.method(), &conds, now, Via::Hit));
         }
         Decision::MaxStale(e) => {
-            Counters::add(&shared.counters.stale_served);
+            Counters::outcome(&shared.counters.stale_served, "stale");
             return ResponseFuture::ready(shared.serve(
                 &e,
                 req.method(),
@@ -397,7 +397,7 @@ where
             let runtime = tokio::runtime::Handle::try_current();
             match (runtime, shared.flights.try_lead(&key)) {
                 (Ok(rt), Some(flight)) => {
-                    Counters::add(&shared.counters.stale_served);
+                    Counters::outcome(&shared.counters.stale_served, "stale");
                     Counters::add(&shared.counters.background_refreshes);
                     let resp = shared.serve(&e, req.method(), &conds, now, Via::WhileRevalidate);
                     let (mut parts, body) = req.into_parts();
@@ -429,7 +429,7 @@ where
                 // A refresh is under way already: the stale response is
                 // served while it runs ("once").
                 (Ok(_), None) => {
-                    Counters::add(&shared.counters.stale_served);
+                    Counters::outcome(&shared.counters.stale_served, "stale");
                     return ResponseFuture::ready(shared.serve(
                         &e,
                         req.method(),
@@ -517,7 +517,7 @@ where
                     if let Decision::Fresh(e) =
                         shared.decide(req.headers(), cc, variants.as_ref(), now, range)
                     {
-                        Counters::add(&shared.counters.hits);
+                        Counters::outcome(&shared.counters.hits, "hit");
                         return Ok(shared.serve(&e, req.method(), &conds, now, Via::Collapsed));
                     }
                     let fetch = Fetch {

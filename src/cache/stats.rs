@@ -35,6 +35,14 @@ impl Counters {
     pub(crate) fn add(c: &AtomicU64) {
         c.fetch_add(1, Relaxed);
     }
+
+    /// Counts how the cache answered a request, and records it on the
+    /// request's span as `http.cache.status` ([`crate::trace`]).
+    #[inline]
+    pub(crate) fn outcome(c: &AtomicU64, status: &'static str) {
+        Self::add(c);
+        crate::trace::record(crate::trace::field::HTTP_CACHE_STATUS, status);
+    }
 }
 
 /// A cheap, cloneable handle to a [`CacheLayer`](super::CacheLayer)'s

@@ -154,6 +154,9 @@ struct EncodeState {
     /// [`MAX_DICTIONARY_SIZE`]: super::MAX_DICTIONARY_SIZE
     learn: Option<(Dictionaries, Vec<u8>)>,
     stats: CompressionStats,
+    /// The request's span when the response head went out: the bytes are
+    /// recorded on it when the body is dropped, outside any span.
+    span: tracing::Span,
 }
 
 impl EncodeState {
@@ -192,6 +195,11 @@ impl EncodeState {
 impl Drop for EncodeState {
     fn drop(&mut self) {
         // Counted on drop, so aborted responses count what was sent.
+        if !self.span.is_disabled() {
+            use crate::trace::field::{COMPRESSION_BYTES_IN, COMPRESSION_BYTES_OUT};
+            self.span.record(COMPRESSION_BYTES_IN, self.bytes_in);
+            self.span.record(COMPRESSION_BYTES_OUT, self.bytes_out);
+        }
         match self.dictionary {
             Some(d) => self
                 .stats
@@ -311,6 +319,7 @@ fn encode_state(encoding: Encoding, stats: CompressionStats) -> Box<EncodeState>
         bytes_out: 0,
         learn,
         stats,
+        span: crate::trace::current_span(),
     })
 }
 

@@ -203,6 +203,11 @@ where
                                 .headers
                                 .insert(CONTENT_LENGTH, HeaderValue::from(out.len()));
                             ctx.stats.record_bytes(ctx.coding, len, out.len() as u64);
+                            crate::trace::record(crate::trace::field::COMPRESSION_BYTES_IN, len);
+                            crate::trace::record(
+                                crate::trace::field::COMPRESSION_BYTES_OUT,
+                                out.len() as u64,
+                            );
                             buffered.chunks.clear();
                             buffered.chunks.push_back(Bytes::from(out));
                             let body = ResponseBody::identity_boxed(body, buffered);

@@ -229,6 +229,7 @@ impl CompressionStats {
     }
 
     pub(crate) fn record_compressed(&self, coding: ContentCoding) {
+        crate::trace::record(crate::trace::field::COMPRESSION_CODING, coding.as_str());
         if let Some(c) = self.coding(coding) {
             c.responses.fetch_add(1, Relaxed);
         }
@@ -244,6 +245,7 @@ impl CompressionStats {
     /// A response compressed with a dictionary, counted when its head goes
     /// out.
     pub(crate) fn record_dictionary(&self, coding: super::dictionary::DictionaryCoding) {
+        crate::trace::record(crate::trace::field::COMPRESSION_CODING, coding.as_str());
         self.dictionary(coding).responses.fetch_add(1, Relaxed);
     }
 

@@ -127,7 +127,7 @@ where
                     // that refused it, and in no other.
                     for ((p, k), d) in keys.iter().zip(results.iter()) {
                         if !d.allowed || denied.is_none() {
-                            stats.count(*p, k, d.allowed);
+                            stats.count(*p, k, d);
                         }
                     }
                     let decided: Vec<(u16, Decision)> = keys

@@ -168,7 +168,7 @@ impl RedisStore {
             deny: None,
             stats: RedisStoreStats {
                 inner: Arc::default(),
-                breaker: CircuitBreaker::new(BreakerConfig::default()),
+                breaker: CircuitBreaker::new("redis rate-limit store", BreakerConfig::default()),
             },
         })
     }

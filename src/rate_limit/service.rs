@@ -120,7 +120,7 @@ where
             };
             if let Some(answer) = shared.store.check_at_once(policy, &key, rule.cost) {
                 let d = answer.unwrap_or_else(|_| fail_open(policy));
-                shared.stats.count(policy.index, &key, d.allowed);
+                shared.stats.count(policy.index, &key, &d);
                 if !d.allowed && !config.shadow {
                     let decided = [(policy.index, d)];
                     return ResponseFuture::rejected(Box::new(too_many(
@@ -223,7 +223,7 @@ fn extract<St, B>(
                 retry_after: Duration::from_secs(1),
             };
             let unknown = Key::Text("unknown".into());
-            shared.stats.count(policy.index, &unknown, false);
+            shared.stats.count(policy.index, &unknown, &decision);
             if config.shadow {
                 // Shadow mode never rejects: counted as limited, let through.
                 return Extracted::Skip;

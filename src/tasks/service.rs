@@ -229,7 +229,15 @@ where
     let ended = done.done.notified();
     tokio::pin!(ended);
     ended.as_mut().enable();
-    runtime.spawn(work(Arc::clone(&cfg), inner, req, id, control, timeout));
+    crate::trace::record(crate::trace::field::TASK_ID, tracing::field::display(id));
+    // The handler runs in a span of its own (it outlives the request's),
+    // which follows from the request's, so its events carry the task id.
+    let span = tracing::info_span!("tower_perf.task", tower_perf.task.id = %id);
+    span.follows_from(crate::trace::current_span());
+    runtime.spawn(tracing::Instrument::instrument(
+        work(Arc::clone(&cfg), inner, req, id, control, timeout),
+        span,
+    ));
     if let Some(wait) = wait {
         // Ended already (cancelled before `ended` was made), or ends in
         // time: a response, if it left one, is the answer.

@@ -173,7 +173,7 @@ impl RedisTasks {
             timeout: Duration::from_millis(200),
             stats: RedisTaskStats {
                 inner: Arc::default(),
-                breaker: CircuitBreaker::new(BreakerConfig::default()),
+                breaker: CircuitBreaker::new("redis task records", BreakerConfig::default()),
             },
         })
     }

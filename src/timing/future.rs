@@ -56,6 +56,10 @@ where
                     }
                 }
                 let status = res.status();
+                crate::trace::record(
+                    crate::trace::field::HTTP_RESPONSE_STATUS_CODE,
+                    status.as_u16(),
+                );
                 if let Some(g) = guard.as_mut() {
                     g.status = status.as_u16();
                 }

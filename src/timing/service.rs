@@ -174,9 +174,11 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let settings = &self.local.settings;
         let start = settings.registry.now();
-        let cell = settings
-            .registry
-            .cell(req.method(), &label(&req, settings.classifier.as_ref()));
+        let label = label(&req, settings.classifier.as_ref());
+        if !crate::trace::no_subscriber() && *label != *UNMATCHED {
+            crate::trace::record(crate::trace::field::HTTP_ROUTE, &*label);
+        }
+        let cell = settings.registry.cell(req.method(), &label);
         let head = req.method() == Method::HEAD;
         let sizes = Sizes {
             request: req.body().size_hint().exact(),

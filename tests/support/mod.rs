@@ -20,6 +20,7 @@ pub mod log;
 pub mod rate_limit;
 #[cfg(feature = "redis")]
 pub mod redis;
+pub mod spans;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
