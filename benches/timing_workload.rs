@@ -2,7 +2,8 @@
 //! requests through the timing layer or the bare service, bodies read to
 //! the end.
 //!
-//! Run: `cargo bench --bench timing_workload -- <bare|timed|sub-timings> <n>`.
+//! Run: `cargo bench --bench timing_workload -- <bare|timed|sub-timings|otel> <n>`
+//! (`otel`: also recording into OpenTelemetry's SDK, with `--features otel`).
 #![allow(missing_docs)]
 
 mod common;
@@ -23,7 +24,7 @@ fn request(_: u32) -> Request<Full<Bytes>> {
 
 fn main() {
     let Some((contender, n)) =
-        common::workload_args("timing_workload <bare|timed|sub-timings> <n>")
+        common::workload_args("timing_workload <bare|timed|sub-timings|otel> <n>")
     else {
         return;
     };
@@ -42,6 +43,18 @@ fn main() {
         "bare" => common::drive(&rt, &inner, n, request),
         "timed" => common::drive(&rt, &timed(false), n, request),
         "sub-timings" => common::drive(&rt, &timed(true), n, request),
+        #[cfg(feature = "otel")]
+        "otel" => {
+            use opentelemetry::metrics::MeterProvider;
+            let exporter = opentelemetry_sdk::metrics::InMemoryMetricExporter::default();
+            let provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
+                .with_reader(opentelemetry_sdk::metrics::PeriodicReader::builder(exporter).build())
+                .build();
+            let svc = ServiceBuilder::new()
+                .layer(TimingLayer::new().meter(&provider.meter("bench")))
+                .service(inner);
+            common::drive(&rt, &svc, n, request);
+        }
         other => eprintln!("unknown contender {other}"),
     }
 }

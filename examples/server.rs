@@ -122,6 +122,8 @@ pub(crate) struct DemoConfig {
     /// background; its handle serves the monitors and shuts the tasks
     /// down with the server.
     pub(crate) tasks: AsyncLayer,
+    /// How often the report's history takes a point (10 s).
+    pub(crate) history: Duration,
 }
 
 impl Default for DemoConfig {
@@ -136,6 +138,7 @@ impl Default for DemoConfig {
             bare: false,
             export_step: Duration::from_millis(200),
             tasks: demo_tasks(),
+            history: Duration::from_secs(10),
         }
     }
 }
@@ -369,7 +372,8 @@ where
         .rate_limit(limits.stats())
         .compression(compression.stats())
         .decompression(request_decompression.stats())
-        .cache_control(cache_control.stats());
+        .cache_control(cache_control.stats())
+        .history_interval(Some(config.history));
     if let Some(cache) = &cache {
         report = report.cache(cache.handle());
     }

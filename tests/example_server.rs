@@ -26,6 +26,7 @@ fn fast() -> DemoConfig {
         bare: false,
         export_step: Duration::from_millis(1),
         tasks: server::demo_tasks(),
+        history: Duration::from_secs(10),
     }
 }
 

@@ -30,6 +30,8 @@ fn config(token: Option<&str>) -> DemoConfig {
         bare: false,
         export_step: Duration::from_millis(1),
         tasks: server::demo_tasks(),
+        // Points every 200 ms: the dashboard's test sees several.
+        history: Duration::from_millis(200),
     }
 }
 
@@ -582,8 +584,17 @@ async fn the_dashboard_is_self_contained() {
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.header("content-type").unwrap().starts_with("text/html"));
     let html = r.text();
-    assert!(html.contains("<canvas"));
-    for external in ["http://", "https://", "<script src", "<link", "@import"] {
+    // uPlot, inlined (its licence comment names its home, nothing loads it).
+    assert!(html.contains("var uPlot="), "uPlot is inlined");
+    for external in [
+        "src=\"http",
+        "href=\"http",
+        "url(http",
+        "fetch(\"http",
+        "<script src",
+        "<link",
+        "@import",
+    ] {
         assert!(
             !html.contains(external),
             "the page must not fetch {external}"
@@ -599,8 +610,10 @@ fn attr(dom: &str, name: &str) -> Option<u32> {
 }
 
 /// The dashboard in headless Chromium against live traffic: no console
-/// errors, every chart drawn with data, the 5xx and 4xx rates filled in,
-/// no breaker panel without a Redis store.
+/// errors, every chart drawn from the server's history with its axes and
+/// legend, every route named in the routes table without overlapping
+/// labels, the 5xx and 4xx rates filled in, no breaker panel without a
+/// Redis store; and a screenshot of it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_draws_its_charts_in_chromium() {
     let Some(chromium) = support::chromium::find("the dashboard in a browser") else {
@@ -654,6 +667,37 @@ async fn the_dashboard_draws_its_charts_in_chromium() {
     })
     .await
     .expect("the export completed");
+    // Points with traffic in the history (one every 200 ms), before the
+    // page loads: it draws them at once.
+    tokio::time::timeout(support::gate::DEADLINE, async {
+        loop {
+            let h: serde_json::Value = s.get("/performance/history").await.json();
+            let busy = h["points"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|p| p["requests"].as_u64() > Some(0))
+                .count();
+            if busy >= 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("three points with traffic");
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
+    let _ = std::fs::remove_file(&shot);
+    support::chromium::screenshot(
+        chromium,
+        s.uri("/performance/dashboard").to_string(),
+        "shot",
+        &shot,
+    )
+    .await;
+    let png = std::fs::read(&shot).unwrap();
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
+    assert!(png.len() > 20_000, "a page, not a blank: {} bytes", png.len());
     let dom = support::chromium::dump_dom(
         chromium,
         s.uri("/performance/dashboard").to_string(),
@@ -663,10 +707,33 @@ async fn the_dashboard_draws_its_charts_in_chromium() {
     load.abort();
     assert_eq!(attr(&dom, "data-errors"), Some(0), "console errors:\n{dom}");
     assert!(
-        attr(&dom, "data-samples").unwrap_or(0) >= 2,
-        "too few samples:\n{dom}"
+        attr(&dom, "data-samples").unwrap_or(0) >= 3,
+        "too few points:\n{dom}"
     );
-    assert_eq!(attr(&dom, "data-charts"), Some(5), "charts drawn:\n{dom}");
+    assert_eq!(attr(&dom, "data-charts"), Some(6), "charts drawn:\n{dom}");
+    // Six charts, each with a time axis and a value axis; legends with
+    // every series (throughput 4, latency 3, the routes', hit rate 1,
+    // saved 1, in flight 3 with the task queue).
+    assert_eq!(attr(&dom, "data-axes"), Some(12), "{dom}");
+    assert!(attr(&dom, "data-legends").unwrap_or(0) >= 4 + 3 + 2 + 1 + 1 + 3, "{dom}");
+    // Every route with traffic named once in the routes table, none of the
+    // report's own; no two labels (table or legends) overlap.
+    assert!(attr(&dom, "data-route-labels").unwrap_or(0) >= 2, "{dom}");
+    for route in ["GET /api/v1/items/{id}", "GET /static/app.js"] {
+        assert!(
+            dom.contains(&format!("<td class=\"route-label\">{route}</td>")),
+            "{route} in the routes table:\n{dom}"
+        );
+        assert!(
+            dom.contains(&format!("<div class=\"u-label\">{route}</div>")),
+            "{route} in the per-route chart's legend:\n{dom}"
+        );
+    }
+    assert!(!dom.contains("<td class=\"route-label\">GET /performance"), "{dom}");
+    assert_eq!(attr(&dom, "data-overlaps"), Some(0), "{dom}");
+    // Both latency charts on a log scale; every chart on a time axis.
+    assert_eq!(attr(&dom, "data-log-scales"), Some(2), "{dom}");
+    assert_eq!(attr(&dom, "data-time-axes"), Some(6), "{dom}");
     assert!(dom.contains("id=\"status\""));
     // The server error rate and the 4xx rate, apart (Chromium's own
     // /favicon.ico is a 404: the 4xx rate is not 0).

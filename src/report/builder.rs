@@ -33,6 +33,7 @@ pub struct ReportBuilder {
     token: Option<String>,
     protect_reads: bool,
     base: String,
+    history: Option<std::time::Duration>,
 }
 
 impl ReportBuilder {
@@ -43,6 +44,7 @@ impl ReportBuilder {
             token: None,
             protect_reads: false,
             base: "/performance".to_owned(),
+            history: Some(std::time::Duration::from_secs(10)),
         }
     }
 
@@ -117,6 +119,26 @@ impl ReportBuilder {
         self.base = base.trim_end_matches('/').to_owned();
         self
     }
+    /// How often the history takes a point (default 10 s; `None` keeps
+    /// no history). It keeps two resolutions: this step, for the last hour
+    /// (720 points at most), and six steps, for the last day (1,440 at
+    /// most). The sampler is a tokio task, started when the report is built
+    /// on a tokio runtime or first serves a request.
+    ///
+    /// # Panics
+    ///
+    /// On a step under 100 ms: the rings would cover too little to read.
+    pub fn history_interval(mut self, step: Option<std::time::Duration>) -> Self {
+        if let Some(s) = step {
+            assert!(
+                s >= std::time::Duration::from_millis(100),
+                "ReportBuilder::history_interval({s:?}): use 100 ms or more (10 s is the default)"
+            );
+        }
+        self.history = step;
+        self
+    }
+
     /// The service.
     ///
     /// # Panics
@@ -136,10 +158,14 @@ impl ReportBuilder {
             );
         }
         Report::new(Inner {
+            history: self
+                .history
+                .map(|step| super::history::Recorder::new(step, &self.base)),
             sources: self.sources,
             token: self.token,
             protect_reads: self.protect_reads,
             base: self.base,
+            sampling: std::sync::atomic::AtomicBool::new(false),
         })
     }
 }

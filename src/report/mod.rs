@@ -8,6 +8,8 @@
 //!
 //! | endpoint | answer |
 //! |---|---|
+//! | `GET /performance/` | the endpoints this report serves: an HTML page of links when the client accepts `text/html` (a browser), else JSON |
+//! | `GET /performance/history?since=&resolution=` | [`History`]: a [`HistoryPoint`] per interval, sampled on the server (below) |
 //! | `GET /performance/summary` | [`Summary`]: every layer's statistics, an overall [`Status`], recommendations ([`Insight`](crate::insight::Insight)s) |
 //! | `GET /performance/cache/stats` | [`CacheSnapshot`](crate::cache::CacheSnapshot) |
 //! | `GET /performance/cache/routes` | hit rates per route template, a list of [`RouteSnapshot`](crate::cache::RouteSnapshot) |
@@ -20,7 +22,7 @@
 //! | `GET /performance/profile/slowest` | the 10 routes with the highest p99 ([`RouteStats`](crate::timing::RouteStats)) |
 //! | `GET /performance/profile/insights` | [`Insight`](crate::insight::Insight)s |
 //! | `GET /performance/profile/slow-requests` | [`SlowRequest`](crate::timing::SlowRequest)s |
-//! | `GET /performance/dashboard` | a live HTML dashboard, served by the crate (no CDN, no external fetch) |
+//! | `GET /performance/dashboard` | a live HTML dashboard, served by the crate (uPlot inlined: no CDN, no external fetch) |
 //! | `GET /performance/tasks/{id}` | [`TaskInfo`](crate::tasks::TaskInfo): a deferred request's state, progress, timings, error |
 //! | `GET /performance/tasks/{id}/result` | the task's kept response (`409` while it runs, `404` for an unknown id) |
 //! | `DELETE /performance/tasks/{id}` | cancels the task (needs the token): `200` cancelled, `409` it had ended, `404` unknown; shared through Redis, `202` when another replica runs it and hasn't confirmed within a second, `503` when Redis can't be reached |
@@ -51,6 +53,27 @@
 //! content codings (responses compressed and request bodies decoded, per
 //! coding), and the Redis circuit breakers' state (per store, with how
 //! often and how long they opened) when the report reads a Redis store.
+//!
+//! **History.** The report samples the layers every
+//! [`history_interval`](ReportBuilder::history_interval) (10 s by default;
+//! a tokio task, started when the report is built on a runtime or first
+//! serves a request) and keeps the differences: a point per step for the
+//! last hour and one per six steps for the last day
+//! (`?resolution=coarse`), bounded (720 and 1,440 points, the busiest 20
+//! routes per point). Each point has throughput, 5xx, 4xx and 429 counts,
+//! p50/p95/p99 overall and per route (from the timing layer's histograms,
+//! within ±3.2%), cache hits and lookups, compression's bytes, requests in
+//! flight, open Redis breakers and the task queue. The report's own routes
+//! are left out of the timing and cache figures, so the dashboard's
+//! polling never shows in what it draws (mount the report with its own
+//! route, as `nest_service` does, so its requests carry its path).
+//!
+//! **Dashboard.** Drawn with uPlot (vendored, MIT): throughput, latency
+//! (overall and the busiest routes' p95, on log scales), cache hit rate,
+//! compression savings and requests in flight, each on a wall-clock time
+//! axis with a legend that reads the values under the cursor; the history
+//! is drawn at once on load (last hour or last day), then extended every
+//! two seconds. A table names every route with its window figures.
 //!
 //! **Schema.** JSON bodies are the serde structs of this module and the
 //! layers' snapshots (field names are the JSON keys, except where a type's
@@ -89,6 +112,8 @@
 
 mod body;
 mod builder;
+mod history;
+mod index;
 mod metrics;
 #[cfg(feature = "otel")]
 mod otel;
@@ -112,6 +137,7 @@ pub use self::schema::{ProfileOverview, RouteLine, Traffic};
 #[doc(inline)]
 pub use self::{
     body::ReportBody,
+    history::{History, HistoryPoint, HistoryResolution, ROUTES_PER_POINT, RoutePoint},
     builder::ReportBuilder,
     schema::{Status, Summary},
     service::Report,

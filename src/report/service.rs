@@ -18,8 +18,16 @@ use super::metrics;
 use super::schema::Summary;
 use crate::BoxError;
 
-/// The dashboard page (HTML, CSS and JS in one file, no external fetch).
-const DASHBOARD: &str = include_str!("dashboard.html");
+/// The dashboard page: HTML, CSS and JS in one answer, uPlot (vendored
+/// under `uplot/`, MIT) inlined, so the page fetches nothing from
+/// elsewhere.
+static DASHBOARD: std::sync::LazyLock<bytes::Bytes> = std::sync::LazyLock::new(|| {
+    bytes::Bytes::from(
+        include_str!("dashboard.html")
+            .replacen("/*UPLOT_CSS*/", include_str!("uplot/uPlot.min.css"), 1)
+            .replacen("/*UPLOT_JS*/", include_str!("uplot/uPlot.iife.min.js"), 1),
+    )
+});
 
 /// What a request's path names: every route of the report, in one place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +40,8 @@ enum Endpoint {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Read {
+    Index,
+    History,
     Summary,
     Dashboard,
     Metrics,
@@ -65,6 +75,8 @@ impl Endpoint {
     /// The endpoint at `route`, the path relative to the base.
     fn parse(route: &str) -> Option<Self> {
         Some(match route {
+            "/" => Self::Read(Read::Index),
+            "/history" => Self::Read(Read::History),
             "/summary" => Self::Read(Read::Summary),
             "/dashboard" | "/dashboard/" => Self::Read(Read::Dashboard),
             "/metrics" => Self::Read(Read::Metrics),
@@ -90,6 +102,11 @@ pub(super) struct Inner {
     pub(super) token: Option<String>,
     pub(super) protect_reads: bool,
     pub(super) base: String,
+    /// The history's rings, when kept.
+    pub(super) history: Option<super::history::Recorder>,
+    /// Whether the history's sampler runs (started on the first request
+    /// made on a tokio runtime, or when the report is built on one).
+    pub(super) sampling: std::sync::atomic::AtomicBool,
 }
 
 /// The performance endpoints as a Tower service. See the
@@ -106,9 +123,58 @@ impl Report {
     }
 
     pub(super) fn new(inner: Inner) -> Self {
-        Report {
+        let report = Report {
             inner: Arc::new(inner),
+        };
+        report.start_sampling();
+        report
+    }
+
+    /// Starts the history's sampler once, if there is a history and a
+    /// tokio runtime to run it on. It reads the layers every step until the
+    /// last clone of the report is dropped.
+    fn start_sampling(&self) {
+        use std::sync::atomic::Ordering;
+        let Some(history) = &self.inner.history else {
+            return;
+        };
+        if self.inner.sampling.load(Ordering::Relaxed) {
+            return;
         }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.inner.sampling.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let step = history.step();
+        let weak = Arc::downgrade(&self.inner);
+        // The first sample now: the first point is a step away.
+        history.sample(&self.inner.sources);
+        runtime.spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + step, step);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else {
+                    return;
+                };
+                if let Some(h) = &inner.history {
+                    h.sample(&inner.sources);
+                }
+            }
+        });
+    }
+
+    /// The history, as `GET {base}/history` serves it (`None`: the report
+    /// keeps none). Points come one step after the report is built on (or
+    /// first serves a request on) a tokio runtime.
+    pub fn history(
+        &self,
+        resolution: super::HistoryResolution,
+        since_ms: Option<u64>,
+    ) -> Option<super::History> {
+        Some(self.inner.history.as_ref()?.read(resolution, since_ms))
     }
 
     /// The summary, as `GET /performance/summary` serves it.
@@ -137,6 +203,7 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
+        self.start_sampling();
         let inner = Arc::clone(&self.inner);
         Box::pin(async move {
             let method = req.method();
@@ -166,7 +233,7 @@ where
                     // HEAD keeps the body: the server drops it, and the layers
                     // outside (compression, ETags) decide from it exactly as for
                     // GET, so both get the same header fields.
-                    Ok(inner.read(read))
+                    Ok(inner.read(read, req.headers(), req.uri().query()))
                 }
             }
         })
@@ -270,11 +337,31 @@ impl Inner {
     }
 
     /// Answers a GET (or HEAD).
-    fn read(&self, read: Read) -> Response<ReportBody> {
+    fn read(
+        &self,
+        read: Read,
+        headers: &http::HeaderMap,
+        query: Option<&str>,
+    ) -> Response<ReportBody> {
         let s = &self.sources;
         match read {
+            Read::Index => self.index(headers),
+            Read::History => match &self.history {
+                Some(h) => match super::history::Query::parse(query) {
+                    Ok(q) => json(StatusCode::OK, &h.read(q.resolution, q.since)),
+                    Err(why) => error(StatusCode::BAD_REQUEST, why),
+                },
+                None => error(
+                    StatusCode::NOT_FOUND,
+                    "this report keeps no history (ReportBuilder::history_interval(None))",
+                ),
+            },
             Read::Summary => json(StatusCode::OK, &s.summary()),
-            Read::Dashboard => respond(StatusCode::OK, "text/html; charset=utf-8", DASHBOARD),
+            Read::Dashboard => respond(
+                StatusCode::OK,
+                "text/html; charset=utf-8",
+                DASHBOARD.clone(),
+            ),
             Read::Metrics => respond(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
@@ -356,6 +443,8 @@ mod tests {
     fn every_route_parses_to_its_endpoint() {
         let routes = [
             ("/summary", Endpoint::Read(Read::Summary)),
+            ("/", Endpoint::Read(Read::Index)),
+            ("/history", Endpoint::Read(Read::History)),
             ("/dashboard", Endpoint::Read(Read::Dashboard)),
             ("/dashboard/", Endpoint::Read(Read::Dashboard)),
             ("/metrics", Endpoint::Read(Read::Metrics)),

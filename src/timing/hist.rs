@@ -127,6 +127,33 @@ impl Hist {
         self.max_ns = self.max_ns.max(other.max_ns);
     }
 
+    /// What was recorded after `earlier`, a copy of this histogram taken
+    /// before (both since start): counts and percentiles of the interval
+    /// between them. The interval's exact min and max are not known, so
+    /// its percentiles are bucket midpoints (within ±3.2%).
+    #[cfg_attr(not(feature = "report"), allow(dead_code))]
+    pub(crate) fn since(&self, earlier: &Self) -> Self {
+        let counts = self
+            .counts
+            .iter()
+            .zip(earlier.counts.iter())
+            .map(|(a, b)| a.saturating_sub(*b))
+            .collect();
+        Self {
+            counts,
+            count: self.count.saturating_sub(earlier.count),
+            client_errors: self.client_errors.saturating_sub(earlier.client_errors),
+            rate_limited: self.rate_limited.saturating_sub(earlier.rate_limited),
+            server_errors: self.server_errors.saturating_sub(earlier.server_errors),
+            failed: self.failed.saturating_sub(earlier.failed),
+            aborted: self.aborted.saturating_sub(earlier.aborted),
+            sum_ns: self.sum_ns.saturating_sub(earlier.sum_ns),
+            sum_sq: (self.sum_sq - earlier.sum_sq).max(0.0),
+            min_ns: 0,
+            max_ns: u64::MAX,
+        }
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.count == 0 && self.aborted == 0
     }
@@ -188,6 +215,28 @@ mod tests {
             prev_end = low + width;
         }
         assert_eq!(index(u64::MAX), BUCKETS - 1);
+    }
+
+    #[test]
+    fn an_interval_is_the_difference_of_two_totals() {
+        let mut h = Hist::default();
+        for _ in 0..100 {
+            h.record(1_000_000, 200, false); // 1 ms
+        }
+        let earlier = h.clone();
+        for _ in 0..10 {
+            h.record(50_000_000, 503, false); // 50 ms
+        }
+        h.record(2_000_000, 429, false);
+        let d = h.since(&earlier);
+        assert_eq!(d.count, 11);
+        assert_eq!((d.server_errors, d.client_errors, d.rate_limited), (10, 1, 1));
+        let p50 = d.quantile(0.5).unwrap().as_secs_f64() * 1e3;
+        assert!((p50 - 50.0).abs() < 50.0 * 0.033, "{p50}");
+        let p05 = d.quantile(0.05).unwrap().as_secs_f64() * 1e3;
+        assert!((p05 - 2.0).abs() < 2.0 * 0.033, "{p05}");
+        assert_eq!(h.since(&h).count, 0);
+        assert_eq!(h.since(&h).quantile(0.5), None);
     }
 
     #[test]

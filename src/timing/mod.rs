@@ -109,6 +109,9 @@ mod snapshot;
 mod spans;
 mod stats;
 
+#[cfg(feature = "report")]
+pub(crate) use self::{hist::Hist, stats::RouteTotal};
+
 #[doc(inline)]
 pub use self::{
     body::ResponseBody,

@@ -91,7 +91,34 @@ fn status_counts(totals: &RouteTotals) -> Vec<StatusCount> {
     out
 }
 
+/// One route's figures since start, as [`TimingStats::totals`] reads them.
+#[cfg_attr(not(feature = "report"), allow(dead_code))]
+pub(crate) struct RouteTotal {
+    /// `GET /items/{id}`.
+    pub(crate) name: String,
+    /// The route label alone.
+    pub(crate) route: std::sync::Arc<str>,
+    pub(crate) total: Hist,
+    pub(crate) active: i64,
+}
+
 impl TimingStats {
+    /// Every route's histogram since start and its requests in flight:
+    /// what the report's history takes differences of.
+    #[cfg_attr(not(feature = "report"), allow(dead_code))]
+    pub(crate) fn totals(&self) -> Vec<RouteTotal> {
+        self.registry()
+            .read()
+            .into_iter()
+            .map(|(route, _, total, extras)| RouteTotal {
+                name: format!("{} {}", route.method, route.label),
+                route: route.label.clone(),
+                total,
+                active: extras.active,
+            })
+            .collect()
+    }
+
     /// Reads every route now.
     pub fn snapshot(&self) -> TimingSnapshot {
         let registry = self.registry();

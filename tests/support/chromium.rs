@@ -26,9 +26,30 @@ pub fn find(check: &str) -> Option<&'static str> {
 /// The page at `url` after 9 s of (virtual) time in headless Chromium,
 /// with a fresh profile named after `name`.
 pub async fn dump_dom(chromium: &'static str, url: String, name: &str) -> String {
+    let out = run(chromium, url, name, "--dump-dom".to_owned()).await;
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A PNG of the page at `url` after 9 s of (virtual) time, 1280 pixels
+/// wide, written to `path`.
+pub async fn screenshot(chromium: &'static str, url: String, name: &str, path: &std::path::Path) {
+    let out = run(chromium, url, name, format!("--screenshot={}", path.display())).await;
+    assert!(
+        path.exists(),
+        "chromium wrote no screenshot: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+async fn run(
+    chromium: &'static str,
+    url: String,
+    name: &str,
+    what: String,
+) -> std::process::Output {
     let profile =
         std::env::temp_dir().join(format!("tower-perf-chromium-{name}-{}", std::process::id()));
-    let out = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         std::process::Command::new(chromium)
             .args([
                 "--headless=new",
@@ -36,16 +57,16 @@ pub async fn dump_dom(chromium: &'static str, url: String, name: &str) -> String
                 "--disable-gpu",
                 "--disable-dev-shm-usage",
                 "--no-first-run",
-                "--window-size=1280,1600",
+                "--hide-scrollbars",
+                "--window-size=1280,1900",
                 &format!("--user-data-dir={}", profile.display()),
                 "--virtual-time-budget=9000",
-                "--dump-dom",
+                &what,
                 &url,
             ])
             .output()
     })
     .await
     .unwrap()
-    .expect("chromium runs");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    .expect("chromium runs")
 }
