@@ -345,13 +345,7 @@ where
 {
     let timing = TimingLayer::new()
         .slow_threshold(Some(Duration::from_millis(100)))
-        .sub_timings(true)
-        // The nested performance endpoints carry no MatchedPath: one label.
-        .classifier(|_, uri, _| {
-            uri.path()
-                .starts_with("/performance/")
-                .then(|| "/performance/*".to_owned())
-        });
+        .sub_timings(true);
     let stats = timing.stats();
     let mut compression = CompressionLayer::new();
     if cfg!(any(
@@ -402,7 +396,12 @@ where
         .route("/api/v1/stream", get(stream))
         .route("/api/v1/exports", post(export))
         .route_service("/metrics", report.clone())
-        .nest_service("/performance", report)
+        // Routes, not `nest_service`: the endpoints carry a route template
+        // (axum's MatchedPath) under /performance, by which timing and the
+        // cache label them and the report's history leaves them out.
+        .route_service("/performance", report.clone())
+        .route_service("/performance/", report.clone())
+        .route_service("/performance/{*endpoint}", report)
         .with_state(state);
     if bare {
         return (router, stats);

@@ -13,7 +13,9 @@
 //! it draws; compression counts every response it compressed (the
 //! report's answers too: that is bandwidth saved all the same).
 
-use std::collections::{HashMap, VecDeque};
+#[cfg(feature = "timing")]
+use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -130,9 +132,10 @@ impl Query {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             match k {
                 "since" => {
-                    q.since = Some(v.parse().map_err(|_| {
-                        "since: milliseconds since the Unix epoch, a whole number"
-                    })?);
+                    q.since =
+                        Some(v.parse().map_err(
+                            |_| "since: milliseconds since the Unix epoch, a whole number",
+                        )?);
                 }
                 "resolution" => {
                     q.resolution = match v {
@@ -233,17 +236,23 @@ impl Recorder {
 
     /// The fine step: how often [`sample`](Self::sample) should run.
     pub(super) fn step(&self) -> Duration {
-        self.rings.lock().unwrap_or_else(PoisonError::into_inner).0.step
+        self.rings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+            .step
     }
 
     /// Reads the layers now and adds a point to each ring whose step has
     /// passed.
     pub(super) fn sample(&self, sources: &Sources) {
-        let totals = totals(sources, &self.base);
+        // The clocks first: a point stamped `t` holds everything that
+        // ended before `t`.
         let wall = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         let now = Instant::now();
+        let totals = totals(sources, &self.base);
         let mut rings = self.rings.lock().unwrap_or_else(PoisonError::into_inner);
         rings.0.sample(now, wall, &totals);
         rings.1.sample(now, wall, &totals);
@@ -278,10 +287,12 @@ fn own(route: &str, base: &str) -> bool {
 }
 
 #[cfg_attr(
-    not(any(feature = "timing", feature = "cache", feature = "compression")),
+    not(any(feature = "timing", feature = "cache")),
     allow(unused_variables)
 )]
 fn totals(sources: &Sources, base: &str) -> Totals {
+    // Each layer's feature fills its part.
+    #[allow(unused_mut)]
     let mut t = Totals::default();
     #[cfg(feature = "timing")]
     if let Some(timing) = &sources.timing {
@@ -300,8 +311,7 @@ fn totals(sources: &Sources, base: &str) -> Totals {
         let stats = h.stats();
         let s = stats.snapshot();
         let mut hits = s.hits + s.stale_served;
-        let mut lookups =
-            hits + s.misses + s.revalidated_not_modified + s.revalidated_modified;
+        let mut lookups = hits + s.misses + s.revalidated_not_modified + s.revalidated_modified;
         // The report's own lookups (its route template is under the base
         // path), which a polling dashboard would make most of.
         for r in stats.routes().iter().filter(|r| own(&r.route, base)) {
@@ -331,7 +341,10 @@ fn totals(sources: &Sources, base: &str) -> Totals {
                 .redis_rate_limit
                 .as_ref()
                 .map(|s| s.snapshot().breaker.state),
-            sources.redis_cache.as_ref().map(|s| s.snapshot().breaker.state),
+            sources
+                .redis_cache
+                .as_ref()
+                .map(|s| s.snapshot().breaker.state),
         ];
         if states.iter().any(Option::is_some) {
             t.breakers_open = Some(
@@ -351,6 +364,7 @@ fn totals(sources: &Sources, base: &str) -> Totals {
     t
 }
 
+#[cfg(feature = "timing")]
 fn ms(d: Option<Duration>) -> Option<f64> {
     d.map(|d| d.as_secs_f64() * 1000.0)
 }
@@ -363,6 +377,8 @@ fn point(before: &Totals, now: &Totals, secs: f64, wall: u64) -> HistoryPoint {
     };
     let cache = delta(before.cache, now.cache);
     let compression = delta(before.compression, now.compression);
+    // Timing's part below, with its feature.
+    #[allow(unused_mut)]
     let mut p = HistoryPoint {
         t: wall,
         secs,

@@ -27,7 +27,12 @@ impl Inner {
         #[allow(unused_mut)]
         let mut rows: Vec<(&'static str, &'static str, &'static str, bool)> = vec![
             ("GET", "/dashboard", "the live dashboard (HTML)", true),
-            ("GET", "/summary", "every layer's figures, the status and recommendations (JSON)", true),
+            (
+                "GET",
+                "/summary",
+                "every layer's figures, the status and recommendations (JSON)",
+                true,
+            ),
             (
                 "GET",
                 "/history",
@@ -38,27 +43,87 @@ impl Inner {
         ];
         #[cfg(feature = "timing")]
         rows.extend([
-            ("GET", "/profile/overview", "latency and errors per route (JSON)", s.timing.is_some()),
-            ("GET", "/profile/slowest", "the routes with the highest p99 (JSON)", s.timing.is_some()),
-            ("GET", "/profile/insights", "what stands out, with a recommendation (JSON)", s.timing.is_some()),
-            ("GET", "/profile/slow-requests", "the last slow requests (JSON)", s.timing.is_some()),
+            (
+                "GET",
+                "/profile/overview",
+                "latency and errors per route (JSON)",
+                s.timing.is_some(),
+            ),
+            (
+                "GET",
+                "/profile/slowest",
+                "the routes with the highest p99 (JSON)",
+                s.timing.is_some(),
+            ),
+            (
+                "GET",
+                "/profile/insights",
+                "what stands out, with a recommendation (JSON)",
+                s.timing.is_some(),
+            ),
+            (
+                "GET",
+                "/profile/slow-requests",
+                "the last slow requests (JSON)",
+                s.timing.is_some(),
+            ),
         ]);
         #[cfg(feature = "cache")]
         rows.extend([
-            ("GET", "/cache/stats", "the response cache's counters (JSON)", s.cache.is_some()),
-            ("GET", "/cache/routes", "hit rates per route template (JSON)", s.cache.is_some()),
-            ("POST", "/cache/purge", "drop URLs, prefixes or tags (bearer token)", s.cache.is_some() && self.token.is_some()),
-            ("POST", "/cache/clear", "drop every entry (bearer token)", s.cache.is_some() && self.token.is_some()),
+            (
+                "GET",
+                "/cache/stats",
+                "the response cache's counters (JSON)",
+                s.cache.is_some(),
+            ),
+            (
+                "GET",
+                "/cache/routes",
+                "hit rates per route template (JSON)",
+                s.cache.is_some(),
+            ),
+            (
+                "POST",
+                "/cache/purge",
+                "drop URLs, prefixes or tags (bearer token)",
+                s.cache.is_some() && self.token.is_some(),
+            ),
+            (
+                "POST",
+                "/cache/clear",
+                "drop every entry (bearer token)",
+                s.cache.is_some() && self.token.is_some(),
+            ),
         ]);
         #[cfg(feature = "compression")]
         rows.extend([
-            ("GET", "/compression/stats", "responses and bytes per content coding (JSON)", s.compression.is_some()),
-            ("GET", "/decompression/stats", "request bodies decoded and refused (JSON)", s.decompression.is_some()),
+            (
+                "GET",
+                "/compression/stats",
+                "responses and bytes per content coding (JSON)",
+                s.compression.is_some(),
+            ),
+            (
+                "GET",
+                "/decompression/stats",
+                "request bodies decoded and refused (JSON)",
+                s.decompression.is_some(),
+            ),
         ]);
         #[cfg(feature = "rate-limit")]
-        rows.push(("GET", "/rate-limit/stats", "allowed and limited per policy, the most limited keys (JSON)", s.rate_limit.is_some()));
+        rows.push((
+            "GET",
+            "/rate-limit/stats",
+            "allowed and limited per policy, the most limited keys (JSON)",
+            s.rate_limit.is_some(),
+        ));
         #[cfg(feature = "tasks")]
-        rows.push(("GET", "/tasks", "deferred requests and their monitors (JSON)", s.tasks.is_some()));
+        rows.push((
+            "GET",
+            "/tasks",
+            "deferred requests and their monitors (JSON)",
+            s.tasks.is_some(),
+        ));
         let _ = s;
         rows.into_iter()
             .filter(|r| r.3)

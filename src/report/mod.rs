@@ -137,8 +137,8 @@ pub use self::schema::{ProfileOverview, RouteLine, Traffic};
 #[doc(inline)]
 pub use self::{
     body::ReportBody,
-    history::{History, HistoryPoint, HistoryResolution, ROUTES_PER_POINT, RoutePoint},
     builder::ReportBuilder,
+    history::{History, HistoryPoint, HistoryResolution, ROUTES_PER_POINT, RoutePoint},
     schema::{Status, Summary},
     service::Report,
 };

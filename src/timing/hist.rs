@@ -230,7 +230,10 @@ mod tests {
         h.record(2_000_000, 429, false);
         let d = h.since(&earlier);
         assert_eq!(d.count, 11);
-        assert_eq!((d.server_errors, d.client_errors, d.rate_limited), (10, 1, 1));
+        assert_eq!(
+            (d.server_errors, d.client_errors, d.rate_limited),
+            (10, 1, 1)
+        );
         let p50 = d.quantile(0.5).unwrap().as_secs_f64() * 1e3;
         assert!((p50 - 50.0).abs() < 50.0 * 0.033, "{p50}");
         let p05 = d.quantile(0.05).unwrap().as_secs_f64() * 1e3;

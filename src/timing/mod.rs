@@ -110,7 +110,7 @@ mod spans;
 mod stats;
 
 #[cfg(feature = "report")]
-pub(crate) use self::{hist::Hist, stats::RouteTotal};
+pub(crate) use self::hist::Hist;
 
 #[doc(inline)]
 pub use self::{

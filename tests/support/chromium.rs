@@ -33,7 +33,13 @@ pub async fn dump_dom(chromium: &'static str, url: String, name: &str) -> String
 /// A PNG of the page at `url` after 9 s of (virtual) time, 1280 pixels
 /// wide, written to `path`.
 pub async fn screenshot(chromium: &'static str, url: String, name: &str, path: &std::path::Path) {
-    let out = run(chromium, url, name, format!("--screenshot={}", path.display())).await;
+    let out = run(
+        chromium,
+        url,
+        name,
+        format!("--screenshot={}", path.display()),
+    )
+    .await;
     assert!(
         path.exists(),
         "chromium wrote no screenshot: {}",
