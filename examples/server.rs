@@ -399,9 +399,7 @@ where
         // Routes, not `nest_service`: the endpoints carry a route template
         // (axum's MatchedPath) under /performance, by which timing and the
         // cache label them and the report's history leaves them out.
-        .route_service("/performance", report.clone())
-        .route_service("/performance/", report.clone())
-        .route_service("/performance/{*endpoint}", report)
+        .merge(report.routes())
         .with_state(state);
     if bare {
         return (router, stats);

@@ -9,11 +9,12 @@
 //! | field | recorded by | values |
 //! |---|---|---|
 //! | `http.route` | timing | the route template (not for `unmatched`, `other`) |
+//! | `otel.name` | timing | `GET /route` once the route is known |
 //! | `http.response.status_code` | timing | the status sent |
-//! | `http.cache.status` | cache | `hit`, `stale`, `miss`, `revalidated` (a 304 from the origin), `modified` (a new 200 on revalidation), `bypass`, `gateway_timeout` (`only-if-cached`), `rejected` (a bad `Host`) |
+//! | `tower_perf.cache.result` | cache | `hit`, `stale`, `miss`, `revalidated` (a 304 from the origin), `modified` (a new 200 on revalidation), `bypass`, `gateway_timeout` (`only-if-cached`), `rejected` (a bad `Host`) |
 //! | `tower_perf.compression.coding` | compression | the coding chosen (`gzip`, `br`…) |
 //! | `tower_perf.compression.bytes_in`, `…bytes_out` | compression | body bytes before and after, when the body ends |
-//! | `tower_perf.rate_limit.policy`, `…decision` | rate limit | the deciding policy; `allowed`, `limited` or `shadow_limited` |
+//! | `tower_perf.rate_limit.policy`, `…decision` | rate limit | the deciding policy (the one whose refusal answered, else the one with the fewest requests left); `allowed` or `limited` (in shadow mode: would have been limited), as the metrics count them |
 //! | `tower_perf.task.id` | tasks | the id of the task a request became |
 //!
 //! `tracing` records a field only on a span that declared it when it was
@@ -27,9 +28,11 @@
 //! of a burst (`debug`, once per exhaustion, not once per 429); the errors
 //! a misconfiguration causes (`error`, once).
 //!
-//! **Cost**: with no subscriber, finding the current span is two atomic
-//! loads and the record is skipped (`benches/timing.rs` and
-//! `benches/callgrind.sh` measure the layers with it).
+//! **Cost**: with no subscriber at all, a field costs one relaxed atomic
+//! load (tracing's global level filter is `OFF`) and no span is looked up
+//! (BENCHMARKS.md, "Observability"). With a subscriber, each field looks
+//! up the current span (a thread-local read and a reference count), six
+//! to nine times a request through the whole stack.
 //!
 //! # Example
 //!
@@ -47,8 +50,38 @@
 //! # let _ = app;
 //! ```
 
-use http::Request;
+use http::{Method, Request, Version};
 use tracing::Span;
+
+/// OpenTelemetry's `http.request.method` value: the methods the HTTP
+/// conventions know, else `_OTHER` (so an attacker's made-up methods never
+/// become series or span names).
+pub(crate) fn semconv_method(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::CONNECT => "CONNECT",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::PATCH => "PATCH",
+        _ => "_OTHER",
+    }
+}
+
+/// OpenTelemetry's `network.protocol.version`: `1.1`, `2`…
+fn protocol_version(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_09 => "0.9",
+        Version::HTTP_10 => "1.0",
+        Version::HTTP_11 => "1.1",
+        Version::HTTP_2 => "2",
+        Version::HTTP_3 => "3",
+        _ => "_OTHER",
+    }
+}
 
 /// The field names the layers record, as [`request_span`] declares them.
 pub mod field {
@@ -56,8 +89,12 @@ pub mod field {
     pub const HTTP_ROUTE: &str = "http.route";
     /// The status code sent (timing).
     pub const HTTP_RESPONSE_STATUS_CODE: &str = "http.response.status_code";
-    /// How the cache answered (cache).
-    pub const HTTP_CACHE_STATUS: &str = "http.cache.status";
+    /// How the cache answered (cache): the values of the
+    /// `tower_perf.cache.result` attribute of the OpenTelemetry metrics.
+    pub const CACHE_RESULT: &str = "tower_perf.cache.result";
+    /// `METHOD route` once the route is known (timing), for
+    /// `tracing-opentelemetry`'s span name.
+    pub const OTEL_NAME: &str = "otel.name";
     /// The content coding chosen (compression).
     pub const COMPRESSION_CODING: &str = "tower_perf.compression.coding";
     /// Body bytes before compression (compression).
@@ -66,24 +103,34 @@ pub mod field {
     pub const COMPRESSION_BYTES_OUT: &str = "tower_perf.compression.bytes_out";
     /// The rate-limit policy that decided (rate limit).
     pub const RATE_LIMIT_POLICY: &str = "tower_perf.rate_limit.policy";
-    /// `allowed`, `limited` or `shadow_limited` (rate limit).
+    /// `allowed` or `limited` (rate limit).
     pub const RATE_LIMIT_DECISION: &str = "tower_perf.rate_limit.decision";
     /// The id of the task the request became (tasks).
     pub const TASK_ID: &str = "tower_perf.task.id";
 }
 
-/// An `info` span named `HTTP request` with the request's method, path
-/// and protocol version, and every [`field`] the layers record, still
-/// empty: pass it to tower-http's `TraceLayer::make_span_with`.
+/// An `info` span named `HTTP request` with the request's method
+/// (`http.request.method`, `_OTHER` for a method the conventions don't
+/// know, with the method sent in `http.request.method_original`), path and
+/// protocol version, `otel.kind = "server"` and `otel.name` (the method;
+/// the timing layer makes it `GET /route` once the route is known), as
+/// `tracing-opentelemetry` reads them, and every [`field`] the layers
+/// record, still empty: pass it to tower-http's
+/// `TraceLayer::make_span_with`.
 pub fn request_span<B>(req: &Request<B>) -> Span {
+    let method = semconv_method(req.method());
+    let original = (method == "_OTHER").then(|| req.method().as_str());
     tracing::info_span!(
         "HTTP request",
-        http.request.method = %req.method(),
+        otel.kind = "server",
+        otel.name = method,
+        http.request.method = method,
+        http.request.method_original = original,
         url.path = req.uri().path(),
-        network.protocol.version = ?req.version(),
+        network.protocol.version = protocol_version(req.version()),
         http.route = tracing::field::Empty,
         http.response.status_code = tracing::field::Empty,
-        http.cache.status = tracing::field::Empty,
+        tower_perf.cache.result = tracing::field::Empty,
         tower_perf.compression.coding = tracing::field::Empty,
         tower_perf.compression.bytes_in = tracing::field::Empty,
         tower_perf.compression.bytes_out = tracing::field::Empty,

@@ -405,3 +405,12 @@ async fn the_report_publishes_the_layers_counters() {
     assert_eq!(decision("allowed"), Some(3.0), "{rl:#?}");
     assert_eq!(decision("limited"), Some(1.0), "{rl:#?}");
 }
+
+#[test]
+#[should_panic(expected = "register_otel called twice")]
+fn registering_twice_is_refused() {
+    let pipeline = Pipeline::new();
+    let report = Report::builder().build();
+    report.register_otel(&pipeline.meter());
+    report.clone().register_otel(&pipeline.meter());
+}

@@ -193,7 +193,7 @@ async fn a_report_without_history_says_so() {
 }
 
 #[test]
-#[should_panic(expected = "use 100 ms or more")]
+#[should_panic(expected = "use 100 ms to 1 hour")]
 fn a_history_step_too_short_is_refused() {
     let _ = tower_perf::report::Report::builder().history_interval(Some(Duration::from_millis(10)));
 }

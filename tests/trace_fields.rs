@@ -91,7 +91,7 @@ async fn each_layer_records_its_decision_on_the_request_span() {
     // A miss, compressed whole: every layer said its part.
     assert_eq!(first.get(field::HTTP_ROUTE), Some("/small"), "{first:#?}");
     assert_eq!(first.get(field::HTTP_RESPONSE_STATUS_CODE), Some("200"));
-    assert_eq!(first.get(field::HTTP_CACHE_STATUS), Some("miss"));
+    assert_eq!(first.get(field::CACHE_RESULT), Some("miss"));
     assert_eq!(first.get(field::COMPRESSION_CODING), Some("gzip"));
     assert_eq!(first.get(field::COMPRESSION_BYTES_IN), Some("4096"));
     let out: u64 = first
@@ -103,11 +103,7 @@ async fn each_layer_records_its_decision_on_the_request_span() {
     assert_eq!(first.get(field::RATE_LIMIT_POLICY), Some("pages"));
     assert_eq!(first.get(field::RATE_LIMIT_DECISION), Some("allowed"));
     // A hit: nothing compressed again.
-    assert_eq!(
-        second.get(field::HTTP_CACHE_STATUS),
-        Some("hit"),
-        "{second:#?}"
-    );
+    assert_eq!(second.get(field::CACHE_RESULT), Some("hit"), "{second:#?}");
     assert_eq!(second.get(field::COMPRESSION_CODING), None);
     assert_eq!(second.get(field::RATE_LIMIT_DECISION), Some("allowed"));
     // Over the quota: refused before the cache.
@@ -118,10 +114,10 @@ async fn each_layer_records_its_decision_on_the_request_span() {
             "{over:#?}"
         );
         assert_eq!(over.get(field::HTTP_RESPONSE_STATUS_CODE), Some("429"));
-        assert_eq!(over.get(field::HTTP_CACHE_STATUS), None);
+        assert_eq!(over.get(field::CACHE_RESULT), None);
     }
     // Streamed: the bytes land when the body ends.
-    assert_eq!(big.get(field::HTTP_CACHE_STATUS), Some("miss"), "{big:#?}");
+    assert_eq!(big.get(field::CACHE_RESULT), Some("miss"), "{big:#?}");
     assert_eq!(big.get(field::COMPRESSION_CODING), Some("gzip"));
     assert_eq!(big.get(field::COMPRESSION_BYTES_IN), Some("102400"));
     assert_eq!(big.get(field::RATE_LIMIT_DECISION), None, "no rule on /big");
@@ -134,12 +130,43 @@ async fn each_layer_records_its_decision_on_the_request_span() {
         .collect();
     assert_eq!(reached.len(), 1, "{reached:#?}");
     assert_eq!(reached[0].level, tracing::Level::DEBUG);
-    assert!(
-        reached[0]
-            .fields
-            .contains(&("policy".into(), "pages".into())),
-        "{reached:#?}"
+    for kv in [
+        ("policy", "pages"),
+        ("key", "127.0.0.1"),
+        ("key_kind", "address"),
+        ("shadow", "false"),
+    ] {
+        assert!(
+            reached[0].fields.contains(&(kv.0.into(), kv.1.into())),
+            "{kv:?}: {reached:#?}"
+        );
+    }
+    // The request spans name their route in `otel.name`, and a made-up
+    // method is `_OTHER`.
+    assert_eq!(
+        first.get(field::OTEL_NAME),
+        Some("GET /small"),
+        "{first:#?}"
     );
+}
+
+#[tokio::test]
+async fn the_request_span_speaks_opentelemetry() {
+    let spans = Spans::default();
+    let _guard = spans.capture();
+    let req = http::Request::builder()
+        .method(http::Method::from_bytes(b"PROPFIND").unwrap())
+        .uri("/dav")
+        .body(())
+        .unwrap();
+    drop(request_span(&req));
+    let s = &spans.named("HTTP request")[0];
+    assert_eq!(s.get("http.request.method"), Some("_OTHER"), "{s:#?}");
+    assert_eq!(s.get("http.request.method_original"), Some("PROPFIND"));
+    assert_eq!(s.get("otel.kind"), Some("server"));
+    assert_eq!(s.get("otel.name"), Some("_OTHER"));
+    assert_eq!(s.get("network.protocol.version"), Some("1.1"));
+    assert_eq!(s.get("url.path"), Some("/dav"));
 }
 
 #[tokio::test]
@@ -171,15 +198,29 @@ async fn a_deferred_request_records_its_task_and_the_task_runs_in_its_own_span()
     let id = location.rsplit('/').next().unwrap();
     let request = &spans.named("HTTP request")[0];
     assert_eq!(request.get(field::TASK_ID), Some(id), "{request:#?}");
-    // The handler's event comes from inside the task's span.
-    for _ in 0..500 {
-        if spans.events().iter().any(|e| e.message == "exporting") {
-            break;
+    // The handler's event comes from inside the task's span, which
+    // follows from the request's.
+    let exporting = tokio::time::timeout(support::gate::DEADLINE, async {
+        loop {
+            if let Some(e) = spans
+                .events()
+                .into_iter()
+                .find(|e| e.message == "exporting")
+            {
+                return e;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    })
+    .await
+    .expect("the handler ran");
+    assert_eq!(
+        exporting.span.as_deref(),
+        Some("tower_perf.task"),
+        "{exporting:#?}"
+    );
     let task = spans.named("tower_perf.task");
     assert_eq!(task.len(), 1, "{task:#?}");
     assert_eq!(task[0].get(field::TASK_ID), Some(id));
-    assert!(spans.events().iter().any(|e| e.message == "exporting"));
+    assert_eq!(task[0].follows, [request.id], "{task:#?}");
 }

@@ -37,11 +37,11 @@ impl Counters {
     }
 
     /// Counts how the cache answered a request, and records it on the
-    /// request's span as `http.cache.status` ([`crate::trace`]).
+    /// request's span as `tower_perf.cache.result` ([`crate::trace`]).
     #[inline]
     pub(crate) fn outcome(c: &AtomicU64, status: &'static str) {
         Self::add(c);
-        crate::trace::record(crate::trace::field::HTTP_CACHE_STATUS, status);
+        crate::trace::record(crate::trace::field::CACHE_RESULT, status);
     }
 }
 

@@ -17,7 +17,7 @@ use super::body::ResponseBody;
 use super::fields::{Fields, too_many};
 use super::key::Key;
 use super::quota::Decision;
-use super::service::{Shared, fail_open};
+use super::service::{Shared, fail_open, traced};
 use super::store::RateLimitStore;
 
 /// The slow path's state, boxed so the fast path's future stays small.
@@ -127,8 +127,27 @@ where
                     // that refused it, and in no other.
                     for ((p, k), d) in keys.iter().zip(results.iter()) {
                         if !d.allowed || denied.is_none() {
-                            stats.count(*p, k, d);
+                            stats.count(*p, k, d.allowed);
                         }
+                    }
+                    // The deciding policy: the refusal that answers, else
+                    // the one with the fewest requests left.
+                    let deciding = denied.or_else(|| {
+                        results
+                            .iter()
+                            .enumerate()
+                            .min_by_key(|(_, d)| d.remaining)
+                            .map(|(i, d)| (i, *d))
+                    });
+                    if let Some((i, d)) = deciding {
+                        let (p, k) = &keys[i];
+                        traced(
+                            &config.policies[usize::from(*p)],
+                            k,
+                            &d,
+                            *cost,
+                            config.shadow,
+                        );
                     }
                     let decided: Vec<(u16, Decision)> = keys
                         .iter()

@@ -120,7 +120,8 @@ where
             };
             if let Some(answer) = shared.store.check_at_once(policy, &key, rule.cost) {
                 let d = answer.unwrap_or_else(|_| fail_open(policy));
-                shared.stats.count(policy.index, &key, &d);
+                shared.stats.count(policy.index, &key, d.allowed);
+                traced(policy, &key, &d, rule.cost, config.shadow);
                 if !d.allowed && !config.shadow {
                     let decided = [(policy.index, d)];
                     return ResponseFuture::rejected(Box::new(too_many(
@@ -223,7 +224,8 @@ fn extract<St, B>(
                 retry_after: Duration::from_secs(1),
             };
             let unknown = Key::Text("unknown".into());
-            shared.stats.count(policy.index, &unknown, &decision);
+            shared.stats.count(policy.index, &unknown, false);
+            traced(policy, &unknown, &decision, 1, config.shadow);
             if config.shadow {
                 // Shadow mode never rejects: counted as limited, let through.
                 return Extracted::Skip;
@@ -236,6 +238,35 @@ fn extract<St, B>(
                 &[(policy.index, decision)],
             )))
         }
+    }
+}
+
+/// Tells `tracing` of the deciding policy's decision: the policy and
+/// `allowed` or `limited` on the request's span (in shadow mode, `limited`
+/// as the statistics count it: it would have been), and a `debug` event
+/// when this request left the key fewer than `cost` requests, so the
+/// next one is refused: once per exhaustion, not once per 429. A key
+/// from a header or a closure (an API key, a user id) is not logged.
+pub(super) fn traced(policy: &PolicyRef, key: &Key, d: &Decision, cost: u32, shadow: bool) {
+    crate::trace::record(crate::trace::field::RATE_LIMIT_POLICY, &*policy.name);
+    crate::trace::record(
+        crate::trace::field::RATE_LIMIT_DECISION,
+        if d.allowed { "allowed" } else { "limited" },
+    );
+    if d.allowed && d.remaining < cost {
+        let (key, kind) = match key {
+            Key::Ip(ip) => (Some(*ip), "address"),
+            Key::Text(_) => (None, "text"),
+            Key::Global => (None, "global"),
+        };
+        tracing::debug!(
+            policy = &*policy.name,
+            key = key.map(tracing::field::display),
+            key_kind = kind,
+            shadow,
+            "rate limit reached: this key's next request is refused until the quota refills \
+             (in shadow mode, it would be)"
+        );
     }
 }
 

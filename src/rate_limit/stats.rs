@@ -115,30 +115,10 @@ impl Counters {
     }
 
     /// Counts one policy's decision on one request: allowed, or limited
-    /// (and the key among the most limited). Records it on the request's
-    /// span ([`crate::trace`]), and logs (`debug`) the request that used a
-    /// key's last one of its burst: once per exhaustion, not per 429.
+    /// (and the key among the most limited).
     #[inline]
-    pub(super) fn count(&self, policy: u16, key: &Key, decision: &super::quota::Decision) {
-        let allowed = decision.allowed;
+    pub(super) fn count(&self, policy: u16, key: &Key, allowed: bool) {
         let c = &self.counters[usize::from(policy)];
-        let name = self.names.get(usize::from(policy)).map_or("", |n| &**n);
-        crate::trace::record(crate::trace::field::RATE_LIMIT_POLICY, name);
-        crate::trace::record(
-            crate::trace::field::RATE_LIMIT_DECISION,
-            match (allowed, self.shadow) {
-                (true, _) => "allowed",
-                (false, false) => "limited",
-                (false, true) => "shadow_limited",
-            },
-        );
-        if allowed && decision.remaining == 0 {
-            tracing::debug!(
-                policy = name,
-                key = %key,
-                "rate limit reached: this key's next request is refused until the quota refills"
-            );
-        }
         if allowed {
             c.allowed.fetch_add(1, Relaxed);
         } else {

@@ -127,12 +127,14 @@ impl ReportBuilder {
     ///
     /// # Panics
     ///
-    /// On a step under 100 ms: the rings would cover too little to read.
+    /// On a step under 100 ms (the rings would cover too little to read)
+    /// or over an hour (the last hour would be one point).
     pub fn history_interval(mut self, step: Option<std::time::Duration>) -> Self {
         if let Some(s) = step {
             assert!(
-                s >= std::time::Duration::from_millis(100),
-                "ReportBuilder::history_interval({s:?}): use 100 ms or more (10 s is the default)"
+                s >= std::time::Duration::from_millis(100)
+                    && s <= std::time::Duration::from_secs(3600),
+                "ReportBuilder::history_interval({s:?}): use 100 ms to 1 hour (10 s is the default)"
             );
         }
         self.history = step;
@@ -165,7 +167,9 @@ impl ReportBuilder {
             token: self.token,
             protect_reads: self.protect_reads,
             base: self.base,
-            sampling: std::sync::atomic::AtomicBool::new(false),
+            sampler: std::sync::Mutex::new(None),
+            #[cfg(feature = "otel")]
+            otel_registered: std::sync::atomic::AtomicBool::new(false),
         })
     }
 }

@@ -17,7 +17,11 @@
 use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+// The sampler ticks on tokio's timer: its clock decides whether a step has
+// passed (a paused or driven test clock included).
+use tokio::time::Instant;
 
 use serde::Serialize;
 
@@ -49,7 +53,9 @@ pub struct HistoryPoint {
     pub server_errors: Option<u64>,
     /// Client errors (4xx, 429 included).
     pub client_errors: Option<u64>,
-    /// 429 answers (timing's count; the rate limiter's without timing).
+    /// 429 answers, as timing counts them; without timing, the rate
+    /// limiter's refusals summed over its policies (a request two policies
+    /// refuse counts twice, and shadow mode's would-be refusals count).
     pub rate_limited: Option<u64>,
     /// Median latency of the interval, in milliseconds.
     pub p50_ms: Option<f64>,
@@ -278,9 +284,15 @@ impl Recorder {
     }
 }
 
-/// Whether a route label is one of the report's own (under `base`).
+/// Whether a route template is one of the report's own: `base` or under
+/// it (at the root, only the catch-all [`Report::routes`] mounts).
+///
+/// [`Report::routes`]: super::Report::routes
 #[cfg(any(feature = "timing", feature = "cache"))]
 fn own(route: &str, base: &str) -> bool {
+    if base.is_empty() {
+        return route == "/{*endpoint}";
+    }
     route
         .strip_prefix(base)
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
@@ -453,5 +465,9 @@ mod tests {
         assert!(own("/performance/{*rest}", "/performance"));
         assert!(!own("/performances", "/performance"));
         assert!(!own("/api/v1/items", "/performance"));
+        // At the root, only the report's catch-all.
+        assert!(own("/{*endpoint}", ""));
+        assert!(!own("/api/v1/items", ""));
+        assert!(!own("/", ""));
     }
 }

@@ -4,7 +4,10 @@
 //! [`Report`] is a framework-agnostic Tower service. Mount it under a base
 //! path (default `/performance`; the path may arrive with or without it,
 //! so both axum's `nest_service`, which strips it, and a plain route work)
-//! and at `/metrics`:
+//! and at `/metrics`. With axum, prefer [`Report::routes`]
+//! (`app.merge(report.routes())`): its routes give the report's requests a
+//! route template, so timing, the cache and the history tell them apart
+//! from your traffic; under `nest_service` they carry none.
 //!
 //! | endpoint | answer |
 //! |---|---|
@@ -65,8 +68,10 @@
 //! within ±3.2%), cache hits and lookups, compression's bytes, requests in
 //! flight, open Redis breakers and the task queue. The report's own routes
 //! are left out of the timing and cache figures, so the dashboard's
-//! polling never shows in what it draws (mount the report with its own
-//! route, as `nest_service` does, so its requests carry its path).
+//! polling never shows in what it draws. They are told apart by their route
+//! template (under the base path), which [`Report::routes`] gives them;
+//! mounted with `nest_service`, or behind a service that sets no
+//! `MatchedPath` and no timing classifier, they count as traffic.
 //!
 //! **Dashboard.** Drawn with uPlot (vendored, MIT): throughput, latency
 //! (overall and the busiest routes' p95, on log scales), cache hit rate,

@@ -29,13 +29,24 @@ impl Report {
     /// | `tower_perf.compression.skipped` | counter, `{response}` | `tower_perf.compression.reason` |
     /// | `tower_perf.rate_limit.requests` | counter, `{request}` | `tower_perf.rate_limit.policy`, `tower_perf.rate_limit.decision`: `allowed` or `limited` |
     ///
-    /// A layer the report does not read publishes nothing. Call it once per
-    /// meter: each call registers its instruments again.
+    /// A layer the report does not read publishes nothing.
+    ///
+    /// # Panics
+    ///
+    /// When called a second time on this report (or a clone of it): every
+    /// callback would be registered again and each figure reported twice.
     #[cfg_attr(
         not(any(feature = "cache", feature = "compression", feature = "rate-limit")),
         allow(unused_variables)
     )]
     pub fn register_otel(&self, meter: &Meter) {
+        assert!(
+            !self
+                .inner
+                .otel_registered
+                .swap(true, std::sync::atomic::Ordering::AcqRel),
+            "Report::register_otel called twice: each figure would be reported twice"
+        );
         #[cfg(feature = "cache")]
         if let Some(cache) = &self.inner.sources.cache {
             cache_instruments(meter, cache);

@@ -104,9 +104,13 @@ pub(super) struct Inner {
     pub(super) base: String,
     /// The history's rings, when kept.
     pub(super) history: Option<super::history::Recorder>,
-    /// Whether the history's sampler runs (started on the first request
-    /// made on a tokio runtime, or when the report is built on one).
-    pub(super) sampling: std::sync::atomic::AtomicBool,
+    /// The history's sampler (started on the first request made on a
+    /// tokio runtime, or when the report is built on one; started again
+    /// if that runtime is gone).
+    pub(super) sampler: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Whether [`Report::register_otel`] ran.
+    #[cfg(feature = "otel")]
+    pub(super) otel_registered: std::sync::atomic::AtomicBool,
 }
 
 /// The performance endpoints as a Tower service. See the
@@ -130,28 +134,30 @@ impl Report {
         report
     }
 
-    /// Starts the history's sampler once, if there is a history and a
-    /// tokio runtime to run it on. It reads the layers every step until the
-    /// last clone of the report is dropped.
+    /// Starts the history's sampler, if there is a history, a tokio
+    /// runtime to run it on, and no sampler running (a sampler whose
+    /// runtime shut down is replaced). It reads the layers every step until
+    /// the last clone of the report is dropped.
     fn start_sampling(&self) {
-        use std::sync::atomic::Ordering;
         let Some(history) = &self.inner.history else {
             return;
         };
-        if self.inner.sampling.load(Ordering::Relaxed) {
+        let mut sampler = self
+            .inner
+            .sampler
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if sampler.as_ref().is_some_and(|t| !t.is_finished()) {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        if self.inner.sampling.swap(true, Ordering::AcqRel) {
-            return;
-        }
         let step = history.step();
         let weak = Arc::downgrade(&self.inner);
         // The first sample now: the first point is a step away.
         history.sample(&self.inner.sources);
-        runtime.spawn(async move {
+        *sampler = Some(runtime.spawn(async move {
             let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + step, step);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -163,7 +169,30 @@ impl Report {
                     h.sample(&inner.sources);
                 }
             }
-        });
+        }));
+    }
+
+    /// An axum router serving this report under its base path, as three
+    /// routes (`{base}`, `{base}/` and `{base}/{*endpoint}`) rather than
+    /// `nest_service`: a route gives its requests a route template
+    /// (axum's `MatchedPath`), which timing and the cache label them by and
+    /// the history leaves out. `nest_service` sets none, so a dashboard's
+    /// polling would count as traffic. Merge it into your app:
+    /// `app.merge(report.routes())`.
+    #[cfg(feature = "axum")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+    pub fn routes<S: Clone + Send + Sync + 'static>(&self) -> axum::Router<S> {
+        let base = &self.inner.base;
+        let router = axum::Router::new();
+        if base.is_empty() {
+            return router
+                .route_service("/", self.clone())
+                .route_service("/{*endpoint}", self.clone());
+        }
+        router
+            .route_service(base, self.clone())
+            .route_service(&format!("{base}/"), self.clone())
+            .route_service(&format!("{base}/{{*endpoint}}"), self.clone())
     }
 
     /// The history, as `GET {base}/history` serves it (`None`: the report

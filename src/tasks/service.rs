@@ -306,28 +306,36 @@ async fn work<S, ReqB, ResB>(
     let max_result = cfg.max_result;
     // Its own tokio task: a panic ends that task, not this worker, and
     // aborting it drops the inner future.
-    let mut run = tokio::spawn(async move {
-        let mut inner = inner;
-        let failed = |e: S::Error| (Failure::Error, format!("the service failed: {}", e.into()));
-        std::future::poll_fn(|cx| inner.poll_ready(cx))
-            .await
-            .map_err(failed)?;
-        let resp = inner.call(req).await.map_err(failed)?;
-        let (parts, body) = resp.into_parts();
-        let body = Limited::new(body, max_result)
-            .collect()
-            .await
-            .map_err(|e| {
-                if e.is::<LengthLimitError>() {
-                    let why = format!("result too large: the response passed {max_result} bytes");
-                    (Failure::TooLarge, why)
-                } else {
-                    (Failure::Error, format!("the response body failed: {e}"))
-                }
-            })?
-            .to_bytes();
-        Ok::<_, (Failure, String)>(kept(parts.status, parts.headers, body))
-    });
+    // In the task's span (the worker runs in it): the handler's events
+    // carry the task id.
+    let span = crate::trace::current_span();
+    let mut run = tokio::spawn(tracing::Instrument::instrument(
+        async move {
+            let mut inner = inner;
+            let failed =
+                |e: S::Error| (Failure::Error, format!("the service failed: {}", e.into()));
+            std::future::poll_fn(|cx| inner.poll_ready(cx))
+                .await
+                .map_err(failed)?;
+            let resp = inner.call(req).await.map_err(failed)?;
+            let (parts, body) = resp.into_parts();
+            let body = Limited::new(body, max_result)
+                .collect()
+                .await
+                .map_err(|e| {
+                    if e.is::<LengthLimitError>() {
+                        let why =
+                            format!("result too large: the response passed {max_result} bytes");
+                        (Failure::TooLarge, why)
+                    } else {
+                        (Failure::Error, format!("the response body failed: {e}"))
+                    }
+                })?
+                .to_bytes();
+            Ok::<_, (Failure, String)>(kept(parts.status, parts.headers, body))
+        },
+        span,
+    ));
     let outcome = tokio::select! {
         joined = &mut run => match joined {
             Ok(Ok(result)) if result.status.is_informational() => {

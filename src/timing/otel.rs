@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 
-use http::{Method, Request};
+use http::Request;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Histogram, Meter, UpDownCounter};
 
 use super::registry::{OTHER, UNMATCHED};
-use super::route::{Cell, End, Sizes};
+use super::route::{Cell, End, ErrorType, Sizes};
 
 /// OpenTelemetry's advised bounds for `http.server.request.duration`, in
 /// seconds (the Prometheus text uses the same).
@@ -57,7 +57,10 @@ impl Instruments {
 
     /// Counts the request as active; the returned record ends it.
     pub(super) fn start<B>(self: &Arc<Self>, req: &Request<B>, cell: &Cell) -> Box<InFlight> {
-        let method = KeyValue::new("http.request.method", method(req.method()));
+        let method = KeyValue::new(
+            "http.request.method",
+            crate::trace::semconv_method(req.method()),
+        );
         let scheme = KeyValue::new(
             "url.scheme",
             match req.uri().scheme_str() {
@@ -66,12 +69,7 @@ impl Instruments {
                 _ => self.scheme,
             },
         );
-        // The route template the statistics use; none for the requests
-        // no route matched, nor for those folded past the cap.
-        let route = cell
-            .label()
-            .filter(|l| **l != *UNMATCHED && **l != *OTHER)
-            .map(|l| KeyValue::new("http.route", l));
+        let route = cell.otel_route().clone();
         let attributes = [method, scheme];
         self.active.add(1, &attributes);
         Box::new(InFlight {
@@ -82,20 +80,10 @@ impl Instruments {
     }
 }
 
-/// OpenTelemetry's method values: the known methods, else `_OTHER`.
-fn method(m: &Method) -> &'static str {
-    match *m {
-        Method::GET => "GET",
-        Method::HEAD => "HEAD",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::CONNECT => "CONNECT",
-        Method::OPTIONS => "OPTIONS",
-        Method::TRACE => "TRACE",
-        Method::PATCH => "PATCH",
-        _ => "_OTHER",
-    }
+/// The `http.route` attribute of a route label: none for the requests no
+/// route matched, nor for those folded past the cap.
+pub(super) fn route_attribute(label: Arc<str>) -> Option<KeyValue> {
+    (*label != *UNMATCHED && *label != *OTHER).then(|| KeyValue::new("http.route", label))
 }
 
 /// One request's attributes, kept from its arrival to its end.
@@ -113,33 +101,43 @@ impl InFlight {
     pub(super) fn end(&self, ns: u64, status: u16, how: End, sizes: Sizes) {
         let i = &self.instruments;
         i.active.add(-1, &self.attributes);
-        let mut attributes = Vec::with_capacity(5);
-        attributes.extend_from_slice(&self.attributes);
-        attributes.extend(self.route.iter().cloned());
+        // At most five, on the stack: method, scheme, then route, status
+        // and error type where they apply.
+        let [method, scheme] = &self.attributes;
+        let mut attributes = [
+            method.clone(),
+            scheme.clone(),
+            method.clone(),
+            method.clone(),
+            method.clone(),
+        ];
+        let mut n = 2;
+        let mut push = |kv: KeyValue| {
+            attributes[n] = kv;
+            n += 1;
+        };
+        if let Some(route) = &self.route {
+            push(route.clone());
+        }
         if how != End::NoResponse {
-            attributes.push(KeyValue::new(
+            push(KeyValue::new(
                 "http.response.status_code",
                 i64::from(status),
             ));
         }
-        // As the Prometheus text: a 5xx is named by its code; a failed
-        // body or no response by the fallback `_OTHER`; a 4xx is the
-        // client's and no error.
-        match how {
-            End::BodyFailed | End::NoResponse => {
-                attributes.push(KeyValue::new("error.type", "_OTHER"));
-            }
-            End::Sent if (500..600).contains(&status) => {
-                attributes.push(KeyValue::new("error.type", status.to_string()));
-            }
-            End::Sent => {}
+        // As the Prometheus text says it.
+        match how.error_type(status) {
+            Some(ErrorType::Other) => push(KeyValue::new("error.type", "_OTHER")),
+            Some(ErrorType::Status(s)) => push(KeyValue::new("error.type", s.to_string())),
+            None => {}
         }
-        i.duration.record(ns as f64 / 1e9, &attributes);
+        let attributes = &attributes[..n];
+        i.duration.record(ns as f64 / 1e9, attributes);
         if let Some(n) = sizes.request {
-            i.request_size.record(n, &attributes);
+            i.request_size.record(n, attributes);
         }
         if how != End::NoResponse {
-            i.response_size.record(sizes.response, &attributes);
+            i.response_size.record(sizes.response, attributes);
         }
     }
 

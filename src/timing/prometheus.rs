@@ -1,10 +1,14 @@
 //! The Prometheus text: the histogram at OpenTelemetry's advised bounds
 //! and its exposition.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use super::route::{End, RouteTotals};
 use super::sizes::{SIZE_BOUNDS, SizeHist};
 use super::stats::TimingStats;
 use crate::prometheus::escape;
+use crate::trace::semconv_method;
 
 /// Cumulative buckets at OpenTelemetry's advised bounds.
 #[derive(Debug, Clone, Default)]
@@ -70,14 +74,6 @@ impl PromHist {
     }
 }
 
-/// OpenTelemetry's method values: the known methods, else `_OTHER`.
-fn otel_method(m: &str) -> &str {
-    match m {
-        "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "CONNECT" | "OPTIONS" | "TRACE" | "PATCH" => m,
-        _ => "_OTHER",
-    }
-}
-
 impl TimingStats {
     /// Prometheus text exposition (format 0.0.4): the
     /// `http_server_request_duration_seconds` histogram named and labelled
@@ -106,29 +102,33 @@ impl TimingStats {
     /// So the server errors are exactly the series with an `error_type`.
     pub fn prometheus(&self) -> String {
         use std::fmt::Write;
+        // One series per (method as the conventions name it, route): two
+        // unknown methods on one route are one `_OTHER` series, never two
+        // lines with the same labels.
+        let mut series: BTreeMap<(Arc<str>, &'static str), (RouteTotals, u64)> = BTreeMap::new();
+        for (route, _, total, extras) in self.registry().read() {
+            let key = (route.label.clone(), semconv_method(&route.method));
+            let (acc, aborted) = series.entry(key).or_default();
+            acc.merge_series(&extras);
+            *aborted += total.aborted;
+        }
+        let labels = |label: &str, method: &str| {
+            format!(
+                "http_request_method=\"{method}\",http_route=\"{}\"",
+                escape(label)
+            )
+        };
         let mut out = String::new();
         out.push_str("# HELP http_server_request_duration_seconds Duration of HTTP server requests, until the response body ends.\n");
         out.push_str("# TYPE http_server_request_duration_seconds histogram\n");
-        let mut rows = self.registry().read();
-        rows.sort_by(|a, b| {
-            (&a.0.label, a.0.method.as_str()).cmp(&(&b.0.label, b.0.method.as_str()))
-        });
-        for (route, _, _, extras) in &rows {
-            let method = otel_method(route.method.as_str());
-            let label = escape(&route.label);
+        for ((label, method), (extras, _)) in &series {
             for ((code, end), ph) in &extras.by_status {
-                let mut labels = format!("http_request_method=\"{method}\",http_route=\"{label}\"");
+                let mut labels = labels(label, method);
                 if *end != End::NoResponse {
                     let _ = write!(labels, ",http_response_status_code=\"{code}\"");
                 }
-                match end {
-                    // OpenTelemetry's fallback value: the layer can't
-                    // name the cause.
-                    End::BodyFailed | End::NoResponse => labels.push_str(",error_type=\"_OTHER\""),
-                    End::Sent if (500..600).contains(code) => {
-                        let _ = write!(labels, ",error_type=\"{code}\"");
-                    }
-                    End::Sent => {}
+                if let Some(e) = end.error_type(*code) {
+                    let _ = write!(labels, ",error_type=\"{e}\"");
                 }
                 for (bound, count) in PROM_BOUNDS.iter().zip(ph.cumulative()) {
                     let _ = writeln!(
@@ -153,27 +153,20 @@ impl TimingStats {
                 );
             }
         }
-        let labels = |route: &super::route::Route| {
-            format!(
-                "http_request_method=\"{}\",http_route=\"{}\"",
-                otel_method(route.method.as_str()),
-                escape(&route.label)
-            )
-        };
         out.push_str("# HELP http_server_active_requests Requests in flight: arrived, and neither ended nor dropped.\n");
         out.push_str("# TYPE http_server_active_requests gauge\n");
-        for (route, _, _, extras) in &rows {
+        for ((label, method), (extras, _)) in &series {
             let _ = writeln!(
                 out,
                 "http_server_active_requests{{{}}} {}",
-                labels(route),
+                labels(label, method),
                 extras.active.max(0)
             );
         }
         for (name, help, pick) in [
             (
                 "http_server_request_body_size_bytes",
-                "Sizes of HTTP server request bodies, where the request told it (Content-Length).",
+                "Sizes of HTTP server request bodies known on arrival (Content-Length, or an exact size: a request without a body counts as 0).",
                 (|t: &RouteTotals| &t.request_sizes) as fn(&RouteTotals) -> &SizeHist,
             ),
             (
@@ -184,12 +177,12 @@ impl TimingStats {
         ] {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} histogram");
-            for (route, _, _, extras) in &rows {
+            for ((label, method), (extras, _)) in &series {
                 let h = pick(extras);
                 if h.count == 0 {
                     continue;
                 }
-                let labels = labels(route);
+                let labels = labels(label, method);
                 for (bound, count) in SIZE_BOUNDS.iter().zip(h.cumulative()) {
                     let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {count}");
                 }
@@ -200,13 +193,11 @@ impl TimingStats {
         }
         out.push_str("# HELP http_server_request_aborted_total Responses whose body was dropped before its end.\n");
         out.push_str("# TYPE http_server_request_aborted_total counter\n");
-        for (route, _, total, _) in &rows {
+        for ((label, method), (_, aborted)) in &series {
             let _ = writeln!(
                 out,
-                "http_server_request_aborted_total{{http_request_method=\"{}\",http_route=\"{}\"}} {}",
-                otel_method(route.method.as_str()),
-                escape(&route.label),
-                total.aborted
+                "http_server_request_aborted_total{{{}}} {aborted}",
+                labels(label, method)
             );
         }
         out

@@ -110,12 +110,44 @@ pub(crate) enum End {
     NoResponse,
 }
 
+impl End {
+    /// OpenTelemetry's `error.type` of a server request that ended so
+    /// with `status`: a 5xx is named by its code; a failed body or no
+    /// response by the fallback `_OTHER` (the layer can't name the cause);
+    /// anything else has none (a 4xx, 429 included, is the client's).
+    pub(crate) fn error_type(self, status: u16) -> Option<ErrorType> {
+        match self {
+            End::BodyFailed | End::NoResponse => Some(ErrorType::Other),
+            End::Sent if (500..600).contains(&status) => Some(ErrorType::Status(status)),
+            End::Sent => None,
+        }
+    }
+}
+
+/// A value of OpenTelemetry's `error.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ErrorType {
+    /// `_OTHER`.
+    Other,
+    /// A 5xx status code.
+    Status(u16),
+}
+
+impl std::fmt::Display for ErrorType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ErrorType::Other => f.write_str("_OTHER"),
+            ErrorType::Status(s) => write!(f, "{s}"),
+        }
+    }
+}
+
 /// Distinct span names and status codes a route keeps; more fold together.
 const MAX_SPAN_NAMES: usize = 32;
 const MAX_STATUSES: usize = 64;
 
 /// What one route's cells hold since start, merged.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct RouteTotals {
     pub(crate) spans: Vec<(Box<str>, SpanStats)>,
     pub(crate) by_status: Vec<(StatusKey, PromHist)>,
@@ -123,6 +155,23 @@ pub(crate) struct RouteTotals {
     pub(crate) response_sizes: SizeHist,
     /// Requests in flight now.
     pub(crate) active: i64,
+}
+
+impl RouteTotals {
+    /// Adds `o`'s per-status buckets, sizes and requests in flight (the
+    /// sub-timings are left out: the Prometheus text doesn't show them).
+    pub(crate) fn merge_series(&mut self, o: &Self) {
+        for (key, ph) in &o.by_status {
+            match self.by_status.iter_mut().find(|(k, _)| k == key) {
+                Some((_, acc)) => acc.merge(ph),
+                None => self.by_status.push((*key, ph.clone())),
+            }
+        }
+        self.by_status.sort_by_key(|(k, _)| *k);
+        self.request_sizes.merge(&o.request_sizes);
+        self.response_sizes.merge(&o.response_sizes);
+        self.active += o.active;
+    }
 }
 
 /// The body sizes of one request, where known.
@@ -141,6 +190,8 @@ pub(crate) struct Cell {
     /// Requests that started in this cell and have not ended: raised on
     /// the thread that took the request, lowered wherever it ends.
     active: AtomicI64,
+    #[cfg(feature = "otel")]
+    otel_route: std::sync::OnceLock<Option<opentelemetry::KeyValue>>,
     route: std::sync::Weak<Route>,
     shared: Arc<Shared>,
 }
@@ -164,6 +215,8 @@ impl Route {
                             response_sizes: SizeHist::default(),
                         }),
                         active: AtomicI64::new(0),
+                        #[cfg(feature = "otel")]
+                        otel_route: std::sync::OnceLock::new(),
                         route: weak.clone(),
                         shared: shared.clone(),
                     })
@@ -278,10 +331,15 @@ impl Cell {
         f(&mut cur);
     }
 
-    /// The route's label (`None` once the route is gone).
+    /// OpenTelemetry's `http.route` of this cell's route, made on first
+    /// use.
     #[cfg(feature = "otel")]
-    pub(crate) fn label(&self) -> Option<Arc<str>> {
-        self.route.upgrade().map(|r| r.label.clone())
+    pub(crate) fn otel_route(&self) -> &Option<opentelemetry::KeyValue> {
+        self.otel_route.get_or_init(|| {
+            self.route
+                .upgrade()
+                .and_then(|r| super::otel::route_attribute(r.label.clone()))
+        })
     }
 
     /// Counts a request in flight until [`record`](Self::record) or

@@ -177,6 +177,13 @@ where
         let label = label(&req, settings.classifier.as_ref());
         if !crate::trace::no_subscriber() && *label != *UNMATCHED {
             crate::trace::record(crate::trace::field::HTTP_ROUTE, &*label);
+            crate::trace::record(
+                crate::trace::field::OTEL_NAME,
+                tracing::field::display(format_args!(
+                    "{} {label}",
+                    crate::trace::semconv_method(req.method())
+                )),
+            );
         }
         let cell = settings.registry.cell(req.method(), &label);
         let head = req.method() == Method::HEAD;

@@ -15,8 +15,11 @@ use tracing_subscriber::registry::LookupSpan;
 /// A span: its name and fields, in the order they were set.
 #[derive(Debug, Clone, Default)]
 pub struct SpanRecord {
+    pub id: u64,
     pub name: String,
     pub fields: Vec<(String, String)>,
+    /// The spans this one follows from (their ids).
+    pub follows: Vec<u64>,
 }
 
 impl SpanRecord {
@@ -33,6 +36,8 @@ impl SpanRecord {
 /// An event: its level, message and other fields.
 #[derive(Debug, Clone)]
 pub struct EventRecord {
+    /// The span the event happened in.
+    pub span: Option<String>,
     pub level: tracing::Level,
     pub message: String,
     pub fields: Vec<(String, String)>,
@@ -58,8 +63,10 @@ impl Visit for Fields<'_> {
 impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Spans {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, _: Context<'_, S>) {
         let mut rec = SpanRecord {
+            id: id.into_u64(),
             name: attrs.metadata().name().to_owned(),
             fields: Vec::new(),
+            follows: Vec::new(),
         };
         attrs.record(&mut Fields(&mut rec.fields));
         self.spans.lock().unwrap().push((id.into_u64(), rec));
@@ -73,7 +80,15 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Spans {
         }
     }
 
-    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+    fn on_follows_from(&self, id: &Id, follows: &Id, _: Context<'_, S>) {
+        let mut spans = self.spans.lock().unwrap();
+        if let Some((_, rec)) = spans.iter_mut().rev().find(|(i, _)| *i == id.into_u64()) {
+            rec.follows.push(follows.into_u64());
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let span = ctx.event_span(event).map(|s| s.name().to_owned());
         let mut fields = Vec::new();
         event.record(&mut Fields(&mut fields));
         let message = fields
@@ -82,6 +97,7 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Spans {
             .map(|i| fields.remove(i).1)
             .unwrap_or_default();
         self.events.lock().unwrap().push(EventRecord {
+            span,
             level: *event.metadata().level(),
             message,
             fields,

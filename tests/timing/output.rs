@@ -312,3 +312,49 @@ async fn promtool_accepts_the_metrics() {
     s.get("/missing").await;
     support::promtool(&stats.prometheus());
 }
+
+/// Methods the conventions don't know are all `_OTHER`: two of them on one
+/// route make one series of each family, never two lines with the same
+/// labels (which would make the exposition invalid).
+#[tokio::test]
+async fn unknown_methods_on_one_route_are_one_series() {
+    let layer = TimingLayer::new().classifier(|_, _, _| Some("/dav".to_owned()));
+    let stats = layer.stats();
+    let svc = ServiceBuilder::new().layer(layer).service(service_fn(
+        |_req: Request<Full<Bytes>>| async {
+            Ok::<_, Infallible>(Response::new(Full::<Bytes>::from("ok")))
+        },
+    ));
+    for m in ["PROPFIND", "MKCOL", "PROPFIND"] {
+        let req = Request::builder()
+            .method(http::Method::from_bytes(m.as_bytes()).unwrap())
+            .uri("/dav/x")
+            .body(Full::default())
+            .unwrap();
+        let res = svc.clone().oneshot(req).await.unwrap();
+        res.into_body().collect().await.unwrap();
+    }
+    let text = stats.prometheus();
+    let lines =
+        |prefix: &str| -> Vec<&str> { text.lines().filter(|l| l.starts_with(prefix)).collect() };
+    let count = lines(
+        "http_server_request_duration_seconds_count{http_request_method=\"_OTHER\",http_route=\"/dav\",http_response_status_code=\"200\"}",
+    );
+    assert_eq!(count, [count[0]], "{text}");
+    assert!(count[0].ends_with(" 3"), "{text}");
+    assert_eq!(
+        lines("http_server_active_requests{http_request_method=\"_OTHER\",http_route=\"/dav\"}")
+            .len(),
+        1,
+        "{text}"
+    );
+    assert_eq!(
+        lines(
+            "http_server_request_aborted_total{http_request_method=\"_OTHER\",http_route=\"/dav\"}"
+        )
+        .len(),
+        1,
+        "{text}"
+    );
+    support::promtool(&text);
+}
