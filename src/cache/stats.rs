@@ -113,6 +113,24 @@ pub struct CacheSnapshot {
     pub hit_rate: f64,
 }
 
+impl CacheSnapshot {
+    /// GET and HEAD requests by how the cache answered them, under the
+    /// names the Prometheus text (`result`) and OpenTelemetry
+    /// (`tower_perf.cache.result`) give them.
+    #[cfg_attr(not(feature = "report"), allow(dead_code))]
+    pub(crate) fn by_result(&self) -> [(&'static str, u64); 7] {
+        [
+            ("hit", self.hits),
+            ("miss", self.misses),
+            ("stale", self.stale_served),
+            ("revalidated", self.revalidated_not_modified),
+            ("modified", self.revalidated_modified),
+            ("bypass", self.bypassed),
+            ("gateway_timeout", self.gateway_timeouts),
+        ]
+    }
+}
+
 impl CacheStats {
     /// Hit rates per route template (axum's `MatchedPath`), the busiest
     /// first; empty without the `axum` feature or when requests carry no

@@ -141,15 +141,7 @@ fn cache(out: &mut String, sources: &Sources) {
             "tower_perf_cache_requests_total",
             "GET and HEAD requests by how the cache answered them.",
             "result",
-            &[
-                ("hit", s.hits),
-                ("miss", s.misses),
-                ("stale", s.stale_served),
-                ("revalidated", s.revalidated_not_modified),
-                ("modified", s.revalidated_modified),
-                ("bypass", s.bypassed),
-                ("gateway_timeout", s.gateway_timeouts),
-            ],
+            &s.by_result(),
         );
         singles(
             out,

@@ -88,16 +88,7 @@ fn cache_instruments(meter: &Meter, cache: &crate::cache::CacheHandle) {
         "{request}",
         "GET and HEAD requests by how the cache answered them.",
         move |o| {
-            let s = h.stats().snapshot();
-            for (result, v) in [
-                ("hit", s.hits),
-                ("miss", s.misses),
-                ("stale", s.stale_served),
-                ("revalidated", s.revalidated_not_modified),
-                ("modified", s.revalidated_modified),
-                ("bypass", s.bypassed),
-                ("gateway_timeout", s.gateway_timeouts),
-            ] {
+            for (result, v) in h.stats().snapshot().by_result() {
                 o.observe(v, &[KeyValue::new("tower_perf.cache.result", result)]);
             }
         },

@@ -508,7 +508,6 @@ mod tests {
             assert_eq!(Endpoint::parse(route), Some(endpoint), "{route}");
         }
         for route in [
-            "/",
             "",
             "/profile/",
             "/profile/other",

@@ -58,11 +58,7 @@ impl PromHist {
 
     /// Cumulative counts per bound (`le`), as Prometheus wants them.
     pub(crate) fn cumulative(&self) -> [u64; PROM_BOUNDS.len()] {
-        let mut out = self.buckets;
-        for i in 1..out.len() {
-            out[i] += out[i - 1];
-        }
-        out
+        cumulative(self.buckets)
     }
 
     pub(crate) fn merge(&mut self, o: &Self) {
@@ -72,6 +68,15 @@ impl PromHist {
         self.count += o.count;
         self.sum_ns += o.sum_ns;
     }
+}
+
+/// Per-bucket counts made cumulative (each bound counts everything at or
+/// under it), as Prometheus wants histogram buckets.
+pub(crate) fn cumulative<const N: usize>(mut buckets: [u64; N]) -> [u64; N] {
+    for i in 1..N {
+        buckets[i] += buckets[i - 1];
+    }
+    buckets
 }
 
 impl TimingStats {

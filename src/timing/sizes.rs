@@ -30,11 +30,7 @@ impl SizeHist {
 
     /// Cumulative counts per bound, as Prometheus wants them.
     pub(crate) fn cumulative(&self) -> [u64; SIZE_BOUNDS.len()] {
-        let mut out = self.buckets;
-        for i in 1..out.len() {
-            out[i] += out[i - 1];
-        }
-        out
+        super::prometheus::cumulative(self.buckets)
     }
 
     pub(crate) fn merge(&mut self, o: &Self) {
