@@ -507,13 +507,7 @@ mod tests {
         for (route, endpoint) in routes {
             assert_eq!(Endpoint::parse(route), Some(endpoint), "{route}");
         }
-        for route in [
-            "",
-            "/profile/",
-            "/profile/other",
-            "/summary/",
-            "/cache",
-        ] {
+        for route in ["", "/profile/", "/profile/other", "/summary/", "/cache"] {
             assert_eq!(Endpoint::parse(route), None, "{route}");
         }
     }
