@@ -1,10 +1,10 @@
-//! examples/loadtest.rs: argument parsing, URL templates, the weighted mix,
+//! examples/loadtest/: argument parsing, URL templates, the weighted mix,
 //! and short runs of every scenario against a real server.
 
 mod support;
 
 #[allow(dead_code)]
-#[path = "../examples/loadtest.rs"]
+#[path = "../examples/loadtest/main.rs"]
 mod loadtest;
 
 use std::sync::Arc;

@@ -13,6 +13,7 @@
 //!   --spike-factor K      spike: K times the workers in the middle third (5)
 //!   --header "name: v"    sent with every request (repeatable)
 //!   --timeout 10s         per request
+//!   --threshold 'p95<50ms'  pass/fail criterion (repeatable; see below)
 //!   --json FILE           results for machines
 //!   --quiet               no progress bar
 //! ```
@@ -27,13 +28,43 @@
 //!   '20*http://127.0.0.1:3000/health'
 //! ```
 //!
-//! Per endpoint it reports requests, success rate (2xx and 3xx), status
-//! codes, throughput, and min / mean / p50 / p95 / p99 / max latency from an
-//! HDR histogram; the spike scenario also reports how much p99 and
-//! throughput degraded during the spike and how long p99 took to recover.
+//! Requests end as a success (2xx, 3xx), a 4xx, a 429, a 5xx, or without
+//! an answer (refused, reset, timeout, other); the summary counts each
+//! class, overall and per endpoint, and computes throughput and latency
+//! (min, p50, p90, p95, p99, p99.9, max from an HDR histogram, bucketed in
+//! `--json`) over the successful answers only, so a server answering 429
+//! or a closed port never reads as fast. When most requests failed or
+//! were rate limited, or some got no answer, it says so in a WARNING line.
+//! The closed loop's latencies count from each send (not corrected for
+//! coordinated omission); `--rate`'s from each request's intended start.
+//! The spike scenario also reports how much p99 and throughput degraded
+//! during the spike, the share of failures in each phase, and how long p99
+//! took to recover.
+//!
+//! Thresholds (k6's idea): `--threshold 'p95<50ms'`, `'p99<100ms'`,
+//! `'errors<1%'`, `'rps>500'`, and per endpoint with `on` and a text its
+//! URL contains: `'p95<20ms on /api/v1/items/'`. A failed threshold is
+//! printed as FAIL and the run exits with status 3, so CI can gate on it;
+//! the source documents' targets as one command:
+//!
+//! ```text
+//! cargo run --release --example loadtest -- --duration 30s \
+//!   --threshold 'p50<25ms' --threshold 'p95<50ms' --threshold 'p99<100ms' \
+//!   --threshold 'rps>500' --threshold 'errors<1%' http://127.0.0.1:3000/api/v1/items
+//! ```
 
-#[path = "common/args.rs"]
+#[path = "../common/args.rs"]
 mod args;
+#[path = "record.rs"]
+mod record;
+#[path = "summary.rs"]
+mod summary;
+#[path = "threshold.rs"]
+mod threshold;
+
+pub(crate) use self::record::{Outcome, Recorder, TransportError};
+pub(crate) use self::summary::{Results, SpikeResult, spike_result, table};
+pub(crate) use self::threshold::Threshold;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -170,6 +201,7 @@ pub(crate) struct Args {
     pub(crate) json: Option<String>,
     pub(crate) quiet: bool,
     pub(crate) endpoints: Vec<Endpoint>,
+    pub(crate) thresholds: Vec<Threshold>,
 }
 
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -203,6 +235,7 @@ pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, Str
         json: None,
         quiet: false,
         endpoints: Vec::new(),
+        thresholds: Vec::new(),
     };
     let mut args = args.peekable();
     while let Some(arg) = args.next() {
@@ -257,6 +290,7 @@ pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, Str
             }
             "--timeout" => a.timeout = parse_duration(&value("--timeout")?)?,
             "--json" => a.json = Some(value("--json")?),
+            "--threshold" => a.thresholds.push(Threshold::parse(&value("--threshold")?)?),
             "--quiet" => a.quiet = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown option {other}")),
@@ -274,91 +308,44 @@ pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, Str
     if a.rate.is_some() && a.scenario != Scenario::Sustained {
         return Err("--rate applies to the sustained scenario".to_owned());
     }
+    for t in &a.thresholds {
+        if let Some(e) = t.endpoint() {
+            if !a.endpoints.iter().any(|x| x.label.contains(e)) {
+                return Err(format!("--threshold … on {e}: no endpoint's URL contains {e:?}"));
+            }
+        }
+    }
     Ok(a)
-}
-
-/// What one endpoint saw.
-struct EndpointStats {
-    hist: Histogram<u64>,
-    statuses: BTreeMap<u16, u64>,
-    transport_errors: u64,
-}
-
-impl EndpointStats {
-    fn new() -> Self {
-        Self {
-            hist: hist(3),
-            statuses: BTreeMap::new(),
-            transport_errors: 0,
-        }
-    }
-}
-
-/// Microseconds, 1 µs to 10 min, with `sigfig` significant figures.
-fn hist(sigfig: u8) -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 600_000_000, sigfig).expect("constant, valid bounds")
-}
-
-/// Everything the workers record into.
-struct Recorder {
-    start: Instant,
-    endpoints: Vec<Mutex<EndpointStats>>,
-    /// Per time bucket since start, all endpoints: for the spike's phases.
-    per_second: Mutex<Vec<Histogram<u64>>>,
-    /// The length of those buckets.
-    bucket: Duration,
-    done: AtomicU64,
-    failed: AtomicU64,
-}
-
-impl Recorder {
-    fn record(&self, ep: usize, latency: Duration, outcome: Result<u16, ()>) {
-        let us = u64::try_from(latency.as_micros())
-            .unwrap_or(u64::MAX)
-            .max(1);
-        if let Ok(mut s) = self.endpoints[ep].lock() {
-            let _ = s.hist.record(us.min(600_000_000));
-            match outcome {
-                Ok(code) => *s.statuses.entry(code).or_insert(0) += 1,
-                Err(()) => s.transport_errors += 1,
-            }
-        }
-        let sec =
-            usize::try_from(self.start.elapsed().as_millis() / self.bucket.as_millis().max(1))
-                .unwrap_or(usize::MAX);
-        if let Ok(mut v) = self.per_second.lock() {
-            while v.len() <= sec && v.len() < 100_000 {
-                v.push(hist(2));
-            }
-            if let Some(h) = v.get_mut(sec) {
-                let _ = h.record(us.min(600_000_000));
-            }
-        }
-        self.done.fetch_add(1, Ordering::Relaxed);
-        if !matches!(outcome, Ok(c) if c < 400) {
-            self.failed.fetch_add(1, Ordering::Relaxed);
-        }
-    }
 }
 
 type HttpClient = Client<HttpConnector, Empty<Bytes>>;
 
 /// Sends one request and reads the whole answer.
-async fn send(client: &HttpClient, url: &str, args: &Args) -> Result<u16, ()> {
+async fn send(client: &HttpClient, url: &str, args: &Args) -> Outcome {
     let mut req = Request::get(url);
     for (n, v) in &args.headers {
         req = req.header(n, v);
     }
-    let req = req.body(Empty::<Bytes>::new()).map_err(|_| ())?;
+    let Ok(req) = req.body(Empty::<Bytes>::new()) else {
+        return Outcome::Transport(TransportError::Other);
+    };
     let fut = async {
-        let resp = client.request(req).await.map_err(|_| ())?;
+        let resp = client
+            .request(req)
+            .await
+            .map_err(|e| TransportError::of(&e))?;
         let status = resp.status().as_u16();
-        resp.into_body().collect().await.map_err(|_| ())?;
+        resp.into_body()
+            .collect()
+            .await
+            .map_err(|e| TransportError::of(&e))?;
         Ok(status)
     };
-    tokio::time::timeout(args.timeout, fut)
-        .await
-        .map_err(|_| ())?
+    match tokio::time::timeout(args.timeout, fut).await {
+        Ok(Ok(status)) => Outcome::Status(status),
+        Ok(Err(kind)) => Outcome::Transport(kind),
+        Err(_) => Outcome::Transport(TransportError::Timeout),
+    }
 }
 
 /// The weighted endpoint picker.
@@ -427,69 +414,6 @@ async fn closed_worker(
     }
 }
 
-/// The results of one run.
-#[derive(Debug, Serialize)]
-pub(crate) struct Results {
-    scenario: Scenario,
-    duration_secs: f64,
-    concurrency: usize,
-    rate: Option<f64>,
-    total_requests: u64,
-    throughput: f64,
-    endpoints: Vec<EndpointResult>,
-    spike: Option<SpikeResult>,
-}
-
-#[derive(Debug, Serialize)]
-struct EndpointResult {
-    endpoint: String,
-    weight: u32,
-    requests: u64,
-    success_rate: f64,
-    status_codes: BTreeMap<String, u64>,
-    transport_errors: u64,
-    throughput: f64,
-    min_ms: f64,
-    mean_ms: f64,
-    p50_ms: f64,
-    p95_ms: f64,
-    p99_ms: f64,
-    max_ms: f64,
-}
-
-#[derive(Debug, Serialize)]
-pub(crate) struct SpikeResult {
-    pub(crate) normal_workers: usize,
-    pub(crate) spike_workers: usize,
-    pub(crate) normal_p99_ms: f64,
-    pub(crate) spike_p99_ms: f64,
-    pub(crate) p99_degradation_pct: f64,
-    pub(crate) normal_throughput: f64,
-    pub(crate) spike_throughput: f64,
-    pub(crate) throughput_change_pct: f64,
-    /// Seconds after the spike until a time bucket's p99 (100 ms buckets,
-    /// 1 s for runs over a minute) is back within 20% of the normal p99;
-    /// `None` if it never was before the end.
-    pub(crate) recovery_secs: Option<f64>,
-}
-
-fn ms(us: u64) -> f64 {
-    us as f64 / 1000.0
-}
-
-/// Merges the bucket histograms of `[from, to)`; with the mean count per
-/// bucket.
-fn window(per_second: &[Histogram<u64>], from: usize, to: usize) -> (Histogram<u64>, f64) {
-    let mut h = hist(2);
-    let to = to.min(per_second.len());
-    for s in per_second.iter().take(to).skip(from) {
-        let _ = h.add(s);
-    }
-    let buckets = to.saturating_sub(from).max(1) as f64;
-    let per_bucket = h.len() as f64 / buckets;
-    (h, per_bucket)
-}
-
 async fn progress(
     rec: Arc<Recorder>,
     total: Option<u64>,
@@ -532,23 +456,7 @@ pub(crate) async fn run(args: Args) -> Results {
     let client: HttpClient = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(args.concurrency * args.spike_factor.max(1))
         .build(connector);
-    let rec = Arc::new(Recorder {
-        start: Instant::now(),
-        endpoints: args
-            .endpoints
-            .iter()
-            .map(|_| Mutex::new(EndpointStats::new()))
-            .collect(),
-        per_second: Mutex::new(Vec::new()),
-        // 100 ms buckets, 1 s ones for runs over a minute.
-        bucket: if args.duration > Duration::from_secs(60) {
-            Duration::from_secs(1)
-        } else {
-            Duration::from_millis(100)
-        },
-        done: AtomicU64::new(0),
-        failed: AtomicU64::new(0),
-    });
+    let rec = Arc::new(Recorder::new(args.endpoints.len(), args.duration));
     let stop_bar = Arc::new(AtomicBool::new(false));
     let (total, deadline) = match args.scenario {
         Scenario::Baseline => (
@@ -649,184 +557,10 @@ pub(crate) async fn run(args: Args) -> Results {
     if let Some(b) = bar {
         let _ = b.await;
     }
-    summarize(&args, &rec, elapsed)
+    summary::summarize(&args, &rec, elapsed)
 }
 
-/// How much `to` is above `from`, in percent (0 when `from` is 0).
-fn pct_change(from: f64, to: f64) -> f64 {
-    if from > 0.0 {
-        (to / from - 1.0) * 100.0
-    } else {
-        0.0
-    }
-}
-
-/// The spike scenario's figures from its per-bucket histograms (`bucket`
-/// seconds each) over a run of `duration` seconds: the normal phase (the
-/// first third), the spike (the second) and how long p99 took to come back
-/// within 20% of the normal one afterwards.
-pub(crate) fn spike_result(
-    per: &[Histogram<u64>],
-    bucket: f64,
-    duration: f64,
-    concurrency: usize,
-    factor: usize,
-) -> SpikeResult {
-    let d = (duration / bucket).round().max(3.0) as usize;
-    let (a, b) = (d / 3, d * 2 / 3);
-    // Skip the first tenth of each phase (connections warming up).
-    let skip = (a / 10).max(1).min(a.saturating_sub(1));
-    let (normal, normal_n) = window(per, skip, a);
-    let (spiked, spike_n) = window(per, a + skip, b);
-    let per_sec = |n: f64| n / bucket;
-    let (normal_rps, spike_rps) = (per_sec(normal_n), per_sec(spike_n));
-    let normal_p99 = ms(normal.value_at_quantile(0.99));
-    let spike_p99 = ms(spiked.value_at_quantile(0.99));
-    let recovery = (b..per.len())
-        .find(|s| !per[*s].is_empty() && ms(per[*s].value_at_quantile(0.99)) <= normal_p99 * 1.2)
-        .map(|s| (s - b) as f64 * bucket);
-    SpikeResult {
-        normal_workers: concurrency,
-        spike_workers: concurrency * factor,
-        normal_p99_ms: normal_p99,
-        spike_p99_ms: spike_p99,
-        p99_degradation_pct: pct_change(normal_p99, spike_p99),
-        normal_throughput: normal_rps,
-        spike_throughput: spike_rps,
-        throughput_change_pct: pct_change(normal_rps, spike_rps),
-        recovery_secs: recovery,
-    }
-}
-
-fn summarize(args: &Args, rec: &Recorder, elapsed: Duration) -> Results {
-    let secs = elapsed.as_secs_f64().max(1e-9);
-    let mut endpoints = Vec::new();
-    let mut total = 0;
-    for (e, s) in args.endpoints.iter().zip(&rec.endpoints) {
-        let Ok(s) = s.lock() else { continue };
-        let n = s.hist.len();
-        total += n;
-        let ok: u64 = s
-            .statuses
-            .iter()
-            .filter(|(c, _)| **c < 400)
-            .map(|(_, n)| n)
-            .sum();
-        let q = |p: f64| {
-            if n == 0 {
-                0.0
-            } else {
-                ms(s.hist.value_at_quantile(p))
-            }
-        };
-        endpoints.push(EndpointResult {
-            endpoint: e.label.clone(),
-            weight: e.weight,
-            requests: n,
-            success_rate: if n == 0 { 0.0 } else { ok as f64 / n as f64 },
-            status_codes: s
-                .statuses
-                .iter()
-                .map(|(c, n)| (c.to_string(), *n))
-                .collect(),
-            transport_errors: s.transport_errors,
-            throughput: n as f64 / secs,
-            min_ms: if n == 0 { 0.0 } else { ms(s.hist.min()) },
-            mean_ms: if n == 0 { 0.0 } else { s.hist.mean() / 1000.0 },
-            p50_ms: q(0.50),
-            p95_ms: q(0.95),
-            p99_ms: q(0.99),
-            max_ms: if n == 0 { 0.0 } else { ms(s.hist.max()) },
-        });
-    }
-    let spike = (args.scenario == Scenario::Spike).then(|| {
-        let per = rec.per_second.lock().map(|v| v.clone()).unwrap_or_default();
-        spike_result(
-            &per,
-            rec.bucket.as_secs_f64(),
-            args.duration.as_secs_f64(),
-            args.concurrency,
-            args.spike_factor,
-        )
-    });
-    Results {
-        scenario: args.scenario,
-        duration_secs: secs,
-        concurrency: args.concurrency,
-        rate: args.rate,
-        total_requests: total,
-        throughput: total as f64 / secs,
-        endpoints,
-        spike,
-    }
-}
-
-/// The readable table.
-pub(crate) fn table(r: &Results) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:?}: {} requests in {:.1} s, {:.0} req/s, concurrency {}{}",
-        r.scenario,
-        r.total_requests,
-        r.duration_secs,
-        r.throughput,
-        r.concurrency,
-        r.rate.map_or(String::new(), |x| format!(
-            ", target {x:.0} req/s (latency from intended start)"
-        ))
-    );
-    let _ = writeln!(
-        out,
-        "{:<44} {:>8} {:>7} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}  codes",
-        "endpoint", "requests", "ok %", "req/s", "min ms", "mean", "p50", "p95", "p99", "max"
-    );
-    for e in &r.endpoints {
-        let mut label = e.endpoint.clone();
-        if label.len() > 44 {
-            label = format!("…{}", &label[label.len() - 43..]);
-        }
-        let codes: Vec<String> = e
-            .status_codes
-            .iter()
-            .map(|(c, n)| format!("{c}:{n}"))
-            .chain((e.transport_errors > 0).then(|| format!("err:{}", e.transport_errors)))
-            .collect();
-        let _ = writeln!(
-            out,
-            "{label:<44} {:>8} {:>7.1} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2}  {}",
-            e.requests,
-            e.success_rate * 100.0,
-            e.throughput,
-            e.min_ms,
-            e.mean_ms,
-            e.p50_ms,
-            e.p95_ms,
-            e.p99_ms,
-            e.max_ms,
-            codes.join(" ")
-        );
-    }
-    if let Some(s) = &r.spike {
-        let _ = writeln!(
-            out,
-            "spike: {} → {} workers; p99 {:.2} → {:.2} ms ({:+.0}%); throughput {:.0} → {:.0} req/s ({:+.0}%); recovery {}",
-            s.normal_workers,
-            s.spike_workers,
-            s.normal_p99_ms,
-            s.spike_p99_ms,
-            s.p99_degradation_pct,
-            s.normal_throughput,
-            s.spike_throughput,
-            s.throughput_change_pct,
-            s.recovery_secs
-                .map_or("not within the run".to_owned(), |x| format!("{x:.0} s"))
-        );
-    }
-    out
-}
-
-const USAGE: &str = "usage: loadtest [--scenario baseline|sustained|spike] [--duration 30s] [--concurrency N]\n                [--rate R] [--requests N] [--spike-factor K] [--header 'name: value']\n                [--timeout 10s] [--json FILE] [--quiet] [WEIGHT*]URL...\n\nURLs may hold random parameters: http://127.0.0.1:3000/api/v1/items/{1..55}\n";
+const USAGE: &str = "usage: loadtest [--scenario baseline|sustained|spike] [--duration 30s] [--concurrency N]\n                [--rate R] [--requests N] [--spike-factor K] [--header 'name: value']\n                [--timeout 10s] [--threshold 'p95<50ms' …] [--json FILE] [--quiet] [WEIGHT*]URL...\n\nURLs may hold random parameters: http://127.0.0.1:3000/api/v1/items/{1..55}\n";
 
 #[allow(dead_code)]
 #[tokio::main]
@@ -835,6 +569,7 @@ async fn main() {
     let json = args.json.clone();
     let results = run(args).await;
     print!("{}", table(&results));
+    let failed = results.thresholds.iter().filter(|v| !v.passed).count();
     if let Some(path) = json {
         match serde_json::to_vec_pretty(&results) {
             Ok(bytes) => {
@@ -848,5 +583,9 @@ async fn main() {
                 std::process::exit(1);
             }
         }
+    }
+    if failed > 0 {
+        eprintln!("{failed} threshold(s) failed");
+        std::process::exit(3);
     }
 }

@@ -1,0 +1,178 @@
+//! What a run records: how each request ended (an answer's status, or the
+//! transport error that left it without one) and, for successful answers,
+//! its latency; per endpoint and per time bucket.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// How one request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// An answer, read whole.
+    Status(u16),
+    /// No answer.
+    Transport(TransportError),
+}
+
+impl Outcome {
+    /// A 2xx or 3xx answer: the ones latencies and throughput count.
+    pub(crate) fn is_success(self) -> bool {
+        matches!(self, Outcome::Status(s) if (200..400).contains(&s))
+    }
+}
+
+/// Why a request got no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum TransportError {
+    /// The connection was refused (nothing listens).
+    Refused,
+    /// The connection was reset or closed mid-exchange.
+    Reset,
+    /// No whole answer within `--timeout`.
+    Timeout,
+    /// Anything else (DNS, a malformed answer…).
+    Other,
+}
+
+impl TransportError {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            TransportError::Refused => "refused",
+            TransportError::Reset => "reset",
+            TransportError::Timeout => "timeout",
+            TransportError::Other => "other",
+        }
+    }
+
+    /// The kind of a client or body error, from the I/O error behind it.
+    pub(crate) fn of(e: &(dyn std::error::Error + 'static)) -> Self {
+        let mut cause = Some(e);
+        while let Some(c) = cause {
+            if let Some(io) = c.downcast_ref::<std::io::Error>() {
+                use std::io::ErrorKind::*;
+                return match io.kind() {
+                    ConnectionRefused => TransportError::Refused,
+                    ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => {
+                        TransportError::Reset
+                    }
+                    TimedOut => TransportError::Timeout,
+                    _ => TransportError::Other,
+                };
+            }
+            if let Some(h) = c.downcast_ref::<hyper::Error>() {
+                if h.is_incomplete_message() || h.is_canceled() || h.is_closed() {
+                    return TransportError::Reset;
+                }
+            }
+            cause = c.source();
+        }
+        TransportError::Other
+    }
+}
+
+/// One endpoint's answers.
+pub(crate) struct EndpointStats {
+    /// Latencies of successful answers, in microseconds.
+    pub(crate) ok: Histogram<u64>,
+    pub(crate) statuses: BTreeMap<u16, u64>,
+    pub(crate) transport: BTreeMap<TransportError, u64>,
+}
+
+impl EndpointStats {
+    pub(crate) fn new() -> Self {
+        Self {
+            ok: hist(3),
+            statuses: BTreeMap::new(),
+            transport: BTreeMap::new(),
+        }
+    }
+}
+
+/// Microseconds, 1 µs to 10 min, with `sigfig` significant figures.
+pub(crate) fn hist(sigfig: u8) -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, sigfig).expect("constant, valid bounds")
+}
+
+/// One time bucket of the run.
+#[derive(Clone)]
+pub(crate) struct Bucket {
+    /// Latencies of the successful answers.
+    pub(crate) ok: Histogram<u64>,
+    /// Requests that ended otherwise (an error status, no answer).
+    pub(crate) failed: u64,
+}
+
+/// Everything the workers record into.
+pub(crate) struct Recorder {
+    pub(crate) start: Instant,
+    pub(crate) endpoints: Vec<Mutex<EndpointStats>>,
+    /// Per time bucket since start, all endpoints: for the spike's phases.
+    pub(crate) buckets: Mutex<Vec<Bucket>>,
+    /// The length of those buckets.
+    pub(crate) bucket: Duration,
+    pub(crate) done: AtomicU64,
+    pub(crate) failed: AtomicU64,
+}
+
+impl Recorder {
+    pub(crate) fn new(endpoints: usize, run: Duration) -> Self {
+        Self {
+            start: Instant::now(),
+            endpoints: (0..endpoints)
+                .map(|_| Mutex::new(EndpointStats::new()))
+                .collect(),
+            buckets: Mutex::new(Vec::new()),
+            // 100 ms buckets, 1 s ones for runs over a minute.
+            bucket: if run > Duration::from_secs(60) {
+                Duration::from_secs(1)
+            } else {
+                Duration::from_millis(100)
+            },
+            done: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn record(&self, ep: usize, latency: Duration, outcome: Outcome) {
+        let us = u64::try_from(latency.as_micros())
+            .unwrap_or(u64::MAX)
+            .clamp(1, 600_000_000);
+        let ok = outcome.is_success();
+        if let Ok(mut s) = self.endpoints[ep].lock() {
+            match outcome {
+                Outcome::Status(code) => *s.statuses.entry(code).or_insert(0) += 1,
+                Outcome::Transport(kind) => *s.transport.entry(kind).or_insert(0) += 1,
+            }
+            if ok {
+                let _ = s.ok.record(us);
+            }
+        }
+        let at = usize::try_from(self.start.elapsed().as_millis() / self.bucket.as_millis().max(1))
+            .unwrap_or(usize::MAX);
+        if let Ok(mut v) = self.buckets.lock() {
+            while v.len() <= at && v.len() < 100_000 {
+                v.push(Bucket {
+                    ok: hist(2),
+                    failed: 0,
+                });
+            }
+            if let Some(b) = v.get_mut(at) {
+                if ok {
+                    let _ = b.ok.record(us);
+                } else {
+                    b.failed += 1;
+                }
+            }
+        }
+        self.done.fetch_add(1, Ordering::Relaxed);
+        if !ok {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
