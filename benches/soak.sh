@@ -42,7 +42,7 @@ for i in $(seq 1 "$ROUNDS"); do
 import json, sys
 j = json.load(open(sys.argv[1]))
 failed = sum(e["requests"] - round(e["requests"] * e["success_rate"]) for e in j["endpoints"])
-p99 = max(e["p99_ms"] for e in j["endpoints"])
+p99 = max(e["latency"]["p99_ms"] or 0.0 for e in j["endpoints"])
 print(f"{sys.argv[2]} | {sys.argv[3]} | {j['total_requests']} | {failed} | {p99:.2f}")
 PY
 done | tee "$OUT/soak.txt"

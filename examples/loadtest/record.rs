@@ -80,6 +80,9 @@ impl TransportError {
 pub(crate) struct EndpointStats {
     /// Latencies of successful answers, in microseconds.
     pub(crate) ok: Histogram<u64>,
+    /// Latencies of every answer, whatever its status (benches/run.sh
+    /// times a rate-limited path by its 429s).
+    pub(crate) answered: Histogram<u64>,
     pub(crate) statuses: BTreeMap<u16, u64>,
     pub(crate) transport: BTreeMap<TransportError, u64>,
 }
@@ -88,6 +91,7 @@ impl EndpointStats {
     pub(crate) fn new() -> Self {
         Self {
             ok: hist(3),
+            answered: hist(3),
             statuses: BTreeMap::new(),
             transport: BTreeMap::new(),
         }
@@ -146,7 +150,10 @@ impl Recorder {
         let ok = outcome.is_success();
         if let Ok(mut s) = self.endpoints[ep].lock() {
             match outcome {
-                Outcome::Status(code) => *s.statuses.entry(code).or_insert(0) += 1,
+                Outcome::Status(code) => {
+                    *s.statuses.entry(code).or_insert(0) += 1;
+                    let _ = s.answered.record(us);
+                }
                 Outcome::Transport(kind) => *s.transport.entry(kind).or_insert(0) += 1,
             }
             if ok {

@@ -146,6 +146,8 @@ pub(crate) struct Results {
     pub(crate) throughput: f64,
     /// Requests per second, whatever became of them.
     pub(crate) sent_per_second: f64,
+    /// Answers per second, whatever their status.
+    pub(crate) answered_per_second: f64,
     pub(crate) classes: Classes,
     pub(crate) latency: Latency,
     pub(crate) endpoints: Vec<EndpointResult>,
@@ -167,6 +169,9 @@ pub(crate) struct EndpointResult {
     /// Successful answers per second.
     pub(crate) throughput: f64,
     pub(crate) latency: Latency,
+    /// Latencies of every answer, whatever its status (not in the table:
+    /// for a run that times a path answered with an error on purpose).
+    pub(crate) answers_latency: Latency,
 }
 
 #[derive(Debug, Serialize)]
@@ -204,7 +209,11 @@ fn window(buckets: &[Bucket], from: usize, to: usize) -> (Histogram<u64>, f64, f
         failed += b.failed;
     }
     let n = to.saturating_sub(from).max(1) as f64;
-    (h.clone(), h.len() as f64 / n, share(failed, failed + h.len()))
+    (
+        h.clone(),
+        h.len() as f64 / n,
+        share(failed, failed + h.len()),
+    )
 }
 
 /// How much `to` is above `from`, in percent (0 when `from` is 0).
@@ -236,7 +245,13 @@ pub(crate) fn spike_result(
     let (spiked, spike_n, spike_err) = window(buckets, a + skip, b);
     let per_sec = |n: f64| n / bucket;
     let (normal_rps, spike_rps) = (per_sec(normal_n), per_sec(spike_n));
-    let p99 = |h: &Histogram<u64>| if h.is_empty() { 0.0 } else { ms(h.value_at_quantile(0.99)) };
+    let p99 = |h: &Histogram<u64>| {
+        if h.is_empty() {
+            0.0
+        } else {
+            ms(h.value_at_quantile(0.99))
+        }
+    };
     let normal_p99 = p99(&normal);
     let spike_p99 = p99(&spiked);
     let recovery = (b..buckets.len())
@@ -330,6 +345,7 @@ pub(crate) fn summarize(args: &Args, rec: &Recorder, elapsed: std::time::Duratio
                 .collect(),
             throughput: c.ok as f64 / secs,
             latency: Latency::of(&s.ok),
+            answers_latency: Latency::of(&s.answered),
             classes: c,
         });
     }
@@ -352,6 +368,7 @@ pub(crate) fn summarize(args: &Args, rec: &Recorder, elapsed: std::time::Duratio
         total_requests: all.requests,
         throughput: all.ok as f64 / secs,
         sent_per_second: all.requests as f64 / secs,
+        answered_per_second: (all.requests - all.transport()) as f64 / secs,
         latency: Latency::of(&ok),
         warnings: warnings(&all, spike.as_ref()),
         classes: all,
@@ -383,8 +400,9 @@ pub(crate) fn table(r: &Results) -> String {
             Some(x) => format!(
                 "open loop at {x:.0} req/s: latencies from each request's intended start (coordinated omission corrected)"
             ),
-            None => "closed loop: latencies from each send (not corrected for coordinated omission)"
-                .to_owned(),
+            None =>
+                "closed loop: latencies from each send (not corrected for coordinated omission)"
+                    .to_owned(),
         }
     );
     let kinds: Vec<String> = c
@@ -415,13 +433,33 @@ pub(crate) fn table(r: &Results) -> String {
     let _ = writeln!(
         out,
         "{:<40} {:>8} {:>6} {:>8} {:>6} {:>6} {:>6} {:>6} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8}",
-        "endpoint", "requests", "ok %", "ok/s", "4xx", "429", "5xx", "no ans", "min", "p50", "p90",
-        "p95", "p99", "p99.9", "max"
+        "endpoint",
+        "requests",
+        "ok %",
+        "ok/s",
+        "4xx",
+        "429",
+        "5xx",
+        "no ans",
+        "min",
+        "p50",
+        "p90",
+        "p95",
+        "p99",
+        "p99.9",
+        "max"
     );
     for e in &r.endpoints {
         let mut label = e.endpoint.clone();
         if label.chars().count() > 40 {
-            let tail: String = label.chars().rev().take(39).collect::<Vec<_>>().into_iter().rev().collect();
+            let tail: String = label
+                .chars()
+                .rev()
+                .take(39)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
             label = format!("…{tail}");
         }
         let (ec, l) = (&e.classes, &e.latency);
