@@ -13,13 +13,20 @@
 //!   --spike-factor K      spike: K times the workers in the middle third (5)
 //!   --header "name: v"    sent with every request (repeatable)
 //!   --timeout 10s         per request
+//!   --stages 30s:10,5m:100,30s:0   sustained: users over time, ramped
+//!   --think 100ms         sustained, closed loop: a pause per user after each answer
 //!   --threshold 'p95<50ms'  pass/fail criterion (repeatable; see below)
 //!   --json FILE           results for machines
 //!   --quiet               no progress bar
 //! ```
 //!
-//! Endpoints are weighted (`50*http://…/api/v1/items`) and may hold random
-//! path parameters drawn from a range (`http://…/api/v1/items/{1..55}`):
+//! Endpoints are weighted (`50*http://…/api/v1/items`), may hold random
+//! path parameters drawn from a range (`http://…/api/v1/items/{1..55}`), and
+//! may name a method and a body, inline or from a file, with `{n}` (the
+//! request's number in the run) and `{a..b}` in it:
+//! `'20*POST http://…/api/v1/items {"name":"item {n}","price_cents":{100..999}}'`,
+//! `'POST http://…/api/v1/items @item.json'`. `--header` goes with every
+//! request (a bearer token, say):
 //!
 //! ```text
 //! cargo run --release --example loadtest -- --duration 20s --concurrency 32 \
@@ -41,6 +48,12 @@
 //! during the spike, the share of failures in each phase, and how long p99
 //! took to recover.
 //!
+//! Scenario files: `--scenario-file F` runs the TOML file's scenarios in
+//! order, each with its own mix, load and thresholds, and prints a table
+//! per scenario and a line each (`examples/loadtest/scenarios.toml` holds
+//! the source documents' five against the example server; the format is in
+//! `scenario_file.rs`).
+//!
 //! Thresholds (k6's idea): `--threshold 'p95<50ms'`, `'p99<100ms'`,
 //! `'errors<1%'`, `'rps>500'`, and per endpoint with `on` and a text its
 //! URL contains: `'p95<20ms on /api/v1/items/'`. A failed threshold is
@@ -55,13 +68,20 @@
 
 #[path = "../common/args.rs"]
 mod args;
+#[path = "endpoint.rs"]
+mod endpoint;
 #[path = "record.rs"]
 mod record;
+#[path = "scenario_file.rs"]
+mod scenario_file;
+#[path = "stages.rs"]
+mod stages;
 #[path = "summary.rs"]
 mod summary;
 #[path = "threshold.rs"]
 mod threshold;
 
+pub(crate) use self::endpoint::{Endpoint, Rng};
 pub(crate) use self::record::{Outcome, Recorder, TransportError};
 // The tests read the spike's figures from known phases.
 #[allow(unused_imports)]
@@ -69,7 +89,12 @@ pub(crate) use self::record::{Bucket, hist};
 pub(crate) use self::summary::{Results, table};
 #[allow(unused_imports)]
 pub(crate) use self::summary::{SpikeResult, spike_result};
+pub(crate) use self::stages::Stage;
+#[allow(unused_imports)]
+pub(crate) use self::stages::users_at;
 pub(crate) use self::threshold::Threshold;
+#[allow(unused_imports)]
+pub(crate) use self::scenario_file::{parse as parse_scenario_file, report as scenario_report, run_all as run_scenarios};
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -79,7 +104,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Uri};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
@@ -91,103 +116,6 @@ pub(crate) enum Scenario {
     Baseline,
     Sustained,
     Spike,
-}
-
-/// One piece of a URL template.
-#[derive(Debug, Clone, PartialEq)]
-enum Part {
-    Lit(String),
-    Range(u64, u64),
-}
-
-/// A weighted endpoint.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Endpoint {
-    pub(crate) label: String,
-    parts: Vec<Part>,
-    pub(crate) weight: u32,
-}
-
-impl Endpoint {
-    /// `[WEIGHT*]URL` with `{a..b}` ranges.
-    pub(crate) fn parse(spec: &str) -> Result<Self, String> {
-        let (weight, url) = match spec.split_once('*') {
-            Some((w, rest)) if w.chars().all(|c| c.is_ascii_digit()) && !w.is_empty() => (
-                w.parse::<u32>()
-                    .map_err(|e| format!("{spec}: weight: {e}"))?,
-                rest,
-            ),
-            _ => (1, spec),
-        };
-        if weight == 0 {
-            return Err(format!("{spec}: a weight of 0 never runs"));
-        }
-        let mut parts = Vec::new();
-        let mut rest = url;
-        while let Some(open) = rest.find('{') {
-            let close = rest[open..]
-                .find('}')
-                .map(|c| c + open)
-                .ok_or_else(|| format!("{spec}: unclosed {{"))?;
-            parts.push(Part::Lit(rest[..open].to_owned()));
-            let inner = &rest[open + 1..close];
-            let (a, b) = inner
-                .split_once("..")
-                .ok_or_else(|| format!("{spec}: expected {{a..b}}, got {{{inner}}}"))?;
-            let a: u64 = a.trim().parse().map_err(|e| format!("{spec}: {e}"))?;
-            let b: u64 = b.trim().parse().map_err(|e| format!("{spec}: {e}"))?;
-            if a > b {
-                return Err(format!("{spec}: empty range {a}..{b}"));
-            }
-            parts.push(Part::Range(a, b));
-            rest = &rest[close + 1..];
-        }
-        parts.push(Part::Lit(rest.to_owned()));
-        let e = Self {
-            label: url.to_owned(),
-            parts,
-            weight,
-        };
-        // Check the template makes a valid absolute http URL.
-        let sample: Uri = e
-            .url(&mut Rng(1))
-            .parse()
-            .map_err(|err| format!("{spec}: {err}"))?;
-        if sample.scheme_str() != Some("http") || sample.authority().is_none() {
-            return Err(format!("{spec}: an http://host:port/... URL"));
-        }
-        Ok(e)
-    }
-
-    fn url(&self, rng: &mut Rng) -> String {
-        let mut s = String::new();
-        for p in &self.parts {
-            match p {
-                Part::Lit(l) => s.push_str(l),
-                Part::Range(a, b) => {
-                    let _ = write!(s, "{}", a + rng.below(b - a + 1));
-                }
-            }
-        }
-        s
-    }
-}
-
-/// xorshift64*: fast and good enough to spread requests.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next() % n }
-    }
 }
 
 /// The command line.
@@ -205,6 +133,11 @@ pub(crate) struct Args {
     pub(crate) quiet: bool,
     pub(crate) endpoints: Vec<Endpoint>,
     pub(crate) thresholds: Vec<Threshold>,
+    /// Closed-loop users over time (`--stages`; the spike scenario's are
+    /// made from its duration, concurrency and factor).
+    pub(crate) stages: Vec<Stage>,
+    /// A pause after each answer, per user (`--think`).
+    pub(crate) think: Duration,
 }
 
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -239,6 +172,8 @@ pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, Str
         quiet: false,
         endpoints: Vec::new(),
         thresholds: Vec::new(),
+        stages: Vec::new(),
+        think: Duration::ZERO,
     };
     let mut args = args.peekable();
     while let Some(arg) = args.next() {
@@ -294,6 +229,8 @@ pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, Str
             "--timeout" => a.timeout = parse_duration(&value("--timeout")?)?,
             "--json" => a.json = Some(value("--json")?),
             "--threshold" => a.thresholds.push(Threshold::parse(&value("--threshold")?)?),
+            "--stages" => a.stages = stages::parse(&value("--stages")?)?,
+            "--think" => a.think = parse_duration(&value("--think")?)?,
             "--quiet" => a.quiet = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown option {other}")),
@@ -311,6 +248,16 @@ pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, Str
     if a.rate.is_some() && a.scenario != Scenario::Sustained {
         return Err("--rate applies to the sustained scenario".to_owned());
     }
+    if !a.stages.is_empty() {
+        if a.scenario != Scenario::Sustained || a.rate.is_some() {
+            return Err("--stages applies to the sustained scenario's closed loop (not with --rate)".to_owned());
+        }
+        // The run lasts as long as its stages.
+        a.duration = stages::total(&a.stages);
+    }
+    if a.scenario == Scenario::Spike {
+        a.stages = stages::spike(a.duration, a.concurrency, a.spike_factor);
+    }
     for t in &a.thresholds {
         if let Some(e) = t.endpoint() {
             if !a.endpoints.iter().any(|x| x.label.contains(e)) {
@@ -323,15 +270,11 @@ pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, Str
     Ok(a)
 }
 
-type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
-/// Sends one request and reads the whole answer.
-async fn send(client: &HttpClient, url: &str, args: &Args) -> Outcome {
-    let mut req = Request::get(url);
-    for (n, v) in &args.headers {
-        req = req.header(n, v);
-    }
-    let Ok(req) = req.body(Empty::<Bytes>::new()) else {
+/// Sends one request to `ep` and reads the whole answer.
+async fn send(client: &HttpClient, ep: &Endpoint, rng: &mut Rng, args: &Args) -> Outcome {
+    let Ok(req) = ep.request(rng, &args.headers) else {
         return Outcome::Transport(TransportError::Other);
     };
     let fut = async {
@@ -378,44 +321,36 @@ impl Picker {
     }
 }
 
-/// Closed loop: a worker sends, waits for the answer, sends again, until
-/// `stop` says so.
-/// Closed-loop workers `ids` that send until `until` after the start.
-fn closed_workers(
-    ids: std::ops::Range<u64>,
-    until: Duration,
+/// Closed loop: each user sends, waits for the answer (and `--think`),
+/// sends again; user `id` runs while the stages ask for more than `id`
+/// users, and all stop when the stages end.
+fn closed_users(
     client: &HttpClient,
     args: &Arc<Args>,
     rec: &Arc<Recorder>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    ids.map(|id| {
-        let stop = move |r: &Recorder| r.start.elapsed() >= until;
-        tokio::spawn(closed_worker(
-            id,
-            client.clone(),
-            args.clone(),
-            rec.clone(),
-            stop,
-        ))
-    })
-    .collect()
+    (0..stages::peak(&args.stages) as u64)
+        .map(|id| tokio::spawn(closed_user(id, client.clone(), args.clone(), rec.clone())))
+        .collect()
 }
 
-async fn closed_worker(
-    id: u64,
-    client: HttpClient,
-    args: Arc<Args>,
-    rec: Arc<Recorder>,
-    stop: impl Fn(&Recorder) -> bool,
-) {
+async fn closed_user(id: u64, client: HttpClient, args: Arc<Args>, rec: Arc<Recorder>) {
     let picker = Picker::new(&args.endpoints);
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (id + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9));
-    while !stop(&rec) {
+    let me = usize::try_from(id).unwrap_or(usize::MAX);
+    while let Some(users) = stages::users_at(&args.stages, rec.start.elapsed()) {
+        if me >= users {
+            // Not this user's turn yet (or any more): look again soon.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
+        }
         let ep = picker.pick(&mut rng);
-        let url = args.endpoints[ep].url(&mut rng);
         let started = Instant::now();
-        let outcome = send(&client, &url, &args).await;
+        let outcome = send(&client, &args.endpoints[ep], &mut rng, &args).await;
         rec.record(ep, started.elapsed(), outcome);
+        if !args.think.is_zero() {
+            tokio::time::sleep(args.think).await;
+        }
     }
 }
 
@@ -459,7 +394,9 @@ pub(crate) async fn run(args: Args) -> Results {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     let client: HttpClient = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(args.concurrency * args.spike_factor.max(1))
+        .pool_max_idle_per_host(
+            (args.concurrency * args.spike_factor.max(1)).max(stages::peak(&args.stages)),
+        )
         .build(connector);
     let rec = Arc::new(Recorder::new(args.endpoints.len(), args.duration));
     let stop_bar = Arc::new(AtomicBool::new(false));
@@ -483,23 +420,31 @@ pub(crate) async fn run(args: Args) -> Results {
                     let mut rng = Rng(0x1234_5678 ^ (id + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
                     for _ in 0..args.requests {
                         for (ep, e) in args.endpoints.iter().enumerate() {
-                            let url = e.url(&mut rng);
                             let started = Instant::now();
-                            let outcome = send(&client, &url, &args).await;
+                            let outcome = send(&client, e, &mut rng, &args).await;
                             rec.record(ep, started.elapsed(), outcome);
                         }
                     }
                 }));
             }
         }
+        (Scenario::Sustained, None) if !args.stages.is_empty() => {
+            tasks.extend(closed_users(&client, &args, &rec));
+        }
         (Scenario::Sustained, None) => {
-            tasks.extend(closed_workers(
-                0..c as u64,
-                args.duration,
-                &client,
-                &args,
-                &rec,
-            ));
+            // A constant `--concurrency` for `--duration`: one stage.
+            let mut constant = (*args).clone();
+            constant.stages = vec![
+                Stage {
+                    duration: Duration::ZERO,
+                    target: c,
+                },
+                Stage {
+                    duration: args.duration,
+                    target: c,
+                },
+            ];
+            tasks.extend(closed_users(&client, &Arc::new(constant), &rec));
         }
         (Scenario::Sustained, Some(rate)) => {
             // Open loop: request i is due at start + i / rate; its latency
@@ -531,28 +476,14 @@ pub(crate) async fn run(args: Args) -> Results {
                             due
                         };
                         let ep = picker.pick(&mut rng);
-                        let url = args.endpoints[ep].url(&mut rng);
-                        let outcome = send(&client, &url, &args).await;
+                        let outcome = send(&client, &args.endpoints[ep], &mut rng, &args).await;
                         rec.record(ep, from.elapsed(), outcome);
                     }
                 }));
             }
         }
-        (Scenario::Spike, _) => {
-            let d = args.duration;
-            let (third, two_thirds) = (d / 3, d * 2 / 3);
-            tasks.extend(closed_workers(0..c as u64, d, &client, &args, &rec));
-            // The extra workers join all at once for the middle third.
-            let extra = c * (args.spike_factor - 1);
-            let (client2, args2, rec2) = (client.clone(), args.clone(), rec.clone());
-            tasks.push(tokio::spawn(async move {
-                tokio::time::sleep_until((rec2.start + third).into()).await;
-                let ids = 1_000_000..1_000_000 + extra as u64;
-                for t in closed_workers(ids, two_thirds, &client2, &args2, &rec2) {
-                    let _ = t.await;
-                }
-            }));
-        }
+        // Its stages were made from its duration, concurrency and factor.
+        (Scenario::Spike, _) => tasks.extend(closed_users(&client, &args, &rec)),
     }
     for t in tasks {
         let _ = t.await;
@@ -565,29 +496,73 @@ pub(crate) async fn run(args: Args) -> Results {
     summary::summarize(&args, &rec, elapsed)
 }
 
-const USAGE: &str = "usage: loadtest [--scenario baseline|sustained|spike] [--duration 30s] [--concurrency N]\n                [--rate R] [--requests N] [--spike-factor K] [--header 'name: value']\n                [--timeout 10s] [--threshold 'p95<50ms' …] [--json FILE] [--quiet] [WEIGHT*]URL...\n\nURLs may hold random parameters: http://127.0.0.1:3000/api/v1/items/{1..55}\n";
+const USAGE: &str = "usage: loadtest [--scenario baseline|sustained|spike] [--duration 30s] [--concurrency N]\n                [--rate R] [--requests N] [--spike-factor K] [--header 'name: value']\n                [--stages 30s:10,1m:50,30s:0] [--think 100ms]\n                [--timeout 10s] [--threshold 'p95<50ms' …] [--json FILE] [--quiet]\n       loadtest --scenario-file FILE.toml [--json FILE] [--quiet]\n                '[WEIGHT*][METHOD ]URL[ BODY|@FILE]'...\n\nURLs may hold random parameters: http://127.0.0.1:3000/api/v1/items/{1..55}\nBodies also {n}, the request's number: 'POST http://…/items {\"name\":\"i{n}\"}'\n";
+
+/// `--scenario-file F [--quiet] [--json FILE]`: the file's path and the
+/// flags that go with it, when the command line names one.
+fn scenario_file_args(argv: &[String]) -> Option<Result<(String, bool, Option<String>), String>> {
+    argv.iter().any(|a| a.starts_with("--scenario-file"))?;
+    let mut path = None;
+    let (mut quiet, mut json) = (false, None);
+    let mut it = argv.iter().cloned();
+    while let Some(a) = it.next() {
+        let (flag, inline) = args::split(&a);
+        let r = match flag.as_str() {
+            "--scenario-file" => args::value(&inline, &mut it, "--scenario-file").map(|v| path = Some(v)),
+            "--json" => args::value(&inline, &mut it, "--json").map(|v| json = Some(v)),
+            "--quiet" => {
+                quiet = true;
+                Ok(())
+            }
+            other => Err(format!("{other}: with --scenario-file, only --quiet and --json (the file holds the rest)")),
+        };
+        if let Err(e) = r {
+            return Some(Err(e));
+        }
+    }
+    Some(path.map(|p| (p, quiet, json)).ok_or_else(|| "--scenario-file needs a path".to_owned()))
+}
+
+/// Writes `value` as JSON to `path`, or ends the process saying why not.
+fn write_json<T: Serialize>(path: &str, value: &T) {
+    let written = serde_json::to_vec_pretty(value)
+        .map_err(|e| e.to_string())
+        .and_then(|b| std::fs::write(path, b).map_err(|e| format!("writing {path}: {e}")));
+    if let Err(e) = written {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
 
 #[allow(dead_code)]
 #[tokio::main]
 async fn main() {
-    let args = args::or_exit(parse_args(std::env::args().skip(1)), USAGE);
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(parsed) = scenario_file_args(&argv) {
+        let (path, quiet, json) = args::or_exit(parsed, USAGE);
+        let text = args::or_exit(
+            std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}")),
+            USAGE,
+        );
+        let scenarios = args::or_exit(scenario_file::parse(&text, quiet), USAGE);
+        let ran = scenario_file::run_all(scenarios).await;
+        print!("{}", scenario_file::report(&ran));
+        if let Some(path) = json {
+            write_json(&path, &ran);
+        }
+        if ran.iter().any(|r| exit_code(&r.results) != 0) {
+            eprintln!("thresholds failed");
+            std::process::exit(3);
+        }
+        return;
+    }
+    let args = args::or_exit(parse_args(argv.into_iter()), USAGE);
     let json = args.json.clone();
     let results = run(args).await;
     print!("{}", table(&results));
     let code = exit_code(&results);
     if let Some(path) = json {
-        match serde_json::to_vec_pretty(&results) {
-            Ok(bytes) => {
-                if let Err(e) = std::fs::write(&path, bytes) {
-                    eprintln!("error: writing {path}: {e}");
-                    std::process::exit(1);
-                }
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                std::process::exit(1);
-            }
-        }
+        write_json(&path, &results);
     }
     if code != 0 {
         let failed = results.thresholds.iter().filter(|v| !v.passed).count();

@@ -141,6 +141,8 @@ pub(crate) struct Results {
     /// start. Closed loop: from when it was sent, so a stalled server
     /// slows the sender and hides its queue (not corrected).
     pub(crate) coordinated_omission_corrected: bool,
+    /// Closed-loop users over time (empty for the baseline and `--rate`).
+    pub(crate) stages: Vec<super::Stage>,
     pub(crate) total_requests: u64,
     /// Successful answers per second.
     pub(crate) throughput: f64,
@@ -365,6 +367,7 @@ pub(crate) fn summarize(args: &Args, rec: &Recorder, elapsed: std::time::Duratio
         concurrency: args.concurrency,
         rate: args.rate,
         coordinated_omission_corrected: args.rate.is_some(),
+        stages: args.stages.clone(),
         total_requests: all.requests,
         throughput: all.ok as f64 / secs,
         sent_per_second: all.requests as f64 / secs,
