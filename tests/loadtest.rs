@@ -556,7 +556,10 @@ async fn methods_headers_and_bodies_arrive() {
     let s = TestServer::serve(app).await;
     let file = std::env::temp_dir().join(format!("loadtest-body-{}.json", std::process::id()));
     std::fs::write(&file, "from a file {n}").unwrap();
-    let inline = format!(r#"POST http://{}/items {{"name":"item {{n}}","price":{{1..9}}}}"#, s.addr());
+    let inline = format!(
+        r#"POST http://{}/items {{"name":"item {{n}}","price":{{1..9}}}}"#,
+        s.addr()
+    );
     let from_file = format!("POST http://{}/items @{}", s.addr(), file.display());
     let (r, json) = run(&[
         "--scenario",
@@ -575,14 +578,18 @@ async fn methods_headers_and_bodies_arrive() {
     assert_eq!(json["classes"]["ok"], 6, "{}", loadtest::table(&r));
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 6);
-    assert!(seen.iter().all(|(_, auth, _)| auth.as_deref() == Some("Bearer t0ken")));
+    assert!(
+        seen.iter()
+            .all(|(_, auth, _)| auth.as_deref() == Some("Bearer t0ken"))
+    );
     let mut ns = Vec::new();
     for (_, _, body) in seen.iter() {
         if let Some(n) = body.strip_prefix("from a file ") {
             ns.push(n.parse::<u64>().unwrap());
             continue;
         }
-        let v: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{body}: {e}"));
+        let v: serde_json::Value =
+            serde_json::from_str(body).unwrap_or_else(|e| panic!("{body}: {e}"));
         let name = v["name"].as_str().unwrap();
         ns.push(name.strip_prefix("item ").unwrap().parse().unwrap());
         assert!((1..=9).contains(&v["price"].as_u64().unwrap()), "{body}");
@@ -592,7 +599,12 @@ async fn methods_headers_and_bodies_arrive() {
     ns.dedup();
     assert_eq!(ns.len(), 6, "{ns:?}");
     // The label says the method.
-    assert!(json["endpoints"][0]["endpoint"].as_str().unwrap().starts_with("POST http://"));
+    assert!(
+        json["endpoints"][0]["endpoint"]
+            .as_str()
+            .unwrap()
+            .starts_with("POST http://")
+    );
 }
 
 /// Stages set how many users run when: none for the first 300 ms, then
@@ -641,7 +653,10 @@ async fn stages_start_users_at_their_time() {
     let s = TestServer::serve(app).await;
     let url = format!("http://{}/gate", s.addr());
     let (_, json) = run(&["--stages", "300ms:0,0s:3,700ms:3", &url]).await;
-    assert!(gate.first_ms.load(Ordering::Relaxed) >= 300, "a user came early");
+    assert!(
+        gate.first_ms.load(Ordering::Relaxed) >= 300,
+        "a user came early"
+    );
     assert_eq!(gate.max.load(Ordering::SeqCst), 3, "three users, together");
     assert!(json["classes"]["ok"].as_u64().unwrap() >= 3, "{json}");
     assert_eq!(json["stages"][1]["target"], 3);
@@ -661,12 +676,22 @@ fn stages_ramp_linearly_and_end() {
     assert_eq!(at(20_000), None);
     // The spike scenario as stages: its users, K times them, its users.
     let sp = args(&[
-        "--scenario", "spike", "--duration", "3s", "--concurrency", "2", "--spike-factor", "4",
+        "--scenario",
+        "spike",
+        "--duration",
+        "3s",
+        "--concurrency",
+        "2",
+        "--spike-factor",
+        "4",
         "http://h:1/",
     ])
     .unwrap();
     let at = |ms: u64| loadtest::users_at(&sp.stages, Duration::from_millis(ms));
-    assert_eq!((at(0), at(999), at(1000), at(1999), at(2000), at(2999)), (Some(2), Some(2), Some(8), Some(8), Some(2), Some(2)));
+    assert_eq!(
+        (at(0), at(999), at(1000), at(1999), at(2000), at(2999)),
+        (Some(2), Some(2), Some(8), Some(8), Some(2), Some(2))
+    );
     assert_eq!(at(3000), None);
     for bad in [
         &["--stages", "10s", "http://h:1/"][..],
@@ -710,15 +735,25 @@ endpoints = [{{ url = "/slow", weight = 2 }}, {{ url = "/b/{{10..19}}" }}]
     let scenarios = loadtest::parse_scenario_file(&file, true).unwrap();
     assert_eq!(scenarios.len(), 2);
     let ran = loadtest::run_scenarios(scenarios).await;
-    assert_eq!(hits[0].load(Ordering::Relaxed), 10, "the first: 2 workers × 5");
+    assert_eq!(
+        hits[0].load(Ordering::Relaxed),
+        10,
+        "the first: 2 workers × 5"
+    );
     assert!(hits[2].load(Ordering::Relaxed) > 0, "the second ran /slow");
     assert_eq!(ran[0].name, "first");
     assert!(ran[0].results.thresholds[0].passed);
     // /slow sleeps 5 ms: its p50 can't be under 1 ms.
     assert!(!ran[1].results.thresholds[0].passed);
     let text = loadtest::scenario_report(&ran);
-    assert!(text.contains("== first") && text.contains("== second"), "{text}");
-    assert!(text.contains("all 1 passed") && text.contains("1 of 1 FAILED"), "{text}");
+    assert!(
+        text.contains("== first") && text.contains("== second"),
+        "{text}"
+    );
+    assert!(
+        text.contains("all 1 passed") && text.contains("1 of 1 FAILED"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -730,7 +765,10 @@ fn scenario_files_are_checked_before_anything_runs() {
         .into_iter()
         .map(|s| s.name)
         .collect();
-    assert_eq!(names, ["baseline", "stress", "sustained", "spike", "write-heavy"]);
+    assert_eq!(
+        names,
+        ["baseline", "stress", "sustained", "spike", "write-heavy"]
+    );
     for bad in [
         "",
         "[[scenario]]\nname = \"x\"\nendpoints = []",

@@ -86,24 +86,25 @@ pub(crate) use self::record::{Outcome, Recorder, TransportError};
 // The tests read the spike's figures from known phases.
 #[allow(unused_imports)]
 pub(crate) use self::record::{Bucket, hist};
-pub(crate) use self::summary::{Results, table};
 #[allow(unused_imports)]
-pub(crate) use self::summary::{SpikeResult, spike_result};
+pub(crate) use self::scenario_file::{
+    parse as parse_scenario_file, report as scenario_report, run_all as run_scenarios,
+};
 pub(crate) use self::stages::Stage;
 #[allow(unused_imports)]
 pub(crate) use self::stages::users_at;
-pub(crate) use self::threshold::Threshold;
+pub(crate) use self::summary::{Results, table};
 #[allow(unused_imports)]
-pub(crate) use self::scenario_file::{parse as parse_scenario_file, report as scenario_report, run_all as run_scenarios};
+pub(crate) use self::summary::{SpikeResult, spike_result};
+pub(crate) use self::threshold::Threshold;
 
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Request, Uri};
+use http::{HeaderName, HeaderValue};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::TokioExecutor;
@@ -250,7 +251,10 @@ pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, Str
     }
     if !a.stages.is_empty() {
         if a.scenario != Scenario::Sustained || a.rate.is_some() {
-            return Err("--stages applies to the sustained scenario's closed loop (not with --rate)".to_owned());
+            return Err(
+                "--stages applies to the sustained scenario's closed loop (not with --rate)"
+                    .to_owned(),
+            );
         }
         // The run lasts as long as its stages.
         a.duration = stages::total(&a.stages);
@@ -501,26 +505,35 @@ const USAGE: &str = "usage: loadtest [--scenario baseline|sustained|spike] [--du
 /// `--scenario-file F [--quiet] [--json FILE]`: the file's path and the
 /// flags that go with it, when the command line names one.
 fn scenario_file_args(argv: &[String]) -> Option<Result<(String, bool, Option<String>), String>> {
-    argv.iter().any(|a| a.starts_with("--scenario-file"))?;
+    if !argv.iter().any(|a| a.starts_with("--scenario-file")) {
+        return None;
+    }
     let mut path = None;
     let (mut quiet, mut json) = (false, None);
     let mut it = argv.iter().cloned();
     while let Some(a) = it.next() {
         let (flag, inline) = args::split(&a);
         let r = match flag.as_str() {
-            "--scenario-file" => args::value(&inline, &mut it, "--scenario-file").map(|v| path = Some(v)),
+            "--scenario-file" => {
+                args::value(&inline, &mut it, "--scenario-file").map(|v| path = Some(v))
+            }
             "--json" => args::value(&inline, &mut it, "--json").map(|v| json = Some(v)),
             "--quiet" => {
                 quiet = true;
                 Ok(())
             }
-            other => Err(format!("{other}: with --scenario-file, only --quiet and --json (the file holds the rest)")),
+            other => Err(format!(
+                "{other}: with --scenario-file, only --quiet and --json (the file holds the rest)"
+            )),
         };
         if let Err(e) = r {
             return Some(Err(e));
         }
     }
-    Some(path.map(|p| (p, quiet, json)).ok_or_else(|| "--scenario-file needs a path".to_owned()))
+    Some(
+        path.map(|p| (p, quiet, json))
+            .ok_or_else(|| "--scenario-file needs a path".to_owned()),
+    )
 }
 
 /// Writes `value` as JSON to `path`, or ends the process saying why not.

@@ -83,9 +83,12 @@ pub(crate) struct Named {
 }
 
 fn header(h: &str) -> Result<(http::HeaderName, http::HeaderValue), String> {
-    let (n, v) = h.split_once(':').ok_or(format!("header {h}: name: value"))?;
+    let (n, v) = h
+        .split_once(':')
+        .ok_or(format!("header {h}: name: value"))?;
     Ok((
-        http::HeaderName::from_bytes(n.trim().as_bytes()).map_err(|e| format!("header {h}: {e}"))?,
+        http::HeaderName::from_bytes(n.trim().as_bytes())
+            .map_err(|e| format!("header {h}: {e}"))?,
         http::HeaderValue::from_str(v.trim()).map_err(|e| format!("header {h}: {e}"))?,
     ))
 }
@@ -154,7 +157,11 @@ pub(crate) fn parse(text: &str, quiet: bool) -> Result<Vec<Named>, String> {
                         ),
                         (None, None) => None,
                     };
-                    let headers = e.headers.iter().map(|h| header(h)).collect::<Result<_, _>>()?;
+                    let headers = e
+                        .headers
+                        .iter()
+                        .map(|h| header(h))
+                        .collect::<Result<_, _>>()?;
                     Endpoint::new(e.weight, method, &url, body.as_deref(), headers)
                 })
                 .collect::<Result<Vec<_>, String>>()
@@ -171,7 +178,9 @@ pub(crate) fn parse(text: &str, quiet: bool) -> Result<Vec<Named>, String> {
             for t in &args.thresholds {
                 if let Some(e) = t.endpoint() {
                     if !args.endpoints.iter().any(|x| x.label.contains(e)) {
-                        return Err(ctx(format!("threshold … on {e}: no endpoint's URL contains it")));
+                        return Err(ctx(format!(
+                            "threshold … on {e}: no endpoint's URL contains it"
+                        )));
                     }
                 }
             }
@@ -235,7 +244,11 @@ pub(crate) fn report(ran: &[Ran]) -> String {
             } else if passed == x.thresholds.len() {
                 format!("all {passed} passed")
             } else {
-                format!("{} of {} FAILED", x.thresholds.len() - passed, x.thresholds.len())
+                format!(
+                    "{} of {} FAILED",
+                    x.thresholds.len() - passed,
+                    x.thresholds.len()
+                )
             }
         );
     }

@@ -41,8 +41,14 @@ pub(crate) fn parse(text: &str) -> Result<Vec<Stage>, String> {
             if target > MAX_USERS {
                 return Err(format!("--stages {s}: at most {MAX_USERS} users"));
             }
+            // `0s` (or `0ms`…) jumps: a duration the flags refuse.
+            let d = d.trim();
+            let zero = d
+                .trim_end_matches(|c: char| c.is_ascii_alphabetic())
+                .parse::<f64>()
+                .is_ok_and(|x| x == 0.0);
             Ok(Stage {
-                duration: parse_duration(d.trim())?,
+                duration: if zero { Duration::ZERO } else { parse_duration(d)? },
                 target,
             })
         })
