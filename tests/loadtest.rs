@@ -780,3 +780,23 @@ fn scenario_files_are_checked_before_anything_runs() {
         assert!(loadtest::parse_scenario_file(bad, true).is_err(), "{bad}");
     }
 }
+
+/// Each user keeps its own connection, and makes a new one when the server
+/// closes it (here after every answer): no request is lost to a stale one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_the_server_closes_is_made_again() {
+    let app = Router::new().route("/bye", get(|| async { ([("connection", "close")], "bye") }));
+    let s = TestServer::serve(app).await;
+    let url = format!("http://{}/bye", s.addr());
+    let (r, json) = run(&[
+        "--scenario",
+        "baseline",
+        "--requests",
+        "20",
+        "--concurrency",
+        "2",
+        &url,
+    ])
+    .await;
+    assert_eq!(json["classes"]["ok"], 40, "{}", loadtest::table(&r));
+}

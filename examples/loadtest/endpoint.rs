@@ -99,6 +99,8 @@ pub(crate) struct Endpoint {
     pub(crate) label: String,
     pub(crate) method: Method,
     url: Template,
+    /// The URL, parsed once, when it has no placeholder.
+    fixed: Option<Uri>,
     body: Option<Template>,
     pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
     pub(crate) weight: u32,
@@ -163,6 +165,7 @@ impl Endpoint {
             },
             method,
             url: Template::parse(url, true)?,
+            fixed: None,
             body: body.map(|b| Template::parse(b, false)).transpose()?,
             headers,
             weight,
@@ -176,7 +179,8 @@ impl Endpoint {
         if sample.scheme_str() != Some("http") || sample.authority().is_none() {
             return Err(format!("{url}: an http://host:port/... URL"));
         }
-        Ok(e)
+        let fixed = matches!(e.url.parts.as_slice(), [Part::Lit(_)]).then_some(sample);
+        Ok(Self { fixed, ..e })
     }
 
     /// The next request to this endpoint, with the run's `headers` and
@@ -186,10 +190,17 @@ impl Endpoint {
         rng: &mut Rng,
         headers: &[(HeaderName, HeaderValue)],
     ) -> Result<Request<Full<Bytes>>, http::Error> {
-        let n = SEQ.fetch_add(1, Ordering::Relaxed);
-        let mut req = Request::builder()
-            .method(self.method.clone())
-            .uri(self.url.render(rng, n));
+        // Only a body that says `{n}` takes a number (one count shared by
+        // every user is a cost a plain GET need not pay).
+        let n = match &self.body {
+            Some(b) if b.parts.contains(&Part::Seq) => SEQ.fetch_add(1, Ordering::Relaxed),
+            _ => 0,
+        };
+        let mut req = Request::builder().method(self.method.clone());
+        req = match &self.fixed {
+            Some(uri) => req.uri(uri.clone()),
+            None => req.uri(self.url.render(rng, n)),
+        };
         for (name, v) in headers.iter().chain(&self.headers) {
             req = req.header(name, v);
         }

@@ -68,6 +68,8 @@
 
 #[path = "../common/args.rs"]
 mod args;
+#[path = "conn.rs"]
+mod conn;
 #[path = "endpoint.rs"]
 mod endpoint;
 #[path = "record.rs"]
@@ -103,11 +105,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::{Client, connect::HttpConnector};
-use hyper_util::rt::TokioExecutor;
+use http_body_util::BodyExt;
 use serde::Serialize;
 
 /// Which load to apply.
@@ -274,18 +273,14 @@ pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, Str
     Ok(a)
 }
 
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
-/// Sends one request to `ep` and reads the whole answer.
-async fn send(client: &HttpClient, ep: &Endpoint, rng: &mut Rng, args: &Args) -> Outcome {
+/// Sends one request to `ep` on this user's connection and reads the
+/// whole answer.
+async fn send(conns: &mut conn::Conns, ep: &Endpoint, rng: &mut Rng, args: &Args) -> Outcome {
     let Ok(req) = ep.request(rng, &args.headers) else {
         return Outcome::Transport(TransportError::Other);
     };
     let fut = async {
-        let resp = client
-            .request(req)
-            .await
-            .map_err(|e| TransportError::of(&e))?;
+        let resp = conns.send(req).await?;
         let status = resp.status().as_u16();
         resp.into_body()
             .collect()
@@ -328,17 +323,14 @@ impl Picker {
 /// Closed loop: each user sends, waits for the answer (and `--think`),
 /// sends again; user `id` runs while the stages ask for more than `id`
 /// users, and all stop when the stages end.
-fn closed_users(
-    client: &HttpClient,
-    args: &Arc<Args>,
-    rec: &Arc<Recorder>,
-) -> Vec<tokio::task::JoinHandle<()>> {
+fn closed_users(args: &Arc<Args>, rec: &Arc<Recorder>) -> Vec<tokio::task::JoinHandle<()>> {
     (0..stages::peak(&args.stages) as u64)
-        .map(|id| tokio::spawn(closed_user(id, client.clone(), args.clone(), rec.clone())))
+        .map(|id| tokio::spawn(closed_user(id, args.clone(), rec.clone())))
         .collect()
 }
 
-async fn closed_user(id: u64, client: HttpClient, args: Arc<Args>, rec: Arc<Recorder>) {
+async fn closed_user(id: u64, args: Arc<Args>, rec: Arc<Recorder>) {
+    let mut conns = conn::Conns::default();
     let picker = Picker::new(&args.endpoints);
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (id + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9));
     let me = usize::try_from(id).unwrap_or(usize::MAX);
@@ -350,8 +342,8 @@ async fn closed_user(id: u64, client: HttpClient, args: Arc<Args>, rec: Arc<Reco
         }
         let ep = picker.pick(&mut rng);
         let started = Instant::now();
-        let outcome = send(&client, &args.endpoints[ep], &mut rng, &args).await;
-        rec.record(ep, started.elapsed(), outcome);
+        let outcome = send(&mut conns, &args.endpoints[ep], &mut rng, &args).await;
+        rec.record(id, ep, started.elapsed(), outcome);
         if !args.think.is_zero() {
             tokio::time::sleep(args.think).await;
         }
@@ -395,14 +387,8 @@ async fn progress(
 /// Runs the scenario and gathers the results.
 pub(crate) async fn run(args: Args) -> Results {
     let args = Arc::new(args);
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    let client: HttpClient = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(
-            (args.concurrency * args.spike_factor.max(1)).max(stages::peak(&args.stages)),
-        )
-        .build(connector);
-    let rec = Arc::new(Recorder::new(args.endpoints.len(), args.duration));
+    let users = args.concurrency.max(stages::peak(&args.stages));
+    let rec = Arc::new(Recorder::new(args.endpoints.len(), users, args.duration));
     let stop_bar = Arc::new(AtomicBool::new(false));
     let (total, deadline) = match args.scenario {
         Scenario::Baseline => (
@@ -419,21 +405,22 @@ pub(crate) async fn run(args: Args) -> Results {
         (Scenario::Baseline, _) => {
             // Each worker: every endpoint, N times, in turn.
             for id in 0..c as u64 {
-                let (client, args, rec) = (client.clone(), args.clone(), rec.clone());
+                let (args, rec) = (args.clone(), rec.clone());
                 tasks.push(tokio::spawn(async move {
+                    let mut conns = conn::Conns::default();
                     let mut rng = Rng(0x1234_5678 ^ (id + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
                     for _ in 0..args.requests {
                         for (ep, e) in args.endpoints.iter().enumerate() {
                             let started = Instant::now();
-                            let outcome = send(&client, e, &mut rng, &args).await;
-                            rec.record(ep, started.elapsed(), outcome);
+                            let outcome = send(&mut conns, e, &mut rng, &args).await;
+                            rec.record(id, ep, started.elapsed(), outcome);
                         }
                     }
                 }));
             }
         }
         (Scenario::Sustained, None) if !args.stages.is_empty() => {
-            tasks.extend(closed_users(&client, &args, &rec));
+            tasks.extend(closed_users(&args, &rec));
         }
         (Scenario::Sustained, None) => {
             // A constant `--concurrency` for `--duration`: one stage.
@@ -448,7 +435,7 @@ pub(crate) async fn run(args: Args) -> Results {
                     target: c,
                 },
             ];
-            tasks.extend(closed_users(&client, &Arc::new(constant), &rec));
+            tasks.extend(closed_users(&Arc::new(constant), &rec));
         }
         (Scenario::Sustained, Some(rate)) => {
             // Open loop: request i is due at start + i / rate; its latency
@@ -457,9 +444,9 @@ pub(crate) async fn run(args: Args) -> Results {
             let next = Arc::new(AtomicU64::new(0));
             let slots = (rate * args.duration.as_secs_f64()) as u64;
             for id in 0..c as u64 {
-                let (client, args, rec, next) =
-                    (client.clone(), args.clone(), rec.clone(), next.clone());
+                let (args, rec, next) = (args.clone(), rec.clone(), next.clone());
                 tasks.push(tokio::spawn(async move {
+                    let mut conns = conn::Conns::default();
                     let picker = Picker::new(&args.endpoints);
                     let mut rng = Rng(0xDEAD_BEEF ^ (id + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
                     loop {
@@ -480,14 +467,14 @@ pub(crate) async fn run(args: Args) -> Results {
                             due
                         };
                         let ep = picker.pick(&mut rng);
-                        let outcome = send(&client, &args.endpoints[ep], &mut rng, &args).await;
-                        rec.record(ep, from.elapsed(), outcome);
+                        let outcome = send(&mut conns, &args.endpoints[ep], &mut rng, &args).await;
+                        rec.record(id, ep, from.elapsed(), outcome);
                     }
                 }));
             }
         }
         // Its stages were made from its duration, concurrency and factor.
-        (Scenario::Spike, _) => tasks.extend(closed_users(&client, &args, &rec)),
+        (Scenario::Spike, _) => tasks.extend(closed_users(&args, &rec)),
     }
     for t in tasks {
         let _ = t.await;

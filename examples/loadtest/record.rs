@@ -88,6 +88,26 @@ pub(crate) struct EndpointStats {
 }
 
 impl EndpointStats {
+    fn copy(&self) -> Self {
+        Self {
+            ok: self.ok.clone(),
+            answered: self.answered.clone(),
+            statuses: self.statuses.clone(),
+            transport: self.transport.clone(),
+        }
+    }
+
+    fn merge(&mut self, o: &Self) {
+        let _ = self.ok.add(&o.ok);
+        let _ = self.answered.add(&o.answered);
+        for (k, n) in &o.statuses {
+            *self.statuses.entry(*k).or_insert(0) += n;
+        }
+        for (k, n) in &o.transport {
+            *self.transport.entry(*k).or_insert(0) += n;
+        }
+    }
+
     pub(crate) fn new() -> Self {
         Self {
             ok: hist(3),
@@ -112,26 +132,41 @@ pub(crate) struct Bucket {
     pub(crate) failed: u64,
 }
 
+/// One shard of what the workers record: a few users share it.
+pub(crate) struct Shard {
+    pub(crate) endpoints: Vec<EndpointStats>,
+    /// Per time bucket since start, all endpoints: for the spike's phases.
+    pub(crate) buckets: Vec<Bucket>,
+}
+
+/// Shards at most: users record into `id % SHARDS`, so a few dozen of them
+/// on a few threads rarely wait for one another, and memory stays bounded
+/// however many users a run has.
+const SHARDS: usize = 16;
+
 /// Everything the workers record into.
 pub(crate) struct Recorder {
     pub(crate) start: Instant,
-    pub(crate) endpoints: Vec<Mutex<EndpointStats>>,
-    /// Per time bucket since start, all endpoints: for the spike's phases.
-    pub(crate) buckets: Mutex<Vec<Bucket>>,
-    /// The length of those buckets.
+    shards: Vec<Mutex<Shard>>,
+    /// The length of the time buckets.
     pub(crate) bucket: Duration,
     pub(crate) done: AtomicU64,
     pub(crate) failed: AtomicU64,
 }
 
 impl Recorder {
-    pub(crate) fn new(endpoints: usize, run: Duration) -> Self {
+    /// For `endpoints` endpoints, `users` users at most, over `run`.
+    pub(crate) fn new(endpoints: usize, users: usize, run: Duration) -> Self {
         Self {
             start: Instant::now(),
-            endpoints: (0..endpoints)
-                .map(|_| Mutex::new(EndpointStats::new()))
+            shards: (0..users.clamp(1, SHARDS))
+                .map(|_| {
+                    Mutex::new(Shard {
+                        endpoints: (0..endpoints).map(|_| EndpointStats::new()).collect(),
+                        buckets: Vec::new(),
+                    })
+                })
                 .collect(),
-            buckets: Mutex::new(Vec::new()),
             // 100 ms buckets, 1 s ones for runs over a minute.
             bucket: if run > Duration::from_secs(60) {
                 Duration::from_secs(1)
@@ -143,12 +178,17 @@ impl Recorder {
         }
     }
 
-    pub(crate) fn record(&self, ep: usize, latency: Duration, outcome: Outcome) {
+    /// Records what user `user` saw of one request to endpoint `ep`.
+    pub(crate) fn record(&self, user: u64, ep: usize, latency: Duration, outcome: Outcome) {
         let us = u64::try_from(latency.as_micros())
             .unwrap_or(u64::MAX)
             .clamp(1, 600_000_000);
         let ok = outcome.is_success();
-        if let Ok(mut s) = self.endpoints[ep].lock() {
+        let at = usize::try_from(self.start.elapsed().as_millis() / self.bucket.as_millis().max(1))
+            .unwrap_or(usize::MAX);
+        let shard = usize::try_from(user).unwrap_or(0) % self.shards.len();
+        if let Ok(mut sh) = self.shards[shard].lock() {
+            let s = &mut sh.endpoints[ep];
             match outcome {
                 Outcome::Status(code) => {
                     *s.statuses.entry(code).or_insert(0) += 1;
@@ -159,10 +199,7 @@ impl Recorder {
             if ok {
                 let _ = s.ok.record(us);
             }
-        }
-        let at = usize::try_from(self.start.elapsed().as_millis() / self.bucket.as_millis().max(1))
-            .unwrap_or(usize::MAX);
-        if let Ok(mut v) = self.buckets.lock() {
+            let v = &mut sh.buckets;
             while v.len() <= at && v.len() < 100_000 {
                 v.push(Bucket {
                     ok: hist(2),
@@ -181,5 +218,36 @@ impl Recorder {
         if !ok {
             self.failed.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Every shard merged: per endpoint, and per time bucket.
+    pub(crate) fn merged(&self) -> Shard {
+        let mut all: Option<Shard> = None;
+        for sh in &self.shards {
+            let Ok(sh) = sh.lock() else { continue };
+            let Some(acc) = all.as_mut() else {
+                all = Some(Shard {
+                    endpoints: sh.endpoints.iter().map(EndpointStats::copy).collect(),
+                    buckets: sh.buckets.clone(),
+                });
+                continue;
+            };
+            for (a, b) in acc.endpoints.iter_mut().zip(&sh.endpoints) {
+                a.merge(b);
+            }
+            for (i, b) in sh.buckets.iter().enumerate() {
+                match acc.buckets.get_mut(i) {
+                    Some(a) => {
+                        let _ = a.ok.add(&b.ok);
+                        a.failed += b.failed;
+                    }
+                    None => acc.buckets.push(b.clone()),
+                }
+            }
+        }
+        all.unwrap_or(Shard {
+            endpoints: Vec::new(),
+            buckets: Vec::new(),
+        })
     }
 }

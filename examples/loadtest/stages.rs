@@ -48,7 +48,11 @@ pub(crate) fn parse(text: &str) -> Result<Vec<Stage>, String> {
                 .parse::<f64>()
                 .is_ok_and(|x| x == 0.0);
             Ok(Stage {
-                duration: if zero { Duration::ZERO } else { parse_duration(d)? },
+                duration: if zero {
+                    Duration::ZERO
+                } else {
+                    parse_duration(d)?
+                },
                 target,
             })
         })

@@ -330,9 +330,9 @@ pub(crate) fn summarize(args: &Args, rec: &Recorder, elapsed: std::time::Duratio
     let mut endpoints = Vec::new();
     let mut all = Classes::default();
     let mut ok = hist(3);
-    for (e, s) in args.endpoints.iter().zip(&rec.endpoints) {
-        let Ok(s) = s.lock() else { continue };
-        let c = Classes::of(&s);
+    let merged = rec.merged();
+    for (e, s) in args.endpoints.iter().zip(&merged.endpoints) {
+        let c = Classes::of(s);
         all.add(&c);
         let _ = ok.add(&s.ok);
         endpoints.push(EndpointResult {
@@ -352,9 +352,8 @@ pub(crate) fn summarize(args: &Args, rec: &Recorder, elapsed: std::time::Duratio
         });
     }
     let spike = (args.scenario == Scenario::Spike).then(|| {
-        let buckets = rec.buckets.lock().map(|v| v.clone()).unwrap_or_default();
         spike_result(
-            &buckets,
+            &merged.buckets,
             rec.bucket.as_secs_f64(),
             args.duration.as_secs_f64(),
             args.concurrency,
