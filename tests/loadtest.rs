@@ -800,3 +800,41 @@ async fn a_connection_the_server_closes_is_made_again() {
     .await;
     assert_eq!(json["classes"]["ok"], 40, "{}", loadtest::table(&r));
 }
+
+/// `--http2`: the requests arrive over HTTP/2 (prior knowledge), and every
+/// one succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_requests_arrive_as_http2() {
+    let versions: Arc<std::sync::Mutex<Vec<http::Version>>> = Arc::default();
+    let v2 = versions.clone();
+    let app = Router::new().route(
+        "/v",
+        get(move |req: http::Request<axum::body::Body>| {
+            let v2 = v2.clone();
+            async move {
+                v2.lock().unwrap().push(req.version());
+                "v"
+            }
+        }),
+    );
+    let s = TestServer::serve(app).await;
+    let url = format!("http://{}/v", s.addr());
+    let (_, json) = run(&[
+        "--http2",
+        "--scenario",
+        "baseline",
+        "--requests",
+        "5",
+        "--concurrency",
+        "2",
+        &url,
+    ])
+    .await;
+    assert_eq!(json["classes"]["ok"], 10, "{json}");
+    let versions = versions.lock().unwrap();
+    assert_eq!(versions.len(), 10);
+    assert!(
+        versions.iter().all(|v| *v == http::Version::HTTP_2),
+        "{versions:?}"
+    );
+}

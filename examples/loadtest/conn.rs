@@ -1,27 +1,70 @@
-//! Each user's own HTTP/1.1 connections (one per host), kept alive and
-//! made again when one fails, as oha and wrk hold theirs: no pool shared
-//! by every user, so no user waits on another's lock.
+//! Each user's own connections (one per host; HTTP/1.1, or HTTP/2 with
+//! prior knowledge under `--http2`), kept alive and made again when one
+//! fails, as oha and wrk hold theirs: no pool shared by every user, so no
+//! user waits on another's lock.
 
 use bytes::Bytes;
 use http::header::HOST;
 use http::{HeaderValue, Request, Response, Uri};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use super::record::TransportError;
+
+/// A connection's sending half.
+enum Sender {
+    H1(http1::SendRequest<Full<Bytes>>),
+    H2(http2::SendRequest<Full<Bytes>>),
+}
+
+impl Sender {
+    fn is_closed(&self) -> bool {
+        match self {
+            Sender::H1(s) => s.is_closed(),
+            Sender::H2(s) => s.is_closed(),
+        }
+    }
+
+    async fn ready(&mut self) -> Result<(), hyper::Error> {
+        match self {
+            Sender::H1(s) => s.ready().await,
+            Sender::H2(s) => s.ready().await,
+        }
+    }
+
+    async fn send(
+        &mut self,
+        req: Request<Full<Bytes>>,
+    ) -> Result<Response<Incoming>, hyper::Error> {
+        match self {
+            Sender::H1(s) => s.send_request(req).await,
+            Sender::H2(s) => s.send_request(req).await,
+        }
+    }
+}
 
 /// One user's connections, by `host:port`.
 #[derive(Default)]
 pub(crate) struct Conns {
-    open: Vec<(String, SendRequest<Full<Bytes>>)>,
+    http2: bool,
+    open: Vec<(String, Sender)>,
 }
 
 impl Conns {
+    /// Connections of HTTP/2 (prior knowledge, `h2c` on `http://`) when
+    /// `http2`, else HTTP/1.1.
+    pub(crate) fn new(http2: bool) -> Self {
+        Self {
+            http2,
+            open: Vec::new(),
+        }
+    }
+
     /// Sends `req` (its URI absolute) on this user's connection to its
-    /// host, made first if there is none or the last one failed; the
-    /// request goes out in origin form with a `Host` field.
+    /// host, made first if there is none or the last one failed; over
+    /// HTTP/1.1 the request goes out in origin form with a `Host` field.
     pub(crate) async fn send(
         &mut self,
         mut req: Request<Full<Bytes>>,
@@ -29,25 +72,28 @@ impl Conns {
         let Some(authority) = req.uri().authority().map(|a| a.as_str().to_owned()) else {
             return Err(TransportError::Other);
         };
-        if !req.headers().contains_key(HOST) {
-            let host = HeaderValue::from_str(&authority).map_err(|_| TransportError::Other)?;
-            req.headers_mut().insert(HOST, host);
+        if !self.http2 {
+            if !req.headers().contains_key(HOST) {
+                let host = HeaderValue::from_str(&authority).map_err(|_| TransportError::Other)?;
+                req.headers_mut().insert(HOST, host);
+            }
+            let origin: Uri = req
+                .uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .parse()
+                .map_err(|_| TransportError::Other)?;
+            *req.uri_mut() = origin;
         }
-        let origin: Uri = req
-            .uri()
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .parse()
-            .map_err(|_| TransportError::Other)?;
-        *req.uri_mut() = origin;
+        let http2 = self.http2;
         let at = match self.open.iter().position(|(a, _)| *a == authority) {
             Some(i) if !self.open[i].1.is_closed() => i,
             Some(i) => {
-                self.open[i].1 = connect(&authority).await?;
+                self.open[i].1 = connect(&authority, http2).await?;
                 i
             }
             None => {
-                let sender = connect(&authority).await?;
+                let sender = connect(&authority, http2).await?;
                 self.open.push((authority.clone(), sender));
                 self.open.len() - 1
             }
@@ -55,10 +101,10 @@ impl Conns {
         let sender = &mut self.open[at].1;
         if sender.ready().await.is_err() {
             // The server closed it since the last answer: a new one.
-            *sender = connect(&authority).await?;
+            *sender = connect(&authority, http2).await?;
             sender.ready().await.map_err(|e| TransportError::of(&e))?;
         }
-        match sender.send_request(req).await {
+        match sender.send(req).await {
             Ok(resp) => Ok(resp),
             Err(e) => {
                 let kind = TransportError::of(&e);
@@ -70,16 +116,26 @@ impl Conns {
     }
 }
 
-async fn connect(authority: &str) -> Result<SendRequest<Full<Bytes>>, TransportError> {
+async fn connect(authority: &str, http2: bool) -> Result<Sender, TransportError> {
     let stream = tokio::net::TcpStream::connect(authority)
         .await
         .map_err(|e| TransportError::of(&e))?;
     let _ = stream.set_nodelay(true);
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    let io = TokioIo::new(stream);
+    if http2 {
+        let (sender, conn) = http2::handshake(TokioExecutor::new(), io)
+            .await
+            .map_err(|e| TransportError::of(&e))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        return Ok(Sender::H2(sender));
+    }
+    let (sender, conn) = http1::handshake(io)
         .await
         .map_err(|e| TransportError::of(&e))?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    Ok(sender)
+    Ok(Sender::H1(sender))
 }

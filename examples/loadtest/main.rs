@@ -13,6 +13,7 @@
 //!   --spike-factor K      spike: K times the workers in the middle third (5)
 //!   --header "name: v"    sent with every request (repeatable)
 //!   --timeout 10s         per request
+//!   --http2               HTTP/2 with prior knowledge (h2c), one connection per user
 //!   --stages 30s:10,5m:100,30s:0   sustained: users over time, ramped
 //!   --think 100ms         sustained, closed loop: a pause per user after each answer
 //!   --threshold 'p95<50ms'  pass/fail criterion (repeatable; see below)
@@ -138,6 +139,8 @@ pub(crate) struct Args {
     pub(crate) stages: Vec<Stage>,
     /// A pause after each answer, per user (`--think`).
     pub(crate) think: Duration,
+    /// HTTP/2 with prior knowledge instead of HTTP/1.1 (`--http2`).
+    pub(crate) http2: bool,
 }
 
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -174,6 +177,7 @@ pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, Str
         thresholds: Vec::new(),
         stages: Vec::new(),
         think: Duration::ZERO,
+        http2: false,
     };
     let mut args = args.peekable();
     while let Some(arg) = args.next() {
@@ -232,6 +236,7 @@ pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, Str
             "--stages" => a.stages = stages::parse(&value("--stages")?)?,
             "--think" => a.think = parse_duration(&value("--think")?)?,
             "--quiet" => a.quiet = true,
+            "--http2" => a.http2 = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown option {other}")),
         }
@@ -330,7 +335,7 @@ fn closed_users(args: &Arc<Args>, rec: &Arc<Recorder>) -> Vec<tokio::task::JoinH
 }
 
 async fn closed_user(id: u64, args: Arc<Args>, rec: Arc<Recorder>) {
-    let mut conns = conn::Conns::default();
+    let mut conns = conn::Conns::new(args.http2);
     let picker = Picker::new(&args.endpoints);
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (id + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9));
     let me = usize::try_from(id).unwrap_or(usize::MAX);
@@ -407,7 +412,7 @@ pub(crate) async fn run(args: Args) -> Results {
             for id in 0..c as u64 {
                 let (args, rec) = (args.clone(), rec.clone());
                 tasks.push(tokio::spawn(async move {
-                    let mut conns = conn::Conns::default();
+                    let mut conns = conn::Conns::new(args.http2);
                     let mut rng = Rng(0x1234_5678 ^ (id + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
                     for _ in 0..args.requests {
                         for (ep, e) in args.endpoints.iter().enumerate() {
@@ -446,7 +451,7 @@ pub(crate) async fn run(args: Args) -> Results {
             for id in 0..c as u64 {
                 let (args, rec, next) = (args.clone(), rec.clone(), next.clone());
                 tasks.push(tokio::spawn(async move {
-                    let mut conns = conn::Conns::default();
+                    let mut conns = conn::Conns::new(args.http2);
                     let picker = Picker::new(&args.endpoints);
                     let mut rng = Rng(0xDEAD_BEEF ^ (id + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
                     loop {

@@ -16,6 +16,7 @@
 //! think = "100ms"
 //! spike_factor = 5
 //! timeout = "10s"
+//! http2 = true            # HTTP/2 with prior knowledge
 //! thresholds = ["p95<50ms", "errors<1%"]
 //! endpoints = [
 //!   { url = "/api/v1/items/{1..55}", weight = 3 },
@@ -53,6 +54,8 @@ struct ScenarioSpec {
     think: Option<String>,
     spike_factor: Option<u64>,
     timeout: Option<String>,
+    #[serde(default)]
+    http2: bool,
     #[serde(default)]
     thresholds: Vec<String>,
     endpoints: Vec<EndpointSpec>,
@@ -127,6 +130,9 @@ pub(crate) fn parse(text: &str, quiet: bool) -> Result<Vec<Named>, String> {
             }
             if quiet {
                 argv.push("--quiet".to_owned());
+            }
+            if s.http2 {
+                argv.push("--http2".to_owned());
             }
             // A placeholder endpoint for the parser; the real ones below.
             argv.push("http://placeholder:1/".to_owned());
