@@ -58,7 +58,7 @@ def find(o, k):
             if r is not None:
                 return r
 d = json.load(open(path))
-rps, n = d["throughput"], d["total_requests"]
+rps, n = d["answered_per_second"], d["total_requests"]
 print(f"| {label} | {rps:,.0f} | {(c1 - c0) * 1e6 / hz / n:.1f} |")
 PY
 }

@@ -19,6 +19,9 @@ enum Sender {
     H2(http2::SendRequest<Full<Bytes>>),
 }
 
+/// A request, unless the connection gave it back unsent.
+type Sent = Result<Response<Incoming>, (hyper::Error, Option<Request<Full<Bytes>>>)>;
+
 impl Sender {
     fn is_closed(&self) -> bool {
         match self {
@@ -34,14 +37,17 @@ impl Sender {
         }
     }
 
-    async fn send(
-        &mut self,
-        req: Request<Full<Bytes>>,
-    ) -> Result<Response<Incoming>, hyper::Error> {
-        match self {
-            Sender::H1(s) => s.send_request(req).await,
-            Sender::H2(s) => s.send_request(req).await,
-        }
+    /// Sends `req`; when the connection turned out closed before the
+    /// request was written, hands the request back to be sent again.
+    async fn try_send(&mut self, req: Request<Full<Bytes>>) -> Sent {
+        let r = match self {
+            Sender::H1(s) => s.try_send_request(req).await,
+            Sender::H2(s) => s.try_send_request(req).await,
+        };
+        r.map_err(|mut e| {
+            let req = e.take_message();
+            (e.into_error(), req)
+        })
     }
 }
 
@@ -63,54 +69,77 @@ impl Conns {
     }
 
     /// Sends `req` (its URI absolute) on this user's connection to its
-    /// host, made first if there is none or the last one failed; over
-    /// HTTP/1.1 the request goes out in origin form with a `Host` field.
+    /// host (port 80 when the URL names none), made first if there is none
+    /// or the last one failed. Over HTTP/1.1 the request goes out in
+    /// origin form with a `Host` field (no userinfo; a `Host` given with
+    /// `--header` wins); over HTTP/2 that host is the `:authority`.
     pub(crate) async fn send(
         &mut self,
         mut req: Request<Full<Bytes>>,
     ) -> Result<Response<Incoming>, TransportError> {
-        let Some(authority) = req.uri().authority().map(|a| a.as_str().to_owned()) else {
+        let uri = req.uri().clone();
+        let Some(host) = uri.host() else {
             return Err(TransportError::Other);
         };
-        if !self.http2 {
-            if !req.headers().contains_key(HOST) {
-                let host = HeaderValue::from_str(&authority).map_err(|_| TransportError::Other)?;
-                req.headers_mut().insert(HOST, host);
-            }
-            let origin: Uri = req
-                .uri()
-                .path_and_query()
-                .map_or("/", |p| p.as_str())
+        let target = format!("{host}:{}", uri.port_u16().unwrap_or(80));
+        let host_field = match uri.port_u16() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_owned(),
+        };
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        if self.http2 {
+            let authority = match req.headers_mut().remove(HOST) {
+                Some(h) => h.to_str().map_err(|_| TransportError::Other)?.to_owned(),
+                None => host_field,
+            };
+            *req.uri_mut() = format!("http://{authority}{path}")
                 .parse()
                 .map_err(|_| TransportError::Other)?;
+        } else {
+            if !req.headers().contains_key(HOST) {
+                let v = HeaderValue::from_str(&host_field).map_err(|_| TransportError::Other)?;
+                req.headers_mut().insert(HOST, v);
+            }
+            let origin: Uri = path.parse().map_err(|_| TransportError::Other)?;
             *req.uri_mut() = origin;
         }
-        let http2 = self.http2;
-        let at = match self.open.iter().position(|(a, _)| *a == authority) {
-            Some(i) if !self.open[i].1.is_closed() => i,
+        // Twice at most: a connection the server closed while it idled is
+        // found out only when the request is handed to it, unsent.
+        for attempt in 0..2 {
+            let at = self.connected(&target).await?;
+            let sender = &mut self.open[at].1;
+            if sender.ready().await.is_err() {
+                *sender = connect(&target, self.http2).await?;
+                sender.ready().await.map_err(|e| TransportError::of(&e))?;
+            }
+            match sender.try_send(req).await {
+                Ok(resp) => return Ok(resp),
+                Err((e, unsent)) => {
+                    let kind = TransportError::of(&e);
+                    // Never reused: the next request makes a new one.
+                    self.open.swap_remove(at);
+                    match unsent {
+                        Some(r) if attempt == 0 => req = r,
+                        _ => return Err(kind),
+                    }
+                }
+            }
+        }
+        Err(TransportError::Reset)
+    }
+
+    /// The index of an open connection to `target`, made if needed.
+    async fn connected(&mut self, target: &str) -> Result<usize, TransportError> {
+        match self.open.iter().position(|(a, _)| a == target) {
+            Some(i) if !self.open[i].1.is_closed() => Ok(i),
             Some(i) => {
-                self.open[i].1 = connect(&authority, http2).await?;
-                i
+                self.open[i].1 = connect(target, self.http2).await?;
+                Ok(i)
             }
             None => {
-                let sender = connect(&authority, http2).await?;
-                self.open.push((authority.clone(), sender));
-                self.open.len() - 1
-            }
-        };
-        let sender = &mut self.open[at].1;
-        if sender.ready().await.is_err() {
-            // The server closed it since the last answer: a new one.
-            *sender = connect(&authority, http2).await?;
-            sender.ready().await.map_err(|e| TransportError::of(&e))?;
-        }
-        match sender.send(req).await {
-            Ok(resp) => Ok(resp),
-            Err(e) => {
-                let kind = TransportError::of(&e);
-                // Never reused: the next request makes a new one.
-                self.open.swap_remove(at);
-                Err(kind)
+                let sender = connect(target, self.http2).await?;
+                self.open.push((target.to_owned(), sender));
+                Ok(self.open.len() - 1)
             }
         }
     }

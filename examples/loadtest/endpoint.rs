@@ -109,6 +109,17 @@ pub(crate) struct Endpoint {
 /// The sequence number `{n}` counts with, shared by the whole run.
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
+/// Numbers `{n}` from 0 again: each run (each scenario of a file) starts
+/// there.
+pub(crate) fn restart_numbering() {
+    SEQ.store(0, Ordering::Relaxed);
+}
+
+/// A body template read from `path`.
+pub(crate) fn read_body(path: &str) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("reading the body from {path}: {e}"))
+}
+
 impl Endpoint {
     /// `[WEIGHT*][METHOD ]URL[ BODY]`: the URL with `{a..b}` ranges; the
     /// body inline, or `@FILE` to read it from a file.
@@ -136,8 +147,7 @@ impl Endpoint {
         let body = match body {
             None | Some("") => None,
             Some(b) => Some(match b.strip_prefix('@') {
-                Some(path) => std::fs::read_to_string(path)
-                    .map_err(|e| format!("{spec}: reading the body from {path}: {e}"))?,
+                Some(path) => read_body(path).map_err(|e| format!("{spec}: {e}"))?,
                 None => b.to_owned(),
             }),
         };

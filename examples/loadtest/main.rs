@@ -221,14 +221,8 @@ pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, Str
             }
             "--header" => {
                 let v = value("--header")?;
-                let (n, val) = v
-                    .split_once(':')
-                    .ok_or(format!("--header {v}: name: value"))?;
-                let n = HeaderName::from_bytes(n.trim().as_bytes())
-                    .map_err(|e| format!("--header {v}: {e}"))?;
-                let val =
-                    HeaderValue::from_str(val.trim()).map_err(|e| format!("--header {v}: {e}"))?;
-                a.headers.push((n, val));
+                a.headers
+                    .push(parse_header(&v).map_err(|e| format!("--header {e}"))?);
             }
             "--timeout" => a.timeout = parse_duration(&value("--timeout")?)?,
             "--json" => a.json = Some(value("--json")?),
@@ -247,8 +241,13 @@ pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, Str
     if a.concurrency == 0 || a.concurrency > 10_000 {
         return Err("--concurrency: 1 to 10000".to_owned());
     }
-    if a.spike_factor < 2 || a.concurrency * a.spike_factor > 20_000 {
+    if a.scenario == Scenario::Spike
+        && (a.spike_factor < 2 || a.concurrency * a.spike_factor > stages::MAX_USERS)
+    {
         return Err("--spike-factor: at least 2, and at most 20000 workers in all".to_owned());
+    }
+    if !a.think.is_zero() && (a.scenario == Scenario::Baseline || a.rate.is_some()) {
+        return Err("--think applies to the closed loop (sustained without --rate, spike)".to_owned());
     }
     if a.rate.is_some() && a.scenario != Scenario::Sustained {
         return Err("--rate applies to the sustained scenario".to_owned());
@@ -266,16 +265,29 @@ pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, Str
     if a.scenario == Scenario::Spike {
         a.stages = stages::spike(a.duration, a.concurrency, a.spike_factor);
     }
+    check_thresholds(&a)?;
+    Ok(a)
+}
+
+/// `name: value`.
+pub(crate) fn parse_header(h: &str) -> Result<(HeaderName, HeaderValue), String> {
+    let (n, v) = h.split_once(':').ok_or(format!("{h}: name: value"))?;
+    Ok((
+        HeaderName::from_bytes(n.trim().as_bytes()).map_err(|e| format!("{h}: {e}"))?,
+        HeaderValue::from_str(v.trim()).map_err(|e| format!("{h}: {e}"))?,
+    ))
+}
+
+/// Every threshold that names endpoints names at least one.
+pub(crate) fn check_thresholds(a: &Args) -> Result<(), String> {
     for t in &a.thresholds {
         if let Some(e) = t.endpoint() {
-            if !a.endpoints.iter().any(|x| x.label.contains(e)) {
-                return Err(format!(
-                    "--threshold … on {e}: no endpoint's URL contains {e:?}"
-                ));
+            if threshold::matching(&a.endpoints, e).is_empty() {
+                return Err(format!("threshold … on {e}: no endpoint's URL contains {e:?}"));
             }
         }
     }
-    Ok(a)
+    Ok(())
 }
 
 /// Sends one request to `ep` on this user's connection and reads the
@@ -339,18 +351,28 @@ async fn closed_user(id: u64, args: Arc<Args>, rec: Arc<Recorder>) {
     let picker = Picker::new(&args.endpoints);
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (id + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9));
     let me = usize::try_from(id).unwrap_or(usize::MAX);
+    let end = rec.start + stages::total(&args.stages);
     while let Some(users) = stages::users_at(&args.stages, rec.start.elapsed()) {
         if me >= users {
-            // Not this user's turn yet (or any more): look again soon.
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            // Not this user's turn yet (or any more): look again when the
+            // count can change (at once within a ramp, at the end of a
+            // hold).
+            let wait = stages::steady_for(&args.stages, rec.start.elapsed());
+            tokio::time::sleep(wait.max(Duration::from_millis(5))).await;
             continue;
         }
         let ep = picker.pick(&mut rng);
         let started = Instant::now();
         let outcome = send(&mut conns, &args.endpoints[ep], &mut rng, &args).await;
         rec.record(id, ep, started.elapsed(), outcome);
-        if !args.think.is_zero() {
-            tokio::time::sleep(args.think).await;
+        let pause = match outcome {
+            // Nothing listens: don't spin on instant refusals.
+            Outcome::Transport(TransportError::Refused) => args.think.max(Duration::from_millis(2)),
+            _ => args.think,
+        };
+        if !pause.is_zero() {
+            // Never past the last stage: the run's length is its stages'.
+            tokio::time::sleep_until(end.min(Instant::now() + pause).into()).await;
         }
     }
 }
@@ -392,8 +414,14 @@ async fn progress(
 /// Runs the scenario and gathers the results.
 pub(crate) async fn run(args: Args) -> Results {
     let args = Arc::new(args);
+    endpoint::restart_numbering();
     let users = args.concurrency.max(stages::peak(&args.stages));
-    let rec = Arc::new(Recorder::new(args.endpoints.len(), users, args.duration));
+    let rec = Arc::new(Recorder::new(
+        args.endpoints.len(),
+        users,
+        args.duration,
+        args.scenario == Scenario::Spike,
+    ));
     let stop_bar = Arc::new(AtomicBool::new(false));
     let (total, deadline) = match args.scenario {
         Scenario::Baseline => (
@@ -492,7 +520,7 @@ pub(crate) async fn run(args: Args) -> Results {
     summary::summarize(&args, &rec, elapsed)
 }
 
-const USAGE: &str = "usage: loadtest [--scenario baseline|sustained|spike] [--duration 30s] [--concurrency N]\n                [--rate R] [--requests N] [--spike-factor K] [--header 'name: value']\n                [--stages 30s:10,1m:50,30s:0] [--think 100ms]\n                [--timeout 10s] [--threshold 'p95<50ms' …] [--json FILE] [--quiet]\n       loadtest --scenario-file FILE.toml [--json FILE] [--quiet]\n                '[WEIGHT*][METHOD ]URL[ BODY|@FILE]'...\n\nURLs may hold random parameters: http://127.0.0.1:3000/api/v1/items/{1..55}\nBodies also {n}, the request's number: 'POST http://…/items {\"name\":\"i{n}\"}'\n";
+const USAGE: &str = "usage: loadtest [--scenario baseline|sustained|spike] [--duration 30s] [--concurrency N]\n                [--rate R] [--requests N] [--spike-factor K] [--header 'name: value']\n                [--stages 30s:10,1m:50,30s:0] [--think 100ms] [--http2]\n                [--timeout 10s] [--threshold 'p95<50ms' …] [--json FILE] [--quiet]\n                '[WEIGHT*][METHOD ]URL[ BODY|@FILE]'...\n       loadtest --scenario-file FILE.toml [--json FILE] [--quiet]\n\nURLs may hold random parameters: http://127.0.0.1:3000/api/v1/items/{1..55}\nBodies also {n}, the request's number: 'POST http://…/items {\"name\":\"i{n}\"}'\n";
 
 /// `--scenario-file F [--quiet] [--json FILE]`: the file's path and the
 /// flags that go with it, when the command line names one.

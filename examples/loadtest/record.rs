@@ -148,6 +148,9 @@ const SHARDS: usize = 16;
 pub(crate) struct Recorder {
     pub(crate) start: Instant,
     shards: Vec<Mutex<Shard>>,
+    /// Whether time buckets are kept (the spike scenario's phases need
+    /// them; nothing else does, and they cost a histogram per bucket).
+    timeline: bool,
     /// The length of the time buckets.
     pub(crate) bucket: Duration,
     pub(crate) done: AtomicU64,
@@ -155,10 +158,12 @@ pub(crate) struct Recorder {
 }
 
 impl Recorder {
-    /// For `endpoints` endpoints, `users` users at most, over `run`.
-    pub(crate) fn new(endpoints: usize, users: usize, run: Duration) -> Self {
+    /// For `endpoints` endpoints, `users` users at most, over `run`; with
+    /// time buckets when `timeline`.
+    pub(crate) fn new(endpoints: usize, users: usize, run: Duration, timeline: bool) -> Self {
         Self {
             start: Instant::now(),
+            timeline,
             shards: (0..users.clamp(1, SHARDS))
                 .map(|_| {
                     Mutex::new(Shard {
@@ -184,6 +189,8 @@ impl Recorder {
             .unwrap_or(u64::MAX)
             .clamp(1, 600_000_000);
         let ok = outcome.is_success();
+        // Requests that got no answer at once (a refused connection) are
+        // counted like the rest; the caller backs off.
         let at = usize::try_from(self.start.elapsed().as_millis() / self.bucket.as_millis().max(1))
             .unwrap_or(usize::MAX);
         let shard = usize::try_from(user).unwrap_or(0) % self.shards.len();
@@ -200,7 +207,7 @@ impl Recorder {
                 let _ = s.ok.record(us);
             }
             let v = &mut sh.buckets;
-            while v.len() <= at && v.len() < 100_000 {
+            while self.timeline && v.len() <= at && v.len() < 100_000 {
                 v.push(Bucket {
                     ok: hist(2),
                     failed: 0,

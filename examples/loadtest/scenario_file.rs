@@ -29,7 +29,7 @@
 
 use serde::Deserialize;
 
-use super::{Args, Endpoint, Threshold, parse_args};
+use super::{Args, Endpoint, Threshold, check_thresholds, parse_args, parse_header};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -85,17 +85,6 @@ pub(crate) struct Named {
     pub(crate) args: Args,
 }
 
-fn header(h: &str) -> Result<(http::HeaderName, http::HeaderValue), String> {
-    let (n, v) = h
-        .split_once(':')
-        .ok_or(format!("header {h}: name: value"))?;
-    Ok((
-        http::HeaderName::from_bytes(n.trim().as_bytes())
-            .map_err(|e| format!("header {h}: {e}"))?,
-        http::HeaderValue::from_str(v.trim()).map_err(|e| format!("header {h}: {e}"))?,
-    ))
-}
-
 /// The scenarios of `text` (a file's contents), each checked; `quiet`
 /// and `json` come from the command line.
 pub(crate) fn parse(text: &str, quiet: bool) -> Result<Vec<Named>, String> {
@@ -103,11 +92,16 @@ pub(crate) fn parse(text: &str, quiet: bool) -> Result<Vec<Named>, String> {
     if file.scenarios.is_empty() {
         return Err("scenario file: no [[scenario]]".to_owned());
     }
-    let base = file.base.unwrap_or_default();
+    let base = file.base.unwrap_or_default().trim_end_matches('/').to_owned();
     file.scenarios
         .into_iter()
         .map(|s| {
             let ctx = |e: String| format!("scenario {:?}: {e}", s.name);
+            if s.stages.is_some() && s.duration.is_some() {
+                return Err(ctx(
+                    "duration or stages, not both: the stages set the length".to_owned(),
+                ));
+            }
             // The load settings go through the command line's parser: one
             // set of rules and errors.
             let mut argv: Vec<String> = Vec::new();
@@ -146,10 +140,11 @@ pub(crate) fn parse(text: &str, quiet: bool) -> Result<Vec<Named>, String> {
                     } else {
                         e.url.clone()
                     };
-                    let method = e
-                        .method
-                        .as_deref()
-                        .unwrap_or("GET")
+                    let method = e.method.as_deref().unwrap_or("GET");
+                    if !method.bytes().all(|b| b.is_ascii_uppercase()) {
+                        return Err(format!("{url}: method {method:?}: write it in capitals"));
+                    }
+                    let method = method
                         .parse::<http::Method>()
                         .map_err(|err| format!("{url}: {err}"))?;
                     let body = match (&e.body, &e.body_file) {
@@ -158,15 +153,14 @@ pub(crate) fn parse(text: &str, quiet: bool) -> Result<Vec<Named>, String> {
                         }
                         (Some(b), None) => Some(b.clone()),
                         (None, Some(f)) => Some(
-                            std::fs::read_to_string(f)
-                                .map_err(|err| format!("{url}: reading {f}: {err}"))?,
+                            super::endpoint::read_body(f).map_err(|err| format!("{url}: {err}"))?,
                         ),
                         (None, None) => None,
                     };
                     let headers = e
                         .headers
                         .iter()
-                        .map(|h| header(h))
+                        .map(|h| parse_header(h).map_err(|err| format!("header {err}")))
                         .collect::<Result<_, _>>()?;
                     Endpoint::new(e.weight, method, &url, body.as_deref(), headers)
                 })
@@ -181,15 +175,7 @@ pub(crate) fn parse(text: &str, quiet: bool) -> Result<Vec<Named>, String> {
                 .map(|t| Threshold::parse(t))
                 .collect::<Result<_, _>>()
                 .map_err(ctx)?;
-            for t in &args.thresholds {
-                if let Some(e) = t.endpoint() {
-                    if !args.endpoints.iter().any(|x| x.label.contains(e)) {
-                        return Err(ctx(format!(
-                            "threshold … on {e}: no endpoint's URL contains it"
-                        )));
-                    }
-                }
-            }
+            check_thresholds(&args).map_err(ctx)?;
             Ok(Named { name: s.name, args })
         })
         .collect()

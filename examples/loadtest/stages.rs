@@ -94,6 +94,26 @@ pub(crate) fn users_at(stages: &[Stage], elapsed: Duration) -> Option<usize> {
     None
 }
 
+/// How long the user count stays as it is from `elapsed`: the rest of a
+/// hold (a stage whose target is where it starts), nothing within a ramp.
+pub(crate) fn steady_for(stages: &[Stage], elapsed: Duration) -> Duration {
+    let mut from = 0usize;
+    let mut start = Duration::ZERO;
+    for s in stages {
+        let end = start + s.duration;
+        if elapsed < end {
+            return if s.target == from {
+                end - elapsed
+            } else {
+                Duration::ZERO
+            };
+        }
+        from = s.target;
+        start = end;
+    }
+    Duration::ZERO
+}
+
 /// The spike scenario as stages: `users` for a third of `duration`,
 /// `users * factor` for the next, `users` again for the last.
 pub(crate) fn spike(duration: Duration, users: usize, factor: usize) -> Vec<Stage> {

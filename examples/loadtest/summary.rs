@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::record::{Bucket, EndpointStats, Recorder, TransportError, hist};
+use super::record::{Bucket, EndpointStats, Outcome, Recorder, TransportError, hist};
 use super::threshold::Verdict;
 use super::{Args, Scenario};
 
@@ -32,12 +32,12 @@ pub(crate) struct Classes {
 }
 
 impl Classes {
-    fn of(s: &EndpointStats) -> Self {
+    pub(crate) fn of(s: &EndpointStats) -> Self {
         let mut c = Classes::default();
         for (code, n) in &s.statuses {
             c.requests += n;
             match code {
-                200..=399 => c.ok += n,
+                _ if Outcome::Status(*code).is_success() => c.ok += n,
                 429 => c.rate_limited += n,
                 400..=499 => c.client_errors += n,
                 _ => c.server_errors += n,
@@ -63,6 +63,15 @@ impl Classes {
 
     pub(crate) fn transport(&self) -> u64 {
         self.transport_errors.values().sum()
+    }
+
+    /// `3 refused, 1 timeout`.
+    fn transport_kinds(&self) -> String {
+        self.transport_errors
+            .iter()
+            .map(|(k, n)| format!("{n} {}", k.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// The share of requests that did not end in a 2xx or 3xx answer.
@@ -141,7 +150,8 @@ pub(crate) struct Results {
     /// start. Closed loop: from when it was sent, so a stalled server
     /// slows the sender and hides its queue (not corrected).
     pub(crate) coordinated_omission_corrected: bool,
-    /// Closed-loop users over time (empty for the baseline and `--rate`).
+    /// Closed-loop users over time, as given with `--stages` or made for
+    /// the spike (empty otherwise).
     pub(crate) stages: Vec<super::Stage>,
     pub(crate) total_requests: u64,
     /// Successful answers per second.
@@ -240,7 +250,9 @@ pub(crate) fn spike_result(
     factor: usize,
 ) -> SpikeResult {
     let d = (duration / bucket).round().max(3.0) as usize;
-    let (a, b) = (d / 3, d * 2 / 3);
+    // The spike's end rounded up: recovery is looked for after it, never
+    // inside it.
+    let (a, b) = (d / 3, (d * 2).div_ceil(3));
     // Skip the first tenth of each phase (connections warming up).
     let skip = (a / 10).max(1).min(a.saturating_sub(1));
     let (normal, normal_n, normal_err) = window(buckets, skip, a);
@@ -303,15 +315,10 @@ fn warnings(c: &Classes, spike: Option<&SpikeResult>) -> Vec<String> {
     }
     let transport = c.transport();
     if transport > 0 {
-        let kinds: Vec<String> = c
-            .transport_errors
-            .iter()
-            .map(|(k, n)| format!("{n} {}", k.as_str()))
-            .collect();
         w.push(format!(
             "{transport} requests ({:.1}%) got no answer: {}",
             pct(transport),
-            kinds.join(", ")
+            c.transport_kinds()
         ));
     }
     if let Some(s) = spike {
@@ -363,7 +370,8 @@ pub(crate) fn summarize(args: &Args, rec: &Recorder, elapsed: std::time::Duratio
     let mut r = Results {
         scenario: args.scenario,
         duration_secs: secs,
-        concurrency: args.concurrency,
+        // Closed-loop runs in stages: the most users at once.
+        concurrency: args.concurrency.max(super::stages::peak(&args.stages)),
         rate: args.rate,
         coordinated_omission_corrected: args.rate.is_some(),
         stages: args.stages.clone(),
@@ -378,7 +386,26 @@ pub(crate) fn summarize(args: &Args, rec: &Recorder, elapsed: std::time::Duratio
         spike,
         thresholds: Vec::new(),
     };
-    r.thresholds = args.thresholds.iter().map(|t| t.judge(&r)).collect();
+    // A threshold on endpoints judges them together: their classes
+    // summed, their successful answers' histograms merged.
+    r.thresholds = args
+        .thresholds
+        .iter()
+        .map(|t| match t.endpoint() {
+            None => t.judge(&r.classes, &r.latency, secs),
+            Some(text) => {
+                let mut c = Classes::default();
+                let mut h = hist(3);
+                for i in super::threshold::matching(&args.endpoints, text) {
+                    if let Some(s) = merged.endpoints.get(i) {
+                        c.add(&Classes::of(s));
+                        let _ = h.add(&s.ok);
+                    }
+                }
+                t.judge(&c, &Latency::of(&h), secs)
+            }
+        })
+        .collect();
     r
 }
 
@@ -407,11 +434,7 @@ pub(crate) fn table(r: &Results) -> String {
                     .to_owned(),
         }
     );
-    let kinds: Vec<String> = c
-        .transport_errors
-        .iter()
-        .map(|(k, n)| format!("{n} {}", k.as_str()))
-        .collect();
+    let kinds = c.transport_kinds();
     let _ = writeln!(
         out,
         "answers: {} ok ({:.1}%), {} 4xx, {} 429, {} 5xx; no answer: {}{}",
@@ -424,7 +447,7 @@ pub(crate) fn table(r: &Results) -> String {
         if kinds.is_empty() {
             String::new()
         } else {
-            format!(" ({})", kinds.join(", "))
+            format!(" ({kinds})")
         }
     );
     let _ = writeln!(

@@ -12,7 +12,8 @@
 
 use serde::Serialize;
 
-use super::summary::{Classes, Latency, Results};
+use super::Endpoint;
+use super::summary::{Classes, Latency};
 
 /// What a threshold measures.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,7 +50,8 @@ pub(crate) struct Threshold {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub(crate) struct Verdict {
     pub(crate) threshold: String,
-    /// The measured value, written as the threshold's unit is.
+    /// The measured value: milliseconds, requests per second or a
+    /// percentage.
     pub(crate) actual: String,
     pub(crate) passed: bool,
 }
@@ -147,39 +149,14 @@ impl Threshold {
         self.endpoint.as_deref()
     }
 
-    /// The verdict on `r`. A latency of endpoints without a successful
-    /// answer has no value: the threshold fails.
-    pub(crate) fn judge(&self, r: &Results) -> Verdict {
-        let (classes, latency, secs) = match &self.endpoint {
-            None => (r.classes.clone(), r.latency.clone(), r.duration_secs),
-            Some(e) => {
-                let mut c = Classes::default();
-                let mut lat: Option<Latency> = None;
-                let mut count = 0;
-                for ep in r
-                    .endpoints
-                    .iter()
-                    .filter(|x| x.endpoint.contains(e.as_str()))
-                {
-                    count += 1;
-                    c.add(&ep.classes);
-                    lat = Some(ep.latency.clone());
-                }
-                // Several endpoints: their latencies can't be merged from
-                // the summaries; the worst of each statistic is judged.
-                if count > 1 {
-                    lat = Some(worst(r, e));
-                }
-                (c, lat.unwrap_or_default(), r.duration_secs)
-            }
-        };
+    /// The verdict on requests that ended as `classes`, whose successful
+    /// answers' latencies are `latency`, over `secs` seconds. A latency of
+    /// endpoints without a successful answer has no value: it fails.
+    pub(crate) fn judge(&self, classes: &Classes, latency: &Latency, secs: f64) -> Verdict {
         let (actual, shown) = match &self.metric {
             Metric::Latency(name) => {
                 let v = latency.get(name);
-                (
-                    v,
-                    v.map_or("no successful answer".to_owned(), |v| format!("{v:.2} ms")),
-                )
+                (v, v.map_or("no successful answer".to_owned(), |v| format!("{v:.2} ms")))
             }
             Metric::Rps => {
                 let v = classes.ok as f64 / secs.max(1e-9);
@@ -196,10 +173,7 @@ impl Threshold {
                 } else {
                     Some(n as f64 / classes.requests as f64)
                 };
-                (
-                    v,
-                    v.map_or("no request".to_owned(), |v| format!("{:.2}%", v * 100.0)),
-                )
+                (v, v.map_or("no request".to_owned(), |v| format!("{:.2}%", v * 100.0)))
             }
         };
         let passed = actual.is_some_and(|a| match self.op {
@@ -216,25 +190,17 @@ impl Threshold {
     }
 }
 
-/// The worst (highest) of each latency statistic over the endpoints that
-/// contain `e`.
-fn worst(r: &Results, e: &str) -> Latency {
-    let pick = |f: fn(&Latency) -> Option<f64>| {
-        r.endpoints
-            .iter()
-            .filter(|x| x.endpoint.contains(e))
-            .filter_map(|x| f(&x.latency))
-            .reduce(f64::max)
-    };
-    Latency {
-        min_ms: pick(|l| l.min_ms),
-        mean_ms: pick(|l| l.mean_ms),
-        p50_ms: pick(|l| l.p50_ms),
-        p90_ms: pick(|l| l.p90_ms),
-        p95_ms: pick(|l| l.p95_ms),
-        p99_ms: pick(|l| l.p99_ms),
-        p999_ms: pick(|l| l.p999_ms),
-        max_ms: pick(|l| l.max_ms),
-        histogram: Vec::new(),
+/// The endpoints a threshold's `on TEXT` names: those whose label is
+/// `text` exactly, if any (so `…/items` can be told from `…/items/{1..55}`),
+/// else those whose label contains it.
+pub(crate) fn matching(endpoints: &[Endpoint], text: &str) -> Vec<usize> {
+    let exact: Vec<usize> = (0..endpoints.len())
+        .filter(|i| endpoints[*i].label == text)
+        .collect();
+    if !exact.is_empty() {
+        return exact;
     }
+    (0..endpoints.len())
+        .filter(|i| endpoints[*i].label.contains(text))
+        .collect()
 }

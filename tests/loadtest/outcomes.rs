@@ -12,9 +12,10 @@ use super::{args, loadtest, run, target};
 /// throughput and a latency.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_port_is_reported_as_errors_with_no_throughput() {
-    let (port, _hold) = {
+    // A port just freed: nothing listens on it.
+    let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        (l.local_addr().unwrap().port(), ())
+        l.local_addr().unwrap().port()
     };
     let url = format!("http://127.0.0.1:{port}/x");
     let (r, json) = run(&["--duration", "300ms", "--concurrency", "2", &url]).await;
@@ -176,4 +177,48 @@ fn thresholds_parse_or_say_why_not() {
     // An endpoint text no URL contains is refused with the run's arguments.
     let e = args(&["--threshold", "p95<1s on /nowhere", "http://h:1/a"]).unwrap_err();
     assert!(e.contains("/nowhere"), "{e}");
+}
+
+/// A server that never answers: every request ends as a timeout, counted
+/// apart from the refused and reset ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_answers_is_a_timeout() {
+    let app = Router::new().route("/hang", get(|| std::future::pending::<&'static str>()));
+    let s = TestServer::serve(app).await;
+    let url = format!("http://{}/hang", s.addr());
+    let (_, json) = run(&["--duration", "400ms", "--timeout", "100ms", "--concurrency", "2", &url]).await;
+    let t = &json["classes"]["transport_errors"];
+    assert!(t["timeout"].as_u64().unwrap_or(0) > 0, "{json}");
+    assert!(t["refused"].is_null() && t["reset"].is_null(), "{json}");
+    assert_eq!(json["classes"]["ok"], 0);
+}
+
+/// A threshold on several endpoints judges their answers together (one
+/// merged histogram: the fast endpoint's minimum is the group's), and one
+/// that names an endpoint exactly takes that one only, even when another's
+/// URL starts with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thresholds_on_endpoints_merge_them_and_prefer_an_exact_name() {
+    let (s, _) = target().await;
+    let base = format!("http://{}", s.addr());
+    let a = format!("{base}/a");
+    let slow = format!("{base}/slow");
+    let on_both = format!("min<5ms on {base}/");
+    let on_both_max = format!("max>=5ms on {base}/");
+    let exact = format!("p50<5ms on {a}");
+    let (_, json) = run(&[
+        "--duration", "400ms", "--concurrency", "2",
+        "--threshold", &on_both, "--threshold", &on_both_max, "--threshold", &exact,
+        &a, &slow,
+    ])
+    .await;
+    let passed: Vec<bool> = json["thresholds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["passed"].as_bool().unwrap())
+        .collect();
+    // /a answers at once, /slow after 5 ms: together, the minimum is /a's
+    // and the maximum /slow's; named exactly, /a alone.
+    assert_eq!(passed, [true, true, true], "{json}");
 }
