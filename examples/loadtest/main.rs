@@ -247,7 +247,9 @@ pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, Str
         return Err("--spike-factor: at least 2, and at most 20000 workers in all".to_owned());
     }
     if !a.think.is_zero() && (a.scenario == Scenario::Baseline || a.rate.is_some()) {
-        return Err("--think applies to the closed loop (sustained without --rate, spike)".to_owned());
+        return Err(
+            "--think applies to the closed loop (sustained without --rate, spike)".to_owned(),
+        );
     }
     if a.rate.is_some() && a.scenario != Scenario::Sustained {
         return Err("--rate applies to the sustained scenario".to_owned());
@@ -283,7 +285,9 @@ pub(crate) fn check_thresholds(a: &Args) -> Result<(), String> {
     for t in &a.thresholds {
         if let Some(e) = t.endpoint() {
             if threshold::matching(&a.endpoints, e).is_empty() {
-                return Err(format!("threshold … on {e}: no endpoint's URL contains {e:?}"));
+                return Err(format!(
+                    "threshold … on {e}: no endpoint's URL contains {e:?}"
+                ));
             }
         }
     }

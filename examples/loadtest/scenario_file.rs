@@ -92,7 +92,11 @@ pub(crate) fn parse(text: &str, quiet: bool) -> Result<Vec<Named>, String> {
     if file.scenarios.is_empty() {
         return Err("scenario file: no [[scenario]]".to_owned());
     }
-    let base = file.base.unwrap_or_default().trim_end_matches('/').to_owned();
+    let base = file
+        .base
+        .unwrap_or_default()
+        .trim_end_matches('/')
+        .to_owned();
     file.scenarios
         .into_iter()
         .map(|s| {

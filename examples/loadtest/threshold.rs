@@ -156,7 +156,10 @@ impl Threshold {
         let (actual, shown) = match &self.metric {
             Metric::Latency(name) => {
                 let v = latency.get(name);
-                (v, v.map_or("no successful answer".to_owned(), |v| format!("{v:.2} ms")))
+                (
+                    v,
+                    v.map_or("no successful answer".to_owned(), |v| format!("{v:.2} ms")),
+                )
             }
             Metric::Rps => {
                 let v = classes.ok as f64 / secs.max(1e-9);
@@ -173,7 +176,10 @@ impl Threshold {
                 } else {
                     Some(n as f64 / classes.requests as f64)
                 };
-                (v, v.map_or("no request".to_owned(), |v| format!("{:.2}%", v * 100.0)))
+                (
+                    v,
+                    v.map_or("no request".to_owned(), |v| format!("{:.2}%", v * 100.0)),
+                )
             }
         };
         let passed = actual.is_some_and(|a| match self.op {

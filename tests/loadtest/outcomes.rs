@@ -183,10 +183,19 @@ fn thresholds_parse_or_say_why_not() {
 /// apart from the refused and reset ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_never_answers_is_a_timeout() {
-    let app = Router::new().route("/hang", get(|| std::future::pending::<&'static str>()));
+    let app = Router::new().route("/hang", get(std::future::pending::<&'static str>));
     let s = TestServer::serve(app).await;
     let url = format!("http://{}/hang", s.addr());
-    let (_, json) = run(&["--duration", "400ms", "--timeout", "100ms", "--concurrency", "2", &url]).await;
+    let (_, json) = run(&[
+        "--duration",
+        "400ms",
+        "--timeout",
+        "100ms",
+        "--concurrency",
+        "2",
+        &url,
+    ])
+    .await;
     let t = &json["classes"]["transport_errors"];
     assert!(t["timeout"].as_u64().unwrap_or(0) > 0, "{json}");
     assert!(t["refused"].is_null() && t["reset"].is_null(), "{json}");
@@ -207,9 +216,18 @@ async fn thresholds_on_endpoints_merge_them_and_prefer_an_exact_name() {
     let on_both_max = format!("max>=5ms on {base}/");
     let exact = format!("p50<5ms on {a}");
     let (_, json) = run(&[
-        "--duration", "400ms", "--concurrency", "2",
-        "--threshold", &on_both, "--threshold", &on_both_max, "--threshold", &exact,
-        &a, &slow,
+        "--duration",
+        "400ms",
+        "--concurrency",
+        "2",
+        "--threshold",
+        &on_both,
+        "--threshold",
+        &on_both_max,
+        "--threshold",
+        &exact,
+        &a,
+        &slow,
     ])
     .await;
     let passed: Vec<bool> = json["thresholds"]
