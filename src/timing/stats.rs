@@ -8,6 +8,10 @@ use super::registry::Registry;
 use super::route::RouteTotals;
 use super::snapshot::{NPlusOne, RouteStats, SpanSummary, Stats, StatusCount, TimingSnapshot};
 
+/// Sub-timings of answers from a cache (the query cache's hits): never
+/// N+1 suspects, a repetition answered from memory runs no query.
+const CACHED_SPANS: &str = "cache.hit";
+
 /// A cheap, cloneable handle to a [`TimingLayer`](super::TimingLayer)'s
 /// statistics.
 ///
@@ -134,7 +138,8 @@ impl TimingStats {
                 overall_total.merge(&total);
                 let spans = span_summaries(&extras);
                 for s in &spans {
-                    if s.suspect_requests > 0 {
+                    // A repeated cache hit is not a query per item.
+                    if s.suspect_requests > 0 && !s.name.starts_with(CACHED_SPANS) {
                         n_plus_one.push(NPlusOne {
                             method: route.method.to_string(),
                             route: route.label.to_string(),

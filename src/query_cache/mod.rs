@@ -1,0 +1,679 @@
+//! A cache that handlers call: one expensive query's result, per user or
+//! per parameters, inside a response the HTTP cache can't store whole.
+//!
+//! [`QueryCache`] is a cloneable handle (put it in axum state). Entries
+//! are keyed by a [`QueryKey`], a readable name such as `user:42:orders`
+//! plus, optionally, parameters hashed to a fixed size; the name up to
+//! its first `:` is the key's **namespace**.
+//!
+//! - [`get_or_insert_with`](QueryCache::get_or_insert_with) answers from
+//!   memory or runs the loader, **once** for any number of concurrent
+//!   misses of a key (single flight): every waiter gets the loaded value,
+//!   or the loader's error (an error caches nothing). A loader that panics
+//!   or whose caller goes away hands the load to a waiter.
+//! - Each entry has a TTL (the [default](QueryCacheBuilder::default_ttl)
+//!   is 300 s) and, optionally, a stale-while-revalidate window and tags
+//!   ([`EntryOptions`]).
+//! - Memory is bounded in bytes ([moka](https://docs.rs/moka), least
+//!   recently used evicted first); values are held as they are (an
+//!   `Arc<V>`), not serialized: a hit is a map lookup and a reference
+//!   count. An entry weighs its key, its value's serialized length, its
+//!   tags and 160 bytes of bookkeeping.
+//! - [`invalidate`](QueryCache::invalidate) drops one key, a namespace,
+//!   a prefix, a glob pattern (`user:42:*`) or a tag. A load that began
+//!   before an invalidation selecting its key and ends after it is
+//!   returned to its callers but not stored.
+//! - Counters per namespace ([`QueryCache::stats`]): hits, stale hits,
+//!   misses, loads, load errors and time, evictions, invalidations, bytes;
+//!   the report shows them (`/performance/cache/queries`, the summary,
+//!   Prometheus, the dashboard) with recommendations.
+//! - Inside a timed request ([`QueryCache::with_timings`], or the axum
+//!   extractor with features `axum` and `timing`), each lookup is a
+//!   sub-timing named `cache.hit:<namespace>` or `cache.miss:<namespace>`:
+//!   the N+1 report leaves cached repetitions (`cache.hit:…`) out.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use axum::{Json, Router, extract::{Path, State}, routing::get};
+//! use tower_perf::query_cache::{QueryCache, QueryKey};
+//!
+//! #[derive(Clone)]
+//! struct AppState {
+//!     queries: QueryCache,
+//! }
+//!
+//! async fn quote(State(state): State<AppState>, Path(symbol): Path<String>) -> Json<f64> {
+//!     let key = QueryKey::with_params("quotes", &[("symbol", symbol.as_str())]);
+//!     let price = state
+//!         .queries
+//!         .get_or_insert_with(&key, Duration::from_secs(30), move || async move {
+//!             // The expensive query, run once per key and TTL.
+//!             Ok::<f64, std::io::Error>(symbol.len() as f64)
+//!         })
+//!         .await
+//!         .map_or(f64::NAN, |p| *p);
+//!     Json(price)
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let state = AppState { queries: QueryCache::builder().max_bytes(64 << 20).build() };
+//! let app: Router = Router::new()
+//!     .route("/quotes/{symbol}", get(quote))
+//!     .with_state(state.clone());
+//! # let _ = app;
+//! // A write invalidates what it changes.
+//! state.queries.invalidate_namespace("quotes").await;
+//! # }
+//! ```
+
+mod entry;
+mod flight;
+mod invalidate;
+mod key;
+mod stats;
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::clock::{Clock, SystemClock};
+
+pub use entry::EntryOptions;
+pub use invalidate::{Glob, Invalidate, MAX_PATTERN, PatternError};
+pub use key::QueryKey;
+pub use stats::{MAX_NAMESPACES, NamespaceStats, OTHER, QueryCacheSnapshot};
+
+use entry::{Slot, weigh};
+use flight::{Erased, Flights, Leader, Outcome, Role};
+use stats::{Counters, Namespaces};
+
+/// What a query cache can hold: any value that serializes (its length is
+/// its weight; the Redis tier stores it so) and can be shared between
+/// threads.
+pub trait QueryValue: Serialize + DeserializeOwned + Send + Sync + 'static {}
+
+impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> QueryValue for T {}
+
+/// The default TTL of an entry: 300 s.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
+
+/// The default memory bound: 64 MiB.
+pub const DEFAULT_MAX_BYTES: u64 = 64 << 20;
+
+/// Invalidations remembered for the loads in flight (see
+/// [`QueryCache::invalidate`]); a load older than all of them is not
+/// stored.
+const RECENT_INVALIDATIONS: usize = 64;
+
+type Map = moka::sync::Cache<QueryKey, Arc<Slot>, foldhash::fast::RandomState>;
+
+/// A handle on a query cache; clones share it. See the [module
+/// docs](self).
+#[derive(Clone)]
+pub struct QueryCache {
+    inner: Arc<Inner>,
+    #[cfg(feature = "timing")]
+    timings: Option<crate::timing::Timings>,
+}
+
+impl std::fmt::Debug for QueryCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryCache")
+            .field("max_bytes", &self.inner.max_bytes)
+            .field("default_ttl", &self.inner.default_ttl)
+            .field("entries", &self.inner.map.entry_count())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    map: Map,
+    flights: Arc<Flights>,
+    namespaces: Namespaces,
+    default_ttl: Duration,
+    max_bytes: u64,
+    clock: Arc<dyn Clock>,
+    log: Mutex<Log>,
+}
+
+/// The invalidations made while loads may be in flight.
+#[derive(Default)]
+struct Log {
+    epoch: u64,
+    recent: VecDeque<(u64, Invalidate)>,
+}
+
+impl Log {
+    /// Whether an invalidation since `epoch` may select `key`: one that
+    /// does, or one forgotten since.
+    fn selects_since(&self, epoch: u64, key: &QueryKey, tags: &[Box<str>]) -> bool {
+        if self.epoch == epoch {
+            return false;
+        }
+        match self.recent.front() {
+            Some((oldest, _)) if *oldest <= epoch + 1 => self
+                .recent
+                .iter()
+                .any(|(e, w)| *e > epoch && w.selects(key, tags)),
+            _ => true,
+        }
+    }
+}
+
+/// Builds a [`QueryCache`].
+#[derive(Clone)]
+pub struct QueryCacheBuilder {
+    max_bytes: u64,
+    default_ttl: Duration,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for QueryCacheBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryCacheBuilder")
+            .field("max_bytes", &self.max_bytes)
+            .field("default_ttl", &self.default_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for QueryCacheBuilder {
+    fn default() -> Self {
+        Self {
+            max_bytes: DEFAULT_MAX_BYTES,
+            default_ttl: DEFAULT_TTL,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl QueryCacheBuilder {
+    /// Bytes the memory tier holds at most (64 MiB by default).
+    ///
+    /// # Panics
+    /// If `bytes` is 0: a cache that can hold nothing is a mistake.
+    pub fn max_bytes(mut self, bytes: u64) -> Self {
+        assert!(bytes > 0, "QueryCache::max_bytes must be above 0");
+        self.max_bytes = bytes;
+        self
+    }
+
+    /// The TTL of entries stored without one (300 s by default).
+    pub fn default_ttl(mut self, ttl: Duration) -> Self {
+        self.default_ttl = ttl;
+        self
+    }
+
+    /// The clock that decides freshness (tests move a
+    /// [`ManualClock`](crate::clock::ManualClock)).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The cache.
+    pub fn build(self) -> QueryCache {
+        let map = moka::sync::Cache::builder()
+            .max_capacity(self.max_bytes)
+            .eviction_policy(moka::policy::EvictionPolicy::lru())
+            .weigher(|_: &QueryKey, slot: &Arc<Slot>| slot.weight)
+            .expire_after(Keep)
+            .eviction_listener(|_, slot: Arc<Slot>, cause| {
+                let ns = &slot.ns;
+                ns.bytes.fetch_sub(i64::from(slot.weight), Relaxed);
+                ns.entries.fetch_sub(1, Relaxed);
+                if cause == moka::notification::RemovalCause::Size {
+                    ns.evictions.fetch_add(1, Relaxed);
+                }
+            })
+            .build_with_hasher(foldhash::fast::RandomState::default());
+        QueryCache {
+            inner: Arc::new(Inner {
+                map,
+                flights: Arc::default(),
+                namespaces: Namespaces::default(),
+                default_ttl: self.default_ttl,
+                max_bytes: self.max_bytes,
+                clock: self.clock,
+                log: Mutex::default(),
+            }),
+            #[cfg(feature = "timing")]
+            timings: None,
+        }
+    }
+}
+
+/// The map drops an entry once its TTL and stale window are over (its own
+/// clock; freshness itself is decided with the cache's clock).
+struct Keep;
+
+impl moka::Expiry<QueryKey, Arc<Slot>> for Keep {
+    fn expire_after_create(&self, _: &QueryKey, slot: &Arc<Slot>, _: Instant) -> Option<Duration> {
+        Some(slot.keep)
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &QueryKey,
+        slot: &Arc<Slot>,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(slot.keep)
+    }
+}
+
+impl Default for QueryCache {
+    fn default() -> Self {
+        Self::builder().build()
+    }
+}
+
+/// What a lookup in memory found.
+enum Found<V> {
+    Fresh(Arc<V>, Arc<Slot>),
+    /// Past its TTL, within its stale window.
+    Stale(Arc<V>, Arc<Slot>),
+    /// Nothing usable; the entry's counters if there was one.
+    Miss(Option<Arc<Counters>>),
+}
+
+impl QueryCache {
+    /// A cache of 64 MiB with a default TTL of 300 s.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Configures a cache.
+    pub fn builder() -> QueryCacheBuilder {
+        QueryCacheBuilder::default()
+    }
+
+    /// This handle, recording each lookup as a sub-timing of the request
+    /// whose [`Timings`](crate::timing::Timings) these are.
+    #[cfg(feature = "timing")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "timing")))]
+    pub fn with_timings(&self, timings: &crate::timing::Timings) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+            timings: Some(timings.clone()),
+        }
+    }
+
+    #[cfg(feature = "timing")]
+    fn timed(&self, start: Option<Instant>, name: impl FnOnce() -> String) {
+        if let (Some(t), Some(start)) = (&self.timings, start) {
+            t.record(name(), start.elapsed());
+        }
+    }
+
+    #[cfg(feature = "timing")]
+    fn start(&self) -> Option<Instant> {
+        self.timings.as_ref().map(|_| Instant::now())
+    }
+
+    #[cfg(not(feature = "timing"))]
+    fn timed(&self, _: Option<Instant>, _: impl FnOnce() -> String) {}
+
+    #[cfg(not(feature = "timing"))]
+    fn start(&self) -> Option<Instant> {
+        None
+    }
+
+    fn look<V: Send + Sync + 'static>(&self, key: &QueryKey) -> Found<V> {
+        let Some(slot) = self.inner.map.get(key) else {
+            return Found::Miss(None);
+        };
+        let now = self.inner.clock.now();
+        match slot.downcast::<V>() {
+            Some(v) if now < slot.fresh_until => Found::Fresh(v, slot),
+            Some(v) if now < slot.stale_until => Found::Stale(v, slot),
+            // Past its windows (the map drops it in its own time), or
+            // stored as another type by another call site: a miss, and the
+            // next insert replaces it.
+            _ => Found::Miss(Some(Arc::clone(&slot.ns))),
+        }
+    }
+
+    fn counters(&self, key: &QueryKey, known: Option<Arc<Counters>>) -> Arc<Counters> {
+        known.unwrap_or_else(|| self.inner.namespaces.get(key.namespace()))
+    }
+
+    /// The fresh value of `key`, if memory holds one of type `V`.
+    pub async fn get<V: QueryValue>(&self, key: &QueryKey) -> Option<Arc<V>> {
+        let start = self.start();
+        let ns = match self.look::<V>(key) {
+            Found::Fresh(v, slot) => {
+                self.hit(&slot, start);
+                return Some(v);
+            }
+            Found::Stale(_, slot) => Arc::clone(&slot.ns),
+            Found::Miss(ns) => self.counters(key, ns),
+        };
+        ns.misses.fetch_add(1, Relaxed);
+        self.timed(start, || ns.miss_name());
+        None
+    }
+
+    /// Counts a hit on the entry's own counters (a hit never reads the
+    /// namespace registry).
+    fn hit(&self, slot: &Slot, start: Option<Instant>) {
+        slot.ns.hits.fetch_add(1, Relaxed);
+        self.timed(start, || slot.ns.hit_name());
+    }
+
+    /// Stores `value` under `key` with `options` (a `Duration` is a TTL;
+    /// [`EntryOptions::default()`] takes the default TTL), replacing what
+    /// it held. Returns the value as shared.
+    pub async fn insert<V: QueryValue>(
+        &self,
+        key: QueryKey,
+        value: V,
+        options: impl Into<EntryOptions>,
+    ) -> Arc<V> {
+        let value = Arc::new(value);
+        let ns = self.counters(&key, None);
+        self.inner.store(&key, &value, &options.into(), ns, None);
+        value
+    }
+
+    /// Drops `key`; whether memory held it.
+    pub async fn remove(&self, key: &QueryKey) -> bool {
+        self.invalidate(Invalidate::Key(key.clone())).await > 0
+    }
+
+    /// The value of `key`, from memory, or from `loader` (run once
+    /// however many callers miss the key at the same time; they all get
+    /// its value or its error, and an error is not stored).
+    ///
+    /// `options` is a TTL (`Duration`) or [`EntryOptions`]. An entry past
+    /// its TTL but within its stale-while-revalidate window is returned
+    /// at once while a background task runs `loader` to refresh it (so the
+    /// loader and its future must be `'static`: clone what they need into
+    /// them). A value stored under `key` as another type is a miss, and
+    /// replaced.
+    pub async fn get_or_insert_with<V, E, F, Fut>(
+        &self,
+        key: &QueryKey,
+        options: impl Into<EntryOptions>,
+        loader: F,
+    ) -> Result<Arc<V>, Arc<E>>
+    where
+        V: QueryValue,
+        E: Send + Sync + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<V, E>> + Send + 'static,
+    {
+        let start = self.start();
+        let ns = match self.look::<V>(key) {
+            Found::Fresh(v, slot) => {
+                self.hit(&slot, start);
+                return Ok(v);
+            }
+            Found::Stale(v, slot) => {
+                let ns = Arc::clone(&slot.ns);
+                if let (Ok(rt), Role::Leader(leader)) = (
+                    tokio::runtime::Handle::try_current(),
+                    self.inner.flights.join(key),
+                ) {
+                    let (inner, key, options) =
+                        (Arc::clone(&self.inner), key.clone(), options.into());
+                    let counters = Arc::clone(&ns);
+                    rt.spawn(async move {
+                        let _ = inner.load(leader, &key, &options, loader, counters).await;
+                    });
+                }
+                ns.stale_hits.fetch_add(1, Relaxed);
+                self.timed(start, || ns.hit_name());
+                return Ok(v);
+            }
+            Found::Miss(ns) => self.counters(key, ns),
+        };
+        ns.misses.fetch_add(1, Relaxed);
+        let options = options.into();
+        let mut loader = Some(loader);
+        let result = loop {
+            match self.inner.flights.join(key) {
+                Role::Leader(leader) => {
+                    let Some(loader) = loader.take() else {
+                        unreachable!("the loader is taken once, and then returned")
+                    };
+                    break self
+                        .inner
+                        .load(leader, key, &options, loader, Arc::clone(&ns))
+                        .await;
+                }
+                Role::Waiter(flight) => match flight.wait().await {
+                    Outcome::Value(v) => {
+                        if let Ok(v) = v.downcast::<V>() {
+                            break Ok(v);
+                        }
+                    }
+                    Outcome::Error(e) => {
+                        if let Ok(e) = e.downcast::<E>() {
+                            break Err(e);
+                        }
+                    }
+                    Outcome::Abandoned => {}
+                },
+            }
+            // The leader went away, or loaded another type: what it
+            // stored may serve, else this caller loads.
+            if let Found::Fresh(v, _) = self.look::<V>(key) {
+                break Ok(v);
+            }
+        };
+        self.timed(start, || ns.miss_name());
+        result
+    }
+
+    /// Drops what `what` selects from memory; how many entries went.
+    ///
+    /// A load in flight for a selected key still answers its callers but
+    /// is not stored (the last 64 invalidations are remembered for this;
+    /// a load older than all of them is not stored either). Scans the
+    /// entries unless `what` is one key: linear in the entries held.
+    pub async fn invalidate(&self, what: Invalidate) -> u64 {
+        self.inner.invalidate_memory(what)
+    }
+
+    /// Drops every entry of `namespace`.
+    pub async fn invalidate_namespace(&self, namespace: &str) -> u64 {
+        self.invalidate(Invalidate::Namespace(namespace.to_owned()))
+            .await
+    }
+
+    /// Drops every entry tagged `tag`.
+    pub async fn invalidate_tag(&self, tag: &str) -> u64 {
+        self.invalidate(Invalidate::Tag(tag.to_owned())).await
+    }
+
+    /// Drops every entry whose key's text starts with `prefix`.
+    pub async fn invalidate_prefix(&self, prefix: &str) -> u64 {
+        self.invalidate(Invalidate::Prefix(prefix.to_owned())).await
+    }
+
+    /// Drops every entry whose key's text matches the glob `pattern`
+    /// (see [`Invalidate::pattern`]).
+    pub async fn invalidate_pattern(&self, pattern: &str) -> Result<u64, PatternError> {
+        Ok(self.invalidate(Invalidate::pattern(pattern)?).await)
+    }
+
+    /// Drops everything.
+    pub async fn clear(&self) -> u64 {
+        self.invalidate(Invalidate::All).await
+    }
+
+    /// Applies the map's pending evictions and expiries now (it otherwise
+    /// does so in batches as it is used): the byte figures are then exact.
+    pub fn run_pending_tasks(&self) {
+        self.inner.map.run_pending_tasks();
+    }
+
+    /// The counters, per namespace.
+    pub fn stats(&self) -> QueryCacheSnapshot {
+        let mut namespaces: Vec<NamespaceStats> = self
+            .inner
+            .namespaces
+            .all()
+            .iter()
+            .map(|c| NamespaceStats::of(c))
+            .collect();
+        namespaces.sort_by(|a, b| a.namespace.cmp(&b.namespace));
+        QueryCacheSnapshot {
+            max_bytes: self.inner.max_bytes,
+            bytes: namespaces.iter().map(|n| n.bytes).sum(),
+            entries: namespaces.iter().map(|n| n.entries).sum(),
+            redis: false,
+            namespaces,
+        }
+    }
+}
+
+impl Inner {
+    /// Runs `loader` as the leader of `key`'s flight: stores and shares
+    /// its value, or shares its error.
+    async fn load<V, E, F, Fut>(
+        &self,
+        leader: Leader,
+        key: &QueryKey,
+        options: &EntryOptions,
+        loader: F,
+        ns: Arc<Counters>,
+    ) -> Result<Arc<V>, Arc<E>>
+    where
+        V: QueryValue,
+        E: Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V, E>>,
+    {
+        let epoch = self
+            .log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .epoch;
+        let started = Instant::now();
+        let result = loader().await;
+        let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        ns.loads.fetch_add(1, Relaxed);
+        ns.load_nanos.fetch_add(took, Relaxed);
+        match result {
+            Ok(v) => {
+                let v = Arc::new(v);
+                self.store(key, &v, options, ns, Some(epoch));
+                leader.end(Outcome::Value(Arc::clone(&v) as Erased));
+                Ok(v)
+            }
+            Err(e) => {
+                ns.load_errors.fetch_add(1, Relaxed);
+                let e = Arc::new(e);
+                leader.end(Outcome::Error(Arc::clone(&e) as Erased));
+                Err(e)
+            }
+        }
+    }
+
+    /// Puts `value` in memory, unless a TTL of zero says not to, or (for a
+    /// load that began at `since`) an invalidation made meanwhile selects
+    /// it.
+    fn store<V: QueryValue>(
+        &self,
+        key: &QueryKey,
+        value: &Arc<V>,
+        options: &EntryOptions,
+        ns: Arc<Counters>,
+        since: Option<u64>,
+    ) {
+        let ttl = options.ttl.unwrap_or(self.default_ttl);
+        if ttl.is_zero() {
+            return;
+        }
+        let weight = weigh(key, &**value, &options.tags);
+        let now = self.clock.now();
+        let slot = Arc::new(Slot {
+            value: Arc::clone(value) as Erased,
+            fresh_until: now + ttl,
+            stale_until: now + ttl + options.stale,
+            keep: ttl.saturating_add(options.stale),
+            tags: options.tags.clone().into_boxed_slice(),
+            ns: Arc::clone(&ns),
+            weight: u32::try_from(weight).unwrap_or(u32::MAX),
+        });
+        // Held while inserting: an invalidation either comes first (and
+        // is seen here) or scans after the insert (and drops it).
+        let log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
+        if since.is_some_and(|e| log.selects_since(e, key, &slot.tags)) {
+            return;
+        }
+        ns.bytes.fetch_add(i64::from(slot.weight), Relaxed);
+        ns.entries.fetch_add(1, Relaxed);
+        self.map.insert(key.clone(), slot);
+        drop(log);
+    }
+
+    fn invalidate_memory(&self, what: Invalidate) -> u64 {
+        {
+            let mut log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
+            log.epoch += 1;
+            let epoch = log.epoch;
+            log.recent.push_back((epoch, what.clone()));
+            if log.recent.len() > RECENT_INVALIDATIONS {
+                log.recent.pop_front();
+            }
+        }
+        let gone = |slot: &Slot| {
+            slot.ns.invalidated.fetch_add(1, Relaxed);
+        };
+        if let Invalidate::Key(key) = &what {
+            return match self.map.remove(key) {
+                Some(slot) => {
+                    gone(&slot);
+                    1
+                }
+                None => 0,
+            };
+        }
+        let mut n = 0;
+        for (key, slot) in self.map.iter() {
+            if what.selects(&key, &slot.tags) && self.map.remove(&*key).is_some() {
+                gone(&slot);
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+#[cfg(all(feature = "axum", feature = "timing"))]
+mod extract {
+    use axum::extract::{FromRef, FromRequestParts};
+    use http::request::Parts;
+
+    use super::QueryCache;
+
+    /// The application's query cache (from its state, through
+    /// [`FromRef`]), recording lookups as sub-timings of the request when
+    /// the timing layer gives it [`Timings`](crate::timing::Timings).
+    impl<S> FromRequestParts<S> for QueryCache
+    where
+        QueryCache: FromRef<S>,
+        S: Send + Sync,
+    {
+        type Rejection = std::convert::Infallible;
+
+        async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+            let cache = QueryCache::from_ref(state);
+            Ok(match parts.extensions.get::<crate::timing::Timings>() {
+                Some(t) => cache.with_timings(t),
+                None => cache,
+            })
+        }
+    }
+}
