@@ -8,6 +8,8 @@ use super::service::{Inner, Report};
 pub(super) struct Sources {
     #[cfg(feature = "cache")]
     pub(super) cache: Option<crate::cache::CacheHandle>,
+    #[cfg(feature = "cache")]
+    pub(super) queries: Option<crate::query_cache::QueryCache>,
     #[cfg(feature = "compression")]
     pub(super) compression: Option<crate::compression::CompressionStats>,
     #[cfg(feature = "compression")]
@@ -52,6 +54,14 @@ impl ReportBuilder {
     #[cfg(feature = "cache")]
     pub fn cache(mut self, handle: crate::cache::CacheHandle) -> Self {
         self.sources.cache = Some(handle);
+        self
+    }
+
+    /// Reads this query cache's counters (`/cache/queries`, the summary,
+    /// Prometheus, the dashboard).
+    #[cfg(feature = "cache")]
+    pub fn query_cache(mut self, cache: &crate::query_cache::QueryCache) -> Self {
+        self.sources.queries = Some(cache.clone());
         self
     }
     /// Reads this compression layer's statistics.

@@ -83,6 +83,12 @@ impl Inner {
                 s.cache.is_some(),
             ),
             (
+                "GET",
+                "/cache/queries",
+                "the query cache's counters per namespace (JSON)",
+                s.queries.is_some(),
+            ),
+            (
                 "POST",
                 "/cache/purge",
                 "drop URLs, prefixes or tags (bearer token)",

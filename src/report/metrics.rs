@@ -98,6 +98,8 @@ const SECTIONS: &[fn(&mut String, &Sources)] = &[
     timing,
     #[cfg(feature = "cache")]
     cache,
+    #[cfg(feature = "cache")]
+    query_cache,
     #[cfg(feature = "compression")]
     compression,
     #[cfg(feature = "compression")]
@@ -225,6 +227,86 @@ fn cache(out: &mut String, sources: &Sources) {
                 }
             }
         }
+    }
+}
+
+/// The query cache's families, a series per namespace.
+#[cfg(feature = "cache")]
+fn query_cache(out: &mut String, sources: &Sources) {
+    let Some(q) = &sources.queries else { return };
+    let s = q.stats();
+    let mut f = Family::new(
+        out,
+        "tower_perf_query_cache_lookups_total",
+        "counter",
+        "Query cache lookups by namespace and result (`stale`: served past its TTL while refreshed).",
+    );
+    for n in &s.namespaces {
+        for (result, v) in [("hit", n.hits), ("stale", n.stale_hits), ("miss", n.misses)] {
+            f.value(&[("namespace", &n.namespace), ("result", result)], v);
+        }
+    }
+    type Pick = fn(&crate::query_cache::NamespaceStats) -> u64;
+    let families: [(&'static str, &str, &str, Pick); 7] = [
+        (
+            "tower_perf_query_cache_loads_total",
+            "counter",
+            "Loader runs (one per key however many callers waited).",
+            |n| n.loads,
+        ),
+        (
+            "tower_perf_query_cache_load_errors_total",
+            "counter",
+            "Loader runs that failed (nothing stored).",
+            |n| n.load_errors,
+        ),
+        (
+            "tower_perf_query_cache_evictions_total",
+            "counter",
+            "Entries evicted to stay within the byte bound.",
+            |n| n.evictions,
+        ),
+        (
+            "tower_perf_query_cache_invalidated_total",
+            "counter",
+            "Entries dropped by invalidations.",
+            |n| n.invalidated,
+        ),
+        (
+            "tower_perf_query_cache_redis_errors_total",
+            "counter",
+            "Redis calls that failed or that the open breaker skipped.",
+            |n| n.redis_errors,
+        ),
+        (
+            "tower_perf_query_cache_entries",
+            "gauge",
+            "Entries in memory.",
+            |n| n.entries,
+        ),
+        (
+            "tower_perf_query_cache_size_bytes",
+            "gauge",
+            "Bytes of the entries in memory.",
+            |n| n.bytes,
+        ),
+    ];
+    for (name, kind, help, pick) in families {
+        let mut f = Family::new(out, name, kind, help);
+        for n in &s.namespaces {
+            f.value(&[("namespace", &n.namespace)], pick(n));
+        }
+    }
+    let name = "tower_perf_query_cache_load_duration_seconds_total";
+    let _ = writeln!(out, "# HELP {name} Time spent in loader runs.");
+    let _ = writeln!(out, "# TYPE {name} counter");
+    for n in &s.namespaces {
+        let secs = n.mean_load_ms * n.loads as f64 / 1000.0;
+        let _ = writeln!(
+            out,
+            "{name}{{namespace=\"{}\"}} {secs}",
+            escape(&n.namespace)
+        );
     }
 }
 

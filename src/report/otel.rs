@@ -24,6 +24,10 @@ impl Report {
     /// | `tower_perf.cache.store_errors` | counter, `{error}` | |
     /// | `tower_perf.cache.entries` | gauge, `{entry}` | |
     /// | `tower_perf.cache.size` | gauge, `By` | |
+    /// | `tower_perf.query_cache.lookups` | counter, `{lookup}` | `tower_perf.query_cache.namespace`, `tower_perf.query_cache.result`: `hit`, `stale`, `miss` |
+    /// | `tower_perf.query_cache.loads` | counter, `{load}` | `tower_perf.query_cache.namespace`, `error.type` (`_OTHER`) on failed loads |
+    /// | `tower_perf.query_cache.evictions` | counter, `{entry}` | `tower_perf.query_cache.namespace` |
+    /// | `tower_perf.query_cache.size` | gauge, `By` | `tower_perf.query_cache.namespace` |
     /// | `tower_perf.compression.responses` | counter, `{response}` | `tower_perf.compression.coding` (`gzip`, `br`…) |
     /// | `tower_perf.compression.io` | counter, `By` | `tower_perf.compression.coding`, `tower_perf.compression.direction`: `input` (before) or `output` (after) |
     /// | `tower_perf.compression.skipped` | counter, `{response}` | `tower_perf.compression.reason` |
@@ -50,6 +54,10 @@ impl Report {
         #[cfg(feature = "cache")]
         if let Some(cache) = &self.inner.sources.cache {
             cache_instruments(meter, cache);
+        }
+        #[cfg(feature = "cache")]
+        if let Some(queries) = &self.inner.sources.queries {
+            query_cache_instruments(meter, queries);
         }
         #[cfg(feature = "compression")]
         if let Some(stats) = &self.inner.sources.compression {
@@ -140,6 +148,71 @@ fn cache_instruments(meter: &Meter, cache: &crate::cache::CacheHandle) {
             .with_callback(move |o| o.observe(pick(&h.stats().snapshot()), &[]))
             .build();
     }
+}
+
+#[cfg(feature = "cache")]
+fn query_cache_instruments(meter: &Meter, cache: &crate::query_cache::QueryCache) {
+    const NS: &str = "tower_perf.query_cache.namespace";
+    let q = cache.clone();
+    counter(
+        meter,
+        "tower_perf.query_cache.lookups",
+        "{lookup}",
+        "Query cache lookups by namespace and result.",
+        move |o| {
+            for n in q.stats().namespaces {
+                for (result, v) in [("hit", n.hits), ("stale", n.stale_hits), ("miss", n.misses)] {
+                    o.observe(
+                        v,
+                        &[
+                            KeyValue::new(NS, n.namespace.clone()),
+                            KeyValue::new("tower_perf.query_cache.result", result),
+                        ],
+                    );
+                }
+            }
+        },
+    );
+    let q = cache.clone();
+    counter(
+        meter,
+        "tower_perf.query_cache.loads",
+        "{load}",
+        "Loader runs by namespace; failed ones carry error.type.",
+        move |o| {
+            for n in q.stats().namespaces {
+                let ns = KeyValue::new(NS, n.namespace.clone());
+                o.observe(
+                    n.loads - n.load_errors.min(n.loads),
+                    std::slice::from_ref(&ns),
+                );
+                o.observe(n.load_errors, &[ns, KeyValue::new("error.type", "_OTHER")]);
+            }
+        },
+    );
+    let q = cache.clone();
+    counter(
+        meter,
+        "tower_perf.query_cache.evictions",
+        "{entry}",
+        "Entries evicted to stay within the byte bound.",
+        move |o| {
+            for n in q.stats().namespaces {
+                o.observe(n.evictions, &[KeyValue::new(NS, n.namespace.clone())]);
+            }
+        },
+    );
+    let q = cache.clone();
+    meter
+        .u64_observable_gauge("tower_perf.query_cache.size")
+        .with_unit("By")
+        .with_description("Bytes of the query cache's entries in memory.")
+        .with_callback(move |o| {
+            for n in q.stats().namespaces {
+                o.observe(n.bytes, &[KeyValue::new(NS, n.namespace.clone())]);
+            }
+        })
+        .build();
 }
 
 #[cfg(feature = "compression")]

@@ -97,6 +97,10 @@ pub struct Summary {
     #[cfg(feature = "cache")]
     #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
     pub cache_routes: Vec<crate::cache::RouteSnapshot>,
+    /// The query cache's figures, per namespace.
+    #[cfg(feature = "cache")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+    pub queries: Option<crate::query_cache::QueryCacheSnapshot>,
     /// The compression layer's figures.
     #[cfg(feature = "compression")]
     #[cfg_attr(docsrs, doc(cfg(feature = "compression")))]

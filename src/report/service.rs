@@ -50,6 +50,7 @@ enum Read {
     RateLimitStats,
     CacheStats,
     CacheRoutes,
+    CacheQueries,
     Profile(Profile),
 }
 
@@ -85,6 +86,7 @@ impl Endpoint {
             "/rate-limit/stats" => Self::Read(Read::RateLimitStats),
             "/cache/stats" => Self::Read(Read::CacheStats),
             "/cache/routes" => Self::Read(Read::CacheRoutes),
+            "/cache/queries" => Self::Read(Read::CacheQueries),
             "/profile/overview" => Self::Read(Read::Profile(Profile::Overview)),
             "/profile/slowest" => Self::Read(Read::Profile(Profile::Slowest)),
             "/profile/insights" => Self::Read(Read::Profile(Profile::Insights)),
@@ -430,6 +432,13 @@ impl Inner {
                     return json(StatusCode::OK, &h.stats().routes());
                 }
                 absent("cache")
+            }
+            Read::CacheQueries => {
+                #[cfg(feature = "cache")]
+                if let Some(q) = &s.queries {
+                    return json(StatusCode::OK, &q.stats());
+                }
+                absent("query cache")
             }
             #[cfg(feature = "timing")]
             Read::Profile(profile) => match &s.timing {

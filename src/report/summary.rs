@@ -28,6 +28,15 @@ impl Sources {
         if let Some(c) = &cache {
             recs.extend(low_hit_rate(c));
         }
+        #[cfg(feature = "cache")]
+        let queries = self
+            .queries
+            .as_ref()
+            .map(crate::query_cache::QueryCache::stats);
+        #[cfg(feature = "cache")]
+        if let Some(q) = &queries {
+            recs.extend(query_cache_findings(q));
+        }
         #[cfg(feature = "compression")]
         let compression = self.compression();
         #[cfg(feature = "compression")]
@@ -70,6 +79,8 @@ impl Sources {
                 .as_ref()
                 .map(|h| h.stats().routes())
                 .unwrap_or_default(),
+            #[cfg(feature = "cache")]
+            queries,
             #[cfg(feature = "compression")]
             compression,
             #[cfg(feature = "compression")]
@@ -151,6 +162,54 @@ fn low_hit_rate(c: &crate::cache::CacheSnapshot) -> Option<Insight> {
         message: format!("cache hit rate is {:.0}% over {lookups} lookups", c.hit_rate * 100.0),
         recommendation: "give cacheable routes a max-age (or s-maxage), and check that Vary lists only what the response depends on".into(),
     })
+}
+
+/// Lookups per namespace before its hit rate is judged.
+#[cfg(feature = "cache")]
+const QUERY_LOOKUPS: u64 = 100;
+
+/// A mean load above this is called slow.
+#[cfg(feature = "cache")]
+const SLOW_LOAD_MS: f64 = 100.0;
+
+/// Query cache namespaces that miss most of enough lookups, or whose loads
+/// are slow.
+#[cfg(feature = "cache")]
+fn query_cache_findings(q: &crate::query_cache::QueryCacheSnapshot) -> Vec<Insight> {
+    let mut out = Vec::new();
+    for n in &q.namespaces {
+        let lookups = n.hits + n.stale_hits + n.misses;
+        if lookups >= QUERY_LOOKUPS && n.hit_rate < 0.5 {
+            let evicting = n.evictions > n.loads / 4;
+            out.push(Insight {
+                severity: Severity::Warning,
+                kind: "query_cache",
+                route: None,
+                message: format!(
+                    "query cache namespace '{}' answers {:.0}% of {lookups} lookups ({} evictions, {} invalidations)",
+                    n.namespace, n.hit_rate * 100.0, n.evictions, n.invalidated
+                ),
+                recommendation: if evicting {
+                    "entries are evicted before they are used again: raise QueryCacheBuilder::max_bytes, or cache smaller values".into()
+                } else {
+                    "each key is rarely asked for twice within its TTL: lengthen the TTL, key on fewer parameters, or stop caching this namespace".into()
+                },
+            });
+        }
+        if n.loads >= 10 && n.mean_load_ms > SLOW_LOAD_MS {
+            out.push(Insight {
+                severity: Severity::Info,
+                kind: "query_cache",
+                route: None,
+                message: format!(
+                    "query cache namespace '{}' loads take {:.0} ms on average ({} loads)",
+                    n.namespace, n.mean_load_ms, n.loads
+                ),
+                recommendation: "serve stale entries while they refresh (EntryOptions::stale_while_revalidate), lengthen the TTL, or speed up the query".into(),
+            });
+        }
+    }
+    out
 }
 
 /// Compression that hardly shrinks what it compresses.
