@@ -497,7 +497,7 @@ async fn report_is_flagged_as_n_plus_one_and_metrics_are_served() {
     let n1 = snap
         .n_plus_one
         .iter()
-        .find(|n| n.route == "/api/v1/report")
+        .find(|n| n.route == "/api/v1/report" && n.span == "db")
         .expect("N+1 flagged");
     assert_eq!((n1.span.as_str(), n1.max_per_request), ("db", 56));
     let item = snap.route("GET", "/api/v1/items/{id}").unwrap();
@@ -513,6 +513,67 @@ async fn report_is_flagged_as_n_plus_one_and_metrics_are_served() {
         Some("text/plain; version=0.0.4; charset=utf-8")
     );
     assert!(metrics.text().contains("http_route=\"/api/v1/report\""));
+}
+
+/// `/api/v1/report` reads through the query cache: a second call queries
+/// nothing, a POST empties the namespace and the next call queries again.
+#[tokio::test]
+async fn the_report_reads_through_the_query_cache_and_a_write_invalidates_it() {
+    let (app, stats) = server::app_with_stats(fast());
+    let server = TestServer::serve(app).await;
+    // `no-cache`: past the response cache, to the handler each time.
+    let report = || server.get_with("/api/v1/report", &[("cache-control", "no-cache")]);
+    let spans = |name: &str| {
+        let snap = stats.snapshot();
+        let route = snap.route("GET", "/api/v1/report").unwrap();
+        route
+            .spans
+            .iter()
+            .find(|s| s.name == name)
+            .map_or(0, |s| s.spans)
+    };
+    let first = report().await.json::<serde_json::Value>();
+    assert_eq!(spans("db"), 56, "the ids, then each of 55 items");
+    assert_eq!(spans("cache.miss:items"), 56);
+    let second = report().await.json::<serde_json::Value>();
+    assert_eq!(first, second);
+    assert_eq!(spans("db"), 56, "no query the second time");
+    assert_eq!(spans("cache.hit:items"), 56);
+    // Only the misses' queries are an N+1 suspect.
+    let suspects: Vec<String> = stats
+        .snapshot()
+        .n_plus_one
+        .iter()
+        .filter(|n| n.route == "/api/v1/report")
+        .map(|n| n.span.clone())
+        .collect();
+    assert!(
+        !suspects.iter().any(|s| s.starts_with("cache.hit")),
+        "{suspects:?}"
+    );
+
+    let req = server
+        .request(Method::POST, "/api/v1/items")
+        .header("content-type", "application/json")
+        .body(Full::from(r#"{"name":"new thing","price_cents":500}"#))
+        .unwrap();
+    assert_eq!(server.send(req).await.status, StatusCode::CREATED);
+    let third = report().await.json::<serde_json::Value>();
+    assert_eq!(third["items"], 56);
+    assert_eq!(
+        third["total_price_cents"].as_u64(),
+        first["total_price_cents"].as_u64().map(|t| t + 500)
+    );
+    assert_eq!(spans("db"), 56 + 57, "queried again after the write");
+    let queries = server
+        .get("/performance/cache/queries")
+        .await
+        .json::<serde_json::Value>();
+    let items = &queries["namespaces"][0];
+    assert_eq!(
+        (items["namespace"].as_str(), items["invalidated"].as_u64()),
+        (Some("items"), Some(56))
+    );
 }
 
 #[tokio::test]
