@@ -72,6 +72,8 @@ pub mod headers;
 #[cfg(any(feature = "timing", feature = "report"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "timing", feature = "report"))))]
 pub mod insight;
+#[cfg(feature = "redis")]
+mod outbox;
 #[cfg(any(
     feature = "timing",
     all(

@@ -12,128 +12,30 @@
 //!   Redis takes it, so replicas whose subscription never broke (Redis
 //!   paused, or only this replica cut off) learn of it too.
 
-use std::collections::VecDeque;
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use super::key::CacheKey;
 use super::redis_store::{RedisCacheStats, RedisCacheStore};
 use super::store::{CacheStore, MemoryStore, Purge, StoreError, Variants};
+use crate::outbox::{Outbox, Pending, PendingGauge};
 
-/// Invalidations an outbox keeps, and the bytes of their URLs, prefixes
-/// and tags; one more and they collapse into a purge of everything
-/// (over-invalidating is safe, forgetting is not). Clients can fill it:
-/// each successful unsafe request during an outage queues its URL, whose
-/// length they choose, and every push and every Redis hit while purges
-/// wait looks through the queue, so both bounds stay small.
-pub(crate) const OUTBOX_CAP: usize = 1024;
-pub(crate) const OUTBOX_MAX_BYTES: usize = 256 * 1024;
+impl Pending for Purge {
+    const ALL: Self = Purge::All;
+    const OWNER: &'static str = "cache";
 
-/// The bytes a purge holds.
-fn weight(purge: &Purge) -> usize {
-    match purge {
-        Purge::Key(k) => k.as_str().len(),
-        Purge::PathAndQuery(s) | Purge::Prefix(s) | Purge::Tag(s) => s.len(),
-        Purge::All => 0,
-    }
-}
-
-/// The first wait before replaying again after a failed attempt; doubles
-/// up to [`RETRY_MAX`]. Short: while Redis is known to be down the breaker
-/// refuses an attempt at once, so waking costs nothing, and the replay
-/// follows Redis's return closely.
-const RETRY_MIN: Duration = Duration::from_millis(20);
-const RETRY_MAX: Duration = Duration::from_millis(250);
-
-#[derive(Debug, Default)]
-struct Queue {
-    items: VecDeque<Purge>,
-    /// What the items hold, by [`weight`].
-    bytes: usize,
-    /// The front item is being replayed: a new purge equal to it is not
-    /// covered by it (what was stored meanwhile must go too).
-    in_flight: bool,
-}
-
-/// Purges not yet taken by Redis, oldest first.
-#[derive(Debug, Default)]
-pub(crate) struct Outbox {
-    queue: Mutex<Queue>,
-    wake: tokio::sync::Notify,
-}
-
-impl Outbox {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Keeps `purge` for replay and wakes the replay task.
-    pub(crate) fn push(&self, purge: Purge, stats: &RedisCacheStats) {
-        {
-            let mut q = self.lock();
-            let waiting = usize::from(q.in_flight);
-            let covered = q
-                .items
-                .iter()
-                .skip(waiting)
-                .any(|p| *p == Purge::All || *p == purge);
-            if covered {
-                // Already waiting, not yet started.
-            } else if purge == Purge::All
-                || q.items.len() >= OUTBOX_CAP
-                || q.bytes + weight(&purge) > OUTBOX_MAX_BYTES
-            {
-                if purge != Purge::All {
-                    tracing::warn!(
-                        pending = q.items.len(),
-                        bytes = q.bytes,
-                        "tower-perf cache: more purges wait for Redis than the outbox keeps \
-                         ({OUTBOX_CAP}, {OUTBOX_MAX_BYTES} bytes); they collapse into one \
-                         purge of everything when it answers"
-                    );
-                }
-                // The item in flight stays at the front (its replay ends
-                // with `done`); everything after it becomes one purge.
-                q.items.truncate(waiting);
-                q.bytes = q.items.iter().map(weight).sum();
-                q.items.push_back(Purge::All);
-            } else {
-                q.bytes += weight(&purge);
-                q.items.push_back(purge);
-            }
-            stats.set_pending(q.items.len());
+    fn weight(&self) -> usize {
+        match self {
+            Purge::Key(k) => k.as_str().len(),
+            Purge::PathAndQuery(s) | Purge::Prefix(s) | Purge::Tag(s) => s.len(),
+            Purge::All => 0,
         }
-        self.wake.notify_one();
     }
+}
 
-    /// The oldest purge, now in flight.
-    fn take_front(&self) -> Option<Purge> {
-        let mut q = self.lock();
-        let front = q.items.front().cloned();
-        q.in_flight = front.is_some();
-        front
-    }
-
-    /// The purge in flight was replayed: it goes.
-    fn done(&self, stats: &RedisCacheStats) {
-        let mut q = self.lock();
-        if q.in_flight {
-            if let Some(p) = q.items.pop_front() {
-                q.bytes -= weight(&p);
-            }
-            q.in_flight = false;
-        }
-        stats.set_pending(q.items.len());
-    }
-
-    /// The purge in flight failed: it stays first in line.
-    fn retry(&self) {
-        self.lock().in_flight = false;
-    }
-
-    fn len(&self) -> usize {
-        self.lock().items.len()
+impl PendingGauge for RedisCacheStats {
+    fn set_pending(&self, n: usize) {
+        RedisCacheStats::set_pending(self, n);
     }
 }
 
@@ -173,7 +75,7 @@ pub(crate) struct Broadcast {
     pub(crate) l2: RedisCacheStore,
     pub(crate) channel: Arc<str>,
     pub(crate) id: u64,
-    pub(crate) outbox: Arc<Outbox>,
+    pub(crate) outbox: Arc<Outbox<Purge>>,
 }
 
 impl Broadcast {
@@ -217,59 +119,30 @@ impl Broadcast {
     /// Whether a purge that has not reached Redis yet selects this entry
     /// (then Redis's copy of it must not be served or copied).
     pub(crate) fn pending_purge_of(&self, key: &CacheKey, variants: &Variants) -> bool {
-        let q = self.outbox.lock();
-        q.items.iter().any(|p| p.matches(key, variants))
+        self.outbox.any(|p| p.matches(key, variants))
     }
 
-    /// Replays the outbox until `stop`: each purge in turn, waiting a
-    /// little longer after each failure (the breaker answers at once while
-    /// Redis is known to be down, so a failed attempt costs nothing).
-    pub(crate) async fn replay(self, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let mut backoff = RETRY_MIN;
-        let mut failing = false;
-        loop {
-            let Some(purge) = self.outbox.take_front() else {
-                tokio::select! {
-                    _ = stop.wait_for(|s| *s) => return,
-                    () = self.outbox.wake.notified() => continue,
-                }
-            };
-            match self.apply(&purge).await {
-                Ok(_) => {
-                    self.outbox.done(&self.l2.stats);
-                    self.l2.stats.inner.replayed.fetch_add(1, Relaxed);
-                    backoff = RETRY_MIN;
-                    failing = false;
-                    continue;
-                }
-                Err(e) => {
-                    self.outbox.retry();
-                    if !failing {
-                        tracing::warn!(
-                            pending = self.outbox.len(),
-                            error = %e,
-                            "tower-perf cache: purges wait for Redis; replaying when it answers"
-                        );
-                        failing = true;
+    /// Replays the outbox until `stop` (see [`Outbox::replay`]).
+    pub(crate) async fn replay(self, stop: tokio::sync::watch::Receiver<bool>) {
+        let stats = self.l2.stats.clone();
+        self.outbox
+            .replay(
+                &stats,
+                |purge| {
+                    let this = self.clone();
+                    async move {
+                        this.apply(&purge)
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| e.message().to_owned())
                     }
-                }
-            }
-            tokio::select! {
-                _ = stop.wait_for(|s| *s) => {
-                    let lost = self.outbox.len();
-                    if lost > 0 {
-                        tracing::warn!(
-                            lost,
-                            "tower-perf cache: the store was dropped with purges Redis never \
-                             took; other replicas may serve what they selected until it expires"
-                        );
-                    }
-                    return;
-                }
-                () = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(RETRY_MAX);
-        }
+                },
+                || {
+                    stats.inner.replayed.fetch_add(1, Relaxed);
+                },
+                stop,
+            )
+            .await;
     }
 }
 
@@ -320,6 +193,7 @@ impl crate::redis_conn::Listener for Subscriber {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outbox::{OUTBOX_CAP, OUTBOX_MAX_BYTES};
 
     #[test]
     fn purge_messages_round_trip() {
@@ -378,12 +252,12 @@ mod tests {
             outbox.push(long(i), &stats);
         }
         assert_eq!(stats.snapshot().invalidations_pending, fit as u64);
-        assert!(outbox.lock().bytes <= OUTBOX_MAX_BYTES);
+        assert!(outbox.bytes() <= OUTBOX_MAX_BYTES);
         for i in fit..fit + 4 {
             outbox.push(long(i), &stats);
         }
         assert_eq!(outbox.take_front(), Some(Purge::All));
-        assert_eq!(outbox.lock().bytes, 0);
+        assert_eq!(outbox.bytes(), 0);
         outbox.done(&stats);
         assert_eq!(outbox.take_front(), None);
     }

@@ -10,10 +10,11 @@ use redis::aio::ConnectionManager;
 
 use super::codec;
 use super::entry::CachedResponse;
-use super::invalidation::{self, Broadcast, Outbox};
+use super::invalidation::{self, Broadcast};
 use super::key::CacheKey;
 use super::store::{CacheStore, MemoryStore, Purge, StoreError, StoreFuture, StoreUsage, Variants};
 use crate::breaker::{BreakerConfig, BreakerSnapshot, CircuitBreaker};
+use crate::outbox::Outbox;
 
 /// Stores a variant, keeps the longest expiry on the URL's hash and on its
 /// tag sets, and caps the variants per URL. KEYS: the URL's hash, then one
