@@ -68,31 +68,34 @@
 //! # }
 //! ```
 
+mod builder;
 mod entry;
+#[cfg(all(feature = "axum", feature = "timing"))]
+mod extract;
 mod flight;
+mod inner;
 mod invalidate;
 mod key;
 mod stats;
 
-use std::collections::VecDeque;
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::clock::{Clock, SystemClock};
-
+pub use builder::QueryCacheBuilder;
 pub use entry::EntryOptions;
 pub use invalidate::{Glob, Invalidate, MAX_PATTERN, PatternError};
 pub use key::QueryKey;
 pub use stats::{MAX_NAMESPACES, NamespaceStats, OTHER, QueryCacheSnapshot};
 
-use entry::{Slot, weigh};
-use flight::{Erased, Flights, Leader, Outcome, Role};
-use stats::{Counters, Namespaces};
+use entry::Slot;
+use flight::{Outcome, Role};
+use inner::Inner;
+use stats::Counters;
 
 /// What a query cache can hold: any value that serializes (its length is
 /// its weight; the Redis tier stores it so) and can be shared between
@@ -112,13 +115,6 @@ pub const DEFAULT_MAX_BYTES: u64 = 64 << 20;
 /// `benches/query_cache.rs`) go to Tokio's blocking threads.
 const SCAN_INLINE: u64 = 10_000;
 
-/// Invalidations remembered for the loads in flight (see
-/// [`QueryCache::invalidate`]); a load older than all of them is not
-/// stored.
-const RECENT_INVALIDATIONS: usize = 64;
-
-type Map = moka::sync::Cache<QueryKey, Arc<Slot>, foldhash::fast::RandomState>;
-
 /// A handle on a query cache; clones share it. See the [module
 /// docs](self).
 #[derive(Clone)]
@@ -135,143 +131,6 @@ impl std::fmt::Debug for QueryCache {
             .field("default_ttl", &self.inner.default_ttl)
             .field("entries", &self.inner.map.entry_count())
             .finish_non_exhaustive()
-    }
-}
-
-struct Inner {
-    map: Map,
-    flights: Arc<Flights>,
-    namespaces: Namespaces,
-    default_ttl: Duration,
-    max_bytes: u64,
-    clock: Arc<dyn Clock>,
-    log: Mutex<Log>,
-}
-
-/// The invalidations made while loads may be in flight.
-#[derive(Default)]
-struct Log {
-    epoch: u64,
-    recent: VecDeque<(u64, Invalidate)>,
-}
-
-impl Log {
-    /// Whether an invalidation since `epoch` may select `key`: one that
-    /// does, or one forgotten since.
-    fn selects_since(&self, epoch: u64, key: &QueryKey, tags: &[Box<str>]) -> bool {
-        if self.epoch == epoch {
-            return false;
-        }
-        match self.recent.front() {
-            Some((oldest, _)) if *oldest <= epoch + 1 => self
-                .recent
-                .iter()
-                .any(|(e, w)| *e > epoch && w.selects(key, tags)),
-            _ => true,
-        }
-    }
-}
-
-/// Builds a [`QueryCache`].
-#[derive(Clone)]
-pub struct QueryCacheBuilder {
-    max_bytes: u64,
-    default_ttl: Duration,
-    clock: Arc<dyn Clock>,
-}
-
-impl std::fmt::Debug for QueryCacheBuilder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("QueryCacheBuilder")
-            .field("max_bytes", &self.max_bytes)
-            .field("default_ttl", &self.default_ttl)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Default for QueryCacheBuilder {
-    fn default() -> Self {
-        Self {
-            max_bytes: DEFAULT_MAX_BYTES,
-            default_ttl: DEFAULT_TTL,
-            clock: Arc::new(SystemClock),
-        }
-    }
-}
-
-impl QueryCacheBuilder {
-    /// Bytes the memory tier holds at most (64 MiB by default).
-    ///
-    /// # Panics
-    /// If `bytes` is 0: a cache that can hold nothing is a mistake.
-    pub fn max_bytes(mut self, bytes: u64) -> Self {
-        assert!(bytes > 0, "QueryCache::max_bytes must be above 0");
-        self.max_bytes = bytes;
-        self
-    }
-
-    /// The TTL of entries stored without one (300 s by default).
-    pub fn default_ttl(mut self, ttl: Duration) -> Self {
-        self.default_ttl = ttl;
-        self
-    }
-
-    /// The clock that decides freshness (tests move a
-    /// [`ManualClock`](crate::clock::ManualClock)).
-    pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
-        self
-    }
-
-    /// The cache.
-    pub fn build(self) -> QueryCache {
-        let map = moka::sync::Cache::builder()
-            .max_capacity(self.max_bytes)
-            .eviction_policy(moka::policy::EvictionPolicy::lru())
-            .weigher(|_: &QueryKey, slot: &Arc<Slot>| slot.weight)
-            .expire_after(Keep)
-            .eviction_listener(|_, slot: Arc<Slot>, cause| {
-                let ns = &slot.ns;
-                ns.bytes.fetch_sub(i64::from(slot.weight), Relaxed);
-                ns.entries.fetch_sub(1, Relaxed);
-                if cause == moka::notification::RemovalCause::Size {
-                    ns.evictions.fetch_add(1, Relaxed);
-                }
-            })
-            .build_with_hasher(foldhash::fast::RandomState::default());
-        QueryCache {
-            inner: Arc::new(Inner {
-                map,
-                flights: Arc::default(),
-                namespaces: Namespaces::default(),
-                default_ttl: self.default_ttl,
-                max_bytes: self.max_bytes,
-                clock: self.clock,
-                log: Mutex::default(),
-            }),
-            #[cfg(feature = "timing")]
-            timings: None,
-        }
-    }
-}
-
-/// The map drops an entry once its TTL and stale window are over (its own
-/// clock; freshness itself is decided with the cache's clock).
-struct Keep;
-
-impl moka::Expiry<QueryKey, Arc<Slot>> for Keep {
-    fn expire_after_create(&self, _: &QueryKey, slot: &Arc<Slot>, _: Instant) -> Option<Duration> {
-        Some(slot.keep)
-    }
-
-    fn expire_after_update(
-        &self,
-        _: &QueryKey,
-        slot: &Arc<Slot>,
-        _: Instant,
-        _: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(slot.keep)
     }
 }
 
@@ -553,147 +412,6 @@ impl QueryCache {
             entries: namespaces.iter().map(|n| n.entries).sum(),
             redis: false,
             namespaces,
-        }
-    }
-}
-
-impl Inner {
-    /// Runs `loader` as the leader of `key`'s flight: stores and shares
-    /// its value, or shares its error.
-    async fn load<V, E, F, Fut>(
-        &self,
-        leader: Leader,
-        key: &QueryKey,
-        options: &EntryOptions,
-        loader: F,
-        ns: Arc<Counters>,
-    ) -> Result<Arc<V>, Arc<E>>
-    where
-        V: QueryValue,
-        E: Send + Sync + 'static,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<V, E>>,
-    {
-        let epoch = self
-            .log
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .epoch;
-        let started = Instant::now();
-        let result = loader().await;
-        let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        ns.loads.fetch_add(1, Relaxed);
-        ns.load_nanos.fetch_add(took, Relaxed);
-        match result {
-            Ok(v) => {
-                let v = Arc::new(v);
-                self.store(key, &v, options, ns, Some(epoch));
-                leader.end(Outcome::Value(Arc::clone(&v) as Erased));
-                Ok(v)
-            }
-            Err(e) => {
-                ns.load_errors.fetch_add(1, Relaxed);
-                let e = Arc::new(e);
-                leader.end(Outcome::Error(Arc::clone(&e) as Erased));
-                Err(e)
-            }
-        }
-    }
-
-    /// Puts `value` in memory, unless a TTL of zero says not to, or (for a
-    /// load that began at `since`) an invalidation made meanwhile selects
-    /// it.
-    fn store<V: QueryValue>(
-        &self,
-        key: &QueryKey,
-        value: &Arc<V>,
-        options: &EntryOptions,
-        ns: Arc<Counters>,
-        since: Option<u64>,
-    ) {
-        let ttl = options.ttl.unwrap_or(self.default_ttl);
-        if ttl.is_zero() {
-            return;
-        }
-        let weight = weigh(key, &**value, &options.tags);
-        let now = self.clock.now();
-        let slot = Arc::new(Slot {
-            value: Arc::clone(value) as Erased,
-            fresh_until: now + ttl,
-            stale_until: now + ttl + options.stale,
-            keep: ttl.saturating_add(options.stale),
-            tags: options.tags.clone().into_boxed_slice(),
-            ns: Arc::clone(&ns),
-            weight: u32::try_from(weight).unwrap_or(u32::MAX),
-        });
-        // Held while inserting: an invalidation either comes first (and
-        // is seen here) or scans after the insert (and drops it).
-        let log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
-        if since.is_some_and(|e| log.selects_since(e, key, &slot.tags)) {
-            return;
-        }
-        ns.bytes.fetch_add(i64::from(slot.weight), Relaxed);
-        ns.entries.fetch_add(1, Relaxed);
-        self.map.insert(key.clone(), slot);
-        drop(log);
-    }
-
-    fn invalidate_memory(&self, what: Invalidate) -> u64 {
-        {
-            let mut log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
-            log.epoch += 1;
-            let epoch = log.epoch;
-            log.recent.push_back((epoch, what.clone()));
-            if log.recent.len() > RECENT_INVALIDATIONS {
-                log.recent.pop_front();
-            }
-        }
-        let gone = |slot: &Slot| {
-            slot.ns.invalidated.fetch_add(1, Relaxed);
-        };
-        if let Invalidate::Key(key) = &what {
-            return match self.map.remove(key) {
-                Some(slot) => {
-                    gone(&slot);
-                    1
-                }
-                None => 0,
-            };
-        }
-        let mut n = 0;
-        for (key, slot) in self.map.iter() {
-            if what.selects(&key, &slot.tags) && self.map.remove(&*key).is_some() {
-                gone(&slot);
-                n += 1;
-            }
-        }
-        n
-    }
-}
-
-#[cfg(all(feature = "axum", feature = "timing"))]
-mod extract {
-    use axum::extract::{FromRef, FromRequestParts};
-    use http::request::Parts;
-
-    use super::QueryCache;
-
-    /// The application's query cache (from its state, through
-    /// [`FromRef`]), recording lookups as sub-timings of the request when
-    /// the timing layer gives it [`Timings`](crate::timing::Timings).
-    impl<S> FromRequestParts<S> for QueryCache
-    where
-        QueryCache: FromRef<S>,
-        S: Send + Sync,
-    {
-        type Rejection = std::convert::Infallible;
-
-        async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-            let cache = QueryCache::from_ref(state);
-            Ok(match parts.extensions.get::<crate::timing::Timings>() {
-                Some(t) => cache.with_timings(t),
-                None => cache,
-            })
         }
     }
 }

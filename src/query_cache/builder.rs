@@ -1,0 +1,115 @@
+//! Configuring a [`QueryCache`].
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::entry::Slot;
+use super::inner::Inner;
+use super::key::QueryKey;
+use super::stats::Namespaces;
+use super::{DEFAULT_MAX_BYTES, DEFAULT_TTL, QueryCache};
+use crate::clock::{Clock, SystemClock};
+
+/// Builds a [`QueryCache`].
+#[derive(Clone)]
+pub struct QueryCacheBuilder {
+    max_bytes: u64,
+    default_ttl: Duration,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for QueryCacheBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryCacheBuilder")
+            .field("max_bytes", &self.max_bytes)
+            .field("default_ttl", &self.default_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for QueryCacheBuilder {
+    fn default() -> Self {
+        Self {
+            max_bytes: DEFAULT_MAX_BYTES,
+            default_ttl: DEFAULT_TTL,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl QueryCacheBuilder {
+    /// Bytes the memory tier holds at most (64 MiB by default).
+    ///
+    /// # Panics
+    /// If `bytes` is 0: a cache that can hold nothing is a mistake.
+    pub fn max_bytes(mut self, bytes: u64) -> Self {
+        assert!(bytes > 0, "QueryCache::max_bytes must be above 0");
+        self.max_bytes = bytes;
+        self
+    }
+
+    /// The TTL of entries stored without one (300 s by default).
+    pub fn default_ttl(mut self, ttl: Duration) -> Self {
+        self.default_ttl = ttl;
+        self
+    }
+
+    /// The clock that decides freshness (tests move a
+    /// [`ManualClock`](crate::clock::ManualClock)).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The cache.
+    pub fn build(self) -> QueryCache {
+        let map = moka::sync::Cache::builder()
+            .max_capacity(self.max_bytes)
+            .eviction_policy(moka::policy::EvictionPolicy::lru())
+            .weigher(|_: &QueryKey, slot: &Arc<Slot>| slot.weight)
+            .expire_after(Keep)
+            .eviction_listener(|_, slot: Arc<Slot>, cause| {
+                let ns = &slot.ns;
+                ns.bytes.fetch_sub(i64::from(slot.weight), Relaxed);
+                ns.entries.fetch_sub(1, Relaxed);
+                if cause == moka::notification::RemovalCause::Size {
+                    ns.evictions.fetch_add(1, Relaxed);
+                }
+            })
+            .build_with_hasher(foldhash::fast::RandomState::default());
+        QueryCache {
+            inner: Arc::new(Inner {
+                map,
+                flights: Arc::default(),
+                namespaces: Namespaces::default(),
+                default_ttl: self.default_ttl,
+                max_bytes: self.max_bytes,
+                clock: self.clock,
+                log: Mutex::default(),
+            }),
+            #[cfg(feature = "timing")]
+            timings: None,
+        }
+    }
+}
+
+/// The map drops an entry once its TTL and stale window are over (its own
+/// clock; freshness itself is decided with the cache's clock).
+struct Keep;
+
+impl moka::Expiry<QueryKey, Arc<Slot>> for Keep {
+    fn expire_after_create(&self, _: &QueryKey, slot: &Arc<Slot>, _: Instant) -> Option<Duration> {
+        Some(slot.keep)
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &QueryKey,
+        slot: &Arc<Slot>,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(slot.keep)
+    }
+}

@@ -1,0 +1,171 @@
+//! What the handles share: the memory map, the loads in flight, the
+//! counters, and the invalidations recent loads must respect.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::QueryValue;
+use super::entry::{EntryOptions, Slot, weigh};
+use super::flight::{Erased, Flights, Leader, Outcome};
+use super::invalidate::Invalidate;
+use super::key::QueryKey;
+use super::stats::{Counters, Namespaces};
+use crate::clock::Clock;
+
+/// Invalidations remembered for the loads in flight (see
+/// [`QueryCache::invalidate`]); a load older than all of them is not
+/// stored.
+const RECENT_INVALIDATIONS: usize = 64;
+
+type Map = moka::sync::Cache<QueryKey, Arc<Slot>, foldhash::fast::RandomState>;
+
+pub(crate) struct Inner {
+    pub(crate) map: Map,
+    pub(crate) flights: Arc<Flights>,
+    pub(crate) namespaces: Namespaces,
+    pub(crate) default_ttl: Duration,
+    pub(crate) max_bytes: u64,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) log: Mutex<Log>,
+}
+
+/// The invalidations made while loads may be in flight.
+#[derive(Default)]
+pub(crate) struct Log {
+    epoch: u64,
+    recent: VecDeque<(u64, Invalidate)>,
+}
+
+impl Log {
+    /// Whether an invalidation since `epoch` may select `key`: one that
+    /// does, or one forgotten since.
+    fn selects_since(&self, epoch: u64, key: &QueryKey, tags: &[Box<str>]) -> bool {
+        if self.epoch == epoch {
+            return false;
+        }
+        match self.recent.front() {
+            Some((oldest, _)) if *oldest <= epoch + 1 => self
+                .recent
+                .iter()
+                .any(|(e, w)| *e > epoch && w.selects(key, tags)),
+            _ => true,
+        }
+    }
+}
+
+impl Inner {
+    /// Runs `loader` as the leader of `key`'s flight: stores and shares
+    /// its value, or shares its error.
+    pub(crate) async fn load<V, E, F, Fut>(
+        &self,
+        leader: Leader,
+        key: &QueryKey,
+        options: &EntryOptions,
+        loader: F,
+        ns: Arc<Counters>,
+    ) -> Result<Arc<V>, Arc<E>>
+    where
+        V: QueryValue,
+        E: Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V, E>>,
+    {
+        let epoch = self
+            .log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .epoch;
+        let started = Instant::now();
+        let result = loader().await;
+        let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        ns.loads.fetch_add(1, Relaxed);
+        ns.load_nanos.fetch_add(took, Relaxed);
+        match result {
+            Ok(v) => {
+                let v = Arc::new(v);
+                self.store(key, &v, options, ns, Some(epoch));
+                leader.end(Outcome::Value(Arc::clone(&v) as Erased));
+                Ok(v)
+            }
+            Err(e) => {
+                ns.load_errors.fetch_add(1, Relaxed);
+                let e = Arc::new(e);
+                leader.end(Outcome::Error(Arc::clone(&e) as Erased));
+                Err(e)
+            }
+        }
+    }
+
+    /// Puts `value` in memory, unless a TTL of zero says not to, or (for a
+    /// load that began at `since`) an invalidation made meanwhile selects
+    /// it.
+    pub(crate) fn store<V: QueryValue>(
+        &self,
+        key: &QueryKey,
+        value: &Arc<V>,
+        options: &EntryOptions,
+        ns: Arc<Counters>,
+        since: Option<u64>,
+    ) {
+        let ttl = options.ttl.unwrap_or(self.default_ttl);
+        if ttl.is_zero() {
+            return;
+        }
+        let weight = weigh(key, &**value, &options.tags);
+        let now = self.clock.now();
+        let slot = Arc::new(Slot {
+            value: Arc::clone(value) as Erased,
+            fresh_until: now + ttl,
+            stale_until: now + ttl + options.stale,
+            keep: ttl.saturating_add(options.stale),
+            tags: options.tags.clone().into_boxed_slice(),
+            ns: Arc::clone(&ns),
+            weight: u32::try_from(weight).unwrap_or(u32::MAX),
+        });
+        // Held while inserting: an invalidation either comes first (and
+        // is seen here) or scans after the insert (and drops it).
+        let log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
+        if since.is_some_and(|e| log.selects_since(e, key, &slot.tags)) {
+            return;
+        }
+        ns.bytes.fetch_add(i64::from(slot.weight), Relaxed);
+        ns.entries.fetch_add(1, Relaxed);
+        self.map.insert(key.clone(), slot);
+        drop(log);
+    }
+
+    pub(crate) fn invalidate_memory(&self, what: Invalidate) -> u64 {
+        {
+            let mut log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
+            log.epoch += 1;
+            let epoch = log.epoch;
+            log.recent.push_back((epoch, what.clone()));
+            if log.recent.len() > RECENT_INVALIDATIONS {
+                log.recent.pop_front();
+            }
+        }
+        let gone = |slot: &Slot| {
+            slot.ns.invalidated.fetch_add(1, Relaxed);
+        };
+        if let Invalidate::Key(key) = &what {
+            return match self.map.remove(key) {
+                Some(slot) => {
+                    gone(&slot);
+                    1
+                }
+                None => 0,
+            };
+        }
+        let mut n = 0;
+        for (key, slot) in self.map.iter() {
+            if what.selects(&key, &slot.tags) && self.map.remove(&*key).is_some() {
+                gone(&slot);
+                n += 1;
+            }
+        }
+        n
+    }
+}
