@@ -338,10 +338,12 @@ async fn the_report_publishes_the_layers_counters() {
     let rate = RateLimitLayer::new().rule(RateRule::new("api", Quota::per_minute(3)));
     let cache = CacheLayer::new();
     let compression = CompressionLayer::new();
+    let queries = tower_perf::query_cache::QueryCache::new();
     let report = Report::builder()
         .rate_limit(rate.stats())
         .cache(cache.handle())
         .compression(compression.stats())
+        .query_cache(&queries)
         .build();
     report.register_otel(&pipeline.meter());
     let page = "x".repeat(4096);
@@ -404,6 +406,52 @@ async fn the_report_publishes_the_layers_counters() {
     };
     assert_eq!(decision("allowed"), Some(3.0), "{rl:#?}");
     assert_eq!(decision("limited"), Some(1.0), "{rl:#?}");
+
+    // The query cache: a load that fails, one that works, two hits.
+    let key = tower_perf::query_cache::QueryKey::new("prices:eu");
+    let ttl = std::time::Duration::from_secs(60);
+    let _ = queries
+        .get_or_insert_with(&key, ttl, || async { Err::<u32, _>("down") })
+        .await;
+    for _ in 0..3 {
+        let _ = queries
+            .get_or_insert_with(&key, ttl, || async { Ok::<u32, &str>(7) })
+            .await;
+    }
+    let rm = pipeline.collect();
+    let (_, lookups) = points(&rm, "tower_perf.query_cache.lookups");
+    let result = |r: &str| {
+        find(
+            &lookups,
+            &[
+                ("tower_perf.query_cache.namespace", "prices"),
+                ("tower_perf.query_cache.result", r),
+            ],
+        )
+        .map(|p| p.value)
+    };
+    assert_eq!(
+        (result("hit"), result("miss")),
+        (Some(2.0), Some(2.0)),
+        "{lookups:#?}"
+    );
+    let (_, loads) = points(&rm, "tower_perf.query_cache.loads");
+    let failed = find(
+        &loads,
+        &[
+            ("tower_perf.query_cache.namespace", "prices"),
+            ("error.type", "_OTHER"),
+        ],
+    );
+    let ok = find(&loads, &[("tower_perf.query_cache.namespace", "prices")]);
+    assert_eq!(
+        (ok.map(|p| p.value), failed.map(|p| p.value)),
+        (Some(1.0), Some(1.0)),
+        "{loads:#?}"
+    );
+    let (unit, size) = points(&rm, "tower_perf.query_cache.size");
+    assert_eq!(unit, "By");
+    assert!(size[0].value > 0.0);
 }
 
 #[test]

@@ -17,6 +17,8 @@ pub struct QueryCacheBuilder {
     max_bytes: u64,
     default_ttl: Duration,
     clock: Arc<dyn Clock>,
+    #[cfg(feature = "redis")]
+    redis: Option<super::redis::RedisTier>,
 }
 
 impl std::fmt::Debug for QueryCacheBuilder {
@@ -34,6 +36,8 @@ impl Default for QueryCacheBuilder {
             max_bytes: DEFAULT_MAX_BYTES,
             default_ttl: DEFAULT_TTL,
             clock: Arc::new(SystemClock),
+            #[cfg(feature = "redis")]
+            redis: None,
         }
     }
 }
@@ -62,7 +66,22 @@ impl QueryCacheBuilder {
         self
     }
 
+    /// Shares entries and invalidations with the other replicas through
+    /// Redis (feature `redis`): see [`RedisTier`](super::RedisTier).
+    /// [`build`](Self::build) must then run inside a Tokio runtime.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn redis(mut self, tier: super::redis::RedisTier) -> Self {
+        self.redis = Some(tier);
+        self
+    }
+
     /// The cache.
+    ///
+    /// # Panics
+    ///
+    /// With a Redis tier, outside a Tokio runtime (the invalidation
+    /// subscriber is a task).
     pub fn build(self) -> QueryCache {
         let map = moka::sync::Cache::builder()
             .max_capacity(self.max_bytes)
@@ -78,8 +97,10 @@ impl QueryCacheBuilder {
                 }
             })
             .build_with_hasher(foldhash::fast::RandomState::default());
+        #[cfg(feature = "redis")]
+        let tier = self.redis;
         QueryCache {
-            inner: Arc::new(Inner {
+            inner: Arc::new_cyclic(|_weak| Inner {
                 map,
                 flights: Arc::default(),
                 namespaces: Namespaces::default(),
@@ -87,6 +108,8 @@ impl QueryCacheBuilder {
                 max_bytes: self.max_bytes,
                 clock: self.clock,
                 log: Mutex::default(),
+                #[cfg(feature = "redis")]
+                shared: tier.map(|t| super::redis::Shared::start(t, _weak)),
             }),
             #[cfg(feature = "timing")]
             timings: None,

@@ -30,6 +30,8 @@ pub(crate) struct Inner {
     pub(crate) max_bytes: u64,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) log: Mutex<Log>,
+    #[cfg(feature = "redis")]
+    pub(crate) shared: Option<Arc<super::redis::Shared>>,
 }
 
 /// The invalidations made while loads may be in flight.
@@ -73,11 +75,19 @@ impl Inner {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<V, E>>,
     {
-        let epoch = self
-            .log
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .epoch;
+        let epoch = self.epoch();
+        #[cfg(feature = "redis")]
+        let mut generation = None;
+        #[cfg(feature = "redis")]
+        if let Some(shared) = &self.shared {
+            match shared.get::<V>(self, key, &ns, epoch).await {
+                super::redis::Found::Hit(v) => {
+                    leader.end(Outcome::Value(Arc::clone(&v) as Erased));
+                    return Ok(v);
+                }
+                super::redis::Found::Miss(g) => generation = g,
+            }
+        }
         let started = Instant::now();
         let result = loader().await;
         let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
@@ -86,8 +96,17 @@ impl Inner {
         match result {
             Ok(v) => {
                 let v = Arc::new(v);
-                self.store(key, &v, options, ns, Some(epoch));
+                let stored = self.store(key, &v, options, Arc::clone(&ns), Some(epoch));
                 leader.end(Outcome::Value(Arc::clone(&v) as Erased));
+                // Shared in the background, unless Redis failed the
+                // lookup (its breaker says whether to try) or an
+                // invalidation made the value out of date.
+                #[cfg(feature = "redis")]
+                if let (Some(shared), true, Some(_)) = (&self.shared, stored, generation) {
+                    let _ = shared.put(self, key, &v, options, generation, &ns);
+                }
+                #[cfg(not(feature = "redis"))]
+                let _ = stored;
                 Ok(v)
             }
             Err(e) => {
@@ -99,9 +118,17 @@ impl Inner {
         }
     }
 
+    /// The invalidations made so far (a load notes it before it starts).
+    pub(crate) fn epoch(&self) -> u64 {
+        self.log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .epoch
+    }
+
     /// Puts `value` in memory, unless a TTL of zero says not to, or (for a
     /// load that began at `since`) an invalidation made meanwhile selects
-    /// it.
+    /// it. Whether it did.
     pub(crate) fn store<V: QueryValue>(
         &self,
         key: &QueryKey,
@@ -109,10 +136,10 @@ impl Inner {
         options: &EntryOptions,
         ns: Arc<Counters>,
         since: Option<u64>,
-    ) {
+    ) -> bool {
         let ttl = options.ttl.unwrap_or(self.default_ttl);
         if ttl.is_zero() {
-            return;
+            return false;
         }
         let weight = weigh(key, &**value, &options.tags);
         let now = self.clock.now();
@@ -129,12 +156,13 @@ impl Inner {
         // is seen here) or scans after the insert (and drops it).
         let log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
         if since.is_some_and(|e| log.selects_since(e, key, &slot.tags)) {
-            return;
+            return false;
         }
         ns.bytes.fetch_add(i64::from(slot.weight), Relaxed);
         ns.entries.fetch_add(1, Relaxed);
         self.map.insert(key.clone(), slot);
         drop(log);
+        true
     }
 
     pub(crate) fn invalidate_memory(&self, what: Invalidate) -> u64 {

@@ -76,7 +76,7 @@ impl std::error::Error for PatternError {}
 
 /// One piece of a glob pattern.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Token {
+pub(crate) enum Token {
     Char(char),
     One,
     Any,
@@ -114,6 +114,12 @@ impl Glob {
     /// The pattern as written.
     pub fn as_str(&self) -> &str {
         &self.source
+    }
+
+    /// The pattern, parsed.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn tokens(&self) -> &[Token] {
+        &self.tokens
     }
 
     /// Whether `text` matches: the classic greedy match that goes back

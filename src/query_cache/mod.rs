@@ -64,7 +64,7 @@
 //!     .with_state(state.clone());
 //! # let _ = app;
 //! // A write invalidates what it changes.
-//! state.queries.invalidate_namespace("quotes").await;
+//! state.queries.invalidate_namespace("quotes").await.unwrap();
 //! # }
 //! ```
 
@@ -76,6 +76,8 @@ mod flight;
 mod inner;
 mod invalidate;
 mod key;
+#[cfg(feature = "redis")]
+mod redis;
 mod stats;
 
 use std::future::Future;
@@ -90,6 +92,9 @@ pub use builder::QueryCacheBuilder;
 pub use entry::EntryOptions;
 pub use invalidate::{Glob, Invalidate, MAX_PATTERN, PatternError};
 pub use key::QueryKey;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use redis::{RedisTier, RedisTierSnapshot};
 pub use stats::{MAX_NAMESPACES, NamespaceStats, OTHER, QueryCacheSnapshot};
 
 use entry::Slot;
@@ -210,7 +215,8 @@ impl QueryCache {
         known.unwrap_or_else(|| self.inner.namespaces.get(key.namespace()))
     }
 
-    /// The fresh value of `key`, if memory holds one of type `V`.
+    /// The fresh value of `key`, if memory (or the Redis tier, whose
+    /// value is then copied to memory) holds one of type `V`.
     pub async fn get<V: QueryValue>(&self, key: &QueryKey) -> Option<Arc<V>> {
         let start = self.start();
         let ns = match self.look::<V>(key) {
@@ -222,6 +228,14 @@ impl QueryCache {
             Found::Miss(ns) => self.counters(key, ns),
         };
         ns.misses.fetch_add(1, Relaxed);
+        #[cfg(feature = "redis")]
+        if let Some(shared) = &self.inner.shared {
+            let epoch = self.inner.epoch();
+            if let redis::Found::Hit(v) = shared.get::<V>(&self.inner, key, &ns, epoch).await {
+                self.timed(start, || ns.hit_name());
+                return Some(v);
+            }
+        }
         self.timed(start, || ns.miss_name());
         None
     }
@@ -244,13 +258,25 @@ impl QueryCache {
     ) -> Arc<V> {
         let value = Arc::new(value);
         let ns = self.counters(&key, None);
-        self.inner.store(&key, &value, &options.into(), ns, None);
+        let options = options.into();
+        let stored = self
+            .inner
+            .store(&key, &value, &options, Arc::clone(&ns), None);
+        // Written through: returns once Redis took it (or failed to).
+        #[cfg(feature = "redis")]
+        if let (Some(shared), true) = (&self.inner.shared, stored) {
+            if let Some(write) = shared.put(&self.inner, &key, &value, &options, None, &ns) {
+                let _ = write.await;
+            }
+        }
+        #[cfg(not(feature = "redis"))]
+        let _ = stored;
         value
     }
 
-    /// Drops `key`; whether memory held it.
-    pub async fn remove(&self, key: &QueryKey) -> bool {
-        self.invalidate(Invalidate::Key(key.clone())).await > 0
+    /// Drops `key`; whether it was held (in memory, or in Redis).
+    pub async fn remove(&self, key: &QueryKey) -> Result<bool, InvalidateError> {
+        Ok(self.invalidate(Invalidate::Key(key.clone())).await? > 0)
     }
 
     /// The value of `key`, from memory, or from `loader` (run once
@@ -338,15 +364,31 @@ impl QueryCache {
         result
     }
 
-    /// Drops what `what` selects from memory; how many entries went.
+    /// Drops what `what` selects; how many entries went (in this
+    /// replica's memory, or in Redis if more).
     ///
     /// A load in flight for a selected key still answers its callers but
     /// is not stored (the last 64 invalidations are remembered for this;
     /// a load older than all of them is not stored either). Scans the
     /// entries unless `what` is one key: linear in the entries held, off
     /// the async threads past 10,000 entries (about 1 ms per 10,000).
-    pub async fn invalidate(&self, what: Invalidate) -> u64 {
-        self.invalidate_memory(what).await
+    ///
+    /// With a Redis tier, the values in Redis go too (a key, a tag's set,
+    /// or a `SCAN` of the key space for the others), then every other
+    /// replica drops them from its memory. When Redis can't take it, this
+    /// replica's memory is invalidated anyway and the error says so
+    /// ([`InvalidateError::Deferred`]); Redis and the other replicas get
+    /// it as soon as Redis answers.
+    pub async fn invalidate(&self, what: Invalidate) -> Result<u64, InvalidateError> {
+        let local = self.invalidate_memory(what.clone()).await;
+        #[cfg(feature = "redis")]
+        if let Some(shared) = &self.inner.shared {
+            return match shared.invalidate(&what, &Arc::downgrade(&self.inner)).await {
+                Ok(n) => Ok(n.max(local)),
+                Err(reason) => Err(InvalidateError::Deferred { local, reason }),
+            };
+        }
+        Ok(local)
     }
 
     /// The memory part of an invalidation: a scan past [`SCAN_INLINE`]
@@ -364,29 +406,30 @@ impl QueryCache {
     }
 
     /// Drops every entry of `namespace`.
-    pub async fn invalidate_namespace(&self, namespace: &str) -> u64 {
+    pub async fn invalidate_namespace(&self, namespace: &str) -> Result<u64, InvalidateError> {
         self.invalidate(Invalidate::Namespace(namespace.to_owned()))
             .await
     }
 
     /// Drops every entry tagged `tag`.
-    pub async fn invalidate_tag(&self, tag: &str) -> u64 {
+    pub async fn invalidate_tag(&self, tag: &str) -> Result<u64, InvalidateError> {
         self.invalidate(Invalidate::Tag(tag.to_owned())).await
     }
 
     /// Drops every entry whose key's text starts with `prefix`.
-    pub async fn invalidate_prefix(&self, prefix: &str) -> u64 {
+    pub async fn invalidate_prefix(&self, prefix: &str) -> Result<u64, InvalidateError> {
         self.invalidate(Invalidate::Prefix(prefix.to_owned())).await
     }
 
     /// Drops every entry whose key's text matches the glob `pattern`
     /// (see [`Invalidate::pattern`]).
-    pub async fn invalidate_pattern(&self, pattern: &str) -> Result<u64, PatternError> {
-        Ok(self.invalidate(Invalidate::pattern(pattern)?).await)
+    pub async fn invalidate_pattern(&self, pattern: &str) -> Result<u64, InvalidateError> {
+        let what = Invalidate::pattern(pattern).map_err(InvalidateError::Pattern)?;
+        self.invalidate(what).await
     }
 
     /// Drops everything.
-    pub async fn clear(&self) -> u64 {
+    pub async fn clear(&self) -> Result<u64, InvalidateError> {
         self.invalidate(Invalidate::All).await
     }
 
@@ -410,8 +453,55 @@ impl QueryCache {
             max_bytes: self.inner.max_bytes,
             bytes: namespaces.iter().map(|n| n.bytes).sum(),
             entries: namespaces.iter().map(|n| n.entries).sum(),
-            redis: false,
+            #[cfg(feature = "redis")]
+            redis: self.inner.shared.as_ref().map(|s| s.tier.snapshot()),
             namespaces,
         }
     }
+
+    /// Waits until this replica listens to the others' invalidations (at
+    /// most `timeout`); whether it does. Without a Redis tier, `true`.
+    /// The subscription starts with [`build`](QueryCacheBuilder::build);
+    /// invalidations published before it is up are missed, so wait for it
+    /// before serving when that matters.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub async fn subscribed(&self, timeout: Duration) -> bool {
+        match &self.inner.shared {
+            Some(s) => s.subscribed(timeout).await,
+            None => true,
+        }
+    }
 }
+
+/// An invalidation that was refused, or only partly done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InvalidateError {
+    /// The glob pattern was refused (nothing was invalidated).
+    Pattern(PatternError),
+    /// Redis did not take it: `local` entries were dropped from this
+    /// replica's memory; Redis and the other replicas get it when Redis
+    /// answers again (`reason` says what failed).
+    Deferred {
+        /// Entries dropped from this replica's memory.
+        local: u64,
+        /// What failed.
+        reason: String,
+    },
+}
+
+impl std::fmt::Display for InvalidateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Pattern(e) => e.fmt(f),
+            Self::Deferred { local, reason } => write!(
+                f,
+                "{reason}; dropped {local} entries from this process's memory; Redis and the \
+                 other replicas get the invalidation when Redis answers again"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for InvalidateError {}

@@ -91,14 +91,15 @@ impl Namespaces {
 pub struct NamespaceStats {
     /// The namespace.
     pub namespace: String,
-    /// Lookups answered from memory or Redis with a fresh value.
+    /// Lookups memory answered with a fresh value.
     pub hits: u64,
     /// Lookups answered with a value past its TTL while it was refreshed
     /// (stale-while-revalidate).
     pub stale_hits: u64,
-    /// Lookups that found nothing usable.
+    /// Lookups memory could not answer (the Redis tier's hits among them).
     pub misses: u64,
-    /// Hits among lookups: (hits + stale hits) / all lookups; 0 without any.
+    /// Lookups answered without a load: (hits + stale hits + Redis hits)
+    /// / all lookups; 0 without any.
     pub hit_rate: f64,
     /// Loader runs (single flight: one per key however many waited).
     pub loads: u64,
@@ -110,7 +111,7 @@ pub struct NamespaceStats {
     pub evictions: u64,
     /// Entries dropped by invalidations.
     pub invalidated: u64,
-    /// Hits answered by the Redis tier (copied to memory).
+    /// Misses in memory the Redis tier answered (copied to memory).
     pub redis_hits: u64,
     /// Redis calls that failed or were skipped by the open breaker (the
     /// lookup went on without Redis).
@@ -122,6 +123,18 @@ pub struct NamespaceStats {
 }
 
 impl NamespaceStats {
+    /// Lookups by how they were answered, each counted once: `hit`
+    /// (memory), `stale`, `redis_hit`, `miss` (loaded, or waited for a
+    /// load).
+    pub fn by_result(&self) -> [(&'static str, u64); 4] {
+        [
+            ("hit", self.hits),
+            ("stale", self.stale_hits),
+            ("redis_hit", self.redis_hits),
+            ("miss", self.misses.saturating_sub(self.redis_hits)),
+        ]
+    }
+
     pub(crate) fn of(c: &Counters) -> Self {
         let hits = c.hits.load(Relaxed);
         let stale_hits = c.stale_hits.load(Relaxed);
@@ -136,7 +149,7 @@ impl NamespaceStats {
             hit_rate: if lookups == 0 {
                 0.0
             } else {
-                (hits + stale_hits) as f64 / lookups as f64
+                (hits + stale_hits + c.l2_hits.load(Relaxed)).min(lookups) as f64 / lookups as f64
             },
             loads,
             load_errors: c.load_errors.load(Relaxed),
@@ -164,8 +177,10 @@ pub struct QueryCacheSnapshot {
     pub bytes: u64,
     /// Entries held in memory now.
     pub entries: u64,
-    /// Whether a Redis tier is configured.
-    pub redis: bool,
+    /// The Redis tier's figures, if there is one.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub redis: Option<super::RedisTierSnapshot>,
     /// Per namespace, by name.
     pub namespaces: Vec<NamespaceStats>,
 }

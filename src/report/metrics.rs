@@ -239,10 +239,10 @@ fn query_cache(out: &mut String, sources: &Sources) {
         out,
         "tower_perf_query_cache_lookups_total",
         "counter",
-        "Query cache lookups by namespace and result (`stale`: served past its TTL while refreshed).",
+        "Query cache lookups by namespace and result (`hit` from memory, `stale` served past its TTL while refreshed, `redis_hit` from the Redis tier, `miss` loaded).",
     );
     for n in &s.namespaces {
-        for (result, v) in [("hit", n.hits), ("stale", n.stale_hits), ("miss", n.misses)] {
+        for (result, v) in n.by_result() {
             f.value(&[("namespace", &n.namespace), ("result", result)], v);
         }
     }
@@ -517,6 +517,30 @@ fn redis_cache(out: &mut String, sources: &Sources) {
         )
         .value(&[], s.invalidations_pending);
     }
+    if let Some(s) = sources.queries.as_ref().and_then(|q| q.stats().redis) {
+        by_label(
+            out,
+            "tower_perf_redis_query_cache_operations_total",
+            "The query cache's Redis tier operations by outcome.",
+            "outcome",
+            &[
+                ("error", s.errors),
+                ("timeout", s.timeouts),
+                ("undecodable", s.undecodable),
+                ("invalidation_published", s.invalidations_published),
+                ("invalidation_received", s.invalidations_received),
+                ("invalidation_replayed", s.invalidations_replayed),
+                ("l1_dropped", s.l1_dropped),
+            ],
+        );
+        Family::new(
+            out,
+            "tower_perf_redis_query_cache_invalidations_pending",
+            "gauge",
+            "Query cache invalidations Redis has not taken yet (replayed when it answers).",
+        )
+        .value(&[], s.invalidations_pending);
+    }
 }
 
 /// The Redis stores' circuit breakers: open or not, transitions, calls
@@ -529,6 +553,9 @@ fn breakers(out: &mut String, sources: &Sources) {
     }
     if let Some(s) = &sources.redis_cache {
         rows.push(("cache", s.snapshot().breaker));
+    }
+    if let Some(r) = sources.queries.as_ref().and_then(|q| q.stats().redis) {
+        rows.push(("query_cache", r.breaker));
     }
     if rows.is_empty() {
         return;

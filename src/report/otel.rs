@@ -24,7 +24,7 @@ impl Report {
     /// | `tower_perf.cache.store_errors` | counter, `{error}` | |
     /// | `tower_perf.cache.entries` | gauge, `{entry}` | |
     /// | `tower_perf.cache.size` | gauge, `By` | |
-    /// | `tower_perf.query_cache.lookups` | counter, `{lookup}` | `tower_perf.query_cache.namespace`, `tower_perf.query_cache.result`: `hit`, `stale`, `miss` |
+    /// | `tower_perf.query_cache.lookups` | counter, `{lookup}` | `tower_perf.query_cache.namespace`, `tower_perf.query_cache.result`: `hit`, `stale`, `redis_hit`, `miss` |
     /// | `tower_perf.query_cache.loads` | counter, `{load}` | `tower_perf.query_cache.namespace`, `error.type` (`_OTHER`) on failed loads |
     /// | `tower_perf.query_cache.evictions` | counter, `{entry}` | `tower_perf.query_cache.namespace` |
     /// | `tower_perf.query_cache.size` | gauge, `By` | `tower_perf.query_cache.namespace` |
@@ -161,7 +161,7 @@ fn query_cache_instruments(meter: &Meter, cache: &crate::query_cache::QueryCache
         "Query cache lookups by namespace and result.",
         move |o| {
             for n in q.stats().namespaces {
-                for (result, v) in [("hit", n.hits), ("stale", n.stale_hits), ("miss", n.misses)] {
+                for (result, v) in n.by_result() {
                     o.observe(
                         v,
                         &[

@@ -74,6 +74,8 @@ pub struct RedisReport {
     pub rate_limit: Option<crate::rate_limit::RedisStoreSnapshot>,
     /// The cache store, if configured.
     pub cache: Option<crate::cache::RedisCacheSnapshot>,
+    /// The query cache's Redis tier, if configured.
+    pub queries: Option<crate::query_cache::RedisTierSnapshot>,
 }
 
 /// `GET /performance/summary`. A layer's key is there when the crate is

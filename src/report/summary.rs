@@ -109,12 +109,14 @@ impl Sources {
 
     #[cfg(feature = "redis")]
     fn redis(&self) -> Option<RedisReport> {
-        if self.redis_rate_limit.is_none() && self.redis_cache.is_none() {
+        let queries = self.queries.as_ref().and_then(|q| q.stats().redis);
+        if self.redis_rate_limit.is_none() && self.redis_cache.is_none() && queries.is_none() {
             return None;
         }
         Some(RedisReport {
             rate_limit: self.redis_rate_limit.as_ref().map(|s| s.snapshot()),
             cache: self.redis_cache.as_ref().map(|s| s.snapshot()),
+            queries,
         })
     }
 }
@@ -313,7 +315,9 @@ fn missing_address(r: &crate::rate_limit::RateLimitSnapshot) -> Option<Insight> 
 /// Redis operations that fell back: the layers kept serving, without it.
 #[cfg(feature = "redis")]
 fn redis_fallbacks(r: &RedisReport) -> Option<Insight> {
-    let falls = r.rate_limit.map_or(0, |s| s.fallbacks) + r.cache.map_or(0, |s| s.fallbacks);
+    let falls = r.rate_limit.map_or(0, |s| s.fallbacks)
+        + r.cache.map_or(0, |s| s.fallbacks)
+        + r.queries.map_or(0, |s| s.errors + s.timeouts);
     (falls > 0).then(|| Insight {
         severity: Severity::Warning,
         kind: "redis",

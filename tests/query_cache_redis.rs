@@ -1,0 +1,315 @@
+//! The query cache's Redis tier against a real Redis: two replicas sharing
+//! values, invalidations (key, namespace, prefix, pattern, tag) reaching
+//! the other replica and Redis, a load an invalidation overtakes not
+//! written, and a Redis that goes away (memory keeps serving, counted;
+//! invalidations replayed when it is back).
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use support::redis::{OwnRedis, free_port, prefix, redis_url};
+use tower_perf::breaker::BreakerConfig;
+use tower_perf::query_cache::{
+    EntryOptions, Invalidate, InvalidateError, QueryCache, QueryKey, RedisTier,
+};
+
+async fn replica(url: &str, prefix: &str) -> QueryCache {
+    let tier = RedisTier::new(url, prefix)
+        .unwrap()
+        .timeout(Duration::from_millis(200));
+    let cache = QueryCache::builder().redis(tier).build();
+    assert!(cache.subscribed(Duration::from_secs(5)).await, "subscribed");
+    cache
+}
+
+/// Loads `value` under `key` on `cache`, counting loader runs in `loads`.
+async fn load(cache: &QueryCache, key: &QueryKey, value: &str, loads: &Arc<AtomicUsize>) -> String {
+    let (loads, value) = (Arc::clone(loads), value.to_owned());
+    let v = cache
+        .get_or_insert_with(
+            key,
+            EntryOptions::ttl(Duration::from_secs(60)).tag("catalogue"),
+            move || async move {
+                loads.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, String>(value)
+            },
+        )
+        .await
+        .unwrap();
+    (*v).clone()
+}
+
+/// Whether Redis holds a value under `key` (the tier's layout).
+async fn in_redis(url: &str, prefix: &str, key: &QueryKey) -> bool {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("EXISTS")
+        .arg(format!("{prefix}:v:{}", key.as_str()))
+        .query_async::<u64>(&mut conn)
+        .await
+        .unwrap()
+        == 1
+}
+
+async fn until(what: &str, mut cond: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond().await {
+        assert!(Instant::now() < deadline, "{what}: not within 10 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_values_through_redis() {
+    let (url, p) = (redis_url(), prefix("queries-share"));
+    let (a, b) = (replica(&url, &p).await, replica(&url, &p).await);
+    let loads = Arc::new(AtomicUsize::new(0));
+    let key = QueryKey::with_params("quotes", &[("symbol", "AAPL")]);
+    assert_eq!(load(&a, &key, "189.5", &loads).await, "189.5");
+    until("written to Redis", async || in_redis(&url, &p, &key).await).await;
+    // B has nothing in memory: Redis answers, no load.
+    assert_eq!(load(&b, &key, "never", &loads).await, "189.5");
+    assert_eq!(loads.load(Ordering::SeqCst), 1);
+    let s = b.stats();
+    let q = s.namespace("quotes").unwrap();
+    assert_eq!(
+        (q.misses, q.redis_hits, q.loads, q.hit_rate),
+        (1, 1, 0, 1.0)
+    );
+    // And now from B's memory.
+    assert_eq!(
+        b.get::<String>(&key).await.as_deref().map(String::as_str),
+        Some("189.5")
+    );
+    assert_eq!(b.stats().namespace("quotes").unwrap().hits, 1);
+    // A plain insert is written through; a get on the other replica reads it.
+    let k2 = QueryKey::new("quotes:index");
+    a.insert(k2.clone(), vec![1u32, 2, 3], Duration::from_secs(60))
+        .await;
+    assert_eq!(
+        b.get::<Vec<u32>>(&k2).await.as_deref(),
+        Some(&vec![1u32, 2, 3])
+    );
+    // Another type under the key reads as missing, counted.
+    assert!(
+        b.get::<u64>(&QueryKey::new("quotes:index:x"))
+            .await
+            .is_none()
+    );
+    let snap = a.stats().redis.unwrap();
+    assert_eq!((snap.errors, snap.timeouts), (0, 0));
+    // The report shows the tier: its breaker, its operations, in text
+    // promtool accepts.
+    let report = tower_perf::report::Report::builder()
+        .query_cache(&b)
+        .build();
+    let text = report.prometheus();
+    assert!(
+        text.contains(r#"tower_perf_redis_breaker_open{store="query_cache"} 0"#),
+        "{text}"
+    );
+    for (result, n) in [("hit", 1), ("redis_hit", 2), ("miss", 1)] {
+        let line = format!(
+            r#"tower_perf_query_cache_lookups_total{{namespace="quotes",result="{result}"}} {n}"#
+        );
+        assert!(text.contains(&line), "{line}\n{text}");
+    }
+    support::promtool(&text);
+    let summary = serde_json::to_value(report.summary()).unwrap();
+    assert_eq!(
+        summary["redis"]["queries"]["breaker"]["state"], "closed",
+        "{summary}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_on_one_replica_reaches_the_other_and_redis() {
+    let (url, p) = (redis_url(), prefix("queries-invalidate"));
+    let (a, b) = (replica(&url, &p).await, replica(&url, &p).await);
+    let loads = Arc::new(AtomicUsize::new(0));
+    let keys = [
+        QueryKey::new("user:42:orders"),
+        QueryKey::new("user:42:profile"),
+        QueryKey::new("user:7:orders"),
+        QueryKey::with_params("items", &1),
+    ];
+    // The invalidation, and which of the keys it leaves.
+    let cases = [
+        (
+            "key",
+            Invalidate::Key(QueryKey::new("user:7:orders")),
+            [true, true, false, true],
+        ),
+        (
+            "namespace",
+            Invalidate::Namespace("user".into()),
+            [false, false, false, true],
+        ),
+        (
+            "prefix",
+            Invalidate::Prefix("user:42:".into()),
+            [false, false, true, true],
+        ),
+        (
+            "pattern",
+            Invalidate::pattern("user:*:orders").unwrap(),
+            [false, true, false, true],
+        ),
+        (
+            "tag",
+            Invalidate::Tag("catalogue".into()),
+            [false, false, false, false],
+        ),
+    ];
+    for (name, what, kept) in cases {
+        for k in &keys {
+            load(&a, k, k.as_str(), &loads).await;
+            until("written", async || in_redis(&url, &p, k).await).await;
+            // B copies it from Redis into its memory.
+            assert!(b.get::<String>(k).await.is_some(), "{name}: {k}");
+        }
+        let n = a.invalidate(what).await.unwrap();
+        assert_eq!(n as usize, kept.iter().filter(|k| !**k).count(), "{name}");
+        for (k, kept) in keys.iter().zip(kept) {
+            assert_eq!(in_redis(&url, &p, k).await, kept, "{name}: Redis, {k}");
+            assert_eq!(a.get::<String>(k).await.is_some(), kept, "{name}: A, {k}");
+            // B's memory hears of it (then Redis has nothing either).
+            until(&format!("{name}: B drops {k}"), async || {
+                b.get::<String>(k).await.is_some() == kept
+            })
+            .await;
+        }
+        a.clear().await.unwrap();
+    }
+    assert!(b.stats().redis.unwrap().invalidations_received >= 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_an_invalidation_overtakes_is_not_written_to_redis() {
+    let (url, p) = (redis_url(), prefix("queries-overtaken"));
+    let (a, b) = (replica(&url, &p).await, replica(&url, &p).await);
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let started = Arc::new(tokio::sync::Notify::new());
+    let key = QueryKey::new("user:42:orders");
+    let (c, k, g, s) = (a.clone(), key.clone(), gate.clone(), started.clone());
+    let loading = tokio::spawn(async move {
+        c.get_or_insert_with(&k, Duration::from_secs(60), move || async move {
+            s.notify_one();
+            let _ = g.acquire().await;
+            Ok::<_, String>("read before the write".to_owned())
+        })
+        .await
+    });
+    started.notified().await;
+    // The other replica writes and invalidates while A's read is in flight.
+    b.invalidate_namespace("user").await.unwrap();
+    gate.add_permits(1);
+    assert_eq!(*loading.await.unwrap().unwrap(), "read before the write");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!in_redis(&url, &p, &key).await, "not written");
+    assert!(a.get::<String>(&key).await.is_none(), "not kept in memory");
+}
+
+/// The generation check itself: an invalidation this replica never hears
+/// of (made straight in Redis) while its load runs keeps the load out of
+/// Redis, though its memory, which could not know, keeps it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_older_than_the_redis_generation_is_not_written() {
+    let (url, p) = (redis_url(), prefix("queries-generation"));
+    let a = replica(&url, &p).await;
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let started = Arc::new(tokio::sync::Notify::new());
+    let key = QueryKey::new("items:1");
+    let (c, k, g, s) = (a.clone(), key.clone(), gate.clone(), started.clone());
+    let loading = tokio::spawn(async move {
+        c.get_or_insert_with(&k, Duration::from_secs(60), move || async move {
+            s.notify_one();
+            let _ = g.acquire().await;
+            Ok::<_, String>("old".to_owned())
+        })
+        .await
+    });
+    started.notified().await;
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: u64 = redis::cmd("INCR")
+        .arg(format!("{p}:generation"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    gate.add_permits(1);
+    loading.await.unwrap().unwrap();
+    assert!(a.get::<String>(&key).await.is_some(), "memory keeps it");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!in_redis(&url, &p, &key).await, "Redis refused it");
+    // A load after it is written.
+    a.invalidate(Invalidate::Key(key.clone())).await.unwrap();
+    let loads = Arc::new(AtomicUsize::new(0));
+    load(&a, &key, "new", &loads).await;
+    until("written", async || in_redis(&url, &p, &key).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_down_memory_keeps_serving_and_invalidations_are_replayed() {
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let mut server = Some(OwnRedis::start(port).await);
+    let p = prefix("queries-outage");
+    let tier = |url: &str| {
+        RedisTier::new(url, &p)
+            .unwrap()
+            .timeout(Duration::from_millis(100))
+            .breaker(BreakerConfig::default())
+    };
+    let a = QueryCache::builder().redis(tier(&url)).build();
+    assert!(a.subscribed(Duration::from_secs(5)).await);
+    let loads = Arc::new(AtomicUsize::new(0));
+    let held = QueryKey::new("items:1");
+    load(&a, &held, "one", &loads).await;
+    until("written", async || in_redis(&url, &p, &held).await).await;
+
+    drop(server.take());
+    // Memory answers what it holds, at once.
+    assert_eq!(load(&a, &held, "again", &loads).await, "one");
+    // A new key loads without Redis: the breaker soon skips it, so the
+    // lookups don't wait for it.
+    let started = Instant::now();
+    for i in 2..40 {
+        load(&a, &QueryKey::with_params("items", &i), "x", &loads).await;
+    }
+    assert_eq!(loads.load(Ordering::SeqCst), 1 + 38);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let s = a.stats();
+    assert!(s.namespace("items").unwrap().redis_errors >= 38, "{s:?}");
+    let r = s.redis.unwrap();
+    assert!(r.breaker.opened >= 1, "{r:?}");
+    // An invalidation applies here and says the rest waits.
+    let err = a.invalidate_namespace("items").await.unwrap_err();
+    assert!(
+        matches!(err, InvalidateError::Deferred { local: 39, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("when Redis answers"), "{err}");
+    assert!(a.get::<String>(&held).await.is_none());
+    assert_eq!(a.stats().redis.unwrap().invalidations_pending, 1);
+
+    // Back (empty, as after a restart): the invalidation is replayed.
+    server = Some(OwnRedis::start(port).await);
+    until("replayed", async || {
+        a.stats().redis.unwrap().invalidations_pending == 0
+    })
+    .await;
+    assert!(a.stats().redis.unwrap().invalidations_replayed >= 1);
+    // And the tier is used again.
+    let key = QueryKey::new("items:after");
+    load(&a, &key, "after", &loads).await;
+    until("written after", async || in_redis(&url, &p, &key).await).await;
+    drop(server);
+}
