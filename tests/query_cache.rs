@@ -9,14 +9,9 @@ use std::time::Duration;
 use tower_perf::clock::ManualClock;
 use tower_perf::query_cache::{EntryOptions, Invalidate, QueryCache, QueryKey};
 
-fn counted(
-    loads: Arc<AtomicUsize>,
-    value: u64,
-) -> impl Future<Output = Result<u64, String>> + Send + 'static {
-    async move {
-        loads.fetch_add(1, Ordering::SeqCst);
-        Ok(value)
-    }
+async fn counted(loads: Arc<AtomicUsize>, value: u64) -> Result<u64, String> {
+    loads.fetch_add(1, Ordering::SeqCst);
+    Ok(value)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

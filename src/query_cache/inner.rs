@@ -16,7 +16,7 @@ use super::stats::{Counters, Namespaces};
 use crate::clock::Clock;
 
 /// Invalidations remembered for the loads in flight (see
-/// [`QueryCache::invalidate`]); a load older than all of them is not
+/// [`QueryCache::invalidate`](super::QueryCache::invalidate)); a load older than all of them is not
 /// stored.
 const RECENT_INVALIDATIONS: usize = 64;
 
