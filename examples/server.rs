@@ -62,6 +62,10 @@
 
 #[path = "common/args.rs"]
 mod args;
+#[path = "common/items.rs"]
+mod items;
+pub(crate) use items::{Item, seed_items};
+use items::{add_item, error, get_item, list_items, report_items};
 #[path = "common/serve.rs"]
 pub(crate) mod serve;
 
@@ -70,27 +74,25 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, RwLock};
 use std::time::Duration;
 
-use axum::Extension;
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::Method;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 use tower::ServiceBuilder;
 use tower_perf::cache::{CacheLayer, MemoryStore};
 use tower_perf::cache_control::{CacheControlLayer, Policy};
 use tower_perf::compression::{CompressionLayer, Dictionaries};
 use tower_perf::decompression::{DecompressionBody, RequestDecompressionLayer};
-use tower_perf::query_cache::{EntryOptions, QueryCache, QueryKey};
+use tower_perf::query_cache::QueryCache;
 use tower_perf::rate_limit::{Quota, RateLimitLayer, RateLimitStore, RateRule};
 use tower_perf::report::{Report, ReportBuilder};
 use tower_perf::tasks::{AsyncLayer, TaskBody, TaskProgress};
-use tower_perf::timing::{SpanGuard, TimingLayer, TimingStats, Timings};
+use tower_perf::timing::{TimingLayer, TimingStats};
 
 /// Items the demo keeps at most, so POSTs can't grow memory without bound.
 pub(crate) const MAX_ITEMS: usize = 10_000;
@@ -210,28 +212,6 @@ pub(crate) fn rate_limit_rules<St: RateLimitStore>(
         .rule(RateRule::new("api", Quota::per_minute(per_min)).path("/api/**"))
 }
 
-/// One item of the demo catalogue.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub(crate) struct Item {
-    pub(crate) id: u64,
-    pub(crate) name: String,
-    pub(crate) description: String,
-    pub(crate) price_cents: u64,
-    pub(crate) tags: Vec<String>,
-}
-
-/// The body of `POST /api/v1/items`.
-#[derive(Debug, Deserialize)]
-struct NewItem {
-    name: String,
-    #[serde(default)]
-    description: String,
-    #[serde(default)]
-    price_cents: u64,
-    #[serde(default)]
-    tags: Vec<String>,
-}
-
 #[derive(Debug)]
 struct AppState {
     config: DemoConfig,
@@ -241,31 +221,6 @@ struct AppState {
     queries: QueryCache,
     next_id: AtomicU64,
     jitter: AtomicU64,
-}
-
-/// The catalogue the server starts with: 55 items, about 8 KiB of JSON.
-pub(crate) fn seed_items() -> Vec<Item> {
-    const WORDS: [&str; 8] = [
-        "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel",
-    ];
-    (1..=55u64)
-        .map(|id| {
-            let w = |k: u64| WORDS[((id * 7 + k * 3) % 8) as usize];
-            Item {
-                id,
-                name: format!("Item {id:03} {}", w(0)),
-                description: format!(
-                    "A {} {} for {} use; ships from warehouse {}.",
-                    w(1),
-                    w(2),
-                    w(3),
-                    id % 5 + 1
-                ),
-                price_cents: 199 + id * 137 % 9_000,
-                tags: vec![w(4).to_owned(), w(5).to_owned()],
-            }
-        })
-        .collect()
 }
 
 /// The demo app with the given timings.
@@ -466,156 +421,6 @@ pub(crate) fn cache_control() -> CacheControlLayer {
         .route("/api/**", Policy::api(Duration::from_secs(300)))
         .route("/performance/**", Policy::monitoring())
         .route("/health", Policy::no_cache())
-}
-
-fn error(status: StatusCode, message: &str) -> Response {
-    (status, Json(serde_json::json!({ "error": message }))).into_response()
-}
-
-/// The demo's "database" is a `Vec` behind a lock; reads are recorded as
-/// `db` sub-timings, as a real query would be.
-fn db_span(timings: &Option<Extension<Timings>>) -> Option<SpanGuard> {
-    timings.as_ref().map(|Extension(t)| t.start("db"))
-}
-
-async fn list_items(
-    State(state): State<Arc<AppState>>,
-    timings: Option<Extension<Timings>>,
-) -> Response {
-    let span = db_span(&timings);
-    // Serialize under the read lock (no await inside), answer after.
-    let body = match state.items.read() {
-        Ok(items) => serde_json::to_vec(&*items),
-        Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "item store poisoned"),
-    };
-    drop(span);
-    match body {
-        Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
-        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "serialization failed"),
-    }
-}
-
-async fn get_item(
-    State(state): State<Arc<AppState>>,
-    Path(id): Path<u64>,
-    timings: Option<Extension<Timings>>,
-) -> Response {
-    let _span = db_span(&timings);
-    let found = match state.items.read() {
-        Ok(items) => items.iter().find(|i| i.id == id).cloned(),
-        Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "item store poisoned"),
-    };
-    match found {
-        Some(item) => Json(item).into_response(),
-        None => error(StatusCode::NOT_FOUND, "no such item"),
-    }
-}
-
-/// The demo database failed (its lock was poisoned by a panic).
-#[derive(Debug)]
-struct Poisoned;
-
-/// A report over every item that fetches them one query at a time: an N+1
-/// on purpose, for the timing layer to flag. Each query goes through the
-/// query cache (namespace `items`), so only a call after a write queries
-/// again; the timing layer sees `cache.miss:items` then `cache.hit:items`
-/// sub-timings, and flags only the misses' `db` queries.
-async fn report_items(
-    State(state): State<Arc<AppState>>,
-    timings: Option<Extension<Timings>>,
-) -> Response {
-    let queries = match &timings {
-        Some(Extension(t)) => state.queries.with_timings(t),
-        None => state.queries.clone(),
-    };
-    let (st, t) = (Arc::clone(&state), timings.clone());
-    let ids = queries
-        .get_or_insert_with(
-            &QueryKey::new("items:ids"),
-            EntryOptions::default(),
-            move || async move {
-                let _span = db_span(&t);
-                let items = st.items.read().map_err(|_| Poisoned)?;
-                Ok::<Vec<u64>, Poisoned>(items.iter().map(|i| i.id).collect())
-            },
-        )
-        .await;
-    let Ok(ids) = ids else {
-        return error(StatusCode::INTERNAL_SERVER_ERROR, "item store poisoned");
-    };
-    let mut total_price_cents = 0u64;
-    for &id in ids.iter() {
-        // One query per item, keyed by its id.
-        let (state, timings) = (Arc::clone(&state), timings.clone());
-        let price = queries
-            .get_or_insert_with(
-                &QueryKey::with_params("items", &id),
-                EntryOptions::default(),
-                move || async move {
-                    let _span = db_span(&timings);
-                    let items = state.items.read().map_err(|_| Poisoned)?;
-                    Ok::<_, Poisoned>(
-                        items
-                            .iter()
-                            .find(|i| i.id == id)
-                            .map_or(0, |i| i.price_cents),
-                    )
-                },
-            )
-            .await;
-        match price {
-            Ok(p) => total_price_cents += *p,
-            Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "item store poisoned"),
-        }
-    }
-    Json(serde_json::json!({ "items": ids.len(), "total_price_cents": total_price_cents }))
-        .into_response()
-}
-
-async fn add_item(State(state): State<Arc<AppState>>, Json(new): Json<NewItem>) -> Response {
-    let name = new.name.trim();
-    if name.is_empty() || name.len() > 200 {
-        return error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "name must be 1 to 200 bytes",
-        );
-    }
-    if new.description.len() > 2_000 || new.tags.len() > 16 || new.tags.iter().any(|t| t.len() > 50)
-    {
-        return error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "description or tags too long",
-        );
-    }
-    let item = {
-        let mut items = match state.items.write() {
-            Ok(items) => items,
-            Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "item store poisoned"),
-        };
-        if items.len() >= MAX_ITEMS {
-            return error(StatusCode::INSUFFICIENT_STORAGE, "item limit reached");
-        }
-        let item = Item {
-            id: state.next_id.fetch_add(1, Ordering::Relaxed),
-            name: name.to_owned(),
-            description: new.description,
-            price_cents: new.price_cents,
-            tags: new.tags,
-        };
-        items.push(item.clone());
-        item
-    };
-    // What the report read is out of date (without Redis this can't
-    // fail; with it, a failure is replayed when Redis answers).
-    if let Err(e) = state.queries.invalidate_namespace("items").await {
-        tracing::warn!(error = %e, "query cache invalidation deferred");
-    }
-    (
-        StatusCode::CREATED,
-        [(header::LOCATION, format!("/api/v1/items/{}", item.id))],
-        Json(item),
-    )
-        .into_response()
 }
 
 /// A pseudo-random delay in the configured range (splitmix64 over a shared

@@ -100,7 +100,9 @@ async fn the_dashboard_draws_its_charts_in_chromium() {
     // The report route twice, for the query cache's table (56 loads,
     // then 56 hits).
     for _ in 0..2 {
-        let r = s.get_with("/api/v1/report", &[("cache-control", "no-cache")]).await;
+        let r = s
+            .get_with("/api/v1/report", &[("cache-control", "no-cache")])
+            .await;
         assert_eq!(r.status, StatusCode::OK);
     }
     // One export deferred and done, for the tasks table.
@@ -217,7 +219,10 @@ async fn the_dashboard_draws_its_charts_in_chromium() {
     assert_eq!(attr(&dom, "data-codings"), Some(built), "{dom}");
     // The query cache's namespace, with its hit rate.
     assert_eq!(attr(&dom, "data-queries"), Some(1), "{dom}");
-    assert!(dom.contains("<td class=\"route-label\">items</td><td>50.0 %</td>"), "{dom}");
+    assert!(
+        dom.contains("<td class=\"route-label\">items</td><td>50.0 %</td>"),
+        "{dom}"
+    );
     // The cache's hit rates per route: items and app.js at least.
     assert!(attr(&dom, "data-cache-routes").unwrap_or(0) >= 2, "{dom}");
     assert!(

@@ -79,6 +79,8 @@ mod key;
 #[cfg(feature = "redis")]
 mod redis;
 mod stats;
+#[cfg(feature = "redis")]
+mod wire;
 
 use std::future::Future;
 use std::sync::Arc;

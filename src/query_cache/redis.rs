@@ -13,9 +13,12 @@ use serde::Serialize;
 use super::QueryValue;
 use super::entry::EntryOptions;
 use super::inner::Inner;
-use super::invalidate::{Glob, Invalidate, Token};
+use super::invalidate::Invalidate;
 use super::key::QueryKey;
 use super::stats::Counters;
+use super::wire::{
+    decode_message, decode_value, encode_message, encode_value, escape, redis_glob, unix_ms,
+};
 use crate::breaker::{BreakerConfig, BreakerSnapshot, CircuitBreaker};
 use crate::cache::StoreError;
 use crate::outbox::{Outbox, Pending, PendingGauge};
@@ -46,10 +49,6 @@ end
 redis.call('DEL', KEYS[1])
 return n
 ";
-
-/// What a stored value starts with: a version, so a later format is
-/// never misread.
-const MAGIC: &[u8; 4] = b"tpq1";
 
 /// Keys a `SCAN` step asks for.
 const SCAN_COUNT: usize = 1000;
@@ -343,31 +342,6 @@ impl RedisTier {
     }
 }
 
-/// A Redis glob that matches `text` literally.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\' | '^') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// Our glob as Redis's (same `*` and `?`; everything else literal).
-fn redis_glob(g: &Glob) -> String {
-    let mut out = String::new();
-    for t in g.tokens() {
-        match t {
-            Token::Char(c) => out.push_str(&escape(c.encode_utf8(&mut [0; 4]))),
-            Token::Any => out.push('*'),
-            Token::One => out.push('?'),
-        }
-    }
-    out
-}
-
 impl Pending for Invalidate {
     const ALL: Self = Invalidate::All;
     const OWNER: &'static str = "query cache";
@@ -380,91 +354,6 @@ impl Pending for Invalidate {
             Invalidate::All => 0,
         }
     }
-}
-
-/// A message on the invalidation channel: the sender's id, a kind, its
-/// argument.
-fn encode_message(id: u64, what: &Invalidate) -> String {
-    let (kind, arg) = match what {
-        Invalidate::Key(k) => ("k", k.as_str()),
-        Invalidate::Namespace(s) => ("n", s.as_str()),
-        Invalidate::Prefix(s) => ("p", s.as_str()),
-        Invalidate::Pattern(g) => ("g", g.as_str()),
-        Invalidate::Tag(s) => ("t", s.as_str()),
-        Invalidate::All => ("a", ""),
-    };
-    format!("{id:x}|{kind}|{arg}")
-}
-
-fn decode_message(msg: &str) -> Option<(u64, Invalidate)> {
-    let mut parts = msg.splitn(3, '|');
-    let id = u64::from_str_radix(parts.next()?, 16).ok()?;
-    let kind = parts.next()?;
-    let arg = parts.next()?;
-    let what = match kind {
-        "k" => Invalidate::Key(QueryKey::new(arg)),
-        "n" => Invalidate::Namespace(arg.to_owned()),
-        "p" => Invalidate::Prefix(arg.to_owned()),
-        "g" => Invalidate::pattern(arg).ok()?,
-        "t" => Invalidate::Tag(arg.to_owned()),
-        "a" => Invalidate::All,
-        _ => return None,
-    };
-    Some((id, what))
-}
-
-/// A stored value: its freshness and stale limits (Unix milliseconds), its
-/// tags, its JSON.
-struct Stored<'a> {
-    fresh_ms: u64,
-    stale_ms: u64,
-    tags: Vec<Box<str>>,
-    json: &'a [u8],
-}
-
-fn encode_value(fresh_ms: u64, stale_ms: u64, tags: &[Box<str>], json: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(
-        4 + 16 + 2 + json.len() + tags.iter().map(|t| t.len() + 2).sum::<usize>(),
-    );
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&fresh_ms.to_be_bytes());
-    out.extend_from_slice(&stale_ms.to_be_bytes());
-    out.extend_from_slice(&u16::try_from(tags.len()).ok()?.to_be_bytes());
-    for t in tags {
-        out.extend_from_slice(&u16::try_from(t.len()).ok()?.to_be_bytes());
-        out.extend_from_slice(t.as_bytes());
-    }
-    out.extend_from_slice(json);
-    Some(out)
-}
-
-fn decode_value(b: &[u8]) -> Option<Stored<'_>> {
-    let rest = b.strip_prefix(MAGIC)?;
-    let (fresh, rest) = rest.split_first_chunk::<8>()?;
-    let (stale, rest) = rest.split_first_chunk::<8>()?;
-    let (n, mut rest) = rest.split_first_chunk::<2>()?;
-    let mut tags = Vec::with_capacity(usize::from(u16::from_be_bytes(*n)).min(64));
-    for _ in 0..u16::from_be_bytes(*n) {
-        let (len, r) = rest.split_first_chunk::<2>()?;
-        let len = usize::from(u16::from_be_bytes(*len));
-        if r.len() < len {
-            return None;
-        }
-        let (tag, r) = r.split_at(len);
-        tags.push(std::str::from_utf8(tag).ok()?.into());
-        rest = r;
-    }
-    Some(Stored {
-        fresh_ms: u64::from_be_bytes(*fresh),
-        stale_ms: u64::from_be_bytes(*stale),
-        tags,
-        json: rest,
-    })
-}
-
-fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// What a replica shares with its background tasks: the tier, its id on
@@ -723,47 +612,5 @@ impl crate::redis_conn::Listener for Subscriber {
 
     fn failed(&mut self) {
         self.counters.errors.fetch_add(1, Relaxed);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn messages_and_values_round_trip() {
-        for what in [
-            Invalidate::Key(QueryKey::new("user:42|x")),
-            Invalidate::Namespace("user".into()),
-            Invalidate::Prefix("user:4".into()),
-            Invalidate::pattern("user:*:orders").unwrap(),
-            Invalidate::Tag("t|1".into()),
-            Invalidate::All,
-        ] {
-            assert_eq!(
-                decode_message(&encode_message(0xab, &what)),
-                Some((0xab, what))
-            );
-        }
-        assert_eq!(decode_message("zz|a|"), None);
-        let tags: Vec<Box<str>> = vec!["a".into(), "é".into()];
-        let b = encode_value(5, 9, &tags, b"[1,2]").unwrap();
-        let s = decode_value(&b).unwrap();
-        assert_eq!(
-            (s.fresh_ms, s.stale_ms, s.tags, s.json),
-            (5, 9, tags, &b"[1,2]"[..])
-        );
-        assert!(decode_value(&b[..10]).is_none(), "cut in the times");
-        assert!(decode_value(&b[..24]).is_none(), "cut in the tags");
-        assert!(decode_value(b"nope").is_none());
-    }
-
-    #[test]
-    fn redis_patterns_match_literally_but_for_stars_and_marks() {
-        assert_eq!(escape("a*b?[c]\\"), r"a\*b\?\[c\]\\");
-        let Invalidate::Pattern(g) = Invalidate::pattern(r"user:*:ord?rs[1]\*").unwrap() else {
-            unreachable!()
-        };
-        assert_eq!(redis_glob(&g), r"user:*:ord?rs\[1\]\*");
     }
 }
