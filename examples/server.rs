@@ -294,7 +294,12 @@ pub(crate) async fn app_with_redis(
     let tier = tower_perf::query_cache::RedisTier::new(url, &format!("{prefix}:queries"))
         .map_err(|e| e.to_string())?;
     let queries = demo_queries().redis(tier).build();
-    let _ = queries.subscribed(Duration::from_secs(1)).await;
+    if !queries.subscribed(Duration::from_secs(1)).await {
+        eprintln!(
+            "warning: the query cache is not subscribed to Redis's invalidations yet (Redis \
+             down?); it keeps trying, and empties its memory when it subscribes"
+        );
+    }
     // The report shows the Redis stores' errors, timeouts and fallbacks.
     let (rl_stats, cache_stats) = (rl_stats, tiered.stats());
     let extra = move |r: ReportBuilder| r.redis_rate_limit(rl_stats).redis_cache(cache_stats);

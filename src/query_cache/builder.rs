@@ -54,7 +54,14 @@ impl QueryCacheBuilder {
     }
 
     /// The TTL of entries stored without one (300 s by default).
+    ///
+    /// # Panics
+    /// If `ttl` is zero: nothing would ever be stored by default.
     pub fn default_ttl(mut self, ttl: Duration) -> Self {
+        assert!(
+            !ttl.is_zero(),
+            "QueryCache::default_ttl must be above zero (give a zero TTL per entry to store nothing)"
+        );
         self.default_ttl = ttl;
         self
     }

@@ -77,6 +77,16 @@ impl Flights {
         })
     }
 
+    /// Forgets the flights of the keys `selects` picks: callers that come
+    /// after an invalidation start a load of their own instead of joining
+    /// one that began before it (whose value the invalidation may select).
+    pub(crate) fn detach(&self, selects: impl Fn(&QueryKey) -> bool) {
+        self.map
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|k, _| !selects(k));
+    }
+
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.map
@@ -107,7 +117,9 @@ impl Leader {
             return;
         }
         self.ended = true;
-        let _ = self.flight.outcome.set(outcome);
+        // Out of the map first: a caller that comes now starts a new
+        // flight rather than joining one about to end (an abandoned one
+        // would send it round again).
         {
             let mut map = self
                 .flights
@@ -121,6 +133,7 @@ impl Leader {
                 map.remove(&self.key);
             }
         }
+        let _ = self.flight.outcome.set(outcome);
         self.flight.done.notify_waiters();
     }
 }

@@ -59,7 +59,8 @@ impl Log {
 }
 
 impl Inner {
-    /// Runs `loader` as the leader of `key`'s flight: stores and shares
+    /// Runs `loader` as the leader of `key`'s flight (after a look in
+    /// Redis, which sets `from_redis` when it answers): stores and shares
     /// its value, or shares its error.
     pub(crate) async fn load<V, E, F, Fut>(
         &self,
@@ -68,6 +69,7 @@ impl Inner {
         options: &EntryOptions,
         loader: F,
         ns: Arc<Counters>,
+        #[cfg_attr(not(feature = "redis"), allow(unused_variables))] from_redis: &mut bool,
     ) -> Result<Arc<V>, Arc<E>>
     where
         V: QueryValue,
@@ -82,6 +84,7 @@ impl Inner {
         if let Some(shared) = &self.shared {
             match shared.get::<V>(self, key, &ns, epoch).await {
                 super::redis::Found::Hit(v) => {
+                    *from_redis = true;
                     leader.end(Outcome::Value(Arc::clone(&v) as Erased));
                     return Ok(v);
                 }
@@ -95,6 +98,7 @@ impl Inner {
         ns.load_nanos.fetch_add(took, Relaxed);
         match result {
             Ok(v) => {
+                ns.loaded.fetch_add(1, Relaxed);
                 let v = Arc::new(v);
                 let stored = self.store(key, &v, options, Arc::clone(&ns), Some(epoch));
                 leader.end(Outcome::Value(Arc::clone(&v) as Erased));
@@ -175,6 +179,10 @@ impl Inner {
                 log.recent.pop_front();
             }
         }
+        // A tag's keys are not known before their loads end: every flight
+        // goes for a tag.
+        self.flights
+            .detach(|k| matches!(what, Invalidate::Tag(_)) || what.selects(k, &[]));
         let gone = |slot: &Slot| {
             slot.ns.invalidated.fetch_add(1, Relaxed);
         };

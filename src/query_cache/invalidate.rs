@@ -124,7 +124,9 @@ impl Glob {
 
     /// Whether `text` matches: the classic greedy match that goes back
     /// only to the last `*`, so at most (pattern tokens × text characters)
-    /// steps, linear in the text for a bounded pattern.
+    /// steps: linear in the text, since a pattern has at most
+    /// [`MAX_PATTERN`] bytes (a worst case such as `*aaaa…ab` costs up to
+    /// that factor per byte).
     pub fn matches(&self, text: &str) -> bool {
         let t = &self.tokens;
         let (mut p, mut star): (usize, Option<(usize, usize)>) = (0, None);

@@ -234,7 +234,7 @@ impl QueryCache {
         if let Some(shared) = &self.inner.shared {
             let epoch = self.inner.epoch();
             if let redis::Found::Hit(v) = shared.get::<V>(&self.inner, key, &ns, epoch).await {
-                self.timed(start, || ns.hit_name());
+                self.timed(start, || ns.redis_hit_name());
                 return Some(v);
             }
         }
@@ -309,37 +309,54 @@ impl QueryCache {
                 self.hit(&slot, start);
                 return Ok(v);
             }
-            Found::Stale(v, slot) => {
-                let ns = Arc::clone(&slot.ns);
-                if let (Ok(rt), Role::Leader(leader)) = (
-                    tokio::runtime::Handle::try_current(),
-                    self.inner.flights.join(key),
-                ) {
-                    let (inner, key, options) =
-                        (Arc::clone(&self.inner), key.clone(), options.into());
-                    let counters = Arc::clone(&ns);
-                    rt.spawn(async move {
-                        let _ = inner.load(leader, &key, &options, loader, counters).await;
-                    });
+            Found::Stale(v, slot) => match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    let ns = Arc::clone(&slot.ns);
+                    if let Role::Leader(leader) = self.inner.flights.join(key) {
+                        let (inner, key, options) =
+                            (Arc::clone(&self.inner), key.clone(), options.into());
+                        let counters = Arc::clone(&ns);
+                        rt.spawn(async move {
+                            let _ = inner
+                                .load(leader, &key, &options, loader, counters, &mut false)
+                                .await;
+                        });
+                    }
+                    ns.stale_hits.fetch_add(1, Relaxed);
+                    self.timed(start, || ns.hit_name());
+                    return Ok(v);
                 }
-                ns.stale_hits.fetch_add(1, Relaxed);
-                self.timed(start, || ns.hit_name());
-                return Ok(v);
-            }
+                // No runtime to refresh it in the background: a miss.
+                Err(_) => Arc::clone(&slot.ns),
+            },
             Found::Miss(ns) => self.counters(key, ns),
         };
         ns.misses.fetch_add(1, Relaxed);
         let options = options.into();
         let mut loader = Some(loader);
+        let mut from_redis = false;
         let result = loop {
             match self.inner.flights.join(key) {
                 Role::Leader(leader) => {
+                    // A leader that ended between this caller's lookup
+                    // and its join has stored its value.
+                    if let Found::Fresh(v, _) = self.look::<V>(key) {
+                        leader.end(Outcome::Value(Arc::clone(&v) as flight::Erased));
+                        break Ok(v);
+                    }
                     let Some(loader) = loader.take() else {
                         unreachable!("the loader is taken once, and then returned")
                     };
                     break self
                         .inner
-                        .load(leader, key, &options, loader, Arc::clone(&ns))
+                        .load(
+                            leader,
+                            key,
+                            &options,
+                            loader,
+                            Arc::clone(&ns),
+                            &mut from_redis,
+                        )
                         .await;
                 }
                 Role::Waiter(flight) => match flight.wait().await {
@@ -362,6 +379,12 @@ impl QueryCache {
                 break Ok(v);
             }
         };
+        #[cfg(feature = "redis")]
+        if from_redis {
+            self.timed(start, || ns.redis_hit_name());
+            return result;
+        }
+        let _ = from_redis;
         self.timed(start, || ns.miss_name());
         result
     }

@@ -162,7 +162,11 @@ impl RedisTier {
     }
 
     /// The longest an operation waits for Redis (default 50 ms).
+    ///
+    /// # Panics
+    /// If `timeout` is zero: every operation would time out.
     pub fn timeout(mut self, timeout: Duration) -> Self {
+        assert!(!timeout.is_zero(), "RedisTier::timeout must be above zero");
         self.timeout = timeout;
         self
     }
@@ -440,7 +444,8 @@ impl Shared {
                         async move {
                             match shared.upgrade() {
                                 Some(shared) => shared.apply(&what, &inner).await.map(|_| ()),
-                                None => Ok(()),
+                                // Stopping: what waits is reported lost.
+                                None => Err("the query cache was dropped".to_owned()),
                             }
                         }
                     },

@@ -21,13 +21,17 @@ pub(crate) struct Counters {
     pub(crate) stale_hits: AtomicU64,
     pub(crate) misses: AtomicU64,
     pub(crate) loads: AtomicU64,
+    /// Loads that returned a value (so the OpenTelemetry counters of
+    /// good and failed loads only ever grow).
+    pub(crate) loaded: AtomicU64,
     pub(crate) load_errors: AtomicU64,
     pub(crate) load_nanos: AtomicU64,
     pub(crate) evictions: AtomicU64,
     pub(crate) invalidated: AtomicU64,
     pub(crate) l2_hits: AtomicU64,
     pub(crate) l2_errors: AtomicU64,
-    /// Signed: an entry's removal can be counted before its insert.
+    /// Signed: read while an insert and its replacement's removal are
+    /// counted one after the other, the sum may dip below zero.
     pub(crate) bytes: AtomicI64,
     pub(crate) entries: AtomicI64,
 }
@@ -39,6 +43,11 @@ impl Counters {
 
     pub(crate) fn miss_name(&self) -> String {
         format!("cache.miss:{}", self.name)
+    }
+
+    #[cfg(feature = "redis")]
+    pub(crate) fn redis_hit_name(&self) -> String {
+        format!("cache.redis_hit:{}", self.name)
     }
 }
 
@@ -103,6 +112,8 @@ pub struct NamespaceStats {
     pub hit_rate: f64,
     /// Loader runs (single flight: one per key however many waited).
     pub loads: u64,
+    /// Loader runs that returned a value.
+    pub loaded: u64,
     /// Loader runs that failed (nothing cached).
     pub load_errors: u64,
     /// Mean time of a loader run, in milliseconds.
@@ -152,6 +163,7 @@ impl NamespaceStats {
                 (hits + stale_hits + c.l2_hits.load(Relaxed)).min(lookups) as f64 / lookups as f64
             },
             loads,
+            loaded: c.loaded.load(Relaxed),
             load_errors: c.load_errors.load(Relaxed),
             mean_load_ms: if loads == 0 {
                 0.0

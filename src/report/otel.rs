@@ -182,10 +182,7 @@ fn query_cache_instruments(meter: &Meter, cache: &crate::query_cache::QueryCache
         move |o| {
             for n in q.stats().namespaces {
                 let ns = KeyValue::new(NS, n.namespace.clone());
-                o.observe(
-                    n.loads - n.load_errors.min(n.loads),
-                    std::slice::from_ref(&ns),
-                );
+                o.observe(n.loaded, std::slice::from_ref(&ns));
                 o.observe(n.load_errors, &[ns, KeyValue::new("error.type", "_OTHER")]);
             }
         },

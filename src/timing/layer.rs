@@ -149,7 +149,7 @@ impl TimingLayer {
 
     /// A route whose requests record at least this many spans of one name
     /// (default 10) is reported as an N+1 suspect; spans named
-    /// `cache.hit…` (the query cache's answers from
+    /// `cache.hit:…` (the query cache's answers from
     /// memory) are not, since a cached repetition costs no query.
     pub fn n_plus_one_threshold(mut self, spans: u32) -> Self {
         self.config.n_plus_one = spans;

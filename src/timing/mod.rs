@@ -37,7 +37,7 @@
 //! takes a measured one). They are aggregated per route and name since
 //! start; a route whose requests record [`n_plus_one_threshold`]
 //! (default 10) or more spans of one name is reported as an N+1 suspect,
-//! unless the name starts with `cache.hit` (the query cache's hits: cached
+//! unless the name starts with `cache.hit:` (the query cache's hits: cached
 //! repetitions, not queries).
 //!
 //! **Server-Timing** (W3C): off by default, since it tells clients about

@@ -10,7 +10,7 @@ use super::snapshot::{NPlusOne, RouteStats, SpanSummary, Stats, StatusCount, Tim
 
 /// Sub-timings of answers from a cache (the query cache's hits): never
 /// N+1 suspects, a repetition answered from memory runs no query.
-const CACHED_SPANS: &str = "cache.hit";
+const CACHED_SPANS: &str = "cache.hit:";
 
 /// A cheap, cloneable handle to a [`TimingLayer`](super::TimingLayer)'s
 /// statistics.
