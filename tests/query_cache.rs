@@ -18,7 +18,7 @@ async fn counted(loads: Arc<AtomicUsize>, value: u64) -> Result<u64, String> {
 async fn fifty_concurrent_misses_run_one_load() {
     let cache = QueryCache::new();
     let loads = Arc::new(AtomicUsize::new(0));
-    let gate = Arc::new(tokio::sync::Notify::new());
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let key = QueryKey::with_params("quotes", &[("symbol", "AAPL")]);
     let mut tasks = Vec::new();
     for _ in 0..50 {
@@ -27,7 +27,7 @@ async fn fifty_concurrent_misses_run_one_load() {
             cache
                 .get_or_insert_with(&key, Duration::from_secs(60), move || async move {
                     loads.fetch_add(1, Ordering::SeqCst);
-                    gate.notified().await;
+                    let _ = gate.acquire().await;
                     Ok::<_, String>(vec![1u8, 2, 3])
                 })
                 .await
@@ -38,9 +38,13 @@ async fn fifty_concurrent_misses_run_one_load() {
         tokio::task::yield_now().await;
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
-    gate.notify_waiters();
+    // Enough for every loader that might run: the count below says one did.
+    gate.add_permits(50);
     for t in tasks {
-        assert_eq!(*t.await.unwrap().unwrap(), vec![1u8, 2, 3]);
+        let v = tokio::time::timeout(Duration::from_secs(10), t)
+            .await
+            .expect("answered");
+        assert_eq!(*v.unwrap().unwrap(), vec![1u8, 2, 3]);
     }
     assert_eq!(loads.load(Ordering::SeqCst), 1);
     let stats = cache.stats();
@@ -56,7 +60,7 @@ async fn fifty_concurrent_misses_run_one_load() {
 async fn a_failing_loader_caches_nothing_and_every_waiter_sees_the_error() {
     let cache = QueryCache::new();
     let loads = Arc::new(AtomicUsize::new(0));
-    let gate = Arc::new(tokio::sync::Notify::new());
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let key = QueryKey::new("orders:7");
     let mut tasks = Vec::new();
     for _ in 0..10 {
@@ -65,7 +69,7 @@ async fn a_failing_loader_caches_nothing_and_every_waiter_sees_the_error() {
             cache
                 .get_or_insert_with(&key, Duration::from_secs(60), move || async move {
                     loads.fetch_add(1, Ordering::SeqCst);
-                    gate.notified().await;
+                    let _ = gate.acquire().await;
                     Err::<u64, _>("database down".to_owned())
                 })
                 .await
@@ -75,9 +79,12 @@ async fn a_failing_loader_caches_nothing_and_every_waiter_sees_the_error() {
         tokio::task::yield_now().await;
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
-    gate.notify_waiters();
+    gate.add_permits(10);
     for t in tasks {
-        assert_eq!(*t.await.unwrap().unwrap_err(), "database down");
+        let e = tokio::time::timeout(Duration::from_secs(10), t)
+            .await
+            .expect("answered");
+        assert_eq!(*e.unwrap().unwrap_err(), "database down");
     }
     assert_eq!(loads.load(Ordering::SeqCst), 1);
     let s = cache.stats();

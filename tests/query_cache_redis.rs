@@ -42,12 +42,13 @@ async fn load(cache: &QueryCache, key: &QueryKey, value: &str, loads: &Arc<Atomi
     (*v).clone()
 }
 
-/// Whether Redis holds a value under `key` (the tier's layout).
+/// Whether Redis holds a value under `key`, valid or not (the tier's
+/// layout: see `src/query_cache/redis.rs`).
 async fn in_redis(url: &str, prefix: &str, key: &QueryKey) -> bool {
     let client = redis::Client::open(url).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     redis::cmd("EXISTS")
-        .arg(format!("{prefix}:v:{}", key.as_str()))
+        .arg(format!("{prefix}:qv:{}", key.as_str()))
         .query_async::<u64>(&mut conn)
         .await
         .unwrap()
@@ -94,13 +95,11 @@ async fn replicas_share_values_through_redis() {
         Some(&vec![1u32, 2, 3])
     );
     // Another type under the key reads as missing, counted.
-    assert!(
-        b.get::<u64>(&QueryKey::new("quotes:index:x"))
-            .await
-            .is_none()
-    );
+    let c = replica(&url, &p).await;
+    assert!(c.get::<u64>(&k2).await.is_none());
+    assert_eq!(c.stats().redis.unwrap().undecodable, 1);
     let snap = a.stats().redis.unwrap();
-    assert_eq!((snap.errors, snap.timeouts), (0, 0));
+    assert_eq!((snap.errors, snap.timeouts, snap.writes_fenced), (0, 0, 0));
     // The report shows the tier: its breaker, its operations, in text
     // promtool accepts.
     let report = tower_perf::report::Report::builder()
@@ -111,7 +110,7 @@ async fn replicas_share_values_through_redis() {
         text.contains(r#"tower_perf_redis_breaker_open{store="query_cache"} 0"#),
         "{text}"
     );
-    for (result, n) in [("hit", 1), ("redis_hit", 2), ("miss", 1)] {
+    for (result, n) in [("hit", 1), ("redis_hit", 2), ("miss", 0)] {
         let line = format!(
             r#"tower_perf_query_cache_lookups_total{{namespace="quotes",result="{result}"}} {n}"#
         );
@@ -173,8 +172,15 @@ async fn an_invalidation_on_one_replica_reaches_the_other_and_redis() {
         }
         let n = a.invalidate(what).await.unwrap();
         assert_eq!(n as usize, kept.iter().filter(|k| !**k).count(), "{name}");
+        // A replica that had nothing in memory reads Redis: it finds
+        // exactly what the invalidation left.
+        let fresh = replica(&url, &p).await;
         for (k, kept) in keys.iter().zip(kept) {
-            assert_eq!(in_redis(&url, &p, k).await, kept, "{name}: Redis, {k}");
+            assert_eq!(
+                fresh.get::<String>(k).await.is_some(),
+                kept,
+                "{name}: Redis, {k}"
+            );
             assert_eq!(a.get::<String>(k).await.is_some(), kept, "{name}: A, {k}");
             // B's memory hears of it (then Redis has nothing either).
             until(&format!("{name}: B drops {k}"), async || {
@@ -208,14 +214,24 @@ async fn a_load_an_invalidation_overtakes_is_not_written_to_redis() {
     b.invalidate_namespace("user").await.unwrap();
     gate.add_permits(1);
     assert_eq!(*loading.await.unwrap().unwrap(), "read before the write");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(!in_redis(&url, &p, &key).await, "not written");
-    assert!(a.get::<String>(&key).await.is_none(), "not kept in memory");
+    // A hears of the invalidation (its memory drops the value, if it had
+    // stored it before the message came) …
+    until("A's memory drops it", async || {
+        a.get::<String>(&key).await.is_none()
+    })
+    .await;
+    // … and no replica reads it from Redis: either A's write was refused
+    // (the namespace's generation moved) or it is under the old one.
+    let fresh = replica(&url, &p).await;
+    assert!(
+        fresh.get::<String>(&key).await.is_none(),
+        "not readable from Redis"
+    );
 }
 
-/// The generation check itself: an invalidation this replica never hears
-/// of (made straight in Redis) while its load runs keeps the load out of
-/// Redis, though its memory, which could not know, keeps it.
+/// The fence itself: an invalidation this replica never hears of (the
+/// fence moved straight in Redis) while its load runs keeps the load out
+/// of Redis, though its memory, which could not know, keeps it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_load_older_than_the_redis_generation_is_not_written() {
     let (url, p) = (redis_url(), prefix("queries-generation"));
@@ -236,14 +252,17 @@ async fn a_load_older_than_the_redis_generation_is_not_written() {
     let client = redis::Client::open(url.as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let _: u64 = redis::cmd("INCR")
-        .arg(format!("{p}:generation"))
+        .arg(format!("{p}:qf"))
         .query_async(&mut conn)
         .await
         .unwrap();
     gate.add_permits(1);
     loading.await.unwrap().unwrap();
     assert!(a.get::<String>(&key).await.is_some(), "memory keeps it");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    until("the write refused", async || {
+        a.stats().redis.unwrap().writes_fenced == 1
+    })
+    .await;
     assert!(!in_redis(&url, &p, &key).await, "Redis refused it");
     // A load after it is written.
     a.invalidate(Invalidate::Key(key.clone())).await.unwrap();

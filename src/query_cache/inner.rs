@@ -15,6 +15,11 @@ use super::key::QueryKey;
 use super::stats::{Counters, Namespaces};
 use crate::clock::Clock;
 
+/// Entries an invalidation scans on the caller's thread at most; larger
+/// scans (about 1 ms per 10,000 entries, more past the CPU's caches:
+/// `benches/query_cache.rs`) go to Tokio's blocking threads.
+const SCAN_INLINE: u64 = 10_000;
+
 /// Invalidations remembered for the loads in flight (see
 /// [`QueryCache::invalidate`](super::QueryCache::invalidate)); a load older than all of them is not
 /// stored.
@@ -79,7 +84,7 @@ impl Inner {
     {
         let epoch = self.epoch();
         #[cfg(feature = "redis")]
-        let mut generation = None;
+        let mut fence = None;
         #[cfg(feature = "redis")]
         if let Some(shared) = &self.shared {
             match shared.get::<V>(self, key, &ns, epoch).await {
@@ -88,7 +93,7 @@ impl Inner {
                     leader.end(Outcome::Value(Arc::clone(&v) as Erased));
                     return Ok(v);
                 }
-                super::redis::Found::Miss(g) => generation = g,
+                super::redis::Found::Miss(f) => fence = f,
             }
         }
         let started = Instant::now();
@@ -106,8 +111,8 @@ impl Inner {
                 // lookup (its breaker says whether to try) or an
                 // invalidation made the value out of date.
                 #[cfg(feature = "redis")]
-                if let (Some(shared), true, Some(_)) = (&self.shared, stored, generation) {
-                    let _ = shared.put(self, key, &v, options, generation, &ns);
+                if let (Some(shared), true, Some(_)) = (&self.shared, stored, fence) {
+                    let _ = shared.put(self, key, &v, options, fence, &ns);
                 }
                 #[cfg(not(feature = "redis"))]
                 let _ = stored;
@@ -169,7 +174,49 @@ impl Inner {
         true
     }
 
+    /// Whether invalidating `what` scans more than [`SCAN_INLINE`]
+    /// entries (and a Tokio runtime can take it off this thread).
+    fn scan_elsewhere(&self, what: &Invalidate) -> Option<tokio::runtime::Handle> {
+        let large = !matches!(what, Invalidate::Key(_)) && self.map.entry_count() > SCAN_INLINE;
+        large.then(tokio::runtime::Handle::try_current)?.ok()
+    }
+
+    /// [`invalidate_memory`](Self::invalidate_memory), on Tokio's
+    /// blocking threads when the scan is large.
+    pub(crate) async fn invalidate_local(self: Arc<Self>, what: Invalidate) -> u64 {
+        match self.scan_elsewhere(&what) {
+            Some(rt) => rt
+                .spawn_blocking(move || self.invalidate_memory(what))
+                .await
+                .unwrap_or(0),
+            None => self.invalidate_memory(what),
+        }
+    }
+
+    /// [`invalidate_memory`](Self::invalidate_memory) from a thread that
+    /// can't wait (the subscriber's): a large scan is started on Tokio's
+    /// blocking threads, its log entry made at once.
+    #[cfg(feature = "redis")]
+    pub(crate) fn invalidate_soon(self: Arc<Self>, what: Invalidate) {
+        match self.scan_elsewhere(&what) {
+            Some(rt) => {
+                self.note(&what);
+                rt.spawn_blocking(move || self.scan(&what));
+            }
+            None => {
+                self.invalidate_memory(what);
+            }
+        }
+    }
+
+    /// Notes an invalidation (loads in flight that it selects will not
+    /// be stored), then drops what memory holds of it.
     pub(crate) fn invalidate_memory(&self, what: Invalidate) -> u64 {
+        self.note(&what);
+        self.scan(&what)
+    }
+
+    fn note(&self, what: &Invalidate) {
         {
             let mut log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
             log.epoch += 1;
@@ -183,10 +230,14 @@ impl Inner {
         // goes for a tag.
         self.flights
             .detach(|k| matches!(what, Invalidate::Tag(_)) || what.selects(k, &[]));
+    }
+
+    /// Drops what memory holds of `what`; how many entries went.
+    fn scan(&self, what: &Invalidate) -> u64 {
         let gone = |slot: &Slot| {
             slot.ns.invalidated.fetch_add(1, Relaxed);
         };
-        if let Invalidate::Key(key) = &what {
+        if let Invalidate::Key(key) = what {
             return match self.map.remove(key) {
                 Some(slot) => {
                     gone(&slot);

@@ -41,44 +41,103 @@ const PARAMS_HEX: usize = 32;
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct QueryKey {
     text: Arc<str>,
+    /// False for parameters that could not be serialized: such a key is
+    /// never looked up or stored (the loader always runs).
+    cacheable: bool,
+}
+
+/// A name as it goes into a key's text: `%` and `#` escaped (`%25`,
+/// `%23`), so that no name reads as another name's parameters.
+fn escape_name(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.contains(['#', '%']) {
+        name.replace('%', "%25").replace('#', "%23").into()
+    } else {
+        name.into()
+    }
 }
 
 impl QueryKey {
-    /// The key named `name`, without parameters.
+    /// The key named `name`, without parameters. A `#` or `%` in `name`
+    /// is escaped in the key's text (`%23`, `%25`): only
+    /// [`with_params`](Self::with_params) makes the `#digest` part.
+    ///
+    /// Build names from what the application chooses (a route, an id it
+    /// parsed); what a client sends verbatim belongs in the parameters,
+    /// whose digest no client can forge.
     pub fn new(name: impl AsRef<str>) -> Self {
         Self {
-            text: Arc::from(name.as_ref()),
+            text: Arc::from(escape_name(name.as_ref())),
+            cacheable: true,
+        }
+    }
+
+    /// A key whose text is `text`, as it was made (a key received from
+    /// another replica).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn from_text(text: &str) -> Self {
+        Self {
+            text: Arc::from(text),
+            cacheable: true,
         }
     }
 
     /// The key named `name` for `params` (any serializable value), hashed.
+    ///
+    /// Parameters whose serialization fails (a map whose keys are not
+    /// strings, say) make a key that is never cached: its loader always
+    /// runs, and the first such key logs a warning. Use
+    /// [`try_with_params`](Self::try_with_params) to get the error.
     pub fn with_params<P: Serialize + ?Sized>(name: impl AsRef<str>, params: &P) -> Self {
+        Self::try_with_params(name.as_ref(), params).unwrap_or_else(|e| {
+            static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+            if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(
+                    name = name.as_ref(),
+                    error = %e,
+                    "tower-perf query cache: parameters that can't be serialized; such keys are never cached"
+                );
+            }
+            Self {
+                text: Arc::from(format!("{}#!", escape_name(name.as_ref()))),
+                cacheable: false,
+            }
+        })
+    }
+
+    /// The key named `name` for `params`, or why `params` can't be
+    /// serialized.
+    pub fn try_with_params<P: Serialize + ?Sized>(
+        name: impl AsRef<str>,
+        params: &P,
+    ) -> Result<Self, serde_json::Error> {
         let mut hasher = Sha256::new();
-        // Serializing into the hasher cannot fail for the writer's sake;
-        // a value whose `Serialize` fails (a map with non-string keys)
-        // hashes what was written before, plus a marker.
-        if serde_json::to_writer(HashWriter(&mut hasher), params).is_err() {
-            hasher.update(b"\0unserializable");
-        }
+        serde_json::to_writer(HashWriter(&mut hasher), params)?;
         let digest = hasher.finalize();
-        let name = name.as_ref();
+        let name = escape_name(name.as_ref());
         let mut text = String::with_capacity(name.len() + 1 + PARAMS_HEX);
-        text.push_str(name);
+        text.push_str(&name);
         text.push('#');
         for b in &digest[..PARAMS_HEX / 2] {
             const HEX: &[u8; 16] = b"0123456789abcdef";
             text.push(char::from(HEX[usize::from(b >> 4)]));
             text.push(char::from(HEX[usize::from(b & 15)]));
         }
-        Self {
+        Ok(Self {
             text: Arc::from(text),
-        }
+            cacheable: true,
+        })
     }
 
-    /// The key's text: its name, then `#` and the parameters' digest if it
-    /// has parameters.
+    /// The key's text: its name (`#` and `%` escaped), then `#` and the
+    /// parameters' digest if it has parameters.
     pub fn as_str(&self) -> &str {
         &self.text
+    }
+
+    /// Whether entries can be cached under this key (false when its
+    /// parameters could not be serialized).
+    pub fn is_cacheable(&self) -> bool {
+        self.cacheable
     }
 
     /// The key's namespace: its name up to the first `:` (or `#`).
@@ -113,9 +172,7 @@ impl From<&str> for QueryKey {
 
 impl From<String> for QueryKey {
     fn from(name: String) -> Self {
-        Self {
-            text: Arc::from(name),
-        }
+        Self::new(name)
     }
 }
 
@@ -149,6 +206,9 @@ impl std::io::Write for HashWriter<'_> {
 mod tests {
     use super::*;
 
+    /// `sha256('[["symbol","AAPL"]]')`, its first 16 bytes in hex.
+    const FIXED: &str = "1c1f64ce2f7e434956d4836c93fdba64";
+
     #[test]
     fn namespaces_are_the_first_segment() {
         assert_eq!(QueryKey::new("user:42:orders").namespace(), "user");
@@ -167,10 +227,37 @@ mod tests {
         let b = QueryKey::with_params("q", &[("ab", "c")]);
         let c = QueryKey::with_params("q", &[("a", "bc")]);
         assert_ne!(b, c);
-        // Stable across processes: a fixed digest.
         assert_eq!(
             QueryKey::with_params("quotes", &[("symbol", "AAPL")]).as_str(),
             QueryKey::from(("quotes", &[("symbol", "AAPL")])).as_str()
         );
+        // Stable across processes and versions: SHA-256 of the JSON
+        // `[["symbol","AAPL"]]`, its first 16 bytes.
+        assert_eq!(
+            QueryKey::with_params("quotes", &[("symbol", "AAPL")]).as_str(),
+            format!("quotes#{}", FIXED)
+        );
+    }
+
+    #[test]
+    fn a_name_never_reads_as_parameters() {
+        let hashed = QueryKey::with_params("quotes", &[("symbol", "AAPL")]);
+        let forged = QueryKey::new(hashed.as_str());
+        assert_ne!(forged, hashed);
+        assert_eq!(forged.as_str(), format!("quotes%23{FIXED}"));
+        assert_eq!(QueryKey::new("a%23b").as_str(), "a%2523b");
+        assert_eq!(QueryKey::from("x#y".to_owned()).as_str(), "x%23y");
+        assert_eq!(forged.namespace(), "quotes%23".to_owned() + FIXED);
+    }
+
+    #[test]
+    fn unserializable_parameters_make_a_key_that_is_never_cached() {
+        let mut bad = std::collections::BTreeMap::new();
+        bad.insert((1, 2), "tuple keys are not JSON object keys");
+        assert!(QueryKey::try_with_params("q", &bad).is_err());
+        let key = QueryKey::with_params("q", &bad);
+        assert!(!key.is_cacheable());
+        assert_ne!(key, QueryKey::new("q#!"));
+        assert!(QueryKey::with_params("q", &1).is_cacheable());
     }
 }

@@ -117,11 +117,6 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
 /// The default memory bound: 64 MiB.
 pub const DEFAULT_MAX_BYTES: u64 = 64 << 20;
 
-/// Entries an invalidation scans on the caller's thread at most; larger
-/// scans (about 1 ms per 10,000 entries, more past the CPU's caches:
-/// `benches/query_cache.rs`) go to Tokio's blocking threads.
-const SCAN_INLINE: u64 = 10_000;
-
 /// A handle on a query cache; clones share it. See the [module
 /// docs](self).
 #[derive(Clone)]
@@ -220,6 +215,9 @@ impl QueryCache {
     /// The fresh value of `key`, if memory (or the Redis tier, whose
     /// value is then copied to memory) holds one of type `V`.
     pub async fn get<V: QueryValue>(&self, key: &QueryKey) -> Option<Arc<V>> {
+        if !key.is_cacheable() {
+            return None;
+        }
         let start = self.start();
         let ns = match self.look::<V>(key) {
             Found::Fresh(v, slot) => {
@@ -259,6 +257,9 @@ impl QueryCache {
         options: impl Into<EntryOptions>,
     ) -> Arc<V> {
         let value = Arc::new(value);
+        if !key.is_cacheable() {
+            return value;
+        }
         let ns = self.counters(&key, None);
         let options = options.into();
         let stored = self
@@ -303,6 +304,9 @@ impl QueryCache {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<V, E>> + Send + 'static,
     {
+        if !key.is_cacheable() {
+            return loader().await.map(Arc::new).map_err(Arc::new);
+        }
         let start = self.start();
         let ns = match self.look::<V>(key) {
             Found::Fresh(v, slot) => {
@@ -405,29 +409,32 @@ impl QueryCache {
     /// ([`InvalidateError::Deferred`]); Redis and the other replicas get
     /// it as soon as Redis answers.
     pub async fn invalidate(&self, what: Invalidate) -> Result<u64, InvalidateError> {
-        let local = self.invalidate_memory(what.clone()).await;
+        let local = Arc::clone(&self.inner).invalidate_local(what.clone()).await;
         #[cfg(feature = "redis")]
         if let Some(shared) = &self.inner.shared {
-            return match shared.invalidate(&what, &Arc::downgrade(&self.inner)).await {
+            // A task of its own: a caller that goes away (a client that
+            // hung up) does not take the shared part with it.
+            let (s, weak, w) = (
+                Arc::clone(shared),
+                Arc::downgrade(&self.inner),
+                what.clone(),
+            );
+            let shared_part = match tokio::runtime::Handle::try_current() {
+                Ok(rt) => rt
+                    .spawn(async move { s.invalidate(&w, &weak).await })
+                    .await
+                    .unwrap_or_else(|e| {
+                        shared.keep_for_replay(what);
+                        Err(format!("the invalidation task failed: {e}"))
+                    }),
+                Err(_) => s.invalidate(&w, &weak).await,
+            };
+            return match shared_part {
                 Ok(n) => Ok(n.max(local)),
                 Err(reason) => Err(InvalidateError::Deferred { local, reason }),
             };
         }
         Ok(local)
-    }
-
-    /// The memory part of an invalidation: a scan past [`SCAN_INLINE`]
-    /// entries runs on Tokio's blocking threads, not the caller's.
-    async fn invalidate_memory(&self, what: Invalidate) -> u64 {
-        let inner = Arc::clone(&self.inner);
-        let large = !matches!(what, Invalidate::Key(_)) && inner.map.entry_count() > SCAN_INLINE;
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) if large => rt
-                .spawn_blocking(move || inner.invalidate_memory(what))
-                .await
-                .unwrap_or(0),
-            _ => inner.invalidate_memory(what),
-        }
     }
 
     /// Drops every entry of `namespace`.

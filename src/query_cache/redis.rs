@@ -1,7 +1,28 @@
 //! The query cache's Redis tier (feature `redis`): values serialized
-//! (JSON) under `PREFIX:v:KEY`, tags as sets, one circuit breaker, and the
-//! invalidation broadcast (with its outbox) the response cache's tiered
-//! store uses, so an invalidation on one replica reaches all.
+//! (JSON), one circuit breaker, and an invalidation broadcast (with the
+//! outbox the response cache's tiered store uses), so an invalidation on
+//! one replica reaches all.
+//!
+//! Keys, under the tier's prefix `P` (a segment of their own, `q…`, so a
+//! response cache given the same prefix never meets them):
+//!
+//! | key | holds |
+//! |---|---|
+//! | `P:qv:KEY` | a value: `NS-GEN:ALL-GEN:` then the stored bytes |
+//! | `P:qn:NS` | the namespace's generation (an invalidation of the namespace bumps it: values written under an older one read as missing) |
+//! | `P:qa` | the generation of everything (bumped by `All`) |
+//! | `P:qk:KEY` | the key's own counter (bumped when it is invalidated; an hour) |
+//! | `P:qf` | the fence of the invalidations that select by tag, prefix, pattern or all |
+//! | `P:qt:TAG` | the keys stored with a tag |
+//! | `P:query-invalidate` | the channel |
+//!
+//! A lookup reads the value and the four counters in one `MGET`; a load
+//! is written only if none of them moved since (a Lua script checks), so
+//! a load that an invalidation overtakes is never stored, and an
+//! invalidation of one namespace does not hold back the others' writes.
+//! Invalidating a namespace or everything is one `INCR` (the values it
+//! leaves behind expire with their TTL); a key, a tag's keys, a prefix or
+//! a pattern are deleted (the last two by `SCAN`).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Weak};
@@ -17,22 +38,31 @@ use super::invalidate::Invalidate;
 use super::key::QueryKey;
 use super::stats::Counters;
 use super::wire::{
-    decode_message, decode_value, encode_message, encode_value, escape, redis_glob, unix_ms,
+    decode_message, decode_value, encode_message, encode_value, escape, redis_glob,
+    split_generations, unix_ms,
 };
 use crate::breaker::{BreakerConfig, BreakerSnapshot, CircuitBreaker};
 use crate::cache::StoreError;
 use crate::outbox::{Outbox, Pending, PendingGauge};
 
-/// Stores a value if no invalidation ran since the loader read the
-/// generation (`ARGV[3]`, empty: store anyway), and adds its key to its
-/// tags' sets, whose lifetime covers the value's.
+/// Stores a value (`KEYS[1]`) if the key's counter, the namespace's and
+/// all-generations and the fence (`KEYS[2..5]`) still read what the
+/// lookup saw (`ARGV[3..6]`; `ARGV[3]` empty: store anyway), prefixed with
+/// the generations it is valid under, and adds the key's text (`ARGV[7]`)
+/// to its tags' sets (`KEYS[6..]`), whose lifetime covers the value's.
 const STORE: &str = r"
-if ARGV[3] ~= '' and (redis.call('GET', KEYS[2]) or '0') ~= ARGV[3] then
-  return 0
+if ARGV[3] ~= '' then
+  for i = 2, 5 do
+    if (redis.call('GET', KEYS[i]) or '0') ~= ARGV[i + 1] then
+      return 0
+    end
+  end
 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-for i = 3, #KEYS do
-  redis.call('SADD', KEYS[i], KEYS[1])
+local ns = redis.call('GET', KEYS[3]) or '0'
+local all = redis.call('GET', KEYS[4]) or '0'
+redis.call('SET', KEYS[1], ns .. ':' .. all .. ':' .. ARGV[1], 'PX', ARGV[2])
+for i = 6, #KEYS do
+  redis.call('SADD', KEYS[i], ARGV[7])
   if redis.call('PTTL', KEYS[i]) < tonumber(ARGV[2]) then
     redis.call('PEXPIRE', KEYS[i], ARGV[2])
   end
@@ -40,15 +70,25 @@ end
 return 1
 ";
 
-/// Drops every value a tag's set names, then the set.
+/// Drops the value of every key a tag's set names (`ARGV[1]` is the value
+/// keys' prefix), then the set, and moves the fence.
 const PURGE_TAG: &str = r"
+redis.call('INCR', KEYS[2])
 local n = 0
 for _, k in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  n = n + redis.call('UNLINK', k)
+  n = n + redis.call('UNLINK', ARGV[1] .. k)
 end
 redis.call('DEL', KEYS[1])
 return n
 ";
+
+/// How long a key's invalidation counter lives: longer than any load.
+const KEY_COUNTER_MS: u64 = 3_600_000;
+
+/// The counters a write must find unchanged: the key's, its namespace's,
+/// everything's, and the fence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Fence([u64; 4]);
 
 /// Keys a `SCAN` step asks for.
 const SCAN_COUNT: usize = 1000;
@@ -58,7 +98,13 @@ const SCAN_COUNT: usize = 1000;
 ///
 /// Every replica pointed at the same Redis and prefix shares the values
 /// (a miss in memory looks in Redis before loading; a load is written
-/// there in the background) and hears the others' invalidations. Each
+/// there in the background, unless an invalidation ran while it loaded)
+/// and hears the others' invalidations. Invalidating a namespace or
+/// everything costs one `INCR` whatever Redis holds (the values left
+/// behind read as missing and expire with their TTL); a tag deletes its
+/// keys; a prefix or pattern scans the keys (`SCAN`) in the background of
+/// no request but the invalidating one. The keys live under
+/// `PREFIX:q…`, apart from a response cache's given the same prefix. Each
 /// operation waits at most [`timeout`](Self::timeout) (50 ms by default)
 /// and goes through a circuit breaker: while Redis is down, lookups go
 /// straight to the loader and memory keeps serving, counted in
@@ -93,6 +139,7 @@ pub(crate) struct TierCounters {
     errors: AtomicU64,
     timeouts: AtomicU64,
     undecodable: AtomicU64,
+    fenced: AtomicU64,
     published: AtomicU64,
     received: AtomicU64,
     replayed: AtomicU64,
@@ -118,6 +165,8 @@ pub struct RedisTierSnapshot {
     /// Stored values that could not be read back as the type asked for
     /// (treated as missing).
     pub undecodable: u64,
+    /// Loads not written because an invalidation ran while they loaded.
+    pub writes_fenced: u64,
     /// Invalidations published to the other replicas.
     pub invalidations_published: u64,
     /// Invalidations received from the other replicas.
@@ -177,6 +226,7 @@ impl RedisTier {
             errors: c.errors.load(Relaxed),
             timeouts: c.timeouts.load(Relaxed),
             undecodable: c.undecodable.load(Relaxed),
+            writes_fenced: c.fenced.load(Relaxed),
             invalidations_published: c.published.load(Relaxed),
             invalidations_received: c.received.load(Relaxed),
             invalidations_pending: c.pending.load(Relaxed),
@@ -187,19 +237,29 @@ impl RedisTier {
     }
 
     fn value_key(&self, text: &str) -> String {
-        format!("{}:v:{text}", self.prefix)
+        format!("{}:qv:{text}", self.prefix)
     }
 
-    fn generation_key(&self) -> String {
-        format!("{}:generation", self.prefix)
+    /// The keys of the counters a write checks, in [`Fence`]'s order.
+    fn fence_keys(&self, key: &QueryKey) -> [String; 4] {
+        [
+            format!("{}:qk:{}", self.prefix, key.as_str()),
+            self.namespace_key(key.namespace()),
+            format!("{}:qa", self.prefix),
+            format!("{}:qf", self.prefix),
+        ]
+    }
+
+    fn namespace_key(&self, ns: &str) -> String {
+        format!("{}:qn:{ns}", self.prefix)
     }
 
     fn tag_key(&self, tag: &str) -> String {
-        format!("{}:t:{tag}", self.prefix)
+        format!("{}:qt:{tag}", self.prefix)
     }
 
     fn channel(&self) -> String {
-        format!("{}:invalidate", self.prefix)
+        format!("{}:query-invalidate", self.prefix)
     }
 
     async fn run<T>(
@@ -210,94 +270,146 @@ impl RedisTier {
         crate::redis_conn::through(&self.breaker, self.timeout, op, &c.errors, &c.timeouts).await
     }
 
-    /// The stored bytes of `key` and the invalidation generation, in one
-    /// round trip.
-    async fn lookup(&self, key: &QueryKey) -> Result<(Option<Vec<u8>>, u64), String> {
+    /// The stored bytes of `key`, if they are valid under the current
+    /// generations, and the fence a write of it must find unchanged, in
+    /// one round trip.
+    async fn lookup(&self, key: &QueryKey) -> Result<(Option<Vec<u8>>, Fence), String> {
         let mut conn = self.conn.clone();
-        let (value, generation): (Option<Vec<u8>>, Option<u64>) = self
-            .run(
-                redis::cmd("MGET")
-                    .arg(self.value_key(key.as_str()))
-                    .arg(self.generation_key())
-                    .query_async(&mut conn),
-            )
-            .await?;
-        Ok((value, generation.unwrap_or(0)))
+        let mut mget = redis::cmd("MGET");
+        mget.arg(self.value_key(key.as_str()))
+            .arg(&self.fence_keys(key));
+        let (value, k, ns, all, fence): (
+            Option<Vec<u8>>,
+            Option<u64>,
+            Option<u64>,
+            Option<u64>,
+            Option<u64>,
+        ) = self.run(mget.query_async(&mut conn)).await?;
+        let fence = Fence([
+            k.unwrap_or(0),
+            ns.unwrap_or(0),
+            all.unwrap_or(0),
+            fence.unwrap_or(0),
+        ]);
+        // Written under older generations: invalidated since.
+        let value = value.and_then(|v| match split_generations(&v) {
+            Some((n, a, _)) if n == fence.0[1] && a == fence.0[2] => Some(v),
+            _ => None,
+        });
+        Ok((value, fence))
     }
 
     /// Stores `bytes` for `ttl` (at least a millisecond), unless an
-    /// invalidation ran since `generation`. Whether it was stored.
+    /// invalidation moved `fence` since (none: store anyway). Whether it
+    /// was stored.
     async fn put(
         &self,
         key: &QueryKey,
         bytes: Vec<u8>,
         ttl: Duration,
         tags: &[Box<str>],
-        generation: Option<u64>,
+        fence: Option<Fence>,
     ) -> Result<bool, String> {
         let mut conn = self.conn.clone();
         let mut inv = self.store.prepare_invoke();
-        inv.key(self.value_key(key.as_str()))
-            .key(self.generation_key());
+        inv.key(self.value_key(key.as_str()));
+        for k in self.fence_keys(key) {
+            inv.key(k);
+        }
         for t in tags {
             inv.key(self.tag_key(t));
         }
         inv.arg(bytes)
-            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
-            .arg(generation.map(|g| g.to_string()).unwrap_or_default());
+            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
+        match fence {
+            Some(Fence(f)) => {
+                for v in f {
+                    inv.arg(v.to_string());
+                }
+            }
+            None => {
+                for _ in 0..4 {
+                    inv.arg("");
+                }
+            }
+        }
+        inv.arg(key.as_str());
         let stored: i64 = self.run(inv.invoke_async(&mut conn)).await?;
+        if stored == 0 {
+            self.counters.fenced.fetch_add(1, Relaxed);
+        }
         Ok(stored == 1)
     }
 
-    /// Drops from Redis what `what` selects, after bumping the generation
-    /// (a load that read an older one stores nothing). How many values
-    /// went.
+    /// Drops from Redis what `what` selects, moving the counters a load
+    /// in flight must find unchanged to be written. How many values went
+    /// (for a namespace or everything, which only move a generation: 0).
     async fn invalidate(&self, what: &Invalidate) -> Result<u64, String> {
         let mut conn = self.conn.clone();
-        let _: u64 = self
-            .run(
-                redis::cmd("INCR")
-                    .arg(self.generation_key())
-                    .query_async(&mut conn),
-            )
-            .await?;
-        let values = format!("{}:v:", escape(&self.prefix));
+        let values = format!("{}:qv:", escape(&self.prefix));
+        let fence = format!("{}:qf", self.prefix);
         match what {
             Invalidate::Key(k) => {
-                self.run(
-                    redis::cmd("UNLINK")
-                        .arg(self.value_key(k.as_str()))
-                        .query_async(&mut conn),
-                )
-                .await
-            }
-            Invalidate::Tag(t) => {
-                self.run(self.purge_tag.key(self.tag_key(t)).invoke_async(&mut conn))
-                    .await
-            }
-            Invalidate::Namespace(ns) => {
-                let exact: u64 = self
+                let [counter, ..] = self.fence_keys(k);
+                let (_, _, gone): (u64, i64, u64) = self
                     .run(
-                        redis::cmd("UNLINK")
-                            .arg(self.value_key(ns))
+                        redis::pipe()
+                            .atomic()
+                            .cmd("INCR")
+                            .arg(&counter)
+                            .cmd("PEXPIRE")
+                            .arg(&counter)
+                            .arg(KEY_COUNTER_MS)
+                            .cmd("UNLINK")
+                            .arg(self.value_key(k.as_str()))
                             .query_async(&mut conn),
                     )
                     .await?;
-                let ns = escape(ns);
-                Ok(exact
-                    + self.scan_unlink(&format!("{values}{ns}:*")).await?
-                    + self.scan_unlink(&format!("{values}{ns}#*")).await?)
+                Ok(gone)
             }
-            Invalidate::Prefix(p) => self.scan_unlink(&format!("{values}{}*", escape(p))).await,
-            Invalidate::Pattern(g) => {
-                self.scan_unlink(&format!("{values}{}", redis_glob(g)))
-                    .await
+            Invalidate::Namespace(ns) => {
+                let _: u64 = self
+                    .run(
+                        redis::cmd("INCR")
+                            .arg(self.namespace_key(ns))
+                            .query_async(&mut conn),
+                    )
+                    .await?;
+                Ok(0)
             }
             Invalidate::All => {
-                let n = self.scan_unlink(&format!("{values}*")).await?;
-                self.scan_unlink(&format!("{}:t:*", escape(&self.prefix)))
+                let _: (u64, u64) = self
+                    .run(
+                        redis::pipe()
+                            .cmd("INCR")
+                            .arg(format!("{}:qa", self.prefix))
+                            .cmd("INCR")
+                            .arg(&fence)
+                            .query_async(&mut conn),
+                    )
                     .await?;
-                Ok(n)
+                Ok(0)
+            }
+            Invalidate::Tag(t) => {
+                self.run(
+                    self.purge_tag
+                        .key(self.tag_key(t))
+                        .key(&fence)
+                        .arg(format!("{}:qv:", self.prefix))
+                        .invoke_async(&mut conn),
+                )
+                .await
+            }
+            Invalidate::Prefix(_) | Invalidate::Pattern(_) => {
+                let _: u64 = self
+                    .run(redis::cmd("INCR").arg(&fence).query_async(&mut conn))
+                    .await?;
+                let pattern = match what {
+                    Invalidate::Prefix(p) => format!("{values}{}*", escape(p)),
+                    Invalidate::Pattern(g) => format!("{values}{}", redis_glob(g)),
+                    _ => unreachable!("matched above"),
+                };
+                self.scan_unlink(&pattern).await
             }
         }
     }
@@ -381,14 +493,17 @@ impl Drop for Shared {
 pub(crate) enum Found<V> {
     /// A fresh value, copied to memory.
     Hit(Arc<V>),
-    /// Nothing usable; the generation to store a load under, if Redis
+    /// Nothing usable; the fence to write a load under, if Redis
     /// answered.
-    Miss(Option<u64>),
+    Miss(Option<Fence>),
 }
 
 impl Shared {
     /// Starts the subscriber and replay tasks for `inner`'s memory.
-    pub(crate) fn start(tier: RedisTier, inner: &Weak<Inner>) -> Arc<Self> {
+    pub(crate) fn start(mut tier: RedisTier, inner: &Weak<Inner>) -> Arc<Self> {
+        // This cache's own counters (a tier cloned into two caches must
+        // not share the count of invalidations waiting).
+        tier.counters = Arc::default();
         let rt = tokio::runtime::Handle::try_current().unwrap_or_else(|_| {
             panic!(
                 "QueryCacheBuilder::build with a Redis tier must run inside a Tokio runtime \
@@ -474,7 +589,7 @@ impl Shared {
     async fn apply(&self, what: &Invalidate, inner: &Weak<Inner>) -> Result<u64, String> {
         let n = self.tier.invalidate(what).await?;
         if let Some(inner) = inner.upgrade() {
-            inner.invalidate_memory(what.clone());
+            inner.invalidate_local(what.clone()).await;
         }
         self.tier.publish(self.id, what).await?;
         Ok(n)
@@ -493,6 +608,11 @@ impl Shared {
         result
     }
 
+    /// Keeps `what` for replay (its task failed before it could say).
+    pub(crate) fn keep_for_replay(&self, what: Invalidate) {
+        self.outbox.push(what, &*self.tier.counters);
+    }
+
     /// Looks `key` up in Redis; a fresh value of type `V` is copied to
     /// memory (unless an invalidation since `epoch`, or one waiting for
     /// Redis, selects it).
@@ -503,7 +623,7 @@ impl Shared {
         ns: &Arc<Counters>,
         epoch: u64,
     ) -> Found<V> {
-        let (bytes, generation) = match self.tier.lookup(key).await {
+        let (bytes, fence) = match self.tier.lookup(key).await {
             Ok(found) => found,
             Err(_) => {
                 ns.l2_errors.fetch_add(1, Relaxed);
@@ -511,11 +631,14 @@ impl Shared {
             }
         };
         let Some(bytes) = bytes else {
-            return Found::Miss(Some(generation));
+            return Found::Miss(Some(fence));
         };
         let now = unix_ms(inner.clock.system_time());
-        let Some(stored) = decode_value(&bytes).filter(|s| s.fresh_ms > now) else {
-            return Found::Miss(Some(generation));
+        let Some(stored) = split_generations(&bytes)
+            .and_then(|(_, _, rest)| decode_value(rest))
+            .filter(|s| s.fresh_ms > now)
+        else {
+            return Found::Miss(Some(fence));
         };
         if self.tier.counters.pending.load(Relaxed) > 0
             && self.outbox.any(|w| w.selects(key, &stored.tags))
@@ -524,7 +647,7 @@ impl Shared {
         }
         let Ok(value) = serde_json::from_slice::<V>(stored.json) else {
             self.tier.counters.undecodable.fetch_add(1, Relaxed);
-            return Found::Miss(Some(generation));
+            return Found::Miss(Some(fence));
         };
         let value = Arc::new(value);
         let options = EntryOptions {
@@ -537,15 +660,17 @@ impl Shared {
         Found::Hit(value)
     }
 
-    /// Writes `value` to Redis in the background (under `generation`, or
-    /// unconditionally with `None` for a plain insert), if it serializes.
+    /// Writes `value` to Redis in the background (if `fence` still holds,
+    /// or unconditionally with `None` for a plain insert). A value that
+    /// can't be serialized, or tags the format can't hold, stay in memory
+    /// only, with a warning; without a Tokio runtime nothing is written.
     pub(crate) fn put<V: QueryValue>(
         self: &Arc<Self>,
         inner: &Inner,
         key: &QueryKey,
         value: &Arc<V>,
         options: &EntryOptions,
-        generation: Option<u64>,
+        fence: Option<Fence>,
         ns: &Arc<Counters>,
     ) -> Option<tokio::task::JoinHandle<()>> {
         let ttl = options.ttl.unwrap_or(inner.default_ttl);
@@ -556,11 +681,16 @@ impl Shared {
         let json = match serde_json::to_vec(&**value) {
             Ok(json) => json,
             Err(e) => {
-                tracing::debug!(key = %key, error = %e, "tower-perf query cache: value not serializable, kept in memory only");
+                tracing::warn!(key = %key, error = %e, "tower-perf query cache: a value that can't be serialized is kept in this replica's memory only");
+                self.tier.counters.undecodable.fetch_add(1, Relaxed);
                 return None;
             }
         };
-        let bytes = encode_value(fresh_ms, stale_ms, &options.tags, &json)?;
+        let Some(bytes) = encode_value(fresh_ms, stale_ms, &options.tags, &json) else {
+            tracing::warn!(key = %key, "tower-perf query cache: more than 65,535 tags, or one over 64 KiB: kept in this replica's memory only");
+            self.tier.counters.undecodable.fetch_add(1, Relaxed);
+            return None;
+        };
         let (shared, key, tags, ns) = (
             Arc::clone(self),
             key.clone(),
@@ -572,7 +702,7 @@ impl Shared {
         Some(rt.spawn(async move {
             if shared
                 .tier
-                .put(&key, bytes, keep, &tags, generation)
+                .put(&key, bytes, keep, &tags, fence)
                 .await
                 .is_err()
             {
@@ -596,7 +726,7 @@ impl crate::redis_conn::Listener for Subscriber {
         self.subscribed.send_replace(true);
         if again {
             if let Some(inner) = self.inner.upgrade() {
-                inner.invalidate_memory(Invalidate::All);
+                inner.invalidate_soon(Invalidate::All);
             }
             self.counters.l1_dropped.fetch_add(1, Relaxed);
         }
@@ -611,7 +741,7 @@ impl crate::redis_conn::Listener for Subscriber {
         }
         self.counters.received.fetch_add(1, Relaxed);
         if let Some(inner) = self.inner.upgrade() {
-            inner.invalidate_memory(what);
+            inner.invalidate_soon(what);
         }
     }
 

@@ -9,7 +9,7 @@ use super::key::QueryKey;
 
 /// What a stored value starts with: a version, so a later format is
 /// never misread.
-const MAGIC: &[u8; 4] = b"tpq1";
+const MAGIC: &[u8; 4] = b"tpq2";
 
 /// A Redis glob that matches `text` literally.
 pub(crate) fn escape(text: &str) -> String {
@@ -30,7 +30,9 @@ pub(crate) fn redis_glob(g: &Glob) -> String {
         match t {
             Token::Char(c) => out.push_str(&escape(c.encode_utf8(&mut [0; 4]))),
             Token::Any => out.push('*'),
-            Token::One => out.push('?'),
+            // Ours is one character, Redis's one byte: `*` selects at
+            // least as much (deleting more is safe).
+            Token::One => out.push('*'),
         }
     }
     out
@@ -56,7 +58,7 @@ pub(crate) fn decode_message(msg: &str) -> Option<(u64, Invalidate)> {
     let kind = parts.next()?;
     let arg = parts.next()?;
     let what = match kind {
-        "k" => Invalidate::Key(QueryKey::new(arg)),
+        "k" => Invalidate::Key(QueryKey::from_text(arg)),
         "n" => Invalidate::Namespace(arg.to_owned()),
         "p" => Invalidate::Prefix(arg.to_owned()),
         "g" => Invalidate::pattern(arg).ok()?,
@@ -121,6 +123,19 @@ pub(crate) fn decode_value(b: &[u8]) -> Option<Stored<'_>> {
     })
 }
 
+/// A value as Redis holds it: the namespace's and everything's
+/// generations it was written under (decimal, each followed by `:`, as the
+/// store script writes them), then the encoded value.
+pub(crate) fn split_generations(b: &[u8]) -> Option<(u64, u64, &[u8])> {
+    fn number(field: Option<&[u8]>) -> Option<u64> {
+        std::str::from_utf8(field?).ok()?.parse().ok()
+    }
+    let mut fields = b.splitn(3, |c| *c == b':');
+    let ns = number(fields.next())?;
+    let all = number(fields.next())?;
+    Some((ns, all, fields.next()?))
+}
+
 pub(crate) fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -164,6 +179,12 @@ mod tests {
         let Invalidate::Pattern(g) = Invalidate::pattern(r"user:*:ord?rs[1]\*").unwrap() else {
             unreachable!()
         };
-        assert_eq!(redis_glob(&g), r"user:*:ord?rs\[1\]\*");
+        assert_eq!(redis_glob(&g), r"user:*:ord*rs\[1\]\*");
+        assert_eq!(
+            split_generations(b"3:0:tpq2\x00:"),
+            Some((3, 0, &b"tpq2\x00:"[..]))
+        );
+        assert_eq!(split_generations(b"3:x:v"), None);
+        assert_eq!(split_generations(b"3:"), None);
     }
 }

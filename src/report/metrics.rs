@@ -527,6 +527,7 @@ fn redis_cache(out: &mut String, sources: &Sources) {
                 ("error", s.errors),
                 ("timeout", s.timeouts),
                 ("undecodable", s.undecodable),
+                ("write_fenced", s.writes_fenced),
                 ("invalidation_published", s.invalidations_published),
                 ("invalidation_received", s.invalidations_received),
                 ("invalidation_replayed", s.invalidations_replayed),
