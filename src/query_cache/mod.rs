@@ -29,8 +29,14 @@
 //!   Prometheus, the dashboard) with recommendations.
 //! - Inside a timed request ([`QueryCache::with_timings`], or the axum
 //!   extractor with features `axum` and `timing`), each lookup is a
-//!   sub-timing named `cache.hit:<namespace>` or `cache.miss:<namespace>`:
-//!   the N+1 report leaves cached repetitions (`cache.hit:…`) out.
+//!   sub-timing named `cache.hit:<namespace>`, `cache.redis_hit:<namespace>`
+//!   or `cache.miss:<namespace>`: the N+1 report leaves cached repetitions
+//!   (`cache.hit:…`) out.
+//! - With feature `redis`, a [`RedisTier`] shares values between replicas
+//!   and broadcasts invalidations (see its docs).
+//! - A key whose parameters can't be serialized is never cached
+//!   ([`QueryKey::with_params`]); a name's `#` and `%` are escaped, so no
+//!   name reads as another key's parameters.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -491,8 +497,10 @@ impl QueryCache {
         }
     }
 
-    /// Waits until this replica listens to the others' invalidations (at
-    /// most `timeout`); whether it does. Without a Redis tier, `true`.
+    /// Waits until this replica has subscribed to the others'
+    /// invalidations (at most `timeout`); whether it has. Without a Redis
+    /// tier, `true`. (A subscription that breaks later is made again by
+    /// itself, and memory is emptied then, since messages were missed.)
     /// The subscription starts with [`build`](QueryCacheBuilder::build);
     /// invalidations published before it is up are missed, so wait for it
     /// before serving when that matters.
@@ -512,7 +520,8 @@ impl QueryCache {
 pub enum InvalidateError {
     /// The glob pattern was refused (nothing was invalidated).
     Pattern(PatternError),
-    /// Redis did not take it: `local` entries were dropped from this
+    /// Redis did not take all of it (its part in Redis, or the message to
+    /// the other replicas, failed): `local` entries were dropped from this
     /// replica's memory; Redis and the other replicas get it when Redis
     /// answers again (`reason` says what failed).
     Deferred {
