@@ -20,8 +20,9 @@ async fn fifty_concurrent_misses_run_one_load() {
     let loads = Arc::new(AtomicUsize::new(0));
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let key = QueryKey::with_params("quotes", &[("symbol", "AAPL")]);
+    const CALLERS: u64 = 50;
     let mut tasks = Vec::new();
-    for _ in 0..50 {
+    for _ in 0..CALLERS {
         let (cache, loads, gate, key) = (cache.clone(), loads.clone(), gate.clone(), key.clone());
         tasks.push(tokio::spawn(async move {
             cache
@@ -34,10 +35,17 @@ async fn fifty_concurrent_misses_run_one_load() {
         }));
     }
     // Every caller is in: the leader waits on the gate, the others on it.
-    while loads.load(Ordering::SeqCst) == 0 {
-        tokio::task::yield_now().await;
-    }
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Every caller has missed and joined the flight (or leads it).
+    let ns = key.namespace().to_owned();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while cache.stats().namespace(&ns).map_or(0, |n| n.misses) < CALLERS
+            || loads.load(Ordering::SeqCst) == 0
+        {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("every caller missed");
     // Enough for every loader that might run: the count below says one did.
     gate.add_permits(50);
     for t in tasks {
@@ -62,8 +70,9 @@ async fn a_failing_loader_caches_nothing_and_every_waiter_sees_the_error() {
     let loads = Arc::new(AtomicUsize::new(0));
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let key = QueryKey::new("orders:7");
+    const CALLERS: u64 = 10;
     let mut tasks = Vec::new();
-    for _ in 0..10 {
+    for _ in 0..CALLERS {
         let (cache, loads, gate, key) = (cache.clone(), loads.clone(), gate.clone(), key.clone());
         tasks.push(tokio::spawn(async move {
             cache
@@ -75,10 +84,17 @@ async fn a_failing_loader_caches_nothing_and_every_waiter_sees_the_error() {
                 .await
         }));
     }
-    while loads.load(Ordering::SeqCst) == 0 {
-        tokio::task::yield_now().await;
-    }
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Every caller has missed and joined the flight (or leads it).
+    let ns = key.namespace().to_owned();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while cache.stats().namespace(&ns).map_or(0, |n| n.misses) < CALLERS
+            || loads.load(Ordering::SeqCst) == 0
+        {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("every caller missed");
     gate.add_permits(10);
     for t in tasks {
         let e = tokio::time::timeout(Duration::from_secs(10), t)
@@ -146,13 +162,18 @@ async fn a_leader_that_goes_away_hands_the_load_to_a_waiter() {
         })
         .await
     });
-    started.notified().await;
-    let v = cache
-        .get_or_insert_with(&k, Duration::from_secs(60), || async {
-            Ok::<_, String>(3u64)
-        })
+    tokio::time::timeout(Duration::from_secs(10), started.notified())
         .await
-        .unwrap();
+        .expect("the loader started");
+    let v = tokio::time::timeout(
+        Duration::from_secs(10),
+        cache.get_or_insert_with(&k, Duration::from_secs(60), || async {
+            Ok::<_, String>(3u64)
+        }),
+    )
+    .await
+    .expect("the waiter took over")
+    .unwrap();
     assert_eq!(*v, 3);
     assert!(panicked.await.is_err());
 }

@@ -115,6 +115,7 @@ impl QueryCacheBuilder {
                 max_bytes: self.max_bytes,
                 clock: self.clock,
                 log: Mutex::default(),
+                scans: std::sync::atomic::AtomicUsize::new(0),
                 #[cfg(feature = "redis")]
                 shared: tier.map(|t| super::redis::Shared::start(t, _weak)),
             }),

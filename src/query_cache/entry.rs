@@ -80,6 +80,9 @@ pub(crate) struct Slot {
     pub(crate) tags: Box<[Box<str>]>,
     pub(crate) ns: Arc<Counters>,
     pub(crate) weight: u32,
+    /// The invalidations made before it was stored (while a scan is
+    /// running, a lookup checks the ones made since).
+    pub(crate) epoch: u64,
 }
 
 impl Slot {

@@ -3,7 +3,8 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::{self, Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -35,8 +36,26 @@ pub(crate) struct Inner {
     pub(crate) max_bytes: u64,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) log: Mutex<Log>,
+    /// Scans of memory not finished yet: while there are, a lookup checks
+    /// the invalidations made since its entry was stored.
+    pub(crate) scans: AtomicUsize,
     #[cfg(feature = "redis")]
     pub(crate) shared: Option<Arc<super::redis::Shared>>,
+}
+
+/// A scan of memory in progress: ends (for lookups) when dropped.
+pub(crate) struct Scan(Arc<Inner>);
+
+impl Scan {
+    fn run(self, what: &Invalidate) -> u64 {
+        self.0.scan(what)
+    }
+}
+
+impl Drop for Scan {
+    fn drop(&mut self) {
+        self.0.scans.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// The invalidations made while loads may be in flight.
@@ -150,23 +169,26 @@ impl Inner {
         if ttl.is_zero() {
             return false;
         }
-        let weight = weigh(key, &**value, &options.tags);
+        let weight = u32::try_from(weigh(key, &**value, &options.tags)).unwrap_or(u32::MAX);
+        let tags = options.tags.clone().into_boxed_slice();
         let now = self.clock.now();
+        // Held while inserting: an invalidation either comes first (and
+        // is seen here) or scans after the insert (and drops it).
+        let log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
+        if since.is_some_and(|e| log.selects_since(e, key, &tags)) {
+            ns.not_stored.fetch_add(1, Relaxed);
+            return false;
+        }
         let slot = Arc::new(Slot {
             value: Arc::clone(value) as Erased,
             fresh_until: now + ttl,
             stale_until: now + ttl + options.stale,
             keep: ttl.saturating_add(options.stale),
-            tags: options.tags.clone().into_boxed_slice(),
+            tags,
             ns: Arc::clone(&ns),
-            weight: u32::try_from(weight).unwrap_or(u32::MAX),
+            weight,
+            epoch: log.epoch,
         });
-        // Held while inserting: an invalidation either comes first (and
-        // is seen here) or scans after the insert (and drops it).
-        let log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
-        if since.is_some_and(|e| log.selects_since(e, key, &slot.tags)) {
-            return false;
-        }
         ns.bytes.fetch_add(i64::from(slot.weight), Relaxed);
         ns.entries.fetch_add(1, Relaxed);
         self.map.insert(key.clone(), slot);
@@ -181,27 +203,47 @@ impl Inner {
         large.then(tokio::runtime::Handle::try_current)?.ok()
     }
 
+    /// Invalidates `what` in memory, then (with a Redis tier) in Redis and
+    /// the other replicas.
+    pub(crate) async fn invalidate_everywhere(
+        self: Arc<Self>,
+        what: Invalidate,
+    ) -> Result<u64, super::InvalidateError> {
+        let local = Arc::clone(&self).invalidate_local(what.clone()).await;
+        #[cfg(feature = "redis")]
+        if let Some(shared) = &self.shared {
+            return match shared.invalidate(&what, &Arc::downgrade(&self)).await {
+                Ok(n) => Ok(n.max(local)),
+                Err(reason) => Err(super::InvalidateError::Deferred { local, reason }),
+            };
+        }
+        Ok(local)
+    }
+
     /// [`invalidate_memory`](Self::invalidate_memory), on Tokio's
     /// blocking threads when the scan is large.
     pub(crate) async fn invalidate_local(self: Arc<Self>, what: Invalidate) -> u64 {
         match self.scan_elsewhere(&what) {
-            Some(rt) => rt
-                .spawn_blocking(move || self.invalidate_memory(what))
-                .await
-                .unwrap_or(0),
+            Some(rt) => {
+                let scan = self.start_scan(&what);
+                rt.spawn_blocking(move || scan.run(&what))
+                    .await
+                    .unwrap_or(0)
+            }
             None => self.invalidate_memory(what),
         }
     }
 
     /// [`invalidate_memory`](Self::invalidate_memory) from a thread that
     /// can't wait (the subscriber's): a large scan is started on Tokio's
-    /// blocking threads, its log entry made at once.
+    /// blocking threads; until it ends, lookups check the entry they find
+    /// against the invalidation.
     #[cfg(feature = "redis")]
     pub(crate) fn invalidate_soon(self: Arc<Self>, what: Invalidate) {
         match self.scan_elsewhere(&what) {
             Some(rt) => {
-                self.note(&what);
-                rt.spawn_blocking(move || self.scan(&what));
+                let scan = self.start_scan(&what);
+                rt.spawn_blocking(move || scan.run(&what));
             }
             None => {
                 self.invalidate_memory(what);
@@ -211,9 +253,26 @@ impl Inner {
 
     /// Notes an invalidation (loads in flight that it selects will not
     /// be stored), then drops what memory holds of it.
-    pub(crate) fn invalidate_memory(&self, what: Invalidate) -> u64 {
-        self.note(&what);
-        self.scan(&what)
+    pub(crate) fn invalidate_memory(self: &Arc<Self>, what: Invalidate) -> u64 {
+        self.start_scan(&what).run(&what)
+    }
+
+    /// Notes `what` and counts a scan as running until the guard is done.
+    fn start_scan(self: &Arc<Self>, what: &Invalidate) -> Scan {
+        self.scans.fetch_add(1, Ordering::SeqCst);
+        self.note(what);
+        Scan(Arc::clone(self))
+    }
+
+    /// Whether `slot`, found under `key`, was selected by an invalidation
+    /// whose scan has not reached it yet.
+    pub(crate) fn overtaken(&self, key: &QueryKey, slot: &Slot) -> bool {
+        self.scans.load(Ordering::SeqCst) > 0
+            && self
+                .log
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .selects_since(slot.epoch, key, &slot.tags)
     }
 
     fn note(&self, what: &Invalidate) {

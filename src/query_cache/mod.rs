@@ -203,6 +203,9 @@ impl QueryCache {
         let Some(slot) = self.inner.map.get(key) else {
             return Found::Miss(None);
         };
+        if self.inner.overtaken(key, &slot) {
+            return Found::Miss(Some(Arc::clone(&slot.ns)));
+        }
         let now = self.inner.clock.now();
         match slot.downcast::<V>() {
             Some(v) if now < slot.fresh_until => Found::Fresh(v, slot),
@@ -255,7 +258,10 @@ impl QueryCache {
 
     /// Stores `value` under `key` with `options` (a `Duration` is a TTL;
     /// [`EntryOptions::default()`] takes the default TTL), replacing what
-    /// it held. Returns the value as shared.
+    /// it held. Returns the value as shared. With a Redis tier it is
+    /// written through, unconditionally (the caller says it is current;
+    /// unlike a load, an invalidation running meanwhile does not hold it
+    /// back), and this returns once Redis took it or failed to.
     pub async fn insert<V: QueryValue>(
         &self,
         key: QueryKey,
@@ -408,39 +414,39 @@ impl QueryCache {
     /// entries unless `what` is one key: linear in the entries held, off
     /// the async threads past 10,000 entries (about 1 ms per 10,000).
     ///
-    /// With a Redis tier, the values in Redis go too (a key, a tag's set,
-    /// or a `SCAN` of the key space for the others), then every other
-    /// replica drops them from its memory. When Redis can't take it, this
-    /// replica's memory is invalidated anyway and the error says so
+    /// With a Redis tier, Redis drops them too (a key or a tag's keys are
+    /// deleted; a namespace or everything is one `INCR` that makes the
+    /// values written before it read as missing; a prefix or a pattern
+    /// `SCAN`s the keys), then every other replica drops them from its
+    /// memory. When Redis can't take it, this replica's memory is
+    /// invalidated anyway and the error says so
     /// ([`InvalidateError::Deferred`]); Redis and the other replicas get
-    /// it as soon as Redis answers.
+    /// it as soon as Redis answers. The whole of it runs as a task of its
+    /// own: a caller that goes away (a client that hung up) does not stop
+    /// it halfway.
+    ///
+    /// Selectors match the keys' text, where a name's `#` and `%` are
+    /// escaped (`%23`, `%25`): `Namespace("search")` does not select
+    /// `QueryKey::new("search#x")`, whose namespace is `search%23x`.
     pub async fn invalidate(&self, what: Invalidate) -> Result<u64, InvalidateError> {
-        let local = Arc::clone(&self.inner).invalidate_local(what.clone()).await;
+        let inner = Arc::clone(&self.inner);
         #[cfg(feature = "redis")]
-        if let Some(shared) = &self.inner.shared {
-            // A task of its own: a caller that goes away (a client that
-            // hung up) does not take the shared part with it.
-            let (s, weak, w) = (
-                Arc::clone(shared),
-                Arc::downgrade(&self.inner),
-                what.clone(),
-            );
-            let shared_part = match tokio::runtime::Handle::try_current() {
-                Ok(rt) => rt
-                    .spawn(async move { s.invalidate(&w, &weak).await })
-                    .await
-                    .unwrap_or_else(|e| {
+        if let (Some(_), Ok(rt)) = (&inner.shared, tokio::runtime::Handle::try_current()) {
+            let w = what.clone();
+            return rt
+                .spawn(async move { inner.invalidate_everywhere(w).await })
+                .await
+                .unwrap_or_else(|e| {
+                    if let Some(shared) = &self.inner.shared {
                         shared.keep_for_replay(what);
-                        Err(format!("the invalidation task failed: {e}"))
-                    }),
-                Err(_) => s.invalidate(&w, &weak).await,
-            };
-            return match shared_part {
-                Ok(n) => Ok(n.max(local)),
-                Err(reason) => Err(InvalidateError::Deferred { local, reason }),
-            };
+                    }
+                    Err(InvalidateError::Deferred {
+                        local: 0,
+                        reason: format!("the invalidation task failed: {e}"),
+                    })
+                });
         }
-        Ok(local)
+        inner.invalidate_everywhere(what).await
     }
 
     /// Drops every entry of `namespace`.

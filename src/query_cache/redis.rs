@@ -16,7 +16,10 @@
 //! | `P:qt:TAG` | the keys stored with a tag |
 //! | `P:query-invalidate` | the channel |
 //!
-//! A lookup reads the value and the four counters in one `MGET`; a load
+//! A lookup reads the value and the four counters in one script call
+//! (setting a missing namespace, all or fence counter to a random value:
+//! a counter evicted or lost with a restart never vouches for a value
+//! written under its old self); a load
 //! is written only if none of them moved since (a Lua script checks), so
 //! a load that an invalidation overtakes is never stored, and an
 //! invalidation of one namespace does not hold back the others' writes.
@@ -50,7 +53,20 @@ use crate::outbox::{Outbox, Pending, PendingGauge};
 /// lookup saw (`ARGV[3..6]`; `ARGV[3]` empty: store anyway), prefixed with
 /// the generations it is valid under, and adds the key's text (`ARGV[7]`)
 /// to its tags' sets (`KEYS[6..]`), whose lifetime covers the value's.
+///
+/// A counter gone since the lookup (evicted, or lost with a restart) is
+/// set again to a random value (`ARGV[8]`) and a checked write refused.
 const STORE: &str = r"
+local missing = false
+for i = 3, 5 do
+  if not redis.call('GET', KEYS[i]) then
+    redis.call('SET', KEYS[i], ARGV[8], 'NX')
+    missing = true
+  end
+end
+if missing and ARGV[3] ~= '' then
+  return 0
+end
 if ARGV[3] ~= '' then
   for i = 2, 5 do
     if (redis.call('GET', KEYS[i]) or '0') ~= ARGV[i + 1] then
@@ -58,8 +74,8 @@ if ARGV[3] ~= '' then
     end
   end
 end
-local ns = redis.call('GET', KEYS[3]) or '0'
-local all = redis.call('GET', KEYS[4]) or '0'
+local ns = redis.call('GET', KEYS[3])
+local all = redis.call('GET', KEYS[4])
 redis.call('SET', KEYS[1], ns .. ':' .. all .. ':' .. ARGV[1], 'PX', ARGV[2])
 for i = 6, #KEYS do
   redis.call('SADD', KEYS[i], ARGV[7])
@@ -68,6 +84,27 @@ for i = 6, #KEYS do
   end
 end
 return 1
+";
+
+/// Reads a value (`KEYS[1]`) and the counters a write of it must find
+/// unchanged (`KEYS[2..5]`). The namespace's, everything's and the fence's
+/// counters start at a random value (`ARGV[1]`), set here when missing
+/// (never set, evicted, or lost with a restart): such a counter can't
+/// vouch for a value, so the last element says whether all were there.
+const LOOKUP: &str = r"
+local out = {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[2]) or '0'}
+local known = 1
+for i = 3, 5 do
+  local v = redis.call('GET', KEYS[i])
+  if not v then
+    redis.call('SET', KEYS[i], ARGV[1], 'NX')
+    v = redis.call('GET', KEYS[i])
+    known = 0
+  end
+  out[i] = v
+end
+out[6] = known
+return out
 ";
 
 /// Drops the value of every key a tag's set names (`ARGV[1]` is the value
@@ -82,13 +119,21 @@ redis.call('DEL', KEYS[1])
 return n
 ";
 
-/// How long a key's invalidation counter lives: longer than any load.
+/// The longest a value is kept in Redis (ten years; Redis refuses an
+/// expiry past its clock's range).
+const MAX_PX: u64 = 10 * 365 * 24 * 3_600_000;
+
+/// How long a key's invalidation counter lives.
 const KEY_COUNTER_MS: u64 = 3_600_000;
 
-/// The counters a write must find unchanged: the key's, its namespace's,
-/// everything's, and the fence.
+/// A load whose lookup is older than this is not written: the key's
+/// counter it was checked against may have expired since.
+const LOOKUP_VALID: Duration = Duration::from_millis(KEY_COUNTER_MS / 2);
+
+/// The counters a write must find unchanged (the key's, its namespace's,
+/// everything's, and the fence), and when they were read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Fence([u64; 4]);
+pub(crate) struct Fence([u64; 4], std::time::Instant);
 
 /// Keys a `SCAN` step asks for.
 const SCAN_COUNT: usize = 1000;
@@ -104,7 +149,15 @@ const SCAN_COUNT: usize = 1000;
 /// behind read as missing and expire with their TTL); a tag deletes its
 /// keys; a prefix or pattern scans the keys (`SCAN`) in the background of
 /// no request but the invalidating one. The keys live under
-/// `PREFIX:q…`, apart from a response cache's given the same prefix. Each
+/// `PREFIX:q…`, apart from a response cache's given the same prefix.
+///
+/// Give Redis room, or `maxmemory-policy noeviction`: the counters
+/// survive eviction safely (a missing one vouches for nothing), but a tag's
+/// set evicted before its tag is invalidated leaves that tag's values in
+/// Redis until their TTL. A tag's set keeps every key stored with the tag
+/// until the tag is invalidated or the set expires (with its longest
+/// value), so tag what a write invalidates (`user-42`), not whole
+/// catalogues. Each
 /// operation waits at most [`timeout`](Self::timeout) (50 ms by default)
 /// and goes through a circuit breaker: while Redis is down, lookups go
 /// straight to the loader and memory keeps serving, counted in
@@ -122,6 +175,7 @@ pub struct RedisTier {
     breaker: CircuitBreaker,
     counters: Arc<TierCounters>,
     store: Arc<redis::Script>,
+    lookup: Arc<redis::Script>,
     purge_tag: Arc<redis::Script>,
 }
 
@@ -195,6 +249,7 @@ impl RedisTier {
             breaker: CircuitBreaker::new("redis query cache", BreakerConfig::default()),
             counters: Arc::default(),
             store: Arc::new(redis::Script::new(STORE)),
+            lookup: Arc::new(redis::Script::new(LOOKUP)),
             purge_tag: Arc::new(redis::Script::new(PURGE_TAG)),
         })
     }
@@ -275,27 +330,23 @@ impl RedisTier {
     /// one round trip.
     async fn lookup(&self, key: &QueryKey) -> Result<(Option<Vec<u8>>, Fence), String> {
         let mut conn = self.conn.clone();
-        let mut mget = redis::cmd("MGET");
-        mget.arg(self.value_key(key.as_str()))
-            .arg(&self.fence_keys(key));
-        let (value, k, ns, all, fence): (
-            Option<Vec<u8>>,
-            Option<u64>,
-            Option<u64>,
-            Option<u64>,
-            Option<u64>,
-        ) = self.run(mget.query_async(&mut conn)).await?;
-        let fence = Fence([
-            k.unwrap_or(0),
-            ns.unwrap_or(0),
-            all.unwrap_or(0),
-            fence.unwrap_or(0),
-        ]);
-        // Written under older generations: invalidated since.
-        let value = value.and_then(|v| match split_generations(&v) {
-            Some((n, a, _)) if n == fence.0[1] && a == fence.0[2] => Some(v),
-            _ => None,
-        });
+        let mut inv = self.lookup.prepare_invoke();
+        inv.key(self.value_key(key.as_str()));
+        for k in self.fence_keys(key) {
+            inv.key(k);
+        }
+        inv.arg(random_base());
+        let (value, k, ns, all, fence, known): (Option<Vec<u8>>, u64, u64, u64, u64, i64) =
+            self.run(inv.invoke_async(&mut conn)).await?;
+        let fence = Fence([k, ns, all, fence], std::time::Instant::now());
+        // Written under older generations (invalidated since), or a
+        // generation was missing: not valid.
+        let value = value
+            .filter(|_| known == 1)
+            .and_then(|v| match split_generations(&v) {
+                Some((n, a, _)) if n == fence.0[1] && a == fence.0[2] => Some(v),
+                _ => None,
+            });
         Ok((value, fence))
     }
 
@@ -310,6 +361,10 @@ impl RedisTier {
         tags: &[Box<str>],
         fence: Option<Fence>,
     ) -> Result<bool, String> {
+        if fence.is_some_and(|f| f.1.elapsed() > LOOKUP_VALID) {
+            self.counters.fenced.fetch_add(1, Relaxed);
+            return Ok(false);
+        }
         let mut conn = self.conn.clone();
         let mut inv = self.store.prepare_invoke();
         inv.key(self.value_key(key.as_str()));
@@ -319,10 +374,13 @@ impl RedisTier {
         for t in tags {
             inv.key(self.tag_key(t));
         }
-        inv.arg(bytes)
-            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
+        inv.arg(bytes).arg(
+            u64::try_from(ttl.as_millis())
+                .unwrap_or(u64::MAX)
+                .clamp(1, MAX_PX),
+        );
         match fence {
-            Some(Fence(f)) => {
+            Some(Fence(f, _)) => {
                 for v in f {
                     inv.arg(v.to_string());
                 }
@@ -333,7 +391,7 @@ impl RedisTier {
                 }
             }
         }
-        inv.arg(key.as_str());
+        inv.arg(key.as_str()).arg(random_base());
         let stored: i64 = self.run(inv.invoke_async(&mut conn)).await?;
         if stored == 0 {
             self.counters.fenced.fetch_add(1, Relaxed);
@@ -470,6 +528,20 @@ impl Pending for Invalidate {
             Invalidate::All => 0,
         }
     }
+}
+
+/// A counter's first value: random, so a counter lost and set again
+/// never reads as one a value was written under. Below 2^53, where Redis's
+/// `INCR` and Lua's numbers agree.
+fn random_base() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish() >> 11
 }
 
 /// What a replica shares with its background tasks: the tier, its id on

@@ -27,6 +27,8 @@ pub(crate) struct Counters {
     pub(crate) load_errors: AtomicU64,
     pub(crate) load_nanos: AtomicU64,
     pub(crate) evictions: AtomicU64,
+    /// Loads not stored: an invalidation ran while they loaded.
+    pub(crate) not_stored: AtomicU64,
     pub(crate) invalidated: AtomicU64,
     pub(crate) l2_hits: AtomicU64,
     pub(crate) l2_errors: AtomicU64,
@@ -122,6 +124,9 @@ pub struct NamespaceStats {
     pub evictions: u64,
     /// Entries dropped by invalidations.
     pub invalidated: u64,
+    /// Loads (or Redis copies) not stored because an invalidation ran
+    /// while they loaded (their callers still got them).
+    pub not_stored: u64,
     /// Misses in memory the Redis tier answered (copied to memory).
     pub redis_hits: u64,
     /// Redis calls that failed or were skipped by the open breaker (the
@@ -172,6 +177,7 @@ impl NamespaceStats {
             },
             evictions: c.evictions.load(Relaxed),
             invalidated: c.invalidated.load(Relaxed),
+            not_stored: c.not_stored.load(Relaxed),
             redis_hits: c.l2_hits.load(Relaxed),
             redis_errors: c.l2_errors.load(Relaxed),
             entries: u64::try_from(c.entries.load(Relaxed)).unwrap_or(0),
