@@ -315,3 +315,35 @@ impl Inner {
         n
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::query_cache::QueryCache;
+
+    /// Between an invalidation's note and the end of its scan (a large
+    /// scan runs on another thread), a lookup does not serve what it
+    /// selects; what it doesn't select is served.
+    #[tokio::test]
+    async fn a_lookup_during_a_running_scan_checks_the_invalidation() {
+        let cache = QueryCache::new();
+        let (orders, items) = (QueryKey::new("user:42:orders"), QueryKey::new("items:1"));
+        let ttl = Duration::from_secs(60);
+        cache.insert(orders.clone(), 1u8, ttl).await;
+        cache.insert(items.clone(), 2u8, ttl).await;
+        let scan = cache
+            .inner
+            .start_scan(&Invalidate::Namespace("user".into()));
+        assert!(
+            cache.get::<u8>(&orders).await.is_none(),
+            "selected: not served"
+        );
+        assert_eq!(cache.get::<u8>(&items).await.as_deref(), Some(&2));
+        // Stored after the invalidation: served.
+        cache.insert(orders.clone(), 3u8, ttl).await;
+        assert_eq!(cache.get::<u8>(&orders).await.as_deref(), Some(&3));
+        assert_eq!(scan.run(&Invalidate::Namespace("user".into())), 1);
+        assert_eq!(cache.inner.scans.load(Ordering::SeqCst), 0);
+        assert!(cache.get::<u8>(&orders).await.is_none());
+    }
+}
