@@ -393,6 +393,7 @@ async fn a_load_that_an_invalidation_overtakes_is_returned_but_not_stored() {
     gate.add_permits(1);
     assert_eq!(*load.await.unwrap().unwrap(), "old orders");
     assert!(cache.get::<String>(&key).await.is_none(), "not stored");
+    assert_eq!(cache.stats().namespace("user").unwrap().not_stored, 1);
     // An unrelated invalidation does not stop a load from being stored.
     let (c, k, g, s) = (cache.clone(), key.clone(), gate.clone(), started.clone());
     let load = tokio::spawn(async move {

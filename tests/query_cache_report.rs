@@ -124,6 +124,7 @@ async fn lookups_are_sub_timings_and_cached_repetitions_are_not_n_plus_one() {
     );
     assert!(text.contains(r#"tower_perf_query_cache_loads_total{namespace="items"} 12"#));
     assert!(text.contains(r#"tower_perf_query_cache_entries{namespace="items"} 12"#));
+    assert!(text.contains(r#"tower_perf_query_cache_not_stored_total{namespace="items"} 0"#));
     support::promtool(&text);
 
     // The index lists the endpoint.

@@ -247,7 +247,13 @@ fn query_cache(out: &mut String, sources: &Sources) {
         }
     }
     type Pick = fn(&crate::query_cache::NamespaceStats) -> u64;
-    let families: [(&'static str, &str, &str, Pick); 7] = [
+    let families: [(&'static str, &str, &str, Pick); 8] = [
+        (
+            "tower_perf_query_cache_not_stored_total",
+            "counter",
+            "Loads not stored because an invalidation ran while they loaded.",
+            |n| n.not_stored,
+        ),
         (
             "tower_perf_query_cache_loads_total",
             "counter",
