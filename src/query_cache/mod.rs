@@ -180,9 +180,9 @@ impl QueryCache {
     }
 
     #[cfg(feature = "timing")]
-    fn timed(&self, start: Option<Instant>, name: impl FnOnce() -> String) {
+    fn timed(&self, start: Option<Instant>, name: &str) {
         if let (Some(t), Some(start)) = (&self.timings, start) {
-            t.record(name(), start.elapsed());
+            t.record_str(name, start.elapsed());
         }
     }
 
@@ -192,7 +192,7 @@ impl QueryCache {
     }
 
     #[cfg(not(feature = "timing"))]
-    fn timed(&self, _: Option<Instant>, _: impl FnOnce() -> String) {}
+    fn timed(&self, _: Option<Instant>, _: &str) {}
 
     #[cfg(not(feature = "timing"))]
     fn start(&self) -> Option<Instant> {
@@ -241,11 +241,11 @@ impl QueryCache {
         if let Some(shared) = &self.inner.shared {
             let epoch = self.inner.epoch();
             if let redis::Found::Hit(v) = shared.get::<V>(&self.inner, key, &ns, epoch).await {
-                self.timed(start, || ns.redis_hit_name());
+                self.timed(start, &ns.redis_hit_name);
                 return Some(v);
             }
         }
-        self.timed(start, || ns.miss_name());
+        self.timed(start, &ns.miss_name);
         None
     }
 
@@ -253,7 +253,7 @@ impl QueryCache {
     /// namespace registry).
     fn hit(&self, slot: &Slot, start: Option<Instant>) {
         slot.ns.hits.fetch_add(1, Relaxed);
-        self.timed(start, || slot.ns.hit_name());
+        self.timed(start, &slot.ns.hit_name);
     }
 
     /// Stores `value` under `key` with `options` (a `Duration` is a TTL;
@@ -339,7 +339,7 @@ impl QueryCache {
                         });
                     }
                     ns.stale_hits.fetch_add(1, Relaxed);
-                    self.timed(start, || ns.hit_name());
+                    self.timed(start, &ns.hit_name);
                     return Ok(v);
                 }
                 // No runtime to refresh it in the background: a miss.
@@ -397,11 +397,11 @@ impl QueryCache {
         };
         #[cfg(feature = "redis")]
         if from_redis {
-            self.timed(start, || ns.redis_hit_name());
+            self.timed(start, &ns.redis_hit_name);
             return result;
         }
         let _ = from_redis;
-        self.timed(start, || ns.miss_name());
+        self.timed(start, &ns.miss_name);
         result
     }
 

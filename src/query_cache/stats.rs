@@ -17,6 +17,11 @@ pub const OTHER: &str = "_other";
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) name: Box<str>,
+    /// The sub-timing names of a lookup's outcomes, made once.
+    pub(crate) hit_name: Box<str>,
+    pub(crate) miss_name: Box<str>,
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) redis_hit_name: Box<str>,
     pub(crate) hits: AtomicU64,
     pub(crate) stale_hits: AtomicU64,
     pub(crate) misses: AtomicU64,
@@ -39,17 +44,14 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
-    pub(crate) fn hit_name(&self) -> String {
-        format!("cache.hit:{}", self.name)
-    }
-
-    pub(crate) fn miss_name(&self) -> String {
-        format!("cache.miss:{}", self.name)
-    }
-
-    #[cfg(feature = "redis")]
-    pub(crate) fn redis_hit_name(&self) -> String {
-        format!("cache.redis_hit:{}", self.name)
+    fn new(name: &str) -> Self {
+        Self {
+            name: name.into(),
+            hit_name: format!("cache.hit:{name}").into(),
+            miss_name: format!("cache.miss:{name}").into(),
+            redis_hit_name: format!("cache.redis_hit:{name}").into(),
+            ..Self::default()
+        }
     }
 }
 
@@ -79,12 +81,10 @@ impl Namespaces {
         } else {
             name
         };
-        Arc::clone(map.entry(name.into()).or_insert_with(|| {
-            Arc::new(Counters {
-                name: name.into(),
-                ..Counters::default()
-            })
-        }))
+        Arc::clone(
+            map.entry(name.into())
+                .or_insert_with(|| Arc::new(Counters::new(name))),
+        )
     }
 
     pub(crate) fn all(&self) -> Vec<Arc<Counters>> {

@@ -15,6 +15,14 @@ pub(crate) struct SpanAgg {
     pub(crate) max: Duration,
 }
 
+impl SpanAgg {
+    fn add(&mut self, duration: Duration) {
+        self.count = self.count.saturating_add(1);
+        self.total += duration;
+        self.max = self.max.max(duration);
+    }
+}
+
 /// A request's sub-timings, found in its extensions when
 /// [`TimingLayer`](super::TimingLayer) wraps the handler with
 /// [`sub_timings(true)`](super::TimingLayer::sub_timings).
@@ -75,11 +83,7 @@ impl Timings {
             name
         };
         match spans.iter_mut().find(|s| s.name == name) {
-            Some(s) => {
-                s.count = s.count.saturating_add(1);
-                s.total += duration;
-                s.max = s.max.max(duration);
-            }
+            Some(s) => s.add(duration),
             None => spans.push(SpanAgg {
                 name,
                 count: 1,
@@ -87,6 +91,20 @@ impl Timings {
                 max: duration,
             }),
         }
+    }
+
+    /// Records a span named `name`, copying the name only the first time
+    /// this request records it (the query cache's lookups, repeated per
+    /// item, allocate nothing after the first).
+    #[cfg(feature = "cache")]
+    pub(crate) fn record_str(&self, name: &str, duration: Duration) {
+        if let Ok(mut spans) = self.inner.lock() {
+            if let Some(s) = spans.iter_mut().find(|s| s.name == name) {
+                s.add(duration);
+                return;
+            }
+        }
+        self.record(name.to_owned(), duration);
     }
 
     /// This request's spans so far: (name, count, total).
