@@ -87,6 +87,32 @@ pub(crate) async fn through<T>(
     guarded(ticket, timeout, op, errors, timeouts).await
 }
 
+/// A replica's id on an invalidation channel, or a counter's random
+/// first value: std's per-process random hash keys over the time.
+pub(crate) fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}
+
+/// A message on an invalidation channel: the sender's id (so it can
+/// ignore its own), a kind, and its argument: `{id:x}|{kind}|{arg}`.
+pub(crate) fn frame(id: u64, kind: &str, arg: &str) -> String {
+    format!("{id:x}|{kind}|{arg}")
+}
+
+/// A [`frame`] read back: (id, kind, argument).
+pub(crate) fn unframe(msg: &str) -> Option<(u64, &str, &str)> {
+    let mut parts = msg.splitn(3, '|');
+    let id = u64::from_str_radix(parts.next()?, 16).ok()?;
+    Some((id, parts.next()?, parts.next()?))
+}
+
 /// How often a subscriber checks that its connection still answers, and
 /// the longest it waits for that, for a connection, or for a subscription:
 /// a connection that died without a word (a partition, a paused Redis)

@@ -48,14 +48,12 @@ pub(crate) fn encode_purge(id: u64, purge: &Purge) -> String {
         Purge::Tag(t) => ("t", t.as_str()),
         Purge::All => ("a", ""),
     };
-    format!("{id:x}|{kind}|{arg}")
+    crate::redis_conn::frame(id, kind, arg)
 }
 
 pub(crate) fn decode_purge(msg: &str) -> Option<(u64, Purge)> {
-    let mut parts = msg.splitn(3, '|');
-    let id = u64::from_str_radix(parts.next()?, 16).ok()?;
-    let kind = parts.next()?;
-    let arg = parts.next()?.to_owned();
+    let (id, kind, arg) = crate::redis_conn::unframe(msg)?;
+    let arg = arg.to_owned();
     let purge = match kind {
         "k" => Purge::Key(CacheKey::from_text(&arg)),
         "q" => Purge::PathAndQuery(arg),

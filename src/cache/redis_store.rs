@@ -484,16 +484,7 @@ impl TieredStore {
     /// runtime.
     pub async fn new(l1: MemoryStore, l2: RedisCacheStore) -> Self {
         let channel: Arc<str> = format!("{}:invalidate", l2.prefix).into();
-        let id = {
-            use std::hash::{BuildHasher, Hasher};
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u128(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_nanos()),
-            );
-            h.finish()
-        };
+        let id = crate::redis_conn::random_u64();
         let (alive, stop) = tokio::sync::watch::channel(false);
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
         let subscriber = invalidation::Subscriber {

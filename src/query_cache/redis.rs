@@ -29,7 +29,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use serde::Serialize;
@@ -534,14 +534,7 @@ impl Pending for Invalidate {
 /// never reads as one a value was written under. Below 2^53, where Redis's
 /// `INCR` and Lua's numbers agree.
 fn random_base() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.finish() >> 11
+    crate::redis_conn::random_u64() >> 11
 }
 
 /// What a replica shares with its background tasks: the tier, its id on
@@ -582,16 +575,7 @@ impl Shared {
                  (it starts the invalidation subscriber)"
             )
         });
-        let id = {
-            use std::hash::{BuildHasher, Hasher};
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u128(
-                SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_nanos()),
-            );
-            h.finish()
-        };
+        let id = crate::redis_conn::random_u64();
         let (alive, stop) = tokio::sync::watch::channel(false);
         let (subscribed_tx, subscribed) = tokio::sync::watch::channel(false);
         let shared = Arc::new(Self {

@@ -49,14 +49,11 @@ pub(crate) fn encode_message(id: u64, what: &Invalidate) -> String {
         Invalidate::Tag(s) => ("t", s.as_str()),
         Invalidate::All => ("a", ""),
     };
-    format!("{id:x}|{kind}|{arg}")
+    crate::redis_conn::frame(id, kind, arg)
 }
 
 pub(crate) fn decode_message(msg: &str) -> Option<(u64, Invalidate)> {
-    let mut parts = msg.splitn(3, '|');
-    let id = u64::from_str_radix(parts.next()?, 16).ok()?;
-    let kind = parts.next()?;
-    let arg = parts.next()?;
+    let (id, kind, arg) = crate::redis_conn::unframe(msg)?;
     let what = match kind {
         "k" => Invalidate::Key(QueryKey::from_text(arg)),
         "n" => Invalidate::Namespace(arg.to_owned()),
