@@ -14,31 +14,35 @@ async fn counted(loads: Arc<AtomicUsize>, value: u64) -> Result<u64, String> {
     Ok(value)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fifty_concurrent_misses_run_one_load() {
-    let cache = QueryCache::new();
-    let loads = Arc::new(AtomicUsize::new(0));
+/// `callers` concurrent misses of `key`, each with a loader that counts
+/// itself in `loads` and answers `outcome` once let through: their
+/// answers, once every caller has missed (and the leader is loading).
+async fn concurrent_misses<T: tower_perf::query_cache::QueryValue + Clone>(
+    cache: &QueryCache,
+    key: &QueryKey,
+    callers: u64,
+    loads: &Arc<AtomicUsize>,
+    outcome: Result<T, String>,
+) -> Vec<Result<Arc<T>, Arc<String>>> {
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let key = QueryKey::with_params("quotes", &[("symbol", "AAPL")]);
-    const CALLERS: u64 = 50;
     let mut tasks = Vec::new();
-    for _ in 0..CALLERS {
+    for _ in 0..callers {
         let (cache, loads, gate, key) = (cache.clone(), loads.clone(), gate.clone(), key.clone());
+        let outcome = outcome.clone();
         tasks.push(tokio::spawn(async move {
             cache
                 .get_or_insert_with(&key, Duration::from_secs(60), move || async move {
                     loads.fetch_add(1, Ordering::SeqCst);
                     let _ = gate.acquire().await;
-                    Ok::<_, String>(vec![1u8, 2, 3])
+                    outcome
                 })
                 .await
         }));
     }
-    // Every caller is in: the leader waits on the gate, the others on it.
     // Every caller has missed and joined the flight (or leads it).
     let ns = key.namespace().to_owned();
     tokio::time::timeout(Duration::from_secs(10), async {
-        while cache.stats().namespace(&ns).map_or(0, |n| n.misses) < CALLERS
+        while cache.stats().namespace(&ns).map_or(0, |n| n.misses) < callers
             || loads.load(Ordering::SeqCst) == 0
         {
             tokio::time::sleep(Duration::from_millis(1)).await;
@@ -46,13 +50,25 @@ async fn fifty_concurrent_misses_run_one_load() {
     })
     .await
     .expect("every caller missed");
-    // Enough for every loader that might run: the count below says one did.
-    gate.add_permits(50);
+    // Enough for every loader that might run: the callers count them.
+    gate.add_permits(callers as usize);
+    let mut answers = Vec::new();
     for t in tasks {
-        let v = tokio::time::timeout(Duration::from_secs(10), t)
+        let answer = tokio::time::timeout(Duration::from_secs(10), t)
             .await
             .expect("answered");
-        assert_eq!(*v.unwrap().unwrap(), vec![1u8, 2, 3]);
+        answers.push(answer.unwrap());
+    }
+    answers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_misses_run_one_load() {
+    let cache = QueryCache::new();
+    let loads = Arc::new(AtomicUsize::new(0));
+    let key = QueryKey::with_params("quotes", &[("symbol", "AAPL")]);
+    for answer in concurrent_misses(&cache, &key, 50, &loads, Ok(vec![1u8, 2, 3])).await {
+        assert_eq!(*answer.unwrap(), vec![1u8, 2, 3]);
     }
     assert_eq!(loads.load(Ordering::SeqCst), 1);
     let stats = cache.stats();
@@ -68,39 +84,10 @@ async fn fifty_concurrent_misses_run_one_load() {
 async fn a_failing_loader_caches_nothing_and_every_waiter_sees_the_error() {
     let cache = QueryCache::new();
     let loads = Arc::new(AtomicUsize::new(0));
-    let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let key = QueryKey::new("orders:7");
-    const CALLERS: u64 = 10;
-    let mut tasks = Vec::new();
-    for _ in 0..CALLERS {
-        let (cache, loads, gate, key) = (cache.clone(), loads.clone(), gate.clone(), key.clone());
-        tasks.push(tokio::spawn(async move {
-            cache
-                .get_or_insert_with(&key, Duration::from_secs(60), move || async move {
-                    loads.fetch_add(1, Ordering::SeqCst);
-                    let _ = gate.acquire().await;
-                    Err::<u64, _>("database down".to_owned())
-                })
-                .await
-        }));
-    }
-    // Every caller has missed and joined the flight (or leads it).
-    let ns = key.namespace().to_owned();
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while cache.stats().namespace(&ns).map_or(0, |n| n.misses) < CALLERS
-            || loads.load(Ordering::SeqCst) == 0
-        {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    })
-    .await
-    .expect("every caller missed");
-    gate.add_permits(10);
-    for t in tasks {
-        let e = tokio::time::timeout(Duration::from_secs(10), t)
-            .await
-            .expect("answered");
-        assert_eq!(*e.unwrap().unwrap_err(), "database down");
+    let down = Err::<u64, _>("database down".to_owned());
+    for answer in concurrent_misses(&cache, &key, 10, &loads, down).await {
+        assert_eq!(*answer.unwrap_err(), "database down");
     }
     assert_eq!(loads.load(Ordering::SeqCst), 1);
     let s = cache.stats();
