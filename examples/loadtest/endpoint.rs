@@ -115,8 +115,19 @@ pub(crate) fn restart_numbering() {
     SEQ.store(0, Ordering::Relaxed);
 }
 
-/// A body template read from `path`.
+/// The largest body file read (each request renders it again).
+const MAX_BODY_FILE: u64 = 16 << 20;
+
+/// A body template read from `path` (16 MiB at most).
 pub(crate) fn read_body(path: &str) -> Result<String, String> {
+    let len = std::fs::metadata(path)
+        .map_err(|e| format!("reading the body from {path}: {e}"))?
+        .len();
+    if len > MAX_BODY_FILE {
+        return Err(format!(
+            "the body in {path} has {len} bytes: at most {MAX_BODY_FILE}"
+        ));
+    }
     std::fs::read_to_string(path).map_err(|e| format!("reading the body from {path}: {e}"))
 }
 
@@ -166,6 +177,15 @@ impl Endpoint {
     ) -> Result<Self, String> {
         if weight == 0 {
             return Err("a weight of 0 never runs".to_owned());
+        }
+        // Ranges in the path and query only: one in the host or port would
+        // have each user keep a connection to every address it names.
+        let authority = url.split_once("://").map_or(url, |(_, rest)| rest);
+        let authority = &authority[..authority.find(['/', '?']).unwrap_or(authority.len())];
+        if authority.contains('{') {
+            return Err(format!(
+                "{url}: ranges go in the path or query, not the host or port"
+            ));
         }
         let e = Self {
             label: if method == Method::GET {

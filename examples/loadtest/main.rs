@@ -162,6 +162,9 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, String> {
+    // Whether --duration was given (--stages then decides it: both is a
+    // contradiction, refused).
+    let mut duration_given = false;
     let mut a = Args {
         scenario: Scenario::Sustained,
         duration: Duration::from_secs(30),
@@ -200,7 +203,10 @@ pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, Str
                     }
                 }
             }
-            "--duration" => a.duration = parse_duration(&value("--duration")?)?,
+            "--duration" => {
+                a.duration = parse_duration(&value("--duration")?)?;
+                duration_given = true;
+            }
             "--concurrency" => {
                 a.concurrency = usize::try_from(number("--concurrency", value("--concurrency")?)?)
                     .map_err(|e| e.to_string())?;
@@ -242,7 +248,10 @@ pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, Str
         return Err("--concurrency: 1 to 10000".to_owned());
     }
     if a.scenario == Scenario::Spike
-        && (a.spike_factor < 2 || a.concurrency * a.spike_factor > stages::MAX_USERS)
+        && (a.spike_factor < 2
+            || a.concurrency
+                .checked_mul(a.spike_factor)
+                .is_none_or(|n| n > stages::MAX_USERS))
     {
         return Err("--spike-factor: at least 2, and at most 20000 workers in all".to_owned());
     }
@@ -259,6 +268,11 @@ pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, Str
             return Err(
                 "--stages applies to the sustained scenario's closed loop (not with --rate)"
                     .to_owned(),
+            );
+        }
+        if duration_given {
+            return Err(
+                "--duration and --stages: the stages say how long the run lasts".to_owned(),
             );
         }
         // The run lasts as long as its stages.

@@ -72,12 +72,19 @@ fn duration_ms(v: &str) -> Option<f64> {
     (x.is_finite() && x >= 0.0).then_some(x * scale)
 }
 
+/// `1%`, or a fraction below 1 (`0.01`): a bare `1` or `5` would read as
+/// 100% or be out of range where a percentage was meant, so it is refused.
 fn share(v: &str) -> Option<f64> {
-    let x = match v.strip_suffix('%') {
-        Some(n) => n.trim().parse::<f64>().ok()? / 100.0,
-        None => v.parse::<f64>().ok()?,
-    };
-    (0.0..=1.0).contains(&x).then_some(x)
+    match v.strip_suffix('%') {
+        Some(n) => {
+            let x = n.trim().parse::<f64>().ok()? / 100.0;
+            (0.0..=1.0).contains(&x).then_some(x)
+        }
+        None => {
+            let x = v.parse::<f64>().ok()?;
+            (0.0..1.0).contains(&x).then_some(x)
+        }
+    }
 }
 
 impl Threshold {

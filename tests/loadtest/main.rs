@@ -83,6 +83,30 @@ fn arguments() {
     ] {
         assert!(args(bad).is_err(), "{bad:?}");
     }
+    // Refused, and why.
+    for (bad, why) in [
+        (
+            &["http://127.0.0.1:{1024..2000}/"][..],
+            "not the host or port",
+        ),
+        (
+            &["--stages", "1s:2", "--duration", "5s", "http://h:1/"][..],
+            "--duration and --stages",
+        ),
+        (
+            &[
+                "--scenario",
+                "spike",
+                "--spike-factor",
+                &u64::MAX.to_string(),
+                "http://h:1/",
+            ][..],
+            "--spike-factor",
+        ),
+    ] {
+        let e = args(bad).unwrap_err();
+        assert!(e.contains(why), "{bad:?}: {e}");
+    }
     assert_eq!(
         loadtest::parse_duration("1.5s").unwrap(),
         Duration::from_millis(1500)

@@ -166,6 +166,8 @@ fn thresholds_parse_or_say_why_not() {
         "p95<50",
         "p42<50ms",
         "errors<150%",
+        // A bare 1 would be 100%, where 1% was surely meant.
+        "errors<1",
         "errors<lots",
         "rps>fast",
         "p95<50ms on ",
