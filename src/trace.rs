@@ -71,6 +71,19 @@ pub(crate) fn semconv_method(m: &Method) -> &'static str {
     }
 }
 
+/// The method the timing registry keys a request by: `method`, or one
+/// shared `_OTHER` for the methods [`semconv_method`] doesn't know.
+#[cfg(feature = "timing")]
+pub(crate) fn registry_method(m: &Method) -> &Method {
+    static OTHER: std::sync::LazyLock<Method> =
+        std::sync::LazyLock::new(|| Method::from_bytes(b"_OTHER").unwrap_or(Method::OPTIONS));
+    if semconv_method(m) == "_OTHER" {
+        &OTHER
+    } else {
+        m
+    }
+}
+
 /// OpenTelemetry's `network.protocol.version`: `1.1`, `2`…
 fn protocol_version(v: Version) -> &'static str {
     match v {

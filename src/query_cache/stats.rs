@@ -120,6 +120,8 @@ pub struct NamespaceStats {
     pub load_errors: u64,
     /// Mean time of a loader run, in milliseconds.
     pub mean_load_ms: f64,
+    /// Time spent in loader runs, in seconds (a sum that only grows).
+    pub load_seconds: f64,
     /// Entries evicted to keep the byte bound.
     pub evictions: u64,
     /// Entries dropped by invalidations.
@@ -170,6 +172,7 @@ impl NamespaceStats {
             loads,
             loaded: c.loaded.load(Relaxed),
             load_errors: c.load_errors.load(Relaxed),
+            load_seconds: c.load_nanos.load(Relaxed) as f64 / 1e9,
             mean_load_ms: if loads == 0 {
                 0.0
             } else {

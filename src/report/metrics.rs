@@ -307,7 +307,7 @@ fn query_cache(out: &mut String, sources: &Sources) {
     let _ = writeln!(out, "# HELP {name} Time spent in loader runs.");
     let _ = writeln!(out, "# TYPE {name} counter");
     for n in &s.namespaces {
-        let secs = n.mean_load_ms * n.loads as f64 / 1000.0;
+        let secs = n.load_seconds;
         let _ = writeln!(
             out,
             "{name}{{namespace=\"{}\"}} {secs}",

@@ -185,7 +185,11 @@ where
                 )),
             );
         }
-        let cell = settings.registry.cell(req.method(), &label);
+        // Methods the conventions don't know share one route entry: a
+        // client inventing methods must not grow the registry.
+        let cell = settings
+            .registry
+            .cell(crate::trace::registry_method(req.method()), &label);
         let head = req.method() == Method::HEAD;
         let sizes = Sizes {
             request: req.body().size_hint().exact(),

@@ -77,10 +77,25 @@ impl Timings {
         let Ok(mut spans) = self.inner.lock() else {
             return;
         };
-        let name = if spans.len() >= MAX_NAMES && !spans.iter().any(|s| s.name == name) {
+        Self::add(&mut spans, name, |n| n, duration);
+    }
+
+    /// Adds `duration` to the span named `name`, or starts it with the
+    /// name `owned` makes (only then), or folds it into `other` past
+    /// [`MAX_NAMES`].
+    fn add<N: AsRef<str>>(
+        spans: &mut Vec<SpanAgg>,
+        name: N,
+        owned: impl FnOnce(N) -> Cow<'static, str>,
+        duration: Duration,
+    ) {
+        if let Some(s) = spans.iter_mut().find(|s| s.name == name.as_ref()) {
+            return s.add(duration);
+        }
+        let name = if spans.len() >= MAX_NAMES {
             Cow::Borrowed(super::registry::OTHER)
         } else {
-            name
+            owned(name)
         };
         match spans.iter_mut().find(|s| s.name == name) {
             Some(s) => s.add(duration),
@@ -98,13 +113,10 @@ impl Timings {
     /// item, allocate nothing after the first).
     #[cfg(feature = "cache")]
     pub(crate) fn record_str(&self, name: &str, duration: Duration) {
-        if let Ok(mut spans) = self.inner.lock() {
-            if let Some(s) = spans.iter_mut().find(|s| s.name == name) {
-                s.add(duration);
-                return;
-            }
-        }
-        self.record(name.to_owned(), duration);
+        let Ok(mut spans) = self.inner.lock() else {
+            return;
+        };
+        Self::add(&mut spans, name, |n| Cow::Owned(n.to_owned()), duration);
     }
 
     /// This request's spans so far: (name, count, total).

@@ -357,4 +357,22 @@ async fn unknown_methods_on_one_route_are_one_series() {
         "{text}"
     );
     support::promtool(&text);
+    // A client inventing methods grows nothing: one route for them all.
+    for i in 0..300 {
+        let req = Request::builder()
+            .method(http::Method::from_bytes(format!("X{i}").as_bytes()).unwrap())
+            .uri("/dav/x")
+            .body(Full::default())
+            .unwrap();
+        let res = svc.clone().oneshot(req).await.unwrap();
+        res.into_body().collect().await.unwrap();
+    }
+    let snap = stats.snapshot();
+    assert_eq!(
+        snap.routes.len(),
+        1,
+        "{:?}",
+        snap.routes.iter().map(|r| &r.method).collect::<Vec<_>>()
+    );
+    assert_eq!(snap.routes[0].method, "_OTHER");
 }
