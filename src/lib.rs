@@ -96,6 +96,9 @@ pub mod query_cache;
 pub mod rate_limit;
 #[cfg(feature = "redis")]
 mod redis_conn;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use redis_conn::RedisTarget;
 #[cfg(feature = "report")]
 #[cfg_attr(docsrs, doc(cfg(feature = "report")))]
 pub mod report;

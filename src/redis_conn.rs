@@ -1,12 +1,14 @@
-//! How the Redis stores connect: a client and a self-healing connection,
-//! set up the same way for every store.
+//! How the Redis stores connect: one server or a Redis Cluster, a
+//! self-healing connection, set up the same way for every store.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use redis::IntoConnectionInfo;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisFuture, Value};
 
 /// Data Redis has not acknowledged after this long closes the connection
 /// (`TCP_USER_TIMEOUT`, Linux): a Redis gone without a word (its host
@@ -17,11 +19,244 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
 pub(crate) const USER_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// A client for `url` and a connection that comes back by itself after a
-/// failure, made lazily (nothing is sent before the first command).
-/// Errors name what is wrong with `url`. Must be called inside a Tokio
-/// runtime.
-pub(crate) fn connect(url: &str) -> Result<(redis::Client, ConnectionManager), String> {
+/// Where a Redis store keeps its data: one Redis server, or a Redis
+/// Cluster (Valkey's too) reached through some of its nodes.
+///
+/// Every store's constructor takes `impl Into<RedisTarget>`: a URL
+/// (`redis://host:port/db`) is one server; several URLs separated by
+/// commas (`redis://10.0.0.1:7000,redis://10.0.0.2:7000`) are a cluster's
+/// seed nodes, from which the store learns the rest of the cluster. A
+/// cluster known by a single seed is [`RedisTarget::cluster`]. (A comma
+/// in a password is written `%2C`.)
+///
+/// ```
+/// use tower_perf::RedisTarget;
+///
+/// assert_eq!(RedisTarget::from("redis://127.0.0.1:6379"), RedisTarget::server("redis://127.0.0.1:6379"));
+/// assert_eq!(
+///     RedisTarget::from("redis://127.0.0.1:7000,redis://127.0.0.1:7001"),
+///     RedisTarget::cluster(["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"]),
+/// );
+/// ```
+///
+/// On a cluster each store keeps the keys one operation touches in one
+/// hash slot (see each store's documentation for its layout), follows
+/// `MOVED`/`ASK` redirections, finds a promoted replica by itself after
+/// a failover (the circuit breaker answers meanwhile), scans every master
+/// for the purges that scan, and broadcasts invalidations with classic
+/// pub/sub, which a cluster forwards to every node. The subscriber
+/// listens on one seed at a time and moves to the next when it fails:
+/// give several seeds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RedisTarget {
+    /// One Redis server, by its URL.
+    Server(String),
+    /// A Redis Cluster, by the URLs of some of its nodes.
+    Cluster(Vec<String>),
+}
+
+impl RedisTarget {
+    /// One Redis server at `url`.
+    pub fn server(url: impl Into<String>) -> Self {
+        Self::Server(url.into())
+    }
+
+    /// A Redis Cluster known by `seeds`, the URLs of some of its nodes.
+    pub fn cluster<S: Into<String>>(seeds: impl IntoIterator<Item = S>) -> Self {
+        Self::Cluster(seeds.into_iter().map(Into::into).collect())
+    }
+
+    /// Whether this is a cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Self::Cluster(_))
+    }
+}
+
+impl From<&str> for RedisTarget {
+    fn from(text: &str) -> Self {
+        if text.contains(',') {
+            Self::cluster(text.split(',').map(str::trim).filter(|s| !s.is_empty()))
+        } else {
+            Self::server(text)
+        }
+    }
+}
+
+impl From<String> for RedisTarget {
+    fn from(text: String) -> Self {
+        Self::from(text.as_str())
+    }
+}
+
+impl From<&String> for RedisTarget {
+    fn from(text: &String) -> Self {
+        Self::from(text.as_str())
+    }
+}
+
+impl From<&RedisTarget> for RedisTarget {
+    fn from(target: &RedisTarget) -> Self {
+        target.clone()
+    }
+}
+
+impl std::fmt::Display for RedisTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Server(url) => f.write_str(url),
+            Self::Cluster(seeds) => write!(f, "cluster {}", seeds.join(",")),
+        }
+    }
+}
+
+/// A connection to one server or to a cluster: commands and scripts are
+/// sent the same way to both (a cluster routes each by its keys' slot).
+#[derive(Clone)]
+pub(crate) enum Conn {
+    Server(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Server(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Server(c) => c.req_packed_commands(cmd, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Server(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// A node `SCAN` walks: the server, one of a cluster's masters, or the
+/// master of the slot a key hashes to.
+#[derive(Clone, Debug)]
+pub(crate) enum ScanNode {
+    Server,
+    Master(String, u16),
+    SlotOf(String),
+}
+
+impl Conn {
+    /// Whether this is a cluster connection.
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self, Self::Cluster(_))
+    }
+
+    /// The nodes a scan over every key must walk: the server, or each of
+    /// the cluster's masters as `CLUSTER SLOTS` names them now.
+    pub(crate) async fn scan_nodes(&mut self) -> redis::RedisResult<Vec<ScanNode>> {
+        let Self::Cluster(c) = self else {
+            return Ok(vec![ScanNode::Server]);
+        };
+        let slots = c
+            .route_command(
+                redis::cmd("CLUSTER").arg("SLOTS").clone(),
+                RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+            )
+            .await?;
+        let ranges: Vec<Vec<Value>> = redis::from_redis_value(slots)?;
+        let mut masters = Vec::new();
+        for range in ranges {
+            // [start, end, [host, port, id, ...], replicas...]
+            let Some(master) = range.into_iter().nth(2) else {
+                continue;
+            };
+            let node: Vec<Value> = redis::from_redis_value(master)?;
+            let mut node = node.into_iter();
+            let (Some(host), Some(port)) = (node.next(), node.next()) else {
+                continue;
+            };
+            let host: String = redis::from_redis_value(host)?;
+            let port: u16 = redis::from_redis_value(port)?;
+            let node = ScanNode::Master(host, port);
+            if !masters
+                .iter()
+                .any(|m| matches!((m, &node), (ScanNode::Master(a, p), ScanNode::Master(b, q)) if a == b && p == q))
+            {
+                masters.push(node);
+            }
+        }
+        Ok(masters)
+    }
+
+    /// The node holding `key`'s slot (the server itself, for a server).
+    pub(crate) fn node_of(&self, key: &str) -> ScanNode {
+        match self {
+            Self::Server(_) => ScanNode::Server,
+            Self::Cluster(_) => ScanNode::SlotOf(key.to_owned()),
+        }
+    }
+
+    /// One `SCAN cursor MATCH pattern COUNT count` step on `node`: the
+    /// next cursor (0 at the end) and the keys found.
+    pub(crate) async fn scan_step(
+        &mut self,
+        node: &ScanNode,
+        cursor: u64,
+        pattern: &str,
+        count: usize,
+    ) -> redis::RedisResult<(u64, Vec<String>)> {
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(count);
+        match (self, node) {
+            (Self::Cluster(c), ScanNode::Master(host, port)) => {
+                let answer = c
+                    .route_command(
+                        cmd,
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                            host: host.clone(),
+                            port: *port,
+                        }),
+                    )
+                    .await?;
+                Ok(redis::from_redis_value(answer)?)
+            }
+            (Self::Cluster(c), ScanNode::SlotOf(key)) => {
+                let route = redis::cluster_routing::Route::with_key(
+                    key.as_bytes(),
+                    redis::cluster_routing::SlotAddr::Master,
+                );
+                let answer = c
+                    .route_command(
+                        cmd,
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
+                    )
+                    .await?;
+                Ok(redis::from_redis_value(answer)?)
+            }
+            (this, _) => cmd.query_async(this).await,
+        }
+    }
+}
+
+/// The clients a subscriber may listen through: the server, or each seed
+/// of a cluster (tried in turn when one fails).
+pub(crate) type Listeners = Vec<redis::Client>;
+
+/// A client for `url` with the connection settings every store uses.
+fn client(url: &str) -> Result<redis::Client, String> {
     let info = url
         .into_connection_info()
         .map_err(|e| format!("redis url: {e}"))?;
@@ -30,14 +265,59 @@ pub(crate) fn connect(url: &str) -> Result<(redis::Client, ConnectionManager), S
         let tcp = info.tcp_settings().clone().set_user_timeout(USER_TIMEOUT);
         info.set_tcp_settings(tcp)
     };
-    let client = redis::Client::open(info).map_err(|e| format!("redis url: {e}"))?;
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_millis(500)))
-        .set_number_of_retries(2)
-        .set_max_delay(Duration::from_secs(1));
-    let manager = ConnectionManager::new_lazy_with_config(client.clone(), config)
-        .map_err(|e| format!("redis: {e}"))?;
-    Ok((client, manager))
+    redis::Client::open(info).map_err(|e| format!("redis url: {e}"))
+}
+
+/// Clients to listen through and a connection that comes back by itself
+/// after a failure, made lazily (nothing is sent before the first
+/// command), to `target`: a server or a cluster. Errors name what is
+/// wrong with it. Must be called inside a Tokio runtime.
+pub(crate) fn connect(target: &RedisTarget) -> Result<(Listeners, Conn), String> {
+    match target {
+        RedisTarget::Server(url) => {
+            let client = client(url)?;
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(Duration::from_millis(500)))
+                .set_number_of_retries(2)
+                .set_max_delay(Duration::from_secs(1));
+            let manager = ConnectionManager::new_lazy_with_config(client.clone(), config)
+                .map_err(|e| format!("redis: {e}"))?;
+            Ok((vec![client], Conn::Server(manager)))
+        }
+        RedisTarget::Cluster(seeds) => {
+            if seeds.is_empty() {
+                return Err("redis cluster: no seed node given".to_owned());
+            }
+            let listeners = seeds
+                .iter()
+                .map(|s| client(s))
+                .collect::<Result<Vec<_>, _>>()?;
+            let infos = listeners
+                .iter()
+                .map(|c| c.get_connection_info().clone())
+                .collect::<Vec<_>>();
+            let builder = redis::cluster::ClusterClientBuilder::new(infos)
+                .overall_response_timeout(Some(Duration::from_secs(2)))
+                // A failover takes the cluster's node timeout (seconds):
+                // the breaker answers meanwhile, so few, short retries.
+                .retries(3)
+                .min_retry_wait(10)
+                .max_retry_wait(200);
+            #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
+            let builder = builder.tcp_settings(
+                redis::io::tcp::TcpSettings::default().set_user_timeout(USER_TIMEOUT),
+            );
+            let cluster = builder
+                .build()
+                .map_err(|e| format!("redis cluster: {e}"))?;
+            // The config's timeouts replace the builder's: set them here.
+            let config = redis::cluster::ClusterConfig::new()
+                .set_connection_timeout(Duration::from_millis(500))
+                .set_response_timeout(Duration::from_secs(1));
+            let conn = cluster.get_pending_async_connection_with_config(config);
+            Ok((listeners, Conn::Cluster(conn)))
+        }
+    }
 }
 
 /// Runs `op`, a Redis operation the circuit breaker let through with
@@ -132,9 +412,11 @@ pub(crate) trait Listener: Send {
 
 /// Listens on `channel` until `stop` turns true or its sender goes:
 /// checks the connection every second, and subscribes again (after 20 ms,
-/// doubling up to 2 s) after a lost or silent one.
+/// doubling up to 2 s) after a lost or silent one, through the next of
+/// `clients` (a cluster's seeds: classic pub/sub reaches every node, so
+/// any one of them hears every message).
 pub(crate) async fn subscribe(
-    client: redis::Client,
+    clients: Listeners,
     channel: &str,
     mut listener: impl Listener,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -148,7 +430,12 @@ pub(crate) async fn subscribe(
     };
     let mut backoff = Duration::from_millis(20);
     let mut again = false;
+    let mut turn = 0usize;
     loop {
+        let Some(client) = clients.get(turn % clients.len().max(1)) else {
+            return;
+        };
+        turn = turn.wrapping_add(1);
         let session = async {
             let mut pubsub = tokio::time::timeout(2 * PING_EVERY, client.get_async_pubsub())
                 .await
@@ -202,12 +489,32 @@ mod tests {
 
     #[tokio::test]
     async fn connections_are_set_to_give_up_on_a_silent_peer() {
-        let (client, _) = connect("redis://127.0.0.1:1/0").unwrap();
+        let (clients, conn) = connect(&"redis://127.0.0.1:1/0".into()).unwrap();
+        assert!(!conn.is_cluster());
         #[cfg(target_os = "linux")]
         assert_eq!(
-            client.get_connection_info().tcp_settings().user_timeout(),
+            clients[0].get_connection_info().tcp_settings().user_timeout(),
             Some(USER_TIMEOUT)
         );
-        assert!(connect("nope://x").unwrap_err().starts_with("redis url:"));
+        let bad = connect(&"nope://x".into()).err().expect("refused");
+        assert!(bad.starts_with("redis url:"), "{bad}");
+    }
+
+    #[tokio::test]
+    async fn a_list_of_urls_is_a_cluster_and_every_seed_is_checked() {
+        let target = RedisTarget::from(" redis://127.0.0.1:7000, redis://127.0.0.1:7001,");
+        assert_eq!(
+            target,
+            RedisTarget::cluster(["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"])
+        );
+        let (clients, conn) = connect(&target).unwrap();
+        assert!(conn.is_cluster());
+        assert_eq!(clients.len(), 2);
+        let bad = RedisTarget::cluster(["redis://127.0.0.1:7000", "nope://x"]);
+        let bad = connect(&bad).err().expect("refused");
+        assert!(bad.starts_with("redis url:"), "{bad}");
+        let none = RedisTarget::cluster(Vec::<String>::new());
+        let none = connect(&none).err().expect("refused");
+        assert!(none.contains("no seed"), "{none}");
     }
 }

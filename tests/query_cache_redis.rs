@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use support::cluster::{admin, cluster_url};
 use support::redis::{OwnRedis, free_port, prefix, redis_url};
 use tower_perf::breaker::BreakerConfig;
 use tower_perf::query_cache::{
@@ -45,10 +46,13 @@ async fn load(cache: &QueryCache, key: &QueryKey, value: &str, loads: &Arc<Atomi
 /// Whether Redis holds a value under `key`, valid or not (the tier's
 /// layout: see `src/query_cache/redis.rs`).
 async fn in_redis(url: &str, prefix: &str, key: &QueryKey) -> bool {
-    let client = redis::Client::open(url).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut conn = admin(url).await;
     redis::cmd("EXISTS")
-        .arg(format!("{prefix}:qv:{}", key.as_str()))
+        .arg(format!(
+            "{prefix}:qv:{{q:{}}}:{}",
+            key.namespace(),
+            key.as_str()
+        ))
         .query_async::<u64>(&mut conn)
         .await
         .unwrap()
@@ -65,7 +69,16 @@ async fn until(what: &str, mut cond: impl AsyncFnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_share_values_through_redis() {
-    let (url, p) = (redis_url(), prefix("queries-share"));
+    replicas_share_values(&redis_url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_values_through_a_cluster() {
+    replicas_share_values(&cluster_url()).await;
+}
+
+async fn replicas_share_values(url: &str) {
+    let (url, p) = (url.to_owned(), prefix("queries-share"));
     let (a, b) = (replica(&url, &p).await, replica(&url, &p).await);
     let loads = Arc::new(AtomicUsize::new(0));
     let key = QueryKey::with_params("quotes", &[("symbol", "AAPL")]);
@@ -126,7 +139,18 @@ async fn replicas_share_values_through_redis() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalidation_on_one_replica_reaches_the_other_and_redis() {
-    let url = redis_url();
+    invalidations_reach_the_other_replica(&redis_url()).await;
+}
+
+/// On a cluster the namespaces' keys live in different slots (and
+/// masters): `All`, a tag, a pattern and a prefix go through each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_on_one_replica_reaches_the_other_and_a_cluster() {
+    invalidations_reach_the_other_replica(&cluster_url()).await;
+}
+
+async fn invalidations_reach_the_other_replica(url: &str) {
+    let url = url.to_owned();
     let loads = Arc::new(AtomicUsize::new(0));
     let keys = [
         QueryKey::new("user:42:orders"),
@@ -161,6 +185,12 @@ async fn an_invalidation_on_one_replica_reaches_the_other_and_redis() {
             Invalidate::Tag("catalogue".into()),
             [false, false, false, false],
         ),
+        (
+            "prefix without a namespace",
+            Invalidate::Prefix("us".into()),
+            [false, false, false, true],
+        ),
+        ("all", Invalidate::All, [false, false, false, false]),
     ];
     for (name, what, kept) in cases {
         // Replicas and keys of the case's own.
@@ -241,13 +271,66 @@ async fn a_load_an_invalidation_overtakes_is_not_written_to_redis() {
 /// not know, keeps it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_load_older_than_the_redis_generation_is_not_written() {
-    for counter in ["qk:items:1", "qn:items", "qa", "qf"] {
-        a_load_older_than_a_counter_is_not_written(counter).await;
+    for counter in [
+        "qk:{q:items}:items:1",
+        "qn:{q:items}",
+        "qa:{q:items}",
+        "qf:{q:items}",
+    ] {
+        a_load_older_than_a_counter_is_not_written(&redis_url(), counter).await;
     }
 }
 
-async fn a_load_older_than_a_counter_is_not_written(counter: &str) {
-    let (url, p) = (redis_url(), prefix("queries-generation"));
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_older_than_a_cluster_counter_is_not_written() {
+    for counter in [
+        "qk:{q:items}:items:1",
+        "qn:{q:items}",
+        "qa:{q:items}",
+        "qf:{q:items}",
+    ] {
+        a_load_older_than_a_counter_is_not_written(&cluster_url(), counter).await;
+    }
+}
+
+/// The namespace registry (`P:qns`) that `All` goes through: a replica
+/// that registered a namespace, then finds its counters gone (Redis lost
+/// them, and the registry with them), registers it again before it
+/// loads, so `All` from another replica still reaches what it writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_redis_forgot_is_registered_again() {
+    let (url, p) = (redis_url(), prefix("queries-registry"));
+    let a = replica(&url, &p).await;
+    let loads = Arc::new(AtomicUsize::new(0));
+    load(&a, &QueryKey::new("reg:1"), "one", &loads).await;
+    let mut conn = admin(&url).await;
+    let _: u64 = redis::cmd("DEL")
+        .arg(format!("{p}:qns"))
+        .arg(format!("{p}:qn:{{q:reg}}"))
+        .arg(format!("{p}:qa:{{q:reg}}"))
+        .arg(format!("{p}:qf:{{q:reg}}"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let key = QueryKey::new("reg:2");
+    load(&a, &key, "two", &loads).await;
+    until("written", async || in_redis(&url, &p, &key).await).await;
+    let members: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(format!("{p}:qns"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(members, ["reg"]);
+    replica(&url, &p)
+        .await
+        .invalidate(Invalidate::All)
+        .await
+        .unwrap();
+    assert!(replica(&url, &p).await.get::<String>(&key).await.is_none());
+}
+
+async fn a_load_older_than_a_counter_is_not_written(url: &str, counter: &str) {
+    let (url, p) = (url.to_owned(), prefix("queries-generation"));
     let a = replica(&url, &p).await;
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let started = Arc::new(tokio::sync::Notify::new());
@@ -264,8 +347,7 @@ async fn a_load_older_than_a_counter_is_not_written(counter: &str) {
     tokio::time::timeout(Duration::from_secs(10), started.notified())
         .await
         .expect("the load started");
-    let client = redis::Client::open(url.as_str()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut conn = admin(&url).await;
     let _: u64 = redis::cmd("INCR")
         .arg(format!("{p}:{counter}"))
         .query_async(&mut conn)

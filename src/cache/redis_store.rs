@@ -6,8 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
-
 use super::codec;
 use super::entry::CachedResponse;
 use super::invalidation::{self, Broadcast};
@@ -35,6 +33,26 @@ for i = 2, #KEYS do
 end
 return 1
 ";
+
+/// On a cluster, where a URL's hash and its tag sets live in different
+/// slots: adds a URL to one tag's set (`KEYS[1]`), keeping the longer
+/// expiry. ARGV: the URL key, TTL (ms).
+const TAG_ADD: &str = r"
+redis.call('SADD', KEYS[1], ARGV[1])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1
+";
+
+/// On a cluster: empties a tag's set (`KEYS[1]`) and returns its URLs,
+/// whose hashes (in other slots) are then deleted.
+const TAKE_TAG: &str = r"
+local urls = redis.call('SMEMBERS', KEYS[1])
+redis.call('DEL', KEYS[1])
+return urls
+";
+
+/// URL hashes one `DEL` deletes at most when a cluster's tag is purged.
+const PURGE_BATCH: usize = 500;
 
 /// Drops every URL in a tag's set, then the set. `KEYS[1]`: the set.
 /// `ARGV[1]`: the prefix of URL hashes.
@@ -178,14 +196,21 @@ impl RedisCacheStats {
 /// round trip); Redis's own `INFO memory` tells.
 #[derive(Clone)]
 pub struct RedisCacheStore {
-    client: redis::Client,
-    pub(crate) conn: ConnectionManager,
+    listeners: crate::redis_conn::Listeners,
+    pub(crate) conn: crate::redis_conn::Conn,
     prefix: Arc<str>,
     pub(crate) timeout: Duration,
     max_variants: usize,
-    put: Arc<redis::Script>,
-    purge_tag: Arc<redis::Script>,
+    scripts: Arc<Scripts>,
     pub(crate) stats: RedisCacheStats,
+}
+
+/// The store's Lua scripts, made (and hashed) once.
+struct Scripts {
+    put: redis::Script,
+    purge_tag: redis::Script,
+    tag_add: redis::Script,
+    take_tag: redis::Script,
 }
 
 impl std::fmt::Debug for RedisCacheStore {
@@ -198,19 +223,33 @@ impl std::fmt::Debug for RedisCacheStore {
 }
 
 impl RedisCacheStore {
-    /// A store on the Redis at `url`, its keys under `prefix`. Does not
-    /// connect yet; fails only on a malformed URL. Must be called inside a
-    /// Tokio runtime.
-    pub fn new(url: &str, prefix: &str) -> Result<Self, StoreError> {
-        let (client, conn) = crate::redis_conn::connect(url).map_err(StoreError::new)?;
+    /// A store on the Redis at `target` (a URL, or a cluster's seed nodes,
+    /// see [`RedisTarget`](crate::RedisTarget)), its keys under `prefix`.
+    /// Does not connect yet; fails only on a malformed URL. Must be called
+    /// inside a Tokio runtime.
+    ///
+    /// On a cluster, URL hashes spread over the slots by their key; a
+    /// tag's set lives in its own slot, so a store writes the tag sets
+    /// first and the URL's hash second (an entry is never in Redis without
+    /// its tags; a tag purge landing between the two writes of a store
+    /// misses that one entry, which keeps its TTL), and a purge by tag
+    /// empties the set, then deletes its URLs slot by slot. Purges by
+    /// prefix, path or everything scan every master.
+    pub fn new(target: impl Into<crate::RedisTarget>, prefix: &str) -> Result<Self, StoreError> {
+        let (listeners, conn) =
+            crate::redis_conn::connect(&target.into()).map_err(StoreError::new)?;
         Ok(Self {
-            client,
+            listeners,
             conn,
             prefix: prefix.into(),
             timeout: Duration::from_millis(50),
             max_variants: 16,
-            put: Arc::new(redis::Script::new(PUT)),
-            purge_tag: Arc::new(redis::Script::new(PURGE_TAG)),
+            scripts: Arc::new(Scripts {
+                put: redis::Script::new(PUT),
+                purge_tag: redis::Script::new(PURGE_TAG),
+                tag_add: redis::Script::new(TAG_ADD),
+                take_tag: redis::Script::new(TAKE_TAG),
+            }),
             stats: RedisCacheStats {
                 inner: Arc::default(),
                 breaker: CircuitBreaker::new("redis cache store", BreakerConfig::default()),
@@ -267,49 +306,76 @@ impl RedisCacheStore {
     }
 
     /// Deletes every URL hash `purge` selects by scanning (prefix, path,
-    /// all): rare operations, done in batches.
+    /// all) the server or each of a cluster's masters: rare operations,
+    /// done in batches.
     async fn purge_scan(&self, purge: Purge) -> Result<u64, StoreError> {
         let mut conn = self.conn.clone();
         let pattern = format!("{}:e:*", self.prefix);
         let skip = self.prefix.len() + 3;
-        let mut cursor: u64 = 0;
         let mut n = 0;
         // Scans take longer than one lookup: a generous timeout per batch.
         let timeout = self.timeout.max(Duration::from_secs(2));
-        loop {
-            let (next, keys): (u64, Vec<String>) = Self::run(
-                &self.stats,
-                timeout,
-                redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(500)
-                    .query_async(&mut conn),
-            )
-            .await?;
-            let doomed: Vec<&String> = keys
-                .iter()
-                .filter(|k| {
-                    k.get(skip..)
-                        .is_some_and(|text| purge.matches(&CacheKey::from_text(text), &[]))
-                })
-                .collect();
-            if !doomed.is_empty() {
-                let deleted: u64 = Self::run(
+        let nodes = Self::run(&self.stats, timeout, conn.scan_nodes()).await?;
+        for node in &nodes {
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, keys) = Self::run(
                     &self.stats,
                     timeout,
-                    redis::cmd("DEL").arg(&doomed).query_async(&mut conn),
+                    conn.clone().scan_step(node, cursor, &pattern, 500),
                 )
                 .await?;
-                n += deleted;
-            }
-            cursor = next;
-            if cursor == 0 {
-                return Ok(n);
+                let doomed: Vec<&String> = keys
+                    .iter()
+                    .filter(|k| {
+                        k.get(skip..)
+                            .is_some_and(|text| purge.matches(&CacheKey::from_text(text), &[]))
+                    })
+                    .collect();
+                if !doomed.is_empty() {
+                    let deleted: u64 = Self::run(
+                        &self.stats,
+                        timeout,
+                        redis::cmd("DEL").arg(&doomed).query_async(&mut conn),
+                    )
+                    .await?;
+                    n += deleted;
+                }
+                cursor = next;
+                if cursor == 0 {
+                    break;
+                }
             }
         }
+        Ok(n)
+    }
+
+    /// A tag purge on a cluster: the set is emptied in its slot, then its
+    /// URLs' hashes deleted a batch at a time (the client sends each key
+    /// to its slot's master).
+    async fn purge_tag_cluster(&self, tag: &str) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        let timeout = self.timeout.max(Duration::from_secs(2));
+        let urls: Vec<String> = Self::run(
+            &self.stats,
+            timeout,
+            self.scripts
+                .take_tag
+                .key(format!("{}:t:{tag}", self.prefix))
+                .invoke_async(&mut conn),
+        )
+        .await?;
+        let mut n = 0;
+        for batch in urls.chunks(PURGE_BATCH) {
+            let keys: Vec<String> = batch.iter().map(|u| self.entry_key(u)).collect();
+            n += Self::run::<u64>(
+                &self.stats,
+                timeout,
+                redis::cmd("DEL").arg(&keys).query_async(&mut conn),
+            )
+            .await?;
+        }
+        Ok(n)
     }
 }
 
@@ -358,12 +424,30 @@ impl CacheStore for RedisCacheStore {
         let field = codec::encode_vary(&response.vary);
         let value = codec::encode(&response);
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let (script, stats, timeout) = (Arc::clone(&self.put), self.stats.clone(), self.timeout);
+        let (scripts, stats, timeout) =
+            (Arc::clone(&self.scripts), self.stats.clone(), self.timeout);
         let max_variants = self.max_variants;
         StoreFuture::new(async move {
-            let mut inv = script.key(entry_key);
-            for t in tag_keys {
-                inv.key(t);
+            let mut inv = scripts.put.key(entry_key);
+            if conn.is_cluster() {
+                // Other slots: the tag sets first, each on its own.
+                for t in tag_keys {
+                    let _: i64 = Self::run(
+                        &stats,
+                        timeout,
+                        scripts
+                            .tag_add
+                            .key(t)
+                            .arg(key.as_str())
+                            .arg(ttl_ms)
+                            .invoke_async(&mut conn),
+                    )
+                    .await?;
+                }
+            } else {
+                for t in tag_keys {
+                    inv.key(t);
+                }
             }
             inv.arg(field)
                 .arg(value)
@@ -405,9 +489,10 @@ impl CacheStore for RedisCacheStore {
                     )
                     .await
                 }
+                Purge::Tag(t) if this.conn.is_cluster() => this.purge_tag_cluster(t).await,
                 Purge::Tag(t) => {
                     let mut conn = this.conn.clone();
-                    let mut inv = this.purge_tag.key(format!("{}:t:{t}", this.prefix));
+                    let mut inv = this.scripts.purge_tag.key(format!("{}:t:{t}", this.prefix));
                     inv.arg(format!("{}:e:", this.prefix));
                     let timeout = this.timeout.max(Duration::from_secs(2));
                     Self::run(&this.stats, timeout, inv.invoke_async(&mut conn)).await
@@ -493,9 +578,10 @@ impl TieredStore {
             stats: l2.stats.clone(),
             ready: Some(ready_tx),
         };
-        let (client, listened, stopped) = (l2.client.clone(), Arc::clone(&channel), stop.clone());
+        let (listeners, listened, stopped) =
+            (l2.listeners.clone(), Arc::clone(&channel), stop.clone());
         tokio::spawn(async move {
-            crate::redis_conn::subscribe(client, &listened, subscriber, stopped).await;
+            crate::redis_conn::subscribe(listeners, &listened, subscriber, stopped).await;
         });
         let broadcast = Broadcast {
             l1: l1.clone(),

@@ -117,7 +117,7 @@ impl QueryCacheBuilder {
                 log: Mutex::default(),
                 scans: std::sync::atomic::AtomicUsize::new(0),
                 #[cfg(feature = "redis")]
-                shared: tier.map(|t| super::redis::Shared::start(t, _weak)),
+                shared: tier.map(|t| super::replica::Shared::start(t, _weak)),
             }),
             #[cfg(feature = "timing")]
             timings: None,

@@ -40,7 +40,7 @@ pub(crate) struct Inner {
     /// the invalidations made since its entry was stored.
     pub(crate) scans: AtomicUsize,
     #[cfg(feature = "redis")]
-    pub(crate) shared: Option<Arc<super::redis::Shared>>,
+    pub(crate) shared: Option<Arc<super::replica::Shared>>,
 }
 
 /// A scan of memory in progress: ends (for lookups) when dropped.
@@ -107,12 +107,12 @@ impl Inner {
         #[cfg(feature = "redis")]
         if let Some(shared) = &self.shared {
             match shared.get::<V>(self, key, &ns, epoch).await {
-                super::redis::Found::Hit(v) => {
+                super::replica::Found::Hit(v) => {
                     *from_redis = true;
                     leader.end(Outcome::Value(Arc::clone(&v) as Erased));
                     return Ok(v);
                 }
-                super::redis::Found::Miss(f) => fence = f,
+                super::replica::Found::Miss(f) => fence = f,
             }
         }
         let started = Instant::now();

@@ -84,6 +84,8 @@ mod invalidate;
 mod key;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "redis")]
+mod replica;
 mod stats;
 #[cfg(feature = "redis")]
 mod wire;
@@ -240,7 +242,7 @@ impl QueryCache {
         #[cfg(feature = "redis")]
         if let Some(shared) = &self.inner.shared {
             let epoch = self.inner.epoch();
-            if let redis::Found::Hit(v) = shared.get::<V>(&self.inner, key, &ns, epoch).await {
+            if let replica::Found::Hit(v) = shared.get::<V>(&self.inner, key, &ns, epoch).await {
                 self.timed(start, &ns.redis_hit_name);
                 return Some(v);
             }

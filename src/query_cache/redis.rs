@@ -4,16 +4,22 @@
 //! one replica reaches all.
 //!
 //! Keys, under the tier's prefix `P` (a segment of their own, `q…`, so a
-//! response cache given the same prefix never meets them):
+//! response cache given the same prefix never meets them). `S` is the
+//! namespace's Redis Cluster hash tag, `{q:NS}` (the namespace with `%`,
+//! `{` and `}` percent-escaped): everything one lookup, write or
+//! invalidation of a namespace touches lives in one slot, so each stays
+//! one atomic script on a cluster too, and namespaces spread over the
+//! masters.
 //!
 //! | key | holds |
 //! |---|---|
-//! | `P:qv:KEY` | a value: `NS-GEN:ALL-GEN:` then the stored bytes |
-//! | `P:qn:NS` | the namespace's generation (an invalidation of the namespace bumps it: values written under an older one read as missing) |
-//! | `P:qa` | the generation of everything (bumped by `All`) |
-//! | `P:qk:KEY` | the key's own counter (bumped when it is invalidated; an hour) |
-//! | `P:qf` | the fence of the invalidations that select by tag, prefix, pattern or all |
-//! | `P:qt:TAG` | the keys stored with a tag |
+//! | `P:qv:S:KEY` | a value: `NS-GEN:ALL-GEN:` then the stored bytes |
+//! | `P:qn:S` | the namespace's generation (an invalidation of the namespace bumps it: values written under an older one read as missing) |
+//! | `P:qa:S` | the namespace's copy of the generation of everything (bumped by `All`) |
+//! | `P:qk:S:KEY` | the key's own counter (bumped when it is invalidated; an hour) |
+//! | `P:qf:S` | the namespace's fence, moved by the invalidations that select by tag, prefix, pattern or all |
+//! | `P:qt:S:TAG` | the namespace's keys stored with a tag |
+//! | `P:qns` | the namespaces that have been looked up (the registry `All`, a tag, a prefix or a pattern goes through) |
 //! | `P:query-invalidate` | the channel |
 //!
 //! A lookup reads the value and the four counters in one script call
@@ -23,30 +29,30 @@
 //! is written only if none of them moved since (a Lua script checks), so
 //! a load that an invalidation overtakes is never stored, and an
 //! invalidation of one namespace does not hold back the others' writes.
-//! Invalidating a namespace or everything is one `INCR` (the values it
-//! leaves behind expire with their TTL); a key, a tag's keys, a prefix or
-//! a pattern are deleted (the last two by `SCAN`).
+//! A replica adds a namespace to the registry before its first lookup in
+//! it, and again whenever a lookup finds a counter missing (Redis lost
+//! it), so an invalidation that reads the registry reaches every
+//! namespace a load could be written to.
+//! Invalidating a namespace is one `INCR`, everything one `INCR` per
+//! namespace (the values left behind expire with their TTL); a key is
+//! deleted, a tag's keys namespace by namespace, a prefix or a pattern by
+//! `SCAN` (a prefix that names its namespace scans only that
+//! namespace's node).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Weak};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use serde::Serialize;
 
-use super::QueryValue;
-use super::entry::EntryOptions;
-use super::inner::Inner;
 use super::invalidate::Invalidate;
-use super::key::QueryKey;
-use super::stats::Counters;
-use super::wire::{
-    decode_message, decode_value, encode_message, encode_value, escape, redis_glob,
-    split_generations, unix_ms,
-};
+use super::key::{QueryKey, namespace_of};
+use super::wire::{encode_message, escape, redis_glob, split_generations};
 use crate::breaker::{BreakerConfig, BreakerSnapshot, CircuitBreaker};
 use crate::cache::StoreError;
-use crate::outbox::{Outbox, Pending, PendingGauge};
+use crate::outbox::{Pending, PendingGauge};
+use crate::redis_conn::{Conn, Listeners, ScanNode};
 
 /// Stores a value (`KEYS[1]`) if the key's counter, the namespace's and
 /// all-generations and the fence (`KEYS[2..5]`) still read what the
@@ -107,8 +113,9 @@ out[6] = known
 return out
 ";
 
-/// Drops the value of every key a tag's set names (`ARGV[1]` is the value
-/// keys' prefix), then the set, and moves the fence.
+/// Drops the value of every key a namespace's tag set names (`ARGV[1]` is
+/// the namespace's value keys' prefix), then the set, and moves the
+/// namespace's fence.
 const PURGE_TAG: &str = r"
 redis.call('INCR', KEYS[2])
 local n = 0
@@ -137,6 +144,35 @@ pub(crate) struct Fence([u64; 4], std::time::Instant);
 
 /// Keys a `SCAN` step asks for.
 const SCAN_COUNT: usize = 1000;
+
+/// Namespaces a replica remembers having registered (past this, each
+/// first lookup registers again: one more round trip, still correct).
+const REGISTERED_MAX: usize = 10_000;
+
+/// A namespace's hash tag, `{q:NS}`, with `%`, `{` and `}` escaped so the
+/// tag is exactly this text whatever the namespace holds.
+fn slot_tag(ns: &str) -> String {
+    let mut out = String::with_capacity(ns.len() + 4);
+    out.push_str("{q:");
+    for c in ns.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '{' => out.push_str("%7B"),
+            '}' => out.push_str("%7D"),
+            c => out.push(c),
+        }
+    }
+    out.push('}');
+    out
+}
+
+/// The key text of a value key, `P:qv:{q:NS}:KEY` with `values` the
+/// `P:qv:` part.
+fn key_text<'a>(values: &str, key: &'a str) -> Option<&'a str> {
+    let rest = key.strip_prefix(values)?;
+    let close = rest.find('}')?;
+    rest[close + 1..].strip_prefix(':')
+}
 
 /// The Redis tier of a [`QueryCache`](super::QueryCache): give it to
 /// [`QueryCacheBuilder::redis`](super::QueryCacheBuilder::redis).
@@ -168,12 +204,14 @@ const SCAN_COUNT: usize = 1000;
 /// whose subscription broke empties its memory when it subscribes again.
 #[derive(Clone)]
 pub struct RedisTier {
-    client: redis::Client,
-    conn: ConnectionManager,
+    pub(super) listeners: Listeners,
+    conn: Conn,
     prefix: Arc<str>,
     timeout: Duration,
     breaker: CircuitBreaker,
-    counters: Arc<TierCounters>,
+    pub(super) counters: Arc<TierCounters>,
+    /// Namespaces this replica has put in the registry (`P:qns`).
+    registered: Arc<Mutex<HashSet<Box<str>>>>,
     store: Arc<redis::Script>,
     lookup: Arc<redis::Script>,
     purge_tag: Arc<redis::Script>,
@@ -190,15 +228,15 @@ impl std::fmt::Debug for RedisTier {
 
 #[derive(Debug, Default)]
 pub(crate) struct TierCounters {
-    errors: AtomicU64,
+    pub(super) errors: AtomicU64,
     timeouts: AtomicU64,
-    undecodable: AtomicU64,
+    pub(super) undecodable: AtomicU64,
     fenced: AtomicU64,
     published: AtomicU64,
-    received: AtomicU64,
-    replayed: AtomicU64,
-    pending: AtomicU64,
-    l1_dropped: AtomicU64,
+    pub(super) received: AtomicU64,
+    pub(super) replayed: AtomicU64,
+    pub(super) pending: AtomicU64,
+    pub(super) l1_dropped: AtomicU64,
 }
 
 impl PendingGauge for TierCounters {
@@ -236,18 +274,27 @@ pub struct RedisTierSnapshot {
 }
 
 impl RedisTier {
-    /// A tier on the Redis at `url`, its keys under `prefix`. Does not
-    /// connect yet; fails only on a malformed URL. Must be called inside a
-    /// Tokio runtime.
-    pub fn new(url: &str, prefix: &str) -> Result<Self, StoreError> {
-        let (client, conn) = crate::redis_conn::connect(url).map_err(StoreError::new)?;
+    /// A tier on the Redis at `target` (a URL, or a cluster's seed nodes,
+    /// see [`RedisTarget`](crate::RedisTarget)), its keys under `prefix`.
+    /// Does not connect yet; fails on a malformed URL, and on a prefix
+    /// holding a brace (the keys' hash tags must be the namespaces').
+    /// Must be called inside a Tokio runtime.
+    pub fn new(target: impl Into<crate::RedisTarget>, prefix: &str) -> Result<Self, StoreError> {
+        if prefix.contains(['{', '}']) {
+            return Err(StoreError::new(format!(
+                "RedisTier prefix {prefix:?}: no braces (each namespace's keys carry a Redis Cluster hash tag)"
+            )));
+        }
+        let (listeners, conn) =
+            crate::redis_conn::connect(&target.into()).map_err(StoreError::new)?;
         Ok(Self {
-            client,
+            listeners,
             conn,
             prefix: prefix.into(),
             timeout: Duration::from_millis(50),
             breaker: CircuitBreaker::new("redis query cache", BreakerConfig::default()),
             counters: Arc::default(),
+            registered: Arc::default(),
             store: Arc::new(redis::Script::new(STORE)),
             lookup: Arc::new(redis::Script::new(LOOKUP)),
             purge_tag: Arc::new(redis::Script::new(PURGE_TAG)),
@@ -291,29 +338,47 @@ impl RedisTier {
         }
     }
 
-    fn value_key(&self, text: &str) -> String {
-        format!("{}:qv:{text}", self.prefix)
+    /// `P:qv:S:` for `ns`: where its values' keys start.
+    fn values_of(&self, ns: &str) -> String {
+        format!("{}:qv:{}:", self.prefix, slot_tag(ns))
+    }
+
+    fn value_key(&self, key: &QueryKey) -> String {
+        format!("{}{}", self.values_of(key.namespace()), key.as_str())
     }
 
     /// The keys of the counters a write checks, in [`Fence`]'s order.
     fn fence_keys(&self, key: &QueryKey) -> [String; 4] {
+        let slot = slot_tag(key.namespace());
         [
-            format!("{}:qk:{}", self.prefix, key.as_str()),
-            self.namespace_key(key.namespace()),
-            format!("{}:qa", self.prefix),
-            format!("{}:qf", self.prefix),
+            format!("{}:qk:{slot}:{}", self.prefix, key.as_str()),
+            format!("{}:qn:{slot}", self.prefix),
+            format!("{}:qa:{slot}", self.prefix),
+            format!("{}:qf:{slot}", self.prefix),
         ]
     }
 
     fn namespace_key(&self, ns: &str) -> String {
-        format!("{}:qn:{ns}", self.prefix)
+        format!("{}:qn:{}", self.prefix, slot_tag(ns))
     }
 
-    fn tag_key(&self, tag: &str) -> String {
-        format!("{}:qt:{tag}", self.prefix)
+    fn all_key(&self, ns: &str) -> String {
+        format!("{}:qa:{}", self.prefix, slot_tag(ns))
     }
 
-    fn channel(&self) -> String {
+    fn fence_key(&self, ns: &str) -> String {
+        format!("{}:qf:{}", self.prefix, slot_tag(ns))
+    }
+
+    fn tag_key(&self, ns: &str, tag: &str) -> String {
+        format!("{}:qt:{}:{tag}", self.prefix, slot_tag(ns))
+    }
+
+    fn registry_key(&self) -> String {
+        format!("{}:qns", self.prefix)
+    }
+
+    pub(super) fn channel(&self) -> String {
         format!("{}:query-invalidate", self.prefix)
     }
 
@@ -328,17 +393,27 @@ impl RedisTier {
     /// The stored bytes of `key`, if they are valid under the current
     /// generations, and the fence a write of it must find unchanged, in
     /// one round trip.
-    async fn lookup(&self, key: &QueryKey) -> Result<(Option<Vec<u8>>, Fence), String> {
+    pub(super) async fn lookup(
+        &self,
+        key: &QueryKey,
+    ) -> Result<(Option<Vec<u8>>, Fence), String> {
+        let ns = key.namespace();
+        let registered_now = self.register(ns, false).await?;
         let mut conn = self.conn.clone();
         let mut inv = self.lookup.prepare_invoke();
-        inv.key(self.value_key(key.as_str()));
+        inv.key(self.value_key(key));
         for k in self.fence_keys(key) {
             inv.key(k);
         }
         inv.arg(random_base());
-        let (value, k, ns, all, fence, known): (Option<Vec<u8>>, u64, u64, u64, u64, i64) =
+        let (value, k, ns_gen, all, fence, known): (Option<Vec<u8>>, u64, u64, u64, u64, i64) =
             self.run(inv.invoke_async(&mut conn)).await?;
-        let fence = Fence([k, ns, all, fence], std::time::Instant::now());
+        if known != 1 && !registered_now {
+            // A counter was missing (Redis lost it, maybe the registry
+            // too): register again before loading.
+            self.register(ns, true).await?;
+        }
+        let fence = Fence([k, ns_gen, all, fence], std::time::Instant::now());
         // Written under older generations (invalidated since), or a
         // generation was missing: not valid.
         let value = value
@@ -350,10 +425,53 @@ impl RedisTier {
         Ok((value, fence))
     }
 
+    /// Puts `ns` in the registry unless this replica did already (or
+    /// `again`); whether it was sent now.
+    async fn register(&self, ns: &str, again: bool) -> Result<bool, String> {
+        if !again
+            && self
+                .registered
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .contains(ns)
+        {
+            return Ok(false);
+        }
+        let mut conn = self.conn.clone();
+        let _: i64 = self
+            .run(
+                redis::cmd("SADD")
+                    .arg(self.registry_key())
+                    .arg(ns)
+                    .query_async(&mut conn),
+            )
+            .await?;
+        let mut known = self
+            .registered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if known.len() < REGISTERED_MAX {
+            known.insert(ns.into());
+        }
+        Ok(true)
+    }
+
+    /// The registered namespaces (`All`, tags and patterns go through
+    /// each).
+    async fn namespaces(&self) -> Result<Vec<String>, String> {
+        let mut conn = self.conn.clone();
+        self.run(
+            redis::cmd("SMEMBERS")
+                .arg(self.registry_key())
+                .query_async(&mut conn),
+        )
+        .await
+    }
+
     /// Stores `bytes` for `ttl` (at least a millisecond), unless an
     /// invalidation moved `fence` since (none: store anyway). Whether it
     /// was stored.
-    async fn put(
+    pub(super) async fn put(
         &self,
         key: &QueryKey,
         bytes: Vec<u8>,
@@ -367,12 +485,12 @@ impl RedisTier {
         }
         let mut conn = self.conn.clone();
         let mut inv = self.store.prepare_invoke();
-        inv.key(self.value_key(key.as_str()));
+        inv.key(self.value_key(key));
         for k in self.fence_keys(key) {
             inv.key(k);
         }
         for t in tags {
-            inv.key(self.tag_key(t));
+            inv.key(self.tag_key(key.namespace(), t));
         }
         inv.arg(bytes).arg(
             u64::try_from(ttl.as_millis())
@@ -402,10 +520,8 @@ impl RedisTier {
     /// Drops from Redis what `what` selects, moving the counters a load
     /// in flight must find unchanged to be written. How many values went
     /// (for a namespace or everything, which only move a generation: 0).
-    async fn invalidate(&self, what: &Invalidate) -> Result<u64, String> {
+    pub(super) async fn invalidate(&self, what: &Invalidate) -> Result<u64, String> {
         let mut conn = self.conn.clone();
-        let values = format!("{}:qv:", escape(&self.prefix));
-        let fence = format!("{}:qf", self.prefix);
         match what {
             Invalidate::Key(k) => {
                 let [counter, ..] = self.fence_keys(k);
@@ -419,7 +535,7 @@ impl RedisTier {
                             .arg(&counter)
                             .arg(KEY_COUNTER_MS)
                             .cmd("UNLINK")
-                            .arg(self.value_key(k.as_str()))
+                            .arg(self.value_key(k))
                             .query_async(&mut conn),
                     )
                     .await?;
@@ -436,58 +552,111 @@ impl RedisTier {
                 Ok(0)
             }
             Invalidate::All => {
-                let _: (u64, u64) = self
-                    .run(
-                        redis::pipe()
-                            .cmd("INCR")
-                            .arg(format!("{}:qa", self.prefix))
-                            .cmd("INCR")
-                            .arg(&fence)
-                            .query_async(&mut conn),
-                    )
-                    .await?;
+                for ns in self.namespaces().await? {
+                    let _: (u64, u64) = self
+                        .run(
+                            redis::pipe()
+                                .atomic()
+                                .cmd("INCR")
+                                .arg(self.all_key(&ns))
+                                .cmd("INCR")
+                                .arg(self.fence_key(&ns))
+                                .query_async(&mut conn),
+                        )
+                        .await?;
+                }
                 Ok(0)
             }
             Invalidate::Tag(t) => {
-                self.run(
-                    self.purge_tag
-                        .key(self.tag_key(t))
-                        .key(&fence)
-                        .arg(format!("{}:qv:", self.prefix))
-                        .invoke_async(&mut conn),
-                )
-                .await
+                let mut n = 0;
+                for ns in self.namespaces().await? {
+                    n += self
+                        .run::<u64>(
+                            self.purge_tag
+                                .key(self.tag_key(&ns, t))
+                                .key(self.fence_key(&ns))
+                                .arg(self.values_of(&ns))
+                                .invoke_async(&mut conn),
+                        )
+                        .await?;
+                }
+                Ok(n)
+            }
+            Invalidate::Prefix(p) if p.contains([':', '#']) => {
+                // One namespace: its fence, then a scan of its node only.
+                let ns = namespace_of(p);
+                let _: u64 = self
+                    .run(
+                        redis::cmd("INCR")
+                            .arg(self.fence_key(ns))
+                            .query_async(&mut conn),
+                    )
+                    .await?;
+                let values = self.values_of(ns);
+                let pattern = format!("{}{}*", escape(&values), escape(p));
+                let node = conn.node_of(&values);
+                self.scan_unlink(&node, &pattern, |_| true).await
             }
             Invalidate::Prefix(_) | Invalidate::Pattern(_) => {
-                let _: u64 = self
-                    .run(redis::cmd("INCR").arg(&fence).query_async(&mut conn))
-                    .await?;
+                // Namespaces the selection may reach: fences first, then
+                // one scan of each node.
+                for ns in self.namespaces().await? {
+                    let reach = match what {
+                        Invalidate::Prefix(p) => ns.starts_with(p.as_str()),
+                        _ => true,
+                    };
+                    if reach {
+                        let _: u64 = self
+                            .run(
+                                redis::cmd("INCR")
+                                    .arg(self.fence_key(&ns))
+                                    .query_async(&mut conn),
+                            )
+                            .await?;
+                    }
+                }
+                let values = format!("{}:qv:", self.prefix);
+                // Narrowed on the server (a superset: `*` also takes the
+                // hash tag), exact here.
                 let pattern = match what {
-                    Invalidate::Prefix(p) => format!("{values}{}*", escape(p)),
-                    Invalidate::Pattern(g) => format!("{values}{}", redis_glob(g)),
-                    _ => unreachable!("matched above"),
+                    Invalidate::Pattern(g) => format!("{}*{}", escape(&values), redis_glob(g)),
+                    Invalidate::Prefix(p) => format!("{}*{}*", escape(&values), escape(p)),
+                    _ => format!("{}*", escape(&values)),
                 };
-                self.scan_unlink(&pattern).await
+                let selects = |key: &str| {
+                    key_text(&values, key).is_some_and(|text| match what {
+                        Invalidate::Prefix(p) => text.starts_with(p.as_str()),
+                        Invalidate::Pattern(g) => g.matches(text),
+                        _ => false,
+                    })
+                };
+                let mut n = 0;
+                for node in self.run(conn.scan_nodes()).await? {
+                    n += self.scan_unlink(&node, &pattern, selects).await?;
+                }
+                Ok(n)
             }
         }
     }
 
-    /// Unlinks every key matching `pattern`, a `SCAN` step at a time.
-    async fn scan_unlink(&self, pattern: &str) -> Result<u64, String> {
+    /// Unlinks every key on `node` matching `pattern` that `selects`
+    /// keeps, a `SCAN` step at a time.
+    async fn scan_unlink(
+        &self,
+        node: &ScanNode,
+        pattern: &str,
+        selects: impl Fn(&str) -> bool,
+    ) -> Result<u64, String> {
         let mut conn = self.conn.clone();
         let (mut cursor, mut n) = (0u64, 0u64);
         loop {
-            let (next, keys): (u64, Vec<Vec<u8>>) = self
+            let (next, mut keys) = self
                 .run(
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(pattern)
-                        .arg("COUNT")
-                        .arg(SCAN_COUNT)
-                        .query_async(&mut conn),
+                    conn.clone()
+                        .scan_step(node, cursor, pattern, SCAN_COUNT),
                 )
                 .await?;
+            keys.retain(|k| selects(k));
             if !keys.is_empty() {
                 let gone: u64 = self
                     .run(redis::cmd("UNLINK").arg(&keys).query_async(&mut conn))
@@ -501,7 +670,7 @@ impl RedisTier {
         }
     }
 
-    async fn publish(&self, id: u64, what: &Invalidate) -> Result<(), String> {
+    pub(super) async fn publish(&self, id: u64, what: &Invalidate) -> Result<(), String> {
         let mut conn = self.conn.clone();
         let _: i64 = self
             .run(
@@ -537,271 +706,3 @@ fn random_base() -> u64 {
     crate::redis_conn::random_u64() >> 11
 }
 
-/// What a replica shares with its background tasks: the tier, its id on
-/// the channel, and the invalidations waiting for Redis.
-pub(crate) struct Shared {
-    pub(crate) tier: RedisTier,
-    id: u64,
-    outbox: Arc<Outbox<Invalidate>>,
-    /// Stops the tasks when the cache goes.
-    alive: tokio::sync::watch::Sender<bool>,
-    subscribed: tokio::sync::watch::Receiver<bool>,
-}
-
-impl Drop for Shared {
-    fn drop(&mut self) {
-        self.alive.send_replace(true);
-    }
-}
-
-/// What a lookup in Redis found.
-pub(crate) enum Found<V> {
-    /// A fresh value, copied to memory.
-    Hit(Arc<V>),
-    /// Nothing usable; the fence to write a load under, if Redis
-    /// answered.
-    Miss(Option<Fence>),
-}
-
-impl Shared {
-    /// Starts the subscriber and replay tasks for `inner`'s memory.
-    pub(crate) fn start(mut tier: RedisTier, inner: &Weak<Inner>) -> Arc<Self> {
-        // This cache's own counters (a tier cloned into two caches must
-        // not share the count of invalidations waiting).
-        tier.counters = Arc::default();
-        let rt = tokio::runtime::Handle::try_current().unwrap_or_else(|_| {
-            panic!(
-                "QueryCacheBuilder::build with a Redis tier must run inside a Tokio runtime \
-                 (it starts the invalidation subscriber)"
-            )
-        });
-        let id = crate::redis_conn::random_u64();
-        let (alive, stop) = tokio::sync::watch::channel(false);
-        let (subscribed_tx, subscribed) = tokio::sync::watch::channel(false);
-        let shared = Arc::new(Self {
-            tier,
-            id,
-            outbox: Arc::default(),
-            alive,
-            subscribed,
-        });
-        let listener = Subscriber {
-            id,
-            inner: inner.clone(),
-            counters: Arc::clone(&shared.tier.counters),
-            subscribed: subscribed_tx,
-        };
-        let (client, channel, stopped) = (
-            shared.tier.client.clone(),
-            shared.tier.channel(),
-            stop.clone(),
-        );
-        rt.spawn(async move {
-            crate::redis_conn::subscribe(client, &channel, listener, stopped).await;
-        });
-        // The replay task holds the outbox, and the rest only weakly: it
-        // must not keep the cache alive.
-        let (replayer, inner) = (Arc::downgrade(&shared), inner.clone());
-        let (outbox, counters) = (
-            Arc::clone(&shared.outbox),
-            Arc::clone(&shared.tier.counters),
-        );
-        rt.spawn(async move {
-            outbox
-                .replay(
-                    &*counters,
-                    |what| {
-                        let (shared, inner) = (replayer.clone(), inner.clone());
-                        async move {
-                            match shared.upgrade() {
-                                Some(shared) => shared.apply(&what, &inner).await.map(|_| ()),
-                                // Stopping: what waits is reported lost.
-                                None => Err("the query cache was dropped".to_owned()),
-                            }
-                        }
-                    },
-                    || {
-                        counters.replayed.fetch_add(1, Relaxed);
-                    },
-                    stop,
-                )
-                .await;
-        });
-        shared
-    }
-
-    /// Waits until the subscription is up, at most `timeout`; whether it
-    /// is.
-    pub(crate) async fn subscribed(&self, timeout: Duration) -> bool {
-        let mut rx = self.subscribed.clone();
-        tokio::time::timeout(timeout, rx.wait_for(|s| *s))
-            .await
-            .is_ok()
-    }
-
-    /// The shared part of an invalidation whose memory part is done: Redis,
-    /// this replica's memory again (a lookup may have copied a Redis copy
-    /// back meanwhile), then the other replicas.
-    async fn apply(&self, what: &Invalidate, inner: &Weak<Inner>) -> Result<u64, String> {
-        let n = self.tier.invalidate(what).await?;
-        if let Some(inner) = inner.upgrade() {
-            inner.invalidate_local(what.clone()).await;
-        }
-        self.tier.publish(self.id, what).await?;
-        Ok(n)
-    }
-
-    /// [`apply`](Self::apply), kept for replay when it fails.
-    pub(crate) async fn invalidate(
-        &self,
-        what: &Invalidate,
-        inner: &Weak<Inner>,
-    ) -> Result<u64, String> {
-        let result = self.apply(what, inner).await;
-        if result.is_err() {
-            self.outbox.push(what.clone(), &*self.tier.counters);
-        }
-        result
-    }
-
-    /// Keeps `what` for replay (its task failed before it could say).
-    pub(crate) fn keep_for_replay(&self, what: Invalidate) {
-        self.outbox.push(what, &*self.tier.counters);
-    }
-
-    /// Looks `key` up in Redis; a fresh value of type `V` is copied to
-    /// memory (unless an invalidation since `epoch`, or one waiting for
-    /// Redis, selects it).
-    pub(crate) async fn get<V: QueryValue>(
-        &self,
-        inner: &Inner,
-        key: &QueryKey,
-        ns: &Arc<Counters>,
-        epoch: u64,
-    ) -> Found<V> {
-        let (bytes, fence) = match self.tier.lookup(key).await {
-            Ok(found) => found,
-            Err(_) => {
-                ns.l2_errors.fetch_add(1, Relaxed);
-                return Found::Miss(None);
-            }
-        };
-        let Some(bytes) = bytes else {
-            return Found::Miss(Some(fence));
-        };
-        let now = unix_ms(inner.clock.system_time());
-        let Some(stored) = split_generations(&bytes)
-            .and_then(|(_, _, rest)| decode_value(rest))
-            .filter(|s| s.fresh_ms > now)
-        else {
-            return Found::Miss(Some(fence));
-        };
-        if self.tier.counters.pending.load(Relaxed) > 0
-            && self.outbox.any(|w| w.selects(key, &stored.tags))
-        {
-            return Found::Miss(None);
-        }
-        let Ok(value) = serde_json::from_slice::<V>(stored.json) else {
-            self.tier.counters.undecodable.fetch_add(1, Relaxed);
-            return Found::Miss(Some(fence));
-        };
-        let value = Arc::new(value);
-        let options = EntryOptions {
-            ttl: Some(Duration::from_millis(stored.fresh_ms - now)),
-            stale: Duration::from_millis(stored.stale_ms.saturating_sub(stored.fresh_ms)),
-            tags: stored.tags,
-        };
-        inner.store(key, &value, &options, Arc::clone(ns), Some(epoch));
-        ns.l2_hits.fetch_add(1, Relaxed);
-        Found::Hit(value)
-    }
-
-    /// Writes `value` to Redis in the background (if `fence` still holds,
-    /// or unconditionally with `None` for a plain insert). A value that
-    /// can't be serialized, or tags the format can't hold, stay in memory
-    /// only, with a warning; without a Tokio runtime nothing is written.
-    pub(crate) fn put<V: QueryValue>(
-        self: &Arc<Self>,
-        inner: &Inner,
-        key: &QueryKey,
-        value: &Arc<V>,
-        options: &EntryOptions,
-        fence: Option<Fence>,
-        ns: &Arc<Counters>,
-    ) -> Option<tokio::task::JoinHandle<()>> {
-        let ttl = options.ttl.unwrap_or(inner.default_ttl);
-        let fresh_ms = unix_ms(inner.clock.system_time())
-            .saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
-        let stale_ms =
-            fresh_ms.saturating_add(u64::try_from(options.stale.as_millis()).unwrap_or(u64::MAX));
-        let json = match serde_json::to_vec(&**value) {
-            Ok(json) => json,
-            Err(e) => {
-                tracing::warn!(key = %key, error = %e, "tower-perf query cache: a value that can't be serialized is kept in this replica's memory only");
-                self.tier.counters.undecodable.fetch_add(1, Relaxed);
-                return None;
-            }
-        };
-        let Some(bytes) = encode_value(fresh_ms, stale_ms, &options.tags, &json) else {
-            tracing::warn!(key = %key, "tower-perf query cache: more than 65,535 tags, or one over 64 KiB: kept in this replica's memory only");
-            self.tier.counters.undecodable.fetch_add(1, Relaxed);
-            return None;
-        };
-        let (shared, key, tags, ns) = (
-            Arc::clone(self),
-            key.clone(),
-            options.tags.clone(),
-            Arc::clone(ns),
-        );
-        let keep = ttl.saturating_add(options.stale);
-        let rt = tokio::runtime::Handle::try_current().ok()?;
-        Some(rt.spawn(async move {
-            if shared
-                .tier
-                .put(&key, bytes, keep, &tags, fence)
-                .await
-                .is_err()
-            {
-                ns.l2_errors.fetch_add(1, Relaxed);
-            }
-        }))
-    }
-}
-
-/// A replica's subscriber: drops from memory what other replicas
-/// invalidate; empties it after a broken subscription.
-struct Subscriber {
-    id: u64,
-    inner: Weak<Inner>,
-    counters: Arc<TierCounters>,
-    subscribed: tokio::sync::watch::Sender<bool>,
-}
-
-impl crate::redis_conn::Listener for Subscriber {
-    fn subscribed(&mut self, again: bool) {
-        self.subscribed.send_replace(true);
-        if again {
-            if let Some(inner) = self.inner.upgrade() {
-                inner.invalidate_soon(Invalidate::All);
-            }
-            self.counters.l1_dropped.fetch_add(1, Relaxed);
-        }
-    }
-
-    fn message(&mut self, payload: &[u8]) {
-        let Some((from, what)) = std::str::from_utf8(payload).ok().and_then(decode_message) else {
-            return;
-        };
-        if from == self.id {
-            return;
-        }
-        self.counters.received.fetch_add(1, Relaxed);
-        if let Some(inner) = self.inner.upgrade() {
-            inner.invalidate_soon(what);
-        }
-    }
-
-    fn failed(&mut self) {
-        self.counters.errors.fetch_add(1, Relaxed);
-    }
-}

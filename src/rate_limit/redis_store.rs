@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use redis::aio::ConnectionManager;
 
 use super::key::Key;
 use super::quota::Decision;
@@ -129,7 +128,7 @@ impl RedisStoreStats {
 /// ```
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: crate::redis_conn::Conn,
     script: Arc<redis::Script>,
     prefix: Arc<str>,
     timeout: Duration,
@@ -153,12 +152,20 @@ impl std::fmt::Debug for RedisStore {
 const DENY_CACHE_MAX: u64 = 100_000;
 
 impl RedisStore {
-    /// A store on the Redis at `url` (`redis://host:port/db`), its keys
-    /// under `prefix`. Does not connect yet (the first check does, and the
-    /// connection comes back by itself after a failure); fails only on a
-    /// malformed URL. Must be called inside a Tokio runtime.
-    pub fn new(url: &str, prefix: &str) -> Result<Self, StoreError> {
-        let (_, conn) = crate::redis_conn::connect(url).map_err(StoreError::new)?;
+    /// A store on the Redis at `target` (a URL, `redis://host:port/db`,
+    /// or a cluster's seed nodes, see [`RedisTarget`](crate::RedisTarget)),
+    /// its keys under `prefix`. Does not connect yet (the first check does,
+    /// and the connection comes back by itself after a failure); fails only
+    /// on a malformed URL. Must be called inside a Tokio runtime.
+    ///
+    /// On a cluster each key is one quota in one slot, so the GCRA script
+    /// stays one round trip and quotas spread over the masters.
+    pub fn new(
+        target: impl Into<crate::RedisTarget>,
+        prefix: &str,
+    ) -> Result<Self, StoreError> {
+        let (_, conn) =
+            crate::redis_conn::connect(&target.into()).map_err(StoreError::new)?;
         Ok(Self {
             conn,
             script: Arc::new(redis::Script::new(GCRA)),

@@ -6,7 +6,10 @@
 //!   (submitted, started, ended) on a connection of its own:
 //!   `{prefix}:t:{id}` (the monitor's JSON) and `{prefix}:r:{id}` (the
 //!   kept response, if at most [`MAX_SHARED_RESULT`]), and the id in
-//!   `{prefix}:idx` (by the time of the write) for the list. A task that
+//!   `{prefix}:idx` (by the time of the write) for the list. The braces
+//!   are Redis Cluster's hash tag: a store's keys share one slot, so a
+//!   batch of writes is one pipeline and a list one `MGET` on a cluster
+//!   too (tasks are few and bounded; they don't need spreading). A task that
 //!   hasn't ended is written again every second with a 10 s lifetime (its
 //!   progress; a replica that dies leaves no task "running" for long); an
 //!   ended one lives for the retention, and goes when its replica drops
@@ -31,7 +34,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
 use tokio::sync::mpsc;
 
 use super::id::TaskId;
@@ -81,10 +83,10 @@ const INDEX_MAX: isize = 100_000;
 /// ```
 #[derive(Clone)]
 pub struct RedisTasks {
-    pub(super) client: redis::Client,
-    pub(super) conn: ConnectionManager,
+    pub(super) listeners: crate::redis_conn::Listeners,
+    pub(super) conn: crate::redis_conn::Conn,
     /// The writer's own: a batch of results doesn't hold up reads.
-    writes: ConnectionManager,
+    writes: crate::redis_conn::Conn,
     pub(super) prefix: Arc<str>,
     pub(super) timeout: Duration,
     pub(super) stats: RedisTaskStats,
@@ -156,17 +158,25 @@ impl RedisTaskStats {
 }
 
 impl RedisTasks {
-    /// Records on the Redis at `url`, keys under `prefix`. Does not
-    /// connect yet; fails only on a malformed URL. Must be called inside a
-    /// Tokio runtime.
-    pub fn new(url: &str, prefix: &str) -> Result<Self, String> {
-        let (client, conn) = crate::redis_conn::connect(url)?;
-        let (_, writes) = crate::redis_conn::connect(url)?;
+    /// Records on the Redis at `target` (a URL, or a cluster's seed
+    /// nodes, see [`RedisTarget`](crate::RedisTarget)), keys under
+    /// `{prefix}`. Does not connect yet; fails on a malformed URL, and on
+    /// a prefix that is empty or holds a brace (the keys' hash tag is the
+    /// prefix). Must be called inside a Tokio runtime.
+    pub fn new(target: impl Into<crate::RedisTarget>, prefix: &str) -> Result<Self, String> {
+        if prefix.is_empty() || prefix.contains(['{', '}']) {
+            return Err(format!(
+                "RedisTasks prefix {prefix:?}: must be non-empty and without braces (it is the keys' Redis Cluster hash tag)"
+            ));
+        }
+        let target = target.into();
+        let (listeners, conn) = crate::redis_conn::connect(&target)?;
+        let (_, writes) = crate::redis_conn::connect(&target)?;
         let mut id = [0u8; 8];
         getrandom::fill(&mut id).map_err(|e| format!("no random replica id: {e}"))?;
         Ok(Self {
             replica: u64::from_le_bytes(id),
-            client,
+            listeners,
             conn,
             writes,
             prefix: prefix.into(),
@@ -201,16 +211,20 @@ impl RedisTasks {
         self.stats.clone()
     }
 
+    fn info_key_text(&self, id: &str) -> String {
+        format!("{{{}}}:t:{id}", self.prefix)
+    }
+
     fn info_key(&self, id: TaskId) -> String {
-        format!("{}:t:{id}", self.prefix)
+        self.info_key_text(&id.to_string())
     }
 
     fn result_key(&self, id: TaskId) -> String {
-        format!("{}:r:{id}", self.prefix)
+        format!("{{{}}}:r:{id}", self.prefix)
     }
 
     fn index_key(&self) -> String {
-        format!("{}:idx", self.prefix)
+        format!("{{{}}}:idx", self.prefix)
     }
 
     fn cancel_channel(&self, replica: u64) -> String {
@@ -297,7 +311,7 @@ impl RedisTasks {
             start += LIST_PAGE;
             let keys: Vec<String> = ids
                 .iter()
-                .map(|id| format!("{}:t:{id}", self.prefix))
+                .map(|id| self.info_key_text(id))
                 .collect();
             let texts: Vec<Option<String>> = self.run(conn.mget(&keys)).await?;
             found.extend(
@@ -423,10 +437,13 @@ impl Mirror {
             registry,
             stats: shared.stats.clone(),
         };
-        let (client, channel) = (shared.client.clone(), shared.cancel_channel(shared.replica));
+        let (listeners, channel) = (
+            shared.listeners.clone(),
+            shared.cancel_channel(shared.replica),
+        );
         // Ends when this `Mirror` (its `_stop`) goes with the registry.
         runtime.spawn(async move {
-            crate::redis_conn::subscribe(client, &channel, canceller, stop).await;
+            crate::redis_conn::subscribe(listeners, &channel, canceller, stop).await;
         });
         Self {
             shared,

@@ -14,6 +14,8 @@
 #[cfg(feature = "cache")]
 pub mod cache;
 pub mod chromium;
+#[cfg(feature = "redis")]
+pub mod cluster;
 pub mod gate;
 pub mod log;
 #[cfg(feature = "rate-limit")]
