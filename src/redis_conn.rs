@@ -298,11 +298,13 @@ pub(crate) fn connect(target: &RedisTarget) -> Result<(Listeners, Conn), String>
                 .collect::<Vec<_>>();
             let builder = redis::cluster::ClusterClientBuilder::new(infos)
                 .overall_response_timeout(Some(Duration::from_secs(2)))
-                // A failover takes the cluster's node timeout (seconds):
-                // the breaker answers meanwhile, so few, short retries.
-                .retries(3)
-                .min_retry_wait(10)
-                .max_retry_wait(200);
+                // Redirections (`MOVED`, `ASK`) and a topology that
+                // changed count as retries: enough for a failover's
+                // moves, short waits (the store's own timeout bounds a
+                // call; the breaker answers while a master is missing).
+                .retries(6)
+                .min_retry_wait(5)
+                .max_retry_wait(100);
             #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
             let builder = builder.tcp_settings(
                 redis::io::tcp::TcpSettings::default().set_user_timeout(USER_TIMEOUT),

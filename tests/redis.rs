@@ -56,10 +56,19 @@ async fn get(
 
 #[tokio::test]
 async fn two_replicas_share_one_quota() {
+    share_one_quota(&redis_url()).await;
+}
+
+#[tokio::test]
+async fn two_replicas_share_one_quota_on_a_cluster() {
+    share_one_quota(&support::cluster::cluster_url()).await;
+}
+
+async fn share_one_quota(url: &str) {
     let p = prefix("share");
     let quota = Quota::per_minute(4);
-    let mut a = limited(RedisStore::new(&redis_url(), &p).unwrap(), quota);
-    let mut b = limited(RedisStore::new(&redis_url(), &p).unwrap(), quota);
+    let mut a = limited(RedisStore::new(url, &p).unwrap(), quota);
+    let mut b = limited(RedisStore::new(url, &p).unwrap(), quota);
     let client = [198, 51, 100, 7];
     let mut statuses = Vec::new();
     for i in 0..6 {
@@ -83,7 +92,7 @@ async fn two_replicas_share_one_quota() {
         StatusCode::OK
     );
     // The key lives while the quota refills, no longer.
-    let mut conn = admin(&redis_url()).await;
+    let mut conn = support::cluster::admin(url).await;
     let pttl: i64 = redis::cmd("PTTL")
         .arg(format!("{p}:api:198.51.100.7"))
         .query_async(&mut conn)

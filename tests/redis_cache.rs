@@ -111,7 +111,16 @@ async fn until_stored(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_one_cache_and_purges_reach_both() {
-    let (url, p) = (redis_url(), prefix("cache-share"));
+    share_one_cache(&redis_url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_one_cluster_and_purges_reach_both() {
+    share_one_cache(&support::cluster::cluster_url()).await;
+}
+
+async fn share_one_cache(url: &str) {
+    let (url, p) = (url.to_owned(), prefix("cache-share"));
     let calls = Arc::new(AtomicUsize::new(0));
     let (a, handle_a, _store_a) = replica(&url, &p, calls.clone()).await;
     let (b, _handle_b, store_b) = replica(&url, &p, calls.clone()).await;

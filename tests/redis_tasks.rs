@@ -127,7 +127,16 @@ async fn poll_until(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn either_replica_answers_for_a_task_the_other_runs() {
-    let (url, prefix) = (redis_url(), prefix("tasks-read"));
+    answer_for_each_other(&redis_url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn either_replica_answers_through_a_cluster() {
+    answer_for_each_other(&support::cluster::cluster_url()).await;
+}
+
+async fn answer_for_each_other(url: &str) {
+    let (url, prefix) = (url.to_owned(), prefix("tasks-read"));
     let (gate, dropped) = (Gate::new(), Arc::new(AtomicBool::new(false)));
     let a = replica(&url, &prefix, &gate, &dropped).await;
     let b = replica(&url, &prefix, &gate, &dropped).await;
@@ -172,13 +181,22 @@ async fn either_replica_answers_for_a_task_the_other_runs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_on_one_replica_reaches_the_one_that_runs_the_task() {
-    let (url, prefix) = (redis_url(), prefix("tasks-cancel"));
+    cancel_reaches_the_runner(&redis_url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_reaches_the_other_replica_through_a_cluster() {
+    cancel_reaches_the_runner(&support::cluster::cluster_url()).await;
+}
+
+async fn cancel_reaches_the_runner(url: &str) {
+    let (url, prefix) = (url.to_owned(), prefix("tasks-cancel"));
     let (gate, dropped) = (Gate::new(), Arc::new(AtomicBool::new(false)));
     let a = replica(&url, &prefix, &gate, &dropped).await;
     let b = replica(&url, &prefix, &gate, &dropped).await;
-    // Both replicas listen for cancels before one is sent.
-    let client = redis::Client::open(url.as_str()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    // Both replicas listen for cancels before one is sent (on a
+    // cluster, asked of every node).
+    let mut conn = support::cluster::admin(&url).await;
     let pattern = format!("{prefix}:cancel:*");
     let mut listening = 0;
     let deadline = tokio::time::Instant::now() + support::gate::DEADLINE;
