@@ -273,6 +273,30 @@ async fn a_master_killed_mid_test_is_replaced_without_failed_requests() {
     let api = limited(limits.clone(), Quota::per_minute(1_000_000));
     assert_eq!(call_limited(&api, "{victim}").await, StatusCode::OK);
     assert_eq!(limits.stats().snapshot().fallbacks, 0);
+    // Two query-cache replicas whose first seed is the victim: their
+    // subscribers listen there, and must move to another node.
+    let seeds: Vec<String> = std::iter::once(format!("redis://127.0.0.1:{victim}"))
+        .chain(cluster.seeds().into_iter().filter(|s| !s.ends_with(&format!(":{victim}"))))
+        .collect();
+    let query_replica = async || {
+        let tier = RedisTier::new(RedisTarget::cluster(seeds.clone()), p)
+            .unwrap()
+            .timeout(Duration::from_millis(200));
+        let cache = QueryCache::builder().redis(tier).build();
+        assert!(cache.subscribed(Duration::from_secs(5)).await);
+        cache
+    };
+    let (qa, qb) = (query_replica().await, query_replica().await);
+    let qkey = QueryKey::new("stock:1");
+    let value = async |cache: &QueryCache, v: u32| {
+        *cache
+            .get_or_insert_with(&qkey, EntryOptions::ttl(Duration::from_secs(600)), move || {
+                async move { Ok::<_, String>(v) }
+            })
+            .await
+            .unwrap()
+    };
+    assert_eq!(value(&qb, 1).await, 1);
 
     cluster.kill(victim);
     let killed = Instant::now();
@@ -301,6 +325,24 @@ async fn a_master_killed_mid_test_is_replaced_without_failed_requests() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     cluster.wait_ok(survivor, Duration::from_secs(30)).await;
+    // B's subscription broke with its node: B emptied its memory when it
+    // subscribed again through the next seed, and hears A from there.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while qb.stats().redis.unwrap().l1_dropped == 0 {
+        assert!(Instant::now() < deadline, "B never subscribed again");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(value(&qb, 2).await, 2, "loaded again after the memory drop");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while qa.invalidate(Invalidate::Key(qkey.clone())).await.is_err() {
+        assert!(Instant::now() < deadline, "A's invalidation never reached Redis");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while qb.get::<u32>(&qkey).await.is_some() {
+        assert!(Instant::now() < deadline, "B never heard A's invalidation");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let took = recovered;
     eprintln!(
         "failover: Redis decided again {took:?} after the kill ({answered} requests answered meanwhile, {} by the failure policy)",
