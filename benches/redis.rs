@@ -1,10 +1,15 @@
 //! The Redis stores against the local Redis (`REDIS_URL`, default
 //! `redis://127.0.0.1:6379`): rate-limit checks through `RedisStore`
 //! beside a plain `EVAL` of the same script (the floor: what any client
-//! pays for the script), one at a time and 32 in flight; and the latency
-//! of a cache lookup answered by Redis (an L2 hit of a 10 KiB entry).
+//! pays for the script), one at a time and 32 in flight; and a cache
+//! lookup answered by Redis (an L2 hit of a 10 KiB entry), one at a time
+//! and 32 in flight. With `REDIS_CLUSTER_URL` (seed URLs, comma-separated)
+//! the store benchmarks run against that Redis Cluster too, in the same
+//! run ("cluster" beside "server").
 //!
-//! Run: `cargo bench --bench redis --features redis`.
+//! Run: `cargo bench --bench redis --features redis`, or beside a local
+//! cluster: `REDIS_CLUSTER_URL=$(examples/redis-cluster.sh start) cargo
+//! bench --bench redis --features redis; examples/redis-cluster.sh stop`.
 #![allow(missing_docs)]
 
 mod common;
@@ -15,6 +20,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures_util::future::join_all;
+use tower_perf::RedisTarget;
 use tower_perf::cache::{CacheKey, CacheStore, RedisCacheStore};
 use tower_perf::rate_limit::{Key, PolicyRef, Quota, RateLimitStore, RedisStore};
 
@@ -59,7 +65,7 @@ fn bench(c: &mut Criterion) {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3));
     group.throughput(Throughput::Elements(1));
-    group.bench_function("RedisStore::check, sequential", |b| {
+    group.bench_function("server: RedisStore::check, sequential", |b| {
         b.to_async(&rt)
             .iter(|| async { store.check(&policy, &key, 1).await.unwrap() })
     });
@@ -71,7 +77,7 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.throughput(Throughput::Elements(IN_FLIGHT as u64));
-    group.bench_function("RedisStore::check, 32 in flight", |b| {
+    group.bench_function("server: RedisStore::check, 32 in flight", |b| {
         b.to_async(&rt).iter(|| {
             join_all((0..IN_FLIGHT).map(|i| {
                 let k = Key::Ip(IpAddr::V4(Ipv4Addr::new(10, 1, 3, i as u8)));
@@ -92,29 +98,48 @@ fn bench(c: &mut Criterion) {
     group.finish();
 
     // L2 hit: a 10 KiB response read back from Redis.
-    let l2 = rt.block_on(async {
-        RedisCacheStore::new(&url(), &format!("{prefix}:cache"))
-            .unwrap()
-            .timeout(Duration::from_secs(1))
-    });
     let entry = rt.block_on(stored_entry());
-    let ckey = CacheKey::from_text("bench.test/api/v1/items");
-    rt.block_on(async {
-        l2.put(ckey.clone(), Arc::new(entry), Duration::from_secs(600))
-            .await
-            .unwrap();
-        let found = l2.get(&ckey).await.unwrap().expect("stored");
-        assert_eq!(found[0].body().len(), 10 * 1024);
-    });
-    let mut group = c.benchmark_group("redis-cache");
-    group
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3));
-    group.bench_function("L2 hit, 10 KiB", |b| {
-        b.to_async(&rt)
-            .iter(|| async { l2.get(&ckey).await.unwrap() })
-    });
-    group.finish();
+    l2_hits(
+        c,
+        &rt,
+        "server",
+        &RedisTarget::server(url()),
+        &prefix,
+        &entry,
+    );
+
+    // The same stores on a cluster, in the same run.
+    if let Ok(cluster) = std::env::var("REDIS_CLUSTER_URL") {
+        let cluster = RedisTarget::from(cluster);
+        let store = rt.block_on(async {
+            RedisStore::new(&cluster, &prefix)
+                .unwrap()
+                .timeout(Duration::from_secs(1))
+        });
+        rt.block_on(async { assert!(store.check(&policy, &key, 1).await.unwrap().allowed) });
+        let mut group = c.benchmark_group("redis-rate-limit");
+        group
+            .warm_up_time(Duration::from_millis(500))
+            .measurement_time(Duration::from_secs(3));
+        group.throughput(Throughput::Elements(1));
+        group.bench_function("cluster: RedisStore::check, sequential", |b| {
+            b.to_async(&rt)
+                .iter(|| async { store.check(&policy, &key, 1).await.unwrap() })
+        });
+        group.throughput(Throughput::Elements(IN_FLIGHT as u64));
+        group.bench_function("cluster: RedisStore::check, 32 in flight", |b| {
+            b.to_async(&rt).iter(|| {
+                join_all((0..IN_FLIGHT).map(|i| {
+                    let k = Key::Ip(IpAddr::V4(Ipv4Addr::new(10, 1, 3, i as u8)));
+                    let (s, p) = (&store, &policy);
+                    async move { s.check(p, &k, 1).await.unwrap() }
+                }))
+            })
+        });
+        group.finish();
+        l2_hits(c, &rt, "cluster", &cluster, &prefix, &entry);
+        clean(&rt, &cluster, &prefix);
+    }
     rt.block_on(async {
         let mut c = conn.clone();
         let keys: Vec<String> = redis::cmd("KEYS")
@@ -124,6 +149,75 @@ fn bench(c: &mut Criterion) {
             .unwrap_or_default();
         if !keys.is_empty() {
             let _: Result<u64, _> = redis::cmd("DEL").arg(keys).query_async(&mut c).await;
+        }
+    });
+}
+
+/// L2 hits of a 10 KiB entry on `target`: one at a time, and 32 in flight
+/// (32 URLs, over the slots on a cluster).
+fn l2_hits(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    label: &str,
+    target: &RedisTarget,
+    prefix: &str,
+    entry: &tower_perf::cache::CachedResponse,
+) {
+    let l2 = rt.block_on(async {
+        RedisCacheStore::new(target, &format!("{prefix}:cache"))
+            .unwrap()
+            .timeout(Duration::from_secs(1))
+    });
+    let keys: Vec<CacheKey> = (0..IN_FLIGHT)
+        .map(|i| CacheKey::from_text(&format!("bench.test/api/v1/items/{i}")))
+        .collect();
+    rt.block_on(async {
+        for k in &keys {
+            l2.put(k.clone(), Arc::new(entry.clone()), Duration::from_secs(600))
+                .await
+                .unwrap();
+        }
+        let found = l2.get(&keys[0]).await.unwrap().expect("stored");
+        assert_eq!(found[0].body().len(), 10 * 1024);
+    });
+    let mut group = c.benchmark_group("redis-cache");
+    group
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    group.throughput(Throughput::Elements(1));
+    group.bench_function(format!("{label}: L2 hit, 10 KiB, sequential"), |b| {
+        b.to_async(rt)
+            .iter(|| async { l2.get(&keys[0]).await.unwrap().expect("a hit") })
+    });
+    group.throughput(Throughput::Elements(IN_FLIGHT as u64));
+    group.bench_function(format!("{label}: L2 hit, 10 KiB, 32 in flight"), |b| {
+        b.to_async(rt).iter(|| {
+            join_all(
+                keys.iter()
+                    .map(|k| async { l2.get(k).await.unwrap().expect("a hit") }),
+            )
+        })
+    });
+    group.finish();
+}
+
+/// Deletes what the benchmark wrote under `prefix` on a cluster (every
+/// master).
+fn clean(rt: &tokio::runtime::Runtime, target: &RedisTarget, prefix: &str) {
+    let RedisTarget::Cluster(seeds) = target else {
+        return;
+    };
+    rt.block_on(async {
+        let client = redis::cluster::ClusterClient::new(seeds.clone()).unwrap();
+        let mut conn = client.get_async_connection().await.unwrap();
+        // KEYS goes to every master and combines the answers.
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}*"))
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_default();
+        for k in keys {
+            let _: Result<u64, _> = redis::cmd("DEL").arg(k).query_async(&mut conn).await;
         }
     });
 }

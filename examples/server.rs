@@ -38,9 +38,10 @@
 //! those codings; decoded, it may be at most 64 KiB), and shared
 //! dictionaries (RFC 9842: `/static/app.js` is marked
 //! `Use-As-Dictionary`, and a browser that has it gets later versions
-//! compressed against it).  With `--redis URL`
-//! (feature `redis`) the rate limits and the cache are shared through
-//! Redis by every replica pointed at it:
+//! compressed against it).  With `--redis URL` (feature `redis`), or
+//! `--redis-cluster URL,URL,…` for a Redis Cluster's seed nodes, the rate
+//! limits, the caches and the task records are shared through Redis by
+//! every replica pointed at it:
 //!
 //! | routes | Cache-Control |
 //! |---|---|
@@ -166,8 +167,11 @@ pub(crate) struct ServerArgs {
     pub(crate) token: Option<String>,
     /// `--bare`: no tower-perf layer at all.
     pub(crate) bare: bool,
-    /// `--redis URL`: both layers in Redis.
+    /// `--redis URL`: both layers in Redis; with `--redis-cluster
+    /// URL,URL,…` the seeds of a Redis Cluster.
     pub(crate) redis: Option<String>,
+    /// `redis` names a cluster's seed nodes (`--redis-cluster`).
+    pub(crate) redis_cluster: bool,
     /// Timeouts and connection limits of the serving loop.
     pub(crate) limits: serve::Limits,
 }
@@ -269,17 +273,19 @@ pub(crate) fn demo_cache() -> CacheLayer {
     CacheLayer::new().store_validated(false)
 }
 
-/// The demo app with both layers in Redis at `url` (`--redis`): the rate
+/// The demo app with both layers in Redis at `target` (`--redis` or
+/// `--redis-cluster`): the rate
 /// limits shared by every replica, the cache in memory in front of Redis.
 /// Starts even when Redis is down (the layers fall back and reconnect).
 #[cfg(feature = "redis")]
 pub(crate) async fn app_with_redis(
     config: DemoConfig,
-    url: &str,
+    target: impl Into<tower_perf::RedisTarget>,
     prefix: &str,
 ) -> Result<(Router, TimingStats), String> {
     use tower_perf::cache::{RedisCacheStore, TieredStore};
     use tower_perf::rate_limit::RedisStore;
+    let url = &target.into();
     let store = RedisStore::new(url, &format!("{prefix}:rl")).map_err(|e| e.to_string())?;
     let rl_stats = store.stats();
     let limits = rate_limit_rules(
@@ -543,14 +549,15 @@ async fn export(State(state): State<Arc<AppState>>, progress: TaskProgress) -> R
     Json(serde_json::json!({ "pages": pages, "steps": EXPORT_STEPS })).into_response()
 }
 
-const USAGE: &str = "usage: server [--addr HOST:PORT] [--rate-limit-per-min N | --no-rate-limit] [--no-cache] [--bare] [--token T] [--redis URL] [connection limits]\n\n  \
+const USAGE: &str = "usage: server [--addr HOST:PORT] [--rate-limit-per-min N | --no-rate-limit] [--no-cache] [--bare] [--token T] [--redis URL | --redis-cluster URL,URL,...] [connection limits]\n\n  \
 --addr HOST:PORT         listen address (default 127.0.0.1:3000)\n  \
 --rate-limit-per-min N   requests a minute per client on /api/** (default 100; writes get N/10)\n  \
 --no-rate-limit          no rate limiting (for throughput benchmarks)\n  \
 --no-cache               no response cache\n  \
 --bare                   the handlers alone, without any tower-perf layer (a baseline)\n  \
 --token T                bearer token for POST /performance/cache/* (or TOWER_PERF_TOKEN)\n  \
---redis URL              rate limits, cache and task records shared through Redis (feature `redis`)\n";
+--redis URL              rate limits, cache and task records shared through Redis (feature `redis`)\n  \
+--redis-cluster URLS     the same through a Redis Cluster, given by seed nodes (comma-separated)\n";
 
 pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<ServerArgs, String> {
     let mut parsed = ServerArgs {
@@ -560,6 +567,7 @@ pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<ServerArg
         token: None,
         bare: false,
         redis: None,
+        redis_cluster: false,
         limits: serve::Limits::default(),
     };
     let mut args = args.peekable();
@@ -603,6 +611,25 @@ pub(crate) fn parse_args(args: impl Iterator<Item = String>) -> Result<ServerArg
                     return Err("--redis needs the `redis` feature: cargo run --example server --features redis -- --redis URL".to_owned());
                 }
                 parsed.redis = Some(v);
+                parsed.redis_cluster = false;
+            }
+            "--redis-cluster" => {
+                let v = value("--redis-cluster")?;
+                let seeds: Vec<&str> = v.split(',').filter(|s| !s.is_empty()).collect();
+                if seeds.is_empty()
+                    || seeds
+                        .iter()
+                        .any(|s| !s.starts_with("redis://") && !s.starts_with("rediss://"))
+                {
+                    return Err(format!(
+                        "--redis-cluster {v}: redis:// URLs of the cluster's nodes, comma-separated"
+                    ));
+                }
+                if cfg!(not(feature = "redis")) {
+                    return Err("--redis-cluster needs the `redis` feature: cargo run --example server --features redis -- --redis-cluster URLS".to_owned());
+                }
+                parsed.redis = Some(seeds.join(","));
+                parsed.redis_cluster = true;
             }
             f if serve::Limits::is_flag(f) => {
                 let v = value(f)?;
@@ -643,9 +670,18 @@ async fn main() {
         }),
         ..DemoConfig::default()
     };
-    // With --redis, every replica answers any task's monitor.
+    // With --redis (or --redis-cluster), every replica answers any task's
+    // monitor.
     #[cfg(feature = "redis")]
-    let config = match args.redis.as_deref() {
+    let target = args.redis.as_deref().map(|url| {
+        if args.redis_cluster {
+            tower_perf::RedisTarget::cluster(url.split(','))
+        } else {
+            tower_perf::RedisTarget::server(url)
+        }
+    });
+    #[cfg(feature = "redis")]
+    let config = match &target {
         Some(url) => match tower_perf::tasks::RedisTasks::new(url, "tower-perf-demo:tasks") {
             Ok(shared) => DemoConfig {
                 tasks: config.tasks.clone().redis(shared),
@@ -666,7 +702,9 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    let app = match args.redis.as_deref() {
+    #[cfg(not(feature = "redis"))]
+    let target = args.redis.as_deref();
+    let app = match target {
         None => app_with(config),
         #[cfg(feature = "redis")]
         Some(url) => match app_with_redis(config, url, "tower-perf-demo").await {

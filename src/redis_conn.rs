@@ -309,9 +309,7 @@ pub(crate) fn connect(target: &RedisTarget) -> Result<(Listeners, Conn), String>
             let builder = builder.tcp_settings(
                 redis::io::tcp::TcpSettings::default().set_user_timeout(USER_TIMEOUT),
             );
-            let cluster = builder
-                .build()
-                .map_err(|e| format!("redis cluster: {e}"))?;
+            let cluster = builder.build().map_err(|e| format!("redis cluster: {e}"))?;
             // The config's timeouts replace the builder's: set them here.
             let config = redis::cluster::ClusterConfig::new()
                 .set_connection_timeout(Duration::from_millis(500))
@@ -495,7 +493,10 @@ mod tests {
         assert!(!conn.is_cluster());
         #[cfg(target_os = "linux")]
         assert_eq!(
-            clients[0].get_connection_info().tcp_settings().user_timeout(),
+            clients[0]
+                .get_connection_info()
+                .tcp_settings()
+                .user_timeout(),
             Some(USER_TIMEOUT)
         );
         let bad = connect(&"nope://x".into()).err().expect("refused");

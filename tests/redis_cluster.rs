@@ -29,7 +29,8 @@ use tower_perf::cache::{
 };
 use tower_perf::query_cache::{EntryOptions, Invalidate, QueryCache, QueryKey, RedisTier};
 use tower_perf::rate_limit::{
-    Key, KeySource, MissingKey, PolicyRef, Quota, RateLimitLayer, RateLimitStore, RateRule, RedisStore,
+    Key, KeySource, MissingKey, PolicyRef, Quota, RateLimitLayer, RateLimitStore, RateRule,
+    RedisStore,
 };
 
 type CacheSvc = tower::util::BoxCloneService<
@@ -43,21 +44,22 @@ type CacheSvc = tower::util::BoxCloneService<
 fn cached(store: RedisCacheStore, calls: Arc<AtomicUsize>) -> (CacheSvc, CacheHandle) {
     let layer = CacheLayer::new().store(store);
     let handle = layer.handle();
-    let svc = ServiceBuilder::new()
-        .layer(layer)
-        .service(service_fn(move |req: Request<Full<Bytes>>| {
-            let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
-            let path = req.uri().path().to_owned();
-            async move {
-                Ok::<_, Infallible>(
-                    Response::builder()
-                        .header("cache-control", "max-age=600")
-                        .header("surrogate-key", "all")
-                        .body(Full::from(format!("{path} #{n}")))
-                        .unwrap(),
-                )
-            }
-        }));
+    let svc =
+        ServiceBuilder::new()
+            .layer(layer)
+            .service(service_fn(move |req: Request<Full<Bytes>>| {
+                let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+                let path = req.uri().path().to_owned();
+                async move {
+                    Ok::<_, Infallible>(
+                        Response::builder()
+                            .header("cache-control", "max-age=600")
+                            .header("surrogate-key", "all")
+                            .body(Full::from(format!("{path} #{n}")))
+                            .unwrap(),
+                    )
+                }
+            }));
     (tower::util::BoxCloneService::new(svc), handle)
 }
 
@@ -71,7 +73,9 @@ type LimitedSvc = tower::util::BoxCloneService<
 fn limited(store: RedisStore, quota: Quota) -> LimitedSvc {
     let layer = RateLimitLayer::with_store(store).rule(
         RateRule::new("api", quota)
-            .key(KeySource::Header(http::HeaderName::from_static("x-api-key")))
+            .key(KeySource::Header(http::HeaderName::from_static(
+                "x-api-key",
+            )))
             .on_missing_key(MissingKey::Deny),
     );
     tower::util::BoxCloneService::new(ServiceBuilder::new().layer(layer).service(service_fn(
@@ -197,7 +201,10 @@ async fn keys_spread_over_every_master_and_scanning_purges_reach_each() {
     fill().await;
     // /p/1 and /p/10 to /p/19.
     assert_eq!(handle.purge_prefix("/p/1").await.unwrap(), 11);
-    assert_eq!(keys_per_master(&url, &entries).await.iter().sum::<usize>(), 19);
+    assert_eq!(
+        keys_per_master(&url, &entries).await.iter().sum::<usize>(),
+        19
+    );
     assert_eq!(handle.purge(Purge::All).await.unwrap(), 19);
     assert_eq!(keys_per_master(&url, &entries).await, [0, 0, 0]);
     let (_, body) = fetch(&svc, "/p/3").await;
@@ -213,9 +220,11 @@ async fn keys_spread_over_every_master_and_scanning_purges_reach_each() {
     for i in 0..30 {
         let key = QueryKey::new(format!("ns{i}:rows"));
         queries
-            .get_or_insert_with(&key, EntryOptions::ttl(Duration::from_secs(60)), move || async move {
-                Ok::<_, String>(i)
-            })
+            .get_or_insert_with(
+                &key,
+                EntryOptions::ttl(Duration::from_secs(60)),
+                move || async move { Ok::<_, String>(i) },
+            )
             .await
             .unwrap();
     }
@@ -276,7 +285,12 @@ async fn a_master_killed_mid_test_is_replaced_without_failed_requests() {
     // Two query-cache replicas whose first seed is the victim: their
     // subscribers listen there, and must move to another node.
     let seeds: Vec<String> = std::iter::once(format!("redis://127.0.0.1:{victim}"))
-        .chain(cluster.seeds().into_iter().filter(|s| !s.ends_with(&format!(":{victim}"))))
+        .chain(
+            cluster
+                .seeds()
+                .into_iter()
+                .filter(|s| !s.ends_with(&format!(":{victim}"))),
+        )
         .collect();
     let query_replica = async || {
         let tier = RedisTier::new(RedisTarget::cluster(seeds.clone()), p)
@@ -290,9 +304,11 @@ async fn a_master_killed_mid_test_is_replaced_without_failed_requests() {
     let qkey = QueryKey::new("stock:1");
     let value = async |cache: &QueryCache, v: u32| {
         *cache
-            .get_or_insert_with(&qkey, EntryOptions::ttl(Duration::from_secs(600)), move || {
-                async move { Ok::<_, String>(v) }
-            })
+            .get_or_insert_with(
+                &qkey,
+                EntryOptions::ttl(Duration::from_secs(600)),
+                move || async move { Ok::<_, String>(v) },
+            )
             .await
             .unwrap()
     };
@@ -313,7 +329,11 @@ async fn a_master_killed_mid_test_is_replaced_without_failed_requests() {
         );
         let redis_decided = limits.stats().snapshot().fallbacks == before;
         let (status, _) = fetch(&svc, path).await;
-        assert_eq!(status, StatusCode::OK, "a cached request failed during the failover");
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "a cached request failed during the failover"
+        );
         answered += 1;
         if redis_decided && answered > 1 {
             break killed.elapsed();
@@ -335,7 +355,10 @@ async fn a_master_killed_mid_test_is_replaced_without_failed_requests() {
     assert_eq!(value(&qb, 2).await, 2, "loaded again after the memory drop");
     let deadline = Instant::now() + Duration::from_secs(20);
     while qa.invalidate(Invalidate::Key(qkey.clone())).await.is_err() {
-        assert!(Instant::now() < deadline, "A's invalidation never reached Redis");
+        assert!(
+            Instant::now() < deadline,
+            "A's invalidation never reached Redis"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -361,7 +384,10 @@ async fn a_master_killed_mid_test_is_replaced_without_failed_requests() {
         if denied {
             break;
         }
-        assert!(Instant::now() < deadline, "no Redis decision after the failover");
+        assert!(
+            Instant::now() < deadline,
+            "no Redis decision after the failover"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // And the cache stores and finds entries on it again.
@@ -375,7 +401,10 @@ async fn a_master_killed_mid_test_is_replaced_without_failed_requests() {
         if found.is_ok_and(|f| f.is_some()) {
             break;
         }
-        assert!(Instant::now() < deadline, "the cache never wrote to the new master");
+        assert!(
+            Instant::now() < deadline,
+            "the cache never wrote to the new master"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

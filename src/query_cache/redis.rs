@@ -39,8 +39,8 @@
 //! `SCAN` (a prefix that names its namespace scans only that
 //! namespace's node).
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -393,10 +393,7 @@ impl RedisTier {
     /// The stored bytes of `key`, if they are valid under the current
     /// generations, and the fence a write of it must find unchanged, in
     /// one round trip.
-    pub(super) async fn lookup(
-        &self,
-        key: &QueryKey,
-    ) -> Result<(Option<Vec<u8>>, Fence), String> {
+    pub(super) async fn lookup(&self, key: &QueryKey) -> Result<(Option<Vec<u8>>, Fence), String> {
         let ns = key.namespace();
         let registered_now = self.register(ns, false).await?;
         let mut conn = self.conn.clone();
@@ -651,10 +648,7 @@ impl RedisTier {
         let (mut cursor, mut n) = (0u64, 0u64);
         loop {
             let (next, mut keys) = self
-                .run(
-                    conn.clone()
-                        .scan_step(node, cursor, pattern, SCAN_COUNT),
-                )
+                .run(conn.clone().scan_step(node, cursor, pattern, SCAN_COUNT))
                 .await?;
             keys.retain(|k| selects(k));
             if !keys.is_empty() {
@@ -705,4 +699,3 @@ impl Pending for Invalidate {
 fn random_base() -> u64 {
     crate::redis_conn::random_u64() >> 11
 }
-

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-
 use super::key::Key;
 use super::quota::Decision;
 use super::store::{PolicyRef, RateLimitStore, StoreError};
@@ -160,12 +159,8 @@ impl RedisStore {
     ///
     /// On a cluster each key is one quota in one slot, so the GCRA script
     /// stays one round trip and quotas spread over the masters.
-    pub fn new(
-        target: impl Into<crate::RedisTarget>,
-        prefix: &str,
-    ) -> Result<Self, StoreError> {
-        let (_, conn) =
-            crate::redis_conn::connect(&target.into()).map_err(StoreError::new)?;
+    pub fn new(target: impl Into<crate::RedisTarget>, prefix: &str) -> Result<Self, StoreError> {
+        let (_, conn) = crate::redis_conn::connect(&target.into()).map_err(StoreError::new)?;
         Ok(Self {
             conn,
             script: Arc::new(redis::Script::new(GCRA)),

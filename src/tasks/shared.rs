@@ -309,10 +309,7 @@ impl RedisTasks {
                 break;
             }
             start += LIST_PAGE;
-            let keys: Vec<String> = ids
-                .iter()
-                .map(|id| self.info_key_text(id))
-                .collect();
+            let keys: Vec<String> = ids.iter().map(|id| self.info_key_text(id)).collect();
             let texts: Vec<Option<String>> = self.run(conn.mget(&keys)).await?;
             found.extend(
                 texts

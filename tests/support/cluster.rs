@@ -101,7 +101,10 @@ pub async fn admin(url: &str) -> Admin {
 }
 
 impl ConnectionLike for Admin {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, redis::Value> {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
         match self {
             Self::One(c) => c.req_packed_command(cmd),
             Self::Cluster(c) => c.req_packed_command(cmd),
