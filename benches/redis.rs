@@ -38,7 +38,7 @@ fn bench(c: &mut Criterion) {
         .unwrap();
     let prefix = format!("tower-perf-bench:{}", std::process::id());
     let store = rt.block_on(async {
-        RedisStore::new(&url(), &prefix)
+        RedisStore::new(url(), &prefix)
             .unwrap()
             .timeout(Duration::from_secs(1))
     });

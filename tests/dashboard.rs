@@ -291,7 +291,7 @@ async fn the_dashboard_shows_the_redis_breakers_in_chromium() {
         .local_addr()
         .unwrap()
         .port();
-    let store = RedisStore::new(&format!("redis://127.0.0.1:{port}"), "dashboard").unwrap();
+    let store = RedisStore::new(format!("redis://127.0.0.1:{port}"), "dashboard").unwrap();
     let stats = store.stats();
     let svc = ServiceBuilder::new()
         .layer(

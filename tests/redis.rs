@@ -105,7 +105,7 @@ async fn share_one_quota(url: &str) {
 async fn the_script_is_loaded_again_after_noscript() {
     let p = prefix("noscript");
     let mut svc = limited(
-        RedisStore::new(&redis_url(), &p).unwrap(),
+        RedisStore::new(redis_url(), &p).unwrap(),
         Quota::per_minute(100),
     );
     assert_eq!(get(&mut svc, [192, 0, 2, 1]).await.status(), StatusCode::OK);
@@ -125,7 +125,7 @@ async fn the_script_is_loaded_again_after_noscript() {
 #[tokio::test]
 async fn the_deny_cache_spares_round_trips() {
     let p = prefix("deny");
-    let store = RedisStore::new(&redis_url(), &p).unwrap().deny_cache(true);
+    let store = RedisStore::new(redis_url(), &p).unwrap().deny_cache(true);
     let stats = store.stats();
     let mut svc = limited(store, Quota::per_minute(2));
     for _ in 0..2 {
@@ -179,7 +179,7 @@ async fn a_silent_redis_costs_a_timeout_per_window_not_per_request() {
     // Accepts, reads nothing, answers nothing.
     let (port, held) = support::silent_listener().await;
     let timeout = Duration::from_millis(50);
-    let store = RedisStore::new(&format!("redis://127.0.0.1:{port}"), "x")
+    let store = RedisStore::new(format!("redis://127.0.0.1:{port}"), "x")
         .unwrap()
         .timeout(timeout);
     let stats = store.stats();

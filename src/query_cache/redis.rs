@@ -699,3 +699,30 @@ impl Pending for Invalidate {
 fn random_base() -> u64 {
     crate::redis_conn::random_u64() >> 11
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_namespace_is_exactly_its_hash_tag_whatever_it_holds() {
+        assert_eq!(slot_tag("user"), "{q:user}");
+        assert_eq!(slot_tag(""), "{q:}");
+        // A brace would end the tag early (or start another): escaped,
+        // as is `%`, so two namespaces never share one tag text.
+        assert_eq!(slot_tag("a}b{c%"), "{q:a%7Db%7Bc%25}");
+        assert_ne!(slot_tag("a%7D"), slot_tag("a}"));
+    }
+
+    #[test]
+    fn a_value_key_gives_back_its_key_text() {
+        let values = "p:qv:";
+        assert_eq!(
+            key_text(values, "p:qv:{q:user}:user:42:orders"),
+            Some("user:42:orders")
+        );
+        assert_eq!(key_text(values, "p:qv:{q:a%7Db}:a}b:1"), Some("a}b:1"));
+        assert_eq!(key_text(values, "p:qk:{q:user}:user:1"), None);
+        assert_eq!(key_text(values, "p:qv:{q:user}"), None);
+    }
+}
