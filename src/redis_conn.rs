@@ -77,7 +77,7 @@ impl From<&str> for RedisTarget {
         if text.contains(',') {
             Self::cluster(text.split(',').map(str::trim).filter(|s| !s.is_empty()))
         } else {
-            Self::server(text)
+            Self::server(text.trim())
         }
     }
 }
@@ -147,7 +147,7 @@ impl ConnectionLike for Conn {
 
 /// A node `SCAN` walks: the server, one of a cluster's masters, or the
 /// master of the slot a key hashes to.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum ScanNode {
     Server,
     Master(String, u16),
@@ -161,7 +161,8 @@ impl Conn {
     }
 
     /// The nodes a scan over every key must walk: the server, or each of
-    /// the cluster's masters as `CLUSTER SLOTS` names them now.
+    /// the cluster's masters as `CLUSTER SLOTS` on a master names them now
+    /// (a replica's view may lag a failover).
     pub(crate) async fn scan_nodes(&mut self) -> redis::RedisResult<Vec<ScanNode>> {
         let Self::Cluster(c) = self else {
             return Ok(vec![ScanNode::Server]);
@@ -169,7 +170,7 @@ impl Conn {
         let slots = c
             .route_command(
                 redis::cmd("CLUSTER").arg("SLOTS").clone(),
-                RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+                RoutingInfo::SingleNode(SingleNodeRoutingInfo::RandomPrimary),
             )
             .await?;
         let ranges: Vec<Vec<Value>> = redis::from_redis_value(slots)?;
@@ -187,10 +188,7 @@ impl Conn {
             let host: String = redis::from_redis_value(host)?;
             let port: u16 = redis::from_redis_value(port)?;
             let node = ScanNode::Master(host, port);
-            if !masters
-                .iter()
-                .any(|m| matches!((m, &node), (ScanNode::Master(a, p), ScanNode::Master(b, q)) if a == b && p == q))
-            {
+            if !masters.contains(&node) {
                 masters.push(node);
             }
         }
@@ -220,34 +218,24 @@ impl Conn {
             .arg(pattern)
             .arg("COUNT")
             .arg(count);
-        match (self, node) {
-            (Self::Cluster(c), ScanNode::Master(host, port)) => {
-                let answer = c
-                    .route_command(
-                        cmd,
-                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
-                            host: host.clone(),
-                            port: *port,
-                        }),
-                    )
-                    .await?;
-                Ok(redis::from_redis_value(answer)?)
-            }
-            (Self::Cluster(c), ScanNode::SlotOf(key)) => {
-                let route = redis::cluster_routing::Route::with_key(
+        let Self::Cluster(c) = self else {
+            return cmd.query_async(self).await;
+        };
+        let route = match node {
+            ScanNode::Master(host, port) => SingleNodeRoutingInfo::ByAddress {
+                host: host.clone(),
+                port: *port,
+            },
+            ScanNode::SlotOf(key) => {
+                SingleNodeRoutingInfo::SpecificNode(redis::cluster_routing::Route::with_key(
                     key.as_bytes(),
                     redis::cluster_routing::SlotAddr::Master,
-                );
-                let answer = c
-                    .route_command(
-                        cmd,
-                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
-                    )
-                    .await?;
-                Ok(redis::from_redis_value(answer)?)
+                ))
             }
-            (this, _) => cmd.query_async(this).await,
-        }
+            ScanNode::Server => return cmd.query_async(c).await,
+        };
+        let answer = c.route_command(cmd, RoutingInfo::SingleNode(route)).await?;
+        Ok(redis::from_redis_value(answer)?)
     }
 }
 

@@ -329,6 +329,73 @@ async fn a_namespace_redis_forgot_is_registered_again() {
     assert!(replica(&url, &p).await.get::<String>(&key).await.is_none());
 }
 
+/// A value only ever inserted (no lookup in its namespace before) is
+/// reached by a tag and by `All` from another replica: the insert puts
+/// its namespace in the registry, again after Redis lost the registry
+/// and the namespace's counters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inserted_namespace_is_reached_by_tags_and_all() {
+    inserted_namespace_is_reached(&redis_url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inserted_namespace_is_reached_by_tags_and_all_on_a_cluster() {
+    inserted_namespace_is_reached(&cluster_url()).await;
+}
+
+async fn inserted_namespace_is_reached(url: &str) {
+    let (url, p) = (url.to_owned(), prefix("queries-insert"));
+    let (a, b) = (replica(&url, &p).await, replica(&url, &p).await);
+    let key = QueryKey::new("fresh:1");
+    let options = || EntryOptions::ttl(Duration::from_secs(60)).tag("stock");
+    let mut conn = admin(&url).await;
+    let registry = format!("{p}:qns");
+    // Only Redis is asked here: a lookup by another replica would
+    // register the namespace itself.
+    a.insert(key.clone(), "one".to_owned(), options()).await;
+    let members: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(&registry)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(members, ["fresh"], "the insert registered its namespace");
+    assert!(in_redis(&url, &p, &key).await);
+    assert_eq!(
+        b.invalidate(Invalidate::Tag("stock".into())).await.unwrap(),
+        1
+    );
+    assert!(
+        !in_redis(&url, &p, &key).await,
+        "the tag reached the insert"
+    );
+
+    // Redis loses the registry and the namespace's counters; A still
+    // believes it registered the namespace, but the insert finds the
+    // counters gone and registers it again.
+    for gone in [
+        registry.clone(),
+        format!("{p}:qn:{{q:fresh}}"),
+        format!("{p}:qa:{{q:fresh}}"),
+        format!("{p}:qf:{{q:fresh}}"),
+    ] {
+        let _: u64 = redis::cmd("DEL")
+            .arg(gone)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    a.insert(key.clone(), "two".to_owned(), options()).await;
+    let members: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(&registry)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(members, ["fresh"], "registered again");
+    b.invalidate(Invalidate::All).await.unwrap();
+    assert!(in_redis(&url, &p, &key).await, "All only moves generations");
+    assert_eq!(b.get::<String>(&key).await, None, "All reached the insert");
+}
+
 async fn a_load_older_than_a_counter_is_not_written(url: &str, counter: &str) {
     let (url, p) = (url.to_owned(), prefix("queries-generation"));
     let a = replica(&url, &p).await;

@@ -19,14 +19,6 @@ use tower_perf::rate_limit::{
     FailurePolicy, KeySource, PeerAddr, Quota, RateLimitLayer, RateRule, RedisStore,
 };
 
-async fn admin(url: &str) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .expect("the tests' Redis")
-}
-
 type Svc = tower::util::BoxCloneService<
     Request<Full<Bytes>>,
     Response<tower_perf::rate_limit::ResponseBody<Full<Bytes>>>,
@@ -109,7 +101,7 @@ async fn the_script_is_loaded_again_after_noscript() {
         Quota::per_minute(100),
     );
     assert_eq!(get(&mut svc, [192, 0, 2, 1]).await.status(), StatusCode::OK);
-    let mut conn = admin(&redis_url()).await;
+    let mut conn = support::cluster::admin(&redis_url()).await;
     let _: () = redis::cmd("SCRIPT")
         .arg("FLUSH")
         .query_async(&mut conn)

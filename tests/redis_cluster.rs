@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
-use support::cluster::{OwnCluster, cluster_url, node};
+use support::cluster::{OwnCluster, SHARED_NODE_TIMEOUT_MS, cluster_url, node};
 use support::redis::prefix;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_perf::RedisTarget;
@@ -261,7 +261,7 @@ async fn keys_spread_over_every_master_and_scanning_purges_reach_each() {
 /// the stores use the new master by themselves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_master_killed_mid_test_is_replaced_without_failed_requests() {
-    let mut cluster = OwnCluster::start().await;
+    let mut cluster = OwnCluster::start(1000).await;
     let url = cluster.url();
     let p = "failover";
     let limits = RedisStore::new(&url, p)
@@ -352,6 +352,15 @@ async fn a_master_killed_mid_test_is_replaced_without_failed_requests() {
         assert!(Instant::now() < deadline, "B never subscribed again");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // With the value gone from Redis too, B loads again: its memory no
+    // longer holds 1.
+    let stored = format!("{p}:qv:{{q:stock}}:stock:1");
+    let mut admin = support::cluster::admin(&url).await;
+    let _: u64 = redis::cmd("DEL")
+        .arg(&stored)
+        .query_async(&mut admin)
+        .await
+        .unwrap();
     assert_eq!(value(&qb, 2).await, 2, "loaded again after the memory drop");
     let deadline = Instant::now() + Duration::from_secs(20);
     while qa.invalidate(Invalidate::Key(qkey.clone())).await.is_err() {
@@ -414,7 +423,7 @@ async fn a_master_killed_mid_test_is_replaced_without_failed_requests() {
 /// single-key stores follow both without a failure.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slot_migrated_mid_test_is_followed() {
-    let cluster = OwnCluster::start().await;
+    let cluster = OwnCluster::start(SHARED_NODE_TIMEOUT_MS).await;
     let url = cluster.url();
     let p = "migrate";
     // One slot for everything: the query cache's namespace `orders` hash

@@ -43,14 +43,6 @@ if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KE
 return 1
 ";
 
-/// On a cluster: empties a tag's set (`KEYS[1]`) and returns its URLs,
-/// whose hashes (in other slots) are then deleted.
-const TAKE_TAG: &str = r"
-local urls = redis.call('SMEMBERS', KEYS[1])
-redis.call('DEL', KEYS[1])
-return urls
-";
-
 /// URL hashes one `DEL` deletes at most when a cluster's tag is purged.
 const PURGE_BATCH: usize = 500;
 
@@ -210,7 +202,6 @@ struct Scripts {
     put: redis::Script,
     purge_tag: redis::Script,
     tag_add: redis::Script,
-    take_tag: redis::Script,
 }
 
 impl std::fmt::Debug for RedisCacheStore {
@@ -248,7 +239,6 @@ impl RedisCacheStore {
                 put: redis::Script::new(PUT),
                 purge_tag: redis::Script::new(PURGE_TAG),
                 tag_add: redis::Script::new(TAG_ADD),
-                take_tag: redis::Script::new(TAKE_TAG),
             }),
             stats: RedisCacheStats {
                 inner: Arc::default(),
@@ -356,15 +346,15 @@ impl RedisCacheStore {
     async fn purge_tag_cluster(&self, tag: &str) -> Result<u64, StoreError> {
         let mut conn = self.conn.clone();
         let timeout = self.timeout.max(Duration::from_secs(2));
+        let set = format!("{}:t:{tag}", self.prefix);
         let urls: Vec<String> = Self::run(
             &self.stats,
             timeout,
-            self.scripts
-                .take_tag
-                .key(format!("{}:t:{tag}", self.prefix))
-                .invoke_async(&mut conn),
+            redis::cmd("SMEMBERS").arg(&set).query_async(&mut conn),
         )
         .await?;
+        // Each batch's hashes go before its URLs leave the set, so a
+        // purge cut short leaves what it did not delete for the replay.
         let mut n = 0;
         for batch in urls.chunks(PURGE_BATCH) {
             let keys: Vec<String> = batch.iter().map(|u| self.entry_key(u)).collect();
@@ -372,6 +362,15 @@ impl RedisCacheStore {
                 &self.stats,
                 timeout,
                 redis::cmd("DEL").arg(&keys).query_async(&mut conn),
+            )
+            .await?;
+            Self::run::<u64>(
+                &self.stats,
+                timeout,
+                redis::cmd("SREM")
+                    .arg(&set)
+                    .arg(batch)
+                    .query_async(&mut conn),
             )
             .await?;
         }
@@ -430,20 +429,19 @@ impl CacheStore for RedisCacheStore {
         StoreFuture::new(async move {
             let mut inv = scripts.put.key(entry_key);
             if conn.is_cluster() {
-                // Other slots: the tag sets first, each on its own.
-                for t in tag_keys {
-                    let _: i64 = Self::run(
-                        &stats,
-                        timeout,
-                        scripts
-                            .tag_add
-                            .key(t)
-                            .arg(key.as_str())
-                            .arg(ttl_ms)
-                            .invoke_async(&mut conn),
-                    )
-                    .await?;
-                }
+                // Other slots: the tag sets first, each on its own, at
+                // once.
+                let adds = tag_keys.into_iter().map(|t| {
+                    let mut conn = conn.clone();
+                    let (scripts, stats) = (&scripts, &stats);
+                    let url = key.as_str();
+                    async move {
+                        let mut inv = scripts.tag_add.key(t);
+                        inv.arg(url).arg(ttl_ms);
+                        Self::run::<i64>(stats, timeout, inv.invoke_async(&mut conn)).await
+                    }
+                });
+                futures_util::future::try_join_all(adds).await?;
             } else {
                 for t in tag_keys {
                     inv.key(t);

@@ -29,20 +29,23 @@
 //! is written only if none of them moved since (a Lua script checks), so
 //! a load that an invalidation overtakes is never stored, and an
 //! invalidation of one namespace does not hold back the others' writes.
-//! A replica adds a namespace to the registry before its first lookup in
-//! it, and again whenever a lookup finds a counter missing (Redis lost
-//! it), so an invalidation that reads the registry reaches every
-//! namespace a load could be written to.
+//! A replica adds a namespace to the registry before its first lookup or
+//! insert in it, again whenever it finds a counter missing (Redis lost
+//! it), after any failed operation (a failover may have lost the
+//! registry's last write), and at least every 30 seconds while it uses
+//! it (the registry evicted alone), so an invalidation that reads the
+//! registry reaches every namespace a load could be written to.
 //! Invalidating a namespace is one `INCR`, everything one `INCR` per
-//! namespace (the values left behind expire with their TTL); a key is
-//! deleted, a tag's keys namespace by namespace, a prefix or a pattern by
+//! namespace in one pipeline (the values left behind expire with their
+//! TTL); a key is deleted, a tag's keys with two pipelines whatever the
+//! namespaces (read the sets, then unlink), a prefix or a pattern by
 //! `SCAN` (a prefix that names its namespace scans only that
 //! namespace's node).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -61,7 +64,9 @@ use crate::redis_conn::{Conn, Listeners, ScanNode};
 /// to its tags' sets (`KEYS[6..]`), whose lifetime covers the value's.
 ///
 /// A counter gone since the lookup (evicted, or lost with a restart) is
-/// set again to a random value (`ARGV[8]`) and a checked write refused.
+/// set again to a random value (`ARGV[8]`) and a checked write refused
+/// (0); an unchecked write then returns 2 (stored, but Redis had lost
+/// the namespace's counters, maybe its registry entry too), else 1.
 const STORE: &str = r"
 local missing = false
 for i = 3, 5 do
@@ -89,6 +94,9 @@ for i = 6, #KEYS do
     redis.call('PEXPIRE', KEYS[i], ARGV[2])
   end
 end
+if missing then
+  return 2
+end
 return 1
 ";
 
@@ -113,19 +121,6 @@ out[6] = known
 return out
 ";
 
-/// Drops the value of every key a namespace's tag set names (`ARGV[1]` is
-/// the namespace's value keys' prefix), then the set, and moves the
-/// namespace's fence.
-const PURGE_TAG: &str = r"
-redis.call('INCR', KEYS[2])
-local n = 0
-for _, k in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  n = n + redis.call('UNLINK', ARGV[1] .. k)
-end
-redis.call('DEL', KEYS[1])
-return n
-";
-
 /// The longest a value is kept in Redis (ten years; Redis refuses an
 /// expiry past its clock's range).
 const MAX_PX: u64 = 10 * 365 * 24 * 3_600_000;
@@ -148,6 +143,18 @@ const SCAN_COUNT: usize = 1000;
 /// Namespaces a replica remembers having registered (past this, each
 /// first lookup registers again: one more round trip, still correct).
 const REGISTERED_MAX: usize = 10_000;
+
+/// How long a replica trusts its own registration of a namespace before
+/// it sends it again: the bound on how long a registry Redis lost alone
+/// (evicted, or its last write lost in a failover) leaves a namespace
+/// in use out of reach of `All`, tags and patterns.
+const REGISTER_REFRESH: Duration = Duration::from_secs(30);
+
+/// Namespaces a cluster's invalidation works on at once.
+const FAN_OUT: usize = 16;
+
+/// Tag members one `UNLINK` takes at most.
+const UNLINK_BATCH: usize = 500;
 
 /// A namespace's hash tag, `{q:NS}`, with `%`, `{` and `}` escaped so the
 /// tag is exactly this text whatever the namespace holds.
@@ -210,11 +217,12 @@ pub struct RedisTier {
     timeout: Duration,
     breaker: CircuitBreaker,
     pub(super) counters: Arc<TierCounters>,
-    /// Namespaces this replica has put in the registry (`P:qns`).
-    registered: Arc<Mutex<HashSet<Box<str>>>>,
+    /// Namespaces this replica has put in the registry (`P:qns`), and
+    /// when; emptied by any failed operation (Redis may have lost the
+    /// registry with a failover or a restart).
+    registered: Arc<Mutex<HashMap<Box<str>, Instant>>>,
     store: Arc<redis::Script>,
     lookup: Arc<redis::Script>,
-    purge_tag: Arc<redis::Script>,
 }
 
 impl std::fmt::Debug for RedisTier {
@@ -297,7 +305,6 @@ impl RedisTier {
             registered: Arc::default(),
             store: Arc::new(redis::Script::new(STORE)),
             lookup: Arc::new(redis::Script::new(LOOKUP)),
-            purge_tag: Arc::new(redis::Script::new(PURGE_TAG)),
         })
     }
 
@@ -387,7 +394,19 @@ impl RedisTier {
         op: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, String> {
         let c = &self.counters;
-        crate::redis_conn::through(&self.breaker, self.timeout, op, &c.errors, &c.timeouts).await
+        let out =
+            crate::redis_conn::through(&self.breaker, self.timeout, op, &c.errors, &c.timeouts)
+                .await;
+        if out.is_err() {
+            self.registered().clear();
+        }
+        out
+    }
+
+    fn registered(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Instant>> {
+        self.registered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The stored bytes of `key`, if they are valid under the current
@@ -422,15 +441,14 @@ impl RedisTier {
         Ok((value, fence))
     }
 
-    /// Puts `ns` in the registry unless this replica did already (or
-    /// `again`); whether it was sent now.
+    /// Puts `ns` in the registry unless this replica did in the last
+    /// [`REGISTER_REFRESH`] (or `again`); whether it was sent now.
     async fn register(&self, ns: &str, again: bool) -> Result<bool, String> {
         if !again
             && self
-                .registered
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .contains(ns)
+                .registered()
+                .get(ns)
+                .is_some_and(|at| at.elapsed() < REGISTER_REFRESH)
         {
             return Ok(false);
         }
@@ -443,12 +461,9 @@ impl RedisTier {
                     .query_async(&mut conn),
             )
             .await?;
-        let mut known = self
-            .registered
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if known.len() < REGISTERED_MAX {
-            known.insert(ns.into());
+        let mut known = self.registered();
+        if known.len() < REGISTERED_MAX || known.contains_key(ns) {
+            known.insert(ns.into(), Instant::now());
         }
         Ok(true)
     }
@@ -480,6 +495,9 @@ impl RedisTier {
             self.counters.fenced.fetch_add(1, Relaxed);
             return Ok(false);
         }
+        // A write with no lookup before it (an insert) may be the
+        // namespace's first.
+        let registered_now = fence.is_none() && self.register(key.namespace(), false).await?;
         let mut conn = self.conn.clone();
         let mut inv = self.store.prepare_invoke();
         inv.key(self.value_key(key));
@@ -511,7 +529,12 @@ impl RedisTier {
         if stored == 0 {
             self.counters.fenced.fetch_add(1, Relaxed);
         }
-        Ok(stored == 1)
+        if stored == 2 && !registered_now {
+            // Redis had lost the namespace's counters, maybe its
+            // registry entry too.
+            self.register(key.namespace(), true).await?;
+        }
+        Ok(stored != 0)
     }
 
     /// Drops from Redis what `what` selects, moving the counters a load
@@ -549,36 +572,12 @@ impl RedisTier {
                 Ok(0)
             }
             Invalidate::All => {
-                for ns in self.namespaces().await? {
-                    let _: (u64, u64) = self
-                        .run(
-                            redis::pipe()
-                                .atomic()
-                                .cmd("INCR")
-                                .arg(self.all_key(&ns))
-                                .cmd("INCR")
-                                .arg(self.fence_key(&ns))
-                                .query_async(&mut conn),
-                        )
-                        .await?;
-                }
+                let namespaces = self.namespaces().await?;
+                self.move_counters(&namespaces, |ns| [self.all_key(ns), self.fence_key(ns)])
+                    .await?;
                 Ok(0)
             }
-            Invalidate::Tag(t) => {
-                let mut n = 0;
-                for ns in self.namespaces().await? {
-                    n += self
-                        .run::<u64>(
-                            self.purge_tag
-                                .key(self.tag_key(&ns, t))
-                                .key(self.fence_key(&ns))
-                                .arg(self.values_of(&ns))
-                                .invoke_async(&mut conn),
-                        )
-                        .await?;
-                }
-                Ok(n)
-            }
+            Invalidate::Tag(t) => self.purge_tag(t).await,
             Invalidate::Prefix(p) if p.contains([':', '#']) => {
                 // One namespace: its fence, then a scan of its node only.
                 let ns = namespace_of(p);
@@ -597,21 +596,12 @@ impl RedisTier {
             Invalidate::Prefix(_) | Invalidate::Pattern(_) => {
                 // Namespaces the selection may reach: fences first, then
                 // one scan of each node.
-                for ns in self.namespaces().await? {
-                    let reach = match what {
-                        Invalidate::Prefix(p) => ns.starts_with(p.as_str()),
-                        _ => true,
-                    };
-                    if reach {
-                        let _: u64 = self
-                            .run(
-                                redis::cmd("INCR")
-                                    .arg(self.fence_key(&ns))
-                                    .query_async(&mut conn),
-                            )
-                            .await?;
-                    }
+                let mut namespaces = self.namespaces().await?;
+                if let Invalidate::Prefix(p) = what {
+                    namespaces.retain(|ns| ns.starts_with(p.as_str()));
                 }
+                self.move_counters(&namespaces, |ns| [self.fence_key(ns)])
+                    .await?;
                 let values = format!("{}:qv:", self.prefix);
                 // Narrowed on the server (a superset: `*` also takes the
                 // hash tag), exact here.
@@ -634,6 +624,95 @@ impl RedisTier {
                 Ok(n)
             }
         }
+    }
+
+    /// `INCR`s the counters `keys` names for each namespace.
+    async fn move_counters<const N: usize>(
+        &self,
+        namespaces: &[String],
+        keys: impl Fn(&str) -> [String; N],
+    ) -> Result<(), String> {
+        self.per_namespace::<_, ()>(namespaces, |ns, pipe| {
+            for k in keys(ns) {
+                pipe.cmd("INCR").arg(k).ignore();
+            }
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Sends the commands `fill` writes for each item (each within one
+    /// namespace's slot): one pipeline on a server; on a cluster, whose
+    /// pipelines stay within a slot, one per item, [`FAN_OUT`] at once.
+    /// The replies not ignored, in the items' order.
+    async fn per_namespace<I, T: redis::FromRedisValue>(
+        &self,
+        items: &[I],
+        fill: impl Fn(&I, &mut redis::Pipeline),
+    ) -> Result<Vec<T>, String> {
+        use futures_util::{StreamExt, TryStreamExt};
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        if !self.conn.is_cluster() {
+            let mut pipe = redis::pipe();
+            for item in items {
+                fill(item, &mut pipe);
+            }
+            let mut conn = self.conn.clone();
+            return self.run(pipe.query_async(&mut conn)).await;
+        }
+        let pipes: Vec<redis::Pipeline> = items
+            .iter()
+            .map(|item| {
+                let mut pipe = redis::pipe();
+                fill(item, &mut pipe);
+                pipe
+            })
+            .collect();
+        let replies: Vec<Vec<T>> = futures_util::stream::iter(pipes)
+            .map(|pipe| {
+                let mut conn = self.conn.clone();
+                async move { self.run(pipe.query_async(&mut conn)).await }
+            })
+            .buffered(FAN_OUT)
+            .try_collect()
+            .await?;
+        Ok(replies.into_iter().flatten().collect())
+    }
+
+    /// Invalidates a tag in every registered namespace: moves each
+    /// fence and reads each tag set, then unlinks the values the sets
+    /// name and takes them out of the sets (declared keys, each command
+    /// within one namespace's slot; two round trips on a server). A
+    /// failure leaves the members not yet unlinked in their sets, for the
+    /// replay to finish; a key tagged after the sets were read is a write
+    /// the invalidation did not see, and stays.
+    async fn purge_tag(&self, tag: &str) -> Result<u64, String> {
+        let namespaces = self.namespaces().await?;
+        let members: Vec<Vec<String>> = self
+            .per_namespace(&namespaces, |ns, pipe| {
+                pipe.cmd("INCR").arg(self.fence_key(ns)).ignore();
+                pipe.cmd("SMEMBERS").arg(self.tag_key(ns, tag));
+            })
+            .await?;
+        let tagged: Vec<(&String, &[String])> = namespaces
+            .iter()
+            .zip(&members)
+            .flat_map(|(ns, keys)| keys.chunks(UNLINK_BATCH).map(move |b| (ns, b)))
+            .collect();
+        let gone: Vec<u64> = self
+            .per_namespace(&tagged, |(ns, batch), pipe| {
+                let values = self.values_of(ns);
+                let full: Vec<String> = batch.iter().map(|k| format!("{values}{k}")).collect();
+                pipe.cmd("UNLINK").arg(full);
+                pipe.cmd("SREM")
+                    .arg(self.tag_key(ns, tag))
+                    .arg(*batch)
+                    .ignore();
+            })
+            .await?;
+        Ok(gone.iter().sum())
     }
 
     /// Unlinks every key on `node` matching `pattern` that `selects`

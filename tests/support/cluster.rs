@@ -1,7 +1,9 @@
 //! A Redis Cluster of a test's own: six `redis-server`s (three masters,
 //! three replicas) on free loopback ports, joined by `redis-cli --cluster
-//! create`, with a node timeout of one second so a killed master's
-//! replica takes over within a few seconds. Every server stops when the
+//! create`, with the node timeout a test asks for (one second where a
+//! test kills a master, so its replica takes over within a few seconds;
+//! five where nothing should fail over, so a busy machine's stalls don't
+//! look like deaths). Every server stops when the
 //! cluster is dropped, or when the test process exits however it ends
 //! (each runs under a shell that kills it when its stdin closes).
 
@@ -44,6 +46,10 @@ impl Drop for OwnCluster {
     }
 }
 
+/// The shared cluster's node timeout: long, so a stall of this busy
+/// machine never looks like a dead master.
+pub const SHARED_NODE_TIMEOUT_MS: u64 = 5000;
+
 /// The cluster the tests share: `REDIS_CLUSTER_URL` when set (seed URLs,
 /// comma-separated), otherwise an [`OwnCluster`] this test process starts
 /// the first time it is asked for, which stops when the process exits.
@@ -61,7 +67,7 @@ pub fn cluster_url() -> String {
                 .enable_all()
                 .build()
                 .unwrap()
-                .block_on(OwnCluster::start())
+                .block_on(OwnCluster::start(SHARED_NODE_TIMEOUT_MS))
         })
         .join()
         .expect("the tests' cluster started");
@@ -141,9 +147,10 @@ pub async fn node(port: u16) -> redis::aio::MultiplexedConnection {
 }
 
 impl OwnCluster {
-    /// Starts six nodes and joins them; waits until every node says the
-    /// cluster is `ok`.
-    pub async fn start() -> Self {
+    /// Starts six nodes, each declaring another dead after
+    /// `node_timeout_ms` without an answer, and joins them; waits until
+    /// every node says the cluster is `ok`.
+    pub async fn start(node_timeout_ms: u64) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "tower-perf-cluster-{}-{}",
             std::process::id(),
@@ -152,7 +159,7 @@ impl OwnCluster {
         std::fs::create_dir_all(&dir).unwrap();
         let mut nodes = Vec::new();
         for _ in 0..6 {
-            nodes.push(spawn_node(&dir));
+            nodes.push(spawn_node(&dir, node_timeout_ms));
         }
         for n in &nodes {
             wait_for_ping(n.port).await;
@@ -281,20 +288,6 @@ impl OwnCluster {
             .unwrap()
     }
 
-    /// Keys each master holds.
-    pub async fn keys_per_master(&self) -> Vec<u64> {
-        let mut counts = Vec::new();
-        for port in self.masters().await.keys() {
-            counts.push(
-                redis::cmd("DBSIZE")
-                    .query_async(&mut node(*port).await)
-                    .await
-                    .unwrap(),
-            );
-        }
-        counts
-    }
-
     /// Kills the node on `port` (SIGKILL: no goodbye to the cluster) and
     /// forgets it here.
     pub fn kill(&mut self, port: u16) {
@@ -400,12 +393,12 @@ impl OwnCluster {
 
 /// Starts one cluster node under a guarding shell; its bus on another
 /// free port (the default, port + 10000, may be past 65535).
-fn spawn_node(dir: &std::path::Path) -> Node {
+fn spawn_node(dir: &std::path::Path, node_timeout_ms: u64) -> Node {
     let (port, bus) = (free_port(), free_port());
     let script = format!(
         "redis-server --port {port} --cluster-port {bus} --bind 127.0.0.1 \
          --cluster-enabled yes --cluster-config-file nodes-{port}.conf \
-         --cluster-node-timeout 1000 --dir '{}' --save '' --appendonly no \
+         --cluster-node-timeout {node_timeout_ms} --dir '{}' --save '' --appendonly no \
          >/dev/null 2>&1 & r=$!; echo $r; read _; kill -9 $r",
         dir.display()
     );
