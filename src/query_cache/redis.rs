@@ -187,9 +187,10 @@ fn key_text<'a>(values: &str, key: &'a str) -> Option<&'a str> {
 /// Every replica pointed at the same Redis and prefix shares the values
 /// (a miss in memory looks in Redis before loading; a load is written
 /// there in the background, unless an invalidation ran while it loaded)
-/// and hears the others' invalidations. Invalidating a namespace or
-/// everything costs one `INCR` whatever Redis holds (the values left
-/// behind read as missing and expire with their TTL); a tag deletes its
+/// and hears the others' invalidations. Invalidating a namespace costs
+/// one `INCR` whatever Redis holds, everything one per namespace in use
+/// (the values left behind read as missing and expire with their TTL); a
+/// tag deletes its
 /// keys; a prefix or pattern scans the keys (`SCAN`) in the background of
 /// no request but the invalidating one. The keys live under
 /// `PREFIX:q…`, apart from a response cache's given the same prefix.
