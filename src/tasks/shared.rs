@@ -323,14 +323,28 @@ impl RedisTasks {
         Ok(found)
     }
 
-    /// Asks `owner`, the replica that runs `id`, to cancel it; whether it
-    /// heard (it listens while it is up).
+    /// Asks `owner`, the replica that runs `id`, to cancel it; how many
+    /// listeners heard (it listens while it is up).
+    ///
+    /// On a cluster `PUBLISH` counts only the receiving node's
+    /// subscribers (the message goes on to the others over the cluster
+    /// bus), so when it counts none, every node is asked how many listen.
     pub(super) async fn send_cancel(&self, id: TaskId, owner: u64) -> Result<u64, String> {
         let mut conn = self.conn.clone();
-        let heard: u64 = self
-            .run(conn.publish(self.cancel_channel(owner), id.to_string()))
-            .await?;
+        let channel = self.cancel_channel(owner);
+        let mut heard: u64 = self.run(conn.publish(&channel, id.to_string())).await?;
         self.stats.inner.cancels_sent.fetch_add(1, Relaxed);
+        if heard == 0 && conn.is_cluster() {
+            let counts: Vec<(String, u64)> = self
+                .run(
+                    redis::cmd("PUBSUB")
+                        .arg("NUMSUB")
+                        .arg(&channel)
+                        .query_async(&mut conn),
+                )
+                .await?;
+            heard = counts.iter().map(|(_, n)| n).sum();
+        }
         Ok(heard)
     }
 }
