@@ -396,6 +396,54 @@ async fn inserted_namespace_is_reached(url: &str) {
     assert_eq!(b.get::<String>(&key).await, None, "All reached the insert");
 }
 
+/// A failed call makes the replica send its registrations again (in the
+/// background, within moments, not after the 30 s refresh): a failover may
+/// have lost the registry's last write while the counters survived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_call_makes_registrations_due_again() {
+    let port = free_port();
+    let server = OwnRedis::start(port).await;
+    let (url, p) = (format!("redis://127.0.0.1:{port}"), prefix("queries-stale"));
+    let tier = RedisTier::new(url.as_str(), &p)
+        .unwrap()
+        .timeout(Duration::from_millis(100));
+    let a = QueryCache::builder().redis(tier).build();
+    let loads = Arc::new(AtomicUsize::new(0));
+    load(&a, &QueryKey::new("stock:1"), "one", &loads).await;
+    let mut conn = admin(&url).await;
+    let registry = format!("{p}:qns");
+    let _: u64 = redis::cmd("DEL")
+        .arg(&registry)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // Still registered as far as A knows: nothing sent.
+    load(&a, &QueryKey::new("stock:2"), "two", &loads).await;
+    let members: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(&registry)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(members.is_empty(), "{members:?}");
+    // Redis stops answering: A's lookup times out.
+    server.signal("-STOP");
+    load(&a, &QueryKey::new("stock:3"), "three", &loads).await;
+    server.signal("-CONT");
+    assert!(a.stats().redis.unwrap().timeouts >= 1);
+    // Back: the next lookups send the registration again.
+    until("registered again", async || {
+        // Not in memory: asks Redis.
+        let _ = a.get::<String>(&QueryKey::new("stock:absent")).await;
+        let members: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(&registry)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        members == ["stock"]
+    })
+    .await;
+}
+
 async fn a_load_older_than_a_counter_is_not_written(url: &str, counter: &str) {
     let (url, p) = (url.to_owned(), prefix("queries-generation"));
     let a = replica(&url, &p).await;

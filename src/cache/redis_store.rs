@@ -222,10 +222,13 @@ impl RedisCacheStore {
     /// On a cluster, URL hashes spread over the slots by their key; a
     /// tag's set lives in its own slot, so a store writes the tag sets
     /// first and the URL's hash second (an entry is never in Redis without
-    /// its tags; a tag purge landing between the two writes of a store
-    /// misses that one entry, which keeps its TTL), and a purge by tag
-    /// empties the set, then deletes its URLs slot by slot. Purges by
-    /// prefix, path or everything scan every master.
+    /// its tags), and a purge by tag reads the set, then deletes its URLs
+    /// slot by slot, 500 at a time, each batch leaving the set after its
+    /// URLs are deleted (a purge cut short leaves the rest for its
+    /// replay). A store in flight while a tag purge runs may keep its
+    /// entry, out of the set, until its TTL: the response was fetched
+    /// before the purge, as with a store landing just after a purge on one
+    /// server. Purges by prefix, path or everything scan every master.
     pub fn new(target: impl Into<crate::RedisTarget>, prefix: &str) -> Result<Self, StoreError> {
         let (listeners, conn) =
             crate::redis_conn::connect(&target.into()).map_err(StoreError::new)?;
@@ -340,9 +343,9 @@ impl RedisCacheStore {
         Ok(n)
     }
 
-    /// A tag purge on a cluster: the set is emptied in its slot, then its
+    /// A tag purge on a cluster: the set is read in its slot, then its
     /// URLs' hashes deleted a batch at a time (the client sends each key
-    /// to its slot's master).
+    /// to its slot's master), each batch's URLs leaving the set after.
     async fn purge_tag_cluster(&self, tag: &str) -> Result<u64, StoreError> {
         let mut conn = self.conn.clone();
         let timeout = self.timeout.max(Duration::from_secs(2));

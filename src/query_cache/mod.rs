@@ -85,6 +85,8 @@ mod key;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "redis")]
+mod registry;
+#[cfg(feature = "redis")]
 mod replica;
 mod stats;
 #[cfg(feature = "redis")]
@@ -417,8 +419,9 @@ impl QueryCache {
     /// the async threads past 10,000 entries (about 1 ms per 10,000).
     ///
     /// With a Redis tier, Redis drops them too (a key or a tag's keys are
-    /// deleted; a namespace or everything is one `INCR` that makes the
-    /// values written before it read as missing; a prefix or a pattern
+    /// deleted; a namespace is one `INCR`, everything two per namespace
+    /// in use, that make the values written before them read as missing;
+    /// a prefix or a pattern
     /// `SCAN`s the keys), then every other replica drops them from its
     /// memory. When Redis can't take it, this replica's memory is
     /// invalidated anyway and the error says so

@@ -8,8 +8,8 @@
 //! namespace's Redis Cluster hash tag, `{q:NS}` (the namespace with `%`,
 //! `{` and `}` percent-escaped): everything one lookup, write or
 //! invalidation of a namespace touches lives in one slot, so each stays
-//! one atomic script on a cluster too, and namespaces spread over the
-//! masters.
+//! atomic (a script or a transaction) on a cluster too, and namespaces
+//! spread over the masters.
 //!
 //! | key | holds |
 //! |---|---|
@@ -19,7 +19,7 @@
 //! | `P:qk:S:KEY` | the key's own counter (bumped when it is invalidated; an hour) |
 //! | `P:qf:S` | the namespace's fence, moved by the invalidations that select by tag, prefix, pattern or all |
 //! | `P:qt:S:TAG` | the namespace's keys stored with a tag |
-//! | `P:qns` | the namespaces that have been looked up (the registry `All`, a tag, a prefix or a pattern goes through) |
+//! | `P:qns` | the namespaces that have been looked up or written (the registry `All`, a tag, a prefix or a pattern goes through) |
 //! | `P:query-invalidate` | the channel |
 //!
 //! A lookup reads the value and the four counters in one script call
@@ -30,32 +30,37 @@
 //! a load that an invalidation overtakes is never stored, and an
 //! invalidation of one namespace does not hold back the others' writes.
 //! A replica adds a namespace to the registry before its first lookup or
-//! insert in it, again whenever it finds a counter missing (Redis lost
-//! it), after any failed operation (a failover may have lost the
-//! registry's last write), and at least every 30 seconds while it uses
-//! it (the registry evicted alone), so an invalidation that reads the
-//! registry reaches every namespace a load could be written to.
-//! Invalidating a namespace is one `INCR`, everything one `INCR` per
-//! namespace in one pipeline (the values left behind expire with their
-//! TTL); a key is deleted, a tag's keys with two pipelines whatever the
-//! namespaces (read the sets, then unlink), a prefix or a pattern by
-//! `SCAN` (a prefix that names its namespace scans only that
-//! namespace's node).
+//! insert in it and again whenever it finds a counter missing (Redis lost
+//! it), waiting for it; and in the background after any failed operation
+//! (a failover may have lost the registry's last write) and every 30
+//! seconds while it uses it (the registry evicted alone). So an
+//! invalidation that reads the registry reaches every namespace a load
+//! could be written to.
+//! Invalidating a namespace is one `INCR`; everything moves two counters
+//! per namespace (the values left behind expire with their TTL); a key is
+//! deleted; a tag's keys go in two steps (read the sets, then unlink); a
+//! prefix or a pattern by `SCAN` (a prefix that names its namespace scans
+//! only that namespace's node). On a server each step over namespaces is
+//! one pipeline per thousand namespaces; on a cluster one per namespace,
+//! sixteen at once. Those invalidations wait up to 2 s (or the tier's
+//! timeout, if longer) for each call.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 
 use super::invalidate::Invalidate;
-use super::key::{QueryKey, namespace_of};
-use super::wire::{encode_message, escape, redis_glob, split_generations};
+use super::key::QueryKey;
+use super::registry::{Need, Registered};
+use super::wire::{encode_message, split_generations};
 use crate::breaker::{BreakerConfig, BreakerSnapshot, CircuitBreaker};
 use crate::cache::StoreError;
 use crate::outbox::{Pending, PendingGauge};
-use crate::redis_conn::{Conn, Listeners, ScanNode};
+use crate::redis_conn::{Conn, Listeners};
+
+mod invalidate;
 
 /// Stores a value (`KEYS[1]`) if the key's counter, the namespace's and
 /// all-generations and the fence (`KEYS[2..5]`) still read what the
@@ -137,25 +142,6 @@ const LOOKUP_VALID: Duration = Duration::from_millis(KEY_COUNTER_MS / 2);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Fence([u64; 4], std::time::Instant);
 
-/// Keys a `SCAN` step asks for.
-const SCAN_COUNT: usize = 1000;
-
-/// Namespaces a replica remembers having registered (past this, each
-/// first lookup registers again: one more round trip, still correct).
-const REGISTERED_MAX: usize = 10_000;
-
-/// How long a replica trusts its own registration of a namespace before
-/// it sends it again: the bound on how long a registry Redis lost alone
-/// (evicted, or its last write lost in a failover) leaves a namespace
-/// in use out of reach of `All`, tags and patterns.
-const REGISTER_REFRESH: Duration = Duration::from_secs(30);
-
-/// Namespaces a cluster's invalidation works on at once.
-const FAN_OUT: usize = 16;
-
-/// Tag members one `UNLINK` takes at most.
-const UNLINK_BATCH: usize = 500;
-
 /// A namespace's hash tag, `{q:NS}`, with `%`, `{` and `}` escaped so the
 /// tag is exactly this text whatever the namespace holds.
 fn slot_tag(ns: &str) -> String {
@@ -218,10 +204,8 @@ pub struct RedisTier {
     timeout: Duration,
     breaker: CircuitBreaker,
     pub(super) counters: Arc<TierCounters>,
-    /// Namespaces this replica has put in the registry (`P:qns`), and
-    /// when; emptied by any failed operation (Redis may have lost the
-    /// registry with a failover or a restart).
-    registered: Arc<Mutex<HashMap<Box<str>, Instant>>>,
+    /// Namespaces this replica has put in the registry (`P:qns`).
+    registered: Arc<Registered>,
     store: Arc<redis::Script>,
     lookup: Arc<redis::Script>,
 }
@@ -394,20 +378,24 @@ impl RedisTier {
         &self,
         op: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, String> {
-        let c = &self.counters;
-        let out =
-            crate::redis_conn::through(&self.breaker, self.timeout, op, &c.errors, &c.timeouts)
-                .await;
-        if out.is_err() {
-            self.registered().clear();
-        }
-        out
+        self.run_for(self.timeout, op).await
     }
 
-    fn registered(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Instant>> {
-        self.registered
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// [`run`](Self::run) waiting at most `timeout`; a failure makes
+    /// every registration due again (Redis may have lost the registry's
+    /// last writes in a failover).
+    async fn run_for<T>(
+        &self,
+        timeout: Duration,
+        op: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, String> {
+        let c = &self.counters;
+        let out =
+            crate::redis_conn::through(&self.breaker, timeout, op, &c.errors, &c.timeouts).await;
+        if out.is_err() {
+            self.registered.stale();
+        }
+        out
     }
 
     /// The stored bytes of `key`, if they are valid under the current
@@ -442,17 +430,29 @@ impl RedisTier {
         Ok((value, fence))
     }
 
-    /// Puts `ns` in the registry unless this replica did in the last
-    /// [`REGISTER_REFRESH`] (or `again`); whether it was sent now.
+    /// Puts `ns` in the registry if this replica never did (or `again`),
+    /// waiting for it; whether it was sent now. A registration due again
+    /// (old, or sent before a failed call) is sent in the background.
     async fn register(&self, ns: &str, again: bool) -> Result<bool, String> {
-        if !again
-            && self
-                .registered()
-                .get(ns)
-                .is_some_and(|at| at.elapsed() < REGISTER_REFRESH)
-        {
-            return Ok(false);
+        let need = if again {
+            Need::Now
+        } else {
+            self.registered.need(ns)
+        };
+        match need {
+            Need::Nothing => Ok(false),
+            Need::Refresh => {
+                let (this, ns) = (self.clone(), ns.to_owned());
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    rt.spawn(async move { this.send_registration(&ns).await });
+                }
+                Ok(false)
+            }
+            Need::Now => self.send_registration(ns).await.map(|()| true),
         }
+    }
+
+    async fn send_registration(&self, ns: &str) -> Result<(), String> {
         let mut conn = self.conn.clone();
         let _: i64 = self
             .run(
@@ -462,23 +462,8 @@ impl RedisTier {
                     .query_async(&mut conn),
             )
             .await?;
-        let mut known = self.registered();
-        if known.len() < REGISTERED_MAX || known.contains_key(ns) {
-            known.insert(ns.into(), Instant::now());
-        }
-        Ok(true)
-    }
-
-    /// The registered namespaces (`All`, tags and patterns go through
-    /// each).
-    async fn namespaces(&self) -> Result<Vec<String>, String> {
-        let mut conn = self.conn.clone();
-        self.run(
-            redis::cmd("SMEMBERS")
-                .arg(self.registry_key())
-                .query_async(&mut conn),
-        )
-        .await
+        self.registered.sent(ns);
+        Ok(())
     }
 
     /// Stores `bytes` for `ttl` (at least a millisecond), unless an
@@ -536,212 +521,6 @@ impl RedisTier {
             self.register(key.namespace(), true).await?;
         }
         Ok(stored != 0)
-    }
-
-    /// Drops from Redis what `what` selects, moving the counters a load
-    /// in flight must find unchanged to be written. How many values went
-    /// (for a namespace or everything, which only move a generation: 0).
-    pub(super) async fn invalidate(&self, what: &Invalidate) -> Result<u64, String> {
-        let mut conn = self.conn.clone();
-        match what {
-            Invalidate::Key(k) => {
-                let [counter, ..] = self.fence_keys(k);
-                let (_, _, gone): (u64, i64, u64) = self
-                    .run(
-                        redis::pipe()
-                            .atomic()
-                            .cmd("INCR")
-                            .arg(&counter)
-                            .cmd("PEXPIRE")
-                            .arg(&counter)
-                            .arg(KEY_COUNTER_MS)
-                            .cmd("UNLINK")
-                            .arg(self.value_key(k))
-                            .query_async(&mut conn),
-                    )
-                    .await?;
-                Ok(gone)
-            }
-            Invalidate::Namespace(ns) => {
-                let _: u64 = self
-                    .run(
-                        redis::cmd("INCR")
-                            .arg(self.namespace_key(ns))
-                            .query_async(&mut conn),
-                    )
-                    .await?;
-                Ok(0)
-            }
-            Invalidate::All => {
-                let namespaces = self.namespaces().await?;
-                self.move_counters(&namespaces, |ns| [self.all_key(ns), self.fence_key(ns)])
-                    .await?;
-                Ok(0)
-            }
-            Invalidate::Tag(t) => self.purge_tag(t).await,
-            Invalidate::Prefix(p) if p.contains([':', '#']) => {
-                // One namespace: its fence, then a scan of its node only.
-                let ns = namespace_of(p);
-                let _: u64 = self
-                    .run(
-                        redis::cmd("INCR")
-                            .arg(self.fence_key(ns))
-                            .query_async(&mut conn),
-                    )
-                    .await?;
-                let values = self.values_of(ns);
-                let pattern = format!("{}{}*", escape(&values), escape(p));
-                let node = conn.node_of(&values);
-                self.scan_unlink(&node, &pattern, |_| true).await
-            }
-            Invalidate::Prefix(_) | Invalidate::Pattern(_) => {
-                // Namespaces the selection may reach: fences first, then
-                // one scan of each node.
-                let mut namespaces = self.namespaces().await?;
-                if let Invalidate::Prefix(p) = what {
-                    namespaces.retain(|ns| ns.starts_with(p.as_str()));
-                }
-                self.move_counters(&namespaces, |ns| [self.fence_key(ns)])
-                    .await?;
-                let values = format!("{}:qv:", self.prefix);
-                // Narrowed on the server (a superset: `*` also takes the
-                // hash tag), exact here.
-                let pattern = match what {
-                    Invalidate::Pattern(g) => format!("{}*{}", escape(&values), redis_glob(g)),
-                    Invalidate::Prefix(p) => format!("{}*{}*", escape(&values), escape(p)),
-                    _ => format!("{}*", escape(&values)),
-                };
-                let selects = |key: &str| {
-                    key_text(&values, key).is_some_and(|text| match what {
-                        Invalidate::Prefix(p) => text.starts_with(p.as_str()),
-                        Invalidate::Pattern(g) => g.matches(text),
-                        _ => false,
-                    })
-                };
-                let mut n = 0;
-                for node in self.run(conn.scan_nodes()).await? {
-                    n += self.scan_unlink(&node, &pattern, selects).await?;
-                }
-                Ok(n)
-            }
-        }
-    }
-
-    /// `INCR`s the counters `keys` names for each namespace.
-    async fn move_counters<const N: usize>(
-        &self,
-        namespaces: &[String],
-        keys: impl Fn(&str) -> [String; N],
-    ) -> Result<(), String> {
-        self.per_namespace::<_, ()>(namespaces, |ns, pipe| {
-            for k in keys(ns) {
-                pipe.cmd("INCR").arg(k).ignore();
-            }
-        })
-        .await
-        .map(drop)
-    }
-
-    /// Sends the commands `fill` writes for each item (each within one
-    /// namespace's slot): one pipeline on a server; on a cluster, whose
-    /// pipelines stay within a slot, one per item, [`FAN_OUT`] at once.
-    /// The replies not ignored, in the items' order.
-    async fn per_namespace<I, T: redis::FromRedisValue>(
-        &self,
-        items: &[I],
-        fill: impl Fn(&I, &mut redis::Pipeline),
-    ) -> Result<Vec<T>, String> {
-        use futures_util::{StreamExt, TryStreamExt};
-        if items.is_empty() {
-            return Ok(Vec::new());
-        }
-        if !self.conn.is_cluster() {
-            let mut pipe = redis::pipe();
-            for item in items {
-                fill(item, &mut pipe);
-            }
-            let mut conn = self.conn.clone();
-            return self.run(pipe.query_async(&mut conn)).await;
-        }
-        let pipes: Vec<redis::Pipeline> = items
-            .iter()
-            .map(|item| {
-                let mut pipe = redis::pipe();
-                fill(item, &mut pipe);
-                pipe
-            })
-            .collect();
-        let replies: Vec<Vec<T>> = futures_util::stream::iter(pipes)
-            .map(|pipe| {
-                let mut conn = self.conn.clone();
-                async move { self.run(pipe.query_async(&mut conn)).await }
-            })
-            .buffered(FAN_OUT)
-            .try_collect()
-            .await?;
-        Ok(replies.into_iter().flatten().collect())
-    }
-
-    /// Invalidates a tag in every registered namespace: moves each
-    /// fence and reads each tag set, then unlinks the values the sets
-    /// name and takes them out of the sets (declared keys, each command
-    /// within one namespace's slot; two round trips on a server). A
-    /// failure leaves the members not yet unlinked in their sets, for the
-    /// replay to finish; a key tagged after the sets were read is a write
-    /// the invalidation did not see, and stays.
-    async fn purge_tag(&self, tag: &str) -> Result<u64, String> {
-        let namespaces = self.namespaces().await?;
-        let members: Vec<Vec<String>> = self
-            .per_namespace(&namespaces, |ns, pipe| {
-                pipe.cmd("INCR").arg(self.fence_key(ns)).ignore();
-                pipe.cmd("SMEMBERS").arg(self.tag_key(ns, tag));
-            })
-            .await?;
-        let tagged: Vec<(&String, &[String])> = namespaces
-            .iter()
-            .zip(&members)
-            .flat_map(|(ns, keys)| keys.chunks(UNLINK_BATCH).map(move |b| (ns, b)))
-            .collect();
-        let gone: Vec<u64> = self
-            .per_namespace(&tagged, |(ns, batch), pipe| {
-                let values = self.values_of(ns);
-                let full: Vec<String> = batch.iter().map(|k| format!("{values}{k}")).collect();
-                pipe.cmd("UNLINK").arg(full);
-                pipe.cmd("SREM")
-                    .arg(self.tag_key(ns, tag))
-                    .arg(*batch)
-                    .ignore();
-            })
-            .await?;
-        Ok(gone.iter().sum())
-    }
-
-    /// Unlinks every key on `node` matching `pattern` that `selects`
-    /// keeps, a `SCAN` step at a time.
-    async fn scan_unlink(
-        &self,
-        node: &ScanNode,
-        pattern: &str,
-        selects: impl Fn(&str) -> bool,
-    ) -> Result<u64, String> {
-        let mut conn = self.conn.clone();
-        let (mut cursor, mut n) = (0u64, 0u64);
-        loop {
-            let (next, mut keys) = self
-                .run(conn.clone().scan_step(node, cursor, pattern, SCAN_COUNT))
-                .await?;
-            keys.retain(|k| selects(k));
-            if !keys.is_empty() {
-                let gone: u64 = self
-                    .run(redis::cmd("UNLINK").arg(&keys).query_async(&mut conn))
-                    .await?;
-                n += gone;
-            }
-            if next == 0 {
-                return Ok(n);
-            }
-            cursor = next;
-        }
     }
 
     pub(super) async fn publish(&self, id: u64, what: &Invalidate) -> Result<(), String> {
