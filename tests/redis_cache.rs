@@ -5,26 +5,19 @@
 
 mod support;
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::{Request, Response};
+use http::Request;
 use http_body_util::Full;
 use support::redis::{BlackHole, OwnRedis, free_port, prefix, redis_url};
-use tower::{ServiceBuilder, ServiceExt, service_fn};
+use tower::ServiceExt;
 use tower_perf::cache::{
-    CacheHandle, CacheKey, CacheLayer, CacheStore, MemoryStore, RedisCacheStore, ResponseBody,
-    TieredStore,
+    CacheHandle, CacheKey, CacheLayer, CacheStore, MemoryStore, RedisCacheStore, TieredStore,
 };
 
-type CacheSvc = tower::util::BoxCloneService<
-    Request<Full<Bytes>>,
-    Response<ResponseBody<Full<Bytes>>>,
-    Infallible,
->;
+use support::cache::CountingSvc as CacheSvc;
 
 /// One replica: a tiered store on `url` under `prefix`, in front of an
 /// origin whose calls `calls` counts.
@@ -37,25 +30,12 @@ async fn replica(
         .unwrap()
         .timeout(Duration::from_millis(100));
     let store = TieredStore::new(MemoryStore::new(8 << 20), l2).await;
-    let layer = CacheLayer::new().store(store.clone());
-    let handle = layer.handle();
-    let svc =
-        ServiceBuilder::new()
-            .layer(layer)
-            .service(service_fn(move |req: Request<Full<Bytes>>| {
-                let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
-                let path = req.uri().path().to_owned();
-                async move {
-                    Ok::<_, Infallible>(
-                        Response::builder()
-                            .header("cache-control", "max-age=600")
-                            .header("surrogate-key", "all products")
-                            .body(Full::from(format!("{path} #{n}")))
-                            .unwrap(),
-                    )
-                }
-            }));
-    (tower::util::BoxCloneService::new(svc), handle, store)
+    let (svc, handle) = support::cache::counting(
+        CacheLayer::new().store(store.clone()),
+        calls,
+        "all products",
+    );
+    (svc, handle, store)
 }
 
 async fn fetch(svc: &CacheSvc, method: http::Method, path: &str) -> (String, String) {
@@ -312,7 +292,9 @@ async fn the_purge_endpoint_reports_an_incomplete_purge() {
     let req = Request::post("/performance/cache/purge")
         .header("authorization", "Bearer t")
         .header("content-type", "application/json")
-        .body(Full::new(Bytes::from_static(br#"{"url":"/products/1"}"#)))
+        .body(Full::new(bytes::Bytes::from_static(
+            br#"{"url":"/products/1"}"#,
+        )))
         .unwrap();
     let resp = report.clone().oneshot(req).await.unwrap();
     assert_eq!(resp.status(), http::StatusCode::SERVICE_UNAVAILABLE);
@@ -333,7 +315,7 @@ async fn the_purge_endpoint_reports_an_incomplete_purge() {
     let req = Request::post("/performance/cache/purge")
         .header("authorization", "Bearer t")
         .header("content-type", "application/json")
-        .body(Full::new(Bytes::from_static(
+        .body(Full::new(bytes::Bytes::from_static(
             br#"{"url":"http://user@shop.test/products/1"}"#,
         )))
         .unwrap();

@@ -24,43 +24,19 @@ use support::cluster::{OwnCluster, SHARED_NODE_TIMEOUT_MS, cluster_url, node};
 use support::redis::prefix;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_perf::RedisTarget;
-use tower_perf::cache::{
-    CacheHandle, CacheKey, CacheLayer, CacheStore, Purge, RedisCacheStore, ResponseBody,
-};
+use tower_perf::cache::{CacheHandle, CacheKey, CacheLayer, CacheStore, Purge, RedisCacheStore};
 use tower_perf::query_cache::{EntryOptions, Invalidate, QueryCache, QueryKey, RedisTier};
 use tower_perf::rate_limit::{
     Key, KeySource, MissingKey, PolicyRef, Quota, RateLimitLayer, RateLimitStore, RateRule,
     RedisStore,
 };
 
-type CacheSvc = tower::util::BoxCloneService<
-    Request<Full<Bytes>>,
-    Response<ResponseBody<Full<Bytes>>>,
-    Infallible,
->;
+use support::cache::CountingSvc as CacheSvc;
 
 /// A cache in front of an origin whose calls `calls` counts, storing in
 /// `store`; every response is tagged `all`.
 fn cached(store: RedisCacheStore, calls: Arc<AtomicUsize>) -> (CacheSvc, CacheHandle) {
-    let layer = CacheLayer::new().store(store);
-    let handle = layer.handle();
-    let svc =
-        ServiceBuilder::new()
-            .layer(layer)
-            .service(service_fn(move |req: Request<Full<Bytes>>| {
-                let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
-                let path = req.uri().path().to_owned();
-                async move {
-                    Ok::<_, Infallible>(
-                        Response::builder()
-                            .header("cache-control", "max-age=600")
-                            .header("surrogate-key", "all")
-                            .body(Full::from(format!("{path} #{n}")))
-                            .unwrap(),
-                    )
-                }
-            }));
-    (tower::util::BoxCloneService::new(svc), handle)
+    support::cache::counting(CacheLayer::new().store(store), calls, "all")
 }
 
 type LimitedSvc = tower::util::BoxCloneService<

@@ -135,3 +135,40 @@ impl IntoStatus for Response<Body> {
         self
     }
 }
+
+/// A cache behind which the origin answers `PATH #N` (`N` its call count
+/// in `calls`), cacheable for 600 s and tagged `surrogate`, boxed, with
+/// its handle: the Redis stores' replicas.
+pub fn counting(
+    layer: CacheLayer,
+    calls: Arc<AtomicUsize>,
+    surrogate: &'static str,
+) -> (CountingSvc, tower_perf::cache::CacheHandle) {
+    use http_body_util::Full;
+    let handle = layer.handle();
+    let svc = ServiceBuilder::new()
+        .layer(layer)
+        .service(tower::service_fn(
+            move |req: Request<Full<bytes::Bytes>>| {
+                let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+                let path = req.uri().path().to_owned();
+                async move {
+                    Ok::<_, std::convert::Infallible>(
+                        Response::builder()
+                            .header("cache-control", "max-age=600")
+                            .header("surrogate-key", surrogate)
+                            .body(Full::from(format!("{path} #{n}")))
+                            .unwrap(),
+                    )
+                }
+            },
+        ));
+    (tower::util::BoxCloneService::new(svc), handle)
+}
+
+/// What [`counting`] makes.
+pub type CountingSvc = tower::util::BoxCloneService<
+    Request<http_body_util::Full<bytes::Bytes>>,
+    Response<tower_perf::cache::ResponseBody<http_body_util::Full<bytes::Bytes>>>,
+    std::convert::Infallible,
+>;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionLike;
 
-use super::redis::free_port;
+use super::redis::{free_port, wait_for_ping};
 
 /// One node: its port and the shell that runs it.
 struct Node {
@@ -418,24 +418,5 @@ fn spawn_node(dir: &std::path::Path, node_timeout_ms: u64) -> Node {
         pid: pid.trim().to_owned(),
         shell,
         stdin,
-    }
-}
-
-async fn wait_for_ping(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(c) = redis::Client::open(format!("redis://127.0.0.1:{port}")) {
-            if let Ok(mut conn) = c.get_multiplexed_async_connection().await {
-                let pong: Result<String, _> = redis::cmd("PING").query_async(&mut conn).await;
-                if pong.is_ok() {
-                    return;
-                }
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "cluster node did not start on {port}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -137,6 +137,27 @@ pub struct OwnRedis {
     pub child: Child,
 }
 
+/// Waits (up to 10 s) until the Redis on `port` answers `PING`.
+pub async fn wait_for_ping(port: u16) {
+    let url = format!("redis://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(c) = redis::Client::open(url.as_str()) {
+            if let Ok(mut conn) = c.get_multiplexed_async_connection().await {
+                let pong: Result<String, _> = redis::cmd("PING").query_async(&mut conn).await;
+                if pong.is_ok() {
+                    return;
+                }
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "redis-server did not start on {port}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 impl OwnRedis {
     pub async fn start(port: u16) -> Self {
         let child = Command::new("redis-server")
@@ -154,23 +175,7 @@ impl OwnRedis {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server on PATH");
-        let url = format!("redis://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(c) = redis::Client::open(url.as_str()) {
-                if let Ok(mut conn) = c.get_multiplexed_async_connection().await {
-                    let pong: Result<String, _> = redis::cmd("PING").query_async(&mut conn).await;
-                    if pong.is_ok() {
-                        break;
-                    }
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not start on {port}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_for_ping(port).await;
         Self { child }
     }
 }
