@@ -2,6 +2,7 @@
 //! self-healing connection, set up the same way for every store.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
@@ -43,10 +44,16 @@ pub(crate) const USER_TIMEOUT: Duration = Duration::from_secs(3);
 /// hash slot (see each store's documentation for its layout), follows
 /// `MOVED`/`ASK` redirections, finds a promoted replica by itself after
 /// a failover (the circuit breaker answers meanwhile), scans every master
-/// for the purges that scan, and broadcasts invalidations with classic
-/// pub/sub, which a cluster forwards to every node. The subscriber
-/// listens on one seed at a time and moves to the next when it fails:
-/// give several seeds.
+/// for the purges that scan, and broadcasts invalidations and task
+/// cancels by sharded pub/sub (`SPUBLISH`/`SSUBSCRIBE`: each channel
+/// lives on the node serving its slot, so a message crosses no other
+/// node). A subscriber whose node fails over or whose slot migrates
+/// subscribes again and treats what it may have missed as the
+/// single-server subscriber does (the caches empty their memory). On a
+/// cluster without sharded pub/sub (before Redis 7) the stores say so in
+/// a warning and use classic pub/sub, which a cluster forwards to every
+/// node; the subscriber then listens on one seed at a time and moves to
+/// the next when it fails: give several seeds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RedisTarget {
     /// One Redis server, by its URL.
@@ -114,14 +121,19 @@ impl std::fmt::Display for RedisTarget {
 #[derive(Clone)]
 pub(crate) enum Conn {
     Server(ConnectionManager),
-    Cluster(ClusterConnection),
+    Cluster(ClusterConnection, Sharded),
 }
+
+/// Whether a cluster's nodes have sharded pub/sub (Redis 7, Valkey):
+/// asked once (`COMMAND INFO SSUBSCRIBE`), shared by a store's publisher
+/// and subscriber so both use the same kind.
+pub(crate) type Sharded = Arc<tokio::sync::OnceCell<bool>>;
 
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Self::Server(c) => c.req_packed_command(cmd),
-            Self::Cluster(c) => c.req_packed_command(cmd),
+            Self::Cluster(c, _) => c.req_packed_command(cmd),
         }
     }
 
@@ -133,14 +145,14 @@ impl ConnectionLike for Conn {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Self::Server(c) => c.req_packed_commands(cmd, offset, count),
-            Self::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+            Self::Cluster(c, _) => c.req_packed_commands(cmd, offset, count),
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
             Self::Server(c) => c.get_db(),
-            Self::Cluster(c) => c.get_db(),
+            Self::Cluster(c, _) => c.get_db(),
         }
     }
 }
@@ -157,14 +169,59 @@ pub(crate) enum ScanNode {
 impl Conn {
     /// Whether this is a cluster connection.
     pub(crate) fn is_cluster(&self) -> bool {
-        matches!(self, Self::Cluster(_))
+        matches!(self, Self::Cluster(..))
+    }
+
+    /// Whether invalidations and cancels go by sharded pub/sub: on a
+    /// cluster whose nodes have it. Asks the cluster the first time.
+    pub(crate) async fn sharded(&self) -> redis::RedisResult<bool> {
+        let Self::Cluster(c, sharded) = self else {
+            return Ok(false);
+        };
+        sharded
+            .get_or_try_init(|| async {
+                let info: Vec<Value> = redis::cmd("COMMAND")
+                    .arg("INFO")
+                    .arg("SSUBSCRIBE")
+                    .query_async(&mut c.clone())
+                    .await?;
+                let has = info.first().is_some_and(|v| !matches!(v, Value::Nil));
+                if !has {
+                    tracing::warn!(
+                        "tower-perf: this Redis Cluster has no sharded pub/sub (Redis 7 or Valkey have it): invalidations go by classic pub/sub, which every node forwards to every other"
+                    );
+                }
+                Ok(has)
+            })
+            .await
+            .copied()
+    }
+
+    /// Publishes `message` on `channel` (`SPUBLISH` where [`sharded`](Self::sharded));
+    /// the listeners that heard (on a cluster by classic pub/sub, the
+    /// receiving node's only).
+    pub(crate) async fn publish(
+        &mut self,
+        channel: &str,
+        message: &str,
+    ) -> redis::RedisResult<u64> {
+        let command = if self.sharded().await? {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        };
+        redis::cmd(command)
+            .arg(channel)
+            .arg(message)
+            .query_async(self)
+            .await
     }
 
     /// The nodes a scan over every key must walk: the server, or each of
     /// the cluster's masters as `CLUSTER SLOTS` on a master names them now
     /// (a replica's view may lag a failover).
     pub(crate) async fn scan_nodes(&mut self) -> redis::RedisResult<Vec<ScanNode>> {
-        let Self::Cluster(c) = self else {
+        let Self::Cluster(c, _) = self else {
             return Ok(vec![ScanNode::Server]);
         };
         let slots = c
@@ -199,7 +256,7 @@ impl Conn {
     pub(crate) fn node_of(&self, key: &str) -> ScanNode {
         match self {
             Self::Server(_) => ScanNode::Server,
-            Self::Cluster(_) => ScanNode::SlotOf(key.to_owned()),
+            Self::Cluster(..) => ScanNode::SlotOf(key.to_owned()),
         }
     }
 
@@ -218,7 +275,7 @@ impl Conn {
             .arg(pattern)
             .arg("COUNT")
             .arg(count);
-        let Self::Cluster(c) = self else {
+        let Self::Cluster(c, _) = self else {
             return cmd.query_async(self).await;
         };
         let route = match node {
@@ -239,9 +296,14 @@ impl Conn {
     }
 }
 
-/// The clients a subscriber may listen through: the server, or each seed
-/// of a cluster (tried in turn when one fails).
-pub(crate) type Listeners = Vec<redis::Client>;
+/// What a subscriber listens through: the server, or each seed of a
+/// cluster (tried in turn when one fails) for classic pub/sub, and on a
+/// cluster the seeds and store's connection for sharded pub/sub.
+#[derive(Clone)]
+pub(crate) struct Listeners {
+    pub(crate) clients: Vec<redis::Client>,
+    cluster: Option<Conn>,
+}
 
 /// A client for `url` with the connection settings every store uses.
 fn client(url: &str) -> Result<redis::Client, String> {
@@ -270,17 +332,21 @@ pub(crate) fn connect(target: &RedisTarget) -> Result<(Listeners, Conn), String>
                 .set_max_delay(Duration::from_secs(1));
             let manager = ConnectionManager::new_lazy_with_config(client.clone(), config)
                 .map_err(|e| format!("redis: {e}"))?;
-            Ok((vec![client], Conn::Server(manager)))
+            let listeners = Listeners {
+                clients: vec![client],
+                cluster: None,
+            };
+            Ok((listeners, Conn::Server(manager)))
         }
         RedisTarget::Cluster(seeds) => {
             if seeds.is_empty() {
                 return Err("redis cluster: no seed node given".to_owned());
             }
-            let listeners = seeds
+            let clients = seeds
                 .iter()
                 .map(|s| client(s))
                 .collect::<Result<Vec<_>, _>>()?;
-            let infos = listeners
+            let infos = clients
                 .iter()
                 .map(|c| c.get_connection_info().clone())
                 .collect::<Vec<_>>();
@@ -302,8 +368,15 @@ pub(crate) fn connect(target: &RedisTarget) -> Result<(Listeners, Conn), String>
             let config = redis::cluster::ClusterConfig::new()
                 .set_connection_timeout(Duration::from_millis(500))
                 .set_response_timeout(Duration::from_secs(1));
-            let conn = cluster.get_pending_async_connection_with_config(config);
-            Ok((listeners, Conn::Cluster(conn)))
+            let conn = Conn::Cluster(
+                cluster.get_pending_async_connection_with_config(config),
+                Sharded::default(),
+            );
+            let listeners = Listeners {
+                clients,
+                cluster: Some(conn.clone()),
+            };
+            Ok((listeners, conn))
         }
     }
 }
@@ -398,61 +471,56 @@ pub(crate) trait Listener: Send {
     fn failed(&mut self) {}
 }
 
+/// The error a subscriber's session ends with when its connection stops
+/// answering or its subscription was lost.
+fn silent() -> redis::RedisError {
+    redis::RedisError::from((
+        redis::ErrorKind::Io,
+        "the subscription connection stopped answering",
+    ))
+}
+
 /// Listens on `channel` until `stop` turns true or its sender goes:
 /// checks the connection every second, and subscribes again (after 20 ms,
-/// doubling up to 2 s) after a lost or silent one, through the next of
-/// `clients` (a cluster's seeds: classic pub/sub reaches every node, so
-/// any one of them hears every message).
+/// doubling up to 2 s) after a lost or silent one. On a cluster with
+/// sharded pub/sub, through the node serving the channel's slot (found
+/// again after a failover or a migration); otherwise by classic pub/sub
+/// through the next of the clients (a cluster's seeds: classic pub/sub
+/// reaches every node, so any one of them hears every message).
 pub(crate) async fn subscribe(
-    clients: Listeners,
+    listeners: Listeners,
     channel: &str,
     mut listener: impl Listener,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    use futures_util::StreamExt;
-    let silent = || {
-        redis::RedisError::from((
-            redis::ErrorKind::Io,
-            "the subscription connection stopped answering",
-        ))
-    };
     let mut backoff = Duration::from_millis(20);
     let mut again = false;
     let mut turn = 0usize;
     loop {
-        let Some(client) = clients.get(turn % clients.len().max(1)) else {
-            return;
-        };
-        turn = turn.wrapping_add(1);
         let session = async {
-            let mut pubsub = tokio::time::timeout(2 * PING_EVERY, client.get_async_pubsub())
+            let sharded = match &listeners.cluster {
+                Some(conn) => tokio::time::timeout(2 * PING_EVERY, conn.sharded())
+                    .await
+                    .map_err(|_| silent())??,
+                None => false,
+            };
+            if sharded {
+                sharded_session(
+                    &listeners.clients,
+                    channel,
+                    &mut listener,
+                    again,
+                    &mut backoff,
+                )
                 .await
-                .map_err(|_| silent())??;
-            tokio::time::timeout(2 * PING_EVERY, pubsub.subscribe(channel))
-                .await
-                .map_err(|_| silent())??;
-            backoff = Duration::from_millis(20);
-            listener.subscribed(again);
-            let (mut sink, mut messages) = pubsub.split();
-            let mut check = tokio::time::interval(PING_EVERY);
-            check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            check.tick().await;
-            loop {
-                tokio::select! {
-                    msg = messages.next() => {
-                        let Some(msg) = msg else { break };
-                        listener.message(msg.get_payload_bytes());
-                    }
-                    _ = check.tick() => {
-                        match tokio::time::timeout(PING_EVERY, sink.ping::<redis::Value>()).await {
-                            Ok(Ok(_)) => {}
-                            Ok(Err(e)) => return Err(e),
-                            Err(_) => return Err(silent()),
-                        }
-                    }
-                }
+            } else {
+                let Some(client) = listeners.clients.get(turn % listeners.clients.len().max(1))
+                else {
+                    return Ok(());
+                };
+                turn = turn.wrapping_add(1);
+                classic_session(client, channel, &mut listener, again, &mut backoff).await
             }
-            redis::RedisResult::Ok(())
         };
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
@@ -471,6 +539,119 @@ pub(crate) async fn subscribe(
     }
 }
 
+/// One classic subscription through `client`, until it breaks.
+async fn classic_session(
+    client: &redis::Client,
+    channel: &str,
+    listener: &mut impl Listener,
+    again: bool,
+    backoff: &mut Duration,
+) -> redis::RedisResult<()> {
+    use futures_util::StreamExt;
+    let mut pubsub = tokio::time::timeout(2 * PING_EVERY, client.get_async_pubsub())
+        .await
+        .map_err(|_| silent())??;
+    tokio::time::timeout(2 * PING_EVERY, pubsub.subscribe(channel))
+        .await
+        .map_err(|_| silent())??;
+    *backoff = Duration::from_millis(20);
+    listener.subscribed(again);
+    let (mut sink, mut messages) = pubsub.split();
+    let mut check = tokio::time::interval(PING_EVERY);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    check.tick().await;
+    loop {
+        tokio::select! {
+            msg = messages.next() => {
+                let Some(msg) = msg else { return Err(silent()) };
+                listener.message(msg.get_payload_bytes());
+            }
+            _ = check.tick() => {
+                match tokio::time::timeout(PING_EVERY, sink.ping::<redis::Value>()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Err(e),
+                    Err(_) => return Err(silent()),
+                }
+            }
+        }
+    }
+}
+
+/// One sharded subscription (`SSUBSCRIBE`) on a cluster known by the
+/// seeds of `clients`, until it breaks. The cluster client subscribes
+/// again by itself after a failover, and a migrated slot's node
+/// unsubscribes its listeners: either may have lost messages, so either
+/// ends the session (the next one subscribes `again`). Every second a
+/// read of the channel's slot checks the node still answers.
+async fn sharded_session(
+    clients: &[redis::Client],
+    channel: &str,
+    listener: &mut impl Listener,
+    again: bool,
+    backoff: &mut Duration,
+) -> redis::RedisResult<()> {
+    use redis::PushKind;
+    let (tx, mut pushes) = tokio::sync::mpsc::unbounded_channel();
+    let seeds: Vec<redis::ConnectionInfo> = clients
+        .iter()
+        .map(|c| c.get_connection_info().clone())
+        .collect();
+    let builder = redis::cluster::ClusterClientBuilder::new(seeds)
+        .use_protocol(redis::ProtocolVersion::RESP3)
+        .push_sender(tx)
+        .retries(2);
+    #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
+    let builder =
+        builder.tcp_settings(redis::io::tcp::TcpSettings::default().set_user_timeout(USER_TIMEOUT));
+    let config = redis::cluster::ClusterConfig::new()
+        .set_connection_timeout(Duration::from_millis(500))
+        .set_response_timeout(PING_EVERY);
+    let client = builder.build()?;
+    let mut conn = tokio::time::timeout(
+        2 * PING_EVERY,
+        client.get_async_connection_with_config(config),
+    )
+    .await
+    .map_err(|_| silent())??;
+    tokio::time::timeout(2 * PING_EVERY, conn.ssubscribe(channel))
+        .await
+        .map_err(|_| silent())??;
+    *backoff = Duration::from_millis(20);
+    listener.subscribed(again);
+    let mut confirmed = false;
+    let mut check = tokio::time::interval(PING_EVERY);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    check.tick().await;
+    loop {
+        tokio::select! {
+            push = pushes.recv() => {
+                let Some(push) = push else { return Err(silent()) };
+                match push.kind {
+                    PushKind::SMessage => {
+                        if let Some(Value::BulkString(payload)) = push.data.get(1) {
+                            listener.message(payload);
+                        }
+                    }
+                    PushKind::SSubscribe if !confirmed => confirmed = true,
+                    PushKind::SSubscribe | PushKind::SUnsubscribe | PushKind::Disconnection => {
+                        return Err(silent());
+                    }
+                    _ => {}
+                }
+            }
+            _ = check.tick() => {
+                let mut read = redis::cmd("EXISTS");
+                read.arg(channel);
+                match tokio::time::timeout(PING_EVERY, read.query_async::<u64>(&mut conn)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Err(e),
+                    Err(_) => return Err(silent()),
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -481,7 +662,7 @@ mod tests {
         assert!(!conn.is_cluster());
         #[cfg(target_os = "linux")]
         assert_eq!(
-            clients[0]
+            clients.clients[0]
                 .get_connection_info()
                 .tcp_settings()
                 .user_timeout(),
@@ -500,7 +681,7 @@ mod tests {
         );
         let (clients, conn) = connect(&target).unwrap();
         assert!(conn.is_cluster());
-        assert_eq!(clients.len(), 2);
+        assert_eq!(clients.clients.len(), 2);
         let bad = RedisTarget::cluster(["redis://127.0.0.1:7000", "nope://x"]);
         let bad = connect(&bad).err().expect("refused");
         assert!(bad.starts_with("redis url:"), "{bad}");

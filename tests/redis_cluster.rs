@@ -235,6 +235,50 @@ async fn keys_spread_over_every_master_and_scanning_purges_reach_each() {
 /// promoted (after the cluster's one-second node timeout). Meanwhile no
 /// request fails (the breaker and the failure policies answer); then
 /// the stores use the new master by themselves.
+/// On a cluster that has it, invalidations travel by sharded pub/sub: the
+/// query cache's subscriber is a shard-channel subscriber (on the node
+/// serving the channel's slot), none listens by classic pub/sub, and an
+/// invalidation reaches the other replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalidations_go_by_sharded_pub_sub() {
+    let url = cluster_url();
+    let p = support::redis::prefix("sharded");
+    let replica = async || {
+        let tier = RedisTier::new(&url, &p)
+            .unwrap()
+            .timeout(Duration::from_secs(1));
+        let cache = QueryCache::builder().redis(tier).build();
+        assert!(cache.subscribed(Duration::from_secs(5)).await);
+        cache
+    };
+    let (a, b) = (replica().await, replica().await);
+    let channel = format!("{p}:query-invalidate");
+    let mut admin = support::cluster::admin(&url).await;
+    // Both ask every node and add up the answers.
+    let count = async |admin: &mut support::cluster::Admin, kind: &str| {
+        let counts: Vec<(String, u64)> = redis::cmd("PUBSUB")
+            .arg(kind)
+            .arg(&channel)
+            .query_async(admin)
+            .await
+            .unwrap();
+        counts.iter().map(|(_, n)| n).sum::<u64>()
+    };
+    assert_eq!(count(&mut admin, "SHARDNUMSUB").await, 2);
+    assert_eq!(count(&mut admin, "NUMSUB").await, 0);
+    let key = QueryKey::new("sharded:1");
+    b.insert(key.clone(), 1u32, Duration::from_secs(60)).await;
+    assert_eq!(b.get::<u32>(&key).await.as_deref(), Some(&1));
+    a.invalidate(Invalidate::Key(key.clone())).await.unwrap();
+    let deadline = Instant::now() + support::gate::DEADLINE;
+    while b.get::<u32>(&key).await.is_some() {
+        assert!(Instant::now() < deadline, "B never heard A");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = b.stats().redis.unwrap();
+    assert!(r.invalidations_received >= 1, "{r:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_master_killed_mid_test_is_replaced_without_failed_requests() {
     let mut cluster = OwnCluster::start(1000).await;
@@ -248,18 +292,23 @@ async fn a_master_killed_mid_test_is_replaced_without_failed_requests() {
         .timeout(Duration::from_millis(200));
     let calls = Arc::new(AtomicUsize::new(0));
     let (svc, _) = cached(store.clone(), calls.clone());
-    // The victim: the master of the slot a rate-limit key and a cached
-    // URL share (hash tag `{victim}`).
-    let path = "/{victim}/item";
-    let slot = cluster.slot_of("{victim}").await;
+    // The victim: the master of the slot a rate-limit key, a cached URL
+    // and the query cache's invalidation channel share (the channel's
+    // name as hash tag): with sharded pub/sub, the query-cache replicas
+    // listen there.
+    let tag = format!("{{{p}:query-invalidate}}");
+    let path = &format!("/{tag}/item");
+    let slot = cluster.slot_of(&format!("{p}:query-invalidate")).await;
+    assert_eq!(cluster.slot_of(&tag).await, slot);
     let victim = cluster.master_of_slot(slot).await;
     assert_eq!(fetch(&svc, path).await.0, StatusCode::OK);
     until_stored(&store, path).await;
     let api = limited(limits.clone(), Quota::per_minute(1_000_000));
-    assert_eq!(call_limited(&api, "{victim}").await, StatusCode::OK);
+    assert_eq!(call_limited(&api, &tag).await, StatusCode::OK);
     assert_eq!(limits.stats().snapshot().fallbacks, 0);
-    // Two query-cache replicas whose first seed is the victim: their
-    // subscribers listen there, and must move to another node.
+    // Two query-cache replicas whose first seed is the victim (which
+    // serves their channel's slot too): their subscribers listen there,
+    // and must move to another node.
     let seeds: Vec<String> = std::iter::once(format!("redis://127.0.0.1:{victim}"))
         .chain(
             cluster
@@ -299,7 +348,7 @@ async fn a_master_killed_mid_test_is_replaced_without_failed_requests() {
     let recovered = loop {
         let before = limits.stats().snapshot().fallbacks;
         assert_eq!(
-            call_limited(&api, "{victim}").await,
+            call_limited(&api, &tag).await,
             StatusCode::OK,
             "a rate-limited request failed during the failover"
         );
@@ -359,7 +408,7 @@ async fn a_master_killed_mid_test_is_replaced_without_failed_requests() {
     // The new master decides: a small quota is refused past its size,
     // which the fail-open policy never does.
     let small = policy(Quota::per_minute(2));
-    let fresh = Key::Text("{victim}:small".into());
+    let fresh = Key::Text(format!("{tag}:small").into());
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let mut denied = false;
@@ -376,7 +425,7 @@ async fn a_master_killed_mid_test_is_replaced_without_failed_requests() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // And the cache stores and finds entries on it again.
-    let later = "/{victim}/later";
+    let later = &format!("/{tag}/later");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         assert_eq!(fetch(&svc, later).await.0, StatusCode::OK);
@@ -504,4 +553,33 @@ async fn a_slot_migrated_mid_test_is_followed() {
     assert_eq!(loads.load(Ordering::SeqCst), before);
     let keys = keys_per_master(&url, &format!("{p}:*{tag}*")).await;
     assert_eq!(keys.iter().filter(|n| **n > 0).count(), 1, "{keys:?}");
+
+    // The query cache's channel's slot moves: its node unsubscribes the
+    // replica, which subscribes again on the new node (emptying its
+    // memory: messages may have been missed) and hears invalidations
+    // there.
+    assert!(queries.subscribed(Duration::from_secs(5)).await);
+    let dropped = queries.stats().redis.unwrap().l1_dropped;
+    let channel_slot = cluster.slot_of(&format!("{p}:query-invalidate")).await;
+    let from = cluster.master_of_slot(channel_slot).await;
+    let masters = cluster.masters().await;
+    let to = *masters.keys().find(|p| **p != from).unwrap();
+    cluster.begin_migration(channel_slot, to, 0).await;
+    cluster.finish_migration(channel_slot, from, to).await;
+    let deadline = Instant::now() + support::gate::DEADLINE;
+    while queries.stats().redis.unwrap().l1_dropped == dropped {
+        assert!(Instant::now() < deadline, "never subscribed again");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(load(7).await, 7);
+    let received = queries.stats().redis.unwrap().invalidations_received;
+    fresh
+        .invalidate(Invalidate::Key(QueryKey::new("orders:7")))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + support::gate::DEADLINE;
+    while queries.stats().redis.unwrap().invalidations_received == received {
+        assert!(Instant::now() < deadline, "no invalidation after the move");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

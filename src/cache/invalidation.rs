@@ -80,13 +80,11 @@ impl Broadcast {
     /// Tells the other replicas to drop what `purge` selects.
     pub(crate) async fn publish(&self, purge: &Purge) -> Result<(), StoreError> {
         let mut conn = self.l2.conn.clone();
-        let _: i64 = RedisCacheStore::run(
+        let message = encode_purge(self.id, purge);
+        let _: u64 = RedisCacheStore::run(
             &self.l2.stats,
             self.l2.timeout,
-            redis::cmd("PUBLISH")
-                .arg(&*self.channel)
-                .arg(encode_purge(self.id, purge))
-                .query_async(&mut conn),
+            conn.publish(&self.channel, &message),
         )
         .await?;
         self.l2.stats.inner.published.fetch_add(1, Relaxed);

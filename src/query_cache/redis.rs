@@ -525,13 +525,8 @@ impl RedisTier {
 
     pub(super) async fn publish(&self, id: u64, what: &Invalidate) -> Result<(), String> {
         let mut conn = self.conn.clone();
-        let _: i64 = self
-            .run(
-                redis::cmd("PUBLISH")
-                    .arg(self.channel())
-                    .arg(encode_message(id, what))
-                    .query_async(&mut conn),
-            )
+        let _: u64 = self
+            .run(conn.publish(&self.channel(), &encode_message(id, what)))
             .await?;
         self.counters.published.fetch_add(1, Relaxed);
         Ok(())

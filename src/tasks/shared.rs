@@ -326,15 +326,16 @@ impl RedisTasks {
     /// Asks `owner`, the replica that runs `id`, to cancel it; how many
     /// listeners heard (it listens while it is up).
     ///
-    /// On a cluster `PUBLISH` counts only the receiving node's
-    /// subscribers (the message goes on to the others over the cluster
-    /// bus), so when it counts none, every node is asked how many listen.
+    /// By classic pub/sub on a cluster `PUBLISH` counts only the
+    /// receiving node's subscribers (the message goes on to the others
+    /// over the cluster bus), so when it counts none, every node is asked
+    /// how many listen. (`SPUBLISH` counts the shard's: exact.)
     pub(super) async fn send_cancel(&self, id: TaskId, owner: u64) -> Result<u64, String> {
         let mut conn = self.conn.clone();
         let channel = self.cancel_channel(owner);
-        let mut heard: u64 = self.run(conn.publish(&channel, id.to_string())).await?;
+        let mut heard = self.run(conn.publish(&channel, &id.to_string())).await?;
         self.stats.inner.cancels_sent.fetch_add(1, Relaxed);
-        if heard == 0 && conn.is_cluster() {
+        if heard == 0 && conn.is_cluster() && !self.run(conn.sharded()).await? {
             let counts: Vec<(String, u64)> = self
                 .run(
                     redis::cmd("PUBSUB")
