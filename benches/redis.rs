@@ -3,7 +3,8 @@
 //! beside a plain `EVAL` of the same script (the floor: what any client
 //! pays for the script), one at a time and 32 in flight; and a cache
 //! lookup answered by Redis (an L2 hit of a 10 KiB entry), one at a time
-//! and 32 in flight. With `REDIS_CLUSTER_URL` (seed URLs, comma-separated)
+//! and 32 in flight; and the query cache's `Invalidate::All` over 100
+//! namespaces. With `REDIS_CLUSTER_URL` (seed URLs, comma-separated)
 //! the store benchmarks run against that Redis Cluster too, in the same
 //! run ("cluster" beside "server").
 //!
@@ -22,9 +23,13 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures_util::future::join_all;
 use tower_perf::RedisTarget;
 use tower_perf::cache::{CacheKey, CacheStore, RedisCacheStore};
+use tower_perf::query_cache::{Invalidate, QueryCache, QueryKey, RedisTier};
 use tower_perf::rate_limit::{Key, PolicyRef, Quota, RateLimitStore, RedisStore};
 
 const IN_FLIGHT: usize = 32;
+
+/// Namespaces in the query cache's registry when `All` is invalidated.
+const NAMESPACES: usize = 100;
 
 fn url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
@@ -107,6 +112,7 @@ fn bench(c: &mut Criterion) {
         &prefix,
         &entry,
     );
+    invalidate_all(c, &rt, "server", &RedisTarget::server(url()), &prefix);
 
     // The same stores on a cluster, in the same run.
     if let Ok(cluster) = std::env::var("REDIS_CLUSTER_URL") {
@@ -138,6 +144,7 @@ fn bench(c: &mut Criterion) {
         });
         group.finish();
         l2_hits(c, &rt, "cluster", &cluster, &prefix, &entry);
+        invalidate_all(c, &rt, "cluster", &cluster, &prefix);
         clean(&rt, &cluster, &prefix);
     }
     rt.block_on(async {
@@ -198,6 +205,47 @@ fn l2_hits(
             )
         })
     });
+    group.finish();
+}
+
+/// `QueryCache::invalidate(Invalidate::All)` with [`NAMESPACES`]
+/// namespaces in use: the registry read, two counters moved in each
+/// namespace (one pipeline on a server; on a cluster a pipeline per
+/// namespace, 16 at once), and the broadcast to the other replicas.
+fn invalidate_all(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    label: &str,
+    target: &RedisTarget,
+    prefix: &str,
+) {
+    let cache = rt.block_on(async {
+        let tier = RedisTier::new(target, &format!("{prefix}:queries"))
+            .unwrap()
+            .timeout(Duration::from_secs(1));
+        let cache = QueryCache::builder().redis(tier).build();
+        for i in 0..NAMESPACES {
+            let key = QueryKey::new(format!("ns{i}:1"));
+            cache.insert(key, i, Duration::from_secs(600)).await;
+        }
+        let ns = QueryKey::new(format!("ns{}:1", NAMESPACES - 1));
+        assert_eq!(
+            cache.get::<usize>(&ns).await.as_deref(),
+            Some(&(NAMESPACES - 1))
+        );
+        cache
+    });
+    let mut group = c.benchmark_group("redis-query-cache");
+    group
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    group.bench_function(
+        format!("{label}: invalidate All, {NAMESPACES} namespaces"),
+        |b| {
+            b.to_async(rt)
+                .iter(|| async { cache.invalidate(Invalidate::All).await.unwrap() })
+        },
+    );
     group.finish();
 }
 
