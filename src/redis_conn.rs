@@ -124,10 +124,15 @@ pub(crate) enum Conn {
     Cluster(ClusterConnection, Sharded),
 }
 
-/// Whether a cluster's nodes have sharded pub/sub (Redis 7, Valkey):
-/// asked once (`COMMAND INFO SSUBSCRIBE`), shared by a store's publisher
-/// and subscriber so both use the same kind.
-pub(crate) type Sharded = Arc<tokio::sync::OnceCell<bool>>;
+/// What a store knows of whether its cluster has sharded pub/sub (Redis
+/// 7, Valkey) on every node, and since when: shared by the store's
+/// publisher and subscriber, asked again after [`REDETECT`].
+pub(crate) type Sharded = Arc<std::sync::Mutex<Option<(bool, std::time::Instant)>>>;
+
+/// How long a store trusts what it knows of its cluster's sharded
+/// pub/sub: replicas that started before an upgrade (or a downgrade)
+/// agree again with those started after within this.
+pub(crate) const REDETECT: Duration = Duration::from_secs(30);
 
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
@@ -173,28 +178,57 @@ impl Conn {
     }
 
     /// Whether invalidations and cancels go by sharded pub/sub: on a
-    /// cluster whose nodes have it. Asks the cluster the first time.
+    /// cluster every node of which has it (`PUBSUB SHARDNUMSUB`, which
+    /// the client asks of every node, answered; a node without it, or an
+    /// ACL that refuses it, says no). Known for [`REDETECT`]; when asking
+    /// again fails, what was known holds (a node down must not stop the
+    /// broadcasts), and with nothing known the error is returned.
     pub(crate) async fn sharded(&self) -> redis::RedisResult<bool> {
-        let Self::Cluster(c, sharded) = self else {
+        use redis::{ErrorKind, ServerErrorKind};
+        let Self::Cluster(c, known) = self else {
             return Ok(false);
         };
-        sharded
-            .get_or_try_init(|| async {
-                let info: Vec<Value> = redis::cmd("COMMAND")
-                    .arg("INFO")
-                    .arg("SSUBSCRIBE")
-                    .query_async(&mut c.clone())
-                    .await?;
-                let has = info.first().is_some_and(|v| !matches!(v, Value::Nil));
-                if !has {
-                    tracing::warn!(
-                        "tower-perf: this Redis Cluster has no sharded pub/sub (Redis 7 or Valkey have it): invalidations go by classic pub/sub, which every node forwards to every other"
-                    );
-                }
-                Ok(has)
-            })
-            .await
-            .copied()
+        let lock = || {
+            known
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        let before = *lock();
+        if let Some((has, at)) = before {
+            if at.elapsed() < REDETECT {
+                return Ok(has);
+            }
+        }
+        let asked = redis::cmd("PUBSUB")
+            .arg("SHARDNUMSUB")
+            .query_async::<Value>(&mut c.clone())
+            .await;
+        let has = match asked {
+            Ok(_) => true,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::Server(ServerErrorKind::ResponseError | ServerErrorKind::NoPerm)
+                ) =>
+            {
+                false
+            }
+            Err(e) => match before {
+                Some((has, _)) => return Ok(has),
+                None => return Err(e),
+            },
+        };
+        *lock() = Some((has, std::time::Instant::now()));
+        match (before.map(|(h, _)| h), has) {
+            (Some(true) | None, false) => tracing::warn!(
+                "tower-perf: this Redis Cluster has no sharded pub/sub on every node (Redis 7 or Valkey have it; an ACL may refuse PUBSUB SHARDNUMSUB): invalidations go by classic pub/sub, which every node forwards to every other"
+            ),
+            (Some(false), true) => tracing::info!(
+                "tower-perf: every node of this Redis Cluster now has sharded pub/sub: invalidations switch to it"
+            ),
+            _ => {}
+        }
+        Ok(has)
     }
 
     /// Publishes `message` on `channel` (`SPUBLISH` where [`sharded`](Self::sharded));
@@ -487,6 +521,11 @@ fn silent() -> redis::RedisError {
 /// again after a failover or a migration); otherwise by classic pub/sub
 /// through the next of the clients (a cluster's seeds: classic pub/sub
 /// reaches every node, so any one of them hears every message).
+///
+/// When the cluster's answer on sharded pub/sub changes (an upgrade), the
+/// subscriber switches kinds, and starts afresh once more
+/// `2 × REDETECT` later: a publisher may take that long to switch too,
+/// and what it sent meanwhile by the other kind went unheard.
 pub(crate) async fn subscribe(
     listeners: Listeners,
     channel: &str,
@@ -496,6 +535,8 @@ pub(crate) async fn subscribe(
     let mut backoff = Duration::from_millis(20);
     let mut again = false;
     let mut turn = 0usize;
+    let mut kind: Option<bool> = None;
+    let mut afresh_at: Option<tokio::time::Instant> = None;
     loop {
         let session = async {
             let sharded = match &listeners.cluster {
@@ -504,22 +545,21 @@ pub(crate) async fn subscribe(
                     .map_err(|_| silent())??,
                 None => false,
             };
+            if kind.is_some_and(|k| k != sharded) {
+                afresh_at = Some(tokio::time::Instant::now() + 2 * REDETECT);
+            }
+            kind = Some(sharded);
+            let end = switch(listeners.cluster.as_ref(), sharded, afresh_at);
             if sharded {
-                sharded_session(
-                    &listeners.clients,
-                    channel,
-                    &mut listener,
-                    again,
-                    &mut backoff,
-                )
-                .await
+                let clients = &listeners.clients;
+                sharded_session(clients, channel, &mut listener, again, &mut backoff, end).await
             } else {
                 let Some(client) = listeners.clients.get(turn % listeners.clients.len().max(1))
                 else {
                     return Ok(());
                 };
                 turn = turn.wrapping_add(1);
-                classic_session(client, channel, &mut listener, again, &mut backoff).await
+                classic_session(client, channel, &mut listener, again, &mut backoff, end).await
             }
         };
         tokio::select! {
@@ -530,6 +570,9 @@ pub(crate) async fn subscribe(
                 }
             }
         }
+        if afresh_at.is_some_and(|at| at <= tokio::time::Instant::now()) {
+            afresh_at = None;
+        }
         again = true;
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
@@ -539,13 +582,34 @@ pub(crate) async fn subscribe(
     }
 }
 
-/// One classic subscription through `client`, until it breaks.
+/// Resolves when a session of kind `sharded` must end: the cluster's
+/// answer on sharded pub/sub changed, or `afresh_at` came. Never, on a
+/// server.
+async fn switch(conn: Option<&Conn>, sharded: bool, afresh_at: Option<tokio::time::Instant>) {
+    let Some(conn) = conn else {
+        return std::future::pending().await;
+    };
+    loop {
+        let next = tokio::time::Instant::now() + REDETECT;
+        tokio::time::sleep_until(afresh_at.map_or(next, |at| at.min(next))).await;
+        if afresh_at.is_some_and(|at| at <= tokio::time::Instant::now()) {
+            return;
+        }
+        if conn.sharded().await.is_ok_and(|now| now != sharded) {
+            return;
+        }
+    }
+}
+
+/// One classic subscription through `client`, until it breaks or `end`
+/// resolves.
 async fn classic_session(
     client: &redis::Client,
     channel: &str,
     listener: &mut impl Listener,
     again: bool,
     backoff: &mut Duration,
+    end: impl Future<Output = ()>,
 ) -> redis::RedisResult<()> {
     use futures_util::StreamExt;
     let mut pubsub = tokio::time::timeout(2 * PING_EVERY, client.get_async_pubsub())
@@ -554,21 +618,24 @@ async fn classic_session(
     tokio::time::timeout(2 * PING_EVERY, pubsub.subscribe(channel))
         .await
         .map_err(|_| silent())??;
-    *backoff = Duration::from_millis(20);
     listener.subscribed(again);
     let (mut sink, mut messages) = pubsub.split();
     let mut check = tokio::time::interval(PING_EVERY);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     check.tick().await;
+    let mut end = std::pin::pin!(end);
     loop {
         tokio::select! {
+            () = &mut end => return Ok(()),
             msg = messages.next() => {
                 let Some(msg) = msg else { return Err(silent()) };
                 listener.message(msg.get_payload_bytes());
             }
             _ = check.tick() => {
                 match tokio::time::timeout(PING_EVERY, sink.ping::<redis::Value>()).await {
-                    Ok(Ok(_)) => {}
+                    // Lasted a check: the next failure starts from a
+                    // short wait again.
+                    Ok(Ok(_)) => *backoff = Duration::from_millis(20),
                     Ok(Err(e)) => return Err(e),
                     Err(_) => return Err(silent()),
                 }
@@ -578,17 +645,18 @@ async fn classic_session(
 }
 
 /// One sharded subscription (`SSUBSCRIBE`) on a cluster known by the
-/// seeds of `clients`, until it breaks. The cluster client subscribes
-/// again by itself after a failover, and a migrated slot's node
-/// unsubscribes its listeners: either may have lost messages, so either
-/// ends the session (the next one subscribes `again`). Every second a
-/// read of the channel's slot checks the node still answers.
+/// seeds of `clients`, until it breaks or `end` resolves. The cluster
+/// client subscribes again by itself after a failover, and a migrated
+/// slot's node unsubscribes its listeners: either may have lost messages,
+/// so either ends the session (the next one subscribes `again`). Every
+/// second a read of the channel's slot checks its node still answers.
 async fn sharded_session(
     clients: &[redis::Client],
     channel: &str,
     listener: &mut impl Listener,
     again: bool,
     backoff: &mut Duration,
+    end: impl Future<Output = ()>,
 ) -> redis::RedisResult<()> {
     use redis::PushKind;
     let (tx, mut pushes) = tokio::sync::mpsc::unbounded_channel();
@@ -616,16 +684,19 @@ async fn sharded_session(
     tokio::time::timeout(2 * PING_EVERY, conn.ssubscribe(channel))
         .await
         .map_err(|_| silent())??;
-    *backoff = Duration::from_millis(20);
     listener.subscribed(again);
     let mut confirmed = false;
     let mut check = tokio::time::interval(PING_EVERY);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     check.tick().await;
+    let mut end = std::pin::pin!(end);
     loop {
         tokio::select! {
+            () = &mut end => return Ok(()),
             push = pushes.recv() => {
                 let Some(push) = push else { return Err(silent()) };
+                // (`Disconnection` comes from any of the client's node
+                // connections: the channel's own is watched by the check.)
                 match push.kind {
                     PushKind::SMessage => {
                         if let Some(Value::BulkString(payload)) = push.data.get(1) {
@@ -633,9 +704,7 @@ async fn sharded_session(
                         }
                     }
                     PushKind::SSubscribe if !confirmed => confirmed = true,
-                    PushKind::SSubscribe | PushKind::SUnsubscribe | PushKind::Disconnection => {
-                        return Err(silent());
-                    }
+                    PushKind::SSubscribe | PushKind::SUnsubscribe => return Err(silent()),
                     _ => {}
                 }
             }
@@ -643,7 +712,7 @@ async fn sharded_session(
                 let mut read = redis::cmd("EXISTS");
                 read.arg(channel);
                 match tokio::time::timeout(PING_EVERY, read.query_async::<u64>(&mut conn)).await {
-                    Ok(Ok(_)) => {}
+                    Ok(Ok(_)) => *backoff = Duration::from_millis(20),
                     Ok(Err(e)) => return Err(e),
                     Err(_) => return Err(silent()),
                 }
