@@ -514,6 +514,23 @@ fn silent() -> redis::RedisError {
     ))
 }
 
+/// `op`, or [`silent`] if it takes longer than `wait`.
+async fn within<T>(
+    wait: Duration,
+    op: impl Future<Output = redis::RedisResult<T>>,
+) -> redis::RedisResult<T> {
+    tokio::time::timeout(wait, op).await.map_err(|_| silent())?
+}
+
+/// A session's connection checks: every [`PING_EVERY`], the first one
+/// second after it subscribed.
+async fn checks() -> tokio::time::Interval {
+    let mut check = tokio::time::interval(PING_EVERY);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    check.tick().await;
+    check
+}
+
 /// Listens on `channel` until `stop` turns true or its sender goes:
 /// checks the connection every second, and subscribes again (after 20 ms,
 /// doubling up to 2 s) after a lost or silent one. On a cluster with
@@ -540,9 +557,7 @@ pub(crate) async fn subscribe(
     loop {
         let session = async {
             let sharded = match &listeners.cluster {
-                Some(conn) => tokio::time::timeout(2 * PING_EVERY, conn.sharded())
-                    .await
-                    .map_err(|_| silent())??,
+                Some(conn) => within(2 * PING_EVERY, conn.sharded()).await?,
                 None => false,
             };
             if kind.is_some_and(|k| k != sharded) {
@@ -612,17 +627,11 @@ async fn classic_session(
     end: impl Future<Output = ()>,
 ) -> redis::RedisResult<()> {
     use futures_util::StreamExt;
-    let mut pubsub = tokio::time::timeout(2 * PING_EVERY, client.get_async_pubsub())
-        .await
-        .map_err(|_| silent())??;
-    tokio::time::timeout(2 * PING_EVERY, pubsub.subscribe(channel))
-        .await
-        .map_err(|_| silent())??;
+    let mut pubsub = within(2 * PING_EVERY, client.get_async_pubsub()).await?;
+    within(2 * PING_EVERY, pubsub.subscribe(channel)).await?;
     listener.subscribed(again);
     let (mut sink, mut messages) = pubsub.split();
-    let mut check = tokio::time::interval(PING_EVERY);
-    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    check.tick().await;
+    let mut check = checks().await;
     let mut end = std::pin::pin!(end);
     loop {
         tokio::select! {
@@ -632,13 +641,10 @@ async fn classic_session(
                 listener.message(msg.get_payload_bytes());
             }
             _ = check.tick() => {
-                match tokio::time::timeout(PING_EVERY, sink.ping::<redis::Value>()).await {
-                    // Lasted a check: the next failure starts from a
-                    // short wait again.
-                    Ok(Ok(_)) => *backoff = Duration::from_millis(20),
-                    Ok(Err(e)) => return Err(e),
-                    Err(_) => return Err(silent()),
-                }
+                within(PING_EVERY, sink.ping::<redis::Value>()).await?;
+                // Lasted a check: the next failure starts from a short
+                // wait again.
+                *backoff = Duration::from_millis(20);
             }
         }
     }
@@ -675,20 +681,15 @@ async fn sharded_session(
         .set_connection_timeout(Duration::from_millis(500))
         .set_response_timeout(PING_EVERY);
     let client = builder.build()?;
-    let mut conn = tokio::time::timeout(
+    let mut conn = within(
         2 * PING_EVERY,
         client.get_async_connection_with_config(config),
     )
-    .await
-    .map_err(|_| silent())??;
-    tokio::time::timeout(2 * PING_EVERY, conn.ssubscribe(channel))
-        .await
-        .map_err(|_| silent())??;
+    .await?;
+    within(2 * PING_EVERY, conn.ssubscribe(channel)).await?;
     listener.subscribed(again);
     let mut confirmed = false;
-    let mut check = tokio::time::interval(PING_EVERY);
-    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    check.tick().await;
+    let mut check = checks().await;
     let mut end = std::pin::pin!(end);
     loop {
         tokio::select! {
@@ -711,11 +712,8 @@ async fn sharded_session(
             _ = check.tick() => {
                 let mut read = redis::cmd("EXISTS");
                 read.arg(channel);
-                match tokio::time::timeout(PING_EVERY, read.query_async::<u64>(&mut conn)).await {
-                    Ok(Ok(_)) => *backoff = Duration::from_millis(20),
-                    Ok(Err(e)) => return Err(e),
-                    Err(_) => return Err(silent()),
-                }
+                within(PING_EVERY, read.query_async::<u64>(&mut conn)).await?;
+                *backoff = Duration::from_millis(20);
             }
         }
     }

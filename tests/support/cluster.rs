@@ -158,11 +158,20 @@ impl OwnCluster {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         let mut nodes = Vec::new();
-        for _ in 0..6 {
-            nodes.push(spawn_node(&dir, node_timeout_ms));
-        }
-        for n in &nodes {
+        while nodes.len() < 6 {
+            let n = spawn_node(&dir, node_timeout_ms);
             wait_for_ping(n.port).await;
+            // The server answering is this node's, not another process's
+            // that took the port first (then this one could not bind it:
+            // try another port).
+            let info: String = redis::cmd("INFO")
+                .arg("server")
+                .query_async(&mut node(n.port).await)
+                .await
+                .unwrap();
+            if info.contains(&format!("process_id:{}\r", n.pid)) {
+                nodes.push(n);
+            }
         }
         let mut create = Command::new("redis-cli");
         create.arg("--cluster").arg("create");
