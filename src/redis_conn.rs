@@ -193,12 +193,18 @@ impl Conn {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
         };
-        let before = *lock();
-        if let Some((has, at)) = before {
-            if at.elapsed() < REDETECT {
-                return Ok(has);
+        let before = {
+            let mut known = lock();
+            let before = *known;
+            match before {
+                Some((has, at)) if at.elapsed() < REDETECT => return Ok(has),
+                // Due: this caller asks; the others keep what was known
+                // meanwhile.
+                Some((has, _)) => *known = Some((has, std::time::Instant::now())),
+                None => {}
             }
-        }
+            before
+        };
         let asked = redis::cmd("PUBSUB")
             .arg("SHARDNUMSUB")
             .query_async::<Value>(&mut c.clone())
@@ -249,6 +255,26 @@ impl Conn {
             .arg(message)
             .query_async(self)
             .await
+    }
+
+    /// How many listen on `channel`. A cluster's `PUBLISH` and `SPUBLISH`
+    /// count only the receiving node's subscribers (the message goes on
+    /// to the others over the cluster bus): this asks every node
+    /// (`PUBSUB NUMSUB`, or `SHARDNUMSUB` where [`sharded`](Self::sharded))
+    /// and adds up.
+    #[cfg(feature = "tasks")]
+    pub(crate) async fn listeners(&mut self, channel: &str) -> redis::RedisResult<u64> {
+        let kind = if self.sharded().await? {
+            "SHARDNUMSUB"
+        } else {
+            "NUMSUB"
+        };
+        let counts: Vec<(String, u64)> = redis::cmd("PUBSUB")
+            .arg(kind)
+            .arg(channel)
+            .query_async(self)
+            .await?;
+        Ok(counts.iter().map(|(_, n)| n).sum())
     }
 
     /// The nodes a scan over every key must walk: the server, or each of

@@ -45,7 +45,14 @@ struct State {
     /// Moved by each failed call: registrations of an earlier epoch are
     /// due again.
     epoch: u64,
+    /// When a full memory last forgot the registrations due again: at
+    /// most once a [`PRUNE_EVERY`], so namespaces past the cap cost no
+    /// walk of the whole memory each.
+    pruned_at: Option<Instant>,
 }
+
+/// The least time between two walks of a full memory.
+const PRUNE_EVERY: Duration = Duration::from_secs(1);
 
 impl Registered {
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -71,11 +78,15 @@ impl Registered {
     /// `ns` was just put in the registry.
     pub(super) fn sent(&self, ns: &str) {
         let mut state = self.state();
-        if state.sent.len() >= REMEMBERED_MAX && !state.sent.contains_key(ns) {
+        if state.sent.len() >= REMEMBERED_MAX
+            && !state.sent.contains_key(ns)
+            && state.pruned_at.is_none_or(|at| at.elapsed() >= PRUNE_EVERY)
+        {
             let epoch = state.epoch;
             state
                 .sent
                 .retain(|_, (at, e)| at.elapsed() < REFRESH && *e == epoch);
+            state.pruned_at = Some(Instant::now());
         }
         if state.sent.len() < REMEMBERED_MAX || state.sent.contains_key(ns) {
             let epoch = state.epoch;
@@ -115,5 +126,14 @@ mod tests {
         r.sent("one more");
         assert_eq!(r.need("one more"), Need::Now, "full: not remembered");
         assert_eq!(r.need("0"), Need::Nothing);
+        // After a failure every registration is due again: the next walk
+        // (a second after the last) forgets them and makes room.
+        r.stale();
+        r.sent("still no room");
+        assert_eq!(r.need("still no room"), Need::Now, "walked a moment ago");
+        std::thread::sleep(PRUNE_EVERY);
+        r.sent("room");
+        assert_eq!(r.need("room"), Need::Nothing, "forgotten the stale ones");
+        assert_eq!(r.need("0"), Need::Now);
     }
 }

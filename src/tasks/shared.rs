@@ -324,32 +324,16 @@ impl RedisTasks {
     }
 
     /// Asks `owner`, the replica that runs `id`, to cancel it; how many
-    /// listeners heard (it listens while it is up).
-    ///
-    /// On a cluster `PUBLISH` and `SPUBLISH` count only the receiving
-    /// node's subscribers (the message goes on to the others over the
-    /// cluster bus), so when it counts none, every node is asked how many
-    /// listen.
+    /// listeners heard (it listens while it is up). On a cluster, whose
+    /// publish counts only the receiving node's, a count of none is
+    /// checked with every node.
     pub(super) async fn send_cancel(&self, id: TaskId, owner: u64) -> Result<u64, String> {
         let mut conn = self.conn.clone();
         let channel = self.cancel_channel(owner);
         let mut heard = self.run(conn.publish(&channel, &id.to_string())).await?;
         self.stats.inner.cancels_sent.fetch_add(1, Relaxed);
         if heard == 0 && conn.is_cluster() {
-            let kind = if self.run(conn.sharded()).await? {
-                "SHARDNUMSUB"
-            } else {
-                "NUMSUB"
-            };
-            let counts: Vec<(String, u64)> = self
-                .run(
-                    redis::cmd("PUBSUB")
-                        .arg(kind)
-                        .arg(&channel)
-                        .query_async(&mut conn),
-                )
-                .await?;
-            heard = counts.iter().map(|(_, n)| n).sum();
+            heard = self.run(conn.listeners(&channel)).await?;
         }
         Ok(heard)
     }

@@ -156,9 +156,10 @@ impl RedisTier {
 
     /// Sends the commands `fill` writes for each item (each within one
     /// namespace's slot), each item's in a transaction if `atomic`: on a
-    /// server in pipelines of [`PIPELINE_NAMESPACES`] items; on a
-    /// cluster, whose pipelines stay within a slot, a pipeline per item,
-    /// [`FAN_OUT`] at once. The replies not ignored, in the items' order.
+    /// server in pipelines of [`PIPELINE_NAMESPACES`] items (a transaction
+    /// over them all is one over each a fortiori); on a cluster, whose
+    /// pipelines stay within a slot, a pipeline per item. [`FAN_OUT`]
+    /// pipelines at once; the replies not ignored, in the items' order.
     async fn per_namespace<I, T: redis::FromRedisValue>(
         &self,
         items: &[I],
@@ -166,35 +167,24 @@ impl RedisTier {
         fill: impl Fn(&I, &mut redis::Pipeline),
     ) -> Result<Vec<T>, String> {
         use futures_util::{StreamExt, TryStreamExt};
-        let pipes: Vec<redis::Pipeline> = if self.conn.is_cluster() {
-            items
-                .iter()
-                .map(|item| {
-                    let mut pipe = redis::pipe();
-                    if atomic {
-                        pipe.atomic();
-                    }
-                    fill(item, &mut pipe);
-                    pipe
-                })
-                .collect()
+        let per_pipe = if self.conn.is_cluster() {
+            1
         } else {
-            items
-                .chunks(PIPELINE_NAMESPACES)
-                .map(|chunk| {
-                    // One transaction for the chunk on a server: each
-                    // item's is atomic a fortiori.
-                    let mut pipe = redis::pipe();
-                    if atomic {
-                        pipe.atomic();
-                    }
-                    for item in chunk {
-                        fill(item, &mut pipe);
-                    }
-                    pipe
-                })
-                .collect()
+            PIPELINE_NAMESPACES
         };
+        let pipes: Vec<redis::Pipeline> = items
+            .chunks(per_pipe)
+            .map(|chunk| {
+                let mut pipe = redis::pipe();
+                if atomic {
+                    pipe.atomic();
+                }
+                for item in chunk {
+                    fill(item, &mut pipe);
+                }
+                pipe
+            })
+            .collect();
         let timeout = self.invalidate_timeout();
         let replies: Vec<Vec<T>> = futures_util::stream::iter(pipes)
             .map(|pipe| {
